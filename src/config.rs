@@ -1,0 +1,200 @@
+//! Configuration: the stage that turns YAML files into validated domain types.
+//!
+//! `raw` holds serde structs that mirror the files (`deny_unknown_fields`), `validate` turns
+//! them into the types below, reporting every problem with its YAML path. Everything past this
+//! module works with these types only: durations are `Duration`, backends are parsed
+//! [`BackendUri`]s, shards are addressed by [`ShardId`]. This module is pure: it reads files,
+//! it never opens sockets.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod duration;
+mod load;
+pub mod raw;
+mod uri;
+mod validate;
+
+pub use load::{ConfigError, Problem, load_config, load_shard_map};
+pub use uri::{BackendUri, UriError};
+
+/// The whole proxy configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the proxy accepts clients on.
+    pub listen: SocketAddr,
+    /// How clients prove who they are.
+    pub auth_method: ClientAuthMethod,
+    /// Users allowed to connect, with their secrets.
+    pub users: Vec<UserEntry>,
+    /// TLS for clients; `None` answers SSLRequest with `N`.
+    pub tls: Option<TlsFiles>,
+    /// Backend pool settings, shared by every pool.
+    pub pool: PoolSettings,
+    /// Protection limits for client connections.
+    pub limits: Limits,
+    /// Logical databases clients can connect to, each backed by a shard map.
+    pub databases: Vec<DatabaseEntry>,
+    /// Log output settings.
+    pub log: LogSettings,
+}
+
+/// Client authentication method (the `auth.method` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// SCRAM-SHA-256, the default: no password crosses the wire.
+    ScramSha256,
+    /// MD5 challenge: needs a plain password or an `md5…` hash per user.
+    Md5,
+    /// No password at all: only for local development.
+    Trust,
+}
+
+/// One user the proxy accepts.
+#[derive(Debug, Clone)]
+pub struct UserEntry {
+    /// Login name.
+    pub name: String,
+    /// What the proxy checks the client's proof against.
+    pub secret: UserSecret,
+}
+
+/// A user's stored secret. Plain passwords are allowed for development and the demo; a SCRAM
+/// verifier (as in `pg_authid.rolpassword`) keeps plain text out of the config.
+#[derive(Clone, PartialEq, Eq)]
+pub enum UserSecret {
+    /// Plain text password.
+    Password(String),
+    /// `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`.
+    ScramVerifier(String),
+    /// `md5` followed by hex(md5(password || user)).
+    Md5Hash(String),
+    /// No secret: only valid with `auth.method: trust`.
+    None,
+}
+
+impl std::fmt::Debug for UserSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never render secrets, even in debug logs.
+        let kind = match self {
+            UserSecret::Password(_) => "Password(<redacted>)",
+            UserSecret::ScramVerifier(_) => "ScramVerifier(<redacted>)",
+            UserSecret::Md5Hash(_) => "Md5Hash(<redacted>)",
+            UserSecret::None => "None",
+        };
+        f.write_str(kind)
+    }
+}
+
+/// Certificate and key (PEM) for client TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// When a client gives its backend connection back to the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// At the end of every transaction (the default): many clients share few backends.
+    Transaction,
+    /// When the client disconnects: for applications that need full session semantics.
+    Session,
+}
+
+/// Settings for every backend pool.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Transaction or session pooling.
+    pub mode: PoolMode,
+    /// Maximum connections per backend endpoint.
+    pub size: u32,
+    /// Connections kept open while idle, per endpoint.
+    pub min_idle: u32,
+    /// How long a client waits for a connection before SQLSTATE 53300.
+    pub checkout_timeout: Duration,
+    /// How long opening one backend connection may take.
+    pub connect_timeout: Duration,
+    /// Idle connections older than this are closed.
+    pub idle_timeout: Option<Duration>,
+    /// Connections older than this are closed when returned.
+    pub max_lifetime: Option<Duration>,
+    /// Backend-side prepared statements kept per connection before it is recycled.
+    pub max_prepared_statements: usize,
+}
+
+/// Limits that protect the proxy from clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest message a client may send (CopyData is streamed and exempt).
+    pub max_message_bytes: usize,
+    /// Time a client has to finish startup and authentication.
+    pub startup_timeout: Duration,
+    /// Most client connections served at once; more are refused with 53300.
+    pub max_client_connections: usize,
+}
+
+/// Log output settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Human-readable or JSON lines.
+    pub format: LogFormat,
+    /// A `tracing` env-filter directive such as `info` or `shardgate=debug`.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A logical database: the name clients put in their connection string, and its shard map.
+#[derive(Debug, Clone)]
+pub struct DatabaseEntry {
+    /// Database name clients connect to.
+    pub name: String,
+    /// File the shard map was read from (reload re-reads it).
+    pub shard_map_path: PathBuf,
+    /// The validated shard map.
+    pub shard_map: ShardMap,
+}
+
+/// Index of a shard in its [`ShardMap`]; stable for the life of one map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub u32);
+
+/// Where data lives: shards and, later, tables with their strategies.
+#[derive(Debug, Clone)]
+pub struct ShardMap {
+    /// Every shard, indexed by [`ShardId`].
+    pub shards: Vec<Shard>,
+    /// Shard for everything the map does not place elsewhere.
+    pub default_shard: ShardId,
+}
+
+impl ShardMap {
+    /// The shard with this id. Ids come from this map, so the lookup cannot miss.
+    pub fn shard(&self, id: ShardId) -> &Shard {
+        &self.shards[id.0 as usize]
+    }
+}
+
+/// One shard: a primary and its streaming replicas.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    /// This shard's index in the map.
+    pub id: ShardId,
+    /// Operator-facing name, unique within the map.
+    pub name: String,
+    /// Where writes go.
+    pub primary: BackendUri,
+    /// Read replicas of the primary.
+    pub replicas: Vec<BackendUri>,
+}

@@ -1,0 +1,105 @@
+//! What a client is told when something fails, in one shape for every stage.
+//!
+//! Each stage has its own `thiserror` enum with typed context; each of those knows its
+//! SQLSTATE and who is at fault, and converts into an [`ErrorReport`]. The session is the one
+//! place that turns a report into an `ErrorResponse` on the wire.
+
+/// Who caused an error: tells operators where to look and clients whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The client sent something wrong (bad password, malformed message, unknown database).
+    Client,
+    /// A backend failed or is unreachable; retrying later may succeed.
+    Backend,
+    /// The proxy itself is saturated or hit an internal error.
+    Proxy,
+}
+
+/// `ErrorResponse` severity, as in the protocol's `S`/`V` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The statement failed; the session goes on.
+    Error,
+    /// The session ends after this message.
+    Fatal,
+}
+
+impl Severity {
+    /// The protocol spelling of this severity.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+}
+
+/// A client-visible error: what goes into an `ErrorResponse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReport {
+    /// ERROR or FATAL.
+    pub severity: Severity,
+    /// Five-character SQLSTATE.
+    pub code: &'static str,
+    /// Primary human-readable message.
+    pub message: String,
+    /// Optional detail line.
+    pub detail: Option<String>,
+    /// Who is at fault.
+    pub blame: Blame,
+}
+
+impl ErrorReport {
+    /// An ERROR-severity report.
+    pub fn error(code: &'static str, blame: Blame, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            detail: None,
+            blame,
+        }
+    }
+
+    /// A FATAL-severity report: the connection closes after it.
+    pub fn fatal(code: &'static str, blame: Blame, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Fatal,
+            ..Self::error(code, blame, message)
+        }
+    }
+
+    /// Adds a detail line.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// SQLSTATE codes the proxy itself raises (PostgreSQL Appendix A).
+pub mod sqlstate {
+    /// Statement or construct the proxy does not support.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// Connection to a backend failed.
+    pub const CONNECTION_FAILURE: &str = "08006";
+    /// Could not establish a connection (startup).
+    pub const CONNECTION_EXCEPTION: &str = "08000";
+    /// Malformed message from the client.
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    /// Pool exhausted or connection limit reached.
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// Wrong password.
+    pub const INVALID_PASSWORD: &str = "28P01";
+    /// Authentication failed for another reason.
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    /// Unknown database.
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    /// Prepared statement name already in use.
+    pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
+    /// Server shutting down.
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// Statement cancelled.
+    pub const QUERY_CANCELED: &str = "57014";
+    /// Internal proxy error.
+    pub const INTERNAL_ERROR: &str = "XX000";
+}

@@ -1,0 +1,34 @@
+//! shardgate: a sharded PostgreSQL proxy.
+//!
+//! Applications and `psql` connect to shardgate as if it were Postgres. Each statement is routed
+//! to the shard that owns its rows and runs on a pooled backend connection; rows travel back as
+//! the backend's own protocol bytes.
+//!
+//! ```text
+//!  client ──► frontend ──► session ──► router        (which shard?)
+//!             (TLS, auth,   (per-client   │
+//!              cancel)       loop, tx,    ▼
+//!                            prepared) ─► execute ──► pool ──► backend ──► PostgreSQL
+//!                                         (forward raw frames,  (bb8)   (connect, auth)
+//!                                          track responses)
+//! ```
+//!
+//! Module map, one per stage of the data flow:
+//! - [`config`]: YAML → validated domain types (pure).
+//! - [`wire`]: PostgreSQL framing and the few messages the proxy reads or writes (pure, no I/O).
+//! - [`frontend`]: listener, TLS negotiation, startup, client authentication, cancel requests.
+//! - [`session`]: one client's loop: transaction pooling, session parameters, prepared statements.
+//! - [`router`]: statement → [`router::Route`] (pure).
+//! - [`execute`]: moves frames between a client and its backend and tracks what each response answers.
+//! - [`pool`]: bb8 pools of backend connections, one per endpoint.
+//! - [`backend`]: one server connection: connect, authenticate, parameters.
+//! - [`app`]: wiring from config to a listening proxy, shutdown.
+//! - [`cli`]: the `shardgate` command line.
+//!
+//! Rules every module keeps:
+//! - Rows of a single-shard statement are never decoded; frames are forwarded as bytes.
+//! - Bytes from a client or a backend never cause a panic: decoders return `Result` and bound lengths.
+//! - Arrows point down only: `frontend → session → {router, execute}`, `execute → {pool, backend}`.
+
+pub mod config;
+pub mod error;
