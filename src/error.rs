@@ -4,6 +4,8 @@
 //! SQLSTATE and who is at fault, and converts into an [`ErrorReport`]. The session is the one
 //! place that turns a report into an `ErrorResponse` on the wire.
 
+use std::borrow::Cow;
+
 /// Who caused an error: tells operators where to look and clients whether a retry can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {
@@ -39,8 +41,8 @@ impl Severity {
 pub struct ErrorReport {
     /// ERROR or FATAL.
     pub severity: Severity,
-    /// Five-character SQLSTATE.
-    pub code: &'static str,
+    /// Five-character SQLSTATE (ours are constants; a backend's are passed through).
+    pub code: Cow<'static, str>,
     /// Primary human-readable message.
     pub message: String,
     /// Optional detail line.
@@ -51,10 +53,10 @@ pub struct ErrorReport {
 
 impl ErrorReport {
     /// An ERROR-severity report.
-    pub fn error(code: &'static str, blame: Blame, message: impl Into<String>) -> Self {
+    pub fn error(code: impl Into<Cow<'static, str>>, blame: Blame, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
-            code,
+            code: code.into(),
             message: message.into(),
             detail: None,
             blame,
@@ -62,10 +64,18 @@ impl ErrorReport {
     }
 
     /// A FATAL-severity report: the connection closes after it.
-    pub fn fatal(code: &'static str, blame: Blame, message: impl Into<String>) -> Self {
+    pub fn fatal(code: impl Into<Cow<'static, str>>, blame: Blame, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Fatal,
             ..Self::error(code, blame, message)
+        }
+    }
+
+    /// The same report, ending the session.
+    pub fn into_fatal(self) -> Self {
+        Self {
+            severity: Severity::Fatal,
+            ..self
         }
     }
 
@@ -103,3 +113,11 @@ pub mod sqlstate {
     /// Internal proxy error.
     pub const INTERNAL_ERROR: &str = "XX000";
 }
+
+impl std::fmt::Display for ErrorReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.severity.as_str(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ErrorReport {}

@@ -30,5 +30,15 @@
 //! - Bytes from a client or a backend never cause a panic: decoders return `Result` and bound lengths.
 //! - Arrows point down only: `frontend → session → {router, execute}`, `execute → {pool, backend}`.
 
+pub mod app;
+pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod error;
+pub mod execute;
+pub mod frontend;
+pub mod pool;
+pub mod router;
+pub mod session;
+pub mod topology;
+pub mod wire;

@@ -1,0 +1,84 @@
+//! Wiring: config → topology → frontend, and the proxy's lifecycle.
+//!
+//! [`Proxy::start`] binds nothing itself: the caller passes a listener, so tests run the whole
+//! proxy in-process on port 0 and the binary binds the configured address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::frontend::{self, FrontendContext, tls::TlsError};
+use crate::topology::Topology;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A running proxy.
+pub struct Proxy {
+    /// Where clients connect.
+    pub local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    accept_loop: JoinHandle<()>,
+    frontend: Arc<FrontendContext>,
+}
+
+impl Proxy {
+    /// Binds `config.listen` and starts serving.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Self::start(config, listener)
+    }
+
+    /// Starts serving on an already bound listener.
+    pub fn start(config: &Config, listener: TcpListener) -> Result<Self, StartError> {
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (_topology_tx, topology) = watch::channel(Arc::new(Topology::build(config, 1)));
+        let frontend = Arc::new(FrontendContext::new(config, topology)?);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let accept_loop = tokio::spawn(frontend::serve(listener, frontend.clone(), shutdown_rx));
+        tracing::info!(%local_addr, "shardgate listening");
+        Ok(Self {
+            local_addr,
+            shutdown,
+            accept_loop,
+            frontend,
+        })
+    }
+
+    /// Client connections open right now.
+    pub fn connection_count(&self) -> usize {
+        self.frontend.connection_count()
+    }
+
+    /// Stops accepting new clients; connected clients finish their sessions.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.accept_loop.await;
+    }
+}

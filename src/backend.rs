@@ -1,0 +1,183 @@
+//! One server connection: connect, authenticate, remember what the server told us.
+//!
+//! A [`BackendConn`] is the unit the pool hands out. It owns the socket and the facts about the
+//! server session that the session layer needs to reuse it safely across clients: reported
+//! parameters, settings the proxy applied, prepared statements that exist on it, and whether it
+//! can still be trusted. It never interprets rows; the execute stage forwards its bytes.
+
+mod auth;
+mod connect;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::wire::BackendKeyData;
+
+pub use connect::connect;
+
+/// Why a backend connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// TCP connect failed or timed out.
+    #[error("cannot connect to backend {addr}: {source}")]
+    Connect {
+        /// `host:port`.
+        addr: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing an established connection failed.
+    #[error("backend {addr} I/O error: {source}")]
+    Io {
+        /// `host:port`.
+        addr: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server refused us during startup (bad password, unknown database, too many clients).
+    #[error("backend {addr} refused the connection: {message} (SQLSTATE {code})")]
+    Refused {
+        /// `host:port`.
+        addr: String,
+        /// SQLSTATE the server sent.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// The server asked for something we cannot do, or sent something unexpected.
+    #[error("backend {addr} protocol error: {message}")]
+    Protocol {
+        /// `host:port`.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl BackendError {
+    /// What a client is told when its statement needed this backend.
+    pub fn report(&self) -> ErrorReport {
+        ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, self.to_string())
+    }
+}
+
+/// Where and how to send a CancelRequest for whatever this connection is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelTarget {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// The server's key for this connection.
+    pub key: BackendKeyData,
+}
+
+/// A server setting the proxy applied for a client, kept so the next client gets a clean slate
+/// and the same client gets the same state on any backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    /// Applied with `set_config(name, value, false)`.
+    Value(String),
+    /// Applied by replaying the client's own statement (e.g. `SET search_path TO a, b`).
+    Statement(Arc<str>),
+}
+
+/// An authenticated server connection and what we know about its session.
+pub struct BackendConn {
+    stream: TcpStream,
+    /// Bytes read from the server and not yet consumed.
+    pub read_buf: BytesMut,
+    cancel: CancelTarget,
+    /// Reported parameters (ParameterStatus) as the server last sent them.
+    pub reported: BTreeMap<String, String>,
+    /// Values of reported parameters right after connect: what `RESET` returns to.
+    pub reported_at_connect: BTreeMap<String, String>,
+    /// Non-reported settings the proxy has applied on this connection.
+    pub applied: BTreeMap<String, Setting>,
+    /// Backend-side names of prepared statements that exist on this connection.
+    pub prepared: HashSet<Arc<str>>,
+    broken: bool,
+    created_at: Instant,
+    addr: Arc<str>,
+}
+
+impl BackendConn {
+    /// The socket, for the execute stage's forwarding loop.
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Socket and read buffer at once, so one poll can read into the buffer.
+    pub fn io_mut(&mut self) -> (&mut TcpStream, &mut BytesMut) {
+        (&mut self.stream, &mut self.read_buf)
+    }
+
+    /// Where a cancel for this connection goes.
+    pub fn cancel_target(&self) -> CancelTarget {
+        self.cancel
+    }
+
+    /// Marks the connection unusable: the pool closes it instead of handing it out again.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Whether [`mark_broken`](Self::mark_broken) was called.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// When the connection was opened.
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
+    /// `host:port`, for errors and logs.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// True when the server closed the socket or sent bytes nobody asked for while the
+    /// connection sat idle in the pool. One non-blocking syscall instead of a round trip.
+    pub fn went_away_while_idle(&self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => !self.read_buf.is_empty(),
+            _ => true,
+        }
+    }
+}
+
+/// Where a client's running statement can be cancelled: the session publishes its current
+/// backend here, the cancel registry reads it when a CancelRequest quotes the client's key.
+#[derive(Debug, Clone, Default)]
+pub struct CancelSlot(Arc<std::sync::Mutex<Option<CancelTarget>>>);
+
+impl CancelSlot {
+    /// Publishes (or clears, with `None`) the backend the client is using.
+    pub fn set(&self, target: Option<CancelTarget>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = target;
+    }
+
+    /// The backend the client is using right now, if any.
+    pub fn get(&self) -> Option<CancelTarget> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Asks the server behind `target` to cancel what that connection runs, on a new connection
+/// (PostgreSQL docs, "Canceling Requests in Progress").
+pub async fn send_cancel(target: CancelTarget) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = BytesMut::new();
+    postgres_protocol::message::frontend::cancel_request(target.key.pid, target.key.secret, &mut out);
+    let mut stream = TcpStream::connect(target.addr).await?;
+    stream.write_all(&out).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,166 @@
+//! Moving bytes between a client and its backend without ever blocking one direction on the
+//! other.
+//!
+//! [`pump`] is one poll over both sockets: it drains whatever is queued for each side, then
+//! waits for the first side that has something to read. Writes never wait for reads and reads
+//! stop only when the opposite side's queue is over its high-water mark, so a huge pipeline or
+//! a COPY in either direction cannot deadlock (each side's kernel buffer keeps draining). The
+//! pump knows nothing about messages; the session decides what the bytes mean.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio_util::io::poll_read_buf;
+
+use crate::backend::BackendConn;
+
+/// Stop reading from one side while this much is queued for the other.
+const HIGH_WATER: usize = 1024 * 1024;
+/// Keep at least this much free space in a read buffer so each read can take a full segment.
+const READ_RESERVE: usize = 16 * 1024;
+
+/// What one pump turn observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpEvent {
+    /// New bytes in the client input buffer.
+    ClientData,
+    /// New bytes in the backend's read buffer.
+    BackendData,
+    /// The client closed its socket.
+    ClientClosed,
+    /// The backend closed its socket.
+    BackendClosed,
+}
+
+/// An I/O failure, attributed to the side that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    /// The client socket failed.
+    #[error("client I/O error: {0}")]
+    Client(#[source] io::Error),
+    /// The backend socket failed.
+    #[error("backend I/O error: {0}")]
+    Backend(#[source] io::Error),
+}
+
+/// Byte queues of one client session.
+#[derive(Default)]
+pub struct Buffers {
+    /// Bytes read from the client, not yet processed.
+    pub client_in: BytesMut,
+    /// Bytes waiting to be written to the client.
+    pub to_client: BytesMut,
+    /// Bytes waiting to be written to the backend.
+    pub to_backend: BytesMut,
+    client_needs_flush: bool,
+}
+
+impl Buffers {
+    /// Buffers for a session whose client already sent `client_in` (pipelined after startup).
+    pub fn with_client_input(client_in: BytesMut) -> Self {
+        Self {
+            client_in,
+            ..Self::default()
+        }
+    }
+}
+
+/// Drives both sockets until something is read or a side closes. `client_reads` lets the
+/// session stop reading client input (e.g. while it waits for a reply it must see first).
+pub async fn pump<C>(
+    client: &mut C,
+    mut backend: Option<&mut BackendConn>,
+    bufs: &mut Buffers,
+    client_reads: bool,
+) -> Result<PumpEvent, PumpError>
+where
+    C: tokio::io::AsyncRead + AsyncWrite + Unpin,
+{
+    poll_fn(|cx| {
+        drain_to_client(cx, client, bufs)?;
+        if let Some(conn) = backend.as_deref_mut() {
+            drain(cx, conn.stream_mut(), &mut bufs.to_backend).map_err(PumpError::Backend)?;
+            if bufs.to_client.len() < HIGH_WATER {
+                let (stream, buf) = conn.io_mut();
+                if let Poll::Ready(n) = read(cx, stream, buf).map_err(PumpError::Backend)? {
+                    let event = if n == 0 { PumpEvent::BackendClosed } else { PumpEvent::BackendData };
+                    return Poll::Ready(Ok(event));
+                }
+            }
+        }
+        if client_reads && bufs.to_backend.len() < HIGH_WATER {
+            if let Poll::Ready(n) = read(cx, client, &mut bufs.client_in).map_err(PumpError::Client)? {
+                let event = if n == 0 { PumpEvent::ClientClosed } else { PumpEvent::ClientData };
+                return Poll::Ready(Ok(event));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Writes everything queued for the client and flushes (TLS buffers inside rustls).
+pub async fn flush_client<C>(client: &mut C, bufs: &mut Buffers) -> Result<(), PumpError>
+where
+    C: AsyncWrite + Unpin,
+{
+    poll_fn(|cx| {
+        drain_to_client(cx, client, bufs)?;
+        if bufs.to_client.is_empty() && !bufs.client_needs_flush {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+fn drain_to_client<C: AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    client: &mut C,
+    bufs: &mut Buffers,
+) -> Result<(), PumpError> {
+    if !bufs.to_client.is_empty() {
+        bufs.client_needs_flush = true;
+        drain(cx, client, &mut bufs.to_client).map_err(PumpError::Client)?;
+    }
+    if bufs.to_client.is_empty() && bufs.client_needs_flush {
+        if let Poll::Ready(result) = Pin::new(&mut *client).poll_flush(cx) {
+            result.map_err(PumpError::Client)?;
+            bufs.client_needs_flush = false;
+        }
+    }
+    Ok(())
+}
+
+/// Writes as much of `buf` as the socket takes without waiting.
+fn drain<W: AsyncWrite + Unpin>(cx: &mut Context<'_>, io: &mut W, buf: &mut BytesMut) -> io::Result<()> {
+    while !buf.is_empty() {
+        match Pin::new(&mut *io).poll_write(cx, buf) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => buf.advance(n),
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    Ok(())
+}
+
+fn read<R: tokio::io::AsyncRead + Unpin>(
+    cx: &mut Context<'_>,
+    io: &mut R,
+    buf: &mut BytesMut,
+) -> io::Result<Poll<usize>> {
+    if buf.capacity() - buf.len() < READ_RESERVE {
+        buf.reserve(READ_RESERVE);
+    }
+    match poll_read_buf(Pin::new(io), cx, buf) {
+        Poll::Ready(Ok(n)) => Ok(Poll::Ready(n)),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Ok(Poll::Pending),
+    }
+}

@@ -1,0 +1,197 @@
+//! The client-facing edge: accept connections, negotiate TLS, read the startup packet,
+//! authenticate, answer cancel requests, then hand the connection to a session.
+//!
+//! pgwire does TLS negotiation (SSLRequest, GSSENCRequest refusal, direct TLS with ALPN) and
+//! the SCRAM math; the proxy reads and writes the startup messages itself because it keeps the
+//! raw socket for forwarding. Nothing here touches a backend except through the session it
+//! starts and the cancel registry.
+
+mod auth;
+pub mod cancel;
+pub mod credentials;
+mod startup;
+pub mod tls;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::config::{ClientAuthMethod, Config, Limits, PoolMode};
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::session::{self, SessionEnv};
+use crate::topology::Topology;
+use crate::wire::{BackendKeyData, WireError};
+
+use cancel::CancelRegistry;
+use credentials::Credentials;
+use startup::{Login, Opening};
+
+/// Why a connection did not get to a session.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The client went away (or its socket failed) before finishing startup.
+    #[error("client disconnected during startup: {0}")]
+    Disconnected(#[source] std::io::Error),
+    /// The client was refused; the report was sent to it.
+    #[error("client refused: {0}")]
+    Rejected(ErrorReport),
+}
+
+impl LoginError {
+    pub(crate) fn protocol(message: impl Into<String>) -> Self {
+        LoginError::Rejected(ErrorReport::fatal(sqlstate::PROTOCOL_VIOLATION, Blame::Client, message))
+    }
+
+    pub(crate) fn wire(error: WireError) -> Self {
+        Self::protocol(error.to_string())
+    }
+
+    pub(crate) fn password_failed(user: &str) -> Self {
+        LoginError::Rejected(ErrorReport::fatal(
+            sqlstate::INVALID_PASSWORD,
+            Blame::Client,
+            format!("password authentication failed for user \"{user}\""),
+        ))
+    }
+}
+
+/// What every client connection needs, shared by all of them.
+pub struct FrontendContext {
+    /// TLS acceptor when a certificate is configured.
+    pub tls: Option<pgwire::tokio::TlsAcceptor>,
+    /// How clients authenticate.
+    pub auth_method: ClientAuthMethod,
+    /// Users and their secrets.
+    pub credentials: Credentials,
+    /// Client limits.
+    pub limits: Limits,
+    /// Pool mode for sessions.
+    pub pool_mode: PoolMode,
+    /// Prepared statements per backend before it is recycled.
+    pub max_prepared_statements: usize,
+    /// Issued cancel keys.
+    pub cancels: Arc<CancelRegistry>,
+    /// The topology in force; replaced whole on reload.
+    pub topology: watch::Receiver<Arc<Topology>>,
+    database_names: HashSet<String>,
+    connections: AtomicUsize,
+}
+
+impl FrontendContext {
+    /// Builds the context from a validated config (TLS files are read here).
+    pub fn new(config: &Config, topology: watch::Receiver<Arc<Topology>>) -> Result<Self, tls::TlsError> {
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        Ok(Self {
+            tls,
+            auth_method: config.auth_method,
+            credentials: Credentials::from_users(&config.users),
+            limits: config.limits.clone(),
+            pool_mode: config.pool.mode,
+            max_prepared_statements: config.pool.max_prepared_statements,
+            cancels: Arc::new(CancelRegistry::default()),
+            topology,
+            database_names: config.databases.iter().map(|d| d.name.clone()).collect(),
+            connections: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn has_database(&self, name: &str) -> bool {
+        self.database_names.contains(name)
+    }
+
+    /// Client connections open right now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// Accepts clients until `shutdown` turns true. Each connection runs in its own task.
+pub async fn serve(listener: TcpListener, ctx: Arc<FrontendContext>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let span = tracing::info_span!("conn", %peer);
+                    tokio::spawn(handle_connection(tcp, ctx.clone()).instrument(span));
+                }
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            () = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await (it is not Send).
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// Counts a connection for as long as it lives.
+struct ConnectionCount<'a>(&'a AtomicUsize);
+
+impl Drop for ConnectionCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle_connection(tcp: TcpStream, ctx: Arc<FrontendContext>) {
+    let count = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    let _count = ConnectionCount(&ctx.connections);
+    let opening = tokio::time::timeout(ctx.limits.startup_timeout, startup::open(tcp, &ctx)).await;
+    match opening {
+        Err(_) => tracing::info!("client did not finish startup in time"),
+        Ok(Err(LoginError::Disconnected(error))) => tracing::debug!(%error, "client left during startup"),
+        Ok(Err(LoginError::Rejected(report))) => tracing::info!(code = %report.code, error = %report.message, "login refused"),
+        Ok(Ok(Opening::Closed)) => {}
+        Ok(Ok(Opening::Cancel { pid, secret })) => ctx.cancels.cancel(pid, secret).await,
+        Ok(Ok(Opening::Login(login))) => run_session(login, &ctx, count).await,
+    }
+}
+
+async fn run_session(login: Login, ctx: &FrontendContext, count: usize) {
+    let Login {
+        mut conn,
+        user,
+        database,
+        params,
+    } = login;
+    if count > ctx.limits.max_client_connections {
+        let report = ErrorReport::fatal(sqlstate::TOO_MANY_CONNECTIONS, Blame::Proxy, "sorry, too many clients already");
+        conn.reject(&report).await;
+        return;
+    }
+    let topology = ctx.topology.borrow().clone();
+    let Some(db) = topology.database(&database) else {
+        let report = ErrorReport::fatal(
+            sqlstate::INVALID_CATALOG_NAME,
+            Blame::Client,
+            format!("database \"{database}\" does not exist"),
+        );
+        conn.reject(&report).await;
+        return;
+    };
+    let registration = ctx.cancels.register();
+    tracing::info!(%user, %database, "client connected");
+    let env = SessionEnv {
+        database: db,
+        mode: ctx.pool_mode,
+        max_message_bytes: ctx.limits.max_message_bytes,
+        max_prepared_statements: ctx.max_prepared_statements,
+        cancel_key: BackendKeyData {
+            pid: registration.pid,
+            secret: registration.secret,
+        },
+        cancel_slot: registration.slot.clone(),
+    };
+    session::run(conn.stream, conn.buf, params, env).await;
+    tracing::info!(%user, %database, "client disconnected");
+}

@@ -1,0 +1,139 @@
+//! Pools of backend connections, one bb8 pool per backend endpoint.
+//!
+//! bb8 owns sizing, idle timeouts and lifetimes; [`BackendManager`] teaches it to open our own
+//! raw-protocol connections and to drop the ones the session marked broken. Checkout does not
+//! cost a round trip: bb8's `test_on_check_out` is off, and a single non-blocking read tells us
+//! whether the server hung up while the connection sat idle. This module never reads or writes
+//! protocol messages on a checked-out connection: that is the execute stage's job.
+
+mod manager;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::BackendError;
+use crate::config::{BackendUri, PoolSettings};
+use crate::error::{Blame, ErrorReport, sqlstate};
+
+pub use manager::{BackendManager, LastConnectError};
+
+/// A backend connection checked out of its pool; returned to it on drop.
+pub type Checkout = bb8::PooledConnection<'static, BackendManager>;
+
+/// Why no backend connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// Every connection stayed busy for the whole checkout timeout.
+    #[error("no connection to {endpoint} became free within {waited:?} (pool size {size})")]
+    Exhausted {
+        /// Shard and role, e.g. `s0 primary`.
+        endpoint: Arc<str>,
+        /// How long the client waited.
+        waited: Duration,
+        /// Configured pool size.
+        size: u32,
+    },
+    /// The backend could not be reached or refused us.
+    #[error("{endpoint} is unavailable: {source}")]
+    Unavailable {
+        /// Shard and role.
+        endpoint: Arc<str>,
+        /// Last connect error.
+        #[source]
+        source: Arc<BackendError>,
+    },
+}
+
+impl PoolError {
+    /// What the client is told: 53300 when we are saturated, 08006 when the shard is down.
+    pub fn report(&self) -> ErrorReport {
+        match self {
+            PoolError::Exhausted { .. } => {
+                ErrorReport::error(sqlstate::TOO_MANY_CONNECTIONS, Blame::Proxy, self.to_string())
+            }
+            PoolError::Unavailable { .. } => {
+                ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, self.to_string())
+            }
+        }
+    }
+}
+
+/// The pool of one backend endpoint (a shard's primary, later also each replica).
+#[derive(Clone)]
+pub struct EndpointPool {
+    pool: bb8::Pool<BackendManager>,
+    endpoint: Arc<str>,
+    last_error: LastConnectError,
+    checkout_timeout: Duration,
+    size: u32,
+}
+
+impl EndpointPool {
+    /// Builds the pool without connecting: the first checkout opens the first connection, so a
+    /// shard that is down at start-up does not stop the proxy from serving the others.
+    pub fn new(endpoint: impl Into<Arc<str>>, uri: BackendUri, settings: &PoolSettings) -> Self {
+        let last_error = LastConnectError::default();
+        let manager = BackendManager::new(uri, settings.connect_timeout);
+        let pool = bb8::Pool::builder()
+            .max_size(settings.size)
+            .min_idle(Some(settings.min_idle).filter(|&n| n > 0))
+            .test_on_check_out(false)
+            .connection_timeout(settings.checkout_timeout)
+            .idle_timeout(settings.idle_timeout)
+            .max_lifetime(settings.max_lifetime)
+            .error_sink(Box::new(last_error.clone()))
+            .build_unchecked(manager);
+        Self {
+            pool,
+            endpoint: endpoint.into(),
+            last_error,
+            checkout_timeout: settings.checkout_timeout,
+            size: settings.size,
+        }
+    }
+
+    /// Takes a connection that is believed healthy, waiting up to the checkout timeout.
+    pub async fn checkout(&self) -> Result<Checkout, PoolError> {
+        let deadline = tokio::time::Instant::now() + self.checkout_timeout;
+        loop {
+            let mut conn = match tokio::time::timeout_at(deadline, self.pool.get_owned()).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(bb8::RunError::User(e))) => return Err(self.unavailable(Arc::new(e))),
+                Ok(Err(bb8::RunError::TimedOut)) | Err(_) => return Err(self.timed_out()),
+            };
+            if !conn.went_away_while_idle() {
+                return Ok(conn);
+            }
+            tracing::debug!(endpoint = %self.endpoint, "discarding a connection the server closed while idle");
+            conn.mark_broken();
+        }
+    }
+
+    fn timed_out(&self) -> PoolError {
+        match self.last_error.recent(self.checkout_timeout) {
+            Some(source) => self.unavailable(source),
+            None => PoolError::Exhausted {
+                endpoint: self.endpoint.clone(),
+                waited: self.checkout_timeout,
+                size: self.size,
+            },
+        }
+    }
+
+    fn unavailable(&self, source: Arc<BackendError>) -> PoolError {
+        PoolError::Unavailable {
+            endpoint: self.endpoint.clone(),
+            source,
+        }
+    }
+
+    /// Shard and role this pool serves, for logs and errors.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Connections open and idle right now.
+    pub fn state(&self) -> bb8::State {
+        self.pool.state()
+    }
+}

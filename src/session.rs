@@ -1,0 +1,230 @@
+//! One client's session: the loop that connects a client to backends under transaction (or
+//! session) pooling.
+//!
+//! The session owns what must outlive any one backend: the client's settings, its prepared
+//! statements, its transaction status. It takes a backend from the pool when a transaction
+//! starts, forwards frames both ways through [`execute::pump`](crate::execute::pump), tracks
+//! every reply with [`replies::Replies`], and gives the backend back when the transaction ends.
+//! It never decodes rows, and it never hands a backend back in an unknown state: anything
+//! doubtful marks the connection broken so the pool closes it.
+
+mod client;
+mod prepared;
+mod replies;
+mod server;
+mod settings;
+mod start;
+pub mod statements;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::backend::{BackendConn, CancelSlot};
+use crate::config::PoolMode;
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::execute::{self, Buffers, PumpError, PumpEvent};
+use crate::pool::Checkout;
+use crate::router::{self, Statement};
+use crate::topology::Database;
+use crate::wire::{BackendKeyData, TxStatus, encode};
+
+use prepared::PreparedStatements;
+use replies::{Expect, Replies, Undo};
+use settings::ClientSettings;
+use statements::PinReason;
+
+/// Everything a session needs from the proxy around it.
+pub struct SessionEnv {
+    /// The database the client connected to.
+    pub database: Arc<Database>,
+    /// When backends go back to the pool.
+    pub mode: PoolMode,
+    /// Largest client message accepted.
+    pub max_message_bytes: usize,
+    /// Backend-side prepared statements per connection before it is recycled.
+    pub max_prepared_statements: usize,
+    /// The cancel key this client was given.
+    pub cancel_key: BackendKeyData,
+    /// Where to publish the backend in use, for cancel requests.
+    pub cancel_slot: CancelSlot,
+}
+
+/// Runs a logged-in client until it leaves. `client_in` holds bytes the client pipelined after
+/// its startup packet; `startup` are its startup parameters other than user and database.
+pub async fn run<C>(client: C, client_in: BytesMut, startup: Vec<(String, String)>, env: SessionEnv)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut session = Session::new(client, client_in, env);
+    let ending = match session.start(startup).await {
+        Ok(()) => session.serve().await,
+        Err(report) => Ending::Fatal(report),
+    };
+    session.finish(ending).await;
+}
+
+/// Why a session ended.
+enum Ending {
+    /// The client sent Terminate or closed its socket.
+    ClientLeft,
+    /// The session must end with this error sent to the client.
+    Fatal(ErrorReport),
+}
+
+struct Session<C> {
+    client: C,
+    bufs: Buffers,
+    env: SessionEnv,
+    backend: Option<Checkout>,
+    replies: Replies,
+    statements: PreparedStatements,
+    settings: ClientSettings,
+    /// Status of the last ReadyForQuery the client saw.
+    client_status: TxStatus,
+    /// Status of the last ReadyForQuery the backend sent (hidden ones included).
+    backend_status: TxStatus,
+    /// State that keeps the client on its backend until it disconnects.
+    pin: Option<PinReason>,
+    /// The proxy refused an extended-query message; drop messages until Sync, as a server would.
+    skip_until_sync: bool,
+    /// The current transaction ended with ROLLBACK (so staged settings are dropped).
+    rolled_back: bool,
+    /// Error text of a failed settings replay, reported at startup.
+    replay_error: Option<String>,
+    terminated: bool,
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    fn new(client: C, client_in: BytesMut, env: SessionEnv) -> Self {
+        Self {
+            client,
+            bufs: Buffers::with_client_input(client_in),
+            env,
+            backend: None,
+            replies: Replies::default(),
+            statements: PreparedStatements::default(),
+            settings: ClientSettings::default(),
+            client_status: TxStatus::Idle,
+            backend_status: TxStatus::Idle,
+            pin: None,
+            skip_until_sync: false,
+            rolled_back: false,
+            replay_error: None,
+            terminated: false,
+        }
+    }
+
+    async fn serve(&mut self) -> Ending {
+        loop {
+            // Pipelined bytes may already be buffered (after startup, or behind a checkout).
+            if let Err(ending) = self.on_client_data().await {
+                return ending;
+            }
+            if self.terminated {
+                return Ending::ClientLeft;
+            }
+            let backend = self.backend.as_deref_mut();
+            let event = execute::pump(&mut self.client, backend, &mut self.bufs, true).await;
+            let result = match event {
+                Ok(PumpEvent::ClientData) => Ok(()),
+                Ok(PumpEvent::BackendData) => self.on_backend_data(),
+                Ok(PumpEvent::ClientClosed) | Err(PumpError::Client(_)) => Err(Ending::ClientLeft),
+                Ok(PumpEvent::BackendClosed) => Err(self.backend_lost("server closed the connection")),
+                Err(PumpError::Backend(e)) => Err(self.backend_lost(&e.to_string())),
+            };
+            if let Err(ending) = result {
+                return ending;
+            }
+            self.release_if_done();
+        }
+    }
+
+    /// Takes a backend for a statement if the session holds none, and brings it to the
+    /// client's settings.
+    async fn ensure_backend(&mut self, statement: Statement<'_>) -> Result<&mut BackendConn, ErrorReport> {
+        if self.backend.is_none() {
+            let router::Route::Shard(shard) = router::route_statement(&self.env.database.map, statement);
+            let mut conn = self.env.database.primary(shard).checkout().await.map_err(|e| e.report())?;
+            if let Some(sql) = self.settings.sync_sql(&mut conn) {
+                postgres_protocol::message::frontend::query(&sql, &mut self.bufs.to_backend)
+                    .map_err(|e| internal(e.to_string()))?;
+                self.replies.push(Expect::Query {
+                    visible: false,
+                    effects: Vec::new(),
+                    failed: false,
+                });
+            }
+            self.env.cancel_slot.set(Some(conn.cancel_target()));
+            self.backend_status = TxStatus::Idle;
+            self.backend = Some(conn);
+        }
+        Ok(self.backend.as_deref_mut().expect("backend was just ensured"))
+    }
+
+    /// True when the backend is idle with nothing in flight: safe to hand to another client.
+    fn backend_is_clean(&self) -> bool {
+        self.replies.is_empty()
+            && self.backend_status == TxStatus::Idle
+            && self.bufs.to_backend.is_empty()
+            && self.pin.is_none()
+    }
+
+    /// Transaction pooling: give the backend back as soon as its transaction is over.
+    fn release_if_done(&mut self) {
+        if self.env.mode == PoolMode::Transaction && self.backend.is_some() && self.backend_is_clean() {
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        let Some(mut conn) = self.backend.take() else {
+            return;
+        };
+        self.env.cancel_slot.set(None);
+        let leftover = !conn.read_buf.is_empty();
+        if leftover || !self.backend_is_clean() || conn.prepared.len() > self.env.max_prepared_statements {
+            conn.mark_broken();
+        }
+    }
+
+    fn apply_undo(&mut self, undo: Undo) {
+        if let Some(name) = undo.client_name {
+            self.statements.remove(&name);
+        }
+        if let (Some(name), Some(conn)) = (undo.backend_name, self.backend.as_deref_mut()) {
+            conn.prepared.remove(&name);
+        }
+    }
+
+    fn backend_lost(&mut self, why: &str) -> Ending {
+        if let Some(conn) = self.backend.as_deref_mut() {
+            conn.mark_broken();
+            tracing::warn!(backend = conn.addr(), why, "backend connection lost mid-session");
+        }
+        Ending::Fatal(ErrorReport::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            Blame::Backend,
+            format!("server connection lost: {why}"),
+        ))
+    }
+
+    async fn finish(&mut self, ending: Ending) {
+        if let Ending::Fatal(report) = &ending {
+            encode::error_response(&mut self.bufs.to_client, &report.clone().into_fatal());
+            let _ = execute::flush_client(&mut self.client, &mut self.bufs).await;
+        }
+        if !self.backend_is_clean() {
+            // A transaction or pinned state would leak to the next client: close instead.
+            if let Some(conn) = self.backend.as_deref_mut() {
+                conn.mark_broken();
+            }
+        }
+        self.release();
+    }
+}
+
+fn internal(message: String) -> ErrorReport {
+    ErrorReport::error(sqlstate::INTERNAL_ERROR, Blame::Proxy, message)
+}

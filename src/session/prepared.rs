@@ -1,0 +1,93 @@
+//! Named prepared statements under transaction pooling.
+//!
+//! A client's statement names mean nothing to the backend it happens to get. Each statement is
+//! given a backend-wide name derived from its text and parameter types, so every client that
+//! prepares the same SQL shares one server-side statement per backend, and a client that moves
+//! to another backend gets its statement prepared there on first use.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A statement as the client prepared it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Name on every backend: `sg_` + 128-bit hash of text and types.
+    pub backend_name: Arc<str>,
+    /// SQL text.
+    pub query: Arc<str>,
+    /// Parameter type OIDs as the client gave them.
+    pub param_types: Vec<u32>,
+}
+
+/// One client's named statements.
+#[derive(Debug, Default)]
+pub struct PreparedStatements {
+    by_name: HashMap<Arc<str>, Arc<Prepared>>,
+}
+
+impl PreparedStatements {
+    /// Registers `name`; `None` when the client already has a statement by that name.
+    pub fn register(&mut self, name: &str, query: &str, param_types: Vec<u32>) -> Option<Arc<Prepared>> {
+        if self.by_name.contains_key(name) {
+            return None;
+        }
+        let prepared = Arc::new(Prepared {
+            backend_name: backend_name(query, &param_types),
+            query: query.into(),
+            param_types,
+        });
+        self.by_name.insert(name.into(), prepared.clone());
+        Some(prepared)
+    }
+
+    /// The statement the client calls `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Prepared>> {
+        self.by_name.get(name)
+    }
+
+    /// Forgets `name` (Close, or a Parse that failed).
+    pub fn remove(&mut self, name: &str) {
+        self.by_name.remove(name);
+    }
+
+    /// Forgets everything (DISCARD ALL, DEALLOCATE ALL).
+    pub fn clear(&mut self) {
+        self.by_name.clear();
+    }
+}
+
+/// The backend-wide name of a statement. Two independent 64-bit SipHashes make a collision
+/// between different statements practically impossible; the name is never persisted, so the
+/// hash only has to be stable within one process.
+pub fn backend_name(query: &str, param_types: &[u32]) -> Arc<str> {
+    let half = |seed: u8| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        seed.hash(&mut hasher);
+        query.hash(&mut hasher);
+        param_types.hash(&mut hasher);
+        hasher.finish()
+    };
+    format!("sg_{:016x}{:016x}", half(1), half(2)).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_and_types_share_a_backend_name() {
+        assert_eq!(backend_name("SELECT $1", &[23]), backend_name("SELECT $1", &[23]));
+        assert_ne!(backend_name("SELECT $1", &[23]), backend_name("SELECT $1", &[20]));
+        assert_ne!(backend_name("SELECT 1", &[]), backend_name("SELECT 2", &[]));
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let mut statements = PreparedStatements::default();
+        assert!(statements.register("q", "SELECT 1", vec![]).is_some());
+        assert!(statements.register("q", "SELECT 2", vec![]).is_none());
+        statements.remove("q");
+        assert!(statements.register("q", "SELECT 2", vec![]).is_some());
+    }
+}

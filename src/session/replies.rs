@@ -1,0 +1,252 @@
+//! What every message sent to the backend will be answered with, in order.
+//!
+//! The proxy changes the conversation: it re-prepares statements the client prepared on
+//! another backend, replays settings, and answers some messages itself (a Parse of a statement
+//! the backend already has, a Close of a shared statement). [`Replies`] is the queue that keeps
+//! the client's view exact: each entry says which backend message completes it, whether the
+//! client may see its replies, and what to take back if it fails. Error recovery follows the
+//! protocol: after an ErrorResponse to an extended-query message the backend discards messages
+//! until Sync (PostgreSQL docs, "Extended Query"), and during COPY IN it ignores Sync and Flush
+//! ("COPY Operations").
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::statements::SessionEffect;
+use crate::error::ErrorReport;
+use crate::wire::tag;
+
+/// One expected answer.
+#[derive(Debug)]
+pub enum Expect {
+    /// Parse; hidden when the proxy re-prepares on its own.
+    Parse {
+        /// Whether the client sent it (and sees ParseComplete).
+        visible: bool,
+        /// What to forget if it fails or is discarded.
+        undo: Undo,
+    },
+    /// Bind.
+    Bind,
+    /// Describe (statement or portal).
+    Describe,
+    /// Execute.
+    Execute,
+    /// Close of a portal.
+    Close,
+    /// Sync: answered by ReadyForQuery.
+    Sync,
+    /// Simple Query: answered by everything up to ReadyForQuery.
+    Query {
+        /// False for settings the proxy replays on a new backend.
+        visible: bool,
+        /// Session effects of its statements, applied when it succeeds.
+        effects: Vec<SessionEffect>,
+        /// Whether an ErrorResponse arrived for it.
+        failed: bool,
+    },
+    /// FunctionCall: FunctionCallResponse, then ReadyForQuery.
+    FunctionCall,
+    /// An answer the proxy writes itself when this entry reaches the head of the queue.
+    Synthetic {
+        /// The message to write.
+        message: Synthetic,
+        /// What to forget if it is discarded (the backend would have ignored the message).
+        undo: Undo,
+    },
+    /// The client ended a COPY (CopyDone/CopyFail); marks where ignored Syncs stop.
+    CopyEnd,
+}
+
+/// A message the proxy answers in the backend's place.
+#[derive(Debug)]
+pub enum Synthetic {
+    /// ParseComplete for a statement the backend already has.
+    ParseComplete,
+    /// CloseComplete for a statement the proxy keeps for other clients.
+    CloseComplete,
+    /// An error the proxy raises (the client then skips to Sync).
+    Error(ErrorReport),
+}
+
+/// Bookkeeping to take back when a Parse fails or is discarded.
+#[derive(Debug, Default)]
+pub struct Undo {
+    /// Client statement name registered by this Parse.
+    pub client_name: Option<Arc<str>>,
+    /// Backend statement name assumed to exist after this Parse.
+    pub backend_name: Option<Arc<str>>,
+}
+
+/// What to do with one backend message.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Forward it to the client.
+    pub visible: bool,
+    /// A simple Query finished successfully with these effects.
+    pub effects: Vec<SessionEffect>,
+}
+
+/// The queue of expected answers for one backend connection.
+#[derive(Debug, Default)]
+pub struct Replies {
+    queue: VecDeque<Expect>,
+    /// The backend is discarding messages until Sync after an error.
+    skipping: bool,
+    /// The backend is in COPY IN and ignores Sync until the client ends the copy.
+    copy_in: bool,
+}
+
+impl Replies {
+    /// True when every message sent has been answered.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Records the answer expected for a message just sent. Returns the undo of a message the
+    /// backend will ignore (an extended message while it skips to Sync).
+    pub fn push(&mut self, expect: Expect) -> Option<Undo> {
+        match expect {
+            Expect::Sync if self.copy_in => return None,
+            Expect::Sync => self.skipping = false,
+            Expect::CopyEnd => self.copy_in = false,
+            Expect::Query { .. } | Expect::FunctionCall => {}
+            _ if self.skipping => return Some(take_undo(expect)),
+            _ => {}
+        }
+        self.queue.push_back(expect);
+        None
+    }
+
+    /// Pops the answers the proxy writes itself, now that everything before them is answered.
+    pub fn take_synthetics(&mut self) -> Vec<Synthetic> {
+        let mut out = Vec::new();
+        while let Some(Expect::Synthetic { .. } | Expect::CopyEnd) = self.queue.front() {
+            if let Some(Expect::Synthetic { message, .. }) = self.queue.pop_front() {
+                out.push(message);
+            }
+        }
+        out
+    }
+
+    /// True when the reply being received belongs to a message the client did not send.
+    pub fn head_is_hidden(&self) -> bool {
+        self.queue.front().is_some_and(|head| !is_visible(head))
+    }
+
+    /// True when the head of the queue is an answer the proxy writes itself.
+    pub fn synthetic_at_head(&self) -> bool {
+        matches!(self.queue.front(), Some(Expect::Synthetic { .. } | Expect::CopyEnd))
+    }
+
+    /// Classifies one backend message (not an asynchronous one: Notice, Notification and
+    /// ParameterStatus are always forwarded by the caller). Undos of failed or discarded
+    /// messages are appended to `undo`.
+    pub fn on_reply(&mut self, message_tag: u8, undo: &mut Vec<Undo>) -> Reply {
+        let Some(head) = self.queue.front_mut() else {
+            // Nothing was asked: a FATAL from a terminating backend, say. The client must see it.
+            return visible();
+        };
+        match (message_tag, head) {
+            (tag::ERROR_RESPONSE, Expect::Query { visible: v, failed, .. }) => {
+                *failed = true;
+                Reply { visible: *v, ..Reply::default() }
+            }
+            (tag::ERROR_RESPONSE, Expect::FunctionCall | Expect::Sync) => visible(),
+            (tag::ERROR_RESPONSE, _) => self.fail_extended(undo),
+            (tag::READY_FOR_QUERY, _) => self.complete_ready(),
+            (tag::COPY_IN_RESPONSE, _) => {
+                self.enter_copy_in();
+                visible()
+            }
+            (t, head) => {
+                let visible = is_visible(head);
+                if completes(t, head) {
+                    self.queue.pop_front();
+                }
+                Reply { visible, ..Reply::default() }
+            }
+        }
+    }
+
+    fn complete_ready(&mut self) -> Reply {
+        match self.queue.pop_front() {
+            Some(Expect::Query { visible: false, .. }) => Reply::default(),
+            Some(Expect::Query {
+                effects, failed, ..
+            }) => Reply {
+                visible: true,
+                effects: if failed { Vec::new() } else { effects },
+            },
+            _ => visible(),
+        }
+    }
+
+    /// ErrorResponse to an extended-query message: it and everything up to the next Sync is
+    /// dropped, because the backend now discards until Sync.
+    fn fail_extended(&mut self, undo: &mut Vec<Undo>) -> Reply {
+        if let Some(failed) = self.queue.pop_front() {
+            undo.push(take_undo(failed));
+        }
+        while let Some(front) = self.queue.front() {
+            if matches!(front, Expect::Sync | Expect::Query { .. } | Expect::FunctionCall) {
+                break;
+            }
+            if let Some(dropped) = self.queue.pop_front() {
+                undo.push(take_undo(dropped));
+            }
+        }
+        self.skipping = !matches!(self.queue.front(), Some(Expect::Sync));
+        visible()
+    }
+
+    /// CopyInResponse: Syncs the client sent between the COPY and its CopyDone are ignored by
+    /// the backend, so they must not wait for a ReadyForQuery.
+    fn enter_copy_in(&mut self) {
+        let end = self.queue.iter().position(|e| matches!(e, Expect::CopyEnd));
+        let limit = end.unwrap_or(self.queue.len());
+        let mut index = 0;
+        self.queue.retain(|e| {
+            let ignored = index > 0 && index < limit && matches!(e, Expect::Sync);
+            index += 1;
+            !ignored
+        });
+        self.copy_in = end.is_none();
+    }
+}
+
+fn visible() -> Reply {
+    Reply {
+        visible: true,
+        ..Reply::default()
+    }
+}
+
+fn is_visible(head: &Expect) -> bool {
+    match head {
+        Expect::Parse { visible, .. } | Expect::Query { visible, .. } => *visible,
+        _ => true,
+    }
+}
+
+/// Whether `message_tag` is the final answer to `head`.
+fn completes(message_tag: u8, head: &Expect) -> bool {
+    match head {
+        Expect::Parse { .. } => message_tag == tag::PARSE_COMPLETE,
+        Expect::Bind => message_tag == tag::BIND_COMPLETE,
+        Expect::Close => message_tag == tag::CLOSE_COMPLETE,
+        Expect::Describe => matches!(message_tag, tag::ROW_DESCRIPTION | tag::NO_DATA),
+        Expect::Execute => matches!(
+            message_tag,
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED
+        ),
+        _ => false,
+    }
+}
+
+fn take_undo(expect: Expect) -> Undo {
+    match expect {
+        Expect::Parse { undo, .. } | Expect::Synthetic { undo, .. } => undo,
+        _ => Undo::default(),
+    }
+}

@@ -1,0 +1,122 @@
+//! Frames from the backend: forwarded to the client in runs of whole frames, except the replies
+//! the proxy hides (re-prepares, settings replays); the few that carry state are read on the way.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::statements::SessionEffect;
+use super::{Ending, Session};
+use crate::wire::{self, ParameterStatus, TxStatus, command_tag, error_fields, peek_header, tag};
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// Handles every complete frame in the backend's read buffer.
+    pub(super) fn on_backend_data(&mut self) -> Result<(), Ending> {
+        let Some(conn) = self.backend.as_deref_mut() else {
+            return Ok(());
+        };
+        // Taken out so frames can be read while the session's other state is updated.
+        let mut buf = std::mem::take(&mut conn.read_buf);
+        let (mut pos, mut run_start) = (0, 0);
+        let result = loop {
+            let header = match peek_header(&buf[pos..]) {
+                Ok(Some(h)) if buf.len() - pos >= h.total_len => h,
+                Ok(_) => break Ok(()),
+                Err(e) => break Err(self.backend_lost(&format!("malformed message: {e}"))),
+            };
+            let end = pos + header.total_len;
+            if self.replies.synthetic_at_head() {
+                self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
+                run_start = pos;
+                self.write_due_synthetics();
+            }
+            let visible = self.on_backend_frame(header.tag, &buf[pos + wire::HEADER_LEN..end]);
+            if !visible {
+                self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
+                run_start = end;
+            }
+            pos = end;
+        };
+        self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
+        let _ = buf.split_to(pos);
+        if let Some(conn) = self.backend.as_deref_mut() {
+            conn.read_buf = buf;
+        }
+        self.write_due_synthetics();
+        result
+    }
+
+    /// Updates session state from one backend message; returns whether the client sees it.
+    fn on_backend_frame(&mut self, frame_tag: u8, body: &[u8]) -> bool {
+        match frame_tag {
+            tag::NOTICE_RESPONSE | tag::NOTIFICATION_RESPONSE => return !self.replies.head_is_hidden(),
+            tag::PARAMETER_STATUS => return self.on_parameter_status(body),
+            _ => {}
+        }
+        let mut undo = Vec::new();
+        let reply = self.replies.on_reply(frame_tag, &mut undo);
+        for u in undo {
+            self.apply_undo(u);
+        }
+        if !reply.effects.is_empty() {
+            self.on_effects(reply.effects);
+        }
+        match frame_tag {
+            tag::ERROR_RESPONSE if !reply.visible => self.on_hidden_error(body),
+            tag::COMMAND_COMPLETE if reply.visible => {
+                self.rolled_back = command_tag(body).is_ok_and(|t| t == "ROLLBACK");
+            }
+            tag::READY_FOR_QUERY => self.on_ready(body, reply.visible),
+            _ => {}
+        }
+        reply.visible
+    }
+
+    fn on_parameter_status(&mut self, body: &[u8]) -> bool {
+        let visible = !self.replies.head_is_hidden();
+        if let (Ok(status), Some(conn)) = (ParameterStatus::parse(body), self.backend.as_deref_mut()) {
+            conn.reported.insert(status.name.to_owned(), status.value.to_owned());
+            self.settings.on_parameter_status(status.name, status.value);
+        }
+        visible
+    }
+
+    fn on_ready(&mut self, body: &[u8], visible: bool) {
+        let status = body.first().copied().and_then(TxStatus::from_byte).unwrap_or(TxStatus::Failed);
+        self.backend_status = status;
+        if visible {
+            self.client_status = status;
+        }
+        if status == TxStatus::Idle {
+            let committed = !std::mem::take(&mut self.rolled_back);
+            if let Some(conn) = self.backend.as_deref_mut() {
+                self.settings.end_transaction(committed, conn);
+            }
+        }
+    }
+
+    /// A statement the proxy sent on its own failed (a settings replay). The client's state on
+    /// this backend is now unknown, so the backend will not be reused after this transaction.
+    fn on_hidden_error(&mut self, body: &[u8]) {
+        let message = error_fields(body)
+            .ok()
+            .and_then(|f| f.into_iter().find(|(code, _)| *code == b'M').map(|(_, m)| m.to_owned()))
+            .unwrap_or_default();
+        tracing::warn!(error = %message, "replaying client settings on a backend failed");
+        self.replay_error = Some(message);
+        if let Some(conn) = self.backend.as_deref_mut() {
+            conn.mark_broken();
+        }
+    }
+
+    fn on_effects(&mut self, effects: Vec<SessionEffect>) {
+        let drops_statements = effects
+            .iter()
+            .any(|e| matches!(e, SessionEffect::DiscardAll | SessionEffect::DeallocateAll));
+        if drops_statements {
+            self.statements.clear();
+            if let Some(conn) = self.backend.as_deref_mut() {
+                conn.prepared.clear();
+            }
+        }
+        self.settings.stage(effects);
+    }
+}

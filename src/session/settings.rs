@@ -1,0 +1,202 @@
+//! Session settings that must follow a client from backend to backend.
+//!
+//! Reported parameters (client_encoding, DateStyle, TimeZone, application_name, …) are tracked
+//! from the server's own ParameterStatus messages, so the client's view is always what the
+//! server said. Other settings come from startup parameters and from SET statements, which are
+//! staged until their transaction commits. When a client gets a backend, [`ClientSettings::sync_sql`]
+//! says what to run there so the backend matches the client and carries nothing over from the
+//! previous client.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use super::statements::SessionEffect;
+use crate::backend::{BackendConn, Setting};
+
+/// Reported parameters the server owns; a client cannot set them.
+const READ_ONLY_REPORTED: &[&str] = &[
+    "server_version",
+    "server_encoding",
+    "integer_datetimes",
+    "is_superuser",
+    "session_authorization",
+    "in_hot_standby",
+];
+
+/// One client's settings.
+#[derive(Debug, Default)]
+pub struct ClientSettings {
+    /// Reported parameters as the client last saw them.
+    reported: BTreeMap<String, String>,
+    /// Non-reported settings, by lower-case name.
+    other: BTreeMap<String, Setting>,
+    /// Effects of statements in the open transaction.
+    staged: Vec<SessionEffect>,
+}
+
+impl ClientSettings {
+    /// Settings of a client whose startup parameters were applied on `conn`.
+    pub fn after_startup(conn: &BackendConn, startup: &[(String, String)]) -> Self {
+        let other = startup
+            .iter()
+            .filter(|(name, _)| !is_reported(conn, name))
+            .map(|(name, value)| (name.to_ascii_lowercase(), Setting::Value(value.clone())))
+            .collect();
+        Self {
+            reported: conn.reported.clone(),
+            other,
+            staged: Vec::new(),
+        }
+    }
+
+    /// Reported parameters, for the client's startup.
+    pub fn reported(&self) -> &BTreeMap<String, String> {
+        &self.reported
+    }
+
+    /// The server reported a new value.
+    pub fn on_parameter_status(&mut self, name: &str, value: &str) {
+        self.reported.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// SQL that makes `conn` match this client, or `None` when it already does. Records the
+    /// non-reported settings as applied; reported ones update through ParameterStatus.
+    pub fn sync_sql(&self, conn: &mut BackendConn) -> Option<String> {
+        let mut sql = String::new();
+        for (name, value) in &self.reported {
+            let settable = !READ_ONLY_REPORTED.contains(&name.as_str());
+            if settable && conn.reported.get(name) != Some(value) {
+                let _ = write!(sql, "SELECT pg_catalog.set_config({}, {}, false);", quote(name), quote(value));
+            }
+        }
+        for name in conn.applied.keys().filter(|n| !self.other.contains_key(*n)) {
+            let _ = write!(sql, "RESET {};", quote_ident(name));
+        }
+        for (name, setting) in &self.other {
+            if conn.applied.get(name) != Some(setting) {
+                append_setting(&mut sql, name, setting);
+            }
+        }
+        conn.applied = self.other.clone();
+        (!sql.is_empty()).then_some(sql)
+    }
+
+    /// Records that `conn` already has this client's non-reported settings (after startup).
+    pub fn mark_applied(&self, conn: &mut BackendConn) {
+        conn.applied = self.other.clone();
+    }
+
+    /// Stages the effects of a statement that succeeded inside the current transaction.
+    pub fn stage(&mut self, effects: Vec<SessionEffect>) {
+        self.staged.extend(effects);
+    }
+
+    /// The transaction ended: keep staged settings if it committed, drop them if not.
+    pub fn end_transaction(&mut self, committed: bool, conn: &mut BackendConn) {
+        let staged = std::mem::take(&mut self.staged);
+        if !committed {
+            return;
+        }
+        for effect in staged {
+            self.apply(effect, conn);
+        }
+    }
+
+    fn apply(&mut self, effect: SessionEffect, conn: &mut BackendConn) {
+        match effect {
+            SessionEffect::Set { name, .. } if is_reported(conn, &name) => {}
+            SessionEffect::Set { name, statement } => {
+                let setting = Setting::Statement(statement);
+                conn.applied.insert(name.clone(), setting.clone());
+                self.other.insert(name, setting);
+            }
+            SessionEffect::Reset { name } => {
+                conn.applied.remove(&name);
+                self.other.remove(&name);
+            }
+            SessionEffect::ResetAll | SessionEffect::DiscardAll => {
+                conn.applied.clear();
+                self.other.clear();
+            }
+            SessionEffect::DeallocateAll | SessionEffect::Pin(_) => {}
+        }
+    }
+}
+
+fn is_reported(conn: &BackendConn, name: &str) -> bool {
+    conn.reported.keys().any(|k| k.eq_ignore_ascii_case(name))
+}
+
+fn append_setting(sql: &mut String, name: &str, setting: &Setting) {
+    match setting {
+        Setting::Value(value) => {
+            let _ = write!(sql, "SELECT pg_catalog.set_config({}, {}, false);", quote(name), quote(value));
+        }
+        Setting::Statement(statement) => {
+            let _ = write!(sql, "{};", Arc::clone(statement));
+        }
+    }
+}
+
+/// A SQL string literal (standard_conforming_strings: only quotes are doubled).
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Splits a startup `options` value (`-c name=value --name=value`, backslash escapes a space)
+/// into settings (PostgreSQL docs, "options" in libpq's connection parameters).
+pub fn parse_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => words.extend((!word.is_empty()).then(|| std::mem::take(&mut word))),
+            c => word.push(c),
+        }
+    }
+    words.extend((!word.is_empty()).then_some(word));
+    let mut settings = Vec::new();
+    let mut iter = words.into_iter();
+    while let Some(w) = iter.next() {
+        let pair = match w.as_str() {
+            "-c" => iter.next(),
+            _ => w.strip_prefix("--").or_else(|| w.strip_prefix("-c")).map(str::to_owned),
+        };
+        if let Some((name, value)) = pair.as_deref().and_then(|p| p.split_once('=')) {
+            settings.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libpq_options() {
+        let parsed = parse_options("-c search_path=a,b --statement-timeout=5s -cwork_mem=64MB -c x=a\\ b");
+        assert_eq!(
+            parsed,
+            vec![
+                ("search_path".into(), "a,b".into()),
+                ("statement_timeout".into(), "5s".into()),
+                ("work_mem".into(), "64MB".into()),
+                ("x".into(), "a b".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_literals_and_identifiers() {
+        assert_eq!(quote("it's"), "'it''s'");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+}

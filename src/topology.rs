@@ -1,0 +1,70 @@
+//! An immutable snapshot of where everything is: databases, their shard maps and the pools of
+//! their backends. A new snapshot with epoch + 1 replaces the old one whole on reload; a
+//! session keeps the snapshot it started its transaction with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Config, ShardId, ShardMap};
+use crate::pool::EndpointPool;
+
+/// Everything the proxy routes to, at one epoch.
+pub struct Topology {
+    /// Increases by one on every reload.
+    pub epoch: u64,
+    databases: HashMap<String, Arc<Database>>,
+}
+
+/// One logical database: its shard map and a pool per shard primary.
+pub struct Database {
+    /// The name clients connect to.
+    pub name: String,
+    /// Where its data lives.
+    pub map: ShardMap,
+    primaries: Vec<EndpointPool>,
+}
+
+impl Topology {
+    /// Builds pools for every shard of every database. Opens no connection yet.
+    pub fn build(config: &Config, epoch: u64) -> Self {
+        let databases = config
+            .databases
+            .iter()
+            .map(|db| {
+                let primaries = db
+                    .shard_map
+                    .shards
+                    .iter()
+                    .map(|shard| {
+                        let endpoint = format!("{}/{} primary", db.name, shard.name);
+                        EndpointPool::new(endpoint, shard.primary.clone(), &config.pool)
+                    })
+                    .collect();
+                let database = Database {
+                    name: db.name.clone(),
+                    map: db.shard_map.clone(),
+                    primaries,
+                };
+                (db.name.clone(), Arc::new(database))
+            })
+            .collect();
+        Self { epoch, databases }
+    }
+
+    /// The database clients call `name`.
+    pub fn database(&self, name: &str) -> Option<Arc<Database>> {
+        self.databases.get(name).cloned()
+    }
+
+    /// Every database, for admin views.
+    pub fn databases(&self) -> impl Iterator<Item = &Arc<Database>> {
+        self.databases.values()
+    }
+}
+
+impl Database {
+    /// The pool of a shard's primary.
+    pub fn primary(&self, shard: ShardId) -> &EndpointPool {
+        &self.primaries[shard.0 as usize]
+    }
+}

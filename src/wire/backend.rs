@@ -1,0 +1,88 @@
+//! Backend messages whose fields the proxy reads: parameter reports, cancel keys, command tags and
+//! error fields. Each parser takes the body (the frame without its header).
+
+use super::WireError;
+use super::reader::Reader;
+
+/// ParameterStatus: a reported run-time parameter and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterStatus<'a> {
+    /// Parameter name as the server spells it (e.g. `DateStyle`).
+    pub name: &'a str,
+    /// Current value.
+    pub value: &'a str,
+}
+
+impl<'a> ParameterStatus<'a> {
+    /// Reads a ParameterStatus body.
+    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, "ParameterStatus");
+        Ok(Self {
+            name: r.cstr()?,
+            value: r.cstr()?,
+        })
+    }
+}
+
+/// BackendKeyData: what a CancelRequest must quote (protocol 3.0: 4-byte key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendKeyData {
+    /// Backend process id.
+    pub pid: i32,
+    /// Secret key.
+    pub secret: i32,
+}
+
+impl BackendKeyData {
+    /// Reads a BackendKeyData body.
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, "BackendKeyData");
+        Ok(Self {
+            pid: r.i32()?,
+            secret: r.i32()?,
+        })
+    }
+}
+
+/// The tag of a CommandComplete body, such as `INSERT 0 1` or `ROLLBACK`.
+pub fn command_tag(body: &[u8]) -> Result<&str, WireError> {
+    Reader::new(body, "CommandComplete").cstr()
+}
+
+/// The fields of an ErrorResponse or NoticeResponse as (code byte, value) pairs.
+pub fn error_fields(body: &[u8]) -> Result<Vec<(u8, &str)>, WireError> {
+    let mut r = Reader::new(body, "ErrorResponse");
+    let mut fields = Vec::new();
+    loop {
+        let code = r.u8()?;
+        if code == 0 {
+            return Ok(fields);
+        }
+        fields.push((code, r.cstr()?));
+        if r.is_empty() {
+            return Err(WireError::Malformed {
+                what: "ErrorResponse",
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_error_fields() {
+        let fields = error_fields(b"SERROR\0C42601\0Msyntax\0\0").unwrap();
+        assert_eq!(fields, vec![(b'S', "ERROR"), (b'C', "42601"), (b'M', "syntax")]);
+        assert!(error_fields(b"SERROR\0").is_err());
+    }
+
+    #[test]
+    fn reads_parameter_status_and_key() {
+        let p = ParameterStatus::parse(b"TimeZone\0UTC\0").unwrap();
+        assert_eq!((p.name, p.value), ("TimeZone", "UTC"));
+        let k = BackendKeyData::parse(&[0, 0, 0, 7, 0, 0, 1, 0]).unwrap();
+        assert_eq!((k.pid, k.secret), (7, 256));
+    }
+}

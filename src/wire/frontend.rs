@@ -1,0 +1,184 @@
+//! Frontend messages whose fields the proxy must read: the ones that name prepared statements,
+//! and the SQL text of simple queries. Each parser takes the body (the frame without its header).
+
+use super::WireError;
+use super::reader::Reader;
+
+/// Parse: `name\0 query\0 n:i16 oid:i32 * n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parse<'a> {
+    /// Statement name; empty for the unnamed statement.
+    pub name: &'a str,
+    /// SQL text.
+    pub query: &'a str,
+    /// Parameter type OIDs the client specified (0 = unspecified).
+    pub param_types: Vec<u32>,
+}
+
+impl<'a> Parse<'a> {
+    /// Reads a Parse body.
+    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, "Parse");
+        let name = r.cstr()?;
+        let query = r.cstr()?;
+        let count = r.i16()?;
+        let count = usize::try_from(count).map_err(|_| WireError::Malformed { what: "Parse" })?;
+        let mut param_types = Vec::with_capacity(count.min(body.len() / 4));
+        for _ in 0..count {
+            param_types.push(r.i32()? as u32);
+        }
+        Ok(Self {
+            name,
+            query,
+            param_types,
+        })
+    }
+}
+
+/// The head of a Bind: the two names; everything after them is forwarded untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind<'a> {
+    /// Destination portal; empty for the unnamed portal.
+    pub portal: &'a str,
+    /// Source statement; empty for the unnamed statement.
+    pub statement: &'a str,
+    /// Offset in the body where formats and parameters start.
+    pub rest_offset: usize,
+}
+
+impl<'a> Bind<'a> {
+    /// Reads the names at the start of a Bind body.
+    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, "Bind");
+        let portal = r.cstr()?;
+        let statement = r.cstr()?;
+        Ok(Self {
+            portal,
+            statement,
+            rest_offset: r.position(),
+        })
+    }
+}
+
+/// Whether Describe or Close targets a prepared statement or a portal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementOrPortal {
+    /// `S`.
+    Statement,
+    /// `P`.
+    Portal,
+}
+
+impl StatementOrPortal {
+    fn read(r: &mut Reader<'_>, what: &'static str) -> Result<Self, WireError> {
+        match r.u8()? {
+            b'S' => Ok(Self::Statement),
+            b'P' => Ok(Self::Portal),
+            _ => Err(WireError::Malformed { what }),
+        }
+    }
+
+    /// The wire byte.
+    pub fn as_byte(self) -> u8 {
+        match self {
+            Self::Statement => b'S',
+            Self::Portal => b'P',
+        }
+    }
+}
+
+/// Describe: `kind name\0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Describe<'a> {
+    /// Statement or portal.
+    pub kind: StatementOrPortal,
+    /// Its name.
+    pub name: &'a str,
+}
+
+impl<'a> Describe<'a> {
+    /// Reads a Describe body.
+    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, "Describe");
+        let kind = StatementOrPortal::read(&mut r, "Describe")?;
+        Ok(Self {
+            kind,
+            name: r.cstr()?,
+        })
+    }
+}
+
+/// Close: `kind name\0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close<'a> {
+    /// Statement or portal.
+    pub kind: StatementOrPortal,
+    /// Its name.
+    pub name: &'a str,
+}
+
+impl<'a> Close<'a> {
+    /// Reads a Close body.
+    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, "Close");
+        let kind = StatementOrPortal::read(&mut r, "Close")?;
+        Ok(Self {
+            kind,
+            name: r.cstr()?,
+        })
+    }
+}
+
+/// The SQL text of a Query body.
+pub fn query_text(body: &[u8]) -> Result<&str, WireError> {
+    Reader::new(body, "Query").cstr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend;
+
+    fn body(frame: &[u8]) -> &[u8] {
+        &frame[5..]
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        let mut out = BytesMut::new();
+        frontend::parse("s1", "SELECT $1", [23], &mut out).unwrap();
+        let parsed = Parse::parse(body(&out)).unwrap();
+        assert_eq!(parsed, Parse { name: "s1", query: "SELECT $1", param_types: vec![23] });
+    }
+
+    #[test]
+    fn bind_names_and_rest() {
+        let b = b"portal\0stmt\0\0\0\0\0\0\0";
+        let bind = Bind::parse(b).unwrap();
+        assert_eq!((bind.portal, bind.statement, bind.rest_offset), ("portal", "stmt", 12));
+    }
+
+    #[test]
+    fn describe_and_close() {
+        assert_eq!(Describe::parse(b"Sx\0").unwrap().kind, StatementOrPortal::Statement);
+        assert_eq!(Close::parse(b"Py\0").unwrap().name, "y");
+        assert!(Close::parse(b"Qy\0").is_err());
+    }
+
+    #[test]
+    fn negative_parameter_count_is_malformed() {
+        assert!(Parse::parse(b"\0SELECT 1\0\xff\xff").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = Parse::parse(&bytes);
+            let _ = Bind::parse(&bytes);
+            let _ = Describe::parse(&bytes);
+            let _ = Close::parse(&bytes);
+            let _ = query_text(&bytes);
+        }
+    }
+}
