@@ -13,10 +13,13 @@ use std::time::Duration;
 mod duration;
 mod load;
 pub mod raw;
+mod secret;
 mod uri;
 mod validate;
 
-pub use load::{ConfigError, Problem, load_config, load_shard_map};
+pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
+pub use load::{ConfigError, Problem, load_config, load_shard_map, render_problems};
+pub use secret::{ScramVerifier, SecretError, normalize_md5_hash};
 pub use uri::{BackendUri, UriError};
 
 /// The whole proxy configuration, validated.
@@ -38,6 +41,19 @@ pub struct Config {
     pub databases: Vec<DatabaseEntry>,
     /// Log output settings.
     pub log: LogSettings,
+}
+
+impl Config {
+    /// The database a client named in its startup message, if it is configured; `None` is
+    /// answered with SQLSTATE 3D000. Names are compared exactly, as PostgreSQL does.
+    pub fn database(&self, name: &str) -> Option<&DatabaseEntry> {
+        self.databases.iter().find(|database| database.name == name)
+    }
+
+    /// The user a client logs in as, if it is configured; `None` fails authentication.
+    pub fn user(&self, name: &str) -> Option<&UserEntry> {
+        self.users.iter().find(|user| user.name == name)
+    }
 }
 
 /// Client authentication method (the `auth.method` key).
@@ -183,6 +199,11 @@ impl ShardMap {
     /// The shard with this id. Ids come from this map, so the lookup cannot miss.
     pub fn shard(&self, id: ShardId) -> &Shard {
         &self.shards[id.0 as usize]
+    }
+
+    /// The shard an operator named (admin commands, `default_shard`), if the map has it.
+    pub fn shard_by_name(&self, name: &str) -> Option<&Shard> {
+        self.shards.iter().find(|shard| shard.name == name)
     }
 }
 

@@ -1,0 +1,297 @@
+//! Raw structs → validated domain types, reporting every problem with its YAML path.
+//!
+//! Part of the config stage. This module owns the rules a config must satisfy; it does not
+//! stop at the first problem, so an operator fixes a file in one pass. It must never read
+//! files itself (shard maps come through the loader it is given) and never open sockets.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::duration::HumanDuration;
+use super::load::{ConfigError, Problem};
+use super::raw::{RawConfig, RawDatabase, RawLimits, RawLog, RawLogFormat, RawPool, RawPoolMode};
+use super::{Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode, PoolSettings};
+use super::{ShardMap, TlsFiles};
+
+mod shard_map;
+mod users;
+
+pub(super) use shard_map::shard_map;
+
+/// Reads and validates the shard map at a path; `load_shard_map` in production, fakes in tests.
+pub(super) type MapLoader<'a> = &'a mut dyn FnMut(&Path) -> Result<ShardMap, ConfigError>;
+
+/// Problems found so far in one file.
+pub(super) struct Problems {
+    file: PathBuf,
+    found: Vec<Problem>,
+}
+
+impl Problems {
+    pub(super) fn new(file: &Path) -> Self {
+        Self {
+            file: file.to_owned(),
+            found: Vec::new(),
+        }
+    }
+
+    /// Records a problem at a YAML path such as `users[0].name`.
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Display) {
+        self.found.push(Problem {
+            file: self.file.clone(),
+            path: path.into(),
+            message: message.to_string(),
+        });
+    }
+
+    /// Records the error, if any, at `path` and passes the value on.
+    pub(super) fn check<T, E: Display>(&mut self, path: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|error| self.add(path, error)).ok()
+    }
+
+    /// Records problems found in another file.
+    pub(super) fn append(&mut self, more: Vec<Problem>) {
+        self.found.extend(more);
+    }
+
+    /// Every problem found, in the order found, if there were any; otherwise the value.
+    pub(super) fn finish<T>(self, value: T) -> Result<T, Vec<Problem>> {
+        if self.found.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.found)
+        }
+    }
+
+    /// Checks that `name` is non-empty and not yet in `seen` (name → path of first use).
+    pub(super) fn unique_name(
+        &mut self,
+        seen: &mut HashMap<String, String>,
+        path: String,
+        name: &str,
+        kind: &str,
+    ) {
+        if name.is_empty() {
+            self.add(path, format!("{kind} name must not be empty"));
+        } else if let Some(first) = seen.get(name) {
+            self.add(
+                path,
+                format!("duplicate {kind} name {name:?} (first used at {first})"),
+            );
+        } else {
+            seen.insert(name.to_owned(), path);
+        }
+    }
+}
+
+/// Validates a whole config read from `file`; relative paths are resolved against its
+/// directory, and each shard map is read through `load_map`.
+pub(super) fn config(
+    raw: &RawConfig,
+    file: &Path,
+    load_map: MapLoader<'_>,
+) -> Result<Config, Vec<Problem>> {
+    let mut problems = Problems::new(file);
+    let dir = config_dir(file);
+    let listen = problems.check("listen", parse_listen(&raw.listen));
+    let auth_method = users::auth_method(raw.auth.method);
+    let users = users::users(&raw.users, auth_method, &mut problems);
+    let tls = raw.tls.as_ref().map(|tls| TlsFiles {
+        cert: non_empty_path(&mut problems, "tls.cert", dir, &tls.cert),
+        key: non_empty_path(&mut problems, "tls.key", dir, &tls.key),
+    });
+    let pool = pool(&raw.pool, &mut problems);
+    let limits = limits(&raw.limits, &mut problems);
+    let log = log(&raw.log, &mut problems);
+    let databases = databases(&raw.databases, dir, load_map, &mut problems);
+    let (Some(listen), Some(pool), Some(limits), Some(log)) = (listen, pool, limits, log) else {
+        return Err(problems.found);
+    };
+    problems.finish(Config {
+        listen,
+        auth_method,
+        users,
+        tls,
+        pool,
+        limits,
+        databases,
+        log,
+    })
+}
+
+/// The directory relative paths in `file` are resolved against.
+pub(super) fn config_dir(file: &Path) -> &Path {
+    file.parent().unwrap_or(Path::new(""))
+}
+
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an IP address and port such as 127.0.0.1:6432 \
+             (host names are not resolved)"
+        )
+    })
+}
+
+fn non_empty_path(problems: &mut Problems, path: &str, dir: &Path, file: &Path) -> PathBuf {
+    if file.as_os_str().is_empty() {
+        problems.add(path, "file path must not be empty");
+    }
+    dir.join(file)
+}
+
+fn pool(raw: &RawPool, problems: &mut Problems) -> Option<PoolSettings> {
+    if raw.size == 0 {
+        problems.add("pool.size", "must be at least 1");
+    }
+    if raw.min_idle > raw.size {
+        let message = format!("{} is more than pool.size ({})", raw.min_idle, raw.size);
+        problems.add("pool.min_idle", message);
+    }
+    if raw.max_prepared_statements == 0 {
+        problems.add("pool.max_prepared_statements", "must be at least 1");
+    }
+    let checkout_timeout = timeout(problems, "pool.checkout_timeout", &raw.checkout_timeout);
+    let connect_timeout = timeout(problems, "pool.connect_timeout", &raw.connect_timeout);
+    let idle_timeout = optional_timeout(problems, "pool.idle_timeout", &raw.idle_timeout);
+    let max_lifetime = optional_timeout(problems, "pool.max_lifetime", &raw.max_lifetime);
+    Some(PoolSettings {
+        mode: match raw.mode {
+            RawPoolMode::Transaction => PoolMode::Transaction,
+            RawPoolMode::Session => PoolMode::Session,
+        },
+        size: raw.size,
+        min_idle: raw.min_idle,
+        checkout_timeout: checkout_timeout?,
+        connect_timeout: connect_timeout?,
+        idle_timeout: idle_timeout?,
+        max_lifetime: max_lifetime?,
+        max_prepared_statements: raw.max_prepared_statements,
+    })
+}
+
+fn limits(raw: &RawLimits, problems: &mut Problems) -> Option<Limits> {
+    if raw.max_message_bytes < 1024 {
+        let message = format!(
+            "{} is below the minimum of 1024 bytes",
+            raw.max_message_bytes
+        );
+        problems.add("limits.max_message_bytes", message);
+    }
+    if raw.max_client_connections == 0 {
+        problems.add("limits.max_client_connections", "must be at least 1");
+    }
+    let startup_timeout = timeout(problems, "limits.startup_timeout", &raw.startup_timeout);
+    Some(Limits {
+        max_message_bytes: raw.max_message_bytes,
+        startup_timeout: startup_timeout?,
+        max_client_connections: raw.max_client_connections,
+    })
+}
+
+fn log(raw: &RawLog, problems: &mut Problems) -> Option<LogSettings> {
+    if raw.level.trim().is_empty() {
+        problems.add("log.level", "must not be empty (try `info`)");
+        return None;
+    }
+    let parsed = tracing_subscriber::EnvFilter::try_new(&raw.level);
+    let parsed =
+        parsed.map_err(|e| format!("{:?} is not a tracing filter directive: {e}", raw.level));
+    problems.check("log.level", parsed)?;
+    Some(LogSettings {
+        format: match raw.format {
+            RawLogFormat::Text => LogFormat::Text,
+            RawLogFormat::Json => LogFormat::Json,
+        },
+        level: raw.level.clone(),
+    })
+}
+
+/// A duration that must be positive: a zero timeout would fail every attempt at once.
+fn timeout(problems: &mut Problems, path: &str, raw: &HumanDuration) -> Option<Duration> {
+    match problems.check(path, raw.parse())? {
+        Duration::ZERO => {
+            problems.add(path, "must be greater than 0");
+            None
+        }
+        duration => Some(duration),
+    }
+}
+
+/// Like [`timeout`], but `null` (absent in the domain) turns the limit off.
+fn optional_timeout(
+    problems: &mut Problems,
+    path: &str,
+    raw: &Option<HumanDuration>,
+) -> Option<Option<Duration>> {
+    match raw {
+        None => Some(None),
+        Some(text) if text.parse() == Ok(Duration::ZERO) => {
+            problems.add(path, "must be greater than 0 (use null to turn it off)");
+            None
+        }
+        Some(text) => timeout(problems, path, text).map(Some),
+    }
+}
+
+fn databases(
+    raw: &[RawDatabase],
+    dir: &Path,
+    load_map: MapLoader<'_>,
+    problems: &mut Problems,
+) -> Vec<DatabaseEntry> {
+    if raw.is_empty() {
+        problems.add("databases", "at least one database is required");
+    }
+    let mut seen = HashMap::new();
+    let mut entries = Vec::with_capacity(raw.len());
+    for (i, database) in raw.iter().enumerate() {
+        let name_path = format!("databases[{i}].name");
+        problems.unique_name(&mut seen, name_path, &database.name, "database");
+        let path = format!("databases[{i}].shard_map");
+        entries.extend(database_entry(
+            database,
+            &path,
+            dir,
+            &mut *load_map,
+            problems,
+        ));
+    }
+    entries
+}
+
+/// Loads one database's shard map; its problems are reported against the shard-map file,
+/// except a file that cannot be read, which is the config's problem at `path`.
+fn database_entry(
+    raw: &RawDatabase,
+    path: &str,
+    dir: &Path,
+    load_map: MapLoader<'_>,
+    problems: &mut Problems,
+) -> Option<DatabaseEntry> {
+    if raw.shard_map.as_os_str().is_empty() {
+        problems.add(path, "file path must not be empty");
+        return None;
+    }
+    let shard_map_path = dir.join(&raw.shard_map);
+    match load_map(&shard_map_path) {
+        Ok(shard_map) => Some(DatabaseEntry {
+            name: raw.name.clone(),
+            shard_map_path,
+            shard_map,
+        }),
+        Err(ConfigError::Invalid(found)) => {
+            problems.append(found);
+            None
+        }
+        Err(read @ ConfigError::Read { .. }) => {
+            problems.add(path, read);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
