@@ -13,6 +13,7 @@ mod prepared;
 mod replies;
 mod server;
 mod settings;
+mod sql_prepared;
 mod start;
 pub mod statements;
 
@@ -33,6 +34,7 @@ use crate::wire::{BackendKeyData, TxStatus, encode};
 use prepared::PreparedStatements;
 use replies::{Expect, Replies, Undo};
 use settings::ClientSettings;
+use sql_prepared::SqlStatements;
 use statements::PinReason;
 
 /// Everything a session needs from the proxy around it.
@@ -80,6 +82,7 @@ struct Session<C> {
     backend: Option<Checkout>,
     replies: Replies,
     statements: PreparedStatements,
+    sql_statements: SqlStatements,
     settings: ClientSettings,
     /// Status of the last ReadyForQuery the client saw.
     client_status: TxStatus,
@@ -93,6 +96,10 @@ struct Session<C> {
     rolled_back: bool,
     /// Error text of a failed settings replay, reported at startup.
     replay_error: Option<String>,
+    /// Bytes of a CopyData frame still to stream from client to backend.
+    copy_data_remaining: usize,
+    /// Bytes of a DataRow or CopyData frame still to stream from backend to client.
+    row_bytes_remaining: usize,
     terminated: bool,
 }
 
@@ -105,6 +112,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             backend: None,
             replies: Replies::default(),
             statements: PreparedStatements::default(),
+            sql_statements: SqlStatements::default(),
             settings: ClientSettings::default(),
             client_status: TxStatus::Idle,
             backend_status: TxStatus::Idle,
@@ -112,6 +120,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             skip_until_sync: false,
             rolled_back: false,
             replay_error: None,
+            copy_data_remaining: 0,
+            row_bytes_remaining: 0,
             terminated: false,
         }
     }
@@ -150,11 +160,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if let Some(sql) = self.settings.sync_sql(&mut conn) {
                 postgres_protocol::message::frontend::query(&sql, &mut self.bufs.to_backend)
                     .map_err(|e| internal(e.to_string()))?;
-                self.replies.push(Expect::Query {
-                    visible: false,
-                    effects: Vec::new(),
-                    failed: false,
-                });
+                self.replies.push(Expect::hidden_query());
             }
             self.env.cancel_slot.set(Some(conn.cancel_target()));
             self.backend_status = TxStatus::Idle;
@@ -192,6 +198,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     fn apply_undo(&mut self, undo: Undo) {
         if let Some(name) = undo.client_name {
             self.statements.remove(&name);
+        }
+        if let Some(name) = undo.sql_name {
+            self.sql_statements.remove(&name);
         }
         if let (Some(name), Some(conn)) = (undo.backend_name, self.backend.as_deref_mut()) {
             conn.prepared.remove(&name);

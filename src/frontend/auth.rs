@@ -5,7 +5,7 @@ use bytes::{Buf, BytesMut};
 use pgwire::api::auth::sasl::scram::ScramServerAuth;
 
 use super::LoginError;
-use super::credentials::{Credential, ScramVerifier, expected_md5_response};
+use super::credentials::{Credential, expected_md5_response, impossible_verifier, scram_secret};
 use super::startup::ClientConn;
 use crate::config::ClientAuthMethod;
 use crate::wire::{encode, tag};
@@ -27,7 +27,7 @@ pub(super) async fn authenticate(
         ClientAuthMethod::Trust => {}
         ClientAuthMethod::ScramSha256 => {
             let verifier = credential.and_then(|c| c.scram.clone());
-            scram(conn, verifier.unwrap_or_else(ScramVerifier::impossible), user).await?
+            scram(conn, verifier.unwrap_or_else(impossible_verifier), user).await?
         }
         ClientAuthMethod::Md5 => {
             let inner = credential.and_then(|c| c.md5_inner.as_deref());
@@ -39,7 +39,7 @@ pub(super) async fn authenticate(
     conn.write(&out).await
 }
 
-async fn scram(conn: &mut ClientConn, verifier: ScramVerifier, user: &str) -> Result<(), LoginError> {
+async fn scram(conn: &mut ClientConn, verifier: crate::config::ScramVerifier, user: &str) -> Result<(), LoginError> {
     let mut out = BytesMut::new();
     encode::authentication_sasl(&mut out, SCRAM_SHA_256);
     conn.write(&out).await?;
@@ -48,7 +48,7 @@ async fn scram(conn: &mut ClientConn, verifier: ScramVerifier, user: &str) -> Re
     let client_first = parse_sasl_initial(&mut initial)?;
     let server = ScramServerAuth::new();
     let (server_first, waiting) = server
-        .on_client_first_message_with_secret(&client_first, verifier.secret())
+        .on_client_first_message_with_secret(&client_first, scram_secret(&verifier))
         .map_err(|e| LoginError::protocol(format!("invalid SCRAM message: {e}")))?;
     out.clear();
     encode::authentication(&mut out, AUTH_SASL_CONTINUE, server_first.as_bytes());

@@ -3,87 +3,51 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use pgwire::api::auth::sasl::scram::{ScramSecret, gen_salted_password};
 
-use crate::config::{UserEntry, UserSecret};
+use crate::config::{ScramVerifier, UserEntry, UserSecret};
 
-const SCRAM_ITERATIONS: usize = 4096;
+const SCRAM_ITERATIONS: u32 = 4096;
 
-/// A SCRAM-SHA-256 verifier as stored in `pg_authid`.
-#[derive(Clone)]
-pub struct ScramVerifier {
-    salt: Vec<u8>,
-    iterations: usize,
-    stored_key: Vec<u8>,
-    server_key: Vec<u8>,
+/// Derives a verifier from a plain password with a fresh random salt.
+fn verifier_from_password(password: &str) -> ScramVerifier {
+    let salt: [u8; 16] = rand::random();
+    let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS as usize);
+    let secret = ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, SCRAM_ITERATIONS as usize);
+    let ScramSecret::Verifier {
+        stored_key,
+        server_key,
+        ..
+    } = secret
+    else {
+        unreachable!("verifier_from_salted_password returns a verifier")
+    };
+    ScramVerifier {
+        iterations: SCRAM_ITERATIONS,
+        salt: salt.to_vec(),
+        stored_key: stored_key.try_into().expect("SHA-256 digests are 32 bytes"),
+        server_key: server_key.try_into().expect("HMAC-SHA-256 outputs are 32 bytes"),
+    }
 }
 
-impl ScramVerifier {
-    /// Derives a verifier from a plain password with a fresh random salt.
-    pub fn from_password(password: &str) -> Self {
-        let salt: [u8; 16] = rand::random();
-        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-        Self::from_secret(ScramSecret::verifier_from_salted_password(
-            salt.to_vec(),
-            salted,
-            SCRAM_ITERATIONS,
-        ))
+/// A verifier no password matches: unknown users go through the same exchange as known ones
+/// and fail at the end, so a client cannot probe which users exist.
+pub fn impossible_verifier() -> ScramVerifier {
+    ScramVerifier {
+        iterations: SCRAM_ITERATIONS,
+        salt: rand::random::<[u8; 16]>().to_vec(),
+        stored_key: rand::random(),
+        server_key: rand::random(),
     }
+}
 
-    /// Parses `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let rest = text.strip_prefix("SCRAM-SHA-256$")?;
-        let (iter_salt, keys) = rest.split_once('$')?;
-        let (iterations, salt) = iter_salt.split_once(':')?;
-        let (stored, server) = keys.split_once(':')?;
-        Some(Self {
-            salt: STANDARD.decode(salt).ok()?,
-            iterations: iterations.parse().ok()?,
-            stored_key: STANDARD.decode(stored).ok()?,
-            server_key: STANDARD.decode(server).ok()?,
-        })
-    }
-
-    /// A verifier no password matches: unknown users go through the same exchange as known
-    /// ones and fail at the end, so a client cannot probe which users exist.
-    pub fn impossible() -> Self {
-        let salt: [u8; 16] = rand::random();
-        let key: [u8; 32] = rand::random();
-        Self {
-            salt: salt.to_vec(),
-            iterations: SCRAM_ITERATIONS,
-            stored_key: key.to_vec(),
-            server_key: key.to_vec(),
-        }
-    }
-
-    fn from_secret(secret: ScramSecret) -> Self {
-        match secret {
-            ScramSecret::Verifier {
-                salt,
-                iterations,
-                stored_key,
-                server_key,
-            } => Self {
-                salt,
-                iterations,
-                stored_key,
-                server_key,
-            },
-            ScramSecret::SaltedPassword { .. } => unreachable!("verifier_from_salted_password"),
-        }
-    }
-
-    /// The secret in the form pgwire's SCRAM server state machine takes.
-    pub fn secret(&self) -> ScramSecret {
-        ScramSecret::Verifier {
-            salt: self.salt.clone(),
-            iterations: self.iterations,
-            stored_key: self.stored_key.clone(),
-            server_key: self.server_key.clone(),
-        }
+/// The verifier in the form pgwire's SCRAM server state machine takes.
+pub fn scram_secret(verifier: &ScramVerifier) -> ScramSecret {
+    ScramSecret::Verifier {
+        salt: verifier.salt.clone(),
+        iterations: verifier.iterations as usize,
+        stored_key: verifier.stored_key.to_vec(),
+        server_key: verifier.server_key.to_vec(),
     }
 }
 
@@ -120,11 +84,12 @@ impl Credentials {
 fn credential(user: &UserEntry) -> Credential {
     match &user.secret {
         UserSecret::Password(password) => Credential {
-            scram: Some(ScramVerifier::from_password(password)),
+            scram: Some(verifier_from_password(password)),
             md5_inner: Some(format!("{:x}", md5::compute(format!("{password}{}", user.name)))),
         },
         UserSecret::ScramVerifier(text) => Credential {
-            scram: ScramVerifier::parse(text),
+            // Validated when the config was loaded.
+            scram: ScramVerifier::parse(text).ok(),
             md5_inner: None,
         },
         UserSecret::Md5Hash(hash) => Credential {
@@ -152,14 +117,5 @@ mod tests {
         let inner = format!("{:x}", md5::compute("secretalice"));
         let client = postgres_protocol::authentication::md5_hash(b"alice", b"secret", salt);
         assert_eq!(expected_md5_response(&inner, salt), client);
-    }
-
-    #[test]
-    fn parses_pg_authid_verifier() {
-        let v = "SCRAM-SHA-256$4096:c2FsdHNhbHQ=$c3RvcmVk:c2VydmVy";
-        let parsed = ScramVerifier::parse(v).unwrap();
-        assert_eq!(parsed.iterations, 4096);
-        assert_eq!(parsed.salt, b"saltsalt");
-        assert!(ScramVerifier::parse("md5abc").is_none());
     }
 }

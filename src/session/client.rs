@@ -6,18 +6,30 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::replies::{Expect, Synthetic, Undo};
+use super::sql_prepared::{SqlCommand, parse_sql_command};
 use super::statements::{self, SessionEffect};
 use super::{Ending, Session, internal};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::router::Statement;
-use crate::wire::{self, Bind, Close, Describe, Parse, StatementOrPortal, encode, peek_header, tag};
+use crate::wire::{self, Bind, Close, Describe, Parse, StatementOrPortal, TxStatus, encode, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Handles every complete frame the client has sent so far.
     pub(super) async fn on_client_data(&mut self) -> Result<(), Ending> {
         while !self.terminated {
+            if self.copy_data_remaining > 0 {
+                self.stream_copy_data(self.copy_data_remaining);
+                if self.copy_data_remaining > 0 {
+                    break;
+                }
+                continue;
+            }
             let header = peek_header(&self.bufs.client_in).map_err(|e| protocol_violation(e.to_string()))?;
             let Some(header) = header else { break };
+            if header.tag == tag::COPY_DATA && self.backend.is_some() && !self.skip_until_sync {
+                self.stream_copy_data(header.total_len);
+                continue;
+            }
             if header.total_len > self.env.max_message_bytes {
                 return Err(protocol_violation(format!(
                     "message of {} bytes exceeds the limit of {} bytes",
@@ -31,6 +43,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.on_client_frame(header.tag, frame).await?;
         }
         Ok(())
+    }
+
+    /// CopyData goes to the backend as it arrives, without waiting for whole frames, so COPY
+    /// rows of any size need no buffering and no message-size limit.
+    fn stream_copy_data(&mut self, frame_left: usize) {
+        let n = frame_left.min(self.bufs.client_in.len());
+        let chunk = self.bufs.client_in.split_to(n);
+        self.bufs.to_backend.extend_from_slice(&chunk);
+        self.copy_data_remaining = frame_left - n;
     }
 
     async fn on_client_frame(&mut self, frame_tag: u8, frame: BytesMut) -> Result<(), Ending> {
@@ -98,6 +119,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     async fn on_query(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let sql = wire::query_text(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        if let Some(command) = single_sql_command(sql) {
+            if self.on_sql_command(sql, command).await? {
+                return Ok(());
+            }
+        }
         let effects = statements::session_effects(sql);
         self.note_pins(&effects);
         self.ensure_backend(Statement::Sql(sql)).await?;
@@ -106,8 +132,80 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             visible: true,
             effects,
             failed: false,
+            undo: Undo::default(),
         });
         Ok(())
+    }
+
+    /// Runs a SQL-level PREPARE/EXECUTE/DEALLOCATE with the name rewritten. Returns false when
+    /// the statement should go through unchanged (an unknown name: the server's error is right).
+    async fn on_sql_command(&mut self, sql: &str, command: SqlCommand<'_>) -> Result<bool, Refusal> {
+        if self.client_status == TxStatus::Failed {
+            return Ok(false); // The server answers 25P02, as it should.
+        }
+        match command {
+            SqlCommand::Prepare { name, rest } => {
+                let Some(prepared) = self.sql_statements.register(&name, rest) else {
+                    return Err(Refusal::Statement(duplicate_statement(&name)));
+                };
+                let conn = self.ensure_backend(Statement::Sql(sql)).await?;
+                if !conn.prepared.insert(prepared.backend_name.clone()) {
+                    self.answer_command("PREPARE");
+                    return Ok(true);
+                }
+                let undo = Undo {
+                    backend_name: Some(prepared.backend_name.clone()),
+                    sql_name: Some(name),
+                    client_name: None,
+                };
+                self.send_query(&prepared.prepare_sql, true, undo)?;
+            }
+            SqlCommand::Execute { name, rest } => {
+                let Some(prepared) = self.sql_statements.get(&name) else {
+                    return Ok(false);
+                };
+                let conn = self.ensure_backend(Statement::Sql(sql)).await?;
+                if conn.prepared.insert(prepared.backend_name.clone()) {
+                    let undo = Undo {
+                        backend_name: Some(prepared.backend_name.clone()),
+                        ..Undo::default()
+                    };
+                    self.send_query(&prepared.prepare_sql, false, undo)?;
+                }
+                self.send_query(&format!("EXECUTE {}{rest}", prepared.backend_name), true, Undo::default())?;
+            }
+            SqlCommand::Deallocate { name } => {
+                let known = self.sql_statements.remove(&name) | self.statements.remove(&name);
+                if !known {
+                    return Ok(false);
+                }
+                self.answer_command("DEALLOCATE");
+            }
+        }
+        Ok(true)
+    }
+
+    fn send_query(&mut self, sql: &str, visible: bool, undo: Undo) -> Result<(), Refusal> {
+        frontend::query(sql, &mut self.bufs.to_backend).map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+        self.push(Expect::Query {
+            visible,
+            effects: Vec::new(),
+            failed: false,
+            undo,
+        });
+        Ok(())
+    }
+
+    /// Completes a simple query the proxy answered itself, in order with earlier replies.
+    fn answer_command(&mut self, command_tag: &'static str) {
+        self.push(Expect::Synthetic {
+            message: Synthetic::CommandComplete(command_tag),
+            undo: Undo::default(),
+        });
+        self.push(Expect::Synthetic {
+            message: Synthetic::ReadyForQuery,
+            undo: Undo::default(),
+        });
     }
 
     async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
@@ -123,11 +221,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         let Some(prepared) = self.statements.register(parse.name, parse.query, parse.param_types) else {
-            return Err(Refusal::Statement(ErrorReport::error(
-                sqlstate::DUPLICATE_PREPARED_STATEMENT,
-                Blame::Client,
-                format!("prepared statement \"{}\" already exists", parse.name),
-            )));
+            return Err(Refusal::Statement(duplicate_statement(parse.name)));
         };
         let client_name = Some(parse.name.into());
         let conn = self.backend.as_deref_mut().expect("ensured above");
@@ -136,7 +230,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 message: Synthetic::ParseComplete,
                 undo: Undo {
                     client_name,
-                    backend_name: None,
+                    ..Undo::default()
                 },
             });
             return Ok(());
@@ -149,6 +243,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             undo: Undo {
                 client_name,
                 backend_name: Some(prepared.backend_name.clone()),
+                sql_name: None,
             },
         });
         Ok(())
@@ -196,8 +291,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.push(Expect::Parse {
                 visible: false,
                 undo: Undo {
-                    client_name: None,
                     backend_name: Some(prepared.backend_name.clone()),
+                    ..Undo::default()
                 },
             });
         }
@@ -264,6 +359,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Synthetic::ParseComplete => encode::parse_complete(&mut self.bufs.to_client),
                 Synthetic::CloseComplete => encode::close_complete(&mut self.bufs.to_client),
                 Synthetic::Error(report) => encode::error_response(&mut self.bufs.to_client, &report),
+                Synthetic::CommandComplete(command_tag) => encode::command_complete(&mut self.bufs.to_client, command_tag),
+                Synthetic::ReadyForQuery => encode::ready_for_query(&mut self.bufs.to_client, self.client_status),
             }
         }
     }
@@ -298,6 +395,21 @@ impl From<ErrorReport> for Refusal {
     fn from(report: ErrorReport) -> Self {
         Refusal::Statement(report)
     }
+}
+
+fn duplicate_statement(name: &str) -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::DUPLICATE_PREPARED_STATEMENT,
+        Blame::Client,
+        format!("prepared statement \"{name}\" already exists"),
+    )
+}
+
+/// A query that is exactly one SQL-level prepared-statement command.
+fn single_sql_command(sql: &str) -> Option<SqlCommand<'_>> {
+    let mut statements = statements::split_statements(sql);
+    let only = statements.next()?;
+    statements.next().is_none().then(|| parse_sql_command(only)).flatten()
 }
 
 fn protocol_violation(message: String) -> Ending {

@@ -46,9 +46,9 @@ impl PreparedStatements {
         self.by_name.get(name)
     }
 
-    /// Forgets `name` (Close, or a Parse that failed).
-    pub fn remove(&mut self, name: &str) {
-        self.by_name.remove(name);
+    /// Forgets `name` (Close, DEALLOCATE, or a Parse that failed); true if it existed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.by_name.remove(name).is_some()
     }
 
     /// Forgets everything (DISCARD ALL, DEALLOCATE ALL).

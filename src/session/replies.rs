@@ -44,6 +44,8 @@ pub enum Expect {
         effects: Vec<SessionEffect>,
         /// Whether an ErrorResponse arrived for it.
         failed: bool,
+        /// What to forget if it fails (a rewritten SQL-level PREPARE).
+        undo: Undo,
     },
     /// FunctionCall: FunctionCallResponse, then ReadyForQuery.
     FunctionCall,
@@ -58,6 +60,18 @@ pub enum Expect {
     CopyEnd,
 }
 
+impl Expect {
+    /// A simple Query the proxy sends on its own (settings replay, re-prepare).
+    pub fn hidden_query() -> Self {
+        Expect::Query {
+            visible: false,
+            effects: Vec::new(),
+            failed: false,
+            undo: Undo::default(),
+        }
+    }
+}
+
 /// A message the proxy answers in the backend's place.
 #[derive(Debug)]
 pub enum Synthetic {
@@ -65,6 +79,10 @@ pub enum Synthetic {
     ParseComplete,
     /// CloseComplete for a statement the proxy keeps for other clients.
     CloseComplete,
+    /// CommandComplete of a SQL-level PREPARE or DEALLOCATE the proxy answered.
+    CommandComplete(&'static str),
+    /// ReadyForQuery after such a command, with the client's current status.
+    ReadyForQuery,
     /// An error the proxy raises (the client then skips to Sync).
     Error(ErrorReport),
 }
@@ -76,6 +94,8 @@ pub struct Undo {
     pub client_name: Option<Arc<str>>,
     /// Backend statement name assumed to exist after this Parse.
     pub backend_name: Option<Arc<str>>,
+    /// Client name of a SQL-level PREPARE.
+    pub sql_name: Option<String>,
 }
 
 /// What to do with one backend message.
@@ -154,7 +174,7 @@ impl Replies {
             }
             (tag::ERROR_RESPONSE, Expect::FunctionCall | Expect::Sync) => visible(),
             (tag::ERROR_RESPONSE, _) => self.fail_extended(undo),
-            (tag::READY_FOR_QUERY, _) => self.complete_ready(),
+            (tag::READY_FOR_QUERY, _) => self.complete_ready(undo),
             (tag::COPY_IN_RESPONSE, _) => {
                 self.enter_copy_in();
                 visible()
@@ -169,15 +189,22 @@ impl Replies {
         }
     }
 
-    fn complete_ready(&mut self) -> Reply {
+    fn complete_ready(&mut self, undo: &mut Vec<Undo>) -> Reply {
         match self.queue.pop_front() {
-            Some(Expect::Query { visible: false, .. }) => Reply::default(),
             Some(Expect::Query {
-                effects, failed, ..
-            }) => Reply {
-                visible: true,
-                effects: if failed { Vec::new() } else { effects },
-            },
+                visible,
+                effects,
+                failed,
+                undo: u,
+            }) => {
+                if failed {
+                    undo.push(u);
+                }
+                Reply {
+                    visible,
+                    effects: if failed || !visible { Vec::new() } else { effects },
+                }
+            }
             _ => visible(),
         }
     }
@@ -246,7 +273,137 @@ fn completes(message_tag: u8, head: &Expect) -> bool {
 
 fn take_undo(expect: Expect) -> Undo {
     match expect {
-        Expect::Parse { undo, .. } | Expect::Synthetic { undo, .. } => undo,
+        Expect::Parse { undo, .. } | Expect::Synthetic { undo, .. } | Expect::Query { undo, .. } => undo,
         _ => Undo::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(replies: &mut Replies, message_tag: u8) -> (bool, Vec<Undo>) {
+        let mut undo = Vec::new();
+        let r = replies.on_reply(message_tag, &mut undo);
+        (r.visible, undo)
+    }
+
+    fn parse(visible: bool, name: &str) -> Expect {
+        Expect::Parse {
+            visible,
+            undo: Undo {
+                client_name: Some(name.into()),
+                ..Undo::default()
+            },
+        }
+    }
+
+    #[test]
+    fn extended_round_trip_completes_in_order() {
+        let mut r = Replies::default();
+        for e in [parse(true, "a"), Expect::Bind, Expect::Execute, Expect::Sync] {
+            assert!(r.push(e).is_none());
+        }
+        for t in [tag::PARSE_COMPLETE, tag::BIND_COMPLETE, tag::DATA_ROW, tag::COMMAND_COMPLETE] {
+            assert!(reply(&mut r, t).0);
+        }
+        assert!(!r.is_empty());
+        assert!(reply(&mut r, tag::READY_FOR_QUERY).0);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn hidden_parse_hides_success_but_shows_errors() {
+        let mut r = Replies::default();
+        r.push(parse(false, "a"));
+        r.push(Expect::Bind);
+        assert!(!reply(&mut r, tag::PARSE_COMPLETE).0);
+        r.push(parse(false, "b"));
+        r.push(Expect::Sync);
+        assert!(reply(&mut r, tag::BIND_COMPLETE).0);
+        let (visible, undo) = reply(&mut r, tag::ERROR_RESPONSE);
+        assert!(visible);
+        assert_eq!(undo[0].client_name.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn an_error_discards_everything_up_to_sync_and_undoes_it() {
+        let mut r = Replies::default();
+        r.push(Expect::Bind);
+        r.push(Expect::Execute);
+        r.push(Expect::Synthetic {
+            message: Synthetic::ParseComplete,
+            undo: Undo {
+                client_name: Some("later".into()),
+                ..Undo::default()
+            },
+        });
+        r.push(Expect::Sync);
+        let (visible, undo) = reply(&mut r, tag::ERROR_RESPONSE);
+        assert!(visible);
+        assert!(undo.iter().any(|u| u.client_name.as_deref() == Some("later")));
+        assert!(r.take_synthetics().is_empty(), "the discarded ParseComplete is never sent");
+        assert!(reply(&mut r, tag::READY_FOR_QUERY).0);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn messages_after_an_error_without_sync_are_ignored_until_sync() {
+        let mut r = Replies::default();
+        r.push(Expect::Execute);
+        reply(&mut r, tag::ERROR_RESPONSE);
+        assert!(r.push(parse(true, "x")).is_some(), "the backend ignores it: undo at once");
+        assert!(r.is_empty());
+        r.push(Expect::Sync);
+        assert!(reply(&mut r, tag::READY_FOR_QUERY).0);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn synthetics_wait_for_earlier_replies() {
+        let mut r = Replies::default();
+        r.push(Expect::Bind);
+        r.push(Expect::Synthetic {
+            message: Synthetic::CloseComplete,
+            undo: Undo::default(),
+        });
+        assert!(r.take_synthetics().is_empty());
+        reply(&mut r, tag::BIND_COMPLETE);
+        assert!(r.synthetic_at_head());
+        assert_eq!(r.take_synthetics().len(), 1);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn syncs_sent_during_copy_in_expect_no_ready_for_query() {
+        let mut r = Replies::default();
+        r.push(Expect::Bind);
+        r.push(Expect::Execute);
+        r.push(Expect::Sync); // pipelined before the COPY started: ignored by the server
+        reply(&mut r, tag::BIND_COMPLETE);
+        reply(&mut r, tag::COPY_IN_RESPONSE);
+        assert!(r.push(Expect::Sync).is_none());
+        r.push(Expect::CopyEnd);
+        r.push(Expect::Sync);
+        reply(&mut r, tag::COMMAND_COMPLETE);
+        assert!(r.take_synthetics().is_empty());
+        assert!(reply(&mut r, tag::READY_FOR_QUERY).0);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_failed_simple_query_drops_its_effects_and_keeps_waiting_for_ready() {
+        let mut r = Replies::default();
+        r.push(Expect::Query {
+            visible: true,
+            effects: vec![SessionEffect::ResetAll],
+            failed: false,
+            undo: Undo::default(),
+        });
+        assert!(reply(&mut r, tag::ERROR_RESPONSE).0);
+        assert!(!r.is_empty());
+        let mut undo = Vec::new();
+        let done = r.on_reply(tag::READY_FOR_QUERY, &mut undo);
+        assert!(done.visible && done.effects.is_empty());
     }
 }

@@ -17,8 +17,23 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut buf = std::mem::take(&mut conn.read_buf);
         let (mut pos, mut run_start) = (0, 0);
         let result = loop {
+            if self.row_bytes_remaining > 0 {
+                let n = self.row_bytes_remaining.min(buf.len() - pos);
+                pos += n;
+                self.row_bytes_remaining -= n;
+                if self.row_bytes_remaining > 0 {
+                    break Ok(());
+                }
+                continue;
+            }
             let header = match peek_header(&buf[pos..]) {
                 Ok(Some(h)) if buf.len() - pos >= h.total_len => h,
+                Ok(Some(h)) if self.streams_partially(h.tag) => {
+                    // A big row: forward what has arrived instead of buffering the whole frame.
+                    self.row_bytes_remaining = h.total_len - (buf.len() - pos);
+                    pos = buf.len();
+                    break Ok(());
+                }
                 Ok(_) => break Ok(()),
                 Err(e) => break Err(self.backend_lost(&format!("malformed message: {e}"))),
             };
@@ -42,6 +57,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.write_due_synthetics();
         result
+    }
+
+    /// Rows and COPY data carry nothing the proxy reads, so a visible one can be forwarded in
+    /// pieces as it arrives.
+    fn streams_partially(&self, frame_tag: u8) -> bool {
+        matches!(frame_tag, tag::DATA_ROW | tag::COPY_DATA)
+            && !self.replies.head_is_hidden()
+            && !self.replies.synthetic_at_head()
     }
 
     /// Updates session state from one backend message; returns whether the client sees it.
@@ -113,6 +136,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .any(|e| matches!(e, SessionEffect::DiscardAll | SessionEffect::DeallocateAll));
         if drops_statements {
             self.statements.clear();
+            self.sql_statements.clear();
             if let Some(conn) = self.backend.as_deref_mut() {
                 conn.prepared.clear();
             }

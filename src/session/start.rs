@@ -27,11 +27,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if !sql.is_empty() {
             postgres_protocol::message::frontend::query(&sql, &mut self.bufs.to_backend)
                 .map_err(|e| internal(e.to_string()))?;
-            self.replies.push(Expect::Query {
-                visible: false,
-                effects: Vec::new(),
-                failed: false,
-            });
+            self.replies.push(Expect::hidden_query());
             self.wait_for_replies().await?;
         }
         if let Some(message) = self.replay_error.take() {

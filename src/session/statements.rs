@@ -66,6 +66,8 @@ fn classify(statement: &str) -> Option<SessionEffect> {
         "discard" if words.get(1).is_some_and(|w| w == "all") => Some(SessionEffect::DiscardAll),
         "deallocate" if words.iter().any(|w| w == "all") => Some(SessionEffect::DeallocateAll),
         "listen" => Some(SessionEffect::Pin(PinReason::Listen)),
+        // Single-statement PREPARE is rewritten (see sql_prepared); inside a multi-statement
+        // query it pins.
         "prepare" if words.get(1).is_some_and(|w| w != "transaction") => {
             Some(SessionEffect::Pin(PinReason::SqlPrepare))
         }

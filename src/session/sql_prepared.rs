@@ -1,0 +1,156 @@
+//! SQL-level `PREPARE` / `EXECUTE` / `DEALLOCATE` under transaction pooling.
+//!
+//! The statement name is rewritten to a backend-wide name derived from the statement's text,
+//! exactly like protocol-level statements (see `prepared`), so `EXECUTE` works on whichever
+//! backend the client gets: the proxy replays the `PREPARE` there first. Only single-statement
+//! queries are rewritten; a `PREPARE` inside a multi-statement query pins the client instead.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A SQL-level prepared-statement command, split around its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlCommand<'a> {
+    /// `PREPARE name <rest>`.
+    Prepare {
+        /// Normalized name (unquoted identifiers fold to lower case).
+        name: String,
+        /// Everything after the name: parameter types, `AS`, the statement.
+        rest: &'a str,
+    },
+    /// `EXECUTE name <rest>`.
+    Execute {
+        /// Normalized name.
+        name: String,
+        /// Everything after the name: the argument list, if any.
+        rest: &'a str,
+    },
+    /// `DEALLOCATE [PREPARE] name`.
+    Deallocate {
+        /// Normalized name.
+        name: String,
+    },
+}
+
+/// A client's SQL-level statement and how to create it on any backend.
+#[derive(Debug)]
+pub struct SqlPrepared {
+    /// Name on every backend.
+    pub backend_name: Arc<str>,
+    /// `PREPARE <backend_name> <rest>`.
+    pub prepare_sql: String,
+}
+
+/// One client's SQL-level statements, by normalized name.
+#[derive(Debug, Default)]
+pub struct SqlStatements(HashMap<String, Arc<SqlPrepared>>);
+
+impl SqlStatements {
+    /// Registers `name`; `None` if the client already has one by that name.
+    pub fn register(&mut self, name: &str, rest: &str) -> Option<Arc<SqlPrepared>> {
+        if self.0.contains_key(name) {
+            return None;
+        }
+        let backend_name = backend_name(rest);
+        let prepared = Arc::new(SqlPrepared {
+            prepare_sql: format!("PREPARE {backend_name} {rest}"),
+            backend_name,
+        });
+        self.0.insert(name.to_owned(), prepared.clone());
+        Some(prepared)
+    }
+
+    /// The statement the client calls `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<SqlPrepared>> {
+        self.0.get(name).cloned()
+    }
+
+    /// Forgets `name`; true if it existed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.0.remove(name).is_some()
+    }
+
+    /// Forgets everything (DISCARD ALL, DEALLOCATE ALL).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+fn backend_name(rest: &str) -> Arc<str> {
+    let half = |seed: u8| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (seed, rest).hash(&mut hasher);
+        hasher.finish()
+    };
+    format!("sgq_{:016x}{:016x}", half(1), half(2)).into()
+}
+
+/// Recognizes a single statement that is a SQL-level prepared-statement command.
+pub fn parse_sql_command(statement: &str) -> Option<SqlCommand<'_>> {
+    let (keyword, after) = next_word(statement)?;
+    match keyword.as_str() {
+        "prepare" => {
+            let (name, rest) = next_word(after)?;
+            (name != "transaction").then_some(SqlCommand::Prepare { name, rest })
+        }
+        "execute" => {
+            let (name, rest) = next_word(after)?;
+            Some(SqlCommand::Execute { name, rest })
+        }
+        "deallocate" => {
+            let (mut name, mut rest) = next_word(after)?;
+            if name == "prepare" {
+                (name, rest) = next_word(rest)?;
+            }
+            (name != "all" && rest.trim().is_empty()).then_some(SqlCommand::Deallocate { name })
+        }
+        _ => None,
+    }
+}
+
+/// The next identifier (folded to lower case unless quoted) and the text after it.
+fn next_word(text: &str) -> Option<(String, &str)> {
+    let text = text.trim_start();
+    if let Some(quoted) = text.strip_prefix('"') {
+        let end = quoted.find('"')?;
+        return Some((quoted[..end].to_owned(), &quoted[end + 1..]));
+    }
+    let end = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .unwrap_or(text.len());
+    (end > 0).then(|| (text[..end].to_ascii_lowercase(), &text[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_commands_around_their_names() {
+        assert_eq!(
+            parse_sql_command("PREPARE Q1 (int) AS SELECT $1"),
+            Some(SqlCommand::Prepare { name: "q1".into(), rest: " (int) AS SELECT $1" })
+        );
+        assert_eq!(
+            parse_sql_command("execute \"Q1\"(5)"),
+            Some(SqlCommand::Execute { name: "Q1".into(), rest: "(5)" })
+        );
+        assert_eq!(parse_sql_command("DEALLOCATE PREPARE q1"), Some(SqlCommand::Deallocate { name: "q1".into() }));
+        assert_eq!(parse_sql_command("DEALLOCATE q1"), Some(SqlCommand::Deallocate { name: "q1".into() }));
+        assert_eq!(parse_sql_command("DEALLOCATE ALL"), None);
+        assert_eq!(parse_sql_command("PREPARE TRANSACTION 'x'"), None);
+        assert_eq!(parse_sql_command("SELECT 1"), None);
+    }
+
+    #[test]
+    fn same_statement_text_shares_a_backend_name() {
+        let mut a = SqlStatements::default();
+        let mut b = SqlStatements::default();
+        let pa = a.register("x", " AS SELECT 1").unwrap();
+        let pb = b.register("y", " AS SELECT 1").unwrap();
+        assert_eq!(pa.backend_name, pb.backend_name);
+        assert!(pa.prepare_sql.starts_with("PREPARE sgq_"));
+        assert!(a.register("x", " AS SELECT 2").is_none());
+    }
+}

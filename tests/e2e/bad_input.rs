@@ -1,0 +1,146 @@
+//! Hostile or broken clients get a clear error and never disturb anyone else.
+
+use std::time::Duration;
+
+use shardgate::config::{ClientAuthMethod, UserSecret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{TestProxy, cluster, config, sqlstate};
+
+async fn read_message(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut header = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header)).await.ok()?.ok()?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let mut body = vec![0u8; len - 4];
+    stream.read_exact(&mut body).await.ok()?;
+    Some((header[0], body))
+}
+
+fn sqlstate_of(body: &[u8]) -> String {
+    let mut fields = body.split(|&b| b == 0);
+    fields
+        .find_map(|f| f.strip_prefix(b"C"))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default()
+}
+
+fn startup_packet(user: &str, database: &str) -> Vec<u8> {
+    let mut body = 196608i32.to_be_bytes().to_vec();
+    for (k, v) in [("user", user), ("database", database)] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend(body);
+    packet
+}
+
+/// Logs in to a trust-auth proxy by hand and reads up to the first ReadyForQuery.
+async fn raw_login(proxy: &TestProxy) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
+    stream.write_all(&startup_packet("app", "app")).await.unwrap();
+    while let Some((tag, _)) = read_message(&mut stream).await {
+        if tag == b'Z' {
+            return stream;
+        }
+    }
+    panic!("no ReadyForQuery after startup");
+}
+
+async fn trust_proxy() -> TestProxy {
+    let mut cfg = config(cluster());
+    cfg.auth_method = ClientAuthMethod::Trust;
+    cfg.users[0].secret = UserSecret::None;
+    TestProxy::start(cfg).await
+}
+
+/// Expects a FATAL ErrorResponse with `code`, then the proxy closing the connection.
+async fn expect_fatal(stream: &mut TcpStream, code: &str) {
+    let (tag, body) = read_message(stream).await.expect("an error response");
+    assert_eq!(tag, b'E');
+    assert_eq!(sqlstate_of(&body), code);
+    assert!(read_message(stream).await.is_none(), "connection closed after the error");
+}
+
+async fn still_serving(proxy: &TestProxy) {
+    let client = proxy.connect().await;
+    assert_eq!(client.query_one("SELECT 41 + 1", &[]).await.unwrap().get::<_, i32>(0), 42);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_unknown_user_and_unknown_database() {
+    let proxy = TestProxy::shared().await;
+    let attempt = |user: &str, password: &str, db: &str| {
+        format!("host=127.0.0.1 port={} user={user} password={password} dbname={db}", proxy.port())
+    };
+    for (conn, code) in [
+        (attempt("app", "wrong", "app"), "28P01"),
+        (attempt("nobody", "app", "app"), "28P01"),
+        (attempt("app", "app", "nodb"), "3D000"),
+    ] {
+        let err = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.err().expect("login refused");
+        assert_eq!(sqlstate(&err), code, "{conn}");
+    }
+    still_serving(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_startup_packets() {
+    let proxy = TestProxy::shared().await;
+    // Protocol version 9.0.
+    let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
+    stream.write_all(&[0, 0, 0, 8, 0, 9, 0, 0]).await.unwrap();
+    expect_fatal(&mut stream, "08P01").await;
+    // A length prefix of 2 GiB: refused without waiting for (or allocating) the bytes.
+    let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
+    stream.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).await.unwrap();
+    expect_fatal(&mut stream, "08P01").await;
+    // Silence: the startup timeout closes it; meanwhile others are served.
+    let _silent = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
+    still_serving(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_or_unknown_messages_after_login() {
+    let proxy = trust_proxy().await;
+    let mut stream = raw_login(&proxy).await;
+    stream.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).await.unwrap();
+    expect_fatal(&mut stream, "08P01").await;
+
+    let mut stream = raw_login(&proxy).await;
+    stream.write_all(&[b'Y', 0, 0, 0, 4]).await.unwrap();
+    expect_fatal(&mut stream, "08P01").await;
+
+    let mut stream = raw_login(&proxy).await;
+    stream.write_all(&[b'Q', 0, 0, 0, 2]).await.unwrap();
+    expect_fatal(&mut stream, "08P01").await;
+    still_serving(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_vanishing_mid_query_disturbs_nobody() {
+    let proxy = trust_proxy().await;
+    for _ in 0..5 {
+        let mut stream = raw_login(&proxy).await;
+        let sql = b"SELECT pg_sleep(0.5)\0";
+        let mut query = vec![b'Q'];
+        query.extend(((sql.len() + 4) as u32).to_be_bytes());
+        query.extend(sql);
+        stream.write_all(&query).await.unwrap();
+        drop(stream);
+    }
+    still_serving(&proxy).await;
+    let mut open = usize::MAX;
+    for _ in 0..50 {
+        open = proxy.proxy.connection_count();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0, "sessions of vanished clients are gone");
+}

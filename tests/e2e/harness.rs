@@ -1,0 +1,223 @@
+//! Real PostgreSQL for the end-to-end tests: clusters are started once per test binary (on
+//! tmpfs when available) and stopped by an exit hook; each test starts its own proxy in-process
+//! on port 0 with a config built in code.
+
+use std::process::{Command, Output};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::Duration;
+
+use shardgate::app::Proxy;
+use shardgate::config::{
+    BackendUri, ClientAuthMethod, Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode, PoolSettings,
+    Shard, ShardId, ShardMap, UserEntry, UserSecret,
+};
+use shardgate::local_cluster::{BackendAuth, ClusterSpec, LocalCluster, PgBinaries, scratch_dir};
+
+/// Role, password and database on every test cluster and at every test proxy.
+pub const USER: &str = "app";
+pub const PASSWORD: &str = "app";
+pub const DATABASE: &str = "app";
+
+/// What tests need to know about a running cluster.
+#[derive(Clone)]
+pub struct ClusterInfo {
+    /// Primary URI of each shard.
+    pub primaries: Vec<String>,
+}
+
+struct Running {
+    cluster: LocalCluster,
+    _dir: tempfile::TempDir,
+}
+
+/// Every cluster this process started; the exit hook stops them.
+static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
+static HOOK: Once = Once::new();
+
+extern "C" fn stop_clusters() {
+    let clusters = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(clusters);
+}
+
+fn start(shards: usize, replicas: usize, auth: BackendAuth) -> ClusterInfo {
+    HOOK.call_once(|| unsafe {
+        libc::atexit(stop_clusters);
+    });
+    let dir = scratch_dir().expect("scratch dir for test clusters");
+    let cluster = LocalCluster::start(ClusterSpec {
+        shards,
+        replicas_per_shard: replicas,
+        base_dir: dir.path().to_path_buf(),
+        user: USER.into(),
+        password: PASSWORD.into(),
+        database: DATABASE.into(),
+        auth,
+    })
+    .unwrap_or_else(|e| panic!("starting test PostgreSQL failed: {e}"));
+    let info = ClusterInfo {
+        primaries: cluster.shards().iter().map(|s| s.primary.uri()).collect(),
+    };
+    RUNNING.lock().unwrap().push(Running { cluster, _dir: dir });
+    info
+}
+
+/// The shared sharded cluster: 2 shards, each a primary with one streaming replica, SCRAM.
+pub fn cluster() -> &'static ClusterInfo {
+    static CLUSTER: OnceLock<ClusterInfo> = OnceLock::new();
+    CLUSTER.get_or_init(|| start(2, 1, BackendAuth::ScramSha256))
+}
+
+/// A one-shard cluster whose role authenticates with `auth`, shared per method.
+pub fn cluster_with_auth(auth: BackendAuth) -> &'static ClusterInfo {
+    static CLUSTERS: OnceLock<Mutex<Vec<(BackendAuth, &'static ClusterInfo)>>> = OnceLock::new();
+    let clusters = CLUSTERS.get_or_init(|| Mutex::new(Vec::new()));
+    let mut guard = clusters.lock().unwrap();
+    if let Some((_, info)) = guard.iter().find(|(a, _)| *a == auth) {
+        return info;
+    }
+    let info: &'static ClusterInfo = Box::leak(Box::new(start(1, 0, auth)));
+    guard.push((auth, info));
+    info
+}
+
+/// A config for a proxy in front of `cluster`, with small limits so tests reach them.
+pub fn config(cluster: &ClusterInfo) -> Config {
+    let shards = cluster
+        .primaries
+        .iter()
+        .enumerate()
+        .map(|(i, uri)| Shard {
+            id: ShardId(i as u32),
+            name: format!("s{i}"),
+            primary: BackendUri::parse(uri).unwrap(),
+            replicas: vec![],
+        })
+        .collect();
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_method: ClientAuthMethod::ScramSha256,
+        users: vec![UserEntry {
+            name: USER.into(),
+            secret: UserSecret::Password(PASSWORD.into()),
+        }],
+        tls: None,
+        pool: PoolSettings {
+            mode: PoolMode::Transaction,
+            size: 4,
+            min_idle: 0,
+            checkout_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_lifetime: None,
+            max_prepared_statements: 1000,
+        },
+        limits: Limits {
+            max_message_bytes: 1 << 20,
+            startup_timeout: Duration::from_secs(5),
+            max_client_connections: 500,
+        },
+        databases: vec![DatabaseEntry {
+            name: DATABASE.into(),
+            shard_map_path: "in-memory".into(),
+            shard_map: ShardMap {
+                shards,
+                default_shard: ShardId(0),
+            },
+        }],
+        log: LogSettings {
+            format: LogFormat::Text,
+            level: "warn".into(),
+        },
+    }
+}
+
+/// A proxy running in this test's runtime.
+pub struct TestProxy {
+    pub proxy: Proxy,
+}
+
+impl TestProxy {
+    /// Starts a proxy with `config` on a free port.
+    pub async fn start(config: Config) -> Self {
+        shardgate::app::init_tracing(&config.log);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy::start(&config, listener).expect("proxy starts");
+        Self { proxy }
+    }
+
+    /// A proxy in front of the shared cluster with the default test config.
+    pub async fn shared() -> Self {
+        Self::start(config(cluster())).await
+    }
+
+    pub fn port(&self) -> u16 {
+        self.proxy.local_addr.port()
+    }
+
+    /// libpq-style connection string for the test user.
+    pub fn conn_str(&self) -> String {
+        format!("host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname={DATABASE}", self.port())
+    }
+
+    /// A tokio-postgres client through the proxy; its connection task runs in the background.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.conn_str(), tokio_postgres::NoTls)
+            .await
+            .expect("connect through the proxy");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Runs psql against the proxy with `args`, returning its output.
+    pub async fn psql(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let binaries = PgBinaries::find().expect("PostgreSQL binaries");
+        let mut command = Command::new(binaries.psql.expect("psql is installed"));
+        command
+            .args(["-X", "-v", "ON_ERROR_STOP=0", "-h", "127.0.0.1", "-p", &self.port().to_string(), "-U", USER, "-d", DATABASE])
+            .args(args)
+            .env("PGPASSWORD", PASSWORD)
+            .env("PGCONNECT_TIMEOUT", "10");
+        run_with_stdin(command, stdin).await
+    }
+}
+
+/// Runs a command to completion off the async runtime (the proxy under test shares it).
+pub async fn run_with_stdin(mut command: Command, stdin: Option<&str>) -> Output {
+    let stdin = stdin.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("spawn client tool");
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes()).unwrap();
+        }
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// A direct tokio-postgres connection to a backend, bypassing the proxy (for checking its state).
+pub async fn connect_direct(uri: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls).await.expect("direct connect");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// The SQLSTATE of a tokio-postgres error, or a panic that shows the error.
+pub fn sqlstate(error: &tokio_postgres::Error) -> String {
+    error
+        .as_db_error()
+        .map(|e| e.code().code().to_owned())
+        .unwrap_or_else(|| panic!("expected a server error, got: {error}"))
+}
+
+pub fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}

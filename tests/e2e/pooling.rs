@@ -1,0 +1,196 @@
+//! Transaction pooling: many clients on few backends, prepared statements and settings that
+//! follow clients, limits, and backends that must never leak state to the next client.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use shardgate::config::PoolMode;
+
+use crate::harness::{TestProxy, cluster, config, connect_direct, sqlstate};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_with_prepared_statements_on_four_backends() {
+    let proxy = TestProxy::shared().await;
+    let clients = (0..50).map(|id: i32| {
+        let proxy = &proxy;
+        async move {
+            let mut client = proxy.connect().await;
+            // tokio-postgres names statements s0, s1, … per connection: every client uses the
+            // same names for different SQL.
+            let own = client.prepare(&format!("SELECT $1::int4 + {id}")).await.unwrap();
+            let shared = client.prepare("SELECT $1::int4 * 2").await.unwrap();
+            for round in 0..20 {
+                let tx = client.transaction().await.unwrap();
+                let a: i32 = tx.query_one(&own, &[&round]).await.unwrap().get(0);
+                let b: i32 = tx.query_one(&shared, &[&round]).await.unwrap().get(0);
+                tx.commit().await.unwrap();
+                assert_eq!((a, b), (round + id, round * 2));
+                let again: i32 = client.query_one(&own, &[&1]).await.unwrap().get(0);
+                assert_eq!(again, 1 + id);
+            }
+        }
+    });
+    join_all(clients).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_follow_the_client_and_never_leak() {
+    let mut cfg = config(cluster());
+    cfg.pool.size = 2;
+    let proxy = TestProxy::start(cfg).await;
+    let a = proxy.connect().await;
+    a.batch_execute("SET search_path TO pg_catalog, public; SET statement_timeout = '4321ms'; SET application_name = 'client_a'").await.unwrap();
+    let others: Vec<_> = join_all((0..4).map(|_| proxy.connect())).await;
+    for _ in 0..30 {
+        // Other clients churn through the two backends between A's statements.
+        join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+        let row = a.query_one("SELECT current_setting('search_path'), current_setting('statement_timeout'), current_setting('application_name')", &[]).await.unwrap();
+        assert_eq!(row.get::<_, &str>(0), "pg_catalog, public");
+        assert_eq!(row.get::<_, &str>(1), "4321ms");
+        assert_eq!(row.get::<_, &str>(2), "client_a");
+        for other in &others {
+            let row = other.query_one("SELECT current_setting('statement_timeout'), current_setting('application_name')", &[]).await.unwrap();
+            assert_eq!((row.get::<_, &str>(0), row.get::<_, &str>(1)), ("0", ""));
+        }
+    }
+    // RESET and a rolled-back SET are followed too.
+    a.batch_execute("RESET statement_timeout; BEGIN; SET search_path TO public; ROLLBACK;").await.unwrap();
+    join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+    let row = a.query_one("SELECT current_setting('search_path'), current_setting('statement_timeout')", &[]).await.unwrap();
+    assert_eq!((row.get::<_, &str>(0), row.get::<_, &str>(1)), ("pg_catalog, public", "0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_parameters_apply_on_every_backend() {
+    let proxy = TestProxy::shared().await;
+    let conn_str = format!("{} options='-c statement_timeout=2500ms' application_name=from_startup", proxy.conn_str());
+    let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    for _ in 0..5 {
+        let row = client.query_one("SELECT current_setting('statement_timeout'), current_setting('application_name')", &[]).await.unwrap();
+        assert_eq!((row.get::<_, &str>(0), row.get::<_, &str>(1)), ("2500ms", "from_startup"));
+    }
+    let err = tokio_postgres::connect(&format!("{} options='-c no_such.thing=1 -c work_mem=oops'", proxy.conn_str()), tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("an invalid startup setting is refused");
+    assert!(err.to_string().contains("work_mem"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepare_and_execute_keep_working() {
+    let proxy = TestProxy::shared().await;
+    let client = proxy.connect().await;
+    client.batch_execute("PREPARE sg_sql_q (int) AS SELECT $1 + 100").await.unwrap();
+    let others: Vec<_> = join_all((0..6).map(|_| proxy.connect())).await;
+    for i in 0..10 {
+        join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+        let rows = client.simple_query(&format!("EXECUTE sg_sql_q({i})")).await.unwrap();
+        let value = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        });
+        assert_eq!(value.as_deref(), Some((100 + i).to_string().as_str()));
+    }
+    client.batch_execute("DEALLOCATE sg_sql_q").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_pool_gives_53300() {
+    let mut cfg = config(cluster());
+    cfg.pool.size = 1;
+    cfg.pool.checkout_timeout = Duration::from_millis(300);
+    let proxy = TestProxy::start(cfg).await;
+    let holder = proxy.connect().await;
+    let waiter = proxy.connect().await;
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let err = waiter.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "53300");
+    // A new client cannot even start while the only backend is taken.
+    let err = tokio_postgres::connect(&proxy.conn_str(), tokio_postgres::NoTls).await.err().unwrap();
+    assert_eq!(sqlstate(&err), "53300");
+    holder.batch_execute("COMMIT").await.unwrap();
+    waiter.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_error_when_the_pool_cannot_start_a_connection() {
+    let mut cfg = config(cluster());
+    cfg.databases[0].shard_map.shards[0].primary.port = 1; // nothing listens there
+    cfg.pool.checkout_timeout = Duration::from_millis(500);
+    let proxy = TestProxy::start(cfg).await;
+    let err = tokio_postgres::connect(&proxy.conn_str(), tokio_postgres::NoTls).await.err().expect("no backend, no session");
+    assert_eq!(sqlstate(&err), "08006");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_backend_is_never_handed_out_again() {
+    let mut cfg = config(cluster());
+    cfg.pool.size = 1;
+    let proxy = TestProxy::start(cfg).await;
+    let client = proxy.connect().await;
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let admin = connect_direct(&cluster().primaries[0]).await;
+    admin.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let new_pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_ne!(pid, new_pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_transaction_leaves_no_transaction_open() {
+    let proxy = TestProxy::shared().await;
+    let setup = proxy.connect().await;
+    setup.batch_execute("CREATE TABLE IF NOT EXISTS pool_leave (id int PRIMARY KEY); DELETE FROM pool_leave").await.unwrap();
+    let leaver = proxy.connect().await;
+    leaver.batch_execute("BEGIN; INSERT INTO pool_leave VALUES (1); SET application_name = 'leaver'").await.unwrap();
+    drop(leaver);
+    let admin = connect_direct(&cluster().primaries[0]).await;
+    let mut open = i64::MAX;
+    for _ in 0..50 {
+        open = admin
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaver' AND state <> 'idle'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0, "the abandoned transaction is still open");
+    // Its uncommitted row is gone and its lock released: the same key inserts at once.
+    setup.batch_execute("SET lock_timeout = '2s'; INSERT INTO pool_leave VALUES (1)").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_keeps_one_backend_per_client() {
+    let mut cfg = config(cluster());
+    cfg.pool.mode = PoolMode::Session;
+    let proxy = TestProxy::start(cfg).await;
+    let client = proxy.connect().await;
+    client.batch_execute("CREATE TEMP TABLE session_tmp (a int); INSERT INTO session_tmp VALUES (1)").await.unwrap();
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let others: Vec<_> = join_all((0..3).map(|_| proxy.connect())).await;
+    join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+    let again: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_eq!(pid, again);
+    let n: i64 = client.query_one("SELECT count(*) FROM session_tmp", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_that_cannot_move_pins_the_client() {
+    let mut cfg = config(cluster());
+    cfg.pool.size = 2;
+    let proxy = TestProxy::start(cfg).await;
+    let client = proxy.connect().await;
+    client.batch_execute("CREATE TEMP TABLE pinned_tmp (a int)").await.unwrap();
+    let others: Vec<_> = join_all((0..4).map(|_| proxy.connect())).await;
+    for _ in 0..10 {
+        join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+        client.batch_execute("INSERT INTO pinned_tmp VALUES (1)").await.unwrap();
+    }
+    let n: i64 = client.query_one("SELECT count(*) FROM pinned_tmp", &[]).await.unwrap().get(0);
+    assert_eq!(n, 10);
+}
