@@ -32,3 +32,4 @@
 
 pub mod config;
 pub mod error;
+pub mod local_cluster;

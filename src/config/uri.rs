@@ -135,7 +135,13 @@ impl fmt::Debug for BackendUri {
 impl fmt::Display for BackendUri {
     /// Renders without the password: safe for logs and admin output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "postgres://{}@{}/{}", self.user, self.address(), self.database)
+        write!(
+            f,
+            "postgres://{}@{}/{}",
+            self.user,
+            self.address(),
+            self.database
+        )
     }
 }
 
@@ -171,11 +177,29 @@ mod tests {
     #[test]
     fn rejects_bad_uris() {
         assert_eq!(BackendUri::parse("mysql://u@h/d"), Err(UriError::Scheme));
-        assert_eq!(BackendUri::parse("postgres://h/d"), Err(UriError::MissingUser));
-        assert_eq!(BackendUri::parse("postgres://u@h"), Err(UriError::MissingDatabase));
-        assert_eq!(BackendUri::parse("postgres://u@h:0/d"), Err(UriError::Port("0".into())));
-        assert_eq!(BackendUri::parse("postgres://u@h:x/d"), Err(UriError::Port("x".into())));
-        assert_eq!(BackendUri::parse("postgres://u:%zz@h/d"), Err(UriError::Escape));
-        assert!(matches!(BackendUri::parse("postgres://u@h/d?sslmode=require"), Err(UriError::Query(_))));
+        assert_eq!(
+            BackendUri::parse("postgres://h/d"),
+            Err(UriError::MissingUser)
+        );
+        assert_eq!(
+            BackendUri::parse("postgres://u@h"),
+            Err(UriError::MissingDatabase)
+        );
+        assert_eq!(
+            BackendUri::parse("postgres://u@h:0/d"),
+            Err(UriError::Port("0".into()))
+        );
+        assert_eq!(
+            BackendUri::parse("postgres://u@h:x/d"),
+            Err(UriError::Port("x".into()))
+        );
+        assert_eq!(
+            BackendUri::parse("postgres://u:%zz@h/d"),
+            Err(UriError::Escape)
+        );
+        assert!(matches!(
+            BackendUri::parse("postgres://u@h/d?sslmode=require"),
+            Err(UriError::Query(_))
+        ));
     }
 }
