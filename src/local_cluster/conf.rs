@@ -1,0 +1,195 @@
+//! The text a local cluster writes: server settings, `pg_hba.conf`, setup SQL, URIs.
+//!
+//! Pure functions over strings, so quoting can be tested without a server. Owns the quoting
+//! rules for each format (postgresql.conf strings, SQL identifiers and literals, pg_hba fields,
+//! URI components) and the spec checks that keep names within what those rules can express.
+//! It must never do I/O.
+
+use std::path::Path;
+
+use super::error::LocalClusterError;
+use super::{BackendAuth, ClusterSpec};
+
+/// Name of the per-server file that holds `port`; included from postgresql.conf so a replica
+/// (which copies its primary's postgresql.conf) and a port retry only rewrite this file.
+pub(crate) const PORT_CONF: &str = "shardgate_port.conf";
+
+/// Rejects specs whose names the quoting rules below cannot carry, before anything is created.
+pub(crate) fn validate_spec(spec: &ClusterSpec) -> Result<(), LocalClusterError> {
+    let invalid = |field, problem| Err(LocalClusterError::InvalidSpec { field, problem });
+    if spec.shards == 0 {
+        return invalid("shards", "must be at least 1");
+    }
+    for (field, value) in [("user", &spec.user), ("database", &spec.database)] {
+        if value.is_empty() {
+            return invalid(field, "must not be empty");
+        }
+        if value.len() > 63 {
+            return invalid(field, "must be at most 63 bytes (PostgreSQL's NAMEDATALEN)");
+        }
+        if value.contains('"') || value.chars().any(char::is_control) {
+            return invalid(
+                field,
+                "must not contain double quotes or control characters",
+            );
+        }
+    }
+    if spec.password.contains('\0') {
+        return invalid("password", "must not contain NUL");
+    }
+    Ok(())
+}
+
+/// Settings appended to every primary's postgresql.conf (replicas copy them): local-only,
+/// built for speed over durability, with room for replicas and many test clients.
+pub(crate) fn server_settings(socket_dir: &Path) -> String {
+    format!(
+        "\n# shardgate local cluster: throwaway demo/test server, no durability\n\
+         listen_addresses = '127.0.0.1'\n\
+         unix_socket_directories = {}\n\
+         max_connections = 300\n\
+         wal_level = replica\n\
+         max_wal_senders = 10\n\
+         max_replication_slots = 10\n\
+         hot_standby = on\n\
+         fsync = off\n\
+         synchronous_commit = off\n\
+         full_page_writes = off\n\
+         include_if_exists = '{PORT_CONF}'\n",
+        conf_string(&socket_dir.to_string_lossy())
+    )
+}
+
+/// The whole of the per-server port file.
+pub(crate) fn port_conf(port: u16) -> String {
+    format!("port = {port}\n")
+}
+
+/// pg_hba.conf: unix sockets trusted (setup and replication), TCP from 127.0.0.1 only for the
+/// spec's user, with the spec's method.
+pub(crate) fn hba(user: &str, auth: BackendAuth) -> String {
+    format!(
+        "# shardgate local cluster\n\
+         # TYPE  DATABASE     USER  ADDRESS       METHOD\n\
+         local   all          all                 trust\n\
+         local   replication  all                 trust\n\
+         host    all          \"{user}\"  127.0.0.1/32  {}\n",
+        auth.hba_method()
+    )
+}
+
+/// Creates (or, for the bootstrap superuser's own name, alters) the login role, with its
+/// password stored in the form the auth method needs.
+pub(crate) fn role_sql(user: &str, password: &str, auth: BackendAuth, exists: bool) -> String {
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    format!(
+        "SET password_encryption = '{}'; {verb} ROLE {} LOGIN SUPERUSER PASSWORD {}",
+        auth.password_encryption(),
+        quote_ident(user),
+        quote_literal(password)
+    )
+}
+
+/// Creates the database owned by the role.
+pub(crate) fn database_sql(database: &str, owner: &str) -> String {
+    format!(
+        "CREATE DATABASE {} OWNER {}",
+        quote_ident(database),
+        quote_ident(owner)
+    )
+}
+
+/// A SQL identifier in double quotes.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A SQL string literal (standard_conforming_strings is on, so only quotes are doubled).
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A postgresql.conf string value.
+fn conf_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Percent-encodes a URI component: everything but RFC 3986 unreserved characters.
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_each_format() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(conf_string("/t/o'k\\"), "'/t/o''k\\\\'");
+        assert_eq!(percent_encode("us er@x:p/w%"), "us%20er%40x%3Ap%2Fw%25");
+        assert_eq!(percent_encode("plain-user_1.x~"), "plain-user_1.x~");
+    }
+
+    #[test]
+    fn hba_names_user_and_method() {
+        let text = hba("app", BackendAuth::Md5);
+        assert!(
+            text.contains("host    all          \"app\"  127.0.0.1/32  md5\n"),
+            "{text}"
+        );
+        assert!(hba("app", BackendAuth::Trust).ends_with("trust\n"));
+        assert!(hba("app", BackendAuth::Password).ends_with(" password\n"));
+        assert!(hba("app", BackendAuth::ScramSha256).ends_with("scram-sha-256\n"));
+    }
+
+    #[test]
+    fn md5_role_stores_md5_password() {
+        let sql = role_sql("app", "p'w", BackendAuth::Md5, false);
+        assert_eq!(
+            sql,
+            "SET password_encryption = 'md5'; CREATE ROLE \"app\" LOGIN SUPERUSER PASSWORD 'p''w'"
+        );
+        assert!(role_sql("postgres", "x", BackendAuth::ScramSha256, true).contains("ALTER ROLE"));
+    }
+
+    #[test]
+    fn settings_include_port_file() {
+        let text = server_settings(Path::new("/tmp/x/run"));
+        assert!(
+            text.contains("unix_socket_directories = '/tmp/x/run'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("include_if_exists = 'shardgate_port.conf'"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rejects_unquotable_specs() {
+        let mut spec = ClusterSpec::new("/tmp/x");
+        assert!(validate_spec(&spec).is_ok());
+        spec.user = "a\"b".into();
+        assert!(validate_spec(&spec).is_err());
+        spec = ClusterSpec {
+            shards: 0,
+            ..ClusterSpec::new("/tmp/x")
+        };
+        assert!(validate_spec(&spec).is_err());
+        spec = ClusterSpec {
+            database: String::new(),
+            ..ClusterSpec::new("/tmp/x")
+        };
+        assert!(validate_spec(&spec).is_err());
+    }
+}
