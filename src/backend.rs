@@ -65,7 +65,11 @@ pub enum BackendError {
 impl BackendError {
     /// What a client is told when its statement needed this backend.
     pub fn report(&self) -> ErrorReport {
-        ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, self.to_string())
+        ErrorReport::error(
+            sqlstate::CONNECTION_FAILURE,
+            Blame::Backend,
+            self.to_string(),
+        )
     }
 }
 
@@ -176,7 +180,11 @@ impl CancelSlot {
 pub async fn send_cancel(target: CancelTarget) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let mut out = BytesMut::new();
-    postgres_protocol::message::frontend::cancel_request(target.key.pid, target.key.secret, &mut out);
+    postgres_protocol::message::frontend::cancel_request(
+        target.key.pid,
+        target.key.secret,
+        &mut out,
+    );
     let mut stream = TcpStream::connect(target.addr).await?;
     stream.write_all(&out).await?;
     stream.shutdown().await

@@ -19,13 +19,23 @@ pub enum Command {
     /// Serve clients with the given configuration.
     Run {
         /// Configuration file.
-        #[arg(long, short, env = "SHARDGATE_CONFIG", default_value = "config/shardgate.yaml")]
+        #[arg(
+            long,
+            short,
+            env = "SHARDGATE_CONFIG",
+            default_value = "config/shardgate.yaml"
+        )]
         config: PathBuf,
     },
     /// Validate a configuration and the shard maps it names; exit 1 on any problem.
     Check {
         /// Configuration file.
-        #[arg(long, short, env = "SHARDGATE_CONFIG", default_value = "config/shardgate.yaml")]
+        #[arg(
+            long,
+            short,
+            env = "SHARDGATE_CONFIG",
+            default_value = "config/shardgate.yaml"
+        )]
         config: PathBuf,
     },
     /// Start local PostgreSQL shards (primary + streaming replicas) and a proxy in front of them.

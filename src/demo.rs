@@ -12,7 +12,9 @@ use crate::app::{self, Proxy, StartError};
 use crate::cli::DemoArgs;
 use crate::config::raw::{RawShard, RawShardMap};
 use crate::config::{self, ConfigError, LogFormat, LogSettings};
-use crate::local_cluster::{BackendAuth, ClusterSpec, LocalCluster, LocalClusterError, scratch_dir};
+use crate::local_cluster::{
+    BackendAuth, ClusterSpec, LocalCluster, LocalClusterError, scratch_dir,
+};
 
 /// The demo map's tables and placement; its `shards` are replaced by the local ones.
 const DEMO_MAP: &str = include_str!("../shard-maps/demo.yaml");
@@ -55,7 +57,12 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         Some(_) => None,
         None => Some(scratch_dir()?),
     };
-    let dir = args.dir.clone().unwrap_or_else(|| scratch.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default());
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        scratch
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default()
+    });
     let cluster = LocalCluster::start(ClusterSpec {
         shards: args.shards.into(),
         replicas_per_shard: args.replicas.into(),
@@ -98,7 +105,8 @@ fn finish(mut cluster: LocalCluster, scratch: Option<tempfile::TempDir>, keep: b
 
 /// Writes `shard-map.yaml` and `shardgate.yaml` into `dir`; returns the config's path.
 fn write_files(dir: &Path, cluster: &LocalCluster, port: u16) -> Result<PathBuf, DemoError> {
-    let mut map: RawShardMap = serde_yaml::from_str(DEMO_MAP).map_err(|e| DemoError::Config(e.to_string()))?;
+    let mut map: RawShardMap =
+        serde_yaml::from_str(DEMO_MAP).map_err(|e| DemoError::Config(e.to_string()))?;
     map.shards = cluster
         .shards()
         .iter()
@@ -141,7 +149,11 @@ fn banner(proxy: &Proxy, cluster: &LocalCluster, config_path: &Path) -> String {
         cluster.startup_time()
     );
     for shard in cluster.shards() {
-        let replicas: Vec<String> = shard.replicas.iter().map(|r| format!("127.0.0.1:{}", r.port())).collect();
+        let replicas: Vec<String> = shard
+            .replicas
+            .iter()
+            .map(|r| format!("127.0.0.1:{}", r.port()))
+            .collect();
         let _ = writeln!(
             text,
             "  shard {}: primary 127.0.0.1:{}, replicas [{}]",
@@ -150,6 +162,10 @@ fn banner(proxy: &Proxy, cluster: &LocalCluster, config_path: &Path) -> String {
             replicas.join(", ")
         );
     }
-    let _ = write!(text, "  config:   {}\n\nPress Ctrl-C to stop.", config_path.display());
+    let _ = write!(
+        text,
+        "  config:   {}\n\nPress Ctrl-C to stop.",
+        config_path.display()
+    );
     text
 }

@@ -53,7 +53,11 @@ pub struct ErrorReport {
 
 impl ErrorReport {
     /// An ERROR-severity report.
-    pub fn error(code: impl Into<Cow<'static, str>>, blame: Blame, message: impl Into<String>) -> Self {
+    pub fn error(
+        code: impl Into<Cow<'static, str>>,
+        blame: Blame,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             severity: Severity::Error,
             code: code.into(),
@@ -64,7 +68,11 @@ impl ErrorReport {
     }
 
     /// A FATAL-severity report: the connection closes after it.
-    pub fn fatal(code: impl Into<Cow<'static, str>>, blame: Blame, message: impl Into<String>) -> Self {
+    pub fn fatal(
+        code: impl Into<Cow<'static, str>>,
+        blame: Blame,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             severity: Severity::Fatal,
             ..Self::error(code, blame, message)
@@ -116,7 +124,13 @@ pub mod sqlstate {
 
 impl std::fmt::Display for ErrorReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.severity.as_str(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.severity.as_str(),
+            self.code,
+            self.message
+        )
     }
 }
 

@@ -87,16 +87,26 @@ where
             if bufs.to_client.len() < HIGH_WATER {
                 let (stream, buf) = conn.io_mut();
                 if let Poll::Ready(n) = read(cx, stream, buf).map_err(PumpError::Backend)? {
-                    let event = if n == 0 { PumpEvent::BackendClosed } else { PumpEvent::BackendData };
+                    let event = if n == 0 {
+                        PumpEvent::BackendClosed
+                    } else {
+                        PumpEvent::BackendData
+                    };
                     return Poll::Ready(Ok(event));
                 }
             }
         }
-        if client_reads && bufs.to_backend.len() < HIGH_WATER {
-            if let Poll::Ready(n) = read(cx, client, &mut bufs.client_in).map_err(PumpError::Client)? {
-                let event = if n == 0 { PumpEvent::ClientClosed } else { PumpEvent::ClientData };
-                return Poll::Ready(Ok(event));
-            }
+        if client_reads
+            && bufs.to_backend.len() < HIGH_WATER
+            && let Poll::Ready(n) =
+                read(cx, client, &mut bufs.client_in).map_err(PumpError::Client)?
+        {
+            let event = if n == 0 {
+                PumpEvent::ClientClosed
+            } else {
+                PumpEvent::ClientData
+            };
+            return Poll::Ready(Ok(event));
         }
         Poll::Pending
     })
@@ -128,17 +138,22 @@ fn drain_to_client<C: AsyncWrite + Unpin>(
         bufs.client_needs_flush = true;
         drain(cx, client, &mut bufs.to_client).map_err(PumpError::Client)?;
     }
-    if bufs.to_client.is_empty() && bufs.client_needs_flush {
-        if let Poll::Ready(result) = Pin::new(&mut *client).poll_flush(cx) {
-            result.map_err(PumpError::Client)?;
-            bufs.client_needs_flush = false;
-        }
+    if bufs.to_client.is_empty()
+        && bufs.client_needs_flush
+        && let Poll::Ready(result) = Pin::new(&mut *client).poll_flush(cx)
+    {
+        result.map_err(PumpError::Client)?;
+        bufs.client_needs_flush = false;
     }
     Ok(())
 }
 
 /// Writes as much of `buf` as the socket takes without waiting.
-fn drain<W: AsyncWrite + Unpin>(cx: &mut Context<'_>, io: &mut W, buf: &mut BytesMut) -> io::Result<()> {
+fn drain<W: AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    io: &mut W,
+    buf: &mut BytesMut,
+) -> io::Result<()> {
     while !buf.is_empty() {
         match Pin::new(&mut *io).poll_write(cx, buf) {
             Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),

@@ -43,7 +43,11 @@ pub enum LoginError {
 
 impl LoginError {
     pub(crate) fn protocol(message: impl Into<String>) -> Self {
-        LoginError::Rejected(ErrorReport::fatal(sqlstate::PROTOCOL_VIOLATION, Blame::Client, message))
+        LoginError::Rejected(ErrorReport::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            Blame::Client,
+            message,
+        ))
     }
 
     pub(crate) fn wire(error: WireError) -> Self {
@@ -83,7 +87,10 @@ pub struct FrontendContext {
 
 impl FrontendContext {
     /// Builds the context from a validated config (TLS files are read here).
-    pub fn new(config: &Config, topology: watch::Receiver<Arc<Topology>>) -> Result<Self, tls::TlsError> {
+    pub fn new(
+        config: &Config,
+        topology: watch::Receiver<Arc<Topology>>,
+    ) -> Result<Self, tls::TlsError> {
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         Ok(Self {
             tls,
@@ -110,7 +117,11 @@ impl FrontendContext {
 }
 
 /// Accepts clients until `shutdown` turns true. Each connection runs in its own task.
-pub async fn serve(listener: TcpListener, ctx: Arc<FrontendContext>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<FrontendContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -149,8 +160,12 @@ async fn handle_connection(tcp: TcpStream, ctx: Arc<FrontendContext>) {
     let opening = tokio::time::timeout(ctx.limits.startup_timeout, startup::open(tcp, &ctx)).await;
     match opening {
         Err(_) => tracing::info!("client did not finish startup in time"),
-        Ok(Err(LoginError::Disconnected(error))) => tracing::debug!(%error, "client left during startup"),
-        Ok(Err(LoginError::Rejected(report))) => tracing::info!(code = %report.code, error = %report.message, "login refused"),
+        Ok(Err(LoginError::Disconnected(error))) => {
+            tracing::debug!(%error, "client left during startup")
+        }
+        Ok(Err(LoginError::Rejected(report))) => {
+            tracing::info!(code = %report.code, error = %report.message, "login refused")
+        }
         Ok(Ok(Opening::Closed)) => {}
         Ok(Ok(Opening::Cancel { pid, secret })) => ctx.cancels.cancel(pid, secret).await,
         Ok(Ok(Opening::Login(login))) => run_session(login, &ctx, count).await,
@@ -165,7 +180,11 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize) {
         params,
     } = login;
     if count > ctx.limits.max_client_connections {
-        let report = ErrorReport::fatal(sqlstate::TOO_MANY_CONNECTIONS, Blame::Proxy, "sorry, too many clients already");
+        let report = ErrorReport::fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            Blame::Proxy,
+            "sorry, too many clients already",
+        );
         conn.reject(&report).await;
         return;
     }

@@ -29,7 +29,11 @@ fn main() -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match config::load_config(path) {
         Ok(config) => {
-            let shards: usize = config.databases.iter().map(|d| d.shard_map.shards.len()).sum();
+            let shards: usize = config
+                .databases
+                .iter()
+                .map(|d| d.shard_map.shards.len())
+                .sum();
             println!(
                 "{}: ok ({} database(s), {} shard(s), {} user(s))",
                 path.display(),
@@ -53,7 +57,10 @@ fn check(path: &Path) -> ExitCode {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = config::load_config(path).map_err(|e| match e {
-        ConfigError::Invalid(problems) => anyhow::anyhow!("invalid configuration:\n{}", config::render_problems(&problems)),
+        ConfigError::Invalid(problems) => anyhow::anyhow!(
+            "invalid configuration:\n{}",
+            config::render_problems(&problems)
+        ),
         other => anyhow::Error::new(other),
     })?;
     shardgate::app::init_tracing(&config.log);

@@ -8,17 +8,38 @@
 
 mod manager;
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::BackendError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::backend::{BackendConn, BackendError};
 use crate::config::{BackendUri, PoolSettings};
 use crate::error::{Blame, ErrorReport, sqlstate};
 
 pub use manager::{BackendManager, LastConnectError};
 
 /// A backend connection checked out of its pool; returned to it on drop.
-pub type Checkout = bb8::PooledConnection<'static, BackendManager>;
+pub struct Checkout {
+    // Field order is drop order: the connection goes back before the next waiter is let in.
+    conn: bb8::PooledConnection<'static, BackendManager>,
+    _turn: OwnedSemaphorePermit,
+}
+
+impl Deref for Checkout {
+    type Target = BackendConn;
+
+    fn deref(&self) -> &BackendConn {
+        &self.conn
+    }
+}
+
+impl DerefMut for Checkout {
+    fn deref_mut(&mut self) -> &mut BackendConn {
+        &mut self.conn
+    }
+}
 
 /// Why no backend connection could be had.
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +69,16 @@ impl PoolError {
     /// What the client is told: 53300 when we are saturated, 08006 when the shard is down.
     pub fn report(&self) -> ErrorReport {
         match self {
-            PoolError::Exhausted { .. } => {
-                ErrorReport::error(sqlstate::TOO_MANY_CONNECTIONS, Blame::Proxy, self.to_string())
-            }
-            PoolError::Unavailable { .. } => {
-                ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, self.to_string())
-            }
+            PoolError::Exhausted { .. } => ErrorReport::error(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                Blame::Proxy,
+                self.to_string(),
+            ),
+            PoolError::Unavailable { .. } => ErrorReport::error(
+                sqlstate::CONNECTION_FAILURE,
+                Blame::Backend,
+                self.to_string(),
+            ),
         }
     }
 }
@@ -62,6 +87,9 @@ impl PoolError {
 #[derive(Clone)]
 pub struct EndpointPool {
     pool: bb8::Pool<BackendManager>,
+    /// One permit per connection. bb8 lets a newcomer take a freed connection ahead of a
+    /// client that has been waiting; tokio's semaphore serves waiters in arrival order.
+    turns: Arc<Semaphore>,
     endpoint: Arc<str>,
     last_error: LastConnectError,
     checkout_timeout: Duration,
@@ -73,7 +101,7 @@ impl EndpointPool {
     /// shard that is down at start-up does not stop the proxy from serving the others.
     pub fn new(endpoint: impl Into<Arc<str>>, uri: BackendUri, settings: &PoolSettings) -> Self {
         let last_error = LastConnectError::default();
-        let manager = BackendManager::new(uri, settings.connect_timeout);
+        let manager = BackendManager::new(uri, settings.connect_timeout, last_error.clone());
         let pool = bb8::Pool::builder()
             .max_size(settings.size)
             .min_idle(Some(settings.min_idle).filter(|&n| n > 0))
@@ -85,6 +113,7 @@ impl EndpointPool {
             .build_unchecked(manager);
         Self {
             pool,
+            turns: Arc::new(Semaphore::new(settings.size as usize)),
             endpoint: endpoint.into(),
             last_error,
             checkout_timeout: settings.checkout_timeout,
@@ -92,9 +121,15 @@ impl EndpointPool {
         }
     }
 
-    /// Takes a connection that is believed healthy, waiting up to the checkout timeout.
+    /// Takes a connection that is believed healthy, waiting up to the checkout timeout. Waiting
+    /// clients are served in arrival order.
     pub async fn checkout(&self) -> Result<Checkout, PoolError> {
         let deadline = tokio::time::Instant::now() + self.checkout_timeout;
+        let turns = self.turns.clone().acquire_owned();
+        let turn = match tokio::time::timeout_at(deadline, turns).await {
+            Ok(Ok(turn)) => turn,
+            Ok(Err(_)) | Err(_) => return Err(self.timed_out()),
+        };
         loop {
             let mut conn = match tokio::time::timeout_at(deadline, self.pool.get_owned()).await {
                 Ok(Ok(conn)) => conn,
@@ -102,7 +137,7 @@ impl EndpointPool {
                 Ok(Err(bb8::RunError::TimedOut)) | Err(_) => return Err(self.timed_out()),
             };
             if !conn.went_away_while_idle() {
-                return Ok(conn);
+                return Ok(Checkout { conn, _turn: turn });
             }
             tracing::debug!(endpoint = %self.endpoint, "discarding a connection the server closed while idle");
             conn.mark_broken();

@@ -49,8 +49,14 @@ mod tests {
     #[test]
     fn everything_goes_to_the_default_shard() {
         for sql in ["SELECT 1", "INSERT INTO t VALUES (1)", "BEGIN", ""] {
-            assert_eq!(route_statement(&map(1), Statement::Sql(sql)), Route::Shard(ShardId(1)));
+            assert_eq!(
+                route_statement(&map(1), Statement::Sql(sql)),
+                Route::Shard(ShardId(1))
+            );
         }
-        assert_eq!(route_statement(&map(0), Statement::Opaque), Route::Shard(ShardId(0)));
+        assert_eq!(
+            route_statement(&map(0), Statement::Opaque),
+            Route::Shard(ShardId(0))
+        );
     }
 }

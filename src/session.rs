@@ -94,8 +94,8 @@ struct Session<C> {
     skip_until_sync: bool,
     /// The current transaction ended with ROLLBACK (so staged settings are dropped).
     rolled_back: bool,
-    /// Error text of a failed settings replay, reported at startup.
-    replay_error: Option<String>,
+    /// A failed settings replay, reported to the client at startup.
+    replay_error: Option<ErrorReport>,
     /// Bytes of a CopyData frame still to stream from client to backend.
     copy_data_remaining: usize,
     /// Bytes of a DataRow or CopyData frame still to stream from backend to client.
@@ -141,7 +141,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Ok(PumpEvent::ClientData) => Ok(()),
                 Ok(PumpEvent::BackendData) => self.on_backend_data(),
                 Ok(PumpEvent::ClientClosed) | Err(PumpError::Client(_)) => Err(Ending::ClientLeft),
-                Ok(PumpEvent::BackendClosed) => Err(self.backend_lost("server closed the connection")),
+                Ok(PumpEvent::BackendClosed) => {
+                    Err(self.backend_lost("server closed the connection"))
+                }
                 Err(PumpError::Backend(e)) => Err(self.backend_lost(&e.to_string())),
             };
             if let Err(ending) = result {
@@ -153,10 +155,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Takes a backend for a statement if the session holds none, and brings it to the
     /// client's settings.
-    async fn ensure_backend(&mut self, statement: Statement<'_>) -> Result<&mut BackendConn, ErrorReport> {
+    async fn ensure_backend(
+        &mut self,
+        statement: Statement<'_>,
+    ) -> Result<&mut BackendConn, ErrorReport> {
         if self.backend.is_none() {
-            let router::Route::Shard(shard) = router::route_statement(&self.env.database.map, statement);
-            let mut conn = self.env.database.primary(shard).checkout().await.map_err(|e| e.report())?;
+            let router::Route::Shard(shard) =
+                router::route_statement(&self.env.database.map, statement);
+            let mut conn = self
+                .env
+                .database
+                .primary(shard)
+                .checkout()
+                .await
+                .map_err(|e| e.report())?;
             if let Some(sql) = self.settings.sync_sql(&mut conn) {
                 postgres_protocol::message::frontend::query(&sql, &mut self.bufs.to_backend)
                     .map_err(|e| internal(e.to_string()))?;
@@ -166,7 +178,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.backend_status = TxStatus::Idle;
             self.backend = Some(conn);
         }
-        Ok(self.backend.as_deref_mut().expect("backend was just ensured"))
+        Ok(self
+            .backend
+            .as_deref_mut()
+            .expect("backend was just ensured"))
     }
 
     /// True when the backend is idle with nothing in flight: safe to hand to another client.
@@ -179,7 +194,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Transaction pooling: give the backend back as soon as its transaction is over.
     fn release_if_done(&mut self) {
-        if self.env.mode == PoolMode::Transaction && self.backend.is_some() && self.backend_is_clean() {
+        if self.env.mode == PoolMode::Transaction
+            && self.backend.is_some()
+            && self.backend_is_clean()
+        {
             self.release();
         }
     }
@@ -190,7 +208,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         self.env.cancel_slot.set(None);
         let leftover = !conn.read_buf.is_empty();
-        if leftover || !self.backend_is_clean() || conn.prepared.len() > self.env.max_prepared_statements {
+        if leftover
+            || !self.backend_is_clean()
+            || conn.prepared.len() > self.env.max_prepared_statements
+        {
             conn.mark_broken();
         }
     }
@@ -210,7 +231,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     fn backend_lost(&mut self, why: &str) -> Ending {
         if let Some(conn) = self.backend.as_deref_mut() {
             conn.mark_broken();
-            tracing::warn!(backend = conn.addr(), why, "backend connection lost mid-session");
+            tracing::warn!(
+                backend = conn.addr(),
+                why,
+                "backend connection lost mid-session"
+            );
         }
         Ending::Fatal(ErrorReport::fatal(
             sqlstate::CONNECTION_FAILURE,

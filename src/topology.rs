@@ -2,8 +2,8 @@
 //! their backends. A new snapshot with epoch + 1 replaces the old one whole on reload; a
 //! session keeps the snapshot it started its transaction with.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, ShardId, ShardMap};
 use crate::pool::EndpointPool;
@@ -21,7 +21,38 @@ pub struct Database {
     pub name: String,
     /// Where its data lives.
     pub map: ShardMap,
+    /// Prepared statements some backend of this database has accepted.
+    pub known_statements: KnownStatements,
     primaries: Vec<EndpointPool>,
+}
+
+/// Backend names of prepared statements that a server of this database has parsed without
+/// error. A client's Parse of a known statement is answered by the proxy without taking a
+/// backend (the statement is prepared on a backend when first bound), so clients that prepare
+/// on connect do not compete for backends. Bounded: when full it starts over.
+#[derive(Default)]
+pub struct KnownStatements(Mutex<HashSet<Arc<str>>>);
+
+const MAX_KNOWN_STATEMENTS: usize = 100_000;
+
+impl KnownStatements {
+    /// Whether a backend accepted `backend_name`.
+    pub fn contains(&self, backend_name: &str) -> bool {
+        self.lock().contains(backend_name)
+    }
+
+    /// Records that a backend accepted `backend_name`.
+    pub fn insert(&self, backend_name: Arc<str>) {
+        let mut known = self.lock();
+        if known.len() >= MAX_KNOWN_STATEMENTS {
+            known.clear();
+        }
+        known.insert(backend_name);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Arc<str>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Topology {
@@ -43,6 +74,7 @@ impl Topology {
                 let database = Database {
                     name: db.name.clone(),
                     map: db.shard_map.clone(),
+                    known_statements: KnownStatements::default(),
                     primaries,
                 };
                 (db.name.clone(), Arc::new(database))

@@ -34,14 +34,23 @@ impl Handshake<'_> {
                     scram = Some(self.start_scram(body).await?);
                 }
                 Message::AuthenticationSaslContinue(body) => {
-                    let scram = scram.as_mut().ok_or_else(|| self.protocol("unexpected SASL continue"))?;
-                    scram.update(body.data()).map_err(|e| self.protocol(e.to_string()))?;
+                    let scram = scram
+                        .as_mut()
+                        .ok_or_else(|| self.protocol("unexpected SASL continue"))?;
+                    scram
+                        .update(body.data())
+                        .map_err(|e| self.protocol(e.to_string()))?;
                     let reply = scram.message().to_vec();
-                    self.send_with(|buf| frontend::sasl_response(&reply, buf)).await?;
+                    self.send_with(|buf| frontend::sasl_response(&reply, buf))
+                        .await?;
                 }
                 Message::AuthenticationSaslFinal(body) => {
-                    let scram = scram.as_mut().ok_or_else(|| self.protocol("unexpected SASL final"))?;
-                    scram.finish(body.data()).map_err(|e| self.protocol(e.to_string()))?;
+                    let scram = scram
+                        .as_mut()
+                        .ok_or_else(|| self.protocol("unexpected SASL final"))?;
+                    scram
+                        .finish(body.data())
+                        .map_err(|e| self.protocol(e.to_string()))?;
                 }
                 Message::ErrorResponse(body) => return Err(self.refused(body)),
                 _ => return Err(self.protocol("unsupported authentication request")),

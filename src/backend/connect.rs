@@ -45,7 +45,10 @@ async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, 
         uri,
         addr: addr.clone(),
     };
-    let params = [("user", uri.user.as_str()), ("database", uri.database.as_str())];
+    let params = [
+        ("user", uri.user.as_str()),
+        ("database", uri.database.as_str()),
+    ];
     hs.send_with(|buf| frontend::startup_message(params, buf))
         .await?;
     hs.authenticate().await?;
@@ -84,10 +87,16 @@ impl Handshake<'_> {
 
     pub(super) async fn next_message(&mut self) -> Result<Message, BackendError> {
         loop {
-            if let Some(message) = Message::parse(&mut self.buf).map_err(|e| self.protocol(e.to_string()))? {
+            if let Some(message) =
+                Message::parse(&mut self.buf).map_err(|e| self.protocol(e.to_string()))?
+            {
                 return Ok(message);
             }
-            let n = self.stream.read_buf(&mut self.buf).await.map_err(|e| self.io(e))?;
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| self.io(e))?;
             if n == 0 {
                 return Err(self.io(std::io::ErrorKind::UnexpectedEof.into()));
             }

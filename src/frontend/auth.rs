@@ -39,7 +39,11 @@ pub(super) async fn authenticate(
     conn.write(&out).await
 }
 
-async fn scram(conn: &mut ClientConn, verifier: crate::config::ScramVerifier, user: &str) -> Result<(), LoginError> {
+async fn scram(
+    conn: &mut ClientConn,
+    verifier: crate::config::ScramVerifier,
+    user: &str,
+) -> Result<(), LoginError> {
     let mut out = BytesMut::new();
     encode::authentication_sasl(&mut out, SCRAM_SHA_256);
     conn.write(&out).await?;
@@ -70,7 +74,9 @@ fn parse_sasl_initial(body: &mut BytesMut) -> Result<Vec<u8>, LoginError> {
         .position(|&b| b == 0)
         .ok_or_else(|| LoginError::protocol("malformed SASLInitialResponse"))?;
     if &body[..nul] != SCRAM_SHA_256.as_bytes() {
-        return Err(LoginError::protocol("client chose an unsupported SASL mechanism"));
+        return Err(LoginError::protocol(
+            "client chose an unsupported SASL mechanism",
+        ));
     }
     body.advance(nul + 1);
     if body.len() < 4 {

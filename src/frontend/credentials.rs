@@ -13,7 +13,11 @@ const SCRAM_ITERATIONS: u32 = 4096;
 fn verifier_from_password(password: &str) -> ScramVerifier {
     let salt: [u8; 16] = rand::random();
     let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS as usize);
-    let secret = ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, SCRAM_ITERATIONS as usize);
+    let secret = ScramSecret::verifier_from_salted_password(
+        salt.to_vec(),
+        salted,
+        SCRAM_ITERATIONS as usize,
+    );
     let ScramSecret::Verifier {
         stored_key,
         server_key,
@@ -26,7 +30,9 @@ fn verifier_from_password(password: &str) -> ScramVerifier {
         iterations: SCRAM_ITERATIONS,
         salt: salt.to_vec(),
         stored_key: stored_key.try_into().expect("SHA-256 digests are 32 bytes"),
-        server_key: server_key.try_into().expect("HMAC-SHA-256 outputs are 32 bytes"),
+        server_key: server_key
+            .try_into()
+            .expect("HMAC-SHA-256 outputs are 32 bytes"),
     }
 }
 
@@ -85,7 +91,10 @@ fn credential(user: &UserEntry) -> Credential {
     match &user.secret {
         UserSecret::Password(password) => Credential {
             scram: Some(verifier_from_password(password)),
-            md5_inner: Some(format!("{:x}", md5::compute(format!("{password}{}", user.name)))),
+            md5_inner: Some(format!(
+                "{:x}",
+                md5::compute(format!("{password}{}", user.name))
+            )),
         },
         UserSecret::ScramVerifier(text) => Credential {
             // Validated when the config was loaded.

@@ -50,7 +50,10 @@ pub struct Login {
 
 impl ClientConn {
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), LoginError> {
-        self.stream.write_all(bytes).await.map_err(LoginError::Disconnected)?;
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(LoginError::Disconnected)?;
         self.stream.flush().await.map_err(LoginError::Disconnected)
     }
 
@@ -62,9 +65,15 @@ impl ClientConn {
     }
 
     async fn fill(&mut self) -> Result<(), LoginError> {
-        let n = self.stream.read_buf(&mut self.buf).await.map_err(LoginError::Disconnected)?;
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(LoginError::Disconnected)?;
         if n == 0 {
-            return Err(LoginError::Disconnected(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(LoginError::Disconnected(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
         }
         Ok(())
     }
@@ -88,7 +97,9 @@ impl ClientConn {
 
     async fn read_startup_packet(&mut self) -> Result<StartupPacket, LoginError> {
         loop {
-            if let Some((packet, used)) = parse_startup_packet(&self.buf).map_err(LoginError::wire)? {
+            if let Some((packet, used)) =
+                parse_startup_packet(&self.buf).map_err(LoginError::wire)?
+            {
                 let _ = self.buf.split_to(used);
                 return Ok(packet);
             }
@@ -157,14 +168,20 @@ async fn login(conn: &mut ClientConn, ctx: &FrontendContext) -> Result<Greeting,
     };
     negotiate_protocol(conn, minor, &params).await?;
     let mut params: HashMap<String, String> = params.into_iter().collect();
-    let user = params.remove("user").filter(|u| !u.is_empty()).ok_or_else(|| {
-        LoginError::Rejected(ErrorReport::fatal(
-            sqlstate::INVALID_AUTHORIZATION,
-            Blame::Client,
-            "no PostgreSQL user name specified in startup packet",
-        ))
-    })?;
-    let database = params.remove("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    let user = params
+        .remove("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            LoginError::Rejected(ErrorReport::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                Blame::Client,
+                "no PostgreSQL user name specified in startup packet",
+            ))
+        })?;
+    let database = params
+        .remove("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
     auth::authenticate(conn, ctx.auth_method, &user, ctx.credentials.get(&user)).await?;
     if !ctx.has_database(&database) {
         return Err(LoginError::Rejected(ErrorReport::fatal(
@@ -173,7 +190,10 @@ async fn login(conn: &mut ClientConn, ctx: &FrontendContext) -> Result<Greeting,
             format!("database \"{database}\" does not exist"),
         )));
     }
-    let params = params.into_iter().filter(|(k, _)| !k.starts_with("_pq_.")).collect();
+    let params = params
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("_pq_."))
+        .collect();
     Ok(Greeting::Login {
         user,
         database,

@@ -10,14 +10,16 @@ use crate::config::BackendUri;
 pub struct BackendManager {
     uri: BackendUri,
     connect_timeout: Duration,
+    last_error: LastConnectError,
 }
 
 impl BackendManager {
-    /// A manager for `uri`.
-    pub fn new(uri: BackendUri, connect_timeout: Duration) -> Self {
+    /// A manager for `uri` that records connect failures in `last_error`.
+    pub fn new(uri: BackendUri, connect_timeout: Duration, last_error: LastConnectError) -> Self {
         Self {
             uri,
             connect_timeout,
+            last_error,
         }
     }
 }
@@ -27,7 +29,9 @@ impl bb8::ManageConnection for BackendManager {
     type Error = BackendError;
 
     async fn connect(&self) -> Result<BackendConn, BackendError> {
-        backend::connect(&self.uri, self.connect_timeout).await
+        let conn = backend::connect(&self.uri, self.connect_timeout).await?;
+        self.last_error.clear();
+        Ok(conn)
     }
 
     async fn is_valid(&self, conn: &mut BackendConn) -> Result<(), BackendError> {
@@ -46,14 +50,25 @@ impl bb8::ManageConnection for BackendManager {
 /// The most recent failure to open a connection, so a client that timed out waiting can be told
 /// the shard is down rather than busy. bb8 hands connect errors to its error sink, not to waiters.
 #[derive(Debug, Clone, Default)]
-pub struct LastConnectError(Arc<Mutex<Option<(Instant, Arc<BackendError>)>>>);
+pub struct LastConnectError(Arc<Mutex<Option<ConnectFailure>>>);
+
+#[derive(Debug)]
+struct ConnectFailure {
+    at: Instant,
+    error: Arc<BackendError>,
+}
 
 impl LastConnectError {
     /// The last error if it happened within `window`.
     pub fn recent(&self, window: Duration) -> Option<Arc<BackendError>> {
         let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (at, error) = guard.as_ref()?;
-        (at.elapsed() <= window).then(|| error.clone())
+        let failure = guard.as_ref()?;
+        (failure.at.elapsed() <= window).then(|| failure.error.clone())
+    }
+
+    /// A connection succeeded: the endpoint is reachable again.
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -61,7 +76,10 @@ impl bb8::ErrorSink<BackendError> for LastConnectError {
     fn sink(&self, error: BackendError) {
         tracing::warn!(error = %error, "backend connect failed");
         let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *guard = Some((Instant::now(), Arc::new(error)));
+        *guard = Some(ConnectFailure {
+            at: Instant::now(),
+            error: Arc::new(error),
+        });
     }
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<BackendError>> {

@@ -5,13 +5,16 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::prepared;
 use super::replies::{Expect, Synthetic, Undo};
 use super::sql_prepared::{SqlCommand, parse_sql_command};
 use super::statements::{self, SessionEffect};
 use super::{Ending, Session, internal};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::router::Statement;
-use crate::wire::{self, Bind, Close, Describe, Parse, StatementOrPortal, TxStatus, encode, peek_header, tag};
+use crate::wire::{
+    self, Bind, Close, Describe, Parse, StatementOrPortal, TxStatus, encode, peek_header, tag,
+};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Handles every complete frame the client has sent so far.
@@ -24,7 +27,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 }
                 continue;
             }
-            let header = peek_header(&self.bufs.client_in).map_err(|e| protocol_violation(e.to_string()))?;
+            let header =
+                peek_header(&self.bufs.client_in).map_err(|e| protocol_violation(e.to_string()))?;
             let Some(header) = header else { break };
             if header.tag == tag::COPY_DATA && self.backend.is_some() && !self.skip_until_sync {
                 self.stream_copy_data(header.total_len);
@@ -64,8 +68,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::BIND => self.on_bind(&frame).await,
             tag::DESCRIBE => self.on_describe(&frame).await,
             tag::CLOSE => self.on_close(&frame).await,
-            tag::EXECUTE => self.forward(&frame, Statement::Opaque, Expect::Execute).await,
-            tag::FUNCTION_CALL => self.forward(&frame, Statement::Opaque, Expect::FunctionCall).await,
+            tag::EXECUTE => {
+                self.forward(&frame, Statement::Opaque, Expect::Execute)
+                    .await
+            }
+            tag::FUNCTION_CALL => {
+                self.forward(&frame, Statement::Opaque, Expect::FunctionCall)
+                    .await
+            }
             tag::SYNC => self.on_sync(&frame),
             tag::FLUSH | tag::COPY_DATA => {
                 self.forward_if_held(&frame);
@@ -82,7 +92,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Ok(())
             }
             other => {
-                return Err(protocol_violation(format!("invalid frontend message type {:?}", other as char)));
+                return Err(protocol_violation(format!(
+                    "invalid frontend message type {:?}",
+                    other as char
+                )));
             }
         };
         match outcome {
@@ -119,10 +132,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     async fn on_query(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let sql = wire::query_text(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        if let Some(command) = single_sql_command(sql) {
-            if self.on_sql_command(sql, command).await? {
-                return Ok(());
-            }
+        if let Some(command) = single_sql_command(sql)
+            && self.on_sql_command(sql, command).await?
+        {
+            return Ok(());
         }
         let effects = statements::session_effects(sql);
         self.note_pins(&effects);
@@ -139,7 +152,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Runs a SQL-level PREPARE/EXECUTE/DEALLOCATE with the name rewritten. Returns false when
     /// the statement should go through unchanged (an unknown name: the server's error is right).
-    async fn on_sql_command(&mut self, sql: &str, command: SqlCommand<'_>) -> Result<bool, Refusal> {
+    async fn on_sql_command(
+        &mut self,
+        sql: &str,
+        command: SqlCommand<'_>,
+    ) -> Result<bool, Refusal> {
         if self.client_status == TxStatus::Failed {
             return Ok(false); // The server answers 25P02, as it should.
         }
@@ -172,7 +189,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     };
                     self.send_query(&prepared.prepare_sql, false, undo)?;
                 }
-                self.send_query(&format!("EXECUTE {}{rest}", prepared.backend_name), true, Undo::default())?;
+                self.send_query(
+                    &format!("EXECUTE {}{rest}", prepared.backend_name),
+                    true,
+                    Undo::default(),
+                )?;
             }
             SqlCommand::Deallocate { name } => {
                 let known = self.sql_statements.remove(&name) | self.statements.remove(&name);
@@ -186,7 +207,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     fn send_query(&mut self, sql: &str, visible: bool, undo: Undo) -> Result<(), Refusal> {
-        frontend::query(sql, &mut self.bufs.to_backend).map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+        frontend::query(sql, &mut self.bufs.to_backend)
+            .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
         self.push(Expect::Query {
             visible,
             effects: Vec::new(),
@@ -209,8 +231,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
-        let parse = Parse::parse(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        let parse = Parse::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.note_pins(&statements::session_effects(parse.query));
+        if !parse.name.is_empty()
+            && self.backend.is_none()
+            && let Some(answered) = self.parse_known_statement(&parse)
+        {
+            return answered;
+        }
         self.ensure_backend(Statement::Sql(parse.query)).await?;
         if parse.name.is_empty() {
             self.bufs.to_backend.extend_from_slice(frame);
@@ -220,7 +248,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             });
             return Ok(());
         }
-        let Some(prepared) = self.statements.register(parse.name, parse.query, parse.param_types) else {
+        let Some(prepared) = self
+            .statements
+            .register(parse.name, parse.query, parse.param_types)
+        else {
             return Err(Refusal::Statement(duplicate_statement(parse.name)));
         };
         let client_name = Some(parse.name.into());
@@ -236,8 +267,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         conn.prepared.insert(prepared.backend_name.clone());
-        frontend::parse(&prepared.backend_name, &prepared.query, prepared.param_types.iter().copied(), &mut self.bufs.to_backend)
-            .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+        frontend::parse(
+            &prepared.backend_name,
+            &prepared.query,
+            prepared.param_types.iter().copied(),
+            &mut self.bufs.to_backend,
+        )
+        .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
         self.push(Expect::Parse {
             visible: true,
             undo: Undo {
@@ -249,11 +285,40 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
+    /// A Parse outside a transaction of a statement some backend already accepted: registered
+    /// and answered without taking a backend; it is prepared where it is first bound.
+    fn parse_known_statement(&mut self, parse: &Parse<'_>) -> Option<Result<(), Refusal>> {
+        let backend_name = prepared::backend_name(parse.query, &parse.param_types);
+        if !self.env.database.known_statements.contains(&backend_name) {
+            return None;
+        }
+        if self
+            .statements
+            .register(parse.name, parse.query, parse.param_types.clone())
+            .is_none()
+        {
+            return Some(Err(Refusal::Statement(duplicate_statement(parse.name))));
+        }
+        self.push(Expect::Synthetic {
+            message: Synthetic::ParseComplete,
+            undo: Undo {
+                client_name: Some(parse.name.into()),
+                ..Undo::default()
+            },
+        });
+        Some(Ok(()))
+    }
+
     async fn on_bind(&mut self, frame: &[u8]) -> Result<(), Refusal> {
-        let bind = Bind::parse(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.ensure_backend(Statement::Opaque).await?;
         match self.backend_statement_name(bind.statement)? {
-            Some(name) => encode::bind_renamed(&mut self.bufs.to_backend, bind.portal, &name, &body(frame)[bind.rest_offset..]),
+            Some(name) => encode::bind_renamed(
+                &mut self.bufs.to_backend,
+                bind.portal,
+                &name,
+                &body(frame)[bind.rest_offset..],
+            ),
             None => self.bufs.to_backend.extend_from_slice(frame),
         }
         self.push(Expect::Bind);
@@ -261,7 +326,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     async fn on_describe(&mut self, frame: &[u8]) -> Result<(), Refusal> {
-        let describe = Describe::parse(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        let describe =
+            Describe::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.ensure_backend(Statement::Opaque).await?;
         let renamed = match describe.kind {
             StatementOrPortal::Statement => self.backend_statement_name(describe.name)?,
@@ -280,14 +346,29 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// first if it is not there yet (the reply to that Parse is hidden). `None` for the unnamed
     /// statement and for names the client never prepared, which go through unchanged so the
     /// server reports them as it would.
-    fn backend_statement_name(&mut self, name: &str) -> Result<Option<std::sync::Arc<str>>, Refusal> {
-        let Some(prepared) = (!name.is_empty()).then(|| self.statements.get(name)).flatten().cloned() else {
+    fn backend_statement_name(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<std::sync::Arc<str>>, Refusal> {
+        let Some(prepared) = (!name.is_empty())
+            .then(|| self.statements.get(name))
+            .flatten()
+            .cloned()
+        else {
             return Ok(None);
         };
-        let conn = self.backend.as_deref_mut().expect("caller ensured a backend");
+        let conn = self
+            .backend
+            .as_deref_mut()
+            .expect("caller ensured a backend");
         if conn.prepared.insert(prepared.backend_name.clone()) {
-            frontend::parse(&prepared.backend_name, &prepared.query, prepared.param_types.iter().copied(), &mut self.bufs.to_backend)
-                .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+            frontend::parse(
+                &prepared.backend_name,
+                &prepared.query,
+                prepared.param_types.iter().copied(),
+                &mut self.bufs.to_backend,
+            )
+            .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
             self.push(Expect::Parse {
                 visible: false,
                 undo: Undo {
@@ -302,7 +383,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Close of a named statement is answered by the proxy: the backend keeps the statement
     /// for other clients. Portals and the unnamed statement belong to the backend.
     async fn on_close(&mut self, frame: &[u8]) -> Result<(), Refusal> {
-        let close = Close::parse(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        let close = Close::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         let named_statement = close.kind == StatementOrPortal::Statement && !close.name.is_empty();
         if named_statement || self.backend.is_none() {
             self.statements.remove(close.name);
@@ -328,7 +409,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    async fn forward(&mut self, frame: &[u8], statement: Statement<'_>, expect: Expect) -> Result<(), Refusal> {
+    async fn forward(
+        &mut self,
+        frame: &[u8],
+        statement: Statement<'_>,
+        expect: Expect,
+    ) -> Result<(), Refusal> {
         self.ensure_backend(statement).await?;
         self.bufs.to_backend.extend_from_slice(frame);
         self.push(expect);
@@ -358,9 +444,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             match message {
                 Synthetic::ParseComplete => encode::parse_complete(&mut self.bufs.to_client),
                 Synthetic::CloseComplete => encode::close_complete(&mut self.bufs.to_client),
-                Synthetic::Error(report) => encode::error_response(&mut self.bufs.to_client, &report),
-                Synthetic::CommandComplete(command_tag) => encode::command_complete(&mut self.bufs.to_client, command_tag),
-                Synthetic::ReadyForQuery => encode::ready_for_query(&mut self.bufs.to_client, self.client_status),
+                Synthetic::Error(report) => {
+                    encode::error_response(&mut self.bufs.to_client, &report)
+                }
+                Synthetic::CommandComplete(command_tag) => {
+                    encode::command_complete(&mut self.bufs.to_client, command_tag)
+                }
+                Synthetic::ReadyForQuery => {
+                    encode::ready_for_query(&mut self.bufs.to_client, self.client_status)
+                }
             }
         }
     }
@@ -409,11 +501,19 @@ fn duplicate_statement(name: &str) -> ErrorReport {
 fn single_sql_command(sql: &str) -> Option<SqlCommand<'_>> {
     let mut statements = statements::split_statements(sql);
     let only = statements.next()?;
-    statements.next().is_none().then(|| parse_sql_command(only)).flatten()
+    statements
+        .next()
+        .is_none()
+        .then(|| parse_sql_command(only))
+        .flatten()
 }
 
 fn protocol_violation(message: String) -> Ending {
-    Ending::Fatal(ErrorReport::fatal(sqlstate::PROTOCOL_VIOLATION, Blame::Client, message))
+    Ending::Fatal(ErrorReport::fatal(
+        sqlstate::PROTOCOL_VIOLATION,
+        Blame::Client,
+        message,
+    ))
 }
 
 fn body(frame: &[u8]) -> &[u8] {

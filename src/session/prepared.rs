@@ -28,7 +28,12 @@ pub struct PreparedStatements {
 
 impl PreparedStatements {
     /// Registers `name`; `None` when the client already has a statement by that name.
-    pub fn register(&mut self, name: &str, query: &str, param_types: Vec<u32>) -> Option<Arc<Prepared>> {
+    pub fn register(
+        &mut self,
+        name: &str,
+        query: &str,
+        param_types: Vec<u32>,
+    ) -> Option<Arc<Prepared>> {
         if self.by_name.contains_key(name) {
             return None;
         }
@@ -77,8 +82,14 @@ mod tests {
 
     #[test]
     fn same_text_and_types_share_a_backend_name() {
-        assert_eq!(backend_name("SELECT $1", &[23]), backend_name("SELECT $1", &[23]));
-        assert_ne!(backend_name("SELECT $1", &[23]), backend_name("SELECT $1", &[20]));
+        assert_eq!(
+            backend_name("SELECT $1", &[23]),
+            backend_name("SELECT $1", &[23])
+        );
+        assert_ne!(
+            backend_name("SELECT $1", &[23]),
+            backend_name("SELECT $1", &[20])
+        );
         assert_ne!(backend_name("SELECT 1", &[]), backend_name("SELECT 2", &[]));
     }
 

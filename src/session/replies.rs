@@ -105,6 +105,8 @@ pub struct Reply {
     pub visible: bool,
     /// A simple Query finished successfully with these effects.
     pub effects: Vec<SessionEffect>,
+    /// A Parse of this backend statement name succeeded.
+    pub prepared: Option<Arc<str>>,
 }
 
 /// The queue of expected answers for one backend connection.
@@ -156,7 +158,10 @@ impl Replies {
 
     /// True when the head of the queue is an answer the proxy writes itself.
     pub fn synthetic_at_head(&self) -> bool {
-        matches!(self.queue.front(), Some(Expect::Synthetic { .. } | Expect::CopyEnd))
+        matches!(
+            self.queue.front(),
+            Some(Expect::Synthetic { .. } | Expect::CopyEnd)
+        )
     }
 
     /// Classifies one backend message (not an asynchronous one: Notice, Notification and
@@ -168,9 +173,17 @@ impl Replies {
             return visible();
         };
         match (message_tag, head) {
-            (tag::ERROR_RESPONSE, Expect::Query { visible: v, failed, .. }) => {
+            (
+                tag::ERROR_RESPONSE,
+                Expect::Query {
+                    visible: v, failed, ..
+                },
+            ) => {
                 *failed = true;
-                Reply { visible: *v, ..Reply::default() }
+                Reply {
+                    visible: *v,
+                    ..Reply::default()
+                }
             }
             (tag::ERROR_RESPONSE, Expect::FunctionCall | Expect::Sync) => visible(),
             (tag::ERROR_RESPONSE, _) => self.fail_extended(undo),
@@ -181,10 +194,17 @@ impl Replies {
             }
             (t, head) => {
                 let visible = is_visible(head);
-                if completes(t, head) {
-                    self.queue.pop_front();
+                let mut prepared = None;
+                if completes(t, head)
+                    && let Some(Expect::Parse { undo, .. }) = self.queue.pop_front()
+                {
+                    prepared = undo.backend_name;
                 }
-                Reply { visible, ..Reply::default() }
+                Reply {
+                    visible,
+                    prepared,
+                    ..Reply::default()
+                }
             }
         }
     }
@@ -202,7 +222,12 @@ impl Replies {
                 }
                 Reply {
                     visible,
-                    effects: if failed || !visible { Vec::new() } else { effects },
+                    effects: if failed || !visible {
+                        Vec::new()
+                    } else {
+                        effects
+                    },
+                    prepared: None,
                 }
             }
             _ => visible(),
@@ -216,7 +241,10 @@ impl Replies {
             undo.push(take_undo(failed));
         }
         while let Some(front) = self.queue.front() {
-            if matches!(front, Expect::Sync | Expect::Query { .. } | Expect::FunctionCall) {
+            if matches!(
+                front,
+                Expect::Sync | Expect::Query { .. } | Expect::FunctionCall
+            ) {
                 break;
             }
             if let Some(dropped) = self.queue.pop_front() {
@@ -273,7 +301,9 @@ fn completes(message_tag: u8, head: &Expect) -> bool {
 
 fn take_undo(expect: Expect) -> Undo {
     match expect {
-        Expect::Parse { undo, .. } | Expect::Synthetic { undo, .. } | Expect::Query { undo, .. } => undo,
+        Expect::Parse { undo, .. }
+        | Expect::Synthetic { undo, .. }
+        | Expect::Query { undo, .. } => undo,
         _ => Undo::default(),
     }
 }
@@ -301,10 +331,20 @@ mod tests {
     #[test]
     fn extended_round_trip_completes_in_order() {
         let mut r = Replies::default();
-        for e in [parse(true, "a"), Expect::Bind, Expect::Execute, Expect::Sync] {
+        for e in [
+            parse(true, "a"),
+            Expect::Bind,
+            Expect::Execute,
+            Expect::Sync,
+        ] {
             assert!(r.push(e).is_none());
         }
-        for t in [tag::PARSE_COMPLETE, tag::BIND_COMPLETE, tag::DATA_ROW, tag::COMMAND_COMPLETE] {
+        for t in [
+            tag::PARSE_COMPLETE,
+            tag::BIND_COMPLETE,
+            tag::DATA_ROW,
+            tag::COMMAND_COMPLETE,
+        ] {
             assert!(reply(&mut r, t).0);
         }
         assert!(!r.is_empty());
@@ -341,8 +381,14 @@ mod tests {
         r.push(Expect::Sync);
         let (visible, undo) = reply(&mut r, tag::ERROR_RESPONSE);
         assert!(visible);
-        assert!(undo.iter().any(|u| u.client_name.as_deref() == Some("later")));
-        assert!(r.take_synthetics().is_empty(), "the discarded ParseComplete is never sent");
+        assert!(
+            undo.iter()
+                .any(|u| u.client_name.as_deref() == Some("later"))
+        );
+        assert!(
+            r.take_synthetics().is_empty(),
+            "the discarded ParseComplete is never sent"
+        );
         assert!(reply(&mut r, tag::READY_FOR_QUERY).0);
         assert!(r.is_empty());
     }
@@ -352,7 +398,10 @@ mod tests {
         let mut r = Replies::default();
         r.push(Expect::Execute);
         reply(&mut r, tag::ERROR_RESPONSE);
-        assert!(r.push(parse(true, "x")).is_some(), "the backend ignores it: undo at once");
+        assert!(
+            r.push(parse(true, "x")).is_some(),
+            "the backend ignores it: undo at once"
+        );
         assert!(r.is_empty());
         r.push(Expect::Sync);
         assert!(reply(&mut r, tag::READY_FOR_QUERY).0);

@@ -5,6 +5,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::statements::SessionEffect;
 use super::{Ending, Session};
+use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::wire::{self, ParameterStatus, TxStatus, command_tag, error_fields, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -70,7 +71,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Updates session state from one backend message; returns whether the client sees it.
     fn on_backend_frame(&mut self, frame_tag: u8, body: &[u8]) -> bool {
         match frame_tag {
-            tag::NOTICE_RESPONSE | tag::NOTIFICATION_RESPONSE => return !self.replies.head_is_hidden(),
+            tag::NOTICE_RESPONSE | tag::NOTIFICATION_RESPONSE => {
+                return !self.replies.head_is_hidden();
+            }
             tag::PARAMETER_STATUS => return self.on_parameter_status(body),
             _ => {}
         }
@@ -78,6 +81,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let reply = self.replies.on_reply(frame_tag, &mut undo);
         for u in undo {
             self.apply_undo(u);
+        }
+        if let Some(name) = reply.prepared {
+            self.env.database.known_statements.insert(name);
         }
         if !reply.effects.is_empty() {
             self.on_effects(reply.effects);
@@ -95,15 +101,22 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     fn on_parameter_status(&mut self, body: &[u8]) -> bool {
         let visible = !self.replies.head_is_hidden();
-        if let (Ok(status), Some(conn)) = (ParameterStatus::parse(body), self.backend.as_deref_mut()) {
-            conn.reported.insert(status.name.to_owned(), status.value.to_owned());
+        if let (Ok(status), Some(conn)) =
+            (ParameterStatus::decode(body), self.backend.as_deref_mut())
+        {
+            conn.reported
+                .insert(status.name.to_owned(), status.value.to_owned());
             self.settings.on_parameter_status(status.name, status.value);
         }
         visible
     }
 
     fn on_ready(&mut self, body: &[u8], visible: bool) {
-        let status = body.first().copied().and_then(TxStatus::from_byte).unwrap_or(TxStatus::Failed);
+        let status = body
+            .first()
+            .copied()
+            .and_then(TxStatus::from_byte)
+            .unwrap_or(TxStatus::Failed);
         self.backend_status = status;
         if visible {
             self.client_status = status;
@@ -119,12 +132,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A statement the proxy sent on its own failed (a settings replay). The client's state on
     /// this backend is now unknown, so the backend will not be reused after this transaction.
     fn on_hidden_error(&mut self, body: &[u8]) {
-        let message = error_fields(body)
-            .ok()
-            .and_then(|f| f.into_iter().find(|(code, _)| *code == b'M').map(|(_, m)| m.to_owned()))
-            .unwrap_or_default();
+        let fields = error_fields(body).unwrap_or_default();
+        let field = |code: u8| {
+            fields
+                .iter()
+                .find(|(c, _)| *c == code)
+                .map(|(_, v)| v.to_string())
+        };
+        let message = field(b'M').unwrap_or_default();
         tracing::warn!(error = %message, "replaying client settings on a backend failed");
-        self.replay_error = Some(message);
+        let code = field(b'C').unwrap_or_else(|| sqlstate::INTERNAL_ERROR.to_owned());
+        self.replay_error = Some(ErrorReport::error(code, Blame::Client, message));
         if let Some(conn) = self.backend.as_deref_mut() {
             conn.mark_broken();
         }

@@ -36,6 +36,15 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
+    /// The settings every connection to this server starts with: what a new client gets
+    /// before its own startup parameters.
+    pub fn at_connect(conn: &BackendConn) -> Self {
+        Self {
+            reported: conn.reported_at_connect.clone(),
+            ..Self::default()
+        }
+    }
+
     /// Settings of a client whose startup parameters were applied on `conn`.
     pub fn after_startup(conn: &BackendConn, startup: &[(String, String)]) -> Self {
         let other = startup
@@ -67,7 +76,12 @@ impl ClientSettings {
         for (name, value) in &self.reported {
             let settable = !READ_ONLY_REPORTED.contains(&name.as_str());
             if settable && conn.reported.get(name) != Some(value) {
-                let _ = write!(sql, "SELECT pg_catalog.set_config({}, {}, false);", quote(name), quote(value));
+                let _ = write!(
+                    sql,
+                    "SELECT pg_catalog.set_config({}, {}, false);",
+                    quote(name),
+                    quote(value)
+                );
             }
         }
         for name in conn.applied.keys().filter(|n| !self.other.contains_key(*n)) {
@@ -131,7 +145,12 @@ fn is_reported(conn: &BackendConn, name: &str) -> bool {
 fn append_setting(sql: &mut String, name: &str, setting: &Setting) {
     match setting {
         Setting::Value(value) => {
-            let _ = write!(sql, "SELECT pg_catalog.set_config({}, {}, false);", quote(name), quote(value));
+            let _ = write!(
+                sql,
+                "SELECT pg_catalog.set_config({}, {}, false);",
+                quote(name),
+                quote(value)
+            );
         }
         Setting::Statement(statement) => {
             let _ = write!(sql, "{};", Arc::clone(statement));
@@ -157,7 +176,9 @@ pub fn parse_options(options: &str) -> Vec<(String, String)> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => word.extend(chars.next()),
-            c if c.is_whitespace() => words.extend((!word.is_empty()).then(|| std::mem::take(&mut word))),
+            c if c.is_whitespace() => {
+                words.extend((!word.is_empty()).then(|| std::mem::take(&mut word)))
+            }
             c => word.push(c),
         }
     }
@@ -167,7 +188,10 @@ pub fn parse_options(options: &str) -> Vec<(String, String)> {
     while let Some(w) = iter.next() {
         let pair = match w.as_str() {
             "-c" => iter.next(),
-            _ => w.strip_prefix("--").or_else(|| w.strip_prefix("-c")).map(str::to_owned),
+            _ => w
+                .strip_prefix("--")
+                .or_else(|| w.strip_prefix("-c"))
+                .map(str::to_owned),
         };
         if let Some((name, value)) = pair.as_deref().and_then(|p| p.split_once('=')) {
             settings.push((name.replace('-', "_"), value.to_owned()));
@@ -182,7 +206,8 @@ mod tests {
 
     #[test]
     fn parses_libpq_options() {
-        let parsed = parse_options("-c search_path=a,b --statement-timeout=5s -cwork_mem=64MB -c x=a\\ b");
+        let parsed =
+            parse_options("-c search_path=a,b --statement-timeout=5s -cwork_mem=64MB -c x=a\\ b");
         assert_eq!(
             parsed,
             vec![

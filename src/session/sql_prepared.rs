@@ -130,14 +130,26 @@ mod tests {
     fn splits_commands_around_their_names() {
         assert_eq!(
             parse_sql_command("PREPARE Q1 (int) AS SELECT $1"),
-            Some(SqlCommand::Prepare { name: "q1".into(), rest: " (int) AS SELECT $1" })
+            Some(SqlCommand::Prepare {
+                name: "q1".into(),
+                rest: " (int) AS SELECT $1"
+            })
         );
         assert_eq!(
             parse_sql_command("execute \"Q1\"(5)"),
-            Some(SqlCommand::Execute { name: "Q1".into(), rest: "(5)" })
+            Some(SqlCommand::Execute {
+                name: "Q1".into(),
+                rest: "(5)"
+            })
         );
-        assert_eq!(parse_sql_command("DEALLOCATE PREPARE q1"), Some(SqlCommand::Deallocate { name: "q1".into() }));
-        assert_eq!(parse_sql_command("DEALLOCATE q1"), Some(SqlCommand::Deallocate { name: "q1".into() }));
+        assert_eq!(
+            parse_sql_command("DEALLOCATE PREPARE q1"),
+            Some(SqlCommand::Deallocate { name: "q1".into() })
+        );
+        assert_eq!(
+            parse_sql_command("DEALLOCATE q1"),
+            Some(SqlCommand::Deallocate { name: "q1".into() })
+        );
         assert_eq!(parse_sql_command("DEALLOCATE ALL"), None);
         assert_eq!(parse_sql_command("PREPARE TRANSACTION 'x'"), None);
         assert_eq!(parse_sql_command("SELECT 1"), None);

@@ -17,21 +17,33 @@ const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Applies the startup parameters and sends the client what a server sends after
     /// AuthenticationOk. An error here is FATAL, as in PostgreSQL.
-    pub(super) async fn start(&mut self, startup: Vec<(String, String)>) -> Result<(), ErrorReport> {
+    pub(super) async fn start(
+        &mut self,
+        startup: Vec<(String, String)>,
+    ) -> Result<(), ErrorReport> {
         let settings = startup_settings(startup);
-        self.ensure_backend(Statement::Opaque).await.map_err(ErrorReport::into_fatal)?;
-        let sql: String = settings
-            .iter()
-            .map(|(name, value)| format!("SELECT pg_catalog.set_config({}, {}, false);", literal(name), literal(value)))
-            .collect();
+        self.ensure_backend(Statement::Opaque)
+            .await
+            .map_err(ErrorReport::into_fatal)?;
+        let conn = self.backend.as_deref_mut().expect("ensured above");
+        // Undo whatever the backend's previous client changed, then apply this client's startup.
+        self.settings = ClientSettings::at_connect(conn);
+        let mut sql = self.settings.sync_sql(conn).unwrap_or_default();
+        for (name, value) in &settings {
+            sql.push_str(&format!(
+                "SELECT pg_catalog.set_config({}, {}, false);",
+                literal(name),
+                literal(value)
+            ));
+        }
         if !sql.is_empty() {
             postgres_protocol::message::frontend::query(&sql, &mut self.bufs.to_backend)
                 .map_err(|e| internal(e.to_string()))?;
             self.replies.push(Expect::hidden_query());
             self.wait_for_replies().await?;
         }
-        if let Some(message) = self.replay_error.take() {
-            return Err(ErrorReport::fatal(sqlstate::INVALID_AUTHORIZATION, Blame::Client, message));
+        if let Some(report) = self.replay_error.take() {
+            return Err(report.into_fatal());
         }
         let conn = self.backend.as_deref_mut().expect("ensured above");
         self.settings = ClientSettings::after_startup(conn, &settings);
@@ -63,7 +75,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 }
 
 fn lost() -> ErrorReport {
-    ErrorReport::fatal(sqlstate::CONNECTION_FAILURE, Blame::Backend, "server connection lost during startup")
+    ErrorReport::fatal(
+        sqlstate::CONNECTION_FAILURE,
+        Blame::Backend,
+        "server connection lost during startup",
+    )
 }
 
 /// Startup parameters that set session settings, with `options` expanded.

@@ -224,7 +224,9 @@ fn skip_dollar_quoted(sql: &str, start: usize) -> usize {
     let tag_len = rest
         .find(|c: char| !(c.is_alphanumeric() || c == '_'))
         .unwrap_or(rest.len());
-    if !rest[tag_len..].starts_with('$') || rest[..tag_len].starts_with(|c: char| c.is_ascii_digit()) {
+    if !rest[tag_len..].starts_with('$')
+        || rest[..tag_len].starts_with(|c: char| c.is_ascii_digit())
+    {
         return start + 1; // `$1` parameter or a lone `$`.
     }
     let delimiter = &sql[start..start + tag_len + 2];
@@ -240,19 +242,34 @@ mod tests {
 
     #[test]
     fn splits_around_quotes_comments_and_dollar_bodies() {
-        let sql = "SELECT ';' ; -- x;y\nSET a = 1; CREATE FUNCTION f() AS $b$ ; $b$; /* ; */ SELECT $1";
+        let sql =
+            "SELECT ';' ; -- x;y\nSET a = 1; CREATE FUNCTION f() AS $b$ ; $b$; /* ; */ SELECT $1";
         let parts: Vec<&str> = split_statements(sql).collect();
-        assert_eq!(parts, vec!["SELECT ';'", "SET a = 1", "CREATE FUNCTION f() AS $b$ ; $b$", "SELECT $1"]);
+        assert_eq!(
+            parts,
+            vec![
+                "SELECT ';'",
+                "SET a = 1",
+                "CREATE FUNCTION f() AS $b$ ; $b$",
+                "SELECT $1"
+            ]
+        );
     }
 
     #[test]
     fn finds_session_settings() {
-        let effects = session_effects("set search_path to a, b; SET LOCAL x = 1; RESET work_mem; RESET ALL");
+        let effects =
+            session_effects("set search_path to a, b; SET LOCAL x = 1; RESET work_mem; RESET ALL");
         assert_eq!(
             effects,
             vec![
-                SessionEffect::Set { name: "search_path".into(), statement: "set search_path to a, b".into() },
-                SessionEffect::Reset { name: "work_mem".into() },
+                SessionEffect::Set {
+                    name: "search_path".into(),
+                    statement: "set search_path to a, b".into()
+                },
+                SessionEffect::Reset {
+                    name: "work_mem".into()
+                },
                 SessionEffect::ResetAll,
             ]
         );
@@ -260,7 +277,9 @@ mod tests {
 
     #[test]
     fn names_special_set_forms() {
-        let effects = session_effects("SET SESSION statement_timeout = 5; SET TIME ZONE 'UTC'; SET SESSION AUTHORIZATION bob");
+        let effects = session_effects(
+            "SET SESSION statement_timeout = 5; SET TIME ZONE 'UTC'; SET SESSION AUTHORIZATION bob",
+        );
         let names: Vec<_> = effects
             .iter()
             .map(|e| match e {
@@ -268,18 +287,36 @@ mod tests {
                 _ => "?",
             })
             .collect();
-        assert_eq!(names, vec!["statement_timeout", "timezone", "session_authorization"]);
+        assert_eq!(
+            names,
+            vec!["statement_timeout", "timezone", "session_authorization"]
+        );
     }
 
     #[test]
     fn finds_pinning_statements() {
         let pins = |sql| session_effects(sql);
-        assert_eq!(pins("LISTEN ch"), vec![SessionEffect::Pin(PinReason::Listen)]);
-        assert_eq!(pins("create temp table t (a int)"), vec![SessionEffect::Pin(PinReason::TempTable)]);
-        assert_eq!(pins("select pg_advisory_lock(1)"), vec![SessionEffect::Pin(PinReason::AdvisoryLock)]);
+        assert_eq!(
+            pins("LISTEN ch"),
+            vec![SessionEffect::Pin(PinReason::Listen)]
+        );
+        assert_eq!(
+            pins("create temp table t (a int)"),
+            vec![SessionEffect::Pin(PinReason::TempTable)]
+        );
+        assert_eq!(
+            pins("select pg_advisory_lock(1)"),
+            vec![SessionEffect::Pin(PinReason::AdvisoryLock)]
+        );
         assert_eq!(pins("SELECT pg_advisory_xact_lock(1)"), vec![]);
-        assert_eq!(pins("DECLARE c CURSOR WITH HOLD FOR SELECT 1"), vec![SessionEffect::Pin(PinReason::HoldCursor)]);
-        assert_eq!(pins("PREPARE q AS SELECT 1"), vec![SessionEffect::Pin(PinReason::SqlPrepare)]);
+        assert_eq!(
+            pins("DECLARE c CURSOR WITH HOLD FOR SELECT 1"),
+            vec![SessionEffect::Pin(PinReason::HoldCursor)]
+        );
+        assert_eq!(
+            pins("PREPARE q AS SELECT 1"),
+            vec![SessionEffect::Pin(PinReason::SqlPrepare)]
+        );
         assert_eq!(pins("DISCARD ALL"), vec![SessionEffect::DiscardAll]);
         assert_eq!(pins("DEALLOCATE ALL"), vec![SessionEffect::DeallocateAll]);
     }

@@ -15,7 +15,7 @@ pub struct ParameterStatus<'a> {
 
 impl<'a> ParameterStatus<'a> {
     /// Reads a ParameterStatus body.
-    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(body, "ParameterStatus");
         Ok(Self {
             name: r.cstr()?,
@@ -35,7 +35,7 @@ pub struct BackendKeyData {
 
 impl BackendKeyData {
     /// Reads a BackendKeyData body.
-    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(body: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(body, "BackendKeyData");
         Ok(Self {
             pid: r.i32()?,
@@ -74,15 +74,18 @@ mod tests {
     #[test]
     fn reads_error_fields() {
         let fields = error_fields(b"SERROR\0C42601\0Msyntax\0\0").unwrap();
-        assert_eq!(fields, vec![(b'S', "ERROR"), (b'C', "42601"), (b'M', "syntax")]);
+        assert_eq!(
+            fields,
+            vec![(b'S', "ERROR"), (b'C', "42601"), (b'M', "syntax")]
+        );
         assert!(error_fields(b"SERROR\0").is_err());
     }
 
     #[test]
     fn reads_parameter_status_and_key() {
-        let p = ParameterStatus::parse(b"TimeZone\0UTC\0").unwrap();
+        let p = ParameterStatus::decode(b"TimeZone\0UTC\0").unwrap();
         assert_eq!((p.name, p.value), ("TimeZone", "UTC"));
-        let k = BackendKeyData::parse(&[0, 0, 0, 7, 0, 0, 1, 0]).unwrap();
+        let k = BackendKeyData::decode(&[0, 0, 0, 7, 0, 0, 1, 0]).unwrap();
         assert_eq!((k.pid, k.secret), (7, 256));
     }
 }

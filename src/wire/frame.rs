@@ -72,7 +72,13 @@ mod tests {
     #[test]
     fn reads_total_length() {
         let h = peek_header(b"Q\0\0\0\x09SELECT").unwrap().unwrap();
-        assert_eq!(h, FrameHeader { tag: b'Q', total_len: 10 });
+        assert_eq!(
+            h,
+            FrameHeader {
+                tag: b'Q',
+                total_len: 10
+            }
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct Parse<'a> {
 
 impl<'a> Parse<'a> {
     /// Reads a Parse body.
-    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(body, "Parse");
         let name = r.cstr()?;
         let query = r.cstr()?;
@@ -48,7 +48,7 @@ pub struct Bind<'a> {
 
 impl<'a> Bind<'a> {
     /// Reads the names at the start of a Bind body.
-    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(body, "Bind");
         let portal = r.cstr()?;
         let statement = r.cstr()?;
@@ -98,7 +98,7 @@ pub struct Describe<'a> {
 
 impl<'a> Describe<'a> {
     /// Reads a Describe body.
-    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(body, "Describe");
         let kind = StatementOrPortal::read(&mut r, "Describe")?;
         Ok(Self {
@@ -119,7 +119,7 @@ pub struct Close<'a> {
 
 impl<'a> Close<'a> {
     /// Reads a Close body.
-    pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(body, "Close");
         let kind = StatementOrPortal::read(&mut r, "Close")?;
         Ok(Self {
@@ -148,36 +148,49 @@ mod tests {
     fn parse_round_trips() {
         let mut out = BytesMut::new();
         frontend::parse("s1", "SELECT $1", [23], &mut out).unwrap();
-        let parsed = Parse::parse(body(&out)).unwrap();
-        assert_eq!(parsed, Parse { name: "s1", query: "SELECT $1", param_types: vec![23] });
+        let parsed = Parse::decode(body(&out)).unwrap();
+        assert_eq!(
+            parsed,
+            Parse {
+                name: "s1",
+                query: "SELECT $1",
+                param_types: vec![23]
+            }
+        );
     }
 
     #[test]
     fn bind_names_and_rest() {
         let b = b"portal\0stmt\0\0\0\0\0\0\0";
-        let bind = Bind::parse(b).unwrap();
-        assert_eq!((bind.portal, bind.statement, bind.rest_offset), ("portal", "stmt", 12));
+        let bind = Bind::decode(b).unwrap();
+        assert_eq!(
+            (bind.portal, bind.statement, bind.rest_offset),
+            ("portal", "stmt", 12)
+        );
     }
 
     #[test]
     fn describe_and_close() {
-        assert_eq!(Describe::parse(b"Sx\0").unwrap().kind, StatementOrPortal::Statement);
-        assert_eq!(Close::parse(b"Py\0").unwrap().name, "y");
-        assert!(Close::parse(b"Qy\0").is_err());
+        assert_eq!(
+            Describe::decode(b"Sx\0").unwrap().kind,
+            StatementOrPortal::Statement
+        );
+        assert_eq!(Close::decode(b"Py\0").unwrap().name, "y");
+        assert!(Close::decode(b"Qy\0").is_err());
     }
 
     #[test]
     fn negative_parameter_count_is_malformed() {
-        assert!(Parse::parse(b"\0SELECT 1\0\xff\xff").is_err());
+        assert!(Parse::decode(b"\0SELECT 1\0\xff\xff").is_err());
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
-            let _ = Parse::parse(&bytes);
-            let _ = Bind::parse(&bytes);
-            let _ = Describe::parse(&bytes);
-            let _ = Close::parse(&bytes);
+            let _ = Parse::decode(&bytes);
+            let _ = Bind::decode(&bytes);
+            let _ = Describe::decode(&bytes);
+            let _ = Close::decode(&bytes);
             let _ = query_text(&bytes);
         }
     }

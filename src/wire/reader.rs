@@ -40,7 +40,10 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self.pos.checked_add(n).ok_or_else(|| self.malformed())?;
-        let slice = self.buf.get(self.pos..end).ok_or_else(|| self.malformed())?;
+        let slice = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| self.malformed())?;
         self.pos = end;
         Ok(slice)
     }
@@ -48,7 +51,10 @@ impl<'a> Reader<'a> {
     /// A NUL-terminated string; must be UTF-8 (the proxy only reads names and SQL text).
     pub(crate) fn cstr(&mut self) -> Result<&'a str, WireError> {
         let rest = self.buf.get(self.pos..).ok_or_else(|| self.malformed())?;
-        let nul = rest.iter().position(|&b| b == 0).ok_or_else(|| self.malformed())?;
+        let nul = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| self.malformed())?;
         let text = std::str::from_utf8(&rest[..nul]).map_err(|_| self.malformed())?;
         self.pos += nul + 1;
         Ok(text)

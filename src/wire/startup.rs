@@ -119,7 +119,9 @@ mod tests {
         let bytes = startup(&[("user", "app"), ("database", "db")]);
         let (packet, used) = parse_startup_packet(&bytes).unwrap().unwrap();
         assert_eq!(used, bytes.len());
-        let StartupPacket::Startup { params, minor, .. } = packet else { panic!() };
+        let StartupPacket::Startup { params, minor, .. } = packet else {
+            panic!()
+        };
         assert_eq!(minor, 0);
         assert_eq!(params[0], ("user".into(), "app".into()));
     }
@@ -133,7 +135,10 @@ mod tests {
     #[test]
     fn reads_ssl_and_cancel() {
         let ssl = [0, 0, 0, 8, 4, 210, 22, 47];
-        assert_eq!(parse_startup_packet(&ssl).unwrap().unwrap().0, StartupPacket::SslRequest);
+        assert_eq!(
+            parse_startup_packet(&ssl).unwrap().unwrap().0,
+            StartupPacket::SslRequest
+        );
         let mut cancel = vec![0, 0, 0, 16, 4, 210, 22, 46];
         cancel.extend(7i32.to_be_bytes());
         cancel.extend(9i32.to_be_bytes());

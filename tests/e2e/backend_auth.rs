@@ -7,7 +7,13 @@ use shardgate::local_cluster::BackendAuth;
 use crate::harness::{TestProxy, cluster, cluster_with_auth, config, sqlstate};
 
 async fn select_one(proxy: &TestProxy) -> i32 {
-    proxy.connect().await.query_one("SELECT 1", &[]).await.unwrap().get(0)
+    proxy
+        .connect()
+        .await
+        .query_one("SELECT 1", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,15 +34,30 @@ async fn clients_with_md5_and_trust() {
     cfg.auth_method = ClientAuthMethod::Md5;
     let proxy = TestProxy::start(cfg.clone()).await;
     assert_eq!(select_one(&proxy).await, 1);
-    let wrong = format!("host=127.0.0.1 port={} user=app password=nope dbname=app", proxy.port());
-    let err = tokio_postgres::connect(&wrong, tokio_postgres::NoTls).await.err().unwrap();
+    let wrong = format!(
+        "host=127.0.0.1 port={} user=app password=nope dbname=app",
+        proxy.port()
+    );
+    let err = tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(sqlstate(&err), "28P01");
 
     cfg.auth_method = ClientAuthMethod::Trust;
     cfg.users[0].secret = UserSecret::None;
     let proxy = TestProxy::start(cfg).await;
     let anything = format!("host=127.0.0.1 port={} user=app dbname=app", proxy.port());
-    let (client, connection) = tokio_postgres::connect(&anything, tokio_postgres::NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&anything, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
-    assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
 }

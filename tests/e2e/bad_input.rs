@@ -10,7 +10,10 @@ use crate::harness::{TestProxy, cluster, config, sqlstate};
 
 async fn read_message(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     let mut header = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header))
+        .await
+        .ok()?
+        .ok()?;
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     let mut body = vec![0u8; len - 4];
     stream.read_exact(&mut body).await.ok()?;
@@ -42,7 +45,10 @@ fn startup_packet(user: &str, database: &str) -> Vec<u8> {
 /// Logs in to a trust-auth proxy by hand and reads up to the first ReadyForQuery.
 async fn raw_login(proxy: &TestProxy) -> TcpStream {
     let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
-    stream.write_all(&startup_packet("app", "app")).await.unwrap();
+    stream
+        .write_all(&startup_packet("app", "app"))
+        .await
+        .unwrap();
     while let Some((tag, _)) = read_message(&mut stream).await {
         if tag == b'Z' {
             return stream;
@@ -63,26 +69,42 @@ async fn expect_fatal(stream: &mut TcpStream, code: &str) {
     let (tag, body) = read_message(stream).await.expect("an error response");
     assert_eq!(tag, b'E');
     assert_eq!(sqlstate_of(&body), code);
-    assert!(read_message(stream).await.is_none(), "connection closed after the error");
+    assert!(
+        read_message(stream).await.is_none(),
+        "connection closed after the error"
+    );
 }
 
 async fn still_serving(proxy: &TestProxy) {
     let client = proxy.connect().await;
-    assert_eq!(client.query_one("SELECT 41 + 1", &[]).await.unwrap().get::<_, i32>(0), 42);
+    assert_eq!(
+        client
+            .query_one("SELECT 41 + 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        42
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_unknown_user_and_unknown_database() {
     let proxy = TestProxy::shared().await;
     let attempt = |user: &str, password: &str, db: &str| {
-        format!("host=127.0.0.1 port={} user={user} password={password} dbname={db}", proxy.port())
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={db}",
+            proxy.port()
+        )
     };
     for (conn, code) in [
         (attempt("app", "wrong", "app"), "28P01"),
         (attempt("nobody", "app", "app"), "28P01"),
         (attempt("app", "app", "nodb"), "3D000"),
     ] {
-        let err = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.err().expect("login refused");
+        let err = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("login refused");
         assert_eq!(sqlstate(&err), code, "{conn}");
     }
     still_serving(&proxy).await;
@@ -97,7 +119,10 @@ async fn malformed_startup_packets() {
     expect_fatal(&mut stream, "08P01").await;
     // A length prefix of 2 GiB: refused without waiting for (or allocating) the bytes.
     let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
-    stream.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).await.unwrap();
+    stream
+        .write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0])
+        .await
+        .unwrap();
     expect_fatal(&mut stream, "08P01").await;
     // Silence: the startup timeout closes it; meanwhile others are served.
     let _silent = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
@@ -108,7 +133,10 @@ async fn malformed_startup_packets() {
 async fn huge_or_unknown_messages_after_login() {
     let proxy = trust_proxy().await;
     let mut stream = raw_login(&proxy).await;
-    stream.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).await.unwrap();
+    stream
+        .write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
     expect_fatal(&mut stream, "08P01").await;
 
     let mut stream = raw_login(&proxy).await;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use shardgate::app::Proxy;
 use shardgate::config::{
-    BackendUri, ClientAuthMethod, Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode, PoolSettings,
-    Shard, ShardId, ShardMap, UserEntry, UserSecret,
+    BackendUri, ClientAuthMethod, Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode,
+    PoolSettings, Shard, ShardId, ShardMap, UserEntry, UserSecret,
 };
 use shardgate::local_cluster::{BackendAuth, ClusterSpec, LocalCluster, PgBinaries, scratch_dir};
 
@@ -25,8 +25,9 @@ pub struct ClusterInfo {
     pub primaries: Vec<String>,
 }
 
+/// A cluster and its directory, kept alive until the exit hook drops them (in that order).
 struct Running {
-    cluster: LocalCluster,
+    _cluster: LocalCluster,
     _dir: tempfile::TempDir,
 }
 
@@ -57,7 +58,10 @@ fn start(shards: usize, replicas: usize, auth: BackendAuth) -> ClusterInfo {
     let info = ClusterInfo {
         primaries: cluster.shards().iter().map(|s| s.primary.uri()).collect(),
     };
-    RUNNING.lock().unwrap().push(Running { cluster, _dir: dir });
+    RUNNING.lock().unwrap().push(Running {
+        _cluster: cluster,
+        _dir: dir,
+    });
     info
 }
 
@@ -113,7 +117,7 @@ pub fn config(cluster: &ClusterInfo) -> Config {
         },
         limits: Limits {
             max_message_bytes: 1 << 20,
-            startup_timeout: Duration::from_secs(5),
+            startup_timeout: Duration::from_secs(30),
             max_client_connections: 500,
         },
         databases: vec![DatabaseEntry {
@@ -156,7 +160,10 @@ impl TestProxy {
 
     /// libpq-style connection string for the test user.
     pub fn conn_str(&self) -> String {
-        format!("host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname={DATABASE}", self.port())
+        format!(
+            "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname={DATABASE}",
+            self.port()
+        )
     }
 
     /// A tokio-postgres client through the proxy; its connection task runs in the background.
@@ -175,7 +182,19 @@ impl TestProxy {
         let binaries = PgBinaries::find().expect("PostgreSQL binaries");
         let mut command = Command::new(binaries.psql.expect("psql is installed"));
         command
-            .args(["-X", "-v", "ON_ERROR_STOP=0", "-h", "127.0.0.1", "-p", &self.port().to_string(), "-U", USER, "-d", DATABASE])
+            .args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=0",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port().to_string(),
+                "-U",
+                USER,
+                "-d",
+                DATABASE,
+            ])
             .args(args)
             .env("PGPASSWORD", PASSWORD)
             .env("PGCONNECT_TIMEOUT", "10");
@@ -188,7 +207,10 @@ pub async fn run_with_stdin(mut command: Command, stdin: Option<&str>) -> Output
     let stdin = stdin.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
-        command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = command.spawn().expect("spawn client tool");
         let mut pipe = child.stdin.take().unwrap();
         if let Some(text) = stdin {
@@ -203,7 +225,9 @@ pub async fn run_with_stdin(mut command: Command, stdin: Option<&str>) -> Output
 
 /// A direct tokio-postgres connection to a backend, bypassing the proxy (for checking its state).
 pub async fn connect_direct(uri: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls).await.expect("direct connect");
+    let (client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
+        .await
+        .expect("direct connect");
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -219,5 +243,8 @@ pub fn sqlstate(error: &tokio_postgres::Error) -> String {
 }
 
 pub fn text(output: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }

@@ -1,8 +1,8 @@
 //! End-to-end tests: real PostgreSQL servers started by the harness, the proxy in-process, and
 //! real clients (psql, pgbench, tokio-postgres, raw sockets) talking to it.
 
-mod bad_input;
 mod backend_auth;
+mod bad_input;
 mod harness;
 mod pgbench;
 mod pooling;

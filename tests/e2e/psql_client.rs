@@ -10,14 +10,19 @@ async fn queries_and_describe_commands() {
     let out = proxy.psql(&["-c", setup], None).await;
     assert!(out.status.success(), "{:?}", text(&out));
 
-    let out = proxy.psql(&["-At", "-c", "SELECT name FROM psql_t ORDER BY id"], None).await;
+    let out = proxy
+        .psql(&["-At", "-c", "SELECT name FROM psql_t ORDER BY id"], None)
+        .await;
     assert_eq!(text(&out).0, "one\ntwo\n");
 
     let out = proxy.psql(&["-c", "\\dt psql_t"], None).await;
     assert!(text(&out).0.contains("psql_t"), "{:?}", text(&out));
     let out = proxy.psql(&["-c", "\\d+ psql_t"], None).await;
     let (stdout, stderr) = text(&out);
-    assert!(stdout.contains("psql_t_pkey") && stdout.contains("not null"), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("psql_t_pkey") && stdout.contains("not null"),
+        "{stdout}{stderr}"
+    );
     let out = proxy.psql(&["-c", "\\d"], None).await;
     assert!(text(&out).0.contains("psql_t"));
 }
@@ -32,7 +37,10 @@ async fn copy_in_and_out() {
     let out = proxy.psql(&["-At", "-f", "-"], Some(script)).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("COPY 3") || stdout.contains("3\n"), "{stdout}");
+    assert!(
+        stdout.contains("COPY 3") || stdout.contains("3\n"),
+        "{stdout}"
+    );
     assert!(stdout.ends_with("1\tx\n2\ty\n3\tz\n"), "{stdout}");
 }
 
@@ -43,18 +51,30 @@ async fn error_mid_transaction_then_rollback() {
     let out = proxy.psql(&["-At", "-f", "-"], Some(script)).await;
     let (stdout, stderr) = text(&out);
     assert!(stderr.contains("division by zero"), "{stderr}");
-    assert!(stderr.contains("current transaction is aborted"), "{stderr}");
+    assert!(
+        stderr.contains("current transaction is aborted"),
+        "{stderr}"
+    );
     assert!(stdout.trim_end().ends_with("after"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_statement_and_empty_queries() {
     let proxy = TestProxy::shared().await;
-    let out = proxy.psql(&["-At", "-c", "SELECT 1; SELECT 2;"], None).await;
+    let out = proxy
+        .psql(&["-At", "-c", "SELECT 1; SELECT 2;"], None)
+        .await;
     assert_eq!(text(&out).0, "1\n2\n");
     // An error in a multi-statement query rolls back its implicit transaction.
     let out = proxy
-        .psql(&["-At", "-c", "CREATE TEMP TABLE IF NOT EXISTS ms(a int); INSERT INTO ms VALUES (1); SELECT 1/0;"], None)
+        .psql(
+            &[
+                "-At",
+                "-c",
+                "CREATE TEMP TABLE IF NOT EXISTS ms(a int); INSERT INTO ms VALUES (1); SELECT 1/0;",
+            ],
+            None,
+        )
         .await;
     assert!(text(&out).1.contains("division by zero"));
     let out = proxy.psql(&["-At", "-c", ";"], None).await;
@@ -64,8 +84,20 @@ async fn multi_statement_and_empty_queries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notices_and_function_calls_pass_through() {
     let proxy = TestProxy::shared().await;
-    let out = proxy.psql(&["-c", "DO $$ BEGIN RAISE NOTICE 'hello from %', 'plpgsql'; END $$"], None).await;
-    assert!(text(&out).1.contains("hello from plpgsql"), "{:?}", text(&out));
+    let out = proxy
+        .psql(
+            &[
+                "-c",
+                "DO $$ BEGIN RAISE NOTICE 'hello from %', 'plpgsql'; END $$",
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        text(&out).1.contains("hello from plpgsql"),
+        "{:?}",
+        text(&out)
+    );
     // \lo_import uses libpq's large-object API, which is FunctionCall ('F') messages.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("blob.txt");

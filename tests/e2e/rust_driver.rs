@@ -31,7 +31,11 @@ async fn parameters_of_common_types_round_trip_in_binary() {
     assert_eq!(row.get::<_, SystemTime>(8), now);
     assert_eq!(row.get::<_, Vec<i32>>(9), vec![1, 2, 3]);
     assert_eq!(row.get::<_, Option<String>>(10), None);
-    let numeric: String = client.query_one("SELECT (12345678901234567890.125::numeric * 2)::text", &[]).await.unwrap().get(0);
+    let numeric: String = client
+        .query_one("SELECT (12345678901234567890.125::numeric * 2)::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(numeric, "24691357802469135780.250");
 }
 
@@ -39,20 +43,36 @@ async fn parameters_of_common_types_round_trip_in_binary() {
 async fn transactions_commit_and_roll_back() {
     let proxy = TestProxy::shared().await;
     let mut client = proxy.connect().await;
-    client.batch_execute("DROP TABLE IF EXISTS rd_tx; CREATE TABLE rd_tx (id int PRIMARY KEY)").await.unwrap();
+    client
+        .batch_execute("DROP TABLE IF EXISTS rd_tx; CREATE TABLE rd_tx (id int PRIMARY KEY)")
+        .await
+        .unwrap();
     let tx = client.transaction().await.unwrap();
-    tx.execute("INSERT INTO rd_tx VALUES (1)", &[]).await.unwrap();
+    tx.execute("INSERT INTO rd_tx VALUES (1)", &[])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    tx.execute("INSERT INTO rd_tx VALUES (2)", &[]).await.unwrap();
+    tx.execute("INSERT INTO rd_tx VALUES (2)", &[])
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    let err = tx.execute("INSERT INTO rd_tx VALUES (1)", &[]).await.unwrap_err();
+    let err = tx
+        .execute("INSERT INTO rd_tx VALUES (1)", &[])
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "23505");
     let err = tx.execute("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&err), "25P02");
     drop(tx);
-    let ids: Vec<i32> = client.query("SELECT id FROM rd_tx ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let ids: Vec<i32> = client
+        .query("SELECT id FROM rd_tx ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(ids, vec![1]);
 }
 
@@ -65,7 +85,13 @@ async fn pipelined_queries_share_one_connection() {
     let queries = (0..200).map(|i| {
         let client = &client;
         let statement = &statement;
-        async move { client.query_one(statement, &[&i]).await.unwrap().get::<_, i32>(0) }
+        async move {
+            client
+                .query_one(statement, &[&i])
+                .await
+                .unwrap()
+                .get::<_, i32>(0)
+        }
     });
     let results = join_all(queries).await;
     assert_eq!(results, (0..200).map(|i| i * 2).collect::<Vec<_>>());
@@ -75,7 +101,10 @@ async fn pipelined_queries_share_one_connection() {
 async fn copy_in_and_out_over_the_extended_protocol() {
     let proxy = TestProxy::shared().await;
     let client = proxy.connect().await;
-    client.batch_execute("DROP TABLE IF EXISTS rd_copy; CREATE TABLE rd_copy (a int, b text)").await.unwrap();
+    client
+        .batch_execute("DROP TABLE IF EXISTS rd_copy; CREATE TABLE rd_copy (a int, b text)")
+        .await
+        .unwrap();
     let sink = client.copy_in("COPY rd_copy FROM STDIN").await.unwrap();
     futures::pin_mut!(sink);
     let mut data = String::new();
@@ -84,14 +113,21 @@ async fn copy_in_and_out_over_the_extended_protocol() {
     }
     sink.send(bytes::Bytes::from(data)).await.unwrap();
     assert_eq!(sink.finish().await.unwrap(), 5000);
-    let stream = client.copy_out("COPY (SELECT a FROM rd_copy WHERE a < 3 ORDER BY a) TO STDOUT").await.unwrap();
+    let stream = client
+        .copy_out("COPY (SELECT a FROM rd_copy WHERE a < 3 ORDER BY a) TO STDOUT")
+        .await
+        .unwrap();
     futures::pin_mut!(stream);
     let mut out = Vec::new();
     while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
         out.extend_from_slice(&chunk.unwrap());
     }
     assert_eq!(out, b"0\n1\n2\n");
-    let count: i64 = client.query_one("SELECT count(*) FROM rd_copy", &[]).await.unwrap().get(0);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM rd_copy", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(count, 5000);
 }
 
@@ -105,7 +141,10 @@ async fn cancel_reaches_the_backend_running_the_query() {
         token.cancel_query(tokio_postgres::NoTls).await.unwrap();
     });
     let started = std::time::Instant::now();
-    let err = client.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
+    let err = client
+        .simple_query("SELECT pg_sleep(30)")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "57014");
     assert!(started.elapsed() < Duration::from_secs(10));
     canceller.await.unwrap();
