@@ -160,28 +160,69 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         statement: Statement<'_>,
     ) -> Result<&mut BackendConn, ErrorReport> {
         if self.backend.is_none() {
-            let router::Route::Shard(shard) =
-                router::route_statement(&self.env.database.map, statement);
-            let mut conn = self
-                .env
-                .database
-                .primary(shard)
-                .checkout()
-                .await
-                .map_err(|e| e.report())?;
-            if let Some(sql) = self.settings.sync_sql(&mut conn) {
-                postgres_protocol::message::frontend::query(&sql, &mut self.bufs.to_backend)
-                    .map_err(|e| internal(e.to_string()))?;
-                self.replies.push(Expect::hidden_query());
+            self.attach_backend(statement).await?;
+            let conn = self.backend.as_deref_mut().expect("just attached");
+            if let Some(sql) = self.settings.sync_sql(conn) {
+                self.run_hidden(&sql).await?;
             }
-            self.env.cancel_slot.set(Some(conn.cancel_target()));
-            self.backend_status = TxStatus::Idle;
-            self.backend = Some(conn);
         }
         Ok(self
             .backend
             .as_deref_mut()
             .expect("backend was just ensured"))
+    }
+
+    /// Checks out a backend of the shard the statement routes to and publishes it for cancels.
+    async fn attach_backend(&mut self, statement: Statement<'_>) -> Result<(), ErrorReport> {
+        let router::Route::Shard(shard) =
+            router::route_statement(&self.env.database.map, statement);
+        let pool = self.env.database.primary(shard);
+        let conn = pool.checkout().await.map_err(|e| e.report())?;
+        self.env.cancel_slot.set(Some(conn.cancel_target()));
+        self.backend_status = TxStatus::Idle;
+        self.backend = Some(conn);
+        Ok(())
+    }
+
+    /// Runs SQL the client did not send (settings replay) and waits for it to finish: the
+    /// client's own messages must never run on a backend whose settings failed to apply.
+    async fn run_hidden(&mut self, sql: &str) -> Result<(), ErrorReport> {
+        postgres_protocol::message::frontend::query(sql, &mut self.bufs.to_backend)
+            .map_err(|e| internal(e.to_string()))?;
+        self.replies.push(Expect::hidden_query());
+        let outcome = self.wait_for_replies().await;
+        let failure = outcome.err().or_else(|| self.replay_error.take());
+        match failure {
+            None => Ok(()),
+            Some(report) => {
+                if let Some(conn) = self.backend.as_deref_mut() {
+                    conn.mark_broken();
+                }
+                self.replies = Replies::default();
+                self.release();
+                Err(report)
+            }
+        }
+    }
+
+    /// Pumps the backend only (the client waits) until every queued reply has arrived.
+    async fn wait_for_replies(&mut self) -> Result<(), ErrorReport> {
+        while !self.replies.is_empty() {
+            let backend = self.backend.as_deref_mut();
+            let event = execute::pump(&mut self.client, backend, &mut self.bufs, false).await;
+            let lost = || {
+                ErrorReport::error(
+                    sqlstate::CONNECTION_FAILURE,
+                    Blame::Backend,
+                    "server connection lost",
+                )
+            };
+            match event {
+                Ok(PumpEvent::BackendData) => self.on_backend_data().map_err(|_| lost())?,
+                _ => return Err(lost()),
+            }
+        }
+        Ok(())
     }
 
     /// True when the backend is idle with nothing in flight: safe to hand to another client.

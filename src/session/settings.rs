@@ -76,12 +76,7 @@ impl ClientSettings {
         for (name, value) in &self.reported {
             let settable = !READ_ONLY_REPORTED.contains(&name.as_str());
             if settable && conn.reported.get(name) != Some(value) {
-                let _ = write!(
-                    sql,
-                    "SELECT pg_catalog.set_config({}, {}, false);",
-                    quote(name),
-                    quote(value)
-                );
+                sql.push_str(&set_config_sql(name, value));
             }
         }
         for name in conn.applied.keys().filter(|n| !self.other.contains_key(*n)) {
@@ -145,17 +140,22 @@ fn is_reported(conn: &BackendConn, name: &str) -> bool {
 fn append_setting(sql: &mut String, name: &str, setting: &Setting) {
     match setting {
         Setting::Value(value) => {
-            let _ = write!(
-                sql,
-                "SELECT pg_catalog.set_config({}, {}, false);",
-                quote(name),
-                quote(value)
-            );
+            sql.push_str(&set_config_sql(name, value));
         }
         Setting::Statement(statement) => {
             let _ = write!(sql, "{};", Arc::clone(statement));
         }
     }
+}
+
+/// `SELECT pg_catalog.set_config(name, value, false);`: sets a parameter from its text form,
+/// exactly as a startup parameter or postgresql.conf would (lists such as search_path included).
+pub(super) fn set_config_sql(name: &str, value: &str) -> String {
+    format!(
+        "SELECT pg_catalog.set_config({}, {}, false);",
+        quote(name),
+        quote(value)
+    )
 }
 
 /// A SQL string literal (standard_conforming_strings: only quotes are doubled).

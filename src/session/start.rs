@@ -3,11 +3,9 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::replies::Expect;
-use super::settings::{ClientSettings, parse_options};
-use super::{Session, internal};
-use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::execute::{self, PumpEvent};
+use super::Session;
+use super::settings::{ClientSettings, parse_options, set_config_sql};
+use crate::error::ErrorReport;
 use crate::router::Statement;
 use crate::wire::{TxStatus, encode};
 
@@ -22,30 +20,22 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         startup: Vec<(String, String)>,
     ) -> Result<(), ErrorReport> {
         let settings = startup_settings(startup);
-        self.ensure_backend(Statement::Opaque)
+        self.attach_backend(Statement::Opaque)
             .await
             .map_err(ErrorReport::into_fatal)?;
-        let conn = self.backend.as_deref_mut().expect("ensured above");
+        let conn = self.backend.as_deref_mut().expect("just attached");
         // Undo whatever the backend's previous client changed, then apply this client's startup.
         self.settings = ClientSettings::at_connect(conn);
         let mut sql = self.settings.sync_sql(conn).unwrap_or_default();
         for (name, value) in &settings {
-            sql.push_str(&format!(
-                "SELECT pg_catalog.set_config({}, {}, false);",
-                literal(name),
-                literal(value)
-            ));
+            sql.push_str(&set_config_sql(name, value));
         }
         if !sql.is_empty() {
-            postgres_protocol::message::frontend::query(&sql, &mut self.bufs.to_backend)
-                .map_err(|e| internal(e.to_string()))?;
-            self.replies.push(Expect::hidden_query());
-            self.wait_for_replies().await?;
+            self.run_hidden(&sql)
+                .await
+                .map_err(ErrorReport::into_fatal)?;
         }
-        if let Some(report) = self.replay_error.take() {
-            return Err(report.into_fatal());
-        }
-        let conn = self.backend.as_deref_mut().expect("ensured above");
+        let conn = self.backend.as_deref_mut().expect("attached above");
         self.settings = ClientSettings::after_startup(conn, &settings);
         self.settings.mark_applied(conn);
         for (name, value) in self.settings.reported() {
@@ -57,29 +47,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.release_if_done();
         Ok(())
     }
-
-    /// Pumps the backend only (the client waits) until every queued reply has arrived.
-    async fn wait_for_replies(&mut self) -> Result<(), ErrorReport> {
-        while !self.replies.is_empty() {
-            let backend = self.backend.as_deref_mut();
-            let event = execute::pump(&mut self.client, backend, &mut self.bufs, false).await;
-            match event {
-                Ok(PumpEvent::BackendData) => {
-                    self.on_backend_data().map_err(|_| lost())?;
-                }
-                _ => return Err(lost()),
-            }
-        }
-        Ok(())
-    }
-}
-
-fn lost() -> ErrorReport {
-    ErrorReport::fatal(
-        sqlstate::CONNECTION_FAILURE,
-        Blame::Backend,
-        "server connection lost during startup",
-    )
 }
 
 /// Startup parameters that set session settings, with `options` expanded.
@@ -93,8 +60,4 @@ fn startup_settings(startup: Vec<(String, String)>) -> Vec<(String, String)> {
         }
     }
     settings
-}
-
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
