@@ -192,8 +192,10 @@ PGB_PORT=$(free_port)
 PGB_VERSION=$(pgbouncer --version | head -n 1)
 pgb_ver=$(awk '{print $2}' <<<"$PGB_VERSION")
 # Protocol-level prepared statements in transaction mode arrived in PgBouncer 1.21.
-PGB_PREPARED=0
-if [[ $(printf '%s\n1.21.0\n' "$pgb_ver" | sort -V | head -n 1) == 1.21.0 ]]; then PGB_PREPARED=1; fi
+PGB_PREPARED=0 PGB_PREPARED_LINE=
+if [[ $(printf '%s\n1.21.0\n' "$pgb_ver" | sort -V | head -n 1) == 1.21.0 ]]; then
+    PGB_PREPARED=1 PGB_PREPARED_LINE="max_prepared_statements = 200"
+fi
 echo '"app" "app"' >"$WORK/userlist.txt"
 cat >"$WORK/pgbouncer.ini" <<EOF
 [databases]
@@ -210,14 +212,13 @@ default_pool_size = $POOL_SIZE
 max_client_conn = 5000
 logfile = $WORK/pgbouncer.log
 pidfile = $WORK/pgbouncer.pid
-$( (( PGB_PREPARED )) && echo "max_prepared_statements = 200" )
+$PGB_PREPARED_LINE
 EOF
 chown postgres: "$WORK"/userlist.txt "$WORK"/pgbouncer.ini
 log "PgBouncer on 127.0.0.1:$PGB_PORT ($PGB_VERSION)"
 # runuser resets the open-file limit to 1024; raise it again for max_client_conn.
 runuser -u postgres -- bash -c "ulimit -n 20000; exec pgbouncer '$WORK/pgbouncer.ini'" \
     >"$WORK/pgbouncer.out" 2>&1 &
-BG_PIDS+=($!)
 for _ in $(seq 100); do [[ -s $WORK/pgbouncer.pid ]] && break; sleep 0.1; done
 [[ -s $WORK/pgbouncer.pid ]] || { cat "$WORK/pgbouncer.out" >&2; die "PgBouncer did not start"; }
 PGB_PID=$(<"$WORK/pgbouncer.pid")

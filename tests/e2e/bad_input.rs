@@ -3,44 +3,11 @@
 use std::time::Duration;
 
 use shardgate::config::{ClientAuthMethod, UserSecret};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::harness::{TestProxy, cluster, config, sqlstate};
-
-async fn read_message(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut header = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header))
-        .await
-        .ok()?
-        .ok()?;
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    let mut body = vec![0u8; len - 4];
-    stream.read_exact(&mut body).await.ok()?;
-    Some((header[0], body))
-}
-
-fn sqlstate_of(body: &[u8]) -> String {
-    let mut fields = body.split(|&b| b == 0);
-    fields
-        .find_map(|f| f.strip_prefix(b"C"))
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .unwrap_or_default()
-}
-
-fn startup_packet(user: &str, database: &str) -> Vec<u8> {
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in [("user", user), ("database", database)] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    packet.extend(body);
-    packet
-}
+use crate::raw::{query_message, read_message, sqlstate_of, startup_packet};
 
 /// Logs in to a trust-auth proxy by hand and reads up to the first ReadyForQuery.
 async fn raw_login(proxy: &TestProxy) -> TcpStream {
@@ -154,10 +121,7 @@ async fn a_client_vanishing_mid_query_disturbs_nobody() {
     let proxy = trust_proxy().await;
     for _ in 0..5 {
         let mut stream = raw_login(&proxy).await;
-        let sql = b"SELECT pg_sleep(0.5)\0";
-        let mut query = vec![b'Q'];
-        query.extend(((sql.len() + 4) as u32).to_be_bytes());
-        query.extend(sql);
+        let query = query_message("SELECT pg_sleep(0.5)");
         stream.write_all(&query).await.unwrap();
         drop(stream);
     }

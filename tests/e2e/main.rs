@@ -7,4 +7,6 @@ mod harness;
 mod pgbench;
 mod pooling;
 mod psql_client;
+mod raw;
 mod rust_driver;
+mod tls;
