@@ -80,9 +80,9 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
     let runtime = tokio::runtime::Runtime::new().map_err(DemoError::Runtime)?;
     runtime.block_on(async {
         let proxy = Proxy::bind(&config).await?;
-        println!("{}", banner(&proxy, &cluster, &config_path));
+        say(&banner(&proxy, &cluster, &config_path));
         app::shutdown_signal().await;
-        println!("stopping shardgate and the local shards ...");
+        say("stopping shardgate and the local shards ...");
         proxy.stop().await;
         Ok::<(), DemoError>(())
     })?;
@@ -96,7 +96,7 @@ fn finish(mut cluster: LocalCluster, scratch: Option<tempfile::TempDir>, keep: b
         if let Some(scratch) = scratch {
             let _ = scratch.keep();
         }
-        println!("kept {}", dir.display());
+        say(&format!("kept {}", dir.display()));
     }
     if let Err(error) = cluster.stop() {
         eprintln!("shardgate demo: stopping the local shards: {error}");
@@ -168,4 +168,11 @@ fn banner(proxy: &Proxy, cluster: &LocalCluster, config_path: &Path) -> String {
         config_path.display()
     );
     text
+}
+
+/// Prints a line for the person running the demo. A closed stdout (the demo piped into a
+/// program that exited) must not stop the shutdown that stops the servers.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }

@@ -3,6 +3,7 @@
 
 mod backend_auth;
 mod bad_input;
+mod cli;
 mod harness;
 mod pgbench;
 mod pooling;
