@@ -44,12 +44,14 @@ IDLE_HOLD=${IDLE_HOLD:-20}                 # seconds each idle client stays conn
 SG_LOG_LEVEL=${SG_LOG_LEVEL:-warn}         # shardgate log.level (info for debugging)
 RESULTS_MD=${RESULTS_MD:-}                 # also write the markdown report to this file
 KEEP=${KEEP:-0}                            # 1 = keep the temporary directory
+QUIET_WAIT=${QUIET_WAIT:-120}              # seconds to wait for other processes to go quiet
+BUSY_FLAG=${BUSY_FLAG:-10}                 # % of all CPUs used by others that flags a run
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
 
-for n in R T SCALE POOL_SIZE IDLE_CLIENTS IDLE_HOLD; do
+for n in R T SCALE POOL_SIZE IDLE_CLIENTS IDLE_HOLD BUSY_FLAG; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, got '${!n}'"
 done
 [[ $(id -u) -eq 0 ]] || die "run as root: PostgreSQL and PgBouncer are started as the postgres user"
@@ -57,6 +59,8 @@ for tool in psql pgbench pgbouncer ss runuser awk; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y postgresql-client pgbouncer)"
 done
 [[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]] || die "no initdb/pg_ctl in $PG_BIN (set PG_BIN)"
+[[ $QUIET_WAIT =~ ^[0-9]+$ ]] || die "QUIET_WAIT must be a whole number of seconds"
+GIT_HEAD_START=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 if [[ ! -x $SHARDGATE_BIN ]]; then
     log "no binary at $SHARDGATE_BIN: cargo build --release"
@@ -126,6 +130,43 @@ wait_ready() {
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# ---- CPU used by processes that are not part of the benchmark ---------------------------
+# The machine may be shared (a cargo build next door takes both cores). Per run, the script
+# computes how much CPU everything else used: busy time from /proc/stat minus the CPU time of
+# PostgreSQL (postmaster, its live children, its reaped children), shardgate, PgBouncer and
+# this script's reaped children (pgbench, psql). Counted in clock ticks (USER_HZ); irq and
+# softirq time are left out on both sides (loopback traffic is accounted there).
+HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4; exit}' /proc/stat; }
+# utime+stime (+cutime+cstime with "all") of one pid; 0 if it is gone. Fields counted after
+# the ")" that closes the command name, which may itself contain spaces.
+pid_ticks() {
+    local f
+    f=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    awk -v all="${2:-}" '{print $12 + $13 + (all == "all" ? $14 + $15 : 0)}' <<<"$f"
+}
+our_ticks() {
+    local total=0 pm pid
+    pm=$(head -n 1 "$WORK/pg/postmaster.pid")
+    total=$(( $(pid_ticks "$pm" all) + $(pid_ticks $$ all) + $(pid_ticks "$SG_PID") + $(pid_ticks "$PGB_PID") ))
+    for pid in $(pgrep -P "$pm"); do total=$(( total + $(pid_ticks "$pid") )); done
+    echo "$total"
+}
+# Waits (at most QUIET_WAIT s) until others use less than BUSY_FLAG % of the machine over 1 s.
+wait_quiet() {
+    local b0 o0 pct waited=0
+    while :; do
+        b0=$(busy_ticks) o0=$(our_ticks)
+        sleep 1
+        pct=$(( ( ($(busy_ticks) - b0) - ($(our_ticks) - o0) ) * 100 / (HZ * NCPU) ))
+        (( pct < BUSY_FLAG )) && return
+        (( waited == 0 )) && log "other processes use ${pct}% of the CPUs; waiting up to ${QUIET_WAIT}s"
+        waited=$(( waited + 1 ))
+        (( waited >= QUIET_WAIT )) && { log "still busy (${pct}%); measuring anyway, the run is flagged if it stays busy"; return; }
+    done
+}
 
 export PGPASSWORD=app PGCONNECT_TIMEOUT=10
 
@@ -305,7 +346,8 @@ for w in "${WORKLOADS[@]}"; do
 done
 log "throughput: $total_runs runs of ${T}s (about $(( total_runs * (T + 2) / 60 )) min)"
 
-run=0 cell=0
+run=0 cell=0 flagged=0 max_other=0
+declare -A OTHER         # "workload|clients|target" -> % CPU used by others in each repetition
 for w in "${WORKLOADS[@]}"; do
     name=${w%%|*} args=${w#*|}
     targets=(direct shardgate pgbouncer)
@@ -324,14 +366,21 @@ for w in "${WORKLOADS[@]}"; do
                         -c 'VACUUM pgbench_branches, pgbench_tellers' -c 'TRUNCATE pgbench_history' >/dev/null
                 fi
                 out="$WORK/run-$run.out"
+                wait_quiet
+                b0=$(busy_ticks) o0=$(our_ticks) t0=$(date +%s.%N)
                 # shellcheck disable=SC2086  # $args is a list of pgbench flags
                 pgbench -n $args -c "$c" -j "$j" -T "$T" -h 127.0.0.1 -p "${PORT[$target]}" -U app app \
                     >"$out" 2>&1 || { cat "$out" >&2; die "$name c=$c $target: pgbench exited non-zero"; }
+                other=$(awk -v b="$(( $(busy_ticks) - b0 - ($(our_ticks) - o0) ))" -v hz="$HZ" -v n="$NCPU" \
+                    -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN {v = b * 100 / (hz * n * (t1 - t0)); printf "%d", (v < 0 ? 0 : v)}')
                 check_pgbench "$out" "$name c=$c $target"
                 tps=$(awk '/^tps = / {print $3; exit}' "$out")
                 [[ -n $tps ]] || { cat "$out" >&2; die "$name c=$c $target: no tps line"; }
                 TPS["$name|$c|$target"]+="$tps "
-                log "[$run/$total_runs] $name c=$c rep $((rep + 1)) $target: $tps tps"
+                OTHER["$name|$c|$target"]+="$other "
+                (( other > max_other )) && max_other=$other
+                (( other >= BUSY_FLAG )) && flagged=$(( flagged + 1 ))
+                log "[$run/$total_runs] $name c=$c rep $((rep + 1)) $target: $tps tps (others used ${other}% CPU)"
             done
         done
         cell=$(( cell + 1 ))
@@ -342,13 +391,21 @@ sleep 1
 RSS_END_SG=$(rss_kib "$SG_PID")
 RSS_END_PGB=$(rss_kib "$PGB_PID")
 kill -0 "$SG_PID" || die "shardgate exited during the run"
-SG_ERRORS=$(grep -cE ' (ERROR|WARN) ' "$WORK/shardgate.log" || true)
+# shardgate colours its log even into a file; strip the escapes before counting levels.
+SG_ERRORS=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/shardgate.log" | grep -cE ' (ERROR|WARN) ' || true)
+PGB_ERRORS=$(grep -cE ' (ERROR|WARNING) ' "$WORK/pgbouncer.log" || true)
 
 # ---- report -----------------------------------------------------------------------------
 median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{v[NR]=$1} END {
     if (NR == 0) print ""; else if (NR % 2) printf "%.0f", v[(NR+1)/2];
     else printf "%.0f", (v[NR/2] + v[NR/2+1]) / 2 }'; }
 ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}' || echo "n/a"; }
+# "5123 (2%), 5210 (0%)" for one cell and target, or "-" when it was not measured.
+runs() {
+    [[ -n ${TPS[$1]:-} ]] || { echo "-"; return; }
+    paste -d' ' <(tr ' ' '\n' <<<"${TPS[$1]}" | awk 'NF {printf "%.0f\n", $1}') \
+                <(tr ' ' '\n' <<<"${OTHER[$1]}" | awk 'NF {print "(" $1 "%)"}') | paste -sd',' | sed 's/,/, /g'
+}
 kib_per_client() { awk -v a="$2" -v b="$1" -v n="$IDLE_CLIENTS" 'BEGIN {printf "%.1f", (a - b) / n}'; }
 
 report() {
@@ -377,14 +434,18 @@ report() {
         echo "| $t | ${RSS_IDLE[$t]} KiB | ${RSS_LOADED[$t]} KiB | ${RSS_AFTER[$t]} KiB | $(kib_per_client "${RSS_IDLE[$t]}" "${RSS_LOADED[$t]}") | $end KiB |"
     done
     echo
-    echo "### Every run (tps, in run order within each cell)"
+    echo "### Every run"
+    echo
+    echo "tps of each repetition in run order, and in brackets the share of all CPUs that processes"
+    echo "outside the benchmark used during that run. $flagged of $run runs had others at ${BUSY_FLAG}% or more"
+    echo "(highest: ${max_other}%)."
     echo
     echo "| workload | clients | direct | shardgate | pgbouncer |"
     echo "|-|-:|-|-|-|"
     for w in "${WORKLOADS[@]}"; do
         name=${w%%|*}
         for c in $CLIENTS; do
-            echo "| $name | $c | ${TPS[$name|$c|direct]:-} | ${TPS[$name|$c|shardgate]:-} | ${TPS[$name|$c|pgbouncer]:--} |"
+            echo "| $name | $c | $(runs "$name|$c|direct") | $(runs "$name|$c|shardgate") | $(runs "$name|$c|pgbouncer") |"
         done
     done
     echo
@@ -395,7 +456,8 @@ report() {
     echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- PostgreSQL $PG_VERSION (max_connections 300, shared_buffers 256MB, fsync off, synchronous_commit off, full_page_writes off), pgbench $(pgbench --version | awk '{print $3}')"
     echo "- $PGB_VERSION (pool_mode transaction, default_pool_size $POOL_SIZE, max_client_conn 5000, auth scram-sha-256)"
-    echo "- $SG_VERSION, git $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) (pool.size $POOL_SIZE, transaction mode, log.level $SG_LOG_LEVEL); $SG_ERRORS WARN/ERROR lines in its log"
+    echo "- $SG_VERSION: \`$SHARDGATE_BIN\` (sha256 $(sha256sum "$SHARDGATE_BIN" | cut -c1-16)…, modified $(date -u -r "$SHARDGATE_BIN" '+%Y-%m-%d %H:%M:%S UTC')); repo HEAD $GIT_HEAD_START at start, $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) at the end; pool.size $POOL_SIZE, transaction mode, log.level $SG_LOG_LEVEL; $SG_ERRORS WARN/ERROR lines in its log"
+    echo "- $PGB_ERRORS WARNING/ERROR lines in PgBouncer's log"
 }
 
 REPORT=$(report)

@@ -88,6 +88,8 @@ struct Session<C> {
     client_status: TxStatus,
     /// Status of the last ReadyForQuery the backend sent (hidden ones included).
     backend_status: TxStatus,
+    /// The client's unnamed statement exists on the current backend.
+    unnamed_on_backend: bool,
     /// State that keeps the client on its backend until it disconnects.
     pin: Option<PinReason>,
     /// The proxy refused an extended-query message; drop messages until Sync, as a server would.
@@ -116,6 +118,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             settings: ClientSettings::default(),
             client_status: TxStatus::Idle,
             backend_status: TxStatus::Idle,
+            unnamed_on_backend: false,
             pin: None,
             skip_until_sync: false,
             rolled_back: false,
@@ -180,6 +183,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let conn = pool.checkout().await.map_err(|e| e.report())?;
         self.env.cancel_slot.set(Some(conn.cancel_target()));
         self.backend_status = TxStatus::Idle;
+        self.unnamed_on_backend = false;
         self.backend = Some(conn);
         Ok(())
     }

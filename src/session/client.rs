@@ -241,6 +241,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.ensure_backend(Statement::Sql(parse.query)).await?;
         if parse.name.is_empty() {
+            self.statements.set_unnamed(parse.query, parse.param_types);
+            self.unnamed_on_backend = true;
             self.bufs.to_backend.extend_from_slice(frame);
             self.push(Expect::Parse {
                 visible: true,
@@ -350,11 +352,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         &mut self,
         name: &str,
     ) -> Result<Option<std::sync::Arc<str>>, Refusal> {
-        let Some(prepared) = (!name.is_empty())
-            .then(|| self.statements.get(name))
-            .flatten()
-            .cloned()
-        else {
+        if name.is_empty() {
+            self.restore_unnamed()?;
+            return Ok(None);
+        }
+        let Some(prepared) = self.statements.get(name).cloned() else {
             return Ok(None);
         };
         let conn = self
@@ -378,6 +380,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             });
         }
         Ok(Some(prepared.backend_name.clone()))
+    }
+
+    /// Drivers parse the unnamed statement in one round trip and bind it in the next (sqlx,
+    /// pgjdbc): if the client has since moved to another backend, parse it there first.
+    fn restore_unnamed(&mut self) -> Result<(), Refusal> {
+        if self.unnamed_on_backend {
+            return Ok(());
+        }
+        let Some(unnamed) = self.statements.unnamed().cloned() else {
+            return Ok(());
+        };
+        frontend::parse(
+            "",
+            &unnamed.query,
+            unnamed.param_types.iter().copied(),
+            &mut self.bufs.to_backend,
+        )
+        .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+        self.push(Expect::Parse {
+            visible: false,
+            undo: Undo::default(),
+        });
+        self.unnamed_on_backend = true;
+        Ok(())
     }
 
     /// Close of a named statement is answered by the proxy: the backend keeps the statement

@@ -24,6 +24,7 @@ pub struct Prepared {
 #[derive(Debug, Default)]
 pub struct PreparedStatements {
     by_name: HashMap<Arc<str>, Arc<Prepared>>,
+    unnamed: Option<Arc<Prepared>>,
 }
 
 impl PreparedStatements {
@@ -46,6 +47,20 @@ impl PreparedStatements {
         Some(prepared)
     }
 
+    /// Records the client's latest unnamed statement.
+    pub fn set_unnamed(&mut self, query: &str, param_types: Vec<u32>) {
+        self.unnamed = Some(Arc::new(Prepared {
+            backend_name: "".into(),
+            query: query.into(),
+            param_types,
+        }));
+    }
+
+    /// The client's latest unnamed statement.
+    pub fn unnamed(&self) -> Option<&Arc<Prepared>> {
+        self.unnamed.as_ref()
+    }
+
     /// The statement the client calls `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Prepared>> {
         self.by_name.get(name)
@@ -59,6 +74,7 @@ impl PreparedStatements {
     /// Forgets everything (DISCARD ALL, DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.by_name.clear();
+        self.unnamed = None;
     }
 }
 

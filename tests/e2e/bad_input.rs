@@ -136,3 +136,32 @@ async fn a_client_vanishing_mid_query_disturbs_nobody() {
     }
     assert_eq!(open, 0, "sessions of vanished clients are gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gssapi_encryption_is_refused_and_login_goes_on() {
+    let proxy = trust_proxy().await;
+    let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
+    stream
+        .write_all(&[0, 0, 0, 8, 4, 210, 22, 48])
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut stream, &mut answer)
+        .await
+        .unwrap();
+    assert_eq!(&answer, b"N");
+    stream
+        .write_all(&startup_packet("app", "app"))
+        .await
+        .unwrap();
+    let mut tags = Vec::new();
+    while let Some((tag, _)) = read_message(&mut stream).await {
+        tags.push(tag);
+        if tag == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(tags.first(), Some(&b'R'));
+    assert_eq!(tags.last(), Some(&b'Z'));
+    assert!(tags.contains(&b'K') && tags.contains(&b'S'), "{tags:?}");
+}

@@ -10,4 +10,5 @@ mod pooling;
 mod psql_client;
 mod raw;
 mod rust_driver;
+mod sqlx_driver;
 mod tls;

@@ -110,3 +110,41 @@ async fn notices_and_function_calls_pass_through() {
     let (stdout, stderr) = text(&out);
     assert!(stdout.contains("large object body"), "{stdout}{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_in_psql_cancels_the_running_query() {
+    let proxy = TestProxy::shared().await;
+    let binaries = shardgate::local_cluster::PgBinaries::find().unwrap();
+    let child = std::process::Command::new(binaries.psql.unwrap())
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &proxy.port().to_string(),
+            "-U",
+            "app",
+            "-d",
+            "app",
+        ])
+        .args(["-c", "SELECT pg_sleep(30)"])
+        .env("PGPASSWORD", "app")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+}
