@@ -11,7 +11,6 @@ mod connect;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -107,7 +106,6 @@ pub struct BackendConn {
     /// Backend-side names of prepared statements that exist on this connection.
     pub prepared: HashSet<Arc<str>>,
     broken: bool,
-    created_at: Instant,
     addr: Arc<str>,
 }
 
@@ -135,11 +133,6 @@ impl BackendConn {
     /// Whether [`mark_broken`](Self::mark_broken) was called.
     pub fn is_broken(&self) -> bool {
         self.broken
-    }
-
-    /// When the connection was opened.
-    pub fn created_at(&self) -> Instant {
-        self.created_at
     }
 
     /// `host:port`, for errors and logs.

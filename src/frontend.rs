@@ -12,7 +12,6 @@ pub mod credentials;
 mod startup;
 pub mod tls;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -81,7 +80,6 @@ pub struct FrontendContext {
     pub cancels: Arc<CancelRegistry>,
     /// The topology in force; replaced whole on reload.
     pub topology: watch::Receiver<Arc<Topology>>,
-    database_names: HashSet<String>,
     connections: AtomicUsize,
 }
 
@@ -101,13 +99,8 @@ impl FrontendContext {
             max_prepared_statements: config.pool.max_prepared_statements,
             cancels: Arc::new(CancelRegistry::default()),
             topology,
-            database_names: config.databases.iter().map(|d| d.name.clone()).collect(),
             connections: AtomicUsize::new(0),
         })
-    }
-
-    pub(crate) fn has_database(&self, name: &str) -> bool {
-        self.database_names.contains(name)
     }
 
     /// Client connections open right now.

@@ -17,13 +17,17 @@
 //! - [`config`]: YAML → validated domain types (pure).
 //! - [`wire`]: PostgreSQL framing and the few messages the proxy reads or writes (pure, no I/O).
 //! - [`frontend`]: listener, TLS negotiation, startup, client authentication, cancel requests.
-//! - [`session`]: one client's loop: transaction pooling, session parameters, prepared statements.
+//! - [`session`]: one client's loop: transaction pooling, session settings, prepared statements.
 //! - [`router`]: statement → [`router::Route`] (pure).
-//! - [`execute`]: moves frames between a client and its backend and tracks what each response answers.
-//! - [`pool`]: bb8 pools of backend connections, one per endpoint.
-//! - [`backend`]: one server connection: connect, authenticate, parameters.
-//! - [`app`]: wiring from config to a listening proxy, shutdown.
-//! - [`cli`]: the `shardgate` command line.
+//! - [`execute`]: moves bytes between a client and its backend without one direction ever
+//!   blocking the other.
+//! - [`pool`]: bb8 pools of backend connections, one per endpoint, served first come first served.
+//! - [`backend`]: one server connection: connect, authenticate, what the server reported.
+//! - [`topology`]: the immutable snapshot of databases, shard maps and pools a session uses.
+//! - [`app`]: wiring from config to a listening proxy, signals, logging.
+//! - [`cli`], [`demo`]: the `shardgate` command line and its embedded default.
+//! - [`local_cluster`]: real local PostgreSQL servers for the demo and the tests.
+//! - [`error`]: the one shape every client-visible error takes (SQLSTATE, blame).
 //!
 //! Rules every module keeps:
 //! - Rows of a single-shard statement are never decoded; frames are forwarded as bytes.

@@ -161,14 +161,4 @@ impl EndpointPool {
             source,
         }
     }
-
-    /// Shard and role this pool serves, for logs and errors.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    /// Connections open and idle right now.
-    pub fn state(&self) -> bb8::State {
-        self.pool.state()
-    }
 }

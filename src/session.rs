@@ -3,8 +3,8 @@
 //!
 //! The session owns what must outlive any one backend: the client's settings, its prepared
 //! statements, its transaction status. It takes a backend from the pool when a transaction
-//! starts, forwards frames both ways through [`execute::pump`](crate::execute::pump), tracks
-//! every reply with [`replies::Replies`], and gives the backend back when the transaction ends.
+//! starts, forwards frames both ways through [`execute::pump`], tracks
+//! every reply with `replies::Replies`, and gives the backend back when the transaction ends.
 //! It never decodes rows, and it never hands a backend back in an unknown state: anything
 //! doubtful marks the connection broken so the pool closes it.
 

@@ -87,11 +87,6 @@ impl Topology {
     pub fn database(&self, name: &str) -> Option<Arc<Database>> {
         self.databases.get(name).cloned()
     }
-
-    /// Every database, for admin views.
-    pub fn databases(&self) -> impl Iterator<Item = &Arc<Database>> {
-        self.databases.values()
-    }
 }
 
 impl Database {

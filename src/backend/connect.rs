@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres_protocol::message::backend::{ErrorResponseBody, Message};
@@ -62,7 +62,6 @@ async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, 
         applied: BTreeMap::new(),
         prepared: HashSet::new(),
         broken: false,
-        created_at: Instant::now(),
         addr,
     })
 }

@@ -183,13 +183,7 @@ async fn login(conn: &mut ClientConn, ctx: &FrontendContext) -> Result<Greeting,
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| user.clone());
     auth::authenticate(conn, ctx.auth_method, &user, ctx.credentials.get(&user)).await?;
-    if !ctx.has_database(&database) {
-        return Err(LoginError::Rejected(ErrorReport::fatal(
-            sqlstate::INVALID_CATALOG_NAME,
-            Blame::Client,
-            format!("database \"{database}\" does not exist"),
-        )));
-    }
+    // The database is looked up in the topology when the session starts.
     let params = params
         .into_iter()
         .filter(|(k, _)| !k.starts_with("_pq_."))
