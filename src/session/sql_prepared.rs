@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use super::statements::next_word;
+
 /// A SQL-level prepared-statement command, split around its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlCommand<'a> {
@@ -89,37 +91,28 @@ fn backend_name(rest: &str) -> Arc<str> {
 /// Recognizes a single statement that is a SQL-level prepared-statement command.
 pub fn parse_sql_command(statement: &str) -> Option<SqlCommand<'_>> {
     let (keyword, after) = next_word(statement)?;
-    match keyword.as_str() {
-        "prepare" => {
-            let (name, rest) = next_word(after)?;
-            (name != "transaction").then_some(SqlCommand::Prepare { name, rest })
+    if keyword.is("prepare") {
+        let (name, rest) = next_word(after)?;
+        (!name.is("transaction")).then(|| SqlCommand::Prepare {
+            name: name.name(),
+            rest,
+        })
+    } else if keyword.is("execute") {
+        let (name, rest) = next_word(after)?;
+        Some(SqlCommand::Execute {
+            name: name.name(),
+            rest,
+        })
+    } else if keyword.is("deallocate") {
+        let (mut name, mut rest) = next_word(after)?;
+        if name.is("prepare") {
+            (name, rest) = next_word(rest)?;
         }
-        "execute" => {
-            let (name, rest) = next_word(after)?;
-            Some(SqlCommand::Execute { name, rest })
-        }
-        "deallocate" => {
-            let (mut name, mut rest) = next_word(after)?;
-            if name == "prepare" {
-                (name, rest) = next_word(rest)?;
-            }
-            (name != "all" && rest.trim().is_empty()).then_some(SqlCommand::Deallocate { name })
-        }
-        _ => None,
+        (!name.is("all") && rest.trim().is_empty())
+            .then(|| SqlCommand::Deallocate { name: name.name() })
+    } else {
+        None
     }
-}
-
-/// The next identifier (folded to lower case unless quoted) and the text after it.
-fn next_word(text: &str) -> Option<(String, &str)> {
-    let text = text.trim_start();
-    if let Some(quoted) = text.strip_prefix('"') {
-        let end = quoted.find('"')?;
-        return Some((quoted[..end].to_owned(), &quoted[end + 1..]));
-    }
-    let end = text
-        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
-        .unwrap_or(text.len());
-    (end > 0).then(|| (text[..end].to_ascii_lowercase(), &text[end..]))
 }
 
 #[cfg(test)]

@@ -46,46 +46,58 @@ pub enum PinReason {
     SqlPrepare,
 }
 
-/// Session effects of every statement in a simple-query string, in order.
+/// Session effects of every statement in a simple-query string, in order. Allocates nothing
+/// for the common statement that has none.
 pub fn session_effects(sql: &str) -> Vec<SessionEffect> {
     split_statements(sql).filter_map(classify).collect()
 }
 
 fn classify(statement: &str) -> Option<SessionEffect> {
-    let words: Vec<String> = leading_words(statement, 3);
-    let first = words.first()?.as_str();
-    match first {
-        "set" => classify_set(statement, &words),
-        "reset" => match words.get(1).map(String::as_str) {
-            Some("all") => Some(SessionEffect::ResetAll),
-            Some(name) => Some(SessionEffect::Reset {
-                name: name.to_owned(),
-            }),
-            None => None,
-        },
-        "discard" if words.get(1).is_some_and(|w| w == "all") => Some(SessionEffect::DiscardAll),
-        "deallocate" if words.iter().any(|w| w == "all") => Some(SessionEffect::DeallocateAll),
-        "listen" => Some(SessionEffect::Pin(PinReason::Listen)),
+    let (first, rest) = next_word(statement)?;
+    let second = next_word(rest);
+    let second_is = |keyword: &str| second.as_ref().is_some_and(|(w, _)| w.is(keyword));
+    if first.is("set") {
+        classify_set(statement, rest)
+    } else if first.is("reset") {
+        let (name, _) = second?;
+        Some(if name.is("all") {
+            SessionEffect::ResetAll
+        } else {
+            SessionEffect::Reset { name: name.name() }
+        })
+    } else if first.is("discard") && second_is("all") {
+        Some(SessionEffect::DiscardAll)
+    } else if first.is("deallocate") && (second_is("all") || contains_ci(rest, "all")) {
+        Some(SessionEffect::DeallocateAll)
+    } else if first.is("listen") {
+        Some(SessionEffect::Pin(PinReason::Listen))
+    } else if first.is("prepare") && second.is_some() && !second_is("transaction") {
         // Single-statement PREPARE is rewritten (see sql_prepared); inside a multi-statement
         // query it pins.
-        "prepare" if words.get(1).is_some_and(|w| w != "transaction") => {
-            Some(SessionEffect::Pin(PinReason::SqlPrepare))
-        }
-        _ => pin_reason(statement).map(SessionEffect::Pin),
+        Some(SessionEffect::Pin(PinReason::SqlPrepare))
+    } else {
+        pin_reason(&first, statement).map(SessionEffect::Pin)
     }
 }
 
-fn classify_set(statement: &str, words: &[String]) -> Option<SessionEffect> {
-    let name = match words.get(1)?.as_str() {
-        // Transaction-scoped: gone at commit, nothing to carry over.
-        "local" | "transaction" | "constraints" => return None,
-        "session" => match words.get(2)?.as_str() {
-            "authorization" => "session_authorization".to_owned(),
-            "characteristics" => "session_characteristics".to_owned(),
-            other => other.to_owned(),
-        },
-        "time" => "timezone".to_owned(),
-        other => other.to_owned(),
+/// `SET [SESSION] name …`; transaction-scoped forms carry nothing over.
+fn classify_set(statement: &str, after_set: &str) -> Option<SessionEffect> {
+    let (word, rest) = next_word(after_set)?;
+    let name = if word.is("local") || word.is("transaction") || word.is("constraints") {
+        return None;
+    } else if word.is("session") {
+        let (word, _) = next_word(rest)?;
+        if word.is("authorization") {
+            "session_authorization".to_owned()
+        } else if word.is("characteristics") {
+            "session_characteristics".to_owned()
+        } else {
+            word.name()
+        }
+    } else if word.is("time") {
+        "timezone".to_owned()
+    } else {
+        word.name()
     };
     Some(SessionEffect::Set {
         name,
@@ -94,58 +106,111 @@ fn classify_set(statement: &str, words: &[String]) -> Option<SessionEffect> {
 }
 
 /// Session-level state created by function calls or DDL anywhere in the statement.
-fn pin_reason(statement: &str) -> Option<PinReason> {
-    let lower = statement.to_ascii_lowercase();
-    let has = |needle: &str| lower.contains(needle);
-    if has("pg_advisory_lock") || has("pg_try_advisory_lock") {
+fn pin_reason(first: &Word<'_>, statement: &str) -> Option<PinReason> {
+    if contains_ci(statement, "pg_advisory_lock") || contains_ci(statement, "pg_try_advisory_lock")
+    {
         return Some(PinReason::AdvisoryLock);
     }
-    if lower.starts_with("create") && (has(" temp ") || has(" temporary ")) {
+    if first.is("create")
+        && (contains_ci(statement, " temp ") || contains_ci(statement, " temporary "))
+    {
         return Some(PinReason::TempTable);
     }
-    if lower.starts_with("declare") && has("with hold") {
+    if first.is("declare") && contains_ci(statement, "with hold") {
         return Some(PinReason::HoldCursor);
     }
     None
 }
 
-/// The first `n` words (identifiers, lower-cased unless quoted) of a statement.
-fn leading_words(statement: &str, n: usize) -> Vec<String> {
-    let mut words = Vec::with_capacity(n);
-    let mut rest = statement;
-    while words.len() < n {
-        rest = rest.trim_start();
-        if let Some(quoted) = rest.strip_prefix('"') {
-            let end = quoted.find('"').unwrap_or(quoted.len());
-            words.push(quoted[..end].to_owned());
-            rest = quoted.get(end + 1..).unwrap_or("");
-            continue;
-        }
-        let end = rest
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
-            .unwrap_or(rest.len());
-        if end == 0 {
-            break;
-        }
-        words.push(rest[..end].to_ascii_lowercase());
-        rest = &rest[end..];
+/// ASCII case-insensitive substring test, without allocating.
+fn contains_ci(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// An identifier or keyword as written.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Word<'a> {
+    text: &'a str,
+    quoted: bool,
+}
+
+impl Word<'_> {
+    /// Whether this is the (unquoted) keyword `keyword`, in any case.
+    pub(super) fn is(&self, keyword: &str) -> bool {
+        !self.quoted && self.text.eq_ignore_ascii_case(keyword)
     }
-    words
+
+    /// The identifier as PostgreSQL resolves it: folded to lower case unless quoted.
+    pub(super) fn name(&self) -> String {
+        if self.quoted {
+            self.text.to_owned()
+        } else {
+            self.text.to_ascii_lowercase()
+        }
+    }
+}
+
+/// The next word of `text` (skipping white space) and the text after it.
+pub(super) fn next_word(text: &str) -> Option<(Word<'_>, &str)> {
+    let text = text.trim_start();
+    if let Some(quoted) = text.strip_prefix('"') {
+        let end = quoted.find('"')?;
+        let word = Word {
+            text: &quoted[..end],
+            quoted: true,
+        };
+        return Some((word, &quoted[end + 1..]));
+    }
+    let end = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
+        .unwrap_or(text.len());
+    let word = Word {
+        text: &text[..end],
+        quoted: false,
+    };
+    (end > 0).then_some((word, &text[end..]))
 }
 
 /// Splits a simple-query string into statements at top-level semicolons, skipping comments,
-/// quoted strings, quoted identifiers and dollar-quoted bodies. Leading comments are dropped.
-pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
-    let mut statements = Vec::new();
+/// quoted strings (E'' escapes included), quoted identifiers and dollar-quoted bodies. Leading
+/// comments are dropped, empty statements skipped.
+pub fn split_statements(sql: &str) -> Statements<'_> {
+    Statements { sql, start: 0 }
+}
+
+/// Iterator of [`split_statements`].
+pub struct Statements<'a> {
+    sql: &'a str,
+    start: usize,
+}
+
+impl<'a> Iterator for Statements<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        while self.start < self.sql.len() {
+            let end = statement_end(self.sql, self.start);
+            let statement = strip_leading_comments(&self.sql[self.start..end]);
+            self.start = end + 1;
+            if !statement.is_empty() {
+                return Some(statement);
+            }
+        }
+        None
+    }
+}
+
+/// Index of the `;` ending the statement that starts at `start` (or the end of the text).
+fn statement_end(sql: &str, start: usize) -> usize {
     let bytes = sql.as_bytes();
-    let (mut start, mut i) = (0, 0);
+    let mut i = start;
     while i < bytes.len() {
         i = match bytes[i] {
-            b';' => {
-                statements.push(&sql[start..i]);
-                start = i + 1;
-                i + 1
-            }
+            b';' => return i,
+            b'\'' if is_escape_string(bytes, i) => skip_escape_string(bytes, i),
             b'\'' | b'"' => skip_quoted(bytes, i),
             b'-' if bytes.get(i + 1) == Some(&b'-') => skip_line(bytes, i),
             b'/' if bytes.get(i + 1) == Some(&b'*') => skip_block_comment(bytes, i),
@@ -153,11 +218,27 @@ pub fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
             _ => i + 1,
         };
     }
-    statements.push(&sql[start.min(sql.len())..]);
-    statements
-        .into_iter()
-        .map(strip_leading_comments)
-        .filter(|s| !s.is_empty())
+    bytes.len()
+}
+
+/// `E'…'` (or `e'…'`), where a backslash escapes the next character.
+fn is_escape_string(bytes: &[u8], quote: usize) -> bool {
+    quote >= 1
+        && matches!(bytes[quote - 1], b'E' | b'e')
+        && (quote == 1 || !(bytes[quote - 2].is_ascii_alphanumeric() || bytes[quote - 2] == b'_'))
+}
+
+fn skip_escape_string(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
 }
 
 fn strip_leading_comments(mut s: &str) -> &str {
@@ -254,6 +335,16 @@ mod tests {
                 "SELECT $1"
             ]
         );
+    }
+
+    #[test]
+    fn escape_strings_keep_backslash_quotes_inside() {
+        let parts: Vec<&str> =
+            split_statements(r"SELECT E'it\'s; here', e'\\'; SET a = 1;;").collect();
+        assert_eq!(parts, vec![r"SELECT E'it\'s; here', e'\\'", "SET a = 1"]);
+        // A column named e followed by a string is not an escape string.
+        let parts: Vec<&str> = split_statements(r"SELECT some'\'; SELECT 2").collect();
+        assert_eq!(parts, vec![r"SELECT some'\'", "SELECT 2"]);
     }
 
     #[test]
