@@ -154,17 +154,21 @@ our_ticks() {
     for pid in $(pgrep -P "$pm"); do total=$(( total + $(pid_ticks "$pid") )); done
     echo "$total"
 }
-# Waits (at most QUIET_WAIT s) until others use less than BUSY_FLAG % of the machine over 1 s.
+# other_pct B0 O0 T0: % of all CPUs used by others since busy_ticks=B0, our_ticks=O0, time T0.
+other_pct() {
+    awk -v b="$(( $(busy_ticks) - $1 - ($(our_ticks) - $2) ))" -v hz="$HZ" -v n="$NCPU" \
+        -v t0="$3" -v t1="$(date +%s.%N)" 'BEGIN {v = b * 100 / (hz * n * (t1 - t0)); printf "%d", (v < 0 ? 0 : v)}'
+}
+# Waits (at most about QUIET_WAIT s) until others use less than BUSY_FLAG % over one second.
 wait_quiet() {
-    local b0 o0 pct waited=0
+    local b0 o0 t0 pct start=$SECONDS said=0
     while :; do
-        b0=$(busy_ticks) o0=$(our_ticks)
+        b0=$(busy_ticks) o0=$(our_ticks) t0=$(date +%s.%N)
         sleep 1
-        pct=$(( ( ($(busy_ticks) - b0) - ($(our_ticks) - o0) ) * 100 / (HZ * NCPU) ))
+        pct=$(other_pct "$b0" "$o0" "$t0")
         (( pct < BUSY_FLAG )) && return
-        (( waited == 0 )) && log "other processes use ${pct}% of the CPUs; waiting up to ${QUIET_WAIT}s"
-        waited=$(( waited + 1 ))
-        (( waited >= QUIET_WAIT )) && { log "still busy (${pct}%); measuring anyway, the run is flagged if it stays busy"; return; }
+        (( said++ == 0 )) && log "other processes use ${pct}% of the CPUs; waiting up to ${QUIET_WAIT}s"
+        (( SECONDS - start >= QUIET_WAIT )) && { log "still busy (${pct}%); measuring anyway (the run is flagged if it stays busy)"; return; }
     done
 }
 
@@ -371,8 +375,7 @@ for w in "${WORKLOADS[@]}"; do
                 # shellcheck disable=SC2086  # $args is a list of pgbench flags
                 pgbench -n $args -c "$c" -j "$j" -T "$T" -h 127.0.0.1 -p "${PORT[$target]}" -U app app \
                     >"$out" 2>&1 || { cat "$out" >&2; die "$name c=$c $target: pgbench exited non-zero"; }
-                other=$(awk -v b="$(( $(busy_ticks) - b0 - ($(our_ticks) - o0) ))" -v hz="$HZ" -v n="$NCPU" \
-                    -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN {v = b * 100 / (hz * n * (t1 - t0)); printf "%d", (v < 0 ? 0 : v)}')
+                other=$(other_pct "$b0" "$o0" "$t0")
                 check_pgbench "$out" "$name c=$c $target"
                 tps=$(awk '/^tps = / {print $3; exit}' "$out")
                 [[ -n $tps ]] || { cat "$out" >&2; die "$name c=$c $target: no tps line"; }

@@ -17,6 +17,7 @@ mod sql_prepared;
 mod start;
 pub mod statements;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -88,6 +89,8 @@ struct Session<C> {
     client_status: TxStatus,
     /// Status of the last ReadyForQuery the backend sent (hidden ones included).
     backend_status: TxStatus,
+    /// Portals bound from statements with session effects (`SET` via the extended protocol).
+    portal_effects: HashMap<String, Vec<statements::SessionEffect>>,
     /// The client's unnamed statement exists on the current backend.
     unnamed_on_backend: bool,
     /// State that keeps the client on its backend until it disconnects.
@@ -118,6 +121,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             settings: ClientSettings::default(),
             client_status: TxStatus::Idle,
             backend_status: TxStatus::Idle,
+            portal_effects: HashMap::new(),
             unnamed_on_backend: false,
             pin: None,
             skip_until_sync: false,

@@ -69,7 +69,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::DESCRIBE => self.on_describe(&frame).await,
             tag::CLOSE => self.on_close(&frame).await,
             tag::EXECUTE => {
-                self.forward(&frame, Statement::Opaque, Expect::Execute)
+                let effects = self.portal_effects(&frame);
+                self.forward(&frame, Statement::Opaque, Expect::Execute(effects))
                     .await
             }
             tag::FUNCTION_CALL => {
@@ -314,6 +315,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     async fn on_bind(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.ensure_backend(Statement::Opaque).await?;
+        self.remember_portal_effects(bind.portal, bind.statement);
         match self.backend_statement_name(bind.statement)? {
             Some(name) => encode::bind_renamed(
                 &mut self.bufs.to_backend,
@@ -325,6 +327,32 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.push(Expect::Bind);
         Ok(())
+    }
+
+    /// A portal bound from a `SET` statement changes the session when it is executed.
+    fn remember_portal_effects(&mut self, portal: &str, statement: &str) {
+        let prepared = match statement {
+            "" => self.statements.unnamed(),
+            name => self.statements.get(name),
+        };
+        match prepared.filter(|p| !p.effects.is_empty()) {
+            Some(p) => {
+                let effects = p.effects.clone();
+                self.portal_effects.insert(portal.to_owned(), effects);
+            }
+            None => {
+                self.portal_effects.remove(portal);
+            }
+        }
+    }
+
+    /// Effects of the portal an Execute runs (empty for almost every statement).
+    fn portal_effects(&self, frame: &[u8]) -> Vec<SessionEffect> {
+        wire::execute_portal(body(frame))
+            .ok()
+            .and_then(|portal| self.portal_effects.get(portal))
+            .cloned()
+            .unwrap_or_default()
     }
 
     async fn on_describe(&mut self, frame: &[u8]) -> Result<(), Refusal> {

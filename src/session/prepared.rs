@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use super::statements::{self, SessionEffect};
+
 /// A statement as the client prepared it.
 #[derive(Debug)]
 pub struct Prepared {
@@ -18,6 +20,19 @@ pub struct Prepared {
     pub query: Arc<str>,
     /// Parameter type OIDs as the client gave them.
     pub param_types: Vec<u32>,
+    /// Session effects of running it (a `SET` sent through the extended protocol).
+    pub effects: Vec<SessionEffect>,
+}
+
+impl Prepared {
+    fn new(backend_name: Arc<str>, query: &str, param_types: Vec<u32>) -> Self {
+        Self {
+            backend_name,
+            effects: statements::session_effects(query),
+            query: query.into(),
+            param_types,
+        }
+    }
 }
 
 /// One client's named statements.
@@ -38,22 +53,15 @@ impl PreparedStatements {
         if self.by_name.contains_key(name) {
             return None;
         }
-        let prepared = Arc::new(Prepared {
-            backend_name: backend_name(query, &param_types),
-            query: query.into(),
-            param_types,
-        });
+        let backend_name = backend_name(query, &param_types);
+        let prepared = Arc::new(Prepared::new(backend_name, query, param_types));
         self.by_name.insert(name.into(), prepared.clone());
         Some(prepared)
     }
 
     /// Records the client's latest unnamed statement.
     pub fn set_unnamed(&mut self, query: &str, param_types: Vec<u32>) {
-        self.unnamed = Some(Arc::new(Prepared {
-            backend_name: "".into(),
-            query: query.into(),
-            param_types,
-        }));
+        self.unnamed = Some(Arc::new(Prepared::new("".into(), query, param_types)));
     }
 
     /// The client's latest unnamed statement.

@@ -30,8 +30,8 @@ pub enum Expect {
     Bind,
     /// Describe (statement or portal).
     Describe,
-    /// Execute.
-    Execute,
+    /// Execute, with the session effects of the statement its portal runs.
+    Execute(Vec<SessionEffect>),
     /// Close of a portal.
     Close,
     /// Sync: answered by ReadyForQuery.
@@ -194,17 +194,20 @@ impl Replies {
             }
             (t, head) => {
                 let visible = is_visible(head);
-                let mut prepared = None;
-                if completes(t, head)
-                    && let Some(Expect::Parse { undo, .. }) = self.queue.pop_front()
-                {
-                    prepared = undo.backend_name;
-                }
-                Reply {
+                let mut reply = Reply {
                     visible,
-                    prepared,
                     ..Reply::default()
+                };
+                if completes(t, head) {
+                    match self.queue.pop_front() {
+                        Some(Expect::Parse { undo, .. }) => reply.prepared = undo.backend_name,
+                        Some(Expect::Execute(effects)) if t == tag::COMMAND_COMPLETE => {
+                            reply.effects = effects;
+                        }
+                        _ => {}
+                    }
                 }
+                reply
             }
         }
     }
@@ -291,7 +294,7 @@ fn completes(message_tag: u8, head: &Expect) -> bool {
         Expect::Bind => message_tag == tag::BIND_COMPLETE,
         Expect::Close => message_tag == tag::CLOSE_COMPLETE,
         Expect::Describe => matches!(message_tag, tag::ROW_DESCRIPTION | tag::NO_DATA),
-        Expect::Execute => matches!(
+        Expect::Execute(_) => matches!(
             message_tag,
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED
         ),
@@ -334,7 +337,7 @@ mod tests {
         for e in [
             parse(true, "a"),
             Expect::Bind,
-            Expect::Execute,
+            Expect::Execute(Vec::new()),
             Expect::Sync,
         ] {
             assert!(r.push(e).is_none());
@@ -370,7 +373,7 @@ mod tests {
     fn an_error_discards_everything_up_to_sync_and_undoes_it() {
         let mut r = Replies::default();
         r.push(Expect::Bind);
-        r.push(Expect::Execute);
+        r.push(Expect::Execute(Vec::new()));
         r.push(Expect::Synthetic {
             message: Synthetic::ParseComplete,
             undo: Undo {
@@ -396,7 +399,7 @@ mod tests {
     #[test]
     fn messages_after_an_error_without_sync_are_ignored_until_sync() {
         let mut r = Replies::default();
-        r.push(Expect::Execute);
+        r.push(Expect::Execute(Vec::new()));
         reply(&mut r, tag::ERROR_RESPONSE);
         assert!(
             r.push(parse(true, "x")).is_some(),
@@ -427,7 +430,7 @@ mod tests {
     fn syncs_sent_during_copy_in_expect_no_ready_for_query() {
         let mut r = Replies::default();
         r.push(Expect::Bind);
-        r.push(Expect::Execute);
+        r.push(Expect::Execute(Vec::new()));
         r.push(Expect::Sync); // pipelined before the COPY started: ignored by the server
         reply(&mut r, tag::BIND_COMPLETE);
         reply(&mut r, tag::COPY_IN_RESPONSE);

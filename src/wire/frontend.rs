@@ -129,6 +129,11 @@ impl<'a> Close<'a> {
     }
 }
 
+/// The portal an Execute body runs.
+pub fn execute_portal(body: &[u8]) -> Result<&str, WireError> {
+    Reader::new(body, "Execute").cstr()
+}
+
 /// The SQL text of a Query body.
 pub fn query_text(body: &[u8]) -> Result<&str, WireError> {
     Reader::new(body, "Query").cstr()

@@ -291,3 +291,42 @@ async fn state_that_cannot_move_pins_the_client() {
         .get(0);
     assert_eq!(n, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_through_the_extended_protocol_follows_the_client() {
+    let mut cfg = config(cluster());
+    cfg.pool.size = 2;
+    let proxy = TestProxy::start(cfg).await;
+    let client = proxy.connect().await;
+    // tokio-postgres sends these as Parse/Bind/Execute (the way pgjdbc's setSchema does).
+    client
+        .execute("SET search_path TO pg_catalog, public", &[])
+        .await
+        .unwrap();
+    client
+        .execute("SET statement_timeout = '777ms'", &[])
+        .await
+        .unwrap();
+    let others: Vec<_> = join_all((0..4).map(|_| proxy.connect())).await;
+    for _ in 0..10 {
+        join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+        let row = client
+            .query_one(
+                "SELECT current_setting('search_path'), current_setting('statement_timeout')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (row.get::<_, &str>(0), row.get::<_, &str>(1)),
+            ("pg_catalog, public", "777ms")
+        );
+        for other in &others {
+            let row = other
+                .query_one("SELECT current_setting('statement_timeout')", &[])
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, &str>(0), "0");
+        }
+    }
+}
