@@ -9,10 +9,12 @@
 //! doubtful marks the connection broken so the pool closes it.
 
 mod client;
+mod extended;
 mod prepared;
 mod replies;
 mod server;
 mod settings;
+mod simple;
 mod sql_prepared;
 mod start;
 pub mod statements;

@@ -1,0 +1,237 @@
+//! Extended-protocol messages that name prepared statements: Parse, Bind, Describe and Close
+//! are rewritten to backend-wide statement names, re-prepared where the client's statement is
+//! missing, or answered by the proxy (see `prepared`).
+
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::client::{Refusal, body, duplicate_statement};
+use super::prepared;
+use super::replies::{Expect, Synthetic, Undo};
+use super::statements::{self, SessionEffect};
+use super::{Session, internal};
+use crate::router::Statement;
+use crate::wire::{self, Bind, Close, Describe, Parse, StatementOrPortal, encode};
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    pub(super) async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
+        let parse = Parse::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        self.note_pins(&statements::session_effects(parse.query));
+        if !parse.name.is_empty()
+            && self.backend.is_none()
+            && let Some(answered) = self.parse_known_statement(&parse)
+        {
+            return answered;
+        }
+        self.ensure_backend(Statement::Sql(parse.query)).await?;
+        if parse.name.is_empty() {
+            self.statements.set_unnamed(parse.query, parse.param_types);
+            self.unnamed_on_backend = true;
+            self.bufs.to_backend.extend_from_slice(frame);
+            self.push(Expect::Parse {
+                visible: true,
+                undo: Undo::default(),
+            });
+            return Ok(());
+        }
+        let Some(prepared) = self
+            .statements
+            .register(parse.name, parse.query, parse.param_types)
+        else {
+            return Err(Refusal::Statement(duplicate_statement(parse.name)));
+        };
+        let client_name = Some(parse.name.into());
+        let conn = self.backend.as_deref_mut().expect("ensured above");
+        if conn.prepared.contains(&prepared.backend_name) {
+            self.push(Expect::Synthetic {
+                message: Synthetic::ParseComplete,
+                undo: Undo {
+                    client_name,
+                    ..Undo::default()
+                },
+            });
+            return Ok(());
+        }
+        conn.prepared.insert(prepared.backend_name.clone());
+        frontend::parse(
+            &prepared.backend_name,
+            &prepared.query,
+            prepared.param_types.iter().copied(),
+            &mut self.bufs.to_backend,
+        )
+        .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+        self.push(Expect::Parse {
+            visible: true,
+            undo: Undo {
+                client_name,
+                backend_name: Some(prepared.backend_name.clone()),
+                sql_name: None,
+            },
+        });
+        Ok(())
+    }
+
+    /// A Parse outside a transaction of a statement some backend already accepted: registered
+    /// and answered without taking a backend; it is prepared where it is first bound.
+    fn parse_known_statement(&mut self, parse: &Parse<'_>) -> Option<Result<(), Refusal>> {
+        let backend_name = prepared::backend_name(parse.query, &parse.param_types);
+        if !self.env.database.known_statements.contains(&backend_name) {
+            return None;
+        }
+        if self
+            .statements
+            .register(parse.name, parse.query, parse.param_types.clone())
+            .is_none()
+        {
+            return Some(Err(Refusal::Statement(duplicate_statement(parse.name))));
+        }
+        self.push(Expect::Synthetic {
+            message: Synthetic::ParseComplete,
+            undo: Undo {
+                client_name: Some(parse.name.into()),
+                ..Undo::default()
+            },
+        });
+        Some(Ok(()))
+    }
+
+    pub(super) async fn on_bind(&mut self, frame: &[u8]) -> Result<(), Refusal> {
+        let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        self.ensure_backend(Statement::Opaque).await?;
+        self.remember_portal_effects(bind.portal, bind.statement);
+        match self.backend_statement_name(bind.statement)? {
+            Some(name) => encode::bind_renamed(
+                &mut self.bufs.to_backend,
+                bind.portal,
+                &name,
+                &body(frame)[bind.rest_offset..],
+            ),
+            None => self.bufs.to_backend.extend_from_slice(frame),
+        }
+        self.push(Expect::Bind);
+        Ok(())
+    }
+
+    /// A portal bound from a `SET` statement changes the session when it is executed.
+    fn remember_portal_effects(&mut self, portal: &str, statement: &str) {
+        let prepared = match statement {
+            "" => self.statements.unnamed(),
+            name => self.statements.get(name),
+        };
+        match prepared.filter(|p| !p.effects.is_empty()) {
+            Some(p) => {
+                let effects = p.effects.clone();
+                self.portal_effects.insert(portal.to_owned(), effects);
+            }
+            None => {
+                self.portal_effects.remove(portal);
+            }
+        }
+    }
+
+    /// Effects of the portal an Execute runs (empty for almost every statement).
+    pub(super) fn portal_effects(&self, frame: &[u8]) -> Vec<SessionEffect> {
+        wire::execute_portal(body(frame))
+            .ok()
+            .and_then(|portal| self.portal_effects.get(portal))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(super) async fn on_describe(&mut self, frame: &[u8]) -> Result<(), Refusal> {
+        let describe =
+            Describe::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        self.ensure_backend(Statement::Opaque).await?;
+        let renamed = match describe.kind {
+            StatementOrPortal::Statement => self.backend_statement_name(describe.name)?,
+            StatementOrPortal::Portal => None,
+        };
+        match renamed {
+            Some(name) => frontend::describe(b'S', &name, &mut self.bufs.to_backend)
+                .map_err(|e| Refusal::Statement(internal(e.to_string())))?,
+            None => self.bufs.to_backend.extend_from_slice(frame),
+        }
+        self.push(Expect::Describe);
+        Ok(())
+    }
+
+    /// The backend-side name of the client's statement `name`, prepared on the current backend
+    /// first if it is not there yet (the reply to that Parse is hidden). `None` for the unnamed
+    /// statement and for names the client never prepared, which go through unchanged so the
+    /// server reports them as it would.
+    fn backend_statement_name(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<std::sync::Arc<str>>, Refusal> {
+        if name.is_empty() {
+            self.restore_unnamed()?;
+            return Ok(None);
+        }
+        let Some(prepared) = self.statements.get(name).cloned() else {
+            return Ok(None);
+        };
+        let conn = self
+            .backend
+            .as_deref_mut()
+            .expect("caller ensured a backend");
+        if conn.prepared.insert(prepared.backend_name.clone()) {
+            frontend::parse(
+                &prepared.backend_name,
+                &prepared.query,
+                prepared.param_types.iter().copied(),
+                &mut self.bufs.to_backend,
+            )
+            .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+            self.push(Expect::Parse {
+                visible: false,
+                undo: Undo {
+                    backend_name: Some(prepared.backend_name.clone()),
+                    ..Undo::default()
+                },
+            });
+        }
+        Ok(Some(prepared.backend_name.clone()))
+    }
+
+    /// Drivers parse the unnamed statement in one round trip and bind it in the next (sqlx,
+    /// pgjdbc): if the client has since moved to another backend, parse it there first.
+    fn restore_unnamed(&mut self) -> Result<(), Refusal> {
+        if self.unnamed_on_backend {
+            return Ok(());
+        }
+        let Some(unnamed) = self.statements.unnamed().cloned() else {
+            return Ok(());
+        };
+        frontend::parse(
+            "",
+            &unnamed.query,
+            unnamed.param_types.iter().copied(),
+            &mut self.bufs.to_backend,
+        )
+        .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+        self.push(Expect::Parse {
+            visible: false,
+            undo: Undo::default(),
+        });
+        self.unnamed_on_backend = true;
+        Ok(())
+    }
+
+    /// Close of a named statement is answered by the proxy: the backend keeps the statement
+    /// for other clients. Portals and the unnamed statement belong to the backend.
+    pub(super) async fn on_close(&mut self, frame: &[u8]) -> Result<(), Refusal> {
+        let close = Close::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        let named_statement = close.kind == StatementOrPortal::Statement && !close.name.is_empty();
+        if named_statement || self.backend.is_none() {
+            self.statements.remove(close.name);
+            self.push(Expect::Synthetic {
+                message: Synthetic::CloseComplete,
+                undo: Undo::default(),
+            });
+            return Ok(());
+        }
+        self.bufs.to_backend.extend_from_slice(frame);
+        self.push(Expect::Close);
+        Ok(())
+    }
+}

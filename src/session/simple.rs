@@ -1,0 +1,126 @@
+//! Simple-protocol Query messages: forwarded with their session effects noted, except SQL-level
+//! PREPARE/EXECUTE/DEALLOCATE, whose statement names are rewritten (see `sql_prepared`).
+
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::client::{Refusal, body, duplicate_statement};
+use super::replies::{Expect, Synthetic, Undo};
+use super::sql_prepared::{SqlCommand, parse_sql_command};
+use super::statements;
+use super::{Session, internal};
+use crate::router::Statement;
+use crate::wire::{self, TxStatus};
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    pub(super) async fn on_query(&mut self, frame: &[u8]) -> Result<(), Refusal> {
+        let sql = wire::query_text(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        if let Some(command) = single_sql_command(sql)
+            && self.on_sql_command(sql, command).await?
+        {
+            return Ok(());
+        }
+        let effects = statements::session_effects(sql);
+        self.note_pins(&effects);
+        self.ensure_backend(Statement::Sql(sql)).await?;
+        self.bufs.to_backend.extend_from_slice(frame);
+        self.push(Expect::Query {
+            visible: true,
+            effects,
+            failed: false,
+            undo: Undo::default(),
+        });
+        Ok(())
+    }
+
+    /// Runs a SQL-level PREPARE/EXECUTE/DEALLOCATE with the name rewritten. Returns false when
+    /// the statement should go through unchanged (an unknown name: the server's error is right).
+    async fn on_sql_command(
+        &mut self,
+        sql: &str,
+        command: SqlCommand<'_>,
+    ) -> Result<bool, Refusal> {
+        if self.client_status == TxStatus::Failed {
+            return Ok(false); // The server answers 25P02, as it should.
+        }
+        match command {
+            SqlCommand::Prepare { name, rest } => {
+                let Some(prepared) = self.sql_statements.register(&name, rest) else {
+                    return Err(Refusal::Statement(duplicate_statement(&name)));
+                };
+                let conn = self.ensure_backend(Statement::Sql(sql)).await?;
+                if !conn.prepared.insert(prepared.backend_name.clone()) {
+                    self.answer_command("PREPARE");
+                    return Ok(true);
+                }
+                let undo = Undo {
+                    backend_name: Some(prepared.backend_name.clone()),
+                    sql_name: Some(name),
+                    client_name: None,
+                };
+                self.send_query(&prepared.prepare_sql, true, undo)?;
+            }
+            SqlCommand::Execute { name, rest } => {
+                let Some(prepared) = self.sql_statements.get(&name) else {
+                    return Ok(false);
+                };
+                let conn = self.ensure_backend(Statement::Sql(sql)).await?;
+                if conn.prepared.insert(prepared.backend_name.clone()) {
+                    let undo = Undo {
+                        backend_name: Some(prepared.backend_name.clone()),
+                        ..Undo::default()
+                    };
+                    self.send_query(&prepared.prepare_sql, false, undo)?;
+                }
+                self.send_query(
+                    &format!("EXECUTE {}{rest}", prepared.backend_name),
+                    true,
+                    Undo::default(),
+                )?;
+            }
+            SqlCommand::Deallocate { name } => {
+                let known = self.sql_statements.remove(&name) | self.statements.remove(&name);
+                if !known {
+                    return Ok(false);
+                }
+                self.answer_command("DEALLOCATE");
+            }
+        }
+        Ok(true)
+    }
+
+    fn send_query(&mut self, sql: &str, visible: bool, undo: Undo) -> Result<(), Refusal> {
+        frontend::query(sql, &mut self.bufs.to_backend)
+            .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+        self.push(Expect::Query {
+            visible,
+            effects: Vec::new(),
+            failed: false,
+            undo,
+        });
+        Ok(())
+    }
+
+    /// Completes a simple query the proxy answered itself, in order with earlier replies.
+    fn answer_command(&mut self, command_tag: &'static str) {
+        self.push(Expect::Synthetic {
+            message: Synthetic::CommandComplete(command_tag),
+            undo: Undo::default(),
+        });
+        self.push(Expect::Synthetic {
+            message: Synthetic::ReadyForQuery,
+            undo: Undo::default(),
+        });
+    }
+}
+
+/// A query that is exactly one SQL-level prepared-statement command.
+fn single_sql_command(sql: &str) -> Option<SqlCommand<'_>> {
+    let mut statements = statements::split_statements(sql);
+    let only = statements.next()?;
+    statements
+        .next()
+        .is_none()
+        .then(|| parse_sql_command(only))
+        .flatten()
+}
