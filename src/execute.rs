@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
 use crate::backend::BackendConn;
@@ -59,7 +59,20 @@ pub struct Buffers {
     client_needs_flush: bool,
 }
 
+/// Buffers that grew past this while busy are given back once empty.
+const KEEP_CAPACITY: usize = 4 * 1024;
+
 impl Buffers {
+    /// Frees what the buffers hold once they are empty: an idle client keeps no big buffers
+    /// from its last large result, pipeline or COPY.
+    pub fn shrink_when_idle(&mut self) {
+        for buf in [&mut self.client_in, &mut self.to_client, &mut self.to_backend] {
+            if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+                *buf = BytesMut::new();
+            }
+        }
+    }
+
     /// Buffers for a session whose client already sent `client_in` (pipelined after startup).
     pub fn with_client_input(client_in: BytesMut) -> Self {
         Self {
@@ -99,7 +112,7 @@ where
         if client_reads
             && bufs.to_backend.len() < HIGH_WATER
             && let Poll::Ready(n) =
-                read(cx, client, &mut bufs.client_in).map_err(PumpError::Client)?
+                read_client(cx, client, &mut bufs.client_in).map_err(PumpError::Client)?
         {
             let event = if n == 0 {
                 PumpEvent::ClientClosed
@@ -163,6 +176,25 @@ fn drain<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+/// Reads client bytes through a stack buffer, so a client that sits idle between statements
+/// holds no heap buffer while it waits (thousands of idle clients cost almost nothing).
+fn read_client<R: tokio::io::AsyncRead + Unpin>(
+    cx: &mut Context<'_>,
+    io: &mut R,
+    buf: &mut BytesMut,
+) -> io::Result<Poll<usize>> {
+    let mut stack = [0u8; READ_RESERVE];
+    let mut read_buf = ReadBuf::new(&mut stack);
+    match Pin::new(io).poll_read(cx, &mut read_buf) {
+        Poll::Ready(Ok(())) => {
+            buf.extend_from_slice(read_buf.filled());
+            Ok(Poll::Ready(read_buf.filled().len()))
+        }
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Ok(Poll::Pending),
+    }
 }
 
 fn read<R: tokio::io::AsyncRead + Unpin>(

@@ -159,6 +159,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 return ending;
             }
             self.release_if_done();
+            if self.backend.is_none() {
+                self.bufs.shrink_when_idle();
+            }
         }
     }
 
