@@ -140,19 +140,19 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 HZ=$(getconf CLK_TCK)
 NCPU=$(nproc)
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4; exit}' /proc/stat; }
-# utime+stime (+cutime+cstime with "all") of one pid; 0 if it is gone. Fields counted after
-# the ")" that closes the command name, which may itself contain spaces.
-pid_ticks() {
-    local f
-    f=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    awk -v all="${2:-}" '{print $12 + $13 + (all == "all" ? $14 + $15 : 0)}' <<<"$f"
-}
+# CPU ticks of our processes: utime+stime of PostgreSQL's live children, the postmaster,
+# shardgate and PgBouncer, plus cutime+cstime (reaped children) of the postmaster and of this
+# script. Children are read before the postmaster, so a backend reaped in between is counted
+# twice rather than lost; callers let backends settle first anyway. Fields are counted after
+# the ")" that closes the command name.
 our_ticks() {
-    local total=0 pm pid
+    local pm files
     pm=$(head -n 1 "$WORK/pg/postmaster.pid")
-    total=$(( $(pid_ticks "$pm" all) + $(pid_ticks $$ all) + $(pid_ticks "$SG_PID") + $(pid_ticks "$PGB_PID") ))
-    for pid in $(pgrep -P "$pm"); do total=$(( total + $(pid_ticks "$pid") )); done
-    echo "$total"
+    files=$(pgrep -P "$pm" | sed 's|.*|/proc/&/stat|' || true)
+    # shellcheck disable=SC2086  # $files is a list of paths without spaces
+    { cat $files "/proc/$pm/stat" "/proc/$$/stat" "/proc/$SG_PID/stat" "/proc/$PGB_PID/stat" 2>/dev/null || true; } |
+        awk -v pm="$pm" -v me="$$" '{ pid = $1; sub(/.*\) /, ""); t += $12 + $13
+                                      if (pid == pm || pid == me) t += $14 + $15 } END { print t + 0 }'
 }
 # other_pct B0 O0 T0: % of all CPUs used by others since busy_ticks=B0, our_ticks=O0, time T0.
 other_pct() {
@@ -375,6 +375,7 @@ for w in "${WORKLOADS[@]}"; do
                 # shellcheck disable=SC2086  # $args is a list of pgbench flags
                 pgbench -n $args -c "$c" -j "$j" -T "$T" -h 127.0.0.1 -p "${PORT[$target]}" -U app app \
                     >"$out" 2>&1 || { cat "$out" >&2; die "$name c=$c $target: pgbench exited non-zero"; }
+                sleep 0.5    # let direct backends exit and be reaped before counting CPU time
                 other=$(other_pct "$b0" "$o0" "$t0")
                 check_pgbench "$out" "$name c=$c $target"
                 tps=$(awk '/^tps = / {print $3; exit}' "$out")

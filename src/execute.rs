@@ -66,7 +66,11 @@ impl Buffers {
     /// Frees what the buffers hold once they are empty: an idle client keeps no big buffers
     /// from its last large result, pipeline or COPY.
     pub fn shrink_when_idle(&mut self) {
-        for buf in [&mut self.client_in, &mut self.to_client, &mut self.to_backend] {
+        for buf in [
+            &mut self.client_in,
+            &mut self.to_client,
+            &mut self.to_backend,
+        ] {
             if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
                 *buf = BytesMut::new();
             }
