@@ -165,3 +165,52 @@ async fn gssapi_encryption_is_refused_and_login_goes_on() {
     assert_eq!(tags.last(), Some(&b'Z'));
     assert!(tags.contains(&b'K') && tags.contains(&b'S'), "{tags:?}");
 }
+
+/// Parse once, then many Bind/Execute pairs and a single Sync, written while the responses are
+/// read concurrently: the proxy must keep both directions moving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_pipeline_flows_in_both_directions() {
+    let proxy = trust_proxy().await;
+    let stream = raw_login(&proxy).await;
+    let (mut reader, mut writer) = stream.into_split();
+    const ROUNDS: usize = 50_000;
+    let writing = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        let sql = b"SELECT repeat('x', 200)\0";
+        batch.push(b'P');
+        batch.extend(((4 + 1 + sql.len() + 2) as u32).to_be_bytes());
+        batch.push(0);
+        batch.extend(sql);
+        batch.extend(0i16.to_be_bytes());
+        for _ in 0..ROUNDS {
+            // Bind: unnamed portal and statement, no parameters, default result format.
+            batch.extend([b'B', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
+            // Execute: unnamed portal, no row limit.
+            batch.extend([b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+            if batch.len() > 64 * 1024 {
+                writer.write_all(&batch).await.unwrap();
+                batch.clear();
+            }
+        }
+        batch.extend([b'S', 0, 0, 0, 4]);
+        writer.write_all(&batch).await.unwrap();
+        writer
+    });
+    let (mut rows, mut completions) = (0usize, 0usize);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (tag, _) = tokio::time::timeout_at(deadline, read_message(&mut reader))
+            .await
+            .expect("the pipeline finishes")
+            .expect("the connection stays up");
+        match tag {
+            b'D' => rows += 1,
+            b'C' => completions += 1,
+            b'Z' => break,
+            b'E' => panic!("pipeline failed"),
+            _ => {}
+        }
+    }
+    assert_eq!((rows, completions), (ROUNDS, ROUNDS));
+    drop(writing.await.unwrap());
+}
