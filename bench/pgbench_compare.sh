@@ -88,12 +88,12 @@ cleanup() {
     if [[ -n $SG_PID ]] && kill -0 "$SG_PID" 2>/dev/null; then
         kill -TERM "$SG_PID"
         for _ in $(seq 50); do kill -0 "$SG_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SG_PID" 2>/dev/null
+        kill -KILL "$SG_PID" 2>/dev/null && log "shardgate did not stop within 5 s of SIGTERM; killed it"
     fi
     if [[ -n $PGB_PID ]] && kill -0 "$PGB_PID" 2>/dev/null; then
         kill -INT "$PGB_PID"       # SIGINT = PgBouncer's "safe shutdown now"
         for _ in $(seq 50); do kill -0 "$PGB_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PGB_PID" 2>/dev/null
+        kill -KILL "$PGB_PID" 2>/dev/null && log "PgBouncer did not stop within 5 s of SIGINT; killed it"
     fi
     if (( PG_STARTED )); then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast -t 30 stop >/dev/null 2>&1

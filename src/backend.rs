@@ -7,6 +7,7 @@
 
 mod auth;
 mod connect;
+mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::wire::BackendKeyData;
 
 pub use connect::connect;
+pub use state::{SessionState, Setting};
 
 /// Why a backend connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,28 +83,16 @@ pub struct CancelTarget {
     pub key: BackendKeyData,
 }
 
-/// A server setting the proxy applied for a client, kept so the next client gets a clean slate
-/// and the same client gets the same state on any backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Setting {
-    /// Applied with `set_config(name, value, false)`.
-    Value(String),
-    /// Applied by replaying the client's own statement (e.g. `SET search_path TO a, b`).
-    Statement(Arc<str>),
-}
-
 /// An authenticated server connection and what we know about its session.
 pub struct BackendConn {
     stream: TcpStream,
     /// Bytes read from the server and not yet consumed.
     pub read_buf: BytesMut,
     cancel: CancelTarget,
-    /// Reported parameters (ParameterStatus) as the server last sent them.
-    pub reported: BTreeMap<String, String>,
-    /// Values of reported parameters right after connect: what `RESET` returns to.
+    /// The server session's settings as last reported or applied.
+    pub state: SessionState,
+    /// Reported parameters right after connect: the clean slate a new client starts from.
     pub reported_at_connect: BTreeMap<String, String>,
-    /// Non-reported settings the proxy has applied on this connection.
-    pub applied: BTreeMap<String, Setting>,
     /// Backend-side names of prepared statements that exist on this connection.
     pub prepared: HashSet<Arc<str>>,
     broken: bool,

@@ -9,6 +9,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -189,8 +190,8 @@ fn read_client<R: tokio::io::AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
 ) -> io::Result<Poll<usize>> {
-    let mut stack = [0u8; READ_RESERVE];
-    let mut read_buf = ReadBuf::new(&mut stack);
+    let mut stack = [MaybeUninit::<u8>::uninit(); READ_RESERVE];
+    let mut read_buf = ReadBuf::uninit(&mut stack);
     match Pin::new(io).poll_read(cx, &mut read_buf) {
         Poll::Ready(Ok(())) => {
             buf.extend_from_slice(read_buf.filled());

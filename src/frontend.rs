@@ -12,6 +12,7 @@ pub mod credentials;
 mod startup;
 pub mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -119,7 +120,9 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let span = tracing::info_span!("conn", %peer);
+                    // Debug level: at the default level the span costs nothing per poll; the
+                    // lifecycle events carry their own fields.
+                    let span = tracing::debug_span!("conn", %peer);
                     tokio::spawn(handle_connection(tcp, ctx.clone()).instrument(span));
                 }
                 Err(error) => {
@@ -148,6 +151,7 @@ impl Drop for ConnectionCount<'_> {
 }
 
 async fn handle_connection(tcp: TcpStream, ctx: Arc<FrontendContext>) {
+    let peer = tcp.peer_addr().ok();
     let count = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _count = ConnectionCount(&ctx.connections);
     let opening = tokio::time::timeout(ctx.limits.startup_timeout, startup::open(tcp, &ctx)).await;
@@ -161,11 +165,11 @@ async fn handle_connection(tcp: TcpStream, ctx: Arc<FrontendContext>) {
         }
         Ok(Ok(Opening::Closed)) => {}
         Ok(Ok(Opening::Cancel { pid, secret })) => ctx.cancels.cancel(pid, secret).await,
-        Ok(Ok(Opening::Login(login))) => run_session(login, &ctx, count).await,
+        Ok(Ok(Opening::Login(login))) => run_session(login, &ctx, count, peer).await,
     }
 }
 
-async fn run_session(login: Login, ctx: &FrontendContext, count: usize) {
+async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Option<SocketAddr>) {
     let Login {
         mut conn,
         user,
@@ -192,7 +196,7 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize) {
         return;
     };
     let registration = ctx.cancels.register();
-    tracing::info!(%user, %database, "client connected");
+    tracing::info!(?peer, %user, %database, "client connected");
     let env = SessionEnv {
         database: db,
         mode: ctx.pool_mode,
@@ -205,5 +209,5 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize) {
         cancel_slot: registration.slot.clone(),
     };
     session::run(conn.stream, conn.buf, params, env).await;
-    tracing::info!(%user, %database, "client disconnected");
+    tracing::info!(?peer, %user, %database, "client disconnected");
 }

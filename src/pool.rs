@@ -124,23 +124,31 @@ impl EndpointPool {
     /// Takes a connection that is believed healthy, waiting up to the checkout timeout. Waiting
     /// clients are served in arrival order.
     pub async fn checkout(&self) -> Result<Checkout, PoolError> {
-        let deadline = tokio::time::Instant::now() + self.checkout_timeout;
-        let turns = self.turns.clone().acquire_owned();
-        let turn = match tokio::time::timeout_at(deadline, turns).await {
-            Ok(Ok(turn)) => turn,
-            Ok(Err(_)) | Err(_) => return Err(self.timed_out()),
+        let turn = match self.turns.clone().try_acquire_owned() {
+            Ok(turn) => turn,
+            Err(_) => self.wait_for_turn().await?,
         };
         loop {
-            let mut conn = match tokio::time::timeout_at(deadline, self.pool.get_owned()).await {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(bb8::RunError::User(e))) => return Err(self.unavailable(Arc::new(e))),
-                Ok(Err(bb8::RunError::TimedOut)) | Err(_) => return Err(self.timed_out()),
+            // bb8 bounds this wait by the checkout timeout too; with a turn held it only ever
+            // waits for a new connection to open.
+            let mut conn = match self.pool.get_owned().await {
+                Ok(conn) => conn,
+                Err(bb8::RunError::User(e)) => return Err(self.unavailable(Arc::new(e))),
+                Err(bb8::RunError::TimedOut) => return Err(self.timed_out()),
             };
             if !conn.went_away_while_idle() {
                 return Ok(Checkout { conn, _turn: turn });
             }
             tracing::debug!(endpoint = %self.endpoint, "discarding a connection the server closed while idle");
             conn.mark_broken();
+        }
+    }
+
+    async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, PoolError> {
+        let turns = self.turns.clone().acquire_owned();
+        match tokio::time::timeout(self.checkout_timeout, turns).await {
+            Ok(Ok(turn)) => Ok(turn),
+            Ok(Err(_)) | Err(_) => Err(self.timed_out()),
         }
     }
 

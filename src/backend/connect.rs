@@ -11,7 +11,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{BackendConn, BackendError, CancelTarget};
+use super::{BackendConn, BackendError, CancelTarget, SessionState};
 use crate::config::BackendUri;
 use crate::wire::BackendKeyData;
 
@@ -57,9 +57,8 @@ async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, 
         stream: hs.stream,
         read_buf: hs.buf,
         cancel: CancelTarget { addr: peer, key },
-        reported_at_connect: reported.clone(),
-        reported,
-        applied: BTreeMap::new(),
+        state: SessionState::with_reported(reported.clone()),
+        reported_at_connect: reported,
         prepared: HashSet::new(),
         broken: false,
         addr,

@@ -104,9 +104,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if let (Ok(status), Some(conn)) =
             (ParameterStatus::decode(body), self.backend.as_deref_mut())
         {
-            conn.reported
-                .insert(status.name.to_owned(), status.value.to_owned());
-            self.settings.on_parameter_status(status.name, status.value);
+            self.settings
+                .on_parameter_status(status.name, status.value, conn);
         }
         visible
     }

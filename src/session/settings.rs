@@ -12,7 +12,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use super::statements::SessionEffect;
-use crate::backend::{BackendConn, Setting};
+use crate::backend::{BackendConn, SessionState, Setting};
 
 /// Reported parameters the server owns; a client cannot set them.
 const READ_ONLY_REPORTED: &[&str] = &[
@@ -27,10 +27,8 @@ const READ_ONLY_REPORTED: &[&str] = &[
 /// One client's settings.
 #[derive(Debug, Default)]
 pub struct ClientSettings {
-    /// Reported parameters as the client last saw them.
-    reported: BTreeMap<String, String>,
-    /// Non-reported settings, by lower-case name.
-    other: BTreeMap<String, Setting>,
+    /// What the client's session is set to (reported parameters as the client last saw them).
+    state: SessionState,
     /// Effects of statements in the open transaction.
     staged: Vec<SessionEffect>,
 }
@@ -40,60 +38,68 @@ impl ClientSettings {
     /// before its own startup parameters.
     pub fn at_connect(conn: &BackendConn) -> Self {
         Self {
-            reported: conn.reported_at_connect.clone(),
-            ..Self::default()
+            state: SessionState::with_reported(conn.reported_at_connect.clone()),
+            staged: Vec::new(),
         }
     }
 
-    /// Settings of a client whose startup parameters were applied on `conn`.
-    pub fn after_startup(conn: &BackendConn, startup: &[(String, String)]) -> Self {
-        let other = startup
-            .iter()
-            .filter(|(name, _)| !is_reported(conn, name))
-            .map(|(name, value)| (name.to_ascii_lowercase(), Setting::Value(value.clone())))
-            .collect();
+    /// Settings of a client whose startup parameters were just applied on `conn`, which now
+    /// holds exactly them.
+    pub fn after_startup(conn: &mut BackendConn, startup: &[(String, String)]) -> Self {
+        let mut state = SessionState::with_reported(conn.state.reported().clone());
+        for (name, value) in startup {
+            if !conn.state.is_reported(name) {
+                state.apply(name.to_ascii_lowercase(), Setting::Value(value.clone()));
+            }
+        }
+        conn.state.copy_applied(&state);
         Self {
-            reported: conn.reported.clone(),
-            other,
+            state,
             staged: Vec::new(),
         }
     }
 
     /// Reported parameters, for the client's startup.
     pub fn reported(&self) -> &BTreeMap<String, String> {
-        &self.reported
+        self.state.reported()
     }
 
-    /// The server reported a new value.
-    pub fn on_parameter_status(&mut self, name: &str, value: &str) {
-        self.reported.insert(name.to_owned(), value.to_owned());
+    /// The server reported a new value on the client's backend.
+    pub fn on_parameter_status(&mut self, name: &str, value: &str, conn: &mut BackendConn) {
+        self.state.report(name, value);
+        conn.state.report(name, value);
     }
 
     /// SQL that makes `conn` match this client, or `None` when it already does. Records the
     /// non-reported settings as applied; reported ones update through ParameterStatus.
     pub fn sync_sql(&self, conn: &mut BackendConn) -> Option<String> {
+        // The common case, one comparison: the backend's last client had the same settings.
+        if conn.state.fingerprint() == self.state.fingerprint() {
+            return None;
+        }
         let mut sql = String::new();
-        for (name, value) in &self.reported {
+        for (name, value) in self.state.reported() {
             let settable = !READ_ONLY_REPORTED.contains(&name.as_str());
-            if settable && conn.reported.get(name) != Some(value) {
+            if settable && conn.state.reported().get(name) != Some(value) {
                 sql.push_str(&set_config_sql(name, value));
             }
         }
-        for name in conn.applied.keys().filter(|n| !self.other.contains_key(*n)) {
+        let applied = self.state.applied();
+        for name in conn
+            .state
+            .applied()
+            .keys()
+            .filter(|n| !applied.contains_key(*n))
+        {
             let _ = write!(sql, "RESET {};", quote_ident(name));
         }
-        for (name, setting) in &self.other {
-            if conn.applied.get(name) != Some(setting) {
+        for (name, setting) in applied {
+            if conn.state.applied().get(name) != Some(setting) {
                 append_setting(&mut sql, name, setting);
             }
         }
-        conn.applied = self.other.clone();
+        conn.state.copy_applied(&self.state);
         (!sql.is_empty()).then_some(sql)
-    }
-
-    /// Records that `conn` already has this client's non-reported settings (after startup).
-    pub fn mark_applied(&self, conn: &mut BackendConn) {
-        conn.applied = self.other.clone();
     }
 
     /// Stages the effects of a statement that succeeded inside the current transaction.
@@ -114,27 +120,23 @@ impl ClientSettings {
 
     fn apply(&mut self, effect: SessionEffect, conn: &mut BackendConn) {
         match effect {
-            SessionEffect::Set { name, .. } if is_reported(conn, &name) => {}
+            SessionEffect::Set { name, .. } if conn.state.is_reported(&name) => {}
             SessionEffect::Set { name, statement } => {
                 let setting = Setting::Statement(statement);
-                conn.applied.insert(name.clone(), setting.clone());
-                self.other.insert(name, setting);
+                conn.state.apply(name.clone(), setting.clone());
+                self.state.apply(name, setting);
             }
             SessionEffect::Reset { name } => {
-                conn.applied.remove(&name);
-                self.other.remove(&name);
+                conn.state.reset(&name);
+                self.state.reset(&name);
             }
             SessionEffect::ResetAll | SessionEffect::DiscardAll => {
-                conn.applied.clear();
-                self.other.clear();
+                conn.state.reset_all();
+                self.state.reset_all();
             }
             SessionEffect::DeallocateAll | SessionEffect::Pin(_) => {}
         }
     }
-}
-
-fn is_reported(conn: &BackendConn, name: &str) -> bool {
-    conn.reported.keys().any(|k| k.eq_ignore_ascii_case(name))
 }
 
 fn append_setting(sql: &mut String, name: &str, setting: &Setting) {

@@ -37,7 +37,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let conn = self.backend.as_deref_mut().expect("attached above");
         self.settings = ClientSettings::after_startup(conn, &settings);
-        self.settings.mark_applied(conn);
         for (name, value) in self.settings.reported() {
             encode::parameter_status(&mut self.bufs.to_client, name, value);
         }

@@ -1,0 +1,119 @@
+//! The settings of a server session, as the proxy knows them, with a fingerprint so that
+//! "is this backend already set up the way this client needs?" is one integer comparison.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A server setting the proxy applied for a client, kept so the next client gets a clean slate
+/// and the same client gets the same state on any backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Setting {
+    /// Applied with `set_config(name, value, false)`.
+    Value(String),
+    /// Applied by replaying the client's own statement (e.g. `SET search_path TO a, b`).
+    Statement(Arc<str>),
+}
+
+/// Reported parameters (from ParameterStatus) and other settings of one session. Mutations go
+/// through methods so the cached fingerprint can never go stale.
+#[derive(Debug, Clone, Default)]
+pub struct SessionState {
+    reported: BTreeMap<String, String>,
+    applied: BTreeMap<String, Setting>,
+    fingerprint: Cell<Option<u64>>,
+}
+
+impl SessionState {
+    /// A state with these reported parameters and nothing applied.
+    pub fn with_reported(reported: BTreeMap<String, String>) -> Self {
+        Self {
+            reported,
+            ..Self::default()
+        }
+    }
+
+    /// Reported parameters by the server's spelling of their names.
+    pub fn reported(&self) -> &BTreeMap<String, String> {
+        &self.reported
+    }
+
+    /// Non-reported settings by lower-case name.
+    pub fn applied(&self) -> &BTreeMap<String, Setting> {
+        &self.applied
+    }
+
+    /// Whether `name` is a reported parameter (case-insensitive, as GUC names are).
+    pub fn is_reported(&self, name: &str) -> bool {
+        self.reported.keys().any(|k| k.eq_ignore_ascii_case(name))
+    }
+
+    /// The server reported a value.
+    pub fn report(&mut self, name: &str, value: &str) {
+        if self.reported.get(name).map(String::as_str) != Some(value) {
+            self.reported.insert(name.to_owned(), value.to_owned());
+            self.fingerprint.set(None);
+        }
+    }
+
+    /// A non-reported setting took effect.
+    pub fn apply(&mut self, name: String, setting: Setting) {
+        self.applied.insert(name, setting);
+        self.fingerprint.set(None);
+    }
+
+    /// A non-reported setting was reset.
+    pub fn reset(&mut self, name: &str) {
+        self.applied.remove(name);
+        self.fingerprint.set(None);
+    }
+
+    /// Every non-reported setting was reset (RESET ALL, DISCARD ALL).
+    pub fn reset_all(&mut self) {
+        self.applied.clear();
+        self.fingerprint.set(None);
+    }
+
+    /// Takes another state's non-reported settings (after they were applied here).
+    pub fn copy_applied(&mut self, other: &SessionState) {
+        self.applied.clone_from(&other.applied);
+        self.fingerprint.set(None);
+    }
+
+    /// A digest of everything above: equal states have equal fingerprints.
+    pub fn fingerprint(&self) -> u64 {
+        if let Some(fingerprint) = self.fingerprint.get() {
+            return fingerprint;
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.reported.hash(&mut hasher);
+        self.applied.hash(&mut hasher);
+        let fingerprint = hasher.finish();
+        self.fingerprint.set(Some(fingerprint));
+        fingerprint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_follows_every_change() {
+        let mut a = SessionState::default();
+        let mut b = SessionState::default();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        a.report("DateStyle", "ISO, MDY");
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        b.report("DateStyle", "ISO, MDY");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        a.apply("work_mem".into(), Setting::Value("64MB".into()));
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        b.copy_applied(&a);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        a.reset("work_mem");
+        b.reset_all();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+    }
+}
