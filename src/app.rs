@@ -84,6 +84,15 @@ impl Proxy {
     }
 }
 
+/// The async runtime the proxy runs on, sized by `runtime.worker_threads`.
+pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().thread_name("shardgate").build()
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
     let mut terminate =

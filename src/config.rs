@@ -41,6 +41,8 @@ pub struct Config {
     pub databases: Vec<DatabaseEntry>,
     /// Log output settings.
     pub log: LogSettings,
+    /// Threads running client sessions; `None` means one per CPU core.
+    pub worker_threads: Option<usize>,
 }
 
 impl Config {

@@ -77,7 +77,7 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         ConfigError::Invalid(problems) => DemoError::Config(config::render_problems(&problems)),
         other => DemoError::Config(other.to_string()),
     })?;
-    let runtime = tokio::runtime::Runtime::new().map_err(DemoError::Runtime)?;
+    let runtime = app::runtime(&config).map_err(DemoError::Runtime)?;
     runtime.block_on(async {
         let proxy = Proxy::bind(&config).await?;
         say(&banner(&proxy, &cluster, &config_path));

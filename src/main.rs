@@ -64,7 +64,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         other => anyhow::Error::new(other),
     })?;
     shardgate::app::init_tracing(&config.log);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = shardgate::app::runtime(&config).context("starting the async runtime")?;
     runtime.block_on(async {
         let proxy = Proxy::bind(&config).await?;
         shardgate::app::shutdown_signal().await;

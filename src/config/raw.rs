@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// `log`: log output.
     #[serde(default)]
     pub log: RawLog,
+    /// `runtime`: how the proxy uses the machine's cores.
+    #[serde(default)]
+    pub runtime: RawRuntime,
     /// `databases`: the database names clients may connect to (at least one, names unique).
     pub databases: Vec<RawDatabase>,
 }
@@ -201,6 +204,21 @@ impl Default for RawLimits {
             max_client_connections: 10_000,
         }
     }
+}
+
+/// The `runtime` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the runtime section: a mapping with `worker_threads`"
+)]
+pub struct RawRuntime {
+    /// `runtime.worker_threads`: threads that run client sessions (default: one per CPU core).
+    /// Set 1 when the proxy shares a small machine with the database or the load generator:
+    /// one thread avoids cross-thread wake-ups, as single-threaded poolers do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
 }
 
 /// The `log` section.

@@ -109,6 +109,12 @@ pub(super) fn config(
     let (Some(listen), Some(pool), Some(limits), Some(log)) = (listen, pool, limits, log) else {
         return Err(problems.found);
     };
+    if raw.runtime.worker_threads == Some(0) {
+        problems.add(
+            "runtime.worker_threads",
+            "must be at least 1 (or absent for one per core)",
+        );
+    }
     problems.finish(Config {
         listen,
         auth_method,
@@ -118,6 +124,7 @@ pub(super) fn config(
         limits,
         databases,
         log,
+        worker_threads: raw.runtime.worker_threads,
     })
 }
 

@@ -132,6 +132,7 @@ pub fn config(cluster: &ClusterInfo) -> Config {
             format: LogFormat::Text,
             level: "warn".into(),
         },
+        worker_threads: None,
     }
 }
 
