@@ -22,6 +22,11 @@
 #   order that rotates from repetition to repetition and from cell to cell, and takes the
 #   median of the R repetitions per target.
 #
+# Other processes
+#   The machine may be shared. Before each run the script waits (bounded by QUIET_WAIT) until
+#   processes outside the benchmark are quiet, and reports for every run the share of CPU they
+#   used while it ran, so a disturbed cell is visible in the report instead of silently skewed.
+#
 # Everything runs on 127.0.0.1 in a temporary directory (tmpfs when available); every wait
 # loop is bounded; an EXIT trap stops the servers and removes the directory (KEEP=1 keeps it).
 # Any pgbench run that fails, aborts, or reports failed transactions stops the script with
@@ -333,7 +338,8 @@ PGB_PREPARED_NOTE="supported (max_prepared_statements = 200)"
 if (( ! PGB_PREPARED )); then
     pgbench -n -S -M prepared -c 16 -j 2 -T 3 -h 127.0.0.1 -p "$PGB_PORT" -U app app \
         >"$WORK/pgb-prepared-probe.out" 2>&1 && probe_rc=0 || probe_rc=$?
-    probe_err=$(grep -m 1 -E 'ERROR|error' "$WORK/pgb-prepared-probe.out" | sed 's/^ *//' || true)
+    # Two pgbench threads may interleave their "pgbench: " prefixes on stderr.
+    probe_err=$(grep -m 1 -E 'ERROR|error' "$WORK/pgb-prepared-probe.out" | sed -E 's/^ *(pgbench: )+/pgbench: /' || true)
     PGB_PREPARED_NOTE="not supported by PgBouncer $pgb_ver (needs 1.21+); a 3 s probe with -c 16 exited $probe_rc: ${probe_err:-no error line}"
     log "pgbouncer -M prepared: $PGB_PREPARED_NOTE"
 fi
