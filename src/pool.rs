@@ -106,6 +106,9 @@ impl EndpointPool {
             .max_size(settings.size)
             .min_idle(Some(settings.min_idle).filter(|&n| n > 0))
             .test_on_check_out(false)
+            // Most recently used first: a warm server process (caches, prepared statements)
+            // serves the next transaction, and surplus connections age out idle.
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             .connection_timeout(settings.checkout_timeout)
             .idle_timeout(settings.idle_timeout)
             .max_lifetime(settings.max_lifetime)

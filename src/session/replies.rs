@@ -132,7 +132,8 @@ impl Replies {
             Expect::Sync if self.copy_in => return None,
             Expect::Sync => self.skipping = false,
             Expect::CopyEnd => self.copy_in = false,
-            Expect::Query { .. } | Expect::FunctionCall => {}
+            // Until Sync the server discards every message, simple queries included
+            // (postgres.c: ignore_till_sync).
             _ if self.skipping => return Some(take_undo(expect)),
             _ => {}
         }
@@ -238,16 +239,13 @@ impl Replies {
     }
 
     /// ErrorResponse to an extended-query message: it and everything up to the next Sync is
-    /// dropped, because the backend now discards until Sync.
+    /// dropped, because the backend now discards every message until Sync.
     fn fail_extended(&mut self, undo: &mut Vec<Undo>) -> Reply {
         if let Some(failed) = self.queue.pop_front() {
             undo.push(take_undo(failed));
         }
         while let Some(front) = self.queue.front() {
-            if matches!(
-                front,
-                Expect::Sync | Expect::Query { .. } | Expect::FunctionCall
-            ) {
+            if matches!(front, Expect::Sync) {
                 break;
             }
             if let Some(dropped) = self.queue.pop_front() {
@@ -409,6 +407,22 @@ mod tests {
         r.push(Expect::Sync);
         assert!(reply(&mut r, tag::READY_FOR_QUERY).0);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_simple_query_after_an_extended_error_is_discarded_too() {
+        let mut r = Replies::default();
+        r.push(Expect::Execute(Vec::new()));
+        r.push(Expect::Query {
+            visible: true,
+            effects: Vec::new(),
+            failed: false,
+            undo: Undo::default(),
+        });
+        r.push(Expect::Sync);
+        reply(&mut r, tag::ERROR_RESPONSE);
+        assert!(reply(&mut r, tag::READY_FOR_QUERY).0);
+        assert!(r.is_empty(), "one ReadyForQuery, for the Sync");
     }
 
     #[test]
