@@ -6,7 +6,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::client::{Refusal, body, duplicate_statement};
-use super::prepared;
+use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
@@ -53,21 +53,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         conn.prepared.insert(prepared.backend_name.clone());
-        frontend::parse(
-            &prepared.backend_name,
-            &prepared.query,
-            prepared.param_types.iter().copied(),
-            &mut self.bufs.to_backend,
-        )
-        .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
-        self.push(Expect::Parse {
-            visible: true,
-            undo: Undo {
-                client_name,
-                backend_name: Some(prepared.backend_name.clone()),
-                sql_name: None,
-            },
-        });
+        let undo = Undo {
+            client_name,
+            backend_name: Some(prepared.backend_name.clone()),
+            sql_name: None,
+        };
+        self.send_parse(&prepared.backend_name, &prepared, true, undo)?;
         Ok(())
     }
 
@@ -175,22 +166,29 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .as_deref_mut()
             .expect("caller ensured a backend");
         if conn.prepared.insert(prepared.backend_name.clone()) {
-            frontend::parse(
-                &prepared.backend_name,
-                &prepared.query,
-                prepared.param_types.iter().copied(),
-                &mut self.bufs.to_backend,
-            )
-            .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
-            self.push(Expect::Parse {
-                visible: false,
-                undo: Undo {
-                    backend_name: Some(prepared.backend_name.clone()),
-                    ..Undo::default()
-                },
-            });
+            let undo = Undo {
+                backend_name: Some(prepared.backend_name.clone()),
+                ..Undo::default()
+            };
+            self.send_parse(&prepared.backend_name, &prepared, false, undo)?;
         }
         Ok(Some(prepared.backend_name.clone()))
+    }
+
+    /// Sends a Parse of `statement` under `name` and queues its reply (hidden unless the
+    /// client sent this Parse itself).
+    fn send_parse(
+        &mut self,
+        name: &str,
+        statement: &Prepared,
+        visible: bool,
+        undo: Undo,
+    ) -> Result<(), Refusal> {
+        let types = statement.param_types.iter().copied();
+        frontend::parse(name, &statement.query, types, &mut self.bufs.to_backend)
+            .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
+        self.push(Expect::Parse { visible, undo });
+        Ok(())
     }
 
     /// Drivers parse the unnamed statement in one round trip and bind it in the next (sqlx,
@@ -202,17 +200,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some(unnamed) = self.statements.unnamed().cloned() else {
             return Ok(());
         };
-        frontend::parse(
-            "",
-            &unnamed.query,
-            unnamed.param_types.iter().copied(),
-            &mut self.bufs.to_backend,
-        )
-        .map_err(|e| Refusal::Statement(internal(e.to_string())))?;
-        self.push(Expect::Parse {
-            visible: false,
-            undo: Undo::default(),
-        });
+        self.send_parse("", &unnamed, false, Undo::default())?;
         self.unnamed_on_backend = true;
         Ok(())
     }
