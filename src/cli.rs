@@ -17,29 +17,24 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve clients with the given configuration.
-    Run {
-        /// Configuration file.
-        #[arg(
-            long,
-            short,
-            env = "SHARDGATE_CONFIG",
-            default_value = "config/shardgate.yaml"
-        )]
-        config: PathBuf,
-    },
+    Run(ConfigArg),
     /// Validate a configuration and the shard maps it names; exit 1 on any problem.
-    Check {
-        /// Configuration file.
-        #[arg(
-            long,
-            short,
-            env = "SHARDGATE_CONFIG",
-            default_value = "config/shardgate.yaml"
-        )]
-        config: PathBuf,
-    },
+    Check(ConfigArg),
     /// Start local PostgreSQL shards (primary + streaming replicas) and a proxy in front of them.
     Demo(DemoArgs),
+}
+
+/// The configuration file `run` and `check` read.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(
+        long,
+        short,
+        env = "SHARDGATE_CONFIG",
+        default_value = "config/shardgate.yaml"
+    )]
+    pub config: PathBuf,
 }
 
 /// Options of `shardgate demo`.

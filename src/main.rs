@@ -13,8 +13,8 @@ use shardgate::config::{self, ConfigError};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { config } => return check(&config),
-        Command::Run { config } => run(&config),
+        Command::Check(arg) => return check(&arg.config),
+        Command::Run(arg) => run(&arg.config),
         Command::Demo(args) => shardgate::demo::run(args).map_err(anyhow::Error::new),
     };
     match result {

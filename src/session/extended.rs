@@ -11,21 +11,24 @@ use super::replies::{Expect, Synthetic, Undo};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
 use crate::router::Statement;
-use crate::wire::{self, Bind, Close, Describe, Parse, StatementOrPortal, encode};
+use crate::wire::{self, Bind, Parse, StatementOrPortal, Target, encode};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let parse = Parse::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        self.note_pins(&statements::session_effects(parse.query));
+        // One scan of the SQL: for pinning now, and for a SET's effect when it is executed.
+        let effects = statements::session_effects(parse.query);
+        self.note_pins(&effects);
         if !parse.name.is_empty()
             && self.backend.is_none()
-            && let Some(answered) = self.parse_known_statement(&parse)
+            && let Some(answered) = self.parse_known_statement(&parse, &effects)
         {
             return answered;
         }
         self.ensure_backend(Statement::Sql(parse.query)).await?;
         if parse.name.is_empty() {
-            self.statements.set_unnamed(parse.query, parse.param_types);
+            self.statements
+                .set_unnamed(parse.query, parse.param_types, effects);
             self.unnamed_on_backend = true;
             self.bufs.to_backend.extend_from_slice(frame);
             self.push(Expect::Parse {
@@ -34,9 +37,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             });
             return Ok(());
         }
-        let Some(prepared) = self
-            .statements
-            .register(parse.name, parse.query, parse.param_types)
+        let Some(prepared) =
+            self.statements
+                .register(parse.name, parse.query, parse.param_types, effects)
         else {
             return Err(Refusal::Statement(duplicate_statement(parse.name)));
         };
@@ -64,14 +67,23 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// A Parse outside a transaction of a statement some backend already accepted: registered
     /// and answered without taking a backend; it is prepared where it is first bound.
-    fn parse_known_statement(&mut self, parse: &Parse<'_>) -> Option<Result<(), Refusal>> {
+    fn parse_known_statement(
+        &mut self,
+        parse: &Parse<'_>,
+        effects: &[SessionEffect],
+    ) -> Option<Result<(), Refusal>> {
         let backend_name = prepared::backend_name(parse.query, &parse.param_types);
         if !self.env.database.known_statements.contains(&backend_name) {
             return None;
         }
         if self
             .statements
-            .register(parse.name, parse.query, parse.param_types.clone())
+            .register(
+                parse.name,
+                parse.query,
+                parse.param_types.clone(),
+                effects.to_vec(),
+            )
             .is_none()
         {
             return Some(Err(Refusal::Statement(duplicate_statement(parse.name))));
@@ -131,7 +143,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     pub(super) async fn on_describe(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let describe =
-            Describe::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+            Target::decode_describe(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.ensure_backend(Statement::Opaque).await?;
         let renamed = match describe.kind {
             StatementOrPortal::Statement => self.backend_statement_name(describe.name)?,
@@ -208,7 +220,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Close of a named statement is answered by the proxy: the backend keeps the statement
     /// for other clients. Portals and the unnamed statement belong to the backend.
     pub(super) async fn on_close(&mut self, frame: &[u8]) -> Result<(), Refusal> {
-        let close = Close::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        let close =
+            Target::decode_close(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         let named_statement = close.kind == StatementOrPortal::Statement && !close.name.is_empty();
         if named_statement || self.backend.is_none() {
             self.statements.remove(close.name);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use super::statements::{self, SessionEffect};
+use super::statements::SessionEffect;
 
 /// A statement as the client prepared it.
 #[derive(Debug)]
@@ -25,10 +25,15 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    fn new(backend_name: Arc<str>, query: &str, param_types: Vec<u32>) -> Self {
+    fn new(
+        backend_name: Arc<str>,
+        query: &str,
+        param_types: Vec<u32>,
+        effects: Vec<SessionEffect>,
+    ) -> Self {
         Self {
             backend_name,
-            effects: statements::session_effects(query),
+            effects,
             query: query.into(),
             param_types,
         }
@@ -43,25 +48,32 @@ pub struct PreparedStatements {
 }
 
 impl PreparedStatements {
-    /// Registers `name`; `None` when the client already has a statement by that name.
+    /// Registers `name` with the statement's session effects (from
+    /// `statements::session_effects`); `None` when the client already has a statement by that name.
     pub fn register(
         &mut self,
         name: &str,
         query: &str,
         param_types: Vec<u32>,
+        effects: Vec<SessionEffect>,
     ) -> Option<Arc<Prepared>> {
         if self.by_name.contains_key(name) {
             return None;
         }
         let backend_name = backend_name(query, &param_types);
-        let prepared = Arc::new(Prepared::new(backend_name, query, param_types));
+        let prepared = Arc::new(Prepared::new(backend_name, query, param_types, effects));
         self.by_name.insert(name.into(), prepared.clone());
         Some(prepared)
     }
 
     /// Records the client's latest unnamed statement.
-    pub fn set_unnamed(&mut self, query: &str, param_types: Vec<u32>) {
-        self.unnamed = Some(Arc::new(Prepared::new("".into(), query, param_types)));
+    pub fn set_unnamed(&mut self, query: &str, param_types: Vec<u32>, effects: Vec<SessionEffect>) {
+        self.unnamed = Some(Arc::new(Prepared::new(
+            "".into(),
+            query,
+            param_types,
+            effects,
+        )));
     }
 
     /// The client's latest unnamed statement.
@@ -120,9 +132,21 @@ mod tests {
     #[test]
     fn duplicate_names_are_refused() {
         let mut statements = PreparedStatements::default();
-        assert!(statements.register("q", "SELECT 1", vec![]).is_some());
-        assert!(statements.register("q", "SELECT 2", vec![]).is_none());
+        assert!(
+            statements
+                .register("q", "SELECT 1", vec![], vec![])
+                .is_some()
+        );
+        assert!(
+            statements
+                .register("q", "SELECT 2", vec![], vec![])
+                .is_none()
+        );
         statements.remove("q");
-        assert!(statements.register("q", "SELECT 2", vec![]).is_some());
+        assert!(
+            statements
+                .register("q", "SELECT 2", vec![], vec![])
+                .is_some()
+        );
     }
 }

@@ -87,41 +87,29 @@ impl StatementOrPortal {
     }
 }
 
-/// Describe: `kind name\0`.
+/// Describe or Close: `kind name\0`; the two messages share a layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Describe<'a> {
+pub struct Target<'a> {
     /// Statement or portal.
     pub kind: StatementOrPortal,
     /// Its name.
     pub name: &'a str,
 }
 
-impl<'a> Describe<'a> {
+impl<'a> Target<'a> {
     /// Reads a Describe body.
-    pub fn decode(body: &'a [u8]) -> Result<Self, WireError> {
-        let mut r = Reader::new(body, "Describe");
-        let kind = StatementOrPortal::read(&mut r, "Describe")?;
-        Ok(Self {
-            kind,
-            name: r.cstr()?,
-        })
+    pub fn decode_describe(body: &'a [u8]) -> Result<Self, WireError> {
+        Self::decode(body, "Describe")
     }
-}
 
-/// Close: `kind name\0`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Close<'a> {
-    /// Statement or portal.
-    pub kind: StatementOrPortal,
-    /// Its name.
-    pub name: &'a str,
-}
-
-impl<'a> Close<'a> {
     /// Reads a Close body.
-    pub fn decode(body: &'a [u8]) -> Result<Self, WireError> {
-        let mut r = Reader::new(body, "Close");
-        let kind = StatementOrPortal::read(&mut r, "Close")?;
+    pub fn decode_close(body: &'a [u8]) -> Result<Self, WireError> {
+        Self::decode(body, "Close")
+    }
+
+    fn decode(body: &'a [u8], what: &'static str) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, what);
+        let kind = StatementOrPortal::read(&mut r, what)?;
         Ok(Self {
             kind,
             name: r.cstr()?,
@@ -177,11 +165,11 @@ mod tests {
     #[test]
     fn describe_and_close() {
         assert_eq!(
-            Describe::decode(b"Sx\0").unwrap().kind,
+            Target::decode_describe(b"Sx\0").unwrap().kind,
             StatementOrPortal::Statement
         );
-        assert_eq!(Close::decode(b"Py\0").unwrap().name, "y");
-        assert!(Close::decode(b"Qy\0").is_err());
+        assert_eq!(Target::decode_close(b"Py\0").unwrap().name, "y");
+        assert!(Target::decode_close(b"Qy\0").is_err());
     }
 
     #[test]
@@ -194,8 +182,8 @@ mod tests {
         fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = Parse::decode(&bytes);
             let _ = Bind::decode(&bytes);
-            let _ = Describe::decode(&bytes);
-            let _ = Close::decode(&bytes);
+            let _ = Target::decode_describe(&bytes);
+            let _ = Target::decode_close(&bytes);
             let _ = query_text(&bytes);
         }
     }

@@ -8,6 +8,14 @@ use shardgate::config::PoolMode;
 
 use crate::harness::{TestProxy, cluster, config, connect_direct, sqlstate};
 
+/// Other clients run a statement each, so the backends change hands between two statements of
+/// the client under test.
+async fn churn(others: &[tokio_postgres::Client]) {
+    for result in join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await {
+        result.expect("the other clients' statements succeed");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_with_prepared_statements_on_four_backends() {
     let proxy = TestProxy::shared().await;
@@ -46,7 +54,7 @@ async fn settings_follow_the_client_and_never_leak() {
     let others: Vec<_> = join_all((0..4).map(|_| proxy.connect())).await;
     for _ in 0..30 {
         // Other clients churn through the two backends between A's statements.
-        join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+        churn(&others).await;
         let row = a.query_one("SELECT current_setting('search_path'), current_setting('statement_timeout'), current_setting('application_name')", &[]).await.unwrap();
         assert_eq!(row.get::<_, &str>(0), "pg_catalog, public");
         assert_eq!(row.get::<_, &str>(1), "4321ms");
@@ -62,7 +70,7 @@ async fn settings_follow_the_client_and_never_leak() {
     a.batch_execute("BEGIN; SET search_path TO public; ROLLBACK;")
         .await
         .unwrap();
-    join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+    churn(&others).await;
     let row = a
         .query_one(
             "SELECT current_setting('search_path'), current_setting('statement_timeout')",
@@ -125,7 +133,7 @@ async fn sql_prepare_and_execute_keep_working() {
         .unwrap();
     let others: Vec<_> = join_all((0..6).map(|_| proxy.connect())).await;
     for i in 0..10 {
-        join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+        churn(&others).await;
         let rows = client
             .simple_query(&format!("EXECUTE sg_sql_q({i})"))
             .await
@@ -251,7 +259,7 @@ async fn session_mode_keeps_one_backend_per_client() {
         .unwrap()
         .get(0);
     let others: Vec<_> = join_all((0..3).map(|_| proxy.connect())).await;
-    join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+    churn(&others).await;
     let again: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -278,7 +286,7 @@ async fn state_that_cannot_move_pins_the_client() {
         .unwrap();
     let others: Vec<_> = join_all((0..4).map(|_| proxy.connect())).await;
     for _ in 0..10 {
-        join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+        churn(&others).await;
         client
             .batch_execute("INSERT INTO pinned_tmp VALUES (1)")
             .await
@@ -309,7 +317,7 @@ async fn set_through_the_extended_protocol_follows_the_client() {
         .unwrap();
     let others: Vec<_> = join_all((0..4).map(|_| proxy.connect())).await;
     for _ in 0..10 {
-        join_all(others.iter().map(|c| c.simple_query("SELECT 1"))).await;
+        churn(&others).await;
         let row = client
             .query_one(
                 "SELECT current_setting('search_path'), current_setting('statement_timeout')",
