@@ -43,8 +43,8 @@ pub struct DemoArgs {
     /// Port the proxy listens on.
     #[arg(long, default_value_t = 6432)]
     pub port: u16,
-    /// Number of shards.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    /// Number of shards (the demo map places data on s0 and s1, so at least two).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=16))]
     pub shards: u16,
     /// Streaming replicas per shard.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=4))]

@@ -6,20 +6,27 @@
 //! [`BackendUri`]s, shards are addressed by [`ShardId`]. This module is pure: it reads files,
 //! it never opens sockets.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 mod duration;
+pub mod key;
 mod load;
 pub mod raw;
 mod secret;
+pub mod tables;
 mod uri;
 mod validate;
 
 pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
-pub use load::{ConfigError, Problem, load_config, load_shard_map, render_problems};
+pub use key::{KeyError, KeyType, KeyValue};
+pub use load::{
+    ConfigError, Problem, load_config, load_shard_map, parse_shard_map, render_problems,
+};
 pub use secret::{ScramVerifier, SecretError, normalize_md5_hash};
+pub use tables::{Broadcast, Placement, Sharding, Strategy, Table};
 pub use uri::{BackendUri, UriError};
 
 /// The whole proxy configuration, validated.
@@ -188,13 +195,16 @@ pub struct DatabaseEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardId(pub u32);
 
-/// Where data lives: shards and, later, tables with their strategies.
+/// Where data lives: shards, and the tables placed on them by key or copied to all of them.
 #[derive(Debug, Clone)]
 pub struct ShardMap {
     /// Every shard, indexed by [`ShardId`].
     pub shards: Vec<Shard>,
     /// Shard for everything the map does not place elsewhere.
     pub default_shard: ShardId,
+    /// Sharded and reference tables by lower-case name; any other table lives on the default
+    /// shard.
+    pub tables: HashMap<String, Table>,
 }
 
 impl ShardMap {
@@ -206,6 +216,11 @@ impl ShardMap {
     /// The shard an operator named (admin commands, `default_shard`), if the map has it.
     pub fn shard_by_name(&self, name: &str) -> Option<&Shard> {
         self.shards.iter().find(|shard| shard.name == name)
+    }
+
+    /// Every shard id, in order.
+    pub fn shard_ids(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.shards.iter().map(|shard| shard.id)
     }
 }
 

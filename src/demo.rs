@@ -18,6 +18,9 @@ use crate::local_cluster::{
 
 /// The demo map's tables and placement; its `shards` are replaced by the local ones.
 const DEMO_MAP: &str = include_str!("../shard-maps/demo.yaml");
+
+/// The tables of the demo map, created on every shard.
+const DEMO_SCHEMA: &str = include_str!("../shard-maps/demo.sql");
 /// Role, password and database of the demo, on the shards and at the proxy.
 const DEMO_USER: &str = "app";
 
@@ -42,6 +45,15 @@ pub enum DemoError {
     /// The proxy failed to start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The demo tables could not be created on a shard.
+    #[error("cannot create the demo tables on shard {shard}: {source}")]
+    Schema {
+        /// The shard.
+        shard: String,
+        /// What the server said.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// The async runtime failed to start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -79,6 +91,7 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
     })?;
     let runtime = app::runtime(&config).map_err(DemoError::Runtime)?;
     runtime.block_on(async {
+        create_schema(&cluster).await?;
         let proxy = Proxy::bind(&config).await?;
         say(&banner(&proxy, &cluster, &config_path));
         app::shutdown_signal().await;
@@ -87,6 +100,25 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         Ok::<(), DemoError>(())
     })?;
     finish(cluster, scratch, args.keep, &dir);
+    Ok(())
+}
+
+/// Creates the demo map's tables on every shard's primary (replicas follow by streaming).
+async fn create_schema(cluster: &LocalCluster) -> Result<(), DemoError> {
+    for shard in cluster.shards() {
+        let failed = |source| DemoError::Schema {
+            shard: shard.name.clone(),
+            source,
+        };
+        let uri = shard.primary.uri();
+        let (client, connection) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+            .await
+            .map_err(failed)?;
+        let driver = tokio::spawn(connection);
+        client.batch_execute(DEMO_SCHEMA).await.map_err(failed)?;
+        drop(client);
+        let _ = driver.await;
+    }
     Ok(())
 }
 
@@ -164,7 +196,10 @@ fn banner(proxy: &Proxy, cluster: &LocalCluster, config_path: &Path) -> String {
     }
     let _ = write!(
         text,
-        "  config:   {}\n\nPress Ctrl-C to stop.",
+        "  tables:   users, orders (hash on user_id), events (range on created_at),\n            \
+         documents (directory on tenant_id), countries (reference)\n  try:      \
+         INSERT INTO users (user_id, name) VALUES (42, 'ada'); SELECT * FROM users WHERE user_id = 42;\n  \
+         config:   {}\n\nPress Ctrl-C to stop.",
         config_path.display()
     );
     text

@@ -98,6 +98,12 @@ impl ErrorReport {
 pub mod sqlstate {
     /// Statement or construct the proxy does not support.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// A value (a shard key) that is not valid for its type.
+    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    /// A statement sent after an error in the same transaction.
+    pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
+    /// A named object (a shard in a hint) that does not exist.
+    pub const UNDEFINED_OBJECT: &str = "42704";
     /// Connection to a backend failed.
     pub const CONNECTION_FAILURE: &str = "08006";
     /// Could not establish a connection (startup).

@@ -1,62 +1,154 @@
-//! Which shard a statement runs on (pure: no I/O, no globals).
+//! Which shard(s) a statement runs on (pure: no I/O, no globals).
 //!
-//! The session asks for a [`Route`] when a transaction starts. Until tables get sharding
-//! strategies, every statement belongs to the map's default shard; the routing issue replaces
-//! [`route_statement`] with shard-key extraction without changing its callers.
+//! A [`Router`] is built from one shard map (so one per topology epoch). For a statement text
+//! it makes a [`Plan`] once (sqlparser, cached per text) and, for each execution, turns the plan
+//! plus the parameter values and hints into a [`Route`]. It never guesses: a write whose shard
+//! it cannot determine is a [`RouteError`], and a read that needs several shards says so.
 
-use crate::config::{ShardId, ShardMap};
+mod array;
+mod cache;
+mod condition;
+mod hint;
+mod operand;
+mod plan;
+mod resolve;
+mod scope;
+pub mod strategy;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{KeyError, ShardId, ShardMap};
+use crate::error::{Blame, ErrorReport, sqlstate};
+
+pub use hint::Hint;
+pub use operand::{Param, Params, execute_arguments};
+pub use plan::{Kind, Plan};
+use strategy::{PlacementError, Placer};
 
 /// Where a statement runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// On one shard's primary.
+    /// Touches no table: any backend (the one a transaction is on, else the default shard).
+    Anywhere,
+    /// On this one shard.
     Shard(ShardId),
+    /// A read needing the rows of several shards (merged by the fan-out executor).
+    Scatter(Vec<ShardId>),
+    /// On each of these shards' primaries (DDL, reference-table and broadcast writes).
+    Broadcast(Vec<ShardId>),
+    /// Unparseable text naming map tables: only inside a transaction already on one shard.
+    CurrentShardOnly,
 }
 
-/// What the router is shown of a statement.
-#[derive(Debug, Clone, Copy)]
-pub enum Statement<'a> {
-    /// SQL text of a simple Query or a Parse.
-    Sql(&'a str),
-    /// A message that names no SQL (Bind of an unnamed statement, Sync, COPY data, …).
-    Opaque,
+/// Why a statement cannot be routed; each maps to a SQLSTATE.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// Not supported by the proxy (yet), with the reason.
+    #[error("{0}")]
+    Refused(String),
+    /// A key value that is not valid for its column's type.
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// The map has no shard for a key.
+    #[error("table {table}: {source}")]
+    Placement {
+        /// The table routed.
+        table: String,
+        /// What the strategy said.
+        source: PlacementError,
+    },
+    /// The Bind carries fewer parameters than the statement uses.
+    #[error("the statement uses parameter ${0} but the Bind message has no such parameter")]
+    MissingParameter(usize),
+    /// A text parameter that is not UTF-8.
+    #[error("parameter ${0} is not valid UTF-8")]
+    NotUtf8(usize),
+    /// A binary array parameter that does not decode.
+    #[error("parameter ${0} is not a one-dimensional array of shard keys")]
+    BadArray(usize),
+    /// A text array that does not parse.
+    #[error("{0:?} is not a one-dimensional array of shard keys")]
+    BadArrayText(String),
+    /// A hint naming a shard the map does not have.
+    #[error("no shard is named {0:?}")]
+    UnknownShard(String),
 }
 
-/// Routes one statement with the shard map in force.
-pub fn route_statement(map: &ShardMap, statement: Statement<'_>) -> Route {
-    let _ = statement;
-    Route::Shard(map.default_shard)
+impl RouteError {
+    /// The error the client sees.
+    pub fn report(&self) -> ErrorReport {
+        let code = match self {
+            RouteError::Refused(_) | RouteError::Placement { .. } => {
+                sqlstate::FEATURE_NOT_SUPPORTED
+            }
+            RouteError::MissingParameter(_) => sqlstate::PROTOCOL_VIOLATION,
+            RouteError::UnknownShard(_) => sqlstate::UNDEFINED_OBJECT,
+            RouteError::Key(_)
+            | RouteError::NotUtf8(_)
+            | RouteError::BadArray(_)
+            | RouteError::BadArrayText(_) => sqlstate::INVALID_TEXT_REPRESENTATION,
+        };
+        ErrorReport::error(code, Blame::Client, format!("shardgate: {self}"))
+    }
+}
+
+/// Routes statements with one shard map.
+pub struct Router {
+    map: ShardMap,
+    /// Placers by co-location group.
+    placers: HashMap<String, Placer>,
+    plans: cache::PlanCache,
+}
+
+impl Router {
+    /// Builds the lookup structures of every strategy in the map.
+    pub fn new(map: &ShardMap) -> Router {
+        let mut placers = HashMap::new();
+        for table in map.tables.values() {
+            if let crate::config::Placement::Sharded(sharding) = &table.placement {
+                (placers.entry(sharding.group.clone()))
+                    .or_insert_with(|| Placer::build(&sharding.strategy));
+            }
+        }
+        Router {
+            map: map.clone(),
+            placers,
+            plans: cache::PlanCache::default(),
+        }
+    }
+
+    /// The shard map this router routes with.
+    pub fn map(&self) -> &ShardMap {
+        &self.map
+    }
+
+    /// The plan of a statement text (cached).
+    pub fn plan(&self, sql: &str) -> Arc<Plan> {
+        self.plans.get_or_insert(sql, || plan::plan(&self.map, sql))
+    }
+
+    /// Where `plan` runs with these parameters; `session_hint` is the client's
+    /// `shardgate.shard`/`shardgate.shard_key` setting, overridden by a comment hint.
+    pub fn route(
+        &self,
+        plan: &Plan,
+        params: &Params<'_>,
+        session_hint: Option<&Hint>,
+    ) -> Result<Route, RouteError> {
+        resolve::route(self, plan, params, plan.hint.as_ref().or(session_hint))
+    }
+
+    fn placer(&self, group: &str) -> &Placer {
+        &self.placers[group]
+    }
+
+    fn shard_named(&self, name: &str) -> Result<ShardId, RouteError> {
+        (self.map.shard_by_name(name))
+            .map(|shard| shard.id)
+            .ok_or_else(|| RouteError::UnknownShard(name.to_owned()))
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{BackendUri, Shard};
-
-    fn map(default_shard: u32) -> ShardMap {
-        let shard = |i: u32| Shard {
-            id: ShardId(i),
-            name: format!("s{i}"),
-            primary: BackendUri::parse(&format!("postgres://u@127.0.0.1:{}/d", 5433 + i)).unwrap(),
-            replicas: vec![],
-        };
-        ShardMap {
-            shards: vec![shard(0), shard(1)],
-            default_shard: ShardId(default_shard),
-        }
-    }
-
-    #[test]
-    fn everything_goes_to_the_default_shard() {
-        for sql in ["SELECT 1", "INSERT INTO t VALUES (1)", "BEGIN", ""] {
-            assert_eq!(
-                route_statement(&map(1), Statement::Sql(sql)),
-                Route::Shard(ShardId(1))
-            );
-        }
-        assert_eq!(
-            route_statement(&map(0), Statement::Opaque),
-            Route::Shard(ShardId(0))
-        );
-    }
-}
+mod tests;

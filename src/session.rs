@@ -10,8 +10,10 @@
 
 mod client;
 mod extended;
+mod local;
 mod prepared;
 mod replies;
+mod routing;
 mod server;
 mod settings;
 mod simple;
@@ -27,10 +29,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::backend::{BackendConn, CancelSlot};
 use crate::config::PoolMode;
+use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::{self, Buffers, PumpError, PumpEvent};
 use crate::pool::Checkout;
-use crate::router::{self, Statement};
+use crate::router::Hint;
 use crate::topology::Database;
 use crate::wire::{BackendKeyData, TxStatus, encode};
 
@@ -83,6 +86,15 @@ struct Session<C> {
     bufs: Buffers,
     env: SessionEnv,
     backend: Option<Checkout>,
+    /// The shard of the backend held.
+    held_shard: Option<ShardId>,
+    /// The client's `shardgate.shard` / `shardgate.shard_key` setting.
+    hint: Option<Hint>,
+    /// The hint was set with SET LOCAL: it ends with the transaction.
+    hint_is_local: bool,
+    /// A BEGIN the proxy answered and will run on the shard of the transaction's first
+    /// statement.
+    pending_begin: Option<String>,
     replies: Replies,
     statements: PreparedStatements,
     sql_statements: SqlStatements,
@@ -117,6 +129,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             bufs: Buffers::with_client_input(client_in),
             env,
             backend: None,
+            held_shard: None,
+            hint: None,
+            hint_is_local: false,
+            pending_begin: None,
             replies: Replies::default(),
             statements: PreparedStatements::default(),
             sql_statements: SqlStatements::default(),
@@ -165,17 +181,27 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    /// Takes a backend for a statement if the session holds none, and brings it to the
-    /// client's settings.
+    /// Makes sure the session holds a backend of shard `needed` (`None`: the one it holds,
+    /// else the default shard's), brought to the client's settings and inside the client's
+    /// deferred BEGIN.
     async fn ensure_backend(
         &mut self,
-        statement: Statement<'_>,
+        needed: Option<ShardId>,
     ) -> Result<&mut BackendConn, ErrorReport> {
+        if let (Some(held), Some(needed)) = (self.held_shard, needed)
+            && held != needed
+        {
+            self.leave_shard(held, needed).await?;
+        }
         if self.backend.is_none() {
-            self.attach_backend(statement).await?;
+            let default = self.env.database.router.map().default_shard;
+            self.attach_backend(needed.unwrap_or(default)).await?;
             let conn = self.backend.as_deref_mut().expect("just attached");
             if let Some(sql) = self.settings.sync_sql(conn) {
                 self.run_hidden(&sql).await?;
+            }
+            if let Some(begin) = self.pending_begin.take() {
+                self.run_hidden(&begin).await?;
             }
         }
         Ok(self
@@ -184,16 +210,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .expect("backend was just ensured"))
     }
 
-    /// Checks out a backend of the shard the statement routes to and publishes it for cancels.
-    async fn attach_backend(&mut self, statement: Statement<'_>) -> Result<(), ErrorReport> {
-        let router::Route::Shard(shard) =
-            router::route_statement(&self.env.database.map, statement);
+    /// Checks out a backend of `shard` and publishes it for cancels.
+    async fn attach_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
         let pool = self.env.database.primary(shard);
         let conn = pool.checkout().await.map_err(|e| e.report())?;
         self.env.cancel_slot.set(Some(conn.cancel_target()));
         self.backend_status = TxStatus::Idle;
         self.unnamed_on_backend = false;
         self.backend = Some(conn);
+        self.held_shard = Some(shard);
         Ok(())
     }
 
@@ -260,6 +285,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some(mut conn) = self.backend.take() else {
             return;
         };
+        self.held_shard = None;
         self.env.cancel_slot.set(None);
         let leftover = !conn.read_buf.is_empty();
         if leftover

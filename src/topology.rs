@@ -5,8 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Config, ShardId, ShardMap};
+use crate::config::{Config, ShardId};
 use crate::pool::EndpointPool;
+use crate::router::Router;
 
 /// Everything the proxy routes to, at one epoch.
 pub struct Topology {
@@ -19,8 +20,8 @@ pub struct Topology {
 pub struct Database {
     /// The name clients connect to.
     pub name: String,
-    /// Where its data lives.
-    pub map: ShardMap,
+    /// Routes its statements with its shard map.
+    pub router: Router,
     /// Prepared statements some backend of this database has accepted.
     pub known_statements: KnownStatements,
     primaries: Vec<EndpointPool>,
@@ -73,7 +74,7 @@ impl Topology {
                     .collect();
                 let database = Database {
                     name: db.name.clone(),
-                    map: db.shard_map.clone(),
+                    router: Router::new(&db.shard_map),
                     known_statements: KnownStatements::default(),
                     primaries,
                 };

@@ -16,6 +16,7 @@ mod startup;
 pub use backend::{BackendKeyData, ParameterStatus, command_tag, error_fields};
 pub use frame::{FrameHeader, HEADER_LEN, WireError, peek_header};
 pub use frontend::{Bind, Parse, StatementOrPortal, Target, execute_portal, query_text};
+pub(crate) use reader::Reader;
 pub use startup::{MAX_STARTUP_PACKET, StartupPacket, parse_startup_packet};
 
 /// Message tags, named so match arms read as protocol (PostgreSQL docs, "Message Formats").

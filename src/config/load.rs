@@ -84,8 +84,13 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
 
 /// Reads and validates one shard-map file (also used on reload, and by `load_config`).
 pub fn load_shard_map(path: &Path) -> Result<ShardMap, ConfigError> {
-    let text = read(path)?;
-    let raw: RawShardMap = parse_yaml(&text, path)?;
+    parse_shard_map(&read(path)?, path)
+}
+
+/// Validates shard-map YAML that claims to come from `path` (for messages): tests and tools
+/// that hold a map in memory.
+pub fn parse_shard_map(text: &str, path: &Path) -> Result<ShardMap, ConfigError> {
+    let raw: RawShardMap = parse_yaml(text, path)?;
     validate::shard_map(&raw, path).map_err(ConfigError::Invalid)
 }
 

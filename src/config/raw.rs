@@ -8,12 +8,17 @@
 //! Every struct serializes back to YAML that deserializes to an equal value, so tools (the
 //! demo) can read a file, change it and write it out again.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
+
+mod tables;
+
+pub use tables::{RawRange, RawScalar, RawTable};
 
 /// A whole `shardgate.yaml`. Only `users` and `databases` are required.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,6 +290,10 @@ pub struct RawShardMap {
     /// first shard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_shard: Option<String>,
+    /// `tables`: sharded and reference tables by name; tables not named here live on the
+    /// default shard.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, RawTable>,
 }
 
 /// One entry of `shards`.

@@ -16,6 +16,7 @@ use super::{Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode, Poo
 use super::{ShardMap, TlsFiles};
 
 mod shard_map;
+mod tables;
 mod users;
 
 pub(super) use shard_map::shard_map;

@@ -8,7 +8,6 @@ use super::replies::{Expect, Synthetic, Undo};
 use super::statements::SessionEffect;
 use super::{Ending, Session};
 use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::router::Statement;
 use crate::wire::{self, encode, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -65,13 +64,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::CLOSE => self.on_close(&frame).await,
             tag::EXECUTE => {
                 let effects = self.portal_effects(&frame);
-                self.forward(&frame, Statement::Opaque, Expect::Execute(effects))
-                    .await
+                self.forward(&frame, Expect::Execute(effects)).await
             }
-            tag::FUNCTION_CALL => {
-                self.forward(&frame, Statement::Opaque, Expect::FunctionCall)
-                    .await
-            }
+            tag::FUNCTION_CALL => self.forward(&frame, Expect::FunctionCall).await,
             tag::SYNC => self.on_sync(&frame),
             tag::FLUSH | tag::COPY_DATA => {
                 self.forward_if_held(&frame);
@@ -107,7 +102,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Answers a message the proxy cannot run (no backend to be had, say) the way a server
     /// answers a failed one: the error, then ReadyForQuery or skipping to Sync.
     fn refuse(&mut self, frame_tag: u8, report: ErrorReport) {
-        tracing::warn!(code = %report.code, error = %report.message, "statement refused");
+        if report.blame == Blame::Client {
+            tracing::debug!(code = %report.code, error = %report.message, "statement refused");
+        } else {
+            tracing::warn!(code = %report.code, error = %report.message, "statement refused");
+        }
+        self.fail_pending_transaction();
         if self.backend.is_none() && self.replies.is_empty() {
             encode::error_response(&mut self.bufs.to_client, &report);
             if frame_tag == tag::QUERY {
@@ -137,13 +137,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    async fn forward(
-        &mut self,
-        frame: &[u8],
-        statement: Statement<'_>,
-        expect: Expect,
-    ) -> Result<(), Refusal> {
-        self.ensure_backend(statement).await?;
+    /// Forwards a message that runs wherever the session is (Execute of a bound portal,
+    /// FunctionCall).
+    async fn forward(&mut self, frame: &[u8], expect: Expect) -> Result<(), Refusal> {
+        self.ensure_backend(None).await?;
         self.bufs.to_backend.extend_from_slice(frame);
         self.push(expect);
         Ok(())

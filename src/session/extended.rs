@@ -10,7 +10,7 @@ use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
-use crate::router::Statement;
+use crate::router::Params;
 use crate::wire::{self, Bind, Parse, StatementOrPortal, Target, encode};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -19,13 +19,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         // One scan of the SQL: for pinning now, and for a SET's effect when it is executed.
         let effects = statements::session_effects(parse.query);
         self.note_pins(&effects);
+        let shard = match self.shard_before_bind(parse.query) {
+            Some(shard) => shard,
+            None if self.backend.is_none() => return self.defer_parse(&parse, effects),
+            None => None,
+        };
         if !parse.name.is_empty()
             && self.backend.is_none()
             && let Some(answered) = self.parse_known_statement(&parse, &effects)
         {
             return answered;
         }
-        self.ensure_backend(Statement::Sql(parse.query)).await?;
+        self.ensure_backend(shard).await?;
         if parse.name.is_empty() {
             self.statements
                 .set_unnamed(parse.query, parse.param_types, effects);
@@ -65,6 +70,34 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
+    /// A Parse whose shard depends on its parameters, with no backend held: registered and
+    /// answered now, prepared on the backend its first Bind routes to (an error in the SQL
+    /// then answers that Bind).
+    fn defer_parse(
+        &mut self,
+        parse: &Parse<'_>,
+        effects: Vec<SessionEffect>,
+    ) -> Result<(), Refusal> {
+        if parse.name.is_empty() {
+            (self.statements).set_unnamed(parse.query, parse.param_types.clone(), effects);
+            self.unnamed_on_backend = false;
+        } else if (self.statements)
+            .register(parse.name, parse.query, parse.param_types.clone(), effects)
+            .is_none()
+        {
+            return Err(Refusal::Statement(duplicate_statement(parse.name)));
+        }
+        let client_name = (!parse.name.is_empty()).then(|| parse.name.into());
+        self.push(Expect::Synthetic {
+            message: Synthetic::ParseComplete,
+            undo: Undo {
+                client_name,
+                ..Undo::default()
+            },
+        });
+        Ok(())
+    }
+
     /// A Parse outside a transaction of a statement some backend already accepted: registered
     /// and answered without taking a backend; it is prepared where it is first bound.
     fn parse_known_statement(
@@ -100,7 +133,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     pub(super) async fn on_bind(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        self.ensure_backend(Statement::Opaque).await?;
+        let statement = match bind.statement {
+            "" => self.statements.unnamed(),
+            name => self.statements.get(name),
+        };
+        let shard = match statement.cloned() {
+            Some(statement) => {
+                let params =
+                    Params::from_bind(&body(frame)[bind.rest_offset..], &statement.param_types)
+                        .map_err(|e| Refusal::violation(e.to_string()))?;
+                self.shard_for_sql(&statement.query, &params)?
+            }
+            None => None, // The server reports the unknown statement.
+        };
+        self.ensure_backend(shard).await?;
         self.remember_portal_effects(bind.portal, bind.statement);
         match self.backend_statement_name(bind.statement)? {
             Some(name) => encode::bind_renamed(
@@ -144,7 +190,22 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_describe(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let describe =
             Target::decode_describe(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        self.ensure_backend(Statement::Opaque).await?;
+        let query = match (describe.kind, describe.name) {
+            (StatementOrPortal::Statement, "") => self.statements.unnamed(),
+            (StatementOrPortal::Statement, name) => self.statements.get(name),
+            (StatementOrPortal::Portal, _) => None,
+        };
+        let query = query.map(|statement| statement.query.clone());
+        let shard = query.and_then(|query| self.shard_before_bind(&query).flatten());
+        if shard.is_none() && self.backend.is_none() {
+            // Describing a statement says nothing about where the transaction will run: do
+            // it on a backend outside the client's deferred BEGIN.
+            let begin = self.pending_begin.take();
+            let ensured = self.ensure_backend(None).await.map(|_| ());
+            self.pending_begin = begin;
+            ensured?;
+        }
+        self.ensure_backend(shard).await?;
         let renamed = match describe.kind {
             StatementOrPortal::Statement => self.backend_statement_name(describe.name)?,
             StatementOrPortal::Portal => None,

@@ -125,6 +125,18 @@ impl Replies {
         self.queue.is_empty()
     }
 
+    /// True when the backend will answer everything sent without being sent anything more:
+    /// every extended-query message is followed by a Sync (answers the proxy writes itself
+    /// need no backend). Only then may the session move to another backend.
+    pub fn synced(&self) -> bool {
+        let mut pending = self.queue.iter().rev();
+        let last_sent = pending.find(|e| !matches!(e, Expect::Synthetic { .. }));
+        matches!(
+            last_sent,
+            None | Some(Expect::Sync | Expect::Query { .. } | Expect::FunctionCall)
+        )
+    }
+
     /// Records the answer expected for a message just sent. Returns the undo of a message the
     /// backend will ignore (an extended message while it skips to Sync).
     pub fn push(&mut self, expect: Expect) -> Option<Undo> {

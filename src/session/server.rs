@@ -119,6 +119,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.backend_status = status;
         if visible {
             self.client_status = status;
+            if status == TxStatus::Idle {
+                self.end_local_hint();
+            }
         }
         if status == TxStatus::Idle {
             let committed = !std::mem::take(&mut self.rolled_back);

@@ -9,20 +9,25 @@ use super::replies::{Expect, Synthetic, Undo};
 use super::sql_prepared::{SqlCommand, parse_sql_command};
 use super::statements;
 use super::{Session, internal};
-use crate::router::Statement;
+use crate::router::{Params, execute_arguments};
 use crate::wire::{self, TxStatus};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_query(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let sql = wire::query_text(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        if self.answer_locally(sql)? {
+            return Ok(());
+        }
+        self.check_aborted_pending_transaction()?;
         if let Some(command) = single_sql_command(sql)
-            && self.on_sql_command(sql, command).await?
+            && self.on_sql_command(command).await?
         {
             return Ok(());
         }
+        let shard = self.shard_for_sql(sql, &Params::none())?;
+        self.ensure_backend(shard).await?;
         let effects = statements::session_effects(sql);
         self.note_pins(&effects);
-        self.ensure_backend(Statement::Sql(sql)).await?;
         self.bufs.to_backend.extend_from_slice(frame);
         self.push(Expect::Query {
             visible: true,
@@ -35,11 +40,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Runs a SQL-level PREPARE/EXECUTE/DEALLOCATE with the name rewritten. Returns false when
     /// the statement should go through unchanged (an unknown name: the server's error is right).
-    async fn on_sql_command(
-        &mut self,
-        sql: &str,
-        command: SqlCommand<'_>,
-    ) -> Result<bool, Refusal> {
+    async fn on_sql_command(&mut self, command: SqlCommand<'_>) -> Result<bool, Refusal> {
         if self.client_status == TxStatus::Failed {
             return Ok(false); // The server answers 25P02, as it should.
         }
@@ -48,7 +49,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let Some(prepared) = self.sql_statements.register(&name, rest) else {
                     return Err(Refusal::Statement(duplicate_statement(&name)));
                 };
-                let conn = self.ensure_backend(Statement::Sql(sql)).await?;
+                let conn = self.ensure_backend(None).await?;
                 if !conn.prepared.insert(prepared.backend_name.clone()) {
                     self.answer_command("PREPARE");
                     return Ok(true);
@@ -64,7 +65,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let Some(prepared) = self.sql_statements.get(&name) else {
                     return Ok(false);
                 };
-                let conn = self.ensure_backend(Statement::Sql(sql)).await?;
+                let arguments = execute_arguments(rest);
+                let params = Params::from_text(&arguments);
+                let shard = self.shard_for_sql(&prepared.query, &params)?;
+                let conn = self.ensure_backend(shard).await?;
                 if conn.prepared.insert(prepared.backend_name.clone()) {
                     let undo = Undo {
                         backend_name: Some(prepared.backend_name.clone()),
@@ -102,7 +106,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// Completes a simple query the proxy answered itself, in order with earlier replies.
-    fn answer_command(&mut self, command_tag: &'static str) {
+    pub(super) fn answer_command(&mut self, command_tag: &'static str) {
         self.push(Expect::Synthetic {
             message: Synthetic::CommandComplete(command_tag),
             undo: Undo::default(),

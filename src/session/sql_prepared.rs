@@ -42,6 +42,8 @@ pub struct SqlPrepared {
     pub backend_name: Arc<str>,
     /// `PREPARE <backend_name> <rest>`.
     pub prepare_sql: String,
+    /// The statement itself (after `AS`), which `EXECUTE` is routed by.
+    pub query: String,
 }
 
 /// One client's SQL-level statements, by normalized name.
@@ -57,6 +59,7 @@ impl SqlStatements {
         let backend_name = backend_name(rest);
         let prepared = Arc::new(SqlPrepared {
             prepare_sql: format!("PREPARE {backend_name} {rest}"),
+            query: statement_after_as(rest).to_owned(),
             backend_name,
         });
         self.0.insert(name.to_owned(), prepared.clone());
@@ -76,6 +79,28 @@ impl SqlStatements {
     /// Forgets everything (DISCARD ALL, DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.0.clear();
+    }
+}
+
+/// `[(type, …)] AS statement` → `statement` (empty when the text has another shape; the
+/// server then reports the syntax error).
+fn statement_after_as(rest: &str) -> &str {
+    let mut text = rest.trim_start();
+    if text.starts_with('(') {
+        let mut depth = 0usize;
+        let end = text.char_indices().find_map(|(i, c)| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i + 1)
+        });
+        text = &text[end.unwrap_or(text.len())..];
+    }
+    match next_word(text) {
+        Some((word, statement)) if word.is("as") => statement.trim_start(),
+        _ => "",
     }
 }
 

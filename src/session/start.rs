@@ -6,7 +6,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::settings::{ClientSettings, parse_options, set_config_sql};
 use crate::error::ErrorReport;
-use crate::router::Statement;
 use crate::wire::{TxStatus, encode};
 
 /// Startup parameters that are not settings.
@@ -20,7 +19,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         startup: Vec<(String, String)>,
     ) -> Result<(), ErrorReport> {
         let settings = startup_settings(startup);
-        self.attach_backend(Statement::Opaque)
+        self.attach_backend(self.env.database.router.map().default_shard)
             .await
             .map_err(ErrorReport::into_fatal)?;
         let conn = self.backend.as_deref_mut().expect("just attached");

@@ -7,9 +7,10 @@ use std::sync::{Mutex, Once, OnceLock};
 use std::time::Duration;
 
 use shardgate::app::Proxy;
+use shardgate::config::raw::RawShardMap;
 use shardgate::config::{
     BackendUri, ClientAuthMethod, Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode,
-    PoolSettings, Shard, ShardId, ShardMap, UserEntry, UserSecret,
+    PoolSettings, Shard, ShardId, ShardMap, UserEntry, UserSecret, parse_shard_map,
 };
 use shardgate::local_cluster::{BackendAuth, ClusterSpec, LocalCluster, PgBinaries, scratch_dir};
 
@@ -126,6 +127,7 @@ pub fn config(cluster: &ClusterInfo) -> Config {
             shard_map: ShardMap {
                 shards,
                 default_shard: ShardId(0),
+                tables: Default::default(),
             },
         }],
         log: LogSettings {
@@ -134,6 +136,41 @@ pub fn config(cluster: &ClusterInfo) -> Config {
         },
         worker_threads: None,
     }
+}
+
+/// A config for a proxy in front of `cluster` with the demo shard map (`shard-maps/demo.yaml`)
+/// and its tables created on every shard.
+pub fn sharded_config(cluster: &ClusterInfo) -> Config {
+    create_demo_schema(cluster);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("shard-maps/demo.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut raw: RawShardMap = serde_yaml::from_str(&text).unwrap();
+    for (shard, uri) in raw.shards.iter_mut().zip(&cluster.primaries) {
+        shard.primary = uri.clone();
+        shard.replicas.clear();
+    }
+    let text = serde_yaml::to_string(&raw).unwrap();
+    let mut config = config(cluster);
+    config.databases[0].shard_map = parse_shard_map(&text, &path).expect("demo map is valid");
+    config
+}
+
+/// Creates the demo tables on every shard of `cluster`, once per test binary.
+fn create_demo_schema(cluster: &ClusterInfo) {
+    static CREATED: Once = Once::new();
+    CREATED.call_once(|| {
+        let binaries = PgBinaries::find().expect("PostgreSQL binaries");
+        let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shard-maps/demo.sql");
+        for uri in &cluster.primaries {
+            let output = Command::new(binaries.psql.as_ref().expect("psql is installed"))
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri, "-f"])
+                .arg(&schema)
+                .output()
+                .expect("run psql");
+            assert!(output.status.success(), "demo schema on {uri}: {output:?}");
+        }
+    });
 }
 
 /// A proxy running in this test's runtime.

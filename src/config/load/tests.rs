@@ -98,7 +98,7 @@ fn shard_map_problems_name_the_shard_map_file() {
     };
     assert_eq!(problems[0].file, dir.path().join("maps/m.yaml"));
     assert_eq!(problems[0].path, "shards[0].primary");
-    let unknown = load_problems(CONFIG, "shards: []\ntables: []\n");
+    let unknown = load_problems(CONFIG, "shards: []\nviews: []\n");
     assert!(unknown[0].file.ends_with("maps/m.yaml"), "{unknown:?}");
     assert!(
         unknown[0].message.ends_with("(line 2, column 1)"),
@@ -169,7 +169,7 @@ fn check_config(path: &Path) {
 
 fn check_map(path: &Path) {
     match load_shard_map(path) {
-        Ok(map) => assert!(!map.shards.is_empty()),
+        Ok(map) => assert!(!map.shards.is_empty() && !map.tables.is_empty()),
         Err(ConfigError::Invalid(problems)) => panic!("{}", render_problems(&problems)),
         Err(error) => panic!("{error}"),
     }

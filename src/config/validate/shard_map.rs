@@ -33,9 +33,11 @@ pub(in crate::config) fn shard_map(
     }
     check_distinct_backends(&shards, &mut problems);
     let default_shard = default_shard(raw, &mut problems);
+    let tables = super::tables::tables(&raw.tables, &shards, &mut problems);
     problems.finish(ShardMap {
         shards,
         default_shard: default_shard.unwrap_or(ShardId(0)),
+        tables,
     })
 }
 

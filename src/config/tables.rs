@@ -1,0 +1,132 @@
+//! Tables of a shard map and how their rows are placed: the validated form of `tables:`.
+//!
+//! Part of the config stage, pure data. Validation guarantees what the router relies on: every
+//! table has one placement, co-located tables share one [`Strategy`] (the same `Arc`), range
+//! bounds are sorted and do not overlap, directory entries name existing shards. The router
+//! turns a [`Strategy`] into something it can look keys up in (`router::strategy`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::ShardId;
+use super::key::{KeyType, KeyValue};
+
+/// A table the map names, with where its rows live.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Lower-case table name as written in the map (unqualified: `public.users` is `users`).
+    pub name: String,
+    /// How its rows are spread over the shards.
+    pub placement: Placement,
+    /// Whether statements that cannot be narrowed to one shard may run on every primary (writes
+    /// without a key). Off by default: a write with no key is refused rather than guessed.
+    pub broadcast: Broadcast,
+}
+
+/// Whether keyless writes to a sharded table may go to every primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Broadcast {
+    /// Refuse them with SQLSTATE 0A000.
+    #[default]
+    Refuse,
+    /// Run them on every shard that may hold rows.
+    Allow,
+}
+
+/// Where a table's rows live.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// Split over shards by the value of one column.
+    Sharded(Sharding),
+    /// A full copy on every shard: writes go to every primary, reads to any one shard.
+    Reference,
+}
+
+/// The shard key of a sharded table and the strategy that places it.
+#[derive(Debug, Clone)]
+pub struct Sharding {
+    /// Lower-case name of the key column.
+    pub key_column: String,
+    /// How key values are parsed, compared and hashed.
+    pub key_type: KeyType,
+    /// Shared (same `Arc`) by every table co-located with this one.
+    pub strategy: Arc<Strategy>,
+    /// Name of the table whose strategy this is (itself unless `colocated_with` is set):
+    /// co-located tables are those with the same group.
+    pub group: String,
+}
+
+/// How key values map to shards.
+#[derive(Debug, Clone)]
+pub enum Strategy {
+    /// A consistent-hashing ring.
+    Hash(HashSpec),
+    /// Ordered key ranges.
+    Range(RangeSpec),
+    /// Explicit key → shard entries, with a fallback.
+    Directory(DirectorySpec),
+}
+
+/// A consistent-hashing ring over some shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashSpec {
+    /// The shards on the ring with their names (placement hashes the name, so a shard keeps
+    /// its keys when others are added or removed).
+    pub shards: Vec<(ShardId, String)>,
+    /// Points per shard on the ring.
+    pub vnodes: u32,
+}
+
+/// Default points per shard on a hash ring: spreads keys within a few percent (DESIGN.md).
+pub const DEFAULT_VNODES: u32 = 64;
+
+/// Ordered, non-overlapping key ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeSpec {
+    /// Sorted by lower bound; no two overlap. Gaps only when `gaps` is `Allow`.
+    pub ranges: Vec<KeyRange>,
+    /// Whether keys may fall between ranges (and then get an error).
+    pub gaps: Gaps,
+}
+
+/// One range: keys `from <= key < to` live on `shard`. `None` is unbounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Inclusive lower bound.
+    pub from: Option<KeyValue>,
+    /// Exclusive upper bound.
+    pub to: Option<KeyValue>,
+    /// Where these keys live.
+    pub shard: ShardId,
+}
+
+/// Whether a range map must cover every key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Gaps {
+    /// Ranges must cover every key from the first bound to the last (the map is refused
+    /// otherwise).
+    #[default]
+    Refuse,
+    /// Ranges may leave gaps; a key in a gap is an error naming the key and table.
+    Allow,
+}
+
+/// Explicit key → shard entries.
+#[derive(Debug, Clone)]
+pub struct DirectorySpec {
+    /// Entries written in the map.
+    pub entries: HashMap<KeyValue, ShardId>,
+    /// Where keys without an entry go.
+    pub fallback: Fallback,
+}
+
+/// What a directory does with a key it has no entry for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// Refuse the statement, naming the key and table.
+    Error,
+    /// Put the key on this shard.
+    Shard(ShardId),
+    /// Place the key by consistent hashing.
+    Hash(HashSpec),
+}

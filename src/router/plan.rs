@@ -1,0 +1,301 @@
+//! SQL text → [`Plan`]: what a statement does and which rows it needs, decided once per
+//! statement text (and cached by the router) before any parameter value is known.
+//!
+//! Part of the router (pure). Strict: whatever the analysis cannot see (a sharded table in a
+//! subquery, a key computed by an expression) makes the plan wider or a refusal, never narrower.
+//! A token scan finds every map table the text names, as a safety net under the AST walk.
+
+use sqlparser::ast::{self, SetExpr, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::condition::Condition;
+use super::hint::Hint;
+use super::operand::Operand;
+use super::scope::ident_name;
+use crate::config::{Placement, ShardMap, Sharding};
+
+mod dml;
+mod query;
+
+/// What the router knows of a statement text.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// One entry per statement (a simple Query may hold several).
+    pub parts: Vec<Part>,
+    /// A shard or key named in a leading comment.
+    pub hint: Option<Hint>,
+}
+
+/// One statement of a plan.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Whether it reads, writes or changes schema.
+    pub kind: Kind,
+    /// Which rows it needs.
+    pub target: Target,
+}
+
+/// What a statement does, as far as routing cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// SELECT and other statements that change no data.
+    Read,
+    /// INSERT, UPDATE, DELETE, TRUNCATE, COPY FROM.
+    Write,
+    /// CREATE, ALTER, DROP.
+    Ddl,
+    /// Transaction control, SET, SHOW and the like.
+    Session,
+}
+
+/// Where a statement's rows are.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// No table is involved: any backend runs it (in a transaction, the one it is on).
+    Anywhere,
+    /// Only tables outside the map (or the catalogs): the default shard.
+    DefaultShard,
+    /// Every shard (DDL on map tables, writes to reference tables).
+    EveryShard,
+    /// Rows of sharded tables of one co-location group, narrowed by a key condition.
+    Keyed(Keyed),
+    /// New rows of a sharded table, each with its key.
+    Insert(InsertRows),
+    /// Rows of sharded tables that no key narrows (different groups, subqueries).
+    Scatter(String),
+    /// Text the parser does not understand, naming these map tables.
+    Unparsed(Vec<String>),
+    /// Refused, for this reason (SQLSTATE 0A000).
+    Refused(String),
+}
+
+/// Sharded rows narrowed by a key condition.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    /// The first sharded table named (for messages).
+    pub table: String,
+    /// Its placement (shared by the whole group).
+    pub sharding: Sharding,
+    /// What the statement says about the key.
+    pub condition: Condition,
+    /// Whether a write may run on every shard when the key does not narrow it to one.
+    pub broadcast: crate::config::Broadcast,
+}
+
+/// Rows an INSERT adds to a sharded table.
+#[derive(Debug, Clone)]
+pub struct InsertRows {
+    /// The table.
+    pub table: String,
+    /// Its placement.
+    pub sharding: Sharding,
+    /// The key of each row, in order.
+    pub keys: Vec<Operand>,
+}
+
+/// Plans a statement text against `map`.
+pub fn plan(map: &ShardMap, sql: &str) -> Plan {
+    let hint = Hint::leading(sql);
+    let dialect = PostgreSqlDialect {};
+    let parts = match Tokenizer::new(&dialect, sql).tokenize() {
+        Ok(tokens) => {
+            let mut facts = statement_facts(map, &tokens);
+            match Parser::new(&dialect).with_tokens(tokens).parse_statements() {
+                Ok(statements) => {
+                    if facts.len() != statements.len() {
+                        // Cannot pair statements with their tokens: judge each by all of them.
+                        let all = facts.into_iter().reduce(TokenFacts::merge);
+                        facts = vec![all.unwrap_or_default(); statements.len()];
+                    }
+                    let pairs = statements.iter().zip(&facts);
+                    pairs
+                        .map(|(s, facts)| plan_statement(map, s, facts))
+                        .collect()
+                }
+                Err(_) => vec![unparsed(map, sql)],
+            }
+        }
+        Err(_) => vec![unparsed(map, sql)],
+    };
+    Plan { parts, hint }
+}
+
+/// Facts of each statement's tokens (split at top-level semicolons; empty statements skipped).
+fn statement_facts(map: &ShardMap, tokens: &[Token]) -> Vec<TokenFacts> {
+    let statements = tokens.split(|t| matches!(t, Token::SemiColon));
+    let non_empty = statements.filter(|ts| ts.iter().any(|t| !matches!(t, Token::Whitespace(_))));
+    non_empty.map(|ts| TokenFacts::scan(map, ts)).collect()
+}
+
+/// What the token stream says, whatever the parser makes of it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TokenFacts {
+    /// Map tables named anywhere outside string literals (lower-case, deduplicated).
+    pub mentions: Vec<String>,
+    /// Number of FROM keywords (one per table-reading clause).
+    pub from_clauses: usize,
+    /// Whether any keyword that introduces a table (FROM, INTO, UPDATE, TABLE, JOIN) appears.
+    pub names_tables: bool,
+}
+
+impl TokenFacts {
+    fn scan(map: &ShardMap, tokens: &[Token]) -> Self {
+        let mut facts = TokenFacts {
+            mentions: Vec::new(),
+            from_clauses: 0,
+            names_tables: false,
+        };
+        for token in tokens {
+            let Token::Word(word) = token else { continue };
+            match word.keyword {
+                Keyword::FROM => {
+                    facts.from_clauses += 1;
+                    facts.names_tables = true;
+                }
+                Keyword::INTO | Keyword::UPDATE | Keyword::TABLE | Keyword::JOIN => {
+                    facts.names_tables = true;
+                }
+                _ => {}
+            }
+            let name = ident_name(&ast::Ident {
+                value: word.value.clone(),
+                quote_style: word.quote_style,
+                span: sqlparser::tokenizer::Span::empty(),
+            });
+            if map.tables.contains_key(&name) && !facts.mentions.contains(&name) {
+                facts.mentions.push(name);
+            }
+        }
+        facts
+    }
+
+    fn merge(mut self, other: TokenFacts) -> TokenFacts {
+        for name in other.mentions {
+            if !self.mentions.contains(&name) {
+                self.mentions.push(name);
+            }
+        }
+        self.from_clauses += other.from_clauses;
+        self.names_tables |= other.names_tables;
+        self
+    }
+
+    /// Sharded tables named in the text that `seen` does not account for.
+    pub fn unseen_sharded<'a>(&'a self, map: &'a ShardMap, seen: &'a [String]) -> Vec<&'a str> {
+        let sharded = |name: &&String| {
+            matches!(map.tables[*name].placement, Placement::Sharded(_)) && !seen.contains(name)
+        };
+        self.mentions
+            .iter()
+            .filter(sharded)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> Part {
+    let (kind, target) = match statement {
+        Statement::Query(query) => (Kind::Read, query::read(map, query, facts)),
+        Statement::Explain { statement, .. } => {
+            let inner = plan_statement(map, statement, facts);
+            (inner.kind, inner.target)
+        }
+        Statement::Insert(insert) => (Kind::Write, dml::insert(map, insert, facts)),
+        Statement::Update(update) => (Kind::Write, dml::update(map, update, facts)),
+        Statement::Delete(delete) => (Kind::Write, dml::delete(map, delete, facts)),
+        Statement::Truncate(_) => (Kind::Write, schema_change(facts)),
+        Statement::Copy { to, .. } => copy(*to, map, facts),
+        Statement::CreateTable(_)
+        | Statement::AlterTable(_)
+        | Statement::CreateIndex(_)
+        | Statement::Drop { .. }
+        | Statement::CreateView { .. }
+        | Statement::Comment { .. }
+        | Statement::Grant { .. }
+        | Statement::Revoke { .. } => (Kind::Ddl, schema_change(facts)),
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Set(_)
+        | Statement::ShowVariable { .. }
+        | Statement::Discard { .. }
+        | Statement::Deallocate { .. }
+        | Statement::Prepare { .. } => (Kind::Session, Target::Anywhere),
+        _ => (Kind::Write, other(facts)),
+    };
+    Part { kind, target }
+}
+
+/// Statements the router has no rule for: fine on the default shard unless they name map tables.
+fn other(facts: &TokenFacts) -> Target {
+    match facts.mentions.first() {
+        None => Target::DefaultShard,
+        Some(table) => Target::Refused(format!(
+            "this kind of statement is not supported on the sharded or reference table {table}"
+        )),
+    }
+}
+
+/// DDL and TRUNCATE: on every shard when they touch map tables, which exist on every shard.
+fn schema_change(facts: &TokenFacts) -> Target {
+    if facts.mentions.is_empty() {
+        Target::DefaultShard
+    } else {
+        Target::EveryShard
+    }
+}
+
+fn copy(to: bool, map: &ShardMap, facts: &TokenFacts) -> (Kind, Target) {
+    let kind = if to { Kind::Read } else { Kind::Write };
+    let Some(table) = facts.mentions.first() else {
+        return (kind, Target::DefaultShard);
+    };
+    let target = match (&map.tables[table].placement, to) {
+        (Placement::Reference, true) => Target::Anywhere,
+        (Placement::Reference, false) => Target::EveryShard,
+        (Placement::Sharded(_), true) => {
+            Target::Scatter(format!("COPY {table} TO reads every shard"))
+        }
+        (Placement::Sharded(_), false) => Target::Refused(format!(
+            "COPY FROM into the sharded table {table} is not supported yet; use INSERT"
+        )),
+    };
+    (kind, target)
+}
+
+/// Text the parser rejects (`DO`, `VACUUM`, …). The raw text is searched for map table names,
+/// strings and comments included, since a `DO` body is a string.
+fn unparsed(map: &ShardMap, sql: &str) -> Part {
+    let words = sql.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'));
+    let mut mentions: Vec<String> = Vec::new();
+    for word in words.map(str::to_lowercase) {
+        if map.tables.contains_key(&word) && !mentions.contains(&word) {
+            mentions.push(word);
+        }
+    }
+    Part {
+        kind: Kind::Write,
+        target: Target::Unparsed(mentions),
+    }
+}
+
+/// The sharding of a table, if the map shards it.
+pub(super) fn sharding_of<'a>(map: &'a ShardMap, table: &str) -> Option<&'a Sharding> {
+    match &map.tables.get(table)?.placement {
+        Placement::Sharded(sharding) => Some(sharding),
+        Placement::Reference => None,
+    }
+}
+
+/// Whether a query body is a plain SELECT (what the scope analysis understands).
+pub(super) fn as_select(body: &SetExpr) -> Option<&ast::Select> {
+    match body {
+        SetExpr::Select(select) => Some(select),
+        _ => None,
+    }
+}

@@ -1,0 +1,206 @@
+//! Writes: INSERT, UPDATE and DELETE, routed by the key of the rows they change.
+
+use sqlparser::ast::{
+    Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, ObjectName, OnConflictAction,
+    OnInsert, SelectItem, SetExpr, TableFactor, TableObject, Update, UpdateTableFromKind,
+};
+
+use super::query::{all_of, is_reference};
+use super::{InsertRows, Keyed, Target, TokenFacts, as_select, sharding_of};
+use crate::config::{ShardMap, Sharding};
+use crate::router::operand::Operand;
+use crate::router::scope::{Scope, map_table_name};
+
+/// INSERT: each row's key names its shard; reference tables take rows on every shard.
+pub(super) fn insert(map: &ShardMap, insert: &Insert, facts: &TokenFacts) -> Target {
+    let TableObject::TableName(name) = &insert.table else {
+        return Target::DefaultShard;
+    };
+    let table = map_table_name(name).unwrap_or_default();
+    let others = facts.unseen_sharded(map, std::slice::from_ref(&table));
+    if let Some(other) = others.first() {
+        return Target::Refused(format!(
+            "INSERT INTO {table} reads the sharded table {other}"
+        ));
+    }
+    if is_reference(map, &table) {
+        return Target::EveryShard;
+    }
+    let Some(sharding) = sharding_of(map, &table) else {
+        return Target::DefaultShard;
+    };
+    if let Some(refusal) = conflict_update_moves_key(insert, &table, sharding) {
+        return refusal;
+    }
+    let key = &sharding.key_column;
+    let position = insert.columns.iter().position(|c| column_name(c) == *key);
+    let Some(position) = position else {
+        let why = if insert.columns.is_empty() {
+            "has no column list; name the columns so the shard key can be found".to_owned()
+        } else {
+            format!("does not set the shard key {key}")
+        };
+        return Target::Refused(format!("INSERT INTO {table} {why}"));
+    };
+    match row_keys(insert, position) {
+        Some(keys) => Target::Insert(InsertRows {
+            table,
+            sharding: sharding.clone(),
+            keys,
+        }),
+        None => Target::Refused(format!(
+            "INSERT INTO {table}: the shard key {key} must be a literal or a parameter in every row"
+        )),
+    }
+}
+
+/// The key operand of every row of `VALUES (…), (…)` or of a FROM-less `SELECT`.
+fn row_keys(insert: &Insert, position: usize) -> Option<Vec<Operand>> {
+    let body = &insert.source.as_ref()?.body;
+    match body.as_ref() {
+        SetExpr::Values(values) => (values.rows.iter())
+            .map(|row| Operand::from_expr(row.content.get(position)?))
+            .collect(),
+        _ => {
+            let select = as_select(body)?;
+            match select.projection.get(position)? {
+                SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                    Some(vec![Operand::from_expr(expr)?])
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+fn conflict_update_moves_key(insert: &Insert, table: &str, sharding: &Sharding) -> Option<Target> {
+    let Some(OnInsert::OnConflict(conflict)) = &insert.on else {
+        return None;
+    };
+    let OnConflictAction::DoUpdate(update) = &conflict.action else {
+        return None;
+    };
+    sets_key(&update.assignments, table, sharding)
+}
+
+/// UPDATE: by key; changing a row's key would move it between shards, which is refused.
+pub(super) fn update(map: &ShardMap, update: &Update, facts: &TokenFacts) -> Target {
+    let mut scope = Scope::default();
+    scope.add_from(map, std::slice::from_ref(&update.table));
+    let target = map_table(map, &update.table.relation);
+    match &update.from {
+        Some(UpdateTableFromKind::BeforeSet(from) | UpdateTableFromKind::AfterSet(from)) => {
+            scope.add_from(map, from);
+        }
+        None => {}
+    }
+    if let Some(table) = &target
+        && let Some(sharding) = sharding_of(map, table)
+        && let Some(refusal) = sets_key(&update.assignments, table, sharding)
+    {
+        return refusal;
+    }
+    write(
+        map,
+        scope,
+        target,
+        update.selection.as_ref(),
+        facts,
+        "UPDATE",
+    )
+}
+
+/// DELETE: by key.
+pub(super) fn delete(map: &ShardMap, delete: &Delete, facts: &TokenFacts) -> Target {
+    let mut scope = Scope::default();
+    let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+    scope.add_from(map, from);
+    scope.add_from(map, delete.using.as_deref().unwrap_or_default());
+    let target = from.first().and_then(|item| map_table(map, &item.relation));
+    write(
+        map,
+        scope,
+        target,
+        delete.selection.as_ref(),
+        facts,
+        "DELETE",
+    )
+}
+
+/// An UPDATE or DELETE of `target` (the table written, if in the map) over `scope`.
+fn write(
+    map: &ShardMap,
+    scope: Scope,
+    target: Option<String>,
+    selection: Option<&Expr>,
+    facts: &TokenFacts,
+    verb: &str,
+) -> Target {
+    let unseen = facts.unseen_sharded(map, &scope.seen);
+    let Some(table) = target else {
+        return match unseen
+            .first()
+            .or(scope.sharded.first().map(|t| &*t.table).as_ref())
+        {
+            None => Target::DefaultShard,
+            Some(other) => Target::Refused(format!(
+                "{verb} of a table outside the map reads the sharded table {other}"
+            )),
+        };
+    };
+    if is_reference(map, &table) {
+        return match scope.sharded.first() {
+            None if unseen.is_empty() => Target::EveryShard,
+            _ => Target::Refused(format!(
+                "{verb} of the reference table {table} reads a sharded table"
+            )),
+        };
+    }
+    if let Some(other) = unseen.first() {
+        return Target::Refused(format!("{verb} of {table} reads {other} in a subquery"));
+    }
+    let mut scope = scope;
+    if let Some(selection) = selection {
+        scope.note_key_equalities(selection);
+    }
+    if scope.groups().len() > 1 || !scope.joined_on_key() {
+        return Target::Refused(format!(
+            "{verb} of {table} joins sharded tables other than on their shard key"
+        ));
+    }
+    let sharded = &scope.sharded[0];
+    let mut conditions: Vec<Expr> = selection.into_iter().cloned().collect();
+    conditions.extend(scope.inner_join_conditions.iter().cloned());
+    Target::Keyed(Keyed {
+        table: table.clone(),
+        sharding: sharded.sharding.clone(),
+        condition: all_of(&conditions, &scope),
+        broadcast: map.tables[&table].broadcast,
+    })
+}
+
+/// A refusal when `assignments` set the shard key of `table`.
+fn sets_key(assignments: &[Assignment], table: &str, sharding: &Sharding) -> Option<Target> {
+    let key = &sharding.key_column;
+    let sets = assignments.iter().any(|a| match &a.target {
+        AssignmentTarget::ColumnName(name) => column_name(name) == *key,
+        AssignmentTarget::Tuple(names) => names.iter().any(|n| column_name(n) == *key),
+    });
+    sets.then(|| {
+        Target::Refused(format!(
+            "changing the shard key {key} of {table} would move rows between shards, which is not supported"
+        ))
+    })
+}
+
+/// The map name of the table a write changes, if the map has it.
+fn map_table(map: &ShardMap, factor: &TableFactor) -> Option<String> {
+    let TableFactor::Table { name, .. } = factor else {
+        return None;
+    };
+    map_table_name(name).filter(|table| map.tables.contains_key(table))
+}
+
+fn column_name(name: &ObjectName) -> String {
+    map_table_name(name).unwrap_or_default()
+}

@@ -1,0 +1,148 @@
+//! Plan + parameter values + hint → [`Route`]: the per-execution half of routing.
+//!
+//! Part of the router (pure). Writes are strict: one shard, or every shard when the map
+//! allows broadcast for the table, or a refusal that names the table and its key.
+
+use super::condition::place;
+use super::operand::{Params, key_value};
+use super::plan::{InsertRows, Keyed, Kind, Part, Plan, Target, sharding_of};
+use super::{Hint, Route, RouteError, Router};
+use crate::config::{Broadcast, KeyValue, ShardId};
+
+pub(super) fn route(
+    router: &Router,
+    plan: &Plan,
+    params: &Params<'_>,
+    hint: Option<&Hint>,
+) -> Result<Route, RouteError> {
+    if let Some(Hint::Shard(name)) = hint {
+        return Ok(Route::Shard(router.shard_named(name)?));
+    }
+    let key_hint = match hint {
+        Some(Hint::ShardKey(key)) => Some(key.as_str()),
+        _ => None,
+    };
+    let mut combined = Route::Anywhere;
+    for part in &plan.parts {
+        let route = route_part(router, part, params, key_hint)?;
+        combined = match (combined, route) {
+            (Route::Anywhere, route) => route,
+            (route, Route::Anywhere) => route,
+            (a, b) if a == b => a,
+            _ => {
+                let why =
+                    "the statements of this query need different shards; send them one by one";
+                return Err(RouteError::Refused(why.into()));
+            }
+        };
+    }
+    Ok(combined)
+}
+
+fn route_part(
+    router: &Router,
+    part: &Part,
+    params: &Params<'_>,
+    key_hint: Option<&str>,
+) -> Result<Route, RouteError> {
+    let map = router.map();
+    let every_shard = || map.shard_ids().collect::<Vec<_>>();
+    if let Some(key) = key_hint
+        && let Some(table) = hinted_table(&part.target)
+    {
+        return hinted(router, &table, key).map(Route::Shard);
+    }
+    Ok(match &part.target {
+        Target::Anywhere => Route::Anywhere,
+        Target::DefaultShard => Route::Shard(map.default_shard),
+        Target::EveryShard => Route::Broadcast(every_shard()),
+        Target::Scatter(_) => Route::Scatter(every_shard()),
+        Target::Keyed(keyed) => keyed_route(router, part.kind, keyed, params)?,
+        Target::Insert(rows) => Route::Shard(insert_shard(router, rows, params)?),
+        Target::Unparsed(mentions) if mentions.is_empty() => Route::Shard(map.default_shard),
+        Target::Unparsed(_) => Route::CurrentShardOnly,
+        Target::Refused(why) => return Err(RouteError::Refused(why.clone())),
+    })
+}
+
+/// The sharded table whose key a `shard_key` hint stands for.
+fn hinted_table(target: &Target) -> Option<String> {
+    match target {
+        Target::Keyed(keyed) => Some(keyed.table.clone()),
+        Target::Insert(rows) => Some(rows.table.clone()),
+        Target::Unparsed(mentions) => mentions.first().cloned(),
+        _ => None,
+    }
+}
+
+fn hinted(router: &Router, table: &str, key: &str) -> Result<ShardId, RouteError> {
+    let Some(sharding) = sharding_of(router.map(), table) else {
+        return Err(RouteError::Refused(format!(
+            "a shard_key hint needs a sharded table; {table} is not one"
+        )));
+    };
+    let key = KeyValue::parse_text(sharding.key_type, key)?;
+    place(table, router.placer(&sharding.group), &key)
+}
+
+fn keyed_route(
+    router: &Router,
+    kind: Kind,
+    keyed: &Keyed,
+    params: &Params<'_>,
+) -> Result<Route, RouteError> {
+    let sharding = &keyed.sharding;
+    let placer = router.placer(&sharding.group);
+    let narrowed = (keyed.condition).shards(&keyed.table, placer, sharding.key_type, params)?;
+    let shards = narrowed.clone().unwrap_or_else(|| placer.shards());
+    match shards.as_slice() {
+        // No row can match (a NULL key): any shard gives the same empty answer.
+        [] => return Ok(Route::Shard(placer.shards()[0])),
+        [one] => return Ok(Route::Shard(*one)),
+        _ => {}
+    }
+    if kind == Kind::Read {
+        return Ok(Route::Scatter(shards));
+    }
+    if keyed.broadcast == Broadcast::Allow {
+        return Ok(Route::Broadcast(shards));
+    }
+    let (table, key) = (&keyed.table, &sharding.key_column);
+    let what = match narrowed {
+        None => format!("a write to {table} must name its shard key {key}"),
+        Some(shards) => format!("this write to {table} touches {} shards", shards.len()),
+    };
+    Err(RouteError::Refused(format!(
+        "{what} (e.g. WHERE {key} = …); writes to several shards need `broadcast: true` for {table} in the shard map"
+    )))
+}
+
+/// The one shard every row of an INSERT belongs to.
+fn insert_shard(
+    router: &Router,
+    rows: &InsertRows,
+    params: &Params<'_>,
+) -> Result<ShardId, RouteError> {
+    let sharding = &rows.sharding;
+    let placer = router.placer(&sharding.group);
+    let mut found: Option<ShardId> = None;
+    for (row, operand) in rows.keys.iter().enumerate() {
+        let Some(key) = key_value(operand, sharding.key_type, params)? else {
+            return Err(RouteError::Refused(format!(
+                "row {} of the INSERT into {} has a NULL shard key {}",
+                row + 1,
+                rows.table,
+                sharding.key_column
+            )));
+        };
+        let shard = place(&rows.table, placer, &key)?;
+        if found.is_some_and(|first| first != shard) {
+            return Err(RouteError::Refused(format!(
+                "this INSERT into {} has rows for several shards; insert them one shard at a time",
+                rows.table
+            )));
+        }
+        found = Some(shard);
+    }
+    found.ok_or_else(|| RouteError::Refused(format!("an INSERT into {} without rows", rows.table)))
+}

@@ -1,0 +1,343 @@
+//! SQL → Route, table-driven, against a map with every strategy.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::{KeyValue, parse_shard_map};
+
+const MAP: &str = "
+shards:
+  - {name: s0, primary: 'postgres://u@h:5433/d'}
+  - {name: s1, primary: 'postgres://u@h:5434/d'}
+  - {name: s2, primary: 'postgres://u@h:5435/d'}
+default_shard: s0
+tables:
+  users: {strategy: hash, key: user_id, key_type: bigint}
+  orders: {colocated_with: users, key: user_id}
+  accounts: {strategy: hash, key: id, key_type: integer, broadcast: true}
+  events:
+    strategy: range
+    key: created_at
+    key_type: timestamp
+    ranges:
+      - {shard: s0, to: '2026-01-01'}
+      - {shard: s1, from: '2026-01-01', to: '2026-07-01'}
+      - {shard: s2, from: '2026-07-01'}
+  documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s1, 2: s2}, fallback: error}
+  countries: {strategy: reference}
+";
+
+fn router() -> Router {
+    Router::new(&parse_shard_map(MAP, Path::new("map.yaml")).expect("test map is valid"))
+}
+
+fn route(router: &Router, sql: &str) -> Result<Route, RouteError> {
+    router.route(&router.plan(sql), &Params::none(), None)
+}
+
+/// The shard of a users key by the router's own placement.
+fn user_shard(router: &Router, key: i64) -> ShardId {
+    let placer = router.placer("users");
+    placer.shard_for(&KeyValue::Integer(key)).unwrap()
+}
+
+fn shard(i: u32) -> Route {
+    Route::Shard(ShardId(i))
+}
+
+fn all() -> Vec<ShardId> {
+    (0..3).map(ShardId).collect()
+}
+
+fn refused(result: Result<Route, RouteError>) -> String {
+    match result {
+        Err(RouteError::Refused(why)) => why,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn statements_without_map_tables() {
+    let r = router();
+    for sql in [
+        "SELECT 1",
+        "BEGIN",
+        "SET x = 1",
+        "SHOW TimeZone",
+        "COMMIT",
+        "SELECT now(); SELECT 2",
+    ] {
+        assert_eq!(route(&r, sql), Ok(Route::Anywhere), "{sql}");
+    }
+    for sql in [
+        "SELECT * FROM plain",
+        "INSERT INTO plain VALUES (1)",
+        "UPDATE plain SET a = 1",
+        "CREATE TABLE plain2 (a int)",
+        "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relkind = 'r'",
+        "SELECT (SELECT count(*) FROM plain)",
+        "VACUUM plain",
+    ] {
+        assert_eq!(route(&r, sql), Ok(shard(0)), "{sql}");
+    }
+}
+
+#[test]
+fn hash_keys_from_where_clauses() {
+    let r = router();
+    let s42 = Route::Shard(user_shard(&r, 42));
+    for sql in [
+        "SELECT * FROM users WHERE user_id = 42",
+        "SELECT * FROM users WHERE 42 = user_id AND name <> 'x'",
+        "SELECT * FROM users u WHERE u.user_id = '42'",
+        "SELECT * FROM public.users WHERE (user_id = 42::bigint)",
+        "SELECT * FROM users WHERE user_id IN (42, 42)",
+        "SELECT * FROM users WHERE user_id = ANY('{42}')",
+        "SELECT * FROM users WHERE user_id = ANY(ARRAY[42])",
+        "UPDATE users SET name = 'x' WHERE user_id = 42",
+        "DELETE FROM users WHERE user_id = 42 RETURNING *",
+        "INSERT INTO users (user_id, name) VALUES (42, 'a')",
+        "INSERT INTO users (name, user_id) VALUES ('a', 42), ('b', 42) ON CONFLICT (user_id) DO UPDATE SET name = excluded.name",
+        "INSERT INTO users (user_id, name) SELECT 42, 'a' WHERE NOT EXISTS (SELECT 1 FROM countries)",
+        "SELECT * FROM users u JOIN orders o ON o.user_id = u.user_id WHERE u.user_id = 42",
+        "SELECT * FROM users JOIN orders USING (user_id) WHERE orders.user_id = 42",
+        "SELECT * FROM users u, orders o WHERE u.user_id = o.user_id AND o.user_id = 42",
+        "SELECT * FROM users u JOIN countries c ON c.code = u.country WHERE u.user_id = 42",
+        "/* shard_key: 42 */ SELECT * FROM users",
+        "EXPLAIN SELECT * FROM users WHERE user_id = 42",
+    ] {
+        assert_eq!(route(&r, sql), Ok(s42.clone()), "{sql}");
+    }
+}
+
+#[test]
+fn reads_that_need_several_shards_say_so() {
+    let r = router();
+    for sql in [
+        "SELECT * FROM users",
+        "SELECT * FROM users WHERE user_id = 1 OR name = 'x'",
+        "SELECT * FROM users WHERE user_id > 5",
+        "SELECT * FROM users u LEFT JOIN orders o ON o.user_id = u.user_id AND o.user_id = 42",
+        "SELECT * FROM users u JOIN orders o ON o.id = u.user_id WHERE u.user_id = 42",
+        "SELECT * FROM users WHERE user_id = 42 UNION SELECT * FROM users WHERE user_id = 43",
+        "SELECT * FROM plain WHERE id IN (SELECT user_id FROM users WHERE user_id = 42)",
+        "SELECT * FROM users JOIN events ON true",
+        "COPY users TO STDOUT",
+    ] {
+        assert!(
+            matches!(route(&r, sql), Ok(Route::Scatter(_))),
+            "{sql}: {:?}",
+            route(&r, sql)
+        );
+    }
+    let (a, b) = (1..100)
+        .map(|k| (k, user_shard(&r, k)))
+        .find_map(|(k, s)| (s != user_shard(&r, 1)).then_some((1, k)))
+        .unwrap();
+    let sql = format!("SELECT * FROM users WHERE user_id IN ({a}, {b})");
+    let Ok(Route::Scatter(shards)) = route(&r, &sql) else {
+        panic!("{sql}")
+    };
+    assert_eq!(shards.len(), 2);
+}
+
+#[test]
+fn range_keys_and_predicates() {
+    let r = router();
+    let cases = [
+        (
+            "SELECT * FROM events WHERE created_at = '2025-05-05'",
+            shard(0),
+        ),
+        (
+            "SELECT * FROM events WHERE created_at = TIMESTAMP '2026-03-01 10:00'",
+            shard(1),
+        ),
+        (
+            "SELECT * FROM events WHERE created_at >= '2026-07-01'",
+            shard(2),
+        ),
+        (
+            "SELECT * FROM events WHERE created_at < '2026-01-01'",
+            shard(0),
+        ),
+        (
+            "SELECT * FROM events WHERE created_at BETWEEN '2026-02-01' AND '2026-03-01'",
+            shard(1),
+        ),
+        (
+            "SELECT * FROM events WHERE '2026-08-01' < created_at",
+            shard(2),
+        ),
+        (
+            "INSERT INTO events (created_at, body) VALUES ('2026-12-24 18:00:00', 'x')",
+            shard(2),
+        ),
+        (
+            "SELECT * FROM events WHERE created_at >= '2026-01-01' AND created_at < '2026-07-01'",
+            shard(1),
+        ),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(route(&r, sql), Ok(want), "{sql}");
+    }
+    let spans =
+        "SELECT * FROM events WHERE created_at > '2025-12-01' AND created_at < '2026-02-01'";
+    assert_eq!(
+        route(&r, spans),
+        Ok(Route::Scatter(vec![ShardId(0), ShardId(1)]))
+    );
+}
+
+#[test]
+fn directory_entries_and_their_errors() {
+    let r = router();
+    assert_eq!(
+        route(&r, "SELECT * FROM documents WHERE tenant_id = 2"),
+        Ok(shard(2))
+    );
+    assert_eq!(
+        route(&r, "INSERT INTO documents (tenant_id) VALUES (1)"),
+        Ok(shard(1))
+    );
+    let err = route(&r, "SELECT * FROM documents WHERE tenant_id = 7").unwrap_err();
+    assert!(matches!(err, RouteError::Placement { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("documents") && err.to_string().contains('7'),
+        "{err}"
+    );
+    let bad = route(&r, "SELECT * FROM documents WHERE tenant_id = 'x'").unwrap_err();
+    assert_eq!(bad.report().code, "22P02");
+}
+
+#[test]
+fn writes_are_strict() {
+    let r = router();
+    let why = refused(route(&r, "UPDATE users SET name = 'x'"));
+    assert!(why.contains("users") && why.contains("user_id"), "{why}");
+    let why = refused(route(&r, "UPDATE users SET user_id = 7 WHERE user_id = 42"));
+    assert!(why.contains("move rows between shards"), "{why}");
+    let why = refused(route(&r, "INSERT INTO users VALUES (42, 'a')"));
+    assert!(why.contains("column list"), "{why}");
+    let why = refused(route(&r, "INSERT INTO users (name) VALUES ('a')"));
+    assert!(why.contains("does not set the shard key user_id"), "{why}");
+    let why = refused(route(&r, "INSERT INTO users (user_id) VALUES (random())"));
+    assert!(why.contains("literal or a parameter"), "{why}");
+    let why = refused(route(&r, "INSERT INTO users (user_id) VALUES (NULL)"));
+    assert!(why.contains("NULL shard key"), "{why}");
+    let why = refused(route(&r, "INSERT INTO plain SELECT * FROM users"));
+    assert!(why.contains("users"), "{why}");
+    let why = refused(route(&r, "COPY users FROM STDIN"));
+    assert!(why.contains("COPY"), "{why}");
+    assert_eq!(
+        route(&r, "UPDATE accounts SET x = 1"),
+        Ok(Route::Broadcast(all()))
+    );
+    assert_eq!(
+        route(&r, "DELETE FROM users WHERE user_id = NULL"),
+        Ok(Route::Shard(r.placer("users").shards()[0]))
+    );
+}
+
+#[test]
+fn ddl_and_reference_writes_go_everywhere() {
+    let r = router();
+    for sql in [
+        "CREATE TABLE users (user_id bigint primary key)",
+        "ALTER TABLE orders ADD COLUMN x int",
+        "CREATE INDEX ON events (created_at)",
+        "DROP TABLE IF EXISTS countries",
+        "TRUNCATE users",
+        "INSERT INTO countries (code) VALUES ('fr')",
+        "UPDATE countries SET name = 'x'",
+        "COPY countries FROM STDIN",
+    ] {
+        assert_eq!(route(&r, sql), Ok(Route::Broadcast(all())), "{sql}");
+    }
+    assert_eq!(route(&r, "SELECT * FROM countries"), Ok(Route::Anywhere));
+    assert_eq!(
+        route(&r, "SELECT * FROM countries JOIN plain ON true"),
+        Ok(shard(0))
+    );
+}
+
+#[test]
+fn parameters_route_at_bind_in_text_and_binary() {
+    let r = router();
+    let plan = r.plan("SELECT * FROM users WHERE user_id = $1");
+    let want = Ok(Route::Shard(user_shard(&r, 42)));
+    assert!(matches!(
+        r.route(&plan, &Params::none(), None),
+        Err(RouteError::MissingParameter(1))
+    ));
+    let cases: [(i16, u32, Vec<u8>); 4] = [
+        (0, 0, b"42".to_vec()),
+        (0, 20, b"42".to_vec()),
+        (1, 23, 42i32.to_be_bytes().to_vec()),
+        (1, 20, 42i64.to_be_bytes().to_vec()),
+    ];
+    for (format, oid, value) in cases {
+        let mut rest = vec![0, 1];
+        rest.extend(format.to_be_bytes());
+        rest.extend([0, 1]);
+        rest.extend((value.len() as i32).to_be_bytes());
+        rest.extend(&value);
+        let types = [oid];
+        let params = Params::from_bind(&rest, &types).unwrap();
+        assert_eq!(
+            r.route(&plan, &params, None),
+            want,
+            "format {format} oid {oid}"
+        );
+    }
+    let arguments = execute_arguments("(42, 'x')");
+    assert_eq!(r.route(&plan, &Params::from_text(&arguments), None), want);
+}
+
+#[test]
+fn hints_override_and_name_real_shards() {
+    let r = router();
+    assert_eq!(
+        route(&r, "/* shard: s2 */ SELECT * FROM users"),
+        Ok(shard(2))
+    );
+    let session = Hint::Shard("s1".into());
+    let plan = r.plan("UPDATE users SET name = 'x'");
+    assert_eq!(
+        r.route(&plan, &Params::none(), Some(&session)),
+        Ok(shard(1))
+    );
+    let key = Hint::ShardKey("2".into());
+    let plan = r.plan("DELETE FROM documents");
+    assert_eq!(r.route(&plan, &Params::none(), Some(&key)), Ok(shard(2)));
+    let err = route(&r, "/* shard: nowhere */ SELECT 1").unwrap_err();
+    assert_eq!(err.report().code, "42704");
+}
+
+#[test]
+fn unparseable_text_is_routed_only_when_unambiguous() {
+    let r = router();
+    assert_eq!(route(&r, "DO $$ BEGIN PERFORM 1; END $$"), Ok(shard(0)));
+    let plan = r.plan("DO $$ BEGIN UPDATE users SET name = 'x'; END $$");
+    assert_eq!(
+        r.route(&plan, &Params::none(), None),
+        Ok(Route::CurrentShardOnly)
+    );
+    let key = Hint::ShardKey("42".into());
+    let s42 = Route::Shard(user_shard(&r, 42));
+    assert_eq!(r.route(&plan, &Params::none(), Some(&key)), Ok(s42));
+}
+
+#[test]
+fn multi_statement_queries_must_agree() {
+    let r = router();
+    let sql = "SELECT 1; SELECT * FROM users WHERE user_id = 42";
+    assert_eq!(route(&r, sql), Ok(Route::Shard(user_shard(&r, 42))));
+    let (a, b) = (1..100)
+        .map(|k| (1, k))
+        .find(|&(a, b)| user_shard(&r, a) != user_shard(&r, b))
+        .unwrap();
+    let sql =
+        format!("DELETE FROM users WHERE user_id = {a}; DELETE FROM users WHERE user_id = {b}");
+    assert!(refused(route(&r, &sql)).contains("different shards"));
+}

@@ -1,0 +1,218 @@
+//! Simple-protocol statements the proxy answers itself, because no backend can yet know
+//! where they belong: a BEGIN (deferred until the transaction's first statement names its
+//! shard), the COMMIT/ROLLBACK of a transaction that never ran a statement, and the routing
+//! hints `SET [LOCAL] shardgate.shard | shardgate.shard_key` and `RESET shardgate.…`.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use super::client::Refusal;
+use super::statements::{next_word, split_statements};
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::router::Hint;
+use crate::wire::TxStatus;
+
+/// A statement the proxy may answer without a backend.
+enum Local<'a> {
+    /// BEGIN / START TRANSACTION (the whole text, replayed later).
+    Begin(&'a str),
+    /// COMMIT / END / ROLLBACK / ABORT of a whole transaction.
+    End { commit: bool },
+    /// SET [SESSION | LOCAL] shardgate.NAME = value, or RESET (value `None`).
+    Hint {
+        name: String,
+        value: Option<String>,
+        local: bool,
+    },
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// Answers `sql` without a backend when it is one of the statements above and the session
+    /// is in a state where that is exact. Returns whether it did.
+    pub(super) fn answer_locally(&mut self, sql: &str) -> Result<bool, Refusal> {
+        let mut statements = split_statements(sql);
+        let (Some(only), None) = (statements.next(), statements.next()) else {
+            return Ok(false);
+        };
+        let Some(local) = classify(only) else {
+            return Ok(false);
+        };
+        let between_transactions = self.replies.is_empty() && !self.in_transaction();
+        match local {
+            Local::Begin(_) if self.pending_begin.is_some() => self.answer_command("BEGIN"),
+            Local::Begin(begin) if between_transactions => {
+                self.pending_begin = Some(begin.to_owned());
+                self.client_status = TxStatus::InTransaction;
+                self.answer_command("BEGIN");
+            }
+            Local::End { commit } if self.pending_begin.is_some() && self.backend.is_none() => {
+                let failed = self.client_status == TxStatus::Failed;
+                self.pending_begin = None;
+                self.client_status = TxStatus::Idle;
+                self.end_local_hint();
+                self.answer_command(if commit && !failed {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                });
+            }
+            Local::Hint { name, value, local } => {
+                self.set_hint(&name, value.as_deref(), local)?;
+                self.answer_command(if value.is_some() { "SET" } else { "RESET" });
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn set_hint(&mut self, name: &str, value: Option<&str>, local: bool) -> Result<(), Refusal> {
+        let Some(value) = value else {
+            self.hint = None;
+            return Ok(());
+        };
+        let hint = Hint::from_setting(name, value);
+        if hint.is_none() && !value.trim().is_empty() {
+            return Err(Refusal::Statement(ErrorReport::error(
+                sqlstate::UNDEFINED_OBJECT,
+                Blame::Client,
+                format!(
+                    "unrecognized configuration parameter \"{name}\" (shardgate knows shardgate.shard and shardgate.shard_key)"
+                ),
+            )));
+        }
+        self.hint = hint;
+        self.hint_is_local = local;
+        Ok(())
+    }
+
+    /// A `SET LOCAL` hint lasts until its transaction ends.
+    pub(super) fn end_local_hint(&mut self) {
+        if self.hint_is_local {
+            self.hint = None;
+            self.hint_is_local = false;
+        }
+    }
+
+    /// A statement refused while the client's transaction has run nothing on a backend yet
+    /// aborts that transaction, as a failed statement would in PostgreSQL.
+    pub(super) fn fail_pending_transaction(&mut self) {
+        if self.pending_begin.is_some() {
+            self.client_status = TxStatus::Failed;
+        }
+    }
+
+    /// In a deferred transaction that failed, every statement but its end is refused (25P02).
+    pub(super) fn check_aborted_pending_transaction(&self) -> Result<(), Refusal> {
+        if self.pending_begin.is_some() && self.client_status == TxStatus::Failed {
+            return Err(Refusal::Statement(ErrorReport::error(
+                sqlstate::IN_FAILED_SQL_TRANSACTION,
+                Blame::Client,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn classify(statement: &str) -> Option<Local<'_>> {
+    let (first, rest) = next_word(statement)?;
+    let second = next_word(rest).map(|(word, _)| word);
+    let second_is = |keyword: &str| second.is_some_and(|w| w.is(keyword));
+    if first.is("begin") || (first.is("start") && second_is("transaction")) {
+        return Some(Local::Begin(statement));
+    }
+    let ends =
+        |keyword| first.is(keyword) && second.is_none_or(|w| w.is("work") || w.is("transaction"));
+    if ends("commit") || ends("end") {
+        return Some(Local::End { commit: true });
+    }
+    if ends("rollback") || ends("abort") {
+        return Some(Local::End { commit: false });
+    }
+    if first.is("set") || first.is("reset") {
+        return hint_setting(first.is("set"), rest);
+    }
+    None
+}
+
+/// `[SESSION | LOCAL] shardgate.NAME {= | TO} value` after SET, or `shardgate.NAME` after RESET.
+fn hint_setting(set: bool, rest: &str) -> Option<Local<'static>> {
+    let (mut word, mut after) = next_word(rest)?;
+    let mut local = false;
+    if set && (word.is("session") || word.is("local")) {
+        local = word.is("local");
+        (word, after) = next_word(after)?;
+    }
+    let name = word.name();
+    if !name.starts_with("shardgate.") {
+        return None;
+    }
+    if !set {
+        return Some(Local::Hint {
+            name,
+            value: None,
+            local,
+        });
+    }
+    let after = after.trim_start();
+    let value = (after.strip_prefix('='))
+        .or_else(|| next_word(after).filter(|(w, _)| w.is("to")).map(|(_, v)| v))?;
+    let value = value.trim().trim_end_matches(';').trim();
+    let value = if value.eq_ignore_ascii_case("default") {
+        None
+    } else {
+        Some(value.to_owned())
+    };
+    Some(Local::Hint { name, value, local })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_the_proxy_answers() {
+        assert!(matches!(classify("BEGIN"), Some(Local::Begin("BEGIN"))));
+        assert!(matches!(
+            classify("start transaction isolation level serializable"),
+            Some(Local::Begin(_))
+        ));
+        assert!(classify("start replication").is_none());
+        assert!(matches!(
+            classify("COMMIT"),
+            Some(Local::End { commit: true })
+        ));
+        assert!(matches!(
+            classify("end work"),
+            Some(Local::End { commit: true })
+        ));
+        assert!(matches!(
+            classify("ROLLBACK"),
+            Some(Local::End { commit: false })
+        ));
+        assert!(classify("ROLLBACK TO SAVEPOINT a").is_none());
+        assert!(classify("COMMIT PREPARED 'x'").is_none());
+        assert!(classify("SET search_path = x").is_none());
+        let Some(Local::Hint { name, value, local }) =
+            classify("SET LOCAL shardgate.shard_key = '42'")
+        else {
+            panic!("a hint")
+        };
+        assert_eq!(
+            (name.as_str(), value.as_deref(), local),
+            ("shardgate.shard_key", Some("'42'"), true)
+        );
+        let Some(Local::Hint { value, local, .. }) = classify("set shardgate.shard to s1;") else {
+            panic!("a hint")
+        };
+        assert_eq!((value.as_deref(), local), (Some("s1"), false));
+        assert!(matches!(
+            classify("RESET shardgate.shard"),
+            Some(Local::Hint { value: None, .. })
+        ));
+        assert!(matches!(
+            classify("SET shardgate.shard = DEFAULT"),
+            Some(Local::Hint { value: None, .. })
+        ));
+    }
+}

@@ -1,0 +1,122 @@
+//! Where the session's next statement runs: asks the router, then keeps, changes or refuses
+//! the backend the session holds.
+//!
+//! A transaction runs on one shard: the session moves to another shard's backend only
+//! between transactions, and only once everything sent to the current one is synced (it never
+//! splits an extended-protocol batch). Routes this stage cannot run yet (cross-shard reads and
+//! writes to every shard) are refused with SQLSTATE 0A000 and a way around them.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use crate::config::ShardId;
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::router::{Params, Route, RouteError};
+use crate::wire::TxStatus;
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// The shard `sql` must run on with these parameters (`None`: wherever the session is).
+    pub(super) fn shard_for_sql(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<ShardId>, ErrorReport> {
+        let router = &self.env.database.router;
+        let plan = router.plan(sql);
+        let route = router
+            .route(&plan, params, self.hint.as_ref())
+            .map_err(|e| e.report())?;
+        tracing::debug!(?route, "routed");
+        self.shard_for_route(route)
+    }
+
+    /// Where a statement may be parsed or described before its parameters are known:
+    /// `Some(shard)` when its route does not depend on them (`Some(None)`: anywhere; a route
+    /// that will be refused also parses anywhere, and is refused at Bind), `None` when it does.
+    pub(super) fn shard_before_bind(&self, sql: &str) -> Option<Option<ShardId>> {
+        let router = &self.env.database.router;
+        let plan = router.plan(sql);
+        match router.route(&plan, &Params::none(), self.hint.as_ref()) {
+            Err(RouteError::MissingParameter(_)) => None,
+            Err(_) => Some(None),
+            Ok(route) => Some(self.shard_for_route(route).unwrap_or(None)),
+        }
+    }
+
+    fn shard_for_route(&self, route: Route) -> Result<Option<ShardId>, ErrorReport> {
+        match route {
+            Route::Anywhere => Ok(None),
+            Route::Shard(shard) => Ok(Some(shard)),
+            Route::Scatter(shards) => Err(refused(format!(
+                "this read needs rows from {} shards; cross-shard reads are not supported yet \
+                 (narrow it with the shard key, or name a shard with /* shard: NAME */)",
+                shards.len()
+            ))),
+            Route::Broadcast(shards) => Err(refused(format!(
+                "this statement must run on every shard ({}); that is not supported yet: \
+                 run it on each shard with a /* shard: NAME */ comment",
+                shards.len()
+            ))),
+            Route::CurrentShardOnly => match self.held_shard {
+                Some(shard) if self.tied_to_backend() => Ok(Some(shard)),
+                _ => Err(refused(
+                    "shardgate cannot parse this statement and it names a sharded table; \
+                     add a /* shard: NAME */ or /* shard_key: VALUE */ comment"
+                        .into(),
+                )),
+            },
+        }
+    }
+
+    /// Whether the client is inside a transaction (or pinned), so it must stay on its shard.
+    pub(super) fn in_transaction(&self) -> bool {
+        self.client_status != TxStatus::Idle
+            || self.backend_status != TxStatus::Idle
+            || self.pin.is_some()
+    }
+
+    /// Whether the backend held carries the client's transaction or session state, so the
+    /// client must stay on it. (With a deferred BEGIN the transaction has not reached any
+    /// backend yet.)
+    pub(super) fn tied_to_backend(&self) -> bool {
+        let open_transaction = self.client_status != TxStatus::Idle && self.pending_begin.is_none();
+        open_transaction || self.backend_status != TxStatus::Idle || self.pin.is_some()
+    }
+
+    /// Gives back the backend of shard `held` so that one of `needed` can be taken, if the
+    /// client is between transactions and everything sent has been synced.
+    pub(super) async fn leave_shard(
+        &mut self,
+        held: ShardId,
+        needed: ShardId,
+    ) -> Result<(), ErrorReport> {
+        let name = |id: ShardId| self.env.database.router.map().shard(id).name.clone();
+        if self.tied_to_backend() {
+            return Err(refused(format!(
+                "this transaction runs on shard {} and this statement needs shard {}; \
+                 a transaction cannot span shards yet",
+                name(held),
+                name(needed)
+            )));
+        }
+        if !self.replies.synced() {
+            return Err(refused(format!(
+                "messages of one extended-protocol batch (before Sync) need shards {} and {}; \
+                 send a Sync between them",
+                name(held),
+                name(needed)
+            )));
+        }
+        self.wait_for_replies().await?;
+        self.release();
+        Ok(())
+    }
+}
+
+fn refused(message: String) -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        Blame::Client,
+        format!("shardgate: {message}"),
+    )
+}

@@ -1,0 +1,290 @@
+//! Routing end to end: rows written through the proxy land on the shard the map gives them,
+//! checked by connecting to each shard directly, for every strategy, for literals and for
+//! parameters in text and binary format; refusals carry their SQLSTATE.
+
+use std::time::{Duration, SystemTime};
+
+use crate::harness::{
+    ClusterInfo, TestProxy, cluster, connect_direct, sharded_config, sqlstate, text,
+};
+use shardgate::config::{BackendUri, ShardId};
+use shardgate::router::{Params, Route, Router};
+
+/// Shards of `cluster` (by index) holding a row that `sql` (one count) finds.
+async fn shards_holding(cluster: &ClusterInfo, sql: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    for (index, uri) in cluster.primaries.iter().enumerate() {
+        let client = connect_direct(uri).await;
+        let count: i64 = client.query_one(sql, &[]).await.unwrap().get(0);
+        if count > 0 {
+            found.push(index);
+        }
+    }
+    found
+}
+
+/// The shard the demo map gives a literal statement, by the library's own router.
+fn routed_shard(sql: &str) -> usize {
+    let config = sharded_config(cluster());
+    let router = Router::new(&config.databases[0].shard_map);
+    match router.route(&router.plan(sql), &Params::none(), None) {
+        Ok(Route::Shard(ShardId(i))) => i as usize,
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hash_keys_land_on_one_shard_whichever_way_they_are_written() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    let ids: Vec<i64> = (10_000..10_040).collect();
+    for id in &ids {
+        client
+            .simple_query(&format!("DELETE FROM users WHERE user_id = {id}"))
+            .await
+            .unwrap();
+    }
+    for id in &ids[..20] {
+        let sql = format!("INSERT INTO users (user_id, name) VALUES ({id}, 'literal')");
+        client.simple_query(&sql).await.unwrap();
+    }
+    let insert = client
+        .prepare("INSERT INTO users (user_id, name) VALUES ($1, 'binary')")
+        .await
+        .unwrap();
+    for id in &ids[20..] {
+        client.execute(&insert, &[id]).await.unwrap();
+    }
+    let by_int4 = client
+        .prepare("SELECT name FROM users WHERE user_id = $1::int4")
+        .await
+        .unwrap();
+    let mut per_shard = [0usize; 2];
+    for id in &ids {
+        let rows = client.query(&by_int4, &[&(*id as i32)]).await.unwrap();
+        assert_eq!(
+            rows.len(),
+            1,
+            "user {id} is found through the proxy by an int4 key"
+        );
+        let holders = shards_holding(
+            cluster,
+            &format!("SELECT count(*) FROM users WHERE user_id = {id}"),
+        )
+        .await;
+        let expected = routed_shard(&format!("SELECT * FROM users WHERE user_id = {id}"));
+        assert_eq!(
+            holders,
+            vec![expected],
+            "user {id} lives on exactly its shard"
+        );
+        per_shard[expected] += 1;
+    }
+    assert!(
+        per_shard.iter().all(|n| *n > 5),
+        "keys spread over both shards: {per_shard:?}"
+    );
+}
+
+#[tokio::test]
+async fn range_and_directory_tables_follow_their_maps() {
+    let cluster = cluster();
+    for uri in &cluster.primaries {
+        let direct = connect_direct(uri).await;
+        direct
+            .execute("DELETE FROM events WHERE kind LIKE 'routing-%'", &[])
+            .await
+            .unwrap();
+    }
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    let insert = "INSERT INTO events (created_at, kind) VALUES ($1, 'routing-binary')";
+    let cases = [
+        ("2025-06-30 12:00:00", 1_751_284_800, 0),
+        ("2026-01-01 00:00:00", 1_767_225_600, 1),
+        ("2027-03-01 00:00:00", 1_803_859_200, 1),
+    ];
+    for (at, unix, shard) in cases {
+        let literal =
+            format!("INSERT INTO events (created_at, kind) VALUES ('{at}', 'routing-literal')");
+        client.simple_query(&literal).await.unwrap();
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(unix);
+        client.execute(insert, &[&time]).await.unwrap();
+        let count = format!(
+            "SELECT count(*) FROM events WHERE created_at = '{at}' AND kind LIKE 'routing-%'"
+        );
+        let holders = shards_holding(cluster, &count).await;
+        assert_eq!(holders, vec![shard], "events at {at}");
+        let found: i64 = client.query_one(&count, &[]).await.unwrap().get(0);
+        assert_eq!(
+            found, 2,
+            "both events at {at} are read back through the proxy"
+        );
+    }
+    for (tenant, shard) in [(1, 0), (2, 1)] {
+        client
+            .execute(
+                "INSERT INTO documents (tenant_id, doc_id, title) VALUES ($1, 77, 't') ON CONFLICT DO NOTHING",
+                &[&tenant],
+            )
+            .await
+            .unwrap();
+        let count =
+            format!("SELECT count(*) FROM documents WHERE tenant_id = {tenant} AND doc_id = 77");
+        assert_eq!(
+            shards_holding(cluster, &count).await,
+            vec![shard],
+            "tenant {tenant}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refused_statements_carry_their_sqlstate() {
+    let proxy = TestProxy::start(sharded_config(cluster())).await;
+    let client = proxy.connect().await;
+    let cases = [
+        ("UPDATE users SET name = 'x'", "0A000"),
+        ("SELECT * FROM users", "0A000"),
+        ("INSERT INTO users VALUES (1, 'x')", "0A000"),
+        ("UPDATE users SET user_id = 2 WHERE user_id = 1", "0A000"),
+        ("SELECT * FROM users WHERE user_id = 'abc'", "22P02"),
+        ("/* shard: nowhere */ SELECT 1", "42704"),
+    ];
+    for (sql, code) in cases {
+        let error = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&error), code, "{sql}: {error}");
+        let message = error.as_db_error().unwrap().message();
+        assert!(message.starts_with("shardgate: "), "{sql}: {message}");
+    }
+    let error = client
+        .query("SELECT * FROM users WHERE name = $1", &[&"x"])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000", "{error}");
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session goes on");
+}
+
+#[tokio::test]
+async fn a_transaction_stays_on_the_shard_of_its_first_statement() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let mut client = proxy.connect().await;
+    let (a, b) = two_users_on_different_shards();
+    for id in [a, b] {
+        client
+            .execute("DELETE FROM users WHERE user_id = $1", &[&id])
+            .await
+            .unwrap();
+    }
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO users (user_id, name) VALUES ($1, 'tx')", &[&a])
+        .await
+        .unwrap();
+    let error = tx
+        .execute("INSERT INTO users (user_id, name) VALUES ($1, 'tx')", &[&b])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000", "{error}");
+    let message = error.as_db_error().unwrap().message();
+    assert!(message.contains("cannot span shards"), "{message}");
+    tx.rollback().await.unwrap();
+    let count = format!("SELECT count(*) FROM users WHERE user_id IN ({a}, {b})");
+    assert!(
+        shards_holding(cluster, &count).await.is_empty(),
+        "the rollback undid the insert"
+    );
+    // A transaction whose first statement comes after BEGIN runs where that statement belongs.
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO users (user_id, name) VALUES ($1, 'tx')", &[&b])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let expected = routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {b}"));
+    assert_eq!(shards_holding(cluster, &count).await, vec![expected]);
+    // BEGIN; COMMIT with nothing in between never needs a backend.
+    client.batch_execute("BEGIN; COMMIT").await.unwrap();
+    client.simple_query("BEGIN").await.unwrap();
+    client.simple_query("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn hints_pick_the_shard() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    let port = |i: usize| i32::from(BackendUri::parse(&cluster.primaries[i]).unwrap().port);
+    for (sql, shard) in [
+        ("/* shard: s0 */ SELECT inet_server_port()", 0),
+        ("/* shard: s1 */ SELECT inet_server_port()", 1),
+    ] {
+        let row = client.query_one(sql, &[]).await.unwrap();
+        assert_eq!(row.get::<_, Option<i32>>(0), Some(port(shard)), "{sql}");
+    }
+    client
+        .batch_execute("SET shardgate.shard = 's1'")
+        .await
+        .unwrap();
+    let row = client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i32>>(0), Some(port(1)));
+    client.batch_execute("RESET shardgate.shard").await.unwrap();
+    let (a, _) = two_users_on_different_shards();
+    let mut client = client;
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(&format!("SET LOCAL shardgate.shard_key = '{a}'"))
+        .await
+        .unwrap();
+    // A key hint stands for the key of the sharded table the statement names.
+    let row = tx
+        .query_one("SELECT inet_server_port(), count(*) FROM users", &[])
+        .await
+        .unwrap();
+    let expected = routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {a}"));
+    assert_eq!(row.get::<_, Option<i32>>(0), Some(port(expected)));
+    tx.commit().await.unwrap();
+    let error = client
+        .batch_execute("SET shardgate.bogus = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "42704");
+}
+
+#[tokio::test]
+async fn psql_sees_the_same_rows_as_the_shard() {
+    let proxy = TestProxy::start(sharded_config(cluster())).await;
+    let script = "DELETE FROM users WHERE user_id = 31337;\n\
+                  INSERT INTO users (user_id, name) VALUES (31337, 'psql');\n\
+                  SELECT name FROM users WHERE user_id = 31337;\n";
+    let output = proxy.psql(&["-A", "-t"], Some(script)).await;
+    let (stdout, stderr) = text(&output);
+    assert!(
+        stdout.lines().any(|l| l == "psql"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+}
+
+/// Two user ids that the demo map places on different shards.
+fn two_users_on_different_shards() -> (i64, i64) {
+    let config = sharded_config(cluster());
+    let map = &config.databases[0].shard_map;
+    let router = Router::new(map);
+    let shard = |id: i64| {
+        router.route(
+            &router.plan(&format!("SELECT 1 FROM users WHERE user_id = {id}")),
+            &Params::none(),
+            None,
+        )
+    };
+    let first = 20_001;
+    let second = (20_002..20_100)
+        .find(|id| shard(*id) != shard(first))
+        .unwrap();
+    (first, second)
+}
