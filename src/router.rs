@@ -9,6 +9,7 @@ mod array;
 mod cache;
 mod condition;
 mod hint;
+pub mod moves;
 mod operand;
 mod plan;
 mod resolve;
