@@ -100,6 +100,8 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// A value (a shard key) that is not valid for its type.
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    /// A statement too large to encode.
+    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     /// A statement sent after an error in the same transaction.
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     /// A named object (a shard in a hint) that does not exist.

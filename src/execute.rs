@@ -19,6 +19,8 @@ use tokio_util::io::poll_read_buf;
 
 use crate::backend::BackendConn;
 
+pub mod broadcast;
+
 /// Stop reading from one side while this much is queued for the other.
 const HIGH_WATER: usize = 1024 * 1024;
 /// Keep at least this much free space in a read buffer so each read can take a full segment.

@@ -14,6 +14,7 @@ mod operand;
 mod plan;
 mod resolve;
 mod scope;
+mod split;
 pub mod strategy;
 
 use std::collections::HashMap;
@@ -40,6 +41,9 @@ pub enum Route {
     Broadcast(Vec<ShardId>),
     /// Unparseable text naming map tables: only inside a transaction already on one shard.
     CurrentShardOnly,
+    /// A multi-row INSERT whose rows belong to several shards: row indexes (0-based, in
+    /// VALUES order) per shard; see [`Router::split_insert`].
+    Split(Vec<(ShardId, Vec<usize>)>),
 }
 
 /// Why a statement cannot be routed; each maps to a SQLSTATE.
@@ -138,6 +142,15 @@ impl Router {
         session_hint: Option<&Hint>,
     ) -> Result<Route, RouteError> {
         resolve::route(self, plan, params, plan.hint.as_ref().or(session_hint))
+    }
+
+    /// One INSERT per shard of a [`Route::Split`]: the statement with only that shard's rows.
+    pub fn split_insert(
+        &self,
+        sql: &str,
+        groups: &[(ShardId, Vec<usize>)],
+    ) -> Result<Vec<(ShardId, String)>, RouteError> {
+        split::split_insert(sql, groups)
     }
 
     fn placer(&self, group: &str) -> &Placer {

@@ -8,6 +8,7 @@
 //! It never decodes rows, and it never hands a backend back in an unknown state: anything
 //! doubtful marks the connection broken so the pool closes it.
 
+mod broadcast;
 mod client;
 mod extended;
 mod local;

@@ -58,7 +58,7 @@ fn route_part(
         Target::EveryShard => Route::Broadcast(every_shard()),
         Target::Scatter(_) => Route::Scatter(every_shard()),
         Target::Keyed(keyed) => keyed_route(router, part.kind, keyed, params)?,
-        Target::Insert(rows) => Route::Shard(insert_shard(router, rows, params)?),
+        Target::Insert(rows) => insert_route(router, rows, params)?,
         Target::Unparsed(mentions) if mentions.is_empty() => Route::Shard(map.default_shard),
         Target::Unparsed(_) => Route::CurrentShardOnly,
         Target::Refused(why) => return Err(RouteError::Refused(why.clone())),
@@ -117,15 +117,15 @@ fn keyed_route(
     )))
 }
 
-/// The one shard every row of an INSERT belongs to.
-fn insert_shard(
+/// The shard every row of an INSERT belongs to, or the rows of each shard.
+fn insert_route(
     router: &Router,
     rows: &InsertRows,
     params: &Params<'_>,
-) -> Result<ShardId, RouteError> {
+) -> Result<Route, RouteError> {
     let sharding = &rows.sharding;
     let placer = router.placer(&sharding.group);
-    let mut found: Option<ShardId> = None;
+    let mut groups: Vec<(ShardId, Vec<usize>)> = Vec::new();
     for (row, operand) in rows.keys.iter().enumerate() {
         let Some(key) = key_value(operand, sharding.key_type, params)? else {
             return Err(RouteError::Refused(format!(
@@ -136,13 +136,18 @@ fn insert_shard(
             )));
         };
         let shard = place(&rows.table, placer, &key)?;
-        if found.is_some_and(|first| first != shard) {
-            return Err(RouteError::Refused(format!(
-                "this INSERT into {} has rows for several shards; insert them one shard at a time",
-                rows.table
-            )));
+        match groups.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, indexes)) => indexes.push(row),
+            None => groups.push((shard, vec![row])),
         }
-        found = Some(shard);
     }
-    found.ok_or_else(|| RouteError::Refused(format!("an INSERT into {} without rows", rows.table)))
+    groups.sort_by_key(|(shard, _)| *shard);
+    match groups.as_slice() {
+        [] => Err(RouteError::Refused(format!(
+            "an INSERT into {} without rows",
+            rows.table
+        ))),
+        [(one, _)] => Ok(Route::Shard(*one)),
+        _ => Ok(Route::Split(groups)),
+    }
 }

@@ -21,13 +21,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         sql: &str,
         params: &Params<'_>,
     ) -> Result<Option<ShardId>, ErrorReport> {
+        self.shard_for_route(self.route_sql(sql, params)?)
+    }
+
+    /// The route of `sql` with these parameters and the client's hint.
+    pub(super) fn route_sql(&self, sql: &str, params: &Params<'_>) -> Result<Route, ErrorReport> {
         let router = &self.env.database.router;
         let plan = router.plan(sql);
-        let route = router
-            .route(&plan, params, self.hint.as_ref())
-            .map_err(|e| e.report())?;
+        let route = (router.route(&plan, params, self.hint.as_ref())).map_err(|e| e.report())?;
         tracing::debug!(?route, "routed");
-        self.shard_for_route(route)
+        Ok(route)
     }
 
     /// Where a statement may be parsed or described before its parameters are known:
@@ -43,7 +46,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    fn shard_for_route(&self, route: Route) -> Result<Option<ShardId>, ErrorReport> {
+    /// The one shard a route runs on; routes over several shards are refused here (a simple
+    /// Query runs them through `broadcast` before asking).
+    pub(super) fn shard_for_route(&self, route: Route) -> Result<Option<ShardId>, ErrorReport> {
         match route {
             Route::Anywhere => Ok(None),
             Route::Shard(shard) => Ok(Some(shard)),
@@ -52,11 +57,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                  (narrow it with the shard key, or name a shard with /* shard: NAME */)",
                 shards.len()
             ))),
-            Route::Broadcast(shards) => Err(refused(format!(
-                "this statement must run on every shard ({}); that is not supported yet: \
-                 run it on each shard with a /* shard: NAME */ comment",
-                shards.len()
-            ))),
+            Route::Broadcast(_) | Route::Split(_) => Err(refused(
+                "a statement that runs on several shards must be sent as a simple query \
+                 (not through the extended protocol), outside a transaction"
+                    .into(),
+            )),
             Route::CurrentShardOnly => match self.held_shard {
                 Some(shard) if self.tied_to_backend() => Ok(Some(shard)),
                 _ => Err(refused(
@@ -113,7 +118,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 }
 
-fn refused(message: String) -> ErrorReport {
+pub(super) fn refused(message: String) -> ErrorReport {
     ErrorReport::error(
         sqlstate::FEATURE_NOT_SUPPORTED,
         Blame::Client,

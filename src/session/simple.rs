@@ -9,7 +9,7 @@ use super::replies::{Expect, Synthetic, Undo};
 use super::sql_prepared::{SqlCommand, parse_sql_command};
 use super::statements;
 use super::{Session, internal};
-use crate::router::{Params, execute_arguments};
+use crate::router::{Params, Route, execute_arguments};
 use crate::wire::{self, TxStatus};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -24,7 +24,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         {
             return Ok(());
         }
-        let shard = self.shard_for_sql(sql, &Params::none())?;
+        let shard = match self.route_sql(sql, &Params::none())? {
+            Route::Broadcast(shards) => {
+                let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
+                return self.run_on_shards(sql, parts.collect()).await;
+            }
+            Route::Split(groups) => {
+                let router = &self.env.database.router;
+                let parts = router.split_insert(sql, &groups).map_err(|e| e.report())?;
+                return self.run_on_shards(sql, parts).await;
+            }
+            route => self.shard_for_route(route)?,
+        };
         self.ensure_backend(shard).await?;
         let effects = statements::session_effects(sql);
         self.note_pins(&effects);

@@ -151,7 +151,7 @@ async fn sql_prepare_and_execute_keep_working() {
 async fn exhausted_pool_gives_53300() {
     let mut cfg = config(cluster());
     cfg.pool.size = 1;
-    cfg.pool.checkout_timeout = Duration::from_millis(300);
+    cfg.pool.checkout_timeout = Duration::from_millis(1000);
     let proxy = TestProxy::start(cfg).await;
     let holder = proxy.connect().await;
     let waiter = proxy.connect().await;

@@ -288,3 +288,116 @@ fn two_users_on_different_shards() -> (i64, i64) {
         .unwrap();
     (first, second)
 }
+
+#[tokio::test]
+async fn ddl_and_reference_writes_run_on_every_shard_or_none() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    client
+        .batch_execute("CREATE INDEX IF NOT EXISTS users_by_name_routing ON users (name)")
+        .await
+        .unwrap();
+    let index = "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_by_name_routing'";
+    assert_eq!(shards_holding(cluster, index).await, vec![0, 1]);
+    for uri in &cluster.primaries {
+        let direct = connect_direct(uri).await;
+        direct
+            .execute("DELETE FROM countries WHERE code LIKE 'r_%'", &[])
+            .await
+            .unwrap();
+    }
+    let inserted = client
+        .simple_query(
+            "INSERT INTO countries (code, name) VALUES ('r_fr', 'France'), ('r_jp', 'Japan')",
+        )
+        .await
+        .unwrap();
+    let tag = inserted.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(tag, Some(4), "two rows on each of two shards");
+    let both = "SELECT count(*) FROM countries WHERE code IN ('r_fr', 'r_jp')";
+    assert_eq!(shards_holding(cluster, both).await, vec![0, 1]);
+    // A failure on one shard leaves every shard as it was.
+    connect_direct(&cluster.primaries[1])
+        .await
+        .execute(
+            "INSERT INTO countries (code, name) VALUES ('r_xx', 'only on s1')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let error = client
+        .simple_query("INSERT INTO countries (code, name) VALUES ('r_xx', 'clash')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "23505", "{error}");
+    let detail = error
+        .as_db_error()
+        .unwrap()
+        .detail()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        detail.contains("on shard s1") && detail.contains("nothing was committed"),
+        "{detail}"
+    );
+    let clash = "SELECT count(*) FROM countries WHERE code = 'r_xx' AND name = 'clash'";
+    assert!(shards_holding(cluster, clash).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_multi_row_insert_is_split_by_shard() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    let ids: Vec<i64> = (30_000..30_010).collect();
+    let list = ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    for uri in &cluster.primaries {
+        let direct = connect_direct(uri).await;
+        direct
+            .execute(&format!("DELETE FROM users WHERE user_id IN ({list})"), &[])
+            .await
+            .unwrap();
+    }
+    let values = ids
+        .iter()
+        .map(|id| format!("({id}, 'split')"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("INSERT INTO users (user_id, name) VALUES {values} RETURNING user_id");
+    let messages = client.simple_query(&sql).await.unwrap();
+    let mut returned = Vec::new();
+    let mut tag = None;
+    for message in messages {
+        match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                returned.push(row.get(0).unwrap().parse::<i64>().unwrap())
+            }
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => tag = Some(n),
+            _ => {}
+        }
+    }
+    returned.sort();
+    assert_eq!(returned, ids, "every RETURNING row");
+    assert_eq!(tag, Some(10));
+    for id in &ids {
+        let holders = shards_holding(
+            cluster,
+            &format!("SELECT count(*) FROM users WHERE user_id = {id}"),
+        )
+        .await;
+        assert_eq!(
+            holders,
+            vec![routed_shard(&format!(
+                "SELECT 1 FROM users WHERE user_id = {id}"
+            ))]
+        );
+    }
+}

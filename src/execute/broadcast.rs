@@ -1,0 +1,371 @@
+//! Running simple-protocol statements on several shards' primaries as if on one server: DDL
+//! and writes to reference tables on every shard, broadcast writes, and multi-row INSERTs split
+//! by shard.
+//!
+//! Part of the execute stage. Each shard runs its statement inside its own transaction, and
+//! every shard commits only once all of them succeeded; an error anywhere rolls every shard
+//! back. The client sees one result: the first shard's RowDescription, every shard's rows, and
+//! one CommandComplete per statement with the counts summed. What it cannot promise is atomic
+//! commit: if a COMMIT fails after others succeeded, the error says which shards committed
+//! (two-phase commit is planned with cross-shard transactions).
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{Buffers, flush_client};
+use crate::backend::BackendConn;
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::wire::{self, ParameterStatus, TxStatus, encode, tag};
+
+/// Flush rows to the client once this much is queued.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// One shard's part of a broadcast.
+pub struct Leg<'a> {
+    /// Shard name, for errors.
+    pub shard: &'a str,
+    /// Its primary, checked out by the caller.
+    pub conn: &'a mut BackendConn,
+    /// Settings the backend needs first to match the client (hidden), if any.
+    pub prelude: Option<String>,
+    /// The statement(s) to run there.
+    pub sql: String,
+}
+
+/// Whether the legs run inside transactions (statements like `CREATE INDEX CONCURRENTLY` or
+/// `VACUUM` refuse to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrapping {
+    /// BEGIN on each shard, COMMIT on all once every shard succeeded.
+    Transaction,
+    /// Each shard commits on its own.
+    Autocommit,
+}
+
+/// Called for every ParameterStatus a leg's backend reports, so the caller can keep the
+/// backend's recorded settings right.
+pub type OnStatus<'a> = &'a mut (dyn FnMut(&mut BackendConn, &str, &str) + Send);
+
+/// Runs every leg and writes the combined result (without the final ReadyForQuery) to the
+/// client. On error nothing has been committed, unless the report says otherwise.
+pub async fn broadcast<C: AsyncWrite + Unpin>(
+    client: &mut C,
+    bufs: &mut Buffers,
+    legs: &mut [Leg<'_>],
+    wrapping: Wrapping,
+    on_status: OnStatus<'_>,
+) -> Result<(), ErrorReport> {
+    let mut tags: Vec<Vec<String>> = Vec::new();
+    for index in 0..legs.len() {
+        let outcome = run_leg(
+            client,
+            bufs,
+            &mut legs[index],
+            index == 0,
+            wrapping,
+            on_status,
+        )
+        .await;
+        match outcome {
+            Ok(leg_tags) => tags.push(leg_tags),
+            Err(report) => {
+                if wrapping == Wrapping::Transaction {
+                    finish_all(&mut legs[..=index], "ROLLBACK", on_status).await;
+                }
+                return Err(with_shard(
+                    report,
+                    legs[index].shard,
+                    &legs[..index],
+                    wrapping,
+                ));
+            }
+        }
+    }
+    if wrapping == Wrapping::Transaction {
+        commit_all(legs, on_status).await?;
+    }
+    for tag in combine_tags(&tags) {
+        encode::command_complete(&mut bufs.to_client, &tag);
+    }
+    Ok(())
+}
+
+async fn run_leg<C: AsyncWrite + Unpin>(
+    client: &mut C,
+    bufs: &mut Buffers,
+    leg: &mut Leg<'_>,
+    first: bool,
+    wrapping: Wrapping,
+    on_status: OnStatus<'_>,
+) -> Result<Vec<String>, ErrorReport> {
+    let mut out = BytesMut::new();
+    let mut hidden = 0;
+    for sql in leg.prelude.iter().map(String::as_str) {
+        query(&mut out, sql)?;
+        hidden += 1;
+    }
+    if wrapping == Wrapping::Transaction {
+        query(&mut out, "BEGIN")?;
+        hidden += 1;
+    }
+    query(&mut out, &leg.sql)?;
+    send(leg.conn, &out).await?;
+    for _ in 0..hidden {
+        let reply = read_reply::<C>(leg.conn, on_status, None).await?;
+        reply.error.map_or(Ok(()), Err)?;
+    }
+    let mut forward = Forward {
+        client,
+        bufs,
+        first,
+    };
+    let reply = read_reply(leg.conn, on_status, Some(&mut forward)).await?;
+    match reply.error {
+        Some(report) => Err(report),
+        None => Ok(reply.tags),
+    }
+}
+
+/// Where the frames of a leg's statement go: rows from every shard, the row description and
+/// notices from the first only (every shard sends the same).
+struct Forward<'a, C> {
+    client: &'a mut C,
+    bufs: &'a mut Buffers,
+    first: bool,
+}
+
+impl<C: AsyncWrite + Unpin> Forward<'_, C> {
+    async fn frame(&mut self, frame_tag: u8, frame: &[u8]) -> Result<(), ErrorReport> {
+        let wanted = match frame_tag {
+            tag::DATA_ROW => true,
+            tag::ROW_DESCRIPTION | tag::NOTICE_RESPONSE => self.first,
+            _ => false,
+        };
+        if wanted {
+            self.bufs.to_client.extend_from_slice(frame);
+        }
+        if self.bufs.to_client.len() >= FLUSH_AT {
+            flush_client(self.client, self.bufs).await.map_err(|e| {
+                ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Client, e.to_string())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Commits every leg; a failure after some committed names them.
+async fn commit_all(legs: &mut [Leg<'_>], on_status: OnStatus<'_>) -> Result<(), ErrorReport> {
+    let mut committed: Vec<&str> = Vec::new();
+    for index in 0..legs.len() {
+        let leg = &mut legs[index];
+        if let Err(report) = finish(leg.conn, "COMMIT", on_status).await {
+            let shard = leg.shard;
+            finish_all(&mut legs[index + 1..], "ROLLBACK", on_status).await;
+            let detail = format!(
+                "COMMIT failed on shard {shard}; already committed on: [{}]; rolled back on the rest",
+                committed.join(", ")
+            );
+            return Err(report.with_detail(detail));
+        }
+        committed.push(legs[index].shard);
+    }
+    Ok(())
+}
+
+async fn finish_all(legs: &mut [Leg<'_>], sql: &str, on_status: OnStatus<'_>) {
+    for leg in legs {
+        if finish(leg.conn, sql, on_status).await.is_err() {
+            leg.conn.mark_broken();
+        }
+    }
+}
+
+async fn finish(
+    conn: &mut BackendConn,
+    sql: &str,
+    on_status: OnStatus<'_>,
+) -> Result<(), ErrorReport> {
+    let mut out = BytesMut::new();
+    query(&mut out, sql)?;
+    send(conn, &out).await?;
+    let reply = read_reply::<tokio::io::Sink>(conn, on_status, None).await?;
+    match (reply.error, reply.status) {
+        (Some(report), _) => Err(report),
+        (None, TxStatus::Idle) => Ok(()),
+        (None, _) => Err(lost(conn, "the transaction did not end")),
+    }
+}
+
+/// What one simple Query was answered with.
+struct Reply {
+    tags: Vec<String>,
+    error: Option<ErrorReport>,
+    status: TxStatus,
+}
+
+/// Reads one Query's replies up to ReadyForQuery; frames other than the ones the proxy reads
+/// go to `forward` (dropped when `None`: hidden statements).
+async fn read_reply<C: AsyncWrite + Unpin>(
+    conn: &mut BackendConn,
+    on_status: OnStatus<'_>,
+    mut forward: Option<&mut Forward<'_, C>>,
+) -> Result<Reply, ErrorReport> {
+    let mut reply = Reply {
+        tags: Vec::new(),
+        error: None,
+        status: TxStatus::Idle,
+    };
+    loop {
+        let frame = next_frame(conn).await?;
+        let (frame_tag, body) = (frame[0], &frame[wire::HEADER_LEN..]);
+        match frame_tag {
+            tag::COMMAND_COMPLETE => {
+                let text = wire::command_tag(body).map_err(|e| lost(conn, &e.to_string()))?;
+                reply.tags.push(text.to_owned());
+            }
+            tag::ERROR_RESPONSE => reply.error = Some(error_report(body)),
+            tag::PARAMETER_STATUS => {
+                if let Ok(status) = ParameterStatus::decode(body) {
+                    on_status(conn, status.name, status.value);
+                }
+            }
+            tag::READY_FOR_QUERY => {
+                let status = body.first().copied().and_then(TxStatus::from_byte);
+                reply.status = status.unwrap_or(TxStatus::Failed);
+                return Ok(reply);
+            }
+            tag::COPY_IN_RESPONSE | tag::COPY_OUT_RESPONSE => {
+                return Err(lost(conn, "COPY cannot run on several shards at once"));
+            }
+            other => {
+                if let Some(forward) = forward.as_deref_mut() {
+                    forward.frame(other, &frame).await?;
+                }
+            }
+        }
+    }
+}
+
+/// The next whole frame from `conn`.
+async fn next_frame(conn: &mut BackendConn) -> Result<BytesMut, ErrorReport> {
+    loop {
+        let header = wire::peek_header(&conn.read_buf).map_err(|e| lost(conn, &e.to_string()))?;
+        if let Some(header) = header
+            && conn.read_buf.len() >= header.total_len
+        {
+            return Ok(conn.read_buf.split_to(header.total_len));
+        }
+        let (stream, buf) = conn.io_mut();
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err(lost(conn, "server closed the connection")),
+            Ok(_) => {}
+            Err(e) => return Err(lost(conn, &e.to_string())),
+        }
+    }
+}
+
+async fn send(conn: &mut BackendConn, bytes: &[u8]) -> Result<(), ErrorReport> {
+    if let Err(e) = conn.stream_mut().write_all(bytes).await {
+        return Err(lost(conn, &e.to_string()));
+    }
+    Ok(())
+}
+
+fn query(out: &mut BytesMut, sql: &str) -> Result<(), ErrorReport> {
+    postgres_protocol::message::frontend::query(sql, out).map_err(|e| {
+        ErrorReport::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            Blame::Client,
+            e.to_string(),
+        )
+    })
+}
+
+fn lost(conn: &mut BackendConn, why: &str) -> ErrorReport {
+    conn.mark_broken();
+    ErrorReport::error(
+        sqlstate::CONNECTION_FAILURE,
+        Blame::Backend,
+        format!("server connection lost ({}): {why}", conn.addr()),
+    )
+}
+
+/// A backend's ErrorResponse as a report (SQLSTATE, message and detail kept).
+fn error_report(body: &[u8]) -> ErrorReport {
+    let fields = wire::error_fields(body).unwrap_or_default();
+    let field = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
+    let mut report = ErrorReport::error(
+        field(b'C').unwrap_or(sqlstate::INTERNAL_ERROR).to_owned(),
+        Blame::Backend,
+        field(b'M').unwrap_or("error without a message"),
+    );
+    report.detail = field(b'D').map(str::to_owned);
+    report
+}
+
+/// Says where an error happened and what became of the other shards.
+fn with_shard(
+    report: ErrorReport,
+    shard: &str,
+    done: &[Leg<'_>],
+    wrapping: Wrapping,
+) -> ErrorReport {
+    let others: Vec<&str> = done.iter().map(|leg| leg.shard).collect();
+    let fate = match wrapping {
+        Wrapping::Transaction => "nothing was committed on any shard".to_owned(),
+        Wrapping::Autocommit if others.is_empty() => "no shard ran it".to_owned(),
+        Wrapping::Autocommit => format!("it already ran on: [{}]", others.join(", ")),
+    };
+    let own = report.detail.clone();
+    let detail = match own {
+        Some(own) => format!("{own}\non shard {shard}; {fate}"),
+        None => format!("on shard {shard}; {fate}"),
+    };
+    report.with_detail(detail)
+}
+
+/// One tag per statement, counts summed over shards: `INSERT 0 5`, `UPDATE 3`, `CREATE TABLE`.
+pub fn combine_tags(per_shard: &[Vec<String>]) -> Vec<String> {
+    let Some(first) = per_shard.first() else {
+        return Vec::new();
+    };
+    (0..first.len())
+        .map(|i| {
+            let tags = per_shard.iter().filter_map(|tags| tags.get(i));
+            let total: Option<u64> = tags.map(|t| count_of(t)).sum();
+            match (total, first[i].rsplit_once(' ')) {
+                (Some(total), Some((head, _))) => format!("{head} {total}"),
+                _ => first[i].clone(),
+            }
+        })
+        .collect()
+}
+
+/// The row count at the end of a tag (`None` for tags without one, like `CREATE TABLE`).
+fn count_of(tag: &str) -> Option<u64> {
+    let counted = [
+        "INSERT", "UPDATE", "DELETE", "SELECT", "MERGE", "MOVE", "FETCH", "COPY",
+    ];
+    let verb = tag.split(' ').next()?;
+    if !counted.contains(&verb) {
+        return None;
+    }
+    tag.rsplit(' ').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_sum_their_counts() {
+        let tags = vec![
+            vec!["INSERT 0 2".to_owned(), "CREATE TABLE".to_owned()],
+            vec!["INSERT 0 3".to_owned(), "CREATE TABLE".to_owned()],
+        ];
+        assert_eq!(combine_tags(&tags), ["INSERT 0 5", "CREATE TABLE"]);
+        let updates = vec![vec!["UPDATE 1".to_owned()], vec!["UPDATE 0".to_owned()]];
+        assert_eq!(combine_tags(&updates), ["UPDATE 1"]);
+        assert_eq!(combine_tags(&[]), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,117 @@
+//! Simple queries that run on several shards' primaries: DDL and writes to reference tables
+//! (every shard), writes the map allows to broadcast, and multi-row INSERTs split by shard.
+//! The execute stage (`execute::broadcast`) runs them; this file takes the backends and keeps
+//! the session's view of them right.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use super::client::Refusal;
+use super::routing::refused;
+use super::statements::{next_word, split_statements};
+use crate::config::ShardId;
+use crate::error::ErrorReport;
+use crate::execute::broadcast::{Leg, Wrapping, broadcast};
+use crate::pool::Checkout;
+use crate::topology::Database;
+use crate::wire::encode;
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// Runs `parts` (shard, SQL) as one statement of the client's, answered with one result.
+    pub(super) async fn run_on_shards(
+        &mut self,
+        sql: &str,
+        parts: Vec<(ShardId, String)>,
+    ) -> Result<(), Refusal> {
+        if self.tied_to_backend() || self.pending_begin.is_some() {
+            return Err(Refusal::Statement(refused(
+                "a statement that runs on several shards cannot be part of a transaction yet; \
+                 run it outside BEGIN … COMMIT"
+                    .into(),
+            )));
+        }
+        self.wait_for_replies().await?;
+        self.release();
+        let mut checkouts = checkout_all(&self.env.database, &parts).await?;
+        let map = self.env.database.router.map();
+        let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
+        for ((shard, part_sql), conn) in parts.into_iter().zip(checkouts.iter_mut()) {
+            let prelude = self.settings.sync_sql(conn);
+            legs.push(Leg {
+                shard: &map.shard(shard).name,
+                conn,
+                prelude,
+                sql: part_sql,
+            });
+        }
+        let settings = &mut self.settings;
+        let mut on_status = |conn: &mut _, name: &str, value: &str| {
+            settings.on_parameter_status(name, value, conn);
+        };
+        let wrapping = wrapping(sql);
+        broadcast(
+            &mut self.client,
+            &mut self.bufs,
+            &mut legs,
+            wrapping,
+            &mut on_status,
+        )
+        .await?;
+        encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
+        Ok(())
+    }
+}
+
+/// Primaries of every shard, taken in shard order (so concurrent broadcasts cannot each hold a
+/// backend another one waits for).
+async fn checkout_all(
+    database: &Database,
+    parts: &[(ShardId, String)],
+) -> Result<Vec<Checkout>, ErrorReport> {
+    let mut checkouts = Vec::with_capacity(parts.len());
+    for (shard, _) in parts {
+        let pool = database.primary(*shard);
+        checkouts.push(pool.checkout().await.map_err(|e| e.report())?);
+    }
+    Ok(checkouts)
+}
+
+/// Statements PostgreSQL refuses to run inside a transaction block run on each shard alone.
+fn wrapping(sql: &str) -> Wrapping {
+    let outside = split_statements(sql).any(|statement| {
+        let mut words = std::iter::successors(next_word(statement), |(_, rest)| next_word(rest));
+        let first = words.next().map(|(w, _)| w);
+        let leading = |k: &str| first.is_some_and(|w| w.is(k));
+        leading("vacuum")
+            || leading("reindex") && statement.to_ascii_lowercase().contains("concurrently")
+            || words.take(4).any(|(w, _)| w.is("concurrently"))
+    });
+    if outside {
+        Wrapping::Autocommit
+    } else {
+        Wrapping::Transaction
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_that_cannot_run_in_a_transaction_are_recognized() {
+        assert_eq!(
+            wrapping("CREATE INDEX CONCURRENTLY i ON users (name)"),
+            Wrapping::Autocommit
+        );
+        assert_eq!(wrapping("DROP INDEX CONCURRENTLY i"), Wrapping::Autocommit);
+        assert_eq!(wrapping("VACUUM users"), Wrapping::Autocommit);
+        assert_eq!(
+            wrapping("CREATE INDEX i ON users (name)"),
+            Wrapping::Transaction
+        );
+        assert_eq!(
+            wrapping("INSERT INTO countries VALUES ('concurrently')"),
+            Wrapping::Transaction
+        );
+    }
+}
