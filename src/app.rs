@@ -13,7 +13,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, LogFormat, LogSettings};
 use crate::frontend::{self, FrontendContext, tls::TlsError};
-use crate::topology::Topology;
+
+mod reload;
+
+pub use reload::{ReloadError, Reloader};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,7 @@ pub struct Proxy {
     shutdown: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
     frontend: Arc<FrontendContext>,
+    reloader: Arc<Reloader>,
 }
 
 impl Proxy {
@@ -60,9 +64,10 @@ impl Proxy {
             addr: config.listen,
             source,
         })?;
-        let (_topology_tx, topology) = watch::channel(Arc::new(Topology::build(config, 1)));
+        let (reloader, topology) = Reloader::new(config);
         let frontend = Arc::new(FrontendContext::new(config, topology)?);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        tokio::spawn(reloader.clone().watch(shutdown_rx.clone()));
         let accept_loop = tokio::spawn(frontend::serve(listener, frontend.clone(), shutdown_rx));
         tracing::info!(%local_addr, "shardgate listening");
         Ok(Self {
@@ -70,7 +75,19 @@ impl Proxy {
             shutdown,
             accept_loop,
             frontend,
+            reloader,
         })
+    }
+
+    /// Reads the shard maps again now (as SIGHUP does); returns the new epoch, or why the maps
+    /// were rejected (the old ones stay in force).
+    pub fn reload(&self) -> Result<u64, ReloadError> {
+        self.reloader.reload()
+    }
+
+    /// The topology epoch in force (1 at start, +1 per accepted reload).
+    pub fn epoch(&self) -> u64 {
+        self.reloader.epoch()
     }
 
     /// Client connections open right now.

@@ -199,6 +199,7 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
     tracing::info!(?peer, %user, %database, "client connected");
     let env = SessionEnv {
         database: db,
+        topology: ctx.topology.clone(),
         mode: ctx.pool_mode,
         max_message_bytes: ctx.limits.max_message_bytes,
         max_prepared_statements: ctx.max_prepared_statements,

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
 use crate::backend::{BackendConn, CancelSlot};
 use crate::config::PoolMode;
@@ -35,7 +36,7 @@ use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::{self, Buffers, PumpError, PumpEvent};
 use crate::pool::Checkout;
 use crate::router::Hint;
-use crate::topology::Database;
+use crate::topology::{Database, Topology};
 use crate::wire::{BackendKeyData, TxStatus, encode};
 
 use prepared::PreparedStatements;
@@ -46,8 +47,10 @@ use statements::PinReason;
 
 /// Everything a session needs from the proxy around it.
 pub struct SessionEnv {
-    /// The database the client connected to.
+    /// The database the client connected to, at the topology epoch the session last saw.
     pub database: Arc<Database>,
+    /// Newer topologies (shard-map reloads), taken up between transactions.
+    pub topology: watch::Receiver<Arc<Topology>>,
     /// When backends go back to the pool.
     pub mode: PoolMode,
     /// Largest client message accepted.
@@ -241,6 +244,19 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 self.release();
                 Err(report)
             }
+        }
+    }
+
+    /// Takes up a reloaded shard map. Only between transactions with no backend held, so a
+    /// transaction finishes on the map it started with and shard ids never mix epochs.
+    fn refresh_topology(&mut self) {
+        if self.backend.is_some() || !self.env.topology.has_changed().unwrap_or(false) {
+            return;
+        }
+        let topology = self.env.topology.borrow_and_update().clone();
+        if let Some(database) = topology.database(&self.env.database.name) {
+            tracing::debug!(epoch = topology.epoch, "session takes up the new shard map");
+            self.env.database = database;
         }
     }
 

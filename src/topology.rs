@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Config, ShardId};
+use crate::config::{BackendUri, Config, DatabaseEntry, ShardId};
 use crate::pool::EndpointPool;
 use crate::router::Router;
 
@@ -22,8 +22,9 @@ pub struct Database {
     pub name: String,
     /// Routes its statements with its shard map.
     pub router: Router,
-    /// Prepared statements some backend of this database has accepted.
-    pub known_statements: KnownStatements,
+    /// Prepared statements some backend of this database has accepted (kept across reloads:
+    /// the backends are the same).
+    pub known_statements: Arc<KnownStatements>,
     primaries: Vec<EndpointPool>,
 }
 
@@ -59,26 +60,26 @@ impl KnownStatements {
 impl Topology {
     /// Builds pools for every shard of every database. Opens no connection yet.
     pub fn build(config: &Config, epoch: u64) -> Self {
-        let databases = config
-            .databases
+        Self::rebuild(config, &config.databases, epoch, None)
+    }
+
+    /// A topology for `databases` (the config's, with shard maps possibly reloaded) that keeps
+    /// the pools of `previous` for every shard whose primary did not change, so a reload drops
+    /// no idle connection and no client.
+    pub fn rebuild(
+        config: &Config,
+        databases: &[DatabaseEntry],
+        epoch: u64,
+        previous: Option<&Topology>,
+    ) -> Self {
+        let databases = databases
             .iter()
             .map(|db| {
-                let primaries = db
-                    .shard_map
-                    .shards
-                    .iter()
-                    .map(|shard| {
-                        let endpoint = format!("{}/{} primary", db.name, shard.name);
-                        EndpointPool::new(endpoint, shard.primary.clone(), &config.pool)
-                    })
-                    .collect();
-                let database = Database {
-                    name: db.name.clone(),
-                    router: Router::new(&db.shard_map),
-                    known_statements: KnownStatements::default(),
-                    primaries,
-                };
-                (db.name.clone(), Arc::new(database))
+                let old = previous.and_then(|p| p.databases.get(&db.name));
+                (
+                    db.name.clone(),
+                    Arc::new(Database::build(config, db, old.map(|o| &**o))),
+                )
             })
             .collect();
         Self { epoch, databases }
@@ -91,6 +92,30 @@ impl Topology {
 }
 
 impl Database {
+    fn build(config: &Config, db: &DatabaseEntry, old: Option<&Database>) -> Self {
+        let primaries = (db.shard_map.shards.iter())
+            .map(|shard| {
+                let kept = old.and_then(|old| old.primary_of(&shard.name, &shard.primary));
+                kept.unwrap_or_else(|| {
+                    let endpoint = format!("{}/{} primary", db.name, shard.name);
+                    EndpointPool::new(endpoint, shard.primary.clone(), &config.pool)
+                })
+            })
+            .collect();
+        Database {
+            name: db.name.clone(),
+            router: Router::new(&db.shard_map),
+            known_statements: old.map(|o| o.known_statements.clone()).unwrap_or_default(),
+            primaries,
+        }
+    }
+
+    /// The pool of the shard called `name`, if its primary is still `uri`.
+    fn primary_of(&self, name: &str, uri: &BackendUri) -> Option<EndpointPool> {
+        let shard = self.router.map().shard_by_name(name)?;
+        (shard.primary == *uri).then(|| self.primaries[shard.id.0 as usize].clone())
+    }
+
     /// The pool of a shard's primary.
     pub fn primary(&self, shard: ShardId) -> &EndpointPool {
         &self.primaries[shard.0 as usize]

@@ -56,6 +56,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.skip_until_sync && frame_tag != tag::SYNC {
             return Ok(());
         }
+        self.refresh_topology();
         let outcome = match frame_tag {
             tag::QUERY => self.on_query(&frame).await,
             tag::PARSE => self.on_parse(&frame).await,

@@ -9,6 +9,7 @@ mod pgbench;
 mod pooling;
 mod psql_client;
 mod raw;
+mod reload;
 mod routing;
 mod rust_driver;
 mod sqlx_driver;

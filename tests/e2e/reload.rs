@@ -1,0 +1,138 @@
+//! Live shard-map edits: clients keep writing through several reloads (one of them invalid)
+//! and lose nothing; an invalid map is rejected and the old one keeps serving.
+
+use std::time::Duration;
+
+use crate::harness::{TestProxy, cluster, connect_direct, sharded_config};
+use shardgate::config::raw::RawShardMap;
+use shardgate::router::{Params, Route, Router};
+
+const WRITERS: i64 = 4;
+const ROWS_PER_WRITER: i64 = 120;
+const FIRST_ID: i64 = 40_000;
+
+/// The demo map for the test cluster, with extra entries in the documents directory.
+fn map_text(extra_entries: &[(i64, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shard-maps/demo.yaml");
+    let mut raw: RawShardMap =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (shard, uri) in raw.shards.iter_mut().zip(&cluster().primaries) {
+        shard.primary = uri.clone();
+        shard.replicas.clear();
+    }
+    for &(key, shard) in extra_entries {
+        let documents = raw.tables.get_mut("documents").unwrap();
+        let entries = documents.entries.get_or_insert_with(Default::default);
+        entries.insert(
+            shardgate::config::raw::RawScalar::Integer(key),
+            shard.to_owned(),
+        );
+    }
+    serde_yaml::to_string(&raw).unwrap()
+}
+
+async fn wait_for_epoch(proxy: &TestProxy, epoch: u64) {
+    for _ in 0..100 {
+        if proxy.proxy.epoch() >= epoch {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("epoch {epoch} never came (at {})", proxy.proxy.epoch());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_edits_under_load_lose_no_write_and_drop_no_client() {
+    let cluster = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("map.yaml");
+    std::fs::write(&path, map_text(&[])).unwrap();
+    let mut config = sharded_config(cluster);
+    config.databases[0].shard_map_path = path.clone();
+    let proxy = TestProxy::start(config).await;
+    let last = FIRST_ID + WRITERS * ROWS_PER_WRITER;
+    for uri in &cluster.primaries {
+        let sql = format!("DELETE FROM users WHERE user_id >= {FIRST_ID} AND user_id < {last}");
+        connect_direct(uri).await.execute(&sql, &[]).await.unwrap();
+    }
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let client = proxy.connect().await;
+        writers.push(tokio::spawn(async move {
+            let insert = client
+                .prepare("INSERT INTO users (user_id, name) VALUES ($1, 'reload')")
+                .await
+                .unwrap();
+            for i in 0..ROWS_PER_WRITER {
+                let id = FIRST_ID + writer * ROWS_PER_WRITER + i;
+                if i % 2 == 0 {
+                    client.execute(&insert, &[&id]).await.unwrap();
+                } else {
+                    let sql = format!("INSERT INTO users (user_id, name) VALUES ({id}, 'reload')");
+                    client.batch_execute(&sql).await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    // A valid edit, picked up from the file.
+    // Tenant 3 moves to the shard its hash fallback does not give it.
+    let original = sharded_config(cluster).databases[0].shard_map.clone();
+    let router = Router::new(&original);
+    let plan = router.plan("SELECT 1 FROM documents WHERE tenant_id = 3");
+    let Ok(Route::Shard(hashed)) = router.route(&plan, &Params::none(), None) else {
+        panic!("tenant 3 routes to one shard")
+    };
+    let moved_to = 1 - hashed.0 as usize;
+    let moved_name = format!("s{moved_to}");
+    std::fs::write(&path, map_text(&[(3, &moved_name)])).unwrap();
+    wait_for_epoch(&proxy, 2).await;
+    // An invalid edit: rejected, the old map keeps serving.
+    std::fs::write(&path, map_text(&[(3, &moved_name), (4, "nowhere")])).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        proxy.proxy.epoch(),
+        2,
+        "an invalid map never becomes an epoch"
+    );
+    let error = proxy.proxy.reload().unwrap_err();
+    assert!(
+        error.problems.contains("no shard is named \"nowhere\""),
+        "{error}"
+    );
+    // Valid again.
+    std::fs::write(&path, map_text(&[(3, &moved_name), (4, "s0")])).unwrap();
+    assert_eq!(proxy.proxy.reload().unwrap(), 3);
+    for writer in writers {
+        writer.await.expect("no writer saw an error");
+    }
+    let mut total = 0i64;
+    for uri in &cluster.primaries {
+        let sql =
+            format!("SELECT count(*) FROM users WHERE user_id >= {FIRST_ID} AND user_id < {last}");
+        total += connect_direct(uri)
+            .await
+            .query_one(&sql, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    assert_eq!(
+        total,
+        WRITERS * ROWS_PER_WRITER,
+        "every acknowledged row, once"
+    );
+    // The new entry routes: tenant 3 lives where the edit put it.
+    let client = proxy.connect().await;
+    client
+        .batch_execute("INSERT INTO documents (tenant_id, doc_id, title) VALUES (3, 1, 'x') ON CONFLICT DO NOTHING")
+        .await
+        .unwrap();
+    let moved: i64 = connect_direct(&cluster.primaries[moved_to])
+        .await
+        .query_one("SELECT count(*) FROM documents WHERE tenant_id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(moved, 1);
+}
