@@ -100,6 +100,8 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// A value (a shard key) that is not valid for its type.
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    /// The proxy's configuration (a directory table) is wrong.
+    pub const CONFIG_FILE_ERROR: &str = "F0000";
     /// A statement too large to encode.
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     /// A statement sent after an error in the same transaction.

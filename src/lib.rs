@@ -23,6 +23,7 @@
 //!   blocking the other.
 //! - [`pool`]: bb8 pools of backend connections, one per endpoint, served first come first served.
 //! - [`backend`]: one server connection: connect, authenticate, what the server reported.
+//! - [`control`]: the control plane: directory tables (bb8-postgres, LISTEN/NOTIFY).
 //! - [`topology`]: the immutable snapshot of databases, shard maps and pools a session uses.
 //! - [`app`]: wiring from config to a listening proxy, signals, logging.
 //! - [`cli`], [`demo`]: the `shardgate` command line and its embedded default.
@@ -38,6 +39,7 @@ pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod error;
 pub mod execute;

@@ -18,7 +18,7 @@ use super::duration::HumanDuration;
 
 mod tables;
 
-pub use tables::{RawRange, RawScalar, RawTable};
+pub use tables::{RawLookup, RawRange, RawScalar, RawTable};
 
 /// A whole `shardgate.yaml`. Only `users` and `databases` are required.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

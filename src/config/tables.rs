@@ -118,6 +118,25 @@ pub struct DirectorySpec {
     pub entries: HashMap<KeyValue, ShardId>,
     /// Where keys without an entry go.
     pub fallback: Fallback,
+    /// A table in PostgreSQL holding more entries, consulted after `entries`.
+    pub lookup: Option<Box<LookupTable>>,
+}
+
+/// A directory table (`key text PRIMARY KEY, shard text NOT NULL`) in a PostgreSQL database,
+/// shared by every proxy: read on a cache miss, and invalidated by `NOTIFY channel, 'key'`
+/// (an empty payload drops the whole cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupTable {
+    /// Where the table lives.
+    pub uri: super::BackendUri,
+    /// The table, possibly schema-qualified; validated as plain identifiers.
+    pub table: String,
+    /// The LISTEN channel that announces changes.
+    pub channel: String,
+    /// Most keys cached (the cache starts over when full).
+    pub cache_entries: usize,
+    /// Every shard of the map by name: a row may name any of them.
+    pub shards: Vec<(ShardId, String)>,
 }
 
 /// What a directory does with a key it has no entry for.

@@ -103,7 +103,28 @@ pub enum PlacementError {
         /// The key in PostgreSQL's text form.
         key: String,
     },
+    /// The key's place is in a directory table this proxy has not read yet: fetch it with
+    /// [`PendingLookup::fetch`] and route again.
+    #[error("shard key '{}' is not in the directory cache yet", .0.key)]
+    NeedsLookup(PendingLookup),
 }
+
+/// A directory-table read the router needs before it can place a key.
+#[derive(Debug, Clone)]
+pub struct PendingLookup {
+    /// The directory table.
+    pub lookup: std::sync::Arc<crate::control::directory::DirectoryLookup>,
+    /// The key to read.
+    pub key: KeyValue,
+}
+
+impl PartialEq for PendingLookup {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.lookup, &other.lookup) && self.key == other.key
+    }
+}
+
+impl Eq for PendingLookup {}
 
 /// The key as an error message shows it.
 fn describe(key: &KeyValue) -> String {
@@ -162,6 +183,7 @@ mod tests {
 
         let directory = Placer::build(&Strategy::Directory(DirectorySpec {
             entries: HashMap::from([(int(1), ShardId(3))]),
+            lookup: None,
             fallback: Fallback::Hash(ring()),
         }));
         assert_eq!(directory.shard_for(&int(1)), Ok(ShardId(3)));

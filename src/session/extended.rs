@@ -142,7 +142,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let params =
                     Params::from_bind(&body(frame)[bind.rest_offset..], &statement.param_types)
                         .map_err(|e| Refusal::violation(e.to_string()))?;
-                self.shard_for_sql(&statement.query, &params)?
+                {
+                    let route = self.route_sql(&statement.query, &params).await?;
+                    self.shard_for_route(route)?
+                }
             }
             None => None, // The server reports the unknown statement.
         };

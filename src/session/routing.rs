@@ -11,26 +11,23 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::router::{Params, Route, RouteError};
+use std::sync::Arc;
+
+use crate::control::directory::LookupError;
+use crate::router::strategy::PlacementError;
+use crate::router::{Hint, Params, Route, RouteError};
+use crate::topology::Database;
 use crate::wire::TxStatus;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
-    /// The shard `sql` must run on with these parameters (`None`: wherever the session is).
-    pub(super) fn shard_for_sql(
+    /// The route of `sql` with these parameters and the client's hint, reading directory
+    /// tables for keys they have not cached yet.
+    pub(super) fn route_sql<'a>(
         &self,
-        sql: &str,
-        params: &Params<'_>,
-    ) -> Result<Option<ShardId>, ErrorReport> {
-        self.shard_for_route(self.route_sql(sql, params)?)
-    }
-
-    /// The route of `sql` with these parameters and the client's hint.
-    pub(super) fn route_sql(&self, sql: &str, params: &Params<'_>) -> Result<Route, ErrorReport> {
-        let router = &self.env.database.router;
-        let plan = router.plan(sql);
-        let route = (router.route(&plan, params, self.hint.as_ref())).map_err(|e| e.report())?;
-        tracing::debug!(?route, "routed");
-        Ok(route)
+        sql: &'a str,
+        params: &'a Params<'a>,
+    ) -> impl Future<Output = Result<Route, ErrorReport>> + Send + 'a {
+        route_with_lookups(self.env.database.clone(), self.hint.clone(), sql, params)
     }
 
     /// Where a statement may be parsed or described before its parameters are known:
@@ -116,6 +113,45 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.release();
         Ok(())
     }
+}
+
+/// Directory tables read per statement at most (an `IN` list may name several new keys).
+const MAX_LOOKUPS: usize = 16;
+
+async fn route_with_lookups(
+    database: Arc<Database>,
+    hint: Option<Hint>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Route, ErrorReport> {
+    let plan = database.router.plan(sql);
+    for _ in 0..MAX_LOOKUPS {
+        match database.router.route(&plan, params, hint.as_ref()) {
+            Err(RouteError::Placement {
+                source: PlacementError::NeedsLookup(pending),
+                ..
+            }) => {
+                let fetched = pending.lookup.fetch(&pending.key).await;
+                fetched.map_err(|e| lookup_report(&e))?;
+            }
+            Ok(route) => {
+                tracing::debug!(?route, "routed");
+                return Ok(route);
+            }
+            Err(error) => return Err(error.report()),
+        }
+    }
+    Err(refused(
+        "the statement names too many keys missing from a directory table's cache".into(),
+    ))
+}
+
+fn lookup_report(error: &LookupError) -> ErrorReport {
+    let (code, blame) = match error {
+        LookupError::Unavailable { .. } => (sqlstate::CONNECTION_FAILURE, Blame::Backend),
+        LookupError::UnknownShard { .. } => (sqlstate::CONFIG_FILE_ERROR, Blame::Proxy),
+    };
+    ErrorReport::error(code, blame, format!("shardgate: {error}"))
 }
 
 pub(super) fn refused(message: String) -> ErrorReport {

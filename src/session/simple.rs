@@ -24,7 +24,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         {
             return Ok(());
         }
-        let shard = match self.route_sql(sql, &Params::none())? {
+        let shard = match self.route_sql(sql, &Params::none()).await? {
             Route::Broadcast(shards) => {
                 let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
                 return self.run_on_shards(sql, parts.collect()).await;
@@ -78,7 +78,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 };
                 let arguments = execute_arguments(rest);
                 let params = Params::from_text(&arguments);
-                let shard = self.shard_for_sql(&prepared.query, &params)?;
+                let route = self.route_sql(&prepared.query, &params).await?;
+                let shard = self.shard_for_route(route)?;
                 let conn = self.ensure_backend(shard).await?;
                 if conn.prepared.insert(prepared.backend_name.clone()) {
                     let undo = Undo {

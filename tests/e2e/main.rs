@@ -4,6 +4,7 @@
 mod backend_auth;
 mod bad_input;
 mod cli;
+mod directory;
 mod harness;
 mod pgbench;
 mod pooling;

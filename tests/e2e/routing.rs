@@ -90,6 +90,7 @@ async fn hash_keys_land_on_one_shard_whichever_way_they_are_written() {
 #[tokio::test]
 async fn range_and_directory_tables_follow_their_maps() {
     let cluster = cluster();
+    let config = sharded_config(cluster); // creates the tables first
     for uri in &cluster.primaries {
         let direct = connect_direct(uri).await;
         direct
@@ -97,7 +98,7 @@ async fn range_and_directory_tables_follow_their_maps() {
             .await
             .unwrap();
     }
-    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let proxy = TestProxy::start(config).await;
     let client = proxy.connect().await;
     let insert = "INSERT INTO events (created_at, kind) VALUES ($1, 'routing-binary')";
     let cases = [

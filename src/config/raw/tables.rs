@@ -47,6 +47,28 @@ pub struct RawTable {
     /// `tables.T.fallback`: `error`, `hash` or a shard name (directory only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// `tables.T.lookup`: a directory table in PostgreSQL (directory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<RawLookup>,
+}
+
+/// `tables.T.lookup`: where a directory keeps entries beyond those in the map.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a lookup: a mapping with `uri` and `table`"
+)]
+pub struct RawLookup {
+    /// `lookup.uri`: `postgres://user:password@host:port/database` of the directory table.
+    pub uri: String,
+    /// `lookup.table`: the table (`key text PRIMARY KEY, shard text NOT NULL`).
+    pub table: String,
+    /// `lookup.channel`: the NOTIFY channel announcing changes (default: the table name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// `lookup.cache_entries`: most keys cached per proxy (default 100000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_entries: Option<usize>,
 }
 
 /// One entry of `tables.T.ranges`: keys `from <= key < to` live on `shard`.

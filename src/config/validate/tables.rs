@@ -17,6 +17,7 @@ use crate::config::tables::{
 };
 use crate::config::{Shard, ShardId};
 
+mod lookup;
 mod ranges;
 
 /// Largest `vnodes`: more points only cost memory once spread is within a percent.
@@ -184,13 +185,14 @@ fn refuse_foreign_fields(
     cx: &Context<'_>,
     problems: &mut Problems,
 ) {
-    let fields: [(&str, bool, &[&str]); 6] = [
+    let fields: [(&str, bool, &[&str]); 7] = [
         ("vnodes", raw.vnodes.is_some(), &["hash"]),
         ("shards", raw.shards.is_some(), &["hash"]),
         ("ranges", raw.ranges.is_some(), &["range"]),
         ("allow_gaps", raw.allow_gaps.is_some(), &["range"]),
         ("entries", raw.entries.is_some(), &["directory"]),
         ("fallback", raw.fallback.is_some(), &["directory"]),
+        ("lookup", raw.lookup.is_some(), &["directory"]),
     ];
     for (field, present, allowed) in fields {
         if present && !allowed.contains(&strategy) {
@@ -260,7 +262,15 @@ fn directory(
         }
     }
     let fallback = fallback(raw.fallback.as_deref(), cx, problems)?;
-    complete.then_some(Strategy::Directory(DirectorySpec { entries, fallback }))
+    let lookup = match &raw.lookup {
+        None => None,
+        Some(lookup) => Some(Box::new(lookup::lookup(lookup, cx, problems)?)),
+    };
+    complete.then_some(Strategy::Directory(DirectorySpec {
+        entries,
+        fallback,
+        lookup,
+    }))
 }
 
 fn fallback(name: Option<&str>, cx: &Context<'_>, problems: &mut Problems) -> Option<Fallback> {

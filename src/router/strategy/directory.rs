@@ -5,17 +5,21 @@
 //! panic. Must never guess for a key without an entry when the fallback is `error`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::hash::HashPlacer;
-use super::{PlacementError, describe, sorted_unique};
+use super::{PendingLookup, PlacementError, describe, sorted_unique};
 use crate::config::ShardId;
 use crate::config::key::KeyValue;
 use crate::config::tables::{DirectorySpec, Fallback};
+use crate::control::directory::DirectoryLookup;
 
 /// Explicit entries first, then the fallback.
 #[derive(Debug, Clone)]
 pub struct DirectoryPlacer {
     entries: HashMap<KeyValue, ShardId>,
+    /// The directory table, consulted (through its cache) after `entries`.
+    lookup: Option<Arc<DirectoryLookup>>,
     fallback: BuiltFallback,
     /// Entry shards and fallback shards, sorted.
     shards: Vec<ShardId>,
@@ -37,7 +41,10 @@ impl DirectoryPlacer {
             Fallback::Shard(shard) => BuiltFallback::Shard(*shard),
             Fallback::Hash(ring) => BuiltFallback::Hash(HashPlacer::build(ring)),
         };
+        let lookup = spec.lookup.as_deref().cloned().map(DirectoryLookup::new);
         let mut shards: Vec<ShardId> = spec.entries.values().copied().collect();
+        // A directory-table row may name any shard.
+        shards.extend(lookup.iter().flat_map(|l| l.shards()));
         match &fallback {
             BuiltFallback::Error => {}
             BuiltFallback::Shard(shard) => shards.push(*shard),
@@ -45,6 +52,7 @@ impl DirectoryPlacer {
         }
         DirectoryPlacer {
             entries: spec.entries.clone(),
+            lookup,
             fallback,
             shards: sorted_unique(shards),
         }
@@ -55,6 +63,18 @@ impl DirectoryPlacer {
     pub fn shard_for(&self, key: &KeyValue) -> Result<ShardId, PlacementError> {
         if let Some(shard) = self.entries.get(key) {
             return Ok(*shard);
+        }
+        if let Some(lookup) = &self.lookup {
+            match lookup.cached(key) {
+                Some(Some(shard)) => return Ok(shard),
+                Some(None) => {}
+                None => {
+                    return Err(PlacementError::NeedsLookup(PendingLookup {
+                        lookup: lookup.clone(),
+                        key: key.clone(),
+                    }));
+                }
+            }
         }
         match &self.fallback {
             BuiltFallback::Error => Err(PlacementError::NoDirectoryEntry { key: describe(key) }),
@@ -79,7 +99,11 @@ mod tests {
             (KeyValue::Text("acme".into()), ShardId(5)),
             (KeyValue::Text("globex".into()), ShardId(1)),
         ]);
-        DirectoryPlacer::build(&DirectorySpec { entries, fallback })
+        DirectoryPlacer::build(&DirectorySpec {
+            entries,
+            fallback,
+            lookup: None,
+        })
     }
 
     fn ids(ids: &[u32]) -> Vec<ShardId> {
@@ -136,6 +160,7 @@ mod tests {
         assert_eq!(fixed.shards(), &ids(&[1, 5])[..]);
         let empty = DirectoryPlacer::build(&DirectorySpec {
             entries: HashMap::new(),
+            lookup: None,
             fallback: Fallback::Shard(ShardId(0)),
         });
         assert_eq!(empty.shards(), &ids(&[0])[..]);
