@@ -22,6 +22,10 @@ pub enum Command {
     Check(ConfigArg),
     /// Start local PostgreSQL shards (primary + streaming replicas) and a proxy in front of them.
     Demo(DemoArgs),
+    /// Show where a statement would run and why (connects nowhere); exit 1 if it is refused.
+    Route(RouteArgs),
+    /// Show what replacing one shard map by another moves; exit 1 if either map is invalid.
+    Plan(PlanArgs),
 }
 
 /// The configuration file `run` and `check` read.
@@ -55,4 +59,31 @@ pub struct DemoArgs {
     /// Keep the directory when the demo stops.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// Options of `shardgate route`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RouteArgs {
+    /// The configuration whose shard map routes the statement.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The statement text, exactly as a client would send it (several statements allowed).
+    pub sql: String,
+    /// Value of the next parameter ($1, $2, …) in text format; the word NULL is SQL NULL.
+    #[arg(long = "param", short = 'p', value_name = "VALUE")]
+    pub params: Vec<String>,
+    /// Database whose shard map routes (default: the first one configured).
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+}
+
+/// Options of `shardgate plan`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// The shard map in service now.
+    #[arg(long, value_name = "FILE")]
+    pub old: PathBuf,
+    /// The edited shard map.
+    #[arg(long, value_name = "FILE")]
+    pub new: PathBuf,
 }

@@ -1,19 +1,24 @@
 //! The `shardgate` binary: parse the command line, set up logging, hand over to the library.
 //! The only place `anyhow` is used.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use shardgate::app::Proxy;
-use shardgate::cli::{Cli, Command};
+use shardgate::cli::{Cli, Command, PlanArgs, RouteArgs};
 use shardgate::config::{self, ConfigError};
+use shardgate::router::moves::{self, explain};
+use shardgate::router::{Params, Router};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(arg) => return check(&arg.config),
+        Command::Route(args) => return route(&args),
+        Command::Plan(args) => return plan(&args),
         Command::Run(arg) => run(&arg.config),
         Command::Demo(args) => shardgate::demo::run(args).map_err(anyhow::Error::new),
     };
@@ -43,16 +48,83 @@ fn check(path: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(ConfigError::Invalid(problems)) => {
+        Err(error) => refuse(path, error),
+    }
+}
+
+/// Prints why a config or shard-map file was refused (every problem, with its YAML path).
+fn refuse(path: &Path, error: ConfigError) -> ExitCode {
+    match error {
+        ConfigError::Invalid(problems) => {
             eprint!("{}", config::render_problems(&problems));
             eprintln!("{}: {} problem(s)", path.display(), problems.len());
-            ExitCode::FAILURE
         }
-        Err(error) => {
-            eprintln!("{error}");
+        error => eprintln!("{error}"),
+    }
+    ExitCode::FAILURE
+}
+
+/// `shardgate route`: plans and routes one statement text with a configured database's map,
+/// connecting nowhere. Exit 1 when the proxy would refuse it.
+fn route(args: &RouteArgs) -> ExitCode {
+    let path = &args.config.config;
+    let config = match config::load_config(path) {
+        Ok(config) => config,
+        Err(error) => return refuse(path, error),
+    };
+    let database = match &args.database {
+        Some(name) => config.database(name),
+        None => config.databases.first(),
+    };
+    let Some(database) = database else {
+        let names: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
+        let wanted = args.database.as_deref().unwrap_or_default();
+        eprintln!(
+            "shardgate: no database {wanted:?} in {} (configured: {})",
+            path.display(),
+            names.join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let router = Router::new(&database.shard_map);
+    let values: Vec<Option<String>> = (args.params.iter())
+        .map(|value| (value != "NULL").then(|| value.clone()))
+        .collect();
+    let explanation = explain::explain(&router, &args.sql, &Params::from_text(&values));
+    emit(&explanation);
+    match explanation.route {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// `shardgate plan`: what replacing the `--old` shard map by `--new` moves. Exit 1, listing
+/// every problem, when either map is invalid.
+fn plan(args: &PlanArgs) -> ExitCode {
+    match (
+        config::load_shard_map(&args.old),
+        config::load_shard_map(&args.new),
+    ) {
+        (Ok(old), Ok(new)) => {
+            emit(moves::diff(&old, &new));
+            ExitCode::SUCCESS
+        }
+        (old, new) => {
+            for (path, result) in [(&args.old, old), (&args.new, new)] {
+                if let Err(error) = result {
+                    refuse(path, error);
+                }
+            }
+            eprintln!("shardgate: edit refused: fix the shard map(s) above first");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a command's output to stdout. A reader that went away (`| head -1`) has what it
+/// wanted: that is not worth a panic, so write errors are ignored.
+fn emit(output: impl std::fmt::Display) {
+    let _ = write!(std::io::stdout().lock(), "{output}");
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {

@@ -113,6 +113,9 @@ struct Session<C> {
     unnamed_on_backend: bool,
     /// State that keeps the client on its backend until it disconnects.
     pin: Option<PinReason>,
+    /// A hidden statement is failing the backend's transaction on purpose; its error is not
+    /// a replay failure.
+    aborting_transaction: bool,
     /// The proxy refused an extended-query message; drop messages until Sync, as a server would.
     skip_until_sync: bool,
     /// The current transaction ended with ROLLBACK (so staged settings are dropped).
@@ -146,6 +149,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             portal_effects: HashMap::new(),
             unnamed_on_backend: false,
             pin: None,
+            aborting_transaction: false,
             skip_until_sync: false,
             rolled_back: false,
             replay_error: None,

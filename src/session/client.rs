@@ -8,7 +8,7 @@ use super::replies::{Expect, Synthetic, Undo};
 use super::statements::SessionEffect;
 use super::{Ending, Session};
 use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::wire::{self, encode, peek_header, tag};
+use crate::wire::{self, TxStatus, encode, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Handles every complete frame the client has sent so far.
@@ -118,12 +118,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             return;
         }
+        if frame_tag == tag::QUERY && self.backend_status == TxStatus::InTransaction {
+            // PostgreSQL aborts the transaction of a failed statement: make the backend's
+            // transaction fail too, so a later COMMIT rolls back as it would there.
+            self.abort_backend_transaction();
+        }
         self.push(Expect::Synthetic {
             message: Synthetic::Error(report),
             undo: Undo::default(),
         });
-        if frame_tag != tag::QUERY {
+        if frame_tag == tag::QUERY {
+            self.push(Expect::Synthetic {
+                message: Synthetic::ReadyForQuery,
+                undo: Undo::default(),
+            });
+        } else {
             self.skip_until_sync = true;
+        }
+    }
+
+    fn abort_backend_transaction(&mut self) {
+        let sql = "SELECT 1/0 AS shardgate_statement_refused";
+        if postgres_protocol::message::frontend::query(sql, &mut self.bufs.to_backend).is_ok() {
+            self.aborting_transaction = true;
+            self.push(Expect::hidden_query());
         }
     }
 
@@ -177,6 +195,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     encode::command_complete(&mut self.bufs.to_client, command_tag)
                 }
                 Synthetic::ReadyForQuery => {
+                    // With a backend, its last status is the client's (a hidden statement may
+                    // just have aborted the transaction).
+                    if self.backend.is_some() {
+                        self.client_status = self.backend_status;
+                    }
                     encode::ready_for_query(&mut self.bufs.to_client, self.client_status)
                 }
             }

@@ -134,6 +134,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A statement the proxy sent on its own failed (a settings replay). The client's state on
     /// this backend is now unknown, so the backend will not be reused after this transaction.
     fn on_hidden_error(&mut self, body: &[u8]) {
+        if std::mem::take(&mut self.aborting_transaction) {
+            return; // The error the proxy asked for (see `abort_backend_transaction`).
+        }
         let fields = error_fields(body).unwrap_or_default();
         let field = |code: u8| {
             fields

@@ -1,6 +1,8 @@
-//! The `shardgate` binary: `check` on good and broken files, and the one-command `demo`.
+//! The `shardgate` binary: `check` on good and broken files, `route` and `plan` on temp maps
+//! (they connect nowhere), and the one-command `demo`.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,4 +120,165 @@ fn demo_serves_until_sigterm_and_cleans_up() {
     let status = demo.wait().unwrap();
     assert!(status.success(), "demo exit status {status}");
     assert!(!config_path.exists(), "the demo directory is removed");
+}
+
+/// A map shaped like `shard-maps/demo.yaml`; its backends are never contacted.
+const DEMO_MAP: &str = "
+shards:
+  - {name: s0, primary: 'postgres://app:app@127.0.0.1:1/app'}
+  - {name: s1, primary: 'postgres://app:app@127.0.0.1:2/app'}
+default_shard: s0
+tables:
+  users: {strategy: hash, key: user_id, key_type: bigint}
+  orders: {colocated_with: users, key: user_id}
+  events:
+    strategy: range
+    key: created_at
+    key_type: timestamp
+    ranges:
+      - {shard: s0, to: '2026-01-01'}
+      - {shard: s1, from: '2026-01-01'}
+  documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s0, 2: s1}, fallback: hash}
+  countries: {strategy: reference}
+";
+
+/// `DEMO_MAP` with a third shard on the users ring.
+fn three_shard_map() -> String {
+    DEMO_MAP.replace(
+        "default_shard:",
+        "  - {name: s2, primary: 'postgres://app:app@127.0.0.1:3/app'}\ndefault_shard:",
+    )
+}
+
+/// Writes `shardgate.yaml` naming `map.yaml` (with `map`) into `dir`; returns the config path.
+fn write_config(dir: &Path, map: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("map.yaml"), map).unwrap();
+    let config = dir.join("shardgate.yaml");
+    let text = "users:\n  - name: app\n    password: app\ndatabases:\n  - name: app\n    shard_map: map.yaml\n";
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+fn shardgate(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn route_names_the_shard_of_a_key_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), DEMO_MAP);
+    let map = shardgate::config::parse_shard_map(DEMO_MAP, Path::new("map.yaml")).unwrap();
+    let router = shardgate::router::Router::new(&map);
+    let sql = "INSERT INTO users (user_id, name) VALUES ($1, 'x')";
+    let values = [Some("42".to_owned())];
+    let params = shardgate::router::Params::from_text(&values);
+    let expected = match router.route(&router.plan(sql), &params, None) {
+        Ok(shardgate::router::Route::Shard(id)) => map.shard(id).name.clone(),
+        other => panic!("the library routes a keyed INSERT to one shard: {other:?}"),
+    };
+    let (code, stdout, stderr) = shardgate(&["route", sql, "--param", "42"], &config);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!("route: shard {expected}\n")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("write (INSERT) on users, key user_id (integer, hash ring of 2 shards): user_id = 42 ($1) -> shard"), "{stdout}");
+
+    let sql = "SELECT * FROM events WHERE created_at = '2026-03-01'";
+    let (code, stdout, _) = shardgate(&["route", sql, "--database", "app"], &config);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("route: shard s1\n"), "{stdout}");
+}
+
+#[test]
+fn route_refuses_a_keyless_update_with_its_sqlstate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), DEMO_MAP);
+    let (code, stdout, stderr) = shardgate(&["route", "UPDATE users SET name = 'x'"], &config);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.starts_with("route: error 0A000: "), "{stdout}");
+    assert!(
+        stdout.contains("must name its shard key user_id"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plan_shows_the_share_of_keys_a_new_shard_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+    std::fs::write(&old, DEMO_MAP).unwrap();
+    std::fs::write(&new, three_shard_map()).unwrap();
+    let out = Command::new(BIN)
+        .args(["plan", "--old"])
+        .arg(&old)
+        .arg("--new")
+        .arg(&new)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let line = (stdout.lines())
+        .find(|line| line.starts_with("orders, users (co-located, group users): "))
+        .unwrap_or_else(|| panic!("no line for the users group in:\n{stdout}"));
+    let share: f64 = line
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {line:?}"));
+    assert!((20.0..=47.0).contains(&share), "{line}");
+    assert!(
+        line.contains("s0 -> s2") && !line.contains("-> s0") && !line.contains("-> s1"),
+        "{line}"
+    );
+    assert!(stdout.contains("shard s2: added\n"), "{stdout}");
+    assert!(
+        stdout.contains("countries: reference table: copy it to s2\n"),
+        "{stdout}"
+    );
+
+    let same = Command::new(BIN)
+        .args(["plan", "--old"])
+        .arg(&old)
+        .arg("--new")
+        .arg(&old)
+        .output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&same.stdout).ends_with("nothing moves\n"));
+}
+
+#[test]
+fn plan_refuses_an_invalid_new_map_and_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+    std::fs::write(&old, DEMO_MAP).unwrap();
+    std::fs::write(
+        &new,
+        DEMO_MAP.replace("{shard: s1, from:", "{shard: s7, from:"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["plan", "--old"])
+        .arg(&old)
+        .arg("--new")
+        .arg(&new)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("new.yaml: tables.events.ranges[1].shard: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("s7"), "{stderr}");
 }

@@ -402,3 +402,57 @@ async fn a_multi_row_insert_is_split_by_shard() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_refused_statement_aborts_its_transaction_as_postgres_would() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    let (a, b) = two_users_on_different_shards();
+    let a = a + 500;
+    let b = (b + 500..b + 700)
+        .find(|id| {
+            routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {id}"))
+                != routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {a}"))
+        })
+        .unwrap();
+    client
+        .batch_execute(&format!("DELETE FROM users WHERE user_id = {a}"))
+        .await
+        .unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO users (user_id, name) VALUES ({a}, 'aborted')"
+        ))
+        .await
+        .unwrap();
+    let error = client
+        .batch_execute(&format!(
+            "INSERT INTO users (user_id, name) VALUES ({b}, 'aborted')"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000");
+    let error = client.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(
+        sqlstate(&error),
+        "25P02",
+        "the transaction is aborted: {error}"
+    );
+    let messages = client.simple_query("COMMIT").await.unwrap();
+    let tag = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(_) => Some(()),
+        _ => None,
+    });
+    assert!(tag.is_some());
+    let count = format!("SELECT count(*) FROM users WHERE user_id = {a}");
+    assert!(
+        shards_holding(cluster, &count).await.is_empty(),
+        "COMMIT of an aborted transaction rolled back"
+    );
+    client
+        .batch_execute("SELECT 1")
+        .await
+        .expect("the session goes on");
+}

@@ -26,6 +26,8 @@ pub struct HashPlacer {
     ring: HashRing<VNode, PointHasher>,
     /// Shards with at least one point, sorted.
     shards: Vec<ShardId>,
+    /// The ring's points in ascending order with their owners (what the ring searches).
+    points: Vec<(u64, ShardId)>,
 }
 
 impl HashPlacer {
@@ -55,9 +57,14 @@ impl HashPlacer {
         });
         vnodes.dedup_by_key(|(vnode, _)| vnode.point);
         let shards = sorted_unique(vnodes.iter().map(|(vnode, _)| vnode.shard).collect());
+        let points = vnodes.iter().map(|(v, _)| (v.point, v.shard)).collect();
         let mut ring = HashRing::with_hasher(PointHasher);
         ring.batch_add(vnodes.into_iter().map(|(vnode, _)| vnode).collect());
-        HashPlacer { ring, shards }
+        HashPlacer {
+            ring,
+            shards,
+            points,
+        }
     }
 
     /// The shard owning the first point at or after the key's point (wrapping around).
@@ -73,6 +80,13 @@ impl HashPlacer {
     /// Every shard on the ring, sorted.
     pub fn shards(&self) -> &[ShardId] {
         &self.shards
+    }
+
+    /// The ring's points, ascending and distinct, each with the shard that owns it: a key
+    /// whose point is `k` lives on the owner of the first point `>= k`, else of the first
+    /// point. For tools that compare two rings (`router::moves`); lookups never need it.
+    pub fn points(&self) -> &[(u64, ShardId)] {
+        &self.points
     }
 }
 
