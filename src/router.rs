@@ -10,6 +10,7 @@ mod cache;
 mod condition;
 mod hint;
 pub mod moves;
+mod normalize;
 mod operand;
 mod plan;
 mod resolve;
@@ -131,6 +132,22 @@ impl Router {
     /// The plan of a statement text (cached).
     pub fn plan(&self, sql: &str) -> Arc<Plan> {
         self.plans.get_or_insert(sql, || plan::plan(&self.map, sql))
+    }
+
+    /// Where a simple-protocol statement text runs. Its literals are taken out first, so
+    /// texts that differ only in constants share one cached plan (see `normalize`).
+    pub fn route_simple(
+        &self,
+        sql: &str,
+        session_hint: Option<&Hint>,
+    ) -> Result<Route, RouteError> {
+        if let Some((text, literals)) = normalize::normalize(sql) {
+            let plan = self.plan(&text);
+            if !plan.has_unparsed() {
+                return self.route(&plan, &Params::from_text(&literals), session_hint);
+            }
+        }
+        self.route(&self.plan(sql), &Params::none(), session_hint)
     }
 
     /// Where `plan` runs with these parameters; `session_hint` is the client's

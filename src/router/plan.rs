@@ -29,6 +29,13 @@ pub struct Plan {
     pub hint: Option<Hint>,
 }
 
+impl Plan {
+    /// Whether the parser gave up on some statement.
+    pub fn has_unparsed(&self) -> bool {
+        (self.parts.iter()).any(|part| matches!(part.target, Target::Unparsed(_)))
+    }
+}
+
 /// One statement of a plan.
 #[derive(Debug, Clone)]
 pub struct Part {

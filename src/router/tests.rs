@@ -341,3 +341,25 @@ fn multi_statement_queries_must_agree() {
         format!("DELETE FROM users WHERE user_id = {a}; DELETE FROM users WHERE user_id = {b}");
     assert!(refused(route(&r, &sql)).contains("different shards"));
 }
+
+#[test]
+fn simple_queries_with_literals_route_as_their_parsed_text() {
+    let r = router();
+    for sql in [
+        "SELECT * FROM users WHERE user_id = 42",
+        "SELECT * FROM users u WHERE u.user_id = '42'",
+        "SELECT * FROM users WHERE user_id IN (1, 2, 3)",
+        "SELECT * FROM users WHERE user_id = -42",
+        "INSERT INTO users (user_id, name) VALUES (42, 'a'), (43, 'b')",
+        "UPDATE users SET name = 'x' WHERE user_id = 7",
+        "UPDATE users SET name = 'x'",
+        "SELECT * FROM events WHERE created_at = TIMESTAMP '2026-03-01 10:00'",
+        "SELECT * FROM events WHERE created_at BETWEEN '2026-02-01' AND '2026-03-01'",
+        "SELECT * FROM documents WHERE tenant_id = 7",
+        "/* shard_key: 42 */ SELECT * FROM users WHERE name = 'x'",
+        "SET search_path = 'x'",
+        "SELECT 1",
+    ] {
+        assert_eq!(r.route_simple(sql, None), route(&r, sql), "{sql}");
+    }
+}

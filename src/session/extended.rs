@@ -143,7 +143,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     Params::from_bind(&body(frame)[bind.rest_offset..], &statement.param_types)
                         .map_err(|e| Refusal::violation(e.to_string()))?;
                 {
-                    let route = self.route_sql(&statement.query, &params).await?;
+                    let route = self.route_sql(&statement.query, Some(&params)).await?;
                     self.shard_for_route(route)?
                 }
             }

@@ -22,10 +22,12 @@ use crate::wire::TxStatus;
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// The route of `sql` with these parameters and the client's hint, reading directory
     /// tables for keys they have not cached yet.
+    /// `params` are a Bind's (or an EXECUTE's); `None` for a simple Query, whose literals
+    /// are parameters too.
     pub(super) fn route_sql<'a>(
         &self,
         sql: &'a str,
-        params: &'a Params<'a>,
+        params: Option<&'a Params<'a>>,
     ) -> impl Future<Output = Result<Route, ErrorReport>> + Send + 'a {
         route_with_lookups(self.env.database.clone(), self.hint.clone(), sql, params)
     }
@@ -122,11 +124,16 @@ async fn route_with_lookups(
     database: Arc<Database>,
     hint: Option<Hint>,
     sql: &str,
-    params: &Params<'_>,
+    params: Option<&Params<'_>>,
 ) -> Result<Route, ErrorReport> {
-    let plan = database.router.plan(sql);
+    let router = &database.router;
+    let plan = params.map(|_| router.plan(sql));
     for _ in 0..MAX_LOOKUPS {
-        match database.router.route(&plan, params, hint.as_ref()) {
+        let routed = match (&plan, params) {
+            (Some(plan), Some(params)) => router.route(plan, params, hint.as_ref()),
+            _ => router.route_simple(sql, hint.as_ref()),
+        };
+        match routed {
             Err(RouteError::Placement {
                 source: PlacementError::NeedsLookup(pending),
                 ..

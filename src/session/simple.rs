@@ -24,7 +24,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         {
             return Ok(());
         }
-        let shard = match self.route_sql(sql, &Params::none()).await? {
+        let shard = match self.route_sql(sql, None).await? {
             Route::Broadcast(shards) => {
                 let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
                 return self.run_on_shards(sql, parts.collect()).await;
@@ -78,7 +78,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 };
                 let arguments = execute_arguments(rest);
                 let params = Params::from_text(&arguments);
-                let route = self.route_sql(&prepared.query, &params).await?;
+                let route = self.route_sql(&prepared.query, Some(&params)).await?;
                 let shard = self.shard_for_route(route)?;
                 let conn = self.ensure_backend(shard).await?;
                 if conn.prepared.insert(prepared.backend_name.clone()) {
