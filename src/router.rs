@@ -38,8 +38,12 @@ pub enum Route {
     Shard(ShardId),
     /// A read needing the rows of several shards (merged by the fan-out executor).
     Scatter(Vec<ShardId>),
-    /// On each of these shards' primaries (DDL, reference-table and broadcast writes).
+    /// On each of these shards' primaries, which hold different rows (writes the map allows to
+    /// broadcast): counts and RETURNING rows add up.
     Broadcast(Vec<ShardId>),
+    /// On each of these shards' primaries, which hold copies (DDL, reference-table writes):
+    /// the client sees one shard's result, as from one server.
+    Replicate(Vec<ShardId>),
     /// Unparseable text naming map tables: only inside a transaction already on one shard.
     CurrentShardOnly,
     /// A multi-row INSERT whose rows belong to several shards: row indexes (0-based, in

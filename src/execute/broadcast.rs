@@ -4,8 +4,9 @@
 //!
 //! Part of the execute stage. Each shard runs its statement inside its own transaction, and
 //! every shard commits only once all of them succeeded; an error anywhere rolls every shard
-//! back. The client sees one result: the first shard's RowDescription, every shard's rows, and
-//! one CommandComplete per statement with the counts summed. What it cannot promise is atomic
+//! back. The client sees one result: the first shard's RowDescription, and either every
+//! shard's rows with the counts summed (shards holding different rows) or the first shard's
+//! rows and counts (shards holding copies). What it cannot promise is atomic
 //! commit: if a COMMIT fails after others succeeded, the error says which shards committed
 //! (two-phase commit is planned with cross-shard transactions).
 
@@ -42,6 +43,24 @@ pub enum Wrapping {
     Autocommit,
 }
 
+/// What the shards hold, which decides what the client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Different rows (split INSERTs, broadcast writes): every shard's rows, counts summed.
+    Disjoint,
+    /// Copies (reference tables, schema): the first shard's rows and counts, as one server.
+    Copies,
+}
+
+/// How a broadcast runs and answers.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
+    /// Transactions or not.
+    pub wrapping: Wrapping,
+    /// What the shards hold.
+    pub rows: Rows,
+}
+
 /// Called for every ParameterStatus a leg's backend reports, so the caller can keep the
 /// backend's recorded settings right.
 pub type OnStatus<'a> = &'a mut (dyn FnMut(&mut BackendConn, &str, &str) + Send);
@@ -52,20 +71,14 @@ pub async fn broadcast<C: AsyncWrite + Unpin>(
     client: &mut C,
     bufs: &mut Buffers,
     legs: &mut [Leg<'_>],
-    wrapping: Wrapping,
+    how: How,
     on_status: OnStatus<'_>,
 ) -> Result<(), ErrorReport> {
+    let wrapping = how.wrapping;
     let mut tags: Vec<Vec<String>> = Vec::new();
     for index in 0..legs.len() {
-        let outcome = run_leg(
-            client,
-            bufs,
-            &mut legs[index],
-            index == 0,
-            wrapping,
-            on_status,
-        )
-        .await;
+        let leg = &mut legs[index];
+        let outcome = run_leg(client, bufs, leg, index == 0, how, on_status).await;
         match outcome {
             Ok(leg_tags) => tags.push(leg_tags),
             Err(report) => {
@@ -84,7 +97,11 @@ pub async fn broadcast<C: AsyncWrite + Unpin>(
     if wrapping == Wrapping::Transaction {
         commit_all(legs, on_status).await?;
     }
-    for tag in combine_tags(&tags) {
+    let tags = match how.rows {
+        Rows::Disjoint => combine_tags(&tags),
+        Rows::Copies => tags.into_iter().next().unwrap_or_default(),
+    };
+    for tag in tags {
         encode::command_complete(&mut bufs.to_client, &tag);
     }
     Ok(())
@@ -95,9 +112,10 @@ async fn run_leg<C: AsyncWrite + Unpin>(
     bufs: &mut Buffers,
     leg: &mut Leg<'_>,
     first: bool,
-    wrapping: Wrapping,
+    how: How,
     on_status: OnStatus<'_>,
 ) -> Result<Vec<String>, ErrorReport> {
+    let wrapping = how.wrapping;
     let mut out = BytesMut::new();
     let mut hidden = 0;
     for sql in leg.prelude.iter().map(String::as_str) {
@@ -118,6 +136,7 @@ async fn run_leg<C: AsyncWrite + Unpin>(
         client,
         bufs,
         first,
+        all_rows: how.rows == Rows::Disjoint,
     };
     let reply = read_reply(leg.conn, on_status, Some(&mut forward)).await?;
     match reply.error {
@@ -132,12 +151,14 @@ struct Forward<'a, C> {
     client: &'a mut C,
     bufs: &'a mut Buffers,
     first: bool,
+    /// Rows of every leg, or (copies) of the first only.
+    all_rows: bool,
 }
 
 impl<C: AsyncWrite + Unpin> Forward<'_, C> {
     async fn frame(&mut self, frame_tag: u8, frame: &[u8]) -> Result<(), ErrorReport> {
         let wanted = match frame_tag {
-            tag::DATA_ROW => true,
+            tag::DATA_ROW => self.first || self.all_rows,
             tag::ROW_DESCRIPTION | tag::NOTICE_RESPONSE => self.first,
             _ => false,
         };

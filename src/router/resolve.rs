@@ -55,7 +55,7 @@ fn route_part(
     Ok(match &part.target {
         Target::Anywhere => Route::Anywhere,
         Target::DefaultShard => Route::Shard(map.default_shard),
-        Target::EveryShard => Route::Broadcast(every_shard()),
+        Target::EveryShard => Route::Replicate(every_shard()),
         Target::Scatter(_) => Route::Scatter(every_shard()),
         Target::Keyed(keyed) => keyed_route(router, part.kind, keyed, params)?,
         Target::Insert(rows) => insert_route(router, rows, params)?,

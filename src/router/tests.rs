@@ -252,7 +252,7 @@ fn ddl_and_reference_writes_go_everywhere() {
         "UPDATE countries SET name = 'x'",
         "COPY countries FROM STDIN",
     ] {
-        assert_eq!(route(&r, sql), Ok(Route::Broadcast(all())), "{sql}");
+        assert_eq!(route(&r, sql), Ok(Route::Replicate(all())), "{sql}");
     }
     assert_eq!(route(&r, "SELECT * FROM countries"), Ok(Route::Anywhere));
     assert_eq!(

@@ -11,7 +11,7 @@ use super::routing::refused;
 use super::statements::{next_word, split_statements};
 use crate::config::ShardId;
 use crate::error::ErrorReport;
-use crate::execute::broadcast::{Leg, Wrapping, broadcast};
+use crate::execute::broadcast::{How, Leg, Rows, Wrapping, broadcast};
 use crate::pool::Checkout;
 use crate::topology::Database;
 use crate::wire::encode;
@@ -22,6 +22,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         &mut self,
         sql: &str,
         parts: Vec<(ShardId, String)>,
+        rows: Rows,
     ) -> Result<(), Refusal> {
         if self.tied_to_backend() || self.pending_begin.is_some() {
             return Err(Refusal::Statement(refused(
@@ -48,15 +49,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut on_status = |conn: &mut _, name: &str, value: &str| {
             settings.on_parameter_status(name, value, conn);
         };
-        let wrapping = wrapping(sql);
-        broadcast(
-            &mut self.client,
-            &mut self.bufs,
-            &mut legs,
-            wrapping,
-            &mut on_status,
-        )
-        .await?;
+        let how = How {
+            wrapping: wrapping(sql),
+            rows,
+        };
+        let (client, bufs) = (&mut self.client, &mut self.bufs);
+        broadcast(client, bufs, &mut legs, how, &mut on_status).await?;
         encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
         Ok(())
     }

@@ -56,7 +56,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                  (narrow it with the shard key, or name a shard with /* shard: NAME */)",
                 shards.len()
             ))),
-            Route::Broadcast(_) | Route::Split(_) => Err(refused(
+            Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => Err(refused(
                 "a statement that runs on several shards must be sent as a simple query \
                  (not through the extended protocol), outside a transaction"
                     .into(),

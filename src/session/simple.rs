@@ -9,6 +9,7 @@ use super::replies::{Expect, Synthetic, Undo};
 use super::sql_prepared::{SqlCommand, parse_sql_command};
 use super::statements;
 use super::{Session, internal};
+use crate::execute::broadcast::Rows;
 use crate::router::{Params, Route, execute_arguments};
 use crate::wire::{self, TxStatus};
 
@@ -27,12 +28,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let shard = match self.route_sql(sql, None).await? {
             Route::Broadcast(shards) => {
                 let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
-                return self.run_on_shards(sql, parts.collect()).await;
+                return self
+                    .run_on_shards(sql, parts.collect(), Rows::Disjoint)
+                    .await;
+            }
+            Route::Replicate(shards) => {
+                let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
+                return self.run_on_shards(sql, parts.collect(), Rows::Copies).await;
             }
             Route::Split(groups) => {
                 let router = &self.env.database.router;
                 let parts = router.split_insert(sql, &groups).map_err(|e| e.report())?;
-                return self.run_on_shards(sql, parts).await;
+                return self.run_on_shards(sql, parts, Rows::Disjoint).await;
             }
             route => self.shard_for_route(route)?,
         };

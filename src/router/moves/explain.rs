@@ -314,6 +314,7 @@ impl Explanation {
             Route::Shard(id) => format!("shard {}", self.shard(*id)),
             Route::Scatter(ids) => format!("scatter to {}", self.shards(ids)),
             Route::Broadcast(ids) => format!("broadcast to {}", self.shards(ids)),
+            Route::Replicate(ids) => format!("every copy, on {}", self.shards(ids)),
             Route::CurrentShardOnly => {
                 "only the shard a transaction is already on (unparsed text)".to_owned()
             }
