@@ -51,6 +51,10 @@ impl Scan<'_> {
             let next = bytes.get(self.at + 1).copied();
             let end = match bytes[self.at] {
                 b'-' if next == Some(b'-') => self.find(b"\n").map_or(bytes.len(), |i| i + 1),
+                b'-' if next.is_some_and(|b| b.is_ascii_digit()) && self.unary_minus() => {
+                    self.number()?;
+                    continue;
+                }
                 b'/' if next == Some(b'*') => self.block_comment_end()?,
                 b'"' => self.quoted_end(b'"')?,
                 b'$' => self.dollar_end()?,
@@ -178,8 +182,8 @@ impl Scan<'_> {
         Some(())
     }
 
-    /// Digits that start a number: not inside an identifier, not after a minus sign (a
-    /// placeholder cannot carry the sign) and not after a dot (`t.1` is not a number).
+    /// Digits that start a number: not inside an identifier, not after a dot (`t.1` is not a
+    /// number) and not after a minus sign that `unary_minus` left alone.
     fn starts_number(&self) -> bool {
         let before = &self.text.as_bytes()[..self.at];
         let previous = before.last().copied();
@@ -191,9 +195,19 @@ impl Scan<'_> {
         !previous.is_some_and(|b| is_ident(b) || b == b'.') && significant != Some(b'-')
     }
 
+    /// A `-` right before digits is a sign (part of the literal) when what precedes it is an
+    /// operator or an opening bracket: `a + -5`, `= -5`, `(-5`. After anything else (`x -5`)
+    /// it subtracts, and the number stays as written.
+    fn unary_minus(&self) -> bool {
+        let before = &self.text.as_bytes()[..self.at];
+        let significant = before.iter().rev().find(|b| !b.is_ascii_whitespace());
+        significant.is_some_and(|b| b"(,=<>+-*/%^[|&~!".contains(b))
+    }
+
+    /// A number, with its sign when `unary_minus` let it start at a `-`.
     fn number(&mut self) -> Option<()> {
         let bytes = self.text.as_bytes();
-        let mut end = self.at;
+        let mut end = self.at + usize::from(bytes[self.at] == b'-');
         let digits = |mut i: usize| {
             while bytes.get(i).is_some_and(u8::is_ascii_digit) {
                 i += 1;
@@ -258,14 +272,17 @@ mod tests {
     #[test]
     fn what_must_not_change_is_copied() {
         let sql = "/* shard: s1 */ SELECT \"col 1\", t1.c2, E'a\\'b', DATE '2026-01-01', $$ 5 $$, \
-                   -7, x - 3, interval '1 day' -- 99\nFROM t1 WHERE k = 5";
+                   x -7, x - 3, interval '1 day' -- 99\nFROM t1 WHERE k = 5 AND a = b + -2";
         let (text, values) = normalized(sql).unwrap();
         assert_eq!(
             text,
             "/* shard: s1 */ SELECT \"col 1\", t1.c2, E'a\\'b', DATE '2026-01-01', $$ 5 $$, \
-             -7, x - 3, interval '1 day' -- 99\nFROM t1 WHERE k = $1"
+             x -7, x - 3, interval '1 day' -- 99\nFROM t1 WHERE k = $1 AND a = b + $2"
         );
-        assert_eq!(values, ["5"]);
+        assert_eq!(values, ["5", "-2"]);
+        let (text, values) = normalized("SELECT * FROM t WHERE k = -5 OR k IN (-1, 2)").unwrap();
+        assert_eq!(text, "SELECT * FROM t WHERE k = $1 OR k IN ($2, $3)");
+        assert_eq!(values, ["-5", "-1", "2"]);
     }
 
     #[test]
