@@ -4,7 +4,11 @@ use std::process::Command;
 
 use shardgate::local_cluster::PgBinaries;
 
-use crate::harness::{DATABASE, PASSWORD, TestProxy, USER, run_with_stdin, text};
+use crate::harness::{
+    DATABASE, PASSWORD, TestProxy, USER, cluster, connect_direct, run_with_stdin, sharded_config,
+    text,
+};
+use shardgate::router::{Params, Route, Router};
 
 fn pgbench(proxy: &TestProxy, args: &[&str]) -> Command {
     let binaries = PgBinaries::find().expect("PostgreSQL binaries");
@@ -54,4 +58,55 @@ async fn pgbench_runs_clean_in_simple_extended_and_prepared_modes() {
             "pgbench -M {mode} processed only {processed} transactions:\n{stdout}"
         );
     }
+}
+
+/// pgbench's extended mode sends its parameters in text format: keys bound as text route like
+/// literals and binary values (checked row by row on the shards themselves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_text_parameters_route_by_shard_key() {
+    const FIRST: i64 = 50_000;
+    const LAST: i64 = 50_199;
+    let cluster = cluster();
+    let config = sharded_config(cluster);
+    for uri in &cluster.primaries {
+        let sql = format!("DELETE FROM users WHERE user_id BETWEEN {FIRST} AND {LAST}");
+        connect_direct(uri).await.execute(&sql, &[]).await.unwrap();
+    }
+    let router = Router::new(&config.databases[0].shard_map);
+    let proxy = TestProxy::start(config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("insert.sql");
+    let body = format!(
+        "\\set uid random({FIRST}, {LAST})\n\
+         INSERT INTO users (user_id, name) VALUES (:uid, 'pgbench') ON CONFLICT (user_id) DO NOTHING;\n\
+         SELECT name FROM users WHERE user_id = :uid;\n"
+    );
+    std::fs::write(&script, body).unwrap();
+    let script = script.to_str().unwrap();
+    let args = [
+        "-n", "-c", "4", "-j", "2", "-t", "100", "-M", "extended", "-f", script,
+    ];
+    let out = run_with_stdin(pgbench(&proxy, &args), None).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "pgbench failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("number of failed transactions: 0 (0.000%)"),
+        "{stdout}\n{stderr}"
+    );
+    let mut rows = 0;
+    for (index, uri) in cluster.primaries.iter().enumerate() {
+        let sql = format!("SELECT user_id FROM users WHERE user_id BETWEEN {FIRST} AND {LAST}");
+        for row in connect_direct(uri).await.query(&sql, &[]).await.unwrap() {
+            let id: i64 = row.get(0);
+            let plan = router.plan(&format!("SELECT 1 FROM users WHERE user_id = {id}"));
+            let route = router.route(&plan, &Params::none(), None);
+            assert_eq!(
+                route,
+                Ok(Route::Shard(shardgate::config::ShardId(index as u32))),
+                "user {id}"
+            );
+            rows += 1;
+        }
+    }
+    assert!(rows > 50, "pgbench inserted only {rows} distinct users");
 }
