@@ -205,6 +205,9 @@ impl TokenFacts {
 
 fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> Part {
     let (kind, target) = match statement {
+        Statement::Query(query) if query::writes(query) => {
+            (Kind::Write, schema_change_or_refuse(facts))
+        }
         Statement::Query(query) => (Kind::Read, query::read(map, query, facts)),
         Statement::Explain { statement, .. } => {
             let inner = plan_statement(map, statement, facts);
@@ -244,6 +247,17 @@ fn other(facts: &TokenFacts) -> Target {
         None => Target::DefaultShard,
         Some(table) => Target::Refused(format!(
             "this kind of statement is not supported on the sharded or reference table {table}"
+        )),
+    }
+}
+
+/// A query that writes (`WITH x AS (UPDATE …) SELECT …`, `SELECT … INTO`): fine on the
+/// default shard when it names no map table; otherwise refused rather than analysed.
+fn schema_change_or_refuse(facts: &TokenFacts) -> Target {
+    match facts.mentions.first() {
+        None => Target::DefaultShard,
+        Some(table) => Target::Refused(format!(
+            "a query that writes (data-modifying WITH, SELECT INTO) naming {table} is not supported; send its statements separately"
         )),
     }
 }

@@ -227,6 +227,18 @@ fn writes_are_strict() {
     assert!(why.contains("NULL shard key"), "{why}");
     let why = refused(route(&r, "INSERT INTO plain SELECT * FROM users"));
     assert!(why.contains("users"), "{why}");
+    let why = refused(route(
+        &r,
+        "WITH moved AS (UPDATE users SET name = 'x' WHERE user_id = 1 RETURNING *) SELECT * FROM moved",
+    ));
+    assert!(why.contains("data-modifying WITH"), "{why}");
+    let why = refused(route(
+        &r,
+        "SELECT * INTO users_copy FROM users WHERE user_id = 1",
+    ));
+    assert!(why.contains("SELECT INTO"), "{why}");
+    let cte = "WITH d AS (DELETE FROM plain RETURNING *) SELECT * FROM d";
+    assert_eq!(route(&r, cte), Ok(shard(0)));
     let why = refused(route(&r, "COPY users FROM STDIN"));
     assert!(why.contains("COPY"), "{why}");
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Reads: which shards a SELECT needs.
 
-use sqlparser::ast::{Expr, Query};
+use sqlparser::ast::{Expr, Query, SetExpr};
 
 use super::{Keyed, Target, TokenFacts, as_select};
 use crate::config::{Broadcast, Placement, ShardMap};
@@ -95,6 +95,21 @@ fn all_from_map(map: &ShardMap, select: &sqlparser::ast::Select) -> bool {
     select.from.iter().all(|item| {
         is_map_table(&item.relation) && item.joins.iter().all(|j| is_map_table(&j.relation))
     })
+}
+
+/// Whether a query changes data: a data-modifying WITH (or a body that is one), or
+/// `SELECT … INTO new_table`.
+pub(super) fn writes(query: &Query) -> bool {
+    let body_writes = |body: &SetExpr| {
+        let select_into = as_select(body).is_some_and(|select| select.into.is_some());
+        select_into
+            || matches!(
+                body,
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_)
+            )
+    };
+    let ctes = query.with.iter().flat_map(|with| &with.cte_tables);
+    body_writes(&query.body) || ctes.into_iter().any(|cte| writes(&cte.query))
 }
 
 /// Whether a map table is a reference table.
