@@ -116,6 +116,9 @@ struct Session<C> {
     /// A hidden statement is failing the backend's transaction on purpose; its error is not
     /// a replay failure.
     aborting_transaction: bool,
+    /// An extended-protocol message was refused inside a transaction: fail the backend's
+    /// transaction after the client's Sync, as PostgreSQL would have.
+    abort_at_sync: bool,
     /// The proxy refused an extended-query message; drop messages until Sync, as a server would.
     skip_until_sync: bool,
     /// The current transaction ended with ROLLBACK (so staged settings are dropped).
@@ -150,6 +153,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             unnamed_on_backend: false,
             pin: None,
             aborting_transaction: false,
+            abort_at_sync: false,
             skip_until_sync: false,
             rolled_back: false,
             replay_error: None,
@@ -208,14 +212,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if let Some(sql) = self.settings.sync_sql(conn) {
                 self.run_hidden(&sql).await?;
             }
-            if let Some(begin) = self.pending_begin.take() {
-                self.run_hidden(&begin).await?;
-            }
+        }
+        if self.pending_begin.is_some() {
+            self.start_pending_transaction().await?;
         }
         Ok(self
             .backend
             .as_deref_mut()
             .expect("backend was just ensured"))
+    }
+
+    /// Runs the client's deferred BEGIN on the backend held, which must have nothing unsynced
+    /// in flight (a BEGIN cannot be slipped into the middle of an extended-protocol batch).
+    async fn start_pending_transaction(&mut self) -> Result<(), ErrorReport> {
+        if !self.replies.synced() {
+            return Err(routing::refused(
+                "a transaction's first statement must not share an extended-protocol batch \
+                 with messages sent before it; send a Sync first"
+                    .into(),
+            ));
+        }
+        if let Some(begin) = self.pending_begin.take() {
+            self.run_hidden(&begin).await?;
+        }
+        Ok(())
     }
 
     /// Checks out a backend of `shard` and publishes it for cancels.

@@ -67,6 +67,12 @@ impl Reloader {
     /// Reads every shard map again; on success publishes the next epoch and returns it.
     pub fn reload(&self) -> Result<u64, ReloadError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Stamped before reading: an edit that lands while we read is seen by the next tick.
+        let stamps: Vec<_> = state
+            .databases
+            .iter()
+            .map(|db| stamp(&db.shard_map_path))
+            .collect();
         let mut databases = Vec::with_capacity(state.databases.len());
         for db in &state.databases {
             let map = config::load_shard_map(&db.shard_map_path).map_err(|e| rejected(db, e))?;
@@ -78,10 +84,7 @@ impl Reloader {
         let previous = self.publish.borrow().clone();
         let epoch = previous.epoch + 1;
         let topology = Topology::rebuild(&self.config, &databases, epoch, Some(&previous));
-        state.stamps = databases
-            .iter()
-            .map(|db| stamp(&db.shard_map_path))
-            .collect();
+        state.stamps = stamps;
         state.databases = databases;
         self.publish.send_replace(Arc::new(topology));
         tracing::info!(epoch, "shard maps reloaded");

@@ -115,13 +115,15 @@ impl DirectoryLookup {
             None => None,
             Some(name) => Some(self.shard_id(key, name)?),
         };
+        // Checked under the cache lock, which `invalidate` bumps the generation under: a
+        // notification cannot slip between the check and the insert.
+        let mut cache = self.lock();
         let fresh = self.generation.load(Ordering::SeqCst) == generation;
         let entry = if fresh && self.listening.load(Ordering::SeqCst) {
             Cached::Kept(shard)
         } else {
             Cached::Once(shard)
         };
-        let mut cache = self.lock();
         if cache.len() >= self.spec.cache_entries {
             cache.clear();
         }
@@ -180,8 +182,8 @@ impl DirectoryLookup {
     }
 
     fn invalidate(&self, payload: &str) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
         let mut cache = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if payload.is_empty() {
             cache.clear();
         } else {

@@ -130,7 +130,11 @@ async fn run_leg<C: AsyncWrite + Unpin>(
     send(leg.conn, &out).await?;
     for _ in 0..hidden {
         let reply = read_reply::<C>(leg.conn, on_status, None).await?;
-        reply.error.map_or(Ok(()), Err)?;
+        if let Some(report) = reply.error {
+            // The rest of the batch is still unread: this connection cannot be reused.
+            leg.conn.mark_broken();
+            return Err(report);
+        }
     }
     let mut forward = Forward {
         client,

@@ -69,8 +69,8 @@ fn split_elements(inner: &str) -> Option<Vec<Element>> {
         } else {
             let mut value = String::new();
             while let Some(c) = chars.next_if(|c| *c != ',') {
-                if c == '{' || c == '"' {
-                    return None; // nested arrays are not keys
+                if c == '{' || c == '"' || c == '\\' {
+                    return None; // nested arrays and escapes: not a shape we read
                 }
                 value.push(c);
             }
@@ -149,6 +149,7 @@ mod tests {
         assert_eq!(text_array("{}", KeyType::Integer).unwrap(), []);
         assert!(text_array("{{1,2},{3,4}}", KeyType::Integer).is_err());
         assert!(text_array("1,2", KeyType::Integer).is_err());
+        assert!(text_array(r"{a\,b}", KeyType::Text).is_err());
     }
 
     #[test]

@@ -197,6 +197,11 @@ impl Evaluation<'_> {
         low: &Bound<Operand>,
         high: &Bound<Operand>,
     ) -> Result<Vec<ShardId>, RouteError> {
+        if self.key_type == KeyType::Text {
+            // PostgreSQL compares text in the column's collation, ranges are placed in byte
+            // order: only equality narrows a text key.
+            return Ok(self.placer.shards());
+        }
         let (Some(low), Some(high)) = (self.bound(low)?, self.bound(high)?) else {
             return Ok(Vec::new()); // A NULL bound matches nothing.
         };

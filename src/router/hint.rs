@@ -37,13 +37,17 @@ impl Hint {
     /// value; `None` for other names and empty values.
     pub fn from_setting(name: &str, value: &str) -> Option<Hint> {
         let value = value.trim();
-        let value = (value.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(value);
+        let quoted = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\''));
+        let value = match quoted {
+            Some(inner) => inner.replace("''", "'"),
+            None => value.to_owned(),
+        };
         if value.is_empty() {
             return None;
         }
         match name.to_ascii_lowercase().trim_start_matches("shardgate.") {
-            "shard" => Some(Hint::Shard(value.to_owned())),
-            "shard_key" => Some(Hint::ShardKey(value.to_owned())),
+            "shard" => Some(Hint::Shard(value)),
+            "shard_key" => Some(Hint::ShardKey(value)),
             _ => None,
         }
     }
@@ -66,5 +70,9 @@ mod tests {
         assert_eq!(Hint::leading("/* shard: */ SELECT 1"), None);
         assert_eq!(Hint::leading("/* unterminated shard: s1"), None);
         assert_eq!(Hint::leading("/* other: s1 */ SELECT 1"), None);
+        assert_eq!(
+            Hint::leading("/* shard_key: 'O''Brien' */ SELECT 1"),
+            Some(Hint::ShardKey("O'Brien".into()))
+        );
     }
 }

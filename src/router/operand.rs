@@ -25,14 +25,26 @@ impl Operand {
     /// The operand an expression is, looking through casts and parentheses; `None` for
     /// anything computed (`now()`, `k + 1`, a column).
     pub fn from_expr(expr: &Expr) -> Option<Operand> {
+        Operand::through_casts(expr, 1)
+    }
+
+    /// Looks through at most `casts` casts, each to a type without modifiers: a cast that can
+    /// change the value (`'abc'::varchar(2)`, `'042'::int::text`) hides it.
+    fn through_casts(expr: &Expr, casts: u8) -> Option<Operand> {
         match expr {
             Expr::Value(value) => from_value(&value.value),
-            Expr::Cast { expr, .. } | Expr::Nested(expr) => Operand::from_expr(expr),
+            Expr::Nested(expr) => Operand::through_casts(expr, casts),
+            Expr::Cast {
+                expr, data_type, ..
+            } => {
+                let plain = !data_type.to_string().contains('(');
+                (plain && casts > 0).then(|| Operand::through_casts(expr, casts - 1))?
+            }
             Expr::TypedString(typed) => from_value(&typed.value.value),
             Expr::UnaryOp {
                 op: UnaryOperator::Minus,
                 expr,
-            } => match Operand::from_expr(expr)? {
+            } => match Operand::through_casts(expr, casts)? {
                 Operand::Literal(text) if !text.starts_with('-') => {
                     Some(Operand::Literal(format!("-{text}")))
                 }
@@ -272,5 +284,11 @@ mod tests {
             Some(Operand::Literal("2026-01-01".into()))
         );
         assert_eq!(Operand::from_expr(&parse("now()")), None);
+        assert_eq!(Operand::from_expr(&parse("'abc'::varchar(2)")), None);
+        assert_eq!(Operand::from_expr(&parse("'042'::int::text")), None);
+        assert_eq!(
+            Operand::from_expr(&parse("('5')::int")),
+            Some(Operand::Literal("5".into()))
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! subquery, a key computed by an expression) makes the plan wider or a refusal, never narrower.
 //! A token scan finds every map table the text names, as a safety net under the AST walk.
 
+use std::collections::HashMap;
+
 use sqlparser::ast::{self, SetExpr, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -142,6 +144,8 @@ fn statement_facts(map: &ShardMap, tokens: &[Token]) -> Vec<TokenFacts> {
 pub(super) struct TokenFacts {
     /// Map tables named anywhere outside string literals (lower-case, deduplicated).
     pub mentions: Vec<String>,
+    /// How many times each of `mentions` is named as a table (not as `name.column`).
+    pub occurrences: HashMap<String, usize>,
     /// Number of FROM keywords (one per table-reading clause).
     pub from_clauses: usize,
     /// Whether any keyword that introduces a table (FROM, INTO, UPDATE, TABLE, JOIN) appears.
@@ -150,12 +154,8 @@ pub(super) struct TokenFacts {
 
 impl TokenFacts {
     fn scan(map: &ShardMap, tokens: &[Token]) -> Self {
-        let mut facts = TokenFacts {
-            mentions: Vec::new(),
-            from_clauses: 0,
-            names_tables: false,
-        };
-        for token in tokens {
+        let mut facts = TokenFacts::default();
+        for (index, token) in tokens.iter().enumerate() {
             let Token::Word(word) = token else { continue };
             match word.keyword {
                 Keyword::FROM => {
@@ -172,7 +172,15 @@ impl TokenFacts {
                 quote_style: word.quote_style,
                 span: sqlparser::tokenizer::Span::empty(),
             });
-            if map.tables.contains_key(&name) && !facts.mentions.contains(&name) {
+            if !map.tables.contains_key(&name) {
+                continue;
+            }
+            let mut after = tokens[index + 1..].iter();
+            let qualifier = after.find(|t| !matches!(t, Token::Whitespace(_)));
+            if !matches!(qualifier, Some(Token::Period)) {
+                *facts.occurrences.entry(name.clone()).or_default() += 1;
+            }
+            if !facts.mentions.contains(&name) {
                 facts.mentions.push(name);
             }
         }
@@ -185,15 +193,21 @@ impl TokenFacts {
                 self.mentions.push(name);
             }
         }
+        for (name, count) in other.occurrences {
+            *self.occurrences.entry(name).or_default() += count;
+        }
         self.from_clauses += other.from_clauses;
         self.names_tables |= other.names_tables;
         self
     }
 
-    /// Sharded tables named in the text that `seen` does not account for.
+    /// Sharded tables the text names more often than `seen` (the occurrences the analysis
+    /// understood) accounts for: a second use in a subquery or CTE is not narrowed by the key.
     pub fn unseen_sharded<'a>(&'a self, map: &'a ShardMap, seen: &'a [String]) -> Vec<&'a str> {
         let sharded = |name: &&String| {
-            matches!(map.tables[*name].placement, Placement::Sharded(_)) && !seen.contains(name)
+            let named = self.occurrences.get(*name).copied().unwrap_or(0);
+            let understood = seen.iter().filter(|s| s == name).count();
+            matches!(map.tables[*name].placement, Placement::Sharded(_)) && named > understood
         };
         self.mentions
             .iter()
@@ -218,11 +232,14 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
         Statement::Delete(delete) => (Kind::Write, dml::delete(map, delete, facts)),
         Statement::Truncate(_) => (Kind::Write, schema_change(facts)),
         Statement::Copy { to, .. } => copy(*to, map, facts),
+        Statement::CreateTable(create) if create.query.is_some() => {
+            (Kind::Ddl, derived_table(map, facts))
+        }
+        Statement::CreateView { .. } => (Kind::Ddl, derived_table(map, facts)),
         Statement::CreateTable(_)
         | Statement::AlterTable(_)
         | Statement::CreateIndex(_)
         | Statement::Drop { .. }
-        | Statement::CreateView { .. }
         | Statement::Comment { .. }
         | Statement::Grant { .. }
         | Statement::Revoke { .. } => (Kind::Ddl, schema_change(facts)),
@@ -262,6 +279,18 @@ fn schema_change_or_refuse(facts: &TokenFacts) -> Target {
     }
 }
 
+/// `CREATE TABLE … AS` and views: over a sharded table each shard would keep only its own
+/// rows, which reads of the new relation (on the default shard) would silently miss.
+fn derived_table(map: &ShardMap, facts: &TokenFacts) -> Target {
+    let sharded = (facts.mentions.iter()).find(|t| sharding_of(map, t).is_some());
+    match sharded {
+        Some(table) => Target::Refused(format!(
+            "a table or view defined by a query over the sharded table {table} is not supported"
+        )),
+        None => schema_change(facts),
+    }
+}
+
 /// DDL and TRUNCATE: on every shard when they touch map tables, which exist on every shard.
 fn schema_change(facts: &TokenFacts) -> Target {
     if facts.mentions.is_empty() {
@@ -278,7 +307,9 @@ fn copy(to: bool, map: &ShardMap, facts: &TokenFacts) -> (Kind, Target) {
     };
     let target = match (&map.tables[table].placement, to) {
         (Placement::Reference, true) => Target::Anywhere,
-        (Placement::Reference, false) => Target::EveryShard,
+        (Placement::Reference, false) => Target::Refused(format!(
+            "COPY FROM into the reference table {table} is not supported yet; use INSERT"
+        )),
         (Placement::Sharded(_), true) => {
             Target::Scatter(format!("COPY {table} TO reads every shard"))
         }

@@ -50,7 +50,17 @@ fn route_part(
     if let Some(key) = key_hint
         && let Some(table) = hinted_table(&part.target)
     {
-        return hinted(router, &table, key).map(Route::Shard);
+        let shard = hinted(router, &table, key)?;
+        // The statement's own key wins over a lingering hint only by agreeing with it.
+        if let Ok(Route::Shard(own)) = route_part(router, part, params, None)
+            && own != shard
+            && !matches!(part.target, Target::Unparsed(_))
+        {
+            return Err(RouteError::Refused(format!(
+                "the statement's shard key is on another shard than the shard_key hint {key} names"
+            )));
+        }
+        return Ok(Route::Shard(shard));
     }
     Ok(match &part.target {
         Target::Anywhere => Route::Anywhere,

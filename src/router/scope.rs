@@ -31,8 +31,11 @@ pub struct Scope {
     pub sharded: Vec<ScopedTable>,
     /// Names (in the map) of every map table seen, sharded or reference.
     pub seen: Vec<String>,
-    /// Conditions of inner joins, which narrow the rows like WHERE does.
-    pub inner_join_conditions: Vec<Expr>,
+    /// Conditions of inner joins; they narrow the rows like WHERE does only when no outer join
+    /// keeps rows they would filter (see [`Scope::narrowing_join_conditions`]).
+    inner_join_conditions: Vec<Expr>,
+    /// Some join is not an inner join.
+    has_outer_join: bool,
     /// Key-to-key equalities found, as pairs of indexes into `sharded`.
     joined: Vec<(usize, usize)>,
 }
@@ -95,8 +98,12 @@ impl Scope {
             | JoinOperator::Anti(c)
             | JoinOperator::LeftAnti(c)
             | JoinOperator::RightAnti(c) => (c, false),
-            _ => return,
+            _ => {
+                self.has_outer_join = true;
+                return;
+            }
         };
+        self.has_outer_join |= !inner;
         match constraint {
             JoinConstraint::On(expr) => {
                 self.note_key_equalities(expr);
@@ -121,6 +128,16 @@ impl Scope {
             if let Some(earlier) = earlier {
                 self.joined.push((earlier, new));
             }
+        }
+    }
+
+    /// Inner-join conditions that filter the result: none when an outer join could bring back
+    /// rows they exclude (`a JOIN b ON … AND a.k = 5 RIGHT JOIN c …`).
+    pub fn narrowing_join_conditions(&self) -> &[Expr] {
+        if self.has_outer_join {
+            &[]
+        } else {
+            &self.inner_join_conditions
         }
     }
 

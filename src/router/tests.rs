@@ -239,6 +239,7 @@ fn writes_are_strict() {
     assert!(why.contains("SELECT INTO"), "{why}");
     let cte = "WITH d AS (DELETE FROM plain RETURNING *) SELECT * FROM d";
     assert_eq!(route(&r, cte), Ok(shard(0)));
+    assert!(refused(route(&r, "COPY countries FROM STDIN")).contains("COPY"));
     let why = refused(route(&r, "COPY users FROM STDIN"));
     assert!(why.contains("COPY"), "{why}");
     assert_eq!(
@@ -262,7 +263,6 @@ fn ddl_and_reference_writes_go_everywhere() {
         "TRUNCATE users",
         "INSERT INTO countries (code) VALUES ('fr')",
         "UPDATE countries SET name = 'x'",
-        "COPY countries FROM STDIN",
     ] {
         assert_eq!(route(&r, sql), Ok(Route::Replicate(all())), "{sql}");
     }
@@ -374,4 +374,56 @@ fn simple_queries_with_literals_route_as_their_parsed_text() {
     ] {
         assert_eq!(r.route_simple(sql, None), route(&r, sql), "{sql}");
     }
+}
+
+#[test]
+fn a_second_use_of_a_sharded_table_is_never_narrowed_by_the_first() {
+    let r = router();
+    for sql in [
+        "SELECT *, (SELECT count(*) FROM users) FROM users WHERE user_id = 5",
+        "WITH x AS (SELECT * FROM users) SELECT * FROM users, x WHERE users.user_id = 5",
+        "SELECT * FROM users u JOIN orders o ON o.user_id = u.user_id AND u.user_id = 5 RIGHT JOIN orders o2 ON o2.user_id = o.user_id",
+        "SELECT * FROM users u LEFT JOIN (orders o JOIN orders o2 ON o2.user_id = o.user_id AND o.user_id = 5) ON o.user_id = u.user_id",
+    ] {
+        assert!(
+            matches!(route(&r, sql), Ok(Route::Scatter(_))),
+            "{sql}: {:?}",
+            route(&r, sql)
+        );
+    }
+    for sql in [
+        "UPDATE users SET name = (SELECT max(name) FROM users) WHERE user_id = 5",
+        "DELETE FROM users WHERE user_id = 5 AND name IN (SELECT name FROM users WHERE user_id = 7)",
+        "INSERT INTO users (user_id, name) SELECT 5, name FROM users WHERE user_id = 7",
+        "INSERT INTO users (user_id, name) SELECT 5, name FROM plain",
+        "CREATE TABLE plain2 AS SELECT * FROM users",
+        "CREATE VIEW v AS SELECT * FROM users",
+    ] {
+        assert!(route(&r, sql).is_err(), "{sql}: {:?}", route(&r, sql));
+    }
+    let s5 = Route::Shard(user_shard(&r, 5));
+    assert_eq!(
+        route(&r, "SELECT * FROM users WHERE users.user_id = 5"),
+        Ok(s5.clone())
+    );
+    assert_eq!(
+        route(&r, "UPDATE users SET name = 'x' WHERE users.user_id = 5"),
+        Ok(s5)
+    );
+}
+
+#[test]
+fn a_shard_key_hint_never_overrides_a_different_key_in_the_statement() {
+    let r = router();
+    let (a, b) = (1..100)
+        .map(|k| (1, k))
+        .find(|&(a, b)| user_shard(&r, a) != user_shard(&r, b))
+        .unwrap();
+    let hint = Hint::ShardKey(a.to_string());
+    let plan = r.plan(&format!("INSERT INTO users (user_id) VALUES ({b})"));
+    let refused = r.route(&plan, &Params::none(), Some(&hint)).unwrap_err();
+    assert!(refused.to_string().contains("shard_key hint"), "{refused}");
+    let plan = r.plan(&format!("INSERT INTO users (user_id) VALUES ({a})"));
+    let same = r.route(&plan, &Params::none(), Some(&hint));
+    assert_eq!(same, Ok(Route::Shard(user_shard(&r, a))));
 }

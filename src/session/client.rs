@@ -118,10 +118,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             return;
         }
-        if frame_tag == tag::QUERY && self.backend_status == TxStatus::InTransaction {
-            // PostgreSQL aborts the transaction of a failed statement: make the backend's
-            // transaction fail too, so a later COMMIT rolls back as it would there.
+        // PostgreSQL aborts the transaction of a failed statement: make the backend's
+        // transaction fail too, so a later COMMIT rolls back as it would there.
+        let in_transaction = self.backend_status == TxStatus::InTransaction;
+        if frame_tag == tag::QUERY && in_transaction {
             self.abort_backend_transaction();
+        } else if in_transaction {
+            self.abort_at_sync = true;
         }
         self.push(Expect::Synthetic {
             message: Synthetic::Error(report),
@@ -153,6 +156,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.bufs.to_backend.extend_from_slice(frame);
         self.push(Expect::Sync);
+        if std::mem::take(&mut self.abort_at_sync) {
+            self.abort_backend_transaction();
+        }
         Ok(())
     }
 

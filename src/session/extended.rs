@@ -200,15 +200,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let query = query.map(|statement| statement.query.clone());
         let shard = query.and_then(|query| self.shard_before_bind(&query).flatten());
-        if shard.is_none() && self.backend.is_none() {
+        if shard.is_none() && self.backend.is_none() && self.pending_begin.is_some() {
             // Describing a statement says nothing about where the transaction will run: do
             // it on a backend outside the client's deferred BEGIN.
             let begin = self.pending_begin.take();
             let ensured = self.ensure_backend(None).await.map(|_| ());
             self.pending_begin = begin;
             ensured?;
+        } else {
+            self.ensure_backend(shard).await?;
         }
-        self.ensure_backend(shard).await?;
         let renamed = match describe.kind {
             StatementOrPortal::Statement => self.backend_statement_name(describe.name)?,
             StatementOrPortal::Portal => None,

@@ -460,3 +460,37 @@ async fn a_refused_statement_aborts_its_transaction_as_postgres_would() {
         .await
         .expect("the session goes on");
 }
+
+#[tokio::test]
+async fn a_refused_bind_aborts_its_transaction_too() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let mut client = proxy.connect().await;
+    let (a, b) = two_users_on_different_shards();
+    let (a, b) = (a + 900, b + 900);
+    let b = (b..b + 200)
+        .find(|id| {
+            routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {id}"))
+                != routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {a}"))
+        })
+        .unwrap();
+    client
+        .execute("DELETE FROM users WHERE user_id = $1", &[&a])
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO users (user_id, name) VALUES ($1, 'x')", &[&a])
+        .await
+        .unwrap();
+    let error = tx
+        .execute("INSERT INTO users (user_id, name) VALUES ($1, 'x')", &[&b])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000");
+    let _ = tx.commit().await; // PostgreSQL answers ROLLBACK for an aborted transaction
+    let count = format!("SELECT count(*) FROM users WHERE user_id = {a}");
+    assert!(
+        shards_holding(cluster, &count).await.is_empty(),
+        "nothing was committed"
+    );
+}

@@ -49,7 +49,7 @@ pub(super) fn insert(map: &ShardMap, insert: &Insert, facts: &TokenFacts) -> Tar
             keys,
         }),
         None => Target::Refused(format!(
-            "INSERT INTO {table}: the shard key {key} must be a literal or a parameter in every row"
+            "INSERT INTO {table}: the shard key {key} must be a literal or a parameter in every row (INSERT … SELECT only of constants)"
         )),
     }
 }
@@ -62,7 +62,8 @@ fn row_keys(insert: &Insert, position: usize) -> Option<Vec<Operand>> {
             .map(|row| Operand::from_expr(row.content.get(position)?))
             .collect(),
         _ => {
-            let select = as_select(body)?;
+            // Only constants: rows selected from tables may come from any shard.
+            let select = as_select(body).filter(|select| select.from.is_empty())?;
             match select.projection.get(position)? {
                 SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
                     Some(vec![Operand::from_expr(expr)?])
@@ -170,7 +171,7 @@ fn write(
     }
     let sharded = &scope.sharded[0];
     let mut conditions: Vec<Expr> = selection.into_iter().cloned().collect();
-    conditions.extend(scope.inner_join_conditions.iter().cloned());
+    conditions.extend(scope.narrowing_join_conditions().iter().cloned());
     Target::Keyed(Keyed {
         table: table.clone(),
         sharding: sharded.sharding.clone(),

@@ -21,7 +21,7 @@ pub(super) fn read(map: &ShardMap, query: &Query, facts: &TokenFacts) -> Target 
         }
         plain = query.with.is_none() && facts.from_clauses <= 1 && all_from_map(map, select);
     }
-    conditions.extend(scope.inner_join_conditions.iter().cloned());
+    conditions.extend(scope.narrowing_join_conditions().iter().cloned());
     keyed_read(map, &scope, &conditions, facts, plain)
 }
 
