@@ -12,7 +12,7 @@ use super::Plan;
 const MAX_PLANS: usize = 10_000;
 
 /// Longest statement text cached; longer ones (bulk INSERTs) are planned every time.
-const MAX_CACHED_TEXT: usize = 16 * 1024;
+pub(super) const MAX_CACHED_TEXT: usize = 16 * 1024;
 
 /// Plans by SQL text.
 #[derive(Default)]

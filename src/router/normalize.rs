@@ -8,7 +8,7 @@
 //! doubt it gives up (`None`) and the caller plans the original text.
 
 /// Texts longer than this are not normalized (they are not cached either).
-const MAX_LEN: usize = 16 * 1024;
+const MAX_LEN: usize = super::cache::MAX_CACHED_TEXT;
 
 /// Words after which a string is a typed literal, which a placeholder cannot replace.
 const TYPE_WORDS: [&str; 7] = [

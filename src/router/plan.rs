@@ -219,9 +219,13 @@ impl TokenFacts {
 
 fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> Part {
     let (kind, target) = match statement {
-        Statement::Query(query) if query::writes(query) => {
-            (Kind::Write, schema_change_or_refuse(facts))
-        }
+        Statement::Query(query) if query::writes(query) => (
+            Kind::Write,
+            default_or_refuse(
+                facts,
+                "a query that writes (data-modifying WITH, SELECT INTO)",
+            ),
+        ),
         Statement::Query(query) => (Kind::Read, query::read(map, query, facts)),
         Statement::Explain { statement, .. } => {
             let inner = plan_statement(map, statement, facts);
@@ -253,28 +257,22 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
         | Statement::Discard { .. }
         | Statement::Deallocate { .. }
         | Statement::Prepare { .. } => (Kind::Session, Target::Anywhere),
-        _ => (Kind::Write, other(facts)),
+        _ => (
+            Kind::Write,
+            default_or_refuse(facts, "this kind of statement"),
+        ),
     };
     Part { kind, target }
 }
 
-/// Statements the router has no rule for: fine on the default shard unless they name map tables.
-fn other(facts: &TokenFacts) -> Target {
+/// Statements the router does not analyse (no rule for their kind, or queries that write
+/// through WITH / SELECT INTO): fine on the default shard when they name no map table,
+/// otherwise refused with `what` in the message.
+fn default_or_refuse(facts: &TokenFacts, what: &str) -> Target {
     match facts.mentions.first() {
         None => Target::DefaultShard,
         Some(table) => Target::Refused(format!(
-            "this kind of statement is not supported on the sharded or reference table {table}"
-        )),
-    }
-}
-
-/// A query that writes (`WITH x AS (UPDATE …) SELECT …`, `SELECT … INTO`): fine on the
-/// default shard when it names no map table; otherwise refused rather than analysed.
-fn schema_change_or_refuse(facts: &TokenFacts) -> Target {
-    match facts.mentions.first() {
-        None => Target::DefaultShard,
-        Some(table) => Target::Refused(format!(
-            "a query that writes (data-modifying WITH, SELECT INTO) naming {table} is not supported; send its statements separately"
+            "{what} naming the sharded or reference table {table} is not supported; send its statements separately"
         )),
     }
 }

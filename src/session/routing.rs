@@ -39,7 +39,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let router = &self.env.database.router;
         let plan = router.plan(sql);
         match router.route(&plan, &Params::none(), self.hint.as_ref()) {
-            Err(RouteError::MissingParameter(_)) => None,
+            // Until a directory key is read, the shard is as unknown as a missing parameter.
+            Err(RouteError::MissingParameter(_))
+            | Err(RouteError::Placement {
+                source: PlacementError::NeedsLookup(_),
+                ..
+            }) => None,
             Err(_) => Some(None),
             Ok(route) => Some(self.shard_for_route(route).unwrap_or(None)),
         }
