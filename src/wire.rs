@@ -13,7 +13,7 @@ mod frontend;
 mod reader;
 mod startup;
 
-pub use backend::{BackendKeyData, ParameterStatus, command_tag, error_fields};
+pub use backend::{BackendKeyData, ParameterStatus, command_tag, error_fields, error_report};
 pub use frame::{FrameHeader, HEADER_LEN, WireError, peek_header};
 pub use frontend::{Bind, Parse, StatementOrPortal, Target, execute_portal, query_text};
 pub(crate) use reader::Reader;

@@ -248,7 +248,7 @@ async fn read_reply<C: AsyncWrite + Unpin>(
                 let text = wire::command_tag(body).map_err(|e| lost(conn, &e.to_string()))?;
                 reply.tags.push(text.to_owned());
             }
-            tag::ERROR_RESPONSE => reply.error = Some(error_report(body)),
+            tag::ERROR_RESPONSE => reply.error = Some(wire::error_report(body, Blame::Backend)),
             tag::PARAMETER_STATUS => {
                 if let Ok(status) = ParameterStatus::decode(body) {
                     on_status(conn, status.name, status.value);
@@ -313,19 +313,6 @@ fn lost(conn: &mut BackendConn, why: &str) -> ErrorReport {
         Blame::Backend,
         format!("server connection lost ({}): {why}", conn.addr()),
     )
-}
-
-/// A backend's ErrorResponse as a report (SQLSTATE, message and detail kept).
-fn error_report(body: &[u8]) -> ErrorReport {
-    let fields = wire::error_fields(body).unwrap_or_default();
-    let field = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
-    let mut report = ErrorReport::error(
-        field(b'C').unwrap_or(sqlstate::INTERNAL_ERROR).to_owned(),
-        Blame::Backend,
-        field(b'M').unwrap_or("error without a message"),
-    );
-    report.detail = field(b'D').map(str::to_owned);
-    report
 }
 
 /// Says where an error happened and what became of the other shards.

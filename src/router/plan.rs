@@ -16,7 +16,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use super::condition::Condition;
 use super::hint::Hint;
 use super::operand::Operand;
-use super::scope::ident_name;
+use super::scope::folded;
 use crate::config::{Placement, ShardMap, Sharding};
 
 mod dml;
@@ -167,11 +167,7 @@ impl TokenFacts {
                 }
                 _ => {}
             }
-            let name = ident_name(&ast::Ident {
-                value: word.value.clone(),
-                quote_style: word.quote_style,
-                span: sqlparser::tokenizer::Span::empty(),
-            });
+            let name = folded(&word.value, word.quote_style.is_some());
             if !map.tables.contains_key(&name) {
                 continue;
             }

@@ -225,8 +225,14 @@ pub fn map_table_name(name: &ObjectName) -> Option<String> {
 
 /// An identifier as PostgreSQL folds it: lower case unless quoted.
 pub fn ident_name(ident: &sqlparser::ast::Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
+    folded(&ident.value, ident.quote_style.is_some())
+}
+
+/// A name as written, folded to lower case unless it was quoted.
+pub fn folded(value: &str, quoted: bool) -> String {
+    if quoted {
+        value.to_owned()
+    } else {
+        value.to_lowercase()
     }
 }

@@ -5,8 +5,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::statements::SessionEffect;
 use super::{Ending, Session};
-use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::wire::{self, ParameterStatus, TxStatus, command_tag, error_fields, peek_header, tag};
+use crate::error::Blame;
+use crate::wire::{self, ParameterStatus, TxStatus, command_tag, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Handles every complete frame in the backend's read buffer.
@@ -137,17 +137,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if std::mem::take(&mut self.aborting_transaction) {
             return; // The error the proxy asked for (see `abort_backend_transaction`).
         }
-        let fields = error_fields(body).unwrap_or_default();
-        let field = |code: u8| {
-            fields
-                .iter()
-                .find(|(c, _)| *c == code)
-                .map(|(_, v)| v.to_string())
-        };
-        let message = field(b'M').unwrap_or_default();
-        tracing::warn!(error = %message, "replaying client settings on a backend failed");
-        let code = field(b'C').unwrap_or_else(|| sqlstate::INTERNAL_ERROR.to_owned());
-        self.replay_error = Some(ErrorReport::error(code, Blame::Client, message));
+        let report = wire::error_report(body, Blame::Client);
+        tracing::warn!(error = %report.message, "replaying client settings on a backend failed");
+        self.replay_error = Some(report);
         if let Some(conn) = self.backend.as_deref_mut() {
             conn.mark_broken();
         }

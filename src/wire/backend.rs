@@ -3,6 +3,7 @@
 
 use super::WireError;
 use super::reader::Reader;
+use crate::error::{Blame, ErrorReport, sqlstate};
 
 /// ParameterStatus: a reported run-time parameter and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,20 @@ pub fn error_fields(body: &[u8]) -> Result<Vec<(u8, &str)>, WireError> {
             });
         }
     }
+}
+
+/// A backend's ErrorResponse as a report: SQLSTATE, message and detail kept (XX000 and a
+/// placeholder message when the server left them out or the body is malformed).
+pub fn error_report(body: &[u8], blame: Blame) -> ErrorReport {
+    let fields = error_fields(body).unwrap_or_default();
+    let field = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
+    let mut report = ErrorReport::error(
+        field(b'C').unwrap_or(sqlstate::INTERNAL_ERROR).to_owned(),
+        blame,
+        field(b'M').unwrap_or("error without a message"),
+    );
+    report.detail = field(b'D').map(str::to_owned);
+    report
 }
 
 #[cfg(test)]

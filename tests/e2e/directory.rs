@@ -1,25 +1,17 @@
 //! Directory tables in PostgreSQL: keys placed by rows of a table that every proxy reads, kept
 //! fresh by NOTIFY, with the map's fallback for keys without a row.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{TestProxy, cluster, connect_direct, sharded_config, sqlstate};
-use shardgate::config::parse_shard_map;
-use shardgate::config::raw::{RawLookup, RawShardMap};
+use crate::harness::{TestProxy, cluster, config_with_map, connect_direct, demo_map, sqlstate};
+use shardgate::config::raw::RawLookup;
 
 const TABLE: &str = "doc_directory";
 
 /// The demo map with `documents` placed by the directory table on shard 0's database.
 fn config_with_lookup() -> shardgate::config::Config {
     let cluster = cluster();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("shard-maps/demo.yaml");
-    let mut raw: RawShardMap =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    for (shard, uri) in raw.shards.iter_mut().zip(&cluster.primaries) {
-        shard.primary = uri.clone();
-        shard.replicas.clear();
-    }
+    let mut raw = demo_map(cluster);
     let documents = raw.tables.get_mut("documents").unwrap();
     documents.fallback = Some("error".into());
     documents.lookup = Some(RawLookup {
@@ -28,10 +20,7 @@ fn config_with_lookup() -> shardgate::config::Config {
         channel: None,
         cache_entries: None,
     });
-    let mut config = sharded_config(cluster);
-    let text = serde_yaml::to_string(&raw).unwrap();
-    config.databases[0].shard_map = parse_shard_map(&text, &path).unwrap();
-    config
+    config_with_map(cluster, &raw)
 }
 
 async fn document_shards(tenant: i32, doc: i64) -> Vec<usize> {

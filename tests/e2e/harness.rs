@@ -141,19 +141,33 @@ pub fn config(cluster: &ClusterInfo) -> Config {
 /// A config for a proxy in front of `cluster` with the demo shard map (`shard-maps/demo.yaml`)
 /// and its tables created on every shard.
 pub fn sharded_config(cluster: &ClusterInfo) -> Config {
-    create_demo_schema(cluster);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join("shard-maps/demo.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
+    config_with_map(cluster, &demo_map(cluster))
+}
+
+/// `shard-maps/demo.yaml` with its shards replaced by `cluster`'s primaries (no replicas), for
+/// tests that edit it.
+pub fn demo_map(cluster: &ClusterInfo) -> RawShardMap {
+    let text = std::fs::read_to_string(demo_map_path()).unwrap();
     let mut raw: RawShardMap = serde_yaml::from_str(&text).unwrap();
     for (shard, uri) in raw.shards.iter_mut().zip(&cluster.primaries) {
         shard.primary = uri.clone();
         shard.replicas.clear();
     }
-    let text = serde_yaml::to_string(&raw).unwrap();
+    raw
+}
+
+/// A config in front of `cluster` with `map`, the demo tables created on every shard.
+pub fn config_with_map(cluster: &ClusterInfo, map: &RawShardMap) -> Config {
+    create_demo_schema(cluster);
+    let text = serde_yaml::to_string(map).unwrap();
     let mut config = config(cluster);
-    config.databases[0].shard_map = parse_shard_map(&text, &path).expect("demo map is valid");
+    let parsed = parse_shard_map(&text, &demo_map_path()).expect("test map is valid");
+    config.databases[0].shard_map = parsed;
     config
+}
+
+fn demo_map_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shard-maps/demo.yaml")
 }
 
 /// Creates the demo tables on every shard of `cluster`, once per test binary.

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{TestProxy, cluster, connect_direct, sharded_config};
-use shardgate::config::raw::RawShardMap;
+use crate::harness::{TestProxy, cluster, connect_direct, demo_map, sharded_config};
 use shardgate::router::{Params, Route, Router};
 
 const WRITERS: i64 = 4;
@@ -13,13 +12,7 @@ const FIRST_ID: i64 = 40_000;
 
 /// The demo map for the test cluster, with extra entries in the documents directory.
 fn map_text(extra_entries: &[(i64, &str)]) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shard-maps/demo.yaml");
-    let mut raw: RawShardMap =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    for (shard, uri) in raw.shards.iter_mut().zip(&cluster().primaries) {
-        shard.primary = uri.clone();
-        shard.replicas.clear();
-    }
+    let mut raw = demo_map(cluster());
     for &(key, shard) in extra_entries {
         let documents = raw.tables.get_mut("documents").unwrap();
         let entries = documents.entries.get_or_insert_with(Default::default);

@@ -175,7 +175,7 @@ async fn a_transaction_stays_on_the_shard_of_its_first_statement() {
     let cluster = cluster();
     let proxy = TestProxy::start(sharded_config(cluster)).await;
     let mut client = proxy.connect().await;
-    let (a, b) = two_users_on_different_shards();
+    let (a, b) = two_users_on_different_shards(20_001);
     for id in [a, b] {
         client
             .execute("DELETE FROM users WHERE user_id = $1", &[&id])
@@ -236,7 +236,7 @@ async fn hints_pick_the_shard() {
         .unwrap();
     assert_eq!(row.get::<_, Option<i32>>(0), Some(port(1)));
     client.batch_execute("RESET shardgate.shard").await.unwrap();
-    let (a, _) = two_users_on_different_shards();
+    let (a, _) = two_users_on_different_shards(20_001);
     let mut client = client;
     let tx = client.transaction().await.unwrap();
     tx.batch_execute(&format!("SET LOCAL shardgate.shard_key = '{a}'"))
@@ -271,21 +271,11 @@ async fn psql_sees_the_same_rows_as_the_shard() {
     );
 }
 
-/// Two user ids that the demo map places on different shards.
-fn two_users_on_different_shards() -> (i64, i64) {
-    let config = sharded_config(cluster());
-    let map = &config.databases[0].shard_map;
-    let router = Router::new(map);
-    let shard = |id: i64| {
-        router.route(
-            &router.plan(&format!("SELECT 1 FROM users WHERE user_id = {id}")),
-            &Params::none(),
-            None,
-        )
-    };
-    let first = 20_001;
-    let second = (20_002..20_100)
-        .find(|id| shard(*id) != shard(first))
+/// Two user ids from `first` on that the demo map places on different shards.
+fn two_users_on_different_shards(first: i64) -> (i64, i64) {
+    let shard_of = |id: i64| routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {id}"));
+    let second = (first + 1..first + 100)
+        .find(|id| shard_of(*id) != shard_of(first))
         .unwrap();
     (first, second)
 }
@@ -412,14 +402,7 @@ async fn a_refused_statement_aborts_its_transaction_as_postgres_would() {
     let cluster = cluster();
     let proxy = TestProxy::start(sharded_config(cluster)).await;
     let client = proxy.connect().await;
-    let (a, b) = two_users_on_different_shards();
-    let a = a + 500;
-    let b = (b + 500..b + 700)
-        .find(|id| {
-            routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {id}"))
-                != routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {a}"))
-        })
-        .unwrap();
+    let (a, b) = two_users_on_different_shards(20_501);
     client
         .batch_execute(&format!("DELETE FROM users WHERE user_id = {a}"))
         .await
@@ -466,14 +449,7 @@ async fn a_refused_bind_aborts_its_transaction_too() {
     let cluster = cluster();
     let proxy = TestProxy::start(sharded_config(cluster)).await;
     let mut client = proxy.connect().await;
-    let (a, b) = two_users_on_different_shards();
-    let (a, b) = (a + 900, b + 900);
-    let b = (b..b + 200)
-        .find(|id| {
-            routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {id}"))
-                != routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {a}"))
-        })
-        .unwrap();
+    let (a, b) = two_users_on_different_shards(20_901);
     client
         .execute("DELETE FROM users WHERE user_id = $1", &[&a])
         .await
