@@ -45,6 +45,7 @@ pub mod error;
 pub mod execute;
 pub mod frontend;
 pub mod local_cluster;
+pub mod merge;
 pub mod pool;
 pub mod router;
 pub mod session;
