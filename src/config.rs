@@ -235,4 +235,15 @@ pub struct Shard {
     pub primary: BackendUri,
     /// Read replicas of the primary.
     pub replicas: Vec<BackendUri>,
+    /// Where reads that may use a replica go.
+    pub reads: ReadsFrom,
+}
+
+/// Where a shard's replica-safe reads go (`reads` in the shard map).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadsFrom {
+    /// A healthy replica when there is one (the default); the primary otherwise.
+    Replica,
+    /// Always the primary: for shards whose replicas lag too far for the application.
+    Primary,
 }

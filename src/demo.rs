@@ -146,6 +146,7 @@ fn write_files(dir: &Path, cluster: &LocalCluster, port: u16) -> Result<PathBuf,
             name: shard.name.clone(),
             primary: shard.primary.uri(),
             replicas: shard.replicas.iter().map(|r| r.uri()).collect(),
+            reads: None,
         })
         .collect();
     map.default_shard = cluster.shards().first().map(|s| s.name.clone());

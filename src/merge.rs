@@ -138,5 +138,8 @@ pub fn shard_result_formats(client_formats: &[i16], visible: usize, hidden: usiz
         1 => client_formats[0],
         _ => client_formats.get(i).copied().unwrap_or(0),
     };
-    (0..visible).map(client).chain((0..hidden).map(|_| 1)).collect()
+    (0..visible)
+        .map(client)
+        .chain((0..hidden).map(|_| 1))
+        .collect()
 }

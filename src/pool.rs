@@ -83,7 +83,21 @@ impl PoolError {
     }
 }
 
-/// The pool of one backend endpoint (a shard's primary, later also each replica).
+/// How a pool treats an endpoint that cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Keep trying until the checkout timeout (a primary: there is nowhere else to go).
+    Retry,
+    /// Fail at the first connect error and stay out of use for [`BREAKER_OPEN`] (a replica:
+    /// the caller has the primary or another replica, so a dead one costs clients nothing).
+    FailFast,
+}
+
+/// How long a fail-fast endpoint stays out of use after a connect failure before the next
+/// checkout tries it again.
+pub const BREAKER_OPEN: Duration = Duration::from_secs(2);
+
+/// The pool of one backend endpoint (a shard's primary or one of its replicas).
 #[derive(Clone)]
 pub struct EndpointPool {
     pool: bb8::Pool<BackendManager>,
@@ -94,12 +108,18 @@ pub struct EndpointPool {
     last_error: LastConnectError,
     checkout_timeout: Duration,
     size: u32,
+    on_failure: OnFailure,
 }
 
 impl EndpointPool {
     /// Builds the pool without connecting: the first checkout opens the first connection, so a
     /// shard that is down at start-up does not stop the proxy from serving the others.
-    pub fn new(endpoint: impl Into<Arc<str>>, uri: BackendUri, settings: &PoolSettings) -> Self {
+    pub fn new(
+        endpoint: impl Into<Arc<str>>,
+        uri: BackendUri,
+        settings: &PoolSettings,
+        on_failure: OnFailure,
+    ) -> Self {
         let last_error = LastConnectError::default();
         let manager = BackendManager::new(uri, settings.connect_timeout, last_error.clone());
         let pool = bb8::Pool::builder()
@@ -112,6 +132,7 @@ impl EndpointPool {
             .connection_timeout(settings.checkout_timeout)
             .idle_timeout(settings.idle_timeout)
             .max_lifetime(settings.max_lifetime)
+            .retry_connection(on_failure == OnFailure::Retry)
             .error_sink(Box::new(last_error.clone()))
             .build_unchecked(manager);
         Self {
@@ -121,7 +142,19 @@ impl EndpointPool {
             last_error,
             checkout_timeout: settings.checkout_timeout,
             size: settings.size,
+            on_failure,
         }
+    }
+
+    /// Shard and role, e.g. `app/s0 replica 1`, for messages.
+    pub fn endpoint(&self) -> &Arc<str> {
+        &self.endpoint
+    }
+
+    /// Whether a fail-fast endpoint failed recently and is being kept out of use (its
+    /// breaker is open). Retrying pools are never skipped.
+    pub fn is_down(&self) -> bool {
+        self.on_failure == OnFailure::FailFast && self.last_error.recent(BREAKER_OPEN).is_some()
     }
 
     /// Takes a connection that is believed healthy, waiting up to the checkout timeout. Waiting
@@ -136,7 +169,11 @@ impl EndpointPool {
             // waits for a new connection to open.
             let mut conn = match self.pool.get_owned().await {
                 Ok(conn) => conn,
-                Err(bb8::RunError::User(e)) => return Err(self.unavailable(Arc::new(e))),
+                Err(bb8::RunError::User(e)) => {
+                    let error = Arc::new(e);
+                    self.last_error.record(error.clone());
+                    return Err(self.unavailable(error));
+                }
                 Err(bb8::RunError::TimedOut) => return Err(self.timed_out()),
             };
             if !conn.went_away_while_idle() {

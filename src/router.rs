@@ -9,6 +9,7 @@ mod array;
 mod cache;
 mod condition;
 mod hint;
+mod kind;
 pub mod moves;
 mod normalize;
 mod operand;

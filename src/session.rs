@@ -15,6 +15,7 @@ mod local;
 mod prepared;
 mod replies;
 mod routing;
+mod scatter;
 mod server;
 mod settings;
 mod simple;
@@ -125,6 +126,11 @@ struct Session<C> {
     rolled_back: bool,
     /// A failed settings replay, reported to the client at startup.
     replay_error: Option<ErrorReport>,
+    /// An extended-protocol portal reading several shards, waiting for its Execute.
+    scatter_portal: Option<scatter::ScatterPortal>,
+    /// Shards (by name, stable across reloads) this session wrote to: its reads of them go to
+    /// the primary, so it always sees its own writes.
+    written: Vec<String>,
     /// Bytes of a CopyData frame still to stream from client to backend.
     copy_data_remaining: usize,
     /// Bytes of a DataRow or CopyData frame still to stream from backend to client.
@@ -157,6 +163,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             skip_until_sync: false,
             rolled_back: false,
             replay_error: None,
+            scatter_portal: None,
+            written: Vec::new(),
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
             terminated: false,
@@ -248,6 +256,29 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.backend = Some(conn);
         self.held_shard = Some(shard);
         Ok(())
+    }
+
+    /// Records that `sql`, about to run on `shard` (`None`: the backend held, else the
+    /// default shard), may write there, so later reads of that shard use its primary.
+    fn note_writes(&mut self, shard: Option<ShardId>, sql: &str, literals_inline: bool) {
+        let database = &self.env.database;
+        if database.router.may_write(sql, literals_inline) {
+            let default = database.router.map().default_shard;
+            self.note_written(shard.or(self.held_shard).unwrap_or(default));
+        }
+    }
+
+    /// Records that the session may have written to `shard`.
+    fn note_written(&mut self, shard: ShardId) {
+        let name = &self.env.database.router.map().shard(shard).name;
+        if !self.wrote_to(name) {
+            self.written.push(name.clone());
+        }
+    }
+
+    /// Whether the session may have written to the shard called `name`.
+    fn wrote_to(&self, name: &str) -> bool {
+        self.written.iter().any(|w| w == name)
     }
 
     /// Runs SQL the client did not send (settings replay) and waits for it to finish: the

@@ -3,10 +3,11 @@
 //! session keeps the snapshot it started its transaction with.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{BackendUri, Config, DatabaseEntry, ShardId};
-use crate::pool::EndpointPool;
+use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
+use crate::pool::{EndpointPool, OnFailure};
 use crate::router::Router;
 
 /// Everything the proxy routes to, at one epoch.
@@ -16,7 +17,7 @@ pub struct Topology {
     databases: HashMap<String, Arc<Database>>,
 }
 
-/// One logical database: its shard map and a pool per shard primary.
+/// One logical database: its shard map and the pools of every shard's servers.
 pub struct Database {
     /// The name clients connect to.
     pub name: String,
@@ -25,7 +26,25 @@ pub struct Database {
     /// Prepared statements some backend of this database has accepted (kept across reloads:
     /// the backends are the same).
     pub known_statements: Arc<KnownStatements>,
-    primaries: Vec<EndpointPool>,
+    shards: Vec<ShardPools>,
+}
+
+/// The pools of one shard: its primary and each replica.
+struct ShardPools {
+    primary: EndpointPool,
+    replicas: Vec<EndpointPool>,
+    reads: ReadsFrom,
+    /// Round-robin position among the replicas.
+    next_replica: AtomicUsize,
+}
+
+/// Which server of a shard a read uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The shard's primary.
+    Primary,
+    /// A streaming replica.
+    Replica,
 }
 
 /// Backend names of prepared statements that a server of this database has parsed without
@@ -93,31 +112,68 @@ impl Topology {
 
 impl Database {
     fn build(config: &Config, db: &DatabaseEntry, old: Option<&Database>) -> Self {
-        let primaries = (db.shard_map.shards.iter())
-            .map(|shard| {
-                let kept = old.and_then(|old| old.primary_of(&shard.name, &shard.primary));
-                kept.unwrap_or_else(|| {
-                    let endpoint = format!("{}/{} primary", db.name, shard.name);
-                    EndpointPool::new(endpoint, shard.primary.clone(), &config.pool)
-                })
-            })
+        let shards = (db.shard_map.shards.iter())
+            .map(|shard| ShardPools::build(config, db, shard, old))
             .collect();
         Database {
             name: db.name.clone(),
             router: Router::new(&db.shard_map),
             known_statements: old.map(|o| o.known_statements.clone()).unwrap_or_default(),
-            primaries,
+            shards,
         }
     }
 
-    /// The pool of the shard called `name`, if its primary is still `uri`.
-    fn primary_of(&self, name: &str, uri: &BackendUri) -> Option<EndpointPool> {
+    /// The pool of the backend `uri` in the shard called `name`, if it is still there.
+    fn pool_of(&self, name: &str, uri: &BackendUri) -> Option<EndpointPool> {
         let shard = self.router.map().shard_by_name(name)?;
-        (shard.primary == *uri).then(|| self.primaries[shard.id.0 as usize].clone())
+        let pools = &self.shards[shard.id.0 as usize];
+        if shard.primary == *uri {
+            return Some(pools.primary.clone());
+        }
+        let replica = shard.replicas.iter().position(|r| r == uri)?;
+        pools.replicas.get(replica).cloned()
+    }
+
+    /// Pools a replica-safe read of `shard` may use, best first: the shard's replicas whose
+    /// breaker is closed (round-robin) when the map sends reads to replicas, then the
+    /// primary, which is always last so a read has somewhere to go.
+    pub fn read_pools(&self, shard: ShardId) -> Vec<(&EndpointPool, Role)> {
+        let pools = &self.shards[shard.0 as usize];
+        let mut candidates = Vec::with_capacity(pools.replicas.len() + 1);
+        if pools.reads == ReadsFrom::Replica && !pools.replicas.is_empty() {
+            let start = pools.next_replica.fetch_add(1, Ordering::Relaxed);
+            let n = pools.replicas.len();
+            let ring = (0..n).map(|i| &pools.replicas[(start + i) % n]);
+            candidates.extend(ring.filter(|p| !p.is_down()).map(|p| (p, Role::Replica)));
+        }
+        candidates.push((&pools.primary, Role::Primary));
+        candidates
     }
 
     /// The pool of a shard's primary.
     pub fn primary(&self, shard: ShardId) -> &EndpointPool {
-        &self.primaries[shard.0 as usize]
+        &self.shards[shard.0 as usize].primary
+    }
+}
+
+impl ShardPools {
+    /// Pools for `shard`, reusing those of `old` whose backend did not change.
+    fn build(config: &Config, db: &DatabaseEntry, shard: &Shard, old: Option<&Database>) -> Self {
+        let pool = |uri: &BackendUri, role: String, on_failure| {
+            let kept = old.and_then(|old| old.pool_of(&shard.name, uri));
+            kept.unwrap_or_else(|| {
+                let endpoint = format!("{}/{} {role}", db.name, shard.name);
+                EndpointPool::new(endpoint, uri.clone(), &config.pool, on_failure)
+            })
+        };
+        let replicas = (shard.replicas.iter().enumerate())
+            .map(|(i, uri)| pool(uri, format!("replica {i}"), OnFailure::FailFast))
+            .collect();
+        ShardPools {
+            primary: pool(&shard.primary, "primary".into(), OnFailure::Retry),
+            replicas,
+            reads: shard.reads,
+            next_replica: AtomicUsize::new(0),
+        }
     }
 }

@@ -15,7 +15,9 @@ mod startup;
 
 pub use backend::{BackendKeyData, ParameterStatus, command_tag, error_fields, error_report};
 pub use frame::{FrameHeader, HEADER_LEN, WireError, peek_header};
-pub use frontend::{Bind, Parse, StatementOrPortal, Target, execute_portal, query_text};
+pub use frontend::{
+    Bind, BindRest, Parse, StatementOrPortal, Target, execute_fields, execute_portal, query_text,
+};
 pub(crate) use reader::Reader;
 pub use startup::{MAX_STARTUP_PACKET, StartupPacket, parse_startup_packet};
 

@@ -294,6 +294,20 @@ pub struct RawShardMap {
     /// default shard.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tables: BTreeMap<String, RawTable>,
+    /// `reads`: where reads that may use a replica go, for every shard without its own
+    /// `reads` (default `replica`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<RawReads>,
+}
+
+/// `reads` of a shard map or a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawReads {
+    /// A healthy replica when the shard has one, else the primary.
+    Replica,
+    /// Always the primary.
+    Primary,
 }
 
 /// One entry of `shards`.
@@ -311,6 +325,9 @@ pub struct RawShard {
     /// `shards[].replicas`: URIs of streaming replicas of the primary, for reads (default none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<String>,
+    /// `shards[].reads`: overrides the map's `reads` for this shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<RawReads>,
 }
 
 #[cfg(test)]

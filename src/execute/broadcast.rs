@@ -272,7 +272,7 @@ async fn read_reply<C: AsyncWrite + Unpin>(
 }
 
 /// The next whole frame from `conn`.
-async fn next_frame(conn: &mut BackendConn) -> Result<BytesMut, ErrorReport> {
+pub(super) async fn next_frame(conn: &mut BackendConn) -> Result<BytesMut, ErrorReport> {
     loop {
         let header = wire::peek_header(&conn.read_buf).map_err(|e| lost(conn, &e.to_string()))?;
         if let Some(header) = header

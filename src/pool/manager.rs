@@ -66,6 +66,15 @@ impl LastConnectError {
         (failure.at.elapsed() <= window).then(|| failure.error.clone())
     }
 
+    /// Records a failure the caller saw (fail-fast pools get connect errors back directly).
+    pub fn record(&self, error: Arc<BackendError>) {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = Some(ConnectFailure {
+            at: Instant::now(),
+            error,
+        });
+    }
+
     /// A connection succeeded: the endpoint is reachable again.
     pub fn clear(&self) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -33,6 +33,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.wait_for_replies().await?;
         self.release();
+        for (shard, _) in &parts {
+            self.note_written(*shard);
+        }
         let mut checkouts = checkout_all(&self.env.database, &parts).await?;
         let map = self.env.database.router.map();
         let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());

@@ -57,6 +57,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         self.refresh_topology();
+        match self.on_scatter_portal_message(frame_tag, &frame).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(refusal) => return self.settle_refusal(frame_tag, refusal),
+        }
         let outcome = match frame_tag {
             tag::QUERY => self.on_query(&frame).await,
             tag::PARSE => self.on_parse(&frame).await,
@@ -67,7 +72,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let effects = self.portal_effects(&frame);
                 self.forward(&frame, Expect::Execute(effects)).await
             }
-            tag::FUNCTION_CALL => self.forward(&frame, Expect::FunctionCall).await,
+            tag::FUNCTION_CALL => {
+                // A function called by oid may write (lo_import does).
+                let outcome = self.forward(&frame, Expect::FunctionCall).await;
+                if let Some(shard) = self.held_shard {
+                    self.note_written(shard);
+                }
+                outcome
+            }
             tag::SYNC => self.on_sync(&frame),
             tag::FLUSH | tag::COPY_DATA => {
                 self.forward_if_held(&frame);
@@ -92,11 +104,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         match outcome {
             Ok(()) => Ok(()),
-            Err(Refusal::Statement(report)) => {
+            Err(refusal) => self.settle_refusal(frame_tag, refusal),
+        }
+    }
+
+    fn settle_refusal(&mut self, frame_tag: u8, refusal: Refusal) -> Result<(), Ending> {
+        match refusal {
+            Refusal::Statement(report) => {
                 self.refuse(frame_tag, report);
                 Ok(())
             }
-            Err(Refusal::Session(ending)) => Err(ending),
+            Refusal::Session(ending) => Err(ending),
         }
     }
 

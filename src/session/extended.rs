@@ -8,10 +8,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::client::{Refusal, body, duplicate_statement};
 use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
+use super::scatter::ScatterRead;
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
-use crate::router::Params;
-use crate::wire::{self, Bind, Parse, StatementOrPortal, Target, encode};
+use crate::router::{Params, Route};
+use crate::wire::{self, Bind, BindRest, Parse, StatementOrPortal, Target, encode};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
@@ -139,12 +140,27 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let shard = match statement.cloned() {
             Some(statement) => {
-                let params =
-                    Params::from_bind(&body(frame)[bind.rest_offset..], &statement.param_types)
-                        .map_err(|e| Refusal::violation(e.to_string()))?;
-                {
-                    let route = self.route_sql(&statement.query, Some(&params)).await?;
-                    self.shard_for_route(route)?
+                let rest = &body(frame)[bind.rest_offset..];
+                let params = Params::from_bind(rest, &statement.param_types)
+                    .map_err(|e| Refusal::violation(e.to_string()))?;
+                match self.route_sql(&statement.query, Some(&params)).await? {
+                    Route::Scatter(shards) => {
+                        let split = BindRest::decode(rest)
+                            .map_err(|e| Refusal::violation(e.to_string()))?;
+                        let read = ScatterRead {
+                            sql: statement.query.to_string(),
+                            param_types: statement.param_types.clone(),
+                            params: split.params.to_vec(),
+                            result_formats: split.result_formats,
+                            shards,
+                        };
+                        return self.bind_shards(bind.portal, read);
+                    }
+                    route => {
+                        let shard = self.shard_for_route(route)?;
+                        self.note_writes(shard, &statement.query, false);
+                        shard
+                    }
                 }
             }
             None => None, // The server reports the unknown statement.

@@ -46,6 +46,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 ..
             }) => None,
             Err(_) => Some(None),
+            // Runs on the shards' read backends once bound: nothing to prepare anywhere now.
+            Ok(Route::Scatter(_)) => None,
             Ok(route) => Some(self.shard_for_route(route).unwrap_or(None)),
         }
     }

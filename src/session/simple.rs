@@ -36,6 +36,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
                 return self.run_on_shards(sql, parts.collect(), Rows::Copies).await;
             }
+            Route::Scatter(shards) => return self.query_shards(sql, shards).await,
             Route::Split(groups) => {
                 let router = &self.env.database.router;
                 let parts = router.split_insert(sql, &groups).map_err(|e| e.report())?;
@@ -43,6 +44,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             route => self.shard_for_route(route)?,
         };
+        self.note_writes(shard, sql, true);
         self.ensure_backend(shard).await?;
         let effects = statements::session_effects(sql);
         self.note_pins(&effects);
@@ -87,6 +89,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let params = Params::from_text(&arguments);
                 let route = self.route_sql(&prepared.query, Some(&params)).await?;
                 let shard = self.shard_for_route(route)?;
+                self.note_writes(shard, &prepared.query, false);
                 let conn = self.ensure_backend(shard).await?;
                 if conn.prepared.insert(prepared.backend_name.clone()) {
                     let undo = Undo {

@@ -31,6 +31,11 @@ pub fn parse_complete(out: &mut impl BufMut) {
     header(out, b'1', 0);
 }
 
+/// BindComplete, for a Bind the proxy ran itself (a portal read from several shards).
+pub fn bind_complete(out: &mut impl BufMut) {
+    header(out, b'2', 0);
+}
+
 /// CloseComplete, for a Close the proxy answered without the backend.
 pub fn close_complete(out: &mut impl BufMut) {
     header(out, b'3', 0);

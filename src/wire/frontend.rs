@@ -60,6 +60,41 @@ impl<'a> Bind<'a> {
     }
 }
 
+/// The part of a Bind after the names: the parameters (formats and values, forwarded as
+/// bytes) and the result-format codes the client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindRest<'a> {
+    /// Parameter format codes, count and values, exactly as sent.
+    pub params: &'a [u8],
+    /// Result-format codes: none (all text), one (for every column) or one per column.
+    pub result_formats: Vec<i16>,
+}
+
+impl<'a> BindRest<'a> {
+    /// Splits `rest` (a Bind body from `Bind::rest_offset`).
+    pub fn decode(rest: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(rest, "Bind");
+        let format_count = r.i16()? as u16;
+        r.bytes(usize::from(format_count) * 2)?;
+        let value_count = r.i16()? as u16;
+        for _ in 0..value_count {
+            let len = r.i32()?;
+            if let Ok(len) = usize::try_from(len) {
+                r.bytes(len)?;
+            }
+        }
+        let params = &rest[..r.position()];
+        let result_count = r.i16()? as u16;
+        let result_formats = (0..result_count)
+            .map(|_| r.i16())
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            params,
+            result_formats,
+        })
+    }
+}
+
 /// Whether Describe or Close targets a prepared statement or a portal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatementOrPortal {
@@ -122,6 +157,12 @@ pub fn execute_portal(body: &[u8]) -> Result<&str, WireError> {
     Reader::new(body, "Execute").cstr()
 }
 
+/// The portal and row limit (0 = all rows) of an Execute body.
+pub fn execute_fields(body: &[u8]) -> Result<(&str, i32), WireError> {
+    let mut r = Reader::new(body, "Execute");
+    Ok((r.cstr()?, r.i32()?))
+}
+
 /// The SQL text of a Query body.
 pub fn query_text(body: &[u8]) -> Result<&str, WireError> {
     Reader::new(body, "Query").cstr()
@@ -150,6 +191,35 @@ mod tests {
                 param_types: vec![23]
             }
         );
+    }
+
+    #[test]
+    fn bind_rest_splits_parameters_from_result_formats() {
+        let mut out = BytesMut::new();
+        let values = [Some("42"), None];
+        frontend::bind(
+            "",
+            "s",
+            [1],
+            values,
+            |v, buf| match v {
+                Some(v) => {
+                    buf.extend_from_slice(v.as_bytes());
+                    Ok(postgres_protocol::IsNull::No)
+                }
+                None => Ok(postgres_protocol::IsNull::Yes),
+            },
+            [0, 1],
+            &mut out,
+        )
+        .map_err(|_| ())
+        .unwrap();
+        let bind = Bind::decode(body(&out)).unwrap();
+        let rest = BindRest::decode(&body(&out)[bind.rest_offset..]).unwrap();
+        assert_eq!(rest.result_formats, [0, 1]);
+        // 1 format (2+2) + count (2) + "42" (4+2) + NULL (4)
+        assert_eq!(rest.params.len(), 16);
+        assert!(BindRest::decode(&rest.params[..7]).is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub const DATABASE: &str = "app";
 pub struct ClusterInfo {
     /// Primary URI of each shard.
     pub primaries: Vec<String>,
+    /// Replica URIs of each shard.
+    pub replicas: Vec<Vec<String>>,
 }
 
 /// A cluster and its directory, kept alive until the exit hook drops them (in that order).
@@ -58,6 +60,9 @@ fn start(shards: usize, replicas: usize, auth: BackendAuth) -> ClusterInfo {
     .unwrap_or_else(|e| panic!("starting test PostgreSQL failed: {e}"));
     let info = ClusterInfo {
         primaries: cluster.shards().iter().map(|s| s.primary.uri()).collect(),
+        replicas: (cluster.shards().iter())
+            .map(|s| s.replicas.iter().map(|r| r.uri()).collect())
+            .collect(),
     };
     RUNNING.lock().unwrap().push(Running {
         _cluster: cluster,
@@ -96,6 +101,7 @@ pub fn config(cluster: &ClusterInfo) -> Config {
             name: format!("s{i}"),
             primary: BackendUri::parse(uri).unwrap(),
             replicas: vec![],
+            reads: shardgate::config::ReadsFrom::Replica,
         })
         .collect();
     Config {
@@ -152,6 +158,15 @@ pub fn demo_map(cluster: &ClusterInfo) -> RawShardMap {
     for (shard, uri) in raw.shards.iter_mut().zip(&cluster.primaries) {
         shard.primary = uri.clone();
         shard.replicas.clear();
+    }
+    raw
+}
+
+/// `shard-maps/demo.yaml` on `cluster` with every shard's replicas.
+pub fn demo_map_with_replicas(cluster: &ClusterInfo) -> RawShardMap {
+    let mut raw = demo_map(cluster);
+    for (shard, replicas) in raw.shards.iter_mut().zip(&cluster.replicas) {
+        shard.replicas = replicas.clone();
     }
     raw
 }

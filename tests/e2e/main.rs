@@ -11,6 +11,7 @@ mod pooling;
 mod psql_client;
 mod raw;
 mod reload;
+mod replicas;
 mod routing;
 mod rust_driver;
 mod sqlx_driver;

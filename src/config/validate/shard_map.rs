@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::Problems;
-use crate::config::raw::{RawShard, RawShardMap};
-use crate::config::{BackendUri, Problem, Shard, ShardId, ShardMap};
+use crate::config::raw::{RawReads, RawShard, RawShardMap};
+use crate::config::{BackendUri, Problem, ReadsFrom, Shard, ShardId, ShardMap};
 
 /// Validates a shard map read from `file`.
 pub(in crate::config) fn shard_map(
@@ -29,7 +29,7 @@ pub(in crate::config) fn shard_map(
             &shard.name,
             "shard",
         );
-        shards.extend(validate_shard(shard, i, &mut problems));
+        shards.extend(validate_shard(shard, i, raw.reads, &mut problems));
     }
     check_distinct_backends(&shards, &mut problems);
     let default_shard = default_shard(raw, &mut problems);
@@ -41,7 +41,12 @@ pub(in crate::config) fn shard_map(
     })
 }
 
-fn validate_shard(raw: &RawShard, index: usize, problems: &mut Problems) -> Option<Shard> {
+fn validate_shard(
+    raw: &RawShard,
+    index: usize,
+    map_reads: Option<RawReads>,
+    problems: &mut Problems,
+) -> Option<Shard> {
     let path = format!("shards[{index}]");
     let Ok(id) = u32::try_from(index) else {
         problems.add(path, "too many shards");
@@ -56,6 +61,10 @@ fn validate_shard(raw: &RawShard, index: usize, problems: &mut Problems) -> Opti
         name: raw.name.clone(),
         primary: primary?,
         replicas: replicas.into_iter().collect::<Option<_>>()?,
+        reads: match raw.reads.or(map_reads) {
+            Some(RawReads::Primary) => ReadsFrom::Primary,
+            Some(RawReads::Replica) | None => ReadsFrom::Replica,
+        },
     })
 }
 

@@ -1,0 +1,477 @@
+//! Running one read on several shards at once and streaming the merged result to the client.
+//!
+//! Part of the execute stage. Every leg (one shard's backend) is sent its whole request up
+//! front, then one poll drives all of them and the client: whichever leg has bytes is read,
+//! its rows go into the [`Merger`], and whatever the merge has ready is written to the client
+//! while the other legs keep running. Reading stops only for a leg far ahead of an ordered
+//! merge, or while the client's queue is over its high-water mark, so memory stays bounded and
+//! nothing can deadlock (no leg is ever written to after its request). Every leg is read to its
+//! ReadyForQuery, even after an error or a satisfied LIMIT, so its connection goes back clean;
+//! a leg whose connection failed is marked broken.
+
+use std::future::poll_fn;
+use std::task::Poll;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Buffers, HIGH_WATER, drain, drain_to_client, read};
+use crate::backend::BackendConn;
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::merge::{MergeError, Merger};
+use crate::wire::{self, ParameterStatus, encode, tag};
+
+/// Rows a leg may have waiting in an ordered merge before the executor stops reading it.
+const LEG_BUDGET: usize = 256 * 1024;
+
+/// One shard's part of a fan-out.
+pub struct Leg<'a> {
+    /// Shard name, for errors.
+    pub shard: &'a str,
+    /// Its backend, checked out by the caller.
+    pub conn: &'a mut BackendConn,
+    /// Everything to send: hidden simple queries first, then the extended-protocol batch that
+    /// ends with Sync.
+    pub request: BytesMut,
+    /// Simple queries at the start of `request` the client must not see (settings replay).
+    pub hidden_queries: usize,
+}
+
+/// What the client is sent besides rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Show<'a> {
+    /// Replies owed before the result (BindComplete of the client's Bind): written with the
+    /// first message of the result, or at the end, but never before an error that happens
+    /// first, which answers the Bind instead.
+    pub preamble: &'a [u8],
+    /// Write the merged RowDescription (the client described the portal, or a simple query).
+    pub description: bool,
+}
+
+/// Called for every ParameterStatus a leg's backend reports.
+pub type OnStatus<'a> = &'a mut (dyn FnMut(&mut BackendConn, &str, &str) + Send);
+
+/// Builds the merge once the first RowDescription (its body) is known.
+pub type MakeMerger<'a> = &'a mut (dyn FnMut(&[u8]) -> Result<Merger, MergeError> + Send);
+
+/// How a fan-out ended, when it ran to the end on every leg.
+#[derive(Debug)]
+pub struct Finished {
+    /// Rows the client received.
+    pub rows: u64,
+    /// Whether any leg described rows (false: the statement returns no rows).
+    pub described: bool,
+}
+
+/// Runs every leg and streams the merged rows to the client (RowDescription first when
+/// `show.description`). CommandComplete and ReadyForQuery are the caller's to write.
+pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut C,
+    bufs: &mut Buffers,
+    legs: &mut [Leg<'_>],
+    show: Show<'_>,
+    make_merger: MakeMerger<'_>,
+    on_status: OnStatus<'_>,
+) -> Result<Finished, ErrorReport> {
+    let mut run = Run {
+        states: legs
+            .iter()
+            .map(|leg| LegState::new(leg.hidden_queries))
+            .collect(),
+        merger: None,
+        columns: None,
+        error: None,
+        show,
+        preamble_sent: false,
+        next: 0,
+    };
+    while !run.all_done() {
+        let ready = run.poll_any(client, bufs, legs).await;
+        let leg = match ready {
+            Ok(leg) => leg,
+            Err(Failure::Client(e)) => {
+                // The session ends; legs still running cannot be reused.
+                let running = legs.iter_mut().zip(&run.states).filter(|(_, s)| !s.done);
+                running.for_each(|(leg, _)| leg.conn.mark_broken());
+                return Err(client_gone(e));
+            }
+            Err(Failure::Leg(index, why)) => {
+                run.leg_failed(index, &mut legs[index], &why);
+                continue;
+            }
+        };
+        run.on_leg_data(leg, &mut legs[leg], bufs, make_merger, on_status);
+    }
+    run.finish(bufs)
+}
+
+/// Everything known about the fan-out so far.
+struct Run<'s> {
+    states: Vec<LegState>,
+    merger: Option<Merger>,
+    /// Field count of the first RowDescription, which every leg must match.
+    columns: Option<u16>,
+    /// The first error; once set, rows are dropped and legs are only read to their end.
+    error: Option<ErrorReport>,
+    show: Show<'s>,
+    /// The preamble has been written.
+    preamble_sent: bool,
+    /// The leg polled first next time, so one busy leg cannot starve the others.
+    next: usize,
+}
+
+#[derive(Debug)]
+struct LegState {
+    /// ReadyForQuery still expected for hidden queries.
+    hidden_left: usize,
+    done: bool,
+}
+
+impl LegState {
+    fn new(hidden_queries: usize) -> Self {
+        Self {
+            hidden_left: hidden_queries,
+            done: false,
+        }
+    }
+}
+
+enum Failure {
+    Client(std::io::Error),
+    Leg(usize, String),
+}
+
+impl Run<'_> {
+    fn all_done(&self) -> bool {
+        self.states.iter().all(|s| s.done)
+    }
+
+    /// Writes requests and queued client bytes, then waits until some leg has new bytes.
+    async fn poll_any<C: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        client: &mut C,
+        bufs: &mut Buffers,
+        legs: &mut [Leg<'_>],
+    ) -> Result<usize, Failure> {
+        let n = legs.len();
+        let start = self.next;
+        poll_fn(|cx| {
+            drain_to_client(cx, client, bufs).map_err(|e| match e {
+                super::PumpError::Client(e) | super::PumpError::Backend(e) => Failure::Client(e),
+            })?;
+            for offset in 0..n {
+                let index = (start + offset) % n;
+                let leg = &mut legs[index];
+                if self.states[index].done {
+                    continue;
+                }
+                let stream = leg.conn.stream_mut();
+                drain(cx, stream, &mut leg.request)
+                    .map_err(|e| Failure::Leg(index, e.to_string()))?;
+                if !self.may_read(index, bufs) {
+                    continue;
+                }
+                let (stream, buf) = leg.conn.io_mut();
+                match read(cx, stream, buf).map_err(|e| Failure::Leg(index, e.to_string()))? {
+                    Poll::Ready(0) => {
+                        return Poll::Ready(Err(Failure::Leg(index, "server closed".into())));
+                    }
+                    Poll::Ready(_) => return Poll::Ready(Ok(index)),
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        })
+        .await
+        .inspect(|&index| self.next = (index + 1) % n)
+    }
+
+    /// Whether to take more bytes from a leg: not while the client is far behind, nor while
+    /// an ordered merge already holds plenty of this leg's rows.
+    fn may_read(&self, index: usize, bufs: &Buffers) -> bool {
+        let ahead = (self.merger.as_ref()).is_some_and(|m| m.queued_bytes(index) >= LEG_BUDGET);
+        bufs.to_client.len() < HIGH_WATER && !ahead
+    }
+
+    /// Handles every whole frame the leg has delivered.
+    fn on_leg_data(
+        &mut self,
+        index: usize,
+        leg: &mut Leg<'_>,
+        bufs: &mut Buffers,
+        make_merger: MakeMerger<'_>,
+        on_status: OnStatus<'_>,
+    ) {
+        loop {
+            let header = match wire::peek_header(&leg.conn.read_buf) {
+                Ok(Some(h)) if leg.conn.read_buf.len() >= h.total_len => h,
+                Ok(_) => break,
+                Err(e) => return self.leg_failed(index, leg, &format!("malformed message: {e}")),
+            };
+            let frame = leg.conn.read_buf.split_to(header.total_len);
+            self.on_frame(index, leg, &frame, bufs, make_merger, on_status);
+            if self.states[index].done {
+                break;
+            }
+        }
+        self.drain_merger(bufs);
+    }
+
+    fn on_frame(
+        &mut self,
+        index: usize,
+        leg: &mut Leg<'_>,
+        frame: &[u8],
+        bufs: &mut Buffers,
+        make_merger: MakeMerger<'_>,
+        on_status: OnStatus<'_>,
+    ) {
+        let body = &frame[wire::HEADER_LEN..];
+        let state = &mut self.states[index];
+        match frame[0] {
+            tag::PARAMETER_STATUS => {
+                if let Ok(status) = ParameterStatus::decode(body) {
+                    on_status(leg.conn, status.name, status.value);
+                }
+            }
+            tag::READY_FOR_QUERY if state.hidden_left > 0 => state.hidden_left -= 1,
+            tag::READY_FOR_QUERY => {
+                state.done = true;
+                // Bytes after the last reply, or a transaction left open: never reuse it.
+                if !leg.conn.read_buf.is_empty() || body.first() != Some(&b'I') {
+                    leg.conn.mark_broken();
+                }
+            }
+            tag::ERROR_RESPONSE => {
+                let report = wire::error_report(body, Blame::Backend);
+                self.fail(on_shard(report, leg.shard));
+            }
+            _ if state.hidden_left > 0 => {}
+            tag::ROW_DESCRIPTION => self.on_description(body, bufs, make_merger),
+            tag::DATA_ROW => self.on_row(index, frame),
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
+                let finished = (self.merger.as_mut()).map(|m| m.finish_leg(index));
+                if let Some(Err(e)) = finished {
+                    self.fail(e.report());
+                }
+            }
+            tag::NOTICE_RESPONSE if index == 0 => bufs.to_client.extend_from_slice(frame),
+            _ => {} // ParseComplete, BindComplete, NoData, notices of other legs.
+        }
+    }
+
+    fn on_description(&mut self, body: &[u8], bufs: &mut Buffers, make_merger: MakeMerger<'_>) {
+        let columns = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        match self.columns {
+            None => self.columns = columns,
+            Some(first) if Some(first) == columns => return,
+            Some(_) => {
+                return self.fail(ErrorReport::error(
+                    sqlstate::INTERNAL_ERROR,
+                    Blame::Backend,
+                    "shardgate: the shards answered with different columns; \
+                     is the table defined the same way on every shard?",
+                ));
+            }
+        }
+        if self.error.is_some() {
+            return;
+        }
+        match make_merger(body) {
+            Ok(merger) => {
+                self.send_preamble(bufs);
+                if self.show.description {
+                    bufs.to_client.extend_from_slice(merger.row_description());
+                }
+                self.merger = Some(merger);
+            }
+            Err(e) => self.fail(e.report()),
+        }
+    }
+
+    fn on_row(&mut self, index: usize, frame: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(merger) = self.merger.as_mut() else {
+            return self.fail(internal("a shard sent rows before describing them"));
+        };
+        if merger.satisfied() {
+            return;
+        }
+        if let Err(e) = merger.push_row(index, frame) {
+            self.fail(e.report());
+        }
+    }
+
+    fn send_preamble(&mut self, bufs: &mut Buffers) {
+        if !std::mem::replace(&mut self.preamble_sent, true) {
+            bufs.to_client.extend_from_slice(self.show.preamble);
+        }
+    }
+
+    fn drain_merger(&mut self, bufs: &mut Buffers) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(Err(e)) = self.merger.as_mut().map(|m| m.drain(&mut bufs.to_client)) {
+            self.fail(e.report());
+        }
+    }
+
+    fn fail(&mut self, report: ErrorReport) {
+        self.error.get_or_insert(report);
+    }
+
+    fn leg_failed(&mut self, index: usize, leg: &mut Leg<'_>, why: &str) {
+        leg.conn.mark_broken();
+        self.states[index].done = true;
+        tracing::warn!(
+            shard = leg.shard,
+            why,
+            "shard connection lost during a fan-out"
+        );
+        self.fail(ErrorReport::error(
+            sqlstate::CONNECTION_FAILURE,
+            Blame::Backend,
+            format!(
+                "shardgate: lost the connection to shard {} ({}): {why}",
+                leg.shard,
+                leg.conn.addr()
+            ),
+        ));
+    }
+
+    fn finish(mut self, bufs: &mut Buffers) -> Result<Finished, ErrorReport> {
+        self.drain_merger(bufs);
+        if let Some(report) = self.error {
+            return Err(report);
+        }
+        self.send_preamble(bufs);
+        Ok(Finished {
+            rows: self.merger.as_ref().map_or(0, Merger::rows_sent),
+            described: self.columns.is_some(),
+        })
+    }
+}
+
+/// Appends the extended-protocol batch of one leg: Parse and Bind of the unnamed statement
+/// and portal, Describe of the portal, Execute (unless `execute` is false) and Sync.
+/// `params` are the client's Bind parameters as sent (format codes, count and values).
+pub fn leg_batch(
+    out: &mut BytesMut,
+    sql: &str,
+    param_types: &[u32],
+    params: &[u8],
+    result_formats: &[i16],
+    execute: bool,
+) -> Result<(), ErrorReport> {
+    use postgres_protocol::message::frontend;
+    let too_big = |e: std::io::Error| {
+        ErrorReport::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            Blame::Client,
+            e.to_string(),
+        )
+    };
+    frontend::parse("", sql, param_types.iter().copied(), out).map_err(too_big)?;
+    let mut rest = BytesMut::with_capacity(params.len() + 2 + 2 * result_formats.len());
+    rest.extend_from_slice(params);
+    rest.extend_from_slice(&(result_formats.len() as i16).to_be_bytes());
+    for format in result_formats {
+        rest.extend_from_slice(&format.to_be_bytes());
+    }
+    encode::bind_renamed(out, "", "", &rest);
+    frontend::describe(b'P', "", out).map_err(too_big)?;
+    if execute {
+        frontend::execute("", 0, out).map_err(too_big)?;
+    }
+    frontend::sync(out);
+    Ok(())
+}
+
+/// How many columns `sql` returns on `conn`, learned with Parse + Describe + Sync (after the
+/// hidden `prelude`, which brings the backend to the client's settings first). Needed when a
+/// select list has a `*` and the executor must ask a result format per column.
+pub async fn column_count(
+    conn: &mut BackendConn,
+    prelude: Option<&str>,
+    sql: &str,
+    param_types: &[u32],
+    on_status: OnStatus<'_>,
+) -> Result<usize, ErrorReport> {
+    use postgres_protocol::message::frontend;
+    use tokio::io::AsyncWriteExt;
+    let mut out = BytesMut::new();
+    let too_big = |e: std::io::Error| {
+        ErrorReport::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            Blame::Client,
+            e.to_string(),
+        )
+    };
+    let mut ready_left = 1;
+    if let Some(prelude) = prelude {
+        frontend::query(prelude, &mut out).map_err(too_big)?;
+        ready_left += 1;
+    }
+    frontend::parse("", sql, param_types.iter().copied(), &mut out).map_err(too_big)?;
+    frontend::describe(b'S', "", &mut out).map_err(too_big)?;
+    frontend::sync(&mut out);
+    if let Err(e) = conn.stream_mut().write_all(&out).await {
+        conn.mark_broken();
+        return Err(lost(conn, &e.to_string()));
+    }
+    let (mut columns, mut error) = (0, None);
+    while ready_left > 0 {
+        let frame = super::broadcast::next_frame(conn).await?;
+        let body = &frame[wire::HEADER_LEN..];
+        match frame[0] {
+            tag::READY_FOR_QUERY => ready_left -= 1,
+            tag::ROW_DESCRIPTION if body.len() >= 2 => {
+                columns = usize::from(u16::from_be_bytes([body[0], body[1]]));
+            }
+            tag::ERROR_RESPONSE => {
+                error.get_or_insert(wire::error_report(body, Blame::Backend));
+            }
+            tag::PARAMETER_STATUS => {
+                if let Ok(status) = ParameterStatus::decode(body) {
+                    on_status(conn, status.name, status.value);
+                }
+            }
+            _ => {}
+        }
+    }
+    error.map_or(Ok(columns), Err)
+}
+
+fn lost(conn: &BackendConn, why: &str) -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::CONNECTION_FAILURE,
+        Blame::Backend,
+        format!("server connection lost ({}): {why}", conn.addr()),
+    )
+}
+
+/// The parameter section of a Bind without parameters (simple-protocol statements).
+pub const NO_PARAMS: &[u8] = &[0, 0, 0, 0];
+
+fn on_shard(report: ErrorReport, shard: &str) -> ErrorReport {
+    let detail = match &report.detail {
+        Some(own) => format!("{own}\n(on shard {shard})"),
+        None => format!("on shard {shard}"),
+    };
+    report.with_detail(detail)
+}
+
+fn client_gone(e: std::io::Error) -> ErrorReport {
+    ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Client, e.to_string())
+}
+
+fn internal(message: &str) -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::INTERNAL_ERROR,
+        Blame::Proxy,
+        format!("shardgate: {message}"),
+    )
+}

@@ -1,0 +1,398 @@
+//! Reads that need several shards: the session's side of a fan-out.
+//!
+//! The router plans the statement (`Router::scatter`: the SQL each shard runs and how the
+//! results merge); this file takes one read backend per shard (a healthy replica where the map
+//! allows it, the primary for shards this session wrote to, so it always reads its own
+//! writes), brings each to the client's settings, and lets `execute::fanout` stream the merged
+//! result. Simple queries run at once; an extended-protocol portal that reads several shards is
+//! held until the client executes it (see [`ScatterPortal`]). Only outside transactions: a
+//! cross-shard read inside one is refused until transactions may span shards.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use super::client::Refusal;
+use super::routing::refused;
+use crate::config::ShardId;
+use crate::error::ErrorReport;
+use crate::execute::fanout::{self, Finished, Leg, NO_PARAMS, Show, column_count, leg_batch};
+use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
+use crate::pool::Checkout;
+use crate::router::Params;
+use crate::topology::{Database, Role};
+use crate::wire::{encode, tag};
+
+/// Bytes of rows or groups one cross-shard merge may hold before it fails with 54000.
+const MAX_MERGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A read of several shards, as the client sent it.
+#[derive(Debug, Clone)]
+pub(super) struct ScatterRead {
+    /// The client's statement.
+    pub sql: String,
+    /// Parameter types from the client's Parse.
+    pub param_types: Vec<u32>,
+    /// The parameter section of the client's Bind, as sent ([`NO_PARAMS`] for a Query).
+    pub params: Vec<u8>,
+    /// Result formats the client asked for (none: all text).
+    pub result_formats: Vec<i16>,
+    /// The shards holding its rows.
+    pub shards: Vec<ShardId>,
+}
+
+/// An extended-protocol portal that reads several shards. Nothing runs at Bind: the portal is
+/// executed when the client sends Execute, and whatever the client is owed (BindComplete, a
+/// RowDescription it asked for) is answered then, in order; a Sync or Flush before any
+/// Execute answers them from one shard.
+#[derive(Debug)]
+pub(super) struct ScatterPortal {
+    read: ScatterRead,
+    /// The client's name for the portal.
+    portal: String,
+    /// The client sent Describe of the portal.
+    describe: bool,
+    /// BindComplete (and the RowDescription, when asked) already went out.
+    answered: bool,
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// A simple Query reading several shards: the merged result, CommandComplete and
+    /// ReadyForQuery.
+    pub(super) async fn query_shards(
+        &mut self,
+        sql: &str,
+        shards: Vec<ShardId>,
+    ) -> Result<(), Refusal> {
+        let read = ScatterRead {
+            sql: sql.to_owned(),
+            param_types: Vec::new(),
+            params: NO_PARAMS.to_vec(),
+            result_formats: Vec::new(),
+            shards,
+        };
+        let show = Show {
+            preamble: &[],
+            description: true,
+        };
+        let finished = self.scatter(&read, show, true).await?;
+        self.complete_scatter(&finished);
+        encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
+        Ok(())
+    }
+
+    /// A Bind of a statement that reads several shards: held until it is executed.
+    pub(super) fn bind_shards(&mut self, portal: &str, read: ScatterRead) -> Result<(), Refusal> {
+        self.check_scatter_allowed()?;
+        self.scatter_plan(&read.sql)?;
+        self.scatter_portal = Some(ScatterPortal {
+            read,
+            portal: portal.to_owned(),
+            describe: false,
+            answered: false,
+        });
+        Ok(())
+    }
+
+    /// Handles a client message while a cross-shard portal waits. Returns whether the message
+    /// was consumed; any message the portal does not take settles it first.
+    pub(super) async fn on_scatter_portal_message(
+        &mut self,
+        frame_tag: u8,
+        frame: &[u8],
+    ) -> Result<bool, Refusal> {
+        let Some(pending) = self.scatter_portal.as_mut() else {
+            return Ok(false);
+        };
+        let body = &frame[crate::wire::HEADER_LEN..];
+        let names_portal = |name: &str| name == pending.portal;
+        match frame_tag {
+            tag::DESCRIBE => {
+                let target = crate::wire::Target::decode_describe(body);
+                if let Ok(t) = target
+                    && t.kind == crate::wire::StatementOrPortal::Portal
+                    && names_portal(t.name)
+                {
+                    pending.describe = true;
+                    return Ok(true);
+                }
+            }
+            tag::EXECUTE => {
+                let (portal, max_rows) = crate::wire::execute_fields(body)
+                    .map_err(|e| Refusal::violation(e.to_string()))?;
+                if names_portal(portal) {
+                    let pending = self.scatter_portal.take().expect("checked above");
+                    return self
+                        .execute_scatter_portal(pending, max_rows)
+                        .await
+                        .map(|()| true);
+                }
+            }
+            tag::FLUSH => {
+                self.answer_scatter_portal().await?;
+                return Ok(true);
+            }
+            _ => {}
+        }
+        self.answer_scatter_portal().await?;
+        self.scatter_portal = None;
+        Ok(false)
+    }
+
+    /// Answers what the client is owed for a held portal (BindComplete, its RowDescription)
+    /// without executing it.
+    async fn answer_scatter_portal(&mut self) -> Result<(), Refusal> {
+        let Some(pending) = self.scatter_portal.as_mut() else {
+            return Ok(());
+        };
+        if std::mem::replace(&mut pending.answered, true) {
+            return Ok(());
+        }
+        let (read, describe) = (pending.read.clone(), pending.describe);
+        let mut preamble = Vec::new();
+        encode::bind_complete(&mut preamble);
+        if !describe {
+            self.bufs.to_client.extend_from_slice(&preamble);
+            return Ok(());
+        }
+        let show = Show {
+            preamble: &preamble,
+            description: true,
+        };
+        let outcome = self.scatter(&read, show, false).await;
+        if outcome.is_err() {
+            self.scatter_portal = None;
+        }
+        outcome.map(|_| ()).map_err(Refusal::Statement)
+    }
+
+    async fn execute_scatter_portal(
+        &mut self,
+        pending: ScatterPortal,
+        max_rows: i32,
+    ) -> Result<(), Refusal> {
+        if max_rows > 0 {
+            return Err(Refusal::Statement(refused(
+                "fetching a cross-shard result in parts (Execute with a row limit) is not \
+                 supported yet; fetch all rows at once"
+                    .into(),
+            )));
+        }
+        let mut preamble = Vec::new();
+        if !pending.answered {
+            encode::bind_complete(&mut preamble);
+        }
+        let show = Show {
+            preamble: &preamble,
+            description: pending.describe && !pending.answered,
+        };
+        let finished = self.scatter(&pending.read, show, true).await?;
+        self.complete_scatter(&finished);
+        Ok(())
+    }
+
+    fn complete_scatter(&mut self, finished: &Finished) {
+        let command = match finished.described {
+            true => format!("SELECT {}", finished.rows),
+            false => "SELECT 0".to_owned(),
+        };
+        encode::command_complete(&mut self.bufs.to_client, &command);
+    }
+
+    /// Cross-shard reads run outside transactions, with nothing else in flight.
+    fn check_scatter_allowed(&self) -> Result<(), ErrorReport> {
+        if self.tied_to_backend() || self.pending_begin.is_some() {
+            return Err(refused(
+                "a read that needs several shards cannot run inside a transaction (or on a \
+                 connection pinned to one backend) yet; run it outside BEGIN … COMMIT, or \
+                 narrow it to one shard with its shard key"
+                    .into(),
+            ));
+        }
+        if !self.replies.synced() {
+            return Err(refused(
+                "a read that needs several shards must not share an extended-protocol batch \
+                 with messages sent before it; send a Sync first"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn scatter_plan(&self, sql: &str) -> Result<Arc<ScatterPlan>, ErrorReport> {
+        // INTERIM until the router's scatter planner lands: pass-through only.
+        Ok(Arc::new(ScatterPlan {
+            shard_sql: sql.to_owned(),
+            visible: None,
+            merge: crate::merge::MergePlan::default(),
+        }))
+    }
+
+    /// Runs `read` on its shards (only the first when `execute` is false: a description) and
+    /// streams the merged result to the client.
+    async fn scatter(
+        &mut self,
+        read: &ScatterRead,
+        show: Show<'_>,
+        execute: bool,
+    ) -> Result<Finished, ErrorReport> {
+        self.check_scatter_allowed()?;
+        if read.shards.is_empty() {
+            return Err(super::internal("a cross-shard read without shards".into()));
+        }
+        let plan = self.scatter_plan(&read.sql)?;
+        self.wait_for_replies().await?;
+        self.release();
+        let shards = if execute {
+            &read.shards[..]
+        } else {
+            &read.shards[..1]
+        };
+        let database = self.env.database.clone();
+        let mut checkouts = checkout_reads(&database, shards, &self.written).await?;
+        let map = database.router.map();
+        let mut preludes: Vec<Option<String>> = (checkouts.iter_mut())
+            .map(|conn| self.settings.sync_sql(conn))
+            .collect();
+        let formats = self
+            .shard_formats(&plan, read, &mut checkouts[0], &mut preludes[0])
+            .await?;
+        let mut legs = Vec::with_capacity(checkouts.len());
+        for ((shard, conn), prelude) in shards.iter().zip(checkouts.iter_mut()).zip(preludes) {
+            legs.push(leg(
+                &map.shard(*shard).name,
+                conn,
+                prelude,
+                &plan,
+                read,
+                &formats,
+                execute,
+            )?);
+        }
+        let params = Params::from_bind(&read.params, &read.param_types)
+            .map_err(|e| super::internal(e.to_string()))?;
+        let values: Vec<ParamValue<'_>> = (1..)
+            .map_while(|n| params.get(n))
+            .map(|p| ParamValue {
+                oid: p.oid,
+                binary: p.binary,
+                value: p.value,
+            })
+            .collect();
+        let leg_count = legs.len();
+        let limits = MergeLimits {
+            max_buffered_bytes: MAX_MERGE_BYTES,
+        };
+        let mut make_merger =
+            |description: &[u8]| Merger::new(&plan.merge, description, leg_count, &values, limits);
+        let settings = &mut self.settings;
+        let mut on_status = |conn: &mut _, name: &str, value: &str| {
+            settings.on_parameter_status(name, value, conn);
+        };
+        let (client, bufs) = (&mut self.client, &mut self.bufs);
+        fanout::fan_out(
+            client,
+            bufs,
+            &mut legs,
+            show,
+            &mut make_merger,
+            &mut on_status,
+        )
+        .await
+    }
+
+    /// Result formats the shards' Bind asks for: the client's for visible columns, binary for
+    /// the merge's hidden ones. A `*` select list with hidden columns costs one round trip to
+    /// count the columns (the prelude is sent with it, so it is consumed).
+    async fn shard_formats(
+        &mut self,
+        plan: &ScatterPlan,
+        read: &ScatterRead,
+        first: &mut Checkout,
+        prelude: &mut Option<String>,
+    ) -> Result<Vec<i16>, ErrorReport> {
+        let hidden = plan.merge.hidden;
+        if hidden == 0 {
+            return Ok(read.result_formats.clone());
+        }
+        let visible = match plan.visible {
+            Some(visible) => visible,
+            None => {
+                let prelude = prelude.take();
+                let settings = &mut self.settings;
+                let mut on_status = |conn: &mut _, name: &str, value: &str| {
+                    settings.on_parameter_status(name, value, conn);
+                };
+                let sql = &plan.shard_sql;
+                let total = column_count(
+                    first,
+                    prelude.as_deref(),
+                    sql,
+                    &read.param_types,
+                    &mut on_status,
+                )
+                .await?;
+                total.saturating_sub(hidden)
+            }
+        };
+        Ok(shard_result_formats(&read.result_formats, visible, hidden))
+    }
+}
+
+/// One read backend per shard, taken in shard order (so concurrent fan-outs cannot each
+/// hold a backend another waits for): a healthy replica where the map allows, the primary
+/// for shards this session wrote to, and the primary when no replica can be had.
+async fn checkout_reads(
+    database: &Database,
+    shards: &[ShardId],
+    written: &[String],
+) -> Result<Vec<Checkout>, ErrorReport> {
+    let mut checkouts = Vec::with_capacity(shards.len());
+    for &shard in shards {
+        let name = &database.router.map().shard(shard).name;
+        let mut candidates = database.read_pools(shard);
+        if written.contains(name) {
+            candidates.retain(|(_, role)| *role == Role::Primary);
+        }
+        for (pool, role) in candidates {
+            match pool.checkout().await {
+                Ok(conn) => {
+                    checkouts.push(conn);
+                    break;
+                }
+                Err(e) if role == Role::Replica => {
+                    tracing::warn!(error = %e, "replica unavailable; trying the next server");
+                }
+                Err(e) => return Err(e.report()),
+            }
+        }
+    }
+    Ok(checkouts)
+}
+
+/// One leg's request: the settings prelude (hidden) and the extended-protocol batch.
+fn leg<'a>(
+    shard: &'a str,
+    conn: &'a mut Checkout,
+    prelude: Option<String>,
+    plan: &ScatterPlan,
+    read: &ScatterRead,
+    formats: &[i16],
+    execute: bool,
+) -> Result<Leg<'a>, ErrorReport> {
+    let mut request = bytes::BytesMut::new();
+    let hidden_queries = usize::from(prelude.is_some());
+    if let Some(sql) = prelude {
+        postgres_protocol::message::frontend::query(&sql, &mut request)
+            .map_err(|e| super::internal(e.to_string()))?;
+    }
+    let (sql, types) = (&plan.shard_sql, &read.param_types);
+    leg_batch(&mut request, sql, types, &read.params, formats, execute)?;
+    Ok(Leg {
+        shard,
+        conn,
+        request,
+        hidden_queries,
+    })
+}
