@@ -109,6 +109,9 @@ pub struct EndpointPool {
     checkout_timeout: Duration,
     size: u32,
     on_failure: OnFailure,
+    /// When a connection in use failed (fail-fast pools): the breaker opens as after a
+    /// connect failure.
+    lost_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl EndpointPool {
@@ -143,6 +146,7 @@ impl EndpointPool {
             checkout_timeout: settings.checkout_timeout,
             size: settings.size,
             on_failure,
+            lost_at: Arc::default(),
         }
     }
 
@@ -154,7 +158,16 @@ impl EndpointPool {
     /// Whether a fail-fast endpoint failed recently and is being kept out of use (its
     /// breaker is open). Retrying pools are never skipped.
     pub fn is_down(&self) -> bool {
-        self.on_failure == OnFailure::FailFast && self.last_error.recent(BREAKER_OPEN).is_some()
+        let lost = *self.lost_at.lock().unwrap_or_else(|e| e.into_inner());
+        let lost_recently = lost.is_some_and(|at| at.elapsed() < BREAKER_OPEN);
+        self.on_failure == OnFailure::FailFast
+            && (lost_recently || self.last_error.recent(BREAKER_OPEN).is_some())
+    }
+
+    /// A connection of this endpoint failed while in use: keep a fail-fast endpoint out of
+    /// use for a while, as after a connect failure.
+    pub fn note_lost(&self) {
+        *self.lost_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
     }
 
     /// Takes a connection that is believed healthy, waiting up to the checkout timeout. Waiting
@@ -167,7 +180,7 @@ impl EndpointPool {
         loop {
             // bb8 bounds this wait by the checkout timeout too; with a turn held it only ever
             // waits for a new connection to open.
-            let mut conn = match self.pool.get_owned().await {
+            let mut conn = match self.get().await {
                 Ok(conn) => conn,
                 Err(bb8::RunError::User(e)) => {
                     let error = Arc::new(e);
@@ -181,6 +194,21 @@ impl EndpointPool {
             }
             tracing::debug!(endpoint = %self.endpoint, "discarding a connection the server closed while idle");
             conn.mark_broken();
+        }
+    }
+
+    /// A connection from bb8; a fail-fast pool gives up at the first connect failure instead
+    /// of waiting out the checkout timeout while bb8 retries.
+    async fn get(
+        &self,
+    ) -> Result<bb8::PooledConnection<'static, BackendManager>, bb8::RunError<BackendError>> {
+        if self.on_failure == OnFailure::Retry {
+            return self.pool.get_owned().await;
+        }
+        let failure = self.last_error.next_failure();
+        tokio::select! {
+            got = self.pool.get_owned() => got,
+            () = failure => Err(bb8::RunError::TimedOut),
         }
     }
 

@@ -54,6 +54,17 @@ pub type OnStatus<'a> = &'a mut (dyn FnMut(&mut BackendConn, &str, &str) + Send)
 /// Builds the merge once the first RowDescription (its body) is known.
 pub type MakeMerger<'a> = &'a mut (dyn FnMut(&[u8]) -> Result<Merger, MergeError> + Send);
 
+/// Why a fan-out failed, and whether running it again elsewhere is safe.
+#[derive(Debug)]
+pub struct Failed {
+    /// What the client is told.
+    pub report: ErrorReport,
+    /// Legs whose connection failed (the others ran to their end).
+    pub lost_legs: Vec<usize>,
+    /// Nothing of the result reached the client, so it can be run again from scratch.
+    pub retryable: bool,
+}
+
 /// How a fan-out ended, when it ran to the end on every leg.
 #[derive(Debug)]
 pub struct Finished {
@@ -72,7 +83,7 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
     show: Show<'_>,
     make_merger: MakeMerger<'_>,
     on_status: OnStatus<'_>,
-) -> Result<Finished, ErrorReport> {
+) -> Result<Finished, Failed> {
     let mut run = Run {
         states: legs
             .iter()
@@ -81,6 +92,7 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
         merger: None,
         columns: None,
         error: None,
+        lost: Vec::new(),
         show,
         preamble_sent: false,
         next: 0,
@@ -93,7 +105,11 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
                 // The session ends; legs still running cannot be reused.
                 let running = legs.iter_mut().zip(&run.states).filter(|(_, s)| !s.done);
                 running.for_each(|(leg, _)| leg.conn.mark_broken());
-                return Err(client_gone(e));
+                return Err(Failed {
+                    report: client_gone(e),
+                    lost_legs: Vec::new(),
+                    retryable: false,
+                });
             }
             Err(Failure::Leg(index, why)) => {
                 run.leg_failed(index, &mut legs[index], &why);
@@ -113,6 +129,8 @@ struct Run<'s> {
     columns: Option<u16>,
     /// The first error; once set, rows are dropped and legs are only read to their end.
     error: Option<ErrorReport>,
+    /// Legs whose connection failed.
+    lost: Vec<usize>,
     show: Show<'s>,
     /// The preamble has been written.
     preamble_sent: bool,
@@ -326,6 +344,7 @@ impl Run<'_> {
     fn leg_failed(&mut self, index: usize, leg: &mut Leg<'_>, why: &str) {
         leg.conn.mark_broken();
         self.states[index].done = true;
+        self.lost.push(index);
         tracing::warn!(
             shard = leg.shard,
             why,
@@ -342,10 +361,14 @@ impl Run<'_> {
         ));
     }
 
-    fn finish(mut self, bufs: &mut Buffers) -> Result<Finished, ErrorReport> {
+    fn finish(mut self, bufs: &mut Buffers) -> Result<Finished, Failed> {
         self.drain_merger(bufs);
         if let Some(report) = self.error {
-            return Err(report);
+            return Err(Failed {
+                report,
+                lost_legs: self.lost,
+                retryable: !self.preamble_sent,
+            });
         }
         self.send_preamble(bufs);
         Ok(Finished {

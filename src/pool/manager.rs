@@ -50,7 +50,7 @@ impl bb8::ManageConnection for BackendManager {
 /// The most recent failure to open a connection, so a client that timed out waiting can be told
 /// the shard is down rather than busy. bb8 hands connect errors to its error sink, not to waiters.
 #[derive(Debug, Clone, Default)]
-pub struct LastConnectError(Arc<Mutex<Option<ConnectFailure>>>);
+pub struct LastConnectError(Arc<Mutex<Option<ConnectFailure>>>, Arc<tokio::sync::Notify>);
 
 #[derive(Debug)]
 struct ConnectFailure {
@@ -75,6 +75,12 @@ impl LastConnectError {
         });
     }
 
+    /// Completes at the next connect failure (registered at once, before it is polled), so a
+    /// fail-fast checkout can stop waiting for a connection that is not coming.
+    pub fn next_failure(&self) -> tokio::sync::futures::Notified<'_> {
+        self.1.notified()
+    }
+
     /// A connection succeeded: the endpoint is reachable again.
     pub fn clear(&self) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -89,6 +95,8 @@ impl bb8::ErrorSink<BackendError> for LastConnectError {
             at: Instant::now(),
             error: Arc::new(error),
         });
+        drop(guard);
+        self.1.notify_waiters();
     }
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<BackendError>> {

@@ -19,7 +19,7 @@ use crate::config::ShardId;
 use crate::error::ErrorReport;
 use crate::execute::fanout::{self, Finished, Leg, NO_PARAMS, Show, column_count, leg_batch};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
-use crate::pool::Checkout;
+use crate::pool::{Checkout, EndpointPool};
 use crate::router::Params;
 use crate::topology::{Database, Role};
 use crate::wire::{encode, tag};
@@ -230,16 +230,46 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// Runs `read` on its shards (only the first when `execute` is false: a description) and
-    /// streams the merged result to the client.
+    /// streams the merged result to the client. A replica that fails before the client saw
+    /// anything is taken out of use and the read runs again, so a dying replica costs the
+    /// client no error.
     async fn scatter(
         &mut self,
         read: &ScatterRead,
         show: Show<'_>,
         execute: bool,
     ) -> Result<Finished, ErrorReport> {
+        let mut retried = false;
+        loop {
+            let (failed, servers) = match self.scatter_once(read, show, execute).await {
+                Ok(finished) => return Ok(finished),
+                Err(Attempt::Refused(report)) => return Err(report),
+                Err(Attempt::Failed(failed)) => *failed,
+            };
+            let lost_replicas = (failed.lost_legs.iter())
+                .filter(|&&leg| servers[leg].1 == Role::Replica)
+                .count();
+            for &leg in &failed.lost_legs {
+                servers[leg].0.note_lost();
+            }
+            let only_replicas = lost_replicas > 0 && lost_replicas == failed.lost_legs.len();
+            if retried || !failed.retryable || !only_replicas {
+                return Err(failed.report);
+            }
+            tracing::warn!(error = %failed.report.message, "replica lost during a read; running it again");
+            retried = true;
+        }
+    }
+
+    async fn scatter_once(
+        &mut self,
+        read: &ScatterRead,
+        show: Show<'_>,
+        execute: bool,
+    ) -> Result<Finished, Attempt> {
         self.check_scatter_allowed()?;
         if read.shards.is_empty() {
-            return Err(super::internal("a cross-shard read without shards".into()));
+            return Err(super::internal("a cross-shard read without shards".into()).into());
         }
         let plan = self.scatter_plan(&read.sql)?;
         self.wait_for_replies().await?;
@@ -250,7 +280,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             &read.shards[..1]
         };
         let database = self.env.database.clone();
-        let mut checkouts = checkout_reads(&database, shards, &self.written).await?;
+        let (mut checkouts, servers): (Vec<Checkout>, Vec<_>) =
+            checkout_reads(&database, shards, &self.written)
+                .await?
+                .into_iter()
+                .map(|read| (read.conn, (read.pool, read.role)))
+                .unzip();
         let map = database.router.map();
         let mut preludes: Vec<Option<String>> = (checkouts.iter_mut())
             .map(|conn| self.settings.sync_sql(conn))
@@ -291,7 +326,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             settings.on_parameter_status(name, value, conn);
         };
         let (client, bufs) = (&mut self.client, &mut self.bufs);
-        fanout::fan_out(
+        let outcome = fanout::fan_out(
             client,
             bufs,
             &mut legs,
@@ -299,7 +334,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             &mut make_merger,
             &mut on_status,
         )
-        .await
+        .await;
+        outcome.map_err(|failed| Attempt::Failed(Box::new((failed, servers))))
     }
 
     /// Result formats the shards' Bind asks for: the client's for visible columns, binary for
@@ -347,7 +383,7 @@ async fn checkout_reads(
     database: &Database,
     shards: &[ShardId],
     written: &[String],
-) -> Result<Vec<Checkout>, ErrorReport> {
+) -> Result<Vec<ReadBackend>, ErrorReport> {
     let mut checkouts = Vec::with_capacity(shards.len());
     for &shard in shards {
         let name = &database.router.map().shard(shard).name;
@@ -358,7 +394,11 @@ async fn checkout_reads(
         for (pool, role) in candidates {
             match pool.checkout().await {
                 Ok(conn) => {
-                    checkouts.push(conn);
+                    checkouts.push(ReadBackend {
+                        conn,
+                        pool: pool.clone(),
+                        role,
+                    });
                     break;
                 }
                 Err(e) if role == Role::Replica => {
@@ -369,6 +409,27 @@ async fn checkout_reads(
         }
     }
     Ok(checkouts)
+}
+
+/// A backend a read runs on, with where it came from.
+struct ReadBackend {
+    conn: Checkout,
+    pool: EndpointPool,
+    role: Role,
+}
+
+/// How one attempt at a fan-out failed.
+enum Attempt {
+    /// Before any shard ran it (planning, checkouts): not worth retrying.
+    Refused(ErrorReport),
+    /// During the fan-out, with the pool and role of each leg's backend.
+    Failed(Box<(fanout::Failed, Vec<(EndpointPool, Role)>)>),
+}
+
+impl From<ErrorReport> for Attempt {
+    fn from(report: ErrorReport) -> Self {
+        Attempt::Refused(report)
+    }
 }
 
 /// One leg's request: the settings prelude (hidden) and the extended-protocol batch.

@@ -77,6 +77,36 @@ pub fn cluster() -> &'static ClusterInfo {
     CLUSTER.get_or_init(|| start(2, 1, BackendAuth::ScramSha256))
 }
 
+/// One plain PostgreSQL (no shards, no replicas): the oracle cross-shard results are compared
+/// with.
+pub fn oracle() -> &'static ClusterInfo {
+    static ORACLE: OnceLock<ClusterInfo> = OnceLock::new();
+    ORACLE.get_or_init(|| start(1, 0, BackendAuth::ScramSha256))
+}
+
+/// Waits until every replica of `cluster` has replayed everything its primary wrote so far.
+pub async fn wait_for_replicas(cluster: &ClusterInfo) {
+    for (primary, replicas) in cluster.primaries.iter().zip(&cluster.replicas) {
+        let lsn: String = (connect_direct(primary).await)
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        for replica in replicas {
+            let client = connect_direct(replica).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+            while !client.query_one(&sql, &[]).await.unwrap().get::<_, bool>(0) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "replica {replica} did not catch up"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 /// A one-shard cluster whose role authenticates with `auth`, shared per method.
 pub fn cluster_with_auth(auth: BackendAuth) -> &'static ClusterInfo {
     static CLUSTERS: OnceLock<Mutex<Vec<(BackendAuth, &'static ClusterInfo)>>> = OnceLock::new();

@@ -5,6 +5,7 @@ mod backend_auth;
 mod bad_input;
 mod cli;
 mod directory;
+mod fanout;
 mod harness;
 mod pgbench;
 mod pooling;

@@ -1,9 +1,11 @@
 //! Reads on replicas: cross-shard reads go to the shards' streaming replicas, a session reads
 //! its own writes, and a replica that is down costs clients nothing.
 
-use std::time::{Duration, Instant};
+use shardgate::config::BackendUri;
 
-use crate::harness::{TestProxy, cluster, config_with_map, connect_direct, demo_map_with_replicas};
+use crate::harness::{
+    TestProxy, cluster, config_with_map, connect_direct, demo_map_with_replicas, wait_for_replicas,
+};
 
 /// Server processes of `uri` other than this one whose last statement contained `text`
 /// (statistics counters are flushed lazily; pg_stat_activity is current).
@@ -12,33 +14,6 @@ async fn ran(uri: &str, text: &str) -> i64 {
     let sql = "SELECT count(*) FROM pg_stat_activity \
                WHERE pid <> pg_backend_pid() AND position($1 in query) > 0";
     client.query_one(sql, &[&text]).await.unwrap().get(0)
-}
-
-/// Waits until every replica has replayed everything its primary has written so far.
-async fn wait_for_replicas(cluster: &crate::harness::ClusterInfo) {
-    for (primary, replicas) in cluster.primaries.iter().zip(&cluster.replicas) {
-        let lsn: String = (connect_direct(primary).await)
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .await
-            .unwrap()
-            .get(0);
-        for replica in replicas {
-            let client = connect_direct(replica).await;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
-                let caught_up: bool = client.query_one(&sql, &[]).await.unwrap().get(0);
-                if caught_up {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "replica {replica} did not catch up"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -82,4 +57,127 @@ async fn cross_shard_reads_run_on_the_replicas() {
             "shard {shard}'s primary did not"
         );
     }
+}
+
+/// A cluster of this test's own (its servers are stopped on purpose), with a proxy whose map
+/// shards one table over it.
+struct OwnCluster {
+    cluster: shardgate::local_cluster::LocalCluster,
+    _dir: tempfile::TempDir,
+    info: crate::harness::ClusterInfo,
+}
+
+fn own_cluster() -> OwnCluster {
+    use shardgate::local_cluster::{ClusterSpec, LocalCluster, scratch_dir};
+    let dir = scratch_dir().unwrap();
+    let spec = ClusterSpec {
+        user: crate::harness::USER.into(),
+        password: crate::harness::PASSWORD.into(),
+        database: crate::harness::DATABASE.into(),
+        ..ClusterSpec::new(dir.path())
+    };
+    let cluster = LocalCluster::start(spec).unwrap();
+    let info = crate::harness::ClusterInfo {
+        primaries: cluster.shards().iter().map(|s| s.primary.uri()).collect(),
+        replicas: (cluster.shards().iter())
+            .map(|s| s.replicas.iter().map(|r| r.uri()).collect())
+            .collect(),
+    };
+    OwnCluster {
+        cluster,
+        _dir: dir,
+        info,
+    }
+}
+
+async fn failover_proxy(own: &OwnCluster) -> TestProxy {
+    let mut config = crate::harness::config(&own.info);
+    config.pool.checkout_timeout = std::time::Duration::from_secs(2);
+    let map = &mut config.databases[0].shard_map;
+    for (shard, replicas) in map.shards.iter_mut().zip(&own.info.replicas) {
+        shard.replicas = replicas
+            .iter()
+            .map(|r| BackendUri::parse(r).unwrap())
+            .collect();
+    }
+    let yaml = "shards: [{name: s0, primary: 'postgres://a@h:1/d'}, {name: s1, primary: 'postgres://a@h:2/d'}]\n\
+                tables: {fl_items: {strategy: hash, key: id, key_type: bigint}}\n";
+    let parsed = shardgate::config::parse_shard_map(yaml, std::path::Path::new("t.yaml")).unwrap();
+    map.tables = parsed.tables;
+    TestProxy::start(config).await
+}
+
+/// Rows 1..=100 as a sorted id list, read across both shards.
+async fn read_all(client: &tokio_postgres::Client) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let rows = client
+        .query("SELECT id FROM fl_items WHERE id BETWEEN 1 AND 100", &[])
+        .await?;
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+#[tokio::test]
+async fn a_stopped_replica_costs_readers_nothing_and_a_stopped_primary_fails_only_its_shard() {
+    use shardgate::local_cluster::StopMode;
+    let mut own = own_cluster();
+    let proxy = failover_proxy(&own).await;
+    let writer = proxy.connect().await;
+    writer
+        .simple_query("CREATE TABLE fl_items (id bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    let values: Vec<String> = (1..=100).map(|i| format!("({i})")).collect();
+    let insert = format!("INSERT INTO fl_items (id) VALUES {}", values.join(", "));
+    writer.simple_query(&insert).await.unwrap();
+    wait_for_replicas(&own.info).await;
+    let all: Vec<i64> = (1..=100).collect();
+    let reader = proxy.connect().await;
+    for round in 0..200 {
+        if round == 50 {
+            own.cluster.shards_mut()[0].replicas[0]
+                .stop_with(StopMode::Immediate)
+                .unwrap();
+        }
+        let ids = read_all(&reader)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(ids, all, "round {round}");
+    }
+    own.cluster.shards_mut()[1]
+        .primary
+        .stop_with(StopMode::Immediate)
+        .unwrap();
+    // Shard s1's replica still serves reads; its primary's writes fail with 08006, s0's work.
+    assert_eq!(read_all(&proxy.connect().await).await.unwrap(), all);
+    let (on_s0, on_s1) = keys_on_each_shard(&proxy).await;
+    writer
+        .simple_query(&format!("INSERT INTO fl_items (id) VALUES ({on_s0})"))
+        .await
+        .unwrap();
+    let error = writer
+        .simple_query(&format!("INSERT INTO fl_items (id) VALUES ({on_s1})"))
+        .await
+        .unwrap_err();
+    assert_eq!(crate::harness::sqlstate(&error), "08006", "{error}");
+    let message = error.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("s1"), "{message}");
+}
+
+/// A new key on shard s0 and one on s1, by the proxy's own router.
+async fn keys_on_each_shard(proxy: &TestProxy) -> (i64, i64) {
+    let _ = proxy;
+    let text = "shards: [{name: s0, primary: 'postgres://a@h:1/d'}, {name: s1, primary: 'postgres://a@h:2/d'}]\n\
+                tables: {fl_items: {strategy: hash, key: id, key_type: bigint}}\n";
+    let map = shardgate::config::parse_shard_map(text, std::path::Path::new("t.yaml")).unwrap();
+    let router = shardgate::router::Router::new(&map);
+    let shard_of = |id: i64| {
+        let sql = format!("SELECT * FROM fl_items WHERE id = {id}");
+        match router.route(&router.plan(&sql), &shardgate::router::Params::none(), None) {
+            Ok(shardgate::router::Route::Shard(shard)) => shard.0,
+            other => panic!("{other:?}"),
+        }
+    };
+    let on = |shard: u32| (1000..).find(|&id| shard_of(id) == shard).unwrap();
+    (on(0), on(1))
 }

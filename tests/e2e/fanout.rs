@@ -1,0 +1,199 @@
+//! The differential test of cross-shard reads: the same schema and rows loaded through
+//! shardgate (2 shards, each with a streaming replica the reads go to) and into one plain
+//! PostgreSQL; every query of `queries` must give the same answer from both: column names and
+//! types, rows (in order when ORDER BY fixes it, else as multisets) and the command tag, in
+//! text (simple protocol) and binary (extended protocol) formats. Constructs the proxy cannot
+//! merge must be refused with 0A000, never answered wrongly.
+
+mod data;
+mod queries;
+
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::harness::{
+    TestProxy, cluster, config_with_map, connect_direct, demo_map_with_replicas, oracle, sqlstate,
+    wait_for_replicas,
+};
+use queries::{Check, Order};
+
+/// A value's bytes exactly as the server sent them in binary, whatever its type.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone)]
+struct Raw(Option<Vec<u8>>);
+
+impl<'a> FromSql<'a> for Raw {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw.to_vec())))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// What a simple query answered: column names, rows as text, the row count of its tag.
+#[derive(Debug, PartialEq, Eq)]
+struct TextAnswer {
+    columns: Vec<String>,
+    rows: Vec<Vec<Option<String>>>,
+    count: u64,
+}
+
+fn describe(error: tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+async fn text_answer(client: &Client, sql: &str, order: Order) -> Result<TextAnswer, String> {
+    let messages = client.simple_query(sql).await.map_err(describe)?;
+    let mut answer = TextAnswer {
+        columns: Vec::new(),
+        rows: Vec::new(),
+        count: 0,
+    };
+    for message in messages {
+        match message {
+            SimpleQueryMessage::RowDescription(columns) => {
+                answer.columns = columns.iter().map(|c| c.name().to_owned()).collect();
+            }
+            SimpleQueryMessage::Row(row) => answer.rows.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            SimpleQueryMessage::CommandComplete(n) => answer.count = n,
+            _ => {}
+        }
+    }
+    if order == Order::Any {
+        answer.rows.sort();
+    }
+    Ok(answer)
+}
+
+/// What an extended-protocol query answered: column names and types, binary rows.
+#[derive(Debug, PartialEq, Eq)]
+struct BinaryAnswer {
+    columns: Vec<(String, Type)>,
+    rows: Vec<Vec<Raw>>,
+}
+
+async fn binary_answer(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    order: Order,
+) -> Result<BinaryAnswer, String> {
+    let statement = client.prepare(sql).await.map_err(describe)?;
+    let rows = client.query(&statement, params).await.map_err(describe)?;
+    let columns = (statement.columns().iter())
+        .map(|c| (c.name().to_owned(), c.type_().clone()))
+        .collect();
+    let mut rows: Vec<Vec<Raw>> = (rows.iter())
+        .map(|row| (0..row.len()).map(|i| row.get::<_, Raw>(i)).collect())
+        .collect();
+    if order == Order::Any {
+        rows.sort();
+    }
+    Ok(BinaryAnswer { columns, rows })
+}
+
+/// Runs one check on both sides; `Err` describes the difference.
+async fn run_check(proxy: &Client, plain: &Client, check: &Check) -> Result<(), String> {
+    match check {
+        Check::Same { sql, order } => {
+            let (got, want) = (
+                text_answer(proxy, sql, *order).await,
+                text_answer(plain, sql, *order).await,
+            );
+            if got != want {
+                return Err(format!("text: got {got:?}\nwant {want:?}"));
+            }
+            let (got, want) = (
+                binary_answer(proxy, sql, &[], *order).await,
+                binary_answer(plain, sql, &[], *order).await,
+            );
+            if got != want {
+                return Err(format!("binary: got {got:?}\nwant {want:?}"));
+            }
+        }
+        Check::WithParams { sql, order, params } => {
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p as _).collect();
+            let (got, want) = (
+                binary_answer(proxy, sql, &params, *order).await,
+                binary_answer(plain, sql, &params, *order).await,
+            );
+            if got != want {
+                return Err(format!("binary: got {got:?}\nwant {want:?}"));
+            }
+        }
+        Check::Text { sql } => {
+            let (got, want) = (
+                text_answer(proxy, sql, Order::Any).await,
+                text_answer(plain, sql, Order::Any).await,
+            );
+            if got != want {
+                return Err(format!("text: got {got:?}\nwant {want:?}"));
+            }
+        }
+        Check::Refused { sql } => {
+            let error = proxy.simple_query(sql).await.err();
+            let code = error.as_ref().map(sqlstate);
+            if code.as_deref() != Some("0A000") {
+                return Err(format!("expected a 0A000 refusal, got {error:?}"));
+            }
+            plain
+                .simple_query(sql)
+                .await
+                .map_err(|e| format!("the oracle failed: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cross_shard_reads_answer_as_one_postgres_would() {
+    let cluster = cluster();
+    let mut map = demo_map_with_replicas(cluster);
+    map.tables.extend(data::tables());
+    let proxy = TestProxy::start(config_with_map(cluster, &map)).await;
+    let through_proxy = proxy.connect().await;
+    let plain = connect_direct(&oracle().primaries[0]).await;
+    data::load(&through_proxy, &plain).await;
+    wait_for_replicas(cluster).await;
+    // A session that never wrote: its reads go to the replicas.
+    let reader = proxy.connect().await;
+    let mut failures = Vec::new();
+    let checks = queries::reads();
+    for check in &checks {
+        if let Err(difference) = run_check(&reader, &plain, check).await {
+            failures.push(format!("{}\n  {difference}", check.sql()));
+        }
+    }
+    // Writes by key and without it, then the reads again from the session that wrote (its
+    // reads of those shards now go to the primaries).
+    for check in queries::writes() {
+        if let Err(difference) = run_check(&through_proxy, &plain, &check).await {
+            failures.push(format!("{}\n  {difference}", check.sql()));
+        }
+    }
+    for check in &checks {
+        if let Err(difference) = run_check(&through_proxy, &plain, check).await {
+            failures.push(format!("after writes: {}\n  {difference}", check.sql()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} checks differ:\n{}",
+        failures.len(),
+        2 * checks.len() + queries::writes().len(),
+        failures.join("\n")
+    );
+}
