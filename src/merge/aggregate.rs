@@ -86,28 +86,7 @@ impl Combiner {
                 SqlType::Int8,
             )?;
         }
-        let sum = |kind| Sum { kind, total: None };
-        let (start, result) = match function {
-            Function::Count => (State::Count(0), expect(function, partial, SqlType::Int8)?),
-            Function::Sum => (State::Sum(sum(sum_kind(function, partial)?)), partial),
-            Function::Avg => match sum_kind(function, partial)? {
-                kind @ (SumKind::Float4 | SumKind::Float8) => {
-                    (State::Avg(sum(kind), 0), SqlType::Float8)
-                }
-                kind => (State::Avg(sum(kind), 0), SqlType::Numeric),
-            },
-            Function::Min | Function::Max => {
-                let max = function == Function::Max;
-                (State::Extreme { max, winner: None }, partial)
-            }
-            Function::BoolAnd | Function::BoolOr => {
-                let and = function == Function::BoolAnd;
-                (
-                    State::Bool { and, value: None },
-                    expect(function, partial, SqlType::Bool)?,
-                )
-            }
-        };
+        let (start, result) = start(function, partial)?;
         Ok(Combiner {
             input,
             count_input,
@@ -333,6 +312,30 @@ fn add_count(total: &mut i64, partial: Option<&[u8]>) -> Result<(), MergeError> 
             .ok_or(MergeError::OutOfRange("bigint out of range"))?;
     }
     Ok(())
+}
+
+/// A group's state before any partial of type `partial`, and the final value's type.
+fn start(function: Function, partial: SqlType) -> Result<(State, SqlType), MergeError> {
+    let sum = |kind| Sum { kind, total: None };
+    Ok(match function {
+        Function::Count => (State::Count(0), expect(function, partial, SqlType::Int8)?),
+        Function::Sum => (State::Sum(sum(sum_kind(function, partial)?)), partial),
+        Function::Avg => match sum_kind(function, partial)? {
+            kind @ (SumKind::Float4 | SumKind::Float8) => {
+                (State::Avg(sum(kind), 0), SqlType::Float8)
+            }
+            kind => (State::Avg(sum(kind), 0), SqlType::Numeric),
+        },
+        Function::Min | Function::Max => {
+            let max = function == Function::Max;
+            (State::Extreme { max, winner: None }, partial)
+        }
+        Function::BoolAnd | Function::BoolOr => {
+            let and = function == Function::BoolAnd;
+            let result = expect(function, partial, SqlType::Bool)?;
+            (State::Bool { and, value: None }, result)
+        }
+    })
 }
 
 fn sum_kind(function: Function, ty: SqlType) -> Result<SumKind, MergeError> {

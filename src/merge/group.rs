@@ -29,8 +29,12 @@ enum Shown {
     GroupValue,
     /// MIN/MAX `aggregate`: the winning row's bytes.
     Winner(usize),
-    /// The final of `aggregate`, written by the merge in text or (`binary`) binary.
-    Final { aggregate: usize, binary: bool },
+    /// The final of `aggregate` (of type `ty`), written by the merge in text or binary.
+    Final {
+        aggregate: usize,
+        ty: SqlType,
+        binary: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -72,16 +76,7 @@ impl Grouping {
         let keys = (aggregation.group_keys.iter())
             .map(|&key| Ok((key, hidden_type(layout, key, "a GROUP BY key")?)))
             .collect::<Result<Vec<_>, MergeError>>()?;
-        if aggregation.columns.len() != layout.visible {
-            return Err(MergeError::Contract(format!(
-                "the plan describes {} of {} visible columns",
-                aggregation.columns.len(),
-                layout.visible
-            )));
-        }
-        let columns = (aggregation.columns.iter().zip(&layout.columns))
-            .map(|(output, column)| shown(*output, column, &combiners))
-            .collect::<Result<Vec<_>, _>>()?;
+        let columns = visible_columns(aggregation, layout, &combiners)?;
         let slot_type = |slot: Slot| match slot {
             Slot::Hidden(index) => hidden_type(layout, index, "a HAVING or ORDER BY value"),
             Slot::Aggregate(index) => aggregate(&combiners, index).map(Combiner::result),
@@ -94,15 +89,7 @@ impl Grouping {
             .map(|predicate| Condition::resolve(predicate, &scope))
             .transpose()?;
         let order = (order.iter())
-            .map(|key| {
-                Ok((
-                    TypedSlot {
-                        slot: key.value,
-                        ty: slot_type(key.value)?,
-                    },
-                    *key,
-                ))
-            })
+            .map(|key| Ok((TypedSlot::resolve(key.value, &slot_type)?, *key)))
             .collect::<Result<Vec<_>, MergeError>>()?;
         let mut grouping = Grouping {
             keys: (!keys.is_empty()).then(|| KeyIndex::new(keys)),
@@ -195,25 +182,35 @@ impl Grouping {
     fn write(&self, group: &Group, finals: &Finals, out: &mut BytesMut) -> Result<(), MergeError> {
         write_row(out, self.columns.len(), |row: &mut RowWriter<'_>| {
             for (index, shown) in self.columns.iter().enumerate() {
-                let shard_row = match *shown {
-                    Shown::GroupValue => group.first.as_ref().map(OwnedRow::row),
-                    Shown::Winner(aggregate) => group.states.get(aggregate).and_then(State::winner),
-                    Shown::Final { aggregate, binary } => {
-                        let result = self.combiners.get(aggregate).map(Combiner::result);
-                        match (finals.get(aggregate), result) {
-                            (Some(bytes), Some(ty)) => {
-                                row.field_with(|out| write_value(ty, bytes, binary, out))?;
-                            }
-                            _ => row.field(None),
-                        }
-                        continue;
+                match *shown {
+                    Shown::GroupValue => {
+                        row.field(visible(group.first.as_ref().map(OwnedRow::row), index)?);
                     }
-                };
-                row.field(shard_row.map(|r| r.visible(index)).transpose()?.flatten());
+                    Shown::Winner(aggregate) => {
+                        let winner = group.states.get(aggregate).and_then(State::winner);
+                        row.field(visible(winner, index)?);
+                    }
+                    Shown::Final {
+                        aggregate,
+                        ty,
+                        binary,
+                    } => match finals.get(aggregate) {
+                        Some(bytes) => row.field_with(|out| write_value(ty, bytes, binary, out))?,
+                        None => row.field(None),
+                    },
+                }
             }
             Ok(())
         })
     }
+}
+
+/// Visible field `index` of a shard row, NULL without a row.
+fn visible<'a>(row: Option<Row<'a>>, index: usize) -> Result<Option<&'a [u8]>, MergeError> {
+    Ok(match row {
+        Some(row) => row.visible(index)?,
+        None => None,
+    })
 }
 
 /// The value of `slot` in `group`: a hidden column of its first row, or an aggregate final.
@@ -241,6 +238,24 @@ fn aggregate(combiners: &[Combiner], index: usize) -> Result<&Combiner, MergeErr
     })
 }
 
+/// What each visible column shows; the plan must describe every one.
+fn visible_columns(
+    aggregation: &Aggregation,
+    layout: &Layout,
+    combiners: &[Combiner],
+) -> Result<Vec<Shown>, MergeError> {
+    if aggregation.columns.len() != layout.visible {
+        return Err(MergeError::Contract(format!(
+            "the plan describes {} of {} visible columns",
+            aggregation.columns.len(),
+            layout.visible
+        )));
+    }
+    (aggregation.columns.iter().zip(&layout.columns))
+        .map(|(output, column)| shown(*output, column, combiners))
+        .collect()
+}
+
 /// What a visible column shows; a computed final must be of the column's type.
 fn shown(output: Output, column: &Column, combiners: &[Combiner]) -> Result<Shown, MergeError> {
     let Output::Aggregate(index) = output else {
@@ -260,6 +275,7 @@ fn shown(output: Output, column: &Column, combiners: &[Combiner]) -> Result<Show
     }
     Ok(Shown::Final {
         aggregate: index,
+        ty: combiner.result(),
         binary: column.binary,
     })
 }

@@ -24,6 +24,19 @@ pub(super) struct TypedSlot {
     pub(super) ty: SqlType,
 }
 
+impl TypedSlot {
+    /// `slot`, with the type `slot_type` gives it.
+    pub(super) fn resolve(
+        slot: Slot,
+        slot_type: &dyn Fn(Slot) -> Result<SqlType, MergeError>,
+    ) -> Result<TypedSlot, MergeError> {
+        Ok(TypedSlot {
+            slot,
+            ty: slot_type(slot)?,
+        })
+    }
+}
+
 /// A resolved HAVING condition.
 #[derive(Debug)]
 pub(super) enum Condition {
@@ -71,7 +84,7 @@ impl Condition {
             Predicate::Or(items) => Condition::Any(all(items)?),
             Predicate::Not(inner) => Condition::Not(Box::new(Condition::resolve(inner, scope)?)),
             Predicate::IsNull { value, negated } => Condition::IsNull {
-                slot: typed(*value, scope)?,
+                slot: TypedSlot::resolve(*value, scope.slot_type)?,
                 negated: *negated,
             },
             Predicate::Compare { left, op, right } => {
@@ -147,13 +160,6 @@ impl Side {
     }
 }
 
-fn typed(slot: Slot, scope: &Scope<'_, '_>) -> Result<TypedSlot, MergeError> {
-    Ok(TypedSlot {
-        slot,
-        ty: (scope.slot_type)(slot)?,
-    })
-}
-
 fn resolve_sides(
     left: &Operand,
     right: &Operand,
@@ -183,7 +189,7 @@ fn resolve_sides(
 /// A side of a comparison; a literal or parameter is read as comparable with `anchor`.
 fn side(operand: &Operand, anchor: SqlType, scope: &Scope<'_, '_>) -> Result<Side, MergeError> {
     let constant = match operand {
-        Operand::Slot(slot) => return Ok(Side::Slot(typed(*slot, scope)?)),
+        Operand::Slot(slot) => return Ok(Side::Slot(TypedSlot::resolve(*slot, scope.slot_type)?)),
         Operand::Literal(text) => Some(from_text(text, anchor)?),
         Operand::Param(number) => {
             let param = number
@@ -225,7 +231,7 @@ fn from_param(
 }
 
 /// A constant's text read for comparison with type `ty`: integers and numerics as numeric
-/// (so `count(*) > 2.5` compares exactly), floats as float8, text as it is.
+/// (so `count(*) > 2.5` compares exactly), floats as their own type, text as it is.
 fn from_text(text: &str, ty: SqlType) -> Result<(SqlType, Vec<u8>), MergeError> {
     let invalid = || MergeError::InvalidInput {
         type_name: ty.name(),
@@ -233,9 +239,13 @@ fn from_text(text: &str, ty: SqlType) -> Result<(SqlType, Vec<u8>), MergeError> 
     };
     let mut bytes = Vec::new();
     let read = match ty {
-        SqlType::Float4 | SqlType::Float8 => {
-            let value: f64 = text.trim().parse().map_err(|_| invalid())?;
-            bytes.put_f64(value);
+        // float4 = 0.1 compares with 0.1 read as float4, as PostgreSQL casts it.
+        SqlType::Float4 => {
+            bytes.put_f32(text.trim().parse().map_err(|_| invalid())?);
+            SqlType::Float4
+        }
+        SqlType::Float8 => {
+            bytes.put_f64(text.trim().parse().map_err(|_| invalid())?);
             SqlType::Float8
         }
         SqlType::Int2 | SqlType::Int4 | SqlType::Int8 | SqlType::Oid | SqlType::Numeric => {

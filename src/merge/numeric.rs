@@ -85,6 +85,9 @@ impl<'a> NumericView<'a> {
         while let [rest @ .., 0, 0] = digits {
             digits = rest;
         }
+        if digits.is_empty() {
+            weight = 0;
+        }
         Ok(NumericView {
             special,
             negative,

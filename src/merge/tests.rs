@@ -135,7 +135,7 @@ fn texts(rows: &[&[&str]]) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-fn sort(column: usize, descending: bool, nulls_first: bool) -> SortKey {
+pub(super) fn sort(column: usize, descending: bool, nulls_first: bool) -> SortKey {
     SortKey {
         value: Slot::Hidden(column),
         descending,
@@ -150,7 +150,8 @@ fn named(rows: &[(&str, Option<i64>)]) -> Vec<Fields> {
         .collect()
 }
 
-const NAMED: [(u32, i16); 2] = [(25, 0), (20, 1)];
+/// Columns of [`named`] rows.
+pub(super) const NAMED: [(u32, i16); 2] = [(25, 0), (20, 1)];
 
 #[test]
 fn rows_without_hidden_columns_are_forwarded_byte_for_byte() {
@@ -364,41 +365,4 @@ fn shard_formats_follow_the_clients_and_hidden_columns_are_binary() {
     assert_eq!(shard_result_formats(&[], 2, 1), [0, 0, 1]);
     assert_eq!(shard_result_formats(&[1], 2, 2), [1, 1, 1, 1]);
     assert_eq!(shard_result_formats(&[0, 1], 2, 1), [0, 1, 1]);
-}
-
-proptest::proptest! {
-    /// The k-way merge of per-shard sorted inputs equals the sort of their union.
-    #[test]
-    fn merging_sorted_shards_equals_sorting_their_union(
-        shards in proptest::collection::vec(
-            proptest::collection::vec(proptest::option::weighted(0.9, -20i64..20), 0..12), 1..5),
-        descending in proptest::bool::ANY,
-        nulls_first in proptest::bool::ANY,
-    ) {
-        let key = sort(0, descending, nulls_first);
-        let order = |a: &Option<i64>, b: &Option<i64>| {
-            let (a, b) = (a.map(|v| value::Value::Int(v.into())), b.map(|v| value::Value::Int(v.into())));
-            sorted::compare_sort_values(a.as_ref(), b.as_ref(), &key)
-        };
-        let mut legs = Vec::new();
-        let mut union = Vec::new();
-        for (leg, ids) in shards.iter().enumerate() {
-            let mut ids = ids.clone();
-            ids.sort_by(order);
-            legs.push(ids.iter().enumerate().map(|(i, id)| vec![t(&format!("{leg}.{i}")), id.and_then(i8b)]).collect());
-            union.extend(ids);
-        }
-        union.sort_by(order);
-        let plan = MergePlan { hidden: 1, order: vec![key], ..MergePlan::default() };
-        let (out, _) = run_frames(&plan, &NAMED, &legs, &[]).unwrap();
-        let names: Vec<String> = rows_of(&out).into_iter().map(|r| r[0].clone().unwrap()).collect();
-        let merged: Vec<Option<i64>> = names.iter().map(|name| {
-            let (leg, i) = name.split_once('.').unwrap();
-            let ids = &shards[leg.parse::<usize>().unwrap()];
-            let mut ids = ids.clone();
-            ids.sort_by(order);
-            ids[i.parse::<usize>().unwrap()]
-        }).collect();
-        proptest::prop_assert_eq!(merged, union);
-    }
 }

@@ -7,6 +7,7 @@ fn slot_type(slot: Slot) -> Result<SqlType, MergeError> {
         Slot::Aggregate(1) => Ok(SqlType::Numeric),
         Slot::Hidden(2) => Ok(SqlType::Bpchar),
         Slot::Hidden(3) => Ok(SqlType::Date),
+        Slot::Hidden(4) => Ok(SqlType::Float4),
         _ => Err(MergeError::Contract("no such slot".into())),
     }
 }
@@ -15,6 +16,7 @@ fn value(slot: TypedSlot) -> Result<Option<Value<'static>>, MergeError> {
     Ok(match slot.slot {
         Slot::Aggregate(0) => Some(Value::Int(5)),
         Slot::Hidden(2) => Some(Value::Bytes(b"b")),
+        Slot::Hidden(4) => Some(Value::Float(0.1f32.into())),
         _ => None,
     })
 }

@@ -147,6 +147,11 @@ fn unnormalized_digits_from_a_peer_compare_by_value() {
         NumericView::decode(&plain).unwrap(),
     );
     assert_eq!(a.compare(&b), Ordering::Equal);
+    // Zero as ndigits 0 with weight 5 and dscale 1.
+    let zero = NumericView::decode(&[0, 0, 0, 5, 0, 0, 0, 1]).unwrap();
+    let mut text = Vec::new();
+    zero.write_text(&mut text);
+    assert_eq!(text, b"0.0");
 }
 
 fn decimal(units: i64, scale: u32) -> Numeric {

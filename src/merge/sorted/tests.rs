@@ -1,7 +1,8 @@
 use super::*;
+use crate::merge::MergePlan;
 use crate::merge::frame::Layout;
 use crate::merge::plan::Slot;
-use crate::merge::tests::{description, row};
+use crate::merge::tests::{NAMED, description, i8b, row, rows_of, run_frames, sort, t};
 
 fn key(descending: bool, nulls_first: bool) -> SortKey {
     SortKey {
@@ -79,4 +80,41 @@ fn a_malformed_sort_key_is_an_error_when_compared() {
         merge.pop(&[false, false]),
         Err(MergeError::Malformed(_))
     ));
+}
+
+proptest::proptest! {
+    /// The k-way merge of per-shard sorted inputs equals the sort of their union.
+    #[test]
+    fn merging_sorted_shards_equals_sorting_their_union(
+        shards in proptest::collection::vec(
+            proptest::collection::vec(proptest::option::weighted(0.9, -20i64..20), 0..12), 1..5),
+        descending in proptest::bool::ANY,
+        nulls_first in proptest::bool::ANY,
+    ) {
+        let key = sort(0, descending, nulls_first);
+        let order = |a: &Option<i64>, b: &Option<i64>| {
+            let (a, b) = (a.map(|v| Value::Int(v.into())), b.map(|v| Value::Int(v.into())));
+            compare_sort_values(a.as_ref(), b.as_ref(), &key)
+        };
+        let mut legs = Vec::new();
+        let mut union = Vec::new();
+        for (leg, ids) in shards.iter().enumerate() {
+            let mut ids = ids.clone();
+            ids.sort_by(order);
+            legs.push(ids.iter().enumerate().map(|(i, id)| vec![t(&format!("{leg}.{i}")), id.and_then(i8b)]).collect());
+            union.extend(ids);
+        }
+        union.sort_by(order);
+        let plan = MergePlan { hidden: 1, order: vec![key], ..MergePlan::default() };
+        let (out, _) = run_frames(&plan, &NAMED, &legs, &[]).unwrap();
+        let names: Vec<String> = rows_of(&out).into_iter().map(|r| r[0].clone().unwrap()).collect();
+        let merged: Vec<Option<i64>> = names.iter().map(|name| {
+            let (leg, i) = name.split_once('.').unwrap();
+            let ids = &shards[leg.parse::<usize>().unwrap()];
+            let mut ids = ids.clone();
+            ids.sort_by(order);
+            ids[i.parse::<usize>().unwrap()]
+        }).collect();
+        proptest::prop_assert_eq!(merged, union);
+    }
 }
