@@ -1,21 +1,65 @@
-//! Cross-shard rows → one result: the merge stage (pure: no I/O, no `await`).
+//! Cross-shard rows → one result: the merge stage (pure: no I/O, no `await`, no globals).
 //!
 //! A [`Merger`] runs a [`MergePlan`] (made by the router, see `plan`) over the DataRows that
 //! several shards return for the same statement, and produces the DataRows a single
-//! PostgreSQL holding all the rows would have sent. Rows stream through when the plan allows
-//! (no order: as they arrive; ORDER BY: a k-way merge of the shards' sorted streams); grouped
-//! results are buffered up to [`MergeLimits::max_buffered_bytes`], past which the statement
-//! fails with a clear error instead of growing without bound.
+//! PostgreSQL 15 holding all the rows would have sent. Rows stream through when the plan
+//! allows (no order: as they arrive; ORDER BY: a k-way merge of the shards' sorted streams);
+//! grouped results are buffered up to [`MergeLimits::max_buffered_bytes`], past which the
+//! statement fails with a clear error instead of growing without bound.
 //!
-//! SKELETON: only pass-through (no hidden columns, aggregates, order or limit) is implemented;
-//! the full merge replaces it.
+//! ```text
+//!  push_row ─► frame (check, find hidden fields)
+//!                ├─ forward / stream ────────────────┐
+//!                ├─ sorted (k-way merge of legs) ────┤
+//!                └─ group (key, aggregate, having) ──┴─► sink (distinct, window) ─► drain
+//! ```
+//!
+//! Module map: `frame` (row layout, client frames), `value` and `numeric` (binary values,
+//! PostgreSQL's order), `float` and `encode` (text output), `key` (group/distinct keys,
+//! the buffer bound), `sorted`, `group`, `aggregate`, `having`, `window` (OFFSET/LIMIT),
+//! `sink`. Visible fields are forwarded as bytes; only hidden columns are decoded, and bytes
+//! a backend sent never cause a panic.
 
+mod aggregate;
+mod encode;
+mod float;
+mod frame;
+mod group;
+mod having;
+mod key;
+mod numeric;
 pub mod plan;
+mod sink;
+mod sorted;
+mod value;
+mod window;
 
 use bytes::BytesMut;
 
 use crate::error::{Blame, ErrorReport, sqlstate};
+use frame::{Layout, Row};
+use group::Grouping;
+use key::{Budget, KeyIndex};
 pub use plan::{MergePlan, ScatterPlan};
+use sink::{Distinct, Sink};
+use sorted::{OrderKey, SortedMerge};
+use value::hidden_type;
+pub use window::Clause;
+use window::Window;
+
+/// SQLSTATEs the merge raises that `error::sqlstate` does not name (PostgreSQL Appendix A).
+mod state {
+    /// LIMIT below zero.
+    pub const INVALID_ROW_COUNT_IN_LIMIT: &str = "2201W";
+    /// OFFSET below zero.
+    pub const INVALID_ROW_COUNT_IN_OFFSET: &str = "2201X";
+    /// A value outside its type's range (int8 overflow).
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+    /// A binary Bind parameter that does not decode.
+    pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+    /// A `$n` with no parameter.
+    pub const UNDEFINED_PARAMETER: &str = "42P02";
+}
 
 /// A Bind parameter as the client sent it (LIMIT $n, HAVING … $n).
 #[derive(Debug, Clone, Copy)]
@@ -35,29 +79,133 @@ pub struct MergeLimits {
     pub max_buffered_bytes: usize,
 }
 
+/// What the merge was holding when it ran out of buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffered {
+    /// The groups of a GROUP BY (or an aggregate's MIN/MAX rows).
+    GroupBy,
+    /// The keys of a SELECT DISTINCT already sent.
+    Distinct,
+}
+
+impl std::fmt::Display for Buffered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Buffered::GroupBy => "GROUP BY",
+            Buffered::Distinct => "DISTINCT",
+        })
+    }
+}
+
 /// Why a merge cannot produce a correct result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
     /// A construct or type the merge cannot combine exactly.
     #[error("{0}")]
     Unsupported(String),
+    /// A shard sent bytes that do not match their RowDescription or type.
+    #[error("a shard sent a malformed {0}")]
+    Malformed(&'static str),
+    /// The plan or the executor's calls do not fit the shards' results (a proxy bug).
+    #[error("the merge plan does not fit the shards' results: {0}")]
+    Contract(String),
+    /// The buffered groups or keys passed [`MergeLimits::max_buffered_bytes`].
+    #[error("the cross-shard {what} result exceeded the proxy's buffer of {limit} bytes")]
+    BufferExceeded {
+        /// What was buffered.
+        what: Buffered,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A negative LIMIT or OFFSET, in PostgreSQL's words.
+    #[error("{0} must not be negative")]
+    Negative(Clause),
+    /// `$n` without a parameter.
+    #[error("there is no parameter ${0}")]
+    NoParameter(usize),
+    /// A binary parameter that does not decode as its type.
+    #[error("incorrect binary data format in bind parameter {0}")]
+    BadBinaryParameter(usize),
+    /// A constant's text that its type does not accept, in PostgreSQL's words.
+    #[error("invalid input syntax for type {type_name}: \"{text}\"")]
+    InvalidInput {
+        /// The type's SQL name.
+        type_name: &'static str,
+        /// The text.
+        text: String,
+    },
+    /// A constant outside its type's range, in PostgreSQL's words.
+    #[error("value \"{text}\" is out of range for type {type_name}")]
+    ValueOutOfRange {
+        /// The type's SQL name.
+        type_name: &'static str,
+        /// The text.
+        text: String,
+    },
+    /// A computed value outside its type's range, with PostgreSQL's message.
+    #[error("{0}")]
+    OutOfRange(&'static str),
 }
 
 impl MergeError {
-    /// The error the client sees.
+    /// The error the client sees: PostgreSQL's SQLSTATE and words where PostgreSQL would
+    /// raise the same error, `shardgate:` where the proxy is the one refusing.
     pub fn report(&self) -> ErrorReport {
-        let code = match self {
-            MergeError::Unsupported(_) => sqlstate::FEATURE_NOT_SUPPORTED,
+        let (code, blame) = match self {
+            MergeError::Unsupported(_) => (sqlstate::FEATURE_NOT_SUPPORTED, Blame::Client),
+            MergeError::Malformed(_) => (sqlstate::PROTOCOL_VIOLATION, Blame::Backend),
+            MergeError::Contract(_) => (sqlstate::INTERNAL_ERROR, Blame::Proxy),
+            MergeError::BufferExceeded { .. } => (sqlstate::PROGRAM_LIMIT_EXCEEDED, Blame::Proxy),
+            MergeError::Negative(Clause::Limit) => {
+                (state::INVALID_ROW_COUNT_IN_LIMIT, Blame::Client)
+            }
+            MergeError::Negative(Clause::Offset) => {
+                (state::INVALID_ROW_COUNT_IN_OFFSET, Blame::Client)
+            }
+            MergeError::NoParameter(_) => (state::UNDEFINED_PARAMETER, Blame::Client),
+            MergeError::BadBinaryParameter(_) => {
+                (state::INVALID_BINARY_REPRESENTATION, Blame::Client)
+            }
+            MergeError::InvalidInput { .. } => {
+                (sqlstate::INVALID_TEXT_REPRESENTATION, Blame::Client)
+            }
+            MergeError::ValueOutOfRange { .. } | MergeError::OutOfRange(_) => {
+                (state::NUMERIC_VALUE_OUT_OF_RANGE, Blame::Client)
+            }
         };
-        ErrorReport::error(code, Blame::Client, format!("shardgate: {self}"))
+        let message = match self {
+            MergeError::Unsupported(_)
+            | MergeError::Malformed(_)
+            | MergeError::Contract(_)
+            | MergeError::BufferExceeded { .. } => format!("shardgate: {self}"),
+            _ => self.to_string(),
+        };
+        ErrorReport::error(code, blame, message)
     }
 }
 
+/// How rows travel from the shards to the sink.
+#[derive(Debug)]
+enum Flow {
+    /// No hidden columns, no DISTINCT: each frame is sent as it came.
+    Forward,
+    /// Hidden columns or DISTINCT, no order: each row is sent as it arrives.
+    Stream,
+    /// ORDER BY: the k-way merge.
+    Sorted(SortedMerge),
+    /// Aggregates: rows go to groups until every shard is done.
+    Grouped(Box<Grouping>),
+    /// The groups were written.
+    Done,
+}
+
 /// One statement's merge, fed the DataRows of every shard ("leg").
+#[derive(Debug)]
 pub struct Merger {
-    description: BytesMut,
-    ready: BytesMut,
-    rows: u64,
+    layout: Layout,
+    flow: Flow,
+    finished: Vec<bool>,
+    sink: Sink,
 }
 
 impl Merger {
@@ -70,64 +218,168 @@ impl Merger {
         params: &[ParamValue<'_>],
         limits: MergeLimits,
     ) -> Result<Merger, MergeError> {
-        let _ = (legs, params, limits);
-        if *plan != MergePlan::default() {
-            return Err(MergeError::Unsupported("this cross-shard merge".into()));
-        }
-        let mut description = BytesMut::new();
-        description.extend_from_slice(&[b'T']);
-        description.extend_from_slice(&((shard_description.len() + 4) as i32).to_be_bytes());
-        description.extend_from_slice(shard_description);
-        Ok(Merger {
-            description,
-            ready: BytesMut::new(),
-            rows: 0,
-        })
+        let layout = Layout::parse(shard_description, plan.hidden)?;
+        let window = Window::new(plan.offset, plan.limit, params)?;
+        let distinct = (plan.distinct.as_deref())
+            .map(|columns| distinct(columns, &layout, limits))
+            .transpose()?;
+        let flow = match &plan.aggregation {
+            Some(_) if distinct.is_some() => {
+                return Err(MergeError::Unsupported(
+                    "SELECT DISTINCT over a cross-shard GROUP BY".into(),
+                ));
+            }
+            Some(aggregation) => Flow::Grouped(Box::new(Grouping::new(
+                aggregation,
+                &plan.order,
+                &layout,
+                params,
+                limits,
+            )?)),
+            None if !plan.order.is_empty() => {
+                Flow::Sorted(SortedMerge::new(order_keys(plan, &layout)?, legs))
+            }
+            None if layout.has_hidden() || distinct.is_some() => Flow::Stream,
+            None => Flow::Forward,
+        };
+        let mut merger = Merger {
+            sink: Sink::new(layout.visible, distinct, window),
+            layout,
+            flow,
+            finished: vec![false; legs],
+        };
+        // With no legs at all, an aggregate still answers its one row.
+        merger.settle()?;
+        Ok(merger)
     }
 
     /// The RowDescription frame the client sees (the visible columns).
     pub fn row_description(&self) -> &[u8] {
-        &self.description
+        &self.layout.description
     }
 
     /// One DataRow frame (header included) from shard `leg`.
     pub fn push_row(&mut self, leg: usize, frame: &[u8]) -> Result<(), MergeError> {
-        let _ = leg;
-        self.ready.extend_from_slice(frame);
-        self.rows += 1;
-        Ok(())
+        self.check_open(leg)?;
+        if self.sink.done() {
+            return Ok(());
+        }
+        match &mut self.flow {
+            Flow::Forward => {
+                frame::check_header(frame, self.layout.columns.len())?;
+                self.sink.forward(frame);
+                Ok(())
+            }
+            Flow::Stream => self.sink.offer(&Row::parse(frame, &self.layout)?),
+            Flow::Sorted(merge) => {
+                merge.push(leg, Row::parse(frame, &self.layout)?);
+                release(merge, &self.finished, &mut self.sink)
+            }
+            Flow::Grouped(grouping) => grouping.add(&Row::parse(frame, &self.layout)?),
+            Flow::Done => Err(MergeError::Contract(
+                "a row after the result was complete".into(),
+            )),
+        }
     }
 
     /// Shard `leg` sent its last row.
     pub fn finish_leg(&mut self, leg: usize) -> Result<(), MergeError> {
-        let _ = leg;
-        Ok(())
+        self.check_open(leg)?;
+        self.finished[leg] = true;
+        self.settle()
     }
 
     /// Appends the DataRow frames that are ready for the client.
     pub fn drain(&mut self, out: &mut BytesMut) -> Result<(), MergeError> {
-        out.extend_from_slice(&self.ready);
-        self.ready.clear();
+        self.sink.drain(out);
         Ok(())
     }
 
     /// Bytes of rows from `leg` waiting in the merge; the executor stops reading a leg whose
     /// queue is over its budget (an ordered merge waits only on legs with nothing queued).
     pub fn queued_bytes(&self, leg: usize) -> usize {
-        let _ = leg;
-        0
+        match &self.flow {
+            Flow::Sorted(merge) => merge.queued_bytes(leg),
+            _ => 0,
+        }
     }
 
     /// Whether the LIMIT is reached: later rows are dropped, so the executor may stop
     /// reading rows (it still reads every leg to its end).
     pub fn satisfied(&self) -> bool {
-        false
+        self.sink.done()
     }
 
     /// Rows written to the client so far (the count of `SELECT n`).
     pub fn rows_sent(&self) -> u64 {
-        self.rows
+        self.sink.rows()
     }
+
+    fn check_open(&self, leg: usize) -> Result<(), MergeError> {
+        match self.finished.get(leg) {
+            Some(false) => Ok(()),
+            Some(true) => Err(MergeError::Contract(format!("leg {leg} already finished"))),
+            None => Err(MergeError::Contract(format!(
+                "leg {leg} of a merge of {}",
+                self.finished.len()
+            ))),
+        }
+    }
+
+    /// Releases what the legs finished so far allow: sorted rows, or the groups once all
+    /// are done.
+    fn settle(&mut self) -> Result<(), MergeError> {
+        match &mut self.flow {
+            Flow::Sorted(merge) => release(merge, &self.finished, &mut self.sink),
+            Flow::Grouped(_) if self.finished.iter().all(|&done| done) => {
+                if let Flow::Grouped(grouping) = std::mem::replace(&mut self.flow, Flow::Done) {
+                    grouping.finish(&mut self.sink)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Moves rows from the k-way merge to the sink while every open leg has one queued.
+fn release(merge: &mut SortedMerge, finished: &[bool], sink: &mut Sink) -> Result<(), MergeError> {
+    while !sink.done() {
+        match merge.pop(finished)? {
+            Some(queued) => sink.offer(&queued.row())?,
+            None => return Ok(()),
+        }
+    }
+    merge.clear();
+    Ok(())
+}
+
+fn order_keys(plan: &MergePlan, layout: &Layout) -> Result<Vec<OrderKey>, MergeError> {
+    let key = |key: &plan::SortKey| match key.value {
+        plan::Slot::Hidden(column) => Ok(OrderKey {
+            column,
+            ty: hidden_type(layout, column, "an ORDER BY key")?,
+            key: *key,
+        }),
+        plan::Slot::Aggregate(index) => Err(MergeError::Contract(format!(
+            "ORDER BY aggregate {index} without aggregation"
+        ))),
+    };
+    plan.order.iter().map(key).collect()
+}
+
+fn distinct(
+    columns: &[usize],
+    layout: &Layout,
+    limits: MergeLimits,
+) -> Result<Distinct, MergeError> {
+    let columns = (columns.iter())
+        .map(|&column| Ok((column, hidden_type(layout, column, "a DISTINCT key")?)))
+        .collect::<Result<Vec<_>, MergeError>>()?;
+    Ok(Distinct {
+        keys: KeyIndex::new(columns),
+        budget: Budget::new(limits.max_buffered_bytes, Buffered::Distinct),
+    })
 }
 
 /// Result-format codes a shard's Bind asks for: the client's for each visible column (its
@@ -143,3 +395,6 @@ pub fn shard_result_formats(client_formats: &[i16], visible: usize, hidden: usiz
         .chain((0..hidden).map(|_| 1))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
