@@ -108,7 +108,7 @@ pub struct Router {
     map: ShardMap,
     /// Placers by co-location group.
     placers: HashMap<String, Placer>,
-    plans: cache::PlanCache,
+    plans: cache::TextCache<Arc<Plan>>,
 }
 
 impl Router {
@@ -124,7 +124,7 @@ impl Router {
         Router {
             map: map.clone(),
             placers,
-            plans: cache::PlanCache::default(),
+            plans: cache::TextCache::default(),
         }
     }
 
@@ -135,7 +135,7 @@ impl Router {
 
     /// The plan of a statement text (cached).
     pub fn plan(&self, sql: &str) -> Arc<Plan> {
-        self.plans.get_or_insert(sql, || plan::plan(&self.map, sql))
+        (self.plans).get_or_insert(sql, || Arc::new(plan::plan(&self.map, sql)))
     }
 
     /// Where a simple-protocol statement text runs. Its literals are taken out first, so
