@@ -14,6 +14,7 @@ mod normalize;
 mod operand;
 mod plan;
 mod resolve;
+mod scatter;
 mod scope;
 mod split;
 pub mod strategy;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 use crate::config::{KeyError, ShardId, ShardMap};
 use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::merge::ScatterPlan;
 
 pub use hint::Hint;
 pub use operand::{Param, Params, execute_arguments};
@@ -109,6 +111,7 @@ pub struct Router {
     /// Placers by co-location group.
     placers: HashMap<String, Placer>,
     plans: cache::TextCache<Arc<Plan>>,
+    scatter_plans: cache::TextCache<Result<Arc<ScatterPlan>, RouteError>>,
 }
 
 impl Router {
@@ -125,6 +128,7 @@ impl Router {
             map: map.clone(),
             placers,
             plans: cache::TextCache::default(),
+            scatter_plans: cache::TextCache::default(),
         }
     }
 
@@ -136,6 +140,14 @@ impl Router {
     /// The plan of a statement text (cached).
     pub fn plan(&self, sql: &str) -> Arc<Plan> {
         (self.plans).get_or_insert(sql, || Arc::new(plan::plan(&self.map, sql)))
+    }
+
+    /// How a read routed to [`Route::Scatter`] runs across shards: the SQL each shard runs
+    /// and how the merge combines their rows (cached per text, refusals too). `sql` is the
+    /// statement as the client sent it (literals inline, or `$n` parameters); a construct
+    /// whose cross-shard answer could differ from one server's is refused (SQLSTATE 0A000).
+    pub fn scatter(&self, sql: &str) -> Result<Arc<ScatterPlan>, RouteError> {
+        (self.scatter_plans).get_or_insert(sql, || scatter::plan(self, sql).map(Arc::new))
     }
 
     /// Where a simple-protocol statement text runs. Its literals are taken out first, so
