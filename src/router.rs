@@ -15,6 +15,7 @@ mod normalize;
 mod operand;
 mod plan;
 mod resolve;
+mod scatter;
 mod scope;
 mod split;
 pub mod strategy;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use crate::config::{KeyError, ShardId, ShardMap};
 use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::merge::ScatterPlan;
 
 pub use hint::Hint;
 pub use operand::{Param, Params, execute_arguments};
@@ -109,7 +111,8 @@ pub struct Router {
     map: ShardMap,
     /// Placers by co-location group.
     placers: HashMap<String, Placer>,
-    plans: cache::PlanCache,
+    plans: cache::TextCache<Arc<Plan>>,
+    scatter_plans: cache::TextCache<Result<Arc<ScatterPlan>, RouteError>>,
 }
 
 impl Router {
@@ -125,7 +128,8 @@ impl Router {
         Router {
             map: map.clone(),
             placers,
-            plans: cache::PlanCache::default(),
+            plans: cache::TextCache::default(),
+            scatter_plans: cache::TextCache::default(),
         }
     }
 
@@ -136,7 +140,15 @@ impl Router {
 
     /// The plan of a statement text (cached).
     pub fn plan(&self, sql: &str) -> Arc<Plan> {
-        self.plans.get_or_insert(sql, || plan::plan(&self.map, sql))
+        (self.plans).get_or_insert(sql, || Arc::new(plan::plan(&self.map, sql)))
+    }
+
+    /// How a read routed to [`Route::Scatter`] runs across shards: the SQL each shard runs
+    /// and how the merge combines their rows (cached per text, refusals too). `sql` is the
+    /// statement as the client sent it (literals inline, or `$n` parameters); a construct
+    /// whose cross-shard answer could differ from one server's is refused (SQLSTATE 0A000).
+    pub fn scatter(&self, sql: &str) -> Result<Arc<ScatterPlan>, RouteError> {
+        (self.scatter_plans).get_or_insert(sql, || scatter::plan(self, sql).map(Arc::new))
     }
 
     /// Where a simple-protocol statement text runs. Its literals are taken out first, so

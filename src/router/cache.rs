@@ -1,42 +1,46 @@
-//! Plans by statement text, so a statement is parsed once, not on every execution.
+//! Values computed from a statement text (its routing plan, its scatter plan), kept by text
+//! so a statement is parsed once, not on every execution.
 //!
 //! Part of the router. Bounded: when full it starts over, which keeps memory flat when clients
 //! send endless distinct texts (literals inlined) at the cost of re-parsing hot ones once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, MutexGuard};
 
-use super::Plan;
-
-/// Most plans kept per router.
-const MAX_PLANS: usize = 10_000;
+/// Most values kept per cache.
+const MAX_ENTRIES: usize = 10_000;
 
 /// Longest statement text cached; longer ones (bulk INSERTs) are planned every time.
 pub(super) const MAX_CACHED_TEXT: usize = 16 * 1024;
 
-/// Plans by SQL text.
-#[derive(Default)]
-pub(super) struct PlanCache(Mutex<HashMap<Box<str>, Arc<Plan>>>);
+/// Values by SQL text; `V` is cheap to clone (an `Arc`, or a `Result` of one).
+pub(super) struct TextCache<V>(Mutex<HashMap<Box<str>, V>>);
 
-impl PlanCache {
-    /// The cached plan of `sql`, or the one `make` builds (then cached).
-    pub(super) fn get_or_insert(&self, sql: &str, make: impl FnOnce() -> Plan) -> Arc<Plan> {
-        if let Some(plan) = self.lock().get(sql) {
-            return plan.clone();
+impl<V> Default for TextCache<V> {
+    fn default() -> Self {
+        TextCache(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<V: Clone> TextCache<V> {
+    /// The cached value of `sql`, or the one `make` builds (then cached).
+    pub(super) fn get_or_insert(&self, sql: &str, make: impl FnOnce() -> V) -> V {
+        if let Some(value) = self.lock().get(sql) {
+            return value.clone();
         }
-        // Planned outside the lock: a slow parse never blocks other sessions' lookups.
-        let plan = Arc::new(make());
+        // Made outside the lock: a slow parse never blocks other sessions' lookups.
+        let value = make();
         if sql.len() <= MAX_CACHED_TEXT {
-            let mut plans = self.lock();
-            if plans.len() >= MAX_PLANS {
-                plans.clear();
+            let mut values = self.lock();
+            if values.len() >= MAX_ENTRIES {
+                values.clear();
             }
-            plans.insert(sql.into(), plan.clone());
+            values.insert(sql.into(), value.clone());
         }
-        plan
+        value
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Plan>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, V>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -143,15 +143,22 @@ impl Scope {
 
     /// Records `a.key = b.key` conjuncts of a WHERE or ON clause.
     pub fn note_key_equalities(&mut self, expr: &Expr) {
+        let mut found = Vec::new();
+        self.key_equalities(expr, &mut found);
+        self.joined.extend(found);
+    }
+
+    /// The `a.key = b.key` conjuncts of `expr`, as pairs of indexes into `sharded`.
+    pub(super) fn key_equalities(&self, expr: &Expr, found: &mut Vec<(usize, usize)>) {
         match expr {
-            Expr::Nested(inner) => self.note_key_equalities(inner),
+            Expr::Nested(inner) => self.key_equalities(inner, found),
             Expr::BinaryOp {
                 left,
                 op: BinaryOperator::And,
                 right,
             } => {
-                self.note_key_equalities(left);
-                self.note_key_equalities(right);
+                self.key_equalities(left, found);
+                self.key_equalities(right, found);
             }
             Expr::BinaryOp {
                 left,
@@ -161,7 +168,7 @@ impl Scope {
                 if let (Some(a), Some(b)) = (self.key_of(left), self.key_of(right))
                     && a != b
                 {
-                    self.joined.push((a, b));
+                    found.push((a, b));
                 }
             }
             _ => {}
@@ -175,7 +182,7 @@ impl Scope {
 
     /// Which scoped table's key `expr` names. An unqualified column counts when it is the key
     /// column of a table in scope (PostgreSQL would reject it if it were ambiguous).
-    fn key_of(&self, expr: &Expr) -> Option<usize> {
+    pub(super) fn key_of(&self, expr: &Expr) -> Option<usize> {
         let (qualifier, column) = match expr {
             Expr::Identifier(ident) => (None, ident),
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {

@@ -1,0 +1,184 @@
+//! Aggregate calls: which calls are aggregates, and the per-shard partials of those the merge
+//! combines exactly.
+//!
+//! Part of the scatter planner (pure). PostgreSQL's built-in aggregates are known by name, and
+//! any call with FILTER, WITHIN GROUP, or DISTINCT or ORDER BY among its arguments is one too;
+//! aggregates created with CREATE AGGREGATE are not visible from the text alone. It never
+//! accepts an aggregate whose partials would not combine into PostgreSQL's exact answer.
+
+use sqlparser::ast::{
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    ObjectNamePart,
+};
+
+use super::{Planned, Unsupported};
+use crate::merge::plan::Function as Combine;
+use crate::router::scope::ident_name;
+
+/// PostgreSQL's built-in aggregates (and GROUPING, which is only valid beside them), by name.
+const AGGREGATES: [&str; 50] = [
+    "any_value",
+    "array_agg",
+    "avg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "count",
+    "covar_pop",
+    "covar_samp",
+    "cume_dist",
+    "dense_rank",
+    "every",
+    "grouping",
+    "json_agg",
+    "json_agg_strict",
+    "json_arrayagg",
+    "json_object_agg",
+    "json_object_agg_strict",
+    "json_object_agg_unique",
+    "json_object_agg_unique_strict",
+    "json_objectagg",
+    "jsonb_agg",
+    "jsonb_agg_strict",
+    "jsonb_object_agg",
+    "jsonb_object_agg_strict",
+    "max",
+    "min",
+    "mode",
+    "percent_rank",
+    "percentile_cont",
+    "percentile_disc",
+    "range_agg",
+    "range_intersect_agg",
+    "rank",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "stddev",
+    "string_agg",
+    "sum",
+    "variance",
+];
+
+/// More built-in aggregates, kept apart so the main list stays readable.
+const STATISTICS: [&str; 5] = ["stddev_pop", "stddev_samp", "var_pop", "var_samp", "xmlagg"];
+
+/// An aggregate the merge combines, and the expressions each shard computes for it.
+pub(super) struct Partials {
+    /// How the partials combine.
+    pub function: Combine,
+    /// One partial, or for AVG `[SUM(x), COUNT(x)]`.
+    pub inputs: Vec<Expr>,
+}
+
+/// Whether a call is an aggregate (or a window function, which the caller refuses first).
+pub(super) fn is_aggregate(call: &Function) -> bool {
+    let marked = call.filter.is_some()
+        || !call.within_group.is_empty()
+        || matches!(&call.args, FunctionArguments::List(list)
+            if list.duplicate_treatment == Some(DuplicateTreatment::Distinct)
+                || !list.clauses.is_empty());
+    marked
+        || builtin_name(call)
+            .is_some_and(|n| AGGREGATES.contains(&&*n) || STATISTICS.contains(&&*n))
+}
+
+/// Whether `expr` is an aggregate call.
+pub(super) fn is_aggregate_expr(expr: &Expr) -> bool {
+    matches!(expr, Expr::Function(call) if is_aggregate(call))
+}
+
+/// The partials of an aggregate call across shards, or what about it cannot be combined.
+pub(super) fn partials(call: &Function) -> Planned<Partials> {
+    plain_call(call)?;
+    let name = builtin_name(call).unwrap_or_default();
+    let function = match name.as_str() {
+        "count" => Combine::Count,
+        "sum" => Combine::Sum,
+        "min" => Combine::Min,
+        "max" => Combine::Max,
+        "avg" => Combine::Avg,
+        "bool_and" | "every" => Combine::BoolAnd,
+        "bool_or" => Combine::BoolOr,
+        _ => return Err(Unsupported::new(format!("the aggregate {}", call.name))),
+    };
+    single_argument(call, function == Combine::Count)?;
+    let whole = Expr::Function(call.clone());
+    let inputs = match function {
+        Combine::Avg => vec![renamed(call, "sum"), renamed(call, "count")],
+        _ => vec![whole],
+    };
+    Ok(Partials { function, inputs })
+}
+
+/// Refuses what makes any aggregate's partials uncombinable.
+fn plain_call(call: &Function) -> Planned<()> {
+    let refuse = |what: &str| Err(Unsupported::new(what));
+    if call.over.is_some() {
+        return refuse("window functions");
+    }
+    if call.filter.is_some() {
+        return refuse("aggregates with FILTER");
+    }
+    if !call.within_group.is_empty() {
+        return refuse("ordered-set aggregates (WITHIN GROUP)");
+    }
+    if call.null_treatment.is_some() || !matches!(call.parameters, FunctionArguments::None) {
+        return refuse("this aggregate call syntax");
+    }
+    let FunctionArguments::List(list) = &call.args else {
+        return refuse("this aggregate call syntax");
+    };
+    if list.duplicate_treatment == Some(DuplicateTreatment::Distinct) {
+        return refuse("DISTINCT inside aggregates");
+    }
+    if !list.clauses.is_empty() {
+        return refuse("ORDER BY or other clauses inside aggregate arguments");
+    }
+    Ok(())
+}
+
+/// One positional argument (`count` also takes `*`).
+fn single_argument(call: &Function, star_allowed: bool) -> Planned<()> {
+    let args = match &call.args {
+        FunctionArguments::List(list) => list.args.as_slice(),
+        _ => &[],
+    };
+    match args {
+        [
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(_) | FunctionArgExpr::QualifiedWildcard(_)),
+        ] => Ok(()),
+        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if star_allowed => Ok(()),
+        _ => Err(Unsupported::new(format!("the call {call}"))),
+    }
+}
+
+/// The same call to another aggregate (AVG's partials).
+fn renamed(call: &Function, name: &str) -> Expr {
+    let mut call = call.clone();
+    if let Some(ObjectNamePart::Identifier(last)) = call.name.0.last_mut() {
+        last.value = name.to_owned();
+    }
+    Expr::Function(call)
+}
+
+/// The name of a call to a built-in: unqualified or in `pg_catalog`.
+fn builtin_name(call: &Function) -> Option<String> {
+    let parts: Vec<String> = (call.name.0.iter())
+        .map(|part| part.as_ident().map(ident_name))
+        .collect::<Option<_>>()?;
+    match parts.as_slice() {
+        [name] => Some(name.clone()),
+        [schema, name] if schema == "pg_catalog" => Some(name.clone()),
+        _ => None,
+    }
+}
