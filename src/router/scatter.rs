@@ -177,8 +177,9 @@ fn query_shape(query: &Query) -> Planned<&Select> {
         || !query.pipe_operators.is_empty();
     match &*query.body {
         SetExpr::Select(select) if !foreign => Ok(select),
-        SetExpr::SetOperation { op, .. } => Err(Unsupported::new(format!("{op}"))),
-        _ => Err(Unsupported::new("this query form")),
+        _ => Err(Unsupported::new(
+            "a query other than one SELECT (UNION, VALUES, …)",
+        )),
     }
 }
 

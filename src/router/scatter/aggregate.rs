@@ -15,62 +15,19 @@ use super::{Planned, Unsupported};
 use crate::merge::plan::Function as Combine;
 use crate::router::scope::ident_name;
 
-/// PostgreSQL's built-in aggregates (and GROUPING, which is only valid beside them), by name.
-const AGGREGATES: [&str; 50] = [
-    "any_value",
-    "array_agg",
-    "avg",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "bool_and",
-    "bool_or",
-    "corr",
-    "count",
-    "covar_pop",
-    "covar_samp",
-    "cume_dist",
-    "dense_rank",
-    "every",
-    "grouping",
-    "json_agg",
-    "json_agg_strict",
-    "json_arrayagg",
-    "json_object_agg",
-    "json_object_agg_strict",
-    "json_object_agg_unique",
-    "json_object_agg_unique_strict",
-    "json_objectagg",
-    "jsonb_agg",
-    "jsonb_agg_strict",
-    "jsonb_object_agg",
-    "jsonb_object_agg_strict",
-    "max",
-    "min",
-    "mode",
-    "percent_rank",
-    "percentile_cont",
-    "percentile_disc",
-    "range_agg",
-    "range_intersect_agg",
-    "rank",
-    "regr_avgx",
-    "regr_avgy",
-    "regr_count",
-    "regr_intercept",
-    "regr_r2",
-    "regr_slope",
-    "regr_sxx",
-    "regr_sxy",
-    "regr_syy",
-    "stddev",
-    "string_agg",
-    "sum",
-    "variance",
+/// PostgreSQL's built-in aggregates (and GROUPING, valid only beside them), by name.
+#[rustfmt::skip]
+const AGGREGATES: &[&str] = &[
+    "any_value", "array_agg", "avg", "bit_and", "bit_or", "bit_xor", "bool_and", "bool_or", "corr",
+    "count", "covar_pop", "covar_samp", "cume_dist", "dense_rank", "every", "grouping", "json_agg",
+    "json_agg_strict", "json_arrayagg", "json_object_agg", "json_object_agg_strict",
+    "json_object_agg_unique", "json_object_agg_unique_strict", "json_objectagg", "jsonb_agg",
+    "jsonb_agg_strict", "jsonb_object_agg", "jsonb_object_agg_strict", "max", "min", "mode",
+    "percent_rank", "percentile_cont", "percentile_disc", "range_agg", "range_intersect_agg",
+    "rank", "regr_avgx", "regr_avgy", "regr_count", "regr_intercept", "regr_r2", "regr_slope",
+    "regr_sxx", "regr_sxy", "regr_syy", "stddev", "stddev_pop", "stddev_samp", "string_agg", "sum",
+    "var_pop", "var_samp", "variance", "xmlagg",
 ];
-
-/// More built-in aggregates, kept apart so the main list stays readable.
-const STATISTICS: [&str; 5] = ["stddev_pop", "stddev_samp", "var_pop", "var_samp", "xmlagg"];
 
 /// An aggregate the merge combines, and the expressions each shard computes for it.
 pub(super) struct Partials {
@@ -87,9 +44,7 @@ pub(super) fn is_aggregate(call: &Function) -> bool {
         || matches!(&call.args, FunctionArguments::List(list)
             if list.duplicate_treatment == Some(DuplicateTreatment::Distinct)
                 || !list.clauses.is_empty());
-    marked
-        || builtin_name(call)
-            .is_some_and(|n| AGGREGATES.contains(&&*n) || STATISTICS.contains(&&*n))
+    marked || builtin_name(call).is_some_and(|name| AGGREGATES.contains(&name.as_str()))
 }
 
 /// Whether `expr` is an aggregate call.

@@ -84,20 +84,18 @@ impl<'a> Items<'a> {
 
     /// The item an ORDER BY key names (by position, or a bare name by output name), if any.
     pub(super) fn order_target(&self, key: &Expr) -> Planned<Option<usize>> {
-        if let Some(position) = self.position(key)? {
-            return Ok(Some(position));
-        }
-        let Expr::Identifier(ident) = key else {
-            return Ok(None);
+        let name = match self.element(key)? {
+            Element::Position(index) => return Ok(Some(index)),
+            Element::Name(name) => name,
+            Element::Expression => return Ok(None),
         };
-        let name = ident_name(ident);
         let named =
             |i: &usize| matches!(&self.items[*i], Item::Expr { name: Some(n), .. } if *n == name);
         let matches: Vec<usize> = (0..self.items.len()).filter(named).collect();
         let exprs: Vec<&Expr> = matches.iter().filter_map(|&i| self.expr(i)).collect();
         if exprs.iter().any(|e| !same_value(e, exprs[0])) {
             return Err(Unsupported::new(format!(
-                "the ambiguous ORDER BY name {ident}"
+                "the ambiguous ORDER BY name {key}"
             )));
         }
         Ok(matches.first().copied())
@@ -107,13 +105,11 @@ impl<'a> Items<'a> {
     /// not an input column. An alias is taken for an input column when its own expression
     /// reads a column of that name (`date_trunc('day', at) AS at`), as PostgreSQL would.
     pub(super) fn group_target(&self, element: &Expr) -> Planned<Option<usize>> {
-        if let Some(position) = self.position(element)? {
-            return Ok(Some(position));
-        }
-        let Expr::Identifier(ident) = element else {
-            return Ok(None);
+        let name = match self.element(element)? {
+            Element::Position(index) => return Ok(Some(index)),
+            Element::Name(name) => name,
+            Element::Expression => return Ok(None),
         };
-        let name = ident_name(ident);
         let is_alias = |item: &Item<'a>| match item {
             Item::Expr {
                 expr,
@@ -133,24 +129,36 @@ impl<'a> Items<'a> {
         }
     }
 
-    /// `ORDER BY 2` / `GROUP BY 2`: the 0-based item, which must be an expression.
-    fn position(&self, element: &Expr) -> Planned<Option<usize>> {
-        let Expr::Value(value) = element else {
-            return Ok(None);
-        };
-        let Value::Number(text, _) = &value.value else {
-            return Ok(None);
+    /// What an ORDER BY or GROUP BY element is: `2` must name an expression item.
+    fn element(&self, element: &Expr) -> Planned<Element> {
+        let text = match element {
+            Expr::Identifier(ident) => return Ok(Element::Name(ident_name(ident))),
+            Expr::Value(value) => match &value.value {
+                Value::Number(text, _) => text,
+                _ => return Ok(Element::Expression),
+            },
+            _ => return Ok(Element::Expression),
         };
         let index = text.parse::<usize>().ok().and_then(|p| p.checked_sub(1));
         let before_any_star =
             |i: usize| (self.items[..=i].iter()).all(|item| matches!(item, Item::Expr { .. }));
         match index {
-            Some(i) if i < self.items.len() && before_any_star(i) => Ok(Some(i)),
+            Some(i) if i < self.items.len() && before_any_star(i) => Ok(Element::Position(i)),
             _ => Err(Unsupported::new(format!(
                 "the position {text} in ORDER BY or GROUP BY (it must name a select item before any *)"
             ))),
         }
     }
+}
+
+/// An ORDER BY or GROUP BY element, before the clause's rules say what it names.
+enum Element {
+    /// `2`: the second select item (0-based here).
+    Position(usize),
+    /// A bare name, folded.
+    Name(String),
+    /// Anything else: an expression of input columns.
+    Expression,
 }
 
 /// Whether two expressions of one valid statement are the same value: equal as written up

@@ -108,6 +108,17 @@ fn rows_without_aggregates_pass_through() {
             rows(0),
         ),
         (
+            // WHERE pairs the rows by key: NULL-extended and cross-shard pairs both fail it.
+            "SELECT * FROM users u LEFT JOIN orders o ON o.amount > 0 WHERE o.user_id = u.user_id",
+            "SELECT * FROM users u LEFT JOIN orders o ON o.amount > 0 WHERE o.user_id = u.user_id",
+            rows(0),
+        ),
+        (
+            "SELECT * FROM users u LEFT JOIN (orders o JOIN countries c ON c.code = 'FR') ON o.user_id = u.user_id",
+            "SELECT * FROM users u LEFT JOIN (orders o JOIN countries c ON c.code = 'FR') ON o.user_id = u.user_id",
+            rows(0),
+        ),
+        (
             "SELECT * FROM documents, LATERAL unnest(ARRAY[1, 2]) AS n",
             "SELECT * FROM documents, LATERAL unnest(ARRAY[1, 2]) AS n",
             rows(0),

@@ -35,6 +35,12 @@ fn query_forms_other_than_one_select_are_refused() {
             "users is read in a subquery or CTE",
         ),
         ("SELECT * FROM users; SELECT 1", "only a single SELECT"),
+        ("DELETE FROM users", "only a single SELECT"),
+        ("SELECT * FROM countries", "only reads of sharded tables"),
+        (
+            "SELECT * FROM (SELECT * FROM users) u",
+            "users is read in a subquery or CTE",
+        ),
         (
             "SELECT DISTINCT ON (country) name FROM users",
             "DISTINCT ON",
