@@ -221,12 +221,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     fn scatter_plan(&self, sql: &str) -> Result<Arc<ScatterPlan>, ErrorReport> {
-        // INTERIM until the router's scatter planner lands: pass-through only.
-        Ok(Arc::new(ScatterPlan {
-            shard_sql: sql.to_owned(),
-            visible: None,
-            merge: crate::merge::MergePlan::default(),
-        }))
+        (self.env.database.router.scatter(sql)).map_err(|e| e.report())
     }
 
     /// Runs `read` on its shards (only the first when `execute` is false: a description) and
