@@ -46,6 +46,8 @@ pub struct Config {
     pub limits: Limits,
     /// Logical databases clients can connect to, each backed by a shard map.
     pub databases: Vec<DatabaseEntry>,
+    /// How replicas are watched.
+    pub replicas: ReplicaSettings,
     /// Log output settings.
     pub log: LogSettings,
     /// Threads running client sessions; `None` means one per CPU core.
@@ -160,6 +162,17 @@ pub struct Limits {
     pub startup_timeout: Duration,
     /// Most client connections served at once; more are refused with 53300.
     pub max_client_connections: usize,
+    /// Bytes one cross-shard merge may buffer before the statement fails with 54000.
+    pub max_merge_bytes: usize,
+}
+
+/// How the control plane watches replicas.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// Time between two checks of one replica.
+    pub check_interval: Duration,
+    /// A replica further behind than this serves no reads.
+    pub max_lag: Duration,
 }
 
 /// Log output settings.

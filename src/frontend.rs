@@ -202,6 +202,7 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
         topology: ctx.topology.clone(),
         mode: ctx.pool_mode,
         max_message_bytes: ctx.limits.max_message_bytes,
+        max_merge_bytes: ctx.limits.max_merge_bytes,
         max_prepared_statements: ctx.max_prepared_statements,
         cancel_key: BackendKeyData {
             pid: registration.pid,

@@ -6,6 +6,7 @@
 //! whether the server hung up while the connection sat idle. This module never reads or writes
 //! protocol messages on a checked-out connection: that is the execute stage's job.
 
+mod health;
 mod manager;
 
 use std::ops::{Deref, DerefMut};
@@ -18,6 +19,7 @@ use crate::backend::{BackendConn, BackendError};
 use crate::config::{BackendUri, PoolSettings};
 use crate::error::{Blame, ErrorReport, sqlstate};
 
+pub use health::{Observed, ReplicaHealth, Verdict};
 pub use manager::{BackendManager, LastConnectError};
 
 /// A backend connection checked out of its pool; returned to it on drop.
@@ -112,6 +114,8 @@ pub struct EndpointPool {
     /// When a connection in use failed (fail-fast pools): the breaker opens as after a
     /// connect failure.
     lost_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// What the control plane last saw of this server (replicas only).
+    health: Arc<ReplicaHealth>,
 }
 
 impl EndpointPool {
@@ -147,6 +151,7 @@ impl EndpointPool {
             size: settings.size,
             on_failure,
             lost_at: Arc::default(),
+            health: Arc::default(),
         }
     }
 
@@ -161,7 +166,14 @@ impl EndpointPool {
         let lost = *self.lost_at.lock().unwrap_or_else(|e| e.into_inner());
         let lost_recently = lost.is_some_and(|at| at.elapsed() < BREAKER_OPEN);
         self.on_failure == OnFailure::FailFast
-            && (lost_recently || self.last_error.recent(BREAKER_OPEN).is_some())
+            && (lost_recently
+                || self.last_error.recent(BREAKER_OPEN).is_some()
+                || !self.health.serves_reads())
+    }
+
+    /// Where the control plane records what it sees of this server.
+    pub fn health(&self) -> &Arc<ReplicaHealth> {
+        &self.health
     }
 
     /// A connection of this endpoint failed while in use: keep a fail-fast endpoint out of

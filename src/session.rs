@@ -56,6 +56,8 @@ pub struct SessionEnv {
     pub mode: PoolMode,
     /// Largest client message accepted.
     pub max_message_bytes: usize,
+    /// Bytes one cross-shard merge may buffer.
+    pub max_merge_bytes: usize,
     /// Backend-side prepared statements per connection before it is recycled.
     pub max_prepared_statements: usize,
     /// The cancel key this client was given.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
+use crate::control::health;
 use crate::pool::{EndpointPool, OnFailure};
 use crate::router::Router;
 
@@ -163,7 +164,12 @@ impl ShardPools {
             let kept = old.and_then(|old| old.pool_of(&shard.name, uri));
             kept.unwrap_or_else(|| {
                 let endpoint = format!("{}/{} {role}", db.name, shard.name);
-                EndpointPool::new(endpoint, uri.clone(), &config.pool, on_failure)
+                let pool = EndpointPool::new(endpoint, uri.clone(), &config.pool, on_failure);
+                if on_failure == OnFailure::FailFast {
+                    let (name, health) = (pool.endpoint().clone(), pool.health());
+                    health::watch_replica(name, uri, health, &config.replicas);
+                }
+                pool
             })
         };
         let replicas = (shard.replicas.iter().enumerate())

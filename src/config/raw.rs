@@ -45,6 +45,9 @@ pub struct RawConfig {
     /// `limits`: protections against misbehaving or too many clients.
     #[serde(default)]
     pub limits: RawLimits,
+    /// `replicas`: how replicas are watched.
+    #[serde(default)]
+    pub replicas: RawReplicas,
     /// `log`: log output.
     #[serde(default)]
     pub log: RawLog,
@@ -199,6 +202,10 @@ pub struct RawLimits {
     /// `limits.max_client_connections`: most clients served at once; more are refused with
     /// SQLSTATE 53300 (default 10000, at least 1).
     pub max_client_connections: usize,
+    /// `limits.max_merge_bytes`: rows or groups one cross-shard read may hold in the proxy
+    /// (GROUP BY, DISTINCT) before it fails with SQLSTATE 54000 (default 64 MiB, at least
+    /// 1024).
+    pub max_merge_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -207,6 +214,31 @@ impl Default for RawLimits {
             max_message_bytes: 64 * 1024 * 1024,
             startup_timeout: Duration::from_secs(10).into(),
             max_client_connections: 10_000,
+            max_merge_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The `replicas` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the replicas section: a mapping with `check_interval` and `max_lag`"
+)]
+pub struct RawReplicas {
+    /// `replicas.check_interval`: how often each replica is checked (default `1s`).
+    pub check_interval: HumanDuration,
+    /// `replicas.max_lag`: a replica further behind its primary than this serves no reads
+    /// until it catches up (default `10s`).
+    pub max_lag: HumanDuration,
+}
+
+impl Default for RawReplicas {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_secs(1).into(),
+            max_lag: Duration::from_secs(10).into(),
         }
     }
 }

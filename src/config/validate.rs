@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use super::duration::HumanDuration;
 use super::load::{ConfigError, Problem};
-use super::raw::{RawConfig, RawDatabase, RawLimits, RawLog, RawLogFormat, RawPool, RawPoolMode};
+use super::raw::{
+    RawConfig, RawDatabase, RawLimits, RawLog, RawLogFormat, RawPool, RawPoolMode, RawReplicas,
+};
 use super::{Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode, PoolSettings};
-use super::{ShardMap, TlsFiles};
+use super::{ReplicaSettings, ShardMap, TlsFiles};
 
 mod shard_map;
 mod tables;
@@ -106,8 +108,11 @@ pub(super) fn config(
     let pool = pool(&raw.pool, &mut problems);
     let limits = limits(&raw.limits, &mut problems);
     let log = log(&raw.log, &mut problems);
+    let replicas = replicas(&raw.replicas, &mut problems);
     let databases = databases(&raw.databases, dir, load_map, &mut problems);
-    let (Some(listen), Some(pool), Some(limits), Some(log)) = (listen, pool, limits, log) else {
+    let (Some(listen), Some(pool), Some(limits), Some(log), Some(replicas)) =
+        (listen, pool, limits, log, replicas)
+    else {
         return Err(problems.found);
     };
     if raw.runtime.worker_threads == Some(0) {
@@ -124,6 +129,7 @@ pub(super) fn config(
         pool,
         limits,
         databases,
+        replicas,
         log,
         worker_threads: raw.runtime.worker_threads,
     })
@@ -191,11 +197,25 @@ fn limits(raw: &RawLimits, problems: &mut Problems) -> Option<Limits> {
     if raw.max_client_connections == 0 {
         problems.add("limits.max_client_connections", "must be at least 1");
     }
+    if raw.max_merge_bytes < 1024 {
+        let message = format!("{} is below the minimum of 1024 bytes", raw.max_merge_bytes);
+        problems.add("limits.max_merge_bytes", message);
+    }
     let startup_timeout = timeout(problems, "limits.startup_timeout", &raw.startup_timeout);
     Some(Limits {
         max_message_bytes: raw.max_message_bytes,
         startup_timeout: startup_timeout?,
         max_client_connections: raw.max_client_connections,
+        max_merge_bytes: raw.max_merge_bytes,
+    })
+}
+
+fn replicas(raw: &RawReplicas, problems: &mut Problems) -> Option<ReplicaSettings> {
+    let check_interval = timeout(problems, "replicas.check_interval", &raw.check_interval);
+    let max_lag = timeout(problems, "replicas.max_lag", &raw.max_lag);
+    Some(ReplicaSettings {
+        check_interval: check_interval?,
+        max_lag: max_lag?,
     })
 }
 

@@ -246,17 +246,6 @@ async fn listen(
 }
 
 fn client_config(spec: &LookupTable) -> tokio_postgres::Config {
-    let uri = &spec.uri;
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&uri.host)
-        .port(uri.port)
-        .user(&uri.user)
-        .dbname(&uri.database)
-        .application_name("shardgate directory")
-        .connect_timeout(std::time::Duration::from_secs(5));
-    if let Some(password) = &uri.password {
-        config.password(password);
-    }
-    config
+    let timeout = std::time::Duration::from_secs(5);
+    super::client_config(&spec.uri, "shardgate directory", timeout)
 }

@@ -24,9 +24,6 @@ use crate::router::Params;
 use crate::topology::{Database, Role};
 use crate::wire::{encode, tag};
 
-/// Bytes of rows or groups one cross-shard merge may hold before it fails with 54000.
-const MAX_MERGE_BYTES: usize = 64 * 1024 * 1024;
-
 /// A read of several shards, as the client sent it.
 #[derive(Debug, Clone)]
 pub(super) struct ScatterRead {
@@ -312,7 +309,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .collect();
         let leg_count = legs.len();
         let limits = MergeLimits {
-            max_buffered_bytes: MAX_MERGE_BYTES,
+            max_buffered_bytes: self.env.max_merge_bytes,
         };
         let mut make_merger =
             |description: &[u8]| Merger::new(&plan.merge, description, leg_count, &values, limits);

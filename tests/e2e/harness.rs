@@ -156,6 +156,11 @@ pub fn config(cluster: &ClusterInfo) -> Config {
             max_message_bytes: 1 << 20,
             startup_timeout: Duration::from_secs(30),
             max_client_connections: 500,
+            max_merge_bytes: 64 << 20,
+        },
+        replicas: shardgate::config::ReplicaSettings {
+            check_interval: Duration::from_millis(200),
+            max_lag: Duration::from_secs(10),
         },
         databases: vec![DatabaseEntry {
             name: DATABASE.into(),

@@ -93,6 +93,7 @@ fn own_cluster() -> OwnCluster {
 async fn failover_proxy(own: &OwnCluster) -> TestProxy {
     let mut config = crate::harness::config(&own.info);
     config.pool.checkout_timeout = std::time::Duration::from_secs(2);
+    config.replicas.max_lag = std::time::Duration::from_millis(300);
     let map = &mut config.databases[0].shard_map;
     for (shard, replicas) in map.shards.iter_mut().zip(&own.info.replicas) {
         shard.replicas = replicas
@@ -132,6 +133,7 @@ async fn a_stopped_replica_costs_readers_nothing_and_a_stopped_primary_fails_onl
     writer.simple_query(&insert).await.unwrap();
     wait_for_replicas(&own.info).await;
     let all: Vec<i64> = (1..=100).collect();
+    lagging_replica_serves_no_reads(&own, &proxy, &writer).await;
     let reader = proxy.connect().await;
     for round in 0..200 {
         if round == 50 {
@@ -162,6 +164,43 @@ async fn a_stopped_replica_costs_readers_nothing_and_a_stopped_primary_fails_onl
     assert_eq!(crate::harness::sqlstate(&error), "08006", "{error}");
     let message = error.as_db_error().unwrap().message().to_owned();
     assert!(message.contains("s1"), "{message}");
+}
+
+/// With replay paused on s0's replica, a row written since is still read: the health check
+/// finds the replica lagging and reads of s0 go to its primary until it catches up.
+async fn lagging_replica_serves_no_reads(
+    own: &OwnCluster,
+    proxy: &TestProxy,
+    writer: &tokio_postgres::Client,
+) {
+    let replica = connect_direct(&own.info.replicas[0][0]).await;
+    replica
+        .simple_query("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let (on_s0, _) = keys_on_each_shard(proxy).await;
+    writer
+        .simple_query(&format!("INSERT INTO fl_items (id) VALUES ({on_s0})"))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let reader = proxy.connect().await;
+    let sql = format!("SELECT id FROM fl_items WHERE id BETWEEN 1 AND 100 OR id = {on_s0}");
+    let rows = reader.query(&sql, &[]).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        101,
+        "the row written while the replica lags is read"
+    );
+    replica
+        .simple_query("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    writer
+        .simple_query(&format!("DELETE FROM fl_items WHERE id = {on_s0}"))
+        .await
+        .unwrap();
+    wait_for_replicas(&own.info).await;
 }
 
 /// A new key on shard s0 and one on s1, by the proxy's own router.

@@ -160,7 +160,10 @@ async fn refused_statements_carry_their_sqlstate() {
         assert!(message.starts_with("shardgate: "), "{sql}: {message}");
     }
     let error = client
-        .query("SELECT string_agg(name, ',') FROM users WHERE name = $1", &[&"x"])
+        .query(
+            "SELECT string_agg(name, ',') FROM users WHERE name = $1",
+            &[&"x"],
+        )
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&error), "0A000", "{error}");
