@@ -128,6 +128,8 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// Statement cancelled.
     pub const QUERY_CANCELED: &str = "57014";
+    /// A lock cycle (here: across shards) was broken by failing this transaction.
+    pub const DEADLOCK_DETECTED: &str = "40P01";
     /// Internal proxy error.
     pub const INTERNAL_ERROR: &str = "XX000";
 }

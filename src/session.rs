@@ -19,6 +19,7 @@ mod scatter;
 mod server;
 mod settings;
 mod simple;
+mod spanning;
 mod sql_prepared;
 mod start;
 pub mod statements;
@@ -128,6 +129,14 @@ struct Session<C> {
     rolled_back: bool,
     /// A failed settings replay, reported to the client at startup.
     replay_error: Option<ErrorReport>,
+    /// The BEGIN that started the current transaction, replayed on each shard it reaches.
+    transaction_begin: Option<String>,
+    /// Backends of other shards in the current transaction (see `spanning`).
+    parked: Vec<spanning::Parked>,
+    /// The current transaction has reached more than one shard.
+    spans_shards: bool,
+    /// The next backend taken must join the client's open transaction.
+    join_transaction: bool,
     /// An extended-protocol portal reading several shards, waiting for its Execute.
     scatter_portal: Option<scatter::ScatterPortal>,
     /// Shards (by name, stable across reloads) this session wrote to: its reads of them go to
@@ -165,6 +174,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             skip_until_sync: false,
             rolled_back: false,
             replay_error: None,
+            transaction_begin: None,
+            parked: Vec::new(),
+            spans_shards: false,
+            join_transaction: false,
             scatter_portal: None,
             written: Vec::new(),
             copy_data_remaining: 0,
@@ -196,6 +209,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if let Err(ending) = result {
                 return ending;
             }
+            self.roll_back_parked_if_failed().await;
             self.release_if_done();
             if self.backend.is_none() {
                 self.bufs.shrink_when_idle();
@@ -222,6 +236,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if let Some(sql) = self.settings.sync_sql(conn) {
                 self.run_hidden(&sql).await?;
             }
+            self.join_current_transaction().await?;
         }
         if self.pending_begin.is_some() {
             self.start_pending_transaction().await?;
@@ -244,6 +259,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         if let Some(begin) = self.pending_begin.take() {
             self.run_hidden(&begin).await?;
+            self.transaction_begin = Some(begin);
         }
         Ok(())
     }
@@ -361,6 +377,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         self.held_shard = None;
         self.env.cancel_slot.set(None);
+        self.drop_parked();
         let leftover = !conn.read_buf.is_empty();
         if leftover
             || !self.backend_is_clean()

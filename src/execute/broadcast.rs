@@ -183,7 +183,7 @@ async fn commit_all(legs: &mut [Leg<'_>], on_status: OnStatus<'_>) -> Result<(),
     let mut committed: Vec<&str> = Vec::new();
     for index in 0..legs.len() {
         let leg = &mut legs[index];
-        if let Err(report) = finish(leg.conn, "COMMIT", on_status).await {
+        if let Err(report) = run_simple(leg.conn, "COMMIT", on_status).await {
             let shard = leg.shard;
             finish_all(&mut legs[index + 1..], "ROLLBACK", on_status).await;
             let detail = format!(
@@ -199,13 +199,15 @@ async fn commit_all(legs: &mut [Leg<'_>], on_status: OnStatus<'_>) -> Result<(),
 
 async fn finish_all(legs: &mut [Leg<'_>], sql: &str, on_status: OnStatus<'_>) {
     for leg in legs {
-        if finish(leg.conn, sql, on_status).await.is_err() {
+        if run_simple(leg.conn, sql, on_status).await.is_err() {
             leg.conn.mark_broken();
         }
     }
 }
 
-async fn finish(
+/// Runs `sql` (a transaction's COMMIT or ROLLBACK) as a simple query and waits for the
+/// backend to be idle again.
+pub async fn run_simple(
     conn: &mut BackendConn,
     sql: &str,
     on_status: OnStatus<'_>,

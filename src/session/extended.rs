@@ -140,6 +140,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let shard = match statement.cloned() {
             Some(statement) => {
+                self.before_transaction_control(&statement.query).await?;
                 let rest = &body(frame)[bind.rest_offset..];
                 let params = Params::from_bind(rest, &statement.param_types)
                     .map_err(|e| Refusal::violation(e.to_string()))?;

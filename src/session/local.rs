@@ -114,6 +114,34 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 }
 
+/// Transaction control that must reach every shard of a transaction spanning shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Control {
+    /// COMMIT/END (true) or ROLLBACK/ABORT (false) of the whole transaction.
+    End(bool),
+    /// SAVEPOINT, RELEASE, ROLLBACK TO.
+    Savepoint,
+}
+
+/// The transaction control statements in `sql`, in order.
+pub(super) fn transaction_control(sql: &str) -> Vec<Control> {
+    let control = |statement: &str| {
+        let (first, rest) = next_word(statement)?;
+        let second = next_word(rest).map(|(word, _)| word);
+        if first.is("savepoint") || first.is("release") {
+            return Some(Control::Savepoint);
+        }
+        if first.is("rollback") && second.is_some_and(|w| w.is("to")) {
+            return Some(Control::Savepoint);
+        }
+        match classify(statement)? {
+            Local::End { commit } => Some(Control::End(commit)),
+            _ => None,
+        }
+    };
+    split_statements(sql).filter_map(control).collect()
+}
+
 fn classify(statement: &str) -> Option<Local<'_>> {
     let (first, rest) = next_word(statement)?;
     let second = next_word(rest).map(|(word, _)| word);
@@ -191,6 +219,15 @@ mod tests {
             Some(Local::End { commit: false })
         ));
         assert!(classify("ROLLBACK TO SAVEPOINT a").is_none());
+        assert_eq!(
+            transaction_control("ROLLBACK TO SAVEPOINT a"),
+            [Control::Savepoint]
+        );
+        assert_eq!(
+            transaction_control("select 1; commit; savepoint b; release b"),
+            [Control::End(true), Control::Savepoint, Control::Savepoint]
+        );
+        assert!(transaction_control("select 'commit'").is_empty());
         assert!(classify("COMMIT PREPARED 'x'").is_none());
         assert!(classify("SET search_path = x").is_none());
         let Some(Local::Hint { name, value, local }) =

@@ -102,10 +102,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         needed: ShardId,
     ) -> Result<(), ErrorReport> {
         let name = |id: ShardId| self.env.database.router.map().shard(id).name.clone();
+        let in_transaction = self.client_status != TxStatus::Idle && self.pending_begin.is_none();
+        if in_transaction && self.pin.is_none() {
+            return self.switch_shard(held, needed).await;
+        }
         if self.tied_to_backend() {
             return Err(refused(format!(
-                "this transaction runs on shard {} and this statement needs shard {}; \
-                 a transaction cannot span shards yet",
+                "this connection is pinned to its backend on shard {} (session state such as \
+                 LISTEN or temporary tables) and this statement needs shard {}",
                 name(held),
                 name(needed)
             )));

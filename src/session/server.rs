@@ -1,6 +1,7 @@
 //! Frames from the backend: forwarded to the client in runs of whole frames, except the replies
 //! the proxy hides (re-prepares, settings replays); the few that carry state are read on the way.
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::statements::SessionEffect;
@@ -44,8 +45,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 run_start = pos;
                 self.write_due_synthetics();
             }
-            let visible = self.on_backend_frame(header.tag, &buf[pos + wire::HEADER_LEN..end]);
-            if !visible {
+            let body = &buf[pos + wire::HEADER_LEN..end];
+            let visible = self.on_backend_frame(header.tag, body);
+            if let Some(frame) = self.replaced_error(header.tag, body, visible) {
+                self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
+                self.bufs.to_client.extend_from_slice(&frame);
+                run_start = end;
+            } else if !visible {
                 self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
                 run_start = end;
             }
@@ -58,6 +64,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.write_due_synthetics();
         result
+    }
+
+    /// The error the client sees instead of a backend's: in a transaction spanning shards, a
+    /// lock wait that ran out is reported as a cross-shard deadlock (see `spanning`).
+    fn replaced_error(&self, frame_tag: u8, body: &[u8], visible: bool) -> Option<BytesMut> {
+        if frame_tag != tag::ERROR_RESPONSE || !visible || !self.spans_shards {
+            return None;
+        }
+        let fields = wire::error_fields(body).ok()?;
+        let code = fields.iter().find(|(field, _)| *field == b'C')?.1;
+        let report = self.deadlock_report(code)?;
+        let mut frame = BytesMut::new();
+        wire::encode::error_response(&mut frame, &report);
+        Some(frame)
     }
 
     /// Rows and COPY data carry nothing the proxy reads, so a visible one can be forwarded in
@@ -124,6 +144,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         }
         if status == TxStatus::Idle {
+            self.transaction_begin = None;
+            if !self.parked.is_empty() {
+                tracing::error!("a transaction spanning shards ended without its other shards");
+            }
+            self.drop_parked();
             let committed = !std::mem::take(&mut self.rolled_back);
             if let Some(conn) = self.backend.as_deref_mut() {
                 self.settings.end_transaction(committed, conn);

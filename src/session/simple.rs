@@ -20,6 +20,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         self.check_aborted_pending_transaction()?;
+        self.before_transaction_control(sql).await?;
         if let Some(command) = single_sql_command(sql)
             && self.on_sql_command(command).await?
         {

@@ -1,0 +1,235 @@
+//! Transactions that span shards: one backend per shard the transaction reaches, all
+//! committed or rolled back when the client ends it.
+//!
+//! The session works on one backend at a time (the one the pump drives). When a statement of a
+//! transaction needs another shard, the backend in use is parked, still inside its
+//! transaction, and the other shard's backend is taken (or un-parked) and brought into the same
+//! transaction with the client's BEGIN. At COMMIT the parked backends commit first, then the
+//! client's COMMIT runs on the backend in use; any failure rolls back whatever has not
+//! committed and names the shards that did (there is no two-phase commit yet, so a COMMIT that
+//! fails on one shard after another committed is not atomic). Once any shard fails, the parked
+//! ones are rolled back at once, so their locks do not outlive the failure.
+//!
+//! Two such transactions that lock rows on two shards in opposite orders would wait for each
+//! other forever, and no PostgreSQL sees the cycle. Every backend of a spanning transaction
+//! bounds its lock waits (`lock_timeout`); a wait that runs out is reported as the deadlock it
+//! most likely is (SQLSTATE 40P01), and the victim's other shards are rolled back at once so
+//! the survivor proceeds.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use super::local::{Control, transaction_control};
+use super::routing::refused;
+use super::statements::split_statements;
+use crate::config::ShardId;
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::execute::broadcast::run_simple;
+use crate::pool::Checkout;
+use crate::wire::TxStatus;
+
+/// How long one lock wait of a transaction spanning shards may last before it is taken for a
+/// cross-shard deadlock.
+const CROSS_SHARD_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// SQLSTATE of `lock_timeout` expiring (lock_not_available).
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// A backend of the current transaction that is not the one in use.
+pub(super) struct Parked {
+    shard: ShardId,
+    conn: Checkout,
+    status: TxStatus,
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// Moves the transaction from the backend of `held` to one of `needed`, parking the
+    /// current one inside its transaction.
+    pub(super) async fn switch_shard(
+        &mut self,
+        held: ShardId,
+        needed: ShardId,
+    ) -> Result<(), ErrorReport> {
+        if !self.replies.synced() {
+            return Err(refused(
+                "messages of one extended-protocol batch (before Sync) need two shards of one \
+                 transaction; send a Sync between them"
+                    .into(),
+            ));
+        }
+        self.wait_for_replies().await?;
+        if self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed {
+            return Err(aborted());
+        }
+        if !self.spans_shards {
+            self.run_hidden(&bound_lock_waits()).await?;
+            self.spans_shards = true;
+        }
+        let Some(conn) = self.backend.take() else {
+            return Ok(());
+        };
+        self.parked.push(Parked {
+            shard: held,
+            conn,
+            status: self.backend_status,
+        });
+        self.held_shard = None;
+        self.env.cancel_slot.set(None);
+        self.unpark(needed);
+        Ok(())
+    }
+
+    /// Makes the parked backend of `shard` the one in use, if the transaction has one there;
+    /// otherwise the next backend taken joins the transaction.
+    fn unpark(&mut self, shard: ShardId) {
+        let Some(index) = self.parked.iter().position(|p| p.shard == shard) else {
+            self.join_transaction = true;
+            return;
+        };
+        let parked = self.parked.swap_remove(index);
+        self.env.cancel_slot.set(Some(parked.conn.cancel_target()));
+        self.backend_status = parked.status;
+        self.unnamed_on_backend = false;
+        self.backend = Some(parked.conn);
+        self.held_shard = Some(shard);
+    }
+
+    /// Brings a backend just taken into the client's transaction.
+    pub(super) async fn join_current_transaction(&mut self) -> Result<(), ErrorReport> {
+        if !std::mem::take(&mut self.join_transaction) {
+            return Ok(());
+        }
+        let begin = self
+            .transaction_begin
+            .clone()
+            .unwrap_or_else(|| "BEGIN".into());
+        self.run_hidden(&format!("{begin}; {}", bound_lock_waits()))
+            .await
+    }
+
+    /// Ends the parked part of the transaction before the client's COMMIT or ROLLBACK runs on
+    /// the backend in use: commits them (when `commit` and nothing failed) or rolls them back.
+    /// A COMMIT that fails rolls back the rest, and the backend in use too.
+    async fn end_parked(&mut self, commit: bool) -> Result<(), ErrorReport> {
+        if self.parked.is_empty() {
+            return Ok(());
+        }
+        let failed = self.backend_status == TxStatus::Failed;
+        let mut parked = std::mem::take(&mut self.parked);
+        if !commit || failed {
+            self.roll_back(&mut parked).await;
+            return Ok(());
+        }
+        let map = self.env.database.router.map().clone();
+        let mut committed = Vec::new();
+        while let Some(mut next) = parked.pop() {
+            let mut on_status = |_: &mut _, _: &str, _: &str| {};
+            match run_simple(&mut next.conn, "COMMIT", &mut on_status).await {
+                Ok(()) => committed.push(map.shard(next.shard).name.clone()),
+                Err(report) => {
+                    next.conn.mark_broken();
+                    self.roll_back(&mut parked).await;
+                    self.run_hidden("ROLLBACK").await?;
+                    self.client_status = TxStatus::Idle;
+                    self.spans_shards = false;
+                    let shard = &map.shard(next.shard).name;
+                    let detail = format!(
+                        "COMMIT failed on shard {shard}; already committed on: [{}]; rolled \
+                         back on the rest (no two-phase commit yet)",
+                        committed.join(", ")
+                    );
+                    return Err(report.with_detail(detail));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the parked part of the transaction control in `sql` (COMMIT or ROLLBACK, which then
+    /// runs on the backend in use); refuses what cannot apply to every shard at once.
+    pub(super) async fn before_transaction_control(
+        &mut self,
+        sql: &str,
+    ) -> Result<(), ErrorReport> {
+        if !self.spans_shards {
+            return Ok(());
+        }
+        let controls = transaction_control(sql);
+        match controls.as_slice() {
+            [] => Ok(()),
+            [Control::End(commit)] if split_statements(sql).count() == 1 => {
+                self.end_parked(*commit).await
+            }
+            [Control::End(_)] => Err(refused(
+                "in a transaction that spans shards, send COMMIT or ROLLBACK on its own".into(),
+            )),
+            _ => Err(refused(
+                "savepoints are not supported in a transaction that spans shards yet".into(),
+            )),
+        }
+    }
+
+    /// After a failure on the backend in use, the transaction can only roll back: release the
+    /// parked shards' locks now instead of when the client gets to its ROLLBACK.
+    pub(super) async fn roll_back_parked_if_failed(&mut self) {
+        if self.backend_status == TxStatus::Failed && !self.parked.is_empty() {
+            let mut parked = std::mem::take(&mut self.parked);
+            self.roll_back(&mut parked).await;
+        }
+    }
+
+    async fn roll_back(&mut self, parked: &mut Vec<Parked>) {
+        for mut next in parked.drain(..) {
+            let mut on_status = |_: &mut _, _: &str, _: &str| {};
+            if run_simple(&mut next.conn, "ROLLBACK", &mut on_status)
+                .await
+                .is_err()
+            {
+                next.conn.mark_broken();
+            }
+        }
+    }
+
+    /// Backends of a transaction that ended without the proxy ending them (the client left)
+    /// must not go back to the pool inside their transaction.
+    pub(super) fn drop_parked(&mut self) {
+        for mut parked in self.parked.drain(..) {
+            parked.conn.mark_broken();
+        }
+        self.spans_shards = false;
+    }
+
+    /// An error from a backend of a spanning transaction: a lock wait that ran out is the
+    /// cross-shard deadlock it most likely was.
+    pub(super) fn deadlock_report(&self, code: &str) -> Option<ErrorReport> {
+        (self.spans_shards && code == LOCK_NOT_AVAILABLE).then(|| {
+            ErrorReport::error(
+                sqlstate::DEADLOCK_DETECTED,
+                Blame::Client,
+                format!(
+                    "deadlock detected: a lock wait of a transaction spanning shards lasted over \
+                     {}s (shardgate breaks cross-shard lock cycles this way)",
+                    CROSS_SHARD_LOCK_TIMEOUT.as_secs()
+                ),
+            )
+            .with_detail("Roll back and retry the transaction.")
+        })
+    }
+}
+
+fn bound_lock_waits() -> String {
+    format!(
+        "SET LOCAL lock_timeout = '{}ms'",
+        CROSS_SHARD_LOCK_TIMEOUT.as_millis()
+    )
+}
+
+fn aborted() -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::IN_FAILED_SQL_TRANSACTION,
+        Blame::Client,
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
+}

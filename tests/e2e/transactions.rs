@@ -1,0 +1,146 @@
+//! Transactions that span shards: one backend per shard, committed or rolled back together;
+//! an error anywhere aborts all of it; opposite lock orders on two shards end in 40P01 for a
+//! victim instead of a hang.
+
+use std::time::Duration;
+
+use crate::harness::{ClusterInfo, TestProxy, cluster, connect_direct, sharded_config, sqlstate};
+use crate::routing::two_users_on_different_shards;
+
+/// How many of `ids` exist, counted on every shard directly.
+async fn stored(cluster: &ClusterInfo, ids: &[i64]) -> i64 {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let sql = format!(
+        "SELECT count(*) FROM users WHERE user_id IN ({})",
+        list.join(", ")
+    );
+    let mut total = 0;
+    for uri in &cluster.primaries {
+        let client = connect_direct(uri).await;
+        total += client.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0);
+    }
+    total
+}
+
+async fn delete(client: &tokio_postgres::Client, ids: &[i64]) {
+    for id in ids {
+        client
+            .execute("DELETE FROM users WHERE user_id = $1", &[id])
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_transaction_spanning_shards_commits_or_rolls_back_everywhere() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let mut client = proxy.connect().await;
+    let (a, b) = two_users_on_different_shards(30_001);
+    delete(&client, &[a, b]).await;
+    let insert = "INSERT INTO users (user_id, name) VALUES ($1, 'span')";
+    // Rolled back: neither row stays.
+    let tx = client.transaction().await.unwrap();
+    tx.execute(insert, &[&a]).await.unwrap();
+    tx.execute(insert, &[&b]).await.unwrap();
+    let seen: i64 = tx
+        .query_one("SELECT count(*) FROM users WHERE user_id = $1", &[&a])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        seen, 1,
+        "back on the first shard, the transaction sees its own row"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(stored(cluster, &[a, b]).await, 0);
+    // Committed: both rows, through the simple protocol too.
+    client
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO users (user_id, name) VALUES ({a}, 'span')"
+        ))
+        .await
+        .unwrap();
+    client
+        .simple_query(&format!(
+            "INSERT INTO users (user_id, name) VALUES ({b}, 'span')"
+        ))
+        .await
+        .unwrap();
+    client.simple_query("COMMIT").await.unwrap();
+    assert_eq!(stored(cluster, &[a, b]).await, 2);
+    // An error on the second shard aborts the whole transaction; COMMIT rolls back.
+    delete(&client, &[a, b]).await;
+    client.simple_query("BEGIN").await.unwrap();
+    client.execute(insert, &[&a]).await.unwrap();
+    client.execute(insert, &[&b]).await.unwrap();
+    let duplicate = client.execute(insert, &[&b]).await.unwrap_err();
+    assert_eq!(sqlstate(&duplicate), "23505");
+    let back = client.execute(insert, &[&(a + 1000)]).await.unwrap_err();
+    assert_eq!(sqlstate(&back), "25P02", "{back}");
+    let messages = client.simple_query("COMMIT").await.unwrap();
+    assert!(matches!(
+        messages.last(),
+        Some(tokio_postgres::SimpleQueryMessage::CommandComplete(_))
+    ));
+    assert_eq!(
+        stored(cluster, &[a, b]).await,
+        0,
+        "nothing of the failed transaction stays"
+    );
+    // Savepoints cannot be split across shards: refused, not half applied.
+    client.simple_query("BEGIN").await.unwrap();
+    client.execute(insert, &[&a]).await.unwrap();
+    client.execute(insert, &[&b]).await.unwrap();
+    let error = client.simple_query("SAVEPOINT s").await.unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000");
+    client.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(stored(cluster, &[a, b]).await, 0);
+}
+
+#[tokio::test]
+async fn opposite_lock_orders_on_two_shards_end_in_a_deadlock_error_not_a_hang() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let setup = proxy.connect().await;
+    let (a, b) = two_users_on_different_shards(31_001);
+    delete(&setup, &[a, b]).await;
+    for id in [a, b] {
+        setup
+            .execute(
+                "INSERT INTO users (user_id, name) VALUES ($1, 'lock')",
+                &[&id],
+            )
+            .await
+            .unwrap();
+    }
+    let (first, second) = (proxy.connect().await, proxy.connect().await);
+    let update = "UPDATE users SET name = name || '+' WHERE user_id = $1";
+    for (client, id) in [(&first, a), (&second, b)] {
+        client.simple_query("BEGIN").await.unwrap();
+        client.execute(update, &[&id]).await.unwrap();
+    }
+    let crossing = |client: tokio_postgres::Client, id: i64| async move {
+        let outcome = client.execute(update, &[&id]).await;
+        let outcome = match outcome {
+            Ok(_) => client.simple_query("COMMIT").await.map(|_| ()),
+            Err(e) => {
+                client.simple_query("ROLLBACK").await.unwrap();
+                Err(e)
+            }
+        };
+        outcome.map_err(|e| sqlstate(&e))
+    };
+    let both = async { tokio::join!(crossing(first, b), crossing(second, a)) };
+    let (one, other) = tokio::time::timeout(Duration::from_secs(30), both)
+        .await
+        .expect("a cross-shard lock cycle must not hang");
+    let outcomes = [one, other];
+    let victims = outcomes.iter().filter(|o| o.is_err()).count();
+    assert!(victims >= 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        if let Err(code) = outcome {
+            assert_eq!(code, "40P01", "{outcomes:?}");
+        }
+    }
+}
