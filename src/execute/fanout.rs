@@ -19,7 +19,7 @@ use super::{Buffers, HIGH_WATER, drain, drain_to_client, read};
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::merge::{MergeError, Merger};
-use crate::wire::{self, ParameterStatus, encode, tag};
+use crate::wire::{self, ParameterStatus, TxStatus, encode, tag};
 
 /// Rows a leg may have waiting in an ordered merge before the executor stops reading it.
 const LEG_BUDGET: usize = 256 * 1024;
@@ -35,6 +35,8 @@ pub struct Leg<'a> {
     pub request: BytesMut,
     /// Simple queries at the start of `request` the client must not see (settings replay).
     pub hidden_queries: usize,
+    /// The leg runs inside the client's transaction, so it ends in one (status `T`), not idle.
+    pub in_transaction: bool,
 }
 
 /// What the client is sent besides rows.
@@ -63,6 +65,8 @@ pub struct Failed {
     pub lost_legs: Vec<usize>,
     /// Nothing of the result reached the client, so it can be run again from scratch.
     pub retryable: bool,
+    /// Each leg's transaction status at its end (`Failed` for a lost leg).
+    pub statuses: Vec<TxStatus>,
 }
 
 /// How a fan-out ended, when it ran to the end on every leg.
@@ -72,6 +76,8 @@ pub struct Finished {
     pub rows: u64,
     /// Whether any leg described rows (false: the statement returns no rows).
     pub described: bool,
+    /// Each leg's transaction status at its end.
+    pub statuses: Vec<TxStatus>,
 }
 
 /// Runs every leg and streams the merged rows to the client (RowDescription first when
@@ -83,11 +89,11 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
     show: Show<'_>,
     make_merger: MakeMerger<'_>,
     on_status: OnStatus<'_>,
-) -> Result<Finished, Failed> {
+) -> Result<Finished, Box<Failed>> {
     let mut run = Run {
         states: legs
             .iter()
-            .map(|leg| LegState::new(leg.hidden_queries))
+            .map(|leg| LegState::new(leg.hidden_queries, leg.in_transaction))
             .collect(),
         merger: None,
         columns: None,
@@ -105,11 +111,12 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
                 // The session ends; legs still running cannot be reused.
                 let running = legs.iter_mut().zip(&run.states).filter(|(_, s)| !s.done);
                 running.for_each(|(leg, _)| leg.conn.mark_broken());
-                return Err(Failed {
+                return Err(Box::new(Failed {
                     report: client_gone(e),
                     lost_legs: Vec::new(),
                     retryable: false,
-                });
+                    statuses: vec![TxStatus::Failed; legs.len()],
+                }));
             }
             Err(Failure::Leg(index, why)) => {
                 run.leg_failed(index, &mut legs[index], &why);
@@ -143,13 +150,23 @@ struct LegState {
     /// ReadyForQuery still expected for hidden queries.
     hidden_left: usize,
     done: bool,
+    /// The status the leg must end in to be reusable.
+    expected: TxStatus,
+    /// The status it ended in.
+    status: TxStatus,
 }
 
 impl LegState {
-    fn new(hidden_queries: usize) -> Self {
+    fn new(hidden_queries: usize, in_transaction: bool) -> Self {
+        let expected = match in_transaction {
+            true => TxStatus::InTransaction,
+            false => TxStatus::Idle,
+        };
         Self {
             hidden_left: hidden_queries,
             done: false,
+            expected,
+            status: TxStatus::Failed,
         }
     }
 }
@@ -255,8 +272,16 @@ impl Run<'_> {
             tag::READY_FOR_QUERY if state.hidden_left > 0 => state.hidden_left -= 1,
             tag::READY_FOR_QUERY => {
                 state.done = true;
-                // Bytes after the last reply, or a transaction left open: never reuse it.
-                if !leg.conn.read_buf.is_empty() || body.first() != Some(&b'I') {
+                state.status = (body.first().copied())
+                    .and_then(TxStatus::from_byte)
+                    .unwrap_or(TxStatus::Failed);
+                // Bytes after the last reply, or an unexpected transaction state: never reuse
+                // it outside this session (a failed transaction is the session's to end).
+                let failed_in_transaction =
+                    state.expected == TxStatus::InTransaction && state.status == TxStatus::Failed;
+                if !leg.conn.read_buf.is_empty()
+                    || (state.status != state.expected && !failed_in_transaction)
+                {
                     leg.conn.mark_broken();
                 }
             }
@@ -361,19 +386,21 @@ impl Run<'_> {
         ));
     }
 
-    fn finish(mut self, bufs: &mut Buffers) -> Result<Finished, Failed> {
+    fn finish(mut self, bufs: &mut Buffers) -> Result<Finished, Box<Failed>> {
         self.drain_merger(bufs);
         if let Some(report) = self.error {
-            return Err(Failed {
+            return Err(Box::new(Failed {
                 report,
                 lost_legs: self.lost,
                 retryable: !self.preamble_sent,
-            });
+                statuses: self.states.iter().map(|s| s.status).collect(),
+            }));
         }
         self.send_preamble(bufs);
         Ok(Finished {
             rows: self.merger.as_ref().map_or(0, Merger::rows_sent),
             described: self.columns.is_some(),
+            statuses: self.states.iter().map(|s| s.status).collect(),
         })
     }
 }

@@ -12,17 +12,20 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod backends;
+
+use backends::{LegBatch, ReadBackend, checkout_reads};
+
 use super::Session;
 use super::client::Refusal;
 use super::routing::refused;
 use crate::config::ShardId;
 use crate::error::ErrorReport;
-use crate::execute::fanout::{self, Finished, Leg, NO_PARAMS, Show, column_count, leg_batch};
+use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
-use crate::pool::{Checkout, EndpointPool};
+use crate::pool::Checkout;
 use crate::router::Params;
-use crate::topology::{Database, Role};
-use crate::wire::{encode, tag};
+use crate::wire::{TxStatus, encode, tag};
 
 /// A read of several shards, as the client sent it.
 #[derive(Debug, Clone)]
@@ -197,12 +200,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         encode::command_complete(&mut self.bufs.to_client, &command);
     }
 
-    /// Cross-shard reads run outside transactions, with nothing else in flight.
+    /// Cross-shard reads need nothing else in flight, and a connection not pinned to one
+    /// backend.
     fn check_scatter_allowed(&self) -> Result<(), ErrorReport> {
-        if self.tied_to_backend() || self.pending_begin.is_some() {
+        if self.pin.is_some() {
             return Err(refused(
-                "a read that needs several shards cannot run inside a transaction (or on a \
-                 connection pinned to one backend) yet; run it outside BEGIN … COMMIT, or \
+                "a read that needs several shards cannot run on a connection pinned to one \
+                 backend (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors); \
                  narrow it to one shard with its shard key"
                     .into(),
             ));
@@ -233,23 +237,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<Finished, ErrorReport> {
         let mut retried = false;
         loop {
-            let (failed, servers) = match self.scatter_once(read, show, execute).await {
+            match self.scatter_once(read, show, execute).await {
                 Ok(finished) => return Ok(finished),
                 Err(Attempt::Refused(report)) => return Err(report),
-                Err(Attempt::Failed(failed)) => *failed,
-            };
-            let lost_replicas = (failed.lost_legs.iter())
-                .filter(|&&leg| servers[leg].1 == Role::Replica)
-                .count();
-            for &leg in &failed.lost_legs {
-                servers[leg].0.note_lost();
+                Err(Attempt::Failed { report, retry }) if retry && !retried => {
+                    let message = &report.message;
+                    tracing::warn!(error = %message, "replica lost during a read; running it again");
+                    retried = true;
+                }
+                Err(Attempt::Failed { report, .. }) => return Err(report),
             }
-            let only_replicas = lost_replicas > 0 && lost_replicas == failed.lost_legs.len();
-            if retried || !failed.retryable || !only_replicas {
-                return Err(failed.report);
-            }
-            tracing::warn!(error = %failed.report.message, "replica lost during a read; running it again");
-            retried = true;
         }
     }
 
@@ -265,40 +262,89 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let plan = self.scatter_plan(&read.sql)?;
         self.wait_for_replies().await?;
-        self.release();
         let shards = if execute {
             &read.shards[..]
         } else {
             &read.shards[..1]
         };
+        let transactional = self.client_status != TxStatus::Idle;
+        let mut backends = if transactional {
+            self.transaction_backends(shards).await?
+        } else {
+            self.release();
+            checkout_reads(&self.env.database, shards, &self.written).await?
+        };
+        let outcome = self
+            .run_legs(&plan, read, shards, &mut backends, show, execute)
+            .await;
+        let statuses = match &outcome {
+            Ok(finished) => Some(finished.statuses.clone()),
+            Err(Ran::Failed(failed)) => Some(failed.statuses.clone()),
+            Err(Ran::Refused(_)) => None,
+        };
+        let retry = match &outcome {
+            Err(Ran::Failed(failed)) if !transactional => {
+                (failed.lost_legs.iter()).for_each(|&leg| backends[leg].note_lost());
+                let lost = failed.lost_legs.iter().map(|&leg| &backends[leg]);
+                failed.retryable
+                    && !failed.lost_legs.is_empty()
+                    && lost.clone().all(|b| b.is_replica())
+            }
+            _ => false,
+        };
+        match statuses {
+            Some(statuses) if transactional => {
+                self.keep_transaction_backends(shards, backends, &statuses);
+            }
+            None if transactional => self.keep_unrun(shards, backends),
+            _ => {}
+        }
+        outcome.map_err(|ran| match ran {
+            Ran::Refused(report) => Attempt::Refused(report),
+            Ran::Failed(failed) => Attempt::Failed {
+                report: failed.report,
+                retry,
+            },
+        })
+    }
+
+    /// Builds every leg on `backends` (one per shard, in order) and runs the fan-out.
+    async fn run_legs(
+        &mut self,
+        plan: &ScatterPlan,
+        read: &ScatterRead,
+        shards: &[ShardId],
+        backends: &mut [ReadBackend],
+        show: Show<'_>,
+        execute: bool,
+    ) -> Result<Finished, Ran> {
         let database = self.env.database.clone();
-        let (mut checkouts, servers): (Vec<Checkout>, Vec<_>) =
-            checkout_reads(&database, shards, &self.written)
-                .await?
-                .into_iter()
-                .map(|read| (read.conn, (read.pool, read.role)))
-                .unzip();
         let map = database.router.map();
-        let mut preludes: Vec<Option<String>> = (checkouts.iter_mut())
-            .map(|conn| self.settings.sync_sql(conn))
+        let spanning = self.spans_shards;
+        let mut preludes: Vec<Option<String>> = (backends.iter_mut())
+            .map(|backend| {
+                let settings = self.settings.sync_sql(&mut backend.conn);
+                backend.prelude(settings, spanning)
+            })
             .collect();
-        let formats = self
-            .shard_formats(&plan, read, &mut checkouts[0], &mut preludes[0])
-            .await?;
-        let mut legs = Vec::with_capacity(checkouts.len());
-        for ((shard, conn), prelude) in shards.iter().zip(checkouts.iter_mut()).zip(preludes) {
-            legs.push(leg(
-                &map.shard(*shard).name,
-                conn,
-                prelude,
-                &plan,
+        let formats = (self.shard_formats(plan, read, &mut backends[0].conn, &mut preludes[0]))
+            .await
+            .map_err(Ran::Refused)?;
+        let in_transaction = self.client_status != TxStatus::Idle;
+        let mut legs = Vec::with_capacity(backends.len());
+        for ((shard, backend), prelude) in shards.iter().zip(backends.iter_mut()).zip(preludes) {
+            let batch = LegBatch {
+                plan,
                 read,
-                &formats,
+                formats: &formats,
                 execute,
-            )?);
+                in_transaction,
+            };
+            let leg = batch.leg(&map.shard(*shard).name, &mut backend.conn, prelude);
+            legs.push(leg.map_err(Ran::Refused)?);
         }
         let params = Params::from_bind(&read.params, &read.param_types)
-            .map_err(|e| super::internal(e.to_string()))?;
+            .map_err(|e| Ran::Refused(super::internal(e.to_string())))?;
         let values: Vec<ParamValue<'_>> = (1..)
             .map_while(|n| params.get(n))
             .map(|p| ParamValue {
@@ -327,7 +373,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             &mut on_status,
         )
         .await;
-        outcome.map_err(|failed| Attempt::Failed(Box::new((failed, servers))))
+        outcome.map_err(Ran::Failed)
     }
 
     /// Result formats the shards' Bind asks for: the client's for visible columns, binary for
@@ -368,54 +414,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 }
 
-/// One read backend per shard, taken in shard order (so concurrent fan-outs cannot each
-/// hold a backend another waits for): a healthy replica where the map allows, the primary
-/// for shards this session wrote to, and the primary when no replica can be had.
-async fn checkout_reads(
-    database: &Database,
-    shards: &[ShardId],
-    written: &[String],
-) -> Result<Vec<ReadBackend>, ErrorReport> {
-    let mut checkouts = Vec::with_capacity(shards.len());
-    for &shard in shards {
-        let name = &database.router.map().shard(shard).name;
-        let mut candidates = database.read_pools(shard);
-        if written.contains(name) {
-            candidates.retain(|(_, role)| *role == Role::Primary);
-        }
-        for (pool, role) in candidates {
-            match pool.checkout().await {
-                Ok(conn) => {
-                    checkouts.push(ReadBackend {
-                        conn,
-                        pool: pool.clone(),
-                        role,
-                    });
-                    break;
-                }
-                Err(e) if role == Role::Replica => {
-                    tracing::warn!(error = %e, "replica unavailable; trying the next server");
-                }
-                Err(e) => return Err(e.report()),
-            }
-        }
-    }
-    Ok(checkouts)
-}
-
-/// A backend a read runs on, with where it came from.
-struct ReadBackend {
-    conn: Checkout,
-    pool: EndpointPool,
-    role: Role,
-}
-
 /// How one attempt at a fan-out failed.
 enum Attempt {
-    /// Before any shard ran it (planning, checkouts): not worth retrying.
+    /// Before any shard ran it (planning, checkouts).
     Refused(ErrorReport),
-    /// During the fan-out, with the pool and role of each leg's backend.
-    Failed(Box<(fanout::Failed, Vec<(EndpointPool, Role)>)>),
+    /// During the fan-out; `retry` when only replicas failed before the client saw anything.
+    Failed {
+        /// What the client is told if it is not retried.
+        report: ErrorReport,
+        /// Running it again on other servers is safe and may succeed.
+        retry: bool,
+    },
 }
 
 impl From<ErrorReport> for Attempt {
@@ -424,28 +433,10 @@ impl From<ErrorReport> for Attempt {
     }
 }
 
-/// One leg's request: the settings prelude (hidden) and the extended-protocol batch.
-fn leg<'a>(
-    shard: &'a str,
-    conn: &'a mut Checkout,
-    prelude: Option<String>,
-    plan: &ScatterPlan,
-    read: &ScatterRead,
-    formats: &[i16],
-    execute: bool,
-) -> Result<Leg<'a>, ErrorReport> {
-    let mut request = bytes::BytesMut::new();
-    let hidden_queries = usize::from(prelude.is_some());
-    if let Some(sql) = prelude {
-        postgres_protocol::message::frontend::query(&sql, &mut request)
-            .map_err(|e| super::internal(e.to_string()))?;
-    }
-    let (sql, types) = (&plan.shard_sql, &read.param_types);
-    leg_batch(&mut request, sql, types, &read.params, formats, execute)?;
-    Ok(Leg {
-        shard,
-        conn,
-        request,
-        hidden_queries,
-    })
+/// How running the legs failed.
+enum Ran {
+    /// Before the fan-out started.
+    Refused(ErrorReport),
+    /// During the fan-out.
+    Failed(Box<fanout::Failed>),
 }

@@ -39,7 +39,7 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// A backend of the current transaction that is not the one in use.
 pub(super) struct Parked {
-    shard: ShardId,
+    pub(super) shard: ShardId,
     conn: Checkout,
     status: TxStatus,
 }
@@ -81,6 +81,44 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
+    /// The transaction's backend on `shard`, taken from use or from the parked ones.
+    pub(super) fn take_transaction_backend(&mut self, shard: ShardId) -> Option<Checkout> {
+        if self.held_shard == Some(shard) {
+            self.held_shard = None;
+            self.env.cancel_slot.set(None);
+            return self.backend.take();
+        }
+        let index = self.parked.iter().position(|p| p.shard == shard)?;
+        Some(self.parked.swap_remove(index).conn)
+    }
+
+    /// The status of the transaction's backend on `shard` (idle when it has none there).
+    pub(super) fn status_on(&self, shard: ShardId) -> TxStatus {
+        if self.held_shard == Some(shard) {
+            return self.backend_status;
+        }
+        let parked = self.parked.iter().find(|p| p.shard == shard);
+        parked.map_or(TxStatus::Idle, |p| p.status)
+    }
+
+    /// Parks a backend inside the transaction.
+    pub(super) fn park(&mut self, shard: ShardId, conn: Checkout, status: TxStatus) {
+        self.parked.push(Parked {
+            shard,
+            conn,
+            status,
+        });
+    }
+
+    /// Makes `conn` (of `shard`, in `status`) the backend in use.
+    pub(super) fn use_backend(&mut self, shard: ShardId, conn: Checkout, status: TxStatus) {
+        self.env.cancel_slot.set(Some(conn.cancel_target()));
+        self.backend_status = status;
+        self.unnamed_on_backend = false;
+        self.backend = Some(conn);
+        self.held_shard = Some(shard);
+    }
+
     /// Makes the parked backend of `shard` the one in use, if the transaction has one there;
     /// otherwise the next backend taken joins the transaction.
     fn unpark(&mut self, shard: ShardId) {
@@ -89,11 +127,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return;
         };
         let parked = self.parked.swap_remove(index);
-        self.env.cancel_slot.set(Some(parked.conn.cancel_target()));
-        self.backend_status = parked.status;
-        self.unnamed_on_backend = false;
-        self.backend = Some(parked.conn);
-        self.held_shard = Some(shard);
+        self.use_backend(shard, parked.conn, parked.status);
     }
 
     /// Brings a backend just taken into the client's transaction.
@@ -219,14 +253,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 }
 
-fn bound_lock_waits() -> String {
+/// The statement that bounds a transaction's lock waits on one backend.
+pub(super) fn bound_lock_waits() -> String {
     format!(
         "SET LOCAL lock_timeout = '{}ms'",
         CROSS_SHARD_LOCK_TIMEOUT.as_millis()
     )
 }
 
-fn aborted() -> ErrorReport {
+/// 25P02, as PostgreSQL answers statements of a failed transaction.
+pub(super) fn aborted() -> ErrorReport {
     ErrorReport::error(
         sqlstate::IN_FAILED_SQL_TRANSACTION,
         Blame::Client,

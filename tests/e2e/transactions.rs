@@ -144,3 +144,55 @@ async fn opposite_lock_orders_on_two_shards_end_in_a_deadlock_error_not_a_hang()
         }
     }
 }
+
+#[tokio::test]
+async fn cross_shard_reads_inside_a_transaction_see_its_own_writes() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let mut client = proxy.connect().await;
+    let (a, b) = two_users_on_different_shards(32_001);
+    delete(&client, &[a, b]).await;
+    let count_sql = "SELECT count(*) FROM users WHERE user_id = ANY($1)";
+    let ids = vec![a, b];
+    // A cross-shard read as the transaction's first statement, then writes and reads again.
+    let tx = client.transaction().await.unwrap();
+    let before: i64 = tx.query_one(count_sql, &[&ids]).await.unwrap().get(0);
+    assert_eq!(before, 0);
+    for id in [a, b] {
+        tx.execute(
+            "INSERT INTO users (user_id, name) VALUES ($1, 'tx-read')",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    }
+    let during: i64 = tx.query_one(count_sql, &[&ids]).await.unwrap().get(0);
+    assert_eq!(
+        during, 2,
+        "the read sees the transaction's uncommitted rows on both shards"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(stored(cluster, &[a, b]).await, 0);
+    // Simple protocol: a write on one shard, a merged read over both, COMMIT.
+    client.simple_query("BEGIN").await.unwrap();
+    client
+        .simple_query(&format!(
+            "INSERT INTO users (user_id, name) VALUES ({a}, 'tx-read')"
+        ))
+        .await
+        .unwrap();
+    let rows = client
+        .simple_query(&format!(
+            "SELECT user_id FROM users WHERE user_id IN ({a}, {b}) ORDER BY user_id"
+        ))
+        .await
+        .unwrap();
+    let seen = rows
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(seen, 1);
+    client.simple_query("COMMIT").await.unwrap();
+    assert_eq!(stored(cluster, &[a, b]).await, 1);
+    delete(&client, &[a, b]).await;
+}
