@@ -14,11 +14,11 @@
 //!                └─ group (key, aggregate, having) ──┴─► sink (distinct, window) ─► drain
 //! ```
 //!
-//! Module map: `frame` (row layout, client frames), `value` and `numeric` (binary values,
-//! PostgreSQL's order), `float` and `encode` (text output), `key` (group/distinct keys,
-//! the buffer bound), `sorted`, `group`, `aggregate`, `having`, `window` (OFFSET/LIMIT),
-//! `sink`. Visible fields are forwarded as bytes; only hidden columns are decoded, and bytes
-//! a backend sent never cause a panic.
+//! Module map: `plan` (the router's contract), `frame` (row layout, client frames), `value`
+//! and `numeric` (binary values, PostgreSQL's order), `float` and `encode` (text output),
+//! `key` (group/distinct keys, the buffer bound), `sorted`, `group`, `aggregate`, `having`,
+//! `window` (OFFSET/LIMIT), `sink`, `error`. Visible fields are forwarded as bytes; only
+//! hidden columns are decoded, and bytes a backend sent never cause a panic.
 
 mod aggregate;
 mod encode;
