@@ -14,14 +14,15 @@
 //!                └─ group (key, aggregate, having) ──┴─► sink (distinct, window) ─► drain
 //! ```
 //!
-//! Module map: `frame` (row layout, client frames), `value` and `numeric` (binary values,
-//! PostgreSQL's order), `float` and `encode` (text output), `key` (group/distinct keys,
-//! the buffer bound), `sorted`, `group`, `aggregate`, `having`, `window` (OFFSET/LIMIT),
-//! `sink`. Visible fields are forwarded as bytes; only hidden columns are decoded, and bytes
-//! a backend sent never cause a panic.
+//! Module map: `plan` (the router's contract), `frame` (row layout, client frames), `value`
+//! and `numeric` (binary values, PostgreSQL's order), `float` and `encode` (text output),
+//! `key` (group/distinct keys, the buffer bound), `sorted`, `group`, `aggregate`, `having`,
+//! `window` (OFFSET/LIMIT), `sink`, `error`. Visible fields are forwarded as bytes; only
+//! hidden columns are decoded, and bytes a backend sent never cause a panic.
 
 mod aggregate;
 mod encode;
+mod error;
 mod float;
 mod frame;
 mod group;
@@ -36,7 +37,7 @@ mod window;
 
 use bytes::BytesMut;
 
-use crate::error::{Blame, ErrorReport, sqlstate};
+pub use error::{Buffered, MergeError};
 use frame::{Layout, Row};
 use group::Grouping;
 use key::{Budget, KeyIndex};
@@ -46,20 +47,6 @@ use sorted::{OrderKey, SortedMerge};
 use value::hidden_type;
 pub use window::Clause;
 use window::Window;
-
-/// SQLSTATEs the merge raises that `error::sqlstate` does not name (PostgreSQL Appendix A).
-mod state {
-    /// LIMIT below zero.
-    pub const INVALID_ROW_COUNT_IN_LIMIT: &str = "2201W";
-    /// OFFSET below zero.
-    pub const INVALID_ROW_COUNT_IN_OFFSET: &str = "2201X";
-    /// A value outside its type's range (int8 overflow).
-    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
-    /// A binary Bind parameter that does not decode.
-    pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
-    /// A `$n` with no parameter.
-    pub const UNDEFINED_PARAMETER: &str = "42P02";
-}
 
 /// A Bind parameter as the client sent it (LIMIT $n, HAVING … $n).
 #[derive(Debug, Clone, Copy)]
@@ -77,111 +64,6 @@ pub struct ParamValue<'a> {
 pub struct MergeLimits {
     /// Bytes of rows or groups held at once before the statement fails with 54000.
     pub max_buffered_bytes: usize,
-}
-
-/// What the merge was holding when it ran out of buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Buffered {
-    /// The groups of a GROUP BY (or an aggregate's MIN/MAX rows).
-    GroupBy,
-    /// The keys of a SELECT DISTINCT already sent.
-    Distinct,
-}
-
-impl std::fmt::Display for Buffered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Buffered::GroupBy => "GROUP BY",
-            Buffered::Distinct => "DISTINCT",
-        })
-    }
-}
-
-/// Why a merge cannot produce a correct result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MergeError {
-    /// A construct or type the merge cannot combine exactly.
-    #[error("{0}")]
-    Unsupported(String),
-    /// A shard sent bytes that do not match their RowDescription or type.
-    #[error("a shard sent a malformed {0}")]
-    Malformed(&'static str),
-    /// The plan or the executor's calls do not fit the shards' results (a proxy bug).
-    #[error("the merge plan does not fit the shards' results: {0}")]
-    Contract(String),
-    /// The buffered groups or keys passed [`MergeLimits::max_buffered_bytes`].
-    #[error("the cross-shard {what} result exceeded the proxy's buffer of {limit} bytes")]
-    BufferExceeded {
-        /// What was buffered.
-        what: Buffered,
-        /// The limit, in bytes.
-        limit: usize,
-    },
-    /// A negative LIMIT or OFFSET, in PostgreSQL's words.
-    #[error("{0} must not be negative")]
-    Negative(Clause),
-    /// `$n` without a parameter.
-    #[error("there is no parameter ${0}")]
-    NoParameter(usize),
-    /// A binary parameter that does not decode as its type.
-    #[error("incorrect binary data format in bind parameter {0}")]
-    BadBinaryParameter(usize),
-    /// A constant's text that its type does not accept, in PostgreSQL's words.
-    #[error("invalid input syntax for type {type_name}: \"{text}\"")]
-    InvalidInput {
-        /// The type's SQL name.
-        type_name: &'static str,
-        /// The text.
-        text: String,
-    },
-    /// A constant outside its type's range, in PostgreSQL's words.
-    #[error("value \"{text}\" is out of range for type {type_name}")]
-    ValueOutOfRange {
-        /// The type's SQL name.
-        type_name: &'static str,
-        /// The text.
-        text: String,
-    },
-    /// A computed value outside its type's range, with PostgreSQL's message.
-    #[error("{0}")]
-    OutOfRange(&'static str),
-}
-
-impl MergeError {
-    /// The error the client sees: PostgreSQL's SQLSTATE and words where PostgreSQL would
-    /// raise the same error, `shardgate:` where the proxy is the one refusing.
-    pub fn report(&self) -> ErrorReport {
-        let (code, blame) = match self {
-            MergeError::Unsupported(_) => (sqlstate::FEATURE_NOT_SUPPORTED, Blame::Client),
-            MergeError::Malformed(_) => (sqlstate::PROTOCOL_VIOLATION, Blame::Backend),
-            MergeError::Contract(_) => (sqlstate::INTERNAL_ERROR, Blame::Proxy),
-            MergeError::BufferExceeded { .. } => (sqlstate::PROGRAM_LIMIT_EXCEEDED, Blame::Proxy),
-            MergeError::Negative(Clause::Limit) => {
-                (state::INVALID_ROW_COUNT_IN_LIMIT, Blame::Client)
-            }
-            MergeError::Negative(Clause::Offset) => {
-                (state::INVALID_ROW_COUNT_IN_OFFSET, Blame::Client)
-            }
-            MergeError::NoParameter(_) => (state::UNDEFINED_PARAMETER, Blame::Client),
-            MergeError::BadBinaryParameter(_) => {
-                (state::INVALID_BINARY_REPRESENTATION, Blame::Client)
-            }
-            MergeError::InvalidInput { .. } => {
-                (sqlstate::INVALID_TEXT_REPRESENTATION, Blame::Client)
-            }
-            MergeError::ValueOutOfRange { .. } | MergeError::OutOfRange(_) => {
-                (state::NUMERIC_VALUE_OUT_OF_RANGE, Blame::Client)
-            }
-        };
-        let message = match self {
-            MergeError::Unsupported(_)
-            | MergeError::Malformed(_)
-            | MergeError::Contract(_)
-            | MergeError::BufferExceeded { .. } => format!("shardgate: {self}"),
-            _ => self.to_string(),
-        };
-        ErrorReport::error(code, blame, message)
-    }
 }
 
 /// How rows travel from the shards to the sink.
@@ -373,6 +255,13 @@ fn distinct(
     layout: &Layout,
     limits: MergeLimits,
 ) -> Result<Distinct, MergeError> {
+    if columns.len() != layout.visible {
+        return Err(MergeError::Contract(format!(
+            "DISTINCT on {} keys for {} visible columns",
+            columns.len(),
+            layout.visible
+        )));
+    }
     let columns = (columns.iter())
         .map(|&column| Ok((column, hidden_type(layout, column, "a DISTINCT key")?)))
         .collect::<Result<Vec<_>, MergeError>>()?;

@@ -7,6 +7,8 @@
 //! MAX by PostgreSQL's order keeping the winning row, bool_and/bool_or; and the final value
 //! in the result type's binary format. It never reads a visible column.
 
+use std::cmp::Ordering;
+
 use bytes::BufMut;
 
 use super::MergeError;
@@ -126,12 +128,10 @@ impl Combiner {
             State::Sum(sum) => sum.add(partial),
             State::Avg(sum, count) => {
                 sum.add(partial)?;
-                match self.count_input {
-                    Some(column) => add_count(count, row.hidden(column)?),
-                    None => Ok(()),
-                }
+                let count_partial = self.count_input.map(|c| row.hidden(c)).transpose()?;
+                add_count(count, count_partial.flatten())
             }
-            State::Extreme { max, winner } => self.add_extreme(*max, winner, row, budget),
+            State::Extreme { max, winner } => self.add_extreme(*max, winner, partial, row, budget),
             State::Bool { and, value } => {
                 if let Some(bytes) = partial {
                     let next = value::boolean(bytes)?;
@@ -142,22 +142,19 @@ impl Combiner {
         }
     }
 
+    /// MIN/MAX: `row` becomes the winner if its `partial` beats the winner's.
     fn add_extreme(
         &self,
         max: bool,
         winner: &mut Option<OwnedRow>,
+        partial: Option<&[u8]>,
         row: &Row<'_>,
         budget: &mut Budget,
     ) -> Result<(), MergeError> {
-        let Some(bytes) = row.hidden(self.input)? else {
+        let Some(bytes) = partial else {
             return Ok(());
         };
-        let held = winner
-            .as_ref()
-            .map(|w| w.row().hidden(self.input))
-            .transpose()?
-            .flatten();
-        let wins = match held {
+        let wins = match self.winning_partial(winner)? {
             None => true,
             Some(held) => {
                 let order = self
@@ -166,9 +163,9 @@ impl Combiner {
                     .compare(&self.partial.decode(held)?);
                 order
                     == if max {
-                        std::cmp::Ordering::Greater
+                        Ordering::Greater
                     } else {
-                        std::cmp::Ordering::Less
+                        Ordering::Less
                     }
             }
         };
@@ -180,6 +177,17 @@ impl Combiner {
             }
         }
         Ok(())
+    }
+
+    /// The partial of a MIN/MAX winner (`None`: no winner yet).
+    fn winning_partial<'a>(
+        &self,
+        winner: &'a Option<OwnedRow>,
+    ) -> Result<Option<&'a [u8]>, MergeError> {
+        Ok(match winner {
+            Some(row) => row.row().hidden(self.input)?,
+            None => None,
+        })
     }
 
     /// Appends the final value in the result type's binary format; false for NULL.
@@ -202,16 +210,10 @@ impl Combiner {
                 let count = u64::try_from(*count).map_err(|_| MergeError::Malformed("count"))?;
                 total.write_average(count, out)?;
             }
-            State::Extreme { winner, .. } => {
-                let partial = winner
-                    .as_ref()
-                    .map(|w| w.row().hidden(self.input))
-                    .transpose()?;
-                match partial.flatten() {
-                    Some(bytes) => out.put_slice(bytes),
-                    None => return Ok(false),
-                }
-            }
+            State::Extreme { winner, .. } => match self.winning_partial(winner)? {
+                Some(bytes) => out.put_slice(bytes),
+                None => return Ok(false),
+            },
             State::Bool { value: None, .. } => return Ok(false),
             State::Bool { value: Some(v), .. } => out.put_u8(u8::from(*v)),
         }

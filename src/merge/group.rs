@@ -74,8 +74,8 @@ impl Grouping {
             .map(|aggregate| Combiner::resolve(aggregate, layout))
             .collect::<Result<Vec<_>, _>>()?;
         let keys = (aggregation.group_keys.iter())
-            .map(|&key| Ok((key, hidden_type(layout, key, "a GROUP BY key")?)))
-            .collect::<Result<Vec<_>, MergeError>>()?;
+            .map(|&key| hidden_type(layout, key, "a GROUP BY key").map(|ty| (key, ty)))
+            .collect::<Result<Vec<_>, _>>()?;
         let columns = visible_columns(aggregation, layout, &combiners)?;
         let slot_type = |slot: Slot| match slot {
             Slot::Hidden(index) => hidden_type(layout, index, "a HAVING or ORDER BY value"),

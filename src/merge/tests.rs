@@ -335,6 +335,13 @@ fn a_key_of_a_type_the_merge_cannot_compare_is_refused_by_name_and_oid() {
     );
     let text_hidden = Merger::new(&plan, &description(&[(25, 0), (20, 0)]), 2, &[], limits);
     assert_eq!(text_hidden.unwrap_err().report().code, "XX000");
+    let no_keys = MergePlan {
+        hidden: 1,
+        distinct: Some(vec![]),
+        ..MergePlan::default()
+    };
+    let error = Merger::new(&no_keys, &description(&NAMED), 2, &[], limits).unwrap_err();
+    assert!(matches!(error, MergeError::Contract(_)), "{error}");
 }
 
 #[test]

@@ -287,7 +287,7 @@ fn plans_the_merge_cannot_run_exactly_are_refused() {
         max_buffered_bytes: 1 << 20,
     };
     let mut distinct = count_plan(vec![0], None, vec![]);
-    distinct.distinct = Some(vec![0]);
+    distinct.distinct = Some(vec![0, 1]);
     let error = Merger::new(&distinct, &description(&COUNTED), 2, &[], limits).unwrap_err();
     assert_eq!(error.report().code, "0A000");
     let int4_count = [(1700, 0), (23, 0), (1700, 1), (20, 1)];
