@@ -95,10 +95,7 @@ pub(super) fn run_frames(
     legs: &[Vec<Fields>],
     params: &[ParamValue<'_>],
 ) -> Result<(BytesMut, Merger), MergeError> {
-    let limits = MergeLimits {
-        max_buffered_bytes: 1 << 20,
-    };
-    let mut merger = Merger::new(plan, &description(columns), legs.len(), params, limits)?;
+    let mut merger = Merger::new(plan, &description(columns), legs.len(), params, LIMITS)?;
     let mut out = BytesMut::new();
     let longest = legs.iter().map(Vec::len).max().unwrap_or(0);
     for step in 0..=longest {
@@ -127,6 +124,20 @@ pub(super) fn run(
     params: &[ParamValue<'_>],
 ) -> Result<Vec<Vec<Option<String>>>, MergeError> {
     run_frames(plan, columns, legs, params).map(|(out, _)| rows_of(&out))
+}
+
+/// A buffer no test merge reaches.
+pub(super) const LIMITS: MergeLimits = MergeLimits {
+    max_buffered_bytes: 1 << 20,
+};
+
+/// A plan sorting rows of [`NAMED`] columns by their hidden id.
+fn sorted_plan(descending: bool, nulls_first: bool) -> MergePlan {
+    MergePlan {
+        hidden: 1,
+        order: vec![sort(0, descending, nulls_first)],
+        ..MergePlan::default()
+    }
 }
 
 fn texts(rows: &[&[&str]]) -> Vec<Vec<Option<String>>> {
@@ -181,11 +192,7 @@ fn hidden_columns_are_stripped_from_rows_and_the_description() {
 
 #[test]
 fn an_ordered_merge_interleaves_the_shards_sorted_streams() {
-    let plan = MergePlan {
-        hidden: 1,
-        order: vec![sort(0, false, false)],
-        ..MergePlan::default()
-    };
+    let plan = sorted_plan(false, false);
     let legs = vec![
         named(&[("a1", Some(1)), ("a4", Some(4)), ("a9", Some(9))]),
         named(&[("b2", Some(2)), ("b3", Some(3)), ("bn", None)]),
@@ -208,11 +215,7 @@ fn an_ordered_merge_interleaves_the_shards_sorted_streams() {
 
 #[test]
 fn descending_nulls_first_and_ties_in_leg_order() {
-    let plan = MergePlan {
-        hidden: 1,
-        order: vec![sort(0, true, true)],
-        ..MergePlan::default()
-    };
+    let plan = sorted_plan(true, true);
     let legs = vec![
         named(&[("an", None), ("a5", Some(5)), ("a1", Some(1))]),
         named(&[("bn", None), ("b5", Some(5))]),
@@ -223,15 +226,8 @@ fn descending_nulls_first_and_ties_in_leg_order() {
 
 #[test]
 fn an_ordered_merge_waits_for_every_open_leg_and_reports_queued_bytes() {
-    let plan = MergePlan {
-        hidden: 1,
-        order: vec![sort(0, false, false)],
-        ..MergePlan::default()
-    };
-    let limits = MergeLimits {
-        max_buffered_bytes: 1 << 20,
-    };
-    let mut merger = Merger::new(&plan, &description(&NAMED), 2, &[], limits).unwrap();
+    let plan = sorted_plan(false, false);
+    let mut merger = Merger::new(&plan, &description(&NAMED), 2, &[], LIMITS).unwrap();
     let first = row(&[Some(b"a"), Some(&1i64.to_be_bytes())]);
     merger.push_row(0, &first).unwrap();
     merger
@@ -295,10 +291,7 @@ fn broken_rows_and_calls_are_errors_with_their_sqlstate() {
         hidden: 1,
         ..MergePlan::default()
     };
-    let limits = MergeLimits {
-        max_buffered_bytes: 1 << 20,
-    };
-    let mut merger = Merger::new(&plan, &description(&NAMED), 1, &[], limits).unwrap();
+    let mut merger = Merger::new(&plan, &description(&NAMED), 1, &[], LIMITS).unwrap();
     let short = row(&[Some(b"a")]);
     assert_eq!(
         merger.push_row(0, &short).unwrap_err().report().code,
@@ -317,30 +310,23 @@ fn broken_rows_and_calls_are_errors_with_their_sqlstate() {
 
 #[test]
 fn a_key_of_a_type_the_merge_cannot_compare_is_refused_by_name_and_oid() {
-    let plan = MergePlan {
-        hidden: 1,
-        order: vec![sort(0, false, false)],
-        ..MergePlan::default()
-    };
-    let limits = MergeLimits {
-        max_buffered_bytes: 1 << 20,
-    };
+    let plan = sorted_plan(false, false);
     let error =
-        Merger::new(&plan, &description(&[(25, 0), (3802, 1)]), 2, &[], limits).unwrap_err();
+        Merger::new(&plan, &description(&[(25, 0), (3802, 1)]), 2, &[], LIMITS).unwrap_err();
     let report = error.report();
     assert_eq!(report.code, "0A000");
     assert!(
         report.message.contains("\"c1\"") && report.message.contains("3802"),
         "{report}"
     );
-    let text_hidden = Merger::new(&plan, &description(&[(25, 0), (20, 0)]), 2, &[], limits);
+    let text_hidden = Merger::new(&plan, &description(&[(25, 0), (20, 0)]), 2, &[], LIMITS);
     assert_eq!(text_hidden.unwrap_err().report().code, "XX000");
     let no_keys = MergePlan {
         hidden: 1,
         distinct: Some(vec![]),
         ..MergePlan::default()
     };
-    let error = Merger::new(&no_keys, &description(&NAMED), 2, &[], limits).unwrap_err();
+    let error = Merger::new(&no_keys, &description(&NAMED), 2, &[], LIMITS).unwrap_err();
     assert!(matches!(error, MergeError::Contract(_)), "{error}");
 }
 
@@ -356,10 +342,7 @@ fn a_negative_limit_fails_as_postgres_does() {
         binary: true,
         value: Some(&minus),
     }];
-    let limits = MergeLimits {
-        max_buffered_bytes: 1 << 20,
-    };
-    let error = Merger::new(&plan, &description(&[(25, 0)]), 2, &params, limits).unwrap_err();
+    let error = Merger::new(&plan, &description(&[(25, 0)]), 2, &params, LIMITS).unwrap_err();
     let report = error.report();
     assert_eq!(
         (report.code.as_ref(), report.message.as_str()),

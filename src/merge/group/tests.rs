@@ -4,7 +4,7 @@
 use crate::merge::plan::{
     Aggregate, Aggregation, CompareOp, Count, Function, Operand, Output, Predicate, Slot, SortKey,
 };
-use crate::merge::tests::{Fields, description, i8b, numeric, row, run, run_frames, t};
+use crate::merge::tests::{Fields, LIMITS, description, i8b, numeric, row, run, run_frames, t};
 use crate::merge::{MergeError, MergeLimits, MergePlan, Merger};
 
 fn agg(function: Function, inputs: &[usize]) -> Aggregate {
@@ -283,22 +283,19 @@ fn groups_past_the_buffer_fail_with_54000_naming_the_limit() {
 
 #[test]
 fn plans_the_merge_cannot_run_exactly_are_refused() {
-    let limits = MergeLimits {
-        max_buffered_bytes: 1 << 20,
-    };
     let mut distinct = count_plan(vec![0], None, vec![]);
     distinct.distinct = Some(vec![0, 1]);
-    let error = Merger::new(&distinct, &description(&COUNTED), 2, &[], limits).unwrap_err();
+    let error = Merger::new(&distinct, &description(&COUNTED), 2, &[], LIMITS).unwrap_err();
     assert_eq!(error.report().code, "0A000");
     let int4_count = [(1700, 0), (23, 0), (1700, 1), (20, 1)];
     let plan = count_plan(vec![0], None, vec![]);
-    let error = Merger::new(&plan, &description(&int4_count), 2, &[], limits).unwrap_err();
+    let error = Merger::new(&plan, &description(&int4_count), 2, &[], LIMITS).unwrap_err();
     assert!(matches!(error, MergeError::Unsupported(_)), "{error}");
     let mut few_columns = count_plan(vec![0], None, vec![]);
     if let Some(aggregation) = few_columns.aggregation.as_mut() {
         aggregation.columns.pop();
     }
-    let error = Merger::new(&few_columns, &description(&COUNTED), 2, &[], limits).unwrap_err();
+    let error = Merger::new(&few_columns, &description(&COUNTED), 2, &[], LIMITS).unwrap_err();
     assert!(matches!(error, MergeError::Contract(_)), "{error}");
 }
 

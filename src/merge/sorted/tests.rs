@@ -34,15 +34,20 @@ fn nulls_go_where_the_key_says_whatever_the_direction() {
     }
 }
 
-#[test]
-fn a_head_is_released_only_when_every_open_leg_has_one() {
+/// Two legs of rows of one hidden int4, merged ascending.
+fn int4_merge() -> (Layout, SortedMerge) {
     let layout = Layout::parse(&description(&[(23, 1)]), 1).unwrap();
     let keys = vec![OrderKey {
         column: 0,
         ty: SqlType::Int4,
         key: key(false, false),
     }];
-    let mut merge = SortedMerge::new(keys, 2);
+    (layout, SortedMerge::new(keys, 2))
+}
+
+#[test]
+fn a_head_is_released_only_when_every_open_leg_has_one() {
+    let (layout, mut merge) = int4_merge();
     let frames: Vec<Vec<u8>> = [3i32, 1]
         .iter()
         .map(|v| row(&[Some(&v.to_be_bytes())]))
@@ -65,13 +70,7 @@ fn a_head_is_released_only_when_every_open_leg_has_one() {
 
 #[test]
 fn a_malformed_sort_key_is_an_error_when_compared() {
-    let layout = Layout::parse(&description(&[(23, 1)]), 1).unwrap();
-    let keys = vec![OrderKey {
-        column: 0,
-        ty: SqlType::Int4,
-        key: key(false, false),
-    }];
-    let mut merge = SortedMerge::new(keys, 2);
+    let (layout, mut merge) = int4_merge();
     let good = row(&[Some(&1i32.to_be_bytes())]);
     let bad = row(&[Some(&[1, 2])]);
     merge.push(0, Row::parse(&good, &layout).unwrap());
