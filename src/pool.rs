@@ -19,7 +19,7 @@ use crate::backend::{BackendConn, BackendError};
 use crate::config::{BackendUri, PoolSettings};
 use crate::error::{Blame, ErrorReport, sqlstate};
 
-pub use health::{Observed, ReplicaHealth, Verdict};
+pub use health::{Observed, ServerHealth, Verdict};
 pub use manager::{BackendManager, LastConnectError};
 
 /// A backend connection checked out of its pool; returned to it on drop.
@@ -115,7 +115,7 @@ pub struct EndpointPool {
     /// connect failure.
     lost_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// What the control plane last saw of this server (replicas only).
-    health: Arc<ReplicaHealth>,
+    health: Arc<ServerHealth>,
 }
 
 impl EndpointPool {
@@ -172,7 +172,7 @@ impl EndpointPool {
     }
 
     /// Where the control plane records what it sees of this server.
-    pub fn health(&self) -> &Arc<ReplicaHealth> {
+    pub fn health(&self) -> &Arc<ServerHealth> {
         &self.health
     }
 

@@ -139,9 +139,9 @@ struct Session<C> {
     join_transaction: bool,
     /// An extended-protocol portal reading several shards, waiting for its Execute.
     scatter_portal: Option<scatter::ScatterPortal>,
-    /// Shards (by name, stable across reloads) this session wrote to: its reads of them go to
-    /// the primary, so it always sees its own writes.
-    written: Vec<String>,
+    /// Shards (by name, stable across reloads) this session wrote to, with when its last
+    /// write there completed (`None`: still in flight), so its reads always see its writes.
+    written: Vec<(String, Option<std::time::Instant>)>,
     /// Bytes of a CopyData frame still to stream from client to backend.
     copy_data_remaining: usize,
     /// Bytes of a DataRow or CopyData frame still to stream from backend to client.
@@ -286,17 +286,32 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    /// Records that the session may have written to `shard`.
+    /// Records that the session may be writing to `shard` now.
     fn note_written(&mut self, shard: ShardId) {
         let name = &self.env.database.router.map().shard(shard).name;
-        if !self.wrote_to(name) {
-            self.written.push(name.clone());
+        match self.written.iter_mut().find(|(w, _)| w == name) {
+            Some((_, done)) => *done = None,
+            None => self.written.push((name.clone(), None)),
         }
     }
 
-    /// Whether the session may have written to the shard called `name`.
-    fn wrote_to(&self, name: &str) -> bool {
-        self.written.iter().any(|w| w == name)
+    /// The session's writes in flight are done (its transaction ended).
+    fn writes_completed(&mut self) {
+        let now = std::time::Instant::now();
+        for (_, done) in self.written.iter_mut().filter(|(_, done)| done.is_none()) {
+            *done = Some(now);
+        }
+    }
+
+    /// How fresh this session's reads of `shard` must be to see its own writes.
+    fn freshness(&self, shard: ShardId) -> crate::topology::Freshness {
+        use crate::topology::Freshness;
+        let name = &self.env.database.router.map().shard(shard).name;
+        match self.written.iter().find(|(w, _)| w == name) {
+            None => Freshness::Any,
+            Some((_, None)) => Freshness::Primary,
+            Some((_, Some(done))) => Freshness::After(*done),
+        }
     }
 
     /// Runs SQL the client did not send (settings replay) and waits for it to finish: the

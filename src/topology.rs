@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
-use crate::control::health;
+use crate::control::health::{self, Watched};
 use crate::pool::{EndpointPool, OnFailure};
 use crate::router::Router;
 
@@ -37,6 +37,18 @@ struct ShardPools {
     reads: ReadsFrom,
     /// Round-robin position among the replicas.
     next_replica: AtomicUsize,
+}
+
+/// How recent the rows a session reads from a shard must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// The session never wrote there: any healthy replica will do.
+    Any,
+    /// The session's writes there completed at this moment: only replicas known to have
+    /// replayed them (read-your-writes).
+    After(std::time::Instant),
+    /// A write of the session there has not completed yet: the primary only.
+    Primary,
 }
 
 /// Which server of a shard a read uses.
@@ -136,16 +148,28 @@ impl Database {
     }
 
     /// Pools a replica-safe read of `shard` may use, best first: the shard's replicas whose
-    /// breaker is closed (round-robin) when the map sends reads to replicas, then the
-    /// primary, which is always last so a read has somewhere to go.
-    pub fn read_pools(&self, shard: ShardId) -> Vec<(&EndpointPool, Role)> {
+    /// breaker is closed and that are as fresh as the reader needs (round-robin) when the map
+    /// sends reads to replicas, then the primary, which is always last so a read has somewhere
+    /// to go.
+    pub fn read_pools(&self, shard: ShardId, freshness: Freshness) -> Vec<(&EndpointPool, Role)> {
         let pools = &self.shards[shard.0 as usize];
         let mut candidates = Vec::with_capacity(pools.replicas.len() + 1);
-        if pools.reads == ReadsFrom::Replica && !pools.replicas.is_empty() {
+        let wanted = match freshness {
+            Freshness::Any => Some(None),
+            Freshness::After(moment) => pools.primary.health().lsn_after(moment).map(Some),
+            Freshness::Primary => None,
+        };
+        if pools.reads == ReadsFrom::Replica
+            && !pools.replicas.is_empty()
+            && let Some(lsn) = wanted
+        {
             let start = pools.next_replica.fetch_add(1, Ordering::Relaxed);
             let n = pools.replicas.len();
             let ring = (0..n).map(|i| &pools.replicas[(start + i) % n]);
-            candidates.extend(ring.filter(|p| !p.is_down()).map(|p| (p, Role::Replica)));
+            let fit = |p: &&EndpointPool| {
+                !p.is_down() && lsn.is_none_or(|lsn| p.health().replayed(lsn))
+            };
+            candidates.extend(ring.filter(fit).map(|p| (p, Role::Replica)));
         }
         candidates.push((&pools.primary, Role::Primary));
         candidates
@@ -165,10 +189,12 @@ impl ShardPools {
             kept.unwrap_or_else(|| {
                 let endpoint = format!("{}/{} {role}", db.name, shard.name);
                 let pool = EndpointPool::new(endpoint, uri.clone(), &config.pool, on_failure);
-                if on_failure == OnFailure::FailFast {
-                    let (name, health) = (pool.endpoint().clone(), pool.health());
-                    health::watch_replica(name, uri, health, &config.replicas);
-                }
+                let watched = match on_failure {
+                    OnFailure::FailFast => Watched::Replica,
+                    OnFailure::Retry => Watched::Primary,
+                };
+                let (name, health) = (pool.endpoint().clone(), pool.health());
+                health::watch(watched, name, uri, health, &config.replicas);
                 pool
             })
         };

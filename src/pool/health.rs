@@ -1,25 +1,28 @@
-//! What the control plane last saw of a replica, read on every replica checkout.
+//! What the control plane last saw of a server, read on every replica checkout.
 //!
 //! The checker (`control::health`) writes an [`Observed`] after each check; a pool whose
 //! replica is unreachable, promoted or lagging stops serving reads until a later check finds
-//! it healthy again. Pure state: nothing here connects anywhere.
+//! it healthy again. Primaries are watched for their WAL position, which tells when a
+//! replica has replayed a session's writes (read-your-writes without a round trip per
+//! write). Pure state: nothing here connects anywhere.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The last check of one replica.
+/// The last check of one server.
 #[derive(Debug, Default)]
-pub struct ReplicaHealth(Mutex<Option<Observed>>);
+pub struct ServerHealth(Mutex<Option<Observed>>);
 
 /// One check's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
-    /// When it was made.
+    /// When its query was sent: the WAL position it reports is at least the server's at
+    /// that moment.
     pub at: Instant,
     /// What it found.
     pub verdict: Verdict,
-    /// WAL position the replica had replayed (`pg_last_wal_replay_lsn`), if it said.
-    pub replay_lsn: Option<u64>,
+    /// WAL position the replica had replayed (`pg_last_wal_lsn`), if it said.
+    pub lsn: Option<u64>,
 }
 
 /// Whether a replica may serve reads, and why not.
@@ -35,7 +38,7 @@ pub enum Verdict {
     Lagging(Duration),
 }
 
-impl ReplicaHealth {
+impl ServerHealth {
     /// Records a check.
     pub fn record(&self, observed: Observed) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(observed);
@@ -44,6 +47,18 @@ impl ReplicaHealth {
     /// The last check, if any.
     pub fn last(&self) -> Option<Observed> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The primary's WAL position as first seen by a check sent after `moment`: every commit
+    /// completed before `moment` is at or below it. `None` until such a check ran.
+    pub fn lsn_after(&self, moment: Instant) -> Option<u64> {
+        let last = self.last()?;
+        (last.at > moment).then_some(last.lsn).flatten()
+    }
+
+    /// Whether the replica had replayed up to `lsn` at its last check.
+    pub fn replayed(&self, lsn: u64) -> bool {
+        self.last().and_then(|o| o.lsn).is_some_and(|replayed| replayed >= lsn)
     }
 
     /// False when the last check found the replica unfit; true before the first check (the
@@ -60,12 +75,12 @@ mod tests {
 
     #[test]
     fn only_a_healthy_or_unchecked_replica_serves_reads() {
-        let health = ReplicaHealth::default();
+        let health = ServerHealth::default();
         assert!(health.serves_reads());
         let observe = |verdict| Observed {
             at: Instant::now(),
             verdict,
-            replay_lsn: None,
+            lsn: None,
         };
         health.record(observe(Verdict::Lagging(Duration::from_secs(30))));
         assert!(!health.serves_reads());
@@ -73,5 +88,24 @@ mod tests {
         assert!(!health.serves_reads());
         health.record(observe(Verdict::Healthy));
         assert!(health.serves_reads());
+    }
+
+    #[test]
+    fn a_replica_is_fresh_for_a_write_once_it_replayed_past_a_later_primary_position() {
+        let (primary, replica) = (ServerHealth::default(), ServerHealth::default());
+        let wrote = Instant::now();
+        assert_eq!(primary.lsn_after(wrote), None, "no check since the write");
+        let seen = |lsn| Observed {
+            at: Instant::now(),
+            verdict: Verdict::Healthy,
+            lsn: Some(lsn),
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        primary.record(seen(500));
+        assert_eq!(primary.lsn_after(wrote), Some(500));
+        replica.record(seen(499));
+        assert!(!replica.replayed(500));
+        replica.record(seen(500));
+        assert!(replica.replayed(500));
     }
 }

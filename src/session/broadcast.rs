@@ -57,7 +57,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             rows,
         };
         let (client, bufs) = (&mut self.client, &mut self.bufs);
-        broadcast(client, bufs, &mut legs, how, &mut on_status).await?;
+        let outcome = broadcast(client, bufs, &mut legs, how, &mut on_status).await;
+        self.writes_completed();
+        outcome?;
         encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
         Ok(())
     }

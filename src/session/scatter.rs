@@ -272,7 +272,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.transaction_backends(shards).await?
         } else {
             self.release();
-            checkout_reads(&self.env.database, shards, &self.written).await?
+            let wanted: Vec<_> = shards.iter().map(|&s| (s, self.freshness(s))).collect();
+            checkout_reads(&self.env.database, &wanted).await?
         };
         let outcome = self
             .run_legs(&plan, read, shards, &mut backends, show, execute)

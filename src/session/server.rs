@@ -144,6 +144,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         }
         if status == TxStatus::Idle {
+            self.writes_completed();
             self.transaction_begin = None;
             if !self.parked.is_empty() {
                 tracing::error!("a transaction spanning shards ended without its other shards");

@@ -15,7 +15,7 @@ use crate::error::ErrorReport;
 use crate::execute::fanout::{Leg, leg_batch};
 use crate::merge::ScatterPlan;
 use crate::pool::{Checkout, EndpointPool};
-use crate::topology::{Database, Role};
+use crate::topology::{Database, Freshness, Role};
 use crate::wire::TxStatus;
 
 /// A backend a read runs on, with where it came from.
@@ -71,17 +71,11 @@ impl ReadBackend {
 /// One read backend per shard, outside transactions.
 pub(in crate::session) async fn checkout_reads(
     database: &Database,
-    shards: &[ShardId],
-    written: &[String],
+    shards: &[(ShardId, Freshness)],
 ) -> Result<Vec<ReadBackend>, ErrorReport> {
     let mut checkouts = Vec::with_capacity(shards.len());
-    for &shard in shards {
-        let name = &database.router.map().shard(shard).name;
-        let mut candidates = database.read_pools(shard);
-        if written.contains(name) {
-            candidates.retain(|(_, role)| *role == Role::Primary);
-        }
-        for (pool, role) in candidates {
+    for &(shard, freshness) in shards {
+        for (pool, role) in database.read_pools(shard, freshness) {
             match pool.checkout().await {
                 Ok(conn) => {
                     let origin = Origin::Pool {
