@@ -166,9 +166,8 @@ impl Database {
             let start = pools.next_replica.fetch_add(1, Ordering::Relaxed);
             let n = pools.replicas.len();
             let ring = (0..n).map(|i| &pools.replicas[(start + i) % n]);
-            let fit = |p: &&EndpointPool| {
-                !p.is_down() && lsn.is_none_or(|lsn| p.health().replayed(lsn))
-            };
+            let fit =
+                |p: &&EndpointPool| !p.is_down() && lsn.is_none_or(|lsn| p.health().replayed(lsn));
             candidates.extend(ring.filter(fit).map(|p| (p, Role::Replica)));
         }
         candidates.push((&pools.primary, Role::Primary));

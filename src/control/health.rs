@@ -21,14 +21,14 @@ use crate::pool::{Observed, ServerHealth, Verdict};
 /// replayed everything it received (an idle primary sends nothing, which is not lag).
 const CHECK_SQL: &str = "SELECT pg_is_in_recovery(), \
      CASE WHEN pg_last_wal_receive_lsn() IS NULL \
-            OR pg_last_wal_receive_lsn() = pg_last_wal_lsn() THEN 0 \
+            OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
           ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) \
      END::float8, \
-     (pg_last_wal_lsn() - '0/0'::pg_lsn)::text";
+     (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::text";
 
 /// Where a primary's WAL is: with a replica's replayed position, this tells whether the
 /// replica has a session's writes.
-const PRIMARY_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text";
+const PRIMARY_SQL: &str = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
 
 /// Which kind of server a watcher checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,11 +112,11 @@ impl Watcher {
     async fn query(&self) -> Result<(bool, Duration, Option<u64>), String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
         if self.watched == Watched::Primary {
-            let row = (client.query_one(PRIMARY_SQL, &[]).await).map_err(|e| e.to_string())?;
+            let row = (client.query_one(PRIMARY_SQL, &[]).await).map_err(describe)?;
             let lsn: Option<String> = row.get(0);
             return Ok((false, Duration::ZERO, lsn.and_then(|t| t.parse().ok())));
         }
-        let row = (client.query_one(CHECK_SQL, &[]).await).map_err(|e| e.to_string())?;
+        let row = (client.query_one(CHECK_SQL, &[]).await).map_err(describe)?;
         let in_recovery: bool = row.get(0);
         let lag: f64 = row.get(1);
         let lsn: Option<String> = row.get(2);
@@ -137,5 +137,13 @@ impl Watcher {
             Verdict::Healthy => tracing::debug!(endpoint, "replica is healthy"),
             unfit => tracing::warn!(endpoint, verdict = ?unfit, "replica taken out of reads"),
         }
+    }
+}
+
+/// A check failure in words: the server's own message when it sent one.
+fn describe(error: tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
     }
 }

@@ -21,7 +21,9 @@ pub struct Observed {
     pub at: Instant,
     /// What it found.
     pub verdict: Verdict,
-    /// WAL position the replica had replayed (`pg_last_wal_lsn`), if it said.
+    /// WAL position: replayed (`pg_last_wal_replay_lsn`) by a replica, inserted
+    /// (`pg_current_wal_insert_lsn`, past every commit that has returned, even with
+    /// `synchronous_commit = off`) by a primary; `None` if it did not say.
     pub lsn: Option<u64>,
 }
 
@@ -58,7 +60,9 @@ impl ServerHealth {
 
     /// Whether the replica had replayed up to `lsn` at its last check.
     pub fn replayed(&self, lsn: u64) -> bool {
-        self.last().and_then(|o| o.lsn).is_some_and(|replayed| replayed >= lsn)
+        self.last()
+            .and_then(|o| o.lsn)
+            .is_some_and(|replayed| replayed >= lsn)
     }
 
     /// False when the last check found the replica unfit; true before the first check (the

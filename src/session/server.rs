@@ -144,7 +144,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         }
         if status == TxStatus::Idle {
-            self.writes_completed();
+            if visible {
+                // The client's own statement ended its transaction (a hidden settings replay
+                // before a write says nothing about the write).
+                self.writes_completed();
+            }
             self.transaction_begin = None;
             if !self.parked.is_empty() {
                 tracing::error!("a transaction spanning shards ended without its other shards");

@@ -220,3 +220,36 @@ async fn keys_on_each_shard(proxy: &TestProxy) -> (i64, i64) {
     let on = |shard: u32| (1000..).find(|&id| shard_of(id) == shard).unwrap();
     (on(0), on(1))
 }
+
+#[tokio::test]
+async fn a_session_always_reads_its_own_writes_and_returns_to_replicas_once_they_caught_up() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(config_with_map(cluster, &demo_map_with_replicas(cluster))).await;
+    let client = proxy.connect().await;
+    let (low, high) = (40_000, 40_059);
+    for id in low..=high {
+        let delete = format!("DELETE FROM users WHERE user_id = {id}");
+        client.simple_query(&delete).await.unwrap();
+    }
+    let count = format!("SELECT count(*) FROM users WHERE user_id BETWEEN {low} AND {high}");
+    for (done, id) in (low..=high).enumerate() {
+        let insert = format!("INSERT INTO users (user_id, name) VALUES ({id}, 'ryw')");
+        client.simple_query(&insert).await.unwrap();
+        let seen: i64 = client.query_one(&count, &[]).await.unwrap().get(0);
+        assert_eq!(seen, done as i64 + 1, "the read right after write {id}");
+    }
+    // Once every replica has replayed the writes and the checks saw it, reads leave the
+    // primaries again.
+    wait_for_replicas(cluster).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let marker = format!("BETWEEN {low} AND {high} AND name = 'ryw'");
+    let sql = format!("SELECT user_id FROM users WHERE user_id {marker}");
+    let rows = client.simple_query(&sql).await.unwrap();
+    assert!(rows.len() > 60);
+    for replicas in &cluster.replicas {
+        assert!(
+            ran(&replicas[0], &marker).await > 0,
+            "the replica served the read again"
+        );
+    }
+}
