@@ -13,6 +13,7 @@ mod client;
 mod extended;
 mod local;
 mod prepared;
+mod replica;
 mod replies;
 mod routing;
 mod scatter;
@@ -96,6 +97,8 @@ struct Session<C> {
     backend: Option<Checkout>,
     /// The shard of the backend held.
     held_shard: Option<ShardId>,
+    /// Whether the backend held is its shard's primary or a replica (a single read).
+    held_role: crate::topology::Role,
     /// The client's `shardgate.shard` / `shardgate.shard_key` setting.
     hint: Option<Hint>,
     /// The hint was set with SET LOCAL: it ends with the transaction.
@@ -157,6 +160,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             env,
             backend: None,
             held_shard: None,
+            held_role: crate::topology::Role::Primary,
             hint: None,
             hint_is_local: false,
             pending_begin: None,
@@ -276,14 +280,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    /// Records that `sql`, about to run on `shard` (`None`: the backend held, else the
-    /// default shard), may write there, so later reads of that shard use its primary.
-    fn note_writes(&mut self, shard: Option<ShardId>, sql: &str, literals_inline: bool) {
+    /// Records whether `sql`, about to run on `shard` (`None`: the backend held, else the
+    /// default shard), may write there, so later reads of that shard see it; returns whether
+    /// it may.
+    fn note_writes(&mut self, shard: Option<ShardId>, sql: &str, literals_inline: bool) -> bool {
         let database = &self.env.database;
-        if database.router.may_write(sql, literals_inline) {
+        let writes = database.router.may_write(sql, literals_inline);
+        if writes {
             let default = database.router.map().default_shard;
             self.note_written(shard.or(self.held_shard).unwrap_or(default));
         }
+        writes
     }
 
     /// Records that the session may be writing to `shard` now.
@@ -391,6 +398,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return;
         };
         self.held_shard = None;
+        self.held_role = crate::topology::Role::Primary;
         self.env.cancel_slot.set(None);
         self.drop_parked();
         let leftover = !conn.read_buf.is_empty();

@@ -147,6 +147,12 @@ impl Database {
         pools.replicas.get(replica).cloned()
     }
 
+    /// Whether reads of `shard` may use replicas at all (it has some, and the map allows it).
+    pub fn reads_from_replicas(&self, shard: ShardId) -> bool {
+        let pools = &self.shards[shard.0 as usize];
+        pools.reads == ReadsFrom::Replica && !pools.replicas.is_empty()
+    }
+
     /// Pools a replica-safe read of `shard` may use, best first: the shard's replicas whose
     /// breaker is closed and that are as fresh as the reader needs (round-robin) when the map
     /// sends reads to replicas, then the primary, which is always last so a read has somewhere

@@ -7,8 +7,9 @@ use super::plan::{Kind, Target};
 use super::{Router, normalize};
 
 impl Router {
-    /// Whether `sql` may change data or schema (anything but reads and session commands;
-    /// text the parser cannot read counts as a write). `literals_inline`: a simple-protocol
+    /// Whether `sql` may change data or schema, or lock rows (anything but plain reads and
+    /// session commands; text the parser cannot read counts as a write), so it must run on a
+    /// primary and later reads of the session must see it. `literals_inline`: a simple-protocol
     /// text, looked up by its normalized form so it costs no parse.
     pub fn may_write(&self, sql: &str, literals_inline: bool) -> bool {
         let normalized = literals_inline.then(|| normalize::normalize(sql)).flatten();
@@ -19,6 +20,7 @@ impl Router {
         plan.parts.iter().any(|part| {
             !matches!(part.kind, Kind::Read | Kind::Session)
                 || matches!(part.target, Target::Unparsed(_))
+                || part.locks_rows
         })
     }
 }
@@ -46,6 +48,7 @@ mod tests {
             "UPDATE users SET name = 'b' WHERE user_id = $1",
             "CREATE TABLE t (a int)",
             "DO $$ BEGIN END $$",
+            "SELECT * FROM users WHERE user_id = 1 FOR UPDATE",
         ] {
             assert!(router.may_write(sql, true), "{sql}");
         }

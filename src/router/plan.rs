@@ -45,6 +45,8 @@ pub struct Part {
     pub kind: Kind,
     /// Which rows it needs.
     pub target: Target,
+    /// A read that locks its rows (`FOR UPDATE`/`FOR SHARE`): only a primary may run it.
+    pub locks_rows: bool,
 }
 
 /// What a statement does, as far as routing cares.
@@ -258,7 +260,12 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
             default_or_refuse(facts, "this kind of statement"),
         ),
     };
-    Part { kind, target }
+    let locks_rows = matches!(statement, Statement::Query(query) if !query.locks.is_empty());
+    Part {
+        kind,
+        target,
+        locks_rows,
+    }
 }
 
 /// Statements the router does not analyse (no rule for their kind, or queries that write
@@ -327,6 +334,7 @@ fn unparsed(map: &ShardMap, sql: &str) -> Part {
     Part {
         kind: Kind::Write,
         target: Target::Unparsed(mentions),
+        locks_rows: false,
     }
 }
 

@@ -74,6 +74,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             tag::FUNCTION_CALL => {
                 // A function called by oid may write (lo_import does).
+                if let Err(report) = self.leave_replica().await {
+                    return self.settle_refusal(frame_tag, Refusal::Statement(report));
+                }
                 let outcome = self.forward(&frame, Expect::FunctionCall).await;
                 if let Some(shard) = self.held_shard {
                     self.note_written(shard);

@@ -21,6 +21,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let effects = statements::session_effects(parse.query);
         self.note_pins(&effects);
         let shard = match self.shard_before_bind(parse.query) {
+            // A read that may go to a replica is prepared where its Bind lands.
+            Some(Some(shard)) if self.may_read_from_replica_later(shard, parse.query, &effects) => {
+                return self.defer_parse(&parse, effects);
+            }
             Some(shard) => shard,
             None if self.backend.is_none() => return self.defer_parse(&parse, effects),
             None => None,
@@ -159,14 +163,23 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     }
                     route => {
                         let shard = self.shard_for_route(route)?;
-                        self.note_writes(shard, &statement.query, false);
-                        shard
+                        let writes = self.note_writes(shard, &statement.query, false);
+                        let effects = !statement.effects.is_empty();
+                        let replica =
+                            self.may_use_replica(writes, effects) && self.bind_is_self_contained();
+                        (shard, replica)
                     }
                 }
             }
-            None => None, // The server reports the unknown statement.
+            None => (None, false), // The server reports the unknown statement.
         };
-        self.ensure_backend(shard).await?;
+        match shard {
+            (Some(shard), true) => self.ensure_read_backend(shard).await?,
+            (shard, _) => {
+                self.leave_replica().await?;
+                self.ensure_backend(shard).await?;
+            }
+        }
         self.remember_portal_effects(bind.portal, bind.statement);
         match self.backend_statement_name(bind.statement)? {
             Some(name) => encode::bind_renamed(

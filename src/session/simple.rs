@@ -45,9 +45,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             route => self.shard_for_route(route)?,
         };
-        self.note_writes(shard, sql, true);
-        self.ensure_backend(shard).await?;
+        let writes = self.note_writes(shard, sql, true);
         let effects = statements::session_effects(sql);
+        match shard {
+            Some(shard) if self.may_use_replica(writes, !effects.is_empty()) => {
+                self.ensure_read_backend(shard).await?;
+            }
+            _ => {
+                self.leave_replica().await?;
+                self.ensure_backend(shard).await?;
+            }
+        }
         self.note_pins(&effects);
         self.bufs.to_backend.extend_from_slice(frame);
         self.push(Expect::Query {
@@ -91,6 +99,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let route = self.route_sql(&prepared.query, Some(&params)).await?;
                 let shard = self.shard_for_route(route)?;
                 self.note_writes(shard, &prepared.query, false);
+                self.leave_replica().await?;
                 let conn = self.ensure_backend(shard).await?;
                 if conn.prepared.insert(prepared.backend_name.clone()) {
                     let undo = Undo {

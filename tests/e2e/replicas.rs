@@ -253,3 +253,54 @@ async fn a_session_always_reads_its_own_writes_and_returns_to_replicas_once_they
         );
     }
 }
+
+#[tokio::test]
+async fn single_shard_reads_use_a_replica_and_writes_pipelined_after_them_the_primary() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(config_with_map(cluster, &demo_map_with_replicas(cluster))).await;
+    let writer = proxy.connect().await;
+    let id: i64 = 41_001;
+    writer
+        .simple_query(&format!("DELETE FROM users WHERE user_id = {id}; INSERT INTO users (user_id, name) VALUES ({id}, 'single-replica')"))
+        .await
+        .unwrap();
+    // The writer reads its own row at once, wherever that is served from.
+    let row = writer
+        .query_one("SELECT name FROM users WHERE user_id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "single-replica");
+    wait_for_replicas(cluster).await;
+    let reader = proxy.connect().await;
+    let marker = "'single-replica' AS marker_41001";
+    let simple = format!("SELECT name, {marker} FROM users WHERE user_id = {id}");
+    reader.simple_query(&simple).await.unwrap();
+    let extended = format!("SELECT name, {marker} FROM users WHERE user_id = $1");
+    let row = reader.query_one(&extended, &[&id]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "single-replica");
+    let on_replicas: i64 = {
+        let mut total = 0;
+        for replicas in &cluster.replicas {
+            total += ran(&replicas[0], "marker_41001").await;
+        }
+        total
+    };
+    assert!(on_replicas > 0, "a replica served the single-shard reads");
+    // A write pipelined right behind a replica read goes to the primary.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+    let read = reader.query_one(&extended, &params);
+    let update = "UPDATE users SET name = 'single-primary' WHERE user_id = $1";
+    let write = reader.execute(update, &params);
+    let (read, write) = tokio::join!(read, write);
+    read.unwrap();
+    assert_eq!(write.unwrap(), 1);
+    let row = reader
+        .query_one("SELECT name FROM users WHERE user_id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "single-primary",
+        "and is read back at once"
+    );
+}

@@ -1,0 +1,109 @@
+//! Single-shard reads on replicas.
+//!
+//! A statement that only reads, outside any transaction, may run on one of its shard's
+//! replicas instead of the primary, when it is self-contained: a simple Query, or a Bind that
+//! the client already followed with Execute and Sync (so nothing else of the batch can land on
+//! the replica). The session then holds the replica until that statement's ReadyForQuery, as
+//! transaction pooling always does. Reads of a shard the session wrote to wait for a replica
+//! that has replayed the write (see `topology::Freshness`); without one they use the primary.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use super::routing::refused;
+use crate::config::{PoolMode, ShardId};
+use crate::error::ErrorReport;
+use crate::topology::Role;
+use crate::wire::{TxStatus, peek_header, tag};
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// Whether a statement that `writes` (or not) and has no session effects may read from a
+    /// replica now.
+    pub(super) fn may_use_replica(&self, writes: bool, has_effects: bool) -> bool {
+        !writes
+            && !has_effects
+            && self.env.mode == PoolMode::Transaction
+            && self.backend.is_none()
+            && self.replies.is_empty()
+            && self.pending_begin.is_none()
+            && self.client_status == TxStatus::Idle
+            && self.pin.is_none()
+    }
+
+    /// Whether a statement parsed now could read from a replica of `shard` when bound, so its
+    /// Parse waits for the Bind to know where it runs.
+    pub(super) fn may_read_from_replica_later(
+        &self,
+        shard: ShardId,
+        sql: &str,
+        effects: &[crate::session::statements::SessionEffect],
+    ) -> bool {
+        let database = &self.env.database;
+        database.reads_from_replicas(shard)
+            && self.may_use_replica(database.router.may_write(sql, false), !effects.is_empty())
+    }
+
+    /// Whether the client's buffered input after the Bind just read is `[Describe] Execute
+    /// Sync`: the portal runs to completion with nothing else of its batch after it.
+    pub(super) fn bind_is_self_contained(&self) -> bool {
+        let mut rest = &self.bufs.client_in[..];
+        let mut expected = [tag::DESCRIBE, tag::EXECUTE, tag::SYNC].as_slice();
+        while let Ok(Some(header)) = peek_header(rest) {
+            if rest.len() < header.total_len {
+                return false;
+            }
+            match expected.iter().position(|&t| t == header.tag) {
+                Some(index) if header.tag == tag::SYNC => return index == expected.len() - 1,
+                Some(index) if index == 0 || header.tag == tag::EXECUTE => {
+                    expected = &expected[index + 1..];
+                }
+                _ => return false,
+            }
+            rest = &rest[header.total_len..];
+        }
+        false
+    }
+
+    /// Takes a replica of `shard` fresh enough for this session, or the primary when none
+    /// is.
+    pub(super) async fn ensure_read_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
+        let database = self.env.database.clone();
+        let freshness = self.freshness(shard);
+        for (pool, role) in database.read_pools(shard, freshness) {
+            if role == Role::Primary {
+                break;
+            }
+            match pool.checkout().await {
+                Ok(conn) => {
+                    self.use_backend(shard, conn, TxStatus::Idle);
+                    self.held_role = Role::Replica;
+                    let conn = self.backend.as_deref_mut().expect("just taken");
+                    if let Some(sql) = self.settings.sync_sql(conn) {
+                        self.run_hidden(&sql).await?;
+                    }
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(error = %e, "replica unavailable; trying the next server"),
+            }
+        }
+        self.ensure_backend(Some(shard)).await.map(|_| ())
+    }
+
+    /// A statement that needs a primary, arriving while the session holds a replica for an
+    /// earlier read: waits for that read to finish and gives the replica back.
+    pub(super) async fn leave_replica(&mut self) -> Result<(), ErrorReport> {
+        if self.held_role != Role::Replica || self.backend.is_none() {
+            return Ok(());
+        }
+        if !self.replies.synced() {
+            return Err(refused(
+                "a read sent to a replica shares its extended-protocol batch with a statement \
+                 that needs the primary; send a Sync between them"
+                    .into(),
+            ));
+        }
+        self.wait_for_replies().await?;
+        self.release();
+        Ok(())
+    }
+}
