@@ -95,6 +95,9 @@ pub struct BackendConn {
     pub reported_at_connect: BTreeMap<String, String>,
     /// Backend-side names of prepared statements that exist on this connection.
     pub prepared: HashSet<Arc<str>>,
+    /// Its database's default collation orders text bytewise (see
+    /// `connect::collation_is_bytewise`), so merged text order matches the server's.
+    pub bytewise_text: bool,
     broken: bool,
     addr: Arc<str>,
 }

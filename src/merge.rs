@@ -64,6 +64,9 @@ pub struct ParamValue<'a> {
 pub struct MergeLimits {
     /// Bytes of rows or groups held at once before the statement fails with 54000.
     pub max_buffered_bytes: usize,
+    /// Every shard's database sorts text bytewise (C collation), as the merge does. When
+    /// false, text can be merged in order only under an explicit `COLLATE "C"`.
+    pub bytewise_text: bool,
 }
 
 /// How rows travel from the shards to the sink.
@@ -119,7 +122,7 @@ impl Merger {
                 limits,
             )?)),
             None if !plan.order.is_empty() => {
-                Flow::Sorted(SortedMerge::new(order_keys(plan, &layout)?, legs))
+                Flow::Sorted(SortedMerge::new(order_keys(plan, &layout, limits)?, legs))
             }
             None if layout.has_hidden() || distinct.is_some() => Flow::Stream,
             None => Flow::Forward,
@@ -236,11 +239,19 @@ fn release(merge: &mut SortedMerge, finished: &[bool], sink: &mut Sink) -> Resul
     Ok(())
 }
 
-fn order_keys(plan: &MergePlan, layout: &Layout) -> Result<Vec<OrderKey>, MergeError> {
+fn order_keys(
+    plan: &MergePlan,
+    layout: &Layout,
+    limits: MergeLimits,
+) -> Result<Vec<OrderKey>, MergeError> {
     let key = |key: &plan::SortKey| match key.value {
         plan::Slot::Hidden(column) => Ok(OrderKey {
             column,
-            ty: hidden_type(layout, column, "an ORDER BY key")?,
+            ty: value::ordered_text(
+                hidden_type(layout, column, "an ORDER BY key")?,
+                key.bytewise || limits.bytewise_text,
+                "ORDER BY",
+            )?,
             key: *key,
         }),
         plan::Slot::Aggregate(index) => Err(MergeError::Contract(format!(

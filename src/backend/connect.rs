@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::{ErrorResponseBody, Message};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,6 +54,7 @@ async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, 
         .await?;
     hs.authenticate().await?;
     let (reported, key) = hs.read_until_ready().await?;
+    let bytewise_text = hs.text_sorts_bytewise().await?;
     Ok(BackendConn {
         stream: hs.stream,
         read_buf: hs.buf,
@@ -60,9 +62,23 @@ async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, 
         state: SessionState::with_reported(reported.clone()),
         reported_at_connect: reported,
         prepared: HashSet::new(),
+        bytewise_text,
         broken: false,
         addr,
     })
+}
+
+/// The database's default collation and its provider (PostgreSQL 15 and later).
+const COLLATION_SQL: &str = "SELECT datcollate, datlocprovider::text FROM pg_database \
+                             WHERE datname = current_database()";
+/// The same before PostgreSQL 15, where every database uses libc.
+const COLLATION_SQL_OLD: &str =
+    "SELECT datcollate, 'c' FROM pg_database WHERE datname = current_database()";
+
+/// Whether a database default collation orders text by its UTF-8 bytes, as the merge of
+/// cross-shard results compares it: libc's C and POSIX, and C.UTF-8 (code-point order).
+pub fn collation_is_bytewise(collation: &str, provider: &str) -> bool {
+    provider == "c" && ["C", "POSIX", "C.UTF-8", "C.utf8"].contains(&collation)
 }
 
 /// State of a login in progress.
@@ -97,6 +113,45 @@ impl Handshake<'_> {
                 .map_err(|e| self.io(e))?;
             if n == 0 {
                 return Err(self.io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// Asks the server how its database sorts text (one round trip per new connection).
+    async fn text_sorts_bytewise(&mut self) -> Result<bool, BackendError> {
+        for sql in [COLLATION_SQL, COLLATION_SQL_OLD] {
+            self.send_with(|buf| frontend::query(sql, buf)).await?;
+            if let Some((collation, provider)) = self.read_two_texts().await? {
+                return Ok(collation_is_bytewise(&collation, &provider));
+            }
+        }
+        Ok(false)
+    }
+
+    /// The first row's two text columns of a simple query, up to its ReadyForQuery; `None`
+    /// when the query failed.
+    async fn read_two_texts(&mut self) -> Result<Option<(String, String)>, BackendError> {
+        let mut row = None;
+        let mut failed = false;
+        loop {
+            match self.next_message().await? {
+                Message::DataRow(body) if row.is_none() => {
+                    let mut fields = Vec::new();
+                    let mut ranges = body.ranges();
+                    while let Some(range) =
+                        ranges.next().map_err(|e| self.protocol(e.to_string()))?
+                    {
+                        let text =
+                            range.map(|r| String::from_utf8_lossy(&body.buffer()[r]).into_owned());
+                        fields.push(text.unwrap_or_default());
+                    }
+                    if let [collation, provider] = fields.as_slice() {
+                        row = Some((collation.clone(), provider.clone()));
+                    }
+                }
+                Message::ErrorResponse(_) => failed = true,
+                Message::ReadyForQuery(_) => return Ok(row.filter(|_| !failed)),
+                _ => {}
             }
         }
     }

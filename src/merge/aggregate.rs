@@ -71,6 +71,11 @@ pub(super) enum State {
 }
 
 impl Combiner {
+    /// The type of the partials it orders (MIN, MAX), whose order must then be the merge's.
+    pub(super) fn ordered_partial(&self) -> Option<SqlType> {
+        matches!(self.start, State::Extreme { .. }).then_some(self.partial)
+    }
+
     /// Checks the partials' types for `aggregate`.
     pub(super) fn resolve(aggregate: &Aggregate, layout: &Layout) -> Result<Combiner, MergeError> {
         let function = aggregate.function;

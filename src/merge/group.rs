@@ -19,7 +19,7 @@ use super::key::{Budget, ENTRY_OVERHEAD, KeyIndex};
 use super::plan::{Aggregation, Output, Slot, SortKey};
 use super::sink::Sink;
 use super::sorted::compare_sort_values;
-use super::value::{SqlType, Value, hidden_type};
+use super::value::{self, SqlType, Value, hidden_type};
 use super::{Buffered, MergeError, MergeLimits, ParamValue};
 
 /// What one visible column of a merged group shows.
@@ -61,6 +61,33 @@ pub(super) struct Grouping {
     budget: Budget,
 }
 
+/// Refuses HAVING comparisons that order text (`<`, `>=`, …) when the merge's bytewise order
+/// is not the database's; equality is the same under every deterministic collation.
+fn check_ordered_comparisons(
+    predicate: &crate::merge::plan::Predicate,
+    slot_type: &dyn Fn(Slot) -> Result<SqlType, MergeError>,
+    bytewise_text: bool,
+) -> Result<(), MergeError> {
+    use crate::merge::plan::{CompareOp, Operand, Predicate};
+    match predicate {
+        Predicate::And(items) | Predicate::Or(items) => (items.iter())
+            .try_for_each(|item| check_ordered_comparisons(item, slot_type, bytewise_text)),
+        Predicate::Not(inner) => check_ordered_comparisons(inner, slot_type, bytewise_text),
+        Predicate::IsNull { .. } => Ok(()),
+        Predicate::Compare { left, op, right } => {
+            if matches!(op, CompareOp::Eq | CompareOp::NotEq) {
+                return Ok(());
+            }
+            for side in [left, right] {
+                if let Operand::Slot(slot) = side {
+                    value::ordered_text(slot_type(*slot)?, bytewise_text, "a HAVING comparison")?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 impl Grouping {
     /// Resolves `aggregation` and `order` against the shards' columns.
     pub(super) fn new(
@@ -73,6 +100,9 @@ impl Grouping {
         let combiners = (aggregation.aggregates.iter())
             .map(|aggregate| Combiner::resolve(aggregate, layout))
             .collect::<Result<Vec<_>, _>>()?;
+        for partial in combiners.iter().filter_map(Combiner::ordered_partial) {
+            value::ordered_text(partial, limits.bytewise_text, "MIN/MAX")?;
+        }
         let keys = (aggregation.group_keys.iter())
             .map(|&key| hidden_type(layout, key, "a GROUP BY key").map(|ty| (key, ty)))
             .collect::<Result<Vec<_>, _>>()?;
@@ -85,11 +115,18 @@ impl Grouping {
             slot_type: &slot_type,
             params,
         };
+        if let Some(predicate) = &aggregation.having {
+            check_ordered_comparisons(predicate, &slot_type, limits.bytewise_text)?;
+        }
         let having = (aggregation.having.as_ref())
             .map(|predicate| Condition::resolve(predicate, &scope))
             .transpose()?;
         let order = (order.iter())
-            .map(|key| Ok((TypedSlot::resolve(key.value, &slot_type)?, *key)))
+            .map(|key| {
+                let ty = slot_type(key.value)?;
+                value::ordered_text(ty, key.bytewise || limits.bytewise_text, "ORDER BY")?;
+                Ok((TypedSlot::resolve(key.value, &slot_type)?, *key))
+            })
             .collect::<Result<Vec<_>, MergeError>>()?;
         let mut grouping = Grouping {
             keys: (!keys.is_empty()).then(|| KeyIndex::new(keys)),

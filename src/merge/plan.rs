@@ -62,6 +62,9 @@ pub struct SortKey {
     pub descending: bool,
     /// `NULLS FIRST` (PostgreSQL's default: true for DESC, false for ASC).
     pub nulls_first: bool,
+    /// The key carries an explicit bytewise collation (`COLLATE "C"`), so text sorts the
+    /// merge's way whatever the database's default collation.
+    pub bytewise: bool,
 }
 
 /// A value of a merged row that the merge reads.

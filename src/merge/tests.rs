@@ -129,6 +129,7 @@ pub(super) fn run(
 /// A buffer no test merge reaches.
 pub(super) const LIMITS: MergeLimits = MergeLimits {
     max_buffered_bytes: 1 << 20,
+    bytewise_text: true,
 };
 
 /// A plan sorting rows of [`NAMED`] columns by their hidden id.
@@ -151,6 +152,7 @@ pub(super) fn sort(column: usize, descending: bool, nulls_first: bool) -> SortKe
         value: Slot::Hidden(column),
         descending,
         nulls_first,
+        bytewise: false,
     }
 }
 
@@ -355,4 +357,39 @@ fn shard_formats_follow_the_clients_and_hidden_columns_are_binary() {
     assert_eq!(shard_result_formats(&[], 2, 1), [0, 0, 1]);
     assert_eq!(shard_result_formats(&[1], 2, 2), [1, 1, 1, 1]);
     assert_eq!(shard_result_formats(&[0, 1], 2, 1), [0, 1, 1]);
+}
+
+#[test]
+fn text_is_ordered_only_under_a_bytewise_collation() {
+    let columns = [(25, 0), (25, 1)];
+    let plan = |bytewise| MergePlan {
+        hidden: 1,
+        order: vec![SortKey {
+            bytewise,
+            ..sort(0, false, false)
+        }],
+        ..MergePlan::default()
+    };
+    let collated = MergeLimits {
+        bytewise_text: false,
+        ..LIMITS
+    };
+    let refused = Merger::new(&plan(false), &description(&columns), 2, &[], collated);
+    assert!(
+        matches!(refused, Err(MergeError::Unsupported(_))),
+        "{refused:?}"
+    );
+    assert!(Merger::new(&plan(true), &description(&columns), 2, &[], collated).is_ok());
+    assert!(Merger::new(&plan(false), &description(&columns), 2, &[], LIMITS).is_ok());
+    // Numbers order the same under every collation.
+    assert!(
+        Merger::new(
+            &sorted_plan(false, false),
+            &description(&NAMED),
+            2,
+            &[],
+            collated
+        )
+        .is_ok()
+    );
 }

@@ -31,6 +31,21 @@ pub(super) fn hidden_type(
     })
 }
 
+/// `ty` when values of it may be ordered by the merge: text types only when their order is
+/// bytewise (`bytewise`: the database's default collation is C, or the key says `COLLATE
+/// "C"`), since the merge cannot reproduce another collation; `what` names the use.
+pub(super) fn ordered_text(ty: SqlType, bytewise: bool, what: &str) -> Result<SqlType, MergeError> {
+    let collated = matches!(ty, SqlType::Text | SqlType::Varchar | SqlType::Bpchar);
+    if collated && !bytewise {
+        return Err(MergeError::Unsupported(format!(
+            "{what} of text across shards needs the C collation: this database's default \
+             collation is not C and shardgate compares text bytewise (add COLLATE \"C\" to the \
+             sort key, or narrow the query to one shard)"
+        )));
+    }
+    Ok(ty)
+}
+
 /// The types whose values the merge can decode, order and compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum SqlType {

@@ -332,6 +332,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .await
             .map_err(Ran::Refused)?;
         let in_transaction = self.client_status != TxStatus::Idle;
+        let bytewise_text = backends.iter().all(|b| b.conn.bytewise_text);
         let mut legs = Vec::with_capacity(backends.len());
         for ((shard, backend), prelude) in shards.iter().zip(backends.iter_mut()).zip(preludes) {
             let batch = LegBatch {
@@ -357,6 +358,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let leg_count = legs.len();
         let limits = MergeLimits {
             max_buffered_bytes: self.env.max_merge_bytes,
+            bytewise_text,
         };
         let mut make_merger =
             |description: &[u8]| Merger::new(&plan.merge, description, leg_count, &values, limits);

@@ -197,3 +197,73 @@ async fn cross_shard_reads_answer_as_one_postgres_would() {
         failures.join("\n")
     );
 }
+
+/// A database of every shard whose default collation is not C (ICU en-US): the merge, which
+/// compares text bytewise, must refuse to order text there unless the query says COLLATE "C".
+#[tokio::test]
+async fn text_is_merged_in_order_only_where_the_collation_is_bytewise() {
+    let cluster = cluster();
+    for uri in &cluster.primaries {
+        let admin = connect_direct(uri).await;
+        admin
+            .simple_query("DROP DATABASE IF EXISTS app_icu")
+            .await
+            .unwrap();
+        admin
+            .simple_query(
+                "CREATE DATABASE app_icu TEMPLATE template0 LOCALE 'C' \
+                 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'",
+            )
+            .await
+            .unwrap();
+    }
+    let icu = crate::harness::ClusterInfo {
+        primaries: (cluster.primaries.iter())
+            .map(|uri| format!("{uri}_icu"))
+            .collect(),
+        replicas: vec![Vec::new(); cluster.primaries.len()],
+    };
+    let mut config = crate::harness::config(&icu);
+    let yaml = "shards: [{name: s0, primary: 'postgres://a@h:1/d'}, {name: s1, primary: 'postgres://a@h:2/d'}]\n\
+                tables: {ic_items: {strategy: hash, key: id, key_type: bigint}}\n";
+    let parsed = shardgate::config::parse_shard_map(yaml, std::path::Path::new("t.yaml")).unwrap();
+    config.databases[0].shard_map.tables = parsed.tables;
+    let proxy = TestProxy::start(config).await;
+    let client = proxy.connect().await;
+    client
+        .batch_execute("CREATE TABLE ic_items (id bigint PRIMARY KEY, name text NOT NULL)")
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO ic_items (id, name) VALUES (1, 'b'), (2, 'B'), (3, 'a'), (4, 'A'), \
+             (5, 'é'), (6, 'z'), (7, 'Z'), (8, 'e')",
+        )
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT name FROM ic_items ORDER BY name",
+        "SELECT min(name), max(name) FROM ic_items",
+        "SELECT name, count(*) FROM ic_items GROUP BY name HAVING name > 'b'",
+    ] {
+        let error = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&error), "0A000", "{sql}: {error:?}");
+    }
+    let rows = client
+        .query("SELECT name FROM ic_items ORDER BY name COLLATE \"C\"", &[])
+        .await
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let mut bytewise = names.clone();
+    bytewise.sort();
+    assert_eq!(
+        names, bytewise,
+        "COLLATE \"C\" orders bytewise on every shard and in the merge"
+    );
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM ic_items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 8, "what does not order text still merges");
+}

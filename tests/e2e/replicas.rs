@@ -21,7 +21,7 @@ async fn cross_shard_reads_run_on_the_replicas() {
     let cluster = cluster();
     let proxy = TestProxy::start(config_with_map(cluster, &demo_map_with_replicas(cluster))).await;
     let writer = proxy.connect().await;
-    let ids: Vec<i64> = (20_000..20_020).collect();
+    let ids: Vec<i64> = (70_000..70_020).collect();
     for id in &ids {
         let sql = format!(
             "DELETE FROM users WHERE user_id = {id}; \
@@ -32,7 +32,7 @@ async fn cross_shard_reads_run_on_the_replicas() {
     wait_for_replicas(cluster).await;
     let reader = proxy.connect().await;
     // Simple protocol, so not even a Describe reaches a primary.
-    let sql = "SELECT user_id FROM users WHERE user_id BETWEEN 20000 AND 20019";
+    let sql = "SELECT user_id FROM users WHERE user_id BETWEEN 70000 AND 70019";
     for _ in 0..10 {
         let messages = reader.simple_query(sql).await.unwrap();
         let mut got: Vec<i64> = (messages.iter())
@@ -46,7 +46,7 @@ async fn cross_shard_reads_run_on_the_replicas() {
     }
     for (shard, (primary, replicas)) in cluster.primaries.iter().zip(&cluster.replicas).enumerate()
     {
-        let marker = "BETWEEN 20000 AND 20019";
+        let marker = "BETWEEN 70000 AND 70019";
         assert!(
             ran(&replicas[0], marker).await > 0,
             "shard {shard}'s replica ran the read"
@@ -92,7 +92,9 @@ fn own_cluster() -> OwnCluster {
 
 async fn failover_proxy(own: &OwnCluster) -> TestProxy {
     let mut config = crate::harness::config(&own.info);
-    config.pool.checkout_timeout = std::time::Duration::from_secs(2);
+    // Short enough that the stopped primary's error comes quickly, long enough for a loaded
+    // machine to open connections.
+    config.pool.checkout_timeout = std::time::Duration::from_secs(5);
     config.replicas.max_lag = std::time::Duration::from_millis(300);
     let map = &mut config.databases[0].shard_map;
     for (shard, replicas) in map.shards.iter_mut().zip(&own.info.replicas) {
@@ -226,7 +228,7 @@ async fn a_session_always_reads_its_own_writes_and_returns_to_replicas_once_they
     let cluster = cluster();
     let proxy = TestProxy::start(config_with_map(cluster, &demo_map_with_replicas(cluster))).await;
     let client = proxy.connect().await;
-    let (low, high) = (40_000, 40_059);
+    let (low, high) = (71_000, 71_059);
     for id in low..=high {
         let delete = format!("DELETE FROM users WHERE user_id = {id}");
         client.simple_query(&delete).await.unwrap();
@@ -241,16 +243,24 @@ async fn a_session_always_reads_its_own_writes_and_returns_to_replicas_once_they
     // Once every replica has replayed the writes and the checks saw it, reads leave the
     // primaries again.
     wait_for_replicas(cluster).await;
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let marker = format!("BETWEEN {low} AND {high} AND name = 'ryw'");
     let sql = format!("SELECT user_id FROM users WHERE user_id {marker}");
-    let rows = client.simple_query(&sql).await.unwrap();
-    assert!(rows.len() > 60);
-    for replicas in &cluster.replicas {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let rows = client.simple_query(&sql).await.unwrap();
+        assert!(rows.len() > 60);
+        let mut served = 0;
+        for replicas in &cluster.replicas {
+            served += i64::from(ran(&replicas[0], &marker).await > 0);
+        }
+        if served == cluster.replicas.len() as i64 {
+            break;
+        }
         assert!(
-            ran(&replicas[0], &marker).await > 0,
-            "the replica served the read again"
+            std::time::Instant::now() < deadline,
+            "the replicas serve the session's reads again once they replayed its writes"
         );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -259,7 +269,7 @@ async fn single_shard_reads_use_a_replica_and_writes_pipelined_after_them_the_pr
     let cluster = cluster();
     let proxy = TestProxy::start(config_with_map(cluster, &demo_map_with_replicas(cluster))).await;
     let writer = proxy.connect().await;
-    let id: i64 = 41_001;
+    let id: i64 = 72_001;
     writer
         .simple_query(&format!("DELETE FROM users WHERE user_id = {id}; INSERT INTO users (user_id, name) VALUES ({id}, 'single-replica')"))
         .await
@@ -272,7 +282,7 @@ async fn single_shard_reads_use_a_replica_and_writes_pipelined_after_them_the_pr
     assert_eq!(row.get::<_, String>(0), "single-replica");
     wait_for_replicas(cluster).await;
     let reader = proxy.connect().await;
-    let marker = "'single-replica' AS marker_41001";
+    let marker = "'single-replica' AS marker_72001";
     let simple = format!("SELECT name, {marker} FROM users WHERE user_id = {id}");
     reader.simple_query(&simple).await.unwrap();
     let extended = format!("SELECT name, {marker} FROM users WHERE user_id = $1");
@@ -281,7 +291,7 @@ async fn single_shard_reads_use_a_replica_and_writes_pipelined_after_them_the_pr
     let on_replicas: i64 = {
         let mut total = 0;
         for replicas in &cluster.replicas {
-            total += ran(&replicas[0], "marker_41001").await;
+            total += ran(&replicas[0], "marker_72001").await;
         }
         total
     };

@@ -36,7 +36,7 @@ async fn a_transaction_spanning_shards_commits_or_rolls_back_everywhere() {
     let cluster = cluster();
     let proxy = TestProxy::start(sharded_config(cluster)).await;
     let mut client = proxy.connect().await;
-    let (a, b) = two_users_on_different_shards(30_001);
+    let (a, b) = two_users_on_different_shards(73_001);
     delete(&client, &[a, b]).await;
     let insert = "INSERT INTO users (user_id, name) VALUES ($1, 'span')";
     // Rolled back: neither row stays.
@@ -103,7 +103,7 @@ async fn opposite_lock_orders_on_two_shards_end_in_a_deadlock_error_not_a_hang()
     let cluster = cluster();
     let proxy = TestProxy::start(sharded_config(cluster)).await;
     let setup = proxy.connect().await;
-    let (a, b) = two_users_on_different_shards(31_001);
+    let (a, b) = two_users_on_different_shards(74_001);
     delete(&setup, &[a, b]).await;
     for id in [a, b] {
         setup
@@ -150,7 +150,7 @@ async fn cross_shard_reads_inside_a_transaction_see_its_own_writes() {
     let cluster = cluster();
     let proxy = TestProxy::start(sharded_config(cluster)).await;
     let mut client = proxy.connect().await;
-    let (a, b) = two_users_on_different_shards(32_001);
+    let (a, b) = two_users_on_different_shards(75_001);
     delete(&client, &[a, b]).await;
     let count_sql = "SELECT count(*) FROM users WHERE user_id = ANY($1)";
     let ids = vec![a, b];

@@ -19,6 +19,7 @@ fn by(value: Slot, descending: bool) -> SortKey {
         value,
         descending,
         nulls_first: descending,
+        bytewise: false,
     }
 }
 
@@ -265,6 +266,7 @@ fn groups_past_the_buffer_fail_with_54000_naming_the_limit() {
     let plan = count_plan(vec![0], None, vec![]);
     let limits = MergeLimits {
         max_buffered_bytes: 1000,
+        bytewise_text: true,
     };
     let mut merger = Merger::new(&plan, &description(&COUNTED), 1, &[], limits).unwrap();
     let mut outcome = Ok(());

@@ -9,6 +9,7 @@ fn key(descending: bool, nulls_first: bool) -> SortKey {
         value: Slot::Hidden(0),
         descending,
         nulls_first,
+        bytewise: false,
     }
 }
 

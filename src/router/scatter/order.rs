@@ -41,6 +41,8 @@ pub(super) fn sort_key(value: Slot, key: &OrderByExpr) -> Planned<SortKey> {
         value,
         descending,
         nulls_first: key.options.nulls_first.unwrap_or(descending),
+        // Any COLLATE in a key is a bytewise one (see `check_collations`).
+        bytewise: matches!(unparenthesized(&key.expr), Expr::Collate { .. }),
     })
 }
 

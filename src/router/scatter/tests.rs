@@ -57,6 +57,7 @@ fn asc(hidden: usize) -> SortKey {
         value: Slot::Hidden(hidden),
         descending: false,
         nulls_first: false,
+        bytewise: false,
     }
 }
 
@@ -65,6 +66,7 @@ fn desc(value: Slot) -> SortKey {
         value,
         descending: true,
         nulls_first: true,
+        bytewise: false,
     }
 }
 
@@ -154,7 +156,10 @@ fn order_by_keys_become_hidden_columns() {
             "SELECT name FROM users ORDER BY name COLLATE \"C\" DESC",
             "SELECT name, name COLLATE \"C\" AS __sg_h0 FROM users ORDER BY name COLLATE \"C\" DESC",
             MergePlan {
-                order: vec![desc(Slot::Hidden(0))],
+                order: vec![SortKey {
+                    bytewise: true,
+                    ..desc(Slot::Hidden(0))
+                }],
                 ..rows(1)
             },
         ),
@@ -166,10 +171,12 @@ fn order_by_keys_become_hidden_columns() {
                     asc(0),
                     SortKey {
                         nulls_first: true,
+                        bytewise: false,
                         ..asc(1)
                     },
                     SortKey {
                         nulls_first: false,
+                        bytewise: false,
                         ..desc(Slot::Hidden(2))
                     },
                 ],

@@ -250,7 +250,13 @@ fn grouped_order_by_reads_group_keys_and_aggregates() {
             "SELECT country AS c, count(*) AS n FROM users GROUP BY c ORDER BY n DESC, country COLLATE \"C\" LIMIT $1 OFFSET $2",
             "SELECT country AS c, count(*) AS n, country AS __sg_h0, count(*) AS __sg_h1, $2::BIGINT AS __sg_h2, $1::BIGINT AS __sg_h3 FROM users GROUP BY c",
             ordered(
-                vec![desc(Slot::Aggregate(0)), super::asc(0)],
+                vec![
+                    desc(Slot::Aggregate(0)),
+                    SortKey {
+                        bytewise: true,
+                        ..super::asc(0)
+                    },
+                ],
                 4,
                 vec![aggregate(Function::Count, &[1])],
                 Some(Count::Param(2)),
@@ -266,6 +272,7 @@ fn grouped_order_by_reads_group_keys_and_aggregates() {
                         value: Slot::Aggregate(0),
                         descending: false,
                         nulls_first: false,
+                        bytewise: false,
                     },
                     desc(Slot::Aggregate(1)),
                     super::asc(0),
