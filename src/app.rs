@@ -90,6 +90,12 @@ impl Proxy {
         self.reloader.epoch()
     }
 
+    /// What routing and execution decided so far for database `name`.
+    pub fn counters(&self, name: &str) -> Option<crate::counters::CounterSnapshot> {
+        let topology = self.frontend.topology.borrow().clone();
+        Some(topology.database(name)?.counters.snapshot())
+    }
+
     /// Client connections open right now.
     pub fn connection_count(&self) -> usize {
         self.frontend.connection_count()

@@ -28,18 +28,22 @@
 //! - [`app`]: wiring from config to a listening proxy, signals, logging.
 //! - [`cli`], [`demo`]: the `shardgate` command line and its embedded default.
 //! - [`local_cluster`]: real local PostgreSQL servers for the demo and the tests.
+//! - [`merge`]: cross-shard rows → one result (order, limits, aggregates), pure.
+//! - [`counters`]: what routing and execution decided, counted for the metrics.
 //! - [`error`]: the one shape every client-visible error takes (SQLSTATE, blame).
 //!
 //! Rules every module keeps:
 //! - Rows of a single-shard statement are never decoded; frames are forwarded as bytes.
 //! - Bytes from a client or a backend never cause a panic: decoders return `Result` and bound lengths.
-//! - Arrows point down only: `frontend → session → {router, execute}`, `execute → {pool, backend}`.
+//! - Arrows point down only: `frontend → session → {router, execute}`,
+//!   `execute → {pool, backend, merge}`; the router plans merges that `merge` runs.
 
 pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod counters;
 pub mod demo;
 pub mod error;
 pub mod execute;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
 use crate::control::health::{self, Watched};
+use crate::counters::Counters;
 use crate::pool::{EndpointPool, OnFailure};
 use crate::router::Router;
 
@@ -27,6 +28,8 @@ pub struct Database {
     /// Prepared statements some backend of this database has accepted (kept across reloads:
     /// the backends are the same).
     pub known_statements: Arc<KnownStatements>,
+    /// What routing and execution decided for this database (kept across reloads).
+    pub counters: Arc<Counters>,
     shards: Vec<ShardPools>,
 }
 
@@ -132,6 +135,7 @@ impl Database {
             name: db.name.clone(),
             router: Router::new(&db.shard_map),
             known_statements: old.map(|o| o.known_statements.clone()).unwrap_or_default(),
+            counters: old.map(|o| o.counters.clone()).unwrap_or_default(),
             shards,
         }
     }

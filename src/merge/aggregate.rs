@@ -328,9 +328,16 @@ fn start(function: Function, partial: SqlType) -> Result<(State, SqlType), Merge
         Function::Count => (State::Count(0), expect(function, partial, SqlType::Int8)?),
         Function::Sum => (State::Sum(sum(sum_kind(function, partial)?)), partial),
         Function::Avg => match sum_kind(function, partial)? {
-            kind @ (SumKind::Float4 | SumKind::Float8) => {
-                (State::Avg(sum(kind), 0), SqlType::Float8)
+            // PostgreSQL averages real values in double precision; shards' real sums have
+            // already lost those digits, so the merged average could differ.
+            SumKind::Float4 => {
+                return Err(MergeError::Unsupported(
+                    "AVG of a real (float4) value across shards; average it as double \
+                     precision: avg(x::float8)"
+                        .into(),
+                ));
             }
+            kind @ SumKind::Float8 => (State::Avg(sum(kind), 0), SqlType::Float8),
             kind => (State::Avg(sum(kind), 0), SqlType::Numeric),
         },
         Function::Min | Function::Max => {

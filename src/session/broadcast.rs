@@ -36,6 +36,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         for (shard, _) in &parts {
             self.note_written(*shard);
         }
+        (self.env.database.counters).count(crate::counters::Event::MultiPrimary);
         let mut checkouts = checkout_all(&self.env.database, &parts).await?;
         let map = self.env.database.router.map();
         let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());

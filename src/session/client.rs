@@ -124,6 +124,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Answers a message the proxy cannot run (no backend to be had, say) the way a server
     /// answers a failed one: the error, then ReadyForQuery or skipping to Sync.
     fn refuse(&mut self, frame_tag: u8, report: ErrorReport) {
+        let code = match report.code.as_ref() {
+            sqlstate::FEATURE_NOT_SUPPORTED => sqlstate::FEATURE_NOT_SUPPORTED,
+            _ => "other",
+        };
+        (self.env.database.counters).count(crate::counters::Event::Refused(code));
         if report.blame == Blame::Client {
             tracing::debug!(code = %report.code, error = %report.message, "statement refused");
         } else {

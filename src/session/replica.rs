@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::routing::refused;
 use crate::config::{PoolMode, ShardId};
+use crate::counters::Event;
 use crate::error::ErrorReport;
 use crate::topology::Role;
 use crate::wire::{TxStatus, peek_header, tag};
@@ -75,6 +76,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             match pool.checkout().await {
                 Ok(conn) => {
+                    database.counters.count(Event::ReplicaRead);
                     self.use_backend(shard, conn, TxStatus::Idle);
                     self.held_role = Role::Replica;
                     let conn = self.backend.as_deref_mut().expect("just taken");
@@ -86,6 +88,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Err(e) => tracing::warn!(error = %e, "replica unavailable; trying the next server"),
             }
         }
+        database.counters.count(Event::PrimaryRead);
         self.ensure_backend(Some(shard)).await.map(|_| ())
     }
 

@@ -20,6 +20,7 @@ use super::Session;
 use super::client::Refusal;
 use super::routing::refused;
 use crate::config::ShardId;
+use crate::counters::Event;
 use crate::error::ErrorReport;
 use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
@@ -241,6 +242,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Ok(finished) => return Ok(finished),
                 Err(Attempt::Refused(report)) => return Err(report),
                 Err(Attempt::Failed { report, retry }) if retry && !retried => {
+                    self.env.database.counters.count(Event::ScatterRetry);
                     let message = &report.message;
                     tracing::warn!(error = %message, "replica lost during a read; running it again");
                     retried = true;
@@ -268,6 +270,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             &read.shards[..1]
         };
         let transactional = self.client_status != TxStatus::Idle;
+        (self.env.database.counters).count(Event::Scatter(shards.len()));
         let mut backends = if transactional {
             self.transaction_backends(shards).await?
         } else {

@@ -189,6 +189,22 @@ async fn cross_shard_reads_answer_as_one_postgres_would() {
             failures.push(format!("after writes: {}\n  {difference}", check.sql()));
         }
     }
+    let counted = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
+    let refusals = checks
+        .iter()
+        .filter(|c| matches!(c, Check::Refused { .. }))
+        .count() as u64;
+    assert!(counted.refused_unsupported >= 2 * refusals, "{counted:?}");
+    assert!(counted.scatter_reads >= checks.len() as u64, "{counted:?}");
+    assert_eq!(
+        counted.scatter_legs,
+        2 * counted.scatter_reads,
+        "two shards a read"
+    );
+    assert!(
+        counted.replica_reads > 0 && counted.primary_reads > 0,
+        "{counted:?}"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} checks differ:\n{}",

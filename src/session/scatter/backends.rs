@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::super::Session;
 use super::ScatterRead;
 use crate::config::ShardId;
+use crate::counters::Event;
 use crate::error::ErrorReport;
 use crate::execute::fanout::{Leg, leg_batch};
 use crate::merge::ScatterPlan;
@@ -78,6 +79,10 @@ pub(in crate::session) async fn checkout_reads(
         for (pool, role) in database.read_pools(shard, freshness) {
             match pool.checkout().await {
                 Ok(conn) => {
+                    database.counters.count(match role {
+                        Role::Replica => Event::ReplicaRead,
+                        Role::Primary => Event::PrimaryRead,
+                    });
                     let origin = Origin::Pool {
                         pool: pool.clone(),
                         role,

@@ -203,6 +203,7 @@ const REFUSED: &[&str] = &[
     "SELECT count(*) + 1 FROM fo_orders",
     "SELECT max(amount) - min(amount) FROM fo_orders",
     "SELECT array_agg(id) FROM fo_orders",
+    "SELECT avg(price::float4) FROM fo_orders",
     "SELECT DISTINCT ON (region) region, id FROM fo_orders ORDER BY region, id",
     "SELECT region, count(*) FROM fo_orders GROUP BY ROLLUP (region)",
     "WITH t AS (SELECT id FROM fo_orders) SELECT count(*) FROM t",

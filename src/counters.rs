@@ -1,0 +1,120 @@
+//! Counts of what the router and executor decided, per database: every fan-out, every
+//! replica read and fallback, every statement run on several primaries, every refusal.
+//!
+//! Relaxed atomics, bumped on the request path (a few nanoseconds each) and read whole by
+//! [`Counters::snapshot`]; the metrics endpoint exports them. They survive shard-map reloads
+//! (the database keeps one `Counters` across epochs).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One database's counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    scatter_reads: AtomicU64,
+    scatter_legs: AtomicU64,
+    scatter_retries: AtomicU64,
+    replica_reads: AtomicU64,
+    primary_reads: AtomicU64,
+    multi_primary_statements: AtomicU64,
+    refused_unsupported: AtomicU64,
+    refused_other: AtomicU64,
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Reads fanned out to several shards.
+    pub scatter_reads: u64,
+    /// Shard legs of those reads.
+    pub scatter_legs: u64,
+    /// Fan-outs run again after a replica failed before the client saw anything.
+    pub scatter_retries: u64,
+    /// Backends taken from a replica for a read (single shard or one leg).
+    pub replica_reads: u64,
+    /// Replica-safe reads that used a primary (no fresh, healthy replica, or none at all).
+    pub primary_reads: u64,
+    /// Statements run on several primaries (DDL, reference or broadcast writes, split INSERTs).
+    pub multi_primary_statements: u64,
+    /// Statements refused as unsupported (SQLSTATE 0A000).
+    pub refused_unsupported: u64,
+    /// Statements refused for another reason (bad key, pool exhausted, shard down, …).
+    pub refused_other: u64,
+}
+
+/// Something worth counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A fan-out over this many shards.
+    Scatter(usize),
+    /// A fan-out run again.
+    ScatterRetry,
+    /// A read served by a replica.
+    ReplicaRead,
+    /// A replica-safe read served by a primary.
+    PrimaryRead,
+    /// A statement on several primaries.
+    MultiPrimary,
+    /// A refusal with this SQLSTATE.
+    Refused(&'static str),
+}
+
+impl Counters {
+    /// Counts `event`.
+    pub fn count(&self, event: Event) {
+        let bump = |counter: &AtomicU64, n: u64| {
+            counter.fetch_add(n, Ordering::Relaxed);
+        };
+        match event {
+            Event::Scatter(legs) => {
+                bump(&self.scatter_reads, 1);
+                bump(&self.scatter_legs, legs as u64);
+            }
+            Event::ScatterRetry => bump(&self.scatter_retries, 1),
+            Event::ReplicaRead => bump(&self.replica_reads, 1),
+            Event::PrimaryRead => bump(&self.primary_reads, 1),
+            Event::MultiPrimary => bump(&self.multi_primary_statements, 1),
+            Event::Refused(code) if code == crate::error::sqlstate::FEATURE_NOT_SUPPORTED => {
+                bump(&self.refused_unsupported, 1)
+            }
+            Event::Refused(_) => bump(&self.refused_other, 1),
+        }
+    }
+
+    /// Every counter now.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CounterSnapshot {
+            scatter_reads: read(&self.scatter_reads),
+            scatter_legs: read(&self.scatter_legs),
+            scatter_retries: read(&self.scatter_retries),
+            replica_reads: read(&self.replica_reads),
+            primary_reads: read(&self.primary_reads),
+            multi_primary_statements: read(&self.multi_primary_statements),
+            refused_unsupported: read(&self.refused_unsupported),
+            refused_other: read(&self.refused_other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_land_in_their_counters() {
+        let counters = Counters::default();
+        counters.count(Event::Scatter(3));
+        counters.count(Event::Scatter(2));
+        counters.count(Event::Refused("0A000"));
+        counters.count(Event::Refused("53300"));
+        counters.count(Event::ReplicaRead);
+        let snapshot = counters.snapshot();
+        assert_eq!((snapshot.scatter_reads, snapshot.scatter_legs), (2, 5));
+        assert_eq!(
+            (snapshot.refused_unsupported, snapshot.refused_other),
+            (1, 1)
+        );
+        assert_eq!(snapshot.replica_reads, 1);
+        assert_eq!(snapshot.primary_reads, 0);
+    }
+}
