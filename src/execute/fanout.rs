@@ -19,7 +19,11 @@ use super::{Buffers, HIGH_WATER, drain, drain_to_client, read};
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::merge::{MergeError, Merger};
-use crate::wire::{self, ParameterStatus, TxStatus, encode, tag};
+use crate::wire::{self, ParameterStatus, TxStatus, tag};
+
+mod request;
+
+pub use request::{NO_PARAMS, column_count, leg_batch};
 
 /// Rows a leg may have waiting in an ordered merge before the executor stops reading it.
 const LEG_BUDGET: usize = 256 * 1024;
@@ -404,107 +408,6 @@ impl Run<'_> {
         })
     }
 }
-
-/// Appends the extended-protocol batch of one leg: Parse and Bind of the unnamed statement
-/// and portal, Describe of the portal, Execute (unless `execute` is false) and Sync.
-/// `params` are the client's Bind parameters as sent (format codes, count and values).
-pub fn leg_batch(
-    out: &mut BytesMut,
-    sql: &str,
-    param_types: &[u32],
-    params: &[u8],
-    result_formats: &[i16],
-    execute: bool,
-) -> Result<(), ErrorReport> {
-    use postgres_protocol::message::frontend;
-    let too_big = |e: std::io::Error| {
-        ErrorReport::error(
-            sqlstate::PROGRAM_LIMIT_EXCEEDED,
-            Blame::Client,
-            e.to_string(),
-        )
-    };
-    frontend::parse("", sql, param_types.iter().copied(), out).map_err(too_big)?;
-    let mut rest = BytesMut::with_capacity(params.len() + 2 + 2 * result_formats.len());
-    rest.extend_from_slice(params);
-    rest.extend_from_slice(&(result_formats.len() as i16).to_be_bytes());
-    for format in result_formats {
-        rest.extend_from_slice(&format.to_be_bytes());
-    }
-    encode::bind_renamed(out, "", "", &rest);
-    frontend::describe(b'P', "", out).map_err(too_big)?;
-    if execute {
-        frontend::execute("", 0, out).map_err(too_big)?;
-    }
-    frontend::sync(out);
-    Ok(())
-}
-
-/// How many columns `sql` returns on `conn`, learned with Parse + Describe + Sync (after the
-/// hidden `prelude`, which brings the backend to the client's settings first). Needed when a
-/// select list has a `*` and the executor must ask a result format per column.
-pub async fn column_count(
-    conn: &mut BackendConn,
-    prelude: Option<&str>,
-    sql: &str,
-    param_types: &[u32],
-    on_status: OnStatus<'_>,
-) -> Result<usize, ErrorReport> {
-    use postgres_protocol::message::frontend;
-    use tokio::io::AsyncWriteExt;
-    let mut out = BytesMut::new();
-    let too_big = |e: std::io::Error| {
-        ErrorReport::error(
-            sqlstate::PROGRAM_LIMIT_EXCEEDED,
-            Blame::Client,
-            e.to_string(),
-        )
-    };
-    let mut ready_left = 1;
-    if let Some(prelude) = prelude {
-        frontend::query(prelude, &mut out).map_err(too_big)?;
-        ready_left += 1;
-    }
-    frontend::parse("", sql, param_types.iter().copied(), &mut out).map_err(too_big)?;
-    frontend::describe(b'S', "", &mut out).map_err(too_big)?;
-    frontend::sync(&mut out);
-    if let Err(e) = conn.stream_mut().write_all(&out).await {
-        conn.mark_broken();
-        return Err(lost(conn, &e.to_string()));
-    }
-    let (mut columns, mut error) = (0, None);
-    while ready_left > 0 {
-        let frame = super::broadcast::next_frame(conn).await?;
-        let body = &frame[wire::HEADER_LEN..];
-        match frame[0] {
-            tag::READY_FOR_QUERY => ready_left -= 1,
-            tag::ROW_DESCRIPTION if body.len() >= 2 => {
-                columns = usize::from(u16::from_be_bytes([body[0], body[1]]));
-            }
-            tag::ERROR_RESPONSE => {
-                error.get_or_insert(wire::error_report(body, Blame::Backend));
-            }
-            tag::PARAMETER_STATUS => {
-                if let Ok(status) = ParameterStatus::decode(body) {
-                    on_status(conn, status.name, status.value);
-                }
-            }
-            _ => {}
-        }
-    }
-    error.map_or(Ok(columns), Err)
-}
-
-fn lost(conn: &BackendConn, why: &str) -> ErrorReport {
-    ErrorReport::error(
-        sqlstate::CONNECTION_FAILURE,
-        Blame::Backend,
-        format!("server connection lost ({}): {why}", conn.addr()),
-    )
-}
-
-/// The parameter section of a Bind without parameters (simple-protocol statements).
-pub const NO_PARAMS: &[u8] = &[0, 0, 0, 0];
 
 fn on_shard(report: ErrorReport, shard: &str) -> ErrorReport {
     let detail = match &report.detail {

@@ -1,20 +1,21 @@
 //! Reads that need several shards: the session's side of a fan-out.
 //!
 //! The router plans the statement (`Router::scatter`: the SQL each shard runs and how the
-//! results merge); this file takes one read backend per shard (a healthy replica where the map
-//! allows it, the primary for shards this session wrote to, so it always reads its own
-//! writes), brings each to the client's settings, and lets `execute::fanout` stream the merged
-//! result. Simple queries run at once; an extended-protocol portal that reads several shards is
-//! held until the client executes it (see [`ScatterPortal`]). Only outside transactions: a
-//! cross-shard read inside one is refused until transactions may span shards.
+//! results merge); this file takes one backend per shard (`backends`: outside transactions a
+//! replica fresh enough for this session's own writes, or the primary; inside one, the
+//! transaction's own backends), brings each to the client's settings, and lets
+//! `execute::fanout` stream the merged result. Simple queries run at once; an extended-protocol
+//! portal that reads several shards is held until the client executes it (see `portal`).
 
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 mod backends;
+mod portal;
 
 use backends::{LegBatch, ReadBackend, checkout_reads};
+pub(super) use portal::ScatterPortal;
 
 use super::Session;
 use super::client::Refusal;
@@ -26,7 +27,7 @@ use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::pool::Checkout;
 use crate::router::Params;
-use crate::wire::{TxStatus, encode, tag};
+use crate::wire::{TxStatus, encode};
 
 /// A read of several shards, as the client sent it.
 #[derive(Debug, Clone)]
@@ -41,21 +42,6 @@ pub(super) struct ScatterRead {
     pub result_formats: Vec<i16>,
     /// The shards holding its rows.
     pub shards: Vec<ShardId>,
-}
-
-/// An extended-protocol portal that reads several shards. Nothing runs at Bind: the portal is
-/// executed when the client sends Execute, and whatever the client is owed (BindComplete, a
-/// RowDescription it asked for) is answered then, in order; a Sync or Flush before any
-/// Execute answers them from one shard.
-#[derive(Debug)]
-pub(super) struct ScatterPortal {
-    read: ScatterRead,
-    /// The client's name for the portal.
-    portal: String,
-    /// The client sent Describe of the portal.
-    describe: bool,
-    /// BindComplete (and the RowDescription, when asked) already went out.
-    answered: bool,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -83,117 +69,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    /// A Bind of a statement that reads several shards: held until it is executed.
-    pub(super) fn bind_shards(&mut self, portal: &str, read: ScatterRead) -> Result<(), Refusal> {
-        self.check_scatter_allowed()?;
-        self.scatter_plan(&read.sql)?;
-        self.scatter_portal = Some(ScatterPortal {
-            read,
-            portal: portal.to_owned(),
-            describe: false,
-            answered: false,
-        });
-        Ok(())
-    }
-
-    /// Handles a client message while a cross-shard portal waits. Returns whether the message
-    /// was consumed; any message the portal does not take settles it first.
-    pub(super) async fn on_scatter_portal_message(
-        &mut self,
-        frame_tag: u8,
-        frame: &[u8],
-    ) -> Result<bool, Refusal> {
-        let Some(pending) = self.scatter_portal.as_mut() else {
-            return Ok(false);
-        };
-        let body = &frame[crate::wire::HEADER_LEN..];
-        let names_portal = |name: &str| name == pending.portal;
-        match frame_tag {
-            tag::DESCRIBE => {
-                let target = crate::wire::Target::decode_describe(body);
-                if let Ok(t) = target
-                    && t.kind == crate::wire::StatementOrPortal::Portal
-                    && names_portal(t.name)
-                {
-                    pending.describe = true;
-                    return Ok(true);
-                }
-            }
-            tag::EXECUTE => {
-                let (portal, max_rows) = crate::wire::execute_fields(body)
-                    .map_err(|e| Refusal::violation(e.to_string()))?;
-                if names_portal(portal) {
-                    let pending = self.scatter_portal.take().expect("checked above");
-                    return self
-                        .execute_scatter_portal(pending, max_rows)
-                        .await
-                        .map(|()| true);
-                }
-            }
-            tag::FLUSH => {
-                self.answer_scatter_portal().await?;
-                return Ok(true);
-            }
-            _ => {}
-        }
-        self.answer_scatter_portal().await?;
-        self.scatter_portal = None;
-        Ok(false)
-    }
-
-    /// Answers what the client is owed for a held portal (BindComplete, its RowDescription)
-    /// without executing it.
-    async fn answer_scatter_portal(&mut self) -> Result<(), Refusal> {
-        let Some(pending) = self.scatter_portal.as_mut() else {
-            return Ok(());
-        };
-        if std::mem::replace(&mut pending.answered, true) {
-            return Ok(());
-        }
-        let (read, describe) = (pending.read.clone(), pending.describe);
-        let mut preamble = Vec::new();
-        encode::bind_complete(&mut preamble);
-        if !describe {
-            self.bufs.to_client.extend_from_slice(&preamble);
-            return Ok(());
-        }
-        let show = Show {
-            preamble: &preamble,
-            description: true,
-        };
-        let outcome = self.scatter(&read, show, false).await;
-        if outcome.is_err() {
-            self.scatter_portal = None;
-        }
-        outcome.map(|_| ()).map_err(Refusal::Statement)
-    }
-
-    async fn execute_scatter_portal(
-        &mut self,
-        pending: ScatterPortal,
-        max_rows: i32,
-    ) -> Result<(), Refusal> {
-        if max_rows > 0 {
-            return Err(Refusal::Statement(refused(
-                "fetching a cross-shard result in parts (Execute with a row limit) is not \
-                 supported yet; fetch all rows at once"
-                    .into(),
-            )));
-        }
-        let mut preamble = Vec::new();
-        if !pending.answered {
-            encode::bind_complete(&mut preamble);
-        }
-        let show = Show {
-            preamble: &preamble,
-            description: pending.describe && !pending.answered,
-        };
-        let finished = self.scatter(&pending.read, show, true).await?;
-        self.complete_scatter(&finished);
-        Ok(())
-    }
-
-    fn complete_scatter(&mut self, finished: &Finished) {
+    pub(super) fn complete_scatter(&mut self, finished: &Finished) {
         let command = match finished.described {
             true => format!("SELECT {}", finished.rows),
             false => "SELECT 0".to_owned(),
@@ -203,7 +79,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Cross-shard reads need nothing else in flight, and a connection not pinned to one
     /// backend.
-    fn check_scatter_allowed(&self) -> Result<(), ErrorReport> {
+    pub(super) fn check_scatter_allowed(&self) -> Result<(), ErrorReport> {
         if self.pin.is_some() {
             return Err(refused(
                 "a read that needs several shards cannot run on a connection pinned to one \
@@ -222,7 +98,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    fn scatter_plan(&self, sql: &str) -> Result<Arc<ScatterPlan>, ErrorReport> {
+    pub(super) fn scatter_plan(&self, sql: &str) -> Result<Arc<ScatterPlan>, ErrorReport> {
         (self.env.database.router.scatter(sql)).map_err(|e| e.report())
     }
 
@@ -230,7 +106,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// streams the merged result to the client. A replica that fails before the client saw
     /// anything is taken out of use and the read runs again, so a dying replica costs the
     /// client no error.
-    async fn scatter(
+    pub(super) async fn scatter(
         &mut self,
         read: &ScatterRead,
         show: Show<'_>,

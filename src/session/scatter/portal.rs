@@ -1,0 +1,144 @@
+//! An extended-protocol portal that reads several shards: held from its Bind until the client
+//! executes it, then answered in order (BindComplete, the RowDescription it asked for, rows).
+//!
+//! Part of the session's fan-out (`scatter`).
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::super::Session;
+use super::super::client::Refusal;
+use super::super::routing::refused;
+use super::ScatterRead;
+use crate::execute::fanout::Show;
+use crate::wire::{encode, tag};
+
+/// An extended-protocol portal that reads several shards. Nothing runs at Bind: the portal is
+/// executed when the client sends Execute, and whatever the client is owed (BindComplete, a
+/// RowDescription it asked for) is answered then, in order; a Sync or Flush before any
+/// Execute answers them from one shard.
+#[derive(Debug)]
+pub(in crate::session) struct ScatterPortal {
+    read: ScatterRead,
+    /// The client's name for the portal.
+    portal: String,
+    /// The client sent Describe of the portal.
+    describe: bool,
+    /// BindComplete (and the RowDescription, when asked) already went out.
+    answered: bool,
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// A Bind of a statement that reads several shards: held until it is executed.
+    pub(in crate::session) fn bind_shards(
+        &mut self,
+        portal: &str,
+        read: ScatterRead,
+    ) -> Result<(), Refusal> {
+        self.check_scatter_allowed()?;
+        self.scatter_plan(&read.sql)?;
+        self.scatter_portal = Some(ScatterPortal {
+            read,
+            portal: portal.to_owned(),
+            describe: false,
+            answered: false,
+        });
+        Ok(())
+    }
+
+    /// Handles a client message while a cross-shard portal waits. Returns whether the message
+    /// was consumed; any message the portal does not take settles it first.
+    pub(in crate::session) async fn on_scatter_portal_message(
+        &mut self,
+        frame_tag: u8,
+        frame: &[u8],
+    ) -> Result<bool, Refusal> {
+        let Some(pending) = self.scatter_portal.as_mut() else {
+            return Ok(false);
+        };
+        let body = &frame[crate::wire::HEADER_LEN..];
+        let names_portal = |name: &str| name == pending.portal;
+        match frame_tag {
+            tag::DESCRIBE => {
+                let target = crate::wire::Target::decode_describe(body);
+                if let Ok(t) = target
+                    && t.kind == crate::wire::StatementOrPortal::Portal
+                    && names_portal(t.name)
+                {
+                    pending.describe = true;
+                    return Ok(true);
+                }
+            }
+            tag::EXECUTE => {
+                let (portal, max_rows) = crate::wire::execute_fields(body)
+                    .map_err(|e| Refusal::violation(e.to_string()))?;
+                if names_portal(portal) {
+                    let pending = self.scatter_portal.take().expect("checked above");
+                    return self
+                        .execute_scatter_portal(pending, max_rows)
+                        .await
+                        .map(|()| true);
+                }
+            }
+            tag::FLUSH => {
+                self.answer_scatter_portal().await?;
+                return Ok(true);
+            }
+            _ => {}
+        }
+        self.answer_scatter_portal().await?;
+        self.scatter_portal = None;
+        Ok(false)
+    }
+
+    /// Answers what the client is owed for a held portal (BindComplete, its RowDescription)
+    /// without executing it.
+    async fn answer_scatter_portal(&mut self) -> Result<(), Refusal> {
+        let Some(pending) = self.scatter_portal.as_mut() else {
+            return Ok(());
+        };
+        if std::mem::replace(&mut pending.answered, true) {
+            return Ok(());
+        }
+        let (read, describe) = (pending.read.clone(), pending.describe);
+        let mut preamble = Vec::new();
+        encode::bind_complete(&mut preamble);
+        if !describe {
+            self.bufs.to_client.extend_from_slice(&preamble);
+            return Ok(());
+        }
+        let show = Show {
+            preamble: &preamble,
+            description: true,
+        };
+        let outcome = self.scatter(&read, show, false).await;
+        if outcome.is_err() {
+            self.scatter_portal = None;
+        }
+        outcome.map(|_| ()).map_err(Refusal::Statement)
+    }
+
+    async fn execute_scatter_portal(
+        &mut self,
+        pending: ScatterPortal,
+        max_rows: i32,
+    ) -> Result<(), Refusal> {
+        if max_rows > 0 {
+            return Err(Refusal::Statement(refused(
+                "fetching a cross-shard result in parts (Execute with a row limit) is not \
+                 supported yet; fetch all rows at once"
+                    .into(),
+            )));
+        }
+        let mut preamble = Vec::new();
+        if !pending.answered {
+            encode::bind_complete(&mut preamble);
+        }
+        let show = Show {
+            preamble: &preamble,
+            description: pending.describe && !pending.answered,
+        };
+        let finished = self.scatter(&pending.read, show, true).await?;
+        self.complete_scatter(&finished);
+        Ok(())
+    }
+}
