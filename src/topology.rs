@@ -30,6 +30,8 @@ pub struct Database {
     pub known_statements: Arc<KnownStatements>,
     /// What routing and execution decided for this database (kept across reloads).
     pub counters: Arc<Counters>,
+    /// Which function names are aggregates in the catalog (kept across reloads).
+    pub aggregate_names: Arc<AggregateNames>,
     shards: Vec<ShardPools>,
 }
 
@@ -61,6 +63,47 @@ pub enum Role {
     Primary,
     /// A streaming replica.
     Replica,
+}
+
+/// Function names this database's catalog was asked about: whether each is an aggregate, and
+/// when that was learned. Kept a short while, so a `CREATE AGGREGATE` is noticed soon.
+#[derive(Default)]
+pub struct AggregateNames(Mutex<HashMap<String, (bool, std::time::Instant)>>);
+
+/// How long a catalog answer about a function name is trusted.
+const AGGREGATE_NAMES_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl AggregateNames {
+    /// The names among `names` the catalog has not been asked about lately.
+    pub fn unknown(&self, names: &[String]) -> Vec<String> {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = |name: &String| {
+            known
+                .get(name)
+                .is_some_and(|(_, at)| at.elapsed() < AGGREGATE_NAMES_TTL)
+        };
+        names.iter().filter(|name| !fresh(name)).cloned().collect()
+    }
+
+    /// Records what the catalog said of `asked`: those in `aggregates` are aggregates.
+    pub fn learn(&self, asked: &[String], aggregates: &[String]) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() > 10_000 {
+            known.clear();
+        }
+        let now = std::time::Instant::now();
+        for name in asked {
+            known.insert(name.clone(), (aggregates.contains(name), now));
+        }
+    }
+
+    /// The first of `names` known to be an aggregate.
+    pub fn first_aggregate<'a>(&self, names: &'a [String]) -> Option<&'a String> {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .find(|name| known.get(*name).is_some_and(|(aggregate, _)| *aggregate))
+    }
 }
 
 /// Backend names of prepared statements that a server of this database has parsed without
@@ -136,6 +179,7 @@ impl Database {
             router: Router::new(&db.shard_map),
             known_statements: old.map(|o| o.known_statements.clone()).unwrap_or_default(),
             counters: old.map(|o| o.counters.clone()).unwrap_or_default(),
+            aggregate_names: old.map(|o| o.aggregate_names.clone()).unwrap_or_default(),
             shards,
         }
     }

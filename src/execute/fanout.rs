@@ -23,7 +23,7 @@ use crate::wire::{self, ParameterStatus, TxStatus, tag};
 
 mod request;
 
-pub use request::{NO_PARAMS, column_count, leg_batch};
+pub use request::{NO_PARAMS, aggregates_among, column_count, leg_batch};
 
 /// Rows a leg may have waiting in an ordered merge before the executor stops reading it.
 const LEG_BUDGET: usize = 256 * 1024;

@@ -24,6 +24,10 @@ pub struct ScatterPlan {
     pub visible: Option<usize>,
     /// How the shard results combine.
     pub merge: MergePlan,
+    /// Names of the functions a pass-through select list or sort key calls that are not
+    /// built-in aggregates. One created with CREATE AGGREGATE would be computed per shard (a
+    /// row each) instead of once: the executor asks the catalog and refuses those.
+    pub functions: Vec<String>,
 }
 
 /// How shard results combine into the client's result.

@@ -284,6 +284,7 @@ fn finish(read: &Read<'_>, shard: ShardQuery, hidden: Hidden, merge: MergePlan) 
         shard_sql: query.to_string(),
         visible: read.items.visible(),
         merge,
+        functions: Vec::new(),
     }
 }
 

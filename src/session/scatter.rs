@@ -27,6 +27,7 @@ use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::pool::Checkout;
 use crate::router::Params;
+use crate::topology::Database;
 use crate::wire::{TxStatus, encode};
 
 /// A read of several shards, as the client sent it.
@@ -154,9 +155,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             let wanted: Vec<_> = shards.iter().map(|&s| (s, self.freshness(s))).collect();
             checkout_reads(&self.env.database, &wanted).await?
         };
-        let outcome = self
-            .run_legs(&plan, read, shards, &mut backends, show, execute)
-            .await;
+        let database = self.env.database.clone();
+        let checked = refuse_catalog_aggregates(&database, &plan, &mut backends[0].conn).await;
+        let outcome = match checked {
+            Ok(()) => (self.run_legs(&plan, read, shards, &mut backends, show, execute)).await,
+            Err(report) => Err(Ran::Refused(report)),
+        };
         let statuses = match &outcome {
             Ok(finished) => Some(finished.statuses.clone()),
             Err(Ran::Failed(failed)) => Some(failed.statuses.clone()),
@@ -293,6 +297,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         };
         Ok(shard_result_formats(&read.result_formats, visible, hidden))
+    }
+}
+
+/// Refuses a pass-through read that calls a function the catalog says is an aggregate
+/// (one made with CREATE AGGREGATE): each shard would answer it with a row of its own.
+async fn refuse_catalog_aggregates(
+    database: &Database,
+    plan: &ScatterPlan,
+    conn: &mut Checkout,
+) -> Result<(), ErrorReport> {
+    let names = &database.aggregate_names;
+    let unknown = names.unknown(&plan.functions);
+    if !unknown.is_empty() {
+        let aggregates = fanout::aggregates_among(conn, &unknown).await?;
+        names.learn(&unknown, &aggregates);
+    }
+    match names.first_aggregate(&plan.functions) {
+        Some(name) => Err(refused(format!(
+            "the aggregate {name} is not one shardgate can combine across shards; add the \
+             shard key to WHERE or name a shard with /* shard: NAME */"
+        ))),
+        None => Ok(()),
     }
 }
 

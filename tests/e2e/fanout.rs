@@ -283,3 +283,38 @@ async fn text_is_merged_in_order_only_where_the_collation_is_bytewise() {
         .get(0);
     assert_eq!(count, 8, "what does not order text still merges");
 }
+
+/// An aggregate made with CREATE AGGREGATE looks like any function in the text; the catalog
+/// says what it is, and the proxy refuses to let each shard answer it with a row of its own.
+#[tokio::test]
+async fn user_defined_aggregates_are_refused_across_shards() {
+    let cluster = cluster();
+    for uri in &cluster.primaries {
+        connect_direct(uri)
+            .await
+            .batch_execute(
+                "CREATE OR REPLACE AGGREGATE fo_total (bigint) (sfunc = int8pl, stype = bigint)",
+            )
+            .await
+            .unwrap();
+    }
+    let proxy = TestProxy::start(crate::harness::sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    for sql in [
+        "SELECT fo_total(user_id) FROM users",
+        "SELECT fo_total(user_id) AS total FROM users ORDER BY 1",
+    ] {
+        let error = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&error), "0A000", "{sql}: {error:?}");
+    }
+    // Plain functions still fan out.
+    client
+        .simple_query("SELECT upper(name), length(name) FROM users WHERE user_id < 0")
+        .await
+        .unwrap();
+    // Grouped by the shard key, each group lives on one shard: the aggregate is exact there.
+    client
+        .simple_query("SELECT user_id, fo_total(user_id) FROM users GROUP BY user_id")
+        .await
+        .unwrap();
+}

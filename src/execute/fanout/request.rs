@@ -110,3 +110,53 @@ fn lost(conn: &BackendConn, why: &str) -> ErrorReport {
 
 /// The parameter section of a Bind without parameters (simple-protocol statements).
 pub const NO_PARAMS: &[u8] = &[0, 0, 0, 0];
+
+/// Which of `names` the server's catalog knows as aggregate (or window) functions, in any
+/// schema: one simple query on `conn`, which must be idle.
+pub async fn aggregates_among(
+    conn: &mut BackendConn,
+    names: &[String],
+) -> Result<Vec<String>, ErrorReport> {
+    use postgres_protocol::message::frontend;
+    use tokio::io::AsyncWriteExt;
+    let quoted: Vec<String> = (names.iter())
+        .map(|name| format!("'{}'", name.replace('\'', "''")))
+        .collect();
+    let sql = format!(
+        "SELECT DISTINCT proname::text FROM pg_catalog.pg_proc \
+         WHERE prokind IN ('a', 'w') AND proname = ANY (ARRAY[{}]::name[])",
+        quoted.join(", ")
+    );
+    let mut out = BytesMut::new();
+    frontend::query(&sql, &mut out).map_err(|e| {
+        ErrorReport::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            Blame::Client,
+            e.to_string(),
+        )
+    })?;
+    if let Err(e) = conn.stream_mut().write_all(&out).await {
+        conn.mark_broken();
+        return Err(lost(conn, &e.to_string()));
+    }
+    let (mut found, mut error) = (Vec::new(), None);
+    loop {
+        let frame = super::super::broadcast::next_frame(conn).await?;
+        let body = &frame[wire::HEADER_LEN..];
+        match frame[0] {
+            tag::READY_FOR_QUERY => break,
+            tag::DATA_ROW => found.extend(first_text(body)),
+            tag::ERROR_RESPONSE => error = Some(wire::error_report(body, Blame::Backend)),
+            _ => {}
+        }
+    }
+    error.map_or(Ok(found), Err)
+}
+
+/// The first field of a DataRow body, as text.
+fn first_text(body: &[u8]) -> Option<String> {
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    let bytes = body.get(6..6 + len)?;
+    Some(String::from_utf8_lossy(bytes).into_owned())
+}

@@ -10,8 +10,10 @@
 use sqlparser::ast::Distinct;
 
 use super::hidden::Hidden;
+use super::walk::{Node, walk};
 use super::{Planned, Read, ShardQuery, Unsupported, finish, order};
 use crate::merge::plan::{MergePlan, ScatterPlan, Slot, SortKey};
+use crate::router::scope::ident_name;
 
 /// The plan of a read whose shard rows pass through to the client.
 pub(super) fn plan(read: &Read<'_>) -> Planned<ScatterPlan> {
@@ -35,7 +37,40 @@ pub(super) fn plan(read: &Read<'_>) -> Planned<ScatterPlan> {
         order_by: read.query.order_by.clone(),
         limit_clause,
     };
-    Ok(finish(read, shard, hidden, merge))
+    let mut plan = finish(read, shard, hidden, merge);
+    if read.group_by.is_empty() && read.select.having.is_none() {
+        plan.functions = called_functions(read);
+    }
+    Ok(plan)
+}
+
+/// Every function the select list and the sort keys call (lower-case, unqualified,
+/// deduplicated), built-in aggregates aside: the planner cannot tell a user-defined aggregate
+/// from a function, so the executor checks these against the catalog.
+fn called_functions(read: &Read<'_>) -> Vec<String> {
+    use sqlparser::ast::{Expr, SelectItem};
+    let mut names: Vec<String> = Vec::new();
+    let mut collect = |expr: &Expr| {
+        let _ = walk(expr, &mut |node| {
+            if let Node::Expr(Expr::Function(call)) = node
+                && let Some(name) = call.name.0.last().and_then(|part| part.as_ident())
+            {
+                let name = ident_name(name);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            Ok(())
+        });
+    };
+    for item in &read.select.projection {
+        match item {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => collect(expr),
+            _ => {}
+        }
+    }
+    read.order_by.iter().for_each(|key| collect(&key.expr));
+    names
 }
 
 /// One hidden copy of each select item, compared across shards to drop duplicates.
