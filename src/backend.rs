@@ -145,19 +145,25 @@ impl BackendConn {
 }
 
 /// Where a client's running statement can be cancelled: the session publishes its current
-/// backend here, the cancel registry reads it when a CancelRequest quotes the client's key.
+/// backends here (one, or every leg of a cross-shard read), the cancel registry reads them
+/// when a CancelRequest quotes the client's key.
 #[derive(Debug, Clone, Default)]
-pub struct CancelSlot(Arc<std::sync::Mutex<Option<CancelTarget>>>);
+pub struct CancelSlot(Arc<std::sync::Mutex<Vec<CancelTarget>>>);
 
 impl CancelSlot {
-    /// Publishes (or clears, with `None`) the backend the client is using.
+    /// Publishes (or clears, with `None`) the one backend the client is using.
     pub fn set(&self, target: Option<CancelTarget>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = target;
+        self.set_all(target.into_iter().collect());
     }
 
-    /// The backend the client is using right now, if any.
-    pub fn get(&self) -> Option<CancelTarget> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// Publishes every backend a statement of the client runs on.
+    pub fn set_all(&self, targets: Vec<CancelTarget>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = targets;
+    }
+
+    /// The backends the client is using right now (none between statements).
+    pub fn get(&self) -> Vec<CancelTarget> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

@@ -43,16 +43,17 @@ impl CancelRegistry {
 
     /// Cancels the statement of the client holding (pid, secret), if it is running one.
     pub async fn cancel(&self, pid: i32, secret: i32) {
-        let target = match self.lock().get(&pid) {
+        let targets = match self.lock().get(&pid) {
             Some((expected, slot)) if *expected == secret => slot.get(),
-            _ => None,
+            _ => Vec::new(),
         };
-        let Some(target) = target else {
+        if targets.is_empty() {
             tracing::debug!(pid, "cancel request matched no running statement");
-            return;
-        };
-        if let Err(error) = backend::send_cancel(target).await {
-            tracing::warn!(pid, %error, "forwarding a cancel request failed");
+        }
+        for target in targets {
+            if let Err(error) = backend::send_cancel(target).await {
+                tracing::warn!(pid, %error, "forwarding a cancel request failed");
+            }
         }
     }
 

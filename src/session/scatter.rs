@@ -245,6 +245,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let mut make_merger =
             |description: &[u8]| Merger::new(&plan.merge, description, leg_count, &values, limits);
+        // A CancelRequest cancels every leg; afterwards, the backend in use again (if any).
+        let targets = legs.iter().map(|leg| leg.conn.cancel_target()).collect();
+        self.env.cancel_slot.set_all(targets);
         let settings = &mut self.settings;
         let mut on_status = |conn: &mut _, name: &str, value: &str| {
             settings.on_parameter_status(name, value, conn);
@@ -259,6 +262,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             &mut on_status,
         )
         .await;
+        drop(legs);
+        let held = self.backend.as_deref().map(|conn| conn.cancel_target());
+        self.env.cancel_slot.set(held);
         outcome.map_err(Ran::Failed)
     }
 

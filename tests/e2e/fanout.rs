@@ -318,3 +318,37 @@ async fn user_defined_aggregates_are_refused_across_shards() {
         .await
         .unwrap();
 }
+
+/// A CancelRequest reaches every shard of a cross-shard read.
+#[tokio::test]
+async fn a_cross_shard_read_can_be_cancelled() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(crate::harness::sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    let (a, b) = crate::routing::two_users_on_different_shards(76_001);
+    for id in [a, b] {
+        let sql = format!(
+            "DELETE FROM users WHERE user_id = {id}; \
+             INSERT INTO users (user_id, name) VALUES ({id}, 'cancel')"
+        );
+        client.batch_execute(&sql).await.unwrap();
+    }
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let started = std::time::Instant::now();
+    let sql = format!("SELECT user_id, pg_sleep(20)::text FROM users WHERE user_id IN ({a}, {b})");
+    let error = client.simple_query(&sql).await.unwrap_err();
+    canceller.await.unwrap().unwrap();
+    assert_eq!(sqlstate(&error), "57014", "{error:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "cancelled, not waited out"
+    );
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session goes on");
+}
