@@ -140,8 +140,16 @@ struct Session<C> {
     spans_shards: bool,
     /// The next backend taken must join the client's open transaction.
     join_transaction: bool,
+    /// `SET LOCAL` / `SET TRANSACTION` statements of the open transaction, replayed on every
+    /// shard it reaches later.
+    transaction_settings: Vec<String>,
+    /// A session-level SET ran in the open transaction (staged until COMMIT on one backend),
+    /// so the transaction cannot reach another shard.
+    session_set_in_transaction: bool,
     /// An extended-protocol portal reading several shards, waiting for its Execute.
     scatter_portal: Option<scatter::ScatterPortal>,
+    /// The name of such a portal that was answered and let go before its Execute.
+    dropped_portal: Option<String>,
     /// Shards (by name, stable across reloads) this session wrote to, with when its last
     /// write there completed (`None`: still in flight), so its reads always see its writes.
     written: Vec<(String, Option<std::time::Instant>)>,
@@ -182,7 +190,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             parked: Vec::new(),
             spans_shards: false,
             join_transaction: false,
+            transaction_settings: Vec::new(),
+            session_set_in_transaction: false,
             scatter_portal: None,
+            dropped_portal: None,
             written: Vec::new(),
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
@@ -235,12 +246,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         if self.backend.is_none() {
             let default = self.env.database.router.map().default_shard;
-            self.attach_backend(needed.unwrap_or(default)).await?;
-            let conn = self.backend.as_deref_mut().expect("just attached");
-            if let Some(sql) = self.settings.sync_sql(conn) {
-                self.run_hidden(&sql).await?;
+            if let Err(report) = self.attach_backend(needed.unwrap_or(default)).await {
+                self.join_transaction = false;
+                self.restore_after_failed_switch();
+                return Err(report);
             }
-            self.join_current_transaction().await?;
+            let conn = self.backend.as_deref_mut().expect("just attached");
+            let synced = match self.settings.sync_sql(conn) {
+                Some(sql) => self.run_hidden(&sql).await,
+                None => Ok(()),
+            };
+            if let Err(report) = synced.and(self.join_current_transaction().await) {
+                self.restore_after_failed_switch();
+                return Err(report);
+            }
         }
         if self.pending_begin.is_some() {
             self.start_pending_transaction().await?;

@@ -17,13 +17,12 @@ use tokio_postgres::NoTls;
 use crate::config::{BackendUri, ReplicaSettings};
 use crate::pool::{Observed, ServerHealth, Verdict};
 
-/// How far behind a replica is and where it is, in one round trip. Lag is 0 while it has
-/// replayed everything it received (an idle primary sends nothing, which is not lag).
+/// Whether a replica is one, and how far it has received and replayed the primary's WAL, in
+/// one round trip. Its lag is how long ago it had received WAL it still has not replayed
+/// (see [`Received`]), not the age of its last replayed commit: a quiet primary still writes
+/// WAL (checkpoints) that carries no commit, and an idle primary sends nothing.
 const CHECK_SQL: &str = "SELECT pg_is_in_recovery(), \
-     CASE WHEN pg_last_wal_receive_lsn() IS NULL \
-            OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-          ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) \
-     END::float8, \
+     (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::text, \
      (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::text";
 
 /// Where a primary's WAL is: with a replica's replayed position, this tells whether the
@@ -61,6 +60,7 @@ pub fn watch(
         .test_on_check_out(false)
         .build_unchecked(PostgresConnectionManager::new(config, NoTls));
     let watcher = Watcher {
+        received: Received::default(),
         watched,
         endpoint,
         pool,
@@ -70,7 +70,28 @@ pub fn watch(
     runtime.spawn(watcher.run());
 }
 
+/// WAL positions a replica reported as received, with when: the oldest one still ahead of
+/// what it has replayed tells how far behind it is.
+#[derive(Debug, Default)]
+struct Received(std::collections::VecDeque<(Instant, u64)>);
+
+impl Received {
+    /// Records a check at `at` and returns the replica's lag: how long ago it had already
+    /// received WAL it has not replayed by now (zero when it replayed all it had).
+    fn lag(&mut self, at: Instant, received: u64, replayed: u64, keep: Duration) -> Duration {
+        self.0
+            .retain(|(seen, lsn)| *lsn > replayed && at.duration_since(*seen) <= keep);
+        if received > replayed && self.0.back().is_none_or(|(_, lsn)| *lsn < received) {
+            self.0.push_back((at, received));
+        }
+        self.0
+            .front()
+            .map_or(Duration::ZERO, |(seen, _)| at.duration_since(*seen))
+    }
+}
+
 struct Watcher {
+    received: Received,
     watched: Watched,
     endpoint: Arc<str>,
     pool: bb8::Pool<PostgresConnectionManager<NoTls>>,
@@ -79,7 +100,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut ticks = tokio::time::interval(self.settings.check_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -97,9 +118,9 @@ impl Watcher {
         }
     }
 
-    async fn check(&self) -> Observed {
+    async fn check(&mut self) -> Observed {
         let at = Instant::now();
-        let (verdict, lsn) = match self.query().await {
+        let (verdict, lsn) = match self.query(at).await {
             Ok((_, _, lsn)) if self.watched == Watched::Primary => (Verdict::Healthy, lsn),
             Ok((false, _, lsn)) => (Verdict::NotInRecovery, lsn),
             Ok((true, lag, lsn)) if lag > self.settings.max_lag => (Verdict::Lagging(lag), lsn),
@@ -109,7 +130,7 @@ impl Watcher {
         Observed { at, verdict, lsn }
     }
 
-    async fn query(&self) -> Result<(bool, Duration, Option<u64>), String> {
+    async fn query(&mut self, at: Instant) -> Result<(bool, Duration, Option<u64>), String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
         if self.watched == Watched::Primary {
             let row = (client.query_one(PRIMARY_SQL, &[]).await).map_err(describe)?;
@@ -118,10 +139,15 @@ impl Watcher {
         }
         let row = (client.query_one(CHECK_SQL, &[]).await).map_err(describe)?;
         let in_recovery: bool = row.get(0);
-        let lag: f64 = row.get(1);
-        let lsn: Option<String> = row.get(2);
-        let lag = Duration::try_from_secs_f64(lag.max(0.0)).unwrap_or(Duration::MAX);
-        Ok((in_recovery, lag, lsn.and_then(|text| text.parse().ok())))
+        let position = |index: usize| row.get::<_, Option<String>>(index)?.parse().ok();
+        let (received, replayed): (Option<u64>, Option<u64>) = (position(1), position(2));
+        // Not streaming (archive recovery): nothing says it lags.
+        let keep = self.settings.max_lag * 4;
+        let lag = match (received, replayed) {
+            (Some(received), Some(replayed)) => self.received.lag(at, received, replayed, keep),
+            _ => Duration::ZERO,
+        };
+        Ok((in_recovery, lag, replayed))
     }
 
     fn log_change(&self, before: Option<&Verdict>, now: &Verdict) {
@@ -145,5 +171,34 @@ fn describe(error: tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_wal_received_and_not_replayed() {
+        let mut received = Received::default();
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let keep = Duration::from_secs(60);
+        // Caught up: no lag, however old the last commit.
+        assert_eq!(received.lag(at(0), 100, 100, keep), Duration::ZERO);
+        // WAL arrives and is replayed before the next check: never lag.
+        assert_eq!(received.lag(at(1000), 200, 150, keep), Duration::ZERO);
+        assert_eq!(received.lag(at(2000), 200, 200, keep), Duration::ZERO);
+        // Replay stalls: the lag grows from when the unreplayed WAL was first seen.
+        assert_eq!(received.lag(at(3000), 300, 200, keep), Duration::ZERO);
+        assert_eq!(
+            received.lag(at(4000), 400, 200, keep),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            received.lag(at(5000), 400, 300, keep),
+            Duration::from_secs(1)
+        );
+        assert_eq!(received.lag(at(6000), 400, 400, keep), Duration::ZERO);
     }
 }

@@ -21,6 +21,7 @@ impl Router {
             !matches!(part.kind, Kind::Read | Kind::Session)
                 || matches!(part.target, Target::Unparsed(_))
                 || part.locks_rows
+                || part.calls_unknown_function
         })
     }
 }
@@ -49,6 +50,8 @@ mod tests {
             "CREATE TABLE t (a int)",
             "DO $$ BEGIN END $$",
             "SELECT * FROM users WHERE user_id = 1 FOR UPDATE",
+            "SELECT nextval('ids')",
+            "SELECT my_function(name) FROM users WHERE user_id = $1",
         ] {
             assert!(router.may_write(sql, true), "{sql}");
         }

@@ -18,8 +18,10 @@ use super::hint::Hint;
 use super::operand::Operand;
 use super::scope::folded;
 use crate::config::{Placement, ShardMap, Sharding};
+use functions::calls_unknown_function;
 
 mod dml;
+mod functions;
 mod query;
 
 /// What the router knows of a statement text.
@@ -47,6 +49,8 @@ pub struct Part {
     pub target: Target,
     /// A read that locks its rows (`FOR UPDATE`/`FOR SHARE`): only a primary may run it.
     pub locks_rows: bool,
+    /// It calls a function not known to be free of side effects (see `functions`).
+    pub calls_unknown_function: bool,
 }
 
 /// What a statement does, as far as routing cares.
@@ -152,6 +156,9 @@ pub(super) struct TokenFacts {
     pub from_clauses: usize,
     /// Whether any keyword that introduces a table (FROM, INTO, UPDATE, TABLE, JOIN) appears.
     pub names_tables: bool,
+    /// Whether it calls a function the proxy does not know to be free of side effects (a
+    /// SELECT calling it may write, so it runs on a primary and counts as a write).
+    pub calls_unknown_function: bool,
 }
 
 impl TokenFacts {
@@ -159,6 +166,7 @@ impl TokenFacts {
         let mut facts = TokenFacts::default();
         for (index, token) in tokens.iter().enumerate() {
             let Token::Word(word) = token else { continue };
+            facts.calls_unknown_function |= calls_unknown_function(word, &tokens[index + 1..]);
             match word.keyword {
                 Keyword::FROM => {
                     facts.from_clauses += 1;
@@ -196,6 +204,7 @@ impl TokenFacts {
         }
         self.from_clauses += other.from_clauses;
         self.names_tables |= other.names_tables;
+        self.calls_unknown_function |= other.calls_unknown_function;
         self
     }
 
@@ -261,10 +270,12 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
         ),
     };
     let locks_rows = matches!(statement, Statement::Query(query) if !query.locks.is_empty());
+    let calls_unknown_function = facts.calls_unknown_function;
     Part {
         kind,
         target,
         locks_rows,
+        calls_unknown_function,
     }
 }
 
@@ -335,6 +346,7 @@ fn unparsed(map: &ShardMap, sql: &str) -> Part {
         kind: Kind::Write,
         target: Target::Unparsed(mentions),
         locks_rows: false,
+        calls_unknown_function: true,
     }
 }
 

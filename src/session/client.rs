@@ -69,6 +69,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::DESCRIBE => self.on_describe(&frame).await,
             tag::CLOSE => self.on_close(&frame).await,
             tag::EXECUTE => {
+                if let Err(refusal) = self.check_dropped_portal(&frame) {
+                    return self.settle_refusal(frame_tag, refusal);
+                }
                 let effects = self.portal_effects(&frame);
                 self.forward(&frame, Expect::Execute(effects)).await
             }

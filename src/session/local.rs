@@ -49,6 +49,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let failed = self.client_status == TxStatus::Failed;
                 self.pending_begin = None;
                 self.client_status = TxStatus::Idle;
+                self.transaction_settings.clear();
+                self.session_set_in_transaction = false;
                 self.end_local_hint();
                 self.answer_command(if commit && !failed {
                     "COMMIT"
@@ -121,6 +123,9 @@ pub(super) enum Control {
     End(bool),
     /// SAVEPOINT, RELEASE, ROLLBACK TO.
     Savepoint,
+    /// COMMIT AND CHAIN, ROLLBACK AND CHAIN, PREPARE TRANSACTION: ends that start or keep
+    /// something on the backend in use only.
+    Other,
 }
 
 /// The transaction control statements in `sql`, in order.
@@ -133,6 +138,15 @@ pub(super) fn transaction_control(sql: &str) -> Vec<Control> {
         }
         if first.is("rollback") && second.is_some_and(|w| w.is("to")) {
             return Some(Control::Savepoint);
+        }
+        let ends = ["commit", "end", "rollback", "abort"]
+            .iter()
+            .any(|k| first.is(k));
+        let words = std::iter::successors(next_word(rest), |(_, after)| next_word(after));
+        let chained = ends && words.take(3).any(|(w, _)| w.is("chain"));
+        let two_phase = first.is("prepare") && second.is_some_and(|w| w.is("transaction"));
+        if chained || two_phase {
+            return Some(Control::Other);
         }
         match classify(statement)? {
             Local::End { commit } => Some(Control::End(commit)),
@@ -228,6 +242,16 @@ mod tests {
             [Control::End(true), Control::Savepoint, Control::Savepoint]
         );
         assert!(transaction_control("select 'commit'").is_empty());
+        assert_eq!(transaction_control("COMMIT AND CHAIN"), [Control::Other]);
+        assert_eq!(
+            transaction_control("rollback work and chain"),
+            [Control::Other]
+        );
+        assert_eq!(
+            transaction_control("PREPARE TRANSACTION 'x'"),
+            [Control::Other]
+        );
+        assert_eq!(transaction_control("commit and no chain"), [Control::Other]);
         assert!(classify("COMMIT PREPARED 'x'").is_none());
         assert!(classify("SET search_path = x").is_none());
         let Some(Local::Hint { name, value, local }) =

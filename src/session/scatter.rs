@@ -27,7 +27,7 @@ use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::pool::Checkout;
 use crate::router::Params;
-use crate::topology::Database;
+use crate::topology::{Database, Freshness};
 use crate::wire::{TxStatus, encode};
 
 /// A read of several shards, as the client sent it.
@@ -152,7 +152,25 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.transaction_backends(shards).await?
         } else {
             self.release();
-            let wanted: Vec<_> = shards.iter().map(|&s| (s, self.freshness(s))).collect();
+            // A read calling a function that may write runs on the primaries, and counts as
+            // a write there for read-your-writes.
+            let inline = read.param_types.is_empty() && read.params == NO_PARAMS;
+            let writes = self.env.database.router.may_write(&read.sql, inline);
+            if writes {
+                shards.iter().for_each(|&shard| self.note_written(shard));
+            }
+            let wanted: Vec<_> = (shards.iter())
+                .map(|&s| {
+                    (
+                        s,
+                        if writes {
+                            Freshness::Primary
+                        } else {
+                            self.freshness(s)
+                        },
+                    )
+                })
+                .collect();
             checkout_reads(&self.env.database, &wanted).await?
         };
         let database = self.env.database.clone();
@@ -176,6 +194,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             _ => false,
         };
+        if !transactional {
+            self.writes_completed(); // What a function call in it wrote is committed now.
+        }
         match statuses {
             Some(statuses) if transactional => {
                 self.keep_transaction_backends(shards, backends, &statuses);
@@ -208,7 +229,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut preludes: Vec<Option<String>> = (backends.iter_mut())
             .map(|backend| {
                 let settings = self.settings.sync_sql(&mut backend.conn);
-                backend.prelude(settings, spanning)
+                backend.prelude(settings, spanning, &self.transaction_settings)
             })
             .collect();
         let formats = (self.shard_formats(plan, read, &mut backends[0].conn, &mut preludes[0]))

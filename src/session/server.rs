@@ -73,8 +73,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return None;
         }
         let fields = wire::error_fields(body).ok()?;
-        let code = fields.iter().find(|(field, _)| *field == b'C')?.1;
-        let report = self.deadlock_report(code)?;
+        let field = |tag: u8| fields.iter().find(|(field, _)| *field == tag).map(|f| f.1);
+        let report = self.deadlock_report(field(b'C')?, field(b'M').unwrap_or(""))?;
         let mut frame = BytesMut::new();
         wire::encode::error_response(&mut frame, &report);
         Some(frame)
@@ -144,6 +144,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         }
         if status == TxStatus::Idle {
+            self.transaction_settings.clear();
+            self.session_set_in_transaction = false;
             if visible {
                 // The client's own statement ended its transaction (a hidden settings replay
                 // before a write says nothing about the write).

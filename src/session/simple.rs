@@ -21,6 +21,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.check_aborted_pending_transaction()?;
         self.before_transaction_control(sql).await?;
+        self.note_transaction_settings(sql)?;
         if let Some(command) = single_sql_command(sql)
             && self.on_sql_command(command).await?
         {

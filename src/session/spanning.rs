@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::local::{Control, transaction_control};
 use super::routing::refused;
-use super::statements::split_statements;
+use super::statements::{next_word, split_statements};
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::broadcast::run_simple;
@@ -62,6 +62,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.wait_for_replies().await?;
         if self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed {
             return Err(aborted());
+        }
+        if self.session_set_in_transaction {
+            return Err(refused(
+                "this transaction ran SET (session level), which cannot follow it to another \
+                 shard yet; use SET LOCAL, or SET before BEGIN"
+                    .into(),
+            ));
         }
         if !self.spans_shards {
             self.run_hidden(&bound_lock_waits()).await?;
@@ -130,17 +137,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.use_backend(shard, parked.conn, parked.status);
     }
 
+    /// After a failure to reach the next shard of a transaction, the backend parked for it is
+    /// in use again, so the refusal aborts the transaction there as PostgreSQL would.
+    pub(super) fn restore_after_failed_switch(&mut self) {
+        if self.backend.is_some() || !self.spans_shards {
+            return;
+        }
+        if let Some(previous) = self.parked.pop() {
+            self.use_backend(previous.shard, previous.conn, previous.status);
+        }
+    }
+
     /// Brings a backend just taken into the client's transaction.
     pub(super) async fn join_current_transaction(&mut self) -> Result<(), ErrorReport> {
         if !std::mem::take(&mut self.join_transaction) {
             return Ok(());
         }
-        let begin = self
-            .transaction_begin
-            .clone()
-            .unwrap_or_else(|| "BEGIN".into());
-        self.run_hidden(&format!("{begin}; {}", bound_lock_waits()))
-            .await
+        let begin = (self.transaction_begin.clone()).unwrap_or_else(|| "BEGIN".into());
+        let mut sql = format!("{begin}; {}", bound_lock_waits());
+        for setting in &self.transaction_settings {
+            sql = format!("{sql}; {setting}");
+        }
+        self.run_hidden(&sql).await
     }
 
     /// Ends the parked part of the transaction before the client's COMMIT or ROLLBACK runs on
@@ -150,7 +168,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.parked.is_empty() {
             return Ok(());
         }
-        let failed = self.backend_status == TxStatus::Failed;
+        let failed =
+            self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed;
         let mut parked = std::mem::take(&mut self.parked);
         if !commit || failed {
             self.roll_back(&mut parked).await;
@@ -199,6 +218,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             [Control::End(_)] => Err(refused(
                 "in a transaction that spans shards, send COMMIT or ROLLBACK on its own".into(),
             )),
+            [Control::Other] => Err(refused(
+                "COMMIT/ROLLBACK AND CHAIN and PREPARE TRANSACTION are not supported in a \
+                 transaction that spans shards yet; end it with COMMIT or ROLLBACK"
+                    .into(),
+            )),
             _ => Err(refused(
                 "savepoints are not supported in a transaction that spans shards yet".into(),
             )),
@@ -237,8 +261,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// An error from a backend of a spanning transaction: a lock wait that ran out is the
     /// cross-shard deadlock it most likely was.
-    pub(super) fn deadlock_report(&self, code: &str) -> Option<ErrorReport> {
-        (self.spans_shards && code == LOCK_NOT_AVAILABLE).then(|| {
+    pub(super) fn deadlock_report(&self, code: &str, message: &str) -> Option<ErrorReport> {
+        // Only the bound this proxy set: NOWAIT and SKIP LOCKED failures keep their 55P03.
+        let timed_out = code == LOCK_NOT_AVAILABLE && message.contains("lock timeout");
+        (self.spans_shards && timed_out).then(|| {
             ErrorReport::error(
                 sqlstate::DEADLOCK_DETECTED,
                 Blame::Client,
@@ -268,4 +294,57 @@ pub(super) fn aborted() -> ErrorReport {
         Blame::Client,
         "current transaction is aborted, commands ignored until end of transaction block",
     )
+}
+
+/// How a statement changes settings inside a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SettingScope {
+    /// `SET LOCAL`, `SET TRANSACTION`: ends with the transaction.
+    Transaction,
+    /// `SET`, `RESET`, `SET SESSION CHARACTERISTICS`: staged until COMMIT.
+    Session,
+}
+
+fn setting_scope(statement: &str) -> Option<SettingScope> {
+    let (first, rest) = next_word(statement)?;
+    if first.is("reset") {
+        return Some(SettingScope::Session);
+    }
+    if !first.is("set") {
+        return None;
+    }
+    let second = next_word(rest).map(|(word, _)| word)?;
+    if second.is("local") || second.is("transaction") || second.is("constraints") {
+        Some(SettingScope::Transaction)
+    } else {
+        Some(SettingScope::Session)
+    }
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// Notes the settings `sql` changes inside the client's transaction: transaction-scoped
+    /// ones are replayed on every shard the transaction reaches later; a session-level SET
+    /// keeps the transaction on the shards it already spans (refused once it spans several).
+    pub(super) fn note_transaction_settings(&mut self, sql: &str) -> Result<(), ErrorReport> {
+        if self.client_status == TxStatus::Idle {
+            return Ok(());
+        }
+        for statement in split_statements(sql) {
+            match setting_scope(statement) {
+                Some(SettingScope::Transaction) => {
+                    self.transaction_settings.push(statement.trim().to_owned());
+                }
+                Some(SettingScope::Session) if self.spans_shards => {
+                    return Err(refused(
+                        "SET (session level) is not supported in a transaction that spans \
+                         shards; use SET LOCAL, or SET before BEGIN"
+                            .into(),
+                    ));
+                }
+                Some(SettingScope::Session) => self.session_set_in_transaction = true,
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }

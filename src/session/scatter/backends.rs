@@ -39,12 +39,21 @@ enum Origin {
 impl ReadBackend {
     /// The hidden SQL the leg runs first: the client's settings, the BEGIN of a backend
     /// joining the transaction, and bounded lock waits in a transaction spanning shards.
-    pub fn prelude(&self, settings: Option<String>, spanning: bool) -> Option<String> {
+    pub fn prelude(
+        &self,
+        settings: Option<String>,
+        spanning: bool,
+        transaction_settings: &[String],
+    ) -> Option<String> {
         let mut parts: Vec<String> = settings.into_iter().collect();
         if let Origin::Transaction { begin, .. } = &self.origin {
+            let joins = begin.is_some();
             parts.extend(begin.clone());
             if spanning {
                 parts.push(super::super::spanning::bound_lock_waits());
+            }
+            if joins {
+                parts.extend(transaction_settings.iter().cloned());
             }
         }
         (!parts.is_empty()).then(|| parts.join("; "))
@@ -109,6 +118,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<Vec<ReadBackend>, ErrorReport> {
         if self.client_status == TxStatus::Failed || self.backend_status == TxStatus::Failed {
             return Err(super::super::spanning::aborted());
+        }
+        let reaches_more = shards.iter().any(|s| self.status_on(*s) == TxStatus::Idle);
+        if self.session_set_in_transaction && reaches_more && self.backend.is_some() {
+            return Err(super::super::routing::refused(
+                "this transaction ran SET (session level), which cannot follow it to another \
+                 shard yet; use SET LOCAL, or SET before BEGIN"
+                    .into(),
+            ));
         }
         let elsewhere = self.held_shard.is_some_and(|held| !shards.contains(&held))
             || self.parked.iter().any(|p| !shards.contains(&p.shard));

@@ -23,8 +23,10 @@ pub(in crate::session) struct ScatterPortal {
     portal: String,
     /// The client sent Describe of the portal.
     describe: bool,
-    /// BindComplete (and the RowDescription, when asked) already went out.
-    answered: bool,
+    /// BindComplete already went out (at a Flush).
+    bind_answered: bool,
+    /// The RowDescription the client asked for already went out.
+    description_sent: bool,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -40,8 +42,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             read,
             portal: portal.to_owned(),
             describe: false,
-            answered: false,
+            bind_answered: false,
+            description_sent: false,
         });
+        self.dropped_portal = None;
         Ok(())
     }
 
@@ -73,6 +77,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     .map_err(|e| Refusal::violation(e.to_string()))?;
                 if names_portal(portal) {
                     let pending = self.scatter_portal.take().expect("checked above");
+                    self.dropped_portal = None;
                     return self
                         .execute_scatter_portal(pending, max_rows)
                         .await
@@ -86,8 +91,24 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             _ => {}
         }
         self.answer_scatter_portal().await?;
-        self.scatter_portal = None;
+        self.dropped_portal = self.scatter_portal.take().map(|p| p.portal);
         Ok(false)
+    }
+
+    /// An Execute of a cross-shard portal that other messages came between (it was answered
+    /// and let go): refused with the reason rather than left to a backend that never saw it.
+    pub(in crate::session) fn check_dropped_portal(&mut self, frame: &[u8]) -> Result<(), Refusal> {
+        let body = &frame[crate::wire::HEADER_LEN..];
+        let portal = crate::wire::execute_portal(body).unwrap_or_default();
+        if self.dropped_portal.as_deref() == Some(portal) {
+            self.dropped_portal = None;
+            return Err(Refusal::Statement(refused(
+                "a portal that reads several shards must be executed right after its Bind \
+                 (and Describe); other messages in between are not supported yet"
+                    .into(),
+            )));
+        }
+        Ok(())
     }
 
     /// Answers what the client is owed for a held portal (BindComplete, its RowDescription)
@@ -96,12 +117,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some(pending) = self.scatter_portal.as_mut() else {
             return Ok(());
         };
-        if std::mem::replace(&mut pending.answered, true) {
-            return Ok(());
-        }
-        let (read, describe) = (pending.read.clone(), pending.describe);
         let mut preamble = Vec::new();
-        encode::bind_complete(&mut preamble);
+        if !std::mem::replace(&mut pending.bind_answered, true) {
+            encode::bind_complete(&mut preamble);
+        }
+        let describe = pending.describe && !pending.description_sent;
+        pending.description_sent |= describe;
+        let read = pending.read.clone();
         if !describe {
             self.bufs.to_client.extend_from_slice(&preamble);
             return Ok(());
@@ -130,12 +152,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             )));
         }
         let mut preamble = Vec::new();
-        if !pending.answered {
+        if !pending.bind_answered {
             encode::bind_complete(&mut preamble);
         }
         let show = Show {
             preamble: &preamble,
-            description: pending.describe && !pending.answered,
+            description: pending.describe && !pending.description_sent,
         };
         let finished = self.scatter(&pending.read, show, true).await?;
         self.complete_scatter(&finished);
