@@ -57,6 +57,7 @@ BUSY_FLAG=${BUSY_FLAG:-10}                   # % of all CPUs used by others that
 RESULTS_MD=${RESULTS_MD:-}                   # also write the markdown report to this file
 KEEP=${KEEP:-0}                              # 1 = keep the temporary directory
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_EXTRA_CONF=${PG_EXTRA_CONF:-}             # lines appended to every postgresql.conf
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
@@ -181,6 +182,7 @@ password_encryption = 'scram-sha-256'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+$PG_EXTRA_CONF
 EOF
 }
 
@@ -587,7 +589,7 @@ report() {
     echo "Queries (bench/fanout/*.sql, \`:every\` = $EVERY):"
     echo
     for q in $QUERIES; do
-        echo "- $q: \`$(query_text "$q")\` — ${ROWS_CLIENT[$q]} rows to the client; rows sent by the shards per query: $(for n in $SHARDS; do printf '%s shards %s; ' "$n" "${ROWS_SHARDS[$q|sg$n]}"; done | sed 's/; $//')"
+        echo "- $q: \`$(query_text "$q")\` — rows to the client: ${ROWS_CLIENT[$q]}; rows sent by the shards per query: $(for n in $SHARDS; do printf '%s shards %s; ' "$n" "${ROWS_SHARDS[$q|sg$n]}"; done | sed 's/; $//')"
     done
     echo
     echo "### CPU (medians of $R runs)"
@@ -657,10 +659,10 @@ report() {
     echo
     echo "### Setup"
     echo
-    echo "- command: \`R=$R T=$T CLIENTS=\"$CLIENTS\" SHARDS=\"$SHARDS\" ROWS=$ROWS QUERIES=\"$QUERIES\" MODES=\"$MODES\" bench/fanout_compare.sh\`, $STARTED_AT to $(date -u '+%H:%M UTC') ($(( SECONDS / 60 )) min $(( SECONDS % 60 )) s)"
+    echo "- command: \`R=$R T=$T CLIENTS=\"$CLIENTS\" SHARDS=\"$SHARDS\" ROWS=$ROWS QUERIES=\"$QUERIES\" MODES=\"$MODES\"${PG_EXTRA_CONF:+ PG_EXTRA_CONF=\"$PG_EXTRA_CONF\"} bench/fanout_compare.sh\`, $STARTED_AT to $(date -u '+%H:%M UTC') ($(( SECONDS / 60 )) min $(( SECONDS % 60 )) s)"
     echo "- machine: $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM (free -g total), kernel $(uname -r)"
     echo "- load average at the start: $LOAD_START; at the end: $LOAD_END; the script waited $QUIET_SPENT s in total for other processes to go quiet"
-    echo "- PostgreSQL $PG_VERSION, every instance: shared_buffers 256MB, max_connections 100, fsync/synchronous_commit/full_page_writes off, other settings default (parallel query on); replicas: pg_basebackup -X stream -R, hot standby; pgbench $(pgbench --version | awk '{print $3}'), -n, -j 1 for one client, -j 2 otherwise"
+    echo "- PostgreSQL $PG_VERSION, every instance: shared_buffers 256MB, max_connections 100, fsync/synchronous_commit/full_page_writes off, other settings default (parallel query on)${PG_EXTRA_CONF:+, then: $(paste -sd';' <<<"$PG_EXTRA_CONF")}; replicas: pg_basebackup -X stream -R, hot standby; pgbench $(pgbench --version | awk '{print $3}'), -n, -j 1 for one client, -j 2 otherwise"
     echo "- $SG_VERSION: \`$SHARDGATE_BIN\` (sha256 $(sha256sum "$SHARDGATE_BIN" | cut -c1-16)…, modified $(date -u -r "$SHARDGATE_BIN" '+%Y-%m-%d %H:%M:%S UTC')); repo HEAD $GIT_HEAD_START at start ($GIT_DIRTY changed files under src/ and Cargo.*), $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) at the end; one process per shard count, pool.size $POOL_SIZE, transaction mode, reads: replica, default runtime (one worker per core), log.level $SG_LOG_LEVEL"
 }
 
