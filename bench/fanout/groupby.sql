@@ -1,0 +1,1 @@
+SELECT grp, count(*), sum(amount), avg(amount) FROM t GROUP BY grp ORDER BY grp;

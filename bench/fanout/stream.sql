@@ -1,0 +1,1 @@
+SELECT id, amount FROM t WHERE id % :every = 0;

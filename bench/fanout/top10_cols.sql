@@ -1,0 +1,1 @@
+SELECT id, grp, amount, note FROM t ORDER BY id LIMIT 10;
