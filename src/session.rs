@@ -146,10 +146,13 @@ struct Session<C> {
     /// A session-level SET ran in the open transaction (staged until COMMIT on one backend),
     /// so the transaction cannot reach another shard.
     session_set_in_transaction: bool,
+    /// Shards whose part of the transaction committed before the client's COMMIT ran on the
+    /// backend in use (named if that COMMIT fails).
+    committed_elsewhere: Vec<String>,
     /// An extended-protocol portal reading several shards, waiting for its Execute.
     scatter_portal: Option<scatter::ScatterPortal>,
-    /// The name of such a portal that was answered and let go before its Execute.
-    dropped_portal: Option<String>,
+    /// Names of such portals answered and let go before their Execute (refused if executed).
+    dropped_portals: Vec<String>,
     /// Shards (by name, stable across reloads) this session wrote to, with when its last
     /// write there completed (`None`: still in flight), so its reads always see its writes.
     written: Vec<(String, Option<std::time::Instant>)>,
@@ -192,8 +195,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             join_transaction: false,
             transaction_settings: Vec::new(),
             session_set_in_transaction: false,
+            committed_elsewhere: Vec::new(),
             scatter_portal: None,
-            dropped_portal: None,
+            dropped_portals: Vec::new(),
             written: Vec::new(),
             copy_data_remaining: 0,
             row_bytes_remaining: 0,

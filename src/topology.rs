@@ -37,6 +37,8 @@ pub struct Database {
 
 /// The pools of one shard: its primary and each replica.
 struct ShardPools {
+    /// A replica must have replayed what the primary had written this long ago.
+    max_lag: std::time::Duration,
     primary: EndpointPool,
     replicas: Vec<EndpointPool>,
     reads: ReadsFrom,
@@ -220,8 +222,14 @@ impl Database {
             let start = pools.next_replica.fetch_add(1, Ordering::Relaxed);
             let n = pools.replicas.len();
             let ring = (0..n).map(|i| &pools.replicas[(start + i) % n]);
-            let fit =
-                |p: &&EndpointPool| !p.is_down() && lsn.is_none_or(|lsn| p.health().replayed(lsn));
+            // Within the lag bound as the primary sees it, too: a replica cut off from its
+            // primary replays nothing new, and its own checks cannot tell.
+            let bound = std::time::Instant::now().checked_sub(pools.max_lag);
+            let written = bound.and_then(|moment| pools.primary.health().lsn_as_of(moment));
+            let fit = |p: &&EndpointPool| {
+                let current = written.is_none_or(|lsn| p.health().replayed(lsn));
+                !p.is_down() && current && lsn.is_none_or(|lsn| p.health().replayed(lsn))
+            };
             candidates.extend(ring.filter(fit).map(|p| (p, Role::Replica)));
         }
         candidates.push((&pools.primary, Role::Primary));
@@ -255,6 +263,7 @@ impl ShardPools {
             .map(|(i, uri)| pool(uri, format!("replica {i}"), OnFailure::FailFast))
             .collect();
         ShardPools {
+            max_lag: config.replicas.max_lag,
             primary: pool(&shard.primary, "primary".into(), OnFailure::Retry),
             replicas,
             reads: shard.reads,

@@ -9,9 +9,19 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The last check of one server.
+/// The last check of one server, and the WAL positions of its recent checks.
 #[derive(Debug, Default)]
-pub struct ServerHealth(Mutex<Option<Observed>>);
+pub struct ServerHealth(Mutex<Checks>);
+
+#[derive(Debug, Default)]
+struct Checks {
+    last: Option<Observed>,
+    /// (when, WAL position) of recent checks, oldest first, for [`ServerHealth::lsn_as_of`].
+    positions: std::collections::VecDeque<(Instant, u64)>,
+}
+
+/// Checks whose positions are remembered (a few lag bounds' worth at the usual interval).
+const POSITIONS_KEPT: usize = 128;
 
 /// One check's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,12 +53,31 @@ pub enum Verdict {
 impl ServerHealth {
     /// Records a check.
     pub fn record(&self, observed: Observed) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(observed);
+        let mut checks = self.lock();
+        if let Some(lsn) = observed.lsn {
+            if checks.positions.len() >= POSITIONS_KEPT {
+                checks.positions.pop_front();
+            }
+            checks.positions.push_back((observed.at, lsn));
+        }
+        checks.last = Some(observed);
     }
 
     /// The last check, if any.
     pub fn last(&self) -> Option<Observed> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().last.clone()
+    }
+
+    /// The WAL position of the last check sent at or before `moment`: everything the server
+    /// had written by then is at or below it (`None` if no check is that old).
+    pub fn lsn_as_of(&self, moment: Instant) -> Option<u64> {
+        let checks = self.lock();
+        let before = checks.positions.iter().rev().find(|(at, _)| *at <= moment);
+        before.map(|(_, lsn)| *lsn)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Checks> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The primary's WAL position as first seen by a check sent after `moment`: every commit
@@ -68,8 +97,11 @@ impl ServerHealth {
     /// False when the last check found the replica unfit; true before the first check (the
     /// pool's breaker still protects clients from an unreachable server).
     pub fn serves_reads(&self) -> bool {
-        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().is_none_or(|o| o.verdict == Verdict::Healthy)
+        let checks = self.lock();
+        checks
+            .last
+            .as_ref()
+            .is_none_or(|o| o.verdict == Verdict::Healthy)
     }
 }
 
@@ -111,5 +143,7 @@ mod tests {
         assert!(!replica.replayed(500));
         replica.record(seen(500));
         assert!(replica.replayed(500));
+        assert_eq!(primary.lsn_as_of(wrote), None, "no check that old");
+        assert_eq!(primary.lsn_as_of(Instant::now()), Some(500));
     }
 }

@@ -179,6 +179,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     fn on_sync(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         self.skip_until_sync = false;
+        if self.client_status == TxStatus::Idle {
+            self.dropped_portals.clear(); // Sync outside a transaction ends every portal.
+        }
         if self.backend.is_none() && self.replies.is_empty() {
             encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
             return Ok(());

@@ -138,6 +138,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     pub(super) async fn on_bind(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        self.dropped_portals.retain(|portal| portal != bind.portal);
         let statement = match bind.statement {
             "" => self.statements.unnamed(),
             name => self.statements.get(name),

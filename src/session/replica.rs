@@ -29,6 +29,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             && self.pending_begin.is_none()
             && self.client_status == TxStatus::Idle
             && self.pin.is_none()
+            && !self.settings.serializable_by_default()
     }
 
     /// Whether a statement parsed now could read from a replica of `shard` when bound, so its

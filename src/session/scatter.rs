@@ -155,7 +155,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             // A read calling a function that may write runs on the primaries, and counts as
             // a write there for read-your-writes.
             let inline = read.param_types.is_empty() && read.params == NO_PARAMS;
-            let writes = self.env.database.router.may_write(&read.sql, inline);
+            let writes = self.env.database.router.may_write(&read.sql, inline)
+                || self.settings.serializable_by_default();
             if writes {
                 shards.iter().for_each(|&shard| self.note_written(shard));
             }

@@ -69,7 +69,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// The error the client sees instead of a backend's: in a transaction spanning shards, a
     /// lock wait that ran out is reported as a cross-shard deadlock (see `spanning`).
     fn replaced_error(&self, frame_tag: u8, body: &[u8], visible: bool) -> Option<BytesMut> {
-        if frame_tag != tag::ERROR_RESPONSE || !visible || !self.spans_shards {
+        if frame_tag != tag::ERROR_RESPONSE || !visible {
+            return None;
+        }
+        if let Some(report) = self.commit_failure_report(body) {
+            let mut frame = BytesMut::new();
+            wire::encode::error_response(&mut frame, &report);
+            return Some(frame);
+        }
+        if !self.spans_shards {
             return None;
         }
         let fields = wire::error_fields(body).ok()?;
@@ -146,6 +154,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if status == TxStatus::Idle {
             self.transaction_settings.clear();
             self.session_set_in_transaction = false;
+            self.committed_elsewhere.clear();
             if visible {
                 // The client's own statement ended its transaction (a hidden settings replay
                 // before a write says nothing about the write).

@@ -34,6 +34,19 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
+    /// Whether the client made serializable its default isolation: a hot standby refuses
+    /// such transactions, so its reads stay on primaries.
+    pub fn serializable_by_default(&self) -> bool {
+        use crate::backend::Setting;
+        let setting = self.state.applied().get("default_transaction_isolation");
+        let text = match setting {
+            Some(Setting::Value(value)) => value.as_str(),
+            Some(Setting::Statement(statement)) => statement,
+            None => return false,
+        };
+        text.to_ascii_lowercase().contains("serializable")
+    }
+
     /// The settings every connection to this server starts with: what a new client gets
     /// before its own startup parameters.
     pub fn at_connect(conn: &BackendConn) -> Self {

@@ -197,7 +197,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 }
             }
         }
+        // The client's COMMIT runs on the backend in use next; if it fails there, its error
+        // must say these shards already committed.
+        self.committed_elsewhere = committed;
         Ok(())
+    }
+
+    /// The error of a COMMIT that failed on the backend in use after the parked shards
+    /// committed: it names them, since the transaction was not atomic.
+    pub(super) fn commit_failure_report(&self, body: &[u8]) -> Option<ErrorReport> {
+        if self.committed_elsewhere.is_empty() {
+            return None;
+        }
+        let report = crate::wire::error_report(body, Blame::Backend);
+        let shard = self
+            .held_shard
+            .map(|s| self.env.database.router.map().shard(s).name.clone());
+        let detail = format!(
+            "COMMIT failed on shard {}; already committed on: [{}] (no two-phase commit yet)",
+            shard.unwrap_or_default(),
+            self.committed_elsewhere.join(", ")
+        );
+        Some(report.with_detail(detail))
     }
 
     /// Runs the parked part of the transaction control in `sql` (COMMIT or ROLLBACK, which then

@@ -350,3 +350,9 @@ pub fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The demo shard map, parsed, for tests that only need a router.
+pub fn demo_config_for_unit() -> ShardMap {
+    let text = std::fs::read_to_string(demo_map_path()).unwrap();
+    parse_shard_map(&text, &demo_map_path()).unwrap()
+}

@@ -9,6 +9,7 @@ mod fanout;
 mod harness;
 mod pgbench;
 mod pooling;
+mod probes;
 mod psql_client;
 mod raw;
 mod reload;

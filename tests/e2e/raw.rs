@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Reads one tagged message; `None` on EOF, error or a 5 s silence.
 pub async fn read_message<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(u8, Vec<u8>)> {
     let mut header = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header))
+    tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut header))
         .await
         .ok()?
         .ok()?;

@@ -33,7 +33,7 @@ impl<'a> Items<'a> {
         let item = |select_item: &'a SelectItem| match select_item {
             SelectItem::UnnamedExpr(expr) => Ok(Item::Expr {
                 expr,
-                name: column_name(expr),
+                name: output_name(expr),
                 aliased: false,
             }),
             // sqlparser reads PostgreSQL's postfix `x ISNULL` as `x AS isnull`; the shards
@@ -118,7 +118,16 @@ impl<'a> Items<'a> {
             } => *n == name && !walk::any(expr, &|e| column_name(e).as_ref() == Some(&name)),
             _ => false,
         };
-        Ok(self.items.iter().position(is_alias))
+        match self.items.iter().position(is_alias) {
+            // PostgreSQL takes an input column of that name before the alias, and which
+            // columns the tables have is not in the text: refuse rather than guess.
+            Some(_) => Err(Unsupported::new(format!(
+                "GROUP BY {name} where {name} is a select-list alias (PostgreSQL would group by \
+                 an input column of that name if there is one; write the expression or its \
+                 position instead)"
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// The expression of item `index` (none for a `*`).
@@ -192,7 +201,20 @@ fn column_ref(expr: &Expr) -> Option<(Option<String>, String)> {
     }
 }
 
-/// The output name of a plain column item.
+/// The column a column reference reads.
 fn column_name(expr: &Expr) -> Option<String> {
     column_ref(expr).map(|(_, column)| column)
+}
+
+/// The name PostgreSQL gives an unaliased select item (FigureColname): a column's name, also
+/// through casts, COLLATE and parentheses (`qty::text` is "qty"), a function's name; other
+/// expressions have none the planner relies on.
+fn output_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Cast { expr, .. } | Expr::Collate { expr, .. } | Expr::Nested(expr) => {
+            output_name(expr)
+        }
+        Expr::Function(call) => call.name.0.last()?.as_ident().map(ident_name),
+        other => column_name(other),
+    }
 }

@@ -11,7 +11,7 @@ use sqlparser::ast::{
     OrderByKind, Query, Select, SetExpr, TableFactor, TableWithJoins,
 };
 
-use super::walk::{Node, walk};
+use super::walk::{self, Node, walk};
 use super::{Planned, Unsupported};
 use crate::config::{Placement, ShardMap};
 use crate::router::scope::map_table_name;
@@ -60,6 +60,13 @@ fn body(map: &ShardMap, set: &SetExpr) -> Planned<()> {
 
 fn select_reads(map: &ShardMap, select: &Select) -> Planned<()> {
     from(map, &select.from)?;
+    // An aggregate of the outer query's columns inside a subquery belongs to the outer query
+    // (`SELECT (SELECT max(o.x)) FROM t o` is one row); the planner cannot tell which level
+    // an aggregate belongs to, so it takes none.
+    let items = select.projection.iter().filter_map(super::item_expr);
+    if (items.clone()).any(|item| walk::any(item, &super::aggregate::is_aggregate_expr)) {
+        return Err(Unsupported::new("an aggregate inside a subquery"));
+    }
     let items = select.projection.iter().filter_map(super::item_expr);
     exprs(map, items)?;
     exprs(map, &select.selection)?;

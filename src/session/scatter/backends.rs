@@ -170,12 +170,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         shards: &[ShardId],
         backends: Vec<ReadBackend>,
     ) {
-        for (backend, &shard) in backends.into_iter().zip(shards) {
-            if let Origin::Transaction { begin: None, prior } = backend.origin {
-                match self.backend {
+        for (mut backend, &shard) in backends.into_iter().zip(shards) {
+            match backend.origin {
+                Origin::Transaction { begin: None, prior } => match self.backend {
                     None => self.use_backend(shard, backend.conn, prior),
                     Some(_) => self.park(shard, backend.conn, prior),
-                }
+                },
+                // It may have run its BEGIN already (counting the columns of a `*`): never
+                // hand it to another client.
+                Origin::Transaction { begin: Some(_), .. } => backend.conn.mark_broken(),
+                Origin::Pool { .. } => {}
             }
         }
         if self.backend.is_none() && self.parked.is_empty() {

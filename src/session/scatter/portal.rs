@@ -45,7 +45,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             bind_answered: false,
             description_sent: false,
         });
-        self.dropped_portal = None;
         Ok(())
     }
 
@@ -77,7 +76,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     .map_err(|e| Refusal::violation(e.to_string()))?;
                 if names_portal(portal) {
                     let pending = self.scatter_portal.take().expect("checked above");
-                    self.dropped_portal = None;
                     return self
                         .execute_scatter_portal(pending, max_rows)
                         .await
@@ -91,7 +89,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             _ => {}
         }
         self.answer_scatter_portal().await?;
-        self.dropped_portal = self.scatter_portal.take().map(|p| p.portal);
+        if let Some(dropped) = self.scatter_portal.take() {
+            if self.dropped_portals.len() >= 64 {
+                self.dropped_portals.remove(0);
+            }
+            self.dropped_portals.push(dropped.portal);
+        }
         Ok(false)
     }
 
@@ -100,8 +103,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(in crate::session) fn check_dropped_portal(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let body = &frame[crate::wire::HEADER_LEN..];
         let portal = crate::wire::execute_portal(body).unwrap_or_default();
-        if self.dropped_portal.as_deref() == Some(portal) {
-            self.dropped_portal = None;
+        if let Some(index) = self.dropped_portals.iter().position(|p| p == portal) {
+            self.dropped_portals.remove(index);
             return Err(Refusal::Statement(refused(
                 "a portal that reads several shards must be executed right after its Bind \
                  (and Describe); other messages in between are not supported yet"

@@ -138,8 +138,8 @@ fn group_keys_by_name_position_and_alias() {
             by_country.clone(),
         ),
         (
-            "SELECT date_trunc('day', o.created_at) AS day, count(*) FROM orders o GROUP BY day",
-            "SELECT date_trunc('day', o.created_at) AS day, count(*), date_trunc('day', o.created_at) AS __sg_h0, count(*) AS __sg_h1 FROM orders o GROUP BY day",
+            "SELECT date_trunc('day', o.created_at) AS day, count(*) FROM orders o GROUP BY 1",
+            "SELECT date_trunc('day', o.created_at) AS day, count(*), date_trunc('day', o.created_at) AS __sg_h0, count(*) AS __sg_h1 FROM orders o GROUP BY 1",
             by_country,
         ),
         (
@@ -247,8 +247,8 @@ fn grouped_order_by_reads_group_keys_and_aggregates() {
     };
     check(&[
         (
-            "SELECT country AS c, count(*) AS n FROM users GROUP BY c ORDER BY n DESC, country COLLATE \"C\" LIMIT $1 OFFSET $2",
-            "SELECT country AS c, count(*) AS n, country AS __sg_h0, count(*) AS __sg_h1, $2::BIGINT AS __sg_h2, $1::BIGINT AS __sg_h3 FROM users GROUP BY c",
+            "SELECT country AS c, count(*) AS n FROM users GROUP BY 1 ORDER BY n DESC, country COLLATE \"C\" LIMIT $1 OFFSET $2",
+            "SELECT country AS c, count(*) AS n, country AS __sg_h0, count(*) AS __sg_h1, $2::BIGINT AS __sg_h2, $1::BIGINT AS __sg_h3 FROM users GROUP BY 1",
             ordered(
                 vec![
                     desc(Slot::Aggregate(0)),

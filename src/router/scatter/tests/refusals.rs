@@ -246,8 +246,16 @@ fn groupings_the_merge_cannot_rebuild_are_refused() {
             "SELECT DISTINCT with GROUP BY",
         ),
         (
-            "SELECT count(*) AS n FROM users GROUP BY n",
+            "SELECT count(*) AS n FROM users GROUP BY 1",
             "an aggregate in GROUP BY",
+        ),
+        (
+            "SELECT country AS name, count(*) FROM users GROUP BY name",
+            "GROUP BY name where name is a select-list alias",
+        ),
+        (
+            "SELECT (SELECT max(u.user_id)) FROM users u",
+            "an aggregate inside a subquery",
         ),
     ]);
 }
