@@ -32,6 +32,8 @@ pub struct Database {
     pub counters: Arc<Counters>,
     /// Which function names are aggregates in the catalog (kept across reloads).
     pub aggregate_names: Arc<AggregateNames>,
+    /// Column counts of cross-shard `SELECT *` statements (kept across reloads).
+    pub column_counts: Arc<ColumnCounts>,
     shards: Vec<ShardPools>,
 }
 
@@ -105,6 +107,35 @@ impl AggregateNames {
         names
             .iter()
             .find(|name| known.get(*name).is_some_and(|(aggregate, _)| *aggregate))
+    }
+}
+
+/// How many columns a cross-shard `SELECT *` returns, by shard SQL and the client settings it
+/// was counted under, so the count costs a round trip once, not per execution. An entry is
+/// dropped when a fan-out of its statement fails (the schema may have changed).
+#[derive(Default)]
+pub struct ColumnCounts(Mutex<HashMap<(Arc<str>, u64), usize>>);
+
+impl ColumnCounts {
+    /// The count learned for `sql` under settings `fingerprint`.
+    pub fn get(&self, sql: &str, fingerprint: u64) -> Option<usize> {
+        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts.get(&(Arc::from(sql), fingerprint)).copied()
+    }
+
+    /// Remembers a count (bounded: starts over when full).
+    pub fn insert(&self, sql: &str, fingerprint: u64, columns: usize) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() >= 10_000 {
+            counts.clear();
+        }
+        counts.insert((Arc::from(sql), fingerprint), columns);
+    }
+
+    /// Forgets the counts of `sql`.
+    pub fn forget(&self, sql: &str) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts.retain(|(cached, _), _| &**cached != sql);
     }
 }
 
@@ -182,6 +213,7 @@ impl Database {
             known_statements: old.map(|o| o.known_statements.clone()).unwrap_or_default(),
             counters: old.map(|o| o.counters.clone()).unwrap_or_default(),
             aggregate_names: old.map(|o| o.aggregate_names.clone()).unwrap_or_default(),
+            column_counts: old.map(|o| o.column_counts.clone()).unwrap_or_default(),
             shards,
         }
     }

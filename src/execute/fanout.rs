@@ -290,6 +290,10 @@ impl Run<'_> {
                 }
             }
             tag::ERROR_RESPONSE => {
+                if state.hidden_left > 0 {
+                    // A settings replay failed: what the proxy recorded as applied is wrong.
+                    leg.conn.mark_broken();
+                }
                 let report = wire::error_report(body, Blame::Backend);
                 self.fail(on_shard(report, leg.shard));
             }

@@ -121,7 +121,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Err(Attempt::Failed { report, retry }) if retry && !retried => {
                     self.env.database.counters.count(Event::ScatterRetry);
                     let message = &report.message;
-                    tracing::warn!(error = %message, "replica lost during a read; running it again");
+                    tracing::warn!(error = %message, "a cross-shard read failed before any result; running it again");
                     retried = true;
                 }
                 Err(Attempt::Failed { report, .. }) => return Err(report),
@@ -151,7 +151,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut backends = if transactional {
             self.transaction_backends(shards).await?
         } else {
-            self.release();
+            // Session pooling keeps its backend (and whatever state it carries) for itself.
+            if self.env.mode == crate::config::PoolMode::Transaction {
+                self.release();
+            }
             // A read calling a function that may write runs on the primaries, and counts as
             // a write there for read-your-writes.
             let inline = read.param_types.is_empty() && read.params == NO_PARAMS;
@@ -185,7 +188,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Err(Ran::Failed(failed)) => Some(failed.statuses.clone()),
             Err(Ran::Refused(_)) => None,
         };
+        let stale_count = matches!(&outcome, Err(Ran::Failed(failed))
+            if failed.report.message.contains("result formats"));
+        if matches!(&outcome, Err(Ran::Failed(_))) {
+            self.env.database.column_counts.forget(&plan.shard_sql);
+        }
         let retry = match &outcome {
+            // A cached column count that the schema outdated: counted again on the retry.
+            Err(Ran::Failed(failed)) if stale_count && failed.retryable && !transactional => true,
             Err(Ran::Failed(failed)) if !transactional => {
                 (failed.lost_legs.iter()).for_each(|&leg| backends[leg].note_lost());
                 let lost = failed.lost_legs.iter().map(|&leg| &backends[leg]);
@@ -304,25 +314,31 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if hidden == 0 {
             return Ok(read.result_formats.clone());
         }
+        let fingerprint = self.settings.fingerprint();
+        let counts = self.env.database.column_counts.clone();
         let visible = match plan.visible {
             Some(visible) => visible,
-            None => {
-                let prelude = prelude.take();
-                let settings = &mut self.settings;
-                let mut on_status = |conn: &mut _, name: &str, value: &str| {
-                    settings.on_parameter_status(name, value, conn);
-                };
-                let sql = &plan.shard_sql;
-                let total = column_count(
-                    first,
-                    prelude.as_deref(),
-                    sql,
-                    &read.param_types,
-                    &mut on_status,
-                )
-                .await?;
-                total.saturating_sub(hidden)
-            }
+            None => match counts.get(&plan.shard_sql, fingerprint) {
+                Some(total) => total.saturating_sub(hidden),
+                None => {
+                    let prelude = prelude.take();
+                    let settings = &mut self.settings;
+                    let mut on_status = |conn: &mut _, name: &str, value: &str| {
+                        settings.on_parameter_status(name, value, conn);
+                    };
+                    let sql = &plan.shard_sql;
+                    let total = column_count(
+                        first,
+                        prelude.as_deref(),
+                        sql,
+                        &read.param_types,
+                        &mut on_status,
+                    )
+                    .await?;
+                    counts.insert(&plan.shard_sql, fingerprint, total);
+                    total.saturating_sub(hidden)
+                }
+            },
         };
         Ok(shard_result_formats(&read.result_formats, visible, hidden))
     }

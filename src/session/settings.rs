@@ -34,6 +34,12 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
+    /// A digest of every setting, for caches of what depends on them (a `*`'s columns
+    /// depend on search_path).
+    pub fn fingerprint(&self) -> u64 {
+        self.state.fingerprint()
+    }
+
     /// Whether the client made serializable its default isolation: a hot standby refuses
     /// such transactions, so its reads stay on primaries.
     pub fn serializable_by_default(&self) -> bool {
