@@ -158,13 +158,25 @@ impl Router {
         sql: &str,
         session_hint: Option<&Hint>,
     ) -> Result<Route, RouteError> {
+        self.route_simple_planned(sql, session_hint).0
+    }
+
+    /// [`Router::route_simple`], with the plan it routed by (what the session needs to know
+    /// of the statement besides its route, e.g. [`Plan::may_write`], without planning again).
+    pub fn route_simple_planned(
+        &self,
+        sql: &str,
+        session_hint: Option<&Hint>,
+    ) -> (Result<Route, RouteError>, Arc<Plan>) {
         if let Some((text, literals)) = normalize::normalize(sql) {
             let plan = self.plan(&text);
             if !plan.has_unparsed() {
-                return self.route(&plan, &Params::from_text(&literals), session_hint);
+                let route = self.route(&plan, &Params::from_text(&literals), session_hint);
+                return (route, plan);
             }
         }
-        self.route(&self.plan(sql), &Params::none(), session_hint)
+        let plan = self.plan(sql);
+        (self.route(&plan, &Params::none(), session_hint), plan)
     }
 
     /// Where `plan` runs with these parameters; `session_hint` is the client's

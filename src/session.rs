@@ -303,17 +303,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    /// Records whether `sql`, about to run on `shard` (`None`: the backend held, else the
-    /// default shard), may write there, so later reads of that shard see it; returns whether
-    /// it may.
-    fn note_writes(&mut self, shard: Option<ShardId>, sql: &str, literals_inline: bool) -> bool {
-        let database = &self.env.database;
-        let writes = database.router.may_write(sql, literals_inline);
+    /// Records that a statement that `writes`, about to run on `shard` (`None`: the backend
+    /// held, else the default shard), may write there, so later reads of that shard see it.
+    fn note_writes(&mut self, shard: Option<ShardId>, writes: bool) {
         if writes {
-            let default = database.router.map().default_shard;
+            let default = self.env.database.router.map().default_shard;
             self.note_written(shard.or(self.held_shard).unwrap_or(default));
         }
-        writes
     }
 
     /// Records that the session may be writing to `shard` now.

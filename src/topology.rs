@@ -114,28 +114,39 @@ impl AggregateNames {
 /// was counted under, so the count costs a round trip once, not per execution. An entry is
 /// dropped when a fan-out of its statement fails (the schema may have changed).
 #[derive(Default)]
-pub struct ColumnCounts(Mutex<HashMap<(Arc<str>, u64), usize>>);
+pub struct ColumnCounts(Mutex<HashMap<u64, HashMap<Box<str>, usize>>>);
+
+/// Counts kept at most, all settings together (then it starts over).
+const MAX_COLUMN_COUNTS: usize = 10_000;
 
 impl ColumnCounts {
     /// The count learned for `sql` under settings `fingerprint`.
     pub fn get(&self, sql: &str, fingerprint: u64) -> Option<usize> {
-        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        counts.get(&(Arc::from(sql), fingerprint)).copied()
+        let counts = self.lock();
+        counts.get(&fingerprint)?.get(sql).copied()
     }
 
     /// Remembers a count (bounded: starts over when full).
     pub fn insert(&self, sql: &str, fingerprint: u64, columns: usize) {
-        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if counts.len() >= 10_000 {
+        let mut counts = self.lock();
+        if counts.values().map(HashMap::len).sum::<usize>() >= MAX_COLUMN_COUNTS {
             counts.clear();
         }
-        counts.insert((Arc::from(sql), fingerprint), columns);
+        counts
+            .entry(fingerprint)
+            .or_default()
+            .insert(sql.into(), columns);
     }
 
     /// Forgets the counts of `sql`.
     pub fn forget(&self, sql: &str) {
-        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        counts.retain(|(cached, _), _| &**cached != sql);
+        self.lock().values_mut().for_each(|by_sql| {
+            by_sql.remove(sql);
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, HashMap<Box<str>, usize>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

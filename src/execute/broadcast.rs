@@ -291,14 +291,14 @@ pub(super) async fn next_frame(conn: &mut BackendConn) -> Result<BytesMut, Error
     }
 }
 
-async fn send(conn: &mut BackendConn, bytes: &[u8]) -> Result<(), ErrorReport> {
+pub(super) async fn send(conn: &mut BackendConn, bytes: &[u8]) -> Result<(), ErrorReport> {
     if let Err(e) = conn.stream_mut().write_all(bytes).await {
         return Err(lost(conn, &e.to_string()));
     }
     Ok(())
 }
 
-fn query(out: &mut BytesMut, sql: &str) -> Result<(), ErrorReport> {
+pub(super) fn query(out: &mut BytesMut, sql: &str) -> Result<(), ErrorReport> {
     postgres_protocol::message::frontend::query(sql, out).map_err(|e| {
         ErrorReport::error(
             sqlstate::PROGRAM_LIMIT_EXCEEDED,

@@ -78,8 +78,6 @@ pub struct Failed {
 pub struct Finished {
     /// Rows the client received.
     pub rows: u64,
-    /// Whether any leg described rows (false: the statement returns no rows).
-    pub described: bool,
     /// Each leg's transaction status at its end.
     pub statuses: Vec<TxStatus>,
 }
@@ -407,7 +405,6 @@ impl Run<'_> {
         self.send_preamble(bufs);
         Ok(Finished {
             rows: self.merger.as_ref().map_or(0, Merger::rows_sent),
-            described: self.columns.is_some(),
             statuses: self.states.iter().map(|s| s.status).collect(),
         })
     }

@@ -3,26 +3,33 @@
 //! Part of the router (pure). A session that ran a statement that may write on a shard reads
 //! that shard from its primary from then on; everything else may read from a replica.
 
-use super::plan::{Kind, Target};
+use super::plan::{Kind, Plan, Target};
 use super::{Router, normalize};
 
+impl Plan {
+    /// Whether the statement may change data or schema, or lock rows (anything but plain
+    /// reads and session commands; text the parser cannot read counts as a write), so it must
+    /// run on a primary and later reads of the session must see it.
+    pub fn may_write(&self) -> bool {
+        self.parts.iter().any(|part| {
+            !matches!(part.kind, Kind::Read | Kind::Session)
+                || matches!(part.target, Target::Unparsed(_))
+                || part.locks_rows
+                || part.calls_unknown_function
+        })
+    }
+}
+
 impl Router {
-    /// Whether `sql` may change data or schema, or lock rows (anything but plain reads and
-    /// session commands; text the parser cannot read counts as a write), so it must run on a
-    /// primary and later reads of the session must see it. `literals_inline`: a simple-protocol
-    /// text, looked up by its normalized form so it costs no parse.
+    /// [`Plan::may_write`] of `sql`. `literals_inline`: a simple-protocol text, looked up by
+    /// its normalized form so it costs no parse.
     pub fn may_write(&self, sql: &str, literals_inline: bool) -> bool {
         let normalized = literals_inline.then(|| normalize::normalize(sql)).flatten();
         let plan = match &normalized {
             Some((text, _)) => self.plan(text),
             None => self.plan(sql),
         };
-        plan.parts.iter().any(|part| {
-            !matches!(part.kind, Kind::Read | Kind::Session)
-                || matches!(part.target, Target::Unparsed(_))
-                || part.locks_rows
-                || part.calls_unknown_function
-        })
+        plan.may_write()
     }
 }
 

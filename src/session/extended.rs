@@ -150,7 +150,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let rest = &body(frame)[bind.rest_offset..];
                 let params = Params::from_bind(rest, &statement.param_types)
                     .map_err(|e| Refusal::violation(e.to_string()))?;
-                match self.route_sql(&statement.query, Some(&params)).await? {
+                let routed = self.route_sql(&statement.query, Some(&params)).await?;
+                match routed.route {
                     Route::Scatter(shards) => {
                         let split = BindRest::decode(rest)
                             .map_err(|e| Refusal::violation(e.to_string()))?;
@@ -160,15 +161,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                             params: split.params.to_vec(),
                             result_formats: split.result_formats,
                             shards,
+                            writes: routed.writes,
                         };
                         return self.bind_shards(bind.portal, read);
                     }
                     route => {
                         let shard = self.shard_for_route(route)?;
-                        let writes = self.note_writes(shard, &statement.query, false);
+                        self.note_writes(shard, routed.writes);
                         let effects = !statement.effects.is_empty();
-                        let replica =
-                            self.may_use_replica(writes, effects) && self.bind_is_self_contained();
+                        let replica = self.may_use_replica(routed.writes, effects)
+                            && self.bind_is_self_contained();
                         (shard, replica)
                     }
                 }

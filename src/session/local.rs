@@ -106,11 +106,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// In a deferred transaction that failed, every statement but its end is refused (25P02).
     pub(super) fn check_aborted_pending_transaction(&self) -> Result<(), Refusal> {
         if self.pending_begin.is_some() && self.client_status == TxStatus::Failed {
-            return Err(Refusal::Statement(ErrorReport::error(
-                sqlstate::IN_FAILED_SQL_TRANSACTION,
-                Blame::Client,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            )));
+            return Err(Refusal::Statement(super::spanning::aborted()));
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         &self,
         sql: &'a str,
         params: Option<&'a Params<'a>>,
-    ) -> impl Future<Output = Result<Route, ErrorReport>> + Send + 'a {
+    ) -> impl Future<Output = Result<Routed, ErrorReport>> + Send + 'a {
         route_with_lookups(self.env.database.clone(), self.hint.clone(), sql, params)
     }
 
@@ -131,18 +131,29 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 /// Directory tables read per statement at most (an `IN` list may name several new keys).
 const MAX_LOOKUPS: usize = 16;
 
+/// A statement's route, and whether it may write (for read-your-writes and replica reads).
+pub(super) struct Routed {
+    pub route: Route,
+    pub writes: bool,
+}
+
 async fn route_with_lookups(
     database: Arc<Database>,
     hint: Option<Hint>,
     sql: &str,
     params: Option<&Params<'_>>,
-) -> Result<Route, ErrorReport> {
+) -> Result<Routed, ErrorReport> {
     let router = &database.router;
     let plan = params.map(|_| router.plan(sql));
     for _ in 0..MAX_LOOKUPS {
-        let routed = match (&plan, params) {
-            (Some(plan), Some(params)) => router.route(plan, params, hint.as_ref()),
-            _ => router.route_simple(sql, hint.as_ref()),
+        let (routed, writes) = match (&plan, params) {
+            (Some(plan), Some(params)) => {
+                (router.route(plan, params, hint.as_ref()), plan.may_write())
+            }
+            _ => {
+                let (routed, plan) = router.route_simple_planned(sql, hint.as_ref());
+                (routed, plan.may_write())
+            }
         };
         match routed {
             Err(RouteError::Placement {
@@ -153,8 +164,8 @@ async fn route_with_lookups(
                 fetched.map_err(|e| lookup_report(&e))?;
             }
             Ok(route) => {
-                tracing::debug!(?route, "routed");
-                return Ok(route);
+                tracing::debug!(?route, writes, "routed");
+                return Ok(Routed { route, writes });
             }
             Err(error) => return Err(error.report()),
         }

@@ -43,6 +43,8 @@ pub(super) struct ScatterRead {
     pub result_formats: Vec<i16>,
     /// The shards holding its rows.
     pub shards: Vec<ShardId>,
+    /// It may write (calls a function with side effects): it runs on primaries.
+    pub writes: bool,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -52,6 +54,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         &mut self,
         sql: &str,
         shards: Vec<ShardId>,
+        writes: bool,
     ) -> Result<(), Refusal> {
         let read = ScatterRead {
             sql: sql.to_owned(),
@@ -59,6 +62,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             params: NO_PARAMS.to_vec(),
             result_formats: Vec::new(),
             shards,
+            writes,
         };
         let show = Show {
             preamble: &[],
@@ -71,10 +75,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     pub(super) fn complete_scatter(&mut self, finished: &Finished) {
-        let command = match finished.described {
-            true => format!("SELECT {}", finished.rows),
-            false => "SELECT 0".to_owned(),
-        };
+        let command = format!("SELECT {}", finished.rows);
         encode::command_complete(&mut self.bufs.to_client, &command);
     }
 
@@ -157,9 +158,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             // A read calling a function that may write runs on the primaries, and counts as
             // a write there for read-your-writes.
-            let inline = read.param_types.is_empty() && read.params == NO_PARAMS;
-            let writes = self.env.database.router.may_write(&read.sql, inline)
-                || self.settings.serializable_by_default();
+            let writes = read.writes || self.settings.serializable_by_default();
             if writes {
                 shards.iter().for_each(|&shard| self.note_written(shard));
             }

@@ -27,7 +27,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         {
             return Ok(());
         }
-        let shard = match self.route_sql(sql, None).await? {
+        let routed = self.route_sql(sql, None).await?;
+        let shard = match routed.route {
             Route::Broadcast(shards) => {
                 let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
                 return self
@@ -38,7 +39,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
                 return self.run_on_shards(sql, parts.collect(), Rows::Copies).await;
             }
-            Route::Scatter(shards) => return self.query_shards(sql, shards).await,
+            Route::Scatter(shards) => return self.query_shards(sql, shards, routed.writes).await,
             Route::Split(groups) => {
                 let router = &self.env.database.router;
                 let parts = router.split_insert(sql, &groups).map_err(|e| e.report())?;
@@ -46,10 +47,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             route => self.shard_for_route(route)?,
         };
-        let writes = self.note_writes(shard, sql, true);
+        self.note_writes(shard, routed.writes);
         let effects = statements::session_effects(sql);
         match shard {
-            Some(shard) if self.may_use_replica(writes, !effects.is_empty()) => {
+            Some(shard) if self.may_use_replica(routed.writes, !effects.is_empty()) => {
                 self.ensure_read_backend(shard).await?;
             }
             _ => {
@@ -97,9 +98,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 };
                 let arguments = execute_arguments(rest);
                 let params = Params::from_text(&arguments);
-                let route = self.route_sql(&prepared.query, Some(&params)).await?;
-                let shard = self.shard_for_route(route)?;
-                self.note_writes(shard, &prepared.query, false);
+                let routed = self.route_sql(&prepared.query, Some(&params)).await?;
+                let shard = self.shard_for_route(routed.route)?;
+                self.note_writes(shard, routed.writes);
                 self.leave_replica().await?;
                 let conn = self.ensure_backend(shard).await?;
                 if conn.prepared.insert(prepared.backend_name.clone()) {

@@ -5,6 +5,7 @@
 
 use bytes::BytesMut;
 
+use super::super::broadcast;
 use super::OnStatus;
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
@@ -22,13 +23,6 @@ pub fn leg_batch(
     execute: bool,
 ) -> Result<(), ErrorReport> {
     use postgres_protocol::message::frontend;
-    let too_big = |e: std::io::Error| {
-        ErrorReport::error(
-            sqlstate::PROGRAM_LIMIT_EXCEEDED,
-            Blame::Client,
-            e.to_string(),
-        )
-    };
     frontend::parse("", sql, param_types.iter().copied(), out).map_err(too_big)?;
     let mut rest = BytesMut::with_capacity(params.len() + 2 + 2 * result_formats.len());
     rest.extend_from_slice(params);
@@ -56,30 +50,19 @@ pub async fn column_count(
     on_status: OnStatus<'_>,
 ) -> Result<usize, ErrorReport> {
     use postgres_protocol::message::frontend;
-    use tokio::io::AsyncWriteExt;
     let mut out = BytesMut::new();
-    let too_big = |e: std::io::Error| {
-        ErrorReport::error(
-            sqlstate::PROGRAM_LIMIT_EXCEEDED,
-            Blame::Client,
-            e.to_string(),
-        )
-    };
     let mut ready_left = 1;
     if let Some(prelude) = prelude {
-        frontend::query(prelude, &mut out).map_err(too_big)?;
+        broadcast::query(&mut out, prelude)?;
         ready_left += 1;
     }
     frontend::parse("", sql, param_types.iter().copied(), &mut out).map_err(too_big)?;
     frontend::describe(b'S', "", &mut out).map_err(too_big)?;
     frontend::sync(&mut out);
-    if let Err(e) = conn.stream_mut().write_all(&out).await {
-        conn.mark_broken();
-        return Err(lost(conn, &e.to_string()));
-    }
+    broadcast::send(conn, &out).await?;
     let (mut columns, mut error) = (0, None);
     while ready_left > 0 {
-        let frame = super::super::broadcast::next_frame(conn).await?;
+        let frame = broadcast::next_frame(conn).await?;
         let body = &frame[wire::HEADER_LEN..];
         match frame[0] {
             tag::READY_FOR_QUERY => ready_left -= 1,
@@ -100,11 +83,12 @@ pub async fn column_count(
     error.map_or(Ok(columns), Err)
 }
 
-fn lost(conn: &BackendConn, why: &str) -> ErrorReport {
+/// A message too large for the protocol's length field: the client's statement is at fault.
+fn too_big(e: std::io::Error) -> ErrorReport {
     ErrorReport::error(
-        sqlstate::CONNECTION_FAILURE,
-        Blame::Backend,
-        format!("server connection lost ({}): {why}", conn.addr()),
+        sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        Blame::Client,
+        e.to_string(),
     )
 }
 
@@ -117,8 +101,6 @@ pub async fn aggregates_among(
     conn: &mut BackendConn,
     names: &[String],
 ) -> Result<Vec<String>, ErrorReport> {
-    use postgres_protocol::message::frontend;
-    use tokio::io::AsyncWriteExt;
     let quoted: Vec<String> = (names.iter())
         .map(|name| format!("'{}'", name.replace('\'', "''")))
         .collect();
@@ -128,20 +110,11 @@ pub async fn aggregates_among(
         quoted.join(", ")
     );
     let mut out = BytesMut::new();
-    frontend::query(&sql, &mut out).map_err(|e| {
-        ErrorReport::error(
-            sqlstate::PROGRAM_LIMIT_EXCEEDED,
-            Blame::Client,
-            e.to_string(),
-        )
-    })?;
-    if let Err(e) = conn.stream_mut().write_all(&out).await {
-        conn.mark_broken();
-        return Err(lost(conn, &e.to_string()));
-    }
+    broadcast::query(&mut out, &sql)?;
+    broadcast::send(conn, &out).await?;
     let (mut found, mut error) = (Vec::new(), None);
     loop {
-        let frame = super::super::broadcast::next_frame(conn).await?;
+        let frame = broadcast::next_frame(conn).await?;
         let body = &frame[wire::HEADER_LEN..];
         match frame[0] {
             tag::READY_FOR_QUERY => break,
