@@ -7,22 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::harness::{TestProxy, cluster, config, sqlstate};
-use crate::raw::{query_message, read_message, sqlstate_of, startup_packet};
-
-/// Logs in to a trust-auth proxy by hand and reads up to the first ReadyForQuery.
-async fn raw_login(proxy: &TestProxy) -> TcpStream {
-    let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
-    stream
-        .write_all(&startup_packet("app", "app"))
-        .await
-        .unwrap();
-    while let Some((tag, _)) = read_message(&mut stream).await {
-        if tag == b'Z' {
-            return stream;
-        }
-    }
-    panic!("no ReadyForQuery after startup");
-}
+use crate::raw::{query_message, raw_login, read_message, sqlstate_of, startup_packet};
 
 async fn trust_proxy() -> TestProxy {
     let mut cfg = config(cluster());

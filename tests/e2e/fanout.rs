@@ -239,11 +239,8 @@ async fn text_is_merged_in_order_only_where_the_collation_is_bytewise() {
             .collect(),
         replicas: vec![Vec::new(); cluster.primaries.len()],
     };
-    let mut config = crate::harness::config(&icu);
-    let yaml = "shards: [{name: s0, primary: 'postgres://a@h:1/d'}, {name: s1, primary: 'postgres://a@h:2/d'}]\n\
-                tables: {ic_items: {strategy: hash, key: id, key_type: bigint}}\n";
-    let parsed = shardgate::config::parse_shard_map(yaml, std::path::Path::new("t.yaml")).unwrap();
-    config.databases[0].shard_map.tables = parsed.tables;
+    let tables = "{ic_items: {strategy: hash, key: id, key_type: bigint}}";
+    let config = crate::harness::config_with_tables(&icu, tables);
     let proxy = TestProxy::start(config).await;
     let client = proxy.connect().await;
     client

@@ -28,14 +28,18 @@ pub struct ClusterInfo {
     pub replicas: Vec<Vec<String>>,
 }
 
-/// A cluster and its directory, kept alive until the exit hook drops them (in that order).
-struct Running {
-    _cluster: LocalCluster,
+/// A cluster and its directory (dropped in that order). Shared clusters are kept until the
+/// exit hook drops them; a test that stops servers on purpose owns one ([`own_cluster`]).
+pub struct OwnCluster {
+    /// The servers.
+    pub cluster: LocalCluster,
+    /// Their URIs.
+    pub info: ClusterInfo,
     _dir: tempfile::TempDir,
 }
 
-/// Every cluster this process started; the exit hook stops them.
-static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
+/// Every cluster this process shares between tests; the exit hook stops them.
+static RUNNING: Mutex<Vec<OwnCluster>> = Mutex::new(Vec::new());
 static HOOK: Once = Once::new();
 
 extern "C" fn stop_clusters() {
@@ -47,6 +51,14 @@ fn start(shards: usize, replicas: usize, auth: BackendAuth) -> ClusterInfo {
     HOOK.call_once(|| unsafe {
         libc::atexit(stop_clusters);
     });
+    let own = own_cluster(shards, replicas, auth);
+    let info = own.info.clone();
+    RUNNING.lock().unwrap().push(own);
+    info
+}
+
+/// A cluster for one test alone, stopped when the test drops it.
+pub fn own_cluster(shards: usize, replicas: usize, auth: BackendAuth) -> OwnCluster {
     let dir = scratch_dir().expect("scratch dir for test clusters");
     let cluster = LocalCluster::start(ClusterSpec {
         shards,
@@ -64,11 +76,38 @@ fn start(shards: usize, replicas: usize, auth: BackendAuth) -> ClusterInfo {
             .map(|s| s.replicas.iter().map(|r| r.uri()).collect())
             .collect(),
     };
-    RUNNING.lock().unwrap().push(Running {
-        _cluster: cluster,
+    OwnCluster {
+        cluster,
+        info,
         _dir: dir,
-    });
-    info
+    }
+}
+
+/// A config in front of `cluster`, its replicas included, whose map shards the tables of
+/// `tables_yaml` (a YAML mapping of shard-map table entries) over it.
+pub fn config_with_tables(cluster: &ClusterInfo, tables_yaml: &str) -> Config {
+    let mut config = config(cluster);
+    let map = &mut config.databases[0].shard_map;
+    for (shard, replicas) in map.shards.iter_mut().zip(&cluster.replicas) {
+        shard.replicas = replicas
+            .iter()
+            .map(|r| BackendUri::parse(r).unwrap())
+            .collect();
+    }
+    let shards: Vec<String> = (map.shards.iter())
+        .map(|s| {
+            format!(
+                "{{name: {}, primary: 'postgres://a@h:{}/d'}}",
+                s.name,
+                s.id.0 + 1
+            )
+        })
+        .collect();
+    let yaml = format!("shards: [{}]\ntables: {tables_yaml}\n", shards.join(", "));
+    map.tables = parse_shard_map(&yaml, std::path::Path::new("tables.yaml"))
+        .expect("test tables are valid")
+        .tables;
+    config
 }
 
 /// The shared sharded cluster: 2 shards, each a primary with one streaming replica, SCRAM.

@@ -15,7 +15,7 @@ use crate::harness::{
     TestProxy, cluster, config_with_map, connect_direct, demo_map_with_replicas, oracle,
     sharded_config, sqlstate, wait_for_replicas,
 };
-use crate::raw::{read_message, startup_packet};
+use crate::raw::{raw_login, read_message};
 use crate::routing::two_users_on_different_shards;
 
 /// A proxy with the demo map (replicas included) plus `yaml` tables.
@@ -449,16 +449,7 @@ async fn raw_setup(name: &str) -> (TestProxy, TcpStream, String) {
         .await
         .unwrap();
     wait_for_replicas(cluster).await;
-    let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
-    stream
-        .write_all(&startup_packet("app", "app"))
-        .await
-        .unwrap();
-    while let Some((tag, _)) = read_message(&mut stream).await {
-        if tag == b'Z' {
-            break;
-        }
-    }
+    let stream = raw_login(&proxy).await;
     let sql = format!("SELECT id FROM {name} WHERE id BETWEEN 1 AND 10 ORDER BY id");
     (proxy, stream, sql)
 }
@@ -992,35 +983,12 @@ async fn fine_special_values_differential() {
 /// (README: "replays more than replicas.max_lag behind" takes it out).
 #[tokio::test]
 async fn probe_replica_cut_off_from_its_primary_keeps_serving_stale_reads() {
-    use shardgate::local_cluster::{ClusterSpec, LocalCluster, scratch_dir};
-    let dir = scratch_dir().unwrap();
-    let spec = ClusterSpec {
-        user: crate::harness::USER.into(),
-        password: crate::harness::PASSWORD.into(),
-        database: crate::harness::DATABASE.into(),
-        ..ClusterSpec::new(dir.path())
-    };
-    let own = LocalCluster::start(spec).unwrap();
-    let info = crate::harness::ClusterInfo {
-        primaries: own.shards().iter().map(|s| s.primary.uri()).collect(),
-        replicas: (own.shards().iter())
-            .map(|s| s.replicas.iter().map(|r| r.uri()).collect())
-            .collect(),
-    };
-    let mut config = crate::harness::config(&info);
+    let own = crate::harness::own_cluster(2, 1, shardgate::local_cluster::BackendAuth::ScramSha256);
+    let info = own.info.clone();
+    let tables = "{rv_lag: {strategy: hash, key: id, key_type: bigint}}";
+    let mut config = crate::harness::config_with_tables(&info, tables);
     config.replicas.max_lag = Duration::from_secs(1);
     config.replicas.check_interval = Duration::from_millis(500);
-    let map = &mut config.databases[0].shard_map;
-    for (shard, replicas) in map.shards.iter_mut().zip(&info.replicas) {
-        shard.replicas = (replicas.iter())
-            .map(|r| shardgate::config::BackendUri::parse(r).unwrap())
-            .collect();
-    }
-    let yaml = "shards: [{name: s0, primary: 'postgres://a@h:1/d'}, {name: s1, primary: 'postgres://a@h:2/d'}]\n\
-                tables: {rv_lag: {strategy: hash, key: id, key_type: bigint}}\n";
-    map.tables = shardgate::config::parse_shard_map(yaml, std::path::Path::new("t.yaml"))
-        .unwrap()
-        .tables;
     let proxy = TestProxy::start(config).await;
     let writer = proxy.connect().await;
     writer
@@ -1037,7 +1005,7 @@ async fn probe_replica_cut_off_from_its_primary_keeps_serving_stale_reads() {
         .unwrap();
     wait_for_replicas(&info).await;
     // Cut s0's replica off from its primary.
-    let admin = connect_direct(&own.shards()[0].replicas[0].superuser_uri()).await;
+    let admin = connect_direct(&own.cluster.shards()[0].replicas[0].superuser_uri()).await;
     admin
         .simple_query("ALTER SYSTEM SET primary_conninfo = ''")
         .await
@@ -1292,16 +1260,7 @@ async fn probe_failed_shard_switch_reports_a_healthy_transaction() {
     let (a, b) = two_users_on_different_shards(90_511);
     reset_users(&proxy.connect().await, &[a, b], false).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
-    stream
-        .write_all(&startup_packet("app", "app"))
-        .await
-        .unwrap();
-    while let Some((tag, _)) = read_message(&mut stream).await {
-        if tag == b'Z' {
-            break;
-        }
-    }
+    let mut stream = raw_login(&proxy).await;
     // Both of shard(b)'s backends held by other clients' transactions.
     let mut blockers = Vec::new();
     for _ in 0..2 {

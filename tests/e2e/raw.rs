@@ -59,3 +59,21 @@ pub fn cancel_request(pid: i32, secret: i32) -> Vec<u8> {
     packet.extend(secret.to_be_bytes());
     packet
 }
+
+/// Logs in to a trust-auth proxy by hand and reads up to the first ReadyForQuery.
+pub async fn raw_login(proxy: &crate::harness::TestProxy) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(proxy.proxy.local_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(&startup_packet("app", "app"))
+        .await
+        .unwrap();
+    while let Some((tag, _)) = read_message(&mut stream).await {
+        if tag == b'Z' {
+            return stream;
+        }
+    }
+    panic!("no ReadyForQuery after startup");
+}

@@ -1,10 +1,11 @@
 //! Reads on replicas: cross-shard reads go to the shards' streaming replicas, a session reads
 //! its own writes, and a replica that is down costs clients nothing.
 
-use shardgate::config::BackendUri;
+use shardgate::local_cluster::BackendAuth;
 
 use crate::harness::{
-    TestProxy, cluster, config_with_map, connect_direct, demo_map_with_replicas, wait_for_replicas,
+    OwnCluster, TestProxy, cluster, config_with_map, connect_direct, demo_map_with_replicas,
+    own_cluster, wait_for_replicas,
 };
 
 /// Server processes of `uri` other than this one whose last statement contained `text`
@@ -59,54 +60,15 @@ async fn cross_shard_reads_run_on_the_replicas() {
     }
 }
 
-/// A cluster of this test's own (its servers are stopped on purpose), with a proxy whose map
-/// shards one table over it.
-struct OwnCluster {
-    cluster: shardgate::local_cluster::LocalCluster,
-    _dir: tempfile::TempDir,
-    info: crate::harness::ClusterInfo,
-}
-
-fn own_cluster() -> OwnCluster {
-    use shardgate::local_cluster::{ClusterSpec, LocalCluster, scratch_dir};
-    let dir = scratch_dir().unwrap();
-    let spec = ClusterSpec {
-        user: crate::harness::USER.into(),
-        password: crate::harness::PASSWORD.into(),
-        database: crate::harness::DATABASE.into(),
-        ..ClusterSpec::new(dir.path())
-    };
-    let cluster = LocalCluster::start(spec).unwrap();
-    let info = crate::harness::ClusterInfo {
-        primaries: cluster.shards().iter().map(|s| s.primary.uri()).collect(),
-        replicas: (cluster.shards().iter())
-            .map(|s| s.replicas.iter().map(|r| r.uri()).collect())
-            .collect(),
-    };
-    OwnCluster {
-        cluster,
-        _dir: dir,
-        info,
-    }
-}
+/// The one table of the failover test's map.
+const FL_ITEMS: &str = "{fl_items: {strategy: hash, key: id, key_type: bigint}}";
 
 async fn failover_proxy(own: &OwnCluster) -> TestProxy {
-    let mut config = crate::harness::config(&own.info);
+    let mut config = crate::harness::config_with_tables(&own.info, FL_ITEMS);
     // Short enough that the stopped primary's error comes quickly, long enough for a loaded
     // machine to open connections.
     config.pool.checkout_timeout = std::time::Duration::from_secs(5);
     config.replicas.max_lag = std::time::Duration::from_millis(300);
-    let map = &mut config.databases[0].shard_map;
-    for (shard, replicas) in map.shards.iter_mut().zip(&own.info.replicas) {
-        shard.replicas = replicas
-            .iter()
-            .map(|r| BackendUri::parse(r).unwrap())
-            .collect();
-    }
-    let yaml = "shards: [{name: s0, primary: 'postgres://a@h:1/d'}, {name: s1, primary: 'postgres://a@h:2/d'}]\n\
-                tables: {fl_items: {strategy: hash, key: id, key_type: bigint}}\n";
-    let parsed = shardgate::config::parse_shard_map(yaml, std::path::Path::new("t.yaml")).unwrap();
-    map.tables = parsed.tables;
     TestProxy::start(config).await
 }
 
@@ -123,7 +85,7 @@ async fn read_all(client: &tokio_postgres::Client) -> Result<Vec<i64>, tokio_pos
 #[tokio::test]
 async fn a_stopped_replica_costs_readers_nothing_and_a_stopped_primary_fails_only_its_shard() {
     use shardgate::local_cluster::StopMode;
-    let mut own = own_cluster();
+    let mut own = own_cluster(2, 1, BackendAuth::ScramSha256);
     let proxy = failover_proxy(&own).await;
     let writer = proxy.connect().await;
     writer
@@ -154,7 +116,7 @@ async fn a_stopped_replica_costs_readers_nothing_and_a_stopped_primary_fails_onl
         .unwrap();
     // Shard s1's replica still serves reads; its primary's writes fail with 08006, s0's work.
     assert_eq!(read_all(&proxy.connect().await).await.unwrap(), all);
-    let (on_s0, on_s1) = keys_on_each_shard(&proxy).await;
+    let (on_s0, on_s1) = keys_on_each_shard(&own);
     writer
         .simple_query(&format!("INSERT INTO fl_items (id) VALUES ({on_s0})"))
         .await
@@ -180,7 +142,7 @@ async fn lagging_replica_serves_no_reads(
         .simple_query("SELECT pg_wal_replay_pause()")
         .await
         .unwrap();
-    let (on_s0, _) = keys_on_each_shard(proxy).await;
+    let (on_s0, _) = keys_on_each_shard(own);
     writer
         .simple_query(&format!("INSERT INTO fl_items (id) VALUES ({on_s0})"))
         .await
@@ -205,13 +167,10 @@ async fn lagging_replica_serves_no_reads(
     wait_for_replicas(&own.info).await;
 }
 
-/// A new key on shard s0 and one on s1, by the proxy's own router.
-async fn keys_on_each_shard(proxy: &TestProxy) -> (i64, i64) {
-    let _ = proxy;
-    let text = "shards: [{name: s0, primary: 'postgres://a@h:1/d'}, {name: s1, primary: 'postgres://a@h:2/d'}]\n\
-                tables: {fl_items: {strategy: hash, key: id, key_type: bigint}}\n";
-    let map = shardgate::config::parse_shard_map(text, std::path::Path::new("t.yaml")).unwrap();
-    let router = shardgate::router::Router::new(&map);
+/// A new key on shard s0 and one on s1, by the router of the proxy's map.
+fn keys_on_each_shard(own: &OwnCluster) -> (i64, i64) {
+    let config = crate::harness::config_with_tables(&own.info, FL_ITEMS);
+    let router = shardgate::router::Router::new(&config.databases[0].shard_map);
     let shard_of = |id: i64| {
         let sql = format!("SELECT * FROM fl_items WHERE id = {id}");
         match router.route(&router.plan(&sql), &shardgate::router::Params::none(), None) {
