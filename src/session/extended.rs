@@ -146,7 +146,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let shard = match statement.cloned() {
             Some(statement) => {
                 self.before_transaction_control(&statement.query).await?;
-                self.note_transaction_settings(&statement.query)?;
+                self.note_transaction_settings(&statement.query, &statement.effects)?;
                 let rest = &body(frame)[bind.rest_offset..];
                 let params = Params::from_bind(rest, &statement.param_types)
                     .map_err(|e| Refusal::violation(e.to_string()))?;

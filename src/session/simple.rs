@@ -21,7 +21,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.check_aborted_pending_transaction()?;
         self.before_transaction_control(sql).await?;
-        self.note_transaction_settings(sql)?;
         if let Some(command) = single_sql_command(sql)
             && self.on_sql_command(command).await?
         {
@@ -49,6 +48,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         self.note_writes(shard, routed.writes);
         let effects = statements::session_effects(sql);
+        self.note_transaction_settings(sql, &effects)?;
         match shard {
             Some(shard) if self.may_use_replica(routed.writes, !effects.is_empty()) => {
                 self.ensure_read_backend(shard).await?;

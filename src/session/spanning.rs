@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::local::{Control, transaction_control};
 use super::routing::refused;
-use super::statements::{next_word, split_statements};
+use super::statements::{SessionEffect, split_statements, transaction_scoped_settings};
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::broadcast::run_simple;
@@ -317,55 +317,35 @@ pub(super) fn aborted() -> ErrorReport {
     )
 }
 
-/// How a statement changes settings inside a transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SettingScope {
-    /// `SET LOCAL`, `SET TRANSACTION`: ends with the transaction.
-    Transaction,
-    /// `SET`, `RESET`, `SET SESSION CHARACTERISTICS`: staged until COMMIT.
-    Session,
-}
-
-fn setting_scope(statement: &str) -> Option<SettingScope> {
-    let (first, rest) = next_word(statement)?;
-    if first.is("reset") {
-        return Some(SettingScope::Session);
-    }
-    if !first.is("set") {
-        return None;
-    }
-    let second = next_word(rest).map(|(word, _)| word)?;
-    if second.is("local") || second.is("transaction") || second.is("constraints") {
-        Some(SettingScope::Transaction)
-    } else {
-        Some(SettingScope::Session)
-    }
-}
-
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
-    /// Notes the settings `sql` changes inside the client's transaction: transaction-scoped
-    /// ones are replayed on every shard the transaction reaches later; a session-level SET
-    /// keeps the transaction on the shards it already spans (refused once it spans several).
-    pub(super) fn note_transaction_settings(&mut self, sql: &str) -> Result<(), ErrorReport> {
+    /// Notes what `sql` (whose session effects are `effects`) changes inside the client's
+    /// transaction: transaction-scoped settings are replayed on every shard the transaction
+    /// reaches later; a session-level SET keeps the transaction on the shards it already spans
+    /// (refused once it spans several).
+    pub(super) fn note_transaction_settings(
+        &mut self,
+        sql: &str,
+        effects: &[SessionEffect],
+    ) -> Result<(), ErrorReport> {
         if self.client_status == TxStatus::Idle {
             return Ok(());
         }
-        for statement in split_statements(sql) {
-            match setting_scope(statement) {
-                Some(SettingScope::Transaction) => {
-                    self.transaction_settings.push(statement.trim().to_owned());
-                }
-                Some(SettingScope::Session) if self.spans_shards => {
-                    return Err(refused(
-                        "SET (session level) is not supported in a transaction that spans \
-                         shards; use SET LOCAL, or SET before BEGIN"
-                            .into(),
-                    ));
-                }
-                Some(SettingScope::Session) => self.session_set_in_transaction = true,
-                None => {}
-            }
+        let session_level = effects.iter().any(|effect| {
+            matches!(
+                effect,
+                SessionEffect::Set { .. } | SessionEffect::Reset { .. } | SessionEffect::ResetAll
+            )
+        });
+        if session_level && self.spans_shards {
+            return Err(refused(
+                "SET (session level) is not supported in a transaction that spans shards; use \
+                 SET LOCAL, or SET before BEGIN"
+                    .into(),
+            ));
         }
+        self.session_set_in_transaction |= session_level;
+        let scoped = transaction_scoped_settings(sql).map(|s| s.trim().to_owned());
+        self.transaction_settings.extend(scoped);
         Ok(())
     }
 }

@@ -83,7 +83,7 @@ fn classify(statement: &str) -> Option<SessionEffect> {
 /// `SET [SESSION] name …`; transaction-scoped forms carry nothing over.
 fn classify_set(statement: &str, after_set: &str) -> Option<SessionEffect> {
     let (word, rest) = next_word(after_set)?;
-    let name = if word.is("local") || word.is("transaction") || word.is("constraints") {
+    let name = if transaction_scoped(&word) {
         return None;
     } else if word.is("session") {
         let (word, _) = next_word(rest)?;
@@ -102,6 +102,23 @@ fn classify_set(statement: &str, after_set: &str) -> Option<SessionEffect> {
     Some(SessionEffect::Set {
         name,
         statement: statement.into(),
+    })
+}
+
+/// The word after SET of a setting that ends with the transaction (`SET LOCAL`,
+/// `SET TRANSACTION`, `SET CONSTRAINTS`).
+fn transaction_scoped(word: &Word<'_>) -> bool {
+    word.is("local") || word.is("transaction") || word.is("constraints")
+}
+
+/// The statements of `sql` that change a setting for the rest of the transaction only: they
+/// follow a transaction to every shard it reaches.
+pub fn transaction_scoped_settings(sql: &str) -> impl Iterator<Item = &str> {
+    split_statements(sql).filter(|statement| {
+        let Some((first, rest)) = next_word(statement) else {
+            return false;
+        };
+        first.is("set") && next_word(rest).is_some_and(|(word, _)| transaction_scoped(&word))
     })
 }
 
