@@ -124,10 +124,12 @@ pub fn oracle() -> &'static ClusterInfo {
 }
 
 /// Waits until every replica of `cluster` has replayed everything its primary wrote so far.
+/// The insert position, not the write position: the test servers run `synchronous_commit =
+/// off`, so a commit already acknowledged may not be written yet.
 pub async fn wait_for_replicas(cluster: &ClusterInfo) {
     for (primary, replicas) in cluster.primaries.iter().zip(&cluster.replicas) {
         let lsn: String = (connect_direct(primary).await)
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
             .await
             .unwrap()
             .get(0);
