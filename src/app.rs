@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::{self, AdminContext, metrics::Metrics};
 use crate::config::{Config, LogFormat, LogSettings};
 use crate::frontend::{self, FrontendContext, tls::TlsError};
 
@@ -39,6 +40,8 @@ pub enum StartError {
 pub struct Proxy {
     /// Where clients connect.
     pub local_addr: SocketAddr,
+    /// Where the metrics endpoint listens, when `metrics.listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
     frontend: Arc<FrontendContext>,
@@ -64,14 +67,32 @@ impl Proxy {
             addr: config.listen,
             source,
         })?;
-        let (reloader, topology) = Reloader::new(config);
-        let frontend = Arc::new(FrontendContext::new(config, topology)?);
+        let metrics = Arc::new(Metrics::default());
+        let (reloader, topology) = Reloader::new(config, metrics.clone());
+        let admin = Arc::new(AdminContext {
+            metrics,
+            topology: topology.clone(),
+            clients: Arc::default(),
+            reloader: reloader.clone(),
+            map_files: (config.databases.iter())
+                .map(|db| (db.name.clone(), db.shard_map_path.clone()))
+                .collect(),
+            admin_users: config.admin_users.clone(),
+        });
+        let metrics_listener = config.metrics_listen.map(bind_metrics).transpose()?;
+        let frontend = Arc::new(FrontendContext::new(config, topology, admin.clone())?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(reloader.clone().watch(shutdown_rx.clone()));
+        let mut metrics_addr = None;
+        if let Some(listener) = metrics_listener {
+            metrics_addr = listener.local_addr().ok();
+            tokio::spawn(admin::serve_http(listener, admin, shutdown_rx.clone()));
+        }
         let accept_loop = tokio::spawn(frontend::serve(listener, frontend.clone(), shutdown_rx));
-        tracing::info!(%local_addr, "shardgate listening");
+        tracing::info!(%local_addr, ?metrics_addr, "shardgate listening");
         Ok(Self {
             local_addr,
+            metrics_addr,
             shutdown,
             accept_loop,
             frontend,
@@ -106,6 +127,14 @@ impl Proxy {
         let _ = self.shutdown.send(true);
         let _ = self.accept_loop.await;
     }
+}
+
+/// Binds the metrics endpoint (synchronously: [`Proxy::start`] is not async).
+fn bind_metrics(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let failed = |source| StartError::Bind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(failed)?;
+    listener.set_nonblocking(true).map_err(failed)?;
+    TcpListener::from_std(listener).map_err(failed)
 }
 
 /// The async runtime the proxy runs on, sized by `runtime.worker_threads`.

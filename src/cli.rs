@@ -47,6 +47,9 @@ pub struct DemoArgs {
     /// Port the proxy listens on.
     #[arg(long, default_value_t = 6432)]
     pub port: u16,
+    /// Port of the metrics endpoint (`/metrics`, `/health`, `/ready`).
+    #[arg(long, default_value_t = 9187)]
+    pub metrics_port: u16,
     /// Number of shards (the demo map places data on s0 and s1, so at least two).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=16))]
     pub shards: u16,

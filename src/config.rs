@@ -52,6 +52,10 @@ pub struct Config {
     pub log: LogSettings,
     /// Threads running client sessions; `None` means one per CPU core.
     pub worker_threads: Option<usize>,
+    /// Where the metrics endpoint listens; `None`: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Users allowed into the admin console.
+    pub admin_users: Vec<String>,
 }
 
 impl Config {
@@ -182,6 +186,8 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing` env-filter directive such as `info` or `shardgate=debug`.
     pub level: String,
+    /// Statements slower than this are logged; `None`: never.
+    pub slow_statement: Option<Duration>,
 }
 
 /// Log line format.

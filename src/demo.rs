@@ -64,6 +64,7 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
     app::init_tracing(&LogSettings {
         format: LogFormat::Text,
         level: "info".to_owned(),
+        slow_statement: None,
     });
     let scratch = match &args.dir {
         Some(_) => None,
@@ -84,7 +85,7 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         database: DEMO_USER.to_owned(),
         auth: BackendAuth::ScramSha256,
     })?;
-    let config_path = write_files(&dir, &cluster, args.port)?;
+    let config_path = write_files(&dir, &cluster, args.port, args.metrics_port)?;
     let config = config::load_config(&config_path).map_err(|e| match e {
         ConfigError::Invalid(problems) => DemoError::Config(config::render_problems(&problems)),
         other => DemoError::Config(other.to_string()),
@@ -136,7 +137,12 @@ fn finish(mut cluster: LocalCluster, scratch: Option<tempfile::TempDir>, keep: b
 }
 
 /// Writes `shard-map.yaml` and `shardgate.yaml` into `dir`; returns the config's path.
-fn write_files(dir: &Path, cluster: &LocalCluster, port: u16) -> Result<PathBuf, DemoError> {
+fn write_files(
+    dir: &Path,
+    cluster: &LocalCluster,
+    port: u16,
+    metrics_port: u16,
+) -> Result<PathBuf, DemoError> {
     let mut map: RawShardMap =
         serde_yaml::from_str(DEMO_MAP).map_err(|e| DemoError::Config(e.to_string()))?;
     map.shards = cluster
@@ -153,19 +159,25 @@ fn write_files(dir: &Path, cluster: &LocalCluster, port: u16) -> Result<PathBuf,
     let map_yaml = serde_yaml::to_string(&map).map_err(|e| DemoError::Config(e.to_string()))?;
     write(&dir.join("shard-map.yaml"), &map_yaml)?;
     let config_path = dir.join("shardgate.yaml");
-    write(&config_path, &demo_config(port))?;
+    write(&config_path, &demo_config(port, metrics_port))?;
     Ok(config_path)
 }
 
-fn demo_config(port: u16) -> String {
+fn demo_config(port: u16, metrics_port: u16) -> String {
     format!(
         "# Written by `shardgate demo`; see config/shardgate.yaml for every setting.\n\
          listen: 127.0.0.1:{port}\n\
          auth:\n  method: scram-sha-256\n\
          users:\n  - name: {DEMO_USER}\n    password: {DEMO_USER}\n\
+         \x20 - name: {DEMO_ADMIN}\n    password: {DEMO_ADMIN}\n\
+         admin:\n  users: [{DEMO_ADMIN}]\n\
+         metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
          databases:\n  - name: {DEMO_USER}\n    shard_map: shard-map.yaml\n"
     )
 }
+
+/// The demo's admin console user (and password).
+const DEMO_ADMIN: &str = "admin";
 
 fn write(path: &Path, text: &str) -> Result<(), DemoError> {
     std::fs::write(path, text).map_err(|source| DemoError::Write {
@@ -177,10 +189,17 @@ fn write(path: &Path, text: &str) -> Result<(), DemoError> {
 fn banner(proxy: &Proxy, cluster: &LocalCluster, config_path: &Path) -> String {
     let addr = proxy.local_addr;
     let mut text = format!(
-        "\nshardgate demo is running ({} shard(s), started in {:.1?})\n\n  connect:  psql postgres://{DEMO_USER}:{DEMO_USER}@{addr}/{DEMO_USER}\n",
+        "\nshardgate demo is running ({} shard(s), started in {:.1?})\n\n  connect:  psql postgres://{DEMO_USER}:{DEMO_USER}@{addr}/{DEMO_USER}\n  \
+         admin:    psql postgres://{DEMO_ADMIN}:{DEMO_ADMIN}@{addr}/shardgate   (SHOW HELP)\n",
         cluster.shards().len(),
         cluster.startup_time()
     );
+    if let Some(metrics) = proxy.metrics_addr {
+        let _ = writeln!(
+            text,
+            "  metrics:  http://{metrics}/metrics   (also /health, /ready)"
+        );
+    }
     for shard in cluster.shards() {
         let replicas: Vec<String> = shard
             .replicas

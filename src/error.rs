@@ -122,6 +122,12 @@ pub mod sqlstate {
     pub const INVALID_AUTHORIZATION: &str = "28000";
     /// Unknown database.
     pub const INVALID_CATALOG_NAME: &str = "3D000";
+    /// Not allowed (a non-admin user at the admin console).
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// A command the admin console does not know.
+    pub const SYNTAX_ERROR: &str = "42601";
+    /// A shard-map reload asked for from the admin console was rejected.
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
     /// Prepared statement name already in use.
     pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
     /// Server shutting down.

@@ -61,6 +61,10 @@ pub struct Buffers {
     /// Bytes waiting to be written to the backend.
     pub to_backend: BytesMut,
     client_needs_flush: bool,
+    /// Bytes read from the client since [`Buffers::take_byte_counts`].
+    received: u64,
+    /// Bytes written to the client since then.
+    sent: u64,
 }
 
 /// Buffers that grew past this while busy are given back once empty.
@@ -79,6 +83,14 @@ impl Buffers {
                 *buf = BytesMut::new();
             }
         }
+    }
+
+    /// Bytes read from and written to the client since the last call.
+    pub fn take_byte_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.received),
+            std::mem::take(&mut self.sent),
+        )
     }
 
     /// Buffers for a session whose client already sent `client_in` (pipelined after startup).
@@ -122,6 +134,7 @@ where
             && let Poll::Ready(n) =
                 read_client(cx, client, &mut bufs.client_in).map_err(PumpError::Client)?
         {
+            bufs.received += n as u64;
             let event = if n == 0 {
                 PumpEvent::ClientClosed
             } else {
@@ -157,7 +170,9 @@ fn drain_to_client<C: AsyncWrite + Unpin>(
 ) -> Result<(), PumpError> {
     if !bufs.to_client.is_empty() {
         bufs.client_needs_flush = true;
+        let before = bufs.to_client.len();
         drain(cx, client, &mut bufs.to_client).map_err(PumpError::Client)?;
+        bufs.sent += (before - bufs.to_client.len()) as u64;
     }
     if bufs.to_client.is_empty()
         && bufs.client_needs_flush

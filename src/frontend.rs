@@ -8,6 +8,7 @@
 
 mod auth;
 pub mod cancel;
+pub mod clients;
 pub mod credentials;
 mod startup;
 pub mod tls;
@@ -20,6 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::admin;
+use crate::admin::{AdminContext, CONSOLE_DATABASE};
 use crate::config::{ClientAuthMethod, Config, Limits, PoolMode};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::session::{self, SessionEnv};
@@ -81,6 +84,10 @@ pub struct FrontendContext {
     pub cancels: Arc<CancelRegistry>,
     /// The topology in force; replaced whole on reload.
     pub topology: watch::Receiver<Arc<Topology>>,
+    /// Metrics, the client registry and the admin console's state.
+    pub admin: Arc<AdminContext>,
+    /// Statements slower than this are logged.
+    pub slow_statement: Option<std::time::Duration>,
     connections: AtomicUsize,
 }
 
@@ -89,6 +96,7 @@ impl FrontendContext {
     pub fn new(
         config: &Config,
         topology: watch::Receiver<Arc<Topology>>,
+        admin: Arc<AdminContext>,
     ) -> Result<Self, tls::TlsError> {
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         Ok(Self {
@@ -100,6 +108,8 @@ impl FrontendContext {
             max_prepared_statements: config.pool.max_prepared_statements,
             cancels: Arc::new(CancelRegistry::default()),
             topology,
+            admin,
+            slow_statement: config.log.slow_statement,
             connections: AtomicUsize::new(0),
         })
     }
@@ -136,7 +146,8 @@ pub async fn serve(
     }
 }
 
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+/// Resolves once `shutdown` turns true.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns must not live across an await (it is not Send).
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
@@ -161,6 +172,7 @@ async fn handle_connection(tcp: TcpStream, ctx: Arc<FrontendContext>) {
             tracing::debug!(%error, "client left during startup")
         }
         Ok(Err(LoginError::Rejected(report))) => {
+            ctx.admin.metrics.error(&report.code);
             tracing::info!(code = %report.code, error = %report.message, "login refused")
         }
         Ok(Ok(Opening::Closed)) => {}
@@ -176,13 +188,36 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
         database,
         params,
     } = login;
+    let metrics = &ctx.admin.metrics;
+    metrics.connections.inc();
+    let refuse = |reason, report: ErrorReport| {
+        metrics.refused_connection(reason);
+        metrics.error(&report.code);
+        report
+    };
     if count > ctx.limits.max_client_connections {
         let report = ErrorReport::fatal(
             sqlstate::TOO_MANY_CONNECTIONS,
             Blame::Proxy,
             "sorry, too many clients already",
         );
-        conn.reject(&report).await;
+        conn.reject(&refuse("max_client_connections", report)).await;
+        return;
+    }
+    if database == CONSOLE_DATABASE {
+        if !ctx.admin.admin_users.contains(&user) {
+            let report = ErrorReport::fatal(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                Blame::Client,
+                format!("user \"{user}\" is not allowed to use the admin console"),
+            );
+            conn.reject(&refuse("not_admin", report)).await;
+            return;
+        }
+        let _registered = ctx.admin.clients.register(&user, &database, peer);
+        tracing::info!(?peer, %user, "admin console connected");
+        let admin = ctx.admin.clone();
+        admin::console::run(conn.stream, conn.buf, admin, ctx.limits.max_message_bytes).await;
         return;
     }
     let topology = ctx.topology.borrow().clone();
@@ -192,10 +227,11 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
             Blame::Client,
             format!("database \"{database}\" does not exist"),
         );
-        conn.reject(&report).await;
+        conn.reject(&refuse("unknown_database", report)).await;
         return;
     };
     let registration = ctx.cancels.register();
+    let registered = ctx.admin.clients.register(&user, &database, peer);
     tracing::info!(?peer, %user, %database, "client connected");
     let env = SessionEnv {
         database: db,
@@ -209,7 +245,14 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
             secret: registration.secret,
         },
         cancel_slot: registration.slot.clone(),
+        client: registered.info.clone(),
+        metrics: ctx.admin.metrics.clone(),
+        slow_statement: ctx.slow_statement,
     };
-    session::run(conn.stream, conn.buf, params, env).await;
+    // Every event of the session carries who it is (never a password or a parameter value).
+    let span = tracing::info_span!("session", client = registered.info.id, %user, %database);
+    session::run(conn.stream, conn.buf, params, env)
+        .instrument(span)
+        .await;
     tracing::info!(?peer, %user, %database, "client disconnected");
 }

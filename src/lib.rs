@@ -38,6 +38,7 @@
 //! - Arrows point down only: `frontend → session → {router, execute}`,
 //!   `execute → {pool, backend, merge}`; the router plans merges that `merge` runs.
 
+pub mod admin;
 pub mod app;
 pub mod backend;
 pub mod cli;

@@ -8,19 +8,24 @@
 
 mod health;
 mod manager;
+mod servers;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::admin::metrics::EndpointMeters;
 
 use crate::backend::{BackendConn, BackendError};
 use crate::config::{BackendUri, PoolSettings};
 use crate::error::{Blame, ErrorReport, sqlstate};
 
 pub use health::{Observed, ServerHealth, Verdict};
-pub use manager::{BackendManager, LastConnectError};
+pub use manager::{BackendManager, LastConnectError, PooledBackend};
+pub use servers::{ServerRow, Servers};
 
 /// A backend connection checked out of its pool; returned to it on drop.
 pub struct Checkout {
@@ -40,6 +45,12 @@ impl Deref for Checkout {
 impl DerefMut for Checkout {
     fn deref_mut(&mut self) -> &mut BackendConn {
         &mut self.conn
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        self.conn.entry.set_in_use(false);
     }
 }
 
@@ -114,8 +125,28 @@ pub struct EndpointPool {
     /// When a connection in use failed (fail-fast pools): the breaker opens as after a
     /// connect failure.
     lost_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
-    /// What the control plane last saw of this server (replicas only).
+    /// What the control plane last saw of this server.
     health: Arc<ServerHealth>,
+    /// Its open connections, for `SHOW SERVERS`.
+    servers: Arc<Servers>,
+    /// Sessions waiting for a connection now.
+    waiting: Arc<AtomicUsize>,
+    /// True while the admin console has the pool paused: checkouts wait until it resumes.
+    paused: Arc<watch::Sender<bool>>,
+    meters: EndpointMeters,
+}
+
+/// A pool's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Checked out by sessions.
+    pub in_use: usize,
+    /// Open and idle in the pool.
+    pub idle: usize,
+    /// Sessions waiting for one.
+    pub waiting: usize,
+    /// Most connections the pool opens.
+    pub size: u32,
 }
 
 impl EndpointPool {
@@ -126,9 +157,16 @@ impl EndpointPool {
         uri: BackendUri,
         settings: &PoolSettings,
         on_failure: OnFailure,
+        meters: EndpointMeters,
     ) -> Self {
         let last_error = LastConnectError::default();
-        let manager = BackendManager::new(uri, settings.connect_timeout, last_error.clone());
+        let servers = Arc::new(Servers::default());
+        let manager = BackendManager::new(
+            uri,
+            settings.connect_timeout,
+            last_error.clone(),
+            servers.clone(),
+        );
         let pool = bb8::Pool::builder()
             .max_size(settings.size)
             .min_idle(Some(settings.min_idle).filter(|&n| n > 0))
@@ -152,7 +190,49 @@ impl EndpointPool {
             on_failure,
             lost_at: Arc::default(),
             health: Arc::default(),
+            servers,
+            waiting: Arc::default(),
+            paused: Arc::new(watch::channel(false).0),
+            meters,
         }
+    }
+
+    /// Connections in use, idle and waited for now.
+    pub fn stats(&self) -> PoolStats {
+        let state = self.pool.state();
+        let idle = state.idle_connections as usize;
+        PoolStats {
+            in_use: (state.connections as usize).saturating_sub(idle),
+            idle,
+            waiting: self.waiting.load(Ordering::Relaxed),
+            size: self.size,
+        }
+    }
+
+    /// The pool's open connections.
+    pub fn servers(&self) -> Vec<ServerRow> {
+        self.servers.rows()
+    }
+
+    /// Pauses (`true`) or resumes the pool. While paused, checkouts wait (without their usual
+    /// timeout) instead of taking a connection; connections in use are not touched.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+
+    /// Whether the pool is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// Waits while the pool is paused.
+    async fn wait_while_paused(&self) {
+        let mut paused = self.paused.subscribe();
+        if !*paused.borrow_and_update() {
+            return;
+        }
+        let _waiting = Waiting::start(&self.waiting);
+        let _ = paused.wait_for(|p| !*p).await;
     }
 
     /// Shard and role, e.g. `app/s0 replica 1`, for messages.
@@ -185,10 +265,18 @@ impl EndpointPool {
     /// Takes a connection that is believed healthy, waiting up to the checkout timeout. Waiting
     /// clients are served in arrival order.
     pub async fn checkout(&self) -> Result<Checkout, PoolError> {
+        self.wait_while_paused().await;
+        let began = Instant::now();
         let turn = match self.turns.clone().try_acquire_owned() {
             Ok(turn) => turn,
             Err(_) => self.wait_for_turn().await?,
         };
+        let checkout = self.checkout_with(turn).await;
+        self.meters.checkout_waited(began.elapsed());
+        checkout
+    }
+
+    async fn checkout_with(&self, turn: OwnedSemaphorePermit) -> Result<Checkout, PoolError> {
         loop {
             // bb8 bounds this wait by the checkout timeout too; with a turn held it only ever
             // waits for a new connection to open.
@@ -202,6 +290,7 @@ impl EndpointPool {
                 Err(bb8::RunError::TimedOut) => return Err(self.timed_out()),
             };
             if !conn.went_away_while_idle() {
+                conn.entry.set_in_use(true);
                 return Ok(Checkout { conn, _turn: turn });
             }
             tracing::debug!(endpoint = %self.endpoint, "discarding a connection the server closed while idle");
@@ -225,6 +314,7 @@ impl EndpointPool {
     }
 
     async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, PoolError> {
+        let _waiting = Waiting::start(&self.waiting);
         let turns = self.turns.clone().acquire_owned();
         match tokio::time::timeout(self.checkout_timeout, turns).await {
             Ok(Ok(turn)) => Ok(turn),
@@ -248,5 +338,21 @@ impl EndpointPool {
             endpoint: self.endpoint.clone(),
             source,
         }
+    }
+}
+
+/// Counts a session as waiting for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

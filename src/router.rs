@@ -11,7 +11,7 @@ mod condition;
 mod hint;
 mod kind;
 pub mod moves;
-mod normalize;
+pub(crate) mod normalize;
 mod operand;
 mod plan;
 mod resolve;

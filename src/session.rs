@@ -12,6 +12,7 @@ mod broadcast;
 mod client;
 mod extended;
 mod local;
+mod meter;
 mod prepared;
 mod replica;
 mod replies;
@@ -32,11 +33,13 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::admin::metrics::{Metrics, Ran};
 use crate::backend::{BackendConn, CancelSlot};
 use crate::config::PoolMode;
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::{self, Buffers, PumpError, PumpEvent};
+use crate::frontend::clients::{ClientInfo, ClientState};
 use crate::pool::Checkout;
 use crate::router::Hint;
 use crate::topology::{Database, Topology};
@@ -66,6 +69,12 @@ pub struct SessionEnv {
     pub cancel_key: BackendKeyData,
     /// Where to publish the backend in use, for cancel requests.
     pub cancel_slot: CancelSlot,
+    /// This client's entry in the registry (`SHOW CLIENTS`, client gauges).
+    pub client: Arc<ClientInfo>,
+    /// The proxy's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Queries slower than this are logged.
+    pub slow_statement: Option<std::time::Duration>,
 }
 
 /// Runs a logged-in client until it leaves. `client_in` holds bytes the client pipelined after
@@ -160,6 +169,8 @@ struct Session<C> {
     copy_data_remaining: usize,
     /// Bytes of a DataRow or CopyData frame still to stream from backend to client.
     row_bytes_remaining: usize,
+    /// Times queries and transactions for the metrics.
+    meter: meter::Meter,
     terminated: bool,
 }
 
@@ -201,6 +212,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             written: Vec::new(),
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
+            meter: meter::Meter::default(),
             terminated: false,
         }
     }
@@ -233,7 +245,41 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if self.backend.is_none() {
                 self.bufs.shrink_when_idle();
             }
+            self.publish_activity();
         }
+    }
+
+    /// Tells the registry and the byte counters what the session did since the last call.
+    fn publish_activity(&mut self) {
+        let state = if self.backend.is_some() || !self.parked.is_empty() {
+            ClientState::Active
+        } else {
+            ClientState::Idle
+        };
+        self.env.client.set_state(state);
+        let (received, sent) = self.bufs.take_byte_counts();
+        if received > 0 {
+            self.env.metrics.bytes_received.inc_by(received);
+        }
+        if sent > 0 {
+            self.env.metrics.bytes_sent.inc_by(sent);
+        }
+    }
+
+    /// The client is being sent ReadyForQuery with `status`: the query (and maybe the
+    /// transaction) it ends is measured.
+    fn note_ready(&mut self, status: TxStatus) {
+        let held = (self.backend.is_some())
+            .then_some(self.held_shard)
+            .flatten()
+            .map(|shard| Ran::Shard(shard, self.held_role));
+        let (database, slow) = (&self.env.database, self.env.slow_statement);
+        self.meter.ready(status, held, database, slow);
+    }
+
+    /// Counts an error the client is sent.
+    fn note_error(&self, sqlstate: &str) {
+        self.env.metrics.error(sqlstate);
     }
 
     /// Makes sure the session holds a backend of shard `needed` (`None`: the one it holds,
@@ -294,6 +340,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Checks out a backend of `shard` and publishes it for cancels.
     async fn attach_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
         let pool = self.env.database.primary(shard);
+        self.env.client.set_state(ClientState::Waiting);
         let conn = pool.checkout().await.map_err(|e| e.report())?;
         self.env.cancel_slot.set(Some(conn.cancel_target()));
         self.backend_status = TxStatus::Idle;
@@ -459,6 +506,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     async fn finish(&mut self, ending: Ending) {
         if let Ending::Fatal(report) = &ending {
+            self.note_error(&report.code);
             encode::error_response(&mut self.bufs.to_client, &report.clone().into_fatal());
             let _ = execute::flush_client(&mut self.client, &mut self.bufs).await;
         }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::admin::metrics::{DatabaseMeters, Metrics};
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
 use crate::control::health::{self, Watched};
 use crate::counters::Counters;
@@ -34,7 +35,21 @@ pub struct Database {
     pub aggregate_names: Arc<AggregateNames>,
     /// Column counts of cross-shard `SELECT *` statements (kept across reloads).
     pub column_counts: Arc<ColumnCounts>,
+    /// Metric handles for its statements.
+    pub meters: DatabaseMeters,
     shards: Vec<ShardPools>,
+}
+
+/// One server of a database, for the operator surfaces (metrics, `SHOW POOLS`).
+pub struct ServerRef<'a> {
+    /// Its shard's name.
+    pub shard: &'a str,
+    /// Primary or replica.
+    pub role: Role,
+    /// `primary` or `replica N`.
+    pub endpoint: String,
+    /// Its pool.
+    pub pool: &'a EndpointPool,
 }
 
 /// The pools of one shard: its primary and each replica.
@@ -181,8 +196,8 @@ impl KnownStatements {
 
 impl Topology {
     /// Builds pools for every shard of every database. Opens no connection yet.
-    pub fn build(config: &Config, epoch: u64) -> Self {
-        Self::rebuild(config, &config.databases, epoch, None)
+    pub fn build(config: &Config, epoch: u64, metrics: &Metrics) -> Self {
+        Self::rebuild(config, &config.databases, epoch, None, metrics)
     }
 
     /// A topology for `databases` (the config's, with shard maps possibly reloaded) that keeps
@@ -193,6 +208,7 @@ impl Topology {
         databases: &[DatabaseEntry],
         epoch: u64,
         previous: Option<&Topology>,
+        metrics: &Metrics,
     ) -> Self {
         let databases = databases
             .iter()
@@ -200,7 +216,7 @@ impl Topology {
                 let old = previous.and_then(|p| p.databases.get(&db.name));
                 (
                     db.name.clone(),
-                    Arc::new(Database::build(config, db, old.map(|o| &**o))),
+                    Arc::new(Database::build(config, db, old.map(|o| &**o), metrics)),
                 )
             })
             .collect();
@@ -211,13 +227,26 @@ impl Topology {
     pub fn database(&self, name: &str) -> Option<Arc<Database>> {
         self.databases.get(name).cloned()
     }
+
+    /// Every database, by name.
+    pub fn databases(&self) -> Vec<&Arc<Database>> {
+        let mut databases: Vec<_> = self.databases.values().collect();
+        databases.sort_by(|a, b| a.name.cmp(&b.name));
+        databases
+    }
 }
 
 impl Database {
-    fn build(config: &Config, db: &DatabaseEntry, old: Option<&Database>) -> Self {
+    fn build(
+        config: &Config,
+        db: &DatabaseEntry,
+        old: Option<&Database>,
+        metrics: &Metrics,
+    ) -> Self {
         let shards = (db.shard_map.shards.iter())
-            .map(|shard| ShardPools::build(config, db, shard, old))
+            .map(|shard| ShardPools::build(config, db, shard, old, metrics))
             .collect();
+        let shard_names = db.shard_map.shards.iter().map(|s| s.name.as_str());
         Database {
             name: db.name.clone(),
             router: Router::new(&db.shard_map),
@@ -225,6 +254,7 @@ impl Database {
             counters: old.map(|o| o.counters.clone()).unwrap_or_default(),
             aggregate_names: old.map(|o| o.aggregate_names.clone()).unwrap_or_default(),
             column_counts: old.map(|o| o.column_counts.clone()).unwrap_or_default(),
+            meters: metrics.for_database(&db.name, shard_names),
             shards,
         }
     }
@@ -283,16 +313,51 @@ impl Database {
     pub fn primary(&self, shard: ShardId) -> &EndpointPool {
         &self.shards[shard.0 as usize].primary
     }
+
+    /// Every server of every shard, in shard order, each primary before its replicas.
+    pub fn servers(&self) -> Vec<ServerRef<'_>> {
+        let map = self.router.map();
+        let mut servers = Vec::new();
+        for (shard, pools) in map.shards.iter().zip(&self.shards) {
+            servers.push(ServerRef {
+                shard: &shard.name,
+                role: Role::Primary,
+                endpoint: "primary".to_owned(),
+                pool: &pools.primary,
+            });
+            for (i, pool) in pools.replicas.iter().enumerate() {
+                servers.push(ServerRef {
+                    shard: &shard.name,
+                    role: Role::Replica,
+                    endpoint: format!("replica {i}"),
+                    pool,
+                });
+            }
+        }
+        servers
+    }
 }
 
 impl ShardPools {
     /// Pools for `shard`, reusing those of `old` whose backend did not change.
-    fn build(config: &Config, db: &DatabaseEntry, shard: &Shard, old: Option<&Database>) -> Self {
+    fn build(
+        config: &Config,
+        db: &DatabaseEntry,
+        shard: &Shard,
+        old: Option<&Database>,
+        metrics: &Metrics,
+    ) -> Self {
         let pool = |uri: &BackendUri, role: String, on_failure| {
             let kept = old.and_then(|old| old.pool_of(&shard.name, uri));
             kept.unwrap_or_else(|| {
                 let endpoint = format!("{}/{} {role}", db.name, shard.name);
-                let pool = EndpointPool::new(endpoint, uri.clone(), &config.pool, on_failure);
+                let kind = match on_failure {
+                    OnFailure::FailFast => Role::Replica,
+                    OnFailure::Retry => Role::Primary,
+                };
+                let meters = metrics.for_endpoint(&db.name, &shard.name, kind, &role);
+                let settings = &config.pool;
+                let pool = EndpointPool::new(endpoint, uri.clone(), settings, on_failure, meters);
                 let watched = match on_failure {
                     OnFailure::FailFast => Watched::Replica,
                     OnFailure::Retry => Watched::Primary,

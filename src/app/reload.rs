@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::admin::metrics::Metrics;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
 use crate::topology::Topology;
 
@@ -29,6 +30,7 @@ pub struct ReloadError {
 /// Publishes new topologies; shared by the signal/file watcher and callers of `reload`.
 pub struct Reloader {
     config: Config,
+    metrics: Arc<Metrics>,
     publish: watch::Sender<Arc<Topology>>,
     /// The databases in force and the file stamps they were read from.
     state: Mutex<Loaded>,
@@ -41,8 +43,12 @@ struct Loaded {
 
 impl Reloader {
     /// Starts at epoch 1 with the config's maps.
-    pub fn new(config: &Config) -> (Arc<Self>, watch::Receiver<Arc<Topology>>) {
-        let (publish, receiver) = watch::channel(Arc::new(Topology::build(config, 1)));
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Self>, watch::Receiver<Arc<Topology>>) {
+        let first = Topology::build(config, 1, &metrics);
+        let (publish, receiver) = watch::channel(Arc::new(first));
         let loaded = Loaded {
             databases: config.databases.clone(),
             stamps: config
@@ -53,6 +59,7 @@ impl Reloader {
         };
         let reloader = Reloader {
             config: config.clone(),
+            metrics,
             publish,
             state: Mutex::new(loaded),
         };
@@ -66,6 +73,12 @@ impl Reloader {
 
     /// Reads every shard map again; on success publishes the next epoch and returns it.
     pub fn reload(&self) -> Result<u64, ReloadError> {
+        let outcome = self.reload_maps();
+        self.metrics.reload(outcome.is_ok());
+        outcome
+    }
+
+    fn reload_maps(&self) -> Result<u64, ReloadError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // Stamped before reading: an edit that lands while we read is seen by the next tick.
         let stamps: Vec<_> = state
@@ -83,7 +96,13 @@ impl Reloader {
         }
         let previous = self.publish.borrow().clone();
         let epoch = previous.epoch + 1;
-        let topology = Topology::rebuild(&self.config, &databases, epoch, Some(&previous));
+        let topology = Topology::rebuild(
+            &self.config,
+            &databases,
+            epoch,
+            Some(&previous),
+            &self.metrics,
+        );
         state.stamps = stamps;
         state.databases = databases;
         self.publish.send_replace(Arc::new(topology));

@@ -51,6 +51,12 @@ pub struct RawConfig {
     /// `log`: log output.
     #[serde(default)]
     pub log: RawLog,
+    /// `metrics`: the HTTP endpoint Prometheus scrapes. Absent: no endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<RawMetrics>,
+    /// `admin`: who may open the admin console (database `shardgate`).
+    #[serde(default)]
+    pub admin: RawAdmin,
     /// `runtime`: how the proxy uses the machine's cores.
     #[serde(default)]
     pub runtime: RawRuntime,
@@ -271,6 +277,9 @@ pub struct RawLog {
     /// `log.level`: a `tracing` env-filter directive (default `info`), e.g.
     /// `info,shardgate::router=debug` to see routing decisions.
     pub level: String,
+    /// `log.slow_statement`: statements taking longer than this are logged at WARN with their
+    /// route and duration (default `1s`; `null` turns the log off).
+    pub slow_statement: Option<HumanDuration>,
 }
 
 impl Default for RawLog {
@@ -278,8 +287,35 @@ impl Default for RawLog {
         Self {
             format: RawLogFormat::default(),
             level: "info".to_owned(),
+            slow_statement: Some(Duration::from_secs(1).into()),
         }
     }
+}
+
+/// The `metrics` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the metrics section: a mapping with `listen`"
+)]
+pub struct RawMetrics {
+    /// `metrics.listen`: IP address and port of the HTTP endpoint serving `/metrics`
+    /// (Prometheus text format), `/health` and `/ready`.
+    pub listen: String,
+}
+
+/// The `admin` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the admin section: a mapping with `users`"
+)]
+pub struct RawAdmin {
+    /// `admin.users`: names from `users` that may connect to the admin console, the database
+    /// `shardgate` (default: none, so no one can).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
 }
 
 /// Values of `log.format`.

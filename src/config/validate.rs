@@ -110,9 +110,19 @@ pub(super) fn config(
     let log = log(&raw.log, &mut problems);
     let replicas = replicas(&raw.replicas, &mut problems);
     let databases = databases(&raw.databases, dir, load_map, &mut problems);
+    let metrics_listen = match &raw.metrics {
+        Some(metrics) => problems
+            .check("metrics.listen", parse_listen(&metrics.listen))
+            .map(Some),
+        None => Some(None),
+    };
+    admin_users(raw, &mut problems);
     let (Some(listen), Some(pool), Some(limits), Some(log), Some(replicas)) =
         (listen, pool, limits, log, replicas)
     else {
+        return Err(problems.found);
+    };
+    let Some(metrics_listen) = metrics_listen else {
         return Err(problems.found);
     };
     if raw.runtime.worker_threads == Some(0) {
@@ -132,7 +142,29 @@ pub(super) fn config(
         replicas,
         log,
         worker_threads: raw.runtime.worker_threads,
+        metrics_listen,
+        admin_users: raw.admin.users.clone(),
     })
+}
+
+/// Admin users must be configured users, and no database may take the console's name.
+fn admin_users(raw: &RawConfig, problems: &mut Problems) {
+    for (i, name) in raw.admin.users.iter().enumerate() {
+        if !raw.users.iter().any(|user| &user.name == name) {
+            problems.add(
+                format!("admin.users[{i}]"),
+                format!("{name:?} is not one of `users`"),
+            );
+        }
+    }
+    for (i, db) in raw.databases.iter().enumerate() {
+        if db.name == crate::admin::CONSOLE_DATABASE {
+            problems.add(
+                format!("databases[{i}].name"),
+                "`shardgate` is the admin console's database; choose another name",
+            );
+        }
+    }
 }
 
 /// The directory relative paths in `file` are resolved against.
@@ -234,6 +266,7 @@ fn log(raw: &RawLog, problems: &mut Problems) -> Option<LogSettings> {
             RawLogFormat::Json => LogFormat::Json,
         },
         level: raw.level.clone(),
+        slow_statement: optional_timeout(problems, "log.slow_statement", &raw.slow_statement)?,
     })
 }
 

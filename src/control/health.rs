@@ -120,14 +120,22 @@ impl Watcher {
 
     async fn check(&mut self) -> Observed {
         let at = Instant::now();
-        let (verdict, lsn) = match self.query(at).await {
-            Ok((_, _, lsn)) if self.watched == Watched::Primary => (Verdict::Healthy, lsn),
-            Ok((false, _, lsn)) => (Verdict::NotInRecovery, lsn),
-            Ok((true, lag, lsn)) if lag > self.settings.max_lag => (Verdict::Lagging(lag), lsn),
-            Ok((true, _, lsn)) => (Verdict::Healthy, lsn),
-            Err(why) => (Verdict::Unreachable(why), None),
+        let replica = self.watched == Watched::Replica;
+        let (verdict, lsn, lag) = match self.query(at).await {
+            Ok((_, _, lsn)) if !replica => (Verdict::Healthy, lsn, None),
+            Ok((false, _, lsn)) => (Verdict::NotInRecovery, lsn, None),
+            Ok((true, lag, lsn)) if lag > self.settings.max_lag => {
+                (Verdict::Lagging(lag), lsn, Some(lag))
+            }
+            Ok((true, lag, lsn)) => (Verdict::Healthy, lsn, Some(lag)),
+            Err(why) => (Verdict::Unreachable(why), None, None),
         };
-        Observed { at, verdict, lsn }
+        Observed {
+            at,
+            verdict,
+            lsn,
+            lag,
+        }
     }
 
     async fn query(&mut self, at: Instant) -> Result<(bool, Duration, Option<u64>), String> {

@@ -35,6 +35,9 @@ pub struct Observed {
     /// (`pg_current_wal_insert_lsn`, past every commit that has returned, even with
     /// `synchronous_commit = off`) by a primary; `None` if it did not say.
     pub lsn: Option<u64>,
+    /// A replica's replay lag at this check (see `control::health`); `None` for a primary or a
+    /// failed check.
+    pub lag: Option<Duration>,
 }
 
 /// Whether a replica may serve reads, and why not.
@@ -94,6 +97,19 @@ impl ServerHealth {
             .is_some_and(|replayed| replayed >= lsn)
     }
 
+    /// Whether the last check reached the server and found it in its role (a lagging replica
+    /// is up; `false` before the first check, so readiness waits for one).
+    pub fn is_up(&self) -> bool {
+        let checks = self.lock();
+        let verdict = checks.last.as_ref().map(|o| &o.verdict);
+        matches!(verdict, Some(Verdict::Healthy | Verdict::Lagging(_)))
+    }
+
+    /// A replica's replay lag at its last check.
+    pub fn lag(&self) -> Option<Duration> {
+        self.lock().last.as_ref().and_then(|o| o.lag)
+    }
+
     /// False when the last check found the replica unfit; true before the first check (the
     /// pool's breaker still protects clients from an unreachable server).
     pub fn serves_reads(&self) -> bool {
@@ -117,6 +133,7 @@ mod tests {
             at: Instant::now(),
             verdict,
             lsn: None,
+            lag: None,
         };
         health.record(observe(Verdict::Lagging(Duration::from_secs(30))));
         assert!(!health.serves_reads());
@@ -135,6 +152,7 @@ mod tests {
             at: Instant::now(),
             verdict: Verdict::Healthy,
             lsn: Some(lsn),
+            lag: None,
         };
         std::thread::sleep(Duration::from_millis(2));
         primary.record(seen(500));

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::servers::{ServerEntry, Servers};
 use crate::backend::{self, BackendConn, BackendError};
 use crate::config::BackendUri;
 
@@ -11,30 +12,60 @@ pub struct BackendManager {
     uri: BackendUri,
     connect_timeout: Duration,
     last_error: LastConnectError,
+    servers: Arc<Servers>,
 }
 
 impl BackendManager {
-    /// A manager for `uri` that records connect failures in `last_error`.
-    pub fn new(uri: BackendUri, connect_timeout: Duration, last_error: LastConnectError) -> Self {
+    /// A manager for `uri` that records connect failures in `last_error` and lists the
+    /// connections it opens in `servers`.
+    pub fn new(
+        uri: BackendUri,
+        connect_timeout: Duration,
+        last_error: LastConnectError,
+        servers: Arc<Servers>,
+    ) -> Self {
         Self {
             uri,
             connect_timeout,
             last_error,
+            servers,
         }
     }
 }
 
+/// A pooled connection with its row in the pool's server list (gone when it is closed).
+pub struct PooledBackend {
+    conn: BackendConn,
+    /// Its row in `SHOW SERVERS`.
+    pub entry: ServerEntry,
+}
+
+impl std::ops::Deref for PooledBackend {
+    type Target = BackendConn;
+
+    fn deref(&self) -> &BackendConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledBackend {
+    fn deref_mut(&mut self) -> &mut BackendConn {
+        &mut self.conn
+    }
+}
+
 impl bb8::ManageConnection for BackendManager {
-    type Connection = BackendConn;
+    type Connection = PooledBackend;
     type Error = BackendError;
 
-    async fn connect(&self) -> Result<BackendConn, BackendError> {
+    async fn connect(&self) -> Result<PooledBackend, BackendError> {
         let conn = backend::connect(&self.uri, self.connect_timeout).await?;
         self.last_error.clear();
-        Ok(conn)
+        let entry = self.servers.register(conn.cancel_target().key.pid);
+        Ok(PooledBackend { conn, entry })
     }
 
-    async fn is_valid(&self, conn: &mut BackendConn) -> Result<(), BackendError> {
+    async fn is_valid(&self, conn: &mut PooledBackend) -> Result<(), BackendError> {
         // Only reached if test_on_check_out is turned back on; the cheap idle probe stands in.
         if conn.went_away_while_idle() {
             conn.mark_broken();
@@ -42,7 +73,7 @@ impl bb8::ManageConnection for BackendManager {
         Ok(())
     }
 
-    fn has_broken(&self, conn: &mut BackendConn) -> bool {
+    fn has_broken(&self, conn: &mut PooledBackend) -> bool {
         conn.is_broken()
     }
 }

@@ -18,6 +18,14 @@ impl Plan {
                 || part.calls_unknown_function
         })
     }
+
+    /// Whether the statement runs where it does only because it names no table of the map
+    /// (the default shard, or anywhere): a fallback route, not one chosen by a key.
+    pub fn names_no_map_table(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|part| matches!(part.target, Target::DefaultShard | Target::Anywhere))
+    }
 }
 
 impl Router {

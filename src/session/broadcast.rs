@@ -61,6 +61,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let outcome = broadcast(client, bufs, &mut legs, how, &mut on_status).await;
         self.writes_completed();
         outcome?;
+        let primaries = crate::admin::metrics::Ran::Shards(crate::topology::Role::Primary);
+        self.meter.ran(primaries);
+        self.note_ready(self.client_status);
         encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
         Ok(())
     }

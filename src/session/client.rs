@@ -57,6 +57,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         self.refresh_topology();
+        if matches!(
+            frame_tag,
+            tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::FUNCTION_CALL
+        ) {
+            self.meter.start(None);
+        }
         match self.on_scatter_portal_message(frame_tag, &frame).await {
             Ok(true) => return Ok(()),
             Ok(false) => {}
@@ -139,8 +145,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.fail_pending_transaction();
         if self.backend.is_none() && self.replies.is_empty() {
+            self.note_error(&report.code);
             encode::error_response(&mut self.bufs.to_client, &report);
             if frame_tag == tag::QUERY {
+                self.note_ready(self.client_status);
                 encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
             } else {
                 self.skip_until_sync = true;
@@ -183,6 +191,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.dropped_portals.clear(); // Sync outside a transaction ends every portal.
         }
         if self.backend.is_none() && self.replies.is_empty() {
+            self.note_ready(self.client_status);
             encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
             return Ok(());
         }
@@ -227,6 +236,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Synthetic::ParseComplete => encode::parse_complete(&mut self.bufs.to_client),
                 Synthetic::CloseComplete => encode::close_complete(&mut self.bufs.to_client),
                 Synthetic::Error(report) => {
+                    self.note_error(&report.code);
                     encode::error_response(&mut self.bufs.to_client, &report)
                 }
                 Synthetic::CommandComplete(command_tag) => {
@@ -238,6 +248,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     if self.backend.is_some() {
                         self.client_status = self.backend_status;
                     }
+                    self.note_ready(self.client_status);
                     encode::ready_for_query(&mut self.bufs.to_client, self.client_status)
                 }
             }

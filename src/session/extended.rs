@@ -17,6 +17,7 @@ use crate::wire::{self, Bind, BindRest, Parse, StatementOrPortal, Target, encode
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let parse = Parse::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        self.meter.start(Some(parse.query));
         // One scan of the SQL: for pinning now, and for a SET's effect when it is executed.
         let effects = statements::session_effects(parse.query);
         self.note_pins(&effects);

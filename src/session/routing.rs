@@ -13,6 +13,7 @@ use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use std::sync::Arc;
 
+use crate::admin::metrics::RouteKind;
 use crate::control::directory::LookupError;
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};
@@ -143,16 +144,44 @@ async fn route_with_lookups(
     sql: &str,
     params: Option<&Params<'_>>,
 ) -> Result<Routed, ErrorReport> {
+    let routed = route_looking_up(&database, hint, sql, params).await;
+    database.meters.route(match &routed {
+        Ok((_, kind)) => *kind,
+        Err(_) => RouteKind::Refused,
+    });
+    routed.map(|(routed, _)| routed)
+}
+
+/// How a route is counted in `shardgate_routes_total`; `unmapped`: the statement names no
+/// table of the map.
+fn route_kind(route: &Route, unmapped: bool) -> RouteKind {
+    match route {
+        Route::Shard(_) if unmapped => RouteKind::Fallback,
+        Route::Shard(_) => RouteKind::SingleShard,
+        Route::Scatter(_) => RouteKind::MultiShard,
+        Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => RouteKind::Broadcast,
+        Route::Anywhere | Route::CurrentShardOnly => RouteKind::Fallback,
+    }
+}
+
+async fn route_looking_up(
+    database: &Database,
+    hint: Option<Hint>,
+    sql: &str,
+    params: Option<&Params<'_>>,
+) -> Result<(Routed, RouteKind), ErrorReport> {
     let router = &database.router;
     let plan = params.map(|_| router.plan(sql));
     for _ in 0..MAX_LOOKUPS {
-        let (routed, writes) = match (&plan, params) {
-            (Some(plan), Some(params)) => {
-                (router.route(plan, params, hint.as_ref()), plan.may_write())
-            }
+        let (routed, writes, unmapped) = match (&plan, params) {
+            (Some(plan), Some(params)) => (
+                router.route(plan, params, hint.as_ref()),
+                plan.may_write(),
+                plan.names_no_map_table(),
+            ),
             _ => {
                 let (routed, plan) = router.route_simple_planned(sql, hint.as_ref());
-                (routed, plan.may_write())
+                (routed, plan.may_write(), plan.names_no_map_table())
             }
         };
         match routed {
@@ -165,7 +194,8 @@ async fn route_with_lookups(
             }
             Ok(route) => {
                 tracing::debug!(?route, writes, "routed");
-                return Ok(Routed { route, writes });
+                let kind = route_kind(&route, unmapped);
+                return Ok((Routed { route, writes }, kind));
             }
             Err(error) => return Err(error.report()),
         }

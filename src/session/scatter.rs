@@ -20,6 +20,7 @@ pub(super) use portal::ScatterPortal;
 use super::Session;
 use super::client::Refusal;
 use super::routing::refused;
+use crate::admin::metrics;
 use crate::config::ShardId;
 use crate::counters::Event;
 use crate::error::ErrorReport;
@@ -27,7 +28,7 @@ use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::pool::Checkout;
 use crate::router::Params;
-use crate::topology::{Database, Freshness};
+use crate::topology::{Database, Freshness, Role};
 use crate::wire::{TxStatus, encode};
 
 /// A read of several shards, as the client sent it.
@@ -70,6 +71,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let finished = self.scatter(&read, show, true).await?;
         self.complete_scatter(&finished);
+        self.note_ready(self.client_status);
         encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
         Ok(())
     }
@@ -115,6 +117,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         execute: bool,
     ) -> Result<Finished, ErrorReport> {
         let mut retried = false;
+        let database = &self.env.database;
+        let on_replicas = !read.writes
+            && !self.in_transaction()
+            && read.shards.iter().all(|s| database.reads_from_replicas(*s));
+        let role = if on_replicas {
+            Role::Replica
+        } else {
+            Role::Primary
+        };
+        self.meter.ran(metrics::Ran::Shards(role));
         loop {
             match self.scatter_once(read, show, execute).await {
                 Ok(finished) => return Ok(finished),

@@ -118,6 +118,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         match frame_tag {
             tag::ERROR_RESPONSE if !reply.visible => self.on_hidden_error(body),
+            tag::ERROR_RESPONSE => self.note_backend_error(body),
             tag::COMMAND_COMPLETE if reply.visible => {
                 self.rolled_back = command_tag(body).is_ok_and(|t| t == "ROLLBACK");
             }
@@ -138,6 +139,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         visible
     }
 
+    /// Counts an error from a backend that the client sees, by its SQLSTATE.
+    fn note_backend_error(&self, body: &[u8]) {
+        let fields = wire::error_fields(body).unwrap_or_default();
+        let code = fields.iter().find(|(field, _)| *field == b'C');
+        self.note_error(code.map_or("XX000", |(_, code)| code));
+    }
+
     fn on_ready(&mut self, body: &[u8], visible: bool) {
         let status = body
             .first()
@@ -146,6 +154,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .unwrap_or(TxStatus::Failed);
         self.backend_status = status;
         if visible {
+            self.note_ready(status);
             self.client_status = status;
             if status == TxStatus::Idle {
                 self.end_local_hint();

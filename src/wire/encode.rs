@@ -47,6 +47,43 @@ pub fn command_complete(out: &mut impl BufMut, tag: &str) {
     cstr(out, tag);
 }
 
+/// RowDescription of text columns named `names` (type `text`, no table), for results the
+/// proxy makes itself (the admin console).
+pub fn row_description_text(out: &mut impl BufMut, names: &[&str]) {
+    const TEXT_OID: u32 = 25;
+    let body: usize = 2 + names.iter().map(|n| n.len() + 1 + 18).sum::<usize>();
+    header(out, b'T', body);
+    out.put_u16(names.len() as u16);
+    for name in names {
+        cstr(out, name);
+        out.put_u32(0); // table oid
+        out.put_i16(0); // column number
+        out.put_u32(TEXT_OID);
+        out.put_i16(-1); // variable length
+        out.put_i32(-1); // no type modifier
+        out.put_i16(0); // text format
+    }
+}
+
+/// DataRow of text values (`None`: NULL).
+pub fn data_row_text(out: &mut impl BufMut, values: &[Option<&str>]) {
+    let body: usize = 2 + values
+        .iter()
+        .map(|v| 4 + v.map_or(0, str::len))
+        .sum::<usize>();
+    header(out, b'D', body);
+    out.put_u16(values.len() as u16);
+    for value in values {
+        match value {
+            Some(text) => {
+                out.put_i32(text.len() as i32);
+                out.put_slice(text.as_bytes());
+            }
+            None => out.put_i32(-1),
+        }
+    }
+}
+
 /// ReadyForQuery with a transaction status.
 pub fn ready_for_query(out: &mut impl BufMut, status: TxStatus) {
     header(out, b'Z', 1);

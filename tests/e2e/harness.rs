@@ -215,8 +215,11 @@ pub fn config(cluster: &ClusterInfo) -> Config {
         log: LogSettings {
             format: LogFormat::Text,
             level: "warn".into(),
+            slow_statement: None,
         },
         worker_threads: None,
+        metrics_listen: None,
+        admin_users: vec![],
     }
 }
 

@@ -140,7 +140,8 @@ fn key_facts(map: &ShardMap, sharding: &Sharding) -> KeyFacts {
     }
 }
 
-fn strategy_text(map: &ShardMap, strategy: &Strategy) -> String {
+/// A strategy in words, e.g. `hash ring of 2 shards` (`SHOW MAP` prints it too).
+pub fn strategy_text(map: &ShardMap, strategy: &Strategy) -> String {
     let ring = |shards: usize| format!("hash ring of {}", count(shards, "shard"));
     match strategy {
         Strategy::Hash(spec) => ring(spec.shards.len()),

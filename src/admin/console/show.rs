@@ -1,0 +1,344 @@
+//! The `SHOW` commands: each reads live state and returns it as text rows.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Reply;
+use crate::admin::AdminContext;
+use crate::config::Placement;
+use crate::router::Params;
+use crate::router::moves::explain::{explain, strategy_text};
+use crate::topology::Role;
+
+fn rows(columns: &[&'static str], rows: Vec<Vec<Option<String>>>, tag: &str) -> Reply {
+    let count = rows.len();
+    Reply::Rows {
+        columns: columns.to_vec(),
+        rows,
+        tag: format!("{tag} {count}"),
+    }
+}
+
+fn text(value: impl ToString) -> Option<String> {
+    Some(value.to_string())
+}
+
+fn role(role: Role) -> &'static str {
+    match role {
+        Role::Primary => "primary",
+        Role::Replica => "replica",
+    }
+}
+
+/// `SHOW SHARDS`: every shard with its servers and whether they are up.
+pub fn shards(admin: &AdminContext) -> Reply {
+    let topology = admin.topology();
+    let mut out = Vec::new();
+    for database in topology.databases() {
+        let map = database.router.map();
+        for shard in &map.shards {
+            let servers = database.servers();
+            let of_shard = servers.iter().filter(|s| s.shard == shard.name);
+            let replicas_up = of_shard
+                .clone()
+                .filter(|s| s.role == Role::Replica && s.pool.health().serves_reads())
+                .filter(|s| !s.pool.is_down())
+                .count();
+            let primary_up = database.primary(shard.id).health().is_up();
+            let reads = if database.reads_from_replicas(shard.id) {
+                "replica"
+            } else {
+                "primary"
+            };
+            out.push(vec![
+                text(&database.name),
+                text(&shard.name),
+                text(format!("{}:{}", shard.primary.host, shard.primary.port)),
+                text(shard.replicas.len()),
+                text(replicas_up),
+                text(reads),
+                text(primary_up),
+                text(shard.id == map.default_shard),
+            ]);
+        }
+    }
+    rows(
+        &[
+            "database",
+            "shard",
+            "primary",
+            "replicas",
+            "replicas_serving",
+            "reads",
+            "primary_up",
+            "default",
+        ],
+        out,
+        "SHOW",
+    )
+}
+
+/// `SHOW POOLS`: each server's pool: size, connections in use and idle, waiting sessions,
+/// paused, health and lag.
+pub fn pools(admin: &AdminContext) -> Reply {
+    let topology = admin.topology();
+    let mut out = Vec::new();
+    for database in topology.databases() {
+        for server in database.servers() {
+            let stats = server.pool.stats();
+            let health = server.pool.health();
+            out.push(vec![
+                text(&database.name),
+                text(server.shard),
+                text(&server.endpoint),
+                text(role(server.role)),
+                text(stats.size),
+                text(stats.in_use),
+                text(stats.idle),
+                text(stats.waiting),
+                text(server.pool.is_paused()),
+                text(health.is_up()),
+                health.lag().map(|lag| format!("{:.3}", lag.as_secs_f64())),
+            ]);
+        }
+    }
+    rows(
+        &[
+            "database",
+            "shard",
+            "endpoint",
+            "role",
+            "size",
+            "in_use",
+            "idle",
+            "waiting",
+            "paused",
+            "up",
+            "lag_seconds",
+        ],
+        out,
+        "SHOW",
+    )
+}
+
+/// `SHOW CLIENTS`: every connected client.
+pub fn clients(admin: &AdminContext) -> Reply {
+    let out = (admin.clients.clients().iter())
+        .map(|client| {
+            vec![
+                text(client.id),
+                text(&client.user),
+                text(&client.database),
+                client.peer.map(|p| p.to_string()),
+                text(client.state().name()),
+                text(timestamp(client.connected_at)),
+            ]
+        })
+        .collect();
+    rows(
+        &["id", "user", "database", "address", "state", "connected_at"],
+        out,
+        "SHOW",
+    )
+}
+
+/// `SHOW SERVERS`: every open backend connection.
+pub fn servers(admin: &AdminContext) -> Reply {
+    let topology = admin.topology();
+    let mut out = Vec::new();
+    for database in topology.databases() {
+        for server in database.servers() {
+            for row in server.pool.servers() {
+                out.push(vec![
+                    text(&database.name),
+                    text(server.shard),
+                    text(&server.endpoint),
+                    text(row.pid),
+                    text(if row.in_use { "active" } else { "idle" }),
+                    text(timestamp(row.connected_at)),
+                ]);
+            }
+        }
+    }
+    rows(
+        &[
+            "database",
+            "shard",
+            "endpoint",
+            "pid",
+            "state",
+            "connected_at",
+        ],
+        out,
+        "SHOW",
+    )
+}
+
+/// `SHOW STATS`: totals per database since the proxy started.
+pub fn stats(admin: &AdminContext) -> Reply {
+    let topology = admin.topology();
+    let mut out = Vec::new();
+    for database in topology.databases() {
+        let totals = database.meters.totals();
+        let counters = database.counters.snapshot();
+        let average_ms =
+            |seconds: f64, n: u64| (n > 0).then(|| format!("{:.3}", seconds * 1e3 / n as f64));
+        out.push(vec![
+            text(&database.name),
+            text(totals.queries),
+            average_ms(totals.query_seconds, totals.queries),
+            text(totals.transactions),
+            average_ms(totals.transaction_seconds, totals.transactions),
+            text(totals.routes[0]),
+            text(totals.routes[1]),
+            text(totals.routes[2]),
+            text(totals.routes[3]),
+            text(totals.routes[4]),
+            text(counters.scatter_legs),
+            text(counters.replica_reads),
+            text(counters.primary_reads),
+            text(totals.slow_statements),
+        ]);
+    }
+    rows(
+        &[
+            "database",
+            "queries",
+            "avg_query_ms",
+            "transactions",
+            "avg_transaction_ms",
+            "single_shard",
+            "multi_shard",
+            "broadcast",
+            "fallback",
+            "refused",
+            "scatter_legs",
+            "replica_reads",
+            "primary_reads",
+            "slow_queries",
+        ],
+        out,
+        "SHOW",
+    )
+}
+
+/// `SHOW MAP`: the shard map in force: epoch, file, and each table's placement.
+pub fn map(admin: &AdminContext) -> Reply {
+    let topology = admin.topology();
+    let mut out = Vec::new();
+    for database in topology.databases() {
+        let map = database.router.map();
+        let file = (admin.map_files.iter())
+            .find(|(name, _)| *name == database.name)
+            .map(|(_, path)| path.display().to_string());
+        let mut tables: Vec<_> = map.tables.values().collect();
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        for table in tables {
+            let (strategy, key) = match &table.placement {
+                Placement::Reference => ("reference".to_owned(), None),
+                Placement::Sharded(sharding) => (
+                    strategy_text(map, &sharding.strategy),
+                    Some(sharding.key_column.clone()),
+                ),
+            };
+            out.push(vec![
+                text(&database.name),
+                text(topology.epoch),
+                file.clone(),
+                text(&table.name),
+                text(strategy),
+                key,
+                text(table.broadcast == crate::config::tables::Broadcast::Allow),
+            ]);
+        }
+    }
+    rows(
+        &[
+            "database",
+            "epoch",
+            "file",
+            "table",
+            "strategy",
+            "key",
+            "broadcast",
+        ],
+        out,
+        "SHOW",
+    )
+}
+
+/// `SHOW ROUTE <sql>`: where each database's router sends the statement, and why: the same
+/// words as `shardgate route`.
+pub fn route(admin: &AdminContext, sql: &str) -> Reply {
+    let topology = admin.topology();
+    let mut out = Vec::new();
+    for database in topology.databases() {
+        let explanation = explain(&database.router, sql, &Params::none());
+        for line in explanation.to_string().lines() {
+            out.push(vec![text(&database.name), text(line)]);
+        }
+    }
+    rows(&["database", "route"], out, "SHOW")
+}
+
+/// `SHOW HELP`: the commands.
+pub fn help() -> Reply {
+    let commands = [
+        ("SHOW SHARDS", "shards, their servers and health"),
+        (
+            "SHOW POOLS",
+            "connection pools: in use, idle, waiting, paused, lag",
+        ),
+        ("SHOW CLIENTS", "connected clients"),
+        ("SHOW SERVERS", "open backend connections"),
+        ("SHOW STATS", "totals per database since start"),
+        ("SHOW MAP", "the shard map in force: epoch, file, tables"),
+        ("SHOW ROUTE <sql>", "where a statement would run, and why"),
+        ("RELOAD", "read the shard maps again"),
+        (
+            "PAUSE [database [shard]]",
+            "hold new work for the pools, wait for work in flight",
+        ),
+        ("RESUME [database [shard]]", "let paused pools serve again"),
+    ];
+    let out = commands
+        .iter()
+        .map(|(command, does)| vec![text(command), text(does)])
+        .collect();
+    rows(&["command", "description"], out, "SHOW")
+}
+
+/// `2026-12-01 08:30:00 UTC`, from a system time (the console has no time zone setting).
+fn timestamp(at: SystemTime) -> String {
+    let seconds = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, in_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let (h, m, s) = (in_day / 3600, in_day % 3600 / 60, in_day % 60);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC")
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        let at = |secs| UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        assert_eq!(timestamp(at(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(timestamp(at(951_782_400)), "2000-02-29 00:00:00 UTC");
+        assert_eq!(timestamp(at(1_796_113_845)), "2026-12-01 08:30:45 UTC");
+    }
+}

@@ -1,0 +1,533 @@
+//! The proxy's Prometheus metrics: counters and histograms bumped on the request path, and
+//! gauges read from live state at scrape time.
+//!
+//! One [`Metrics`] per proxy (tests run several proxies in one process, each with its own).
+//! Labelled children are resolved once, when a database's topology is built
+//! ([`DatabaseMeters`]) or a pool is made ([`EndpointMeters`]), so a statement pays an
+//! atomic add, not a label lookup. Gauges (pools, clients, health, lag, epoch) are not kept
+//! up to date on every change: [`Metrics::render`] reads them from the topology and the client
+//! registry when Prometheus asks. Labels stay low-cardinality: database, shard, role, server
+//! endpoint, SQLSTATE class, configured user names.
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::topology::{Role, Topology};
+
+/// Latency buckets in seconds: 100 µs to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Where a statement ran, for its metrics: one shard, or several at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// One shard (by id in the database's map), on this role.
+    Shard(crate::config::ShardId, Role),
+    /// Several shards (a fan-out or a statement on several primaries).
+    Shards(Role),
+}
+
+/// How the router placed a statement (`shardgate_routes_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// One shard, by its key.
+    SingleShard,
+    /// A read merged from several shards.
+    MultiShard,
+    /// Several primaries (DDL, reference or broadcast writes, split INSERTs).
+    Broadcast,
+    /// No key needed: the default shard or the backend already held.
+    Fallback,
+    /// Refused.
+    Refused,
+}
+
+impl RouteKind {
+    const ALL: [RouteKind; 5] = [
+        RouteKind::SingleShard,
+        RouteKind::MultiShard,
+        RouteKind::Broadcast,
+        RouteKind::Fallback,
+        RouteKind::Refused,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            RouteKind::SingleShard => "single_shard",
+            RouteKind::MultiShard => "multi_shard",
+            RouteKind::Broadcast => "broadcast",
+            RouteKind::Fallback => "fallback",
+            RouteKind::Refused => "refused",
+        }
+    }
+}
+
+/// Every metric the proxy pushes; gauges are added at scrape time.
+pub struct Metrics {
+    registry: Registry,
+    queries: IntCounterVec,
+    query_seconds: HistogramVec,
+    transactions: IntCounterVec,
+    transaction_seconds: HistogramVec,
+    routes: IntCounterVec,
+    checkout_wait: HistogramVec,
+    errors: IntCounterVec,
+    slow_statements: IntCounterVec,
+    rate_limited: IntCounterVec,
+    refused_connections: IntCounterVec,
+    reloads: IntCounterVec,
+    /// Client connections accepted since start.
+    pub connections: IntCounter,
+    /// Bytes read from clients.
+    pub bytes_received: IntCounter,
+    /// Bytes written to clients.
+    pub bytes_sent: IntCounter,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("unique metric");
+    vec
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let vec = HistogramVec::new(opts, labels).expect("valid metric");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("unique metric");
+    vec
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("unique metric");
+    counter
+}
+
+const SERVER_LABELS: &[&str] = &["database", "shard", "role", "endpoint"];
+const SHARD_LABELS: &[&str] = &["database", "shard", "role"];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        Self {
+            queries: counter_vec(
+                &r,
+                "shardgate_queries_total",
+                "Client queries completed (a simple Query, or an extended-protocol batch up to Sync), by where they ran.",
+                SHARD_LABELS,
+            ),
+            query_seconds: histogram_vec(
+                &r,
+                "shardgate_query_duration_seconds",
+                "Time from a client's query reaching the proxy to its ReadyForQuery.",
+                SHARD_LABELS,
+            ),
+            transactions: counter_vec(
+                &r,
+                "shardgate_transactions_total",
+                "Client transactions ended (a statement outside BEGIN counts as one).",
+                &["database"],
+            ),
+            transaction_seconds: histogram_vec(
+                &r,
+                "shardgate_transaction_duration_seconds",
+                "Time from a transaction's first statement to its end.",
+                &["database"],
+            ),
+            routes: counter_vec(
+                &r,
+                "shardgate_routes_total",
+                "Routing decisions by kind.",
+                &["database", "kind"],
+            ),
+            checkout_wait: histogram_vec(
+                &r,
+                "shardgate_pool_checkout_wait_seconds",
+                "Time a session waited for a backend connection.",
+                SERVER_LABELS,
+            ),
+            errors: counter_vec(
+                &r,
+                "shardgate_errors_total",
+                "Errors sent to clients, by SQLSTATE class (its first two characters).",
+                &["class"],
+            ),
+            slow_statements: counter_vec(
+                &r,
+                "shardgate_slow_statements_total",
+                "Queries slower than log.slow_statement.",
+                &["database"],
+            ),
+            rate_limited: counter_vec(
+                &r,
+                "shardgate_rate_limited_total",
+                "Statements refused by a user's rate limit.",
+                &["user"],
+            ),
+            refused_connections: counter_vec(
+                &r,
+                "shardgate_client_connections_refused_total",
+                "Client connections refused after authentication, by reason.",
+                &["reason"],
+            ),
+            reloads: counter_vec(
+                &r,
+                "shardgate_shard_map_reloads_total",
+                "Shard-map reloads, accepted (ok) or rejected (failed).",
+                &["result"],
+            ),
+            connections: counter(
+                &r,
+                "shardgate_client_connections_total",
+                "Client connections accepted.",
+            ),
+            bytes_received: counter(
+                &r,
+                "shardgate_client_bytes_received_total",
+                "Bytes read from clients.",
+            ),
+            bytes_sent: counter(
+                &r,
+                "shardgate_client_bytes_sent_total",
+                "Bytes written to clients.",
+            ),
+            registry: r,
+        }
+    }
+}
+
+impl Metrics {
+    /// Handles for one database's statements, for the shards of `map`.
+    pub fn for_database<'a>(
+        &self,
+        database: &str,
+        shards: impl Iterator<Item = &'a str>,
+    ) -> DatabaseMeters {
+        let meter = |shard: &str, role: Role| StatementMeter {
+            queries: self
+                .queries
+                .with_label_values(&[database, shard, role_label(role)]),
+            seconds: self
+                .query_seconds
+                .with_label_values(&[database, shard, role_label(role)]),
+        };
+        let both = |shard: &str| [meter(shard, Role::Primary), meter(shard, Role::Replica)];
+        DatabaseMeters {
+            shards: shards.map(both).collect(),
+            several: both("multi"),
+            transactions: self.transactions.with_label_values(&[database]),
+            transaction_seconds: self.transaction_seconds.with_label_values(&[database]),
+            routes: RouteKind::ALL
+                .map(|kind| self.routes.with_label_values(&[database, kind.label()])),
+            slow_statements: self.slow_statements.with_label_values(&[database]),
+        }
+    }
+
+    /// Handles for one backend endpoint's pool.
+    pub fn for_endpoint(
+        &self,
+        database: &str,
+        shard: &str,
+        role: Role,
+        endpoint: &str,
+    ) -> EndpointMeters {
+        let labels = [database, shard, role_label(role), endpoint];
+        EndpointMeters {
+            checkout_wait: Some(self.checkout_wait.with_label_values(&labels)),
+        }
+    }
+
+    /// Counts an error sent to a client, by its SQLSTATE's class.
+    pub fn error(&self, sqlstate: &str) {
+        let class = sqlstate.get(..2).unwrap_or("??");
+        self.errors.with_label_values(&[class]).inc();
+    }
+
+    /// Counts a statement refused by `user`'s rate limit.
+    pub fn rate_limited(&self, user: &str) {
+        self.rate_limited.with_label_values(&[user]).inc();
+    }
+
+    /// Counts a client refused after authentication (`reason`: a short fixed word).
+    pub fn refused_connection(&self, reason: &'static str) {
+        self.refused_connections.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a shard-map reload.
+    pub fn reload(&self, accepted: bool) {
+        let result = if accepted { "ok" } else { "failed" };
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Every metric in the Prometheus text format, gauges read from `state` now.
+    pub fn render(&self, state: &ScrapeState<'_>) -> String {
+        let mut families = self.registry.gather();
+        families.extend(gauges(state));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        // Encoding to a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Primary => "primary",
+        Role::Replica => "replica",
+    }
+}
+
+/// Counter and histogram of one (database, shard, role).
+#[derive(Clone)]
+pub struct StatementMeter {
+    queries: IntCounter,
+    seconds: Histogram,
+}
+
+/// One database's statement, transaction and routing handles.
+pub struct DatabaseMeters {
+    /// Per shard id: [primary, replica].
+    shards: Vec<[StatementMeter; 2]>,
+    several: [StatementMeter; 2],
+    transactions: IntCounter,
+    transaction_seconds: Histogram,
+    routes: [IntCounter; 5],
+    slow_statements: IntCounter,
+}
+
+impl DatabaseMeters {
+    /// Records a query that took `took`, run where `ran` says.
+    pub fn query(&self, ran: Ran, took: std::time::Duration) {
+        let (pair, role) = match ran {
+            Ran::Shard(shard, role) => match self.shards.get(shard.0 as usize) {
+                Some(pair) => (pair, role),
+                None => return,
+            },
+            Ran::Shards(role) => (&self.several, role),
+        };
+        let meter = &pair[(role == Role::Replica) as usize];
+        meter.queries.inc();
+        meter.seconds.observe(took.as_secs_f64());
+    }
+
+    /// Records a transaction that took `took`.
+    pub fn transaction(&self, took: std::time::Duration) {
+        self.transactions.inc();
+        self.transaction_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a routing decision.
+    pub fn route(&self, kind: RouteKind) {
+        let index = RouteKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.routes[index].inc();
+    }
+
+    /// Counts a slow query.
+    pub fn slow_statement(&self) {
+        self.slow_statements.inc();
+    }
+
+    /// Totals since start, for `SHOW STATS`.
+    pub fn totals(&self) -> MeterTotals {
+        let meters = self.shards.iter().chain([&self.several]).flatten();
+        let (mut queries, mut query_seconds) = (0, 0.0);
+        for meter in meters {
+            queries += meter.queries.get();
+            query_seconds += meter.seconds.get_sample_sum();
+        }
+        MeterTotals {
+            queries,
+            query_seconds,
+            transactions: self.transactions.get(),
+            transaction_seconds: self.transaction_seconds.get_sample_sum(),
+            routes: self.routes.each_ref().map(|c| c.get()),
+            slow_statements: self.slow_statements.get(),
+        }
+    }
+}
+
+/// A database's totals since start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeterTotals {
+    /// Queries completed.
+    pub queries: u64,
+    /// Their summed duration.
+    pub query_seconds: f64,
+    /// Transactions ended.
+    pub transactions: u64,
+    /// Their summed duration.
+    pub transaction_seconds: f64,
+    /// Routing decisions: single shard, multi shard, broadcast, fallback, refused.
+    pub routes: [u64; 5],
+    /// Slow queries logged.
+    pub slow_statements: u64,
+}
+
+impl Default for DatabaseMeters {
+    /// Handles registered nowhere (tools that build a topology without a proxy).
+    fn default() -> Self {
+        Metrics::default().for_database("", std::iter::empty())
+    }
+}
+
+/// One pool's handles.
+#[derive(Clone, Default)]
+pub struct EndpointMeters {
+    checkout_wait: Option<Histogram>,
+}
+
+impl EndpointMeters {
+    /// Records how long a checkout waited.
+    pub fn checkout_waited(&self, waited: std::time::Duration) {
+        if let Some(histogram) = &self.checkout_wait {
+            histogram.observe(waited.as_secs_f64());
+        }
+    }
+}
+
+/// What scrape-time gauges read.
+pub struct ScrapeState<'a> {
+    /// The topology in force.
+    pub topology: &'a Topology,
+    /// Client sessions by state.
+    pub clients: crate::frontend::clients::StateCounts,
+}
+
+/// Gauges of the moment: clients, pools, server health, replica lag, the shard-map epoch, and
+/// the fan-out counters each database keeps.
+fn gauges(state: &ScrapeState<'_>) -> Vec<prometheus::proto::MetricFamily> {
+    let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+    };
+    let clients = gauge_vec(
+        "shardgate_client_connections",
+        "Client sessions now: active (holding a backend), waiting (for one), idle.",
+        &["state"],
+    );
+    let counts = &state.clients;
+    for (label, n) in [
+        ("active", counts.active),
+        ("waiting", counts.waiting),
+        ("idle", counts.idle),
+    ] {
+        clients.with_label_values(&[label]).set(n as i64);
+    }
+    let pools = gauge_vec(
+        "shardgate_pool_connections",
+        "Backend connections of a pool, in use by a session or idle.",
+        &["database", "shard", "role", "endpoint", "state"],
+    );
+    let waiting = gauge_vec(
+        "shardgate_pool_waiting",
+        "Sessions waiting for a connection of a pool.",
+        SERVER_LABELS,
+    );
+    let up = gauge_vec(
+        "shardgate_backend_up",
+        "1 when the last health check reached the server and found it fit for its role.",
+        SERVER_LABELS,
+    );
+    let lag = prometheus::GaugeVec::new(
+        Opts::new(
+            "shardgate_replica_lag_seconds",
+            "How long ago a replica had received WAL it has not replayed yet (last check).",
+        ),
+        &["database", "shard", "endpoint"],
+    )
+    .expect("valid metric");
+    let paused = gauge_vec(
+        "shardgate_pool_paused",
+        "1 while a pool is paused from the admin console.",
+        SERVER_LABELS,
+    );
+    // Counters each database keeps itself (`crate::counters`), exported as counters.
+    let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+    };
+    let legs = counter_vec(
+        "shardgate_scatter_legs_total",
+        "Shard legs of cross-shard reads.",
+        &["database"],
+    );
+    let retries = counter_vec(
+        "shardgate_scatter_retries_total",
+        "Cross-shard reads run again after a replica failed before any result.",
+        &["database"],
+    );
+    let refusals = counter_vec(
+        "shardgate_refusals_total",
+        "Statements the proxy refused: unsupported (0A000) or for another reason.",
+        &["database", "reason"],
+    );
+    for database in state.topology.databases() {
+        let db = database.name.as_str();
+        for server in database.servers() {
+            let endpoint = server.endpoint.as_str();
+            let labels = [db, server.shard, role_label(server.role), endpoint];
+            let stats = server.pool.stats();
+            let with_state = |s| [db, server.shard, role_label(server.role), endpoint, s];
+            pools
+                .with_label_values(&with_state("in_use"))
+                .set(stats.in_use as i64);
+            pools
+                .with_label_values(&with_state("idle"))
+                .set(stats.idle as i64);
+            waiting.with_label_values(&labels).set(stats.waiting as i64);
+            paused
+                .with_label_values(&labels)
+                .set(server.pool.is_paused() as i64);
+            up.with_label_values(&labels)
+                .set(server.pool.health().is_up() as i64);
+            if let Some(seconds) = server.pool.health().lag().map(|d| d.as_secs_f64()) {
+                lag.with_label_values(&[db, server.shard, endpoint])
+                    .set(seconds);
+            }
+        }
+        let counters = database.counters.snapshot();
+        legs.with_label_values(&[db]).inc_by(counters.scatter_legs);
+        retries
+            .with_label_values(&[db])
+            .inc_by(counters.scatter_retries);
+        refusals
+            .with_label_values(&[db, "unsupported"])
+            .inc_by(counters.refused_unsupported);
+        refusals
+            .with_label_values(&[db, "other"])
+            .inc_by(counters.refused_other);
+    }
+    let epoch = IntGauge::new(
+        "shardgate_shard_map_epoch",
+        "The shard-map epoch in force (1 at start, +1 per accepted reload).",
+    )
+    .expect("valid metric");
+    epoch.set(state.topology.epoch as i64);
+    let mut families = Vec::new();
+    for collector in [
+        &clients as &dyn Collector,
+        &pools,
+        &waiting,
+        &up,
+        &lag,
+        &paused,
+        &legs,
+        &retries,
+        &refusals,
+        &epoch,
+    ] {
+        families.extend(collector.collect());
+    }
+    families.retain(|family| !family.get_metric().is_empty());
+    families
+}
