@@ -68,6 +68,7 @@ impl Proxy {
             source,
         })?;
         let metrics = Arc::new(Metrics::default());
+        metrics.know_users(config.users.iter().map(|u| u.name.as_str()));
         let (reloader, topology) = Reloader::new(config, metrics.clone());
         let admin = Arc::new(AdminContext {
             metrics,

@@ -117,8 +117,32 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 const SERVER_LABELS: &[&str] = &["database", "shard", "role", "endpoint"];
 const SHARD_LABELS: &[&str] = &["database", "shard", "role"];
 
+/// Reasons a logged-in client is refused, exported at zero from the start.
+const REFUSAL_REASONS: &[&str] = &["max_client_connections", "not_admin", "unknown_database"];
+
 impl Default for Metrics {
     fn default() -> Self {
+        let metrics = Self::unset();
+        for reason in REFUSAL_REASONS {
+            metrics.refused_connections.with_label_values(&[reason]);
+        }
+        for result in ["ok", "failed"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        metrics
+    }
+}
+
+impl Metrics {
+    /// Exports `users`' rate-limit counters at zero, so a dashboard shows them before the
+    /// first refusal.
+    pub fn know_users<'a>(&self, users: impl Iterator<Item = &'a str>) {
+        for user in users {
+            self.rate_limited.with_label_values(&[user]);
+        }
+    }
+
+    fn unset() -> Self {
         let r = Registry::new();
         Self {
             queries: counter_vec(

@@ -27,6 +27,20 @@ fn check_accepts_the_reference_config() {
 }
 
 #[test]
+fn check_accepts_the_compose_config() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker/shardgate/shardgate.yaml"
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config", config])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}
+
+#[test]
 fn check_lists_every_problem_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -190,6 +190,64 @@ async fn metrics_move_as_queries_run() {
     assert_eq!(http_get(&proxy, "/nothing").await.0, 404);
 }
 
+/// Every metric the Grafana dashboard plots is one the proxy exports.
+#[tokio::test]
+async fn the_dashboard_plots_only_exported_metrics() {
+    // With replicas, so their lag is exported.
+    let (proxy, _dir) = ops_proxy(|config| {
+        let shards = config.databases[0].shard_map.shards.iter_mut();
+        for (shard, replicas) in shards.zip(&cluster().replicas) {
+            shard.replicas = replicas
+                .iter()
+                .map(|r| BackendUri::parse(r).unwrap())
+                .collect();
+        }
+    })
+    .await;
+    // Errors are counted by class once one happened.
+    let client = proxy.connect().await;
+    client.simple_query("SELECT 1/0").await.unwrap_err();
+    eventually("replica lag is exported after a health check", async || {
+        let metrics = http_get(&proxy, "/metrics").await.1;
+        metrics.contains("# TYPE shardgate_replica_lag_seconds")
+    })
+    .await;
+    let metrics = http_get(&proxy, "/metrics").await.1;
+    let exported: Vec<&str> = (metrics.lines())
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker/grafana/shardgate-dashboard.json"
+    );
+    let dashboard = std::fs::read_to_string(path).unwrap();
+    let mut plotted: Vec<&str> = dashboard
+        .match_indices("shardgate_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|name| name.len() > "shardgate_".len())
+        .collect();
+    plotted.sort_unstable();
+    plotted.dedup();
+    assert!(plotted.len() >= 15, "{plotted:?}");
+    for name in plotted {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            exported.contains(&family),
+            "the dashboard plots {name}, which is not exported"
+        );
+    }
+}
+
 #[tokio::test]
 async fn ready_names_an_unreachable_primary() {
     let (proxy, _dir) = ops_proxy(|config| {
