@@ -50,6 +50,10 @@ pub struct DemoArgs {
     /// Port of the metrics endpoint (`/metrics`, `/health`, `/ready`).
     #[arg(long, default_value_t = 9187)]
     pub metrics_port: u16,
+    /// Backend connections per server (`pool.size`); a small pool shows transaction pooling
+    /// serving more clients than connections.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pool_size: u32,
     /// Number of shards (the demo map places data on s0 and s1, so at least two).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=16))]
     pub shards: u16,

@@ -85,7 +85,7 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         database: DEMO_USER.to_owned(),
         auth: BackendAuth::ScramSha256,
     })?;
-    let config_path = write_files(&dir, &cluster, args.port, args.metrics_port)?;
+    let config_path = write_files(&dir, &cluster, &args)?;
     let config = config::load_config(&config_path).map_err(|e| match e {
         ConfigError::Invalid(problems) => DemoError::Config(config::render_problems(&problems)),
         other => DemoError::Config(other.to_string()),
@@ -137,12 +137,7 @@ fn finish(mut cluster: LocalCluster, scratch: Option<tempfile::TempDir>, keep: b
 }
 
 /// Writes `shard-map.yaml` and `shardgate.yaml` into `dir`; returns the config's path.
-fn write_files(
-    dir: &Path,
-    cluster: &LocalCluster,
-    port: u16,
-    metrics_port: u16,
-) -> Result<PathBuf, DemoError> {
+fn write_files(dir: &Path, cluster: &LocalCluster, args: &DemoArgs) -> Result<PathBuf, DemoError> {
     let mut map: RawShardMap =
         serde_yaml::from_str(DEMO_MAP).map_err(|e| DemoError::Config(e.to_string()))?;
     map.shards = cluster
@@ -159,11 +154,12 @@ fn write_files(
     let map_yaml = serde_yaml::to_string(&map).map_err(|e| DemoError::Config(e.to_string()))?;
     write(&dir.join("shard-map.yaml"), &map_yaml)?;
     let config_path = dir.join("shardgate.yaml");
-    write(&config_path, &demo_config(port, metrics_port))?;
+    write(&config_path, &demo_config(args))?;
     Ok(config_path)
 }
 
-fn demo_config(port: u16, metrics_port: u16) -> String {
+fn demo_config(args: &DemoArgs) -> String {
+    let (port, metrics_port, pool_size) = (args.port, args.metrics_port, args.pool_size);
     format!(
         "# Written by `shardgate demo`; see config/shardgate.yaml for every setting.\n\
          listen: 127.0.0.1:{port}\n\
@@ -171,6 +167,7 @@ fn demo_config(port: u16, metrics_port: u16) -> String {
          users:\n  - name: {DEMO_USER}\n    password: {DEMO_USER}\n\
          \x20 - name: {DEMO_ADMIN}\n    password: {DEMO_ADMIN}\n\
          admin:\n  users: [{DEMO_ADMIN}]\n\
+         pool:\n  size: {pool_size}\n\
          metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
          databases:\n  - name: {DEMO_USER}\n    shard_map: shard-map.yaml\n"
     )
