@@ -251,6 +251,23 @@ impl EndpointPool {
                 || !self.health.serves_reads())
     }
 
+    /// A primary's circuit breaker: open while our own connection attempts failed recently
+    /// and the control plane's last health check could not reach the server either. Its
+    /// clients then get 08006 at once instead of each waiting out the checkout timeout; the
+    /// health check is the probe that closes it again (within `replicas.check_interval` of
+    /// the server coming back). Returns the connect error clients are told.
+    fn primary_breaker_open(&self) -> Option<Arc<BackendError>> {
+        if self.on_failure != OnFailure::Retry {
+            return None; // Replicas have their own, shorter breaker (`is_down`).
+        }
+        let error = self
+            .last_error
+            .recent(self.checkout_timeout.max(BREAKER_OPEN))?;
+        let unreachable = (self.health.last())
+            .is_some_and(|check| matches!(check.verdict, Verdict::Unreachable(_)));
+        unreachable.then_some(error)
+    }
+
     /// Where the control plane records what it sees of this server.
     pub fn health(&self) -> &Arc<ServerHealth> {
         &self.health
@@ -265,6 +282,9 @@ impl EndpointPool {
     /// Takes a connection that is believed healthy, waiting up to the checkout timeout. Waiting
     /// clients are served in arrival order.
     pub async fn checkout(&self) -> Result<Checkout, PoolError> {
+        if let Some(error) = self.primary_breaker_open() {
+            return Err(self.unavailable(error));
+        }
         self.wait_while_paused().await;
         let began = Instant::now();
         let turn = match self.turns.clone().try_acquire_owned() {
