@@ -1,13 +1,14 @@
 //! The server connections a pool has open, for the admin console's `SHOW SERVERS`: each
 //! connection registers itself when it is opened and is gone from the list when it is closed.
+//! Checkouts flip an atomic flag, so the list costs the request path no lock.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// One open server connection.
-#[derive(Debug, Clone)]
+/// One open server connection, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerRow {
     /// The server process id (from its BackendKeyData).
     pub pid: i32,
@@ -17,52 +18,65 @@ pub struct ServerRow {
     pub in_use: bool,
 }
 
+#[derive(Debug)]
+struct Server {
+    pid: i32,
+    connected_at: SystemTime,
+    in_use: AtomicBool,
+}
+
 /// The open connections of one pool.
 #[derive(Debug, Default)]
 pub struct Servers {
     next: AtomicU64,
-    rows: Mutex<BTreeMap<u64, ServerRow>>,
+    servers: Mutex<BTreeMap<u64, Arc<Server>>>,
 }
 
-/// A connection's place in its pool's list; leaving it (dropping) takes the row out.
+/// A connection's place in its pool's list; dropping it takes the connection off the list.
 #[derive(Debug)]
 pub struct ServerEntry {
     servers: Arc<Servers>,
     id: u64,
+    server: Arc<Server>,
 }
 
 impl Servers {
     /// Adds a connection just opened to server process `pid`.
     pub fn register(self: &Arc<Self>, pid: i32) -> ServerEntry {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let row = ServerRow {
+        let server = Arc::new(Server {
             pid,
             connected_at: SystemTime::now(),
-            in_use: false,
-        };
-        self.lock().insert(id, row);
+            in_use: AtomicBool::new(false),
+        });
+        self.lock().insert(id, server.clone());
         ServerEntry {
             servers: self.clone(),
             id,
+            server,
         }
     }
 
     /// Every open connection, oldest first.
     pub fn rows(&self) -> Vec<ServerRow> {
-        self.lock().values().cloned().collect()
+        (self.lock().values())
+            .map(|server| ServerRow {
+                pid: server.pid,
+                connected_at: server.connected_at,
+                in_use: server.in_use.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ServerRow>> {
-        self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Server>>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl ServerEntry {
     /// Marks the connection checked out (`true`) or back in the pool.
     pub fn set_in_use(&self, in_use: bool) {
-        if let Some(row) = self.servers.lock().get_mut(&self.id) {
-            row.in_use = in_use;
-        }
+        self.server.in_use.store(in_use, Ordering::Relaxed);
     }
 }
 
@@ -82,11 +96,8 @@ mod tests {
         let first = servers.register(10);
         let second = servers.register(11);
         second.set_in_use(true);
-        let rows = servers.rows();
-        assert_eq!(
-            rows.iter().map(|r| (r.pid, r.in_use)).collect::<Vec<_>>(),
-            [(10, false), (11, true)]
-        );
+        let listed: Vec<_> = servers.rows().iter().map(|r| (r.pid, r.in_use)).collect();
+        assert_eq!(listed, [(10, false), (11, true)]);
         drop(first);
         assert_eq!(servers.rows().len(), 1);
     }

@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
 
 use super::replies::{Expect, Synthetic, Undo};
 use super::statements::SessionEffect;
@@ -38,7 +39,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 break;
             }
             let frame = self.bufs.client_in.split_to(header.total_len);
-            self.on_client_frame(header.tag, frame).await?;
+            // Debug level: off by default, where creating it costs one callsite check.
+            let span = tracing::debug_span!("statement", message = %(header.tag as char));
+            self.on_client_frame(header.tag, frame)
+                .instrument(span)
+                .await?;
         }
         Ok(())
     }
