@@ -125,3 +125,18 @@ impl Response {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_say_their_length_and_close() {
+        let response = Response::text(404, "Not Found", "nope\n".into());
+        let bytes = String::from_utf8(response.into_bytes()).unwrap();
+        assert!(bytes.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(bytes.contains("Content-Length: 5\r\n"));
+        assert!(bytes.contains("Connection: close\r\n"));
+        assert!(bytes.ends_with("\r\n\r\nnope\n"));
+    }
+}

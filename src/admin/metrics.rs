@@ -555,3 +555,51 @@ fn gauges(state: &ScrapeState<'_>) -> Vec<prometheus::proto::MetricFamily> {
     families.retain(|family| !family.get_metric().is_empty());
     families
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ShardId;
+    use std::time::Duration;
+
+    #[test]
+    fn a_query_lands_in_its_shard_and_role() {
+        let metrics = Metrics::default();
+        let meters = metrics.for_database("app", ["s0", "s1"].into_iter());
+        meters.query(
+            Ran::Shard(ShardId(1), Role::Replica),
+            Duration::from_millis(3),
+        );
+        meters.query(Ran::Shards(Role::Primary), Duration::from_millis(5));
+        meters.query(
+            Ran::Shard(ShardId(9), Role::Primary),
+            Duration::from_millis(5),
+        );
+        meters.transaction(Duration::from_millis(8));
+        meters.route(RouteKind::Fallback);
+        let child = |shard: &str, role: &str| {
+            metrics
+                .queries
+                .with_label_values(&["app", shard, role])
+                .get()
+        };
+        assert_eq!(child("s1", "replica"), 1);
+        assert_eq!(child("s1", "primary"), 0);
+        assert_eq!(child("multi", "primary"), 1);
+        let totals = meters.totals();
+        assert_eq!(totals.queries, 2, "an unknown shard id is not counted");
+        assert_eq!(totals.routes, [0, 0, 0, 1, 0]);
+        assert_eq!(totals.transactions, 1);
+        assert!((totals.query_seconds - 0.008).abs() < 1e-9);
+    }
+
+    #[test]
+    fn errors_are_counted_by_class() {
+        let metrics = Metrics::default();
+        metrics.error("42P01");
+        metrics.error("42601");
+        metrics.error("0");
+        let class = |c: &str| metrics.errors.with_label_values(&[c]).get();
+        assert_eq!((class("42"), class("??")), (2, 1));
+    }
+}
