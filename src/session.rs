@@ -171,6 +171,9 @@ struct Session<C> {
     row_bytes_remaining: usize,
     /// Times queries and transactions for the metrics.
     meter: meter::Meter,
+    /// Backend names of the statements bound since the last ReadyForQuery (one, almost
+    /// always), retired if the server says their result type changed.
+    bound_since_ready: Vec<std::sync::Arc<str>>,
     terminated: bool,
 }
 
@@ -213,6 +216,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
             meter: meter::Meter::default(),
+            bound_since_ready: Vec::new(),
             terminated: false,
         }
     }

@@ -169,8 +169,18 @@ impl ColumnCounts {
 /// error. A client's Parse of a known statement is answered by the proxy without taking a
 /// backend (the statement is prepared on a backend when first bound), so clients that prepare
 /// on connect do not compete for backends. Bounded: when full it starts over.
+///
+/// It also names statements: a text and its parameter types get one backend name
+/// (`session::prepared::backend_name`) until a server says the statement's result type
+/// changed under it (DDL: "cached plan must not change result type"). The name is then
+/// retired: new Parses of the text get a new generation's name, so they are prepared afresh
+/// on every backend, while a client's statement prepared before keeps failing, as it would on
+/// PostgreSQL.
 #[derive(Default)]
-pub struct KnownStatements(Mutex<HashSet<Arc<str>>>);
+pub struct KnownStatements {
+    known: Mutex<HashSet<Arc<str>>>,
+    generations: Mutex<HashMap<Arc<str>, u32>>,
+}
 
 const MAX_KNOWN_STATEMENTS: usize = 100_000;
 
@@ -178,6 +188,39 @@ impl KnownStatements {
     /// Whether a backend accepted `backend_name`.
     pub fn contains(&self, backend_name: &str) -> bool {
         self.lock().contains(backend_name)
+    }
+
+    /// The backend name new Parses of the statement named `base` get now: `base` itself, or
+    /// `base_N` once it was retired N times.
+    pub fn current_name(&self, base: Arc<str>) -> Arc<str> {
+        let generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        match generations.get(&base) {
+            Some(generation) => format!("{base}_{generation}").into(),
+            None => base,
+        }
+    }
+
+    /// A server found the result type of `backend_name` changed: later Parses of its text get
+    /// the next generation's name, and it is no longer answered without a backend.
+    pub fn retire(&self, backend_name: &str) {
+        self.lock().remove(backend_name);
+        let base = backend_name
+            .split('_')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("_");
+        let mut generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if generations.len() >= MAX_KNOWN_STATEMENTS {
+            generations.clear();
+        }
+        let retired = backend_name
+            .rsplit_once('_')
+            .and_then(|(_, n)| n.parse::<u32>().ok());
+        let current = generations.entry(base.into()).or_insert(0);
+        // Only the name in use moves the generation on (two sessions may report one name).
+        if retired.unwrap_or(0) == *current {
+            *current += 1;
+        }
     }
 
     /// Records that a backend accepted `backend_name`.
@@ -190,7 +233,7 @@ impl KnownStatements {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Arc<str>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -377,5 +420,32 @@ impl ShardPools {
             reads: shard.reads,
             next_replica: AtomicUsize::new(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_statement_name_gives_way_to_the_next_generation() {
+        let known = KnownStatements::default();
+        let base: Arc<str> = "sg_00ff".into();
+        assert_eq!(&*known.current_name(base.clone()), "sg_00ff");
+        known.insert(base.clone());
+        known.retire("sg_00ff");
+        assert!(
+            !known.contains("sg_00ff"),
+            "no longer answered without a backend"
+        );
+        assert_eq!(&*known.current_name(base.clone()), "sg_00ff_1");
+        known.retire("sg_00ff");
+        assert_eq!(
+            &*known.current_name(base.clone()),
+            "sg_00ff_1",
+            "a second report of the old name does not skip a generation"
+        );
+        known.retire("sg_00ff_1");
+        assert_eq!(&*known.current_name(base), "sg_00ff_2");
     }
 }

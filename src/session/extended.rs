@@ -48,10 +48,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             });
             return Ok(());
         }
-        let Some(prepared) =
-            self.statements
-                .register(parse.name, parse.query, parse.param_types, effects)
-        else {
+        let backend_name = self.statement_name(parse.query, &parse.param_types);
+        let Some(prepared) = self.statements.register(
+            parse.name,
+            backend_name,
+            parse.query,
+            parse.param_types,
+            effects,
+        ) else {
             return Err(Refusal::Statement(duplicate_statement(parse.name)));
         };
         let client_name = Some(parse.name.into());
@@ -88,7 +92,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             (self.statements).set_unnamed(parse.query, parse.param_types.clone(), effects);
             self.unnamed_on_backend = false;
         } else if (self.statements)
-            .register(parse.name, parse.query, parse.param_types.clone(), effects)
+            .register(
+                parse.name,
+                self.statement_name(parse.query, &parse.param_types),
+                parse.query,
+                parse.param_types.clone(),
+                effects,
+            )
             .is_none()
         {
             return Err(Refusal::Statement(duplicate_statement(parse.name)));
@@ -111,7 +121,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         parse: &Parse<'_>,
         effects: &[SessionEffect],
     ) -> Option<Result<(), Refusal>> {
-        let backend_name = prepared::backend_name(parse.query, &parse.param_types);
+        let backend_name = self.statement_name(parse.query, &parse.param_types);
         if !self.env.database.known_statements.contains(&backend_name) {
             return None;
         }
@@ -119,6 +129,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .statements
             .register(
                 parse.name,
+                backend_name,
                 parse.query,
                 parse.param_types.clone(),
                 effects.to_vec(),
@@ -187,12 +198,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.remember_portal_effects(bind.portal, bind.statement);
         match self.backend_statement_name(bind.statement)? {
-            Some(name) => encode::bind_renamed(
-                &mut self.bufs.to_backend,
-                bind.portal,
-                &name,
-                &body(frame)[bind.rest_offset..],
-            ),
+            Some(name) => {
+                let rest = &body(frame)[bind.rest_offset..];
+                encode::bind_renamed(&mut self.bufs.to_backend, bind.portal, &name, rest);
+                self.bound_since_ready.push(name);
+            }
             None => self.bufs.to_backend.extend_from_slice(frame),
         }
         self.push(Expect::Bind);
@@ -285,6 +295,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.send_parse(&prepared.backend_name, &prepared, false, undo)?;
         }
         Ok(Some(prepared.backend_name.clone()))
+    }
+
+    /// The backend name a Parse of `query` with `param_types` gets now.
+    fn statement_name(&self, query: &str, param_types: &[u32]) -> std::sync::Arc<str> {
+        let base = prepared::backend_name(query, param_types);
+        self.env.database.known_statements.current_name(base)
     }
 
     /// Sends a Parse of `statement` under `name` and queues its reply (hidden unless the

@@ -48,11 +48,13 @@ pub struct PreparedStatements {
 }
 
 impl PreparedStatements {
-    /// Registers `name` with the statement's session effects (from
-    /// `statements::session_effects`); `None` when the client already has a statement by that name.
+    /// Registers `name`, prepared on backends as `backend_name`, with the statement's session
+    /// effects (from `statements::session_effects`); `None` when the client already has a
+    /// statement by that name.
     pub fn register(
         &mut self,
         name: &str,
+        backend_name: Arc<str>,
         query: &str,
         param_types: Vec<u32>,
         effects: Vec<SessionEffect>,
@@ -60,7 +62,6 @@ impl PreparedStatements {
         if self.by_name.contains_key(name) {
             return None;
         }
-        let backend_name = backend_name(query, &param_types);
         let prepared = Arc::new(Prepared::new(backend_name, query, param_types, effects));
         self.by_name.insert(name.into(), prepared.clone());
         Some(prepared)
@@ -134,18 +135,36 @@ mod tests {
         let mut statements = PreparedStatements::default();
         assert!(
             statements
-                .register("q", "SELECT 1", vec![], vec![])
+                .register(
+                    "q",
+                    backend_name("SELECT 1", &[]),
+                    "SELECT 1",
+                    vec![],
+                    vec![]
+                )
                 .is_some()
         );
         assert!(
             statements
-                .register("q", "SELECT 2", vec![], vec![])
+                .register(
+                    "q",
+                    backend_name("SELECT 2", &[]),
+                    "SELECT 2",
+                    vec![],
+                    vec![]
+                )
                 .is_none()
         );
         statements.remove("q");
         assert!(
             statements
-                .register("q", "SELECT 2", vec![], vec![])
+                .register(
+                    "q",
+                    backend_name("SELECT 2", &[]),
+                    "SELECT 2",
+                    vec![],
+                    vec![]
+                )
                 .is_some()
         );
     }

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::statements::SessionEffect;
 use super::{Ending, Session};
-use crate::error::Blame;
+use crate::error::{Blame, sqlstate};
 use crate::wire::{self, ParameterStatus, TxStatus, command_tag, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -139,11 +139,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         visible
     }
 
-    /// Counts an error from a backend that the client sees, by its SQLSTATE.
+    /// Counts an error from a backend that the client sees, by its SQLSTATE. One saying a
+    /// prepared statement's result type changed (DDL) retires the statements just bound, so
+    /// the client's next Parse of their text is prepared afresh (see `KnownStatements`).
     fn note_backend_error(&self, body: &[u8]) {
         let fields = wire::error_fields(body).unwrap_or_default();
-        let code = fields.iter().find(|(field, _)| *field == b'C');
-        self.note_error(code.map_or("XX000", |(_, code)| code));
+        let field = |tag: u8| fields.iter().find(|(f, _)| *f == tag).map(|(_, v)| *v);
+        let code = field(b'C').unwrap_or(sqlstate::INTERNAL_ERROR);
+        self.note_error(code);
+        let changed = field(b'M') == Some("cached plan must not change result type");
+        if code == sqlstate::FEATURE_NOT_SUPPORTED && changed {
+            for name in &self.bound_since_ready {
+                tracing::info!(statement = %name, "a prepared statement's result type changed; new Parses of it are prepared afresh");
+                self.env.database.known_statements.retire(name);
+            }
+        }
     }
 
     fn on_ready(&mut self, body: &[u8], visible: bool) {
@@ -154,6 +164,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .unwrap_or(TxStatus::Failed);
         self.backend_status = status;
         if visible {
+            self.bound_since_ready.clear();
             self.note_ready(status);
             self.client_status = status;
             if status == TxStatus::Idle {

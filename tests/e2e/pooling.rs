@@ -338,3 +338,39 @@ async fn set_through_the_extended_protocol_follows_the_client() {
         }
     }
 }
+
+/// After DDL changes a prepared statement's result type, PostgreSQL fails the old statement
+/// ("cached plan must not change result type") but prepares the same text afresh. Backends
+/// are shared, so the proxy must not answer the new Parse with the stale server-side
+/// statement: once one backend reported the change, new Parses get a new backend name.
+#[tokio::test]
+async fn a_statement_prepared_again_after_its_result_type_changed_sees_the_new_columns() {
+    let mut config = config(cluster());
+    config.pool.size = 1;
+    let proxy = TestProxy::start(config).await;
+    let a = proxy.connect().await;
+    a.batch_execute(
+        "DROP TABLE IF EXISTS pl_reshape; CREATE TABLE pl_reshape (id int); \
+         INSERT INTO pl_reshape VALUES (1)",
+    )
+    .await
+    .unwrap();
+    let sql = "SELECT * FROM pl_reshape";
+    let old = a.prepare(sql).await.unwrap();
+    assert_eq!(a.query_one(&old, &[]).await.unwrap().len(), 1);
+    a.batch_execute("ALTER TABLE pl_reshape ADD COLUMN extra text")
+        .await
+        .unwrap();
+    let error = a.query_one(&old, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000", "as PostgreSQL: {error}");
+    let new = a.prepare(sql).await.unwrap();
+    assert_eq!(new.columns().len(), 2);
+    assert_eq!(a.query_one(&new, &[]).await.unwrap().len(), 2);
+    let b = proxy.connect().await;
+    let rows = b.query(sql, &[]).await.unwrap();
+    assert_eq!(
+        rows[0].len(),
+        2,
+        "another client preparing the text sees two columns"
+    );
+}
