@@ -6,6 +6,7 @@
 //! raw socket for forwarding. Nothing here touches a backend except through the session it
 //! starts and the cancel registry.
 
+pub mod admission;
 mod auth;
 pub mod cancel;
 pub mod credentials;
@@ -26,6 +27,7 @@ use crate::session::{self, SessionEnv};
 use crate::topology::Topology;
 use crate::wire::{BackendKeyData, WireError};
 
+use admission::Admission;
 use cancel::CancelRegistry;
 use credentials::Credentials;
 use startup::{Login, Opening};
@@ -81,6 +83,8 @@ pub struct FrontendContext {
     pub cancels: Arc<CancelRegistry>,
     /// The topology in force; replaced whole on reload.
     pub topology: watch::Receiver<Arc<Topology>>,
+    /// Per-user limits, the lifecycle phase (see `admission`).
+    pub admission: Admission,
     connections: AtomicUsize,
 }
 
@@ -100,6 +104,7 @@ impl FrontendContext {
             max_prepared_statements: config.pool.max_prepared_statements,
             cancels: Arc::new(CancelRegistry::default()),
             topology,
+            admission: Admission::new(&config.limits),
             connections: AtomicUsize::new(0),
         })
     }
@@ -185,6 +190,10 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
         conn.reject(&report).await;
         return;
     }
+    let _user_slot = match ctx.admission.admit(&user) {
+        Ok(slot) => slot,
+        Err(report) => return conn.reject(&report).await,
+    };
     let topology = ctx.topology.borrow().clone();
     let Some(db) = topology.database(&database) else {
         let report = ErrorReport::fatal(
@@ -209,6 +218,9 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
             secret: registration.secret,
         },
         cancel_slot: registration.slot.clone(),
+        limits: ctx
+            .admission
+            .session_limits(&user, registration.slot.clone()),
     };
     session::run(conn.stream, conn.buf, params, env).await;
     tracing::info!(?peer, %user, %database, "client disconnected");

@@ -11,8 +11,10 @@
 mod broadcast;
 mod client;
 mod extended;
+mod limits;
 mod local;
 mod prepared;
+mod rate_limit;
 mod replica;
 mod replies;
 mod routing;
@@ -24,6 +26,7 @@ mod spanning;
 mod sql_prepared;
 mod start;
 pub mod statements;
+mod timeouts;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +51,10 @@ use settings::ClientSettings;
 use sql_prepared::SqlStatements;
 use statements::PinReason;
 
+pub use limits::{Phase, SessionLimits};
+pub use rate_limit::{TokenBucket, UserRate, UserRates};
+pub use timeouts::StatementTimer;
+
 /// Everything a session needs from the proxy around it.
 pub struct SessionEnv {
     /// The database the client connected to, at the topology epoch the session last saw.
@@ -66,6 +73,8 @@ pub struct SessionEnv {
     pub cancel_key: BackendKeyData,
     /// Where to publish the backend in use, for cancel requests.
     pub cancel_slot: CancelSlot,
+    /// Timeouts, the user's rate limit and the proxy's shutdown phase (see `limits`).
+    pub limits: SessionLimits,
 }
 
 /// Runs a logged-in client until it leaves. `client_in` holds bytes the client pipelined after
@@ -214,8 +223,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if self.terminated {
                 return Ending::ClientLeft;
             }
+            self.track_statement_timer();
+            let rest = self.rest();
             let backend = self.backend.as_deref_mut();
-            let event = execute::pump(&mut self.client, backend, &mut self.bufs, true).await;
+            let event = tokio::select! {
+                biased;
+                ending = self.env.limits.interrupt(rest) => return ending,
+                event = execute::pump(&mut self.client, backend, &mut self.bufs, true) => event,
+            };
             let result = match event {
                 Ok(PumpEvent::ClientData) => Ok(()),
                 Ok(PumpEvent::BackendData) => self.on_backend_data(),
