@@ -27,6 +27,8 @@ const STATEMENT_TIMEOUT: &str = "canceling statement due to statement timeout";
 /// How often a fired watchdog looks again for a backend to cancel when the statement has none
 /// yet (it is still waiting for a pool connection).
 const RETRY_CANCEL: Duration = Duration::from_millis(50);
+/// How long a statement may go on after a cancel before the watchdog sends another.
+const RESEND_CANCEL: Duration = Duration::from_secs(1);
 
 /// The statement-timeout watchdog of one session.
 pub struct StatementTimer {
@@ -125,21 +127,24 @@ fn is_cancel(code: &str, message: &str) -> bool {
     code == sqlstate::QUERY_CANCELED && message == USER_REQUEST
 }
 
-/// Cancels what the slot names; while it names nothing (the statement is waiting for a
-/// backend) it looks again shortly, until the session disarms the watchdog.
+/// Cancels what the slot names, again every [`RESEND_CANCEL`] while the statement goes on (a
+/// cancel that reached its backend just before the statement did is ignored there); while the
+/// slot names nothing (the statement waits for a backend) it looks again shortly. Ends when
+/// the session aborts it.
 async fn cancel_when_running(slot: &CancelSlot) {
     loop {
         let targets = slot.get();
-        if !targets.is_empty() {
-            tracing::info!(backends = targets.len(), "statement timeout: cancelling");
-            for target in targets {
-                if let Err(error) = backend::send_cancel(target).await {
-                    tracing::warn!(%error, "sending a statement-timeout cancel failed");
-                }
-            }
-            return;
+        if targets.is_empty() {
+            tokio::time::sleep(RETRY_CANCEL).await;
+            continue;
         }
-        tokio::time::sleep(RETRY_CANCEL).await;
+        tracing::info!(backends = targets.len(), "statement timeout: cancelling");
+        for target in targets {
+            if let Err(error) = backend::send_cancel(target).await {
+                tracing::warn!(%error, "sending a statement-timeout cancel failed");
+            }
+        }
+        tokio::time::sleep(RESEND_CANCEL).await;
     }
 }
 
