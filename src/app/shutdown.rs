@@ -25,7 +25,9 @@ const POLL: Duration = Duration::from_millis(20);
 
 impl Proxy {
     /// Stops the proxy gracefully, giving transactions in flight up to `drain` to finish (see
-    /// the module docs). Returns once every client is gone.
+    /// the module docs). Returns once every session has ended, or a few seconds after the
+    /// drain (`CLOSE_GRACE`) if some client does not let its session close (it does not read
+    /// its socket).
     pub async fn shutdown(self, drain: Duration) {
         self.shutdown_until(drain, std::future::pending()).await;
     }
@@ -39,7 +41,7 @@ impl Proxy {
         let frontend = self.frontend;
         frontend.admission.phase().send_replace(Phase::Draining);
         tracing::info!(
-            clients = frontend.connection_count(),
+            clients = frontend.admission.sessions(),
             ?drain,
             "shutdown: draining"
         );
@@ -48,7 +50,7 @@ impl Proxy {
             () = tokio::time::sleep(drain) => "the drain timeout ran out",
             () = interrupt => "interrupted",
         };
-        let left = frontend.connection_count();
+        let left = frontend.admission.sessions();
         if left > 0 {
             tracing::warn!(
                 clients = left,
@@ -61,7 +63,7 @@ impl Proxy {
                 .await
                 .is_err()
             {
-                let left = frontend.connection_count();
+                let left = frontend.admission.sessions();
                 tracing::warn!(clients = left, "shutdown: clients did not close in time");
             }
         }
@@ -69,9 +71,10 @@ impl Proxy {
     }
 }
 
-/// Resolves once no client connection is open.
+/// Resolves once no session is open (connections still in startup are refused when they
+/// finish it, so they are not waited for).
 async fn clients_gone(frontend: &crate::frontend::FrontendContext) {
-    while frontend.connection_count() > 0 {
+    while frontend.admission.sessions() > 0 {
         tokio::time::sleep(POLL).await;
     }
 }

@@ -82,6 +82,13 @@ impl Admission {
         self.lock().get(user).copied().unwrap_or(0)
     }
 
+    /// Sessions open right now, every user's together. Unlike the connection count it leaves
+    /// out connections still in startup, which a shutdown need not wait for: they are refused
+    /// when they get here.
+    pub fn sessions(&self) -> usize {
+        self.lock().values().sum()
+    }
+
     /// The limits a session of `user` runs under; its statement timer cancels through `slot`.
     pub fn session_limits(&self, user: &str, slot: CancelSlot) -> SessionLimits {
         SessionLimits {
@@ -139,6 +146,7 @@ mod tests {
         assert_eq!(refused.code, "53300");
         assert_eq!(refused.message, "too many connections for role \"a\"");
         assert!(admission.admit("b").is_ok(), "other users are not counted");
+        assert_eq!(admission.sessions(), 2, "b's slot was dropped at once");
         drop(first);
         assert_eq!(admission.user_connections("a"), 1);
         assert!(admission.admit("a").is_ok());

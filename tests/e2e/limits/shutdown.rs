@@ -122,6 +122,36 @@ async fn the_drain_timeout_cancels_a_statement_still_running() {
     eventually("no backend still runs it", || async { count().await == 0 }).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_in_startup_does_not_hold_the_drain_and_is_refused() {
+    use crate::raw::{read_message, sqlstate_of, startup_packet};
+    use tokio::io::AsyncWriteExt;
+    let mut config = config(cluster());
+    config.auth_method = shardgate::config::ClientAuthMethod::Trust;
+    let proxy = TestProxy::start(config).await;
+    let mut late = tokio::net::TcpStream::connect(proxy.proxy.local_addr)
+        .await
+        .unwrap();
+    eventually("the proxy accepted it", || async {
+        proxy.proxy.connection_count() == 1
+    })
+    .await;
+    let stopped = tokio::spawn(proxy.proxy.shutdown(Duration::from_secs(60)));
+    (tokio::time::timeout(SOON, stopped))
+        .await
+        .expect("no session to drain")
+        .unwrap();
+    late.write_all(&startup_packet("app", "app")).await.unwrap();
+    let refusal = loop {
+        match read_message(&mut late).await.expect("an answer") {
+            (b'R', _) => continue, // AuthenticationOk: trust lets it in, then it is refused.
+            (b'E', body) => break sqlstate_of(&body),
+            (other, _) => panic!("unexpected {:?}", other as char),
+        }
+    };
+    assert_eq!(refusal, "57P03");
+}
+
 /// `shardgate run` with a one-shard config in front of the shared cluster, on `port`.
 fn write_run_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     let primary = &cluster().primaries[0];
