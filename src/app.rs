@@ -16,6 +16,7 @@ use crate::config::{Config, LogFormat, LogSettings};
 use crate::frontend::{self, FrontendContext, tls::TlsError};
 
 mod reload;
+mod shutdown;
 
 pub use reload::{ReloadError, Reloader};
 

@@ -56,6 +56,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Users allowed into the admin console.
     pub admin_users: Vec<String>,
+    /// How a SIGTERM/SIGINT drains clients.
+    pub shutdown: ShutdownSettings,
 }
 
 impl Config {
@@ -168,6 +170,34 @@ pub struct Limits {
     pub max_client_connections: usize,
     /// Bytes one cross-shard merge may buffer before the statement fails with 54000.
     pub max_merge_bytes: usize,
+    /// Most clients one user may have connected at once (more: 53300); `None` = no limit.
+    pub max_connections_per_user: Option<usize>,
+    /// A statement running longer is cancelled on its backends (57014); `None` = never.
+    pub statement_timeout: Option<Duration>,
+    /// A client idle this long inside a transaction is disconnected (25P03); `None` = never.
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// A client idle this long outside a transaction is disconnected (57P05); `None` = never.
+    pub client_idle_timeout: Option<Duration>,
+    /// Statements per second per user, over all its connections (more: 53400).
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket per user (`limits.rate_limit`): `burst` statements at once, refilled at
+/// `statements_per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained rate; finite and greater than 0.
+    pub statements_per_second: f64,
+    /// Bucket size; at least 1.
+    pub burst: u32,
+}
+
+/// How the proxy stops (the `shutdown` section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownSettings {
+    /// How long clients inside a transaction may take to finish it once shutdown starts;
+    /// then they are disconnected and their transactions rolled back.
+    pub drain_timeout: Duration,
 }
 
 /// How the control plane watches replicas.

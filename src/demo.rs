@@ -96,8 +96,9 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         let proxy = Proxy::bind(&config).await?;
         say(&banner(&proxy, &cluster, &config_path));
         app::shutdown_signal().await;
-        say("stopping shardgate and the local shards ...");
-        proxy.stop().await;
+        say("stopping shardgate (open transactions get 5 s to finish; Ctrl-C again to cut them) and the local shards ...");
+        let drain = config.shutdown.drain_timeout.min(DEMO_DRAIN);
+        proxy.shutdown_until(drain, app::shutdown_signal()).await;
         Ok::<(), DemoError>(())
     })?;
     finish(cluster, scratch, args.keep, &dir);
@@ -172,6 +173,9 @@ fn demo_config(args: &DemoArgs) -> String {
          databases:\n  - name: {DEMO_USER}\n    shard_map: shard-map.yaml\n"
     )
 }
+
+/// Longest the demo waits for open transactions when it stops.
+const DEMO_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The demo's admin console user (and password).
 const DEMO_ADMIN: &str = "admin";

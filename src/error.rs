@@ -132,6 +132,14 @@ pub mod sqlstate {
     pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
     /// Server shutting down.
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// A login while the proxy shuts down.
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// A client idle outside a transaction for too long.
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    /// A client idle inside a transaction for too long.
+    pub const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: &str = "25P03";
+    /// A configured limit (a user's statement rate) was exceeded.
+    pub const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
     /// Statement cancelled.
     pub const QUERY_CANCELED: &str = "57014";
     /// A lock cycle (here: across shards) was broken by failing this transaction.

@@ -6,6 +6,7 @@
 //! raw socket for forwarding. Nothing here touches a backend except through the session it
 //! starts and the cancel registry.
 
+pub mod admission;
 mod auth;
 pub mod cancel;
 pub mod clients;
@@ -29,6 +30,7 @@ use crate::session::{self, SessionEnv};
 use crate::topology::Topology;
 use crate::wire::{BackendKeyData, WireError};
 
+use admission::Admission;
 use cancel::CancelRegistry;
 use credentials::Credentials;
 use startup::{Login, Opening};
@@ -88,6 +90,8 @@ pub struct FrontendContext {
     pub admin: Arc<AdminContext>,
     /// Statements slower than this are logged.
     pub slow_statement: Option<std::time::Duration>,
+    /// Per-user limits, the lifecycle phase (see `admission`).
+    pub admission: Admission,
     connections: AtomicUsize,
 }
 
@@ -110,6 +114,7 @@ impl FrontendContext {
             topology,
             admin,
             slow_statement: config.log.slow_statement,
+            admission: Admission::new(&config.limits),
             connections: AtomicUsize::new(0),
         })
     }
@@ -220,6 +225,16 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
         admin::console::run(conn.stream, conn.buf, admin, ctx.limits.max_message_bytes).await;
         return;
     }
+    let _user_slot = match ctx.admission.admit(&user) {
+        Ok(slot) => slot,
+        Err(report) => {
+            let reason = match report.code.as_ref() {
+                sqlstate::TOO_MANY_CONNECTIONS => "max_connections_per_user",
+                _ => "shutting_down",
+            };
+            return conn.reject(&refuse(reason, report)).await;
+        }
+    };
     let topology = ctx.topology.borrow().clone();
     let Some(db) = topology.database(&database) else {
         let report = ErrorReport::fatal(
@@ -248,6 +263,9 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
         client: registered.info.clone(),
         metrics: ctx.admin.metrics.clone(),
         slow_statement: ctx.slow_statement,
+        limits: ctx
+            .admission
+            .session_limits(&user, registration.slot.clone()),
     };
     // Every event of the session carries who it is (never a password or a parameter value).
     let span = tracing::info_span!("session", client = registered.info.id, %user, %database);

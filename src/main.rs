@@ -140,8 +140,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
     runtime.block_on(async {
         let proxy = Proxy::bind(&config).await?;
         shardgate::app::shutdown_signal().await;
-        tracing::info!("shutting down");
-        proxy.stop().await;
+        tracing::info!("shutting down (a second SIGINT/SIGTERM closes every client at once)");
+        let drain = config.shutdown.drain_timeout;
+        (proxy.shutdown_until(drain, shardgate::app::shutdown_signal())).await;
         Ok(())
     })
 }

@@ -11,9 +11,11 @@
 mod broadcast;
 mod client;
 mod extended;
+mod limits;
 mod local;
 mod meter;
 mod prepared;
+mod rate_limit;
 mod replica;
 mod replies;
 mod routing;
@@ -25,6 +27,7 @@ mod spanning;
 mod sql_prepared;
 mod start;
 pub mod statements;
+mod timeouts;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +54,10 @@ use settings::ClientSettings;
 use sql_prepared::SqlStatements;
 use statements::PinReason;
 
+pub use limits::{Phase, SessionLimits};
+pub use rate_limit::{TokenBucket, UserRate, UserRates};
+pub use timeouts::StatementTimer;
+
 /// Everything a session needs from the proxy around it.
 pub struct SessionEnv {
     /// The database the client connected to, at the topology epoch the session last saw.
@@ -75,6 +82,8 @@ pub struct SessionEnv {
     pub metrics: Arc<Metrics>,
     /// Queries slower than this are logged.
     pub slow_statement: Option<std::time::Duration>,
+    /// Timeouts, the user's rate limit and the proxy's shutdown phase (see `limits`).
+    pub limits: SessionLimits,
 }
 
 /// Runs a logged-in client until it leaves. `client_in` holds bytes the client pipelined after
@@ -230,8 +239,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if self.terminated {
                 return Ending::ClientLeft;
             }
+            self.track_statement_timer();
+            let rest = self.rest();
             let backend = self.backend.as_deref_mut();
-            let event = execute::pump(&mut self.client, backend, &mut self.bufs, true).await;
+            let event = tokio::select! {
+                biased;
+                ending = self.env.limits.interrupt(rest) => return ending,
+                event = execute::pump(&mut self.client, backend, &mut self.bufs, true) => event,
+            };
             let result = match event {
                 Ok(PumpEvent::ClientData) => Ok(()),
                 Ok(PumpEvent::BackendData) => self.on_backend_data(),

@@ -118,7 +118,13 @@ const SERVER_LABELS: &[&str] = &["database", "shard", "role", "endpoint"];
 const SHARD_LABELS: &[&str] = &["database", "shard", "role"];
 
 /// Reasons a logged-in client is refused, exported at zero from the start.
-const REFUSAL_REASONS: &[&str] = &["max_client_connections", "not_admin", "unknown_database"];
+const REFUSAL_REASONS: &[&str] = &[
+    "max_client_connections",
+    "max_connections_per_user",
+    "not_admin",
+    "shutting_down",
+    "unknown_database",
+];
 
 impl Default for Metrics {
     fn default() -> Self {

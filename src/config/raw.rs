@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
 
+mod protection;
 mod tables;
 
+pub use protection::{RawRateLimit, RawShutdown};
 pub use tables::{RawLookup, RawRange, RawScalar, RawTable};
 
 /// A whole `shardgate.yaml`. Only `users` and `databases` are required.
@@ -60,6 +62,9 @@ pub struct RawConfig {
     /// `runtime`: how the proxy uses the machine's cores.
     #[serde(default)]
     pub runtime: RawRuntime,
+    /// `shutdown`: how a SIGTERM/SIGINT drains clients.
+    #[serde(default)]
+    pub shutdown: RawShutdown,
     /// `databases`: the database names clients may connect to (at least one, names unique).
     pub databases: Vec<RawDatabase>,
 }
@@ -212,6 +217,28 @@ pub struct RawLimits {
     /// (GROUP BY, DISTINCT) before it fails with SQLSTATE 54000 (default 64 MiB, at least
     /// 1024).
     pub max_merge_bytes: usize,
+    /// `limits.max_connections_per_user`: most clients one user may have connected at once;
+    /// more are refused at login with SQLSTATE 53300 (default none: only
+    /// `max_client_connections` applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_user: Option<usize>,
+    /// `limits.statement_timeout`: a statement (a Query, or an extended-protocol batch up to
+    /// Sync) running longer than this is cancelled on its backends; the client gets SQLSTATE
+    /// 57014 (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_timeout: Option<HumanDuration>,
+    /// `limits.idle_in_transaction_timeout`: a client idle inside a transaction longer than
+    /// this is disconnected with SQLSTATE 25P03 and its transaction rolled back (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_in_transaction_timeout: Option<HumanDuration>,
+    /// `limits.client_idle_timeout`: a client idle outside a transaction longer than this is
+    /// disconnected with SQLSTATE 57P05 (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_idle_timeout: Option<HumanDuration>,
+    /// `limits.rate_limit`: statements per second each user may run, over all its
+    /// connections; more are refused with SQLSTATE 53400 (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RawRateLimit>,
 }
 
 impl Default for RawLimits {
@@ -221,6 +248,11 @@ impl Default for RawLimits {
             startup_timeout: Duration::from_secs(10).into(),
             max_client_connections: 10_000,
             max_merge_bytes: 64 * 1024 * 1024,
+            max_connections_per_user: None,
+            statement_timeout: None,
+            idle_in_transaction_timeout: None,
+            client_idle_timeout: None,
+            rate_limit: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::raw::{
 use super::{Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode, PoolSettings};
 use super::{ReplicaSettings, ShardMap, TlsFiles};
 
+mod protection;
 mod shard_map;
 mod tables;
 mod users;
@@ -109,6 +110,7 @@ pub(super) fn config(
     let limits = limits(&raw.limits, &mut problems);
     let log = log(&raw.log, &mut problems);
     let replicas = replicas(&raw.replicas, &mut problems);
+    let shutdown = protection::shutdown(&raw.shutdown, &mut problems);
     let databases = databases(&raw.databases, dir, load_map, &mut problems);
     let metrics_listen = match &raw.metrics {
         Some(metrics) => problems
@@ -117,8 +119,8 @@ pub(super) fn config(
         None => Some(None),
     };
     admin_users(raw, &mut problems);
-    let (Some(listen), Some(pool), Some(limits), Some(log), Some(replicas)) =
-        (listen, pool, limits, log, replicas)
+    let (Some(listen), Some(pool), Some(limits), Some(log), Some(replicas), Some(shutdown)) =
+        (listen, pool, limits, log, replicas, shutdown)
     else {
         return Err(problems.found);
     };
@@ -144,6 +146,7 @@ pub(super) fn config(
         worker_threads: raw.runtime.worker_threads,
         metrics_listen,
         admin_users: raw.admin.users.clone(),
+        shutdown,
     })
 }
 
@@ -234,11 +237,18 @@ fn limits(raw: &RawLimits, problems: &mut Problems) -> Option<Limits> {
         problems.add("limits.max_merge_bytes", message);
     }
     let startup_timeout = timeout(problems, "limits.startup_timeout", &raw.startup_timeout);
+    let protection = protection::client_limits(raw, problems);
+    let protection = protection?;
     Some(Limits {
         max_message_bytes: raw.max_message_bytes,
         startup_timeout: startup_timeout?,
         max_client_connections: raw.max_client_connections,
         max_merge_bytes: raw.max_merge_bytes,
+        max_connections_per_user: protection.max_connections_per_user,
+        statement_timeout: protection.statement_timeout,
+        idle_in_transaction_timeout: protection.idle_in_transaction_timeout,
+        client_idle_timeout: protection.client_idle_timeout,
+        rate_limit: protection.rate_limit,
     })
 }
 
@@ -271,7 +281,11 @@ fn log(raw: &RawLog, problems: &mut Problems) -> Option<LogSettings> {
 }
 
 /// A duration that must be positive: a zero timeout would fail every attempt at once.
-fn timeout(problems: &mut Problems, path: &str, raw: &HumanDuration) -> Option<Duration> {
+pub(super) fn timeout(
+    problems: &mut Problems,
+    path: &str,
+    raw: &HumanDuration,
+) -> Option<Duration> {
     match problems.check(path, raw.parse())? {
         Duration::ZERO => {
             problems.add(path, "must be greater than 0");
@@ -282,7 +296,7 @@ fn timeout(problems: &mut Problems, path: &str, raw: &HumanDuration) -> Option<D
 }
 
 /// Like [`timeout`], but `null` (absent in the domain) turns the limit off.
-fn optional_timeout(
+pub(super) fn optional_timeout(
     problems: &mut Problems,
     path: &str,
     raw: &Option<HumanDuration>,

@@ -57,6 +57,19 @@ impl CancelRegistry {
         }
     }
 
+    /// Cancels every statement running on behalf of any client (the end of a shutdown drain:
+    /// backends busy for clients about to be closed stop their work and release their locks).
+    pub async fn cancel_all(&self) {
+        let targets: Vec<_> = (self.lock().values())
+            .flat_map(|(_, slot)| slot.get())
+            .collect();
+        for target in targets {
+            if let Err(error) = backend::send_cancel(target).await {
+                tracing::warn!(%error, "cancelling a statement at shutdown failed");
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, (i32, CancelSlot)>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -61,6 +61,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.skip_until_sync && frame_tag != tag::SYNC {
             return Ok(());
         }
+        if let Err(report) = self.admit_statement(frame_tag) {
+            return self.settle_refusal(frame_tag, Refusal::Statement(report));
+        }
         self.refresh_topology();
         if matches!(
             frame_tag,
@@ -138,6 +141,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Answers a message the proxy cannot run (no backend to be had, say) the way a server
     /// answers a failed one: the error, then ReadyForQuery or skipping to Sync.
     fn refuse(&mut self, frame_tag: u8, report: ErrorReport) {
+        let report = self.env.limits.timer.rewrite(report);
         let code = match report.code.as_ref() {
             sqlstate::FEATURE_NOT_SUPPORTED => sqlstate::FEATURE_NOT_SUPPORTED,
             _ => "other",

@@ -72,6 +72,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if frame_tag != tag::ERROR_RESPONSE || !visible {
             return None;
         }
+        if let Some(frame) = self.env.limits.timer.rewrite_frame(body) {
+            return Some(frame);
+        }
         if let Some(report) = self.commit_failure_report(body) {
             let mut frame = BytesMut::new();
             wire::encode::error_response(&mut frame, &report);
@@ -157,6 +160,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     fn on_ready(&mut self, body: &[u8], visible: bool) {
+        self.env.limits.timer.restart();
         let status = body
             .first()
             .copied()

@@ -198,6 +198,11 @@ pub fn config(cluster: &ClusterInfo) -> Config {
             startup_timeout: Duration::from_secs(30),
             max_client_connections: 500,
             max_merge_bytes: 64 << 20,
+            max_connections_per_user: None,
+            statement_timeout: None,
+            idle_in_transaction_timeout: None,
+            client_idle_timeout: None,
+            rate_limit: None,
         },
         replicas: shardgate::config::ReplicaSettings {
             check_interval: Duration::from_millis(200),
@@ -220,6 +225,9 @@ pub fn config(cluster: &ClusterInfo) -> Config {
         worker_threads: None,
         metrics_listen: None,
         admin_users: vec![],
+        shutdown: shardgate::config::ShutdownSettings {
+            drain_timeout: Duration::from_secs(30),
+        },
     }
 }
 

@@ -7,6 +7,7 @@ mod cli;
 mod directory;
 mod fanout;
 mod harness;
+mod limits;
 mod operations;
 mod pgbench;
 mod pooling;

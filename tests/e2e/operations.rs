@@ -518,3 +518,41 @@ async fn a_dead_primary_fails_fast_and_comes_back() {
     )
     .await;
 }
+
+/// Refusals by the limits show in the metrics: the rate limit by user, the per-user
+/// connection limit by reason.
+#[tokio::test]
+async fn limit_refusals_are_counted() {
+    let (proxy, _dir) = ops_proxy(|config| {
+        config.limits.rate_limit = Some(shardgate::config::RateLimit {
+            statements_per_second: 0.2,
+            burst: 1,
+        });
+        config.limits.max_connections_per_user = Some(1);
+    })
+    .await;
+    let client = proxy.connect().await;
+    client.simple_query("SELECT 1").await.unwrap();
+    let error = client.simple_query("SELECT 2").await.unwrap_err();
+    assert_eq!(sqlstate(&error), "53400", "{error}");
+    let error = tokio_postgres::connect(&proxy.conn_str(), tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a second connection of the user is refused");
+    assert_eq!(sqlstate(&error), "53300", "{error}");
+    let metrics = http_get(&proxy, "/metrics").await.1;
+    let limited = sample(&metrics, "shardgate_rate_limited_total", &[("user", USER)]);
+    assert_eq!(limited, 1.0, "{metrics}");
+    let refused = [("reason", "max_connections_per_user")];
+    let refused = sample(
+        &metrics,
+        "shardgate_client_connections_refused_total",
+        &refused,
+    );
+    assert_eq!(refused, 1.0);
+    assert_eq!(
+        sample(&metrics, "shardgate_rate_limited_total", &[("user", ADMIN)]),
+        0.0,
+        "every configured user is exported"
+    );
+}
