@@ -1,6 +1,6 @@
-//! Running simple-protocol statements on several shards' primaries as if on one server: DDL
-//! and writes to reference tables on every shard, broadcast writes, and multi-row INSERTs split
-//! by shard.
+//! Running statements on several shards' primaries as if on one server: DDL and writes to
+//! reference tables on every shard, broadcast writes, and multi-row INSERTs split by shard,
+//! sent as simple queries or (a client's extended-protocol portal) as Parse/Bind/Execute.
 //!
 //! Part of the execute stage. Each shard runs its statement inside its own transaction, and
 //! every shard commits only once all of them succeeded; an error anywhere rolls every shard
@@ -30,7 +30,25 @@ pub struct Leg<'a> {
     /// Settings the backend needs first to match the client (hidden), if any.
     pub prelude: Option<String>,
     /// The statement(s) to run there.
-    pub sql: String,
+    pub statement: LegStatement,
+}
+
+/// What a leg runs.
+#[derive(Debug, Clone)]
+pub enum LegStatement {
+    /// Statement text, as one simple Query.
+    Simple(String),
+    /// One statement with the parameters of the client's Bind: sent as an unnamed Parse, a
+    /// Bind carrying `bind_rest` (the client's parameter section and result formats, as sent),
+    /// Execute and Sync. It returns no rows.
+    Bound {
+        /// Statement text.
+        sql: String,
+        /// Parameter type OIDs from the client's Parse.
+        param_types: Vec<u32>,
+        /// The client's Bind after its portal and statement names.
+        bind_rest: Vec<u8>,
+    },
 }
 
 /// Whether the legs run inside transactions (statements like `CREATE INDEX CONCURRENTLY` or
@@ -126,7 +144,14 @@ async fn run_leg<C: AsyncWrite + Unpin>(
         query(&mut out, "BEGIN")?;
         hidden += 1;
     }
-    query(&mut out, &leg.sql)?;
+    match &leg.statement {
+        LegStatement::Simple(sql) => query(&mut out, sql)?,
+        LegStatement::Bound {
+            sql,
+            param_types,
+            bind_rest,
+        } => bound(&mut out, sql, param_types, bind_rest)?,
+    }
     send(leg.conn, &out).await?;
     for _ in 0..hidden {
         let reply = read_reply::<C>(leg.conn, on_status, None).await?;
@@ -295,6 +320,23 @@ pub(super) async fn send(conn: &mut BackendConn, bytes: &[u8]) -> Result<(), Err
     if let Err(e) = conn.stream_mut().write_all(bytes).await {
         return Err(lost(conn, &e.to_string()));
     }
+    Ok(())
+}
+
+/// Parse, Bind, Execute and Sync of one statement with the client's parameters.
+fn bound(out: &mut BytesMut, sql: &str, types: &[u32], rest: &[u8]) -> Result<(), ErrorReport> {
+    use postgres_protocol::message::frontend;
+    let too_big = |e: std::io::Error| {
+        ErrorReport::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            Blame::Client,
+            e.to_string(),
+        )
+    };
+    frontend::parse("", sql, types.iter().copied(), out).map_err(too_big)?;
+    encode::bind_renamed(out, "", "", rest);
+    frontend::execute("", 0, out).map_err(too_big)?;
+    frontend::sync(out);
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! Simple queries that run on several shards' primaries: DDL and writes to reference tables
-//! (every shard), writes the map allows to broadcast, and multi-row INSERTs split by shard.
+//! Statements that run on several shards' primaries: DDL and writes to reference tables
+//! (every shard), writes the map allows to broadcast, and multi-row INSERTs split by shard,
+//! from a simple Query or an extended-protocol portal (`portal` below).
 //! The execute stage (`execute::broadcast`) runs them; this file takes the backends and keeps
 //! the session's view of them right.
 
@@ -11,19 +12,31 @@ use super::routing::refused;
 use super::statements::{next_word, split_statements};
 use crate::config::ShardId;
 use crate::error::ErrorReport;
-use crate::execute::broadcast::{How, Leg, Rows, Wrapping, broadcast};
+use crate::execute::broadcast::{How, Leg, LegStatement, Rows, Wrapping, broadcast};
 use crate::pool::Checkout;
 use crate::topology::Database;
 use crate::wire::encode;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
-    /// Runs `parts` (shard, SQL) as one statement of the client's, answered with one result.
+    /// Runs `parts` (shard, SQL) of a simple Query as one statement of the client's,
+    /// answered with one result and ReadyForQuery.
     pub(super) async fn run_on_shards(
         &mut self,
         sql: &str,
         parts: Vec<(ShardId, String)>,
         rows: Rows,
     ) -> Result<(), Refusal> {
+        let parts = (parts.into_iter())
+            .map(|(shard, sql)| (shard, LegStatement::Simple(sql)))
+            .collect();
+        self.run_spread(sql, parts, rows).await?;
+        self.note_ready(self.client_status);
+        encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
+        Ok(())
+    }
+
+    /// Refuses a statement on several primaries where it cannot run: inside a transaction.
+    pub(super) fn check_spread_allowed(&self) -> Result<(), Refusal> {
         if self.tied_to_backend() || self.pending_begin.is_some() {
             return Err(Refusal::Statement(refused(
                 "a statement that runs on several shards cannot be part of a transaction yet; \
@@ -31,6 +44,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     .into(),
             )));
         }
+        Ok(())
+    }
+
+    /// Runs `parts` on their shards' primaries and writes the one result (without
+    /// ReadyForQuery) to the client.
+    pub(super) async fn run_spread(
+        &mut self,
+        sql: &str,
+        parts: Vec<(ShardId, LegStatement)>,
+        rows: Rows,
+    ) -> Result<(), Refusal> {
+        self.check_spread_allowed()?;
         self.wait_for_replies().await?;
         self.release();
         for (shard, _) in &parts {
@@ -40,13 +65,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut checkouts = checkout_all(&self.env.database, &parts).await?;
         let map = self.env.database.router.map();
         let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
-        for ((shard, part_sql), conn) in parts.into_iter().zip(checkouts.iter_mut()) {
+        for ((shard, statement), conn) in parts.into_iter().zip(checkouts.iter_mut()) {
             let prelude = self.settings.sync_sql(conn);
             legs.push(Leg {
                 shard: &map.shard(shard).name,
                 conn,
                 prelude,
-                sql: part_sql,
+                statement,
             });
         }
         let settings = &mut self.settings;
@@ -63,8 +88,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         outcome?;
         let primaries = crate::admin::metrics::Ran::Shards(crate::topology::Role::Primary);
         self.meter.ran(primaries);
-        self.note_ready(self.client_status);
-        encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
         Ok(())
     }
 }
@@ -73,7 +96,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 /// backend another one waits for).
 async fn checkout_all(
     database: &Database,
-    parts: &[(ShardId, String)],
+    parts: &[(ShardId, LegStatement)],
 ) -> Result<Vec<Checkout>, ErrorReport> {
     let mut checkouts = Vec::with_capacity(parts.len());
     for (shard, _) in parts {

@@ -8,9 +8,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::client::{Refusal, body, duplicate_statement};
 use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
-use super::scatter::ScatterRead;
+use super::routing::refused;
+use super::scatter::{ScatterRead, SpreadWrite};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
+use crate::config::ShardId;
+use crate::execute::broadcast::{LegStatement, Rows};
 use crate::router::{Params, Route};
 use crate::wire::{self, Bind, BindRest, Parse, StatementOrPortal, Target, encode};
 
@@ -177,6 +180,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                         };
                         return self.bind_shards(bind.portal, read);
                     }
+                    route @ (Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_)) => {
+                        let write = self.spread_write(&statement, rest, route)?;
+                        return self.bind_primaries(bind.portal, write);
+                    }
                     route => {
                         let shard = self.shard_for_route(route)?;
                         self.note_writes(shard, routed.writes);
@@ -207,6 +214,55 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.push(Expect::Bind);
         Ok(())
+    }
+
+    /// How a bound statement for several primaries runs on each: the client's Parse and Bind
+    /// on every shard (DDL, reference-table and broadcast writes), or a multi-row INSERT split
+    /// by shard when it has no parameters. Statements that return rows (`RETURNING`) and split
+    /// INSERTs with parameters are refused.
+    fn spread_write(
+        &self,
+        statement: &Prepared,
+        bind_rest: &[u8],
+        route: Route,
+    ) -> Result<SpreadWrite, Refusal> {
+        let sql = statement.query.to_string();
+        if returns_rows(&sql) {
+            return Err(Refusal::Statement(refused(
+                "a statement with RETURNING that runs on several shards must be sent as a \
+                 simple query (not through the extended protocol)"
+                    .into(),
+            )));
+        }
+        let bound = || LegStatement::Bound {
+            sql: sql.clone(),
+            param_types: statement.param_types.clone(),
+            bind_rest: bind_rest.to_vec(),
+        };
+        let every = |shards: Vec<ShardId>| shards.into_iter().map(|s| (s, bound())).collect();
+        let (parts, rows) = match route {
+            Route::Broadcast(shards) => (every(shards), Rows::Disjoint),
+            Route::Replicate(shards) => (every(shards), Rows::Copies),
+            Route::Split(groups)
+                if statement.param_types.is_empty() && has_no_values(bind_rest) =>
+            {
+                let router = &self.env.database.router;
+                let parts = router.split_insert(&sql, &groups).map_err(|e| e.report())?;
+                let simple = parts
+                    .into_iter()
+                    .map(|(s, sql)| (s, LegStatement::Simple(sql)));
+                (simple.collect(), Rows::Disjoint)
+            }
+            _ => {
+                return Err(Refusal::Statement(refused(
+                    "a multi-row INSERT whose rows belong to several shards cannot take \
+                     parameters through the extended protocol; send one INSERT per shard key \
+                     or a simple query"
+                        .into(),
+                )));
+            }
+        };
+        Ok(SpreadWrite { sql, parts, rows })
     }
 
     /// A portal bound from a `SET` statement changes the session when it is executed.
@@ -351,4 +407,23 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.push(Expect::Close);
         Ok(())
     }
+}
+
+/// Whether `sql` may return rows from a write (`RETURNING`, as a whole word anywhere: a
+/// string containing the word is refused too, which only costs a clear error).
+fn returns_rows(sql: &str) -> bool {
+    (sql.split(|c: char| !(c.is_alphanumeric() || c == '_')))
+        .any(|word| word.eq_ignore_ascii_case("returning"))
+}
+
+/// Whether a Bind's parameter section (after its names) carries no values.
+fn has_no_values(bind_rest: &[u8]) -> bool {
+    let Ok(rest) = BindRest::decode(bind_rest) else {
+        return false;
+    };
+    let Some(&[high, low]) = rest.params.get(..2) else {
+        return false;
+    };
+    let at = 2 + usize::from(u16::from_be_bytes([high, low])) * 2;
+    rest.params.get(at..at + 2) == Some(&[0, 0])
 }

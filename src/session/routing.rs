@@ -47,8 +47,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 ..
             }) => None,
             Err(_) => Some(None),
-            // Runs on the shards' read backends once bound: nothing to prepare anywhere now.
-            Ok(Route::Scatter(_)) => None,
+            // Runs on several shards once bound: nothing to prepare anywhere now.
+            Ok(Route::Scatter(_) | Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_)) => {
+                None
+            }
             Ok(route) => Some(self.shard_for_route(route).unwrap_or(None)),
         }
     }
@@ -65,8 +67,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 shards.len()
             ))),
             Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => Err(refused(
-                "a statement that runs on several shards must be sent as a simple query \
-                 (not through the extended protocol), outside a transaction"
+                "a statement that runs on several shards cannot run from a SQL-level prepared \
+                 statement (EXECUTE) yet; send the statement itself"
                     .into(),
             )),
             Route::CurrentShardOnly => match self.held_shard {

@@ -15,7 +15,7 @@ mod backends;
 mod portal;
 
 use backends::{LegBatch, ReadBackend, checkout_reads};
-pub(super) use portal::ScatterPortal;
+pub(super) use portal::{ScatterPortal, SpreadWrite};
 
 use super::Session;
 use super::client::Refusal;

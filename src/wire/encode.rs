@@ -31,6 +31,11 @@ pub fn parse_complete(out: &mut impl BufMut) {
     header(out, b'1', 0);
 }
 
+/// NoData: the described portal returns no rows.
+pub fn no_data(out: &mut impl BufMut) {
+    header(out, b'n', 0);
+}
+
 /// BindComplete, for a Bind the proxy ran itself (a portal read from several shards).
 pub fn bind_complete(out: &mut impl BufMut) {
     header(out, b'2', 0);

@@ -1308,3 +1308,46 @@ async fn probe_failed_shard_switch_reports_a_healthy_transaction() {
         "statuses after each statement"
     );
 }
+
+/// JDBC's shape for a reference-table write: unnamed Parse, Bind with text parameters,
+/// Describe of the portal, Execute and Sync in one batch. It runs on every shard and answers
+/// as one server would: ParseComplete, BindComplete, NoData, CommandComplete, ReadyForQuery.
+#[tokio::test]
+async fn fine_unnamed_extended_reference_write_in_one_batch() {
+    use postgres_protocol::message::frontend;
+    let (_proxy, mut stream, _) = raw_setup("rv_fd5").await;
+    for uri in &cluster().primaries {
+        let direct = connect_direct(uri).await;
+        let sql = "DELETE FROM countries WHERE code = 'jd'";
+        direct.batch_execute(sql).await.unwrap();
+    }
+    let mut out = bytes::BytesMut::new();
+    let sql = "INSERT INTO countries (code, name) VALUES ($1, $2)";
+    frontend::parse("", sql, [25, 25], &mut out).unwrap();
+    let values: [Option<&[u8]>; 2] = [Some(b"jd"), Some(b"Jdbcland")];
+    frontend::bind(
+        "",
+        "",
+        [0],
+        values,
+        |v: Option<&[u8]>, buf: &mut bytes::BytesMut| {
+            buf.extend_from_slice(v.unwrap());
+            Ok(postgres_protocol::IsNull::No)
+        },
+        [],
+        &mut out,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    frontend::describe(b'P', "", &mut out).unwrap();
+    frontend::execute("", 0, &mut out).unwrap();
+    frontend::sync(&mut out);
+    let tags = exchange(&mut stream, &out).await;
+    assert_eq!(tags, ["1", "2", "n", "C", "Z"]);
+    for uri in &cluster().primaries {
+        let direct = connect_direct(uri).await;
+        let sql = "SELECT count(*) FROM countries WHERE code = 'jd' AND name = 'Jdbcland'";
+        let count: i64 = direct.query_one(sql, &[]).await.unwrap().get(0);
+        assert_eq!(count, 1, "on {uri}");
+    }
+}

@@ -457,3 +457,89 @@ async fn a_refused_bind_aborts_its_transaction_too() {
         "nothing was committed"
     );
 }
+
+/// Statements for several primaries through the extended protocol (what JDBC, sqlx and
+/// migration tools send): DDL and reference-table writes with parameters run on every shard,
+/// a parameterless multi-row INSERT splits by shard; RETURNING, parameters in a split INSERT
+/// and a transaction are refused with 0A000. User ids 420_000–420_099.
+#[tokio::test]
+async fn extended_protocol_statements_run_on_several_primaries() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let mut client = proxy.connect().await;
+    let everywhere = |sql: &str| {
+        let sql = sql.to_owned();
+        async move { shards_holding(cluster, &sql).await == vec![0, 1] }
+    };
+    for uri in &cluster.primaries {
+        let direct = connect_direct(uri).await;
+        direct
+            .batch_execute("DROP INDEX IF EXISTS rt_ext_idx")
+            .await
+            .unwrap();
+    }
+    client
+        .execute("CREATE INDEX rt_ext_idx ON users (country)", &[])
+        .await
+        .unwrap();
+    let exists = "SELECT count(*) FROM pg_class WHERE relname = 'rt_ext_idx'";
+    assert!(everywhere(exists).await, "the index is on every shard");
+    let error = client
+        .execute("CREATE INDEX rt_ext_idx ON users (name)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "42P07", "{error}");
+
+    client
+        .execute("DELETE FROM countries WHERE code = $1", &[&"zx"])
+        .await
+        .unwrap();
+    let inserted = client
+        .execute(
+            "INSERT INTO countries (code, name) VALUES ($1, $2)",
+            &[&"zx", &"Zedland"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1, "copies: one shard's count, as from one server");
+    let copied = "SELECT count(*) FROM countries WHERE code = 'zx' AND name = 'Zedland'";
+    assert!(everywhere(copied).await);
+    let error = client
+        .query(
+            "UPDATE countries SET name = $1 WHERE code = 'zx' RETURNING code",
+            &[&"Zed"],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000", "{error}");
+
+    let (a, b) = super::routing::two_users_on_different_shards(420_000);
+    for id in [a, b] {
+        let delete = format!("DELETE FROM users WHERE user_id = {id}");
+        client.batch_execute(&delete).await.unwrap();
+    }
+    let split = format!("INSERT INTO users (user_id, name) VALUES ({a}, 'a'), ({b}, 'b')");
+    assert_eq!(client.execute(&split, &[]).await.unwrap(), 2);
+    let both = format!("SELECT count(*) FROM users WHERE user_id IN ({a}, {b})");
+    assert!(everywhere(&both).await, "one row on each shard");
+    let (c, d) = super::routing::two_users_on_different_shards(420_050);
+    let error = client
+        .execute(
+            "INSERT INTO users (user_id, name) VALUES ($1, 'c'), ($2, 'd')",
+            &[&c, &d],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000", "{error}");
+
+    let tx = client.transaction().await.unwrap();
+    let comment = "COMMENT ON TABLE countries IS 'extended'";
+    let error = tx.execute(comment, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000", "{error}");
+    drop(tx);
+    // `DROP INDEX` names no map table, so it would run on the default shard only.
+    for uri in &cluster.primaries {
+        let direct = connect_direct(uri).await;
+        direct.batch_execute("DROP INDEX rt_ext_idx").await.unwrap();
+    }
+}

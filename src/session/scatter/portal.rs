@@ -1,5 +1,7 @@
-//! An extended-protocol portal that reads several shards: held from its Bind until the client
-//! executes it, then answered in order (BindComplete, the RowDescription it asked for, rows).
+//! An extended-protocol portal that runs on several shards: a read to merge, or a statement
+//! for several primaries (DDL, reference-table and broadcast writes). Held from its Bind until
+//! the client executes it, then answered in order (BindComplete, the RowDescription or NoData
+//! it asked for, rows, CommandComplete).
 //!
 //! Part of the session's fan-out (`scatter`).
 
@@ -9,16 +11,18 @@ use super::super::Session;
 use super::super::client::Refusal;
 use super::super::routing::refused;
 use super::ScatterRead;
+use crate::config::ShardId;
+use crate::execute::broadcast::{LegStatement, Rows};
 use crate::execute::fanout::Show;
 use crate::wire::{encode, tag};
 
-/// An extended-protocol portal that reads several shards. Nothing runs at Bind: the portal is
-/// executed when the client sends Execute, and whatever the client is owed (BindComplete, a
+/// An extended-protocol portal that runs on several shards. Nothing runs at Bind: the portal
+/// is executed when the client sends Execute, and whatever the client is owed (BindComplete, a
 /// RowDescription it asked for) is answered then, in order; a Sync or Flush before any
-/// Execute answers them from one shard.
+/// Execute answers them (a read's description from one shard).
 #[derive(Debug)]
 pub(in crate::session) struct ScatterPortal {
-    read: ScatterRead,
+    work: Held,
     /// The client's name for the portal.
     portal: String,
     /// The client sent Describe of the portal.
@@ -27,6 +31,26 @@ pub(in crate::session) struct ScatterPortal {
     bind_answered: bool,
     /// The RowDescription the client asked for already went out.
     description_sent: bool,
+}
+
+/// What a held portal runs.
+#[derive(Debug)]
+enum Held {
+    /// A read merged from several shards.
+    Read(ScatterRead),
+    /// A statement on several primaries, which returns no rows.
+    Write(SpreadWrite),
+}
+
+/// A statement for several primaries, as its legs will run it.
+#[derive(Debug)]
+pub(in crate::session) struct SpreadWrite {
+    /// The client's statement.
+    pub sql: String,
+    /// Each shard's part.
+    pub parts: Vec<(ShardId, LegStatement)>,
+    /// Whether the shards hold different rows (counts add up) or copies.
+    pub rows: Rows,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -38,14 +62,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<(), Refusal> {
         self.check_scatter_allowed()?;
         self.scatter_plan(&read.sql)?;
+        self.hold_portal(portal, Held::Read(read));
+        Ok(())
+    }
+
+    /// A Bind of a statement for several primaries: held until it is executed.
+    pub(in crate::session) fn bind_primaries(
+        &mut self,
+        portal: &str,
+        write: SpreadWrite,
+    ) -> Result<(), Refusal> {
+        self.check_spread_allowed()?;
+        self.check_scatter_allowed()?;
+        self.hold_portal(portal, Held::Write(write));
+        Ok(())
+    }
+
+    fn hold_portal(&mut self, portal: &str, work: Held) {
         self.scatter_portal = Some(ScatterPortal {
-            read,
+            work,
             portal: portal.to_owned(),
             describe: false,
             bind_answered: false,
             description_sent: false,
         });
-        Ok(())
     }
 
     /// Handles a client message while a cross-shard portal waits. Returns whether the message
@@ -129,7 +169,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let describe = pending.describe && !pending.description_sent;
         pending.description_sent |= describe;
-        let read = pending.read.clone();
+        let read = match &pending.work {
+            Held::Read(read) => read.clone(),
+            Held::Write(_) => {
+                if describe {
+                    encode::no_data(&mut preamble);
+                }
+                self.bufs.to_client.extend_from_slice(&preamble);
+                return Ok(());
+            }
+        };
         if !describe {
             self.bufs.to_client.extend_from_slice(&preamble);
             return Ok(());
@@ -150,6 +199,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         pending: ScatterPortal,
         max_rows: i32,
     ) -> Result<(), Refusal> {
+        let read = match pending.work {
+            Held::Read(read) => read,
+            Held::Write(write) => {
+                let mut preamble = Vec::new();
+                if !pending.bind_answered {
+                    encode::bind_complete(&mut preamble);
+                }
+                if pending.describe && !pending.description_sent {
+                    encode::no_data(&mut preamble);
+                }
+                self.bufs.to_client.extend_from_slice(&preamble);
+                return self.run_spread(&write.sql, write.parts, write.rows).await;
+            }
+        };
         if max_rows > 0 {
             return Err(Refusal::Statement(refused(
                 "fetching a cross-shard result in parts (Execute with a row limit) is not \
@@ -165,7 +228,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             preamble: &preamble,
             description: pending.describe && !pending.description_sent,
         };
-        let finished = self.scatter(&pending.read, show, true).await?;
+        let finished = self.scatter(&read, show, true).await?;
         self.complete_scatter(&finished);
         Ok(())
     }
