@@ -132,9 +132,12 @@ pub struct EndpointPool {
     /// Sessions waiting for a connection now.
     waiting: Arc<AtomicUsize>,
     /// True while the admin console has the pool paused: checkouts wait until it resumes.
-    paused: Arc<watch::Sender<bool>>,
+    paused: PauseSwitch,
     meters: EndpointMeters,
 }
+
+/// A pool's pause state, shared with the pool that replaces it on a reload.
+pub type PauseSwitch = Arc<watch::Sender<bool>>;
 
 /// A pool's connections at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +161,7 @@ impl EndpointPool {
         settings: &PoolSettings,
         on_failure: OnFailure,
         meters: EndpointMeters,
+        paused: Option<PauseSwitch>,
     ) -> Self {
         let last_error = LastConnectError::default();
         let servers = Arc::new(Servers::default());
@@ -192,7 +196,7 @@ impl EndpointPool {
             health: Arc::default(),
             servers,
             waiting: Arc::default(),
-            paused: Arc::new(watch::channel(false).0),
+            paused: paused.unwrap_or_default(),
             meters,
         }
     }
@@ -223,6 +227,12 @@ impl EndpointPool {
     /// Whether the pool is paused.
     pub fn is_paused(&self) -> bool {
         *self.paused.borrow()
+    }
+
+    /// The pool's pause switch, for the pool that replaces it on a reload: pausing or resuming
+    /// the new one reaches sessions still waiting on this one.
+    pub fn pause_switch(&self) -> PauseSwitch {
+        self.paused.clone()
     }
 
     /// Waits while the pool is paused.
@@ -285,11 +295,17 @@ impl EndpointPool {
         if let Some(error) = self.primary_breaker_open() {
             return Err(self.unavailable(error));
         }
-        self.wait_while_paused().await;
         let began = Instant::now();
-        let turn = match self.turns.clone().try_acquire_owned() {
-            Ok(turn) => turn,
-            Err(_) => self.wait_for_turn().await?,
+        // A pause that comes while this session queues for a turn holds it too.
+        let turn = loop {
+            self.wait_while_paused().await;
+            let turn = match self.turns.clone().try_acquire_owned() {
+                Ok(turn) => turn,
+                Err(_) => self.wait_for_turn().await?,
+            };
+            if !self.is_paused() {
+                break turn;
+            }
         };
         let checkout = self.checkout_with(turn).await;
         self.meters.checkout_waited(began.elapsed());

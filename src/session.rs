@@ -188,6 +188,7 @@ struct Session<C> {
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     fn new(client: C, client_in: BytesMut, env: SessionEnv) -> Self {
+        let meter = meter::Meter::new(env.slow_statement.is_some());
         Self {
             client,
             bufs: Buffers::with_client_input(client_in),
@@ -224,7 +225,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             written: Vec::new(),
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
-            meter: meter::Meter::default(),
+            meter,
             bound_since_ready: Vec::new(),
             terminated: false,
         }

@@ -10,7 +10,7 @@ use crate::admin::metrics::{DatabaseMeters, Metrics};
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
 use crate::control::health::{self, Watched};
 use crate::counters::Counters;
-use crate::pool::{EndpointPool, OnFailure};
+use crate::pool::{EndpointPool, OnFailure, PauseSwitch};
 use crate::router::Router;
 
 /// Everything the proxy routes to, at one epoch.
@@ -313,6 +313,18 @@ impl Database {
         pools.replicas.get(replica).cloned()
     }
 
+    /// The pause switch of the pool a reload replaces: shard `name`'s primary, or its replica
+    /// number `replica`.
+    fn pause_switch_of(&self, name: &str, replica: Option<usize>) -> Option<PauseSwitch> {
+        let shard = self.router.map().shard_by_name(name)?;
+        let pools = &self.shards[shard.id.0 as usize];
+        let pool = match replica {
+            None => Some(&pools.primary),
+            Some(i) => pools.replicas.get(i),
+        };
+        pool.map(EndpointPool::pause_switch)
+    }
+
     /// Whether reads of `shard` may use replicas at all (it has some, and the map allows it).
     pub fn reads_from_replicas(&self, shard: ShardId) -> bool {
         let pools = &self.shards[shard.0 as usize];
@@ -390,7 +402,7 @@ impl ShardPools {
         old: Option<&Database>,
         metrics: &Metrics,
     ) -> Self {
-        let pool = |uri: &BackendUri, role: String, on_failure| {
+        let pool = |uri: &BackendUri, role: String, replica: Option<usize>, on_failure| {
             let kept = old.and_then(|old| old.pool_of(&shard.name, uri));
             kept.unwrap_or_else(|| {
                 let endpoint = format!("{}/{} {role}", db.name, shard.name);
@@ -400,7 +412,9 @@ impl ShardPools {
                 };
                 let meters = metrics.for_endpoint(&db.name, &shard.name, kind, &role);
                 let settings = &config.pool;
-                let pool = EndpointPool::new(endpoint, uri.clone(), settings, on_failure, meters);
+                let paused = old.and_then(|old| old.pause_switch_of(&shard.name, replica));
+                let pool =
+                    EndpointPool::new(endpoint, uri.clone(), settings, on_failure, meters, paused);
                 let watched = match on_failure {
                     OnFailure::FailFast => Watched::Replica,
                     OnFailure::Retry => Watched::Primary,
@@ -411,11 +425,11 @@ impl ShardPools {
             })
         };
         let replicas = (shard.replicas.iter().enumerate())
-            .map(|(i, uri)| pool(uri, format!("replica {i}"), OnFailure::FailFast))
+            .map(|(i, uri)| pool(uri, format!("replica {i}"), Some(i), OnFailure::FailFast))
             .collect();
         ShardPools {
             max_lag: config.replicas.max_lag,
-            primary: pool(&shard.primary, "primary".into(), OnFailure::Retry),
+            primary: pool(&shard.primary, "primary".into(), None, OnFailure::Retry),
             replicas,
             reads: shard.reads,
             next_replica: AtomicUsize::new(0),

@@ -150,8 +150,16 @@ pub(super) fn config(
     })
 }
 
-/// Admin users must be configured users, and no database may take the console's name.
+/// Admin users must be configured users who prove who they are, and no database may take the
+/// console's name.
 fn admin_users(raw: &RawConfig, problems: &mut Problems) {
+    if !raw.admin.users.is_empty() && raw.auth.method == super::raw::RawAuthMethod::Trust {
+        problems.add(
+            "admin.users",
+            "the admin console needs passwords: with auth.method trust anyone could log in as an \
+             admin and PAUSE or RELOAD the proxy",
+        );
+    }
     for (i, name) in raw.admin.users.iter().enumerate() {
         if !raw.users.iter().any(|user| &user.name == name) {
             problems.add(

@@ -8,6 +8,7 @@ use super::LoginError;
 use super::credentials::{Credential, expected_md5_response, impossible_verifier, scram_secret};
 use super::startup::ClientConn;
 use crate::config::ClientAuthMethod;
+use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::wire::{encode, tag};
 
 const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
@@ -24,6 +25,15 @@ pub(super) async fn authenticate(
     credential: Option<&Credential>,
 ) -> Result<(), LoginError> {
     match method {
+        // Trust skips the password, not the list of users: a made-up name would get its own
+        // rate-limit bucket and connection count, and its own metric label.
+        ClientAuthMethod::Trust if credential.is_none() => {
+            return Err(LoginError::Rejected(ErrorReport::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                Blame::Client,
+                format!("role \"{user}\" does not exist"),
+            )));
+        }
         ClientAuthMethod::Trust => {}
         ClientAuthMethod::ScramSha256 => {
             let verifier = credential.and_then(|c| c.scram.clone());

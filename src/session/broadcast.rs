@@ -62,6 +62,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.note_written(*shard);
         }
         (self.env.database.counters).count(crate::counters::Event::MultiPrimary);
+        (self.env.client).set_state(crate::frontend::clients::ClientState::Waiting);
         let mut checkouts = checkout_all(&self.env.database, &parts).await?;
         let map = self.env.database.router.map();
         let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());

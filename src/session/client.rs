@@ -61,16 +61,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.skip_until_sync && frame_tag != tag::SYNC {
             return Ok(());
         }
+        self.meter.message(frame_tag);
         if let Err(report) = self.admit_statement(frame_tag) {
             return self.settle_refusal(frame_tag, Refusal::Statement(report));
         }
         self.refresh_topology();
-        if matches!(
-            frame_tag,
-            tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::FUNCTION_CALL
-        ) {
-            self.meter.start(None);
-        }
         match self.on_scatter_portal_message(frame_tag, &frame).await {
             Ok(true) => return Ok(()),
             Ok(false) => {}
@@ -142,15 +137,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// answers a failed one: the error, then ReadyForQuery or skipping to Sync.
     fn refuse(&mut self, frame_tag: u8, report: ErrorReport) {
         let report = self.env.limits.timer.rewrite(report);
-        let code = match report.code.as_ref() {
-            sqlstate::FEATURE_NOT_SUPPORTED => sqlstate::FEATURE_NOT_SUPPORTED,
-            _ => "other",
-        };
-        (self.env.database.counters).count(crate::counters::Event::Refused(code));
-        if report.blame == Blame::Client {
-            tracing::debug!(code = %report.code, error = %report.message, "statement refused");
-        } else {
-            tracing::warn!(code = %report.code, error = %report.message, "statement refused");
+        log_refusal(&report);
+        if !is_server_error(&report) {
+            let code = match report.code.as_ref() {
+                sqlstate::FEATURE_NOT_SUPPORTED => sqlstate::FEATURE_NOT_SUPPORTED,
+                _ => "other",
+            };
+            (self.env.database.counters).count(crate::counters::Event::Refused(code));
         }
         self.fail_pending_transaction();
         if self.backend.is_none() && self.replies.is_empty() {
@@ -273,6 +266,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 self.pin.get_or_insert(*reason);
             }
         }
+    }
+}
+
+/// Whether `report` is a server's answer to the statement (a fan-out leg's SQL error), not
+/// the proxy's refusal or an unreachable server.
+fn is_server_error(report: &ErrorReport) -> bool {
+    report.blame == Blame::Backend && !report.code.starts_with("08")
+}
+
+/// Logs a statement that failed before or outside a single backend. Failures of the
+/// environment (connections, resources, the operator, internal errors) are warnings with
+/// their message; the rest are the client's or its data's, logged at debug by code only,
+/// since a server's message may quote a parameter value.
+fn log_refusal(report: &ErrorReport) {
+    let environment = ["08", "53", "57", "58", "XX"];
+    if environment
+        .iter()
+        .any(|class| report.code.starts_with(class))
+    {
+        tracing::warn!(code = %report.code, error = %report.message, "statement failed");
+    } else if report.blame == Blame::Backend {
+        tracing::debug!(code = %report.code, "statement failed on a server");
+    } else {
+        tracing::debug!(code = %report.code, error = %report.message, "statement refused");
     }
 }
 

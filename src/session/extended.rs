@@ -20,7 +20,7 @@ use crate::wire::{self, Bind, BindRest, Parse, StatementOrPortal, Target, encode
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let parse = Parse::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        self.meter.start(Some(parse.query));
+        self.meter.text(|| parse.query.into());
         // One scan of the SQL: for pinning now, and for a SET's effect when it is executed.
         let effects = statements::session_effects(parse.query);
         self.note_pins(&effects);
@@ -160,6 +160,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let shard = match statement.cloned() {
             Some(statement) => {
+                self.meter.text(|| statement.query.clone());
                 self.before_transaction_control(&statement.query).await?;
                 self.note_transaction_settings(&statement.query, &statement.effects)?;
                 let rest = &body(frame)[bind.rest_offset..];

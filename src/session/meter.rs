@@ -7,55 +7,106 @@
 //! route and the statement with its literals replaced by placeholders: never a parameter
 //! value, never a password.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::admin::metrics::Ran;
-use crate::router::normalize::normalize;
 use crate::topology::{Database, Role};
-use crate::wire::TxStatus;
+use crate::wire::{TxStatus, tag};
 
 /// Statement text kept for the slow-query log.
 const MAX_LOGGED_SQL: usize = 300;
 
-#[derive(Default)]
+/// Queries in flight kept at most (a client pipelining more is measured from the oldest
+/// ones on).
+const MAX_PENDING: usize = 10_000;
+
+/// Queries sent and not answered yet, oldest first: a client may pipeline many before the
+/// first ReadyForQuery comes back, and each ReadyForQuery ends the oldest.
 pub(super) struct Meter {
-    query_started: Option<Instant>,
+    pending: VecDeque<Pending>,
+    /// An extended-protocol batch is open (its first message came, its Sync has not).
+    batch_open: bool,
     transaction_started: Option<Instant>,
-    /// Where the query ran when no single backend says (a fan-out, a broadcast).
+    /// Statement texts are kept (the slow-query log is on).
+    keep_text: bool,
+}
+
+struct Pending {
+    started: Instant,
+    /// Where it ran, when no single backend says (a fan-out, a broadcast).
     ran: Option<Ran>,
-    /// The query's first statement text (capacity reused across queries).
-    sql: String,
+    /// Its first statement's text, for the slow-query log.
+    sql: Option<Arc<str>>,
 }
 
 impl Meter {
-    /// A client message that starts or continues a query; `sql` is its statement text, if it
-    /// carries one.
-    pub fn start(&mut self, sql: Option<&str>) {
-        if self.query_started.is_none() {
-            let now = Instant::now();
-            self.query_started = Some(now);
-            self.transaction_started.get_or_insert(now);
-            self.ran = None;
-            self.sql.clear();
+    /// A meter that keeps statement texts when `slow_log` is on.
+    pub fn new(slow_log: bool) -> Self {
+        Self {
+            pending: VecDeque::new(),
+            batch_open: false,
+            transaction_started: None,
+            keep_text: slow_log,
         }
-        if let Some(sql) = sql
-            && self.sql.is_empty()
-        {
-            let mut end = MAX_LOGGED_SQL.min(sql.len());
-            while !sql.is_char_boundary(end) {
-                end -= 1;
+    }
+
+    /// A client message arrived: a Query, FunctionCall or bare Sync is one query, the
+    /// messages of an extended-protocol batch up to its Sync are one.
+    pub fn message(&mut self, frame_tag: u8) {
+        match frame_tag {
+            tag::QUERY | tag::FUNCTION_CALL => self.push(),
+            tag::PARSE | tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::CLOSE => {
+                if !std::mem::replace(&mut self.batch_open, true) {
+                    self.push();
+                }
             }
-            self.sql.push_str(&sql[..end]);
+            tag::SYNC => {
+                if !std::mem::take(&mut self.batch_open) {
+                    self.push();
+                }
+            }
+            _ => {}
         }
     }
 
-    /// The query ran on several shards.
-    pub fn ran(&mut self, ran: Ran) {
-        self.ran = Some(ran);
+    fn push(&mut self) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.pop_front();
+        }
+        let started = Instant::now();
+        self.transaction_started.get_or_insert(started);
+        self.pending.push_back(Pending {
+            started,
+            ran: None,
+            sql: None,
+        });
     }
 
-    /// The client was sent ReadyForQuery with `status`; `held` is the backend the session
-    /// holds, if any.
+    /// The statement text of the newest query, if it has none yet (the slow-query log names
+    /// a query by its first statement).
+    pub fn text(&mut self, sql: impl FnOnce() -> Arc<str>) {
+        if !self.keep_text {
+            return;
+        }
+        if let Some(pending) = self.pending.back_mut()
+            && pending.sql.is_none()
+        {
+            pending.sql = Some(sql());
+        }
+    }
+
+    /// The newest query runs on several shards.
+    pub fn ran(&mut self, ran: Ran) {
+        if let Some(pending) = self.pending.back_mut() {
+            pending.ran = Some(ran);
+        }
+    }
+
+    /// The client was sent ReadyForQuery with `status`: the oldest query is done. `held` is
+    /// the backend the session holds, if any; a query the proxy answered itself ran nowhere
+    /// and is not counted.
     pub fn ready(
         &mut self,
         status: TxStatus,
@@ -63,13 +114,13 @@ impl Meter {
         database: &Database,
         slow: Option<Duration>,
     ) {
-        if let Some(started) = self.query_started.take() {
-            let took = started.elapsed();
-            if let Some(ran) = self.ran.take().or(held) {
+        if let Some(done) = self.pending.pop_front() {
+            let took = done.started.elapsed();
+            if let Some(ran) = done.ran.or(held) {
                 database.meters.query(ran, took);
                 if slow.is_some_and(|slow| took >= slow) {
                     database.meters.slow_statement();
-                    self.log_slow(ran, took, database);
+                    log_slow(ran, took, database, done.sql.as_deref());
                 }
             }
         }
@@ -77,25 +128,30 @@ impl Meter {
             && let Some(started) = self.transaction_started.take()
         {
             database.meters.transaction(started.elapsed());
+            if self.pending.is_empty() {
+                return;
+            }
+            // Queries pipelined behind this one belong to the next transaction.
+            self.transaction_started = self.pending.front().map(|p| p.started);
         }
     }
+}
 
-    fn log_slow(&self, ran: Ran, took: Duration, database: &Database) {
-        let route = match ran {
-            Ran::Shard(shard, role) => {
-                let name = &database.router.map().shard(shard).name;
-                format!("{name} {}", role_name(role))
-            }
-            Ran::Shards(role) => format!("several shards ({})", role_name(role)),
-        };
-        tracing::warn!(
-            database = %database.name,
-            %route,
-            duration_ms = took.as_millis() as u64,
-            statement = %redacted(&self.sql),
-            "slow query"
-        );
-    }
+fn log_slow(ran: Ran, took: Duration, database: &Database, sql: Option<&str>) {
+    let route = match ran {
+        Ran::Shard(shard, role) => {
+            let name = &database.router.map().shard(shard).name;
+            format!("{name} {}", role_name(role))
+        }
+        Ran::Shards(role) => format!("several shards ({})", role_name(role)),
+    };
+    tracing::warn!(
+        database = %database.name,
+        %route,
+        duration_ms = took.as_millis() as u64,
+        statement = %redacted(sql.unwrap_or("")),
+        "slow query"
+    );
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -105,18 +161,148 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// The statement with literals replaced by `$n`; only its first word when the literals cannot
-/// be told apart safely.
+/// The statement as the slow-query log shows it: every literal (strings in every spelling,
+/// dollar-quoted bodies, numbers) replaced by `?` and comments dropped, so no value the client
+/// sent appears; placeholders (`$1`) and quoted identifiers stay. At most
+/// [`MAX_LOGGED_SQL`] characters.
 fn redacted(sql: &str) -> String {
-    if let Some((normalized, _)) = normalize(sql) {
-        return normalized;
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = String::with_capacity(sql.len().min(MAX_LOGGED_SQL));
+    let mut i = 0;
+    while i < chars.len() && out.len() < MAX_LOGGED_SQL {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let after_word = i > 0 && is_word_char(chars[i - 1]);
+        i = match c {
+            '\'' => {
+                let escapes = i > 0 && matches!(chars[i - 1], 'e' | 'E');
+                out.push_str("'?'");
+                skip_string(&chars, i + 1, escapes)
+            }
+            '"' => {
+                let end = skip_quoted_identifier(&chars, i + 1);
+                out.extend(&chars[i..end]);
+                end
+            }
+            '$' if next.is_some_and(|n| n.is_ascii_digit()) && !after_word => {
+                out.push('$');
+                i + 1
+            }
+            '$' if !after_word => match dollar_tag(&chars, i) {
+                Some(tag_end) => {
+                    out.push_str("$$?$$");
+                    skip_dollar_body(&chars, i, tag_end)
+                }
+                None => {
+                    out.push('$');
+                    i + 1
+                }
+            },
+            '-' if next == Some('-') => {
+                let end = (i..chars.len())
+                    .find(|&j| chars[j] == '\n')
+                    .unwrap_or(chars.len());
+                out.push(' ');
+                end
+            }
+            '/' if next == Some('*') => {
+                out.push(' ');
+                skip_block_comment(&chars, i)
+            }
+            c if !after_word
+                && (c.is_ascii_digit() || c == '.' && next.is_some_and(|n| n.is_ascii_digit())) =>
+            {
+                out.push('?');
+                skip_number(&chars, i)
+            }
+            c => {
+                out.push(c);
+                i + 1
+            }
+        };
     }
-    let plain = !sql.contains(['\'', '$']) && !sql.chars().any(|c| c.is_ascii_digit());
-    if plain {
-        return sql.to_owned();
+    out
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$'
+}
+
+/// The index after a string literal's closing quote (`start` is just after the opening one).
+fn skip_string(chars: &[char], start: usize, escapes: bool) -> usize {
+    let mut i = start;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if escapes => i += 2,
+            '\'' if chars.get(i + 1) == Some(&'\'') => i += 2,
+            '\'' => return i + 1,
+            _ => i += 1,
+        }
     }
-    let verb = sql.split_whitespace().next().unwrap_or("");
-    format!("{verb} … (text withheld: its literals could not be separated)")
+    chars.len()
+}
+
+fn skip_quoted_identifier(chars: &[char], start: usize) -> usize {
+    let mut i = start;
+    while i < chars.len() {
+        match chars[i] {
+            '"' if chars.get(i + 1) == Some(&'"') => i += 2,
+            '"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    chars.len()
+}
+
+/// The index after a dollar-quote opening tag (`$$` or `$name$`) at `start`, if one is there.
+fn dollar_tag(chars: &[char], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+        i += 1;
+    }
+    (chars.get(i) == Some(&'$')).then_some(i + 1)
+}
+
+/// The index after the closing tag of the dollar-quoted body opened by `chars[start..tag_end]`.
+fn skip_dollar_body(chars: &[char], start: usize, tag_end: usize) -> usize {
+    let tag = &chars[start..tag_end];
+    (tag_end..chars.len())
+        .find(|&j| chars[j..].starts_with(tag))
+        .map_or(chars.len(), |j| j + tag.len())
+}
+
+fn skip_block_comment(chars: &[char], start: usize) -> usize {
+    let (mut depth, mut i) = (0, start);
+    while i < chars.len() {
+        if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+            depth += 1;
+            i += 2;
+        } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    chars.len()
+}
+
+/// The index after a numeric literal (`42`, `3.5`, `1e-9`, `0x1F`, `1_000`).
+fn skip_number(chars: &[char], start: usize) -> usize {
+    let mut i = start;
+    while i < chars.len() {
+        let c = chars[i];
+        let exponent_sign = matches!(c, '+' | '-') && matches!(chars[i - 1], 'e' | 'E');
+        if c.is_alphanumeric() || c == '.' || c == '_' || exponent_sign {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    i
 }
 
 #[cfg(test)]
@@ -125,15 +311,37 @@ mod tests {
 
     #[test]
     fn the_logged_statement_carries_no_values() {
-        assert_eq!(
-            redacted("SELECT * FROM users WHERE user_id = 42"),
-            "SELECT * FROM users WHERE user_id = $1"
-        );
-        assert_eq!(
-            redacted("ALTER ROLE app PASSWORD 'secret'"),
-            "ALTER ROLE app PASSWORD $1"
-        );
-        assert_eq!(redacted("SELECT now()"), "SELECT now()");
-        assert!(!redacted("SELECT $$secret$$").contains("secret"));
+        let cases = [
+            (
+                "SELECT * FROM users WHERE user_id = 42",
+                "SELECT * FROM users WHERE user_id = ?",
+            ),
+            (
+                "ALTER ROLE app PASSWORD 'secret'",
+                "ALTER ROLE app PASSWORD '?'",
+            ),
+            ("SELECT now()", "SELECT now()"),
+            ("SELECT $$secret$$, $tag$a $$ b$tag$", "SELECT $$?$$, $$?$$"),
+            ("SELECT E'it\\'s', 'o''k'", "SELECT E'?', '?'"),
+            (
+                "SELECT DATE '1999-12-31', x1, \"a'b\"",
+                "SELECT DATE '?', x1, \"a'b\"",
+            ),
+            (
+                "SELECT 1.5e-3, .5 -- secret\nFROM t",
+                "SELECT ?, ?  \nFROM t",
+            ),
+            ("SELECT /* a /* nested */ secret */ $1", "SELECT   $1"),
+            ("SELECT 'unterminated", "SELECT '?'"),
+        ];
+        for (sql, shown) in cases {
+            assert_eq!(redacted(sql), shown, "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_long_statement_is_cut() {
+        let sql = format!("SELECT {}", "a, ".repeat(500));
+        assert!(redacted(&sql).len() <= MAX_LOGGED_SQL + 4);
     }
 }

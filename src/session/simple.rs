@@ -16,7 +16,7 @@ use crate::wire::{self, TxStatus};
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_query(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let sql = wire::query_text(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        self.meter.start(Some(sql));
+        self.meter.text(|| sql.into());
         if self.answer_locally(sql)? {
             return Ok(());
         }

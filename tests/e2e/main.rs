@@ -9,6 +9,7 @@ mod fanout;
 mod harness;
 mod limits;
 mod operations;
+mod ops_probes;
 mod pgbench;
 mod pooling;
 mod probes;
