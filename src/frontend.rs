@@ -222,7 +222,9 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
         let _registered = ctx.admin.clients.register(&user, &database, peer);
         tracing::info!(?peer, %user, "admin console connected");
         let admin = ctx.admin.clone();
-        admin::console::run(conn.stream, conn.buf, admin, ctx.limits.max_message_bytes).await;
+        let phase = ctx.admission.phase().subscribe();
+        let limit = ctx.limits.max_message_bytes;
+        admin::console::run(conn.stream, conn.buf, admin, limit, phase).await;
         return;
     }
     let _user_slot = match ctx.admission.admit(&user) {

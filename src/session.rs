@@ -28,6 +28,7 @@ mod sql_prepared;
 mod start;
 pub mod statements;
 mod timeouts;
+mod wait;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -359,9 +360,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Checks out a backend of `shard` and publishes it for cancels.
     async fn attach_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
-        let pool = self.env.database.primary(shard);
+        let database = self.env.database.clone();
+        let pool = database.primary(shard);
         self.env.client.set_state(ClientState::Waiting);
-        let conn = pool.checkout().await.map_err(|e| e.report())?;
+        let checkout = async { pool.checkout().await.map_err(|e| e.report()) };
+        let conn = self.watched(checkout).await?;
         self.env.cancel_slot.set(Some(conn.cancel_target()));
         self.backend_status = TxStatus::Idle;
         self.unnamed_on_backend = false;

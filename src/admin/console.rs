@@ -16,7 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::AdminContext;
 use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::session::Phase;
 use crate::wire::{self, TxStatus, encode, tag};
+use tokio::sync::watch;
 
 /// What one command answers.
 pub enum Reply {
@@ -53,6 +55,7 @@ pub async fn run<C>(
     mut input: BytesMut,
     admin: Arc<AdminContext>,
     max_message: usize,
+    mut phase: watch::Receiver<Phase>,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -67,7 +70,15 @@ pub async fn run<C>(
             return;
         }
         out.clear();
-        let frame = match next_frame(&mut client, &mut input, max_message).await {
+        let next = tokio::select! {
+            next = next_frame(&mut client, &mut input, max_message) => next,
+            _ = phase.wait_for(|p| *p == Phase::Closing) => Err(ErrorReport::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                Blame::Proxy,
+                "terminating connection due to administrator command",
+            )),
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(report) => {

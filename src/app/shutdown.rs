@@ -67,6 +67,8 @@ impl Proxy {
                 tracing::warn!(clients = left, "shutdown: clients did not close in time");
             }
         }
+        // Closes admin console sessions too (the drain does not wait for them).
+        frontend.admission.phase().send_replace(Phase::Closing);
         tracing::info!(took = ?started.elapsed(), "shutdown complete");
     }
 }

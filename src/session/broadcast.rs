@@ -63,7 +63,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         (self.env.database.counters).count(crate::counters::Event::MultiPrimary);
         (self.env.client).set_state(crate::frontend::clients::ClientState::Waiting);
-        let mut checkouts = checkout_all(&self.env.database, &parts).await?;
+        let database = self.env.database.clone();
+        let mut checkouts = self.watched(checkout_all(&database, &parts)).await?;
         let map = self.env.database.router.map();
         let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
         for ((shard, statement), conn) in parts.into_iter().zip(checkouts.iter_mut()) {

@@ -76,7 +76,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if role == Role::Primary {
                 break;
             }
-            match pool.checkout().await {
+            let checkout = async { Ok(pool.checkout().await) };
+            match self.watched(checkout).await? {
                 Ok(conn) => {
                     database.counters.count(Event::ReplicaRead);
                     self.use_backend(shard, conn, TxStatus::Idle);

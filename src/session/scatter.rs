@@ -188,7 +188,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     )
                 })
                 .collect();
-            checkout_reads(&self.env.database, &wanted).await?
+            let database = self.env.database.clone();
+            self.watched(checkout_reads(&database, &wanted)).await?
         };
         let database = self.env.database.clone();
         let checked = refuse_catalog_aggregates(&database, &plan, &mut backends[0].conn).await;

@@ -150,7 +150,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let field = |tag: u8| fields.iter().find(|(f, _)| *f == tag).map(|(_, v)| *v);
         let code = field(b'C').unwrap_or(sqlstate::INTERNAL_ERROR);
         self.note_error(code);
-        let changed = field(b'M') == Some("cached plan must not change result type");
+        // By routine as well as text: the message is translated under other lc_messages.
+        let changed = field(b'R') == Some("RevalidateCachedQuery")
+            || field(b'M') == Some("cached plan must not change result type");
         if code == sqlstate::FEATURE_NOT_SUPPORTED && changed {
             for name in &self.bound_since_ready {
                 tracing::info!(statement = %name, "a prepared statement's result type changed; new Parses of it are prepared afresh");

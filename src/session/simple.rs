@@ -78,7 +78,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         match command {
             SqlCommand::Prepare { name, rest } => {
-                let Some(prepared) = self.sql_statements.register(&name, rest) else {
+                let known = self.env.database.known_statements.clone();
+                let naming = |base| known.current_name(base);
+                let Some(prepared) = self.sql_statements.register(&name, rest, naming) else {
                     return Err(Refusal::Statement(duplicate_statement(&name)));
                 };
                 let conn = self.ensure_backend(None).await?;
@@ -116,6 +118,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     true,
                     Undo::default(),
                 )?;
+                self.bound_since_ready.push(prepared.backend_name.clone());
             }
             SqlCommand::Deallocate { name } => {
                 let known = self.sql_statements.remove(&name) | self.statements.remove(&name);

@@ -51,12 +51,18 @@ pub struct SqlPrepared {
 pub struct SqlStatements(HashMap<String, Arc<SqlPrepared>>);
 
 impl SqlStatements {
-    /// Registers `name`; `None` if the client already has one by that name.
-    pub fn register(&mut self, name: &str, rest: &str) -> Option<Arc<SqlPrepared>> {
+    /// Registers `name`, named on backends by `current_name` of its base name (see
+    /// `KnownStatements::current_name`); `None` if the client already has one by that name.
+    pub fn register(
+        &mut self,
+        name: &str,
+        rest: &str,
+        current_name: impl FnOnce(Arc<str>) -> Arc<str>,
+    ) -> Option<Arc<SqlPrepared>> {
         if self.0.contains_key(name) {
             return None;
         }
-        let backend_name = backend_name(rest);
+        let backend_name = current_name(backend_name(rest));
         let prepared = Arc::new(SqlPrepared {
             prepare_sql: format!("PREPARE {backend_name} {rest}"),
             query: statement_after_as(rest).to_owned(),
@@ -177,10 +183,10 @@ mod tests {
     fn same_statement_text_shares_a_backend_name() {
         let mut a = SqlStatements::default();
         let mut b = SqlStatements::default();
-        let pa = a.register("x", " AS SELECT 1").unwrap();
-        let pb = b.register("y", " AS SELECT 1").unwrap();
+        let pa = a.register("x", " AS SELECT 1", |n| n).unwrap();
+        let pb = b.register("y", " AS SELECT 1", |n| n).unwrap();
         assert_eq!(pa.backend_name, pb.backend_name);
         assert!(pa.prepare_sql.starts_with("PREPARE sgq_"));
-        assert!(a.register("x", " AS SELECT 2").is_none());
+        assert!(a.register("x", " AS SELECT 2", |n| n).is_none());
     }
 }

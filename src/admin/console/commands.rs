@@ -22,6 +22,9 @@ pub async fn run(admin: &AdminContext, sql: &str) -> Reply {
         "RELOAD" if rest.is_empty() => reload(admin),
         "PAUSE" => pause(admin, &rest).await,
         "RESUME" => resume(admin, &rest),
+        // Drivers set session options after login (pgjdbc: extra_float_digits); the console
+        // has no settings, so it takes them and changes nothing.
+        "SET" | "RESET" => Reply::Done(first),
         _ => unknown(text),
     }
 }
