@@ -123,12 +123,6 @@ impl Proxy {
     pub fn connection_count(&self) -> usize {
         self.frontend.connection_count()
     }
-
-    /// Stops accepting new clients; connected clients finish their sessions.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.accept_loop.await;
-    }
 }
 
 /// Binds the metrics endpoint (synchronously: [`Proxy::start`] is not async).

@@ -56,7 +56,7 @@ use sql_prepared::SqlStatements;
 use statements::PinReason;
 
 pub use limits::{Phase, SessionLimits};
-pub use rate_limit::{TokenBucket, UserRate, UserRates};
+pub use rate_limit::{UserRate, UserRates};
 pub use timeouts::StatementTimer;
 
 /// Everything a session needs from the proxy around it.

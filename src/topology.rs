@@ -84,6 +84,16 @@ pub enum Role {
     Replica,
 }
 
+impl Role {
+    /// `primary` or `replica`, as metrics, logs and the console say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
 /// Function names this database's catalog was asked about: whether each is an aggregate, and
 /// when that was learned. Kept a short while, so a `CREATE AGGREGATE` is noticed soon.
 #[derive(Default)]

@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 server for `/metrics`, `/health` and `/ready` (the prometheus crate has
-//! none). One request per connection, GET only, headers capped at 8 KiB and 5 s: enough for
-//! Prometheus and load-balancer probes, and nothing a stray client can tie up.
+//! none). One request per connection, GET only, headers capped at 8 KiB, 5 s to send the
+//! request and 5 s to take the answer, at most 64 connections at once: enough for Prometheus
+//! and load-balancer probes, and nothing a stray client can tie up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::frontend::stopped;
 
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: usize = 64;
 
 /// Serves HTTP on `listener` until `shutdown` turns true.
 pub async fn serve_http(
@@ -21,11 +23,19 @@ pub async fn serve_http(
     admin: Arc<AdminContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(answer(stream, admin.clone()));
+                    // Past the cap the connection is closed at once.
+                    if let Ok(slot) = slots.clone().try_acquire_owned() {
+                        let admin = admin.clone();
+                        tokio::spawn(async move {
+                            answer(stream, admin).await;
+                            drop(slot);
+                        });
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "metrics endpoint: accept failed");
@@ -44,8 +54,11 @@ async fn answer(mut stream: TcpStream, admin: Arc<AdminContext>) {
         Ok(None) => Response::text(400, "Bad Request", "malformed request\n".into()),
         Err(_) => return,
     };
-    let _ = stream.write_all(&response.into_bytes()).await;
-    let _ = stream.shutdown().await;
+    let sent = async {
+        let _ = stream.write_all(&response.into_bytes()).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, sent).await;
 }
 
 /// The request line and headers, up to the blank line; `None` if the client sent too much,

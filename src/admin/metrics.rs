@@ -9,13 +9,16 @@
 //! registry when Prometheus asks. Labels stay low-cardinality: database, shard, role, server
 //! endpoint, SQLSTATE class, configured user names.
 
-use prometheus::core::Collector;
+mod gauges;
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 
-use crate::topology::{Role, Topology};
+pub use gauges::ScrapeState;
+
+use crate::topology::Role;
 
 /// Latency buckets in seconds: 100 µs to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -32,7 +35,8 @@ pub enum Ran {
     Shards(Role),
 }
 
-/// How the router placed a statement (`shardgate_routes_total{kind}`).
+/// How the router placed a statement (`shardgate_routes_total{kind}`); the order is
+/// [`RouteKind::ALL`]'s, which indexes the handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {
     /// One shard, by its key.
@@ -247,10 +251,10 @@ impl Metrics {
         let meter = |shard: &str, role: Role| StatementMeter {
             queries: self
                 .queries
-                .with_label_values(&[database, shard, role_label(role)]),
+                .with_label_values(&[database, shard, role.as_str()]),
             seconds: self
                 .query_seconds
-                .with_label_values(&[database, shard, role_label(role)]),
+                .with_label_values(&[database, shard, role.as_str()]),
         };
         let both = |shard: &str| [meter(shard, Role::Primary), meter(shard, Role::Replica)];
         DatabaseMeters {
@@ -272,7 +276,7 @@ impl Metrics {
         role: Role,
         endpoint: &str,
     ) -> EndpointMeters {
-        let labels = [database, shard, role_label(role), endpoint];
+        let labels = [database, shard, role.as_str(), endpoint];
         EndpointMeters {
             checkout_wait: Some(self.checkout_wait.with_label_values(&labels)),
         }
@@ -303,19 +307,12 @@ impl Metrics {
     /// Every metric in the Prometheus text format, gauges read from `state` now.
     pub fn render(&self, state: &ScrapeState<'_>) -> String {
         let mut families = self.registry.gather();
-        families.extend(gauges(state));
+        families.extend(gauges::gauges(state));
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         // Encoding to a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&families, &mut out);
         String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-fn role_label(role: Role) -> &'static str {
-    match role {
-        Role::Primary => "primary",
-        Role::Replica => "replica",
     }
 }
 
@@ -360,8 +357,7 @@ impl DatabaseMeters {
 
     /// Counts a routing decision.
     pub fn route(&self, kind: RouteKind) {
-        let index = RouteKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.routes[index].inc();
+        self.routes[kind as usize].inc();
     }
 
     /// Counts a slow query.
@@ -425,141 +421,6 @@ impl EndpointMeters {
             histogram.observe(waited.as_secs_f64());
         }
     }
-}
-
-/// What scrape-time gauges read.
-pub struct ScrapeState<'a> {
-    /// The topology in force.
-    pub topology: &'a Topology,
-    /// Client sessions by state.
-    pub clients: crate::frontend::clients::StateCounts,
-}
-
-/// Gauges of the moment: clients, pools, server health, replica lag, the shard-map epoch, and
-/// the fan-out counters each database keeps.
-fn gauges(state: &ScrapeState<'_>) -> Vec<prometheus::proto::MetricFamily> {
-    let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
-    };
-    let clients = gauge_vec(
-        "shardgate_client_connections",
-        "Client sessions now: active (holding a backend), waiting (for one), idle.",
-        &["state"],
-    );
-    let counts = &state.clients;
-    for (label, n) in [
-        ("active", counts.active),
-        ("waiting", counts.waiting),
-        ("idle", counts.idle),
-    ] {
-        clients.with_label_values(&[label]).set(n as i64);
-    }
-    let pools = gauge_vec(
-        "shardgate_pool_connections",
-        "Backend connections of a pool, in use by a session or idle.",
-        &["database", "shard", "role", "endpoint", "state"],
-    );
-    let waiting = gauge_vec(
-        "shardgate_pool_waiting",
-        "Sessions waiting for a connection of a pool.",
-        SERVER_LABELS,
-    );
-    let up = gauge_vec(
-        "shardgate_backend_up",
-        "1 when the last health check reached the server and found it fit for its role.",
-        SERVER_LABELS,
-    );
-    let lag = prometheus::GaugeVec::new(
-        Opts::new(
-            "shardgate_replica_lag_seconds",
-            "How long ago a replica had received WAL it has not replayed yet (last check).",
-        ),
-        &["database", "shard", "endpoint"],
-    )
-    .expect("valid metric");
-    let paused = gauge_vec(
-        "shardgate_pool_paused",
-        "1 while a pool is paused from the admin console.",
-        SERVER_LABELS,
-    );
-    // Counters each database keeps itself (`crate::counters`), exported as counters.
-    let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
-    };
-    let legs = counter_vec(
-        "shardgate_scatter_legs_total",
-        "Shard legs of cross-shard reads.",
-        &["database"],
-    );
-    let retries = counter_vec(
-        "shardgate_scatter_retries_total",
-        "Cross-shard reads run again after a replica failed before any result.",
-        &["database"],
-    );
-    let refusals = counter_vec(
-        "shardgate_refusals_total",
-        "Statements the proxy refused: unsupported (0A000) or for another reason.",
-        &["database", "reason"],
-    );
-    for database in state.topology.databases() {
-        let db = database.name.as_str();
-        for server in database.servers() {
-            let endpoint = server.endpoint.as_str();
-            let labels = [db, server.shard, role_label(server.role), endpoint];
-            let stats = server.pool.stats();
-            let with_state = |s| [db, server.shard, role_label(server.role), endpoint, s];
-            pools
-                .with_label_values(&with_state("in_use"))
-                .set(stats.in_use as i64);
-            pools
-                .with_label_values(&with_state("idle"))
-                .set(stats.idle as i64);
-            waiting.with_label_values(&labels).set(stats.waiting as i64);
-            paused
-                .with_label_values(&labels)
-                .set(server.pool.is_paused() as i64);
-            up.with_label_values(&labels)
-                .set(server.pool.health().is_up() as i64);
-            if let Some(seconds) = server.pool.health().lag().map(|d| d.as_secs_f64()) {
-                lag.with_label_values(&[db, server.shard, endpoint])
-                    .set(seconds);
-            }
-        }
-        let counters = database.counters.snapshot();
-        legs.with_label_values(&[db]).inc_by(counters.scatter_legs);
-        retries
-            .with_label_values(&[db])
-            .inc_by(counters.scatter_retries);
-        refusals
-            .with_label_values(&[db, "unsupported"])
-            .inc_by(counters.refused_unsupported);
-        refusals
-            .with_label_values(&[db, "other"])
-            .inc_by(counters.refused_other);
-    }
-    let epoch = IntGauge::new(
-        "shardgate_shard_map_epoch",
-        "The shard-map epoch in force (1 at start, +1 per accepted reload).",
-    )
-    .expect("valid metric");
-    epoch.set(state.topology.epoch as i64);
-    let mut families = Vec::new();
-    for collector in [
-        &clients as &dyn Collector,
-        &pools,
-        &waiting,
-        &up,
-        &lag,
-        &paused,
-        &legs,
-        &retries,
-        &refusals,
-        &epoch,
-    ] {
-        families.extend(collector.collect());
-    }
-    families.retain(|family| !family.get_metric().is_empty());
-    families
 }
 
 #[cfg(test)]

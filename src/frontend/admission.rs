@@ -78,6 +78,7 @@ impl Admission {
     }
 
     /// Sessions `user` has open right now.
+    #[cfg(test)]
     pub fn user_connections(&self, user: &str) -> usize {
         self.lock().get(user).copied().unwrap_or(0)
     }

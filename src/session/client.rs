@@ -62,7 +62,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         self.meter.message(frame_tag);
-        if let Err(report) = self.admit_statement(frame_tag) {
+        if let Err(report) = self.admit_statement(frame_tag, &frame) {
             return self.settle_refusal(frame_tag, Refusal::Statement(report));
         }
         self.refresh_topology();

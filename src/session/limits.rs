@@ -76,12 +76,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// Runs before each statement (a Query, an Execute, a FunctionCall): takes a token from
-    /// the user's bucket and starts the statement timer. Other messages pass freely.
-    pub(super) fn admit_statement(&mut self, frame_tag: u8) -> Result<(), ErrorReport> {
+    /// the user's bucket and starts the statement timer. Other messages pass freely, and so
+    /// does a Query that only ends a transaction: refusing a COMMIT would throw away the work
+    /// the bucket already let through.
+    pub(super) fn admit_statement(
+        &mut self,
+        frame_tag: u8,
+        frame: &[u8],
+    ) -> Result<(), ErrorReport> {
         if !matches!(frame_tag, tag::QUERY | tag::EXECUTE | tag::FUNCTION_CALL) {
             return Ok(());
         }
-        if let Some(rate) = &self.env.limits.rate {
+        let body = &frame[crate::wire::HEADER_LEN..];
+        let ends_transaction = frame_tag == tag::QUERY
+            && crate::wire::query_text(body).is_ok_and(super::statements::ends_transaction);
+        if let Some(rate) = self.env.limits.rate.as_ref().filter(|_| !ends_transaction) {
             let user = &self.env.client.user;
             rate.admit()
                 .inspect_err(|_| self.env.metrics.rate_limited(user))?;

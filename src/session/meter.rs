@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::admin::metrics::Ran;
-use crate::topology::{Database, Role};
+use crate::topology::Database;
 use crate::wire::{TxStatus, tag};
 
 /// Statement text kept for the slow-query log.
@@ -141,9 +141,9 @@ fn log_slow(ran: Ran, took: Duration, database: &Database, sql: Option<&str>) {
     let route = match ran {
         Ran::Shard(shard, role) => {
             let name = &database.router.map().shard(shard).name;
-            format!("{name} {}", role_name(role))
+            format!("{name} {}", role.as_str())
         }
-        Ran::Shards(role) => format!("several shards ({})", role_name(role)),
+        Ran::Shards(role) => format!("several shards ({})", role.as_str()),
     };
     tracing::warn!(
         database = %database.name,
@@ -152,13 +152,6 @@ fn log_slow(ran: Ran, took: Duration, database: &Database, sql: Option<&str>) {
         statement = %redacted(sql.unwrap_or("")),
         "slow query"
     );
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Primary => "primary",
-        Role::Replica => "replica",
-    }
 }
 
 /// The statement as the slow-query log shows it: every literal (strings in every spelling,

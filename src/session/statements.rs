@@ -170,6 +170,20 @@ impl Word<'_> {
     }
 }
 
+/// Whether `sql` is one statement that ends a transaction: COMMIT, END, ROLLBACK or ABORT
+/// (not `ROLLBACK TO SAVEPOINT`, which goes on with it).
+pub(super) fn ends_transaction(sql: &str) -> bool {
+    let mut statements = split_statements(sql);
+    let (Some(only), None) = (statements.next(), statements.next()) else {
+        return false;
+    };
+    let mut words = std::iter::successors(next_word(only), |(_, rest)| next_word(rest));
+    let first = words.next().map(|(w, _)| w);
+    let ends = ["commit", "end", "rollback", "abort"];
+    let to_savepoint = words.take(2).any(|(w, _)| w.is("to"));
+    first.is_some_and(|w| ends.iter().any(|k| w.is(k))) && !to_savepoint
+}
+
 /// The next word of `text` (skipping white space) and the text after it.
 pub(super) fn next_word(text: &str) -> Option<(Word<'_>, &str)> {
     let text = text.trim_start();

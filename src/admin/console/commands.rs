@@ -67,7 +67,7 @@ fn reload(admin: &AdminContext) -> Reply {
         }
         Err(error) => Reply::Error(ErrorReport::error(
             sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
-            Blame::Client,
+            Blame::Proxy,
             format!("{error}\nthe previous shard maps stay in force"),
         )),
     }

@@ -22,13 +22,6 @@ fn text(value: impl ToString) -> Option<String> {
     Some(value.to_string())
 }
 
-fn role(role: Role) -> &'static str {
-    match role {
-        Role::Primary => "primary",
-        Role::Replica => "replica",
-    }
-}
-
 /// `SHOW SHARDS`: every shard with its servers and whether they are up.
 pub fn shards(admin: &AdminContext) -> Reply {
     let topology = admin.topology();
@@ -90,7 +83,7 @@ pub fn pools(admin: &AdminContext) -> Reply {
                 text(&database.name),
                 text(server.shard),
                 text(&server.endpoint),
-                text(role(server.role)),
+                text(server.role.as_str()),
                 text(stats.size),
                 text(stats.in_use),
                 text(stats.idle),
