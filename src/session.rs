@@ -181,6 +181,8 @@ struct Session<C> {
     row_bytes_remaining: usize,
     /// Times queries and transactions for the metrics.
     meter: meter::Meter,
+    /// A portal bound from a BEGIN the proxy defers, and that BEGIN's text (see `local`).
+    begin_portal: Option<(String, String)>,
     /// Backend names of the statements bound since the last ReadyForQuery (one, almost
     /// always), retired if the server says their result type changed.
     bound_since_ready: Vec<std::sync::Arc<str>>,
@@ -227,6 +229,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
             meter,
+            begin_portal: None,
             bound_since_ready: Vec::new(),
             terminated: false,
         }
@@ -467,6 +470,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// True when the backend is idle with nothing in flight: safe to hand to another client.
     fn backend_is_clean(&self) -> bool {
         self.replies.is_empty()
+            && !self.replies.awaiting_sync()
             && self.backend_status == TxStatus::Idle
             && self.bufs.to_backend.is_empty()
             && self.pin.is_none()
@@ -497,6 +501,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         {
             conn.mark_broken();
         }
+        self.replies.backend_left();
     }
 
     fn apply_undo(&mut self, undo: Undo) {

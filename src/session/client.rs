@@ -81,6 +81,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 if let Err(refusal) = self.check_dropped_portal(&frame) {
                     return self.settle_refusal(frame_tag, refusal);
                 }
+                if self.execute_deferred_begin(&frame) {
+                    return Ok(());
+                }
                 let effects = self.portal_effects(&frame);
                 self.forward(&frame, Expect::Execute(effects)).await
             }
@@ -189,6 +192,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     fn on_sync(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         self.skip_until_sync = false;
+        self.begin_portal = None;
         if self.client_status == TxStatus::Idle {
             self.dropped_portals.clear(); // Sync outside a transaction ends every portal.
         }
@@ -237,6 +241,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             match message {
                 Synthetic::ParseComplete => encode::parse_complete(&mut self.bufs.to_client),
                 Synthetic::CloseComplete => encode::close_complete(&mut self.bufs.to_client),
+                Synthetic::BindComplete => encode::bind_complete(&mut self.bufs.to_client),
+                Synthetic::NoData => encode::no_data(&mut self.bufs.to_client),
                 Synthetic::Error(report) => {
                     self.note_error(&report.code);
                     encode::error_response(&mut self.bufs.to_client, &report)

@@ -21,6 +21,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let parse = Parse::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.meter.text(|| parse.query.into());
+        if self.defers_begin(parse.query) {
+            let effects = statements::session_effects(parse.query);
+            return self.defer_parse(&parse, effects);
+        }
         // One scan of the SQL: for pinning now, and for a SET's effect when it is executed.
         let effects = statements::session_effects(parse.query);
         self.note_pins(&effects);
@@ -158,6 +162,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             "" => self.statements.unnamed(),
             name => self.statements.get(name),
         };
+        if let Some(statement) = statement.filter(|s| self.defers_begin(&s.query)) {
+            let query = statement.query.clone();
+            self.bind_deferred_begin(bind.portal, &query);
+            return Ok(());
+        }
         let shard = match statement.cloned() {
             Some(statement) => {
                 self.meter.text(|| statement.query.clone());
@@ -295,6 +304,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_describe(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let describe =
             Target::decode_describe(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        if describe.kind == StatementOrPortal::Portal && self.describe_deferred_begin(describe.name)
+        {
+            return Ok(());
+        }
         let query = match (describe.kind, describe.name) {
             (StatementOrPortal::Statement, "") => self.statements.unnamed(),
             (StatementOrPortal::Statement, name) => self.statements.get(name),

@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::client::Refusal;
+use super::replies::{Expect, Synthetic, Undo};
 use super::statements::{next_word, split_statements};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::router::Hint;
@@ -93,6 +94,59 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.hint = None;
             self.hint_is_local = false;
         }
+    }
+
+    /// Whether a BEGIN sent through the extended protocol can be deferred as a simple one is:
+    /// the client is between transactions and holds no backend.
+    pub(super) fn defers_begin(&self, sql: &str) -> bool {
+        let mut statements = split_statements(sql);
+        let only_begin = matches!(
+            (statements.next().and_then(classify), statements.next()),
+            (Some(Local::Begin(_)), None)
+        );
+        only_begin
+            && self.backend.is_none()
+            && self.pending_begin.is_none()
+            && !self.in_transaction()
+    }
+
+    /// A Bind of such a BEGIN: answered by the proxy, and its portal remembered.
+    pub(super) fn bind_deferred_begin(&mut self, portal: &str, sql: &str) {
+        self.begin_portal = Some((portal.to_owned(), sql.to_owned()));
+        self.push(Expect::Synthetic {
+            message: Synthetic::BindComplete,
+            undo: Undo::default(),
+        });
+    }
+
+    /// A Describe of a deferred BEGIN's portal: it returns no rows. Returns whether it was one.
+    pub(super) fn describe_deferred_begin(&mut self, portal: &str) -> bool {
+        if !self.begin_portal.as_ref().is_some_and(|(p, _)| p == portal) {
+            return false;
+        }
+        self.push(Expect::Synthetic {
+            message: Synthetic::NoData,
+            undo: Undo::default(),
+        });
+        true
+    }
+
+    /// An Execute of a deferred BEGIN's portal: the transaction is deferred to its first
+    /// statement, as a simple-protocol BEGIN is, so it may start on any shard. Returns whether
+    /// the Execute was one.
+    pub(super) fn execute_deferred_begin(&mut self, frame: &[u8]) -> bool {
+        let body = &frame[crate::wire::HEADER_LEN..];
+        let portal = crate::wire::execute_portal(body).unwrap_or_default();
+        let Some((_, begin)) = self.begin_portal.take_if(|(p, _)| p == portal) else {
+            return false;
+        };
+        self.pending_begin = Some(begin);
+        self.client_status = TxStatus::InTransaction;
+        self.push(Expect::Synthetic {
+            message: Synthetic::CommandComplete("BEGIN"),
+            undo: Undo::default(),
+        });
+        true
     }
 
     /// A statement refused while the client's transaction has run nothing on a backend yet

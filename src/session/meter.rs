@@ -55,19 +55,16 @@ impl Meter {
     /// A client message arrived: a Query, FunctionCall or bare Sync is one query, the
     /// messages of an extended-protocol batch up to its Sync are one.
     pub fn message(&mut self, frame_tag: u8) {
-        match frame_tag {
-            tag::QUERY | tag::FUNCTION_CALL => self.push(),
+        let starts_query = match frame_tag {
+            tag::QUERY | tag::FUNCTION_CALL => true,
             tag::PARSE | tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::CLOSE => {
-                if !std::mem::replace(&mut self.batch_open, true) {
-                    self.push();
-                }
+                !std::mem::replace(&mut self.batch_open, true)
             }
-            tag::SYNC => {
-                if !std::mem::take(&mut self.batch_open) {
-                    self.push();
-                }
-            }
-            _ => {}
+            tag::SYNC => !std::mem::take(&mut self.batch_open),
+            _ => false,
+        };
+        if starts_query {
+            self.push();
         }
     }
 

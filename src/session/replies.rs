@@ -79,6 +79,10 @@ pub enum Synthetic {
     ParseComplete,
     /// CloseComplete for a statement the proxy keeps for other clients.
     CloseComplete,
+    /// BindComplete of a BEGIN the proxy defers (see `local`).
+    BindComplete,
+    /// NoData: the description of such a BEGIN's portal.
+    NoData,
     /// CommandComplete of a SQL-level PREPARE or DEALLOCATE the proxy answered.
     CommandComplete(&'static str),
     /// ReadyForQuery after such a command, with the client's current status.
@@ -113,6 +117,10 @@ pub struct Reply {
 #[derive(Debug, Default)]
 pub struct Replies {
     queue: VecDeque<Expect>,
+    /// An extended-query message went to the backend after its last Sync: the backend is
+    /// inside that batch (its implicit transaction, or skipping after an error) until a Sync
+    /// reaches it, answered or not.
+    awaiting_sync: bool,
     /// The backend is discarding messages until Sync after an error.
     skipping: bool,
     /// The backend is in COPY IN and ignores Sync until the client ends the copy.
@@ -123,6 +131,17 @@ impl Replies {
     /// True when every message sent has been answered.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// True when the backend is inside an extended-query batch the client has not synced yet:
+    /// it must not go to another client, even with every reply in.
+    pub fn awaiting_sync(&self) -> bool {
+        self.awaiting_sync
+    }
+
+    /// The backend was let go (back to its pool, or closed): the next one starts synced.
+    pub fn backend_left(&mut self) {
+        self.awaiting_sync = false;
     }
 
     /// True when the backend will answer everything sent without being sent anything more:
@@ -140,6 +159,15 @@ impl Replies {
     /// Records the answer expected for a message just sent. Returns the undo of a message the
     /// backend will ignore (an extended message while it skips to Sync).
     pub fn push(&mut self, expect: Expect) -> Option<Undo> {
+        match &expect {
+            Expect::Parse { .. }
+            | Expect::Bind
+            | Expect::Describe
+            | Expect::Execute(_)
+            | Expect::Close => self.awaiting_sync = true,
+            Expect::Sync if !self.copy_in => self.awaiting_sync = false,
+            _ => {}
+        }
         match expect {
             Expect::Sync if self.copy_in => return None,
             Expect::Sync => self.skipping = false,

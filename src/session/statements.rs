@@ -44,6 +44,9 @@ pub enum PinReason {
     HoldCursor,
     /// SQL-level PREPARE creates a statement in this session.
     SqlPrepare,
+    /// `set_config(name, value, false)` changes a setting behind the proxy's back (it follows
+    /// SET, not function calls), so the backend must not serve another client.
+    SetConfig,
 }
 
 /// Session effects of every statement in a simple-query string, in order. Allocates nothing
@@ -135,6 +138,46 @@ fn pin_reason(first: &Word<'_>, statement: &str) -> Option<PinReason> {
     }
     if first.is("declare") && contains_ci(statement, "with hold") {
         return Some(PinReason::HoldCursor);
+    }
+    if sets_config_for_the_session(statement) {
+        return Some(PinReason::SetConfig);
+    }
+    None
+}
+
+/// Whether `statement` calls `set_config` with a third argument other than a literal `true`
+/// (transaction-local, which ends with the transaction and leaks nothing).
+fn sets_config_for_the_session(statement: &str) -> bool {
+    const CALL: &str = "set_config";
+    let bytes = statement.as_bytes();
+    let calls = (0..bytes.len().saturating_sub(CALL.len()))
+        .filter(|&at| bytes[at..at + CALL.len()].eq_ignore_ascii_case(CALL.as_bytes()));
+    calls.into_iter().any(|at| {
+        let after = statement[at + CALL.len()..].trim_start();
+        let Some(arguments) = after.strip_prefix('(') else {
+            return false;
+        };
+        third_argument(arguments).is_none_or(|third| !third.eq_ignore_ascii_case("true"))
+    })
+}
+
+/// The third top-level argument of a call whose text after `(` is `arguments`, trimmed.
+fn third_argument(arguments: &str) -> Option<&str> {
+    let (mut depth, mut quoted, mut start, mut index) = (0usize, false, 0, 0);
+    for (at, c) in arguments.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth == 0 => {
+                return (index == 2).then(|| arguments[start..at].trim());
+            }
+            ')' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                index += 1;
+                start = at + 1;
+            }
+            _ => {}
+        }
     }
     None
 }
@@ -441,6 +484,14 @@ mod tests {
         );
         assert_eq!(pins("DISCARD ALL"), vec![SessionEffect::DiscardAll]);
         assert_eq!(pins("DEALLOCATE ALL"), vec![SessionEffect::DeallocateAll]);
+        let set_config = vec![SessionEffect::Pin(PinReason::SetConfig)];
+        assert_eq!(
+            pins("SELECT pg_catalog.set_config('search_path', '', false)"),
+            set_config
+        );
+        assert_eq!(pins("SELECT set_config('a.b', f(1, 2), $1)"), set_config);
+        assert_eq!(pins("SELECT SET_CONFIG('a.b', 'x,y)', TRUE)"), vec![]);
+        assert_eq!(pins("SELECT current_setting('search_path')"), vec![]);
     }
 
     proptest::proptest! {

@@ -374,3 +374,35 @@ async fn a_statement_prepared_again_after_its_result_type_changed_sees_the_new_c
         "another client preparing the text sees two columns"
     );
 }
+
+/// `set_config(name, value, false)` changes the backend's session where the proxy does not
+/// see it (pg_dump scripts set `search_path` this way): the client keeps that backend, and
+/// no other client ever gets the setting.
+#[tokio::test]
+async fn set_config_for_the_session_pins_and_never_leaks() {
+    let mut config = config(cluster());
+    config.pool.size = 2;
+    let proxy = TestProxy::start(config).await;
+    let show = async |client: &tokio_postgres::Client| -> String {
+        client
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let a = proxy.connect().await;
+    a.simple_query("SELECT set_config('statement_timeout', '4321', false)")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(show(&a).await, "4321ms", "the client keeps its setting");
+        let b = proxy.connect().await;
+        assert_eq!(show(&b).await, "0", "another client never sees it");
+    }
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let c = proxy.connect().await;
+        assert_eq!(show(&c).await, "0", "nor after the client left");
+    }
+}

@@ -1351,3 +1351,74 @@ async fn fine_unnamed_extended_reference_write_in_one_batch() {
         assert_eq!(count, 1, "on {uri}");
     }
 }
+
+/// postgres.js prepares with Parse, Describe and Flush, and sends Sync only after the
+/// answers. A Parse that fails must leave the session in step: the next statement is answered
+/// in full.
+#[tokio::test]
+async fn probe_a_failed_parse_answered_at_flush_leaves_the_session_in_step() {
+    use postgres_protocol::message::frontend;
+    let (_proxy, mut stream, _) = raw_setup("rv_fd6").await;
+    let mut out = bytes::BytesMut::new();
+    let bad = "SELECT * FROM rv_no_such_table WHERE x = $1";
+    frontend::parse("pj1", bad, [], &mut out).unwrap();
+    frontend::describe(b'S', "pj1", &mut out).unwrap();
+    frontend::flush(&mut out);
+    stream.write_all(&out).await.unwrap();
+    // ParseComplete may come first (a read's Parse waits for the replica it runs on).
+    let mut seen = Vec::new();
+    while seen.last() != Some(&b'E') && seen.len() < 3 {
+        seen.push(crate::raw::read_message(&mut stream).await.unwrap().0);
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&b'E'),
+        "the statement's error comes at the Flush: {seen:?}"
+    );
+    let mut out = bytes::BytesMut::new();
+    frontend::sync(&mut out);
+    stream.write_all(&out).await.unwrap();
+    let mut after = Vec::new();
+    while let Ok(Some((tag, _))) = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        crate::raw::read_message(&mut stream),
+    )
+    .await
+    {
+        after.push(tag as char);
+    }
+    assert_eq!(after, ['Z'], "the Sync is answered once");
+    let mut out = bytes::BytesMut::new();
+    frontend::parse("pj2", "SELECT 1 AS one", [], &mut out).unwrap();
+    frontend::describe(b'S', "pj2", &mut out).unwrap();
+    no_params_bind("", "pj2", &mut out);
+    frontend::execute("", 0, &mut out).unwrap();
+    frontend::sync(&mut out);
+    let tags = exchange(&mut stream, &out).await;
+    assert_eq!(tags, ["1", "t", "T", "2", "D×1", "C", "Z"]);
+}
+
+/// pgjdbc sends BEGIN through the extended protocol, in one batch with the transaction's
+/// first statement: the proxy defers it as it defers a simple BEGIN, so the transaction
+/// starts on that statement's shard, whichever it is.
+#[tokio::test]
+async fn fine_an_extended_protocol_begin_starts_where_the_first_statement_runs() {
+    use postgres_protocol::message::frontend;
+    let (_proxy, mut stream, _) = raw_setup("rv_fd7").await;
+    let user = (90_301..).find(|&id| shard_of_user(id) == 1).unwrap();
+    let mut out = bytes::BytesMut::new();
+    frontend::parse("", "BEGIN", [], &mut out).unwrap();
+    no_params_bind("", "", &mut out);
+    frontend::execute("", 0, &mut out).unwrap();
+    let sql = format!("SELECT count(*) FROM users WHERE user_id = {user}");
+    frontend::parse("", &sql, [], &mut out).unwrap();
+    no_params_bind("", "", &mut out);
+    frontend::describe(b'P', "", &mut out).unwrap();
+    frontend::execute("", 0, &mut out).unwrap();
+    frontend::sync(&mut out);
+    let tags = exchange(&mut stream, &out).await;
+    assert_eq!(tags, ["1", "2", "C", "1", "2", "T", "D×1", "C", "Z"]);
+    let mut out = bytes::BytesMut::new();
+    frontend::query("COMMIT", &mut out).unwrap();
+    assert_eq!(exchange(&mut stream, &out).await, ["C", "Z"]);
+}
