@@ -121,7 +121,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// A Describe of a deferred BEGIN's portal: it returns no rows. Returns whether it was one.
     pub(super) fn describe_deferred_begin(&mut self, portal: &str) -> bool {
-        if !self.begin_portal.as_ref().is_some_and(|(p, _)| p == portal) {
+        if self.begin_portal.as_ref().is_none_or(|(p, _)| p != portal) {
             return false;
         }
         self.push(Expect::Synthetic {
