@@ -145,6 +145,21 @@ async function transactionError() {
   });
 }
 
+// BEGIN through the extended protocol (as pgjdbc and pgbench -M extended send it), then a
+// statement whose shard key is a parameter, for ids on every shard.
+async function transactionExtendedBegin() {
+  for (let k = 0; k < 4; k++) {
+    const id = LO + 50 + k;
+    await withClient(async (c) => {
+      await c.query({ name: 'pg_begin', text: 'BEGIN' });
+      await c.query('INSERT INTO matrix_items (id, note) VALUES ($1, $2)', [id, 'extended begin']);
+      await c.query({ name: 'pg_commit', text: 'COMMIT' });
+      const r = await c.query('SELECT note FROM matrix_items WHERE id = $1', [id]);
+      assertEqual(r.rows, [{ note: 'extended begin' }], `row ${id}`);
+    });
+  }
+}
+
 // The same named and unnamed statements from 10 connections (more than the pool of 3 per
 // server), 6 transactions each: every transaction may land on another backend.
 async function preparedReuse() {
@@ -320,6 +335,7 @@ runChecks(DRIVER, VERSION, [
   ['transaction_commit', transactionCommit],
   ['transaction_rollback', transactionRollback],
   ['transaction_error', transactionError],
+  ['transaction_extended_begin', transactionExtendedBegin],
   ['prepared_reuse', preparedReuse, 60000],
   ['named_statement_across_backends', namedAcrossBackends, 60000],
   ['pool_many_queries', poolManyQueries, 60000],
