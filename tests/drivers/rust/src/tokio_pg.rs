@@ -33,10 +33,13 @@ pub async fn run(env: &Env) {
     r.check("simple_query", T, simple_query(env)).await;
     r.check("pipelining", T, pipelining(env)).await;
     r.check("cross_shard_read", T, cross_shard_read(env)).await;
+    r.check("cross_shard_many_rows", T, cross_shard_many_rows(env)).await;
+    r.check("large_value", T, large_value(env)).await;
     r.check("copy", T, copy(env)).await;
     r.check("copy_to_by_key", T, copy_to_by_key(env)).await;
     r.check("copy_unmapped_table", T, copy_unmapped(env)).await;
     r.check("cancel", Duration::from_secs(20), cancel(env)).await;
+    r.check("cancel_cross_shard", Duration::from_secs(20), cancel_cross_shard(env)).await;
     r.check("refused_error", T, refused_error(env)).await;
     r.check("prepare_error_recovery", T, prepare_error_recovery(env)).await;
 }
@@ -261,6 +264,44 @@ async fn cross_shard_read(env: &Env) -> Outcome {
     check_eq(agg.get::<_, Decimal>(4), Decimal::from(sum) / Decimal::from(40), "avg")
 }
 
+/// 2000 rows over both shards, streamed back in binary through the k-way merge (ORDER BY
+/// DESC) and the pipelined inserts that wrote them.
+async fn cross_shard_many_rows(env: &Env) -> Outcome {
+    let c = connect(env).await?;
+    let base = LO + 10_000;
+    let insert = c.prepare("INSERT INTO matrix_items (id, i, t) VALUES ($1, $2, $3)").await?;
+    for chunk in (0..2000i64).collect::<Vec<_>>().chunks(200) {
+        try_join_all(chunk.iter().map(|k| {
+            let (c, insert) = (&c, &insert);
+            async move { c.execute(insert, &[&(base + k), &((k % 97) as i32), &format!("row {k}")]).await }
+        }))
+        .await?;
+    }
+    let rows = c
+        .query("SELECT id, i, t FROM matrix_items WHERE id BETWEEN $1 AND $2 ORDER BY id DESC", &[&base, &(base + 1999)])
+        .await?;
+    let got: Vec<(i64, i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let want: Vec<(i64, i32, String)> =
+        (0..2000i64).rev().map(|k| (base + k, (k % 97) as i32, format!("row {k}"))).collect();
+    check_eq(got.len(), want.len(), "row count")?;
+    check_eq(got, want, "rows in ORDER BY id DESC")
+}
+
+/// An 8 MiB bytea and an 8 MiB text by key: big rows stream through in both directions.
+async fn large_value(env: &Env) -> Outcome {
+    let c = connect(env).await?;
+    let id = LO + 9000;
+    let b: Vec<u8> = (0..8 * 1024 * 1024u32).map(|k| (k.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let t: String = "0123456789abcdef".repeat(512 * 1024);
+    c.execute("INSERT INTO matrix_items (id, b, t) VALUES ($1, $2, $3)", &[&id, &b, &t]).await?;
+    let row = c.query_one("SELECT b, t, length(b) FROM matrix_items WHERE id = $1", &[&id]).await?;
+    check_eq(row.get::<_, i32>(2), b.len() as i32, "length(b) on the server")?;
+    if row.get::<_, Vec<u8>>(0) != b {
+        return Err("bytea read back differs".into());
+    }
+    check_eq(row.get::<_, String>(1) == t, true, "text read back equal")
+}
+
 async fn copy_out_text(c: &Client, sql: &str) -> Result<String, Failure> {
     let chunks: Vec<Bytes> = c.copy_out(sql).await?.try_collect().await?;
     Ok(chunks.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect())
@@ -318,6 +359,32 @@ async fn cancel(env: &Env) -> Outcome {
     let (result, started) = tokio::join!(sleeper, canceller);
     let started = started?;
     code_is(result, "57014", "cancelled pg_sleep(10)")?;
+    let took = started.elapsed();
+    if took > Duration::from_secs(5) {
+        return Err(format!("the cancel took {took:?}").into());
+    }
+    let two: i32 = c.query_one("SELECT 2", &[]).await?.get(0);
+    check_eq(two, 2, "query after the cancel")
+}
+
+/// A CancelRequest for a cross-shard read cancels it on every shard (README).
+async fn cancel_cross_shard(env: &Env) -> Outcome {
+    let c = connect(env).await?;
+    let token = c.cancel_token();
+    // pg_sleep per row of the range: seconds on every shard.
+    let slow = c.query(
+        "SELECT count(*) FROM matrix_items WHERE id BETWEEN $1 AND $2 AND pg_sleep(0.2) IS NOT NULL",
+        &[&LO, &HI],
+    );
+    let canceller = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let started = Instant::now();
+        token.cancel_query(NoTls).await?;
+        Ok::<Instant, Failure>(started)
+    };
+    let (result, started) = tokio::join!(slow, canceller);
+    let started = started?;
+    code_is(result, "57014", "cancelled cross-shard read")?;
     let took = started.elapsed();
     if took > Duration::from_secs(5) {
         return Err(format!("the cancel took {took:?}").into());
