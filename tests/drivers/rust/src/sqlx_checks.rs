@@ -170,9 +170,11 @@ async fn prepared_reuse(env: &Env) -> Outcome {
     let workers = (0..10i64).map(|w| {
         let p = p.clone();
         async move {
+            // Each task keeps its own pooled connection, so 10 are open at once.
+            let mut conn = p.acquire().await?;
             for k in 0..6i64 {
                 let id = base + w * 100 + k;
-                let mut tx = p.begin().await?;
+                let mut tx = conn.begin().await?;
                 sqlx::query("INSERT INTO matrix_items (id, i, note) VALUES ($1, $2, 'prepared')")
                     .bind(id).bind(w as i32).execute(&mut *tx).await?;
                 let i: i32 = sqlx::query_scalar("SELECT i FROM matrix_items WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
@@ -202,8 +204,9 @@ async fn unprepared(env: &Env) -> Outcome {
     let workers = (0..8i64).map(|w| {
         let p = p.clone();
         async move {
+            let mut conn = p.acquire().await?;
             for k in 0..7i64 {
-                let mut tx = p.begin().await?;
+                let mut tx = conn.begin().await?;
                 sqlx::query("INSERT INTO matrix_items (id, i) VALUES ($1, $2)")
                     .bind(base + w * 10 + k).bind(k as i32).persistent(false).execute(&mut *tx).await?;
                 tx.commit().await?;
