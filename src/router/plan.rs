@@ -242,6 +242,15 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
         Statement::Update(update) => (Kind::Write, dml::update(map, update, facts)),
         Statement::Delete(delete) => (Kind::Write, dml::delete(map, delete, facts)),
         Statement::Truncate(_) => (Kind::Write, schema_change(facts)),
+        // `COPY (query) TO` runs where its query would: one shard when the query has the key.
+        Statement::Copy {
+            source: sqlparser::ast::CopySource::Query(query),
+            to: true,
+            ..
+        } if !query::writes(query) => match query::read(map, query, facts) {
+            Target::Scatter(why) => (Kind::Read, Target::Scatter(format!("COPY TO: {why}"))),
+            target => (Kind::Read, target),
+        },
         Statement::Copy { to, .. } => copy(*to, map, facts),
         Statement::CreateTable(create) if create.query.is_some() => {
             (Kind::Ddl, derived_table(map, facts))

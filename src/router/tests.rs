@@ -427,3 +427,17 @@ fn a_shard_key_hint_never_overrides_a_different_key_in_the_statement() {
     let same = r.route(&plan, &Params::none(), Some(&hint));
     assert_eq!(same, Ok(Route::Shard(user_shard(&r, a))));
 }
+
+#[test]
+fn copy_of_a_query_runs_where_the_query_would() {
+    let r = router();
+    let by_key = "COPY (SELECT * FROM users WHERE user_id = 7) TO STDOUT";
+    assert_eq!(route(&r, by_key), Ok(Route::Shard(user_shard(&r, 7))));
+    let every = "COPY (SELECT * FROM users) TO STDOUT";
+    assert!(matches!(route(&r, every), Ok(Route::Scatter(_))));
+    let reference = "COPY (SELECT * FROM countries) TO STDOUT";
+    assert!(matches!(
+        route(&r, reference),
+        Ok(Route::Anywhere | Route::Shard(_))
+    ));
+}
