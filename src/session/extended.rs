@@ -34,8 +34,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 return self.defer_parse(&parse, effects);
             }
             Some(shard) => shard,
-            None if self.backend.is_none() => return self.defer_parse(&parse, effects),
-            None => None,
+            // Its shard is known at Bind: prepared there, even when a transaction holds a
+            // backend of another shard now (the transaction may move there).
+            None => return self.defer_parse(&parse, effects),
         };
         if !parse.name.is_empty()
             && self.backend.is_none()

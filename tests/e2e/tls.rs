@@ -133,11 +133,26 @@ async fn cancel_request_over_tls() {
     let (proxy, cert) = tls_proxy(&dir, trust).await;
     let mut session = upgrade(&proxy, &cert).await;
     let (pid, secret) = login(&mut session).await;
-    session
-        .write_all(&query_message("SELECT pg_sleep(30)"))
+    let sleep = "SELECT pg_sleep(30) AS tls_cancel";
+    session.write_all(&query_message(sleep)).await.unwrap();
+    // Cancel only once the statement runs: earlier, a loaded machine may still be replaying
+    // settings on the backend, and the cancel would hit that instead.
+    let server = crate::harness::connect_direct(&cluster().primaries[0]).await;
+    let running = format!("SELECT count(*) FROM pg_stat_activity WHERE query = '{sleep}'");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server
+        .query_one(&running, &[])
         .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sleep never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut canceller = upgrade(&proxy, &cert).await;
     canceller
         .write_all(&cancel_request(pid, secret))
