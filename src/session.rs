@@ -470,7 +470,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// True when the backend is idle with nothing in flight: safe to hand to another client.
     fn backend_is_clean(&self) -> bool {
         self.replies.is_empty()
-            && !self.replies.awaiting_sync()
+            && !self.replies.skipping_to_sync()
             && self.backend_status == TxStatus::Idle
             && self.bufs.to_backend.is_empty()
             && self.pin.is_none()

@@ -36,7 +36,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Some(shard) => shard,
             // Its shard is known at Bind: prepared there, even when a transaction holds a
             // backend of another shard now (the transaction may move there).
-            None => return self.defer_parse(&parse, effects),
+            None if self.backend.is_none() => return self.defer_parse(&parse, effects),
+            // Inside a transaction the statement is prepared on its backend now. (Deferring
+            // it to its Bind's shard, as above, would let the transaction move shards in the
+            // middle of a pipeline; a driver pipelining a transaction lost a row that way.)
+            None => None,
         };
         if !parse.name.is_empty()
             && self.backend.is_none()

@@ -117,10 +117,6 @@ pub struct Reply {
 #[derive(Debug, Default)]
 pub struct Replies {
     queue: VecDeque<Expect>,
-    /// An extended-query message went to the backend after its last Sync: the backend is
-    /// inside that batch (its implicit transaction, or skipping after an error) until a Sync
-    /// reaches it, answered or not.
-    awaiting_sync: bool,
     /// The backend is discarding messages until Sync after an error.
     skipping: bool,
     /// The backend is in COPY IN and ignores Sync until the client ends the copy.
@@ -133,15 +129,16 @@ impl Replies {
         self.queue.is_empty()
     }
 
-    /// True when the backend is inside an extended-query batch the client has not synced yet:
-    /// it must not go to another client, even with every reply in.
-    pub fn awaiting_sync(&self) -> bool {
-        self.awaiting_sync
+    /// True when the backend failed an extended-query message and discards everything until
+    /// the client's Sync reaches it: it must not go to another client even with every reply in
+    /// (that client's messages would be discarded).
+    pub fn skipping_to_sync(&self) -> bool {
+        self.skipping
     }
 
-    /// The backend was let go (back to its pool, or closed): the next one starts synced.
+    /// The backend was let go (back to its pool, or closed): the next one is not skipping.
     pub fn backend_left(&mut self) {
-        self.awaiting_sync = false;
+        self.skipping = false;
     }
 
     /// True when the backend will answer everything sent without being sent anything more:
@@ -159,15 +156,6 @@ impl Replies {
     /// Records the answer expected for a message just sent. Returns the undo of a message the
     /// backend will ignore (an extended message while it skips to Sync).
     pub fn push(&mut self, expect: Expect) -> Option<Undo> {
-        match &expect {
-            Expect::Parse { .. }
-            | Expect::Bind
-            | Expect::Describe
-            | Expect::Execute(_)
-            | Expect::Close => self.awaiting_sync = true,
-            Expect::Sync if !self.copy_in => self.awaiting_sync = false,
-            _ => {}
-        }
         match expect {
             Expect::Sync if self.copy_in => return None,
             Expect::Sync => self.skipping = false,
