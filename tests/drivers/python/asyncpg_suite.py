@@ -410,6 +410,35 @@ async def copy():
         await conn.close()
 
 
+async def copy_shard_hint():
+    """copy_records_to_table and copy_from_query pinned to one shard with SET
+    shardgate.shard (asyncpg writes the COPY text itself, so no comment hint), for ids that
+    live there."""
+    import io
+    from common import shards_of
+    id_list = same_shard_ids(BASE + OFF["copy"] + 200, 10)
+    shard = shards_of(id_list[:1])[id_list[0]]
+    conn = await connect()
+    try:
+        await delete_ids(conn, id_list)
+        await conn.execute(f"SET shardgate.shard = '{shard}'")
+        status = await conn.copy_records_to_table(
+            "matrix_items", records=[(i, i % 100, f"copy {i}") for i in id_list],
+            columns=["id", "i", "t"])
+        expect_eq(status, f"COPY {len(id_list)}", "COPY FROM status")
+        out = io.BytesIO()
+        await conn.copy_from_query("SELECT id, i, t FROM matrix_items WHERE id = ANY($1::bigint[]) "
+                                   "ORDER BY id", id_list, output=out, format="text")
+        expect_eq(out.getvalue().decode(), "".join(f"{i}\t{i % 100}\tcopy {i}\n" for i in id_list),
+                  "COPY TO output")
+        await conn.execute("RESET shardgate.shard")
+        for i in id_list:
+            expect_eq(await conn.fetchval("SELECT t FROM matrix_items WHERE id = $1", i), f"copy {i}",
+                      f"SELECT {i} after COPY")
+    finally:
+        await conn.close()
+
+
 async def cancel():
     """wait_for(..., timeout): asyncpg sends a CancelRequest on timeout and waits until the
     server has stopped the statement (57014 is consumed by the driver); the connection must
@@ -509,7 +538,8 @@ async def main():
         ("types_roundtrip", types_roundtrip), ("transaction_commit", transaction_commit),
         ("transaction_rollback", transaction_rollback), ("transaction_error", transaction_error),
         ("prepared_reuse", prepared_reuse), ("cross_shard_read", cross_shard_read),
-        ("copy", copy), ("cancel", cancel), ("refused_error", refused_error),
+        ("copy", copy), ("copy_shard_hint", copy_shard_hint), ("cancel", cancel),
+        ("refused_error", refused_error),
         ("statement_cache_off", statement_cache_off), ("binary", binary),
         ("type_introspection", type_introspection), ("pool_concurrency", pool_concurrency),
         ("cancel_task", cancel_task), ("transaction_span", transaction_span),

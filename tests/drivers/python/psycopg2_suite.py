@@ -12,7 +12,7 @@ import psycopg2
 import psycopg2.extras
 
 import dbapi_checks as checks
-from common import OFF, URL, Reporter, expect_eq
+from common import OFF, URL, Reporter, expect_eq, same_shard_ids, shards_of
 
 psycopg2.extras.register_uuid()
 
@@ -89,6 +89,28 @@ def copy_to_key():
         expect_eq(out.getvalue(), f"{i}\tone\n", "COPY TO of one key")
 
 
+def copy_shard_hint():
+    """copy_expert pinned to one shard with SET shardgate.shard (the workaround while COPY
+    into sharded tables is refused), for ids that live there."""
+    ids = same_shard_ids(D.base + OFF["copy"] + 200, 10)
+    shard = shards_of(ids[:1])[ids[0]]
+    with D.connect() as conn:
+        cur = conn.cursor()
+        checks.delete_ids(cur, ids)
+        cur.execute(f"SET shardgate.shard = '{shard}'")
+        data = "".join(f"{i}\t{i % 100}\tcopy {i}\n" for i in ids)
+        cur.copy_expert("COPY matrix_items (id, i, t) FROM STDIN", io.StringIO(data))
+        expect_eq(cur.rowcount, len(ids), "COPY FROM row count")
+        out = io.StringIO()
+        cur.copy_expert("COPY (SELECT id, i, t FROM matrix_items WHERE id = ANY('{%s}') ORDER BY id) "
+                        "TO STDOUT" % ",".join(map(str, ids)), out)
+        expect_eq(out.getvalue(), data, "COPY TO output")
+        cur.execute("RESET shardgate.shard")
+        for i in ids:
+            cur.execute("SELECT t FROM matrix_items WHERE id = %s", (i,))
+            expect_eq(cur.fetchall(), [(f"copy {i}",)], f"SELECT {i} after COPY")
+
+
 def main():
     r = Reporter("psycopg2", psycopg2.__version__.split()[0])
     checks.run_shared(r, D)
@@ -100,6 +122,7 @@ def main():
         ("DELETE FROM matrix_items WHERE note = %s", ("x",)),
     ])
     r.run("copy_to_key", copy_to_key)
+    r.run("copy_shard_hint", copy_shard_hint)
     r.finish()
 
 

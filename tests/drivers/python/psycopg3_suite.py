@@ -214,6 +214,29 @@ def copy_to_key():
         expect_eq(got, [(str(i), "one")], "COPY TO of one key")
 
 
+def copy_shard_hint():
+    """COPY FROM STDIN and COPY TO STDOUT pinned to one shard with SET shardgate.shard (the
+    workaround while COPY into sharded tables is refused), for ids that live there."""
+    ids = same_shard_ids(D.base + OFF["copy"] + 200, 10)
+    shard = shards_of(ids[:1])[ids[0]]
+    with D.connect() as conn:
+        cur = conn.cursor()
+        checks.delete_ids(cur, ids)
+        cur.execute(f"SET shardgate.shard = '{shard}'")
+        with cur.copy("COPY matrix_items (id, i, t) FROM STDIN") as cp:
+            for i in ids:
+                cp.write_row((i, i % 100, f"copy {i}"))
+        expect_eq(cur.rowcount, len(ids), "COPY FROM row count")
+        with cur.copy("COPY (SELECT id, i, t FROM matrix_items WHERE id = ANY('{%s}') ORDER BY id) "
+                      "TO STDOUT" % ",".join(map(str, ids))) as cp:
+            got = list(cp.rows())
+        expect_eq(got, [(str(i), str(i % 100), f"copy {i}") for i in ids], "COPY TO rows")
+        cur.execute("RESET shardgate.shard")
+        for i in ids:  # routed by key again
+            cur.execute("SELECT t FROM matrix_items WHERE id = %s", (i,))
+            expect_eq(cur.fetchall(), [(f"copy {i}",)], f"SELECT {i} after COPY")
+
+
 def cancel():
     checks.cancel(D, lambda conn: conn.cancel())
 
@@ -244,6 +267,7 @@ def main():
     r.run("binary", binary)
     r.run("client_cursor", client_cursor)
     r.run("copy_to_key", copy_to_key)
+    r.run("copy_shard_hint", copy_shard_hint)
     r.run("cancel_safe", cancel_safe)
     r.finish()
 
