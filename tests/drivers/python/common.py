@@ -137,7 +137,7 @@ class Reporter:
         if worker.is_alive():
             self.line(False, check, f"hung: no answer within {CHECK_TIMEOUT:.0f} s")
         elif "exc" in outcome:
-            log(f"{self.driver} {check}: " + "".join(
+            log(f"{self.driver} {check}: failed after {took:.2f} s: " + "".join(
                 traceback.format_exception(outcome["exc"])).rstrip())
             self.line(False, check, describe(outcome["exc"]))
         else:
@@ -152,7 +152,8 @@ class Reporter:
             self.line(False, check, f"hung: no answer within {CHECK_TIMEOUT:.0f} s")
             return
         except BaseException as exc:  # noqa: BLE001
-            log(f"{self.driver} {check}: " + "".join(traceback.format_exception(exc)).rstrip())
+            log(f"{self.driver} {check}: failed after {time.monotonic() - began:.2f} s: "
+                + "".join(traceback.format_exception(exc)).rstrip())
             self.line(False, check, describe(exc))
             return
         log(f"{self.driver} {check}: ok in {time.monotonic() - began:.2f} s")

@@ -210,7 +210,9 @@ def prepared_reuse(d, connect_one, run_tx, clients=10, per_client=8):
             finally:
                 conn.close()
         except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+            if not isinstance(exc, threading.BrokenBarrierError):
+                errors.append(exc)
+            barrier.abort()  # the others stop waiting at once
 
     threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
     for t in threads:
@@ -221,6 +223,7 @@ def prepared_reuse(d, connect_one, run_tx, clients=10, per_client=8):
         raise CheckFailed(f"{sum(t.is_alive() for t in threads)} of {clients} clients hung")
     if errors:
         raise errors[0]
+    expect(not barrier.broken, "a client gave up waiting for the others (barrier broken)")
 
 
 def cross_shard_read(d, cursor_factory=None):

@@ -24,9 +24,11 @@ fi
     { echo "python: the installed drivers do not import" >&2; exit 1; }
 
 for suite in psycopg3 psycopg2 asyncpg; do
+    began=$SECONDS
     echo "python: running ${suite}_suite.py" >&2
     # -u: result lines reach the runner as they happen.
     "$venv/bin/python" -u "${suite}_suite.py" ||
         echo "FAIL $suite - | suite | ${suite}_suite.py exited with status $? (see its log)"
+    echo "python: ${suite}_suite.py took $((SECONDS - began)) s" >&2
 done
 exit 0
