@@ -8,14 +8,18 @@ simple Query. It introspects types it has no built-in codec for with catalog que
 """
 
 import asyncio
+import datetime as dt
+import decimal
+import io
 import json
 import time
+import uuid
 
 import asyncpg
 
 from common import (COLUMNS, CROSS_SQL, OFF, URL, CheckFailed, Reporter, check_cross_results,
                     compare_row, cross_rows, expect, expect_eq, expect_sqlstate, log, null_row,
-                    reference_row, same_shard_ids, two_shard_ids)
+                    reference_row, same_shard_ids, shards_of, two_shard_ids)
 
 BASE = 3_000_000
 
@@ -267,9 +271,6 @@ async def cross_shard_read():
 
 async def binary():
     """Merged cross-shard ORDER BY over binary-format timestamptz, uuid and numeric keys."""
-    import datetime as dt
-    import decimal
-    import uuid
     id_list = ids("extra", 24, extra=300)
     start = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
     rows = [(i, start + dt.timedelta(minutes=(i * 37) % 101),
@@ -400,7 +401,6 @@ async def copy():
             "matrix_items", records=[(i, i % 100, f"copy {i}") for i in id_list],
             columns=["id", "i", "t"])
         expect_eq(status, f"COPY {len(id_list)}", "COPY FROM status")
-        import io
         out = io.BytesIO()
         await conn.copy_from_query("SELECT id, i, t FROM matrix_items WHERE id BETWEEN $1 AND $2 "
                                    "ORDER BY id", id_list[0], id_list[-1], output=out, format="text")
@@ -414,8 +414,6 @@ async def copy_shard_hint():
     """copy_records_to_table and copy_from_query pinned to one shard with SET
     shardgate.shard (asyncpg writes the COPY text itself, so no comment hint), for ids that
     live there."""
-    import io
-    from common import shards_of
     id_list = same_shard_ids(BASE + OFF["copy"] + 200, 10)
     shard = shards_of(id_list[:1])[id_list[0]]
     conn = await connect()

@@ -12,7 +12,7 @@ import time
 
 from common import (COLUMNS, CROSS_SQL, OFF, CheckFailed, check_cross_results, compare_row,
                     cross_rows, expect, expect_eq, expect_sqlstate, null_row, reference_row,
-                    same_shard_ids, sqlstate_of, two_shard_ids)
+                    same_shard_ids, two_shard_ids)
 
 
 class Driver:
@@ -298,8 +298,9 @@ def refused_error(d, statements):
             expect_eq(cur.fetchone()[0], 1, "SELECT 1 after the refusal")
 
 
-def run_shared(reporter, d, extra_before_copy=()):
-    """Runs the shared checks except copy/cancel/prepared_reuse (driver-specific wiring)."""
+def run_shared(reporter, d):
+    """The shared checks written here, plus transaction_span; copy, cancel, refused_error and
+    prepared_reuse need driver-specific wiring and are run by each suite."""
     reporter.run("connect", connect, d)
     reporter.run("key_read_write", key_read_write, d)
     reporter.run("types_roundtrip", types_roundtrip, d)
@@ -309,7 +310,3 @@ def run_shared(reporter, d, extra_before_copy=()):
     reporter.run("cross_shard_read", cross_shard_read, d)
     reporter.run("transaction_span", transaction_span, d)
 
-
-__all__ = ["Driver", "run_shared", "prepared_reuse", "cancel", "refused_error", "delete_ids",
-           "run_cross_queries", "types_roundtrip", "cross_shard_read", "sqlstate_of",
-           "INSERT_ALL", "SELECT_ALL", "values_of"]

@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 import dbapi_checks as checks
 from common import (COLUMNS, OFF, URL, CheckFailed, Reporter, compare_row, cross_rows, expect,
-                    expect_eq, reference_row, same_shard_ids, shards_of)
+                    expect_eq, log, reference_row, same_shard_ids, shards_of)
 
 
 class Psycopg3(checks.Driver):
@@ -68,7 +68,6 @@ def prepare_true():
 
 
 def psycopg_log(text):
-    from common import log
     log(f"psycopg3: {text}")
 
 
