@@ -213,6 +213,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     fn on_effects(&mut self, effects: Vec<SessionEffect>) {
+        if effects.contains(&SessionEffect::UntrackedSetting)
+            && let Some(conn) = self.backend.as_deref_mut()
+        {
+            conn.mark_broken(); // It serves this client on, and is closed when let go.
+        }
         let drops_statements = effects
             .iter()
             .any(|e| matches!(e, SessionEffect::DiscardAll | SessionEffect::DeallocateAll));

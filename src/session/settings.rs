@@ -153,7 +153,9 @@ impl ClientSettings {
                 conn.state.reset_all();
                 self.state.reset_all();
             }
-            SessionEffect::DeallocateAll | SessionEffect::Pin(_) => {}
+            SessionEffect::DeallocateAll
+            | SessionEffect::Pin(_)
+            | SessionEffect::UntrackedSetting => {}
         }
     }
 }

@@ -29,6 +29,10 @@ pub enum SessionEffect {
     DeallocateAll,
     /// State that only exists on this backend; the client keeps it for the session.
     Pin(PinReason),
+    /// `set_config(name, value, false)`: a setting changed behind the proxy's back (it follows
+    /// SET, not function calls). The backend is closed when the client lets it go, so no other
+    /// client inherits it (pg_dump scripts set `search_path` this way; asyncpg toggles `jit`).
+    UntrackedSetting,
 }
 
 /// Why a client was pinned to its backend.
@@ -44,9 +48,6 @@ pub enum PinReason {
     HoldCursor,
     /// SQL-level PREPARE creates a statement in this session.
     SqlPrepare,
-    /// `set_config(name, value, false)` changes a setting behind the proxy's back (it follows
-    /// SET, not function calls), so the backend must not serve another client.
-    SetConfig,
 }
 
 /// Session effects of every statement in a simple-query string, in order. Allocates nothing
@@ -78,6 +79,8 @@ fn classify(statement: &str) -> Option<SessionEffect> {
         // Single-statement PREPARE is rewritten (see sql_prepared); inside a multi-statement
         // query it pins.
         Some(SessionEffect::Pin(PinReason::SqlPrepare))
+    } else if sets_config_for_the_session(statement) {
+        Some(SessionEffect::UntrackedSetting)
     } else {
         pin_reason(&first, statement).map(SessionEffect::Pin)
     }
@@ -138,9 +141,6 @@ fn pin_reason(first: &Word<'_>, statement: &str) -> Option<PinReason> {
     }
     if first.is("declare") && contains_ci(statement, "with hold") {
         return Some(PinReason::HoldCursor);
-    }
-    if sets_config_for_the_session(statement) {
-        return Some(PinReason::SetConfig);
     }
     None
 }
@@ -484,7 +484,7 @@ mod tests {
         );
         assert_eq!(pins("DISCARD ALL"), vec![SessionEffect::DiscardAll]);
         assert_eq!(pins("DEALLOCATE ALL"), vec![SessionEffect::DeallocateAll]);
-        let set_config = vec![SessionEffect::Pin(PinReason::SetConfig)];
+        let set_config = vec![SessionEffect::UntrackedSetting];
         assert_eq!(
             pins("SELECT pg_catalog.set_config('search_path', '', false)"),
             set_config

@@ -376,10 +376,10 @@ async fn a_statement_prepared_again_after_its_result_type_changed_sees_the_new_c
 }
 
 /// `set_config(name, value, false)` changes the backend's session where the proxy does not
-/// see it (pg_dump scripts set `search_path` this way): the client keeps that backend, and
-/// no other client ever gets the setting.
+/// see it (pg_dump scripts set `search_path` this way): that backend is closed when the
+/// client lets it go, so no other client ever gets the setting.
 #[tokio::test]
-async fn set_config_for_the_session_pins_and_never_leaks() {
+async fn set_config_for_the_session_never_leaks() {
     let mut config = config(cluster());
     config.pool.size = 2;
     let proxy = TestProxy::start(config).await;
@@ -394,10 +394,18 @@ async fn set_config_for_the_session_pins_and_never_leaks() {
     a.simple_query("SELECT set_config('statement_timeout', '4321', false)")
         .await
         .unwrap();
+    let tx = "BEGIN; SELECT set_config('statement_timeout', '4321', false)";
+    a.batch_execute(tx).await.unwrap();
+    assert_eq!(
+        show(&a).await,
+        "4321ms",
+        "within its transaction the client sees it"
+    );
+    a.batch_execute("COMMIT").await.unwrap();
     for _ in 0..3 {
-        assert_eq!(show(&a).await, "4321ms", "the client keeps its setting");
         let b = proxy.connect().await;
         assert_eq!(show(&b).await, "0", "another client never sees it");
+        show(&a).await;
     }
     drop(a);
     tokio::time::sleep(Duration::from_millis(200)).await;
