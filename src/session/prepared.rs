@@ -133,28 +133,11 @@ mod tests {
     #[test]
     fn duplicate_names_are_refused() {
         let mut statements = PreparedStatements::default();
-        assert!(
-            statements
-                .register(
-                    "q",
-                    backend_name("SELECT 1", &[]),
-                    "SELECT 1",
-                    vec![],
-                    vec![]
-                )
-                .is_some()
-        );
-        assert!(
-            statements
-                .register(
-                    "q",
-                    backend_name("SELECT 2", &[]),
-                    "SELECT 2",
-                    vec![],
-                    vec![]
-                )
-                .is_none()
-        );
+        let mut register = |sql: &str| {
+            (statements.register("q", backend_name(sql, &[]), sql, vec![], vec![])).is_some()
+        };
+        assert!(register("SELECT 1"));
+        assert!(!register("SELECT 2"), "q is taken");
         statements.remove("q");
         assert!(
             statements

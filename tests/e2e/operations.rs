@@ -15,19 +15,19 @@ use crate::harness::{
     sqlstate,
 };
 
-const ADMIN: &str = "ops";
+pub(super) const ADMIN: &str = "ops";
 const ADMIN_PASSWORD: &str = "ops-secret";
 
 /// A proxy over the shared cluster with the demo map read from a file (so RELOAD reads it),
 /// a metrics endpoint and an admin user.
-async fn ops_proxy(
+pub(super) async fn ops_proxy(
     change: impl FnOnce(&mut shardgate::config::Config),
-) -> (TestProxy, tempfile::TempDir) {
+) -> (TestProxy, tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("map.yaml");
     std::fs::write(&path, serde_yaml::to_string(&demo_map(cluster())).unwrap()).unwrap();
     let mut config = sharded_config(cluster());
-    config.databases[0].shard_map_path = path;
+    config.databases[0].shard_map_path = path.clone();
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     config.users.push(UserEntry {
         name: ADMIN.into(),
@@ -35,11 +35,11 @@ async fn ops_proxy(
     });
     config.admin_users = vec![ADMIN.into()];
     change(&mut config);
-    (TestProxy::start(config).await, dir)
+    (TestProxy::start(config).await, dir, path)
 }
 
 /// `GET path` on the metrics endpoint: status code and body.
-async fn http_get(proxy: &TestProxy, path: &str) -> (u16, String) {
+pub(super) async fn http_get(proxy: &TestProxy, path: &str) -> (u16, String) {
     let addr = proxy.proxy.metrics_addr.expect("metrics endpoint");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
@@ -52,7 +52,7 @@ async fn http_get(proxy: &TestProxy, path: &str) -> (u16, String) {
 }
 
 /// The sum of every sample of metric `name` whose labels include all of `labels`.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(super) fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metrics
         .lines()
         .filter(|line| !line.starts_with('#'))
@@ -67,7 +67,7 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn console(proxy: &TestProxy) -> tokio_postgres::Client {
+pub(super) async fn console(proxy: &TestProxy) -> tokio_postgres::Client {
     let conn = format!(
         "host=127.0.0.1 port={} user={ADMIN} password={ADMIN_PASSWORD} dbname=shardgate",
         proxy.port()
@@ -82,7 +82,10 @@ async fn console(proxy: &TestProxy) -> tokio_postgres::Client {
 }
 
 /// A console command's rows, each as (column name, value) pairs.
-async fn rows(client: &tokio_postgres::Client, command: &str) -> Vec<Vec<(String, String)>> {
+pub(super) async fn rows(
+    client: &tokio_postgres::Client,
+    command: &str,
+) -> Vec<Vec<(String, String)>> {
     let messages = client.simple_query(command).await.unwrap();
     messages
         .into_iter()
@@ -100,7 +103,7 @@ async fn rows(client: &tokio_postgres::Client, command: &str) -> Vec<Vec<(String
         .collect()
 }
 
-fn field<'a>(row: &'a [(String, String)], name: &str) -> &'a str {
+pub(super) fn field<'a>(row: &'a [(String, String)], name: &str) -> &'a str {
     &row.iter().find(|(n, _)| n == name).expect(name).1
 }
 
@@ -115,7 +118,7 @@ fn shard_of_user(id: i64) -> String {
     }
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !check().await {
         assert!(std::time::Instant::now() < deadline, "{what}");
@@ -125,7 +128,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn metrics_move_as_queries_run() {
-    let (proxy, _dir) = ops_proxy(|_| {}).await;
+    let (proxy, _dir, _) = ops_proxy(|_| {}).await;
     let client = proxy.connect().await;
     let before = http_get(&proxy, "/metrics").await.1;
     for id in 300_000..300_005 {
@@ -194,7 +197,7 @@ async fn metrics_move_as_queries_run() {
 #[tokio::test]
 async fn the_dashboard_plots_only_exported_metrics() {
     // With replicas, so their lag is exported.
-    let (proxy, _dir) = ops_proxy(|config| {
+    let (proxy, _dir, _) = ops_proxy(|config| {
         let shards = config.databases[0].shard_map.shards.iter_mut();
         for (shard, replicas) in shards.zip(&cluster().replicas) {
             shard.replicas = replicas
@@ -250,7 +253,7 @@ async fn the_dashboard_plots_only_exported_metrics() {
 
 #[tokio::test]
 async fn ready_names_an_unreachable_primary() {
-    let (proxy, _dir) = ops_proxy(|config| {
+    let (proxy, _dir, _) = ops_proxy(|config| {
         config.databases[0].shard_map.shards.push(Shard {
             id: ShardId(2),
             name: "s_gone".into(),
@@ -274,7 +277,7 @@ async fn ready_names_an_unreachable_primary() {
 
 #[tokio::test]
 async fn slow_queries_are_counted() {
-    let (proxy, _dir) = ops_proxy(|config| {
+    let (proxy, _dir, _) = ops_proxy(|config| {
         config.log.slow_statement = Some(Duration::from_millis(150));
     })
     .await;
@@ -288,7 +291,7 @@ async fn slow_queries_are_counted() {
 
 #[tokio::test]
 async fn the_console_answers_every_command() {
-    let (proxy, dir) = ops_proxy(|_| {}).await;
+    let (proxy, dir, _) = ops_proxy(|_| {}).await;
     let app = proxy.connect().await;
     let id = 300_100;
     app.simple_query(&format!("SELECT * FROM users WHERE user_id = {id}"))
@@ -376,7 +379,7 @@ async fn the_console_answers_every_command() {
 
 #[tokio::test]
 async fn only_admin_users_reach_the_console() {
-    let (proxy, _dir) = ops_proxy(|_| {}).await;
+    let (proxy, _dir, _) = ops_proxy(|_| {}).await;
     let conn = format!(
         "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname=shardgate",
         proxy.port()
@@ -399,7 +402,7 @@ async fn only_admin_users_reach_the_console() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_waits_for_transactions_and_holds_new_work_until_resume() {
-    let (proxy, _dir) = ops_proxy(|_| {}).await;
+    let (proxy, _dir, _) = ops_proxy(|_| {}).await;
     let id = 300_200;
     let writer = proxy.connect().await;
     writer
@@ -523,7 +526,7 @@ async fn a_dead_primary_fails_fast_and_comes_back() {
 /// connection limit by reason.
 #[tokio::test]
 async fn limit_refusals_are_counted() {
-    let (proxy, _dir) = ops_proxy(|config| {
+    let (proxy, _dir, _) = ops_proxy(|config| {
         config.limits.rate_limit = Some(shardgate::config::RateLimit {
             statements_per_second: 0.2,
             burst: 1,

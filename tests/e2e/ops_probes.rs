@@ -8,109 +8,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shardgate::config::{Config, UserEntry, UserSecret};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::harness::{
     DATABASE, TestProxy, USER, cluster, config, demo_map, sharded_config, sqlstate,
 };
+use crate::operations::{ADMIN, console, eventually, field, http_get, ops_proxy, rows, sample};
 
-const ADMIN: &str = "opr_admin";
-const ADMIN_PASSWORD: &str = "opr-admin-secret";
 const SOON: Duration = Duration::from_secs(10);
-
-/// A proxy over the shared cluster with the demo map read from a file (so RELOAD reads it),
-/// a metrics endpoint and an admin user. Returns the map file's path too.
-async fn ops_proxy(
-    change: impl FnOnce(&mut Config),
-) -> (TestProxy, tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("map.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&demo_map(cluster())).unwrap()).unwrap();
-    let mut config = sharded_config(cluster());
-    config.databases[0].shard_map_path = path.clone();
-    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    config.users.push(UserEntry {
-        name: ADMIN.into(),
-        secret: UserSecret::Password(ADMIN_PASSWORD.into()),
-    });
-    config.admin_users = vec![ADMIN.into()];
-    change(&mut config);
-    (TestProxy::start(config).await, dir, path)
-}
-
-async fn http_get(proxy: &TestProxy, path: &str) -> (u16, String) {
-    let addr = proxy.proxy.metrics_addr.expect("metrics endpoint");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (status, body)
-}
-
-/// The sum of every sample of metric `name` whose labels include all of `labels`.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            let wanted = labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            (metric == name && wanted).then(|| value.parse::<f64>().unwrap())
-        })
-        .sum()
-}
-
-async fn console(proxy: &TestProxy) -> tokio_postgres::Client {
-    let conn = format!(
-        "host=127.0.0.1 port={} user={ADMIN} password={ADMIN_PASSWORD} dbname=shardgate",
-        proxy.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-        .await
-        .expect("the admin console accepts its admin");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
-
-async fn rows(client: &tokio_postgres::Client, command: &str) -> Vec<Vec<(String, String)>> {
-    let messages = client.simple_query(command).await.unwrap();
-    messages
-        .into_iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| {
-                        let name = row.columns()[i].name().to_owned();
-                        (name, row.get(i).unwrap_or("NULL").to_owned())
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-fn field<'a>(row: &'a [(String, String)], name: &str) -> &'a str {
-    &row.iter().find(|(n, _)| n == name).expect(name).1
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + SOON;
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn select_user(id: i64) -> String {
     format!("SELECT name FROM users WHERE user_id = {id}")
