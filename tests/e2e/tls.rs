@@ -171,7 +171,10 @@ async fn cancel_request_over_tls() {
     };
     assert_eq!(error, "57014");
     assert_eq!(read_message(&mut session).await.map(|m| m.0), Some(b'Z'));
-    // A wrong secret cancels nothing.
+    // A wrong secret cancels nothing. First let any late delivery of the first cancel land
+    // on an idle backend (seen twice on fresh CI machines: a second SIGINT cancelled the
+    // next statement; not understood yet, see the stop's closing note).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     session
         .write_all(&query_message("SELECT pg_sleep(1)"))
         .await
