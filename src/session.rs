@@ -365,7 +365,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     async fn attach_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
         let database = self.env.database.clone();
         let pool = database.primary(shard);
-        self.env.client.set_state(ClientState::Waiting);
         let checkout = async { pool.checkout().await.map_err(|e| e.report()) };
         let conn = self.watched(checkout).await?;
         self.env.cancel_slot.set(Some(conn.cancel_target()));

@@ -278,7 +278,7 @@ impl Metrics {
     ) -> EndpointMeters {
         let labels = [database, shard, role.as_str(), endpoint];
         EndpointMeters {
-            checkout_wait: Some(self.checkout_wait.with_label_values(&labels)),
+            checkout_wait: self.checkout_wait.with_label_values(&labels),
         }
     }
 
@@ -401,25 +401,16 @@ pub struct MeterTotals {
     pub slow_statements: u64,
 }
 
-impl Default for DatabaseMeters {
-    /// Handles registered nowhere (tools that build a topology without a proxy).
-    fn default() -> Self {
-        Metrics::default().for_database("", std::iter::empty())
-    }
-}
-
 /// One pool's handles.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct EndpointMeters {
-    checkout_wait: Option<Histogram>,
+    checkout_wait: Histogram,
 }
 
 impl EndpointMeters {
     /// Records how long a checkout waited.
     pub fn checkout_waited(&self, waited: std::time::Duration) {
-        if let Some(histogram) = &self.checkout_wait {
-            histogram.observe(waited.as_secs_f64());
-        }
+        self.checkout_wait.observe(waited.as_secs_f64());
     }
 }
 

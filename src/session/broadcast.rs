@@ -62,7 +62,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.note_written(*shard);
         }
         (self.env.database.counters).count(crate::counters::Event::MultiPrimary);
-        (self.env.client).set_state(crate::frontend::clients::ClientState::Waiting);
         let database = self.env.database.clone();
         let mut checkouts = self.watched(checkout_all(&database, &parts)).await?;
         let map = self.env.database.router.map();

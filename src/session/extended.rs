@@ -437,12 +437,5 @@ fn returns_rows(sql: &str) -> bool {
 
 /// Whether a Bind's parameter section (after its names) carries no values.
 fn has_no_values(bind_rest: &[u8]) -> bool {
-    let Ok(rest) = BindRest::decode(bind_rest) else {
-        return false;
-    };
-    let Some(&[high, low]) = rest.params.get(..2) else {
-        return false;
-    };
-    let at = 2 + usize::from(u16::from_be_bytes([high, low])) * 2;
-    rest.params.get(at..at + 2) == Some(&[0, 0])
+    BindRest::decode(bind_rest).is_ok_and(|rest| rest.value_count == 0)
 }

@@ -87,10 +87,19 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if !matches!(frame_tag, tag::QUERY | tag::EXECUTE | tag::FUNCTION_CALL) {
             return Ok(());
         }
-        let body = &frame[crate::wire::HEADER_LEN..];
-        let ends_transaction = frame_tag == tag::QUERY
-            && crate::wire::query_text(body).is_ok_and(super::statements::ends_transaction);
-        if let Some(rate) = self.env.limits.rate.as_ref().filter(|_| !ends_transaction) {
+        // The text is read only when a rate limit is on: most sessions have none.
+        let ends_transaction = || {
+            let body = &frame[crate::wire::HEADER_LEN..];
+            frame_tag == tag::QUERY
+                && crate::wire::query_text(body).is_ok_and(super::statements::ends_transaction)
+        };
+        if let Some(rate) = self
+            .env
+            .limits
+            .rate
+            .as_ref()
+            .filter(|_| !ends_transaction())
+        {
             let user = &self.env.client.user;
             rate.admit()
                 .inspect_err(|_| self.env.metrics.rate_limited(user))?;

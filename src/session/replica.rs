@@ -71,7 +71,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn ensure_read_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
         let database = self.env.database.clone();
         let freshness = self.freshness(shard);
-        (self.env.client).set_state(crate::frontend::clients::ClientState::Waiting);
         for (pool, role) in database.read_pools(shard, freshness) {
             if role == Role::Primary {
                 break;

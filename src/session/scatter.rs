@@ -25,7 +25,6 @@ use crate::config::ShardId;
 use crate::counters::Event;
 use crate::error::ErrorReport;
 use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
-use crate::frontend::clients::ClientState;
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::pool::Checkout;
 use crate::router::Params;
@@ -162,7 +161,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let transactional = self.client_status != TxStatus::Idle;
         (self.env.database.counters).count(Event::Scatter(shards.len()));
-        self.env.client.set_state(ClientState::Waiting);
         let mut backends = if transactional {
             self.transaction_backends(shards).await?
         } else {

@@ -9,15 +9,17 @@ use super::Session;
 use super::limits::Phase;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::{self, PumpEvent};
+use crate::frontend::clients::ClientState;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
-    /// Runs `wait` (a checkout) while reading whatever the client sends meanwhile into its
-    /// input buffer. Fails when the client closes its socket (the session then ends) or the
+    /// Runs `wait` (a checkout), shown as `waiting` in the client registry, while reading
+    /// whatever the client sends meanwhile into its input buffer. Fails when the client closes its socket (the session then ends) or the
     /// shutdown's drain runs out (the serve loop then closes the session with 57P01).
     pub(super) async fn watched<T>(
         &mut self,
         wait: impl Future<Output = Result<T, ErrorReport>>,
     ) -> Result<T, ErrorReport> {
+        self.env.client.set_state(ClientState::Waiting);
         let mut wait = std::pin::pin!(wait);
         let mut phase = self.env.limits.phase.clone();
         loop {

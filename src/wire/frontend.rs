@@ -66,6 +66,8 @@ impl<'a> Bind<'a> {
 pub struct BindRest<'a> {
     /// Parameter format codes, count and values, exactly as sent.
     pub params: &'a [u8],
+    /// How many parameter values it carries.
+    pub value_count: u16,
     /// Result-format codes: none (all text), one (for every column) or one per column.
     pub result_formats: Vec<i16>,
 }
@@ -90,6 +92,7 @@ impl<'a> BindRest<'a> {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             params,
+            value_count,
             result_formats,
         })
     }

@@ -377,26 +377,22 @@ async fn the_console_answers_every_command() {
     );
 }
 
+/// The error of a login that must be refused; `rest` is the rest of the connection string
+/// (`user=… password=… dbname=…`).
+pub(super) async fn login_error(proxy: &TestProxy, rest: &str) -> tokio_postgres::Error {
+    let conn = format!("host=127.0.0.1 port={} {rest}", proxy.port());
+    let connected = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await;
+    connected.err().expect("the login is refused")
+}
+
 #[tokio::test]
 async fn only_admin_users_reach_the_console() {
     let (proxy, _dir, _) = ops_proxy(|_| {}).await;
-    let conn = format!(
-        "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname=shardgate",
-        proxy.port()
-    );
-    let error = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("refused");
+    let as_app = format!("user={USER} password={PASSWORD} dbname=shardgate");
+    let error = login_error(&proxy, &as_app).await;
     assert_eq!(sqlstate(&error), "42501", "{error}");
-    let wrong = format!(
-        "host=127.0.0.1 port={} user={ADMIN} password=wrong dbname=shardgate",
-        proxy.port()
-    );
-    let error = tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("refused");
+    let wrong = format!("user={ADMIN} password=wrong dbname=shardgate");
+    let error = login_error(&proxy, &wrong).await;
     assert_eq!(sqlstate(&error), "28P01", "the password is checked first");
 }
 

@@ -14,7 +14,9 @@ use tokio_postgres::SimpleQueryMessage;
 use crate::harness::{
     DATABASE, TestProxy, USER, cluster, config, demo_map, sharded_config, sqlstate,
 };
-use crate::operations::{ADMIN, console, eventually, field, http_get, ops_proxy, rows, sample};
+use crate::operations::{
+    ADMIN, console, eventually, field, http_get, login_error, ops_proxy, rows, sample,
+};
 
 const SOON: Duration = Duration::from_secs(10);
 
@@ -365,24 +367,15 @@ async fn fine_clients_leave_the_registry_when_they_disconnect() {
 async fn fine_the_console_refuses_non_admins_in_any_spelling() {
     let (proxy, _dir, _) = ops_proxy(|_| {}).await;
     for dbname in ["shardgate", "'shardgate'"] {
-        let conn = format!(
-            "host=127.0.0.1 port={} user={USER} password=app dbname={dbname} options='-c role={ADMIN}'",
-            proxy.port()
-        );
-        let error = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-            .await
-            .err()
-            .expect("refused");
+        let rest = format!("user={USER} password=app dbname={dbname} options='-c role={ADMIN}'");
+        let error = login_error(&proxy, &rest).await;
         assert_eq!(sqlstate(&error), "42501", "{error}");
     }
-    let conn = format!(
-        "host=127.0.0.1 port={} user={USER} password=app dbname=SHARDGATE",
-        proxy.port()
-    );
-    let error = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("refused");
+    let error = login_error(
+        &proxy,
+        &format!("user={USER} password=app dbname=SHARDGATE"),
+    )
+    .await;
     assert_eq!(sqlstate(&error), "3D000", "not the console: {error}");
 }
 
@@ -525,24 +518,38 @@ async fn probe_the_slow_query_log_names_a_prepared_statement_run_again() {
     );
 }
 
-/// A client that disconnects while its statement waits on a paused pool leaves SHOW CLIENTS
-/// (and frees its per-user connection slot) without waiting for RESUME.
-#[tokio::test]
-async fn probe_a_client_that_leaves_while_paused_leaves_the_registry() {
-    let (proxy, _dir, _) = ops_proxy(|_| {}).await;
-    let admin = console(&proxy).await;
+/// Pauses every pool from the console, then starts a read by key on a client of its own; it
+/// returns once the read waits. The read's task and its client's connection task are returned
+/// so a test can end either.
+async fn read_waiting_on_a_pause(
+    proxy: &TestProxy,
+    id: i64,
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let admin = console(proxy).await;
     let (client, connection) = tokio_postgres::connect(&proxy.conn_str(), tokio_postgres::NoTls)
         .await
         .unwrap();
     let connection = tokio::spawn(connection);
     admin.simple_query("PAUSE").await.unwrap();
-    let read =
-        tokio::spawn(async move { client.simple_query(&select_user(400_050)).await.map(|_| ()) });
+    let read = tokio::spawn(async move { client.simple_query(&select_user(id)).await.map(|_| ()) });
     eventually("the read waits on the paused pool", async || {
         let pools = rows(&admin, "SHOW POOLS").await;
         pools.iter().any(|p| field(p, "waiting") != "0")
     })
     .await;
+    (admin, read, connection)
+}
+
+/// A client that disconnects while its statement waits on a paused pool leaves SHOW CLIENTS
+/// (and frees its per-user connection slot) without waiting for RESUME.
+#[tokio::test]
+async fn probe_a_client_that_leaves_while_paused_leaves_the_registry() {
+    let (proxy, _dir, _) = ops_proxy(|_| {}).await;
+    let (admin, read, connection) = read_waiting_on_a_pause(&proxy, 400_050).await;
     read.abort();
     connection.abort(); // The socket closes.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -557,19 +564,7 @@ async fn probe_a_client_that_leaves_while_paused_leaves_the_registry() {
 #[tokio::test]
 async fn probe_shutdown_closes_a_session_waiting_on_a_paused_pool() {
     let (proxy, _dir, _) = ops_proxy(|_| {}).await;
-    let admin = console(&proxy).await;
-    let (client, connection) = tokio_postgres::connect(&proxy.conn_str(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    admin.simple_query("PAUSE").await.unwrap();
-    let read =
-        tokio::spawn(async move { client.simple_query(&select_user(400_060)).await.map(|_| ()) });
-    eventually("the read waits on the paused pool", async || {
-        let pools = rows(&admin, "SHOW POOLS").await;
-        pools.iter().any(|p| field(p, "waiting") != "0")
-    })
-    .await;
+    let (admin, read, connection) = read_waiting_on_a_pause(&proxy, 400_060).await;
     let began = std::time::Instant::now();
     let stopped = tokio::spawn(proxy.proxy.shutdown(Duration::from_millis(300)));
     let closed = tokio::time::timeout(Duration::from_secs(3), connection).await;
