@@ -168,6 +168,8 @@ pub struct Limits {
     pub startup_timeout: Duration,
     /// Most client connections served at once; more are refused with 53300.
     pub max_client_connections: usize,
+    /// Longest statement text the router parses (see [`crate::router::Router::new`]).
+    pub max_statement_bytes: usize,
     /// Bytes one cross-shard merge may buffer before the statement fails with 54000.
     pub max_merge_bytes: usize,
     /// Most clients one user may have connected at once (more: 53300); `None` = no limit.

@@ -104,6 +104,8 @@ pub mod sqlstate {
     pub const CONFIG_FILE_ERROR: &str = "F0000";
     /// A statement too large to encode.
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    /// A statement nested too deeply to analyse (PostgreSQL's `statement_too_complex`).
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
     /// A statement sent after an error in the same transaction.
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     /// A named object (a shard in a hint) that does not exist.

@@ -54,5 +54,6 @@ pub mod merge;
 pub mod pool;
 pub mod router;
 pub mod session;
+pub mod sql;
 pub mod topology;
 pub mod wire;

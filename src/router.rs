@@ -83,6 +83,25 @@ pub enum RouteError {
     /// A text array that does not parse.
     #[error("{0:?} is not a one-dimensional array of shard keys")]
     BadArrayText(String),
+    /// A statement naming map tables whose syntax tree could be deeper than the proxy
+    /// parses (its [`crate::sql::bounds::depth`]).
+    #[error(
+        "statement too complex to route: its expressions nest about {0} levels deep, more than the {max} shardgate parses; name a shard with /* shard: NAME */ or simplify it",
+        max = crate::sql::MAX_DEPTH
+    )]
+    TooDeep(usize),
+    /// A statement naming map tables that is longer than `limits.max_statement_bytes`.
+    #[error(
+        "statement too large to route: {size} bytes naming the table {table}, more than limits.max_statement_bytes ({max}); send it in smaller pieces or name a shard with /* shard: NAME */"
+    )]
+    TooLarge {
+        /// Its length in bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+        /// A map table it names.
+        table: String,
+    },
     /// A hint naming a shard the map does not have.
     #[error("no shard is named {0:?}")]
     UnknownShard(String),
@@ -97,6 +116,8 @@ impl RouteError {
             }
             RouteError::MissingParameter(_) => sqlstate::PROTOCOL_VIOLATION,
             RouteError::UnknownShard(_) => sqlstate::UNDEFINED_OBJECT,
+            RouteError::TooDeep(_) => sqlstate::STATEMENT_TOO_COMPLEX,
+            RouteError::TooLarge { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
             RouteError::Key(_)
             | RouteError::NotUtf8(_)
             | RouteError::BadArray(_)
@@ -106,9 +127,14 @@ impl RouteError {
     }
 }
 
+/// Default of `limits.max_statement_bytes`: the longest statement text the router parses.
+pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 256 * 1024;
+
 /// Routes statements with one shard map.
 pub struct Router {
     map: ShardMap,
+    /// Longer statement texts are routed without parsing them ([`plan::Target::TooLarge`]).
+    max_statement_bytes: usize,
     /// Placers by co-location group.
     placers: HashMap<String, Placer>,
     plans: cache::TextCache<Arc<Plan>>,
@@ -127,10 +153,18 @@ impl Router {
         }
         Router {
             map: map.clone(),
+            max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
             placers,
             plans: cache::TextCache::default(),
             scatter_plans: cache::TextCache::default(),
         }
+    }
+
+    /// The router with another `limits.max_statement_bytes`: parsing costs over 100 times a
+    /// statement's size in memory, so longer texts are routed by the tables they name alone.
+    pub fn with_max_statement_bytes(mut self, bytes: usize) -> Router {
+        self.max_statement_bytes = bytes;
+        self
     }
 
     /// The shard map this router routes with.
@@ -140,7 +174,8 @@ impl Router {
 
     /// The plan of a statement text (cached).
     pub fn plan(&self, sql: &str) -> Arc<Plan> {
-        (self.plans).get_or_insert(sql, || Arc::new(plan::plan(&self.map, sql)))
+        let make = || Arc::new(plan::plan(&self.map, sql, self.max_statement_bytes));
+        (self.plans).get_or_insert(sql, make)
     }
 
     /// How a read routed to [`Route::Scatter`] runs across shards: the SQL each shard runs
@@ -148,7 +183,9 @@ impl Router {
     /// statement as the client sent it (literals inline, or `$n` parameters); a construct
     /// whose cross-shard answer could differ from one server's is refused (SQLSTATE 0A000).
     pub fn scatter(&self, sql: &str) -> Result<Arc<ScatterPlan>, RouteError> {
-        (self.scatter_plans).get_or_insert(sql, || scatter::plan(self, sql).map(Arc::new))
+        (self.scatter_plans).get_or_insert(sql, || {
+            parsing(sql, || scatter::plan(self, sql).map(Arc::new))
+        })
     }
 
     /// Where a simple-protocol statement text runs. Its literals are taken out first, so
@@ -196,7 +233,7 @@ impl Router {
         sql: &str,
         groups: &[(ShardId, Vec<usize>)],
     ) -> Result<Vec<(ShardId, String)>, RouteError> {
-        split::split_insert(sql, groups)
+        parsing(sql, || split::split_insert(sql, groups))
     }
 
     fn placer(&self, group: &str) -> &Placer {
@@ -208,6 +245,16 @@ impl Router {
             .map(|shard| shard.id)
             .ok_or_else(|| RouteError::UnknownShard(name.to_owned()))
     }
+}
+
+/// Runs `work`, which parses `sql` again (it was planned already, so it is not too deep), on a
+/// stack that fits it; refuses it if it is too deep after all.
+fn parsing<T>(sql: &str, work: impl FnOnce() -> Result<T, RouteError>) -> Result<T, RouteError> {
+    let depth = crate::sql::bounds::depth(sql);
+    if depth > crate::sql::MAX_DEPTH {
+        return Err(RouteError::TooDeep(depth));
+    }
+    crate::sql::on_stack_for(depth, work)
 }
 
 #[cfg(test)]

@@ -302,7 +302,8 @@ impl Database {
         let shard_names = db.shard_map.shards.iter().map(|s| s.name.as_str());
         Database {
             name: db.name.clone(),
-            router: Router::new(&db.shard_map),
+            router: Router::new(&db.shard_map)
+                .with_max_statement_bytes(config.limits.max_statement_bytes),
             known_statements: old.map(|o| o.known_statements.clone()).unwrap_or_default(),
             counters: old.map(|o| o.counters.clone()).unwrap_or_default(),
             aggregate_names: old.map(|o| o.aggregate_names.clone()).unwrap_or_default(),

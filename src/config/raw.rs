@@ -213,6 +213,11 @@ pub struct RawLimits {
     /// `limits.max_client_connections`: most clients served at once; more are refused with
     /// SQLSTATE 53300 (default 10000, at least 1).
     pub max_client_connections: usize,
+    /// `limits.max_statement_bytes`: longest statement text the proxy parses to route it
+    /// (default 256 KiB, at least 1024). Parsing costs over 100 times a statement's size in
+    /// memory; a longer statement is sent on untouched when it names no sharded or reference
+    /// table or carries a shard hint, and refused with SQLSTATE 54000 otherwise.
+    pub max_statement_bytes: usize,
     /// `limits.max_merge_bytes`: rows or groups one cross-shard read may hold in the proxy
     /// (GROUP BY, DISTINCT) before it fails with SQLSTATE 54000 (default 64 MiB, at least
     /// 1024).
@@ -247,6 +252,7 @@ impl Default for RawLimits {
             max_message_bytes: 64 * 1024 * 1024,
             startup_timeout: Duration::from_secs(10).into(),
             max_client_connections: 10_000,
+            max_statement_bytes: crate::router::DEFAULT_MAX_STATEMENT_BYTES,
             max_merge_bytes: 64 * 1024 * 1024,
             max_connections_per_user: None,
             statement_timeout: None,

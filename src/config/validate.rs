@@ -240,9 +240,13 @@ fn limits(raw: &RawLimits, problems: &mut Problems) -> Option<Limits> {
     if raw.max_client_connections == 0 {
         problems.add("limits.max_client_connections", "must be at least 1");
     }
-    if raw.max_merge_bytes < 1024 {
-        let message = format!("{} is below the minimum of 1024 bytes", raw.max_merge_bytes);
-        problems.add("limits.max_merge_bytes", message);
+    for (field, bytes) in [
+        ("limits.max_merge_bytes", raw.max_merge_bytes),
+        ("limits.max_statement_bytes", raw.max_statement_bytes),
+    ] {
+        if bytes < 1024 {
+            problems.add(field, format!("{bytes} is below the minimum of 1024 bytes"));
+        }
     }
     let startup_timeout = timeout(problems, "limits.startup_timeout", &raw.startup_timeout);
     let protection = protection::client_limits(raw, problems);
@@ -252,6 +256,7 @@ fn limits(raw: &RawLimits, problems: &mut Problems) -> Option<Limits> {
         startup_timeout: startup_timeout?,
         max_client_connections: raw.max_client_connections,
         max_merge_bytes: raw.max_merge_bytes,
+        max_statement_bytes: raw.max_statement_bytes,
         max_connections_per_user: protection.max_connections_per_user,
         statement_timeout: protection.statement_timeout,
         idle_in_transaction_timeout: protection.idle_in_transaction_timeout,

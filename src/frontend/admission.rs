@@ -130,6 +130,7 @@ mod tests {
             startup_timeout: Duration::from_secs(1),
             max_client_connections: 100,
             max_merge_bytes: 1 << 20,
+            max_statement_bytes: 1 << 20,
             max_connections_per_user: per_user,
             statement_timeout: None,
             idle_in_transaction_timeout: None,

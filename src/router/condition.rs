@@ -96,19 +96,43 @@ impl Condition {
 }
 
 fn binary(left: &Expr, op: &BinaryOperator, right: &Expr, scope: &Scope) -> Condition {
+    let each = |chained| {
+        let operands = chain_operands(left, right, chained).into_iter();
+        operands.map(|e| Condition::from_expr(e, scope)).collect()
+    };
     match op {
-        BinaryOperator::And => Condition::And(vec![
-            Condition::from_expr(left, scope),
-            Condition::from_expr(right, scope),
-        ]),
-        BinaryOperator::Or => Condition::Or(vec![
-            Condition::from_expr(left, scope),
-            Condition::from_expr(right, scope),
-        ]),
+        BinaryOperator::And => Condition::And(each(op)),
+        BinaryOperator::Or => Condition::Or(each(op)),
         _ => comparison(left, op, right, scope)
             .or_else(|| comparison(right, &flipped(op)?, left, scope))
             .unwrap_or(Condition::Any),
     }
+}
+
+/// The operands of `left op right` where either side may itself be a chain of `op`
+/// (`a OR b OR c`, parenthesized or not), flattened in order without recursion: the parser
+/// makes a chain of n operators a tree n levels deep.
+fn chain_operands<'e>(left: &'e Expr, right: &'e Expr, op: &BinaryOperator) -> Vec<&'e Expr> {
+    let mut operands = Vec::new();
+    let mut pending = vec![right, left];
+    while let Some(expr) = pending.pop() {
+        let mut inner = expr;
+        while let Expr::Nested(nested) = inner {
+            inner = nested;
+        }
+        match inner {
+            Expr::BinaryOp {
+                left,
+                op: chained,
+                right,
+            } if chained == op => {
+                pending.push(right);
+                pending.push(left);
+            }
+            _ => operands.push(expr),
+        }
+    }
+    operands
 }
 
 /// `key op operand`, if that is what the sides are.

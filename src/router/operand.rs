@@ -155,6 +155,9 @@ pub fn execute_arguments(args: &str) -> Vec<Option<String>> {
     let Some(inner) = args.strip_prefix('(').and_then(|a| a.strip_suffix(')')) else {
         return Vec::new();
     };
+    if crate::sql::bounds::depth(inner) > crate::sql::SHALLOW {
+        return Vec::new(); // no literal is that deep
+    }
     let dialect = sqlparser::dialect::PostgreSqlDialect {};
     let parsed = sqlparser::parser::Parser::new(&dialect)
         .try_with_sql(inner)

@@ -83,8 +83,36 @@ pub enum Target {
     Scatter(String),
     /// Text the parser does not understand, naming these map tables.
     Unparsed(Vec<String>),
+    /// Text whose syntax tree could be deeper than the proxy parses
+    /// ([`crate::sql::MAX_DEPTH`]), naming these map tables.
+    TooDeep {
+        /// Map tables named anywhere in the text.
+        mentions: Vec<String>,
+        /// Its [`crate::sql::bounds::depth`].
+        depth: usize,
+    },
+    /// Text longer than `limits.max_statement_bytes`, naming these map tables.
+    TooLarge {
+        /// Map tables named anywhere in the text.
+        mentions: Vec<String>,
+        /// Its length.
+        size: usize,
+        /// The limit it exceeds.
+        max_bytes: usize,
+    },
     /// Refused, for this reason (SQLSTATE 0A000).
     Refused(String),
+}
+
+impl Target {
+    /// Whether the router routed the text without looking inside it (unparseable, too deep,
+    /// too large).
+    pub fn is_opaque(&self) -> bool {
+        matches!(
+            self,
+            Target::Unparsed(_) | Target::TooDeep { .. } | Target::TooLarge { .. }
+        )
+    }
 }
 
 /// Sharded rows narrowed by a key condition.
@@ -111,11 +139,40 @@ pub struct InsertRows {
     pub keys: Vec<Operand>,
 }
 
-/// Plans a statement text against `map`.
-pub fn plan(map: &ShardMap, sql: &str) -> Plan {
+/// Plans a statement text against `map`. A statement longer than `max_bytes` is not parsed
+/// (see [`Target::TooLarge`]), and neither is one whose syntax tree could be deeper than
+/// [`crate::sql::MAX_DEPTH`] is not parsed (see [`Target::TooDeep`]); a deep one within it is
+/// parsed on a stack grown to fit.
+pub fn plan(map: &ShardMap, sql: &str, max_bytes: usize) -> Plan {
     let hint = Hint::leading(sql);
+    if sql.len() > max_bytes {
+        let mentions = mentioned_anywhere(map, sql);
+        let size = sql.len();
+        let target = Target::TooLarge {
+            mentions,
+            size,
+            max_bytes,
+        };
+        return Plan {
+            parts: vec![unanalysed(target)],
+            hint,
+        };
+    }
+    let depth = crate::sql::bounds::depth(sql);
+    if depth > crate::sql::MAX_DEPTH {
+        return Plan {
+            parts: vec![too_deep(map, sql, depth)],
+            hint,
+        };
+    }
+    let parts = crate::sql::on_stack_for(depth, || plan_parts(map, sql));
+    Plan { parts, hint }
+}
+
+/// The parts of a statement text that is not too deep to parse.
+fn plan_parts(map: &ShardMap, sql: &str) -> Vec<Part> {
     let dialect = PostgreSqlDialect {};
-    let parts = match Tokenizer::new(&dialect, sql).tokenize() {
+    match Tokenizer::new(&dialect, sql).tokenize() {
         Ok(tokens) => {
             let mut facts = statement_facts(map, &tokens);
             match Parser::new(&dialect).with_tokens(tokens).parse_statements() {
@@ -134,8 +191,7 @@ pub fn plan(map: &ShardMap, sql: &str) -> Plan {
             }
         }
         Err(_) => vec![unparsed(map, sql)],
-    };
-    Plan { parts, hint }
+    }
 }
 
 /// Facts of each statement's tokens (split at top-level semicolons; empty statements skipped).
@@ -341,22 +397,39 @@ fn copy(to: bool, map: &ShardMap, facts: &TokenFacts) -> (Kind, Target) {
     (kind, target)
 }
 
-/// Text the parser rejects (`DO`, `VACUUM`, …). The raw text is searched for map table names,
-/// strings and comments included, since a `DO` body is a string.
+/// Text the parser rejects (`DO`, `VACUUM`, …).
 fn unparsed(map: &ShardMap, sql: &str) -> Part {
+    unanalysed(Target::Unparsed(mentioned_anywhere(map, sql)))
+}
+
+/// Text too deep to parse: it runs where it would without its insides (a hinted shard, or the
+/// default shard when it names no map table), or is refused with SQLSTATE 54001.
+fn too_deep(map: &ShardMap, sql: &str, depth: usize) -> Part {
+    let mentions = mentioned_anywhere(map, sql);
+    unanalysed(Target::TooDeep { mentions, depth })
+}
+
+/// A statement the router could not look inside: it may write anything.
+fn unanalysed(target: Target) -> Part {
+    Part {
+        kind: Kind::Write,
+        target,
+        locks_rows: false,
+        calls_unknown_function: true,
+    }
+}
+
+/// Map tables whose names appear as words anywhere in `sql`, strings and comments included
+/// (a `DO` body is a string), lower-cased, in order of first mention.
+fn mentioned_anywhere(map: &ShardMap, sql: &str) -> Vec<String> {
     let words = sql.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'));
     let mut mentions: Vec<String> = Vec::new();
-    for word in words.map(str::to_lowercase) {
+    for word in words.filter(|w| !w.is_empty()).map(str::to_lowercase) {
         if map.tables.contains_key(&word) && !mentions.contains(&word) {
             mentions.push(word);
         }
     }
-    Part {
-        kind: Kind::Write,
-        target: Target::Unparsed(mentions),
-        locks_rows: false,
-        calls_unknown_function: true,
-    }
+    mentions
 }
 
 /// The sharding of a table, if the map shards it.

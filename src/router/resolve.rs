@@ -54,7 +54,7 @@ fn route_part(
         // The statement's own key wins over a lingering hint only by agreeing with it.
         if let Ok(Route::Shard(own)) = route_part(router, part, params, None)
             && own != shard
-            && !matches!(part.target, Target::Unparsed(_))
+            && !part.target.is_opaque()
         {
             return Err(RouteError::Refused(format!(
                 "the statement's shard key is on another shard than the shard_key hint {key} names"
@@ -71,6 +71,20 @@ fn route_part(
         Target::Insert(rows) => insert_route(router, rows, params)?,
         Target::Unparsed(mentions) if mentions.is_empty() => Route::Shard(map.default_shard),
         Target::Unparsed(_) => Route::CurrentShardOnly,
+        Target::TooDeep { mentions, .. } if mentions.is_empty() => Route::Shard(map.default_shard),
+        Target::TooDeep { depth, .. } => return Err(RouteError::TooDeep(*depth)),
+        Target::TooLarge { mentions, .. } if mentions.is_empty() => Route::Shard(map.default_shard),
+        Target::TooLarge {
+            mentions,
+            size,
+            max_bytes,
+        } => {
+            return Err(RouteError::TooLarge {
+                size: *size,
+                max: *max_bytes,
+                table: mentions[0].clone(),
+            });
+        }
         Target::Refused(why) => return Err(RouteError::Refused(why.clone())),
     })
 }
@@ -80,7 +94,9 @@ fn hinted_table(target: &Target) -> Option<String> {
     match target {
         Target::Keyed(keyed) => Some(keyed.table.clone()),
         Target::Insert(rows) => Some(rows.table.clone()),
-        Target::Unparsed(mentions) => mentions.first().cloned(),
+        Target::Unparsed(mentions)
+        | Target::TooDeep { mentions, .. }
+        | Target::TooLarge { mentions, .. } => mentions.first().cloned(),
         _ => None,
     }
 }

@@ -441,3 +441,5 @@ fn copy_of_a_query_runs_where_the_query_would() {
         Ok(Route::Anywhere | Route::Shard(_))
     ));
 }
+
+mod deep;

@@ -198,6 +198,7 @@ pub fn config(cluster: &ClusterInfo) -> Config {
             startup_timeout: Duration::from_secs(30),
             max_client_connections: 500,
             max_merge_bytes: 64 << 20,
+            max_statement_bytes: shardgate::router::DEFAULT_MAX_STATEMENT_BYTES,
             max_connections_per_user: None,
             statement_timeout: None,
             idle_in_transaction_timeout: None,

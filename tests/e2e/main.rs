@@ -4,6 +4,7 @@
 mod backend_auth;
 mod bad_input;
 mod cli;
+mod deep_statements;
 mod directory;
 mod fanout;
 mod harness;

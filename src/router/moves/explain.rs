@@ -110,6 +110,8 @@ fn describe(router: &Router, part: &Part, params: &Params<'_>) -> (Option<KeyFac
         Target::Scatter(why) => (None, why.clone()),
         Target::Unparsed(tables) if tables.is_empty() => (None, "unparsed text".to_owned()),
         Target::Unparsed(tables) => (None, format!("unparsed text naming {}", tables.join(", "))),
+        Target::TooDeep { depth, .. } => (None, format!("too deep to parse (depth {depth})")),
+        Target::TooLarge { size, .. } => (None, format!("too large to parse ({size} bytes)")),
         Target::Refused(_) => (None, "not supported".to_owned()),
         Target::Keyed(keyed) => {
             let sharding = &keyed.sharding;

@@ -1,0 +1,151 @@
+//! Statements deep and wide enough to overflow a naive walk: routed (or refused with 54001) on a
+//! thread whose stack is a tokio worker's, in a debug build.
+
+use super::*;
+
+/// A tokio worker thread's stack.
+const WORKER_STACK: usize = 2 * 1024 * 1024;
+
+fn on_worker_stack(test: impl FnOnce() + Send + 'static) {
+    let thread = std::thread::Builder::new().stack_size(WORKER_STACK);
+    thread
+        .spawn(test)
+        .unwrap()
+        .join()
+        .expect("no overflow, no panic");
+}
+
+fn chain(term: impl Fn(usize) -> String, glue: &str, count: usize) -> String {
+    (1..=count).map(term).collect::<Vec<_>>().join(glue)
+}
+
+#[test]
+fn a_long_or_chain_on_the_key_routes_and_plans_its_merge() {
+    on_worker_stack(|| {
+        let router = router();
+        let keys = chain(|i| format!("user_id = {i}"), " OR ", 2_000);
+        let sql = format!("SELECT count(*) FROM users WHERE {keys}");
+        assert_eq!(route(&router, &sql), Ok(Route::Scatter(all())));
+        assert!(router.scatter(&sql).is_ok());
+        let (simple, _) = router.route_simple_planned(&sql, None);
+        assert_eq!(simple, Ok(Route::Scatter(all())));
+        let one_key = format!(
+            "SELECT * FROM users WHERE {}",
+            chain(|_| "user_id = 7".into(), " OR ", 3_000)
+        );
+        assert_eq!(
+            route(&router, &one_key),
+            Ok(Route::Shard(user_shard(&router, 7)))
+        );
+    });
+}
+
+#[test]
+fn too_deep_on_a_sharded_table_is_refused_with_54001() {
+    on_worker_stack(|| {
+        let router = router();
+        let keys = chain(|_| "user_id = 1".into(), " AND ", 10_000);
+        let sql = format!("SELECT * FROM users WHERE {keys}");
+        let error = route(&router, &sql).unwrap_err();
+        assert!(matches!(error, RouteError::TooDeep(_)), "{error:?}");
+        assert_eq!(
+            error.report().code,
+            crate::error::sqlstate::STATEMENT_TOO_COMPLEX
+        );
+        let (simple, _) = router.route_simple_planned(&sql, None);
+        assert!(matches!(simple, Err(RouteError::TooDeep(_))));
+    });
+}
+
+#[test]
+fn too_deep_without_map_tables_goes_to_the_default_shard_untouched() {
+    on_worker_stack(|| {
+        let router = router();
+        let sum = format!("SELECT {}", chain(|_| "1".into(), "+", 100_000));
+        assert_eq!(route(&router, &sum), Ok(shard(0)));
+        let catalog = format!(
+            "SELECT * FROM pg_class WHERE {}",
+            chain(|i| format!("oid = {i}"), " OR ", 20_000)
+        );
+        assert_eq!(route(&router, &catalog), Ok(shard(0)));
+        let hinted = format!(
+            "/* shard: s2 */ SELECT * FROM users WHERE {}",
+            chain(|_| "user_id = 1".into(), " AND ", 20_000)
+        );
+        assert_eq!(router.route_simple(&hinted, None), Ok(shard(2)));
+    });
+}
+
+#[test]
+fn deep_but_allowed_shapes_of_every_kind_plan_on_a_worker_stack() {
+    on_worker_stack(|| {
+        let router = router();
+        let depth = crate::sql::MAX_DEPTH - 10;
+        let statements = [
+            format!("SELECT {} FROM users", chain(|_| "1".into(), " + ", depth)),
+            format!(
+                "SELECT * FROM users WHERE user_id = 1 AND {}",
+                chain(|_| "name".into(), " || ", depth)
+            ),
+            format!("SELECT 1{}", "::int8".repeat(depth)),
+            chain(
+                |i| format!("SELECT user_id FROM users WHERE user_id = {i}"),
+                " UNION ",
+                depth / 10,
+            ),
+            format!(
+                "SELECT sum(user_id) FROM users HAVING {}",
+                chain(|_| "sum(user_id) > 1".into(), " OR ", depth / 3)
+            ),
+            format!(
+                "INSERT INTO users (user_id, name) VALUES (1, {})",
+                chain(|_| "'a'".into(), " || ", depth)
+            ),
+            format!(
+                "UPDATE users SET name = {} WHERE user_id = 1",
+                chain(|_| "name".into(), " || ", depth)
+            ),
+        ];
+        for sql in statements {
+            let _ = route(&router, &sql);
+            let _ = router.route_simple(&sql, None);
+            let _ = router.scatter(&sql);
+        }
+    });
+}
+
+#[test]
+fn execute_arguments_too_deep_for_a_literal_are_none() {
+    on_worker_stack(|| {
+        let args = format!("({})", chain(|_| "1".into(), "+", 50_000));
+        assert!(execute_arguments(&args).is_empty());
+    });
+}
+
+#[test]
+fn statements_over_the_size_limit_route_by_the_tables_they_name() {
+    let router = router().with_max_statement_bytes(64 * 1024);
+    let rows = |table: &str| {
+        let rows = (1..=10_000).map(|i| format!("({i}, 'n{i}')"));
+        let rows = rows.collect::<Vec<_>>().join(", ");
+        format!("INSERT INTO {table} (user_id, name) VALUES {rows}")
+    };
+    let error = router.route_simple(&rows("users"), None).unwrap_err();
+    assert!(
+        matches!(&error, RouteError::TooLarge { table, .. } if table == "users"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.report().code,
+        crate::error::sqlstate::PROGRAM_LIMIT_EXCEEDED
+    );
+    assert_eq!(router.route_simple(&rows("audit_log"), None), Ok(shard(0)));
+    let hinted = format!("/* shard: s1 */ {}", rows("users"));
+    assert_eq!(router.route_simple(&hinted, None), Ok(shard(1)));
+    // Under the limit the same statement is parsed and split by key.
+    let small = Router::new(router.map());
+    assert!(matches!(
+        small.route_simple(&rows("users"), None),
+        Ok(Route::Split(_))
+    ));
+}
