@@ -2,10 +2,14 @@
 //! with `42` kept aside, so statements that differ only in their constants share one cached
 //! plan instead of paying a full parse each (the literals then route like text parameters).
 //!
-//! Part of the router (pure). A byte scanner that knows PostgreSQL's lexical rules for what it
-//! must not touch: comments, quoted identifiers, dollar-quoted bodies, prefixed strings (`E''`,
-//! `B''`, `X''`, `U&''`, `N''`), typed literals (`DATE '…'`) and negative numbers. When in
-//! doubt it gives up (`None`) and the caller plans the original text.
+//! Part of the router (pure). It reads the tokens of [`crate::sql::lexer`], so comments, quoted
+//! identifiers, dollar-quoted bodies and prefixed strings (`E''`, `B''`, `X''`, `U&''`, `N''`)
+//! are left alone; it also keeps typed literals (`DATE '…'`) and takes a sign into a negative
+//! number. When in doubt it gives up (`None`) and the caller plans the original text.
+
+use std::iter::Peekable;
+
+use crate::sql::lexer::{Lexer, StringStyle, Token, TokenKind, tokens};
 
 /// Texts longer than this are not normalized (they are not cached either).
 const MAX_LEN: usize = super::cache::MAX_CACHED_TEXT;
@@ -28,225 +32,109 @@ pub fn normalize(sql: &str) -> Option<(String, Vec<Option<String>>)> {
         return None;
     }
     let mut scan = Scan {
-        text: sql,
-        at: 0,
+        sql,
+        tokens: tokens(sql).peekable(),
+        previous: None,
         out: String::with_capacity(sql.len()),
         literals: Vec::new(),
     };
-    scan.run()?;
+    while let Some(token) = scan.tokens.next() {
+        let last = scan.token(token)?;
+        if last.is_significant() {
+            scan.previous = Some(last);
+        }
+    }
     (!scan.literals.is_empty()).then_some((scan.out, scan.literals))
 }
 
 struct Scan<'a> {
-    text: &'a str,
-    at: usize,
+    sql: &'a str,
+    tokens: Peekable<Lexer<'a>>,
+    /// The last significant token before the current one.
+    previous: Option<Token>,
     out: String,
     literals: Vec<Option<String>>,
 }
 
 impl Scan<'_> {
-    fn run(&mut self) -> Option<()> {
-        let bytes = self.text.as_bytes();
-        while self.at < bytes.len() {
-            let next = bytes.get(self.at + 1).copied();
-            let end = match bytes[self.at] {
-                b'-' if next == Some(b'-') => self.find(b"\n").map_or(bytes.len(), |i| i + 1),
-                b'-' if next.is_some_and(|b| b.is_ascii_digit()) && self.unary_minus() => {
-                    self.number()?;
-                    continue;
-                }
-                b'/' if next == Some(b'*') => self.block_comment_end()?,
-                b'"' => self.quoted_end(b'"')?,
-                b'$' => self.dollar_end()?,
-                b'\'' if self.after_e_prefix() => self.escape_string_end()?,
-                b'\'' if self.keeps_string() => self.quoted_end(b'\'')?,
-                b'\'' => {
-                    self.string()?;
-                    continue;
-                }
-                b'0'..=b'9' if self.starts_number() => {
-                    self.number()?;
-                    continue;
-                }
-                c if is_ident(c) => self.word_end(),
-                _ => self.at + 1,
-            };
-            self.out.push_str(&self.text[self.at..end]);
-            self.at = end;
-        }
-        Some(())
-    }
-
-    fn find(&self, needle: &[u8]) -> Option<usize> {
-        let hay = &self.text.as_bytes()[self.at..];
-        let found = hay.windows(needle.len()).position(|w| w == needle)?;
-        Some(self.at + found)
-    }
-
-    /// `/* … */`, nested as PostgreSQL allows.
-    fn block_comment_end(&self) -> Option<usize> {
-        let bytes = self.text.as_bytes();
-        let (mut depth, mut i) = (0usize, self.at);
-        while i + 1 < bytes.len() {
-            match (bytes[i], bytes[i + 1]) {
-                (b'/', b'*') => (depth, i) = (depth + 1, i + 2),
-                (b'*', b'/') => {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        return Some(i);
-                    }
-                }
-                _ => i += 1,
+    /// Copies `token` or turns it into a placeholder (with the number after it, for a sign);
+    /// the last token it took, or `None` to give up.
+    fn token(&mut self, token: Token) -> Option<Token> {
+        let text = token.text(self.sql);
+        match token.kind {
+            TokenKind::Param | TokenKind::Unterminated => return None,
+            TokenKind::String(StringStyle::Plain) if !self.keeps_string(token) => {
+                let value = text[1..text.len() - 1].replace("''", "'");
+                self.placeholder(value);
             }
-        }
-        None
-    }
-
-    /// The end of a `'…'` or `"…"` token (a doubled quote stays inside).
-    fn quoted_end(&self, quote: u8) -> Option<usize> {
-        let bytes = self.text.as_bytes();
-        let mut i = self.at + 1;
-        loop {
-            let close = i + bytes.get(i..)?.iter().position(|b| *b == quote)?;
-            if bytes.get(close + 1) == Some(&quote) {
-                i = close + 2;
-            } else {
-                return Some(close + 1);
+            TokenKind::Number if !text.starts_with('.') && !self.after_minus() => {
+                self.number(token, "")?;
             }
-        }
-    }
-
-    /// `$tag$ … $tag$` bodies are copied; a `$1` placeholder means the text is not ours to
-    /// rewrite.
-    fn dollar_end(&self) -> Option<usize> {
-        let bytes = self.text.as_bytes();
-        let rest = &bytes[self.at + 1..];
-        if rest.first().is_some_and(u8::is_ascii_digit) {
-            return None;
-        }
-        let tag_len = rest.iter().position(|b| !is_ident(*b) || *b == b'$')?;
-        if rest[tag_len] != b'$' {
-            return Some(self.at + 1);
-        }
-        let delimiter = &bytes[self.at..self.at + tag_len + 2];
-        let body = self.at + delimiter.len();
-        let close = bytes[body..]
-            .windows(delimiter.len())
-            .position(|w| w == delimiter)?;
-        Some(body + close + delimiter.len())
-    }
-
-    /// `E'…'`: backslash escapes, so `\'` does not end it.
-    fn after_e_prefix(&self) -> bool {
-        let before = &self.text.as_bytes()[..self.at];
-        let prefix = before.last().is_some_and(|b| b.eq_ignore_ascii_case(&b'e'));
-        prefix
-            && !before
-                .len()
-                .checked_sub(2)
-                .is_some_and(|i| is_ident(before[i]))
-    }
-
-    fn escape_string_end(&self) -> Option<usize> {
-        let bytes = self.text.as_bytes();
-        let mut i = self.at + 1;
-        loop {
-            match *bytes.get(i)? {
-                b'\\' => i += 2,
-                b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
-                b'\'' => return Some(i + 1),
-                _ => i += 1,
+            TokenKind::Operator if text == "-" && self.unary_minus(token) => {
+                let number = self.tokens.next()?;
+                self.number(number, "-")?;
+                return Some(number);
             }
+            _ => self.out.push_str(text),
         }
+        Some(token)
     }
 
-    /// A string right after a prefix letter (`E'…'`) or a type name (`DATE '…'`) stays.
-    fn keeps_string(&self) -> bool {
-        let before = &self.text[..self.at];
-        if before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '&') {
-            return true;
-        }
-        let word = before
-            .trim_end()
-            .rsplit(|c: char| !c.is_ascii_alphanumeric())
-            .next();
-        word.is_some_and(|w| TYPE_WORDS.iter().any(|t| w.eq_ignore_ascii_case(t)))
+    /// A string right after a word (`some'…'`) or a type name (`DATE '…'`) stays: a
+    /// placeholder cannot replace a typed literal.
+    fn keeps_string(&self, string: Token) -> bool {
+        let Some(previous) = self.previous else {
+            return false;
+        };
+        let word = previous.kind == TokenKind::Word;
+        let text = previous.text(self.sql);
+        word && (previous.end == string.start
+            || TYPE_WORDS.iter().any(|t| text.eq_ignore_ascii_case(t)))
     }
 
-    /// A plain `'…'` string becomes a placeholder; its value has `''` undoubled.
-    fn string(&mut self) -> Option<()> {
-        let end = self.quoted_end(b'\'')?;
-        let value = self.text[self.at + 1..end - 1].replace("''", "'");
-        self.placeholder(value, end);
-        Some(())
-    }
-
-    /// Digits that start a number: not inside an identifier, not after a dot (`t.1` is not a
-    /// number) and not after a minus sign that `unary_minus` left alone.
-    fn starts_number(&self) -> bool {
-        let before = &self.text.as_bytes()[..self.at];
-        let previous = before.last().copied();
-        let significant = before
-            .iter()
-            .rev()
-            .find(|b| !b.is_ascii_whitespace())
-            .copied();
-        !previous.is_some_and(|b| is_ident(b) || b == b'.') && significant != Some(b'-')
+    /// Whether the last significant token is a `-` that [`Scan::unary_minus`] left alone
+    /// (`x - 3`): the number after it stays as written.
+    fn after_minus(&self) -> bool {
+        self.previous.is_some_and(|p| p.is_symbol(self.sql, "-"))
     }
 
     /// A `-` right before digits is a sign (part of the literal) when what precedes it is an
     /// operator or an opening bracket: `a + -5`, `= -5`, `(-5`. After anything else (`x -5`)
     /// it subtracts, and the number stays as written.
-    fn unary_minus(&self) -> bool {
-        let before = &self.text.as_bytes()[..self.at];
-        let significant = before.iter().rev().find(|b| !b.is_ascii_whitespace());
-        significant.is_some_and(|b| b"(,=<>+-*/%^[|&~!".contains(b))
+    fn unary_minus(&mut self, minus: Token) -> bool {
+        let sql = self.sql;
+        let next = self.tokens.peek();
+        let signed = next.is_some_and(|n| {
+            n.kind == TokenKind::Number && n.start == minus.end && !n.text(sql).starts_with('.')
+        });
+        let after_operator = self.previous.is_some_and(|p| {
+            let last = p.text(sql).as_bytes().last().copied().unwrap_or(b' ');
+            matches!(p.kind, TokenKind::Operator | TokenKind::Punct)
+                && b"(,=<>+-*/%^[|&~!".contains(&last)
+        });
+        signed && after_operator
     }
 
-    /// A number, with its sign when `unary_minus` let it start at a `-`.
-    fn number(&mut self) -> Option<()> {
-        let bytes = self.text.as_bytes();
-        let mut end = self.at + usize::from(bytes[self.at] == b'-');
-        let digits = |mut i: usize| {
-            while bytes.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            i
-        };
-        end = digits(end);
-        if bytes.get(end) == Some(&b'.') {
-            end = digits(end + 1);
+    /// A number (with `sign`) as a placeholder; `None` for shapes not rewritten (`1abc`,
+    /// `0x1f`, `1.2.3`: a word, number or dot right after it).
+    fn number(&mut self, number: Token, sign: &str) -> Option<()> {
+        let glued = self.tokens.peek().is_some_and(|next| {
+            next.start == number.end
+                && (matches!(next.kind, TokenKind::Word | TokenKind::Number)
+                    || next.is_symbol(self.sql, "."))
+        });
+        if glued {
+            return None;
         }
-        if matches!(bytes.get(end), Some(b'e' | b'E')) {
-            let sign = usize::from(matches!(bytes.get(end + 1), Some(b'+' | b'-')));
-            end = digits(end + 1 + sign);
-        }
-        if bytes.get(end).is_some_and(|b| is_ident(*b) || *b == b'.') {
-            return None; // `1abc`, `0x1f`, `1.2.3`: not a shape we rewrite
-        }
-        let value = self.text[self.at..end].to_owned();
-        self.placeholder(value, end);
+        self.placeholder(format!("{sign}{}", number.text(self.sql)));
         Some(())
     }
 
-    fn word_end(&self) -> usize {
-        let bytes = self.text.as_bytes();
-        let len = bytes[self.at..].iter().position(|b| !is_ident(*b));
-        len.map_or(bytes.len(), |len| self.at + len)
-    }
-
-    fn placeholder(&mut self, value: String, end: usize) {
+    fn placeholder(&mut self, value: String) {
         self.literals.push(Some(value));
         self.out.push('$');
         self.out.push_str(&self.literals.len().to_string());
-        self.at = end;
     }
-}
-
-/// Bytes of identifiers and keywords (non-ASCII letters included).
-fn is_ident(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' || byte >= 0x80
 }
 
 #[cfg(test)]

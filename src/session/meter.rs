@@ -156,143 +156,46 @@ fn log_slow(ran: Ran, took: Duration, database: &Database, sql: Option<&str>) {
 /// sent appears; placeholders (`$1`) and quoted identifiers stay. At most
 /// [`MAX_LOGGED_SQL`] characters.
 fn redacted(sql: &str) -> String {
-    let chars: Vec<char> = sql.chars().collect();
+    use crate::sql::lexer::{TokenKind, tokens};
     let mut out = String::with_capacity(sql.len().min(MAX_LOGGED_SQL));
-    let mut i = 0;
-    while i < chars.len() && out.len() < MAX_LOGGED_SQL {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let after_word = i > 0 && is_word_char(chars[i - 1]);
-        i = match c {
-            '\'' => {
-                let escapes = i > 0 && matches!(chars[i - 1], 'e' | 'E');
-                out.push_str("'?'");
-                skip_string(&chars, i + 1, escapes)
-            }
-            '"' => {
-                let end = skip_quoted_identifier(&chars, i + 1);
-                out.extend(&chars[i..end]);
-                end
-            }
-            '$' if next.is_some_and(|n| n.is_ascii_digit()) && !after_word => {
-                out.push('$');
-                i + 1
-            }
-            '$' if !after_word => match dollar_tag(&chars, i) {
-                Some(tag_end) => {
-                    out.push_str("$$?$$");
-                    skip_dollar_body(&chars, i, tag_end)
-                }
-                None => {
-                    out.push('$');
-                    i + 1
-                }
-            },
-            '-' if next == Some('-') => {
-                let end = (i..chars.len())
-                    .find(|&j| chars[j] == '\n')
-                    .unwrap_or(chars.len());
-                out.push(' ');
-                end
-            }
-            '/' if next == Some('*') => {
-                out.push(' ');
-                skip_block_comment(&chars, i)
-            }
-            c if !after_word
-                && (c.is_ascii_digit() || c == '.' && next.is_some_and(|n| n.is_ascii_digit())) =>
-            {
-                out.push('?');
-                skip_number(&chars, i)
-            }
-            c => {
-                out.push(c);
-                i + 1
-            }
-        };
+    let mut after_number = None;
+    for token in tokens(sql) {
+        if out.len() >= MAX_LOGGED_SQL {
+            break;
+        }
+        let text = token.text(sql);
+        match token.kind {
+            TokenKind::String(_) => redact_string(&mut out, text),
+            TokenKind::Unterminated if text.starts_with('"') => push_capped(&mut out, text),
+            TokenKind::Unterminated if text.starts_with("/*") => out.push(' '),
+            TokenKind::Unterminated if text.starts_with('$') => out.push_str("$$?$$"),
+            TokenKind::Unterminated => redact_string(&mut out, text),
+            TokenKind::DollarString => out.push_str("$$?$$"),
+            TokenKind::LineComment | TokenKind::BlockComment => out.push(' '),
+            TokenKind::Number => out.push('?'),
+            // `0x1F`, `1_000`: the rest of a number in a spelling the lexer splits.
+            TokenKind::Word if after_number == Some(token.start) => {}
+            _ => push_capped(&mut out, text),
+        }
+        after_number = (token.kind == TokenKind::Number).then_some(token.end);
     }
     out
 }
 
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
+/// A string constant as `'?'`, keeping its prefix (`E`, `U&`, …).
+fn redact_string(out: &mut String, text: &str) {
+    out.push_str(&text[..text.find('\'').unwrap_or(0)]);
+    out.push_str("'?'");
 }
 
-/// The index after a string literal's closing quote (`start` is just after the opening one).
-fn skip_string(chars: &[char], start: usize, escapes: bool) -> usize {
-    let mut i = start;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' if escapes => i += 2,
-            '\'' if chars.get(i + 1) == Some(&'\'') => i += 2,
-            '\'' => return i + 1,
-            _ => i += 1,
-        }
+/// Appends `text`, cut at [`MAX_LOGGED_SQL`].
+fn push_capped(out: &mut String, text: &str) {
+    let room = MAX_LOGGED_SQL.saturating_sub(out.len());
+    let mut cut = room.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
     }
-    chars.len()
-}
-
-fn skip_quoted_identifier(chars: &[char], start: usize) -> usize {
-    let mut i = start;
-    while i < chars.len() {
-        match chars[i] {
-            '"' if chars.get(i + 1) == Some(&'"') => i += 2,
-            '"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    chars.len()
-}
-
-/// The index after a dollar-quote opening tag (`$$` or `$name$`) at `start`, if one is there.
-fn dollar_tag(chars: &[char], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-        i += 1;
-    }
-    (chars.get(i) == Some(&'$')).then_some(i + 1)
-}
-
-/// The index after the closing tag of the dollar-quoted body opened by `chars[start..tag_end]`.
-fn skip_dollar_body(chars: &[char], start: usize, tag_end: usize) -> usize {
-    let tag = &chars[start..tag_end];
-    (tag_end..chars.len())
-        .find(|&j| chars[j..].starts_with(tag))
-        .map_or(chars.len(), |j| j + tag.len())
-}
-
-fn skip_block_comment(chars: &[char], start: usize) -> usize {
-    let (mut depth, mut i) = (0, start);
-    while i < chars.len() {
-        if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
-            depth += 1;
-            i += 2;
-        } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return i;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    chars.len()
-}
-
-/// The index after a numeric literal (`42`, `3.5`, `1e-9`, `0x1F`, `1_000`).
-fn skip_number(chars: &[char], start: usize) -> usize {
-    let mut i = start;
-    while i < chars.len() {
-        let c = chars[i];
-        let exponent_sign = matches!(c, '+' | '-') && matches!(chars[i - 1], 'e' | 'E');
-        if c.is_alphanumeric() || c == '.' || c == '_' || exponent_sign {
-            i += 1;
-        } else {
-            break;
-        }
-    }
-    i
+    out.push_str(&text[..cut]);
 }
 
 #[cfg(test)]
@@ -323,6 +226,10 @@ mod tests {
             ),
             ("SELECT /* a /* nested */ secret */ $1", "SELECT   $1"),
             ("SELECT 'unterminated", "SELECT '?'"),
+            (
+                "SELECT 0x1F, 1_000, U&'d\\0061t', B'0101'",
+                "SELECT ?, ?, U&'?', B'?'",
+            ),
         ];
         for (sql, shown) in cases {
             assert_eq!(redacted(sql), shown, "{sql}");

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use crate::sql::lexer::{self, Token, TokenKind};
+
 /// A statement that matters to transaction pooling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEffect {
@@ -148,35 +150,42 @@ fn pin_reason(first: &Word<'_>, statement: &str) -> Option<PinReason> {
 /// Whether `statement` calls `set_config` with a third argument other than a literal `true`
 /// (transaction-local, which ends with the transaction and leaks nothing).
 fn sets_config_for_the_session(statement: &str) -> bool {
-    const CALL: &str = "set_config";
-    let bytes = statement.as_bytes();
-    let calls = (0..bytes.len().saturating_sub(CALL.len()))
-        .filter(|&at| bytes[at..at + CALL.len()].eq_ignore_ascii_case(CALL.as_bytes()));
-    calls.into_iter().any(|at| {
-        let after = statement[at + CALL.len()..].trim_start();
-        let Some(arguments) = after.strip_prefix('(') else {
-            return false;
-        };
-        third_argument(arguments).is_none_or(|third| !third.eq_ignore_ascii_case("true"))
+    if !contains_ci(statement, "set_config") {
+        return false; // the common case, without lexing
+    }
+    let significant: Vec<Token> = lexer::tokens(statement)
+        .filter(|t| t.is_significant())
+        .collect();
+    let calls = significant.windows(2).enumerate().filter(|(_, pair)| {
+        pair[0].is_keyword(statement, "set_config") && pair[1].is_symbol(statement, "(")
+    });
+    calls.into_iter().any(|(at, _)| {
+        let third = third_argument(statement, &significant[at + 2..]);
+        third.is_none_or(|third| !third.eq_ignore_ascii_case("true"))
     })
 }
 
-/// The third top-level argument of a call whose text after `(` is `arguments`, trimmed.
-fn third_argument(arguments: &str) -> Option<&str> {
-    let (mut depth, mut quoted, mut start, mut index) = (0usize, false, 0, 0);
-    for (at, c) in arguments.char_indices() {
-        match c {
-            '\'' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted && depth == 0 => {
-                return (index == 2).then(|| arguments[start..at].trim());
+/// The text of the third top-level argument of a call whose tokens after `(` are `arguments`.
+fn third_argument<'a>(sql: &'a str, arguments: &[Token]) -> Option<&'a str> {
+    let (mut depth, mut index) = (0usize, 0usize);
+    let mut span: Option<(usize, usize)> = None;
+    for token in arguments {
+        let punctuation = token.kind == TokenKind::Punct;
+        match token.text(sql) {
+            "(" | "[" if punctuation => depth += 1,
+            ")" | "]" if punctuation && depth == 0 => {
+                return (index == 2).then(|| span.map(|(from, to)| &sql[from..to]))?;
             }
-            ')' if !quoted => depth -= 1,
-            ',' if !quoted && depth == 0 => {
+            ")" | "]" if punctuation => depth -= 1,
+            "," if punctuation && depth == 0 => {
                 index += 1;
-                start = at + 1;
+                continue;
             }
             _ => {}
+        }
+        if index == 2 {
+            let from = span.map_or(token.start, |(from, _)| from);
+            span = Some((from, token.end));
         }
     }
     None
@@ -248,147 +257,49 @@ pub(super) fn next_word(text: &str) -> Option<(Word<'_>, &str)> {
     (end > 0).then_some((word, &text[end..]))
 }
 
-/// Splits a simple-query string into statements at top-level semicolons, skipping comments,
-/// quoted strings (E'' escapes included), quoted identifiers and dollar-quoted bodies. Leading
-/// comments are dropped, empty statements skipped.
+/// Splits a simple-query string into statements at top-level semicolons (by the
+/// [`crate::sql::lexer`], so none inside strings, quoted identifiers, comments or
+/// dollar-quoted bodies). Leading comments and surrounding white space are dropped, empty
+/// statements skipped.
 pub fn split_statements(sql: &str) -> Statements<'_> {
-    Statements { sql, start: 0 }
+    Statements {
+        sql,
+        tokens: lexer::tokens(sql),
+    }
 }
 
 /// Iterator of [`split_statements`].
 pub struct Statements<'a> {
     sql: &'a str,
-    start: usize,
+    tokens: lexer::Lexer<'a>,
 }
 
 impl<'a> Iterator for Statements<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        while self.start < self.sql.len() {
-            let end = statement_end(self.sql, self.start);
-            let statement = strip_leading_comments(&self.sql[self.start..end]);
-            self.start = end + 1;
-            if !statement.is_empty() {
-                return Some(statement);
-            }
-        }
-        None
-    }
-}
-
-/// Index of the `;` ending the statement that starts at `start` (or the end of the text).
-fn statement_end(sql: &str, start: usize) -> usize {
-    let bytes = sql.as_bytes();
-    let mut i = start;
-    while i < bytes.len() {
-        i = match bytes[i] {
-            b';' => return i,
-            b'\'' if is_escape_string(bytes, i) => skip_escape_string(bytes, i),
-            b'\'' | b'"' => skip_quoted(bytes, i),
-            b'-' if bytes.get(i + 1) == Some(&b'-') => skip_line(bytes, i),
-            b'/' if bytes.get(i + 1) == Some(&b'*') => skip_block_comment(bytes, i),
-            b'$' => skip_dollar_quoted(sql, i),
-            _ => i + 1,
-        };
-    }
-    bytes.len()
-}
-
-/// `E'…'` (or `e'…'`), where a backslash escapes the next character.
-fn is_escape_string(bytes: &[u8], quote: usize) -> bool {
-    quote >= 1
-        && matches!(bytes[quote - 1], b'E' | b'e')
-        && (quote == 1 || !(bytes[quote - 2].is_ascii_alphanumeric() || bytes[quote - 2] == b'_'))
-}
-
-fn skip_escape_string(bytes: &[u8], start: usize) -> usize {
-    let mut i = start + 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
-            b'\'' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    bytes.len()
-}
-
-fn strip_leading_comments(mut s: &str) -> &str {
-    loop {
-        s = s.trim();
-        if s.starts_with("--") {
-            s = s.find('\n').map_or("", |n| &s[n + 1..]);
-        } else if s.starts_with("/*") {
-            s = &s[skip_block_comment(s.as_bytes(), 0).min(s.len())..];
-        } else {
-            return s;
-        }
-    }
-}
-
-fn skip_quoted(bytes: &[u8], start: usize) -> usize {
-    let quote = bytes[start];
-    let mut i = start + 1;
-    while i < bytes.len() {
-        if bytes[i] == quote {
-            // A doubled quote is an escaped quote inside the literal.
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2;
-                continue;
-            }
-            return i + 1;
-        }
-        i += 1;
-    }
-    bytes.len()
-}
-
-fn skip_line(bytes: &[u8], start: usize) -> usize {
-    bytes[start..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(bytes.len(), |p| start + p + 1)
-}
-
-fn skip_block_comment(bytes: &[u8], start: usize) -> usize {
-    // Block comments nest in PostgreSQL.
-    let (mut depth, mut i) = (0usize, start);
-    while i + 1 < bytes.len() {
-        match (bytes[i], bytes[i + 1]) {
-            (b'/', b'*') => {
-                depth += 1;
-                i += 2;
-            }
-            (b'*', b'/') => {
-                depth -= 1;
-                i += 2;
-                if depth == 0 {
-                    return i;
+        loop {
+            let mut seen_any = false;
+            let (mut start, mut end) = (None, 0);
+            for token in self.tokens.by_ref() {
+                seen_any = true;
+                if token.is_symbol(self.sql, ";") {
+                    break;
+                }
+                if token.is_significant() {
+                    start.get_or_insert(token.start);
+                }
+                if start.is_some() && token.kind != TokenKind::Space {
+                    end = token.end;
                 }
             }
-            _ => i += 1,
+            match start {
+                Some(start) => return Some(&self.sql[start..end]),
+                None if seen_any => continue,
+                None => return None,
+            }
         }
     }
-    bytes.len()
-}
-
-fn skip_dollar_quoted(sql: &str, start: usize) -> usize {
-    let rest = &sql[start + 1..];
-    let tag_len = rest
-        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .unwrap_or(rest.len());
-    if !rest[tag_len..].starts_with('$')
-        || rest[..tag_len].starts_with(|c: char| c.is_ascii_digit())
-    {
-        return start + 1; // `$1` parameter or a lone `$`.
-    }
-    let delimiter = &sql[start..start + tag_len + 2];
-    let body_start = start + delimiter.len();
-    sql[body_start..]
-        .find(delimiter)
-        .map_or(sql.len(), |p| body_start + p + delimiter.len())
 }
 
 #[cfg(test)]
