@@ -7,6 +7,7 @@ mod cli;
 mod directory;
 mod fanout;
 mod harness;
+mod hung_servers;
 mod limits;
 mod operations;
 mod ops_probes;
