@@ -254,8 +254,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             let event = tokio::select! {
                 biased;
                 ending = self.env.limits.interrupt(rest) => return ending,
-                () = Liveness::stopped_if_held(liveness) => None,
+                // After the pump: polled (~90 ns to register) only when no socket is ready,
+                // i.e. right before the task sleeps anyway; ~5 ns otherwise (measured, release).
                 event = execute::pump(&mut self.client, backend, &mut self.bufs, true) => Some(event),
+                () = Liveness::stopped_if_held(liveness) => None,
             };
             let result = match event {
                 None => self.server_stopped_answering().await,
@@ -462,8 +464,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         while !self.replies.is_empty() {
             let (backend, liveness) = with_liveness(self.backend.as_mut());
             let event = tokio::select! {
-                () = Liveness::stopped_if_held(liveness) => None,
+                biased;
                 event = execute::pump(&mut self.client, backend, &mut self.bufs, false) => Some(event),
+                () = Liveness::stopped_if_held(liveness) => None,
             };
             let Some(event) = event else {
                 return Err(self.abandon_backend());

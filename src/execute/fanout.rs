@@ -115,6 +115,7 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
     let mut stopped = FirstStopped::new(legs.iter().map(|leg| leg.liveness.clone()));
     while !run.all_done() {
         let ready = tokio::select! {
+            biased; // The legs first: the liveness waits cost nothing while they have bytes.
             ready = run.poll_any(client, bufs, legs) => ready,
             index = stopped.next() => Err(Failure::Leg(index, STOPPED_ANSWERING.into())),
         };

@@ -163,6 +163,8 @@ struct Tally {
     lost: Vec<String>,
     /// Anything else: another error, or a wait past [`LIMIT`].
     wrong: Vec<String>,
+    /// The longest wait for one statement.
+    slowest: Duration,
 }
 
 /// Runs `ops` in turn (reconnecting after an error) until `until` is set.
@@ -182,7 +184,10 @@ async fn work(conn_str: String, ops: Vec<Op>, until: Arc<AtomicBool>) -> Tally {
             }
             run(client.as_ref().expect("just connected"), *op).await
         };
-        match tokio::time::timeout(LIMIT, attempt).await {
+        let began = Instant::now();
+        let outcome = tokio::time::timeout(LIMIT, attempt).await;
+        tally.slowest = tally.slowest.max(began.elapsed());
+        match outcome {
             Ok(Ok(())) => tally.ok += 1,
             Ok(Err(e)) => {
                 client = None;
@@ -221,6 +226,8 @@ async fn stop_clients(
     for client in clients {
         tallies.push(client.await.unwrap());
     }
+    let slowest = tallies.iter().map(|t| t.slowest).max();
+    eprintln!("slowest statement: {slowest:?}");
     tallies
 }
 
