@@ -207,6 +207,9 @@ pub struct ShutdownSettings {
 pub struct ReplicaSettings {
     /// Time between two checks of one replica.
     pub check_interval: Duration,
+    /// A check (connect and query) without a reply within this marks the server as stopped
+    /// answering: out of use, and work waiting on it abandoned.
+    pub check_timeout: Duration,
     /// A replica further behind than this serves no reads.
     pub max_lag: Duration,
 }

@@ -7,6 +7,7 @@
 //! protocol messages on a checked-out connection: that is the execute stage's job.
 
 mod health;
+mod liveness;
 mod manager;
 mod servers;
 
@@ -24,6 +25,7 @@ use crate::config::{BackendUri, PoolSettings};
 use crate::error::{Blame, ErrorReport, sqlstate};
 
 pub use health::{Observed, ServerHealth, Verdict};
+pub use liveness::{FirstStopped, Liveness};
 pub use manager::{BackendManager, LastConnectError, PooledBackend};
 pub use servers::{ServerRow, Servers};
 
@@ -32,6 +34,21 @@ pub struct Checkout {
     // Field order is drop order: the connection goes back before the next waiter is let in.
     conn: bb8::PooledConnection<'static, BackendManager>,
     _turn: OwnedSemaphorePermit,
+    /// Wakes whoever waits on this connection when its server stops answering.
+    liveness: Liveness,
+}
+
+impl Checkout {
+    /// The connection and its server's liveness at once, so one `select!` can wait on the
+    /// socket and on the health check together.
+    pub fn with_liveness(&mut self) -> (&mut BackendConn, &mut Liveness) {
+        (&mut self.conn, &mut self.liveness)
+    }
+
+    /// Its server's liveness, for waits that outlive this borrow (a fan-out leg).
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
 }
 
 impl Deref for Checkout {
@@ -67,6 +84,13 @@ pub enum PoolError {
         /// Configured pool size.
         size: u32,
     },
+    /// The server's health check got no reply in time: it is up (maybe) but not answering,
+    /// so nothing is sent there until a check gets one.
+    #[error("{endpoint} stopped answering (no reply to its health check in time)")]
+    StoppedAnswering {
+        /// Shard and role.
+        endpoint: Arc<str>,
+    },
     /// The backend could not be reached or refused us.
     #[error("{endpoint} is unavailable: {source}")]
     Unavailable {
@@ -87,11 +111,13 @@ impl PoolError {
                 Blame::Proxy,
                 self.to_string(),
             ),
-            PoolError::Unavailable { .. } => ErrorReport::error(
-                sqlstate::CONNECTION_FAILURE,
-                Blame::Backend,
-                self.to_string(),
-            ),
+            PoolError::Unavailable { .. } | PoolError::StoppedAnswering { .. } => {
+                ErrorReport::error(
+                    sqlstate::CONNECTION_FAILURE,
+                    Blame::Backend,
+                    self.to_string(),
+                )
+            }
         }
     }
 }
@@ -265,7 +291,9 @@ impl EndpointPool {
     /// and the control plane's last health check could not reach the server either. Its
     /// clients then get 08006 at once instead of each waiting out the checkout timeout; the
     /// health check is the probe that closes it again (within `replicas.check_interval` of
-    /// the server coming back). Returns the connect error clients are told.
+    /// the server coming back). Returns the connect error clients are told. A primary whose
+    /// check got no reply at all is refused at once by [`checkout`](Self::checkout), connect
+    /// errors or not.
     fn primary_breaker_open(&self) -> Option<Arc<BackendError>> {
         if self.on_failure != OnFailure::Retry {
             return None; // Replicas have their own, shorter breaker (`is_down`).
@@ -295,6 +323,10 @@ impl EndpointPool {
         if let Some(error) = self.primary_breaker_open() {
             return Err(self.unavailable(error));
         }
+        let liveness = self.health.liveness(self.endpoint.clone());
+        if liveness.is_stopped() {
+            return Err(self.stopped_answering());
+        }
         let began = Instant::now();
         // A pause that comes while this session queues for a turn holds it too.
         let turn = loop {
@@ -307,16 +339,25 @@ impl EndpointPool {
                 break turn;
             }
         };
-        let checkout = self.checkout_with(turn).await;
+        let checkout = self.checkout_with(turn, liveness).await;
         self.meters.checkout_waited(began.elapsed());
         checkout
     }
 
-    async fn checkout_with(&self, turn: OwnedSemaphorePermit) -> Result<Checkout, PoolError> {
+    async fn checkout_with(
+        &self,
+        turn: OwnedSemaphorePermit,
+        mut liveness: Liveness,
+    ) -> Result<Checkout, PoolError> {
         loop {
             // bb8 bounds this wait by the checkout timeout too; with a turn held it only ever
-            // waits for a new connection to open.
-            let mut conn = match self.get().await {
+            // waits for a new connection to open, which a server that stopped answering never
+            // finishes.
+            let got = tokio::select! {
+                got = self.get() => got,
+                () = liveness.stopped() => return Err(self.stopped_answering()),
+            };
+            let mut conn = match got {
                 Ok(conn) => conn,
                 Err(bb8::RunError::User(e)) => {
                     let error = Arc::new(e);
@@ -327,7 +368,11 @@ impl EndpointPool {
             };
             if !conn.went_away_while_idle() {
                 conn.entry.set_in_use(true);
-                return Ok(Checkout { conn, _turn: turn });
+                return Ok(Checkout {
+                    conn,
+                    _turn: turn,
+                    liveness,
+                });
             }
             tracing::debug!(endpoint = %self.endpoint, "discarding a connection the server closed while idle");
             conn.mark_broken();
@@ -366,6 +411,12 @@ impl EndpointPool {
                 waited: self.checkout_timeout,
                 size: self.size,
             },
+        }
+    }
+
+    fn stopped_answering(&self) -> PoolError {
+        PoolError::StoppedAnswering {
+            endpoint: self.endpoint.clone(),
         }
     }
 

@@ -44,7 +44,7 @@ use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::{self, Buffers, PumpError, PumpEvent};
 use crate::frontend::clients::{ClientInfo, ClientState};
-use crate::pool::Checkout;
+use crate::pool::{Checkout, Liveness};
 use crate::router::Hint;
 use crate::topology::{Database, Topology};
 use crate::wire::{BackendKeyData, TxStatus, encode};
@@ -179,6 +179,9 @@ struct Session<C> {
     copy_data_remaining: usize,
     /// Bytes of a DataRow or CopyData frame still to stream from backend to client.
     row_bytes_remaining: usize,
+    /// A simple Query read sent to a replica that has not answered it yet, with its shard:
+    /// sent again elsewhere if the replica stops answering (see `replica`).
+    replica_query: Option<(ShardId, bytes::Bytes)>,
     /// Times queries and transactions for the metrics.
     meter: meter::Meter,
     /// A portal bound from a BEGIN the proxy defers, and that BEGIN's text (see `local`).
@@ -228,6 +231,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             written: Vec::new(),
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
+            replica_query: None,
             meter,
             begin_portal: None,
             bound_since_ready: Vec::new(),
@@ -246,20 +250,29 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             self.track_statement_timer();
             let rest = self.rest();
-            let backend = self.backend.as_deref_mut();
+            let (backend, liveness) = with_liveness(self.backend.as_mut());
             let event = tokio::select! {
                 biased;
                 ending = self.env.limits.interrupt(rest) => return ending,
-                event = execute::pump(&mut self.client, backend, &mut self.bufs, true) => event,
+                // After the pump: polled (~90 ns to register) only when no socket is ready,
+                // i.e. right before the task sleeps anyway; ~5 ns otherwise (measured, release).
+                event = execute::pump(&mut self.client, backend, &mut self.bufs, true) => Some(event),
+                () = Liveness::stopped_if_held(liveness) => None,
             };
             let result = match event {
-                Ok(PumpEvent::ClientData) => Ok(()),
-                Ok(PumpEvent::BackendData) => self.on_backend_data(),
-                Ok(PumpEvent::ClientClosed) | Err(PumpError::Client(_)) => Err(Ending::ClientLeft),
-                Ok(PumpEvent::BackendClosed) => {
+                None => self.server_stopped_answering().await,
+                Some(Ok(PumpEvent::ClientData)) => Ok(()),
+                Some(Ok(PumpEvent::BackendData)) => {
+                    self.replica_query = None; // Answered: no longer safe to send again.
+                    self.on_backend_data()
+                }
+                Some(Ok(PumpEvent::ClientClosed) | Err(PumpError::Client(_))) => {
+                    Err(Ending::ClientLeft)
+                }
+                Some(Ok(PumpEvent::BackendClosed)) => {
                     Err(self.backend_lost("server closed the connection"))
                 }
-                Err(PumpError::Backend(e)) => Err(self.backend_lost(&e.to_string())),
+                Some(Err(PumpError::Backend(e))) => Err(self.backend_lost(&e.to_string())),
             };
             if let Err(ending) = result {
                 return ending;
@@ -449,8 +462,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Pumps the backend only (the client waits) until every queued reply has arrived.
     async fn wait_for_replies(&mut self) -> Result<(), ErrorReport> {
         while !self.replies.is_empty() {
-            let backend = self.backend.as_deref_mut();
-            let event = execute::pump(&mut self.client, backend, &mut self.bufs, false).await;
+            let (backend, liveness) = with_liveness(self.backend.as_mut());
+            let event = tokio::select! {
+                biased;
+                event = execute::pump(&mut self.client, backend, &mut self.bufs, false) => Some(event),
+                () = Liveness::stopped_if_held(liveness) => None,
+            };
+            let Some(event) = event else {
+                return Err(self.abandon_backend());
+            };
             let lost = || {
                 ErrorReport::error(
                     sqlstate::CONNECTION_FAILURE,
@@ -491,6 +511,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         self.held_shard = None;
         self.held_role = crate::topology::Role::Primary;
+        self.replica_query = None;
         self.env.cancel_slot.set(None);
         self.drop_parked();
         let leftover = !conn.read_buf.is_empty();
@@ -513,6 +534,36 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if let (Some(name), Some(conn)) = (undo.backend_name, self.backend.as_deref_mut()) {
             conn.prepared.remove(&name);
         }
+    }
+
+    /// The server of the backend held stopped answering its health checks: whatever waits
+    /// on it is given up and the connection closed. A replica read the client has seen
+    /// nothing of runs again elsewhere; otherwise the session ends with 08006 (its
+    /// statement's outcome, and its transaction's, are unknown).
+    async fn server_stopped_answering(&mut self) -> Result<(), Ending> {
+        let report = self.abandon_backend();
+        if let Some((shard, query)) = self.replica_query.take()
+            && self.replies.only_an_unanswered_query()
+        {
+            return self.rerun_replica_query(shard, query).await;
+        }
+        Err(Ending::Fatal(report.into_fatal()))
+    }
+
+    /// Marks the backend held as broken because its server stopped answering, and says so.
+    fn abandon_backend(&mut self) -> ErrorReport {
+        let Some(checkout) = self.backend.as_mut() else {
+            return internal("no backend to abandon".into());
+        };
+        let endpoint = checkout.liveness().endpoint().clone();
+        checkout.mark_broken();
+        let addr = checkout.addr();
+        tracing::warn!(
+            endpoint = &*endpoint,
+            backend = addr,
+            "abandoning a statement: its server stopped answering"
+        );
+        stopped_answering(&endpoint, addr)
     }
 
     fn backend_lost(&mut self, why: &str) -> Ending {
@@ -545,6 +596,26 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.release();
     }
+}
+
+/// A checkout's connection and its server's liveness, borrowed together.
+fn with_liveness(held: Option<&mut Checkout>) -> (Option<&mut BackendConn>, Option<&mut Liveness>) {
+    match held.map(Checkout::with_liveness) {
+        Some((conn, liveness)) => (Some(conn), Some(liveness)),
+        None => (None, None),
+    }
+}
+
+/// What a client is told when the server its statement waited on stopped answering.
+fn stopped_answering(endpoint: &str, addr: &str) -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::CONNECTION_FAILURE,
+        Blame::Backend,
+        format!(
+            "shardgate: {endpoint} ({addr}) stopped answering (no reply to its health check \
+             in time); the statement waiting on it was abandoned"
+        ),
+    )
 }
 
 fn internal(message: String) -> ErrorReport {

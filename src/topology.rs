@@ -431,7 +431,15 @@ impl ShardPools {
                     OnFailure::Retry => Watched::Primary,
                 };
                 let (name, health) = (pool.endpoint().clone(), pool.health());
-                health::watch(watched, name, uri, health, &config.replicas);
+                let connect_timeout = settings.connect_timeout;
+                health::watch(
+                    watched,
+                    name,
+                    uri,
+                    health,
+                    &config.replicas,
+                    connect_timeout,
+                );
                 pool
             })
         };

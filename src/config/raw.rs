@@ -268,11 +268,18 @@ impl Default for RawLimits {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "the replicas section: a mapping with `check_interval` and `max_lag`"
+    expecting = "the replicas section: a mapping with `check_interval`, `check_timeout` and \
+                 `max_lag`"
 )]
 pub struct RawReplicas {
-    /// `replicas.check_interval`: how often each replica is checked (default `1s`).
+    /// `replicas.check_interval`: how often each replica (and each primary) is checked
+    /// (default `1s`).
     pub check_interval: HumanDuration,
+    /// `replicas.check_timeout`: a check that gets no reply within this (connect included)
+    /// marks its server as stopped answering: it takes no new work and the statements waiting
+    /// on it are abandoned, until a check gets a reply (default `2s`). A connection that
+    /// opens proves nothing: a stopped server's kernel still accepts it.
+    pub check_timeout: HumanDuration,
     /// `replicas.max_lag`: a replica further behind its primary than this serves no reads
     /// until it catches up (default `10s`).
     pub max_lag: HumanDuration,
@@ -282,6 +289,7 @@ impl Default for RawReplicas {
     fn default() -> Self {
         Self {
             check_interval: Duration::from_secs(1).into(),
+            check_timeout: Duration::from_secs(2).into(),
             max_lag: Duration::from_secs(10).into(),
         }
     }

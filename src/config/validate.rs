@@ -267,9 +267,11 @@ fn limits(raw: &RawLimits, problems: &mut Problems) -> Option<Limits> {
 
 fn replicas(raw: &RawReplicas, problems: &mut Problems) -> Option<ReplicaSettings> {
     let check_interval = timeout(problems, "replicas.check_interval", &raw.check_interval);
+    let check_timeout = timeout(problems, "replicas.check_timeout", &raw.check_timeout);
     let max_lag = timeout(problems, "replicas.max_lag", &raw.max_lag);
     Some(ReplicaSettings {
         check_interval: check_interval?,
+        check_timeout: check_timeout?,
         max_lag: max_lag?,
     })
 }

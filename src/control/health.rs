@@ -1,17 +1,24 @@
 //! Server health on the control plane: a task per replica that asks it, every
 //! `replicas.check_interval`, whether it is still a replica and how far behind it is, and a
-//! task per primary that reads its WAL position, through bb8-postgres, recorded in the pool's
-//! [`ServerHealth`].
+//! task per primary that reads its WAL position, over one tokio-postgres connection each,
+//! recorded in the pool's [`ServerHealth`].
 //!
 //! A replica that cannot be reached, was promoted, or lags more than `replicas.max_lag` is taken
-//! out of read rotation until a check finds it fit again; clients never wait for a check. The
-//! task ends when the pool it reports to is gone (its topology was replaced without it). It
-//! never touches the row path.
+//! out of read rotation until a check finds it fit again; clients never wait for a check. A
+//! check's query is bounded by `replicas.check_timeout`, and opening its connection (kept
+//! between checks, dropped after a failure) by `pool.connect_timeout`: a stopped server's
+//! kernel still completes TCP handshakes, so only a reply is proof of life. A check without
+//! one marks the server [`Verdict::Hung`], which also wakes the statements waiting on it
+//! (see `pool::Liveness`). So a server that stops answering is marked within
+//! `check_interval + check_timeout`: a check in flight when it stops times out
+//! `check_timeout` after it began; otherwise the next one begins within `check_interval`
+//! (`check_interval + connect_timeout` if it stops while its check connection is reopened).
+//! The task ends when the pool it reports to is gone (its topology was replaced without it).
+//! It never touches the row path.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::NoTls;
 
 use crate::config::{BackendUri, ReplicaSettings};
@@ -46,28 +53,37 @@ pub fn watch(
     uri: &BackendUri,
     health: &Arc<ServerHealth>,
     settings: &ReplicaSettings,
+    connect_timeout: Duration,
 ) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let timeout = settings
-        .check_interval
-        .clamp(Duration::from_millis(100), Duration::from_secs(5));
-    let config = super::client_config(uri, "shardgate health", timeout);
-    let pool = bb8::Pool::builder()
-        .max_size(1)
-        .connection_timeout(timeout)
-        .test_on_check_out(false)
-        .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+    let config = super::client_config(uri, "shardgate health", connect_timeout);
     let watcher = Watcher {
         received: Received::default(),
         watched,
         endpoint,
-        pool,
+        config,
+        connect_timeout,
+        conn: None,
         health: Arc::downgrade(health),
         settings: settings.clone(),
     };
     runtime.spawn(watcher.run());
+}
+
+/// The checker's own connection. Dropping it ends its connection task at once, even when the
+/// server owes it a reply (a tokio-postgres connection would otherwise wait for that reply
+/// as long as the server is stopped).
+struct CheckConn {
+    client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CheckConn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// WAL positions a replica reported as received, with when: the oldest one still ahead of
@@ -94,7 +110,12 @@ struct Watcher {
     received: Received,
     watched: Watched,
     endpoint: Arc<str>,
-    pool: bb8::Pool<PostgresConnectionManager<NoTls>>,
+    config: tokio_postgres::Config,
+    /// How long opening `conn` may take.
+    connect_timeout: Duration,
+    /// Kept between checks; dropped after any failed one, so a check never queues behind a
+    /// reply an earlier one is still owed.
+    conn: Option<CheckConn>,
     health: Weak<ServerHealth>,
     settings: ReplicaSettings,
 }
@@ -121,14 +142,19 @@ impl Watcher {
     async fn check(&mut self) -> Observed {
         let at = Instant::now();
         let replica = self.watched == Watched::Replica;
-        let (verdict, lsn, lag) = match self.query(at).await {
+        let answer = self.query(at).await;
+        if answer.is_err() {
+            self.conn = None;
+        }
+        let (verdict, lsn, lag) = match answer {
             Ok((_, _, lsn)) if !replica => (Verdict::Healthy, lsn, None),
             Ok((false, _, lsn)) => (Verdict::NotInRecovery, lsn, None),
             Ok((true, lag, lsn)) if lag > self.settings.max_lag => {
                 (Verdict::Lagging(lag), lsn, Some(lag))
             }
             Ok((true, lag, lsn)) => (Verdict::Healthy, lsn, Some(lag)),
-            Err(why) => (Verdict::Unreachable(why), None, None),
+            Err(Failure::Error(why)) => (Verdict::Unreachable(why), None, None),
+            Err(Failure::NoReply(waited)) => (Verdict::Hung(waited), None, None),
         };
         Observed {
             at,
@@ -138,14 +164,32 @@ impl Watcher {
         }
     }
 
-    async fn query(&mut self, at: Instant) -> Result<(bool, Duration, Option<u64>), String> {
-        let client = self.pool.get().await.map_err(|e| e.to_string())?;
-        if self.watched == Watched::Primary {
-            let row = (client.query_one(PRIMARY_SQL, &[]).await).map_err(describe)?;
+    /// The connection, opened if there is none (within `pool.connect_timeout`, as data
+    /// connections: a login costs a SCRAM round of CPU on both sides).
+    async fn client(&mut self) -> Result<&tokio_postgres::Client, Failure> {
+        if self.conn.is_none() {
+            let limit = self.connect_timeout;
+            let connect = tokio::time::timeout(limit, self.config.connect(NoTls));
+            let (client, connection) = (connect.await)
+                .map_err(|_| Failure::NoReply(limit))?
+                .map_err(describe)?;
+            let task = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            self.conn = Some(CheckConn { client, task });
+        }
+        Ok(&self.conn.as_ref().expect("just opened").client)
+    }
+
+    async fn query(&mut self, at: Instant) -> Result<(bool, Duration, Option<u64>), Failure> {
+        let (watched, limit) = (self.watched, self.settings.check_timeout);
+        let client = self.client().await?;
+        if watched == Watched::Primary {
+            let row = ask(client, PRIMARY_SQL, limit).await?;
             let lsn: Option<String> = row.get(0);
             return Ok((false, Duration::ZERO, lsn.and_then(|t| t.parse().ok())));
         }
-        let row = (client.query_one(CHECK_SQL, &[]).await).map_err(describe)?;
+        let row = ask(client, CHECK_SQL, limit).await?;
         let in_recovery: bool = row.get(0);
         let position = |index: usize| row.get::<_, Option<String>>(index)?.parse().ok();
         let (received, replayed): (Option<u64>, Option<u64>) = (position(1), position(2));
@@ -160,6 +204,16 @@ impl Watcher {
 
     fn log_change(&self, before: Option<&Verdict>, now: &Verdict) {
         let endpoint = &*self.endpoint;
+        if let Verdict::Hung(waited) = now {
+            return tracing::warn!(
+                endpoint,
+                ?waited,
+                "server stopped answering its health check; its work is abandoned and it takes no new work"
+            );
+        }
+        if matches!(before, Some(Verdict::Hung(_))) {
+            tracing::info!(endpoint, "server answers its health check again");
+        }
         if self.watched == Watched::Primary {
             // A primary's reachability is the pool's business; only its position is read here.
             return tracing::debug!(endpoint, verdict = ?now, "primary checked");
@@ -174,12 +228,32 @@ impl Watcher {
     }
 }
 
+/// Runs a check's query; no reply within `limit` is a failure of its own kind.
+async fn ask(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    limit: Duration,
+) -> Result<tokio_postgres::Row, Failure> {
+    match tokio::time::timeout(limit, client.query_one(sql, &[])).await {
+        Ok(row) => row.map_err(describe),
+        Err(_) => Err(Failure::NoReply(limit)),
+    }
+}
+
+/// Why a check failed.
+enum Failure {
+    /// An answer that is an error: refused, closed, not allowed (the server is alive or gone).
+    Error(String),
+    /// No answer within the check timeout.
+    NoReply(Duration),
+}
+
 /// A check failure in words: the server's own message when it sent one.
-fn describe(error: tokio_postgres::Error) -> String {
-    match error.as_db_error() {
+fn describe(error: tokio_postgres::Error) -> Failure {
+    Failure::Error(match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => error.to_string(),
-    }
+    })
 }
 
 #[cfg(test)]

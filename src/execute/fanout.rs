@@ -19,6 +19,7 @@ use super::{Buffers, HIGH_WATER, drain, drain_to_client, read};
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::merge::{MergeError, Merger};
+use crate::pool::{FirstStopped, Liveness};
 use crate::wire::{self, ParameterStatus, TxStatus, tag};
 
 mod request;
@@ -27,6 +28,10 @@ pub use request::{NO_PARAMS, aggregates_among, column_count, leg_batch};
 
 /// Rows a leg may have waiting in an ordered merge before the executor stops reading it.
 const LEG_BUDGET: usize = 256 * 1024;
+
+/// Why a leg whose server's health check got no reply is given up.
+const STOPPED_ANSWERING: &str =
+    "the server stopped answering (no reply to its health check in time)";
 
 /// One shard's part of a fan-out.
 pub struct Leg<'a> {
@@ -41,6 +46,8 @@ pub struct Leg<'a> {
     pub hidden_queries: usize,
     /// The leg runs inside the client's transaction, so it ends in one (status `T`), not idle.
     pub in_transaction: bool,
+    /// Its server's liveness: a leg whose server stops answering is given up as lost.
+    pub liveness: Liveness,
 }
 
 /// What the client is sent besides rows.
@@ -105,8 +112,13 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
         preamble_sent: false,
         next: 0,
     };
+    let mut stopped = FirstStopped::new(legs.iter().map(|leg| leg.liveness.clone()));
     while !run.all_done() {
-        let ready = run.poll_any(client, bufs, legs).await;
+        let ready = tokio::select! {
+            biased; // The legs first: the liveness waits cost nothing while they have bytes.
+            ready = run.poll_any(client, bufs, legs) => ready,
+            index = stopped.next() => Err(Failure::Leg(index, STOPPED_ANSWERING.into())),
+        };
         let leg = match ready {
             Ok(leg) => leg,
             Err(Failure::Client(e)) => {
@@ -120,6 +132,7 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
                     statuses: vec![TxStatus::Failed; legs.len()],
                 }));
             }
+            Err(Failure::Leg(index, _)) if run.states[index].done => continue,
             Err(Failure::Leg(index, why)) => {
                 run.leg_failed(index, &mut legs[index], &why);
                 continue;

@@ -4,14 +4,33 @@
 //! replica is unreachable, promoted or lagging stops serving reads until a later check finds
 //! it healthy again. Primaries are watched for their WAL position, which tells when a
 //! replica has replayed a session's writes (read-your-writes without a round trip per
-//! write). Pure state: nothing here connects anywhere.
+//! write). A check that got no reply in time marks the server as stopped answering, which
+//! wakes the work waiting on it (see [`Liveness`]). Pure state: nothing here connects anywhere.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The last check of one server, and the WAL positions of its recent checks.
-#[derive(Debug, Default)]
-pub struct ServerHealth(Mutex<Checks>);
+use tokio::sync::watch;
+
+use super::Liveness;
+
+/// The last check of one server, the WAL positions of its recent checks, and whether it
+/// stopped answering.
+#[derive(Debug)]
+pub struct ServerHealth {
+    checks: Mutex<Checks>,
+    /// True from a check that got no reply until one that did.
+    stopped: watch::Sender<bool>,
+}
+
+impl Default for ServerHealth {
+    fn default() -> Self {
+        Self {
+            checks: Mutex::default(),
+            stopped: watch::Sender::new(false),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Checks {
@@ -47,6 +66,9 @@ pub enum Verdict {
     Healthy,
     /// Could not be queried.
     Unreachable(String),
+    /// Connected (or not) but did not answer the check within its timeout (the value): a
+    /// stopped or wedged server. Work waiting on it is abandoned.
+    Hung(Duration),
     /// `pg_is_in_recovery()` is false: it was promoted, or is not a replica at all.
     NotInRecovery,
     /// Replaying this far behind its primary.
@@ -54,8 +76,14 @@ pub enum Verdict {
 }
 
 impl ServerHealth {
-    /// Records a check.
+    /// Records a check; a [`Verdict::Hung`] one wakes every [`Liveness`] of the server.
     pub fn record(&self, observed: Observed) {
+        let hung = matches!(observed.verdict, Verdict::Hung(_));
+        self.stopped.send_if_modified(|stopped| {
+            let changed = *stopped != hung;
+            *stopped = hung;
+            changed
+        });
         let mut checks = self.lock();
         if let Some(lsn) = observed.lsn {
             if checks.positions.len() >= POSITIONS_KEPT {
@@ -80,7 +108,17 @@ impl ServerHealth {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Checks> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.checks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A subscription for work about to wait on the server (`endpoint` names it in errors).
+    pub fn liveness(&self, endpoint: Arc<str>) -> Liveness {
+        Liveness::new(self.stopped.subscribe(), endpoint)
+    }
+
+    /// Whether the last check got no reply in time: no new work should be sent there.
+    pub fn is_hung(&self) -> bool {
+        *self.stopped.borrow()
     }
 
     /// The primary's WAL position as first seen by a check sent after `moment`: every commit
@@ -141,6 +179,27 @@ mod tests {
         assert!(!health.serves_reads());
         health.record(observe(Verdict::Healthy));
         assert!(health.serves_reads());
+    }
+
+    #[tokio::test]
+    async fn a_check_without_reply_wakes_the_work_waiting_on_the_server_until_one_answers() {
+        let health = ServerHealth::default();
+        let mut waiting = health.liveness("app/s0 primary".into());
+        let observe = |verdict| Observed {
+            at: Instant::now(),
+            verdict,
+            lsn: None,
+            lag: None,
+        };
+        health.record(observe(Verdict::Unreachable("refused".into())));
+        assert!(!health.is_hung(), "a refusal is an answer");
+        health.record(observe(Verdict::Hung(Duration::from_secs(2))));
+        assert!(health.is_hung() && !health.is_up() && !health.serves_reads());
+        tokio::time::timeout(Duration::from_secs(5), waiting.stopped())
+            .await
+            .expect("the waiter wakes");
+        health.record(observe(Verdict::Healthy));
+        assert!(!health.is_hung() && !waiting.is_stopped());
     }
 
     #[test]

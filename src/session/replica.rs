@@ -9,8 +9,9 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Session;
+use super::replies::{Expect, Replies, Undo};
 use super::routing::refused;
+use super::{Ending, Session};
 use crate::config::{PoolMode, ShardId};
 use crate::counters::Event;
 use crate::error::ErrorReport;
@@ -92,6 +93,39 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         database.counters.count(Event::PrimaryRead);
         self.ensure_backend(Some(shard)).await.map(|_| ())
+    }
+
+    /// Remembers a simple Query just sent to a replica, so it can run elsewhere if that
+    /// replica stops answering before it answers anything.
+    pub(super) fn note_replica_query(&mut self, shard: ShardId, frame: &[u8]) {
+        if self.held_role == Role::Replica {
+            self.replica_query = Some((shard, bytes::Bytes::copy_from_slice(frame)));
+        }
+    }
+
+    /// Sends `query`, which the replica held (now abandoned) never answered, to another
+    /// replica of `shard` or its primary. The client sees nothing of the first attempt.
+    pub(super) async fn rerun_replica_query(
+        &mut self,
+        shard: ShardId,
+        query: bytes::Bytes,
+    ) -> Result<(), Ending> {
+        tracing::warn!("a replica stopped answering a read; running it again elsewhere");
+        // Nothing else was in flight on it: whatever is still queued is (part of) this query.
+        self.bufs.to_backend.clear();
+        self.replies = Replies::default();
+        self.release();
+        let fatal = |report: ErrorReport| Ending::Fatal(report.into_fatal());
+        self.ensure_read_backend(shard).await.map_err(fatal)?;
+        self.bufs.to_backend.extend_from_slice(&query);
+        self.push(Expect::Query {
+            visible: true,
+            effects: Vec::new(),
+            failed: false,
+            undo: Undo::default(),
+        });
+        self.note_replica_query(shard, &query);
+        Ok(())
     }
 
     /// A statement that needs a primary, arriving while the session holds a replica for an

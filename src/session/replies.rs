@@ -129,6 +129,17 @@ impl Replies {
         self.queue.is_empty()
     }
 
+    /// True when the one thing awaited is a simple Query the client sees, not yet answered
+    /// at all: it can be sent again on another backend as if it never ran.
+    pub fn only_an_unanswered_query(&self) -> bool {
+        self.queue.len() == 1
+            && matches!(
+                self.queue.front(),
+                Some(Expect::Query { visible: true, .. })
+            )
+            && !self.skipping
+    }
+
     /// True when the backend failed an extended-query message and discards everything until
     /// the client's Sync reaches it: it must not go to another client even with every reply in
     /// (that client's messages would be discarded).

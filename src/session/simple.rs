@@ -53,6 +53,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         match shard {
             Some(shard) if self.may_use_replica(routed.writes, !effects.is_empty()) => {
                 self.ensure_read_backend(shard).await?;
+                self.note_replica_query(shard, frame);
             }
             _ => {
                 self.leave_replica().await?;

@@ -207,6 +207,7 @@ pub fn config(cluster: &ClusterInfo) -> Config {
         },
         replicas: shardgate::config::ReplicaSettings {
             check_interval: Duration::from_millis(200),
+            check_timeout: Duration::from_secs(2),
             max_lag: Duration::from_secs(10),
         },
         databases: vec![DatabaseEntry {

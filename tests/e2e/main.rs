@@ -8,6 +8,7 @@ mod deep_statements;
 mod directory;
 mod fanout;
 mod harness;
+mod hung_servers;
 mod limits;
 mod operations;
 mod ops_probes;

@@ -16,7 +16,7 @@ use crate::harness::{
 };
 
 pub(super) const ADMIN: &str = "ops";
-const ADMIN_PASSWORD: &str = "ops-secret";
+pub(super) const ADMIN_PASSWORD: &str = "ops-secret";
 
 /// A proxy over the shared cluster with the demo map read from a file (so RELOAD reads it),
 /// a metrics endpoint and an admin user.

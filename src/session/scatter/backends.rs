@@ -246,6 +246,7 @@ impl LegBatch<'_> {
         leg_batch(&mut request, sql, types, params, formats, self.execute)?;
         Ok(Leg {
             shard,
+            liveness: conn.liveness().clone(),
             conn,
             request,
             hidden_queries,
