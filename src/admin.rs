@@ -5,33 +5,38 @@
 //! clients, the pools. Neither is on the row path.
 
 pub mod console;
+mod gauges;
 mod http;
-pub mod metrics;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::app::Reloader;
-use crate::frontend::clients::ClientRegistry;
+use crate::clients::ClientRegistry;
 use crate::topology::Topology;
 
 pub use http::serve_http;
 
-/// The database name that opens the admin console instead of a sharded database.
-pub const CONSOLE_DATABASE: &str = "shardgate";
+pub use crate::config::CONSOLE_DATABASE;
+
+/// Re-reads the shard maps and publishes a new topology (the console's `RELOAD`). The app
+/// implements it; admin sees only this, so it depends on nothing above it.
+pub trait ReloadMaps: Send + Sync {
+    /// The new epoch, or why the maps were rejected (the previous ones stay in force).
+    fn reload_maps(&self) -> Result<u64, String>;
+}
 
 /// Shared state of the operator surfaces.
 pub struct AdminContext {
     /// The proxy's metrics.
-    pub metrics: Arc<metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The topology in force.
     pub topology: watch::Receiver<Arc<Topology>>,
     /// Connected clients.
     pub clients: Arc<ClientRegistry>,
     /// Reloads shard maps on `RELOAD`.
-    pub reloader: Arc<Reloader>,
+    pub reloader: Arc<dyn ReloadMaps>,
     /// Each database's shard-map file, for `SHOW MAP`.
     pub map_files: Vec<(String, PathBuf)>,
     /// Users allowed into the console.
@@ -47,11 +52,11 @@ impl AdminContext {
     /// The metrics text, gauges read now.
     pub fn render_metrics(&self) -> String {
         let topology = self.topology();
-        let state = metrics::ScrapeState {
+        let state = gauges::ScrapeState {
             topology: &topology,
             clients: self.clients.state_counts(),
         };
-        self.metrics.render(&state)
+        self.metrics.render(gauges::gauges(&state))
     }
 
     /// Why the proxy is not ready for traffic (empty: ready): every primary of every database

@@ -168,7 +168,8 @@ pub struct Limits {
     pub startup_timeout: Duration,
     /// Most client connections served at once; more are refused with 53300.
     pub max_client_connections: usize,
-    /// Longest statement text the router parses (see [`crate::router::Router::new`]).
+    /// Longest statement text the router parses; longer ones are routed by the tables they
+    /// name alone.
     pub max_statement_bytes: usize,
     /// Bytes one cross-shard merge may buffer before the statement fails with 54000.
     pub max_merge_bytes: usize,
@@ -301,3 +302,29 @@ pub enum ReadsFrom {
     /// Always the primary: for shards whose replicas lag too far for the application.
     Primary,
 }
+
+/// Which server of a shard: the primary (writes) or a streaming replica (reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The shard's primary.
+    Primary,
+    /// A streaming replica.
+    Replica,
+}
+
+impl Role {
+    /// `primary` or `replica`, as metrics, logs and the console say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// The database name that opens the admin console instead of a sharded database (no
+/// database of the config may take it).
+pub const CONSOLE_DATABASE: &str = "shardgate";
+
+/// Default of `limits.max_statement_bytes`: the longest statement text the router parses.
+pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 256 * 1024;

@@ -9,7 +9,6 @@
 pub mod admission;
 mod auth;
 pub mod cancel;
-pub mod clients;
 pub mod credentials;
 mod startup;
 pub mod tls;
@@ -151,11 +150,7 @@ pub async fn serve(
     }
 }
 
-/// Resolves once `shutdown` turns true.
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns must not live across an await (it is not Send).
-    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
-}
+pub(crate) use crate::lifecycle::stopped;
 
 /// Counts a connection for as long as it lives.
 struct ConnectionCount<'a>(&'a AtomicUsize);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::admin::metrics::EndpointMeters;
+use crate::metrics::EndpointMeters;
 
 use crate::backend::{BackendConn, BackendError};
 use crate::config::{BackendUri, PoolSettings};

@@ -127,8 +127,7 @@ impl RouteError {
     }
 }
 
-/// Default of `limits.max_statement_bytes`: the longest statement text the router parses.
-pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 256 * 1024;
+pub use crate::config::DEFAULT_MAX_STATEMENT_BYTES;
 
 /// Routes statements with one shard map.
 pub struct Router {

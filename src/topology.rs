@@ -6,12 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::admin::metrics::{DatabaseMeters, Metrics};
+use crate::metrics::{DatabaseMeters, Metrics};
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
 use crate::control::health::{self, Watched};
 use crate::counters::Counters;
 use crate::pool::{EndpointPool, OnFailure, PauseSwitch};
 use crate::router::Router;
+
+pub use crate::config::Role;
 
 /// Everything the proxy routes to, at one epoch.
 pub struct Topology {
@@ -75,24 +77,6 @@ pub enum Freshness {
     Primary,
 }
 
-/// Which server of a shard a read uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The shard's primary.
-    Primary,
-    /// A streaming replica.
-    Replica,
-}
-
-impl Role {
-    /// `primary` or `replica`, as metrics, logs and the console say it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
 
 /// Function names this database's catalog was asked about: whether each is an aggregate, and
 /// when that was learned. Kept a short while, so a `CREATE AGGREGATE` is noticed soon.

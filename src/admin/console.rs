@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::AdminContext;
 use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::session::Phase;
+use crate::lifecycle::Phase;
 use crate::wire::{self, TxStatus, encode, tag};
 use tokio::sync::watch;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::admin::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
 use crate::topology::Topology;
 
@@ -171,4 +171,10 @@ fn rejected(db: &DatabaseEntry, error: ConfigError) -> ReloadError {
 fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
+}
+
+impl crate::admin::ReloadMaps for Reloader {
+    fn reload_maps(&self) -> Result<u64, String> {
+        self.reload().map_err(|error| error.to_string())
+    }
 }

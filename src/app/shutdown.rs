@@ -15,7 +15,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::Proxy;
-use crate::session::Phase;
+use crate::lifecycle::Phase;
 
 /// How long sessions have to close once told to close now, before the shutdown returns anyway
 /// (a client that does not read its socket cannot hold the process up for ever).

@@ -252,7 +252,7 @@ impl Default for RawLimits {
             max_message_bytes: 64 * 1024 * 1024,
             startup_timeout: Duration::from_secs(10).into(),
             max_client_connections: 10_000,
-            max_statement_bytes: crate::router::DEFAULT_MAX_STATEMENT_BYTES,
+            max_statement_bytes: super::DEFAULT_MAX_STATEMENT_BYTES,
             max_merge_bytes: 64 * 1024 * 1024,
             max_connections_per_user: None,
             statement_timeout: None,

@@ -169,7 +169,7 @@ fn admin_users(raw: &RawConfig, problems: &mut Problems) {
         }
     }
     for (i, db) in raw.databases.iter().enumerate() {
-        if db.name == crate::admin::CONSOLE_DATABASE {
+        if db.name == super::CONSOLE_DATABASE {
             problems.add(
                 format!("databases[{i}].name"),
                 "`shardgate` is the admin console's database; choose another name",

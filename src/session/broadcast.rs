@@ -87,7 +87,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let outcome = broadcast(client, bufs, &mut legs, how, &mut on_status).await;
         self.writes_completed();
         outcome?;
-        let primaries = crate::admin::metrics::Ran::Shards(crate::topology::Role::Primary);
+        let primaries = crate::metrics::Ran::Shards(crate::topology::Role::Primary);
         self.meter.ran(primaries);
         Ok(())
     }

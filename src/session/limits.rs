@@ -21,16 +21,7 @@ use super::{Ending, Session};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::wire::{TxStatus, tag};
 
-/// Where the proxy is in its life; sessions watch it to drain at shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Normal service.
-    Serving,
-    /// Shutting down: sessions close at their next point between transactions.
-    Draining,
-    /// The drain ran out: every session closes now, rolling back what it has open.
-    Closing,
-}
+pub use crate::lifecycle::Phase;
 
 /// The limits of one session, with its own watchdog state.
 pub struct SessionLimits {

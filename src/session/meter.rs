@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::admin::metrics::Ran;
+use crate::metrics::Ran;
 use crate::topology::Database;
 use crate::wire::{TxStatus, tag};
 

@@ -13,7 +13,7 @@ use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use std::sync::Arc;
 
-use crate::admin::metrics::RouteKind;
+use crate::metrics::RouteKind;
 use crate::control::directory::LookupError;
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};

@@ -20,7 +20,7 @@ pub(super) use portal::{ScatterPortal, SpreadWrite};
 use super::Session;
 use super::client::Refusal;
 use super::routing::refused;
-use crate::admin::metrics;
+use crate::metrics;
 use crate::config::ShardId;
 use crate::counters::Event;
 use crate::error::ErrorReport;

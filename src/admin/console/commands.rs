@@ -60,7 +60,7 @@ fn unknown(text: &str) -> Reply {
 }
 
 fn reload(admin: &AdminContext) -> Reply {
-    match admin.reloader.reload() {
+    match admin.reloader.reload_maps() {
         Ok(epoch) => {
             tracing::info!(epoch, "shard maps reloaded from the admin console");
             Reply::Done("RELOAD".into())

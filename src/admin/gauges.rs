@@ -7,8 +7,8 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
-use super::SERVER_LABELS;
-use crate::frontend::clients::StateCounts;
+use crate::clients::StateCounts;
+use crate::metrics::SERVER_LABELS;
 use crate::topology::{Database, Topology};
 
 /// What scrape-time gauges read.

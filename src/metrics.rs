@@ -1,5 +1,8 @@
-//! The proxy's Prometheus metrics: counters and histograms bumped on the request path, and
-//! gauges read from live state at scrape time.
+//! The proxy's Prometheus metrics: counters and histograms bumped on the request path.
+//!
+//! A bottom layer: every stage counts here, and it uses nothing above `config`. Gauges of
+//! live state (pools, clients, health) are read by `admin` at scrape time and handed to
+//! [`Metrics::render`].
 //!
 //! One [`Metrics`] per proxy (tests run several proxies in one process, each with its own).
 //! Labelled children are resolved once, when a database's topology is built
@@ -9,16 +12,13 @@
 //! registry when Prometheus asks. Labels stay low-cardinality: database, shard, role, server
 //! endpoint, SQLSTATE class, configured user names.
 
-mod gauges;
-
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
 };
 
-pub use gauges::ScrapeState;
-
-use crate::topology::Role;
+use crate::config::Role;
 
 /// Latency buckets in seconds: 100 µs to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -118,7 +118,7 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     counter
 }
 
-const SERVER_LABELS: &[&str] = &["database", "shard", "role", "endpoint"];
+pub const SERVER_LABELS: &[&str] = &["database", "shard", "role", "endpoint"];
 const SHARD_LABELS: &[&str] = &["database", "shard", "role"];
 
 /// Reasons a logged-in client is refused, exported at zero from the start.
@@ -304,10 +304,10 @@ impl Metrics {
         self.reloads.with_label_values(&[result]).inc();
     }
 
-    /// Every metric in the Prometheus text format, gauges read from `state` now.
-    pub fn render(&self, state: &ScrapeState<'_>) -> String {
+    /// Every metric in the Prometheus text format, with `gauges` read from live state now.
+    pub fn render(&self, gauges: Vec<MetricFamily>) -> String {
         let mut families = self.registry.gather();
-        families.extend(gauges::gauges(state));
+        families.extend(gauges);
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         // Encoding to a Vec cannot fail for well-formed families.
