@@ -12,9 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminContext};
-use crate::metrics::Metrics;
 use crate::config::{Config, LogFormat, LogSettings};
 use crate::frontend::{self, FrontendContext, tls::TlsError};
+use crate::metrics::Metrics;
 
 mod reload;
 mod shutdown;

@@ -16,6 +16,7 @@
 //! Module map, one per stage of the data flow:
 //! - [`config`]: YAML → validated domain types (pure).
 //! - [`wire`]: PostgreSQL framing and the few messages the proxy reads or writes (pure, no I/O).
+//! - [`sql`]: one lexer for SQL text, and the bounds checked before a statement is parsed.
 //! - [`frontend`]: listener, TLS negotiation, startup, client authentication, cancel requests.
 //! - [`session`]: one client's loop: transaction pooling, session settings, prepared statements.
 //! - [`router`]: statement → [`router::Route`] (pure).
@@ -23,20 +24,25 @@
 //!   blocking the other.
 //! - [`pool`]: bb8 pools of backend connections, one per endpoint, served first come first served.
 //! - [`backend`]: one server connection: connect, authenticate, what the server reported.
-//! - [`control`]: the control plane: directory tables (bb8-postgres, LISTEN/NOTIFY).
+//! - [`control`]: the control plane: health checks, directory tables (bb8-postgres,
+//!   LISTEN/NOTIFY).
 //! - [`topology`]: the immutable snapshot of databases, shard maps and pools a session uses.
+//! - [`merge`]: cross-shard rows → one result (order, limits, aggregates), pure.
+//! - [`admin`]: the admin console and the metrics/health HTTP endpoint.
 //! - [`app`]: wiring from config to a listening proxy, signals, logging.
 //! - [`cli`], [`demo`]: the `shardgate` command line and its embedded default.
 //! - [`local_cluster`]: real local PostgreSQL servers for the demo and the tests.
-//! - [`merge`]: cross-shard rows → one result (order, limits, aggregates), pure.
-//! - [`counters`]: what routing and execution decided, counted for the metrics.
-//! - [`error`]: the one shape every client-visible error takes (SQLSTATE, blame).
+//!
+//! Bottom modules every stage may use: [`error`] (the one shape of a client-visible error),
+//! [`metrics`] (Prometheus counters), [`counters`] (what routing decided), [`clients`] (the
+//! registry of connected clients), [`lifecycle`] (serving, draining, closing).
 //!
 //! Rules every module keeps:
 //! - Rows of a single-shard statement are never decoded; frames are forwarded as bytes.
 //! - Bytes from a client or a backend never cause a panic: decoders return `Result` and bound lengths.
 //! - Arrows point down only: `frontend → session → {router, execute}`,
 //!   `execute → {pool, backend, merge}`; the router plans merges that `merge` runs.
+//!   `tests/layering.rs` holds the layers and fails on a reference that points up.
 
 pub mod admin;
 pub mod app;
@@ -50,8 +56,8 @@ pub mod demo;
 pub mod error;
 pub mod execute;
 pub mod frontend;
-pub mod local_cluster;
 pub mod lifecycle;
+pub mod local_cluster;
 pub mod merge;
 pub mod metrics;
 pub mod pool;

@@ -37,13 +37,13 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::metrics::{Metrics, Ran};
 use crate::backend::{BackendConn, CancelSlot};
+use crate::clients::{ClientInfo, ClientState};
 use crate::config::PoolMode;
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::{self, Buffers, PumpError, PumpEvent};
-use crate::clients::{ClientInfo, ClientState};
+use crate::metrics::{Metrics, Ran};
 use crate::pool::{Checkout, Liveness};
 use crate::router::Hint;
 use crate::topology::{Database, Topology};

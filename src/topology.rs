@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{DatabaseMeters, Metrics};
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
 use crate::control::health::{self, Watched};
 use crate::counters::Counters;
+use crate::metrics::{DatabaseMeters, Metrics};
 use crate::pool::{EndpointPool, OnFailure, PauseSwitch};
 use crate::router::Router;
 
@@ -76,7 +76,6 @@ pub enum Freshness {
     /// A write of the session there has not completed yet: the primary only.
     Primary,
 }
-
 
 /// Function names this database's catalog was asked about: whether each is an aggregate, and
 /// when that was learned. Kept a short while, so a `CREATE AGGREGATE` is noticed soon.

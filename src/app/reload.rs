@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
+use crate::metrics::Metrics;
 use crate::topology::Topology;
 
 /// How often shard-map files are checked for changes.

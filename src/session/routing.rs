@@ -13,8 +13,8 @@ use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use std::sync::Arc;
 
-use crate::metrics::RouteKind;
 use crate::control::directory::LookupError;
+use crate::metrics::RouteKind;
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};
 use crate::topology::Database;

@@ -7,9 +7,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::limits::Phase;
+use crate::clients::ClientState;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::{self, PumpEvent};
-use crate::clients::ClientState;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Runs `wait` (a checkout), shown as `waiting` in the client registry, while reading
