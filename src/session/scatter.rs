@@ -22,7 +22,7 @@ use super::client::Refusal;
 use super::routing::refused;
 use crate::config::ShardId;
 use crate::counters::Event;
-use crate::error::ErrorReport;
+use crate::error::{ErrorReport, sqlstate};
 use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::metrics;
@@ -200,8 +200,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Err(Ran::Failed(failed)) => Some(failed.statuses.clone()),
             Err(Ran::Refused(_)) => None,
         };
+        // A backend's 08P01 to the proxy's own well-formed Bind is PostgreSQL's "bind message
+        // has N result formats but query has M columns" (PortalSetResultFormat): the cached
+        // column count is stale.
         let stale_count = matches!(&outcome, Err(Ran::Failed(failed))
-            if failed.report.message.contains("result formats"));
+            if failed.report.code == sqlstate::PROTOCOL_VIOLATION);
         if matches!(&outcome, Err(Ran::Failed(_))) {
             self.env.database.column_counts.forget(&plan.shard_sql);
         }

@@ -85,7 +85,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let fields = wire::error_fields(body).ok()?;
         let field = |tag: u8| fields.iter().find(|(field, _)| *field == tag).map(|f| f.1);
-        let report = self.deadlock_report(field(b'C')?, field(b'M').unwrap_or(""))?;
+        let report = self.deadlock_report(field(b'C')?, field(b'R').unwrap_or(""))?;
         let mut frame = BytesMut::new();
         wire::encode::error_response(&mut frame, &report);
         Some(frame)

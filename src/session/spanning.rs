@@ -281,10 +281,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// An error from a backend of a spanning transaction: a lock wait that ran out is the
-    /// cross-shard deadlock it most likely was.
-    pub(super) fn deadlock_report(&self, code: &str, message: &str) -> Option<ErrorReport> {
-        // Only the bound this proxy set: NOWAIT and SKIP LOCKED failures keep their 55P03.
-        let timed_out = code == LOCK_NOT_AVAILABLE && message.contains("lock timeout");
+    /// cross-shard deadlock it most likely was. `routine` is the error's `R` field, the C
+    /// function that raised it (never translated, unlike the message).
+    pub(super) fn deadlock_report(&self, code: &str, routine: &str) -> Option<ErrorReport> {
+        // Only the bound this proxy set, which PostgreSQL raises from `ProcessInterrupts`
+        // (postgres.c); NOWAIT failures (`heap_lock_tuple`, …) keep their 55P03.
+        let timed_out = code == LOCK_NOT_AVAILABLE && routine == "ProcessInterrupts";
         (self.spans_shards && timed_out).then(|| {
             ErrorReport::error(
                 sqlstate::DEADLOCK_DETECTED,

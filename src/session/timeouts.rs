@@ -20,8 +20,6 @@ use crate::backend::{self, CancelSlot};
 use crate::error::{ErrorReport, sqlstate};
 use crate::wire;
 
-/// PostgreSQL's message for a statement cancelled by a CancelRequest.
-const USER_REQUEST: &str = "canceling statement due to user request";
 /// PostgreSQL's message for a statement that ran past `statement_timeout`.
 const STATEMENT_TIMEOUT: &str = "canceling statement due to statement timeout";
 /// How often a fired watchdog looks again for a backend to cancel when the statement has none
@@ -94,7 +92,7 @@ impl StatementTimer {
     /// The client's view of an error the proxy's cancel caused: PostgreSQL's statement-timeout
     /// wording, SQLSTATE 57014 kept.
     pub fn rewrite(&self, mut report: ErrorReport) -> ErrorReport {
-        if self.fired() && is_cancel(&report.code, &report.message) {
+        if self.fired() && report.code == sqlstate::QUERY_CANCELED {
             self.fired.store(false, Ordering::Relaxed); // This cancel is accounted for.
             report.message = STATEMENT_TIMEOUT.to_owned();
         }
@@ -109,7 +107,7 @@ impl StatementTimer {
         }
         let fields = wire::error_fields(body).ok()?;
         let field = |tag: u8| fields.iter().find(|(t, _)| *t == tag).map(|f| f.1);
-        if !is_cancel(field(b'C')?, field(b'M')?) {
+        if field(b'C')? != sqlstate::QUERY_CANCELED {
             return None;
         }
         self.fired.store(false, Ordering::Relaxed); // This cancel is accounted for.
@@ -121,10 +119,6 @@ impl Drop for StatementTimer {
     fn drop(&mut self) {
         self.disarm();
     }
-}
-
-fn is_cancel(code: &str, message: &str) -> bool {
-    code == sqlstate::QUERY_CANCELED && message == USER_REQUEST
 }
 
 /// Cancels what the slot names, again every [`RESEND_CANCEL`] while the statement goes on (a
@@ -225,7 +219,8 @@ mod tests {
 
     #[test]
     fn reports_are_rewritten_too() {
-        let report = ErrorReport::error("57014", Blame::Backend, USER_REQUEST);
+        let user_request = "canceling statement due to user request";
+        let report = ErrorReport::error("57014", Blame::Backend, user_request);
         assert_eq!(fired_timer().rewrite(report).message, STATEMENT_TIMEOUT);
     }
 }

@@ -382,7 +382,7 @@ async fn probe_failed_shard_switch_then_commit_commits_the_rest() {
 }
 
 /// `FOR UPDATE NOWAIT` failing (55P03 lock_not_available) inside a transaction spanning shards
-/// is reported as 40P01 deadlock_detected (`spanning::deadlock_report` rewrites every 55P03).
+/// keeps its 55P03: only the lock timeout the proxy sets becomes 40P01 (`spanning::deadlock_report`).
 #[tokio::test]
 async fn probe_nowait_error_is_reported_as_a_deadlock() {
     let proxy = TestProxy::start(sharded_config(cluster())).await;

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# ab_compare.sh: throughput of two shardgate builds side by side, in front of the same
+# `shardgate demo` clusters, runs alternating, for the A/B a hot-path change must come with.
+#
+#   BEFORE=/path/to/old/shardgate AFTER=target/release/shardgate bench/ab_compare.sh
+#
+# The AFTER binary runs `shardgate demo` (2 shards, each a primary and a replica, pool 20);
+# the BEFORE binary runs `shardgate run` with the same config on other ports. `pgbench -i`
+# goes through the proxy, so pgbench's tables sit on the default shard and `-S` reads go to its
+# replica. For each workload the two proxies take turns (old, new, new, old, …) R times; the
+# report gives every run and the median ratio after/before. Everything listens on 127.0.0.1;
+# every wait is bounded; the EXIT trap stops both proxies (the demo stops its clusters).
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BEFORE=${BEFORE:?set BEFORE to the old shardgate binary}
+AFTER=${AFTER:-$REPO_ROOT/target/release/shardgate}
+R=${R:-3}              # runs per binary and workload
+T=${T:-8}              # seconds per pgbench run
+C=${C:-16}             # pgbench clients
+SCALE=${SCALE:-10}
+PORT_AFTER=${PORT_AFTER:-6540}
+PORT_BEFORE=${PORT_BEFORE:-6541}
+WORKLOADS=${WORKLOADS:-"select-simple select-extended select-prepared tpcb-simple"}
+
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 300); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
+
+"$AFTER" demo --port "$PORT_AFTER" --metrics-port 0 --dir "$dir/demo" >"$dir/after.log" 2>&1 &
+pids+=($!)
+wait_port "$PORT_AFTER"
+sed -e "s/^listen: .*/listen: 127.0.0.1:$PORT_BEFORE/" -e '/^metrics:/,+1d' \
+    "$dir/demo/shardgate.yaml" >"$dir/demo/before.yaml"
+"$BEFORE" run --config "$dir/demo/before.yaml" >"$dir/before.log" 2>&1 &
+pids+=($!)
+wait_port "$PORT_BEFORE"
+
+export PGPASSWORD=app PGUSER=app PGDATABASE=app PGHOST=127.0.0.1
+pgbench -i -q -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
+sleep 2 # let the replicas replay the load
+
+tps() { # port, pgbench args…
+    local port=$1
+    shift
+    pgbench -n -c "$C" -j 2 -T "$T" -p "$port" "$@" 2>&1 |
+        sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p'
+}
+
+args_of() {
+    case $1 in
+    select-simple) echo "-S -M simple" ;;
+    select-extended) echo "-S -M extended" ;;
+    select-prepared) echo "-S -M prepared" ;;
+    tpcb-simple) echo "-M simple" ;;
+    esac
+}
+
+echo "| workload | before (runs) | after (runs) | median after/before |"
+echo "|-|-|-|-|"
+for workload in $WORKLOADS; do
+    read -r -a args <<<"$(args_of "$workload")"
+    before=() after=()
+    for i in $(seq "$R"); do
+        if ((i % 2)); then
+            before+=("$(tps "$PORT_BEFORE" "${args[@]}")")
+            after+=("$(tps "$PORT_AFTER" "${args[@]}")")
+        else
+            after+=("$(tps "$PORT_AFTER" "${args[@]}")")
+            before+=("$(tps "$PORT_BEFORE" "${args[@]}")")
+        fi
+    done
+    median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+    mb=$(median "${before[@]}")
+    ma=$(median "${after[@]}")
+    ratio=$(awk -v a="$ma" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')
+    join() { local IFS=,; echo "$*" | sed 's/,/, /g; s/\.[0-9]*//g'; }
+    echo "| \`$workload\` | $(join "${before[@]}") | $(join "${after[@]}") | $ratio |"
+done
