@@ -44,6 +44,10 @@
 //!   `execute → {pool, backend, merge}`; the router plans merges that `merge` runs.
 //!   `tests/layering.rs` holds the layers and fails on a reference that points up.
 
+#![deny(missing_docs)]
+// Only `local_cluster` (fork/exec as the `postgres` user, signals) may use `unsafe`.
+#![deny(unsafe_code)]
+
 pub mod admin;
 pub mod app;
 pub mod backend;
@@ -57,6 +61,7 @@ pub mod error;
 pub mod execute;
 pub mod frontend;
 pub mod lifecycle;
+#[allow(unsafe_code)]
 pub mod local_cluster;
 pub mod merge;
 pub mod metrics;

@@ -118,6 +118,7 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     counter
 }
 
+/// Labels of per-server metrics, in order (the admin gauges use them too).
 pub const SERVER_LABELS: &[&str] = &["database", "shard", "role", "endpoint"];
 const SHARD_LABELS: &[&str] = &["database", "shard", "role"];
 

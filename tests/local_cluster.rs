@@ -346,6 +346,7 @@ fn wait_until_gone(pid: i32) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
+        #[allow(clippy::disallowed_methods)] // a plain test thread, no runtime
         std::thread::sleep(Duration::from_millis(20));
     }
     true

@@ -18,6 +18,7 @@ pub(crate) fn wait_for_exit(pid: i32, server: &str) {
             tracing::warn!(server, pid, "postmaster still exists after stop");
             return;
         }
+        #[allow(clippy::disallowed_methods)] // synchronous: servers start and stop off the runtime
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -32,6 +33,7 @@ pub(crate) fn wait_for_reap(pid: i32, server: &str) {
             tracing::warn!(server, pid, "old postmaster was never reaped");
             return;
         }
+        #[allow(clippy::disallowed_methods)] // synchronous: servers start and stop off the runtime
         std::thread::sleep(Duration::from_millis(10));
     }
 }

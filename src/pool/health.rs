@@ -213,6 +213,7 @@ mod tests {
             lsn: Some(lsn),
             lag: None,
         };
+        #[allow(clippy::disallowed_methods)] // a plain test thread, no runtime
         std::thread::sleep(Duration::from_millis(2));
         primary.record(seen(500));
         assert_eq!(primary.lsn_after(wrote), Some(500));

@@ -221,6 +221,7 @@ async fn the_binary_drains_on_sigterm_and_exits_0() {
                 let _ = child.kill();
                 panic!("shardgate did not exit after SIGTERM");
             }
+            #[allow(clippy::disallowed_methods)] // inside spawn_blocking
             std::thread::sleep(Duration::from_millis(50));
         }
     })
