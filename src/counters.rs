@@ -55,7 +55,7 @@ pub enum Event {
     /// A statement on several primaries.
     MultiPrimary,
     /// A refusal with this SQLSTATE.
-    Refused(&'static str),
+    Refused(crate::error::SqlState),
 }
 
 impl Counters {
@@ -105,8 +105,10 @@ mod tests {
         let counters = Counters::default();
         counters.count(Event::Scatter(3));
         counters.count(Event::Scatter(2));
-        counters.count(Event::Refused("0A000"));
-        counters.count(Event::Refused("53300"));
+        counters.count(Event::Refused(
+            crate::error::sqlstate::FEATURE_NOT_SUPPORTED,
+        ));
+        counters.count(Event::Refused(crate::error::sqlstate::TOO_MANY_CONNECTIONS));
         counters.count(Event::ReplicaRead);
         let snapshot = counters.snapshot();
         assert_eq!((snapshot.scatter_reads, snapshot.scatter_legs), (2, 5));

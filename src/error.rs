@@ -4,8 +4,6 @@
 //! SQLSTATE and who is at fault, and converts into an [`ErrorReport`]. The session is the one
 //! place that turns a report into an `ErrorResponse` on the wire.
 
-use std::borrow::Cow;
-
 /// Who caused an error: tells operators where to look and clients whether a retry can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {
@@ -41,8 +39,8 @@ impl Severity {
 pub struct ErrorReport {
     /// ERROR or FATAL.
     pub severity: Severity,
-    /// Five-character SQLSTATE (ours are constants; a backend's are passed through).
-    pub code: Cow<'static, str>,
+    /// Its SQLSTATE (ours are the [`sqlstate`] constants; a backend's are passed through).
+    pub code: SqlState,
     /// Primary human-readable message.
     pub message: String,
     /// Optional detail line.
@@ -53,14 +51,10 @@ pub struct ErrorReport {
 
 impl ErrorReport {
     /// An ERROR-severity report.
-    pub fn error(
-        code: impl Into<Cow<'static, str>>,
-        blame: Blame,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn error(code: SqlState, blame: Blame, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
-            code: code.into(),
+            code,
             message: message.into(),
             detail: None,
             blame,
@@ -68,11 +62,7 @@ impl ErrorReport {
     }
 
     /// A FATAL-severity report: the connection closes after it.
-    pub fn fatal(
-        code: impl Into<Cow<'static, str>>,
-        blame: Blame,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn fatal(code: SqlState, blame: Blame, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Fatal,
             ..Self::error(code, blame, message)
@@ -94,60 +84,138 @@ impl ErrorReport {
     }
 }
 
-/// SQLSTATE codes the proxy itself raises (PostgreSQL Appendix A).
+/// A SQLSTATE: five ASCII letters or digits, the first two its class (PostgreSQL Appendix A).
+/// Code decides by it (or by its class), never by an error's message text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SqlState([u8; 5]);
+
+impl SqlState {
+    /// A code known when compiling (a malformed one fails the build where it is a constant).
+    pub const fn from_static(code: &'static str) -> SqlState {
+        let bytes = code.as_bytes();
+        assert!(bytes.len() == 5, "a SQLSTATE has five characters");
+        let mut out = [0u8; 5];
+        let mut i = 0;
+        while i < 5 {
+            assert!(
+                bytes[i].is_ascii_alphanumeric(),
+                "a SQLSTATE is letters and digits"
+            );
+            out[i] = bytes[i].to_ascii_uppercase();
+            i += 1;
+        }
+        SqlState(out)
+    }
+
+    /// A code a server or client sent; `None` unless it is five ASCII letters or digits.
+    pub fn parse(code: &str) -> Option<SqlState> {
+        let bytes: [u8; 5] = code.as_bytes().try_into().ok()?;
+        (bytes.iter().all(u8::is_ascii_alphanumeric))
+            .then(|| SqlState(bytes.map(|b| b.to_ascii_uppercase())))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        // Five ASCII bytes, checked by both constructors.
+        std::str::from_utf8(&self.0).unwrap_or("XX000")
+    }
+
+    /// Its class: the first two characters (`08` connection exception, `53` resources, …).
+    pub fn class(&self) -> &str {
+        &self.as_str()[..2]
+    }
+}
+
+impl std::fmt::Display for SqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for SqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqlState({})", self.as_str())
+    }
+}
+
+impl PartialEq<str> for SqlState {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for SqlState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Every SQLSTATE the proxy decides by or raises, in one place (PostgreSQL Appendix A).
 pub mod sqlstate {
+    use super::SqlState;
+
     /// Statement or construct the proxy does not support.
-    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState::from_static("0A000");
     /// A value (a shard key) that is not valid for its type.
-    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState::from_static("22P02");
     /// The proxy's configuration (a directory table) is wrong.
-    pub const CONFIG_FILE_ERROR: &str = "F0000";
+    pub const CONFIG_FILE_ERROR: SqlState = SqlState::from_static("F0000");
     /// A statement too large to encode.
-    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState::from_static("54000");
     /// A statement nested too deeply to analyse (PostgreSQL's `statement_too_complex`).
-    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+    pub const STATEMENT_TOO_COMPLEX: SqlState = SqlState::from_static("54001");
     /// A statement sent after an error in the same transaction.
-    pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
+    pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState::from_static("25P02");
     /// A named object (a shard in a hint) that does not exist.
-    pub const UNDEFINED_OBJECT: &str = "42704";
+    pub const UNDEFINED_OBJECT: SqlState = SqlState::from_static("42704");
     /// Connection to a backend failed.
-    pub const CONNECTION_FAILURE: &str = "08006";
+    pub const CONNECTION_FAILURE: SqlState = SqlState::from_static("08006");
     /// Could not establish a connection (startup).
-    pub const CONNECTION_EXCEPTION: &str = "08000";
+    pub const CONNECTION_EXCEPTION: SqlState = SqlState::from_static("08000");
     /// Malformed message from the client.
-    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const PROTOCOL_VIOLATION: SqlState = SqlState::from_static("08P01");
     /// Pool exhausted or connection limit reached.
-    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const TOO_MANY_CONNECTIONS: SqlState = SqlState::from_static("53300");
     /// Wrong password.
-    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_PASSWORD: SqlState = SqlState::from_static("28P01");
     /// Authentication failed for another reason.
-    pub const INVALID_AUTHORIZATION: &str = "28000";
+    pub const INVALID_AUTHORIZATION: SqlState = SqlState::from_static("28000");
     /// Unknown database.
-    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    pub const INVALID_CATALOG_NAME: SqlState = SqlState::from_static("3D000");
     /// Not allowed (a non-admin user at the admin console).
-    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState::from_static("42501");
     /// A command the admin console does not know.
-    pub const SYNTAX_ERROR: &str = "42601";
+    pub const SYNTAX_ERROR: SqlState = SqlState::from_static("42601");
     /// A shard-map reload asked for from the admin console was rejected.
-    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState::from_static("55000");
     /// Prepared statement name already in use.
-    pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
+    pub const DUPLICATE_PREPARED_STATEMENT: SqlState = SqlState::from_static("42P05");
     /// Server shutting down.
-    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    pub const ADMIN_SHUTDOWN: SqlState = SqlState::from_static("57P01");
     /// A login while the proxy shuts down.
-    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    pub const CANNOT_CONNECT_NOW: SqlState = SqlState::from_static("57P03");
     /// A client idle outside a transaction for too long.
-    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    pub const IDLE_SESSION_TIMEOUT: SqlState = SqlState::from_static("57P05");
     /// A client idle inside a transaction for too long.
-    pub const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: &str = "25P03";
+    pub const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: SqlState = SqlState::from_static("25P03");
     /// A configured limit (a user's statement rate) was exceeded.
-    pub const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
+    pub const CONFIGURATION_LIMIT_EXCEEDED: SqlState = SqlState::from_static("53400");
     /// Statement cancelled.
-    pub const QUERY_CANCELED: &str = "57014";
+    pub const QUERY_CANCELED: SqlState = SqlState::from_static("57014");
     /// A lock cycle (here: across shards) was broken by failing this transaction.
-    pub const DEADLOCK_DETECTED: &str = "40P01";
+    pub const DEADLOCK_DETECTED: SqlState = SqlState::from_static("40P01");
     /// Internal proxy error.
-    pub const INTERNAL_ERROR: &str = "XX000";
+    pub const INTERNAL_ERROR: SqlState = SqlState::from_static("XX000");
+    /// LIMIT below zero.
+    pub const INVALID_ROW_COUNT_IN_LIMIT: SqlState = SqlState::from_static("2201W");
+    /// OFFSET below zero.
+    pub const INVALID_ROW_COUNT_IN_OFFSET: SqlState = SqlState::from_static("2201X");
+    /// A value outside its type's range (int8 overflow).
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState::from_static("22003");
+    /// A binary Bind parameter that does not decode.
+    pub const INVALID_BINARY_REPRESENTATION: SqlState = SqlState::from_static("22P03");
+    /// A `$n` with no parameter.
+    pub const UNDEFINED_PARAMETER: SqlState = SqlState::from_static("42P02");
 }
 
 impl std::fmt::Display for ErrorReport {
@@ -163,3 +231,22 @@ impl std::fmt::Display for ErrorReport {
 }
 
 impl std::error::Error for ErrorReport {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_five_letters_or_digits() {
+        assert_eq!(
+            SqlState::parse("42p01"),
+            Some(SqlState::from_static("42P01"))
+        );
+        for bad in ["", "4260", "426011", "42 01", "42é0", "0A00;"] {
+            assert_eq!(SqlState::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(sqlstate::CONNECTION_FAILURE.class(), "08");
+        assert_eq!(sqlstate::CONNECTION_FAILURE, "08006");
+        assert_eq!(sqlstate::CONNECTION_FAILURE.to_string(), "08006");
+    }
+}

@@ -172,7 +172,7 @@ async fn handle_connection(tcp: TcpStream, ctx: Arc<FrontendContext>) {
             tracing::debug!(%error, "client left during startup")
         }
         Ok(Err(LoginError::Rejected(report))) => {
-            ctx.admin.metrics.error(&report.code);
+            ctx.admin.metrics.error(report.code);
             tracing::info!(code = %report.code, error = %report.message, "login refused")
         }
         Ok(Ok(Opening::Closed)) => {}
@@ -192,7 +192,7 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
     metrics.connections.inc();
     let refuse = |reason, report: ErrorReport| {
         metrics.refused_connection(reason);
-        metrics.error(&report.code);
+        metrics.error(report.code);
         report
     };
     if count > ctx.limits.max_client_connections {
@@ -225,7 +225,7 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
     let _user_slot = match ctx.admission.admit(&user) {
         Ok(slot) => slot,
         Err(report) => {
-            let reason = match report.code.as_ref() {
+            let reason = match report.code {
                 sqlstate::TOO_MANY_CONNECTIONS => "max_connections_per_user",
                 _ => "shutting_down",
             };

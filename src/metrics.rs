@@ -284,9 +284,8 @@ impl Metrics {
     }
 
     /// Counts an error sent to a client, by its SQLSTATE's class.
-    pub fn error(&self, sqlstate: &str) {
-        let class = sqlstate.get(..2).unwrap_or("??");
-        self.errors.with_label_values(&[class]).inc();
+    pub fn error(&self, sqlstate: crate::error::SqlState) {
+        self.errors.with_label_values(&[sqlstate.class()]).inc();
     }
 
     /// Counts a statement refused by `user`'s rate limit.
@@ -455,10 +454,11 @@ mod tests {
     #[test]
     fn errors_are_counted_by_class() {
         let metrics = Metrics::default();
-        metrics.error("42P01");
-        metrics.error("42601");
-        metrics.error("0");
+        let code = |c| crate::error::SqlState::parse(c).unwrap();
+        metrics.error(code("42P01"));
+        metrics.error(code("42601"));
+        metrics.error(code("08006"));
         let class = |c: &str| metrics.errors.with_label_values(&[c]).get();
-        assert_eq!((class("42"), class("??")), (2, 1));
+        assert_eq!((class("42"), class("08")), (2, 1));
     }
 }

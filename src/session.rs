@@ -315,7 +315,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// Counts an error the client is sent.
-    fn note_error(&self, sqlstate: &str) {
+    fn note_error(&self, sqlstate: crate::error::SqlState) {
         self.env.metrics.error(sqlstate);
     }
 
@@ -584,7 +584,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     async fn finish(&mut self, ending: Ending) {
         if let Ending::Fatal(report) = &ending {
-            self.note_error(&report.code);
+            self.note_error(report.code);
             encode::error_response(&mut self.bufs.to_client, &report.clone().into_fatal());
             let _ = execute::flush_client(&mut self.client, &mut self.bufs).await;
         }

@@ -107,7 +107,7 @@ pub async fn run<C>(
                     Blame::Client,
                     "the admin console speaks the simple query protocol only",
                 );
-                admin.metrics.error(&report.code);
+                admin.metrics.error(report.code);
                 encode::error_response(&mut out, &report);
             }
         }
@@ -126,7 +126,7 @@ fn write_reply(out: &mut BytesMut, reply: Reply, admin: &AdminContext) {
         }
         Reply::Done(tag) => encode::command_complete(out, &tag),
         Reply::Error(report) => {
-            admin.metrics.error(&report.code);
+            admin.metrics.error(report.code);
             encode::error_response(out, &report);
         }
     }

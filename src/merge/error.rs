@@ -8,20 +8,6 @@
 use super::window::Clause;
 use crate::error::{Blame, ErrorReport, sqlstate};
 
-/// SQLSTATEs the merge raises that `error::sqlstate` does not name (PostgreSQL Appendix A).
-mod state {
-    /// LIMIT below zero.
-    pub const INVALID_ROW_COUNT_IN_LIMIT: &str = "2201W";
-    /// OFFSET below zero.
-    pub const INVALID_ROW_COUNT_IN_OFFSET: &str = "2201X";
-    /// A value outside its type's range (int8 overflow).
-    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
-    /// A binary Bind parameter that does not decode.
-    pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
-    /// A `$n` with no parameter.
-    pub const UNDEFINED_PARAMETER: &str = "42P02";
-}
-
 /// What the merge was holding when it ran out of buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Buffered {
@@ -100,20 +86,20 @@ impl MergeError {
             MergeError::Contract(_) => (sqlstate::INTERNAL_ERROR, Blame::Proxy),
             MergeError::BufferExceeded { .. } => (sqlstate::PROGRAM_LIMIT_EXCEEDED, Blame::Proxy),
             MergeError::Negative(Clause::Limit) => {
-                (state::INVALID_ROW_COUNT_IN_LIMIT, Blame::Client)
+                (sqlstate::INVALID_ROW_COUNT_IN_LIMIT, Blame::Client)
             }
             MergeError::Negative(Clause::Offset) => {
-                (state::INVALID_ROW_COUNT_IN_OFFSET, Blame::Client)
+                (sqlstate::INVALID_ROW_COUNT_IN_OFFSET, Blame::Client)
             }
-            MergeError::NoParameter(_) => (state::UNDEFINED_PARAMETER, Blame::Client),
+            MergeError::NoParameter(_) => (sqlstate::UNDEFINED_PARAMETER, Blame::Client),
             MergeError::BadBinaryParameter(_) => {
-                (state::INVALID_BINARY_REPRESENTATION, Blame::Client)
+                (sqlstate::INVALID_BINARY_REPRESENTATION, Blame::Client)
             }
             MergeError::InvalidInput { .. } => {
                 (sqlstate::INVALID_TEXT_REPRESENTATION, Blame::Client)
             }
             MergeError::ValueOutOfRange { .. } | MergeError::OutOfRange(_) => {
-                (state::NUMERIC_VALUE_OUT_OF_RANGE, Blame::Client)
+                (sqlstate::NUMERIC_VALUE_OUT_OF_RANGE, Blame::Client)
             }
         };
         let message = match self {

@@ -347,7 +347,7 @@ fn a_negative_limit_fails_as_postgres_does() {
     let error = Merger::new(&plan, &description(&[(25, 0)]), 2, &params, LIMITS).unwrap_err();
     let report = error.report();
     assert_eq!(
-        (report.code.as_ref(), report.message.as_str()),
+        (report.code.as_str(), report.message.as_str()),
         ("2201W", "LIMIT must not be negative")
     );
 }

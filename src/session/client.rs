@@ -142,15 +142,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let report = self.env.limits.timer.rewrite(report);
         log_refusal(&report);
         if !is_server_error(&report) {
-            let code = match report.code.as_ref() {
-                sqlstate::FEATURE_NOT_SUPPORTED => sqlstate::FEATURE_NOT_SUPPORTED,
-                _ => "other",
-            };
-            (self.env.database.counters).count(crate::counters::Event::Refused(code));
+            (self.env.database.counters).count(crate::counters::Event::Refused(report.code));
         }
         self.fail_pending_transaction();
         if self.backend.is_none() && self.replies.is_empty() {
-            self.note_error(&report.code);
+            self.note_error(report.code);
             encode::error_response(&mut self.bufs.to_client, &report);
             if frame_tag == tag::QUERY {
                 self.note_ready(self.client_status);
@@ -244,7 +240,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Synthetic::BindComplete => encode::bind_complete(&mut self.bufs.to_client),
                 Synthetic::NoData => encode::no_data(&mut self.bufs.to_client),
                 Synthetic::Error(report) => {
-                    self.note_error(&report.code);
+                    self.note_error(report.code);
                     encode::error_response(&mut self.bufs.to_client, &report)
                 }
                 Synthetic::CommandComplete(command_tag) => {
@@ -278,7 +274,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 /// Whether `report` is a server's answer to the statement (a fan-out leg's SQL error), not
 /// the proxy's refusal or an unreachable server.
 fn is_server_error(report: &ErrorReport) -> bool {
-    report.blame == Blame::Backend && !report.code.starts_with("08")
+    report.blame == Blame::Backend && report.code.class() != "08"
 }
 
 /// Logs a statement that failed before or outside a single backend. Failures of the
@@ -287,10 +283,7 @@ fn is_server_error(report: &ErrorReport) -> bool {
 /// since a server's message may quote a parameter value.
 fn log_refusal(report: &ErrorReport) {
     let environment = ["08", "53", "57", "58", "XX"];
-    if environment
-        .iter()
-        .any(|class| report.code.starts_with(class))
-    {
+    if environment.contains(&report.code.class()) {
         tracing::warn!(code = %report.code, error = %report.message, "statement failed");
     } else if report.blame == Blame::Backend {
         tracing::debug!(code = %report.code, "statement failed on a server");

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::statements::SessionEffect;
 use super::{Ending, Session};
-use crate::error::{Blame, sqlstate};
+use crate::error::{Blame, SqlState, sqlstate};
 use crate::wire::{self, ParameterStatus, TxStatus, command_tag, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -148,11 +148,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     fn note_backend_error(&self, body: &[u8]) {
         let fields = wire::error_fields(body).unwrap_or_default();
         let field = |tag: u8| fields.iter().find(|(f, _)| *f == tag).map(|(_, v)| *v);
-        let code = field(b'C').unwrap_or(sqlstate::INTERNAL_ERROR);
+        let code = field(b'C').and_then(SqlState::parse);
+        let code = code.unwrap_or(sqlstate::INTERNAL_ERROR);
         self.note_error(code);
-        // By routine as well as text: the message is translated under other lc_messages.
-        let changed = field(b'R') == Some("RevalidateCachedQuery")
-            || field(b'M') == Some("cached plan must not change result type");
+        // By routine (plancache.c), never by the message, which lc_messages translates.
+        let changed = field(b'R') == Some("RevalidateCachedQuery");
         if code == sqlstate::FEATURE_NOT_SUPPORTED && changed {
             for name in &self.bound_since_ready {
                 tracing::info!(statement = %name, "a prepared statement's result type changed; new Parses of it are prepared afresh");

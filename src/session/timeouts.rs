@@ -17,7 +17,7 @@ use bytes::{BufMut, BytesMut};
 use tokio::task::AbortHandle;
 
 use crate::backend::{self, CancelSlot};
-use crate::error::{ErrorReport, sqlstate};
+use crate::error::{ErrorReport, SqlState, sqlstate};
 use crate::wire;
 
 /// PostgreSQL's message for a statement that ran past `statement_timeout`.
@@ -107,7 +107,7 @@ impl StatementTimer {
         }
         let fields = wire::error_fields(body).ok()?;
         let field = |tag: u8| fields.iter().find(|(t, _)| *t == tag).map(|f| f.1);
-        if field(b'C')? != sqlstate::QUERY_CANCELED {
+        if SqlState::parse(field(b'C')?) != Some(sqlstate::QUERY_CANCELED) {
             return None;
         }
         self.fired.store(false, Ordering::Relaxed); // This cancel is accounted for.
@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn reports_are_rewritten_too() {
         let user_request = "canceling statement due to user request";
-        let report = ErrorReport::error("57014", Blame::Backend, user_request);
+        let report = ErrorReport::error(sqlstate::QUERY_CANCELED, Blame::Backend, user_request);
         assert_eq!(fired_timer().rewrite(report).message, STATEMENT_TIMEOUT);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::WireError;
 use super::reader::Reader;
-use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::error::{Blame, ErrorReport, SqlState, sqlstate};
 
 /// ParameterStatus: a reported run-time parameter and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,9 @@ pub fn error_report(body: &[u8], blame: Blame) -> ErrorReport {
     let fields = error_fields(body).unwrap_or_default();
     let field = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
     let mut report = ErrorReport::error(
-        field(b'C').unwrap_or(sqlstate::INTERNAL_ERROR).to_owned(),
+        field(b'C')
+            .and_then(SqlState::parse)
+            .unwrap_or(sqlstate::INTERNAL_ERROR),
         blame,
         field(b'M').unwrap_or("error without a message"),
     );

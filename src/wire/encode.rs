@@ -140,12 +140,16 @@ pub fn error_response(out: &mut impl BufMut, report: &ErrorReport) {
     let severity = report.severity.as_str();
     let detail = report.detail.as_deref();
     let body_len = 2 * (severity.len() + 2)
-        + (report.code.len() + 2)
+        + (report.code.as_str().len() + 2)
         + (report.message.len() + 2)
         + detail.map_or(0, |d| d.len() + 2)
         + 1;
     header(out, b'E', body_len);
-    for (code, value) in [(b'S', severity), (b'V', severity), (b'C', &*report.code)] {
+    for (code, value) in [
+        (b'S', severity),
+        (b'V', severity),
+        (b'C', report.code.as_str()),
+    ] {
         out.put_u8(code);
         cstr(out, value);
     }
@@ -186,7 +190,12 @@ mod tests {
     #[test]
     fn error_response_round_trips() {
         let mut out = Vec::new();
-        let report = ErrorReport::error("53300", Blame::Proxy, "pool busy").with_detail("d");
+        let report = ErrorReport::error(
+            crate::error::sqlstate::TOO_MANY_CONNECTIONS,
+            Blame::Proxy,
+            "pool busy",
+        )
+        .with_detail("d");
         error_response(&mut out, &report);
         assert_framed(&out);
         let fields = error_fields(&out[5..]).unwrap();

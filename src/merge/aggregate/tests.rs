@@ -66,7 +66,7 @@ fn count_sums_int8_partials_and_overflow_is_bigint_out_of_range() {
     .unwrap_err();
     let report = error.report();
     assert_eq!(
-        (report.code.as_ref(), report.message.as_str()),
+        (report.code.as_str(), report.message.as_str()),
         ("22003", "bigint out of range")
     );
 }

@@ -153,7 +153,7 @@ fn what_cannot_be_read_is_refused_with_postgres_sqlstates() {
             .unwrap_err()
             .report()
             .code
-            .into_owned()
+            .to_string()
     };
     assert_eq!(
         code(&compare(COUNT, CompareOp::Gt, literal("many")), &[]),
