@@ -47,6 +47,8 @@ pub struct ErrorReport {
     pub message: String,
     /// Optional detail line.
     pub detail: Option<String>,
+    /// Optional hint: what the client can do about it (the protocol's `H` field).
+    pub hint: Option<String>,
     /// Who is at fault.
     pub blame: Blame,
 }
@@ -63,6 +65,7 @@ impl ErrorReport {
             code: code.into(),
             message: message.into(),
             detail: None,
+            hint: None,
             blame,
         }
     }
@@ -92,6 +95,12 @@ impl ErrorReport {
         self.detail = Some(detail.into());
         self
     }
+
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
 }
 
 /// SQLSTATE codes the proxy itself raises (PostgreSQL Appendix A).
@@ -110,6 +119,8 @@ pub mod sqlstate {
     pub const UNDEFINED_OBJECT: &str = "42704";
     /// Connection to a backend failed.
     pub const CONNECTION_FAILURE: &str = "08006";
+    /// A connection was lost during COMMIT: whether that shard committed is unknown.
+    pub const TRANSACTION_RESOLUTION_UNKNOWN: &str = "08007";
     /// Could not establish a connection (startup).
     pub const CONNECTION_EXCEPTION: &str = "08000";
     /// Malformed message from the client.
@@ -142,6 +153,8 @@ pub mod sqlstate {
     pub const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
     /// Statement cancelled.
     pub const QUERY_CANCELED: &str = "57014";
+    /// A transaction that rolled back instead of committing.
+    pub const TRANSACTION_ROLLBACK: &str = "40000";
     /// A lock cycle (here: across shards) was broken by failing this transaction.
     pub const DEADLOCK_DETECTED: &str = "40P01";
     /// Internal proxy error.

@@ -27,6 +27,9 @@ use super::statements::{SessionEffect, split_statements, transaction_scoped_sett
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::broadcast::run_simple;
+use crate::execute::commit::{
+    CommitFailure, TornCommit, commit as execute_commit, torn_commit_report,
+};
 use crate::pool::Checkout;
 use crate::wire::TxStatus;
 
@@ -163,7 +166,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Ends the parked part of the transaction before the client's COMMIT or ROLLBACK runs on
     /// the backend in use: commits them (when `commit` and nothing failed) or rolls them back.
-    /// A COMMIT that fails rolls back the rest, and the backend in use too.
+    /// A COMMIT that fails rolls back the rest, and the backend in use too, and its error says
+    /// what became of every shard (see `execute::commit`).
     async fn end_parked(&mut self, commit: bool) -> Result<(), ErrorReport> {
         if self.parked.is_empty() {
             return Ok(());
@@ -176,26 +180,34 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         let map = self.env.database.router.map().clone();
+        let name = |shard: ShardId| map.shard(shard).name.clone();
         let mut committed = Vec::new();
         while let Some(mut next) = parked.pop() {
             let mut on_status = |_: &mut _, _: &str, _: &str| {};
-            match run_simple(&mut next.conn, "COMMIT", &mut on_status).await {
-                Ok(()) => committed.push(map.shard(next.shard).name.clone()),
-                Err(report) => {
-                    next.conn.mark_broken();
-                    self.roll_back(&mut parked).await;
-                    self.run_hidden("ROLLBACK").await?;
-                    self.client_status = TxStatus::Idle;
-                    self.spans_shards = false;
-                    let shard = &map.shard(next.shard).name;
-                    let detail = format!(
-                        "COMMIT failed on shard {shard}; already committed on: [{}]; rolled \
-                         back on the rest (no two-phase commit yet)",
-                        committed.join(", ")
-                    );
-                    return Err(report.with_detail(detail));
-                }
+            let Err(failure) = execute_commit(&mut next.conn, &mut on_status).await else {
+                committed.push(name(next.shard));
+                continue;
+            };
+            next.conn.mark_broken();
+            let mut rolled_back: Vec<String> = parked.iter().map(|p| name(p.shard)).collect();
+            self.roll_back(&mut parked).await;
+            // The backend in use was never sent COMMIT: its part rolls back, or is gone with
+            // its connection if the ROLLBACK fails (which rolls back as well).
+            if let Some(shard) = self.held_shard.filter(|_| self.backend.is_some()) {
+                rolled_back.push(name(shard));
+                let _ = self.run_hidden("ROLLBACK").await;
             }
+            self.client_status = TxStatus::Idle;
+            self.spans_shards = false;
+            let failed = name(next.shard);
+            let torn = TornCommit {
+                failed: &failed,
+                committed: &committed,
+                rolled_back: &rolled_back,
+            };
+            let report = torn_commit_report(failure, torn);
+            note_torn(&report, &committed);
+            return Err(report);
         }
         // The client's COMMIT runs on the backend in use next; if it fails there, its error
         // must say these shards already committed.
@@ -203,22 +215,46 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    /// The error of a COMMIT that failed on the backend in use after the parked shards
-    /// committed: it names them, since the transaction was not atomic.
+    /// The error of a COMMIT that failed on the backend in use (ErrorResponse `body`) after the
+    /// parked shards committed: it names them, since the transaction was not atomic. A FATAL
+    /// there (the server going away) leaves that shard's outcome unknown.
     pub(super) fn commit_failure_report(&self, body: &[u8]) -> Option<ErrorReport> {
         if self.committed_elsewhere.is_empty() {
             return None;
         }
-        let report = crate::wire::error_report(body, Blame::Backend);
-        let shard = self
-            .held_shard
-            .map(|s| self.env.database.router.map().shard(s).name.clone());
-        let detail = format!(
-            "COMMIT failed on shard {}; already committed on: [{}] (no two-phase commit yet)",
-            shard.unwrap_or_default(),
-            self.committed_elsewhere.join(", ")
-        );
-        Some(report.with_detail(detail))
+        let cause = crate::wire::error_report(body, Blame::Backend);
+        let fatal = (crate::wire::error_fields(body).unwrap_or_default().iter())
+            .any(|&(field, value)| field == b'S' && matches!(value, "FATAL" | "PANIC"));
+        if fatal {
+            return self.commit_lost_report(&cause.message);
+        }
+        let report = self.torn_on_backend_in_use(CommitFailure::RolledBack(cause));
+        note_torn(&report, &self.committed_elsewhere);
+        Some(report)
+    }
+
+    /// When the connection of the backend in use is lost (`why`) while the client's COMMIT of
+    /// a transaction whose other shards already committed is in flight: the FATAL error that
+    /// names the shards that committed and the one whose outcome is unknown.
+    pub(super) fn commit_lost_report(&self, why: &str) -> Option<ErrorReport> {
+        if self.committed_elsewhere.is_empty() {
+            return None;
+        }
+        let cause = ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, why);
+        let report = self.torn_on_backend_in_use(CommitFailure::Unknown(cause));
+        note_torn(&report, &self.committed_elsewhere);
+        Some(report.into_fatal())
+    }
+
+    fn torn_on_backend_in_use(&self, failure: CommitFailure) -> ErrorReport {
+        let map = self.env.database.router.map();
+        let failed = self.held_shard.map(|s| map.shard(s).name.clone());
+        let torn = TornCommit {
+            failed: failed.as_deref().unwrap_or("?"),
+            committed: &self.committed_elsewhere,
+            rolled_back: &[],
+        };
+        torn_commit_report(failure, torn)
     }
 
     /// Runs the parked part of the transaction control in `sql` (COMMIT or ROLLBACK, which then
@@ -298,6 +334,22 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .with_detail("Roll back and retry the transaction.")
         })
     }
+}
+
+/// A commit that is not atomic (or may not be) loses what a client expects of a transaction:
+/// logged as an error (the lost-durability level), with the shards it committed on. A COMMIT
+/// that failed before anything committed is an ordinary failed transaction.
+fn note_torn(report: &ErrorReport, committed: &[String]) {
+    let unknown = report.code == sqlstate::TRANSACTION_RESOLUTION_UNKNOWN;
+    if committed.is_empty() && !unknown {
+        return;
+    }
+    tracing::error!(
+        code = %report.code,
+        committed = ?committed,
+        detail = report.detail.as_deref().unwrap_or(""),
+        "COMMIT of a transaction spanning shards is not atomic (or its outcome is unknown)"
+    );
 }
 
 /// The statement that bounds a transaction's lock waits on one backend.
