@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod directory;
 mod fanout;
+mod faults;
 mod harness;
 mod limits;
 mod operations;
