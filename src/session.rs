@@ -28,6 +28,7 @@ mod sql_prepared;
 mod start;
 pub mod statements;
 mod timeouts;
+mod torn;
 mod wait;
 
 use std::collections::HashMap;

@@ -6,7 +6,8 @@
 //! transaction, and the other shard's backend is taken (or un-parked) and brought into the same
 //! transaction with the client's BEGIN. At COMMIT the parked backends commit first, then the
 //! client's COMMIT runs on the backend in use; any failure rolls back whatever has not
-//! committed and names the shards that did (there is no two-phase commit yet, so a COMMIT that
+//! committed and names the shards that did, and the one whose outcome is unknown when a
+//! connection was lost during its COMMIT (`torn`) (there is no two-phase commit yet, so a COMMIT that
 //! fails on one shard after another committed is not atomic). Once any shard fails, the parked
 //! ones are rolled back at once, so their locks do not outlive the failure.
 //!
@@ -27,9 +28,7 @@ use super::statements::{SessionEffect, split_statements, transaction_scoped_sett
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::broadcast::run_simple;
-use crate::execute::commit::{
-    CommitFailure, TornCommit, commit as execute_commit, torn_commit_report,
-};
+use crate::execute::commit::{TornCommit, commit as execute_commit, torn_commit_report};
 use crate::pool::Checkout;
 use crate::wire::TxStatus;
 
@@ -206,55 +205,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 rolled_back: &rolled_back,
             };
             let report = torn_commit_report(failure, torn);
-            note_torn(&report, &committed);
+            super::torn::note_torn(&report, &committed);
             return Err(report);
         }
         // The client's COMMIT runs on the backend in use next; if it fails there, its error
         // must say these shards already committed.
         self.committed_elsewhere = committed;
         Ok(())
-    }
-
-    /// The error of a COMMIT that failed on the backend in use (ErrorResponse `body`) after the
-    /// parked shards committed: it names them, since the transaction was not atomic. A FATAL
-    /// there (the server going away) leaves that shard's outcome unknown.
-    pub(super) fn commit_failure_report(&self, body: &[u8]) -> Option<ErrorReport> {
-        if self.committed_elsewhere.is_empty() {
-            return None;
-        }
-        let cause = crate::wire::error_report(body, Blame::Backend);
-        let fatal = (crate::wire::error_fields(body).unwrap_or_default().iter())
-            .any(|&(field, value)| field == b'S' && matches!(value, "FATAL" | "PANIC"));
-        if fatal {
-            return self.commit_lost_report(&cause.message);
-        }
-        let report = self.torn_on_backend_in_use(CommitFailure::RolledBack(cause));
-        note_torn(&report, &self.committed_elsewhere);
-        Some(report)
-    }
-
-    /// When the connection of the backend in use is lost (`why`) while the client's COMMIT of
-    /// a transaction whose other shards already committed is in flight: the FATAL error that
-    /// names the shards that committed and the one whose outcome is unknown.
-    pub(super) fn commit_lost_report(&self, why: &str) -> Option<ErrorReport> {
-        if self.committed_elsewhere.is_empty() {
-            return None;
-        }
-        let cause = ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, why);
-        let report = self.torn_on_backend_in_use(CommitFailure::Unknown(cause));
-        note_torn(&report, &self.committed_elsewhere);
-        Some(report.into_fatal())
-    }
-
-    fn torn_on_backend_in_use(&self, failure: CommitFailure) -> ErrorReport {
-        let map = self.env.database.router.map();
-        let failed = self.held_shard.map(|s| map.shard(s).name.clone());
-        let torn = TornCommit {
-            failed: failed.as_deref().unwrap_or("?"),
-            committed: &self.committed_elsewhere,
-            rolled_back: &[],
-        };
-        torn_commit_report(failure, torn)
     }
 
     /// Runs the parked part of the transaction control in `sql` (COMMIT or ROLLBACK, which then
@@ -334,22 +291,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .with_detail("Roll back and retry the transaction.")
         })
     }
-}
-
-/// A commit that is not atomic (or may not be) loses what a client expects of a transaction:
-/// logged as an error (the lost-durability level), with the shards it committed on. A COMMIT
-/// that failed before anything committed is an ordinary failed transaction.
-fn note_torn(report: &ErrorReport, committed: &[String]) {
-    let unknown = report.code == sqlstate::TRANSACTION_RESOLUTION_UNKNOWN;
-    if committed.is_empty() && !unknown {
-        return;
-    }
-    tracing::error!(
-        code = %report.code,
-        committed = ?committed,
-        detail = report.detail.as_deref().unwrap_or(""),
-        "COMMIT of a transaction spanning shards is not atomic (or its outcome is unknown)"
-    );
 }
 
 /// The statement that bounds a transaction's lock waits on one backend.

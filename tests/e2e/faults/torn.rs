@@ -73,8 +73,25 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
         .await
         .expect("the session goes on");
 
-    // 2. s1 dies inside the COMMIT of the backend in use (s0, parked, committed first), and
-    //    3. another transaction has s1 parked when it dies, and commits afterwards.
+    // 2. s1's backend is terminated inside the COMMIT (a FATAL from the server): unknown.
+    let terminated = proxy.connect().await;
+    two_shard_transaction(&terminated, [(on_s0[3], "ok"), (on_s1[3], "slow")]).await;
+    let committing = tokio::spawn(async move { terminated.batch_execute("COMMIT").await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s1.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'COMMIT' AND pid <> pg_backend_pid()",
+    )
+    .await
+    .unwrap();
+    let error = committing.await.unwrap().unwrap_err();
+    let (code, text, _) = detail(&error);
+    assert_eq!(code, "08007", "{error:?}");
+    assert!(text.contains("Committed on shards: [s0]."), "{text}");
+    assert!(text.contains("Outcome unknown on shard s1"), "{text}");
+
+    // 3. s1 dies inside the COMMIT of the backend in use (s0, parked, committed first), and
+    //    4. another transaction has s1 parked when it dies, and commits afterwards.
     let in_commit = proxy.connect().await;
     two_shard_transaction(&in_commit, [(on_s0[1], "ok"), (on_s1[1], "slow")]).await;
     let parked = proxy.connect().await;
@@ -101,6 +118,6 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     // committing), s0 kept the first transaction's row and rolled back the other.
     tokio::task::block_in_place(|| restart(primary));
     let stored = stored_ids(&own.info.primaries, "ft_torn").await;
-    let expected = [on_s0[0], on_s0[1]].into_iter().collect();
+    let expected = [on_s0[0], on_s0[1], on_s0[3]].into_iter().collect();
     assert_eq!(stored, expected, "only the rows s0 committed");
 }
