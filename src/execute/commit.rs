@@ -133,7 +133,11 @@ fn torn_detail(
     rolled_back: &[&str],
     cause: Option<&str>,
 ) -> String {
-    let mut detail = format!("Committed on shards: [{}].", committed.join(", "));
+    let mut detail = if committed.is_empty() {
+        "Nothing was committed on any shard.".to_owned()
+    } else {
+        format!("Already committed on shards: [{}].", committed.join(", "))
+    };
     if let Some(shard) = unknown {
         detail.push_str(&format!(
             " Outcome unknown on shard {shard} (it may have committed before the connection \
@@ -199,7 +203,10 @@ mod tests {
         assert_eq!(report.code, "08007");
         assert!(report.message.contains("shard s1"), "{report:?}");
         let detail = report.detail.as_deref().unwrap();
-        assert!(detail.contains("Committed on shards: [s0]."), "{detail}");
+        assert!(
+            detail.contains("Already committed on shards: [s0]."),
+            "{detail}"
+        );
         assert!(detail.contains("Outcome unknown on shard s1"), "{detail}");
         assert!(detail.contains("Rolled back on shards: [s2]."), "{detail}");
         assert!(detail.contains("server closed the connection"), "{detail}");
@@ -225,7 +232,7 @@ mod tests {
         );
         let detail = report.detail.as_deref().unwrap();
         assert!(
-            detail.contains("Committed on shards: [s0, s2]."),
+            detail.contains("Already committed on shards: [s0, s2]."),
             "{detail}"
         );
         assert!(detail.contains("Rolled back on shards: [s1]."), "{detail}");

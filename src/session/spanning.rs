@@ -7,9 +7,9 @@
 //! transaction with the client's BEGIN. At COMMIT the parked backends commit first, then the
 //! client's COMMIT runs on the backend in use; any failure rolls back whatever has not
 //! committed and names the shards that did, and the one whose outcome is unknown when a
-//! connection was lost during its COMMIT (`torn`) (there is no two-phase commit yet, so a COMMIT that
-//! fails on one shard after another committed is not atomic). Once any shard fails, the parked
-//! ones are rolled back at once, so their locks do not outlive the failure.
+//! connection was lost during its COMMIT (see `torn`). There is no two-phase commit yet, so a
+//! COMMIT that fails on one shard after another committed is not atomic. Once any shard fails,
+//! the parked ones are rolled back at once, so their locks do not outlive the failure.
 //!
 //! Two such transactions that lock rows on two shards in opposite orders would wait for each
 //! other forever, and no PostgreSQL sees the cycle. Every backend of a spanning transaction

@@ -65,7 +65,10 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     let error = client.batch_execute("COMMIT").await.unwrap_err();
     let (code, text, hint) = detail(&error);
     assert_eq!(code, "23514", "the server's own error: {error:?}");
-    assert!(text.contains("Committed on shards: [s0]."), "{text}");
+    assert!(
+        text.contains("Already committed on shards: [s0]."),
+        "{text}"
+    );
     assert!(text.contains("Rolled back on shards: [s1]."), "{text}");
     assert!(hint.contains("do not retry"), "{hint}");
     client
@@ -87,7 +90,10 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     let error = committing.await.unwrap().unwrap_err();
     let (code, text, _) = detail(&error);
     assert_eq!(code, "08007", "{error:?}");
-    assert!(text.contains("Committed on shards: [s0]."), "{text}");
+    assert!(
+        text.contains("Already committed on shards: [s0]."),
+        "{text}"
+    );
     assert!(text.contains("Outcome unknown on shard s1"), "{text}");
 
     // 3. s1 dies inside the COMMIT of the backend in use (s0, parked, committed first), and
@@ -103,14 +109,20 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     let error = committing.await.unwrap().unwrap_err();
     let (code, text, hint) = detail(&error);
     assert_eq!(code, "08007", "transaction resolution unknown: {error:?}");
-    assert!(text.contains("Committed on shards: [s0]."), "{text}");
+    assert!(
+        text.contains("Already committed on shards: [s0]."),
+        "{text}"
+    );
     assert!(text.contains("Outcome unknown on shard s1"), "{text}");
     assert!(hint.contains("Check on shard s1"), "{hint}");
     tokio::time::sleep(Duration::from_millis(200)).await; // s1's backends notice the death
     let error = parked.batch_execute("COMMIT").await.unwrap_err();
     let (code, text, _) = detail(&error);
     assert_eq!(code, "08007", "{error:?}");
-    assert!(text.contains("Committed on shards: []."), "{text}");
+    assert!(
+        text.contains("Nothing was committed on any shard."),
+        "{text}"
+    );
     assert!(text.contains("Outcome unknown on shard s1"), "{text}");
     assert!(text.contains("Rolled back on shards: [s0]."), "{text}");
 
