@@ -13,6 +13,7 @@ mod load;
 mod torn;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use shardgate::config::{Config, ShardId};
@@ -85,4 +86,37 @@ fn code_of(error: &tokio_postgres::Error) -> String {
     error
         .as_db_error()
         .map_or_else(|| "closed".to_owned(), |e| e.code().code().to_owned())
+}
+
+/// Panics raised in the proxy's own code (`src/`) since the hook was installed. A panicking
+/// session task would not stop the in-process proxy (tokio catches it), so fault tests count
+/// them. Test assertions live under `tests/` and are not counted; the count is process-wide,
+/// so a proxy panic during any test fails whichever test checks next.
+static PROXY_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Proxy panics seen since [`ProxyPanics::watch`].
+struct ProxyPanics(usize);
+
+impl ProxyPanics {
+    fn watch() -> Self {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if info
+                    .location()
+                    .is_some_and(|l| l.file().starts_with("src/"))
+                {
+                    PROXY_PANICS.fetch_add(1, Ordering::SeqCst);
+                }
+                previous(info);
+            }));
+        });
+        Self(PROXY_PANICS.load(Ordering::SeqCst))
+    }
+
+    fn assert_none(&self) {
+        let panics = PROXY_PANICS.load(Ordering::SeqCst) - self.0;
+        assert_eq!(panics, 0, "the proxy panicked (see the log above)");
+    }
 }

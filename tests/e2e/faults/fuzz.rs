@@ -1,7 +1,7 @@
 //! A protocol fuzzer over raw sockets: random, truncated, oversized and unknown messages,
 //! before and after login, while a well-behaved client keeps querying and sees no error.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -10,6 +10,7 @@ use shardgate::config::{ClientAuthMethod, UserSecret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::ProxyPanics;
 use crate::harness::{TestProxy, cluster, config};
 use crate::raw::{raw_login, startup_packet};
 
@@ -118,31 +119,9 @@ async fn fuzz_connection(
         .is_ok()
 }
 
-/// Panics raised in the proxy's own code (`src/`) since the hook was installed. A panicking
-/// session task would not stop the proxy (tokio catches it), so a fuzzer must count them.
-static PROXY_PANICS: AtomicUsize = AtomicUsize::new(0);
-
-fn count_proxy_panics() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            // Test assertions live under tests/; the proxy's code under src/.
-            if info
-                .location()
-                .is_some_and(|l| l.file().starts_with("src/"))
-            {
-                PROXY_PANICS.fetch_add(1, Ordering::SeqCst);
-            }
-            previous(info);
-        }));
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_fuzz_disturbs_no_well_behaved_client() {
-    count_proxy_panics();
-    let panics_before = PROXY_PANICS.load(Ordering::SeqCst);
+    let panics = ProxyPanics::watch();
     let mut config = config(cluster());
     config.auth_method = ClientAuthMethod::Trust;
     config.users[0].secret = UserSecret::None;
@@ -203,11 +182,7 @@ async fn protocol_fuzz_disturbs_no_well_behaved_client() {
         .expect("the well-behaved client saw no error");
     assert!(sent >= 2000, "{sent}");
     assert_eq!(hung, 0, "every fuzzed connection ended by itself");
-    let panics = PROXY_PANICS.load(Ordering::SeqCst) - panics_before;
-    assert_eq!(
-        panics, 0,
-        "the proxy panicked on fuzzed input (see the log above)"
-    );
+    panics.assert_none();
     assert!(queries > 10, "the good client kept querying: {queries}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while proxy.proxy.connection_count() > 1 {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use shardgate::local_cluster::BackendAuth;
 
-use super::{code_of, ids_on, kill_postmaster, restart, stored_ids};
+use super::{ProxyPanics, code_of, ids_on, kill_postmaster, restart, stored_ids};
 use crate::harness::{TestProxy, config_with_tables, own_cluster, wait_for_replicas};
 
 /// SQLSTATEs a client may see for a write to a shard whose primary died (README: shard
@@ -17,6 +17,7 @@ const DEAD_PRIMARY_CODES: [&str; 3] = ["08006", "57P01", "closed"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_costs_cross_shard_readers_no_error() {
+    let panics = ProxyPanics::watch();
     let own = own_cluster(2, 1, BackendAuth::ScramSha256);
     let config = config_with_tables(
         &own.info,
@@ -55,6 +56,7 @@ async fn a_killed_replica_costs_cross_shard_readers_no_error() {
         total += reader.await.unwrap().expect("no reader saw an error");
     }
     assert!(total > 20, "readers kept reading: {total}");
+    panics.assert_none();
 }
 
 /// What one writer saw.
@@ -77,6 +79,7 @@ const RESTARTED: u8 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_primary_fails_only_its_writes_and_loses_no_acknowledged_one() {
+    let panics = ProxyPanics::watch();
     const WRITERS: usize = 6;
     const ROWS: usize = 3000;
     let mut own = own_cluster(2, 0, BackendAuth::ScramSha256);
@@ -160,6 +163,7 @@ async fn a_killed_primary_fails_only_its_writes_and_loses_no_acknowledged_one() 
         "s1 served again after its restart"
     );
     assert!(seen.acknowledged.iter().any(|id| s1.contains(id)));
+    panics.assert_none();
 }
 
 /// Inserts `ids` one by one (autocommit) until they run out or 7 s passed since `started`,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use shardgate::config::{ClientAuthMethod, UserSecret};
 
+use super::ProxyPanics;
 use crate::harness::{TestProxy, cluster, config, connect_direct, demo_map, sharded_config};
 
 const STORM_FIRST_ID: i64 = 910_000;
@@ -25,6 +26,7 @@ fn map_with_tenants(tenants: std::ops::Range<i64>, shard: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_storm_under_writes_costs_no_client_an_error() {
+    let panics = ProxyPanics::watch();
     let cluster = cluster();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("map.yaml");
@@ -95,6 +97,7 @@ async fn a_reload_storm_under_writes_costs_no_client_an_error() {
         STORM_WRITERS * STORM_ROWS,
         "every acknowledged row, once"
     );
+    panics.assert_none();
 }
 
 /// The proxy's (this process's) resident set, in KiB, with freed memory handed back first so
@@ -167,6 +170,7 @@ async fn crowd(proxy: &TestProxy, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_clients_share_a_pool_of_twenty_without_an_error_or_a_leak() {
+    let panics = ProxyPanics::watch();
     const CLIENTS: usize = 1000;
     raise_open_files(3 * CLIENTS as u64 + 200);
     let mut config = config(cluster());
@@ -212,6 +216,7 @@ async fn a_thousand_clients_share_a_pool_of_twenty_without_an_error_or_a_leak() 
         after[0],
         after[1]
     );
+    panics.assert_none();
 }
 
 async fn wait_for_no_clients(proxy: &TestProxy) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shardgate::local_cluster::BackendAuth;
 
-use super::{ids_on, kill_postmaster, restart, stored_ids};
+use super::{ProxyPanics, ids_on, kill_postmaster, restart, stored_ids};
 use crate::harness::{TestProxy, config_with_tables, connect_direct, own_cluster};
 
 /// At COMMIT on s1 (a deferred trigger), a row with id `REFUSED` fails the commit and one with
@@ -41,6 +41,7 @@ async fn two_shard_transaction(client: &tokio_postgres::Client, rows: [(i64, &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
+    let panics = ProxyPanics::watch();
     let mut own = own_cluster(2, 0, BackendAuth::ScramSha256);
     let config = config_with_tables(
         &own.info,
@@ -132,4 +133,5 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     let stored = stored_ids(&own.info.primaries, "ft_torn").await;
     let expected = [on_s0[0], on_s0[1], on_s0[3]].into_iter().collect();
     assert_eq!(stored, expected, "only the rows s0 committed");
+    panics.assert_none();
 }
