@@ -45,6 +45,8 @@ pub struct ErrorReport {
     pub message: String,
     /// Optional detail line.
     pub detail: Option<String>,
+    /// Optional hint: what the client can do about it (the protocol's `H` field).
+    pub hint: Option<String>,
     /// Who is at fault.
     pub blame: Blame,
 }
@@ -57,6 +59,7 @@ impl ErrorReport {
             code,
             message: message.into(),
             detail: None,
+            hint: None,
             blame,
         }
     }
@@ -80,6 +83,12 @@ impl ErrorReport {
     /// Adds a detail line.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
         self
     }
 }
@@ -170,6 +179,8 @@ pub mod sqlstate {
     pub const UNDEFINED_OBJECT: SqlState = SqlState::from_static("42704");
     /// Connection to a backend failed.
     pub const CONNECTION_FAILURE: SqlState = SqlState::from_static("08006");
+    /// A connection was lost during COMMIT: whether that shard committed is unknown.
+    pub const TRANSACTION_RESOLUTION_UNKNOWN: SqlState = SqlState::from_static("08007");
     /// Could not establish a connection (startup).
     pub const CONNECTION_EXCEPTION: SqlState = SqlState::from_static("08000");
     /// Malformed message from the client.
@@ -202,6 +213,8 @@ pub mod sqlstate {
     pub const CONFIGURATION_LIMIT_EXCEEDED: SqlState = SqlState::from_static("53400");
     /// Statement cancelled.
     pub const QUERY_CANCELED: SqlState = SqlState::from_static("57014");
+    /// A transaction that rolled back instead of committing.
+    pub const TRANSACTION_ROLLBACK: SqlState = SqlState::from_static("40000");
     /// A lock cycle (here: across shards) was broken by failing this transaction.
     pub const DEADLOCK_DETECTED: SqlState = SqlState::from_static("40P01");
     /// Internal proxy error.

@@ -14,7 +14,8 @@
 //! the failing command, its exit status and the tail of its output and log); touch files outside
 //! the base dir it was given (apart from a short socket dir under `/tmp` when the base path is
 //! too long for a unix socket); or be used for anything but local demo and test clusters: the
-//! servers run with `fsync = off`.
+//! servers run with `fsync = off` (acknowledged commits survive a crash of PostgreSQL, not
+//! one of the OS).
 //!
 //! Everything here blocks (std::process and threads). Call it before starting a runtime or
 //! from `tokio::task::spawn_blocking`, and drop the cluster the same way.

@@ -136,6 +136,9 @@ pub enum OnFailure {
 /// checkout tries it again.
 pub const BREAKER_OPEN: Duration = Duration::from_secs(2);
 
+/// How often a checkout waiting for a new connection to a primary looks at its breaker.
+const BREAKER_POLL: Duration = Duration::from_millis(50);
+
 /// The pool of one backend endpoint (a shard's primary or one of its replicas).
 #[derive(Clone)]
 pub struct EndpointPool {
@@ -385,12 +388,28 @@ impl EndpointPool {
         &self,
     ) -> Result<bb8::PooledConnection<'static, BackendManager>, bb8::RunError<BackendError>> {
         if self.on_failure == OnFailure::Retry {
-            return self.pool.get_owned().await;
+            // bb8 keeps retrying a dead primary until the checkout timeout; a client already
+            // waiting when the breaker opens gets 08006 then, as a newcomer does.
+            tokio::select! {
+                got = self.pool.get_owned() => return got,
+                () = self.primary_breaker_opens() => return Err(bb8::RunError::TimedOut),
+            }
         }
         let failure = self.last_error.next_failure();
         tokio::select! {
             got = self.pool.get_owned() => got,
             () = failure => Err(bb8::RunError::TimedOut),
+        }
+    }
+
+    /// Resolves once the primary's breaker is open (never for a primary that stays up). Polled:
+    /// it only runs while a checkout waits for a new connection to open.
+    async fn primary_breaker_opens(&self) {
+        loop {
+            tokio::time::sleep(BREAKER_POLL).await;
+            if self.primary_breaker_open().is_some() {
+                return;
+            }
         }
     }
 

@@ -28,6 +28,7 @@ mod sql_prepared;
 mod start;
 pub mod statements;
 mod timeouts;
+mod torn;
 mod wait;
 
 use std::collections::HashMap;
@@ -567,6 +568,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     fn backend_lost(&mut self, why: &str) -> Ending {
+        if let Some(report) = self.commit_lost_report(why) {
+            if let Some(conn) = self.backend.as_deref_mut() {
+                conn.mark_broken();
+            }
+            return Ending::Fatal(report);
+        }
         if let Some(conn) = self.backend.as_deref_mut() {
             conn.mark_broken();
             tracing::warn!(

@@ -10,6 +10,8 @@ mod backend;
 pub mod encode;
 mod frame;
 mod frontend;
+#[cfg(test)]
+mod fuzz;
 mod reader;
 mod startup;
 

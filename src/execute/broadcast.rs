@@ -13,6 +13,7 @@
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::commit::{TornCommit, commit, torn_commit_report};
 use super::{Buffers, flush_client};
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
@@ -203,21 +204,24 @@ impl<C: AsyncWrite + Unpin> Forward<'_, C> {
     }
 }
 
-/// Commits every leg; a failure after some committed names them.
+/// Commits every leg; a failure after some committed names them, and the shard whose outcome
+/// is unknown when a connection was lost (see `commit`).
 async fn commit_all(legs: &mut [Leg<'_>], on_status: OnStatus<'_>) -> Result<(), ErrorReport> {
-    let mut committed: Vec<&str> = Vec::new();
+    let mut committed: Vec<String> = Vec::new();
     for index in 0..legs.len() {
-        let leg = &mut legs[index];
-        if let Err(report) = run_simple(leg.conn, "COMMIT", on_status).await {
-            let shard = leg.shard;
-            finish_all(&mut legs[index + 1..], "ROLLBACK", on_status).await;
-            let detail = format!(
-                "COMMIT failed on shard {shard}; already committed on: [{}]; rolled back on the rest",
-                committed.join(", ")
-            );
-            return Err(report.with_detail(detail));
+        let failed = legs[index].shard;
+        if let Err(failure) = commit(legs[index].conn, on_status).await {
+            let rest = &mut legs[index + 1..];
+            finish_all(rest, "ROLLBACK", on_status).await;
+            let rolled_back: Vec<String> = rest.iter().map(|leg| leg.shard.to_owned()).collect();
+            let torn = TornCommit {
+                failed,
+                committed: &committed,
+                rolled_back: &rolled_back,
+            };
+            return Err(torn_commit_report(failure, torn));
         }
-        committed.push(legs[index].shard);
+        committed.push(failed.to_owned());
     }
     Ok(())
 }

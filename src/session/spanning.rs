@@ -6,9 +6,10 @@
 //! transaction, and the other shard's backend is taken (or un-parked) and brought into the same
 //! transaction with the client's BEGIN. At COMMIT the parked backends commit first, then the
 //! client's COMMIT runs on the backend in use; any failure rolls back whatever has not
-//! committed and names the shards that did (there is no two-phase commit yet, so a COMMIT that
-//! fails on one shard after another committed is not atomic). Once any shard fails, the parked
-//! ones are rolled back at once, so their locks do not outlive the failure.
+//! committed and names the shards that did, and the one whose outcome is unknown when a
+//! connection was lost during its COMMIT (see `torn`). There is no two-phase commit yet, so a
+//! COMMIT that fails on one shard after another committed is not atomic. Once any shard fails,
+//! the parked ones are rolled back at once, so their locks do not outlive the failure.
 //!
 //! Two such transactions that lock rows on two shards in opposite orders would wait for each
 //! other forever, and no PostgreSQL sees the cycle. Every backend of a spanning transaction
@@ -27,6 +28,7 @@ use super::statements::{SessionEffect, split_statements, transaction_scoped_sett
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::broadcast::run_simple;
+use crate::execute::commit::{TornCommit, commit as execute_commit, torn_commit_report};
 use crate::pool::Checkout;
 use crate::wire::TxStatus;
 
@@ -163,7 +165,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Ends the parked part of the transaction before the client's COMMIT or ROLLBACK runs on
     /// the backend in use: commits them (when `commit` and nothing failed) or rolls them back.
-    /// A COMMIT that fails rolls back the rest, and the backend in use too.
+    /// A COMMIT that fails rolls back the rest, and the backend in use too, and its error says
+    /// what became of every shard (see `execute::commit`).
     async fn end_parked(&mut self, commit: bool) -> Result<(), ErrorReport> {
         if self.parked.is_empty() {
             return Ok(());
@@ -176,49 +179,39 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         let map = self.env.database.router.map().clone();
+        let name = |shard: ShardId| map.shard(shard).name.clone();
         let mut committed = Vec::new();
         while let Some(mut next) = parked.pop() {
             let mut on_status = |_: &mut _, _: &str, _: &str| {};
-            match run_simple(&mut next.conn, "COMMIT", &mut on_status).await {
-                Ok(()) => committed.push(map.shard(next.shard).name.clone()),
-                Err(report) => {
-                    next.conn.mark_broken();
-                    self.roll_back(&mut parked).await;
-                    self.run_hidden("ROLLBACK").await?;
-                    self.client_status = TxStatus::Idle;
-                    self.spans_shards = false;
-                    let shard = &map.shard(next.shard).name;
-                    let detail = format!(
-                        "COMMIT failed on shard {shard}; already committed on: [{}]; rolled \
-                         back on the rest (no two-phase commit yet)",
-                        committed.join(", ")
-                    );
-                    return Err(report.with_detail(detail));
-                }
+            let Err(failure) = execute_commit(&mut next.conn, &mut on_status).await else {
+                committed.push(name(next.shard));
+                continue;
+            };
+            next.conn.mark_broken();
+            let mut rolled_back: Vec<String> = parked.iter().map(|p| name(p.shard)).collect();
+            self.roll_back(&mut parked).await;
+            // The backend in use was never sent COMMIT: its part rolls back, or is gone with
+            // its connection if the ROLLBACK fails (which rolls back as well).
+            if let Some(shard) = self.held_shard.filter(|_| self.backend.is_some()) {
+                rolled_back.push(name(shard));
+                let _ = self.run_hidden("ROLLBACK").await;
             }
+            self.client_status = TxStatus::Idle;
+            self.spans_shards = false;
+            let failed = name(next.shard);
+            let torn = TornCommit {
+                failed: &failed,
+                committed: &committed,
+                rolled_back: &rolled_back,
+            };
+            let report = torn_commit_report(failure, torn);
+            super::torn::note_torn(&report, &committed);
+            return Err(report);
         }
         // The client's COMMIT runs on the backend in use next; if it fails there, its error
         // must say these shards already committed.
         self.committed_elsewhere = committed;
         Ok(())
-    }
-
-    /// The error of a COMMIT that failed on the backend in use after the parked shards
-    /// committed: it names them, since the transaction was not atomic.
-    pub(super) fn commit_failure_report(&self, body: &[u8]) -> Option<ErrorReport> {
-        if self.committed_elsewhere.is_empty() {
-            return None;
-        }
-        let report = crate::wire::error_report(body, Blame::Backend);
-        let shard = self
-            .held_shard
-            .map(|s| self.env.database.router.map().shard(s).name.clone());
-        let detail = format!(
-            "COMMIT failed on shard {}; already committed on: [{}] (no two-phase commit yet)",
-            shard.unwrap_or_default(),
-            self.committed_elsewhere.join(", ")
-        );
-        Some(report.with_detail(detail))
     }
 
     /// Runs the parked part of the transaction control in `sql` (COMMIT or ROLLBACK, which then

@@ -81,6 +81,7 @@ pub fn error_report(body: &[u8], blame: Blame) -> ErrorReport {
         field(b'M').unwrap_or("error without a message"),
     );
     report.detail = field(b'D').map(str::to_owned);
+    report.hint = field(b'H').map(str::to_owned);
     report
 }
 

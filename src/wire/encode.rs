@@ -139,10 +139,12 @@ pub fn negotiate_protocol_version(out: &mut impl BufMut, minor: i32, unrecognize
 pub fn error_response(out: &mut impl BufMut, report: &ErrorReport) {
     let severity = report.severity.as_str();
     let detail = report.detail.as_deref();
+    let hint = report.hint.as_deref();
     let body_len = 2 * (severity.len() + 2)
         + (report.code.as_str().len() + 2)
         + (report.message.len() + 2)
         + detail.map_or(0, |d| d.len() + 2)
+        + hint.map_or(0, |h| h.len() + 2)
         + 1;
     header(out, b'E', body_len);
     for (code, value) in [
@@ -158,6 +160,10 @@ pub fn error_response(out: &mut impl BufMut, report: &ErrorReport) {
     if let Some(detail) = detail {
         out.put_u8(b'D');
         cstr(out, detail);
+    }
+    if let Some(hint) = hint {
+        out.put_u8(b'H');
+        cstr(out, hint);
     }
     out.put_u8(0);
 }
@@ -195,11 +201,15 @@ mod tests {
             Blame::Proxy,
             "pool busy",
         )
-        .with_detail("d");
+        .with_detail("d")
+        .with_hint("h");
         error_response(&mut out, &report);
         assert_framed(&out);
         let fields = error_fields(&out[5..]).unwrap();
         assert!(fields.contains(&(b'C', "53300")));
         assert!(fields.contains(&(b'D', "d")));
+        assert!(fields.contains(&(b'H', "h")));
+        let decoded = crate::wire::error_report(&out[5..], Blame::Backend);
+        assert_eq!((decoded.detail, decoded.hint), (report.detail, report.hint));
     }
 }

@@ -124,8 +124,8 @@ pub fn oracle() -> &'static ClusterInfo {
 }
 
 /// Waits until every replica of `cluster` has replayed everything its primary wrote so far.
-/// The insert position, not the write position: the test servers run `synchronous_commit =
-/// off`, so a commit already acknowledged may not be written yet.
+/// The insert position, past every commit acknowledged so far whatever `synchronous_commit` is
+/// (the test servers run it `on`, where the write position would do as well).
 pub async fn wait_for_replicas(cluster: &ClusterInfo) {
     for (primary, replicas) in cluster.primaries.iter().zip(&cluster.replicas) {
         let lsn: String = (connect_direct(primary).await)

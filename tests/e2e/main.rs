@@ -7,6 +7,7 @@ mod cli;
 mod deep_statements;
 mod directory;
 mod fanout;
+mod faults;
 mod harness;
 mod hung_servers;
 mod limits;

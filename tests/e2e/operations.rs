@@ -489,8 +489,8 @@ async fn a_dead_primary_fails_fast_and_comes_back() {
     let on_s1 = (1..).find(|&id| shard_of(id) == 1).unwrap();
     let insert =
         |id: i64| format!("INSERT INTO br_items (id) VALUES ({id}) ON CONFLICT DO NOTHING");
-    // A clean stop: the test servers do not flush WAL at commit, so a crash would lose the
-    // table.
+    // A clean stop: what this test is about is the breaker, not crash recovery (see
+    // faults.rs for kill -9).
     own.cluster.shards_mut()[1]
         .primary
         .stop_with(StopMode::Fast)

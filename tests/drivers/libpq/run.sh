@@ -42,7 +42,7 @@ expect() { # expect ACTUAL EXPECTED WHAT
 }
 # Each psql run is a new session, and reads outside a transaction go to replicas, which see
 # other sessions' writes only after the replicas' lag (README, "Replicas and read-your-writes";
-# the demo's primaries run synchronous_commit=off, so that is up to a few hundred ms). So a
+# replicas stream asynchronously, so that is up to a few hundred ms). So a
 # check reads what it wrote in the same psql session, or with qp, inside a transaction (on
 # the primaries).
 qp() { q -c BEGIN -c "$1" -c COMMIT; }

@@ -1,0 +1,137 @@
+//! A COMMIT of a transaction spanning two shards, torn by the second shard: the client's
+//! error names the shard that committed and the one whose outcome is unknown (or that rolled
+//! back), and the shards hold exactly what it says.
+
+use std::time::Duration;
+
+use shardgate::local_cluster::BackendAuth;
+
+use super::{ProxyPanics, ids_on, kill_postmaster, restart, stored_ids};
+use crate::harness::{TestProxy, config_with_tables, connect_direct, own_cluster};
+
+/// At COMMIT on s1 (a deferred trigger), a row with id `REFUSED` fails the commit and one with
+/// `SLOW` sleeps, so the test can kill the server inside the COMMIT.
+const TRIGGER: &str = "
+CREATE FUNCTION ft_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.note = 'refuse' THEN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END IF;
+    IF NEW.note = 'slow' THEN PERFORM pg_sleep(5); END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER ft_at_commit AFTER INSERT ON ft_torn
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ft_at_commit();";
+
+/// The DETAIL of an error the client got (panics without one).
+fn detail(error: &tokio_postgres::Error) -> (String, String, String) {
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{error}"));
+    let detail = db.detail().unwrap_or_default().to_owned();
+    let hint = db.hint().unwrap_or_default().to_owned();
+    (db.code().code().to_owned(), detail, hint)
+}
+
+/// BEGIN; one insert on each shard, in `order` (the last one's shard is the backend in use
+/// at COMMIT, the other is parked and commits first).
+async fn two_shard_transaction(client: &tokio_postgres::Client, rows: [(i64, &str); 2]) {
+    client.batch_execute("BEGIN").await.unwrap();
+    for (id, note) in rows {
+        let sql = format!("INSERT INTO ft_torn (id, note) VALUES ({id}, '{note}')");
+        client.batch_execute(&sql).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
+    let panics = ProxyPanics::watch();
+    let mut own = own_cluster(2, 0, BackendAuth::ScramSha256);
+    let config = config_with_tables(
+        &own.info,
+        "{ft_torn: {strategy: hash, key: id, key_type: bigint}}",
+    );
+    let proxy = TestProxy::start(config.clone()).await;
+    let setup = proxy.connect().await;
+    setup
+        .batch_execute("CREATE TABLE ft_torn (id bigint PRIMARY KEY, note text)")
+        .await
+        .unwrap();
+    let s1 = connect_direct(&own.info.primaries[1]).await;
+    s1.batch_execute(TRIGGER).await.unwrap();
+    let (on_s0, on_s1) = (
+        ids_on(&config, "ft_torn", 0, 4),
+        ids_on(&config, "ft_torn", 1, 4),
+    );
+
+    // 1. s1 refuses the COMMIT (an ERROR): s0 committed, s1 rolled back, and the error says so.
+    let client = proxy.connect().await;
+    two_shard_transaction(&client, [(on_s0[0], "ok"), (on_s1[0], "refuse")]).await;
+    let error = client.batch_execute("COMMIT").await.unwrap_err();
+    let (code, text, hint) = detail(&error);
+    assert_eq!(code, "23514", "the server's own error: {error:?}");
+    assert!(
+        text.contains("Already committed on shards: [s0]."),
+        "{text}"
+    );
+    assert!(text.contains("Rolled back on shards: [s1]."), "{text}");
+    assert!(hint.contains("do not retry"), "{hint}");
+    client
+        .batch_execute("SELECT 1")
+        .await
+        .expect("the session goes on");
+
+    // 2. s1's backend is terminated inside the COMMIT (a FATAL from the server): unknown.
+    let terminated = proxy.connect().await;
+    two_shard_transaction(&terminated, [(on_s0[3], "ok"), (on_s1[3], "slow")]).await;
+    let committing = tokio::spawn(async move { terminated.batch_execute("COMMIT").await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s1.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'COMMIT' AND pid <> pg_backend_pid()",
+    )
+    .await
+    .unwrap();
+    let error = committing.await.unwrap().unwrap_err();
+    let (code, text, _) = detail(&error);
+    assert_eq!(code, "08007", "{error:?}");
+    assert!(
+        text.contains("Already committed on shards: [s0]."),
+        "{text}"
+    );
+    assert!(text.contains("Outcome unknown on shard s1"), "{text}");
+
+    // 3. s1 dies inside the COMMIT of the backend in use (s0, parked, committed first), and
+    //    4. another transaction has s1 parked when it dies, and commits afterwards.
+    let in_commit = proxy.connect().await;
+    two_shard_transaction(&in_commit, [(on_s0[1], "ok"), (on_s1[1], "slow")]).await;
+    let parked = proxy.connect().await;
+    two_shard_transaction(&parked, [(on_s1[2], "ok"), (on_s0[2], "ok")]).await;
+    let committing = tokio::spawn(async move { in_commit.batch_execute("COMMIT").await });
+    tokio::time::sleep(Duration::from_millis(700)).await; // s0 committed, s1 in pg_sleep
+    let primary = &mut own.cluster.shards_mut()[1].primary;
+    tokio::task::block_in_place(|| kill_postmaster(primary));
+    let error = committing.await.unwrap().unwrap_err();
+    let (code, text, hint) = detail(&error);
+    assert_eq!(code, "08007", "transaction resolution unknown: {error:?}");
+    assert!(
+        text.contains("Already committed on shards: [s0]."),
+        "{text}"
+    );
+    assert!(text.contains("Outcome unknown on shard s1"), "{text}");
+    assert!(hint.contains("Check on shard s1"), "{hint}");
+    tokio::time::sleep(Duration::from_millis(200)).await; // s1's backends notice the death
+    let error = parked.batch_execute("COMMIT").await.unwrap_err();
+    let (code, text, _) = detail(&error);
+    assert_eq!(code, "08007", "{error:?}");
+    assert!(
+        text.contains("Nothing was committed on any shard."),
+        "{text}"
+    );
+    assert!(text.contains("Outcome unknown on shard s1"), "{text}");
+    assert!(text.contains("Rolled back on shards: [s0]."), "{text}");
+
+    // The shards hold what the errors said: s1 lost both its rows (its backends died before
+    // committing), s0 kept the first transaction's row and rolled back the other.
+    tokio::task::block_in_place(|| restart(primary));
+    let stored = stored_ids(&own.info.primaries, "ft_torn").await;
+    let expected = [on_s0[0], on_s0[1], on_s0[3]].into_iter().collect();
+    assert_eq!(stored, expected, "only the rows s0 committed");
+    panics.assert_none();
+}
