@@ -15,7 +15,9 @@ mod fuzz;
 mod reader;
 mod startup;
 
-pub use backend::{BackendKeyData, ParameterStatus, command_tag, error_fields, error_report};
+pub use backend::{
+    BackendKeyData, ParameterStatus, command_tag, ends_connection, error_fields, error_report,
+};
 pub use frame::{FrameHeader, HEADER_LEN, WireError, peek_header};
 pub use frontend::{
     Bind, BindRest, Parse, StatementOrPortal, Target, execute_fields, execute_portal, query_text,

@@ -154,7 +154,8 @@ struct Run<'s> {
     /// Legs whose connection failed.
     lost: Vec<usize>,
     show: Show<'s>,
-    /// The preamble has been written.
+    /// The head (preamble, RowDescription) has been written: the client has seen the result
+    /// begin, so the read can no longer run again elsewhere.
     preamble_sent: bool,
     /// The leg polled first next time, so one busy leg cannot starve the others.
     next: usize,
@@ -305,6 +306,12 @@ impl Run<'_> {
                     // A settings replay failed: what the proxy recorded as applied is wrong.
                     leg.conn.mark_broken();
                 }
+                // A FATAL (a replica's postmaster died, an administrator's terminate) ends the
+                // connection: the leg is lost, and a read that sent nothing runs elsewhere.
+                if wire::ends_connection(body) {
+                    let report = wire::error_report(body, Blame::Backend);
+                    return self.leg_failed(index, leg, &report.message);
+                }
                 let report = wire::error_report(body, Blame::Backend);
                 self.fail(on_shard(report, leg.shard));
             }
@@ -339,14 +346,10 @@ impl Run<'_> {
         if self.error.is_some() {
             return;
         }
+        // The head (preamble, RowDescription) waits for the first merged row or the end, so
+        // a leg lost before any row leaves the client untouched and the read can run again.
         match make_merger(body) {
-            Ok(merger) => {
-                self.send_preamble(bufs);
-                if self.show.description {
-                    bufs.to_client.extend_from_slice(merger.row_description());
-                }
-                self.merger = Some(merger);
-            }
+            Ok(merger) => self.merger = Some(merger),
             Err(e) => self.fail(e.report()),
         }
     }
@@ -366,9 +369,13 @@ impl Run<'_> {
         }
     }
 
-    fn send_preamble(&mut self, bufs: &mut Buffers) {
+    /// The preamble and, when shown, the RowDescription: once, before the first row.
+    fn send_head(&mut self, bufs: &mut Buffers) {
         if !std::mem::replace(&mut self.preamble_sent, true) {
             bufs.to_client.extend_from_slice(self.show.preamble);
+            if let (true, Some(merger)) = (self.show.description, &self.merger) {
+                bufs.to_client.extend_from_slice(merger.row_description());
+            }
         }
     }
 
@@ -376,8 +383,14 @@ impl Run<'_> {
         if self.error.is_some() {
             return;
         }
+        let mark = bufs.to_client.len();
         if let Some(Err(e)) = self.merger.as_mut().map(|m| m.drain(&mut bufs.to_client)) {
-            self.fail(e.report());
+            return self.fail(e.report());
+        }
+        if bufs.to_client.len() > mark && !self.preamble_sent {
+            let rows = bufs.to_client.split_off(mark);
+            self.send_head(bufs);
+            bufs.to_client.unsplit(rows);
         }
     }
 
@@ -415,7 +428,7 @@ impl Run<'_> {
                 statuses: self.states.iter().map(|s| s.status).collect(),
             }));
         }
-        self.send_preamble(bufs);
+        self.send_head(bufs);
         Ok(Finished {
             rows: self.merger.as_ref().map_or(0, Merger::rows_sent),
             statuses: self.states.iter().map(|s| s.status).collect(),

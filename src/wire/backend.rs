@@ -68,6 +68,16 @@ pub fn error_fields(body: &[u8]) -> Result<Vec<(u8, &str)>, WireError> {
     }
 }
 
+/// Whether an ErrorResponse body is FATAL or PANIC: the server closes the connection after it.
+/// Read from the `V` field, which is never translated (PostgreSQL 9.6 and later), else `S`.
+pub fn ends_connection(body: &[u8]) -> bool {
+    let fields = error_fields(body).unwrap_or_default();
+    let severity = (fields.iter().find(|(code, _)| *code == b'V'))
+        .or_else(|| fields.iter().find(|(code, _)| *code == b'S'))
+        .map(|(_, value)| *value);
+    matches!(severity, Some("FATAL" | "PANIC"))
+}
+
 /// A backend's ErrorResponse as a report: SQLSTATE, message and detail kept (XX000 and a
 /// placeholder message when the server left them out or the body is malformed).
 pub fn error_report(body: &[u8], blame: Blame) -> ErrorReport {
@@ -97,6 +107,16 @@ mod tests {
             vec![(b'S', "ERROR"), (b'C', "42601"), (b'M', "syntax")]
         );
         assert!(error_fields(b"SERROR\0").is_err());
+    }
+
+    #[test]
+    fn fatal_errors_end_the_connection_whatever_the_language() {
+        let died = b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to unexpected postmaster exit\0\0";
+        assert!(ends_connection(died));
+        // Translated `S`, untranslated `V`.
+        assert!(ends_connection(b"SFATAL-FR\0VFATAL\0C57P01\0Mx\0\0"));
+        assert!(!ends_connection(b"SERREUR\0VERROR\0C42601\0Mx\0\0"));
+        assert!(!ends_connection(b"garbage"));
     }
 
     #[test]
