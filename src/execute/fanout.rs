@@ -316,7 +316,7 @@ impl Run<'_> {
                 self.fail(on_shard(report, leg.shard));
             }
             _ if state.hidden_left > 0 => {}
-            tag::ROW_DESCRIPTION => self.on_description(body, bufs, make_merger),
+            tag::ROW_DESCRIPTION => self.on_description(body, make_merger),
             tag::DATA_ROW => self.on_row(index, frame),
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
                 let finished = (self.merger.as_mut()).map(|m| m.finish_leg(index));
@@ -329,7 +329,7 @@ impl Run<'_> {
         }
     }
 
-    fn on_description(&mut self, body: &[u8], bufs: &mut Buffers, make_merger: MakeMerger<'_>) {
+    fn on_description(&mut self, body: &[u8], make_merger: MakeMerger<'_>) {
         let columns = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
         match self.columns {
             None => self.columns = columns,
