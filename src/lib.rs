@@ -65,6 +65,7 @@ pub mod lifecycle;
 pub mod local_cluster;
 pub mod merge;
 pub mod metrics;
+pub mod moves;
 pub mod pool;
 pub mod router;
 pub mod session;

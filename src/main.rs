@@ -10,7 +10,7 @@ use clap::Parser;
 use shardgate::app::Proxy;
 use shardgate::cli::{Cli, Command, PlanArgs, RouteArgs};
 use shardgate::config::{self, ConfigError};
-use shardgate::router::moves::{self, explain};
+use shardgate::moves::{self, explain};
 use shardgate::router::{Params, Router};
 
 fn main() -> ExitCode {

@@ -7,13 +7,12 @@
 
 mod array;
 mod cache;
-mod condition;
+pub(crate) mod condition;
 mod hint;
 mod kind;
-pub mod moves;
 pub(crate) mod normalize;
-mod operand;
-mod plan;
+pub(crate) mod operand;
+pub(crate) mod plan;
 mod resolve;
 mod scatter;
 mod scope;

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     // The control plane (health, directory tables).
     &["control"],
     &["router"],
-    &["topology", "execute"],
+    &["topology", "execute", "moves"],
     &["session"],
     &["admin"],
     &["frontend"],

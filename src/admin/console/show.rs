@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::Reply;
 use crate::admin::AdminContext;
 use crate::config::Placement;
+use crate::moves::explain::{explain, strategy_text};
 use crate::router::Params;
-use crate::router::moves::explain::{explain, strategy_text};
 use crate::topology::Role;
 
 fn rows(columns: &[&'static str], rows: Vec<Vec<Option<String>>>, tag: &str) -> Reply {

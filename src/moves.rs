@@ -1,7 +1,7 @@
 //! What a shard-map edit moves (`shardgate plan`), and why a statement goes where it goes
 //! (`shardgate route`, in [`explain`]): the operator's view of placement.
 //!
-//! Part of the router stage, pure: [`diff`] compares two validated [`ShardMap`]s and returns a
+//! Offline tooling above the router (pure, never on the request path): [`diff`] compares two validated [`ShardMap`]s and returns a
 //! [`MoveReport`] that the binary prints (its `Display` is the command's output). No I/O, no
 //! globals, and no panic on any pair of maps. Shards are compared by *name*, never by id: an
 //! id is a position in the shard list and may shift between two maps, while hash rings,

@@ -12,14 +12,14 @@ use std::ops::Bound;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::super::condition::Condition;
-use super::super::operand::{Operand, key_value};
-use super::super::plan::{Part, Target};
-use super::super::{Hint, Kind, Params, Plan, Route, RouteError, Router};
 use super::count;
 use crate::config::key::KeyValue;
 use crate::config::tables::{Fallback, Strategy};
 use crate::config::{KeyType, ShardId, ShardMap, Sharding};
+use crate::router::condition::Condition;
+use crate::router::operand::{Operand, key_value};
+use crate::router::plan::{Part, Target};
+use crate::router::{Hint, Kind, Params, Plan, Route, RouteError, Router};
 
 /// Rows of an INSERT whose keys are listed one by one; more are counted.
 const MAX_ROWS_SHOWN: usize = 10;
