@@ -84,7 +84,7 @@ impl HashPlacer {
 
     /// The ring's points, ascending and distinct, each with the shard that owns it: a key
     /// whose point is `k` lives on the owner of the first point `>= k`, else of the first
-    /// point. For tools that compare two rings (`crate::moves`); lookups never need it.
+    /// point. For tools that compare two rings (the shard-map diff of `shardgate plan`); lookups never need it.
     pub fn points(&self) -> &[(u64, ShardId)] {
         &self.points
     }
