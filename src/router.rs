@@ -140,13 +140,27 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the lookup structures of every strategy in the map.
+    /// Builds the lookup structures of every strategy in the map. Directory tables answer
+    /// nothing (offline tools): keys they would place are [`PlacementError::NeedsLookup`].
     pub fn new(map: &ShardMap) -> Router {
+        Router::with_directories(map, &HashMap::new())
+    }
+
+    /// [`Router::new`], with the answers of the map's directory tables by table name (the
+    /// control plane keeps them; the router only reads them).
+    pub fn with_directories(
+        map: &ShardMap,
+        directories: &HashMap<String, Arc<dyn strategy::Directory>>,
+    ) -> Router {
         let mut placers = HashMap::new();
         for table in map.tables.values() {
             if let crate::config::Placement::Sharded(sharding) = &table.placement {
+                let directory = sharding
+                    .strategy
+                    .lookup_table()
+                    .and_then(|lookup| directories.get(&lookup.table).cloned());
                 (placers.entry(sharding.group.clone()))
-                    .or_insert_with(|| Placer::build(&sharding.strategy));
+                    .or_insert_with(|| Placer::build_with(&sharding.strategy, directory));
             }
         }
         Router {

@@ -6,12 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId};
+use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId, ShardMap};
+use crate::control::directory::DirectoryLookup;
 use crate::control::health::{self, Watched};
 use crate::counters::Counters;
 use crate::metrics::{DatabaseMeters, Metrics};
 use crate::pool::{EndpointPool, OnFailure, PauseSwitch};
 use crate::router::Router;
+use crate::router::strategy::Directory;
 
 pub use crate::config::Role;
 
@@ -39,7 +41,25 @@ pub struct Database {
     pub column_counts: Arc<ColumnCounts>,
     /// Metric handles for its statements.
     pub meters: DatabaseMeters,
+    /// The directory tables of its shard map by name: the session fetches the keys the
+    /// router asks for ([`crate::router::strategy::PendingLookup`]).
+    pub directories: HashMap<String, Arc<DirectoryLookup>>,
     shards: Vec<ShardPools>,
+}
+
+/// One control-plane reader per directory table of `map` (a new map gets fresh ones, so
+/// nothing cached under the old map's entries survives a reload).
+fn directories(map: &ShardMap) -> HashMap<String, Arc<DirectoryLookup>> {
+    let tables = map
+        .tables
+        .values()
+        .filter_map(|table| match &table.placement {
+            crate::config::Placement::Sharded(sharding) => sharding.strategy.lookup_table(),
+            crate::config::Placement::Reference => None,
+        });
+    tables
+        .map(|lookup| (lookup.table.clone(), DirectoryLookup::new(lookup.clone())))
+        .collect()
 }
 
 /// One server of a database, for the operator surfaces (metrics, `SHOW POOLS`).
@@ -283,10 +303,15 @@ impl Database {
             .map(|shard| ShardPools::build(config, db, shard, old, metrics))
             .collect();
         let shard_names = db.shard_map.shards.iter().map(|s| s.name.as_str());
+        let directories = directories(&db.shard_map);
+        let answers = (directories.iter())
+            .map(|(table, lookup)| (table.clone(), lookup.clone() as Arc<dyn Directory>))
+            .collect();
         Database {
             name: db.name.clone(),
-            router: Router::new(&db.shard_map)
+            router: Router::with_directories(&db.shard_map, &answers)
                 .with_max_statement_bytes(config.limits.max_statement_bytes),
+            directories,
             known_statements: old.map(|o| o.known_statements.clone()).unwrap_or_default(),
             counters: old.map(|o| o.counters.clone()).unwrap_or_default(),
             aggregate_names: old.map(|o| o.aggregate_names.clone()).unwrap_or_default(),

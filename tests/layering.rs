@@ -16,9 +16,10 @@ const LAYERS: &[&[&str]] = &[
     // Bottom services every stage reports to.
     &["metrics", "clients", "backend"],
     &["pool"],
-    // The control plane (health, directory tables).
-    &["control"],
+    // Pure routing; it sees directory tables through a trait the control plane implements.
     &["router"],
+    // The control plane (health checks, directory tables).
+    &["control"],
     &["topology", "execute", "moves"],
     &["session"],
     &["admin"],

@@ -67,6 +67,16 @@ pub enum Strategy {
     Directory(DirectorySpec),
 }
 
+impl Strategy {
+    /// The PostgreSQL directory table a directory strategy consults, if it has one.
+    pub fn lookup_table(&self) -> Option<&LookupTable> {
+        match self {
+            Strategy::Directory(spec) => spec.lookup.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// A consistent-hashing ring over some shards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashSpec {

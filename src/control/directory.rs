@@ -1,10 +1,12 @@
 //! Directory tables in PostgreSQL: key → shard entries shared by every proxy, read through
 //! bb8-postgres when a key is not cached, and kept fresh by LISTEN/NOTIFY.
 //!
-//! Part of the control plane. The router only reads the cache ([`DirectoryLookup::cached`]);
-//! the session fetches a missing key ([`DirectoryLookup::fetch`]) and routes again. Correctness
-//! over speed: a key is kept only while the LISTEN connection is up, and a fetch that raced a
-//! notification serves only the route that asked, so no proxy keeps serving a changed entry.
+//! Part of the control plane. The router only reads the cache, through the
+//! [`Directory`] trait it defines (a read changes nothing); the session fetches a missing key
+//! ([`DirectoryLookup::fetch`]), routes again, then settles it ([`DirectoryLookup::settle`]).
+//! Correctness over speed: a key is kept only while the LISTEN connection is up, and a fetch
+//! that raced a notification (or ran while nothing was listening) is dropped once the route
+//! that asked settled it, so no proxy keeps serving a changed entry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::config::tables::LookupTable;
 use crate::config::{KeyValue, ShardId};
+use crate::router::strategy::Directory;
 
 /// Pool size per directory table; look-ups are short single-row reads.
 const POOL_SIZE: u32 = 4;
@@ -87,21 +90,12 @@ impl DirectoryLookup {
         })
     }
 
-    /// Every shard a row may name.
-    pub fn shards(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.spec.shards.iter().map(|(id, _)| *id)
-    }
-
-    /// The cached answer for `key`: `Some(Some(shard))`, `Some(None)` (known to have no row), or
-    /// `None` (not cached: [`fetch`](Self::fetch) it).
-    pub fn cached(&self, key: &KeyValue) -> Option<Option<ShardId>> {
+    /// Drops `key`'s answer if it was fetched for one route only (see the module docs): the
+    /// session calls it once the route that fetched it is made.
+    pub fn settle(&self, key: &KeyValue) {
         let mut cache = self.lock();
-        match cache.get(key).copied()? {
-            Cached::Kept(shard) => Some(shard),
-            Cached::Once(shard) => {
-                cache.remove(key);
-                Some(shard)
-            }
+        if matches!(cache.get(key), Some(Cached::Once(_))) {
+            cache.remove(key);
         }
     }
 
@@ -193,6 +187,14 @@ impl DirectoryLookup {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyValue, Cached>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Directory for DirectoryLookup {
+    fn cached(&self, key: &KeyValue) -> Option<Option<ShardId>> {
+        match self.lock().get(key).copied()? {
+            Cached::Kept(shard) | Cached::Once(shard) => Some(shard),
+        }
     }
 }
 

@@ -11,12 +11,13 @@ pub mod hash;
 pub mod range;
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use crate::config::ShardId;
 use crate::config::key::{KeyValue, shorten};
 use crate::config::tables::Strategy;
 
-pub use directory::DirectoryPlacer;
+pub use directory::{Directory, DirectoryPlacer};
 pub use hash::HashPlacer;
 pub use range::RangePlacer;
 
@@ -36,10 +37,15 @@ impl Placer {
     /// Builds the lookup structure for a validated strategy. Never fails: anything a lookup
     /// cannot answer (a key in a range gap, an empty ring) is reported by that lookup.
     pub fn build(spec: &Strategy) -> Placer {
+        Placer::build_with(spec, None)
+    }
+
+    /// [`Placer::build`], with the live answers of the strategy's directory table (if any).
+    pub fn build_with(spec: &Strategy, directory: Option<Arc<dyn Directory>>) -> Placer {
         match spec {
             Strategy::Hash(spec) => Placer::Hash(HashPlacer::build(spec)),
             Strategy::Range(spec) => Placer::Range(RangePlacer::build(spec)),
-            Strategy::Directory(spec) => Placer::Directory(DirectoryPlacer::build(spec)),
+            Strategy::Directory(spec) => Placer::Directory(DirectoryPlacer::build(spec, directory)),
         }
     }
 
@@ -103,28 +109,20 @@ pub enum PlacementError {
         /// The key in PostgreSQL's text form.
         key: String,
     },
-    /// The key's place is in a directory table this proxy has not read yet: fetch it with
-    /// [`PendingLookup::fetch`] and route again.
+    /// The key's place is in a directory table this proxy has not read yet: fetch it (the
+    /// session asks the control plane) and route again.
     #[error("shard key '{}' is not in the directory cache yet", .0.key)]
     NeedsLookup(PendingLookup),
 }
 
 /// A directory-table read the router needs before it can place a key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingLookup {
-    /// The directory table.
-    pub lookup: std::sync::Arc<crate::control::directory::DirectoryLookup>,
+    /// The directory table (as the shard map names it).
+    pub table: String,
     /// The key to read.
     pub key: KeyValue,
 }
-
-impl PartialEq for PendingLookup {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.lookup, &other.lookup) && self.key == other.key
-    }
-}
-
-impl Eq for PendingLookup {}
 
 /// The key as an error message shows it.
 fn describe(key: &KeyValue) -> String {

@@ -13,7 +13,7 @@ use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use std::sync::Arc;
 
-use crate::control::directory::LookupError;
+use crate::control::directory::{DirectoryLookup, LookupError};
 use crate::metrics::RouteKind;
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};
@@ -174,8 +174,27 @@ async fn route_looking_up(
 ) -> Result<(Routed, RouteKind), ErrorReport> {
     let router = &database.router;
     let plan = params.map(|_| router.plan(sql));
+    let mut fetched = Vec::new();
+    let routed = route_fetching(database, &hint, sql, params, plan.as_deref(), &mut fetched).await;
+    for (lookup, key) in fetched {
+        lookup.settle(&key);
+    }
+    routed
+}
+
+/// Routes, fetching each directory key the router asks for (at most [`MAX_LOOKUPS`]) and
+/// routing again; `fetched` collects them, to be settled once the route is made.
+async fn route_fetching(
+    database: &Database,
+    hint: &Option<Hint>,
+    sql: &str,
+    params: Option<&Params<'_>>,
+    plan: Option<&crate::router::Plan>,
+    fetched: &mut Vec<(Arc<DirectoryLookup>, crate::config::KeyValue)>,
+) -> Result<(Routed, RouteKind), ErrorReport> {
+    let router = &database.router;
     for _ in 0..MAX_LOOKUPS {
-        let (routed, writes, unmapped) = match (&plan, params) {
+        let (routed, writes, unmapped) = match (plan, params) {
             (Some(plan), Some(params)) => (
                 router.route(plan, params, hint.as_ref()),
                 plan.may_write(),
@@ -191,8 +210,14 @@ async fn route_looking_up(
                 source: PlacementError::NeedsLookup(pending),
                 ..
             }) => {
-                let fetched = pending.lookup.fetch(&pending.key).await;
-                fetched.map_err(|e| lookup_report(&e))?;
+                let Some(lookup) = database.directories.get(&pending.table) else {
+                    return Err(internal_lookup(&pending.table));
+                };
+                lookup
+                    .fetch(&pending.key)
+                    .await
+                    .map_err(|e| lookup_report(&e))?;
+                fetched.push((lookup.clone(), pending.key));
             }
             Ok(route) => {
                 tracing::debug!(?route, writes, "routed");
@@ -205,6 +230,15 @@ async fn route_looking_up(
     Err(refused(
         "the statement names too many keys missing from a directory table's cache".into(),
     ))
+}
+
+/// A directory table the router asked about that the topology has no reader for (a bug).
+fn internal_lookup(table: &str) -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::INTERNAL_ERROR,
+        Blame::Proxy,
+        format!("shardgate: no reader for the directory table {table}"),
+    )
 }
 
 fn lookup_report(error: &LookupError) -> ErrorReport {

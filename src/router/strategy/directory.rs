@@ -12,14 +12,22 @@ use super::{PendingLookup, PlacementError, describe, sorted_unique};
 use crate::config::ShardId;
 use crate::config::key::KeyValue;
 use crate::config::tables::{DirectorySpec, Fallback};
-use crate::control::directory::DirectoryLookup;
+
+/// A directory table's key → shard answers as this proxy holds them. The control plane reads
+/// the table and keeps the answers fresh (`control::directory`); the router only asks, and
+/// asking changes nothing.
+pub trait Directory: Send + Sync + std::fmt::Debug {
+    /// The known answer for `key`: `Some(Some(shard))`, `Some(None)` (the table has no row
+    /// for it), or `None` (not known here yet: the caller fetches it and routes again).
+    fn cached(&self, key: &KeyValue) -> Option<Option<ShardId>>;
+}
 
 /// Explicit entries first, then the fallback.
 #[derive(Debug, Clone)]
 pub struct DirectoryPlacer {
     entries: HashMap<KeyValue, ShardId>,
-    /// The directory table, consulted (through its cache) after `entries`.
-    lookup: Option<Arc<DirectoryLookup>>,
+    /// The directory table's name and its answers, consulted after `entries`.
+    lookup: Option<(String, Option<Arc<dyn Directory>>)>,
     fallback: BuiltFallback,
     /// Entry shards and fallback shards, sorted.
     shards: Vec<ShardId>,
@@ -34,17 +42,23 @@ enum BuiltFallback {
 }
 
 impl DirectoryPlacer {
-    /// Copies the entries and builds the fallback (hashing its ring's points).
-    pub fn build(spec: &DirectorySpec) -> DirectoryPlacer {
+    /// Copies the entries and builds the fallback (hashing its ring's points). `directory`
+    /// answers for the spec's directory table; without it (offline tools) every key the
+    /// entries do not name is [`PlacementError::NeedsLookup`].
+    pub fn build(spec: &DirectorySpec, directory: Option<Arc<dyn Directory>>) -> DirectoryPlacer {
         let fallback = match &spec.fallback {
             Fallback::Error => BuiltFallback::Error,
             Fallback::Shard(shard) => BuiltFallback::Shard(*shard),
             Fallback::Hash(ring) => BuiltFallback::Hash(HashPlacer::build(ring)),
         };
-        let lookup = spec.lookup.as_deref().cloned().map(DirectoryLookup::new);
         let mut shards: Vec<ShardId> = spec.entries.values().copied().collect();
         // A directory-table row may name any shard.
-        shards.extend(lookup.iter().flat_map(|l| l.shards()));
+        let table_shards = spec
+            .lookup
+            .iter()
+            .flat_map(|l| l.shards.iter().map(|(id, _)| *id));
+        shards.extend(table_shards);
+        let lookup = (spec.lookup.as_deref()).map(|table| (table.table.clone(), directory));
         match &fallback {
             BuiltFallback::Error => {}
             BuiltFallback::Shard(shard) => shards.push(*shard),
@@ -64,13 +78,13 @@ impl DirectoryPlacer {
         if let Some(shard) = self.entries.get(key) {
             return Ok(*shard);
         }
-        if let Some(lookup) = &self.lookup {
-            match lookup.cached(key) {
+        if let Some((table, directory)) = &self.lookup {
+            match directory.as_ref().and_then(|d| d.cached(key)) {
                 Some(Some(shard)) => return Ok(shard),
                 Some(None) => {}
                 None => {
                     return Err(PlacementError::NeedsLookup(PendingLookup {
-                        lookup: lookup.clone(),
+                        table: table.clone(),
                         key: key.clone(),
                     }));
                 }
@@ -99,11 +113,14 @@ mod tests {
             (KeyValue::Text("acme".into()), ShardId(5)),
             (KeyValue::Text("globex".into()), ShardId(1)),
         ]);
-        DirectoryPlacer::build(&DirectorySpec {
-            entries,
-            fallback,
-            lookup: None,
-        })
+        DirectoryPlacer::build(
+            &DirectorySpec {
+                entries,
+                fallback,
+                lookup: None,
+            },
+            None,
+        )
     }
 
     fn ids(ids: &[u32]) -> Vec<ShardId> {
@@ -158,11 +175,12 @@ mod tests {
         assert_eq!(directory(Fallback::Error).shards(), &ids(&[1, 5])[..]);
         let fixed = directory(Fallback::Shard(ShardId(1)));
         assert_eq!(fixed.shards(), &ids(&[1, 5])[..]);
-        let empty = DirectoryPlacer::build(&DirectorySpec {
+        let spec = DirectorySpec {
             entries: HashMap::new(),
             lookup: None,
             fallback: Fallback::Shard(ShardId(0)),
-        });
+        };
+        let empty = DirectoryPlacer::build(&spec, None);
         assert_eq!(empty.shards(), &ids(&[0])[..]);
     }
 }
