@@ -24,6 +24,7 @@ PORT_BEFORE=${PORT_BEFORE:-6541}
 WORKLOADS=${WORKLOADS:-"select-simple select-extended select-prepared tpcb-simple"}
 
 dir=$(mktemp -d)
+chmod 755 "$dir" # the demo runs its servers as `postgres` when started by root
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
