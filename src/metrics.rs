@@ -84,6 +84,7 @@ pub struct Metrics {
     slow_statements: IntCounterVec,
     rate_limited: IntCounterVec,
     refused_connections: IntCounterVec,
+    cross_shard_refusals: IntCounterVec,
     reloads: IntCounterVec,
     /// Client connections accepted since start.
     pub connections: IntCounter,
@@ -216,6 +217,12 @@ impl Metrics {
                 "Client connections refused after authentication, by reason.",
                 &["reason"],
             ),
+            cross_shard_refusals: counter_vec(
+                &r,
+                "shardgate_cross_shard_refusals_total",
+                "Reads needing several shards refused for a construct the merge cannot compute, by kind.",
+                &["construct"],
+            ),
             reloads: counter_vec(
                 &r,
                 "shardgate_shard_map_reloads_total",
@@ -291,6 +298,11 @@ impl Metrics {
     /// Counts a statement refused by `user`'s rate limit.
     pub fn rate_limited(&self, user: &str) {
         self.rate_limited.with_label_values(&[user]).inc();
+    }
+
+    /// Counts a cross-shard read refused for a construct (`kind`: [`crate::router::Construct::kind`]).
+    pub fn cross_shard_refused(&self, kind: &'static str) {
+        self.cross_shard_refusals.with_label_values(&[kind]).inc();
     }
 
     /// Counts a client refused after authentication (`reason`: a short fixed word).

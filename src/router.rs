@@ -29,6 +29,7 @@ use crate::merge::ScatterPlan;
 pub use hint::Hint;
 pub use operand::{Param, Params, execute_arguments};
 pub use plan::{Kind, Plan};
+pub use scatter::construct::Construct;
 use strategy::{PlacementError, Placer};
 
 /// Where a statement runs.
@@ -101,6 +102,21 @@ pub enum RouteError {
         /// A map table it names.
         table: String,
     },
+    /// A read needing several shards with a construct the merge cannot compute.
+    #[error(
+        "{construct} cannot be computed across shards ({table} has rows on shards {}); add the shard key {key} to WHERE or name a shard with /* shard: NAME */",
+        shards.join(", ")
+    )]
+    CrossShard {
+        /// What cannot be computed.
+        construct: Construct,
+        /// The sharded table read.
+        table: String,
+        /// The shards holding its rows, by name.
+        shards: Vec<String>,
+        /// Its shard key column.
+        key: String,
+    },
     /// A hint naming a shard the map does not have.
     #[error("no shard is named {0:?}")]
     UnknownShard(String),
@@ -110,9 +126,9 @@ impl RouteError {
     /// The error the client sees.
     pub fn report(&self) -> ErrorReport {
         let code = match self {
-            RouteError::Refused(_) | RouteError::Placement { .. } => {
-                sqlstate::FEATURE_NOT_SUPPORTED
-            }
+            RouteError::Refused(_)
+            | RouteError::CrossShard { .. }
+            | RouteError::Placement { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
             RouteError::MissingParameter(_) => sqlstate::PROTOCOL_VIOLATION,
             RouteError::UnknownShard(_) => sqlstate::UNDEFINED_OBJECT,
             RouteError::TooDeep(_) => sqlstate::STATEMENT_TOO_COMPLEX,

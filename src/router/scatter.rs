@@ -11,6 +11,7 @@
 //! correct is refused.
 
 mod aggregate;
+pub mod construct;
 mod from;
 mod grouped;
 mod having;
@@ -34,6 +35,7 @@ use super::plan::{Keyed, Kind, Target};
 use super::{RouteError, Router};
 use crate::config::ShardMap;
 use crate::merge::plan::{MergePlan, ScatterPlan};
+use construct::Construct;
 use from::FromFacts;
 use hidden::Hidden;
 use items::Items;
@@ -42,13 +44,7 @@ use walk::{Node, walk};
 
 /// A construct that cannot be computed across shards, named for the client.
 #[derive(Debug)]
-pub(super) struct Unsupported(String);
-
-impl Unsupported {
-    fn new(what: impl Into<String>) -> Unsupported {
-        Unsupported(what.into())
-    }
-}
+pub(super) struct Unsupported(pub(super) Construct);
 
 /// A planning step's result.
 type Planned<T> = Result<T, Unsupported>;
@@ -82,25 +78,25 @@ fn scattered_read(router: &Router, sql: &str) -> Result<Keyed, RouteError> {
 }
 
 /// The refusal the client sees: the construct, where the rows are, and what to do.
-fn refusal(router: &Router, keyed: &Keyed, Unsupported(what): Unsupported) -> RouteError {
+fn refusal(router: &Router, keyed: &Keyed, Unsupported(construct): Unsupported) -> RouteError {
     let shards = router.placer(&keyed.sharding.group).shards();
-    let names: Vec<&str> = (shards.iter())
-        .map(|&id| router.map().shard(id).name.as_str())
+    let names: Vec<String> = (shards.iter())
+        .map(|&id| router.map().shard(id).name.clone())
         .collect();
-    RouteError::Refused(format!(
-        "{what} cannot be computed across shards ({} has rows on shards {}); add the shard key {} to WHERE or name a shard with /* shard: NAME */",
-        keyed.table,
-        names.join(", "),
-        keyed.sharding.key_column
-    ))
+    RouteError::CrossShard {
+        construct,
+        table: keyed.table.clone(),
+        shards: names,
+        key: keyed.sharding.key_column.clone(),
+    }
 }
 
 fn parse(sql: &str) -> Planned<Box<Query>> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql);
     match statements.map(|mut s| (s.len(), s.pop())) {
         Ok((1, Some(Statement::Query(query)))) => Ok(query),
-        Ok((1, Some(Statement::Explain { .. }))) => Err(Unsupported::new("EXPLAIN")),
-        _ => Err(Unsupported::new("this statement")),
+        Ok((1, Some(Statement::Explain { .. }))) => Err(Unsupported(Construct::Explain)),
+        _ => Err(Unsupported(Construct::OtherStatement)),
     }
 }
 
@@ -166,10 +162,10 @@ impl<'a> Read<'a> {
 /// Refuses what makes the query more than one plain SELECT.
 fn query_shape(query: &Query) -> Planned<&Select> {
     if query.with.is_some() {
-        return Err(Unsupported::new("WITH (common table expressions)"));
+        return Err(Unsupported(Construct::CommonTableExpressions));
     }
     if !query.locks.is_empty() {
-        return Err(Unsupported::new("FOR UPDATE / FOR SHARE"));
+        return Err(Unsupported(Construct::RowLocks));
     }
     let foreign = query.for_clause.is_some()
         || query.settings.is_some()
@@ -177,19 +173,17 @@ fn query_shape(query: &Query) -> Planned<&Select> {
         || !query.pipe_operators.is_empty();
     match &*query.body {
         SetExpr::Select(select) if !foreign => Ok(select),
-        _ => Err(Unsupported::new(
-            "a query other than one SELECT (UNION, VALUES, …)",
-        )),
+        _ => Err(Unsupported(Construct::SetOperation)),
     }
 }
 
 /// Refuses SELECT clauses the planner does not handle.
 fn select_shape(select: &Select) -> Planned<()> {
     if matches!(select.distinct, Some(Distinct::On(_))) {
-        return Err(Unsupported::new("DISTINCT ON"));
+        return Err(Unsupported(Construct::DistinctOn));
     }
     if !select.named_window.is_empty() {
-        return Err(Unsupported::new("window functions"));
+        return Err(Unsupported(Construct::WindowFunctions));
     }
     let foreign = select.into.is_some()
         || select.top.is_some()
@@ -206,7 +200,7 @@ fn select_shape(select: &Select) -> Planned<()> {
         || select.value_table_mode.is_some()
         || select.flavor != SelectFlavor::Standard;
     if foreign {
-        return Err(Unsupported::new("this SELECT syntax"));
+        return Err(Unsupported(Construct::SelectSyntax));
     }
     Ok(())
 }
@@ -214,10 +208,10 @@ fn select_shape(select: &Select) -> Planned<()> {
 /// The GROUP BY elements as written.
 fn group_elements(select: &Select) -> Planned<Vec<&Expr>> {
     let GroupByExpr::Expressions(elements, modifiers) = &select.group_by else {
-        return Err(Unsupported::new("GROUP BY ALL"));
+        return Err(Unsupported(Construct::GroupByAll));
     };
     if !modifiers.is_empty() {
-        return Err(Unsupported::new("GROUP BY … WITH modifiers"));
+        return Err(Unsupported(Construct::GroupByModifiers));
     }
     let sets = |e: &&Expr| {
         matches!(
@@ -226,9 +220,7 @@ fn group_elements(select: &Select) -> Planned<Vec<&Expr>> {
         )
     };
     if elements.iter().any(|e| sets(&e)) {
-        return Err(Unsupported::new(
-            "GROUPING SETS, ROLLUP, CUBE and () in GROUP BY",
-        ));
+        return Err(Unsupported(Construct::GroupingSets));
     }
     Ok(elements.iter().collect())
 }
@@ -251,7 +243,7 @@ fn item_expr(item: &SelectItem) -> Option<&Expr> {
 fn shard_local(map: &ShardMap, expr: &Expr) -> Planned<()> {
     walk(expr, &mut |node| match node {
         Node::Expr(Expr::Function(call)) if call.over.is_some() => {
-            Err(Unsupported::new("window functions"))
+            Err(Unsupported(Construct::WindowFunctions))
         }
         Node::Subquery(query) => subquery::same_on_every_shard(map, query),
         Node::Expr(_) => Ok(()),

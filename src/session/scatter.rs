@@ -27,7 +27,7 @@ use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::metrics;
 use crate::pool::Checkout;
-use crate::router::Params;
+use crate::router::{Params, RouteError};
 use crate::topology::{Database, Freshness, Role};
 use crate::wire::{TxStatus, encode};
 
@@ -103,7 +103,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     pub(super) fn scatter_plan(&self, sql: &str) -> Result<Arc<ScatterPlan>, ErrorReport> {
-        (self.env.database.router.scatter(sql)).map_err(|e| e.report())
+        (self.env.database.router.scatter(sql)).map_err(|error| {
+            if let RouteError::CrossShard { construct, .. } = &error {
+                self.env.metrics.cross_shard_refused(construct.kind());
+            }
+            error.report()
+        })
     }
 
     /// Runs `read` on its shards (only the first when `execute` is false: a description) and

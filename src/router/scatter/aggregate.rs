@@ -11,6 +11,7 @@ use sqlparser::ast::{
     ObjectNamePart,
 };
 
+use super::construct::Construct;
 use super::{Planned, Unsupported};
 use crate::merge::plan::Function as Combine;
 use crate::router::scope::ident_name;
@@ -64,7 +65,7 @@ pub(super) fn partials(call: &Function) -> Planned<Partials> {
         "avg" => Combine::Avg,
         "bool_and" | "every" => Combine::BoolAnd,
         "bool_or" => Combine::BoolOr,
-        _ => return Err(Unsupported::new(format!("the aggregate {}", call.name))),
+        _ => return Err(Unsupported(Construct::Aggregate(call.name.to_string()))),
     };
     single_argument(call, function == Combine::Count)?;
     let whole = Expr::Function(call.clone());
@@ -77,27 +78,27 @@ pub(super) fn partials(call: &Function) -> Planned<Partials> {
 
 /// Refuses what makes any aggregate's partials uncombinable.
 fn plain_call(call: &Function) -> Planned<()> {
-    let refuse = |what: &str| Err(Unsupported::new(what));
+    let refuse = |construct| Err(Unsupported(construct));
     if call.over.is_some() {
-        return refuse("window functions");
+        return refuse(Construct::WindowFunctions);
     }
     if call.filter.is_some() {
-        return refuse("aggregates with FILTER");
+        return refuse(Construct::AggregateFilter);
     }
     if !call.within_group.is_empty() {
-        return refuse("ordered-set aggregates (WITHIN GROUP)");
+        return refuse(Construct::OrderedSetAggregate);
     }
     if call.null_treatment.is_some() || !matches!(call.parameters, FunctionArguments::None) {
-        return refuse("this aggregate call syntax");
+        return refuse(Construct::AggregateCallSyntax);
     }
     let FunctionArguments::List(list) = &call.args else {
-        return refuse("this aggregate call syntax");
+        return refuse(Construct::AggregateCallSyntax);
     };
     if list.duplicate_treatment == Some(DuplicateTreatment::Distinct) {
-        return refuse("DISTINCT inside aggregates");
+        return refuse(Construct::DistinctAggregate);
     }
     if !list.clauses.is_empty() {
-        return refuse("ORDER BY or other clauses inside aggregate arguments");
+        return refuse(Construct::AggregateClauses);
     }
     Ok(())
 }
@@ -113,7 +114,7 @@ fn single_argument(call: &Function, star_allowed: bool) -> Planned<()> {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(_) | FunctionArgExpr::QualifiedWildcard(_)),
         ] => Ok(()),
         [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if star_allowed => Ok(()),
-        _ => Err(Unsupported::new(format!("the call {call}"))),
+        _ => Err(Unsupported(Construct::AggregateArguments(call.to_string()))),
     }
 }
 

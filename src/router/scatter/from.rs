@@ -13,6 +13,7 @@ use sqlparser::ast::{
     TableAlias, TableFactor, TableWithJoins,
 };
 
+use super::construct::Construct;
 use super::subquery::same_on_every_shard;
 use super::{Planned, Unsupported};
 use crate::config::{Placement, ShardMap};
@@ -126,7 +127,7 @@ impl FromWalk<'_, '_> {
             TableFactor::NestedJoin {
                 table_with_joins, ..
             } => return self.item(table_with_joins),
-            _ => return Err(Unsupported::new("this kind of FROM item")),
+            _ => return Err(Unsupported(Construct::FromItem)),
         }
         Ok(Side::copies())
     }
@@ -141,10 +142,10 @@ impl FromWalk<'_, '_> {
             Placement::Reference => Ok(Side::copies()),
             Placement::Sharded(_) => {
                 if sampled {
-                    return Err(Unsupported::new("TABLESAMPLE on a sharded table"));
+                    return Err(Unsupported(Construct::TableSample));
                 }
                 if alias.is_some_and(|a| !a.columns.is_empty()) {
-                    return Err(Unsupported::new("column aliases on a sharded table"));
+                    return Err(Unsupported(Construct::ColumnAliases));
                 }
                 let reference = match alias {
                     Some(alias) => alias.name.value.to_lowercase(),
@@ -155,7 +156,8 @@ impl FromWalk<'_, '_> {
                     .sharded
                     .iter()
                     .position(|t| t.reference == reference);
-                let index = index.ok_or_else(|| Unsupported::new(format!("this use of {name}")))?;
+                let index =
+                    index.ok_or_else(|| Unsupported(Construct::TableUse(name.to_string())))?;
                 Ok(Side {
                     sharded: vec![index],
                 })
@@ -165,11 +167,9 @@ impl FromWalk<'_, '_> {
 
     fn placement(&self, name: &ObjectName) -> Planned<&Placement> {
         let entry = map_table_name(name).and_then(|table| self.map.tables.get(&table));
-        entry.map(|table| &table.placement).ok_or_else(|| {
-            Unsupported::new(format!(
-                "joining {name} (not in the shard map, so each shard has its own) with sharded tables"
-            ))
-        })
+        entry
+            .map(|table| &table.placement)
+            .ok_or_else(|| Unsupported(Construct::UnmappedJoin(name.to_string())))
     }
 
     fn join(&mut self, left: Side, right: Side, join: &Join) -> Planned<Side> {
@@ -180,14 +180,12 @@ impl FromWalk<'_, '_> {
             JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (c, true, false),
             JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (c, false, true),
             JoinOperator::FullOuter(c) => (c, true, true),
-            _ => return Err(Unsupported::new("this kind of join")),
+            _ => return Err(Unsupported(Construct::JoinKind)),
         };
         let copies_kept = (keeps_left && left.sharded.is_empty() && !right.sharded.is_empty())
             || (keeps_right && right.sharded.is_empty() && !left.sharded.is_empty());
         if copies_kept {
-            return Err(Unsupported::new(
-                "an outer join that keeps the rows of reference tables against sharded ones (every shard would keep them)",
-            ));
+            return Err(Unsupported(Construct::OuterJoinKeepingCopies));
         }
         self.outer_joins |= keeps_left || keeps_right;
         for (keeps, extended) in [(keeps_left, &right), (keeps_right, &left)] {
@@ -264,9 +262,7 @@ impl FromWalk<'_, '_> {
                 (l.contains(&a) && r.contains(&b)) || (l.contains(&b) && r.contains(&a))
             };
             if !pairing.own.iter().chain(&filtered).any(crosses) {
-                return Err(Unsupported::new(
-                    "a query with outer joins where sharded tables are joined other than by their shard key in the join's own ON or in WHERE",
-                ));
+                return Err(Unsupported(Construct::OuterJoinOffKey));
             }
         }
         Ok(())

@@ -9,6 +9,7 @@
 use sqlparser::ast::{Distinct, Expr, Select, UnaryOperator, Value};
 
 use super::aggregate::{is_aggregate, is_aggregate_expr, partials};
+use super::construct::Construct;
 use super::items::unparenthesized;
 use super::slots::Slots;
 use super::{Planned, Read, ShardQuery, Unsupported, finish, having, order, walk};
@@ -17,7 +18,7 @@ use crate::merge::plan::{Aggregation, MergePlan, Output, ScatterPlan, Slot, Sort
 /// The plan of a read whose groups may span shards.
 pub(super) fn plan(read: &Read<'_>) -> Planned<ScatterPlan> {
     if matches!(read.select.distinct, Some(Distinct::Distinct)) && !read.group_by.is_empty() {
-        return Err(Unsupported::new("SELECT DISTINCT with GROUP BY"));
+        return Err(Unsupported(Construct::DistinctWithGroupBy));
     }
     let mut slots = Slots::new(&read.group_by)?;
     let (columns, item_slots) = outputs(read, &mut slots)?;
@@ -101,10 +102,8 @@ fn unsupported_item(item: &Expr) -> Unsupported {
     });
     match inner {
         Some(Some(why)) => why,
-        Some(None) => Unsupported::new(format!("an aggregate inside an expression ({item})")),
-        None => Unsupported::new(format!(
-            "the select item {item} (neither an aggregate nor a GROUP BY expression)"
-        )),
+        Some(None) => Unsupported(Construct::AggregateInExpression(item.to_string())),
+        None => Unsupported(Construct::UngroupedItem(item.to_string())),
     }
 }
 
@@ -118,12 +117,7 @@ fn sort_keys(
     let mut keys = Vec::new();
     for key in read.order_by {
         order::check_collations(&key.expr)?;
-        let refuse = || {
-            Unsupported::new(format!(
-                "ORDER BY {} (neither a GROUP BY expression nor an aggregate)",
-                key.expr
-            ))
-        };
+        let refuse = || Unsupported(Construct::OrderByNotGrouped(key.expr.to_string()));
         let slot = match read.items.order_target(&key.expr)? {
             Some(item) => item_slots[item].ok_or_else(refuse)?,
             None => slots

@@ -7,6 +7,7 @@
 
 use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 
+use super::construct::Construct;
 use super::items::unparenthesized;
 use super::slots::Slots;
 use super::{Planned, Unsupported};
@@ -15,7 +16,7 @@ use crate::merge::plan::{CompareOp, Operand, Predicate};
 /// The predicate of a HAVING condition.
 pub(super) fn predicate(condition: &Expr, slots: &mut Slots<'_>) -> Planned<Predicate> {
     let condition = unparenthesized(condition);
-    let refuse = || Unsupported::new(format!("the HAVING condition {condition}"));
+    let refuse = || Unsupported(Construct::Having(condition.to_string()));
     match condition {
         Expr::BinaryOp { op, .. } if matches!(op, BinaryOperator::And | BinaryOperator::Or) => {
             let mut parts = Vec::new();

@@ -6,6 +6,7 @@
 
 use sqlparser::ast::{Expr, SelectItem, Value};
 
+use super::construct::Construct;
 use super::{Planned, Unsupported, walk};
 use crate::router::scope::ident_name;
 
@@ -41,9 +42,7 @@ impl<'a> Items<'a> {
             SelectItem::ExprWithAlias { alias, .. }
                 if alias.quote_style.is_none() && alias.value.eq_ignore_ascii_case("isnull") =>
             {
-                Err(Unsupported::new(
-                    "ISNULL after a select item (write IS NULL)",
-                ))
+                Err(Unsupported(Construct::IsNullPostfix))
             }
             SelectItem::ExprWithAlias { expr, alias } => Ok(Item::Expr {
                 expr,
@@ -51,7 +50,7 @@ impl<'a> Items<'a> {
                 aliased: true,
             }),
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => Ok(Item::Wildcard),
-            SelectItem::ExprWithAliases { .. } => Err(Unsupported::new("a list of aliases")),
+            SelectItem::ExprWithAliases { .. } => Err(Unsupported(Construct::AliasList)),
         };
         let items = projection.iter().map(item).collect::<Planned<_>>()?;
         Ok(Items { items })
@@ -67,7 +66,7 @@ impl<'a> Items<'a> {
     pub(super) fn exprs(&self, what: &str) -> Planned<Vec<&'a Expr>> {
         let expr = |item: &Item<'a>| match item {
             Item::Expr { expr, .. } => Ok(*expr),
-            Item::Wildcard => Err(Unsupported::new(format!("SELECT * with {what}"))),
+            Item::Wildcard => Err(Unsupported(Construct::WildcardWith(what.to_string()))),
         };
         self.items.iter().map(expr).collect()
     }
@@ -94,9 +93,7 @@ impl<'a> Items<'a> {
         let matches: Vec<usize> = (0..self.items.len()).filter(named).collect();
         let exprs: Vec<&Expr> = matches.iter().filter_map(|&i| self.expr(i)).collect();
         if exprs.iter().any(|e| !same_value(e, exprs[0])) {
-            return Err(Unsupported::new(format!(
-                "the ambiguous ORDER BY name {key}"
-            )));
+            return Err(Unsupported(Construct::AmbiguousOrderBy(key.to_string())));
         }
         Ok(matches.first().copied())
     }
@@ -121,11 +118,7 @@ impl<'a> Items<'a> {
         match self.items.iter().position(is_alias) {
             // PostgreSQL takes an input column of that name before the alias, and which
             // columns the tables have is not in the text: refuse rather than guess.
-            Some(_) => Err(Unsupported::new(format!(
-                "GROUP BY {name} where {name} is a select-list alias (PostgreSQL would group by \
-                 an input column of that name if there is one; write the expression or its \
-                 position instead)"
-            ))),
+            Some(_) => Err(Unsupported(Construct::GroupByAlias(name.to_string()))),
             None => Ok(None),
         }
     }
@@ -153,9 +146,7 @@ impl<'a> Items<'a> {
             |i: usize| (self.items[..=i].iter()).all(|item| matches!(item, Item::Expr { .. }));
         match index {
             Some(i) if i < self.items.len() && before_any_star(i) => Ok(Element::Position(i)),
-            _ => Err(Unsupported::new(format!(
-                "the position {text} in ORDER BY or GROUP BY (it must name a select item before any *)"
-            ))),
+            _ => Err(Unsupported(Construct::Position(text.to_string()))),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use sqlparser::ast::{BinaryOperator, Expr, Fetch, LimitClause, Query, Value};
 
+use super::construct::Construct;
 use super::hidden::{Hidden, bigint_param};
 use super::{Planned, Unsupported};
 use crate::merge::plan::Count;
@@ -29,11 +30,11 @@ pub(super) fn window(query: &Query) -> Planned<Window> {
             offset,
             limit_by,
         }) if limit_by.is_empty() => (limit.as_ref(), offset.as_ref().map(|o| &o.value)),
-        Some(_) => return Err(Unsupported::new("this LIMIT syntax")),
+        Some(_) => return Err(Unsupported(Construct::LimitSyntax)),
     };
     let fetched = query.fetch.as_ref().map(fetch_count).transpose()?;
     let limit = match (limit, fetched) {
-        (Some(_), Some(_)) => return Err(Unsupported::new("both LIMIT and FETCH FIRST")),
+        (Some(_), Some(_)) => return Err(Unsupported(Construct::LimitAndFetch)),
         (Some(limit), None) => count(limit)?,
         (None, fetched) => fetched.flatten(),
     };
@@ -89,7 +90,7 @@ impl Window {
 /// `FETCH FIRST n ROWS ONLY` (`FIRST ROW ONLY` is one row).
 fn fetch_count(fetch: &Fetch) -> Planned<Option<Count>> {
     if fetch.with_ties || fetch.percent {
-        return Err(Unsupported::new("FETCH FIRST … WITH TIES or PERCENT"));
+        return Err(Unsupported(Construct::FetchWithTiesOrPercent));
     }
     match &fetch.quantity {
         None => Ok(Some(Count::Value(1))),
@@ -99,9 +100,7 @@ fn fetch_count(fetch: &Fetch) -> Planned<Option<Count>> {
 
 /// A count as written: a non-negative integer, `$n`, or NULL (no limit).
 fn count(expr: &Expr) -> Planned<Option<Count>> {
-    let refuse = || {
-        Unsupported::new("a LIMIT, OFFSET or FETCH count that is not a number or a $n parameter")
-    };
+    let refuse = || Unsupported(Construct::ComputedCount);
     let Expr::Value(value) = expr else {
         return Err(refuse());
     };

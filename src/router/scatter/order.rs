@@ -7,6 +7,7 @@
 
 use sqlparser::ast::{Expr, OrderByExpr, OrderByKind, OrderBySort, Query};
 
+use super::construct::Construct;
 use super::items::unparenthesized;
 use super::{Planned, Unsupported, walk};
 use crate::merge::plan::{Slot, SortKey};
@@ -22,7 +23,7 @@ pub(super) fn keys(query: &Query) -> Planned<&[OrderByExpr]> {
     };
     match &order_by.kind {
         OrderByKind::Expressions(keys) if order_by.interpolate.is_none() => Ok(keys),
-        _ => Err(Unsupported::new("this ORDER BY syntax")),
+        _ => Err(Unsupported(Construct::OrderBySyntax)),
     }
 }
 
@@ -30,12 +31,12 @@ pub(super) fn keys(query: &Query) -> Planned<&[OrderByExpr]> {
 /// the order is descending, unless told otherwise.
 pub(super) fn sort_key(value: Slot, key: &OrderByExpr) -> Planned<SortKey> {
     if key.with_fill.is_some() {
-        return Err(Unsupported::new("ORDER BY … WITH FILL"));
+        return Err(Unsupported(Construct::OrderByWithFill));
     }
     let descending = match &key.options.sort {
         None | Some(OrderBySort::Asc) => false,
         Some(OrderBySort::Desc) => true,
-        Some(OrderBySort::Using(_)) => return Err(Unsupported::new("ORDER BY … USING")),
+        Some(OrderBySort::Using(_)) => return Err(Unsupported(Construct::OrderByUsing)),
     };
     Ok(SortKey {
         value,
@@ -54,9 +55,7 @@ pub(super) fn check_collations(key: &Expr) -> Planned<()> {
         _ => false,
     };
     if walk::any(key, &other_collation) {
-        return Err(Unsupported::new(format!(
-            "sorting by {key} (only the \"C\" and \"POSIX\" collations sort bytewise, as the merge does)"
-        )));
+        return Err(Unsupported(Construct::CollatedSort(key.to_string())));
     }
     Ok(())
 }

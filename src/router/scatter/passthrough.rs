@@ -9,6 +9,7 @@
 
 use sqlparser::ast::Distinct;
 
+use super::construct::Construct;
 use super::hidden::Hidden;
 use super::walk::{Node, walk};
 use super::{Planned, Read, ShardQuery, Unsupported, finish, order};
@@ -92,10 +93,8 @@ fn sort_keys(read: &Read<'_>, hidden: &mut Hidden, distinct: bool) -> Planned<Ve
         let value = match item.and_then(|item| read.items.expr(item)) {
             Some(expr) => expr,
             None if distinct => {
-                return Err(Unsupported::new(format!(
-                    "SELECT DISTINCT ordered by {} (not in the select list)",
-                    key.expr
-                )));
+                let key = key.expr.to_string();
+                return Err(Unsupported(Construct::DistinctOrderedByHidden(key)));
             }
             None => &key.expr,
         };

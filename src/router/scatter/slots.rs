@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use sqlparser::ast::{Expr, Function};
 
 use super::aggregate::{is_aggregate, partials};
+use super::construct::Construct;
 use super::hidden::Hidden;
 use super::items::{same_value, unparenthesized};
 use super::{Planned, Unsupported, walk};
@@ -32,7 +33,7 @@ impl<'a> Slots<'a> {
         let mut groups = Vec::new();
         for &key in group_by {
             if walk::any(key, &super::aggregate::is_aggregate_expr) {
-                return Err(Unsupported::new("an aggregate in GROUP BY"));
+                return Err(Unsupported(Construct::AggregateInGroupBy));
             }
             groups.push((key, hidden.add(key)));
         }

@@ -11,6 +11,7 @@ use sqlparser::ast::{
     OrderByKind, Query, Select, SetExpr, TableFactor, TableWithJoins,
 };
 
+use super::construct::Construct;
 use super::walk::{self, Node, walk};
 use super::{Planned, Unsupported};
 use crate::config::{Placement, ShardMap};
@@ -19,7 +20,7 @@ use crate::router::scope::map_table_name;
 /// Accepts a subquery that gives the same rows on every shard.
 pub(super) fn same_on_every_shard(map: &ShardMap, query: &Query) -> Planned<()> {
     if query.with.is_some() {
-        return Err(Unsupported::new("WITH inside a subquery"));
+        return Err(Unsupported(Construct::CteInSubquery));
     }
     body(map, &query.body)?;
     let order = query.order_by.iter().flat_map(|o| match &o.kind {
@@ -50,10 +51,10 @@ fn body(map: &ShardMap, set: &SetExpr) -> Planned<()> {
         SetExpr::Values(values) => exprs(map, values.rows.iter().flat_map(|row| &row.content)),
         SetExpr::Table(table) => match &table.table_name {
             Some(name) => table_read(map, &ObjectName::from(vec![name.clone()])),
-            None => Err(Unsupported::new("this subquery")),
+            None => Err(Unsupported(Construct::Subquery)),
         },
         SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
-            Err(Unsupported::new("a subquery that writes"))
+            Err(Unsupported(Construct::WritingSubquery))
         }
     }
 }
@@ -65,7 +66,7 @@ fn select_reads(map: &ShardMap, select: &Select) -> Planned<()> {
     // an aggregate belongs to, so it takes none.
     let items = select.projection.iter().filter_map(super::item_expr);
     if (items.clone()).any(|item| walk::any(item, &super::aggregate::is_aggregate_expr)) {
-        return Err(Unsupported::new("an aggregate inside a subquery"));
+        return Err(Unsupported(Construct::AggregateInSubquery));
     }
     let items = select.projection.iter().filter_map(super::item_expr);
     exprs(map, items)?;
@@ -108,7 +109,7 @@ fn factor(map: &ShardMap, factor: &TableFactor) -> Planned<()> {
         TableFactor::NestedJoin {
             table_with_joins, ..
         } => from(map, std::slice::from_ref(table_with_joins)),
-        _ => Err(Unsupported::new("this FROM item in a subquery")),
+        _ => Err(Unsupported(Construct::SubqueryFromItem)),
     }
 }
 
@@ -120,11 +121,11 @@ fn table_read(map: &ShardMap, name: &ObjectName) -> Planned<()> {
         .map(|t| &t.placement)
     {
         Some(Placement::Reference) => Ok(()),
-        Some(Placement::Sharded(_)) => Err(Unsupported::new(format!(
-            "a subquery reading the sharded table {name}"
+        Some(Placement::Sharded(_)) => Err(Unsupported(Construct::SubqueryOfShardedTable(
+            name.to_string(),
         ))),
-        None => Err(Unsupported::new(format!(
-            "a subquery reading {name} (not in the shard map, so each shard has its own)"
+        None => Err(Unsupported(Construct::SubqueryOfUnmappedTable(
+            name.to_string(),
         ))),
     }
 }

@@ -40,7 +40,16 @@ fn planned(router: &Router, sql: &str) -> ScatterPlan {
 fn refusal(router: &Router, sql: &str) -> String {
     match router.scatter(sql) {
         Err(RouteError::Refused(why)) => why,
+        Err(error @ RouteError::CrossShard { .. }) => error.to_string(),
         other => panic!("{sql}: expected a refusal, got {other:?}"),
+    }
+}
+
+/// The kind of construct `sql` is refused for.
+fn refused_kind(router: &Router, sql: &str) -> &'static str {
+    match router.scatter(sql) {
+        Err(RouteError::CrossShard { construct, .. }) => construct.kind(),
+        other => panic!("{sql}: expected a construct refusal, got {other:?}"),
     }
 }
 

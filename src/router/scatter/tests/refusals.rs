@@ -1,7 +1,7 @@
 //! Constructs whose cross-shard answer could differ from one server's: each refusal names
 //! the construct.
 
-use super::{refusal, router};
+use super::{refusal, refused_kind, router};
 
 #[test]
 fn refusals_say_where_the_rows_are_and_what_to_do() {
@@ -313,5 +313,27 @@ fn check(cases: &[(&str, &str)]) {
             why.contains(expected),
             "{sql}: {why:?} does not name {expected:?}"
         );
+    }
+}
+
+#[test]
+fn refusals_are_counted_by_kind() {
+    let router = router();
+    for (sql, kind) in [
+        (
+            "SELECT rank() OVER (ORDER BY name) FROM users",
+            "window_function",
+        ),
+        ("WITH x AS (SELECT 1) SELECT * FROM users", "cte"),
+        ("SELECT DISTINCT ON (name) name FROM users", "distinct_on"),
+        ("SELECT count(DISTINCT name) FROM users", "aggregate"),
+        (
+            "SELECT name, count(*) FROM users GROUP BY ROLLUP (name)",
+            "group_by",
+        ),
+        ("SELECT * FROM users LIMIT (SELECT 1)", "limit"),
+        ("SELECT * FROM users FOR UPDATE", "row_locks"),
+    ] {
+        assert_eq!(refused_kind(&router, sql), kind, "{sql}");
     }
 }
