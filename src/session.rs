@@ -8,6 +8,7 @@
 //! It never decodes rows, and it never hands a backend back in an unknown state: anything
 //! doubtful marks the connection broken so the pool closes it.
 
+mod batch;
 mod broadcast;
 mod client;
 mod extended;
@@ -29,9 +30,9 @@ mod start;
 pub mod statements;
 mod timeouts;
 mod torn;
+mod transaction;
 mod wait;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -123,9 +124,6 @@ struct Session<C> {
     hint: Option<Hint>,
     /// The hint was set with SET LOCAL: it ends with the transaction.
     hint_is_local: bool,
-    /// A BEGIN the proxy answered and will run on the shard of the transaction's first
-    /// statement.
-    pending_begin: Option<String>,
     replies: Replies,
     statements: PreparedStatements,
     sql_statements: SqlStatements,
@@ -134,45 +132,13 @@ struct Session<C> {
     client_status: TxStatus,
     /// Status of the last ReadyForQuery the backend sent (hidden ones included).
     backend_status: TxStatus,
-    /// Portals bound from statements with session effects (`SET` via the extended protocol).
-    portal_effects: HashMap<String, Vec<statements::SessionEffect>>,
-    /// The client's unnamed statement exists on the current backend.
-    unnamed_on_backend: bool,
     /// State that keeps the client on its backend until it disconnects.
     pin: Option<PinReason>,
     /// A hidden statement is failing the backend's transaction on purpose; its error is not
     /// a replay failure.
     aborting_transaction: bool,
-    /// An extended-protocol message was refused inside a transaction: fail the backend's
-    /// transaction after the client's Sync, as PostgreSQL would have.
-    abort_at_sync: bool,
-    /// The proxy refused an extended-query message; drop messages until Sync, as a server would.
-    skip_until_sync: bool,
-    /// The current transaction ended with ROLLBACK (so staged settings are dropped).
-    rolled_back: bool,
     /// A failed settings replay, reported to the client at startup.
     replay_error: Option<ErrorReport>,
-    /// The BEGIN that started the current transaction, replayed on each shard it reaches.
-    transaction_begin: Option<String>,
-    /// Backends of other shards in the current transaction (see `spanning`).
-    parked: Vec<spanning::Parked>,
-    /// The current transaction has reached more than one shard.
-    spans_shards: bool,
-    /// The next backend taken must join the client's open transaction.
-    join_transaction: bool,
-    /// `SET LOCAL` / `SET TRANSACTION` statements of the open transaction, replayed on every
-    /// shard it reaches later.
-    transaction_settings: Vec<String>,
-    /// A session-level SET ran in the open transaction (staged until COMMIT on one backend),
-    /// so the transaction cannot reach another shard.
-    session_set_in_transaction: bool,
-    /// Shards whose part of the transaction committed before the client's COMMIT ran on the
-    /// backend in use (named if that COMMIT fails).
-    committed_elsewhere: Vec<String>,
-    /// An extended-protocol portal reading several shards, waiting for its Execute.
-    scatter_portal: Option<scatter::ScatterPortal>,
-    /// Names of such portals answered and let go before their Execute (refused if executed).
-    dropped_portals: Vec<String>,
     /// Shards (by name, stable across reloads) this session wrote to, with when its last
     /// write there completed (`None`: still in flight), so its reads always see its writes.
     written: Vec<(String, Option<std::time::Instant>)>,
@@ -185,11 +151,10 @@ struct Session<C> {
     replica_query: Option<(ShardId, bytes::Bytes)>,
     /// Times queries and transactions for the metrics.
     meter: meter::Meter,
-    /// A portal bound from a BEGIN the proxy defers, and that BEGIN's text (see `local`).
-    begin_portal: Option<(String, String)>,
-    /// Backend names of the statements bound since the last ReadyForQuery (one, almost
-    /// always), retired if the server says their result type changed.
-    bound_since_ready: Vec<std::sync::Arc<str>>,
+    /// Where the client's transaction stands (see `transaction`).
+    txn: transaction::Transaction,
+    /// The extended-protocol batch in flight (see `batch`).
+    batch: batch::Batch,
     terminated: bool,
 }
 
@@ -205,37 +170,22 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             held_role: crate::topology::Role::Primary,
             hint: None,
             hint_is_local: false,
-            pending_begin: None,
             replies: Replies::default(),
             statements: PreparedStatements::default(),
             sql_statements: SqlStatements::default(),
             settings: ClientSettings::default(),
             client_status: TxStatus::Idle,
             backend_status: TxStatus::Idle,
-            portal_effects: HashMap::new(),
-            unnamed_on_backend: false,
             pin: None,
             aborting_transaction: false,
-            abort_at_sync: false,
-            skip_until_sync: false,
-            rolled_back: false,
             replay_error: None,
-            transaction_begin: None,
-            parked: Vec::new(),
-            spans_shards: false,
-            join_transaction: false,
-            transaction_settings: Vec::new(),
-            session_set_in_transaction: false,
-            committed_elsewhere: Vec::new(),
-            scatter_portal: None,
-            dropped_portals: Vec::new(),
             written: Vec::new(),
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
             replica_query: None,
             meter,
-            begin_portal: None,
-            bound_since_ready: Vec::new(),
+            txn: transaction::Transaction::default(),
+            batch: batch::Batch::default(),
             terminated: false,
         }
     }
@@ -289,7 +239,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Tells the registry and the byte counters what the session did since the last call.
     fn publish_activity(&mut self) {
-        let state = if self.backend.is_some() || !self.parked.is_empty() {
+        let state = if self.backend.is_some() || !self.txn.parked.is_empty() {
             ClientState::Active
         } else {
             ClientState::Idle
@@ -335,7 +285,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.backend.is_none() {
             let default = self.env.database.router.map().default_shard;
             if let Err(report) = self.attach_backend(needed.unwrap_or(default)).await {
-                self.join_transaction = false;
+                self.txn.join_transaction = false;
                 self.restore_after_failed_switch();
                 return Err(report);
             }
@@ -349,7 +299,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 return Err(report);
             }
         }
-        if self.pending_begin.is_some() {
+        if self.txn.pending_begin.is_some() {
             self.start_pending_transaction().await?;
         }
         Ok(self
@@ -368,9 +318,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     .into(),
             ));
         }
-        if let Some(begin) = self.pending_begin.take() {
+        if let Some(begin) = self.txn.pending_begin.take() {
             self.run_hidden(&begin).await?;
-            self.transaction_begin = Some(begin);
+            self.txn.transaction_begin = Some(begin);
         }
         Ok(())
     }
@@ -383,7 +333,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let conn = self.watched(checkout).await?;
         self.env.cancel_slot.set(Some(conn.cancel_target()));
         self.backend_status = TxStatus::Idle;
-        self.unnamed_on_backend = false;
+        self.batch.unnamed_on_backend = false;
         self.backend = Some(conn);
         self.held_shard = Some(shard);
         Ok(())

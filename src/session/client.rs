@@ -25,7 +25,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             let header =
                 peek_header(&self.bufs.client_in).map_err(|e| protocol_violation(e.to_string()))?;
             let Some(header) = header else { break };
-            if header.tag == tag::COPY_DATA && self.backend.is_some() && !self.skip_until_sync {
+            if header.tag == tag::COPY_DATA && self.backend.is_some() && !self.batch.skip_until_sync
+            {
                 self.stream_copy_data(header.total_len);
                 continue;
             }
@@ -58,7 +59,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     async fn on_client_frame(&mut self, frame_tag: u8, frame: BytesMut) -> Result<(), Ending> {
-        if self.skip_until_sync && frame_tag != tag::SYNC {
+        if self.batch.skip_until_sync && frame_tag != tag::SYNC {
             return Ok(());
         }
         self.meter.message(frame_tag);
@@ -152,7 +153,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 self.note_ready(self.client_status);
                 encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
             } else {
-                self.skip_until_sync = true;
+                self.batch.skip_until_sync = true;
             }
             return;
         }
@@ -162,7 +163,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if frame_tag == tag::QUERY && in_transaction {
             self.abort_backend_transaction();
         } else if in_transaction {
-            self.abort_at_sync = true;
+            self.batch.abort_at_sync = true;
         }
         self.push(Expect::Synthetic {
             message: Synthetic::Error(report),
@@ -174,7 +175,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 undo: Undo::default(),
             });
         } else {
-            self.skip_until_sync = true;
+            self.batch.skip_until_sync = true;
         }
     }
 
@@ -187,10 +188,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     fn on_sync(&mut self, frame: &[u8]) -> Result<(), Refusal> {
-        self.skip_until_sync = false;
-        self.begin_portal = None;
+        self.batch.skip_until_sync = false;
+        self.batch.begin_portal = None;
         if self.client_status == TxStatus::Idle {
-            self.dropped_portals.clear(); // Sync outside a transaction ends every portal.
+            self.batch.dropped_portals.clear(); // Sync outside a transaction ends every portal.
         }
         if self.backend.is_none() && self.replies.is_empty() {
             self.note_ready(self.client_status);
@@ -199,7 +200,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.bufs.to_backend.extend_from_slice(frame);
         self.push(Expect::Sync);
-        if std::mem::take(&mut self.abort_at_sync) {
+        if std::mem::take(&mut self.batch.abort_at_sync) {
             self.abort_backend_transaction();
         }
         Ok(())

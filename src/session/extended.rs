@@ -52,7 +52,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if parse.name.is_empty() {
             self.statements
                 .set_unnamed(parse.query, parse.param_types, effects);
-            self.unnamed_on_backend = true;
+            self.batch.unnamed_on_backend = true;
             self.bufs.to_backend.extend_from_slice(frame);
             self.push(Expect::Parse {
                 visible: true,
@@ -102,7 +102,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<(), Refusal> {
         if parse.name.is_empty() {
             (self.statements).set_unnamed(parse.query, parse.param_types.clone(), effects);
-            self.unnamed_on_backend = false;
+            self.batch.unnamed_on_backend = false;
         } else if (self.statements)
             .register(
                 parse.name,
@@ -162,7 +162,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     pub(super) async fn on_bind(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        self.dropped_portals.retain(|portal| portal != bind.portal);
+        self.batch
+            .dropped_portals
+            .retain(|portal| portal != bind.portal);
         let statement = match bind.statement {
             "" => self.statements.unnamed(),
             name => self.statements.get(name),
@@ -223,7 +225,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Some(name) => {
                 let rest = &body(frame)[bind.rest_offset..];
                 encode::bind_renamed(&mut self.bufs.to_backend, bind.portal, &name, rest);
-                self.bound_since_ready.push(name);
+                self.batch.bound_since_ready.push(name);
             }
             None => self.bufs.to_backend.extend_from_slice(frame),
         }
@@ -289,10 +291,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         match prepared.filter(|p| !p.effects.is_empty()) {
             Some(p) => {
                 let effects = p.effects.clone();
-                self.portal_effects.insert(portal.to_owned(), effects);
+                self.batch.portal_effects.insert(portal.to_owned(), effects);
             }
             None => {
-                self.portal_effects.remove(portal);
+                self.batch.portal_effects.remove(portal);
             }
         }
     }
@@ -301,7 +303,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) fn portal_effects(&self, frame: &[u8]) -> Vec<SessionEffect> {
         wire::execute_portal(body(frame))
             .ok()
-            .and_then(|portal| self.portal_effects.get(portal))
+            .and_then(|portal| self.batch.portal_effects.get(portal))
             .cloned()
             .unwrap_or_default()
     }
@@ -320,12 +322,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let query = query.map(|statement| statement.query.clone());
         let shard = query.and_then(|query| self.shard_before_bind(&query).flatten());
-        if shard.is_none() && self.backend.is_none() && self.pending_begin.is_some() {
+        if shard.is_none() && self.backend.is_none() && self.txn.pending_begin.is_some() {
             // Describing a statement says nothing about where the transaction will run: do
             // it on a backend outside the client's deferred BEGIN.
-            let begin = self.pending_begin.take();
+            let begin = self.txn.pending_begin.take();
             let ensured = self.ensure_backend(None).await.map(|_| ());
-            self.pending_begin = begin;
+            self.txn.pending_begin = begin;
             ensured?;
         } else {
             self.ensure_backend(shard).await?;
@@ -397,14 +399,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Drivers parse the unnamed statement in one round trip and bind it in the next (sqlx,
     /// pgjdbc): if the client has since moved to another backend, parse it there first.
     fn restore_unnamed(&mut self) -> Result<(), Refusal> {
-        if self.unnamed_on_backend {
+        if self.batch.unnamed_on_backend {
             return Ok(());
         }
         let Some(unnamed) = self.statements.unnamed().cloned() else {
             return Ok(());
         };
         self.send_parse("", &unnamed, false, Undo::default())?;
-        self.unnamed_on_backend = true;
+        self.batch.unnamed_on_backend = true;
         Ok(())
     }
 

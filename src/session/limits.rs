@@ -57,8 +57,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         // waits, and a client that does not read its results is not busy.
         let quiet = self.replies.is_empty()
             && self.copy_data_remaining == 0
-            && !self.skip_until_sync
-            && self.scatter_portal.is_none();
+            && !self.batch.skip_until_sync
+            && self.batch.scatter_portal.is_none();
         match (quiet, self.client_status) {
             (false, _) => Rest::Busy,
             (true, TxStatus::Idle) => Rest::Idle,

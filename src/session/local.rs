@@ -40,18 +40,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let between_transactions = self.replies.is_empty() && !self.in_transaction();
         match local {
-            Local::Begin(_) if self.pending_begin.is_some() => self.answer_command("BEGIN"),
+            Local::Begin(_) if self.txn.pending_begin.is_some() => self.answer_command("BEGIN"),
             Local::Begin(begin) if between_transactions => {
-                self.pending_begin = Some(begin.to_owned());
+                self.txn.pending_begin = Some(begin.to_owned());
                 self.client_status = TxStatus::InTransaction;
                 self.answer_command("BEGIN");
             }
-            Local::End { commit } if self.pending_begin.is_some() && self.backend.is_none() => {
+            Local::End { commit } if self.txn.pending_begin.is_some() && self.backend.is_none() => {
                 let failed = self.client_status == TxStatus::Failed;
-                self.pending_begin = None;
+                self.txn.pending_begin = None;
                 self.client_status = TxStatus::Idle;
-                self.transaction_settings.clear();
-                self.session_set_in_transaction = false;
+                self.txn.transaction_settings.clear();
+                self.txn.session_set_in_transaction = false;
                 self.end_local_hint();
                 self.answer_command(if commit && !failed {
                     "COMMIT"
@@ -106,13 +106,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         );
         only_begin
             && self.backend.is_none()
-            && self.pending_begin.is_none()
+            && self.txn.pending_begin.is_none()
             && !self.in_transaction()
     }
 
     /// A Bind of such a BEGIN: answered by the proxy, and its portal remembered.
     pub(super) fn bind_deferred_begin(&mut self, portal: &str, sql: &str) {
-        self.begin_portal = Some((portal.to_owned(), sql.to_owned()));
+        self.batch.begin_portal = Some((portal.to_owned(), sql.to_owned()));
         self.push(Expect::Synthetic {
             message: Synthetic::BindComplete,
             undo: Undo::default(),
@@ -121,7 +121,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// A Describe of a deferred BEGIN's portal: it returns no rows. Returns whether it was one.
     pub(super) fn describe_deferred_begin(&mut self, portal: &str) -> bool {
-        if self.begin_portal.as_ref().is_none_or(|(p, _)| p != portal) {
+        if self
+            .batch
+            .begin_portal
+            .as_ref()
+            .is_none_or(|(p, _)| p != portal)
+        {
             return false;
         }
         self.push(Expect::Synthetic {
@@ -137,10 +142,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) fn execute_deferred_begin(&mut self, frame: &[u8]) -> bool {
         let body = &frame[crate::wire::HEADER_LEN..];
         let portal = crate::wire::execute_portal(body).unwrap_or_default();
-        let Some((_, begin)) = self.begin_portal.take_if(|(p, _)| p == portal) else {
+        let Some((_, begin)) = self.batch.begin_portal.take_if(|(p, _)| p == portal) else {
             return false;
         };
-        self.pending_begin = Some(begin);
+        self.txn.pending_begin = Some(begin);
         self.client_status = TxStatus::InTransaction;
         self.push(Expect::Synthetic {
             message: Synthetic::CommandComplete("BEGIN"),
@@ -152,14 +157,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A statement refused while the client's transaction has run nothing on a backend yet
     /// aborts that transaction, as a failed statement would in PostgreSQL.
     pub(super) fn fail_pending_transaction(&mut self) {
-        if self.pending_begin.is_some() {
+        if self.txn.pending_begin.is_some() {
             self.client_status = TxStatus::Failed;
         }
     }
 
     /// In a deferred transaction that failed, every statement but its end is refused (25P02).
     pub(super) fn check_aborted_pending_transaction(&self) -> Result<(), Refusal> {
-        if self.pending_begin.is_some() && self.client_status == TxStatus::Failed {
+        if self.txn.pending_begin.is_some() && self.client_status == TxStatus::Failed {
             return Err(Refusal::Statement(super::spanning::aborted()));
         }
         Ok(())

@@ -93,7 +93,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// client must stay on it. (With a deferred BEGIN the transaction has not reached any
     /// backend yet.)
     pub(super) fn tied_to_backend(&self) -> bool {
-        let open_transaction = self.client_status != TxStatus::Idle && self.pending_begin.is_none();
+        let open_transaction =
+            self.client_status != TxStatus::Idle && self.txn.pending_begin.is_none();
         open_transaction || self.backend_status != TxStatus::Idle || self.pin.is_some()
     }
 
@@ -105,7 +106,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         needed: ShardId,
     ) -> Result<(), ErrorReport> {
         let name = |id: ShardId| self.env.database.router.map().shard(id).name.clone();
-        let in_transaction = self.client_status != TxStatus::Idle && self.pending_begin.is_none();
+        let in_transaction =
+            self.client_status != TxStatus::Idle && self.txn.pending_begin.is_none();
         if in_transaction && self.pin.is_none() {
             return self.switch_shard(held, needed).await;
         }

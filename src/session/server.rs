@@ -80,7 +80,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             wire::encode::error_response(&mut frame, &report);
             return Some(frame);
         }
-        if !self.spans_shards {
+        if !self.txn.spans_shards {
             return None;
         }
         let fields = wire::error_fields(body).ok()?;
@@ -123,7 +123,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::ERROR_RESPONSE if !reply.visible => self.on_hidden_error(body),
             tag::ERROR_RESPONSE => self.note_backend_error(body),
             tag::COMMAND_COMPLETE if reply.visible => {
-                self.rolled_back = command_tag(body).is_ok_and(|t| t == "ROLLBACK");
+                self.txn.rolled_back = command_tag(body).is_ok_and(|t| t == "ROLLBACK");
             }
             tag::READY_FOR_QUERY => self.on_ready(body, reply.visible),
             _ => {}
@@ -154,7 +154,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         // By routine (plancache.c), never by the message, which lc_messages translates.
         let changed = field(b'R') == Some("RevalidateCachedQuery");
         if code == sqlstate::FEATURE_NOT_SUPPORTED && changed {
-            for name in &self.bound_since_ready {
+            for name in &self.batch.bound_since_ready {
                 tracing::info!(statement = %name, "a prepared statement's result type changed; new Parses of it are prepared afresh");
                 self.env.database.known_statements.retire(name);
             }
@@ -170,7 +170,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .unwrap_or(TxStatus::Failed);
         self.backend_status = status;
         if visible {
-            self.bound_since_ready.clear();
+            self.batch.bound_since_ready.clear();
             self.note_ready(status);
             self.client_status = status;
             if status == TxStatus::Idle {
@@ -178,20 +178,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         }
         if status == TxStatus::Idle {
-            self.transaction_settings.clear();
-            self.session_set_in_transaction = false;
-            self.committed_elsewhere.clear();
+            self.txn.transaction_settings.clear();
+            self.txn.session_set_in_transaction = false;
+            self.txn.committed_elsewhere.clear();
             if visible {
                 // The client's own statement ended its transaction (a hidden settings replay
                 // before a write says nothing about the write).
                 self.writes_completed();
             }
-            self.transaction_begin = None;
-            if !self.parked.is_empty() {
+            self.txn.transaction_begin = None;
+            if !self.txn.parked.is_empty() {
                 tracing::error!("a transaction spanning shards ended without its other shards");
             }
             self.drop_parked();
-            let committed = !std::mem::take(&mut self.rolled_back);
+            let committed = !std::mem::take(&mut self.txn.rolled_back);
             if let Some(conn) = self.backend.as_deref_mut() {
                 self.settings.end_transaction(committed, conn);
             }

@@ -119,7 +119,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     true,
                     Undo::default(),
                 )?;
-                self.bound_since_ready.push(prepared.backend_name.clone());
+                self.batch
+                    .bound_since_ready
+                    .push(prepared.backend_name.clone());
             }
             SqlCommand::Deallocate { name } => {
                 let known = self.sql_statements.remove(&name) | self.statements.remove(&name);

@@ -65,21 +65,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed {
             return Err(aborted());
         }
-        if self.session_set_in_transaction {
+        if self.txn.session_set_in_transaction {
             return Err(refused(
                 "this transaction ran SET (session level), which cannot follow it to another \
                  shard yet; use SET LOCAL, or SET before BEGIN"
                     .into(),
             ));
         }
-        if !self.spans_shards {
+        if !self.txn.spans_shards {
             self.run_hidden(&bound_lock_waits()).await?;
-            self.spans_shards = true;
+            self.txn.spans_shards = true;
         }
         let Some(conn) = self.backend.take() else {
             return Ok(());
         };
-        self.parked.push(Parked {
+        self.txn.parked.push(Parked {
             shard: held,
             conn,
             status: self.backend_status,
@@ -97,8 +97,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.env.cancel_slot.set(None);
             return self.backend.take();
         }
-        let index = self.parked.iter().position(|p| p.shard == shard)?;
-        Some(self.parked.swap_remove(index).conn)
+        let index = self.txn.parked.iter().position(|p| p.shard == shard)?;
+        Some(self.txn.parked.swap_remove(index).conn)
     }
 
     /// The status of the transaction's backend on `shard` (idle when it has none there).
@@ -106,13 +106,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.held_shard == Some(shard) {
             return self.backend_status;
         }
-        let parked = self.parked.iter().find(|p| p.shard == shard);
+        let parked = self.txn.parked.iter().find(|p| p.shard == shard);
         parked.map_or(TxStatus::Idle, |p| p.status)
     }
 
     /// Parks a backend inside the transaction.
     pub(super) fn park(&mut self, shard: ShardId, conn: Checkout, status: TxStatus) {
-        self.parked.push(Parked {
+        self.txn.parked.push(Parked {
             shard,
             conn,
             status,
@@ -123,7 +123,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) fn use_backend(&mut self, shard: ShardId, conn: Checkout, status: TxStatus) {
         self.env.cancel_slot.set(Some(conn.cancel_target()));
         self.backend_status = status;
-        self.unnamed_on_backend = false;
+        self.batch.unnamed_on_backend = false;
         self.backend = Some(conn);
         self.held_shard = Some(shard);
     }
@@ -131,33 +131,33 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Makes the parked backend of `shard` the one in use, if the transaction has one there;
     /// otherwise the next backend taken joins the transaction.
     fn unpark(&mut self, shard: ShardId) {
-        let Some(index) = self.parked.iter().position(|p| p.shard == shard) else {
-            self.join_transaction = true;
+        let Some(index) = self.txn.parked.iter().position(|p| p.shard == shard) else {
+            self.txn.join_transaction = true;
             return;
         };
-        let parked = self.parked.swap_remove(index);
+        let parked = self.txn.parked.swap_remove(index);
         self.use_backend(shard, parked.conn, parked.status);
     }
 
     /// After a failure to reach the next shard of a transaction, the backend parked for it is
     /// in use again, so the refusal aborts the transaction there as PostgreSQL would.
     pub(super) fn restore_after_failed_switch(&mut self) {
-        if self.backend.is_some() || !self.spans_shards {
+        if self.backend.is_some() || !self.txn.spans_shards {
             return;
         }
-        if let Some(previous) = self.parked.pop() {
+        if let Some(previous) = self.txn.parked.pop() {
             self.use_backend(previous.shard, previous.conn, previous.status);
         }
     }
 
     /// Brings a backend just taken into the client's transaction.
     pub(super) async fn join_current_transaction(&mut self) -> Result<(), ErrorReport> {
-        if !std::mem::take(&mut self.join_transaction) {
+        if !std::mem::take(&mut self.txn.join_transaction) {
             return Ok(());
         }
-        let begin = (self.transaction_begin.clone()).unwrap_or_else(|| "BEGIN".into());
+        let begin = (self.txn.transaction_begin.clone()).unwrap_or_else(|| "BEGIN".into());
         let mut sql = format!("{begin}; {}", bound_lock_waits());
-        for setting in &self.transaction_settings {
+        for setting in &self.txn.transaction_settings {
             sql = format!("{sql}; {setting}");
         }
         self.run_hidden(&sql).await
@@ -168,12 +168,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A COMMIT that fails rolls back the rest, and the backend in use too, and its error says
     /// what became of every shard (see `execute::commit`).
     async fn end_parked(&mut self, commit: bool) -> Result<(), ErrorReport> {
-        if self.parked.is_empty() {
+        if self.txn.parked.is_empty() {
             return Ok(());
         }
         let failed =
             self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed;
-        let mut parked = std::mem::take(&mut self.parked);
+        let mut parked = std::mem::take(&mut self.txn.parked);
         if !commit || failed {
             self.roll_back(&mut parked).await;
             return Ok(());
@@ -197,7 +197,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let _ = self.run_hidden("ROLLBACK").await;
             }
             self.client_status = TxStatus::Idle;
-            self.spans_shards = false;
+            self.txn.spans_shards = false;
             let failed = name(next.shard);
             let torn = TornCommit {
                 failed: &failed,
@@ -210,7 +210,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         // The client's COMMIT runs on the backend in use next; if it fails there, its error
         // must say these shards already committed.
-        self.committed_elsewhere = committed;
+        self.txn.committed_elsewhere = committed;
         Ok(())
     }
 
@@ -220,7 +220,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         &mut self,
         sql: &str,
     ) -> Result<(), ErrorReport> {
-        if !self.spans_shards {
+        if !self.txn.spans_shards {
             return Ok(());
         }
         let controls = transaction_control(sql);
@@ -246,8 +246,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// After a failure on the backend in use, the transaction can only roll back: release the
     /// parked shards' locks now instead of when the client gets to its ROLLBACK.
     pub(super) async fn roll_back_parked_if_failed(&mut self) {
-        if self.backend_status == TxStatus::Failed && !self.parked.is_empty() {
-            let mut parked = std::mem::take(&mut self.parked);
+        if self.backend_status == TxStatus::Failed && !self.txn.parked.is_empty() {
+            let mut parked = std::mem::take(&mut self.txn.parked);
             self.roll_back(&mut parked).await;
         }
     }
@@ -267,10 +267,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Backends of a transaction that ended without the proxy ending them (the client left)
     /// must not go back to the pool inside their transaction.
     pub(super) fn drop_parked(&mut self) {
-        for mut parked in self.parked.drain(..) {
+        for mut parked in self.txn.parked.drain(..) {
             parked.conn.mark_broken();
         }
-        self.spans_shards = false;
+        self.txn.spans_shards = false;
     }
 
     /// An error from a backend of a spanning transaction: a lock wait that ran out is the
@@ -280,7 +280,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         // Only the bound this proxy set, which PostgreSQL raises from `ProcessInterrupts`
         // (postgres.c); NOWAIT failures (`heap_lock_tuple`, …) keep their 55P03.
         let timed_out = code == LOCK_NOT_AVAILABLE && routine == "ProcessInterrupts";
-        (self.spans_shards && timed_out).then(|| {
+        (self.txn.spans_shards && timed_out).then(|| {
             ErrorReport::error(
                 sqlstate::DEADLOCK_DETECTED,
                 Blame::Client,
@@ -331,16 +331,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 SessionEffect::Set { .. } | SessionEffect::Reset { .. } | SessionEffect::ResetAll
             )
         });
-        if session_level && self.spans_shards {
+        if session_level && self.txn.spans_shards {
             return Err(refused(
                 "SET (session level) is not supported in a transaction that spans shards; use \
                  SET LOCAL, or SET before BEGIN"
                     .into(),
             ));
         }
-        self.session_set_in_transaction |= session_level;
+        self.txn.session_set_in_transaction |= session_level;
         let scoped = transaction_scoped_settings(sql).map(|s| s.trim().to_owned());
-        self.transaction_settings.extend(scoped);
+        self.txn.transaction_settings.extend(scoped);
         Ok(())
     }
 }

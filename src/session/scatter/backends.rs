@@ -120,7 +120,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Err(super::super::spanning::aborted());
         }
         let reaches_more = shards.iter().any(|s| self.status_on(*s) == TxStatus::Idle);
-        if self.session_set_in_transaction && reaches_more && self.backend.is_some() {
+        if self.txn.session_set_in_transaction && reaches_more && self.backend.is_some() {
             return Err(super::super::routing::refused(
                 "this transaction ran SET (session level), which cannot follow it to another \
                  shard yet; use SET LOCAL, or SET before BEGIN"
@@ -128,19 +128,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             ));
         }
         let elsewhere = self.held_shard.is_some_and(|held| !shards.contains(&held))
-            || self.parked.iter().any(|p| !shards.contains(&p.shard));
-        if (shards.len() > 1 || elsewhere) && !self.spans_shards {
+            || self.txn.parked.iter().any(|p| !shards.contains(&p.shard));
+        if (shards.len() > 1 || elsewhere) && !self.txn.spans_shards {
             if self.backend.is_some() {
                 self.run_hidden(&super::super::spanning::bound_lock_waits())
                     .await?;
             }
-            self.spans_shards = true;
+            self.txn.spans_shards = true;
         }
-        if let Some(begin) = self.pending_begin.take() {
-            self.transaction_begin = Some(begin);
+        if let Some(begin) = self.txn.pending_begin.take() {
+            self.txn.transaction_begin = Some(begin);
         }
-        let begin = self
-            .transaction_begin
+        let begin = (self.txn.transaction_begin)
             .clone()
             .unwrap_or_else(|| "BEGIN".into());
         let mut backends = Vec::with_capacity(shards.len());
@@ -182,8 +181,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Origin::Pool { .. } => {}
             }
         }
-        if self.backend.is_none() && self.parked.is_empty() {
-            self.pending_begin = self.transaction_begin.take();
+        if self.backend.is_none() && self.txn.parked.is_empty() {
+            self.txn.pending_begin = self.txn.transaction_begin.take();
         }
     }
 

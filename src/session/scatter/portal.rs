@@ -79,7 +79,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     fn hold_portal(&mut self, portal: &str, work: Held) {
-        self.scatter_portal = Some(ScatterPortal {
+        self.batch.scatter_portal = Some(ScatterPortal {
             work,
             portal: portal.to_owned(),
             describe: false,
@@ -95,7 +95,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         frame_tag: u8,
         frame: &[u8],
     ) -> Result<bool, Refusal> {
-        let Some(pending) = self.scatter_portal.as_mut() else {
+        let Some(pending) = self.batch.scatter_portal.as_mut() else {
             return Ok(false);
         };
         let body = &frame[crate::wire::HEADER_LEN..];
@@ -115,7 +115,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let (portal, max_rows) = crate::wire::execute_fields(body)
                     .map_err(|e| Refusal::violation(e.to_string()))?;
                 if names_portal(portal) {
-                    let pending = self.scatter_portal.take().expect("checked above");
+                    let pending = self.batch.scatter_portal.take().expect("checked above");
                     return self
                         .execute_scatter_portal(pending, max_rows)
                         .await
@@ -129,11 +129,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             _ => {}
         }
         self.answer_scatter_portal().await?;
-        if let Some(dropped) = self.scatter_portal.take() {
-            if self.dropped_portals.len() >= 64 {
-                self.dropped_portals.remove(0);
+        if let Some(dropped) = self.batch.scatter_portal.take() {
+            if self.batch.dropped_portals.len() >= 64 {
+                self.batch.dropped_portals.remove(0);
             }
-            self.dropped_portals.push(dropped.portal);
+            self.batch.dropped_portals.push(dropped.portal);
         }
         Ok(false)
     }
@@ -141,13 +141,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// An Execute of a cross-shard portal that other messages came between (it was answered
     /// and let go): refused with the reason rather than left to a backend that never saw it.
     pub(in crate::session) fn check_dropped_portal(&mut self, frame: &[u8]) -> Result<(), Refusal> {
-        if self.dropped_portals.is_empty() {
+        if self.batch.dropped_portals.is_empty() {
             return Ok(()); // Every Execute passes here: decode nothing in the common case.
         }
         let body = &frame[crate::wire::HEADER_LEN..];
         let portal = crate::wire::execute_portal(body).unwrap_or_default();
-        if let Some(index) = self.dropped_portals.iter().position(|p| p == portal) {
-            self.dropped_portals.remove(index);
+        if let Some(index) = self.batch.dropped_portals.iter().position(|p| p == portal) {
+            self.batch.dropped_portals.remove(index);
             return Err(Refusal::Statement(refused(
                 "a portal that reads several shards must be executed right after its Bind \
                  (and Describe); other messages in between are not supported yet"
@@ -160,7 +160,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Answers what the client is owed for a held portal (BindComplete, its RowDescription)
     /// without executing it.
     async fn answer_scatter_portal(&mut self) -> Result<(), Refusal> {
-        let Some(pending) = self.scatter_portal.as_mut() else {
+        let Some(pending) = self.batch.scatter_portal.as_mut() else {
             return Ok(());
         };
         let mut preamble = Vec::new();
@@ -189,7 +189,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let outcome = self.scatter(&read, show, false).await;
         if outcome.is_err() {
-            self.scatter_portal = None;
+            self.batch.scatter_portal = None;
         }
         outcome.map(|_| ()).map_err(Refusal::Statement)
     }

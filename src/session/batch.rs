@@ -1,0 +1,31 @@
+//! The extended-protocol batch in flight (the messages up to the client's Sync): what the
+//! proxy refused in it, the portals it answered itself, and what the backend was told.
+//!
+//! Part of the session stage: data only, owned by the session and changed by its handlers
+//! (`extended`, `scatter::portal`, `local`, `server`). Reset points follow the protocol's
+//! Sync and ReadyForQuery (PostgreSQL protocol docs, "Extended Query").
+
+use std::collections::HashMap;
+
+/// The extended-protocol state of one session.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// The proxy refused an extended-query message; drop messages until Sync, as a server would.
+    pub(super) skip_until_sync: bool,
+    /// An extended-protocol message was refused inside a transaction: fail the backend's
+    /// transaction after the client's Sync, as PostgreSQL would have.
+    pub(super) abort_at_sync: bool,
+    /// An extended-protocol portal reading several shards, waiting for its Execute.
+    pub(super) scatter_portal: Option<super::scatter::ScatterPortal>,
+    /// Names of such portals answered and let go before their Execute (refused if executed).
+    pub(super) dropped_portals: Vec<String>,
+    /// A portal bound from a BEGIN the proxy defers, and that BEGIN's text (see `local`).
+    pub(super) begin_portal: Option<(String, String)>,
+    /// Backend names of the statements bound since the last ReadyForQuery (one, almost
+    /// always), retired if the server says their result type changed.
+    pub(super) bound_since_ready: Vec<std::sync::Arc<str>>,
+    /// The client's unnamed statement exists on the current backend.
+    pub(super) unnamed_on_backend: bool,
+    /// Portals bound from statements with session effects (`SET` via the extended protocol).
+    pub(super) portal_effects: HashMap<String, Vec<super::statements::SessionEffect>>,
+}
