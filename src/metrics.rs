@@ -300,7 +300,7 @@ impl Metrics {
         self.rate_limited.with_label_values(&[user]).inc();
     }
 
-    /// Counts a cross-shard read refused for a construct (`kind`: [`crate::router::Construct::kind`]).
+    /// Counts a cross-shard read refused for a construct (`kind`: the router's fixed word for it).
     pub fn cross_shard_refused(&self, kind: &'static str) {
         self.cross_shard_refusals.with_label_values(&[kind]).inc();
     }
