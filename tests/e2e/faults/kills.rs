@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use shardgate::local_cluster::BackendAuth;
 
 use super::{ProxyPanics, code_of, ids_on, kill_postmaster, restart, stored_ids};
-use crate::harness::{TestProxy, config_with_tables, own_cluster, wait_for_replicas};
+use crate::harness::{
+    TestProxy, config_with_tables, connect_direct, own_cluster, wait_for_replicas,
+};
 
 /// SQLSTATEs a client may see for a write to a shard whose primary died (README: shard
 /// unreachable, the server's own "terminating connection" on a backend killed under it), and
@@ -176,13 +178,13 @@ async fn write_until(
     started: Instant,
 ) -> Written {
     let mut written = Written::default();
-    let mut client = connect(conn_str).await;
+    let mut client = connect_direct(conn_str).await;
     for &id in ids {
         if started.elapsed() > Duration::from_secs(7) {
             break;
         }
         if client.is_closed() {
-            client = connect(conn_str).await;
+            client = connect_direct(conn_str).await;
         }
         written.attempted.insert(id);
         let began = Instant::now();
@@ -202,14 +204,4 @@ async fn write_until(
         }
     }
     written
-}
-
-async fn connect(conn_str: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(conn_str, tokio_postgres::NoTls)
-        .await
-        .expect("the proxy accepts connections throughout");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
 }
