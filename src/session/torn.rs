@@ -17,9 +17,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return None;
         }
         let cause = crate::wire::error_report(body, Blame::Backend);
-        let fatal = (crate::wire::error_fields(body).unwrap_or_default().iter())
-            .any(|&(field, value)| field == b'S' && matches!(value, "FATAL" | "PANIC"));
-        if fatal {
+        if crate::wire::ends_connection(body) {
             // The connection closes next, and `backend_lost` logs the torn commit once.
             let lost =
                 ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, cause.message);
