@@ -17,7 +17,9 @@ pub const MAX_DEPTH: usize = 10_000;
 pub const SHALLOW: usize = 128;
 
 /// Stack bytes a deep statement gets per level of [`bounds::depth`]: what planning, printing
-/// and dropping one level of the deepest tree measured took in a debug build, doubled.
+/// and dropping one level of the deepest tree measured took in a debug build, doubled. The
+/// stack is mapped lazily (only the pages touched cost memory), so this is address space:
+/// at most about 160 MiB for a statement at [`MAX_DEPTH`].
 const STACK_PER_LEVEL: usize = 16 * 1024;
 
 /// Runs `work` (parsing and walking a statement whose [`bounds::depth`] is `depth`) on a stack

@@ -14,8 +14,9 @@ use crate::sql::lexer::{Lexer, StringStyle, Token, TokenKind, tokens};
 /// Texts longer than this are not normalized (they are not cached either).
 const MAX_LEN: usize = super::cache::MAX_CACHED_TEXT;
 
-/// Words after which a string is a typed literal, which a placeholder cannot replace.
-const TYPE_WORDS: [&str; 7] = [
+/// Words after which a string is a typed literal, which a placeholder cannot replace
+/// (`zone` ends `TIMESTAMP WITH TIME ZONE '…'`).
+const TYPE_WORDS: [&str; 8] = [
     "date",
     "time",
     "timestamp",
@@ -23,6 +24,7 @@ const TYPE_WORDS: [&str; 7] = [
     "interval",
     "json",
     "jsonb",
+    "zone",
 ];
 
 /// `sql` with its literals replaced by `$1, $2, …`, and the literals' values; `None` when the
@@ -64,6 +66,7 @@ impl Scan<'_> {
         match token.kind {
             TokenKind::Param | TokenKind::Unterminated => return None,
             TokenKind::String(StringStyle::Plain) if !self.keeps_string(token) => {
+                self.string_glued(token)?;
                 let value = text[1..text.len() - 1].replace("''", "'");
                 self.placeholder(value);
             }
@@ -90,6 +93,19 @@ impl Scan<'_> {
         let text = previous.text(self.sql);
         word && (previous.end == string.start
             || TYPE_WORDS.iter().any(|t| text.eq_ignore_ascii_case(t)))
+    }
+
+    /// `None` for a string a placeholder cannot stand in for: one continued by the next
+    /// (`'a'` newline `'b'` is one constant) or glued to a word (`'a'AS x`).
+    fn string_glued(&self, string: Token) -> Option<()> {
+        let mut after = self.tokens.clone();
+        let glued = after.peek().is_some_and(|next| {
+            next.start == string.end && !matches!(next.kind, TokenKind::Punct | TokenKind::Operator)
+        });
+        let continued = after
+            .find(|t| t.is_significant())
+            .is_some_and(|next| matches!(next.kind, TokenKind::String(_)));
+        (!glued && !continued).then_some(())
     }
 
     /// Whether the last significant token is a `-` that [`Scan::unary_minus`] left alone
@@ -180,6 +196,10 @@ mod tests {
         assert_eq!(normalized("SELECT 'unterminated"), None);
         assert_eq!(normalized("SELECT a FROM t"), None);
         assert_eq!(normalized("/* unterminated"), None);
+        assert_eq!(normalized("SELECT 'a'\n'b'"), None);
+        assert_eq!(normalized("SELECT 'a'AS x"), None);
+        let (text, _) = normalized("SELECT TIMESTAMP WITH TIME ZONE '2026-01-01', 5").unwrap();
+        assert_eq!(text, "SELECT TIMESTAMP WITH TIME ZONE '2026-01-01', $1");
     }
 
     proptest::proptest! {

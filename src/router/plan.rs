@@ -140,9 +140,9 @@ pub struct InsertRows {
 }
 
 /// Plans a statement text against `map`. A statement longer than `max_bytes` is not parsed
-/// (see [`Target::TooLarge`]), and neither is one whose syntax tree could be deeper than
-/// [`crate::sql::MAX_DEPTH`] is not parsed (see [`Target::TooDeep`]); a deep one within it is
-/// parsed on a stack grown to fit.
+/// (see [`Target::TooLarge`]), nor is one whose syntax tree could be deeper than
+/// [`crate::sql::MAX_DEPTH`] (see [`Target::TooDeep`]); a deep one within that bound is parsed
+/// on a stack grown to fit.
 pub fn plan(map: &ShardMap, sql: &str, max_bytes: usize) -> Plan {
     let hint = Hint::leading(sql);
     if sql.len() > max_bytes {

@@ -166,7 +166,10 @@ fn redacted(sql: &str) -> String {
         let text = token.text(sql);
         match token.kind {
             TokenKind::String(_) => redact_string(&mut out, text),
-            TokenKind::Unterminated if text.starts_with('"') => push_capped(&mut out, text),
+            // An identifier left open could hold anything: none of it is shown.
+            TokenKind::Unterminated if text.starts_with('"') || is_unicode_ident(text) => {
+                out.push_str("\"?\"")
+            }
             TokenKind::Unterminated if text.starts_with("/*") => out.push(' '),
             TokenKind::Unterminated if text.starts_with('$') => out.push_str("$$?$$"),
             TokenKind::Unterminated => redact_string(&mut out, text),
@@ -180,6 +183,12 @@ fn redacted(sql: &str) -> String {
         after_number = (token.kind == TokenKind::Number).then_some(token.end);
     }
     out
+}
+
+/// Whether `text` opens a Unicode-escaped quoted identifier (`U&"…`).
+fn is_unicode_ident(text: &str) -> bool {
+    text.get(..3)
+        .is_some_and(|p| p.eq_ignore_ascii_case("u&\""))
 }
 
 /// A string constant as `'?'`, keeping its prefix (`E`, `U&`, …).
@@ -226,6 +235,8 @@ mod tests {
             ),
             ("SELECT /* a /* nested */ secret */ $1", "SELECT   $1"),
             ("SELECT 'unterminated", "SELECT '?'"),
+            ("SELECT \"x, 'secret', 42", "SELECT \"?\""),
+            ("SELECT U&\"x 42", "SELECT \"?\""),
             (
                 "SELECT 0x1F, 1_000, U&'d\\0061t', B'0101'",
                 "SELECT ?, ?, U&'?', B'?'",

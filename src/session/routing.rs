@@ -176,12 +176,29 @@ async fn route_looking_up(
 ) -> Result<(Routed, RouteKind), ErrorReport> {
     let router = &database.router;
     let plan = params.map(|_| router.plan(sql));
-    let mut fetched = Vec::new();
-    let routed = route_fetching(database, &hint, sql, params, plan.as_deref(), &mut fetched).await;
-    for (lookup, key) in fetched {
-        lookup.settle(&key);
+    let mut fetched = Fetched::default();
+    route_fetching(
+        database,
+        &hint,
+        sql,
+        params,
+        plan.as_deref(),
+        &mut fetched.0,
+    )
+    .await
+}
+
+/// Directory keys fetched for one route: settled when it is made, and also when the session
+/// is dropped mid-route (a client gone, a shutdown), so a one-route answer never lingers.
+#[derive(Default)]
+struct Fetched(Vec<(Arc<DirectoryLookup>, crate::config::KeyValue)>);
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        for (lookup, key) in &self.0 {
+            lookup.settle(key);
+        }
     }
-    routed
 }
 
 /// Routes, fetching each directory key the router asks for (at most [`MAX_LOOKUPS`]) and

@@ -73,7 +73,7 @@ fn classify(statement: &str) -> Option<SessionEffect> {
         })
     } else if first.is("discard") && second_is("all") {
         Some(SessionEffect::DiscardAll)
-    } else if first.is("deallocate") && (second_is("all") || contains_ci(rest, "all")) {
+    } else if first.is("deallocate") && deallocates_all(rest) {
         Some(SessionEffect::DeallocateAll)
     } else if first.is("listen") {
         Some(SessionEffect::Pin(PinReason::Listen))
@@ -85,6 +85,17 @@ fn classify(statement: &str) -> Option<SessionEffect> {
         Some(SessionEffect::UntrackedSetting)
     } else {
         pin_reason(&first, statement).map(SessionEffect::Pin)
+    }
+}
+
+/// Whether the words after DEALLOCATE are `ALL` or `PREPARE ALL`.
+fn deallocates_all(after: &str) -> bool {
+    match next_word(after) {
+        Some((word, _)) if word.is("all") => true,
+        Some((word, rest)) if word.is("prepare") => {
+            next_word(rest).is_some_and(|(w, _)| w.is("all"))
+        }
+        _ => false,
     }
 }
 
@@ -236,9 +247,10 @@ pub(super) fn ends_transaction(sql: &str) -> bool {
     first.is_some_and(|w| ends.iter().any(|k| w.is(k))) && !to_savepoint
 }
 
-/// The next word of `text` (skipping white space) and the text after it.
+/// The next word of `text` (skipping white space and comments) and the text after it.
 pub(super) fn next_word(text: &str) -> Option<(Word<'_>, &str)> {
-    let text = text.trim_start();
+    let first = lexer::tokens(text).find(|t| t.is_significant());
+    let text = &text[first.map_or(text.len(), |t| t.start)..];
     if let Some(quoted) = text.strip_prefix('"') {
         let end = quoted.find('"')?;
         let word = Word {
@@ -395,6 +407,25 @@ mod tests {
         );
         assert_eq!(pins("DISCARD ALL"), vec![SessionEffect::DiscardAll]);
         assert_eq!(pins("DEALLOCATE ALL"), vec![SessionEffect::DeallocateAll]);
+        assert_eq!(
+            pins("deallocate prepare all"),
+            vec![SessionEffect::DeallocateAll]
+        );
+        assert_eq!(pins("DEALLOCATE install_q"), vec![]);
+        // Comments between words hide nothing.
+        assert_eq!(
+            session_effects("SET /* x */ search_path TO a"),
+            vec![SessionEffect::Set {
+                name: "search_path".into(),
+                statement: "SET /* x */ search_path TO a".into(),
+            }]
+        );
+        assert_eq!(
+            session_effects("RESET -- all\n work_mem"),
+            vec![SessionEffect::Reset {
+                name: "work_mem".into()
+            }]
+        );
         let set_config = vec![SessionEffect::UntrackedSetting];
         assert_eq!(
             pins("SELECT pg_catalog.set_config('search_path', '', false)"),

@@ -6,34 +6,14 @@
 //! `x::t::t…`, `SELECT … UNION SELECT …`) is parsed in a loop into a left-deep tree, and every
 //! walk over that tree — ours, sqlparser's `Display`, and the tree's `Drop` — recurses once per
 //! operator. [`depth`] bounds that tree's depth from above: the nesting of brackets plus, on
-//! the path to the deepest point, the operators chained at each level. It may overestimate
-//! (`a = 1 OR b = 2` counts both `=` and `OR`), never underestimate: a level's count restarts
+//! the path to the deepest point, the tokens chained at each level. Every operator and every
+//! word counts, since sqlparser takes words as infix operators too (`AND`, `XOR`, `REGEXP`,
+//! `OPERATOR(…)`, `MEMBER OF`, `IS DISTINCT FROM`, …) and a list of them would go stale. So it
+//! overestimates (`a = 1 OR b = 2` counts five), never underestimates: a level's count restarts
 //! only where an expression surely ends (a `,` or `;` at that level, or `WHEN`/`THEN`/`ELSE`
 //! directly inside a `CASE`).
 
 use super::lexer::{Token, TokenKind, tokens};
-
-/// Keywords that join two expressions into one, or modify one (each may add a tree level).
-const OPERATOR_WORDS: [&str; 18] = [
-    "and",
-    "or",
-    "not",
-    "is",
-    "isnull",
-    "notnull",
-    "like",
-    "ilike",
-    "similar",
-    "between",
-    "in",
-    "at",
-    "collate",
-    "overlaps",
-    "union",
-    "intersect",
-    "except",
-    "escape",
-];
 
 /// Upper bound of the syntax-tree depth sqlparser would build for `sql` (see the module
 /// docs). Linear in the text, no allocation beyond one entry per open bracket.
@@ -106,7 +86,7 @@ impl Walk {
             self.pop();
         } else if in_case && (is("when") || is("then") || is("else")) {
             self.chain = 0;
-        } else if OPERATOR_WORDS.iter().any(|word| is(word)) {
+        } else {
             self.chain += 1;
         }
     }
@@ -134,46 +114,58 @@ mod tests {
     use super::depth;
 
     #[test]
-    fn chains_count_once_per_operator() {
-        assert_eq!(depth("SELECT 1"), 0);
-        assert_eq!(depth("SELECT a + b"), 1);
+    fn chains_count_once_per_operator_and_word() {
+        assert_eq!(depth("SELECT 1"), 1);
+        assert_eq!(depth("SELECT a + b"), 4);
         let or_chain = (1..=100).map(|i| format!("k = {i}")).collect::<Vec<_>>();
-        assert_eq!(
-            depth(&format!("SELECT k FROM t WHERE {}", or_chain.join(" OR "))),
-            199
-        );
-        assert_eq!(depth(&format!("SELECT {}", ["1"; 50].join("::int8::"))), 98);
+        let sql = format!("SELECT k FROM t WHERE {}", or_chain.join(" OR "));
+        assert_eq!(depth(&sql), 5 + 100 * 2 + 99);
+        let casts = ["1"; 50].join("::int8::");
+        assert_eq!(depth(&format!("SELECT {casts}")), 1 + 49 * 3);
+    }
+
+    #[test]
+    fn infix_words_sqlparser_chains_are_counted() {
+        let glues = [
+            " XOR ",
+            " REGEXP ",
+            " RLIKE ",
+            " OPERATOR(+) ",
+            " MEMBER OF (1) XOR ",
+        ];
+        for glue in glues {
+            let sql = format!("SELECT 1{}", format!("{glue}1").repeat(1_000));
+            assert!(depth(&sql) >= 1_000, "{glue}: {}", depth(&sql));
+        }
     }
 
     #[test]
     fn lists_and_statements_restart_the_count() {
+        // Words before the list count, the list's items do not add up.
         let row = "(1 + 2, 3 * 4)";
         let values = vec![row; 1000].join(", ");
-        assert_eq!(depth(&format!("INSERT INTO t VALUES {values}")), 2);
+        assert_eq!(depth(&format!("INSERT INTO t VALUES {values}")), 6);
         let list = (1..=1000).map(|i| i.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            depth(&format!("SELECT k FROM t WHERE k IN ({})", list.join(", "))),
-            2
-        );
-        assert_eq!(depth("SELECT 1 + 1 + 1; SELECT 2"), 2);
+        let sql = format!("SELECT k FROM t WHERE k IN ({})", list.join(", "));
+        assert_eq!(depth(&sql), 8);
+        assert_eq!(depth("SELECT 1 + 1 + 1; SELECT 2"), 3);
     }
 
     #[test]
     fn brackets_add_their_enclosing_chain() {
-        // 1 + (2 + (3 + 4)): the innermost `+` sits under two chained ones and two brackets.
-        assert_eq!(depth("SELECT 1 + (2 + (3 + 4))"), 5);
-        assert_eq!(depth("SELECT 1 + (2) + 3"), 2);
-        assert_eq!(
-            depth(&format!("SELECT {}1{}", "(".repeat(40), ")".repeat(40))),
-            40
-        );
+        // SELECT 1 + (2 + (3 + 4)): the innermost `+` sits under the chain before each
+        // bracket and the brackets themselves.
+        assert_eq!(depth("SELECT 1 + (2 + (3 + 4))"), 6);
+        assert_eq!(depth("SELECT 1 + (2) + 3"), 3);
+        let nested = format!("SELECT {}1{}", "(".repeat(40), ")".repeat(40));
+        assert_eq!(depth(&nested), 41);
     }
 
     #[test]
     fn case_branches_are_separate_expressions_but_the_chain_around_case_is_not() {
         let whens = (1..=500).map(|i| format!("WHEN k = {i} THEN {i}"));
         let case = format!("SELECT CASE {} END", whens.collect::<Vec<_>>().join(" "));
-        assert_eq!(depth(&case), 2);
+        assert_eq!(depth(&case), 4);
         let around = format!(
             "SELECT {} 1",
             "1 + CASE WHEN true THEN 1 END + ".repeat(300)
@@ -183,10 +175,8 @@ mod tests {
 
     #[test]
     fn quoted_text_and_comments_count_nothing() {
-        assert_eq!(
-            depth("SELECT '1 + 1 + (((', \"a+b\" -- + + +\n /* ((( */"),
-            0
-        );
+        let sql = "SELECT '1 + 1 + (((', \"a+b\" -- + + +\n /* ((( */";
+        assert_eq!(depth(sql), 1);
     }
 
     proptest::proptest! {

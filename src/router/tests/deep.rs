@@ -115,6 +115,25 @@ fn deep_but_allowed_shapes_of_every_kind_plan_on_a_worker_stack() {
 }
 
 #[test]
+fn infix_words_chain_as_deep_as_operators() {
+    on_worker_stack(|| {
+        let router = router();
+        // sqlparser takes XOR as an infix operator in every dialect: 40,000 of them under the
+        // size limit once overflowed a worker's stack when dropping the tree.
+        let xor = format!("SELECT 1{}", " XOR 1".repeat(40_000));
+        assert_eq!(route(&router, &xor), Ok(shard(0)));
+        let keyed = format!(
+            "SELECT * FROM users WHERE user_id = 1{}",
+            " XOR 1".repeat(40_000)
+        );
+        assert!(matches!(
+            route(&router, &keyed),
+            Err(RouteError::TooDeep(_))
+        ));
+    });
+}
+
+#[test]
 fn execute_arguments_too_deep_for_a_literal_are_none() {
     on_worker_stack(|| {
         let args = format!("({})", chain(|_| "1".into(), "+", 50_000));
