@@ -308,12 +308,12 @@ impl Lexer<'_> {
 }
 
 /// Bytes that start an identifier (non-ASCII letters included, as scan.l's `ident_start`).
-pub fn is_ident_start(byte: u8) -> bool {
+fn is_ident_start(byte: u8) -> bool {
     byte.is_ascii_alphabetic() || byte == b'_' || byte >= 0x80
 }
 
 /// Bytes that continue an identifier.
-pub fn is_ident_char(byte: u8) -> bool {
+fn is_ident_char(byte: u8) -> bool {
     is_ident_start(byte) || byte.is_ascii_digit() || byte == b'$'
 }
 
