@@ -384,7 +384,7 @@ async fn probe_failed_shard_switch_then_commit_commits_the_rest() {
 /// `FOR UPDATE NOWAIT` failing (55P03 lock_not_available) inside a transaction spanning shards
 /// keeps its 55P03: only the lock timeout the proxy sets becomes 40P01 (`spanning::deadlock_report`).
 #[tokio::test]
-async fn probe_nowait_error_is_reported_as_a_deadlock() {
+async fn a_nowait_failure_in_a_spanning_transaction_keeps_55p03() {
     let proxy = TestProxy::start(sharded_config(cluster())).await;
     let (a, b) = two_users_on_different_shards(90_141);
     let setup = proxy.connect().await;
@@ -1044,12 +1044,11 @@ async fn probe_replica_cut_off_from_its_primary_keeps_serving_stale_reads() {
     );
 }
 
-/// The README promises that a COMMIT failing on one shard after others committed names the
-/// shards that committed. When the failing shard is the one in use (its COMMIT is the
-/// client's own, run after the parked shards committed), the client gets the server's bare
-/// error: nothing says the other shard's rows are committed.
+/// A COMMIT failing on the shard in use (a deferred constraint; its COMMIT is the client's
+/// own, run after the parked shards committed) keeps the server's SQLSTATE and names the
+/// shards that committed, as the README promises.
 #[tokio::test]
-async fn probe_commit_failing_on_the_last_shard_does_not_name_the_committed_ones() {
+async fn a_commit_failing_on_the_last_shard_names_the_committed_ones() {
     let proxy = proxy_with("rv_def: {strategy: hash, key: id, key_type: bigint}").await;
     let client = proxy.connect().await;
     client
