@@ -15,7 +15,7 @@ use crate::harness::{
     TestProxy, cluster, config_with_map, connect_direct, demo_map_with_replicas, oracle,
     sharded_config, sqlstate, wait_for_replicas,
 };
-use crate::raw::{raw_login, read_message};
+use crate::raw::{Script, exchange, raw_login, read_message};
 use crate::routing::two_users_on_different_shards;
 
 /// A proxy with the demo map (replicas included) plus `yaml` tables.
@@ -454,67 +454,15 @@ async fn raw_setup(name: &str) -> (TestProxy, TcpStream, String) {
     (proxy, stream, sql)
 }
 
-/// Sends `out` and returns the tags of every reply up to ReadyForQuery (or a 20 s silence),
-/// rows folded into one `D×n` entry, errors with their message.
-async fn exchange(stream: &mut TcpStream, out: &[u8]) -> Vec<String> {
-    stream.write_all(out).await.unwrap();
-    let mut tags: Vec<String> = Vec::new();
-    let mut rows = 0;
-    while let Some((tag, body)) = read_message(stream).await {
-        if tag == b'D' {
-            rows += 1;
-            continue;
-        }
-        if rows > 0 {
-            tags.push(format!("D×{rows}"));
-            rows = 0;
-        }
-        match tag {
-            b'E' => tags.push(format!(
-                "E({})",
-                String::from_utf8_lossy(&body).replace('\0', "|")
-            )),
-            b'N' | b'S' => {}
-            other => tags.push((other as char).to_string()),
-        }
-        if tag == b'Z' {
-            break;
-        }
-    }
-    tags
-}
-
-fn no_params_bind(portal: &str, statement: &str, out: &mut bytes::BytesMut) {
-    use postgres_protocol::message::frontend;
-    let values: [Option<&[u8]>; 0] = [];
-    frontend::bind(
-        portal,
-        statement,
-        [],
-        values,
-        |_: Option<&[u8]>, _| Ok(postgres_protocol::IsNull::Yes),
-        [],
-        out,
-    )
-    .map_err(|_| ())
-    .unwrap();
-}
-
 /// Parse, Bind, Flush, Describe(portal), Execute, Sync: the Flush answers the held portal's
 /// BindComplete (`answered`), and the Describe that follows is swallowed without its
 /// RowDescription (`portal.rs`: `description: pending.describe && !pending.answered`).
 #[tokio::test]
 async fn probe_describe_portal_after_flush_gets_no_row_description() {
-    use postgres_protocol::message::frontend;
     let (_proxy, mut stream, sql) = raw_setup("rv_fd1").await;
-    let mut out = bytes::BytesMut::new();
-    frontend::parse("", &sql, [], &mut out).unwrap();
-    no_params_bind("", "", &mut out);
-    frontend::flush(&mut out);
-    frontend::describe(b'P', "", &mut out).unwrap();
-    frontend::execute("", 0, &mut out).unwrap();
-    frontend::sync(&mut out);
-    let tags = exchange(&mut stream, &out).await;
+    let script = Script::new().parse("", &sql).bind("", "").flush();
+    let script = script.describe_portal("").execute("", 0).sync();
+    let tags = exchange(&mut stream, &script).await;
     assert_eq!(tags, ["1", "2", "T", "D×10", "C", "Z"]);
 }
 
@@ -523,15 +471,13 @@ async fn probe_describe_portal_after_flush_gets_no_row_description() {
 /// so the Execute goes to a backend that never saw the portal.
 #[tokio::test]
 async fn probe_describe_statement_between_bind_and_execute_loses_the_portal() {
-    use postgres_protocol::message::frontend;
     let (_proxy, mut stream, sql) = raw_setup("rv_fd2").await;
-    let mut out = bytes::BytesMut::new();
-    frontend::parse("rv_s1", &sql, [], &mut out).unwrap();
-    no_params_bind("rv_p1", "rv_s1", &mut out);
-    frontend::describe(b'S', "rv_s1", &mut out).unwrap();
-    frontend::execute("rv_p1", 0, &mut out).unwrap();
-    frontend::sync(&mut out);
-    let tags = exchange(&mut stream, &out).await;
+    let script = Script::new().parse("rv_s1", &sql).bind("rv_p1", "rv_s1");
+    let script = script
+        .describe_statement("rv_s1")
+        .execute("rv_p1", 0)
+        .sync();
+    let tags = exchange(&mut stream, &script).await;
     // Not supported yet: a clear refusal of the Execute, never a backend's "no such portal".
     assert_eq!(tags[..4], ["1", "2", "t", "T"]);
     assert!(tags[4].contains("C0A000"), "{tags:?}");
@@ -542,16 +488,11 @@ async fn probe_describe_statement_between_bind_and_execute_loses_the_portal() {
 /// the first (only one `scatter_portal` is held), whose Execute then fails.
 #[tokio::test]
 async fn probe_two_cross_shard_portals_in_one_batch() {
-    use postgres_protocol::message::frontend;
     let (_proxy, mut stream, sql) = raw_setup("rv_fd3").await;
-    let mut out = bytes::BytesMut::new();
-    frontend::parse("rv_s2", &sql, [], &mut out).unwrap();
-    no_params_bind("rv_pa", "rv_s2", &mut out);
-    no_params_bind("rv_pb", "rv_s2", &mut out);
-    frontend::execute("rv_pa", 0, &mut out).unwrap();
-    frontend::execute("rv_pb", 0, &mut out).unwrap();
-    frontend::sync(&mut out);
-    let tags = exchange(&mut stream, &out).await;
+    let script = Script::new().parse("rv_s2", &sql);
+    let script = script.bind("rv_pa", "rv_s2").bind("rv_pb", "rv_s2");
+    let script = script.execute("rv_pa", 0).execute("rv_pb", 0).sync();
+    let tags = exchange(&mut stream, &script).await;
     // Not supported yet: the first portal's Execute is refused clearly (0A000).
     assert_eq!(tags[..3], ["1", "2", "2"]);
     assert!(tags[3].contains("C0A000"), "{tags:?}");
@@ -561,25 +502,17 @@ async fn probe_two_cross_shard_portals_in_one_batch() {
 /// Control: the ordinary Parse/Bind/Describe/Execute/Sync of a cross-shard read.
 #[tokio::test]
 async fn fine_plain_extended_cross_shard_read() {
-    use postgres_protocol::message::frontend;
     let (_proxy, mut stream, sql) = raw_setup("rv_fd4").await;
-    let mut out = bytes::BytesMut::new();
-    frontend::parse("", &sql, [], &mut out).unwrap();
-    no_params_bind("", "", &mut out);
-    frontend::describe(b'P', "", &mut out).unwrap();
-    frontend::execute("", 0, &mut out).unwrap();
-    frontend::sync(&mut out);
-    let tags = exchange(&mut stream, &out).await;
+    let read = || {
+        Script::new()
+            .parse("", &sql)
+            .bind("", "")
+            .describe_portal("")
+    };
+    let tags = exchange(&mut stream, &read().execute("", 0).sync()).await;
     assert_eq!(tags, ["1", "2", "T", "D×10", "C", "Z"]);
     // Flush after Describe, before Execute.
-    let mut out = bytes::BytesMut::new();
-    frontend::parse("", &sql, [], &mut out).unwrap();
-    no_params_bind("", "", &mut out);
-    frontend::describe(b'P', "", &mut out).unwrap();
-    frontend::flush(&mut out);
-    frontend::execute("", 0, &mut out).unwrap();
-    frontend::sync(&mut out);
-    let tags = exchange(&mut stream, &out).await;
+    let tags = exchange(&mut stream, &read().flush().execute("", 0).sync()).await;
     assert_eq!(tags, ["1", "2", "T", "D×10", "C", "Z"]);
 }
 
@@ -1313,35 +1246,17 @@ async fn probe_failed_shard_switch_reports_a_healthy_transaction() {
 /// as one server would: ParseComplete, BindComplete, NoData, CommandComplete, ReadyForQuery.
 #[tokio::test]
 async fn fine_unnamed_extended_reference_write_in_one_batch() {
-    use postgres_protocol::message::frontend;
     let (_proxy, mut stream, _) = raw_setup("rv_fd5").await;
     for uri in &cluster().primaries {
         let direct = connect_direct(uri).await;
         let sql = "DELETE FROM countries WHERE code = 'jd'";
         direct.batch_execute(sql).await.unwrap();
     }
-    let mut out = bytes::BytesMut::new();
     let sql = "INSERT INTO countries (code, name) VALUES ($1, $2)";
-    frontend::parse("", sql, [25, 25], &mut out).unwrap();
-    let values: [Option<&[u8]>; 2] = [Some(b"jd"), Some(b"Jdbcland")];
-    frontend::bind(
-        "",
-        "",
-        [0],
-        values,
-        |v: Option<&[u8]>, buf: &mut bytes::BytesMut| {
-            buf.extend_from_slice(v.unwrap());
-            Ok(postgres_protocol::IsNull::No)
-        },
-        [],
-        &mut out,
-    )
-    .map_err(|_| ())
-    .unwrap();
-    frontend::describe(b'P', "", &mut out).unwrap();
-    frontend::execute("", 0, &mut out).unwrap();
-    frontend::sync(&mut out);
-    let tags = exchange(&mut stream, &out).await;
+    let script = Script::new().parse_typed("", sql, &[25, 25]);
+    let script = script.bind_text("", "", &[Some("jd"), Some("Jdbcland")]);
+    let script = script.describe_portal("").execute("", 0).sync();
+    let tags = exchange(&mut stream, &script).await;
     assert_eq!(tags, ["1", "2", "n", "C", "Z"]);
     for uri in &cluster().primaries {
         let direct = connect_direct(uri).await;
@@ -1356,44 +1271,42 @@ async fn fine_unnamed_extended_reference_write_in_one_batch() {
 /// in full.
 #[tokio::test]
 async fn probe_a_failed_parse_answered_at_flush_leaves_the_session_in_step() {
-    use postgres_protocol::message::frontend;
     let (_proxy, mut stream, _) = raw_setup("rv_fd6").await;
-    let mut out = bytes::BytesMut::new();
     let bad = "SELECT * FROM rv_no_such_table WHERE x = $1";
-    frontend::parse("pj1", bad, [], &mut out).unwrap();
-    frontend::describe(b'S', "pj1", &mut out).unwrap();
-    frontend::flush(&mut out);
-    stream.write_all(&out).await.unwrap();
+    let script = Script::new()
+        .parse("pj1", bad)
+        .describe_statement("pj1")
+        .flush();
+    stream.write_all(script.bytes()).await.unwrap();
     // ParseComplete may come first (a read's Parse waits for the replica it runs on).
     let mut seen = Vec::new();
     while seen.last() != Some(&b'E') && seen.len() < 3 {
-        seen.push(crate::raw::read_message(&mut stream).await.unwrap().0);
+        seen.push(read_message(&mut stream).await.unwrap().0);
     }
     assert_eq!(
         seen.last(),
         Some(&b'E'),
         "the statement's error comes at the Flush: {seen:?}"
     );
-    let mut out = bytes::BytesMut::new();
-    frontend::sync(&mut out);
-    stream.write_all(&out).await.unwrap();
+    stream
+        .write_all(Script::new().sync().bytes())
+        .await
+        .unwrap();
     let mut after = Vec::new();
     while let Ok(Some((tag, _))) = tokio::time::timeout(
         std::time::Duration::from_millis(500),
-        crate::raw::read_message(&mut stream),
+        read_message(&mut stream),
     )
     .await
     {
         after.push(tag as char);
     }
     assert_eq!(after, ['Z'], "the Sync is answered once");
-    let mut out = bytes::BytesMut::new();
-    frontend::parse("pj2", "SELECT 1 AS one", [], &mut out).unwrap();
-    frontend::describe(b'S', "pj2", &mut out).unwrap();
-    no_params_bind("", "pj2", &mut out);
-    frontend::execute("", 0, &mut out).unwrap();
-    frontend::sync(&mut out);
-    let tags = exchange(&mut stream, &out).await;
+    let script = Script::new()
+        .parse("pj2", "SELECT 1 AS one")
+        .describe_statement("pj2");
+    let script = script.bind("", "pj2").execute("", 0).sync();
+    let tags = exchange(&mut stream, &script).await;
     assert_eq!(tags, ["1", "t", "T", "2", "D×1", "C", "Z"]);
 }
 
@@ -1402,22 +1315,13 @@ async fn probe_a_failed_parse_answered_at_flush_leaves_the_session_in_step() {
 /// starts on that statement's shard, whichever it is.
 #[tokio::test]
 async fn fine_an_extended_protocol_begin_starts_where_the_first_statement_runs() {
-    use postgres_protocol::message::frontend;
     let (_proxy, mut stream, _) = raw_setup("rv_fd7").await;
     let user = (90_301..).find(|&id| shard_of_user(id) == 1).unwrap();
-    let mut out = bytes::BytesMut::new();
-    frontend::parse("", "BEGIN", [], &mut out).unwrap();
-    no_params_bind("", "", &mut out);
-    frontend::execute("", 0, &mut out).unwrap();
     let sql = format!("SELECT count(*) FROM users WHERE user_id = {user}");
-    frontend::parse("", &sql, [], &mut out).unwrap();
-    no_params_bind("", "", &mut out);
-    frontend::describe(b'P', "", &mut out).unwrap();
-    frontend::execute("", 0, &mut out).unwrap();
-    frontend::sync(&mut out);
-    let tags = exchange(&mut stream, &out).await;
+    let script = Script::new().parse("", "BEGIN").bind("", "").execute("", 0);
+    let script = script.parse("", &sql).bind("", "").describe_portal("");
+    let tags = exchange(&mut stream, &script.execute("", 0).sync()).await;
     assert_eq!(tags, ["1", "2", "C", "1", "2", "T", "D×1", "C", "Z"]);
-    let mut out = bytes::BytesMut::new();
-    frontend::query("COMMIT", &mut out).unwrap();
-    assert_eq!(exchange(&mut stream, &out).await, ["C", "Z"]);
+    let commit = Script::new().query("COMMIT");
+    assert_eq!(exchange(&mut stream, &commit).await, ["C", "Z"]);
 }

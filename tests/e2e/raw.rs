@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Reads one tagged message; `None` on EOF, error or a 5 s silence.
@@ -76,4 +77,121 @@ pub async fn raw_login(proxy: &crate::harness::TestProxy) -> tokio::net::TcpStre
         }
     }
     panic!("no ReadyForQuery after startup");
+}
+
+/// A client's protocol messages in order, sent as one write: tests say what a driver sends
+/// (`Script::new().parse("", sql).bind("", "").execute("", 0).sync()`) instead of building
+/// bytes by hand.
+#[derive(Default)]
+pub struct Script(bytes::BytesMut);
+
+impl Script {
+    /// An empty script.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parse of `sql` as statement `name`, parameter types left to the server.
+    pub fn parse(self, name: &str, sql: &str) -> Self {
+        self.parse_typed(name, sql, &[])
+    }
+
+    /// Parse with parameter type OIDs.
+    pub fn parse_typed(mut self, name: &str, sql: &str, types: &[u32]) -> Self {
+        frontend::parse(name, sql, types.iter().copied(), &mut self.0).unwrap();
+        self
+    }
+
+    /// Bind of `statement` to `portal`, no parameters, default result formats.
+    pub fn bind(self, portal: &str, statement: &str) -> Self {
+        self.bind_text(portal, statement, &[])
+    }
+
+    /// Bind with text parameters (`None`: NULL).
+    pub fn bind_text(mut self, portal: &str, statement: &str, values: &[Option<&str>]) -> Self {
+        let encode = |v: &Option<&str>, buf: &mut bytes::BytesMut| match v {
+            Some(text) => {
+                buf.extend_from_slice(text.as_bytes());
+                Ok(postgres_protocol::IsNull::No)
+            }
+            None => Ok(postgres_protocol::IsNull::Yes),
+        };
+        let formats: &[i16] = if values.is_empty() { &[] } else { &[0] };
+        let formats = formats.iter().copied();
+        let bound = frontend::bind(portal, statement, formats, values, encode, [], &mut self.0);
+        bound.map_err(|_| ()).unwrap();
+        self
+    }
+
+    /// Describe of a portal.
+    pub fn describe_portal(mut self, portal: &str) -> Self {
+        frontend::describe(b'P', portal, &mut self.0).unwrap();
+        self
+    }
+
+    /// Describe of a prepared statement.
+    pub fn describe_statement(mut self, name: &str) -> Self {
+        frontend::describe(b'S', name, &mut self.0).unwrap();
+        self
+    }
+
+    /// Execute of `portal`, at most `max_rows` rows (0: all).
+    pub fn execute(mut self, portal: &str, max_rows: i32) -> Self {
+        frontend::execute(portal, max_rows, &mut self.0).unwrap();
+        self
+    }
+
+    /// A simple Query.
+    pub fn query(mut self, sql: &str) -> Self {
+        frontend::query(sql, &mut self.0).unwrap();
+        self
+    }
+
+    /// Flush.
+    pub fn flush(mut self) -> Self {
+        frontend::flush(&mut self.0);
+        self
+    }
+
+    /// Sync.
+    pub fn sync(mut self) -> Self {
+        frontend::sync(&mut self.0);
+        self
+    }
+
+    /// The bytes to send.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Sends `script` and returns the tags of every reply up to ReadyForQuery (or the end of the
+/// connection), rows folded into one `D×n` entry, errors with their fields.
+pub async fn exchange(stream: &mut tokio::net::TcpStream, script: &Script) -> Vec<String> {
+    use tokio::io::AsyncWriteExt;
+    stream.write_all(script.bytes()).await.unwrap();
+    let mut tags: Vec<String> = Vec::new();
+    let mut rows = 0;
+    while let Some((tag, body)) = read_message(stream).await {
+        if tag == b'D' {
+            rows += 1;
+            continue;
+        }
+        if rows > 0 {
+            tags.push(format!("D×{rows}"));
+            rows = 0;
+        }
+        match tag {
+            b'E' => tags.push(format!(
+                "E({})",
+                String::from_utf8_lossy(&body).replace('\0', "|")
+            )),
+            b'N' | b'S' => {}
+            other => tags.push((other as char).to_string()),
+        }
+        if tag == b'Z' {
+            break;
+        }
+    }
+    tags
 }
