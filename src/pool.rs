@@ -356,7 +356,9 @@ impl EndpointPool {
             // bb8 bounds this wait by the checkout timeout too; with a turn held it only ever
             // waits for a new connection to open, which a server that stopped answering never
             // finishes.
+            // Biased: a connection bb8 has at hand is taken without arming the other wait.
             let got = tokio::select! {
+                biased;
                 got = self.get() => got,
                 () = liveness.stopped() => return Err(self.stopped_answering()),
             };
@@ -390,7 +392,9 @@ impl EndpointPool {
         if self.on_failure == OnFailure::Retry {
             // bb8 keeps retrying a dead primary until the checkout timeout; a client already
             // waiting when the breaker opens gets 08006 then, as a newcomer does.
+            // Biased: the breaker's poll timer is armed only when no connection is at hand.
             tokio::select! {
+                biased;
                 got = self.pool.get_owned() => return got,
                 () = self.primary_breaker_opens() => return Err(bb8::RunError::TimedOut),
             }

@@ -518,14 +518,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     fn backend_lost(&mut self, why: &str) -> Ending {
-        if let Some(report) = self.commit_lost_report(why) {
-            if let Some(conn) = self.backend.as_deref_mut() {
-                conn.mark_broken();
-            }
-            return Ending::Fatal(report);
-        }
         if let Some(conn) = self.backend.as_deref_mut() {
             conn.mark_broken();
+        }
+        if let Some(report) = self.commit_lost_report(why) {
+            return Ending::Fatal(report);
+        }
+        if let Some(conn) = self.backend.as_deref() {
             tracing::warn!(
                 backend = conn.addr(),
                 why,

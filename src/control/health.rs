@@ -167,18 +167,23 @@ impl Watcher {
     /// The connection, opened if there is none (within `pool.connect_timeout`, as data
     /// connections: a login costs a SCRAM round of CPU on both sides).
     async fn client(&mut self) -> Result<&tokio_postgres::Client, Failure> {
-        if self.conn.is_none() {
-            let limit = self.connect_timeout;
-            let connect = tokio::time::timeout(limit, self.config.connect(NoTls));
-            let (client, connection) = (connect.await)
-                .map_err(|_| Failure::NoReply(limit))?
-                .map_err(describe)?;
-            let task = tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            self.conn = Some(CheckConn { client, task });
-        }
-        Ok(&self.conn.as_ref().expect("just opened").client)
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.open().await?,
+        };
+        Ok(&self.conn.insert(conn).client)
+    }
+
+    async fn open(&self) -> Result<CheckConn, Failure> {
+        let limit = self.connect_timeout;
+        let connect = tokio::time::timeout(limit, self.config.connect(NoTls));
+        let (client, connection) = (connect.await)
+            .map_err(|_| Failure::NoReply(limit))?
+            .map_err(describe)?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(CheckConn { client, task })
     }
 
     async fn query(&mut self, at: Instant) -> Result<(bool, Duration, Option<u64>), Failure> {

@@ -13,7 +13,7 @@ impl Plan {
     pub fn may_write(&self) -> bool {
         self.parts.iter().any(|part| {
             !matches!(part.kind, Kind::Read | Kind::Session)
-                || matches!(part.target, Target::Unparsed(_))
+                || part.target.is_opaque()
                 || part.locks_rows
                 || part.calls_unknown_function
         })

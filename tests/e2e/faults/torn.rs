@@ -29,6 +29,17 @@ fn detail(error: &tokio_postgres::Error) -> (String, String, String) {
     (db.code().code().to_owned(), detail, hint)
 }
 
+/// Asserts the client's error has SQLSTATE `code` and a DETAIL saying each of `says`;
+/// returns its HINT.
+fn assert_torn(error: &tokio_postgres::Error, code: &str, says: &[&str]) -> String {
+    let (got, text, hint) = detail(error);
+    assert_eq!(got, code, "{error:?}");
+    for part in says {
+        assert!(text.contains(part), "{part:?} is not in the DETAIL: {text}");
+    }
+    hint
+}
+
 /// BEGIN; one insert on each shard, in `order` (the last one's shard is the backend in use
 /// at COMMIT, the other is parked and commits first).
 async fn two_shard_transaction(client: &tokio_postgres::Client, rows: [(i64, &str); 2]) {
@@ -64,13 +75,12 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     let client = proxy.connect().await;
     two_shard_transaction(&client, [(on_s0[0], "ok"), (on_s1[0], "refuse")]).await;
     let error = client.batch_execute("COMMIT").await.unwrap_err();
-    let (code, text, hint) = detail(&error);
-    assert_eq!(code, "23514", "the server's own error: {error:?}");
-    assert!(
-        text.contains("Already committed on shards: [s0]."),
-        "{text}"
-    );
-    assert!(text.contains("Rolled back on shards: [s1]."), "{text}");
+    // The server's own error.
+    let says = [
+        "Already committed on shards: [s0].",
+        "Rolled back on shards: [s1].",
+    ];
+    let hint = assert_torn(&error, "23514", &says);
     assert!(hint.contains("do not retry"), "{hint}");
     client
         .batch_execute("SELECT 1")
@@ -89,13 +99,11 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     .await
     .unwrap();
     let error = committing.await.unwrap().unwrap_err();
-    let (code, text, _) = detail(&error);
-    assert_eq!(code, "08007", "{error:?}");
-    assert!(
-        text.contains("Already committed on shards: [s0]."),
-        "{text}"
-    );
-    assert!(text.contains("Outcome unknown on shard s1"), "{text}");
+    let says = [
+        "Already committed on shards: [s0].",
+        "Outcome unknown on shard s1",
+    ];
+    assert_torn(&error, "08007", &says);
 
     // 3. s1 dies inside the COMMIT of the backend in use (s0, parked, committed first), and
     //    4. another transaction has s1 parked when it dies, and commits afterwards.
@@ -108,24 +116,21 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     let primary = &mut own.cluster.shards_mut()[1].primary;
     tokio::task::block_in_place(|| kill_postmaster(primary));
     let error = committing.await.unwrap().unwrap_err();
-    let (code, text, hint) = detail(&error);
-    assert_eq!(code, "08007", "transaction resolution unknown: {error:?}");
-    assert!(
-        text.contains("Already committed on shards: [s0]."),
-        "{text}"
-    );
-    assert!(text.contains("Outcome unknown on shard s1"), "{text}");
+    // Transaction resolution unknown.
+    let says = [
+        "Already committed on shards: [s0].",
+        "Outcome unknown on shard s1",
+    ];
+    let hint = assert_torn(&error, "08007", &says);
     assert!(hint.contains("Check on shard s1"), "{hint}");
     tokio::time::sleep(Duration::from_millis(200)).await; // s1's backends notice the death
     let error = parked.batch_execute("COMMIT").await.unwrap_err();
-    let (code, text, _) = detail(&error);
-    assert_eq!(code, "08007", "{error:?}");
-    assert!(
-        text.contains("Nothing was committed on any shard."),
-        "{text}"
-    );
-    assert!(text.contains("Outcome unknown on shard s1"), "{text}");
-    assert!(text.contains("Rolled back on shards: [s0]."), "{text}");
+    let says = [
+        "Nothing was committed on any shard.",
+        "Outcome unknown on shard s1",
+        "Rolled back on shards: [s0].",
+    ];
+    assert_torn(&error, "08007", &says);
 
     // The shards hold what the errors said: s1 lost both its rows (its backends died before
     // committing), s0 kept the first transaction's row and rolled back the other.
