@@ -239,7 +239,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Tells the registry and the byte counters what the session did since the last call.
     fn publish_activity(&mut self) {
-        let state = if self.backend.is_some() || !self.txn.parked.is_empty() {
+        let state = if self.backend.is_some() || !self.txn.phase.parked().is_empty() {
             ClientState::Active
         } else {
             ClientState::Idle
@@ -285,7 +285,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.backend.is_none() {
             let default = self.env.database.router.map().default_shard;
             if let Err(report) = self.attach_backend(needed.unwrap_or(default)).await {
-                self.txn.join_transaction = false;
                 self.restore_after_failed_switch();
                 return Err(report);
             }
@@ -299,7 +298,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 return Err(report);
             }
         }
-        if self.txn.pending_begin.is_some() {
+        if self.txn.phase.is_deferred() {
             self.start_pending_transaction().await?;
         }
         Ok(self
@@ -318,9 +317,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     .into(),
             ));
         }
-        if let Some(begin) = self.txn.pending_begin.take() {
+        if let Some(begin) = self.txn.take_deferred() {
             self.run_hidden(&begin).await?;
-            self.txn.transaction_begin = Some(begin);
+            self.txn.phase = transaction::Phase::started(begin);
         }
         Ok(())
     }
@@ -464,7 +463,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.held_role = crate::topology::Role::Primary;
         self.replica_query = None;
         self.env.cancel_slot.set(None);
-        self.drop_parked();
+        Self::drop_parked(self.txn.let_go_of_parked());
         let leftover = !conn.read_buf.is_empty();
         if leftover
             || !self.backend_is_clean()

@@ -37,7 +37,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Refuses a statement on several primaries where it cannot run: inside a transaction.
     pub(super) fn check_spread_allowed(&self) -> Result<(), Refusal> {
-        if self.tied_to_backend() || self.txn.pending_begin.is_some() {
+        if self.tied_to_backend() || self.txn.phase.is_deferred() {
             return Err(Refusal::Statement(refused(
                 "a statement that runs on several shards cannot be part of a transaction yet; \
                  run it outside BEGIN … COMMIT"

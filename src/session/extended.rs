@@ -322,12 +322,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let query = query.map(|statement| statement.query.clone());
         let shard = query.and_then(|query| self.shard_before_bind(&query).flatten());
-        if shard.is_none() && self.backend.is_none() && self.txn.pending_begin.is_some() {
+        if shard.is_none() && self.backend.is_none() && self.txn.phase.is_deferred() {
             // Describing a statement says nothing about where the transaction will run: do
             // it on a backend outside the client's deferred BEGIN.
-            let begin = self.txn.pending_begin.take();
+            let deferred = std::mem::take(&mut self.txn.phase);
             let ensured = self.ensure_backend(None).await.map(|_| ());
-            self.txn.pending_begin = begin;
+            self.txn.phase = deferred;
             ensured?;
         } else {
             self.ensure_backend(shard).await?;

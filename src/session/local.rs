@@ -9,6 +9,7 @@ use super::Session;
 use super::client::Refusal;
 use super::replies::{Expect, Synthetic, Undo};
 use super::statements::{next_word, split_statements};
+use super::transaction::Phase;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::router::Hint;
 use crate::wire::TxStatus;
@@ -40,18 +41,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let between_transactions = self.replies.is_empty() && !self.in_transaction();
         match local {
-            Local::Begin(_) if self.txn.pending_begin.is_some() => self.answer_command("BEGIN"),
+            Local::Begin(_) if self.txn.phase.is_deferred() => self.answer_command("BEGIN"),
             Local::Begin(begin) if between_transactions => {
-                self.txn.pending_begin = Some(begin.to_owned());
+                self.txn.phase = Phase::deferred(begin.to_owned());
                 self.client_status = TxStatus::InTransaction;
                 self.answer_command("BEGIN");
             }
-            Local::End { commit } if self.txn.pending_begin.is_some() && self.backend.is_none() => {
+            Local::End { commit } if self.txn.phase.is_deferred() && self.backend.is_none() => {
                 let failed = self.client_status == TxStatus::Failed;
-                self.txn.pending_begin = None;
+                self.txn.end_deferred();
                 self.client_status = TxStatus::Idle;
-                self.txn.transaction_settings.clear();
-                self.txn.session_set_in_transaction = false;
                 self.end_local_hint();
                 self.answer_command(if commit && !failed {
                     "COMMIT"
@@ -106,7 +105,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         );
         only_begin
             && self.backend.is_none()
-            && self.txn.pending_begin.is_none()
+            && !self.txn.phase.is_deferred()
             && !self.in_transaction()
     }
 
@@ -145,7 +144,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some((_, begin)) = self.batch.begin_portal.take_if(|(p, _)| p == portal) else {
             return false;
         };
-        self.txn.pending_begin = Some(begin);
+        self.txn.phase = Phase::deferred(begin);
         self.client_status = TxStatus::InTransaction;
         self.push(Expect::Synthetic {
             message: Synthetic::CommandComplete("BEGIN"),
@@ -157,14 +156,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A statement refused while the client's transaction has run nothing on a backend yet
     /// aborts that transaction, as a failed statement would in PostgreSQL.
     pub(super) fn fail_pending_transaction(&mut self) {
-        if self.txn.pending_begin.is_some() {
+        if self.txn.phase.is_deferred() {
             self.client_status = TxStatus::Failed;
         }
     }
 
     /// In a deferred transaction that failed, every statement but its end is refused (25P02).
     pub(super) fn check_aborted_pending_transaction(&self) -> Result<(), Refusal> {
-        if self.txn.pending_begin.is_some() && self.client_status == TxStatus::Failed {
+        if self.txn.phase.is_deferred() && self.client_status == TxStatus::Failed {
             return Err(Refusal::Statement(super::spanning::aborted()));
         }
         Ok(())

@@ -27,7 +27,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             && self.env.mode == PoolMode::Transaction
             && self.backend.is_none()
             && self.replies.is_empty()
-            && self.txn.pending_begin.is_none()
+            && !self.txn.phase.is_deferred()
             && self.client_status == TxStatus::Idle
             && self.pin.is_none()
             && !self.settings.serializable_by_default()

@@ -94,7 +94,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// backend yet.)
     pub(super) fn tied_to_backend(&self) -> bool {
         let open_transaction =
-            self.client_status != TxStatus::Idle && self.txn.pending_begin.is_none();
+            self.client_status != TxStatus::Idle && !self.txn.phase.is_deferred();
         open_transaction || self.backend_status != TxStatus::Idle || self.pin.is_some()
     }
 
@@ -106,8 +106,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         needed: ShardId,
     ) -> Result<(), ErrorReport> {
         let name = |id: ShardId| self.env.database.router.map().shard(id).name.clone();
-        let in_transaction =
-            self.client_status != TxStatus::Idle && self.txn.pending_begin.is_none();
+        let in_transaction = self.client_status != TxStatus::Idle && !self.txn.phase.is_deferred();
         if in_transaction && self.pin.is_none() {
             return self.switch_shard(held, needed).await;
         }

@@ -256,11 +256,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<Finished, Ran> {
         let database = self.env.database.clone();
         let map = database.router.map();
-        let spanning = self.txn.spans_shards;
+        let spanning = self.txn.phase.spans_shards();
         let mut preludes: Vec<Option<String>> = (backends.iter_mut())
             .map(|backend| {
                 let settings = self.settings.sync_sql(&mut backend.conn);
-                backend.prelude(settings, spanning, &self.txn.transaction_settings)
+                backend.prelude(settings, spanning, &self.txn.settings)
             })
             .collect();
         let formats = (self.shard_formats(plan, read, &mut backends[0].conn, &mut preludes[0]))

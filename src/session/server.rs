@@ -80,7 +80,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             wire::encode::error_response(&mut frame, &report);
             return Some(frame);
         }
-        if !self.txn.spans_shards {
+        if !self.txn.phase.spans_shards() {
             return None;
         }
         let fields = wire::error_fields(body).ok()?;
@@ -178,20 +178,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         }
         if status == TxStatus::Idle {
-            self.txn.transaction_settings.clear();
-            self.txn.session_set_in_transaction = false;
-            self.txn.committed_elsewhere.clear();
             if visible {
                 // The client's own statement ended its transaction (a hidden settings replay
                 // before a write says nothing about the write).
                 self.writes_completed();
             }
-            self.txn.transaction_begin = None;
-            if !self.txn.parked.is_empty() {
+            let (parked, rolled_back) = self.txn.end();
+            if !parked.is_empty() {
                 tracing::error!("a transaction spanning shards ended without its other shards");
             }
-            self.drop_parked();
-            let committed = !std::mem::take(&mut self.txn.rolled_back);
+            Self::drop_parked(parked);
+            let committed = !rolled_back;
             if let Some(conn) = self.backend.as_deref_mut() {
                 self.settings.end_transaction(committed, conn);
             }

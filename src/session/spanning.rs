@@ -32,19 +32,14 @@ use crate::execute::commit::{TornCommit, commit as execute_commit, torn_commit_r
 use crate::pool::Checkout;
 use crate::wire::TxStatus;
 
+use super::transaction::{Parked, Phase};
+
 /// How long one lock wait of a transaction spanning shards may last before it is taken for a
 /// cross-shard deadlock.
 const CROSS_SHARD_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// SQLSTATE of `lock_timeout` expiring (lock_not_available).
 const LOCK_NOT_AVAILABLE: &str = "55P03";
-
-/// A backend of the current transaction that is not the one in use.
-pub(super) struct Parked {
-    pub(super) shard: ShardId,
-    conn: Checkout,
-    status: TxStatus,
-}
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Moves the transaction from the backend of `held` to one of `needed`, parking the
@@ -65,25 +60,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed {
             return Err(aborted());
         }
-        if self.txn.session_set_in_transaction {
+        if self.txn.session_set {
             return Err(refused(
                 "this transaction ran SET (session level), which cannot follow it to another \
                  shard yet; use SET LOCAL, or SET before BEGIN"
                     .into(),
             ));
         }
-        if !self.txn.spans_shards {
+        if !self.txn.phase.spans_shards() {
             self.run_hidden(&bound_lock_waits()).await?;
-            self.txn.spans_shards = true;
+            self.txn.step(Phase::span);
         }
         let Some(conn) = self.backend.take() else {
             return Ok(());
         };
-        self.txn.parked.push(Parked {
-            shard: held,
-            conn,
-            status: self.backend_status,
-        });
+        self.park(held, conn, self.backend_status);
         self.held_shard = None;
         self.env.cancel_slot.set(None);
         self.unpark(needed);
@@ -97,8 +88,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.env.cancel_slot.set(None);
             return self.backend.take();
         }
-        let index = self.txn.parked.iter().position(|p| p.shard == shard)?;
-        Some(self.txn.parked.swap_remove(index).conn)
+        self.txn.phase.unpark(shard).map(|parked| parked.conn)
     }
 
     /// The status of the transaction's backend on `shard` (idle when it has none there).
@@ -106,17 +96,24 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.held_shard == Some(shard) {
             return self.backend_status;
         }
-        let parked = self.txn.parked.iter().find(|p| p.shard == shard);
+        let parked = self.txn.phase.parked().iter().find(|p| p.shard == shard);
         parked.map_or(TxStatus::Idle, |p| p.status)
     }
 
-    /// Parks a backend inside the transaction.
+    /// Parks a backend inside the transaction, which spans shards from now on.
     pub(super) fn park(&mut self, shard: ShardId, conn: Checkout, status: TxStatus) {
-        self.txn.parked.push(Parked {
+        let parked = Parked {
             shard,
             conn,
             status,
-        });
+        };
+        if let Some(mut refused) = self.txn.phase.park(parked) {
+            tracing::error!(
+                shard = shard.0,
+                "a backend was parked during COMMIT; closing it"
+            );
+            refused.conn.mark_broken();
+        }
     }
 
     /// Makes `conn` (of `shard`, in `status`) the backend in use.
@@ -131,33 +128,31 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Makes the parked backend of `shard` the one in use, if the transaction has one there;
     /// otherwise the next backend taken joins the transaction.
     fn unpark(&mut self, shard: ShardId) {
-        let Some(index) = self.txn.parked.iter().position(|p| p.shard == shard) else {
-            self.txn.join_transaction = true;
-            return;
-        };
-        let parked = self.txn.parked.swap_remove(index);
-        self.use_backend(shard, parked.conn, parked.status);
+        match self.txn.phase.unpark(shard) {
+            Some(parked) => self.use_backend(shard, parked.conn, parked.status),
+            None => self.txn.phase.set_join_next(true),
+        }
     }
 
     /// After a failure to reach the next shard of a transaction, the backend parked for it is
     /// in use again, so the refusal aborts the transaction there as PostgreSQL would.
     pub(super) fn restore_after_failed_switch(&mut self) {
-        if self.backend.is_some() || !self.txn.spans_shards {
+        self.txn.phase.set_join_next(false);
+        if self.backend.is_some() {
             return;
         }
-        if let Some(previous) = self.txn.parked.pop() {
+        if let Some(previous) = self.txn.phase.parked_mut().and_then(Vec::pop) {
             self.use_backend(previous.shard, previous.conn, previous.status);
         }
     }
 
     /// Brings a backend just taken into the client's transaction.
     pub(super) async fn join_current_transaction(&mut self) -> Result<(), ErrorReport> {
-        if !std::mem::take(&mut self.txn.join_transaction) {
+        if !self.txn.phase.take_join_next() {
             return Ok(());
         }
-        let begin = (self.txn.transaction_begin.clone()).unwrap_or_else(|| "BEGIN".into());
-        let mut sql = format!("{begin}; {}", bound_lock_waits());
-        for setting in &self.txn.transaction_settings {
+        let mut sql = format!("{}; {}", self.txn.phase.begin(), bound_lock_waits());
+        for setting in &self.txn.settings {
             sql = format!("{sql}; {setting}");
         }
         self.run_hidden(&sql).await
@@ -168,12 +163,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A COMMIT that fails rolls back the rest, and the backend in use too, and its error says
     /// what became of every shard (see `execute::commit`).
     async fn end_parked(&mut self, commit: bool) -> Result<(), ErrorReport> {
-        if self.txn.parked.is_empty() {
+        let Some(parked) = self.txn.phase.parked_mut().filter(|p| !p.is_empty()) else {
             return Ok(());
-        }
+        };
+        let mut parked = std::mem::take(parked);
         let failed =
             self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed;
-        let mut parked = std::mem::take(&mut self.txn.parked);
         if !commit || failed {
             self.roll_back(&mut parked).await;
             return Ok(());
@@ -197,7 +192,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let _ = self.run_hidden("ROLLBACK").await;
             }
             self.client_status = TxStatus::Idle;
-            self.txn.spans_shards = false;
+            self.txn.phase = Phase::Idle;
             let failed = name(next.shard);
             let torn = TornCommit {
                 failed: &failed,
@@ -210,7 +205,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         // The client's COMMIT runs on the backend in use next; if it fails there, its error
         // must say these shards already committed.
-        self.txn.committed_elsewhere = committed;
+        self.txn.phase = Phase::parked_committed(committed);
         Ok(())
     }
 
@@ -220,7 +215,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         &mut self,
         sql: &str,
     ) -> Result<(), ErrorReport> {
-        if !self.txn.spans_shards {
+        if !self.txn.phase.spans_shards() {
             return Ok(());
         }
         let controls = transaction_control(sql);
@@ -246,8 +241,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// After a failure on the backend in use, the transaction can only roll back: release the
     /// parked shards' locks now instead of when the client gets to its ROLLBACK.
     pub(super) async fn roll_back_parked_if_failed(&mut self) {
-        if self.backend_status == TxStatus::Failed && !self.txn.parked.is_empty() {
-            let mut parked = std::mem::take(&mut self.txn.parked);
+        if self.backend_status != TxStatus::Failed {
+            return;
+        }
+        if let Some(parked) = self.txn.phase.parked_mut().filter(|p| !p.is_empty()) {
+            let mut parked = std::mem::take(parked);
             self.roll_back(&mut parked).await;
         }
     }
@@ -266,11 +264,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Backends of a transaction that ended without the proxy ending them (the client left)
     /// must not go back to the pool inside their transaction.
-    pub(super) fn drop_parked(&mut self) {
-        for mut parked in self.txn.parked.drain(..) {
+    pub(super) fn drop_parked(parked: Vec<Parked>) {
+        for mut parked in parked {
             parked.conn.mark_broken();
         }
-        self.txn.spans_shards = false;
     }
 
     /// An error from a backend of a spanning transaction: a lock wait that ran out is the
@@ -280,7 +277,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         // Only the bound this proxy set, which PostgreSQL raises from `ProcessInterrupts`
         // (postgres.c); NOWAIT failures (`heap_lock_tuple`, …) keep their 55P03.
         let timed_out = code == LOCK_NOT_AVAILABLE && routine == "ProcessInterrupts";
-        (self.txn.spans_shards && timed_out).then(|| {
+        (self.txn.phase.spans_shards() && timed_out).then(|| {
             ErrorReport::error(
                 sqlstate::DEADLOCK_DETECTED,
                 Blame::Client,
@@ -331,16 +328,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 SessionEffect::Set { .. } | SessionEffect::Reset { .. } | SessionEffect::ResetAll
             )
         });
-        if session_level && self.txn.spans_shards {
+        if session_level && self.txn.phase.spans_shards() {
             return Err(refused(
                 "SET (session level) is not supported in a transaction that spans shards; use \
                  SET LOCAL, or SET before BEGIN"
                     .into(),
             ));
         }
-        self.txn.session_set_in_transaction |= session_level;
+        self.txn.session_set |= session_level;
         let scoped = transaction_scoped_settings(sql).map(|s| s.trim().to_owned());
-        self.txn.transaction_settings.extend(scoped);
+        self.txn.settings.extend(scoped);
         Ok(())
     }
 }

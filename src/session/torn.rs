@@ -13,7 +13,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// parked shards committed: it names them, since the transaction was not atomic. A FATAL
     /// there (the server going away) leaves that shard's outcome unknown.
     pub(super) fn commit_failure_report(&self, body: &[u8]) -> Option<ErrorReport> {
-        if self.txn.committed_elsewhere.is_empty() {
+        if self.txn.phase.committed_elsewhere().is_empty() {
             return None;
         }
         let cause = crate::wire::error_report(body, Blame::Backend);
@@ -25,7 +25,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Some(report.into_fatal());
         }
         let report = self.torn_on_backend_in_use(CommitFailure::RolledBack(cause));
-        note_torn(&report, &self.txn.committed_elsewhere);
+        note_torn(&report, self.txn.phase.committed_elsewhere());
         Some(report)
     }
 
@@ -33,12 +33,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// a transaction whose other shards already committed is in flight: the FATAL error that
     /// names the shards that committed and the one whose outcome is unknown.
     pub(super) fn commit_lost_report(&self, why: &str) -> Option<ErrorReport> {
-        if self.txn.committed_elsewhere.is_empty() {
+        if self.txn.phase.committed_elsewhere().is_empty() {
             return None;
         }
         let cause = ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, why);
         let report = self.torn_on_backend_in_use(CommitFailure::Unknown(cause));
-        note_torn(&report, &self.txn.committed_elsewhere);
+        note_torn(&report, self.txn.phase.committed_elsewhere());
         Some(report.into_fatal())
     }
 
@@ -47,7 +47,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let failed = self.held_shard.map(|s| map.shard(s).name.clone());
         let torn = TornCommit {
             failed: failed.as_deref().unwrap_or("?"),
-            committed: &self.txn.committed_elsewhere,
+            committed: self.txn.phase.committed_elsewhere(),
             rolled_back: &[],
         };
         torn_commit_report(failure, torn)

@@ -9,6 +9,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::Session;
+use super::super::transaction::Phase;
 use super::ScatterRead;
 use crate::config::ShardId;
 use crate::counters::Event;
@@ -120,7 +121,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Err(super::super::spanning::aborted());
         }
         let reaches_more = shards.iter().any(|s| self.status_on(*s) == TxStatus::Idle);
-        if self.txn.session_set_in_transaction && reaches_more && self.backend.is_some() {
+        if self.txn.session_set && reaches_more && self.backend.is_some() {
             return Err(super::super::routing::refused(
                 "this transaction ran SET (session level), which cannot follow it to another \
                  shard yet; use SET LOCAL, or SET before BEGIN"
@@ -128,20 +129,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             ));
         }
         let elsewhere = self.held_shard.is_some_and(|held| !shards.contains(&held))
-            || self.txn.parked.iter().any(|p| !shards.contains(&p.shard));
-        if (shards.len() > 1 || elsewhere) && !self.txn.spans_shards {
+            || (self.txn.phase.parked().iter()).any(|p| !shards.contains(&p.shard));
+        if (shards.len() > 1 || elsewhere) && !self.txn.phase.spans_shards() {
             if self.backend.is_some() {
                 self.run_hidden(&super::super::spanning::bound_lock_waits())
                     .await?;
             }
-            self.txn.spans_shards = true;
+            self.txn.step(Phase::span);
         }
-        if let Some(begin) = self.txn.pending_begin.take() {
-            self.txn.transaction_begin = Some(begin);
-        }
-        let begin = (self.txn.transaction_begin)
-            .clone()
-            .unwrap_or_else(|| "BEGIN".into());
+        self.txn.step(Phase::start_on_read);
+        let begin = self.txn.phase.begin().to_owned();
         let mut backends = Vec::with_capacity(shards.len());
         for &shard in shards {
             let prior = self.status_on(shard);
@@ -181,8 +178,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Origin::Pool { .. } => {}
             }
         }
-        if self.backend.is_none() && self.txn.parked.is_empty() {
-            self.txn.pending_begin = self.txn.transaction_begin.take();
+        if self.backend.is_none() && self.txn.phase.parked().is_empty() {
+            self.txn.step(Phase::deferred_again);
         }
     }
 
