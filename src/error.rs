@@ -34,6 +34,51 @@ impl Severity {
     }
 }
 
+/// Whether the statement that failed may run again as it is, so that the proxy (or a client
+/// told so) can retry without asking what it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retry {
+    /// It may have changed something, or its outcome is unknown.
+    #[default]
+    Unsafe,
+    /// It ran nowhere, or it only read and sent the client nothing: running it again changes
+    /// nothing twice.
+    Safe,
+}
+
+/// What lies under a report (an I/O error, a pool's error), kept for logs and for
+/// [`std::error::Error::source`]; the client sees the report only.
+#[derive(Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Wraps the error underneath.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(std::sync::Arc::new(error))
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cause({})", self.0)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Two causes are the same when they say the same (errors have no equality of their own).
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
 /// A client-visible error: what goes into an `ErrorResponse`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorReport {
@@ -49,6 +94,10 @@ pub struct ErrorReport {
     pub hint: Option<String>,
     /// Who is at fault.
     pub blame: Blame,
+    /// Whether the failed statement may run again as it is.
+    pub retry: Retry,
+    /// The error underneath, if another error caused this one.
+    pub cause: Option<Cause>,
 }
 
 impl ErrorReport {
@@ -61,6 +110,8 @@ impl ErrorReport {
             detail: None,
             hint: None,
             blame,
+            retry: Retry::Unsafe,
+            cause: None,
         }
     }
 
@@ -89,6 +140,28 @@ impl ErrorReport {
     /// Adds a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Marks the failed statement as safe to run again (see [`Retry`]).
+    pub fn retry_safe(self) -> Self {
+        self.with_retry(Retry::Safe)
+    }
+
+    /// Sets whether the failed statement may run again.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Whether the failed statement may run again as it is.
+    pub fn is_retry_safe(&self) -> bool {
+        self.retry == Retry::Safe
+    }
+
+    /// Records the error underneath.
+    pub fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Cause::new(cause));
         self
     }
 }
@@ -243,7 +316,12 @@ impl std::fmt::Display for ErrorReport {
     }
 }
 
-impl std::error::Error for ErrorReport {}
+impl std::error::Error for ErrorReport {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let cause: &(dyn std::error::Error + 'static) = &*self.cause.as_ref()?.0;
+        Some(cause)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -261,5 +339,18 @@ mod tests {
         assert_eq!(sqlstate::CONNECTION_FAILURE.class(), "08");
         assert_eq!(sqlstate::CONNECTION_FAILURE, "08006");
         assert_eq!(sqlstate::CONNECTION_FAILURE.to_string(), "08006");
+    }
+
+    #[test]
+    fn a_report_is_unsafe_to_retry_unless_marked_and_keeps_its_cause() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let report = ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Backend, "lost")
+            .caused_by(reset);
+        assert!(!report.is_retry_safe());
+        let source = std::error::Error::source(&report).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("reset by peer"));
+        let safe = report.clone().retry_safe();
+        assert!(safe.is_retry_safe() && safe.cause == report.cause);
+        assert_eq!(report.into_fatal().cause.map(|c| c.to_string()), source);
     }
 }

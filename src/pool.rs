@@ -104,21 +104,18 @@ pub enum PoolError {
 
 impl PoolError {
     /// What the client is told: 53300 when we are saturated, 08006 when the shard is down.
-    pub fn report(&self) -> ErrorReport {
-        match self {
-            PoolError::Exhausted { .. } => ErrorReport::error(
-                sqlstate::TOO_MANY_CONNECTIONS,
-                Blame::Proxy,
-                self.to_string(),
-            ),
+    /// Nothing ran, so the statement is safe to retry; the pool's error is its cause.
+    pub fn report(self) -> ErrorReport {
+        let (code, blame) = match self {
+            PoolError::Exhausted { .. } => (sqlstate::TOO_MANY_CONNECTIONS, Blame::Proxy),
             PoolError::Unavailable { .. } | PoolError::StoppedAnswering { .. } => {
-                ErrorReport::error(
-                    sqlstate::CONNECTION_FAILURE,
-                    Blame::Backend,
-                    self.to_string(),
-                )
+                (sqlstate::CONNECTION_FAILURE, Blame::Backend)
             }
-        }
+        };
+        let message = self.to_string();
+        ErrorReport::error(code, blame, message)
+            .retry_safe()
+            .caused_by(self)
     }
 }
 
@@ -464,5 +461,30 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_checkout_ran_nothing_so_it_is_safe_to_retry() {
+        let exhausted = PoolError::Exhausted {
+            endpoint: "s0 primary".into(),
+            waited: Duration::from_secs(1),
+            size: 4,
+        };
+        let report = exhausted.report();
+        assert_eq!(report.code, sqlstate::TOO_MANY_CONNECTIONS);
+        assert!(report.is_retry_safe());
+        let cause = report.cause.map(|c| c.to_string()).unwrap_or_default();
+        assert!(cause.contains("s0 primary"), "{cause}");
+        let stopped = PoolError::StoppedAnswering {
+            endpoint: "s1 replica".into(),
+        };
+        let report = stopped.report();
+        assert_eq!(report.code, sqlstate::CONNECTION_FAILURE);
+        assert!(report.is_retry_safe() && report.blame == Blame::Backend);
     }
 }

@@ -43,7 +43,7 @@ use crate::backend::{BackendConn, CancelSlot};
 use crate::clients::{ClientInfo, ClientState};
 use crate::config::PoolMode;
 use crate::config::ShardId;
-use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::error::{Blame, Cause, ErrorReport, sqlstate};
 use crate::execute::{self, Buffers, PumpError, PumpEvent};
 use crate::metrics::{Metrics, Ran};
 use crate::pool::{Checkout, Liveness};
@@ -221,9 +221,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     Err(Ending::ClientLeft)
                 }
                 Some(Ok(PumpEvent::BackendClosed)) => {
-                    Err(self.backend_lost("server closed the connection"))
+                    Err(self.backend_lost("server closed the connection", None))
                 }
-                Some(Err(PumpError::Backend(e))) => Err(self.backend_lost(&e.to_string())),
+                Some(Err(PumpError::Backend(e))) => {
+                    Err(self.backend_lost(&e.to_string(), Some(Cause::new(e))))
+                }
             };
             if let Err(ending) = result {
                 return ending;
@@ -283,13 +285,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.leave_shard(held, needed).await?;
         }
         if self.backend.is_none() {
-            let default = self.env.database.router.map().default_shard;
-            if let Err(report) = self.attach_backend(needed.unwrap_or(default)).await {
-                self.restore_after_failed_switch();
-                return Err(report);
-            }
-            let conn = self.backend.as_deref_mut().expect("just attached");
-            let synced = match self.settings.sync_sql(conn) {
+            let shard = needed.unwrap_or(self.env.database.router.map().default_shard);
+            let mut conn = match self.checkout_primary(shard).await {
+                Ok(conn) => conn,
+                Err(report) => {
+                    self.restore_after_failed_switch();
+                    return Err(report);
+                }
+            };
+            let sync = self.settings.sync_sql(&mut conn);
+            self.use_backend(shard, conn, TxStatus::Idle);
+            let synced = match sync {
                 Some(sql) => self.run_hidden(&sql).await,
                 None => Ok(()),
             };
@@ -301,10 +307,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.txn.phase.is_deferred() {
             self.start_pending_transaction().await?;
         }
-        Ok(self
-            .backend
-            .as_deref_mut()
-            .expect("backend was just ensured"))
+        self.backend_in_use()
+    }
+
+    /// The backend in use, for a step that follows the one that attached it. Its absence would
+    /// be a proxy bug: the client gets an error (XX000) and the proxy goes on serving.
+    fn backend_in_use(&mut self) -> Result<&mut BackendConn, ErrorReport> {
+        let missing = || internal("shardgate lost track of the backend in use (a bug)".into());
+        self.backend.as_deref_mut().ok_or_else(missing)
     }
 
     /// Runs the client's deferred BEGIN on the backend held, which must have nothing unsynced
@@ -324,18 +334,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    /// Checks out a backend of `shard` and publishes it for cancels.
-    async fn attach_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
+    /// Checks out a backend of `shard`'s primary (while watching the client, see `wait`); the
+    /// caller prepares it and makes it the one in use (`use_backend`).
+    async fn checkout_primary(&mut self, shard: ShardId) -> Result<Checkout, ErrorReport> {
         let database = self.env.database.clone();
         let pool = database.primary(shard);
         let checkout = async { pool.checkout().await.map_err(|e| e.report()) };
-        let conn = self.watched(checkout).await?;
-        self.env.cancel_slot.set(Some(conn.cancel_target()));
-        self.backend_status = TxStatus::Idle;
-        self.batch.unnamed_on_backend = false;
-        self.backend = Some(conn);
-        self.held_shard = Some(shard);
-        Ok(())
+        self.watched(checkout).await
     }
 
     /// Records that a statement that `writes`, about to run on `shard` (`None`: the backend
@@ -516,7 +521,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         stopped_answering(&endpoint, addr)
     }
 
-    fn backend_lost(&mut self, why: &str) -> Ending {
+    fn backend_lost(&mut self, why: &str, cause: Option<Cause>) -> Ending {
         if let Some(conn) = self.backend.as_deref_mut() {
             conn.mark_broken();
         }
@@ -530,11 +535,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 "backend connection lost mid-session"
             );
         }
-        Ending::Fatal(ErrorReport::fatal(
-            sqlstate::CONNECTION_FAILURE,
-            Blame::Backend,
-            format!("server connection lost: {why}"),
-        ))
+        let message = format!("server connection lost: {why}");
+        let report = ErrorReport::fatal(sqlstate::CONNECTION_FAILURE, Blame::Backend, message);
+        Ending::Fatal(ErrorReport { cause, ..report })
     }
 
     async fn finish(&mut self, ending: Ending) {

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Buffers, HIGH_WATER, drain, drain_to_client, read};
 use crate::backend::BackendConn;
-use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::error::{Blame, ErrorReport, Retry, sqlstate};
 use crate::merge::{MergeError, Merger};
 use crate::pool::{FirstStopped, Liveness};
 use crate::wire::{self, ParameterStatus, TxStatus, tag};
@@ -67,15 +67,13 @@ pub type OnStatus<'a> = &'a mut (dyn FnMut(&mut BackendConn, &str, &str) + Send)
 /// Builds the merge once the first RowDescription (its body) is known.
 pub type MakeMerger<'a> = &'a mut (dyn FnMut(&[u8]) -> Result<Merger, MergeError> + Send);
 
-/// Why a fan-out failed, and whether running it again elsewhere is safe.
+/// Why a fan-out failed (its report says whether running it again elsewhere is safe).
 #[derive(Debug)]
 pub struct Failed {
     /// What the client is told.
     pub report: ErrorReport,
     /// Legs whose connection failed (the others ran to their end).
     pub lost_legs: Vec<usize>,
-    /// Nothing of the result reached the client, so it can be run again from scratch.
-    pub retryable: bool,
     /// Each leg's transaction status at its end (`Failed` for a lost leg).
     pub statuses: Vec<TxStatus>,
 }
@@ -128,7 +126,6 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
                 return Err(Box::new(Failed {
                     report: client_gone(e),
                     lost_legs: Vec::new(),
-                    retryable: false,
                     statuses: vec![TxStatus::Failed; legs.len()],
                 }));
             }
@@ -421,10 +418,15 @@ impl Run<'_> {
     fn finish(mut self, bufs: &mut Buffers) -> Result<Finished, Box<Failed>> {
         self.drain_merger(bufs);
         if let Some(report) = self.error {
+            // Nothing of the result reached the client: it can run again from scratch.
+            let retry = if self.preamble_sent {
+                Retry::Unsafe
+            } else {
+                Retry::Safe
+            };
             return Err(Box::new(Failed {
-                report,
+                report: report.with_retry(retry),
                 lost_legs: self.lost,
-                retryable: !self.preamble_sent,
                 statuses: self.states.iter().map(|s| s.status).collect(),
             }));
         }
@@ -445,7 +447,7 @@ fn on_shard(report: ErrorReport, shard: &str) -> ErrorReport {
 }
 
 fn client_gone(e: std::io::Error) -> ErrorReport {
-    ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Client, e.to_string())
+    ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Client, e.to_string()).caused_by(e)
 }
 
 fn internal(message: &str) -> ErrorReport {

@@ -285,7 +285,9 @@ fn is_server_error(report: &ErrorReport) -> bool {
 fn log_refusal(report: &ErrorReport) {
     let environment = ["08", "53", "57", "58", "XX"];
     if environment.contains(&report.code.class()) {
-        tracing::warn!(code = %report.code, error = %report.message, "statement failed");
+        let cause = report.cause.as_ref().map(ToString::to_string);
+        let cause = cause.unwrap_or_default();
+        tracing::warn!(code = %report.code, error = %report.message, cause, "statement failed");
     } else if report.blame == Blame::Backend {
         tracing::debug!(code = %report.code, "statement failed on a server");
     } else {

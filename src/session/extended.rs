@@ -71,7 +71,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Err(Refusal::Statement(duplicate_statement(parse.name)));
         };
         let client_name = Some(parse.name.into());
-        let conn = self.backend.as_deref_mut().expect("ensured above");
+        let conn = self.backend_in_use()?;
         if conn.prepared.contains(&prepared.backend_name) {
             self.push(Expect::Synthetic {
                 message: Synthetic::ParseComplete,
@@ -360,10 +360,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some(prepared) = self.statements.get(name).cloned() else {
             return Ok(None);
         };
-        let conn = self
-            .backend
-            .as_deref_mut()
-            .expect("caller ensured a backend");
+        let conn = self.backend_in_use()?;
         if conn.prepared.insert(prepared.backend_name.clone()) {
             let undo = Undo {
                 backend_name: Some(prepared.backend_name.clone()),

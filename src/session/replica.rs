@@ -78,12 +78,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             let checkout = async { Ok(pool.checkout().await) };
             match self.watched(checkout).await? {
-                Ok(conn) => {
+                Ok(mut conn) => {
                     database.counters.count(Event::ReplicaRead);
+                    let sync = self.settings.sync_sql(&mut conn);
                     self.use_backend(shard, conn, TxStatus::Idle);
                     self.held_role = Role::Replica;
-                    let conn = self.backend.as_deref_mut().expect("just taken");
-                    if let Some(sql) = self.settings.sync_sql(conn) {
+                    if let Some(sql) = sync {
                         self.run_hidden(&sql).await?;
                     }
                     return Ok(());

@@ -215,11 +215,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let retry = match &outcome {
             // A cached column count that the schema outdated: counted again on the retry.
-            Err(Ran::Failed(failed)) if stale_count && failed.retryable && !transactional => true,
+            Err(Ran::Failed(failed)) if stale_count && !transactional => {
+                failed.report.is_retry_safe()
+            }
             Err(Ran::Failed(failed)) if !transactional => {
                 (failed.lost_legs.iter()).for_each(|&leg| backends[leg].note_lost());
                 let lost = failed.lost_legs.iter().map(|&leg| &backends[leg]);
-                failed.retryable
+                failed.report.is_retry_safe()
                     && !failed.lost_legs.is_empty()
                     && lost.clone().all(|b| b.is_replica())
             }

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::statements::SessionEffect;
 use super::{Ending, Session};
-use crate::error::{Blame, SqlState, sqlstate};
+use crate::error::{Blame, Cause, SqlState, sqlstate};
 use crate::wire::{self, ParameterStatus, TxStatus, command_tag, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -37,7 +37,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     break Ok(());
                 }
                 Ok(_) => break Ok(()),
-                Err(e) => break Err(self.backend_lost(&format!("malformed message: {e}"))),
+                Err(e) => {
+                    let why = format!("malformed message: {e}");
+                    break Err(self.backend_lost(&why, Some(Cause::new(e))));
+                }
             };
             let end = pos + header.total_len;
             if self.replies.synthetic_at_head() {

@@ -19,13 +19,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         startup: Vec<(String, String)>,
     ) -> Result<(), ErrorReport> {
         let settings = startup_settings(startup);
-        self.attach_backend(self.env.database.router.map().default_shard)
-            .await
-            .map_err(ErrorReport::into_fatal)?;
-        let conn = self.backend.as_deref_mut().expect("just attached");
+        let shard = self.env.database.router.map().default_shard;
+        let mut conn = (self.checkout_primary(shard).await).map_err(ErrorReport::into_fatal)?;
         // Undo whatever the backend's previous client changed, then apply this client's startup.
-        self.settings = ClientSettings::at_connect(conn);
-        let mut sql = self.settings.sync_sql(conn).unwrap_or_default();
+        self.settings = ClientSettings::at_connect(&conn);
+        let mut sql = self.settings.sync_sql(&mut conn).unwrap_or_default();
+        self.use_backend(shard, conn, TxStatus::Idle);
         for (name, value) in &settings {
             sql.push_str(&set_config_sql(name, value));
         }
@@ -34,7 +33,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 .await
                 .map_err(ErrorReport::into_fatal)?;
         }
-        let conn = self.backend.as_deref_mut().expect("attached above");
+        let conn = self.backend_in_use().map_err(ErrorReport::into_fatal)?;
         self.settings = ClientSettings::after_startup(conn, &settings);
         for (name, value) in self.settings.reported() {
             encode::parameter_status(&mut self.bufs.to_client, name, value);

@@ -90,6 +90,7 @@ fn too_big(e: std::io::Error) -> ErrorReport {
         Blame::Client,
         e.to_string(),
     )
+    .caused_by(e)
 }
 
 /// The parameter section of a Bind without parameters (simple-protocol statements).

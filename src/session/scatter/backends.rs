@@ -196,12 +196,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let active = failed
             .or_else(|| shards.iter().position(|s| Some(*s) == self.held_shard))
             .unwrap_or(0);
-        if let Some(conn) = self.backend.take() {
-            let shard = self
-                .held_shard
-                .take()
-                .expect("a backend in use has a shard");
-            self.park(shard, conn, self.backend_status);
+        if let Some(mut conn) = self.backend.take() {
+            match self.held_shard.take() {
+                Some(shard) => self.park(shard, conn, self.backend_status),
+                None => {
+                    tracing::error!("a backend in use had no shard (a bug); closing it");
+                    conn.mark_broken();
+                }
+            }
         }
         for (index, (backend, &shard)) in backends.into_iter().zip(shards).enumerate() {
             let status = statuses.get(index).copied().unwrap_or(TxStatus::Failed);

@@ -114,8 +114,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::EXECUTE => {
                 let (portal, max_rows) = crate::wire::execute_fields(body)
                     .map_err(|e| Refusal::violation(e.to_string()))?;
-                if names_portal(portal) {
-                    let pending = self.batch.scatter_portal.take().expect("checked above");
+                if names_portal(portal)
+                    && let Some(pending) = self.batch.scatter_portal.take()
+                {
                     return self
                         .execute_scatter_portal(pending, max_rows)
                         .await
