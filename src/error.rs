@@ -4,6 +4,10 @@
 //! SQLSTATE and who is at fault, and converts into an [`ErrorReport`]. The session is the one
 //! place that turns a report into an `ErrorResponse` on the wire.
 
+mod unsupported;
+
+pub use unsupported::Unsupported;
+
 /// Who caused an error: tells operators where to look and clients whether a retry can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {

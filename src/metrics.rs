@@ -85,6 +85,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     refused_connections: IntCounterVec,
     cross_shard_refusals: IntCounterVec,
+    unsupported: IntCounterVec,
     reloads: IntCounterVec,
     /// Client connections accepted since start.
     pub connections: IntCounter,
@@ -223,6 +224,12 @@ impl Metrics {
                 "Reads needing several shards refused for a construct the merge cannot compute, by kind.",
                 &["construct"],
             ),
+            unsupported: counter_vec(
+                &r,
+                "shardgate_unsupported_total",
+                "Statements refused as not supported (0A000) for anything but a cross-shard read construct, by kind.",
+                &["kind"],
+            ),
             reloads: counter_vec(
                 &r,
                 "shardgate_shard_map_reloads_total",
@@ -303,6 +310,11 @@ impl Metrics {
     /// Counts a cross-shard read refused for a construct (`kind`: the router's fixed word for it).
     pub fn cross_shard_refused(&self, kind: &'static str) {
         self.cross_shard_refusals.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a statement refused as not supported (`kind`: `error::Unsupported::kind`).
+    pub fn unsupported(&self, kind: &'static str) {
+        self.unsupported.with_label_values(&[kind]).inc();
     }
 
     /// Counts a client refused after authentication (`reason`: a short fixed word).

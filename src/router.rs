@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{KeyError, ShardId, ShardMap};
-use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use crate::merge::ScatterPlan;
 
 pub use hint::Hint;
@@ -57,9 +57,9 @@ pub enum Route {
 /// Why a statement cannot be routed; each maps to a SQLSTATE.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    /// Not supported by the proxy (yet), with the reason.
+    /// Not supported by the proxy (yet): what it is.
     #[error("{0}")]
-    Refused(String),
+    Unsupported(#[from] Unsupported),
     /// A key value that is not valid for its column's type.
     #[error("{0}")]
     Key(#[from] KeyError),
@@ -126,7 +126,7 @@ impl RouteError {
     /// The error the client sees.
     pub fn report(&self) -> ErrorReport {
         let code = match self {
-            RouteError::Refused(_)
+            RouteError::Unsupported(_)
             | RouteError::CrossShard { .. }
             | RouteError::Placement { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
             RouteError::MissingParameter(_) => sqlstate::PROTOCOL_VIOLATION,

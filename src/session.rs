@@ -43,7 +43,7 @@ use crate::backend::{BackendConn, CancelSlot};
 use crate::clients::{ClientInfo, ClientState};
 use crate::config::PoolMode;
 use crate::config::ShardId;
-use crate::error::{Blame, Cause, ErrorReport, sqlstate};
+use crate::error::{Blame, Cause, ErrorReport, Unsupported, sqlstate};
 use crate::execute::{self, Buffers, PumpError, PumpEvent};
 use crate::metrics::{Metrics, Ran};
 use crate::pool::{Checkout, Liveness};
@@ -321,11 +321,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// in flight (a BEGIN cannot be slipped into the middle of an extended-protocol batch).
     async fn start_pending_transaction(&mut self) -> Result<(), ErrorReport> {
         if !self.replies.synced() {
-            return Err(routing::refused(
-                "a transaction's first statement must not share an extended-protocol batch \
-                 with messages sent before it; send a Sync first"
-                    .into(),
-            ));
+            return Err(self.unsupported(Unsupported::FirstStatementSharesBatch));
         }
         if let Some(begin) = self.txn.take_deferred() {
             self.run_hidden(&begin).await?;

@@ -18,6 +18,7 @@ use super::hint::Hint;
 use super::operand::Operand;
 use super::scope::folded;
 use crate::config::{Placement, ShardMap, Sharding};
+use crate::error::Unsupported;
 use functions::calls_unknown_function;
 
 mod dml;
@@ -100,8 +101,8 @@ pub enum Target {
         /// The limit it exceeds.
         max_bytes: usize,
     },
-    /// Refused, for this reason (SQLSTATE 0A000).
-    Refused(String),
+    /// Refused as not supported (SQLSTATE 0A000).
+    Refused(Unsupported),
 }
 
 impl Target {
@@ -347,12 +348,13 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
 /// Statements the router does not analyse (no rule for their kind, or queries that write
 /// through WITH / SELECT INTO): fine on the default shard when they name no map table,
 /// otherwise refused with `what` in the message.
-fn default_or_refuse(facts: &TokenFacts, what: &str) -> Target {
+fn default_or_refuse(facts: &TokenFacts, what: &'static str) -> Target {
     match facts.mentions.first() {
         None => Target::DefaultShard,
-        Some(table) => Target::Refused(format!(
-            "{what} naming the sharded or reference table {table} is not supported; send its statements separately"
-        )),
+        Some(table) => Target::Refused(Unsupported::UnanalysedStatement {
+            what,
+            table: table.clone(),
+        }),
     }
 }
 
@@ -361,9 +363,9 @@ fn default_or_refuse(facts: &TokenFacts, what: &str) -> Target {
 fn derived_table(map: &ShardMap, facts: &TokenFacts) -> Target {
     let sharded = (facts.mentions.iter()).find(|t| sharding_of(map, t).is_some());
     match sharded {
-        Some(table) => Target::Refused(format!(
-            "a table or view defined by a query over the sharded table {table} is not supported"
-        )),
+        Some(table) => Target::Refused(Unsupported::DerivedFromSharded {
+            table: table.clone(),
+        }),
         None => schema_change(facts),
     }
 }
@@ -384,15 +386,15 @@ fn copy(to: bool, map: &ShardMap, facts: &TokenFacts) -> (Kind, Target) {
     };
     let target = match (&map.tables[table].placement, to) {
         (Placement::Reference, true) => Target::Anywhere,
-        (Placement::Reference, false) => Target::Refused(format!(
-            "COPY FROM into the reference table {table} is not supported yet; use INSERT"
-        )),
+        (Placement::Reference, false) => Target::Refused(Unsupported::CopyIntoReference {
+            table: table.clone(),
+        }),
         (Placement::Sharded(_), true) => {
             Target::Scatter(format!("COPY {table} TO reads every shard"))
         }
-        (Placement::Sharded(_), false) => Target::Refused(format!(
-            "COPY FROM into the sharded table {table} is not supported yet; use INSERT"
-        )),
+        (Placement::Sharded(_), false) => Target::Refused(Unsupported::CopyIntoSharded {
+            table: table.clone(),
+        }),
     };
     (kind, target)
 }

@@ -8,6 +8,7 @@ use super::operand::{Params, key_value};
 use super::plan::{InsertRows, Keyed, Kind, Part, Plan, Target, sharding_of};
 use super::{Hint, Route, RouteError, Router};
 use crate::config::{Broadcast, KeyValue, ShardId};
+use crate::error::Unsupported;
 
 pub(super) fn route(
     router: &Router,
@@ -29,11 +30,7 @@ pub(super) fn route(
             (Route::Anywhere, route) => route,
             (route, Route::Anywhere) => route,
             (a, b) if a == b => a,
-            _ => {
-                let why =
-                    "the statements of this query need different shards; send them one by one";
-                return Err(RouteError::Refused(why.into()));
-            }
+            _ => return Err(Unsupported::StatementsOnDifferentShards.into()),
         };
     }
     Ok(combined)
@@ -56,9 +53,8 @@ fn route_part(
             && own != shard
             && !part.target.is_opaque()
         {
-            return Err(RouteError::Refused(format!(
-                "the statement's shard key is on another shard than the shard_key hint {key} names"
-            )));
+            let key = key.to_owned();
+            return Err(Unsupported::HintDisagrees { key }.into());
         }
         return Ok(Route::Shard(shard));
     }
@@ -85,7 +81,7 @@ fn route_part(
                 table: mentions[0].clone(),
             });
         }
-        Target::Refused(why) => return Err(RouteError::Refused(why.clone())),
+        Target::Refused(refusal) => return Err(refusal.clone().into()),
     })
 }
 
@@ -103,9 +99,8 @@ fn hinted_table(target: &Target) -> Option<String> {
 
 fn hinted(router: &Router, table: &str, key: &str) -> Result<ShardId, RouteError> {
     let Some(sharding) = sharding_of(router.map(), table) else {
-        return Err(RouteError::Refused(format!(
-            "a shard_key hint needs a sharded table; {table} is not one"
-        )));
+        let table = table.to_owned();
+        return Err(Unsupported::HintWithoutShardedTable { table }.into());
     };
     let key = KeyValue::parse_text(sharding.key_type, key)?;
     place(table, router.placer(&sharding.group), &key)
@@ -133,14 +128,16 @@ fn keyed_route(
     if keyed.broadcast == Broadcast::Allow {
         return Ok(Route::Broadcast(shards));
     }
-    let (table, key) = (&keyed.table, &sharding.key_column);
-    let what = match narrowed {
-        None => format!("a write to {table} must name its shard key {key}"),
-        Some(shards) => format!("this write to {table} touches {} shards", shards.len()),
-    };
-    Err(RouteError::Refused(format!(
-        "{what} (e.g. WHERE {key} = …); writes to several shards need `broadcast: true` for {table} in the shard map"
-    )))
+    let (table, key) = (keyed.table.clone(), sharding.key_column.clone());
+    Err(match narrowed {
+        None => Unsupported::WriteWithoutKey { table, key },
+        Some(shards) => Unsupported::WriteToSeveralShards {
+            table,
+            key,
+            shards: shards.len(),
+        },
+    }
+    .into())
 }
 
 /// The shard every row of an INSERT belongs to, or the rows of each shard.
@@ -154,12 +151,12 @@ fn insert_route(
     let mut groups: Vec<(ShardId, Vec<usize>)> = Vec::new();
     for (row, operand) in rows.keys.iter().enumerate() {
         let Some(key) = key_value(operand, sharding.key_type, params)? else {
-            return Err(RouteError::Refused(format!(
-                "row {} of the INSERT into {} has a NULL shard key {}",
-                row + 1,
-                rows.table,
-                sharding.key_column
-            )));
+            return Err(Unsupported::NullKeyInInsert {
+                table: rows.table.clone(),
+                key: sharding.key_column.clone(),
+                row: row + 1,
+            }
+            .into());
         };
         let shard = place(&rows.table, placer, &key)?;
         match groups.iter_mut().find(|(s, _)| *s == shard) {
@@ -169,10 +166,10 @@ fn insert_route(
     }
     groups.sort_by_key(|(shard, _)| *shard);
     match groups.as_slice() {
-        [] => Err(RouteError::Refused(format!(
-            "an INSERT into {} without rows",
-            rows.table
-        ))),
+        [] => Err(Unsupported::InsertWithoutRows {
+            table: rows.table.clone(),
+        }
+        .into()),
         [(one, _)] => Ok(Route::Shard(*one)),
         _ => Ok(Route::Split(groups)),
     }

@@ -58,22 +58,18 @@ pub(super) fn plan(router: &Router, sql: &str) -> Result<ScatterPlan, RouteError
 
 /// The router's view of the statement: a read of one co-location group.
 fn scattered_read(router: &Router, sql: &str) -> Result<Keyed, RouteError> {
+    use crate::error::Unsupported as Refused;
     let plan = router.plan(sql);
-    let advice =
-        "send it to one shard with its shard key in WHERE, or name a shard with /* shard: NAME */";
     match plan.parts.as_slice() {
         [part] if part.kind == Kind::Read => match &part.target {
             Target::Keyed(keyed) => Ok(keyed.clone()),
-            Target::Scatter(reason) => Err(RouteError::Refused(format!(
-                "this read cannot be computed across shards: {reason}; {advice}"
-            ))),
-            _ => Err(RouteError::Refused(
-                "only reads of sharded tables are planned across shards".into(),
-            )),
+            Target::Scatter(reason) => Err(Refused::ScatterNotComputable {
+                reason: reason.clone(),
+            }
+            .into()),
+            _ => Err(Refused::ScatterNotAShardedRead.into()),
         },
-        _ => Err(RouteError::Refused(format!(
-            "only a single SELECT can be computed across shards; {advice}"
-        ))),
+        _ => Err(Refused::ScatterNotOneSelect.into()),
     }
 }
 

@@ -15,7 +15,7 @@ pub(super) fn split_insert(
     sql: &str,
     groups: &[(ShardId, Vec<usize>)],
 ) -> Result<Vec<(ShardId, String)>, RouteError> {
-    let cannot = || RouteError::Refused("this INSERT cannot be split by shard".into());
+    let cannot = || RouteError::from(crate::error::Unsupported::UnsplittableInsert);
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|_| cannot())?;
     let [Statement::Insert(insert)] = statements.as_slice() else {
         return Err(cannot());

@@ -8,8 +8,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::client::Refusal;
-use super::routing::refused;
 use super::statements::{next_word, split_statements};
+use crate::error::Unsupported;
 use crate::config::ShardId;
 use crate::error::ErrorReport;
 use crate::execute::broadcast::{How, Leg, LegStatement, Rows, Wrapping, broadcast};
@@ -38,11 +38,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Refuses a statement on several primaries where it cannot run: inside a transaction.
     pub(super) fn check_spread_allowed(&self) -> Result<(), Refusal> {
         if self.tied_to_backend() || self.txn.phase.is_deferred() {
-            return Err(Refusal::Statement(refused(
-                "a statement that runs on several shards cannot be part of a transaction yet; \
-                 run it outside BEGIN … COMMIT"
-                    .into(),
-            )));
+            let refusal = Unsupported::SpreadInTransaction;
+            return Err(Refusal::Statement(self.unsupported(refusal)));
         }
         Ok(())
     }

@@ -8,11 +8,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::client::{Refusal, body, duplicate_statement};
 use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
-use super::routing::refused;
 use super::scatter::{ScatterRead, SpreadWrite};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
 use crate::config::ShardId;
+use crate::error::Unsupported;
 use crate::execute::broadcast::{LegStatement, Rows};
 use crate::router::{Params, Route};
 use crate::wire::{self, Bind, BindRest, Parse, StatementOrPortal, Target, encode};
@@ -245,11 +245,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<SpreadWrite, Refusal> {
         let sql = statement.query.to_string();
         if returns_rows(&sql) {
-            return Err(Refusal::Statement(refused(
-                "a statement with RETURNING that runs on several shards must be sent as a \
-                 simple query (not through the extended protocol)"
-                    .into(),
-            )));
+            let refusal = Unsupported::SpreadReturningExtended;
+            return Err(Refusal::Statement(self.unsupported(refusal)));
         }
         let bound = || LegStatement::Bound {
             sql: sql.clone(),
@@ -264,19 +261,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 if statement.param_types.is_empty() && has_no_values(bind_rest) =>
             {
                 let router = &self.env.database.router;
-                let parts = router.split_insert(&sql, &groups).map_err(|e| e.report())?;
+                let parts = (router.split_insert(&sql, &groups)).map_err(|e| self.route_failed(e))?;
                 let simple = parts
                     .into_iter()
                     .map(|(s, sql)| (s, LegStatement::Simple(sql)));
                 (simple.collect(), Rows::Disjoint)
             }
             _ => {
-                return Err(Refusal::Statement(refused(
-                    "a multi-row INSERT whose rows belong to several shards cannot take \
-                     parameters through the extended protocol; send one INSERT per shard key \
-                     or a simple query"
-                        .into(),
-                )));
+                let refusal = Unsupported::SplitInsertWithParameters;
+                return Err(Refusal::Statement(self.unsupported(refusal)));
             }
         };
         Ok(SpreadWrite { sql, parts, rows })

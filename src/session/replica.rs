@@ -10,11 +10,10 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::replies::{Expect, Replies, Undo};
-use super::routing::refused;
 use super::{Ending, Session};
 use crate::config::{PoolMode, ShardId};
 use crate::counters::Event;
-use crate::error::ErrorReport;
+use crate::error::{ErrorReport, Unsupported};
 use crate::topology::Role;
 use crate::wire::{TxStatus, peek_header, tag};
 
@@ -135,11 +134,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         if !self.replies.synced() {
-            return Err(refused(
-                "a read sent to a replica shares its extended-protocol batch with a statement \
-                 that needs the primary; send a Sync between them"
-                    .into(),
-            ));
+            return Err(self.unsupported(Unsupported::ReplicaReadSharesBatch));
         }
         self.wait_for_replies().await?;
         self.release();

@@ -10,11 +10,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use crate::config::ShardId;
-use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use std::sync::Arc;
 
 use crate::control::directory::{DirectoryLookup, LookupError};
-use crate::metrics::RouteKind;
+use crate::metrics::{Metrics, RouteKind};
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};
 use crate::topology::Database;
@@ -30,7 +30,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         sql: &'a str,
         params: Option<&'a Params<'a>>,
     ) -> impl Future<Output = Result<Routed, ErrorReport>> + Send + 'a {
-        route_with_lookups(self.env.database.clone(), self.hint.clone(), sql, params)
+        let (database, metrics) = (self.env.database.clone(), self.env.metrics.clone());
+        route_with_lookups(database, metrics, self.hint.clone(), sql, params)
+    }
+
+    /// The error for something not supported, counted by its kind.
+    pub(super) fn unsupported(&self, what: Unsupported) -> ErrorReport {
+        unsupported(&self.env.metrics, what)
+    }
+
+    /// The error for a route that failed, counted by kind when it is a refusal.
+    pub(super) fn route_failed(&self, error: RouteError) -> ErrorReport {
+        route_failure(&self.env.metrics, error)
     }
 
     /// Where a statement may be parsed or described before its parameters are known:
@@ -61,23 +72,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         match route {
             Route::Anywhere => Ok(None),
             Route::Shard(shard) => Ok(Some(shard)),
-            Route::Scatter(shards) => Err(refused(format!(
-                "this read needs rows from {} shards; cross-shard reads are not supported yet \
-                 (narrow it with the shard key, or name a shard with /* shard: NAME */)",
-                shards.len()
-            ))),
-            Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => Err(refused(
-                "a statement that runs on several shards cannot run from a SQL-level prepared \
-                 statement (EXECUTE) yet; send the statement itself"
-                    .into(),
-            )),
+            Route::Scatter(shards) => Err(self.unsupported(Unsupported::ScatterFromSqlPrepared {
+                shards: shards.len(),
+            })),
+            Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => {
+                Err(self.unsupported(Unsupported::SpreadFromSqlPrepared))
+            }
             Route::CurrentShardOnly => match self.held_shard {
                 Some(shard) if self.tied_to_backend() => Ok(Some(shard)),
-                _ => Err(refused(
-                    "shardgate cannot parse this statement and it names a sharded table; \
-                     add a /* shard: NAME */ or /* shard_key: VALUE */ comment"
-                        .into(),
-                )),
+                _ => Err(self.unsupported(Unsupported::UnparsedNamesShardedTable)),
             },
         }
     }
@@ -110,21 +113,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if in_transaction && self.pin.is_none() {
             return self.switch_shard(held, needed).await;
         }
+        let (held, needed) = (name(held), name(needed));
         if self.tied_to_backend() {
-            return Err(refused(format!(
-                "this connection is pinned to its backend on shard {} (session state such as \
-                 LISTEN or temporary tables) and this statement needs shard {}",
-                name(held),
-                name(needed)
-            )));
+            let refusal = Unsupported::PinnedToOtherShard { held, needed };
+            return Err(self.unsupported(refusal));
         }
         if !self.replies.synced() {
-            return Err(refused(format!(
-                "messages of one extended-protocol batch (before Sync) need shards {} and {}; \
-                 send a Sync between them",
-                name(held),
-                name(needed)
-            )));
+            let refusal = Unsupported::BatchNeedsTwoShards { held, needed };
+            return Err(self.unsupported(refusal));
         }
         self.wait_for_replies().await?;
         self.release();
@@ -143,11 +139,12 @@ pub(super) struct Routed {
 
 async fn route_with_lookups(
     database: Arc<Database>,
+    metrics: Arc<Metrics>,
     hint: Option<Hint>,
     sql: &str,
     params: Option<&Params<'_>>,
 ) -> Result<Routed, ErrorReport> {
-    let routed = route_looking_up(&database, hint, sql, params).await;
+    let routed = route_looking_up(&database, &metrics, hint, sql, params).await;
     database.meters.route(match &routed {
         Ok((_, kind)) => *kind,
         Err(_) => RouteKind::Refused,
@@ -169,6 +166,7 @@ fn route_kind(route: &Route, unmapped: bool) -> RouteKind {
 
 async fn route_looking_up(
     database: &Database,
+    metrics: &Metrics,
     hint: Option<Hint>,
     sql: &str,
     params: Option<&Params<'_>>,
@@ -178,6 +176,7 @@ async fn route_looking_up(
     let mut fetched = Fetched::default();
     route_fetching(
         database,
+        metrics,
         &hint,
         sql,
         params,
@@ -204,6 +203,7 @@ impl Drop for Fetched {
 /// routing again; `fetched` collects them, to be settled once the route is made.
 async fn route_fetching(
     database: &Database,
+    metrics: &Metrics,
     hint: &Option<Hint>,
     sql: &str,
     params: Option<&Params<'_>>,
@@ -242,12 +242,24 @@ async fn route_fetching(
                 let kind = route_kind(&route, unmapped);
                 return Ok((Routed { route, writes }, kind));
             }
-            Err(error) => return Err(error.report()),
+            Err(error) => return Err(route_failure(metrics, error)),
         }
     }
-    Err(refused(
-        "the statement names too many keys missing from a directory table's cache".into(),
-    ))
+    Err(unsupported(metrics, Unsupported::TooManyDirectoryMisses))
+}
+
+fn unsupported(metrics: &Metrics, what: Unsupported) -> ErrorReport {
+    metrics.unsupported(what.kind());
+    what.report()
+}
+
+fn route_failure(metrics: &Metrics, error: RouteError) -> ErrorReport {
+    match &error {
+        RouteError::CrossShard { construct, .. } => metrics.cross_shard_refused(construct.kind()),
+        RouteError::Unsupported(what) => metrics.unsupported(what.kind()),
+        _ => {}
+    }
+    error.report()
 }
 
 /// A directory table the router asked about that the topology has no reader for (a bug).
@@ -267,10 +279,4 @@ fn lookup_report(error: &LookupError) -> ErrorReport {
     ErrorReport::error(code, blame, format!("shardgate: {error}"))
 }
 
-pub(super) fn refused(message: String) -> ErrorReport {
-    ErrorReport::error(
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        Blame::Client,
-        format!("shardgate: {message}"),
-    )
-}
+

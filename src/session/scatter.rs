@@ -19,15 +19,14 @@ pub(super) use portal::{ScatterPortal, SpreadWrite};
 
 use super::Session;
 use super::client::Refusal;
-use super::routing::refused;
 use crate::config::ShardId;
 use crate::counters::Event;
-use crate::error::{ErrorReport, sqlstate};
+use crate::error::{ErrorReport, Unsupported, sqlstate};
 use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::metrics;
 use crate::pool::Checkout;
-use crate::router::{Params, RouteError};
+use crate::router::Params;
 use crate::topology::{Database, Freshness, Role};
 use crate::wire::{TxStatus, encode};
 
@@ -85,30 +84,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// backend.
     pub(super) fn check_scatter_allowed(&self) -> Result<(), ErrorReport> {
         if self.pin.is_some() {
-            return Err(refused(
-                "a read that needs several shards cannot run on a connection pinned to one \
-                 backend (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors); \
-                 narrow it to one shard with its shard key"
-                    .into(),
-            ));
+            return Err(self.unsupported(Unsupported::ScatterWhilePinned));
         }
         if !self.replies.synced() {
-            return Err(refused(
-                "a read that needs several shards must not share an extended-protocol batch \
-                 with messages sent before it; send a Sync first"
-                    .into(),
-            ));
+            return Err(self.unsupported(Unsupported::ScatterSharesBatch));
         }
         Ok(())
     }
 
     pub(super) fn scatter_plan(&self, sql: &str) -> Result<Arc<ScatterPlan>, ErrorReport> {
-        (self.env.database.router.scatter(sql)).map_err(|error| {
-            if let RouteError::CrossShard { construct, .. } = &error {
-                self.env.metrics.cross_shard_refused(construct.kind());
-            }
-            error.report()
-        })
+        (self.env.database.router.scatter(sql)).map_err(|error| self.route_failed(error))
     }
 
     /// Runs `read` on its shards (only the first when `execute` is false: a description) and
@@ -196,6 +181,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let database = self.env.database.clone();
         let checked = refuse_catalog_aggregates(&database, &plan, &mut backends[0].conn).await;
+        let checked = checked.map_err(|refusal| match refusal {
+            Ok(unsupported) => self.unsupported(unsupported),
+            Err(report) => report,
+        });
         let outcome = match checked {
             Ok(()) => (self.run_legs(&plan, read, shards, &mut backends, show, execute)).await,
             Err(report) => Err(Ran::Refused(report)),
@@ -368,22 +357,23 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
 /// Refuses a pass-through read that calls a function the catalog says is an aggregate
 /// (one made with CREATE AGGREGATE): each shard would answer it with a row of its own.
+/// Refuses (`Err(Ok(..))`) a read calling an aggregate the merge cannot combine that only
+/// the catalog knows is one; `Err(Err(..))` when asking the catalog failed.
 async fn refuse_catalog_aggregates(
     database: &Database,
     plan: &ScatterPlan,
     conn: &mut Checkout,
-) -> Result<(), ErrorReport> {
+) -> Result<(), Result<Unsupported, ErrorReport>> {
     let names = &database.aggregate_names;
     let unknown = names.unknown(&plan.functions);
     if !unknown.is_empty() {
-        let aggregates = fanout::aggregates_among(conn, &unknown).await?;
+        let aggregates = (fanout::aggregates_among(conn, &unknown).await).map_err(Err)?;
         names.learn(&unknown, &aggregates);
     }
     match names.first_aggregate(&plan.functions) {
-        Some(name) => Err(refused(format!(
-            "the aggregate {name} is not one shardgate can combine across shards; add the \
-             shard key to WHERE or name a shard with /* shard: NAME */"
-        ))),
+        Some(name) => Err(Ok(Unsupported::UncombinableAggregate {
+            name: name.to_string(),
+        })),
         None => Ok(()),
     }
 }

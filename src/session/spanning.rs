@@ -23,10 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::local::{Control, transaction_control};
-use super::routing::refused;
 use super::statements::{SessionEffect, split_statements, transaction_scoped_settings};
 use crate::config::ShardId;
-use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use crate::execute::broadcast::run_simple;
 use crate::execute::commit::{TornCommit, commit as execute_commit, torn_commit_report};
 use crate::pool::Checkout;
@@ -50,22 +49,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         needed: ShardId,
     ) -> Result<(), ErrorReport> {
         if !self.replies.synced() {
-            return Err(refused(
-                "messages of one extended-protocol batch (before Sync) need two shards of one \
-                 transaction; send a Sync between them"
-                    .into(),
-            ));
+            return Err(self.unsupported(Unsupported::BatchNeedsTwoShardsOfTransaction));
         }
         self.wait_for_replies().await?;
         if self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed {
             return Err(aborted());
         }
         if self.txn.session_set {
-            return Err(refused(
-                "this transaction ran SET (session level), which cannot follow it to another \
-                 shard yet; use SET LOCAL, or SET before BEGIN"
-                    .into(),
-            ));
+            return Err(self.unsupported(Unsupported::SessionSetThenOtherShard));
         }
         if !self.txn.phase.spans_shards() {
             self.run_hidden(&bound_lock_waits()).await?;
@@ -224,17 +215,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             [Control::End(commit)] if split_statements(sql).count() == 1 => {
                 self.end_parked(*commit).await
             }
-            [Control::End(_)] => Err(refused(
-                "in a transaction that spans shards, send COMMIT or ROLLBACK on its own".into(),
-            )),
-            [Control::Other] => Err(refused(
-                "COMMIT/ROLLBACK AND CHAIN and PREPARE TRANSACTION are not supported in a \
-                 transaction that spans shards yet; end it with COMMIT or ROLLBACK"
-                    .into(),
-            )),
-            _ => Err(refused(
-                "savepoints are not supported in a transaction that spans shards yet".into(),
-            )),
+            [Control::End(_)] => Err(self.unsupported(Unsupported::EndNotAlone)),
+            [Control::Other] => Err(self.unsupported(Unsupported::ChainOrPrepareWhileSpanning)),
+            _ => Err(self.unsupported(Unsupported::SavepointWhileSpanning)),
         }
     }
 
@@ -329,11 +312,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             )
         });
         if session_level && self.txn.phase.spans_shards() {
-            return Err(refused(
-                "SET (session level) is not supported in a transaction that spans shards; use \
-                 SET LOCAL, or SET before BEGIN"
-                    .into(),
-            ));
+            return Err(self.unsupported(Unsupported::SessionSetWhileSpanning));
         }
         self.txn.session_set |= session_level;
         let scoped = transaction_scoped_settings(sql).map(|s| s.trim().to_owned());

@@ -8,6 +8,7 @@ use sqlparser::ast::{
 use super::query::{all_of, is_reference};
 use super::{InsertRows, Keyed, Target, TokenFacts, as_select, sharding_of};
 use crate::config::{ShardMap, Sharding};
+use crate::error::Unsupported;
 use crate::router::operand::Operand;
 use crate::router::scope::{Scope, map_table_name};
 
@@ -19,9 +20,10 @@ pub(super) fn insert(map: &ShardMap, insert: &Insert, facts: &TokenFacts) -> Tar
     let table = map_table_name(name).unwrap_or_default();
     let others = facts.unseen_sharded(map, std::slice::from_ref(&table));
     if let Some(other) = others.first() {
-        return Target::Refused(format!(
-            "INSERT INTO {table} reads the sharded table {other}"
-        ));
+        return Target::Refused(Unsupported::InsertReadsSharded {
+            other: other.to_string(),
+            table,
+        });
     }
     if is_reference(map, &table) {
         return Target::EveryShard;
@@ -35,12 +37,12 @@ pub(super) fn insert(map: &ShardMap, insert: &Insert, facts: &TokenFacts) -> Tar
     let key = &sharding.key_column;
     let position = insert.columns.iter().position(|c| column_name(c) == *key);
     let Some(position) = position else {
-        let why = if insert.columns.is_empty() {
-            "has no column list; name the columns so the shard key can be found".to_owned()
+        return Target::Refused(if insert.columns.is_empty() {
+            Unsupported::InsertWithoutColumns { table }
         } else {
-            format!("does not set the shard key {key}")
-        };
-        return Target::Refused(format!("INSERT INTO {table} {why}"));
+            let key = key.clone();
+            Unsupported::InsertWithoutKey { table, key }
+        });
     };
     match row_keys(insert, position) {
         Some(keys) => Target::Insert(InsertRows {
@@ -48,9 +50,10 @@ pub(super) fn insert(map: &ShardMap, insert: &Insert, facts: &TokenFacts) -> Tar
             sharding: sharding.clone(),
             keys,
         }),
-        None => Target::Refused(format!(
-            "INSERT INTO {table}: the shard key {key} must be a literal or a parameter in every row (INSERT … SELECT only of constants)"
-        )),
+        None => Target::Refused(Unsupported::InsertKeyNotConstant {
+            table,
+            key: key.clone(),
+        }),
     }
 }
 
@@ -135,7 +138,7 @@ fn write(
     target: Option<String>,
     selection: Option<&Expr>,
     facts: &TokenFacts,
-    verb: &str,
+    verb: &'static str,
 ) -> Target {
     let unseen = facts.unseen_sharded(map, &scope.seen);
     let Some(table) = target else {
@@ -144,30 +147,31 @@ fn write(
             .or(scope.sharded.first().map(|t| &*t.table).as_ref())
         {
             None => Target::DefaultShard,
-            Some(other) => Target::Refused(format!(
-                "{verb} of a table outside the map reads the sharded table {other}"
-            )),
+            Some(other) => Target::Refused(Unsupported::UnmappedWriteReadsSharded {
+                verb,
+                other: other.to_string(),
+            }),
         };
     };
     if is_reference(map, &table) {
         return match scope.sharded.first() {
             None if unseen.is_empty() => Target::EveryShard,
-            _ => Target::Refused(format!(
-                "{verb} of the reference table {table} reads a sharded table"
-            )),
+            _ => Target::Refused(Unsupported::ReferenceWriteReadsSharded { verb, table }),
         };
     }
     if let Some(other) = unseen.first() {
-        return Target::Refused(format!("{verb} of {table} reads {other} in a subquery"));
+        return Target::Refused(Unsupported::WriteReadsInSubquery {
+            verb,
+            table,
+            other: other.to_string(),
+        });
     }
     let mut scope = scope;
     if let Some(selection) = selection {
         scope.note_key_equalities(selection);
     }
     if scope.groups().len() > 1 || !scope.joined_on_key() {
-        return Target::Refused(format!(
-            "{verb} of {table} joins sharded tables other than on their shard key"
-        ));
+        return Target::Refused(Unsupported::WriteJoinsOffKey { verb, table });
     }
     let sharded = &scope.sharded[0];
     let mut conditions: Vec<Expr> = selection.into_iter().cloned().collect();
@@ -188,9 +192,10 @@ fn sets_key(assignments: &[Assignment], table: &str, sharding: &Sharding) -> Opt
         AssignmentTarget::Tuple(names) => names.iter().any(|n| column_name(n) == *key),
     });
     sets.then(|| {
-        Target::Refused(format!(
-            "changing the shard key {key} of {table} would move rows between shards, which is not supported"
-        ))
+        Target::Refused(Unsupported::ShardKeyChange {
+            table: table.to_owned(),
+            key: key.clone(),
+        })
     })
 }
 

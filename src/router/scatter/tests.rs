@@ -39,7 +39,7 @@ fn planned(router: &Router, sql: &str) -> ScatterPlan {
 /// The refusal of `sql`.
 fn refusal(router: &Router, sql: &str) -> String {
     match router.scatter(sql) {
-        Err(RouteError::Refused(why)) => why,
+        Err(RouteError::Unsupported(why)) => why.to_string(),
         Err(error @ RouteError::CrossShard { .. }) => error.to_string(),
         other => panic!("{sql}: expected a refusal, got {other:?}"),
     }

@@ -13,7 +13,7 @@ use super::super::transaction::Phase;
 use super::ScatterRead;
 use crate::config::ShardId;
 use crate::counters::Event;
-use crate::error::ErrorReport;
+use crate::error::{ErrorReport, Unsupported};
 use crate::execute::fanout::{Leg, leg_batch};
 use crate::merge::ScatterPlan;
 use crate::pool::{Checkout, EndpointPool};
@@ -122,11 +122,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let reaches_more = shards.iter().any(|s| self.status_on(*s) == TxStatus::Idle);
         if self.txn.session_set && reaches_more && self.backend.is_some() {
-            return Err(super::super::routing::refused(
-                "this transaction ran SET (session level), which cannot follow it to another \
-                 shard yet; use SET LOCAL, or SET before BEGIN"
-                    .into(),
-            ));
+            return Err(self.unsupported(Unsupported::SessionSetThenOtherShard));
         }
         let elsewhere = self.held_shard.is_some_and(|held| !shards.contains(&held))
             || (self.txn.phase.parked().iter()).any(|p| !shards.contains(&p.shard));

@@ -9,8 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::Session;
 use super::super::client::Refusal;
-use super::super::routing::refused;
 use super::ScatterRead;
+use crate::error::Unsupported;
 use crate::config::ShardId;
 use crate::execute::broadcast::{LegStatement, Rows};
 use crate::execute::fanout::Show;
@@ -149,11 +149,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let portal = crate::wire::execute_portal(body).unwrap_or_default();
         if let Some(index) = self.batch.dropped_portals.iter().position(|p| p == portal) {
             self.batch.dropped_portals.remove(index);
-            return Err(Refusal::Statement(refused(
-                "a portal that reads several shards must be executed right after its Bind \
-                 (and Describe); other messages in between are not supported yet"
-                    .into(),
-            )));
+            let refusal = Unsupported::PortalNotExecutedAtOnce;
+            return Err(Refusal::Statement(self.unsupported(refusal)));
         }
         Ok(())
     }
@@ -215,11 +212,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         };
         if max_rows > 0 {
-            return Err(Refusal::Statement(refused(
-                "fetching a cross-shard result in parts (Execute with a row limit) is not \
-                 supported yet; fetch all rows at once"
-                    .into(),
-            )));
+            let refusal = Unsupported::PartialFetchAcrossShards;
+            return Err(Refusal::Statement(self.unsupported(refusal)));
         }
         let mut preamble = Vec::new();
         if !pending.bind_answered {

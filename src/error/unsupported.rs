@@ -1,0 +1,407 @@
+//! Everything the proxy refuses as not supported (SQLSTATE 0A000) other than the cross-shard
+//! read constructs the merge cannot compute (those are `router::scatter::Construct`): by kind,
+//! so each is counted (`shardgate_unsupported_total{kind}`) and tested by what it is, and its
+//! message is worded here only.
+//!
+//! The router refuses statements (writes that reach several shards, statements it cannot
+//! analyse); the session refuses uses of statements (a transaction or an extended-protocol
+//! batch that would have to span shards in a way not supported yet).
+
+/// A statement, or a use of one, that the proxy does not support (yet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    // Statements (the router).
+    /// The statements of one simple query need different shards.
+    #[error("the statements of this query need different shards; send them one by one")]
+    StatementsOnDifferentShards,
+    /// A `shardgate.shard_key` hint that disagrees with the statement's own key.
+    #[error(
+        "the statement's shard key is on another shard than the shard_key hint {key} names"
+    )]
+    HintDisagrees {
+        /// The hinted key.
+        key: String,
+    },
+    /// A `shardgate.shard_key` hint on a statement about no sharded table.
+    #[error("a shard_key hint needs a sharded table; {table} is not one")]
+    HintWithoutShardedTable {
+        /// The table the statement names.
+        table: String,
+    },
+    /// An UPDATE/DELETE of a sharded table without its key (and without `broadcast: true`).
+    #[error(
+        "a write to {table} must name its shard key {key} (e.g. WHERE {key} = …); writes to several shards need `broadcast: true` for {table} in the shard map"
+    )]
+    WriteWithoutKey {
+        /// The table written.
+        table: String,
+        /// Its shard key column.
+        key: String,
+    },
+    /// An UPDATE/DELETE whose key condition reaches several shards.
+    #[error(
+        "this write to {table} touches {shards} shards (e.g. WHERE {key} = …); writes to several shards need `broadcast: true` for {table} in the shard map"
+    )]
+    WriteToSeveralShards {
+        /// The table written.
+        table: String,
+        /// Its shard key column.
+        key: String,
+        /// How many shards it reaches.
+        shards: usize,
+    },
+    /// A row of an INSERT with a NULL key.
+    #[error("row {row} of the INSERT into {table} has a NULL shard key {key}")]
+    NullKeyInInsert {
+        /// The table.
+        table: String,
+        /// Its shard key column.
+        key: String,
+        /// The row, from 1.
+        row: usize,
+    },
+    /// An INSERT whose source has no rows the router can see.
+    #[error("an INSERT into {table} without rows")]
+    InsertWithoutRows {
+        /// The table.
+        table: String,
+    },
+    /// An INSERT … SELECT reading a sharded table.
+    #[error("INSERT INTO {table} reads the sharded table {other}")]
+    InsertReadsSharded {
+        /// The table written.
+        table: String,
+        /// The sharded table read.
+        other: String,
+    },
+    /// An INSERT into a sharded table without a column list.
+    #[error(
+        "INSERT INTO {table} has no column list; name the columns so the shard key can be found"
+    )]
+    InsertWithoutColumns {
+        /// The table.
+        table: String,
+    },
+    /// An INSERT into a sharded table whose columns leave out the key.
+    #[error("INSERT INTO {table} does not set the shard key {key}")]
+    InsertWithoutKey {
+        /// The table.
+        table: String,
+        /// Its shard key column.
+        key: String,
+    },
+    /// An INSERT whose key is an expression in some row.
+    #[error(
+        "INSERT INTO {table}: the shard key {key} must be a literal or a parameter in every row (INSERT … SELECT only of constants)"
+    )]
+    InsertKeyNotConstant {
+        /// The table.
+        table: String,
+        /// Its shard key column.
+        key: String,
+    },
+    /// An UPDATE/DELETE of an unmapped table reading a sharded one.
+    #[error("{verb} of a table outside the map reads the sharded table {other}")]
+    UnmappedWriteReadsSharded {
+        /// `UPDATE` or `DELETE`.
+        verb: &'static str,
+        /// The sharded table read.
+        other: String,
+    },
+    /// An UPDATE/DELETE of a reference table reading a sharded one.
+    #[error("{verb} of the reference table {table} reads a sharded table")]
+    ReferenceWriteReadsSharded {
+        /// `UPDATE` or `DELETE`.
+        verb: &'static str,
+        /// The reference table written.
+        table: String,
+    },
+    /// An UPDATE/DELETE reading another sharded table in a subquery.
+    #[error("{verb} of {table} reads {other} in a subquery")]
+    WriteReadsInSubquery {
+        /// `UPDATE` or `DELETE`.
+        verb: &'static str,
+        /// The table written.
+        table: String,
+        /// The sharded table read.
+        other: String,
+    },
+    /// An UPDATE/DELETE joining sharded tables other than on their key.
+    #[error("{verb} of {table} joins sharded tables other than on their shard key")]
+    WriteJoinsOffKey {
+        /// `UPDATE` or `DELETE`.
+        verb: &'static str,
+        /// The table written.
+        table: String,
+    },
+    /// An UPDATE (or INSERT … ON CONFLICT DO UPDATE) setting the shard key.
+    #[error(
+        "changing the shard key {key} of {table} would move rows between shards, which is not supported"
+    )]
+    ShardKeyChange {
+        /// The table.
+        table: String,
+        /// Its shard key column.
+        key: String,
+    },
+    /// A statement the router does not analyse, naming a map table.
+    #[error(
+        "{what} naming the sharded or reference table {table} is not supported; send its statements separately"
+    )]
+    UnanalysedStatement {
+        /// What kind of statement.
+        what: &'static str,
+        /// The map table it names.
+        table: String,
+    },
+    /// `CREATE TABLE … AS` or a view over a sharded table.
+    #[error(
+        "a table or view defined by a query over the sharded table {table} is not supported"
+    )]
+    DerivedFromSharded {
+        /// The sharded table read.
+        table: String,
+    },
+    /// `COPY … FROM` into a reference table.
+    #[error("COPY FROM into the reference table {table} is not supported yet; use INSERT")]
+    CopyIntoReference {
+        /// The table.
+        table: String,
+    },
+    /// `COPY … FROM` into a sharded table.
+    #[error("COPY FROM into the sharded table {table} is not supported yet; use INSERT")]
+    CopyIntoSharded {
+        /// The table.
+        table: String,
+    },
+    /// A multi-row INSERT whose rows go to several shards, in a form that cannot be split.
+    #[error("this INSERT cannot be split by shard")]
+    UnsplittableInsert,
+    /// A cross-shard read the router cannot plan (`reason`: what it reads).
+    #[error(
+        "this read cannot be computed across shards: {reason}; send it to one shard with its shard key in WHERE, or name a shard with /* shard: NAME */"
+    )]
+    ScatterNotComputable {
+        /// Why, in the router's words.
+        reason: String,
+    },
+    /// A cross-shard plan asked for a statement that reads no sharded table.
+    #[error("only reads of sharded tables are planned across shards")]
+    ScatterNotAShardedRead,
+    /// A cross-shard plan asked for something other than one SELECT.
+    #[error(
+        "only a single SELECT can be computed across shards; send it to one shard with its shard key in WHERE, or name a shard with /* shard: NAME */"
+    )]
+    ScatterNotOneSelect,
+    /// Unparseable text naming a sharded table, outside a transaction on one shard.
+    #[error(
+        "shardgate cannot parse this statement and it names a sharded table; add a /* shard: NAME */ or /* shard_key: VALUE */ comment"
+    )]
+    UnparsedNamesShardedTable,
+    /// More directory keys missing from the cache than one statement may look up.
+    #[error("the statement names too many keys missing from a directory table's cache")]
+    TooManyDirectoryMisses,
+
+    // Uses of statements (the session).
+    /// A cross-shard read run through SQL-level `EXECUTE`.
+    #[error(
+        "this read needs rows from {shards} shards; cross-shard reads are not supported yet (narrow it with the shard key, or name a shard with /* shard: NAME */)"
+    )]
+    ScatterFromSqlPrepared {
+        /// How many shards it needs.
+        shards: usize,
+    },
+    /// A write to several shards run through SQL-level `EXECUTE`.
+    #[error(
+        "a statement that runs on several shards cannot run from a SQL-level prepared statement (EXECUTE) yet; send the statement itself"
+    )]
+    SpreadFromSqlPrepared,
+    /// A statement on several primaries inside a transaction.
+    #[error(
+        "a statement that runs on several shards cannot be part of a transaction yet; run it outside BEGIN … COMMIT"
+    )]
+    SpreadInTransaction,
+    /// A write to several shards with RETURNING through the extended protocol.
+    #[error(
+        "a statement with RETURNING that runs on several shards must be sent as a simple query (not through the extended protocol)"
+    )]
+    SpreadReturningExtended,
+    /// A parameterized multi-row INSERT whose rows belong to several shards.
+    #[error(
+        "a multi-row INSERT whose rows belong to several shards cannot take parameters through the extended protocol; send one INSERT per shard key or a simple query"
+    )]
+    SplitInsertWithParameters,
+    /// A connection pinned to one backend whose statement needs another shard.
+    #[error(
+        "this connection is pinned to its backend on shard {held} (session state such as LISTEN or temporary tables) and this statement needs shard {needed}"
+    )]
+    PinnedToOtherShard {
+        /// The shard of the pinned backend.
+        held: String,
+        /// The shard the statement needs.
+        needed: String,
+    },
+    /// A cross-shard read on a connection pinned to one backend.
+    #[error(
+        "a read that needs several shards cannot run on a connection pinned to one backend (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors); narrow it to one shard with its shard key"
+    )]
+    ScatterWhilePinned,
+    /// Messages of one extended-protocol batch that need two shards outside a transaction.
+    #[error(
+        "messages of one extended-protocol batch (before Sync) need shards {held} and {needed}; send a Sync between them"
+    )]
+    BatchNeedsTwoShards {
+        /// The shard the batch started on.
+        held: String,
+        /// The shard a later message needs.
+        needed: String,
+    },
+    /// Messages of one extended-protocol batch that need two shards of one transaction.
+    #[error(
+        "messages of one extended-protocol batch (before Sync) need two shards of one transaction; send a Sync between them"
+    )]
+    BatchNeedsTwoShardsOfTransaction,
+    /// A cross-shard read sharing a batch with messages before it.
+    #[error(
+        "a read that needs several shards must not share an extended-protocol batch with messages sent before it; send a Sync first"
+    )]
+    ScatterSharesBatch,
+    /// A replica read sharing a batch with a statement that needs the primary.
+    #[error(
+        "a read sent to a replica shares its extended-protocol batch with a statement that needs the primary; send a Sync between them"
+    )]
+    ReplicaReadSharesBatch,
+    /// A deferred transaction's first statement sharing a batch with messages before it.
+    #[error(
+        "a transaction's first statement must not share an extended-protocol batch with messages sent before it; send a Sync first"
+    )]
+    FirstStatementSharesBatch,
+    /// A cross-shard portal with other messages between its Bind and its Execute.
+    #[error(
+        "a portal that reads several shards must be executed right after its Bind (and Describe); other messages in between are not supported yet"
+    )]
+    PortalNotExecutedAtOnce,
+    /// An Execute with a row limit on a cross-shard portal.
+    #[error(
+        "fetching a cross-shard result in parts (Execute with a row limit) is not supported yet; fetch all rows at once"
+    )]
+    PartialFetchAcrossShards,
+    /// An aggregate (found in the catalog) the merge cannot combine.
+    #[error(
+        "the aggregate {name} is not one shardgate can combine across shards; add the shard key to WHERE or name a shard with /* shard: NAME */"
+    )]
+    UncombinableAggregate {
+        /// The aggregate's name.
+        name: String,
+    },
+    /// A session-level SET in a transaction that then needs another shard.
+    #[error(
+        "this transaction ran SET (session level), which cannot follow it to another shard yet; use SET LOCAL, or SET before BEGIN"
+    )]
+    SessionSetThenOtherShard,
+    /// A session-level SET in a transaction that spans shards.
+    #[error(
+        "SET (session level) is not supported in a transaction that spans shards; use SET LOCAL, or SET before BEGIN"
+    )]
+    SessionSetWhileSpanning,
+    /// COMMIT/ROLLBACK with other statements in one query, in a spanning transaction.
+    #[error("in a transaction that spans shards, send COMMIT or ROLLBACK on its own")]
+    EndNotAlone,
+    /// AND CHAIN or PREPARE TRANSACTION in a spanning transaction.
+    #[error(
+        "COMMIT/ROLLBACK AND CHAIN and PREPARE TRANSACTION are not supported in a transaction that spans shards yet; end it with COMMIT or ROLLBACK"
+    )]
+    ChainOrPrepareWhileSpanning,
+    /// SAVEPOINT, RELEASE or ROLLBACK TO in a spanning transaction.
+    #[error("savepoints are not supported in a transaction that spans shards yet")]
+    SavepointWhileSpanning,
+}
+
+impl Unsupported {
+    /// A fixed word for the metric's `kind` label.
+    pub fn kind(&self) -> &'static str {
+        use Unsupported::*;
+        match self {
+            StatementsOnDifferentShards => "statements_on_different_shards",
+            HintDisagrees { .. } => "hint_disagrees",
+            HintWithoutShardedTable { .. } => "hint_without_sharded_table",
+            WriteWithoutKey { .. } => "write_without_key",
+            WriteToSeveralShards { .. } => "write_to_several_shards",
+            NullKeyInInsert { .. } => "null_key_in_insert",
+            InsertWithoutRows { .. } => "insert_without_rows",
+            InsertReadsSharded { .. } => "insert_reads_sharded",
+            InsertWithoutColumns { .. } => "insert_without_columns",
+            InsertWithoutKey { .. } => "insert_without_key",
+            InsertKeyNotConstant { .. } => "insert_key_not_constant",
+            UnmappedWriteReadsSharded { .. } => "unmapped_write_reads_sharded",
+            ReferenceWriteReadsSharded { .. } => "reference_write_reads_sharded",
+            WriteReadsInSubquery { .. } => "write_reads_in_subquery",
+            WriteJoinsOffKey { .. } => "write_joins_off_key",
+            ShardKeyChange { .. } => "shard_key_change",
+            UnanalysedStatement { .. } => "unanalysed_statement",
+            DerivedFromSharded { .. } => "derived_from_sharded",
+            CopyIntoReference { .. } => "copy_into_reference",
+            CopyIntoSharded { .. } => "copy_into_sharded",
+            UnsplittableInsert => "unsplittable_insert",
+            ScatterNotComputable { .. } => "scatter_not_computable",
+            ScatterNotAShardedRead => "scatter_not_a_sharded_read",
+            ScatterNotOneSelect => "scatter_not_one_select",
+            UnparsedNamesShardedTable => "unparsed_names_sharded_table",
+            TooManyDirectoryMisses => "too_many_directory_misses",
+            ScatterFromSqlPrepared { .. } => "scatter_from_sql_prepared",
+            SpreadFromSqlPrepared => "spread_from_sql_prepared",
+            SpreadInTransaction => "spread_in_transaction",
+            SpreadReturningExtended => "spread_returning_extended",
+            SplitInsertWithParameters => "split_insert_with_parameters",
+            PinnedToOtherShard { .. } => "pinned_to_other_shard",
+            ScatterWhilePinned => "scatter_while_pinned",
+            BatchNeedsTwoShards { .. } => "batch_needs_two_shards",
+            BatchNeedsTwoShardsOfTransaction => "batch_needs_two_shards_of_transaction",
+            ScatterSharesBatch => "scatter_shares_batch",
+            ReplicaReadSharesBatch => "replica_read_shares_batch",
+            FirstStatementSharesBatch => "first_statement_shares_batch",
+            PortalNotExecutedAtOnce => "portal_not_executed_at_once",
+            PartialFetchAcrossShards => "partial_fetch_across_shards",
+            UncombinableAggregate { .. } => "uncombinable_aggregate",
+            SessionSetThenOtherShard => "session_set_then_other_shard",
+            SessionSetWhileSpanning => "session_set_while_spanning",
+            EndNotAlone => "end_not_alone",
+            ChainOrPrepareWhileSpanning => "chain_or_prepare_while_spanning",
+            SavepointWhileSpanning => "savepoint_while_spanning",
+        }
+    }
+
+    /// The error the client sees: 0A000, the client's to change, worded above.
+    pub fn report(&self) -> super::ErrorReport {
+        super::ErrorReport::error(
+            super::sqlstate::FEATURE_NOT_SUPPORTED,
+            super::Blame::Client,
+            format!("shardgate: {self}"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_0a000_worded_once_and_labelled_by_kind() {
+        let refusal = Unsupported::WriteToSeveralShards {
+            table: "users".into(),
+            key: "user_id".into(),
+            shards: 2,
+        };
+        let report = refusal.report();
+        assert_eq!(report.code, "0A000");
+        assert!(
+            report
+                .message
+                .starts_with("shardgate: this write to users touches 2 shards"),
+            "{}",
+            report.message
+        );
+        assert_eq!(refusal.kind(), "write_to_several_shards");
+        assert_eq!(Unsupported::SavepointWhileSpanning.kind(), "savepoint_while_spanning");
+    }
+}
