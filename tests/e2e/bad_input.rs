@@ -1,4 +1,8 @@
-//! Hostile or broken clients get a clear error and never disturb anyone else.
+//! Hostile or broken clients get a clear error and never disturb anyone else: malformed
+//! startup packets and messages (written byte by byte on purpose), clients that vanish, a
+//! GSSAPI encryption request, and a pipeline too long to buffer.
+//!
+//! No tables; trust-auth proxies on the shared cluster.
 
 use std::time::Duration;
 
@@ -7,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::harness::{TestProxy, cluster, config, sqlstate};
-use crate::raw::{query_message, raw_login, read_message, sqlstate_of, startup_packet};
+use crate::raw::{GSSENC_REQUEST, Script, raw_login, read_message, sqlstate_of, startup_packet};
 
 async fn trust_proxy() -> TestProxy {
     let mut cfg = config(cluster());
@@ -106,8 +110,8 @@ async fn a_client_vanishing_mid_query_disturbs_nobody() {
     let proxy = trust_proxy().await;
     for _ in 0..5 {
         let mut stream = raw_login(&proxy).await;
-        let query = query_message("SELECT pg_sleep(0.5)");
-        stream.write_all(&query).await.unwrap();
+        let query = Script::new().query("SELECT pg_sleep(0.5)");
+        stream.write_all(query.bytes()).await.unwrap();
         drop(stream);
     }
     still_serving(&proxy).await;
@@ -126,10 +130,7 @@ async fn a_client_vanishing_mid_query_disturbs_nobody() {
 async fn gssapi_encryption_is_refused_and_login_goes_on() {
     let proxy = trust_proxy().await;
     let mut stream = TcpStream::connect(proxy.proxy.local_addr).await.unwrap();
-    stream
-        .write_all(&[0, 0, 0, 8, 4, 210, 22, 48])
-        .await
-        .unwrap();
+    stream.write_all(&GSSENC_REQUEST).await.unwrap();
     let mut answer = [0u8; 1];
     tokio::io::AsyncReadExt::read_exact(&mut stream, &mut answer)
         .await
@@ -160,25 +161,15 @@ async fn a_huge_pipeline_flows_in_both_directions() {
     let (mut reader, mut writer) = stream.into_split();
     const ROUNDS: usize = 50_000;
     let writing = tokio::spawn(async move {
-        let mut batch = Vec::new();
-        let sql = b"SELECT repeat('x', 200)\0";
-        batch.push(b'P');
-        batch.extend(((4 + 1 + sql.len() + 2) as u32).to_be_bytes());
-        batch.push(0);
-        batch.extend(sql);
-        batch.extend(0i16.to_be_bytes());
+        let mut batch = Script::new().parse("", "SELECT repeat('x', 200)");
         for _ in 0..ROUNDS {
-            // Bind: unnamed portal and statement, no parameters, default result format.
-            batch.extend([b'B', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
-            // Execute: unnamed portal, no row limit.
-            batch.extend([b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
-            if batch.len() > 64 * 1024 {
-                writer.write_all(&batch).await.unwrap();
-                batch.clear();
+            batch = batch.bind("", "").execute("", 0);
+            if batch.bytes().len() > 64 * 1024 {
+                writer.write_all(batch.bytes()).await.unwrap();
+                batch = Script::new();
             }
         }
-        batch.extend([b'S', 0, 0, 0, 4]);
-        writer.write_all(&batch).await.unwrap();
+        writer.write_all(batch.sync().bytes()).await.unwrap();
         writer
     });
     let (mut rows, mut completions) = (0usize, 0usize);

@@ -3,10 +3,16 @@
 //! PostgreSQL; every query of `queries` must give the same answer from both: column names and
 //! types, rows (in order when ORDER BY fixes it, else as multisets) and the command tag, in
 //! text (simple protocol) and binary (extended protocol) formats. Constructs the proxy cannot
-//! merge must be refused with 0A000, never answered wrongly.
+//! merge must be refused with 0A000, never answered wrongly. `planner` and `special_values`
+//! hold the same comparison for the planner's edge cases and for special values.
+//!
+//! Tables `fo_orders`, `fo_customers`, `fo_regions`, `fo_star` and aggregate `fo_total` here,
+//! `ic_items` in a database of its own, `rv_*` in the submodules; users 76_001 and up.
 
 mod data;
+mod planner;
 mod queries;
+mod special_values;
 
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -15,6 +21,7 @@ use crate::harness::{
     TestProxy, cluster, config_with_map, connect_direct, demo_map_with_replicas, oracle, sqlstate,
     wait_for_replicas,
 };
+use crate::support::text_rows;
 use queries::{Check, Order};
 
 /// A value's bytes exactly as the server sent them in binary, whatever its type.
@@ -102,6 +109,18 @@ async fn binary_answer(
         rows.sort();
     }
     Ok(BinaryAnswer { columns, rows })
+}
+
+/// Compares `sql` through the proxy and on the oracle as text rows and tag; `ordered`: row
+/// order matters. `None` when they agree, else both answers.
+async fn differs(proxy: &Client, plain: &Client, sql: &str, ordered: bool) -> Option<String> {
+    let (mut got, mut want) = (text_rows(proxy, sql).await, text_rows(plain, sql).await);
+    if !ordered {
+        for (rows, _) in [&mut got, &mut want].into_iter().flatten() {
+            rows.sort();
+        }
+    }
+    (got != want).then(|| format!("{sql}\n   proxy:  {got:?}\n   oracle: {want:?}"))
 }
 
 /// Runs one check on both sides; `Err` describes the difference.

@@ -1,6 +1,10 @@
 //! Limits that protect backends from clients, against real PostgreSQL: connections per user,
 //! statement timeout (one shard and a cross-shard read), idle timeouts inside and outside a
-//! transaction, and the per-user statement rate. `shutdown` drains and stops the proxy.
+//! transaction (also for a client trickling its next message), and the per-user statement rate
+//! (buckets and metric labels for configured users only). `shutdown` drains and stops the
+//! proxy.
+//!
+//! Tables `lim_rows` (ids 200_001 on) and `lim_fan`; made-up user names `opr_made_up_*`.
 //!
 //! Timeouts in these configs are a few hundred milliseconds; every assertion about time says
 //! "eventually, within seconds", so a loaded machine slows the tests down but never fails them.
@@ -10,11 +14,16 @@ mod shutdown;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::harness::{TestProxy, cluster, config, config_with_tables, connect_direct, sqlstate};
+use crate::harness::{
+    DATABASE, TestProxy, cluster, config, config_with_tables, connect_direct, sqlstate,
+};
+use crate::operations::{http_get, ops_proxy};
+use crate::raw::{Script, exchange, raw_login, read_message, sqlstate_of};
 use shardgate::config::RateLimit;
 
 /// Patience for anything that should happen "soon".
@@ -305,4 +314,77 @@ async fn a_statement_over_the_rate_aborts_its_transaction() {
     );
     assert_eq!(when_admitted(&client, "COMMIT").await, None);
     assert_eq!(rows_with_id(ID).await, 0);
+}
+
+/// Metric labels are bounded: `shardgate_rate_limited_total{user}` is exported for configured
+/// users only (README: "configured user names"). With `auth_method: trust` any name logs
+/// in, but a new name gets neither a full bucket of its own nor a label.
+#[tokio::test]
+async fn trust_logins_do_not_mint_rate_limit_buckets_or_labels() {
+    let (proxy, _dir, _) = ops_proxy(|config| {
+        config.auth_method = shardgate::config::ClientAuthMethod::Trust;
+        config.limits.rate_limit = Some(RateLimit {
+            statements_per_second: 0.001,
+            burst: 1,
+        });
+    })
+    .await;
+    let mut admitted = 0;
+    for i in 0..3 {
+        let conn = format!(
+            "host=127.0.0.1 port={} user=opr_made_up_{i} dbname={DATABASE}",
+            proxy.port()
+        );
+        let (client, connection) = match tokio_postgres::connect(&conn, tokio_postgres::NoTls).await
+        {
+            Ok(connected) => connected,
+            Err(error) => {
+                eprintln!("{conn}: {error}");
+                continue; // Refusing unknown users is a fix too.
+            }
+        };
+        tokio::spawn(connection);
+        for _ in 0..2 {
+            admitted += client.simple_query("SELECT 1").await.is_ok() as u32;
+        }
+    }
+    let metrics = http_get(&proxy, "/metrics").await.1;
+    assert!(
+        !metrics.contains("user=\"opr_made_up_"),
+        "a label per made-up user name: {}",
+        (metrics.lines())
+            .filter(|l| l.contains("opr_made_up"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        admitted <= 1,
+        "each made-up name got a fresh bucket: {admitted} admitted"
+    );
+}
+
+/// `idle_in_transaction_timeout` counts from the last whole message, as PostgreSQL's does: a
+/// client inside a transaction that trickles the bytes of its next message one by one is
+/// still idle, and must not keep its backend (and its locks) past the timeout.
+#[tokio::test]
+async fn a_trickling_client_does_not_escape_the_idle_in_transaction_timeout() {
+    let mut config = config(cluster());
+    config.auth_method = shardgate::config::ClientAuthMethod::Trust;
+    config.limits.idle_in_transaction_timeout = Some(Duration::from_millis(500));
+    let proxy = TestProxy::start(config).await;
+    let mut stream = raw_login(&proxy).await;
+    exchange(&mut stream, &Script::new().query("BEGIN; SELECT 1")).await;
+    // The next query, one byte every 200 ms, never finished.
+    let next = Script::new().query("SELECT 'never sent whole'");
+    for byte in &next.bytes()[..12] {
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (tag, body) = tokio::time::timeout(Duration::from_secs(1), read_message(&mut stream))
+        .await
+        .expect("closed by the timeout, 2.4 s into a 0.5 s idle-in-transaction timeout")
+        .expect("an error before the close");
+    assert_eq!((tag, sqlstate_of(&body).as_str()), (b'E', "25P03"));
 }

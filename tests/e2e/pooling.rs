@@ -1,12 +1,20 @@
 //! Transaction pooling: many clients on few backends, prepared statements and settings that
 //! follow clients, limits, and backends that must never leak state to the next client.
+//! `prepared_after_ddl` covers statements prepared again after DDL changed their result.
+//!
+//! Tables `pool_leave`, `session_tmp` and `pinned_tmp` (temporary), statement `sg_sql_q`;
+//! users 90_301 on (with a partner on the other shard), in `users`.
+
+mod prepared_after_ddl;
 
 use std::time::Duration;
 
 use futures::future::join_all;
 use shardgate::config::PoolMode;
 
-use crate::harness::{TestProxy, cluster, config, connect_direct, sqlstate};
+use crate::harness::{TestProxy, cluster, config, connect_direct, sharded_config, sqlstate};
+use crate::routing::two_users_on_different_shards;
+use crate::support::{open_transactions, reset_users, text_rows};
 
 /// Other clients run a statement each, so the backends change hands between two statements of
 /// the client under test.
@@ -339,42 +347,6 @@ async fn set_through_the_extended_protocol_follows_the_client() {
     }
 }
 
-/// After DDL changes a prepared statement's result type, PostgreSQL fails the old statement
-/// ("cached plan must not change result type") but prepares the same text afresh. Backends
-/// are shared, so the proxy must not answer the new Parse with the stale server-side
-/// statement: once one backend reported the change, new Parses get a new backend name.
-#[tokio::test]
-async fn a_statement_prepared_again_after_its_result_type_changed_sees_the_new_columns() {
-    let mut config = config(cluster());
-    config.pool.size = 1;
-    let proxy = TestProxy::start(config).await;
-    let a = proxy.connect().await;
-    a.batch_execute(
-        "DROP TABLE IF EXISTS pl_reshape; CREATE TABLE pl_reshape (id int); \
-         INSERT INTO pl_reshape VALUES (1)",
-    )
-    .await
-    .unwrap();
-    let sql = "SELECT * FROM pl_reshape";
-    let old = a.prepare(sql).await.unwrap();
-    assert_eq!(a.query_one(&old, &[]).await.unwrap().len(), 1);
-    a.batch_execute("ALTER TABLE pl_reshape ADD COLUMN extra text")
-        .await
-        .unwrap();
-    let error = a.query_one(&old, &[]).await.unwrap_err();
-    assert_eq!(sqlstate(&error), "0A000", "as PostgreSQL: {error}");
-    let new = a.prepare(sql).await.unwrap();
-    assert_eq!(new.columns().len(), 2);
-    assert_eq!(a.query_one(&new, &[]).await.unwrap().len(), 2);
-    let b = proxy.connect().await;
-    let rows = b.query(sql, &[]).await.unwrap();
-    assert_eq!(
-        rows[0].len(),
-        2,
-        "another client preparing the text sees two columns"
-    );
-}
-
 /// `set_config(name, value, false)` changes the backend's session where the proxy does not
 /// see it (pg_dump scripts set `search_path` this way): that backend is closed when the
 /// client lets it go, so no other client ever gets the setting.
@@ -413,4 +385,57 @@ async fn set_config_for_the_session_never_leaks() {
         let c = proxy.connect().await;
         assert_eq!(show(&c).await, "0", "nor after the client left");
     }
+}
+
+/// In a transaction, a cross-shard `SELECT *` counts its columns on the first shard, which
+/// joins that shard's backend to the transaction. When the statement then fails (here: an
+/// unknown ORDER BY column), every backend it joined is handed back outside any transaction:
+/// none is left idle in one, and the next client (pool size 1: the same backends) logs in and
+/// reads.
+#[tokio::test]
+async fn a_failed_star_read_in_a_transaction_hands_back_no_backend_in_a_transaction() {
+    let mut config = sharded_config(cluster());
+    config.pool.size = 1;
+    let proxy = TestProxy::start(config).await;
+    let (a, b) = two_users_on_different_shards(90_301);
+    reset_users(&proxy.connect().await, &[a, b], true).await;
+    let client = proxy.connect().await;
+    client.simple_query("BEGIN").await.unwrap();
+    let error = client
+        .simple_query(&format!(
+            "SELECT * FROM users WHERE user_id IN ({a}, {b}) ORDER BY rv_no_such_column"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "42703");
+    client.simple_query("ROLLBACK").await.unwrap();
+    let leaked = open_transactions("rv_no_such_column").await;
+    // Another client (pool size 1: it gets the same backends).
+    let other = tokio_postgres::connect(&proxy.conn_str(), tokio_postgres::NoTls).await;
+    let other = other.map(|(client, connection)| {
+        tokio::spawn(connection);
+        client
+    });
+    let mut reads = Vec::new();
+    if let Ok(other) = &other {
+        for id in [a, b] {
+            reads.push(
+                text_rows(
+                    other,
+                    &format!("SELECT name FROM users WHERE user_id = {id}"),
+                )
+                .await,
+            );
+        }
+    }
+    assert!(
+        leaked.is_empty(),
+        "backends left in a transaction: {leaked:?}"
+    );
+    assert!(
+        other.is_ok(),
+        "the next client cannot even log in: {:?}",
+        other.err()
+    );
+    assert!(reads.iter().all(Result::is_ok), "{reads:?}");
 }

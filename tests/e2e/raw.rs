@@ -41,17 +41,11 @@ pub fn startup_packet(user: &str, database: &str) -> Vec<u8> {
     packet
 }
 
-/// A simple Query message.
-pub fn query_message(sql: &str) -> Vec<u8> {
-    let mut message = vec![b'Q'];
-    message.extend(((sql.len() + 5) as u32).to_be_bytes());
-    message.extend(sql.as_bytes());
-    message.push(0);
-    message
-}
-
 /// SSLRequest.
 pub const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 47];
+
+/// GSSENCRequest (request code 80877104).
+pub const GSSENC_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 48];
 
 /// A CancelRequest quoting (pid, secret).
 pub fn cancel_request(pid: i32, secret: i32) -> Vec<u8> {
@@ -81,7 +75,7 @@ pub async fn raw_login(proxy: &crate::harness::TestProxy) -> tokio::net::TcpStre
 
 /// A client's protocol messages in order, sent as one write: tests say what a driver sends
 /// (`Script::new().parse("", sql).bind("", "").execute("", 0).sync()`) instead of building
-/// bytes by hand.
+/// bytes by hand. Only tests about malformed bytes write them themselves.
 #[derive(Default)]
 pub struct Script(bytes::BytesMut);
 

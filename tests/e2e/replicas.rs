@@ -1,5 +1,11 @@
 //! Reads on replicas: cross-shard reads go to the shards' streaming replicas, a session reads
-//! its own writes, and a replica that is down costs clients nothing.
+//! its own writes, and a replica that is down costs clients nothing. `safety` covers what a
+//! replica must not serve.
+//!
+//! Users 70_000–70_019, 71_000–71_059 and 72_001 (in `users`); table `fl_items` in a cluster of
+//! the failover test's own.
+
+mod safety;
 
 use shardgate::local_cluster::BackendAuth;
 

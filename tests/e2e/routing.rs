@@ -258,11 +258,15 @@ async fn psql_sees_the_same_rows_as_the_shard() {
     );
 }
 
+/// The demo map's shard (by index) of user `id`, by the router the proxy uses.
+pub fn shard_of_user(id: i64) -> usize {
+    routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {id}"))
+}
+
 /// Two user ids from `first` on that the demo map places on different shards.
 pub fn two_users_on_different_shards(first: i64) -> (i64, i64) {
-    let shard_of = |id: i64| routed_shard(&format!("SELECT 1 FROM users WHERE user_id = {id}"));
     let second = (first + 1..first + 100)
-        .find(|id| shard_of(*id) != shard_of(first))
+        .find(|id| shard_of_user(*id) != shard_of_user(first))
         .unwrap();
     (first, second)
 }

@@ -12,9 +12,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use crate::harness::{TestProxy, cluster, config, text};
-use crate::raw::{
-    SSL_REQUEST, cancel_request, query_message, read_message, sqlstate_of, startup_packet,
-};
+use crate::raw::{SSL_REQUEST, Script, cancel_request, read_message, sqlstate_of, startup_packet};
 
 /// A proxy with a fresh self-signed certificate for `localhost`; returns the certificate too.
 async fn tls_proxy(
@@ -122,7 +120,8 @@ async fn direct_tls_with_alpn() {
     let name = ServerName::try_from("localhost").unwrap();
     let mut stream = connector(cert, true).connect(name, tcp).await.unwrap();
     login(&mut stream).await;
-    stream.write_all(&query_message("SELECT 1")).await.unwrap();
+    let query = Script::new().query("SELECT 1");
+    stream.write_all(query.bytes()).await.unwrap();
     let (tag, _) = read_message(&mut stream).await.unwrap();
     assert_eq!(tag, b'T');
 }
@@ -134,7 +133,8 @@ async fn cancel_request_over_tls() {
     let mut session = upgrade(&proxy, &cert).await;
     let (pid, secret) = login(&mut session).await;
     let sleep = "SELECT pg_sleep(30) AS tls_cancel";
-    session.write_all(&query_message(sleep)).await.unwrap();
+    let query = Script::new().query(sleep);
+    session.write_all(query.bytes()).await.unwrap();
     // Cancel only once the statement runs: earlier, a loaded machine may still be replaying
     // settings on the backend, and the cancel would hit that instead.
     let server = crate::harness::connect_direct(&cluster().primaries[0]).await;
@@ -175,10 +175,8 @@ async fn cancel_request_over_tls() {
     // on an idle backend (seen twice on fresh CI machines: a second SIGINT cancelled the
     // next statement; not understood yet, see the stop's closing note).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    session
-        .write_all(&query_message("SELECT pg_sleep(1)"))
-        .await
-        .unwrap();
+    let query = Script::new().query("SELECT pg_sleep(1)");
+    session.write_all(query.bytes()).await.unwrap();
     let mut wrong = upgrade(&proxy, &cert).await;
     wrong
         .write_all(&cancel_request(pid, secret.wrapping_add(1)))

@@ -1,11 +1,20 @@
-//! Transactions that span shards: one backend per shard, committed or rolled back together;
-//! an error anywhere aborts all of it; opposite lock orders on two shards end in 40P01 for a
-//! victim instead of a hang.
+//! Transactions that span shards: one backend per shard, committed or rolled back together
+//! (through the simple and the extended protocol); an error anywhere aborts all of it; opposite
+//! lock orders on two shards end in 40P01 for a victim instead of a hang; a client that leaves
+//! leaves nothing open. `settings` covers SET inside such a transaction, `failures` the errors
+//! that end one.
+//!
+//! Users (in `users`) 73_001, 74_001, 75_001, 90_411, 90_421 and 90_431 on, each with a
+//! partner on the other shard; the submodules name theirs.
+
+mod failures;
+mod settings;
 
 use std::time::Duration;
 
 use crate::harness::{ClusterInfo, TestProxy, cluster, connect_direct, sharded_config, sqlstate};
 use crate::routing::two_users_on_different_shards;
+use crate::support::{open_transactions, reset_users};
 
 /// How many of `ids` exist, counted on every shard directly.
 async fn stored(cluster: &ClusterInfo, ids: &[i64]) -> i64 {
@@ -20,6 +29,19 @@ async fn stored(cluster: &ClusterInfo, ids: &[i64]) -> i64 {
         total += client.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0);
     }
     total
+}
+
+/// A proxy over the demo map, a client through it, and two users from `first` on that live on
+/// different shards, present (`present`) or absent.
+async fn users_on_two_shards(
+    first: i64,
+    present: bool,
+) -> (TestProxy, tokio_postgres::Client, i64, i64) {
+    let proxy = TestProxy::start(sharded_config(cluster())).await;
+    let client = proxy.connect().await;
+    let (a, b) = two_users_on_different_shards(first);
+    reset_users(&client, &[a, b], present).await;
+    (proxy, client, a, b)
 }
 
 async fn delete(client: &tokio_postgres::Client, ids: &[i64]) {
@@ -195,4 +217,76 @@ async fn cross_shard_reads_inside_a_transaction_see_its_own_writes() {
     client.simple_query("COMMIT").await.unwrap();
     assert_eq!(stored(cluster, &[a, b]).await, 1);
     delete(&client, &[a, b]).await;
+}
+
+/// A client that disconnects in the middle of a transaction spanning shards leaves no backend
+/// in a transaction and no row behind.
+#[tokio::test]
+async fn a_client_leaving_a_spanning_transaction_leaves_nothing_behind() {
+    let proxy = TestProxy::start(sharded_config(cluster())).await;
+    let (a, b) = two_users_on_different_shards(90_411);
+    reset_users(&proxy.connect().await, &[a, b], false).await;
+    {
+        let client = proxy.connect().await;
+        client.simple_query("BEGIN").await.unwrap();
+        for id in [a, b] {
+            client
+                .simple_query(&format!(
+                    "INSERT INTO users (user_id, name) VALUES ({id}, 'gone')"
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = open_transactions("'gone'").await;
+    assert!(open.is_empty(), "{open:?}");
+    assert_eq!(stored(cluster(), &[a, b]).await, 0);
+}
+
+/// COMMIT and ROLLBACK sent through the extended protocol (as pgjdbc and tokio-postgres
+/// `execute("COMMIT")` do) end every shard of the transaction.
+#[tokio::test]
+async fn extended_protocol_commit_and_rollback_end_every_shard() {
+    let (_proxy, client, a, b) = users_on_two_shards(90_421, false).await;
+    let insert = "INSERT INTO users (user_id, name) VALUES ($1, 'ext')";
+    for (end, want) in [("ROLLBACK", 0), ("COMMIT", 2)] {
+        client.execute("BEGIN", &[]).await.unwrap();
+        client.execute(insert, &[&a]).await.unwrap();
+        client.execute(insert, &[&b]).await.unwrap();
+        client.execute(end, &[]).await.unwrap();
+        assert_eq!(stored(cluster(), &[a, b]).await, want, "{end}");
+    }
+    reset_users(&client, &[a, b], false).await;
+}
+
+/// Multi-statement simple queries naming two shards: refused or all applied, never half.
+#[tokio::test]
+async fn a_multi_statement_query_over_two_shards_is_refused_or_applied_whole() {
+    let proxy = TestProxy::start(sharded_config(cluster())).await;
+    let client = proxy.connect().await;
+    let (a, b) = two_users_on_different_shards(90_431);
+    for sql in [
+        format!(
+            "BEGIN; INSERT INTO users (user_id, name) VALUES ({a}, 'm'); \
+             INSERT INTO users (user_id, name) VALUES ({b}, 'm'); COMMIT"
+        ),
+        format!(
+            "INSERT INTO users (user_id, name) VALUES ({a}, 'm'); \
+             INSERT INTO users (user_id, name) VALUES ({b}, 'm')"
+        ),
+        format!(
+            "INSERT INTO users (user_id, name) VALUES ({a}, 'm'); \
+             SELECT count(*) FROM users WHERE user_id IN ({a}, {b})"
+        ),
+    ] {
+        reset_users(&client, &[a, b], false).await;
+        let outcome = client.simple_query(&sql).await;
+        let kept = stored(cluster(), &[a, b]).await;
+        match outcome {
+            Ok(_) => assert_eq!(kept, if sql.contains("SELECT") { 1 } else { 2 }, "{sql}"),
+            Err(e) => assert_eq!((sqlstate(&e), kept), ("0A000".to_owned(), 0), "{sql}: {e}"),
+        }
+    }
+    reset_users(&client, &[a, b], false).await;
 }

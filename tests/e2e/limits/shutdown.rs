@@ -1,12 +1,16 @@
 //! Graceful shutdown, in-process and through the real binary: a transaction in flight may
 //! still commit, idle clients are closed at once with 57P01, new connections are refused,
-//! and the drain timeout rolls back a transaction that never ends.
+//! the drain timeout rolls back a transaction that never ends, and every session ends: admin
+//! console sessions and sessions waiting on a paused pool too.
+//!
+//! Table `lim_rows` (ids 200_003 and 200_004), user 400_060 (in `users`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{SOON, closed_with, connect_watched, eventually, forget_id, rows_with_id};
 use crate::harness::{TestProxy, cluster, config, sqlstate};
+use crate::operations::{console, ops_proxy, read_waiting_on_a_pause, rows};
 
 /// A connection attempt to `port` fails (refused, or refused at login).
 async fn refuses_connections(port: u16) -> bool {
@@ -229,4 +233,41 @@ async fn the_binary_drains_on_sigterm_and_exits_0() {
     .unwrap();
     assert_eq!(status.code(), Some(0), "exit status {status}");
     assert_eq!(rows_with_id(ID).await, 1);
+}
+
+/// The graceful shutdown ends every session: admin console sessions too (they are not
+/// counted by the drain, and outlive `Proxy::shutdown`).
+#[tokio::test]
+async fn shutdown_closes_the_admin_console() {
+    let (proxy, _dir, _) = ops_proxy(|_| {}).await;
+    let admin = console(&proxy).await;
+    rows(&admin, "SHOW HELP").await;
+    tokio::time::timeout(SOON, proxy.proxy.shutdown(Duration::from_secs(1)))
+        .await
+        .expect("shutdown returns");
+    let after = tokio::time::timeout(SOON, admin.simple_query("SHOW CLIENTS")).await;
+    assert!(
+        matches!(after, Ok(Err(_))),
+        "the console still answers after the shutdown returned"
+    );
+}
+
+/// The drain's end closes every session (module docs of `app::shutdown`: "phase `Closing`
+/// closes every remaining session with 57P01"), also one whose statement waits on a paused
+/// pool: the shutdown ends that wait too.
+#[tokio::test]
+async fn shutdown_closes_a_session_waiting_on_a_paused_pool() {
+    let (proxy, _dir, _) = ops_proxy(|_| {}).await;
+    let (admin, read, connection) = read_waiting_on_a_pause(&proxy, 400_060).await;
+    let began = std::time::Instant::now();
+    let stopped = tokio::spawn(proxy.proxy.shutdown(Duration::from_millis(300)));
+    let closed = tokio::time::timeout(Duration::from_secs(3), connection).await;
+    let took = began.elapsed();
+    let _ = admin.simple_query("RESUME").await;
+    let _ = tokio::time::timeout(SOON, stopped).await;
+    read.abort();
+    assert!(
+        closed.is_ok(),
+        "the waiting session was not closed by the shutdown within {took:?}"
+    );
 }

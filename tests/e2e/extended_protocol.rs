@@ -1,0 +1,187 @@
+//! The extended query protocol as drivers send it, message by message (`raw::Script`):
+//! cross-shard portals with Flush and Describe between Bind and Execute, two portals bound at
+//! once, JDBC's one-batch reference write, postgres.js's Parse/Describe/Flush before Sync, and
+//! pgjdbc's BEGIN sent in one batch with the transaction's first statement.
+//!
+//! Tables `rv_fd1` to `rv_fd7` (hash on id, rows 1..=20), one per test; `countries` row 'jd';
+//! the first user from 90_301 on shard s1 (read only).
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::harness::{TestProxy, cluster, connect_direct, wait_for_replicas};
+use crate::raw::{Script, exchange, raw_login, read_message};
+use crate::routing::shard_of_user;
+use crate::support::{config_with_extra_tables, insert_ids};
+
+/// A trust-auth proxy with table `name` (hash on id, rows 1..=20), a raw login to it, and a
+/// cross-shard read of 10 of its rows.
+async fn raw_setup(name: &str) -> (TestProxy, TcpStream, String) {
+    let mut config = config_with_extra_tables(&format!(
+        "{name}: {{strategy: hash, key: id, key_type: bigint}}"
+    ));
+    config.auth_method = shardgate::config::ClientAuthMethod::Trust;
+    config.users[0].secret = shardgate::config::UserSecret::None;
+    let proxy = TestProxy::start(config).await;
+    let client = proxy.connect().await;
+    client
+        .simple_query(&format!("DROP TABLE IF EXISTS {name}"))
+        .await
+        .unwrap();
+    client
+        .simple_query(&format!("CREATE TABLE {name} (id bigint PRIMARY KEY)"))
+        .await
+        .unwrap();
+    insert_ids(&client, name, 1..=20).await;
+    wait_for_replicas(cluster()).await;
+    let stream = raw_login(&proxy).await;
+    let sql = format!("SELECT id FROM {name} WHERE id BETWEEN 1 AND 10 ORDER BY id");
+    (proxy, stream, sql)
+}
+
+/// Parse, Bind, Flush, Describe(portal), Execute, Sync: the Flush answers the held portal's
+/// BindComplete, and the Describe that follows still gets its RowDescription.
+#[tokio::test]
+async fn describe_portal_after_flush_gets_its_row_description() {
+    let (_proxy, mut stream, sql) = raw_setup("rv_fd1").await;
+    let script = Script::new().parse("", &sql).bind("", "").flush();
+    let script = script.describe_portal("").execute("", 0).sync();
+    let tags = exchange(&mut stream, &script).await;
+    assert_eq!(tags, ["1", "2", "T", "D×10", "C", "Z"]);
+}
+
+/// Bind of a cross-shard portal, then Describe of its statement, then Execute of the portal:
+/// not supported yet, so the Execute is refused clearly (0A000), never sent to a backend that
+/// answers "no such portal".
+#[tokio::test]
+async fn describe_statement_between_bind_and_execute_of_a_cross_shard_portal_is_refused() {
+    let (_proxy, mut stream, sql) = raw_setup("rv_fd2").await;
+    let script = Script::new().parse("rv_s1", &sql).bind("rv_p1", "rv_s1");
+    let script = script
+        .describe_statement("rv_s1")
+        .execute("rv_p1", 0)
+        .sync();
+    let tags = exchange(&mut stream, &script).await;
+    // Not supported yet: a clear refusal of the Execute, never a backend's "no such portal".
+    assert_eq!(tags[..4], ["1", "2", "t", "T"]);
+    assert!(tags[4].contains("C0A000"), "{tags:?}");
+    assert_eq!(tags.last().map(String::as_str), Some("Z"));
+}
+
+/// Two named cross-shard portals bound before either is executed: only one is held, so the
+/// first portal's Execute is refused clearly (0A000).
+#[tokio::test]
+async fn two_cross_shard_portals_bound_at_once_are_refused_at_execute() {
+    let (_proxy, mut stream, sql) = raw_setup("rv_fd3").await;
+    let script = Script::new().parse("rv_s2", &sql);
+    let script = script.bind("rv_pa", "rv_s2").bind("rv_pb", "rv_s2");
+    let script = script.execute("rv_pa", 0).execute("rv_pb", 0).sync();
+    let tags = exchange(&mut stream, &script).await;
+    // Not supported yet: the first portal's Execute is refused clearly (0A000).
+    assert_eq!(tags[..3], ["1", "2", "2"]);
+    assert!(tags[3].contains("C0A000"), "{tags:?}");
+    assert_eq!(tags.last().map(String::as_str), Some("Z"));
+}
+
+/// The ordinary Parse/Bind/Describe/Execute/Sync of a cross-shard read is answered in full,
+/// with or without a Flush between Describe and Execute.
+#[tokio::test]
+async fn a_cross_shard_read_is_answered_in_full_with_or_without_flush() {
+    let (_proxy, mut stream, sql) = raw_setup("rv_fd4").await;
+    let read = || {
+        Script::new()
+            .parse("", &sql)
+            .bind("", "")
+            .describe_portal("")
+    };
+    let tags = exchange(&mut stream, &read().execute("", 0).sync()).await;
+    assert_eq!(tags, ["1", "2", "T", "D×10", "C", "Z"]);
+    // Flush after Describe, before Execute.
+    let tags = exchange(&mut stream, &read().flush().execute("", 0).sync()).await;
+    assert_eq!(tags, ["1", "2", "T", "D×10", "C", "Z"]);
+}
+
+/// JDBC's shape for a reference-table write: unnamed Parse, Bind with text parameters,
+/// Describe of the portal, Execute and Sync in one batch. It runs on every shard and answers
+/// as one server would: ParseComplete, BindComplete, NoData, CommandComplete, ReadyForQuery.
+#[tokio::test]
+async fn an_unnamed_reference_write_in_one_batch_runs_on_every_shard() {
+    let (_proxy, mut stream, _) = raw_setup("rv_fd5").await;
+    for uri in &cluster().primaries {
+        let direct = connect_direct(uri).await;
+        let sql = "DELETE FROM countries WHERE code = 'jd'";
+        direct.batch_execute(sql).await.unwrap();
+    }
+    let sql = "INSERT INTO countries (code, name) VALUES ($1, $2)";
+    let script = Script::new().parse_typed("", sql, &[25, 25]);
+    let script = script.bind_text("", "", &[Some("jd"), Some("Jdbcland")]);
+    let script = script.describe_portal("").execute("", 0).sync();
+    let tags = exchange(&mut stream, &script).await;
+    assert_eq!(tags, ["1", "2", "n", "C", "Z"]);
+    for uri in &cluster().primaries {
+        let direct = connect_direct(uri).await;
+        let sql = "SELECT count(*) FROM countries WHERE code = 'jd' AND name = 'Jdbcland'";
+        let count: i64 = direct.query_one(sql, &[]).await.unwrap().get(0);
+        assert_eq!(count, 1, "on {uri}");
+    }
+}
+
+/// postgres.js prepares with Parse, Describe and Flush, and sends Sync only after the
+/// answers. A Parse that fails is answered at the Flush and leaves the session in step: the
+/// Sync is answered once and the next statement in full.
+#[tokio::test]
+async fn a_failed_parse_answered_at_flush_leaves_the_session_in_step() {
+    let (_proxy, mut stream, _) = raw_setup("rv_fd6").await;
+    let bad = "SELECT * FROM rv_no_such_table WHERE x = $1";
+    let script = Script::new()
+        .parse("pj1", bad)
+        .describe_statement("pj1")
+        .flush();
+    stream.write_all(script.bytes()).await.unwrap();
+    // ParseComplete may come first (a read's Parse waits for the replica it runs on).
+    let mut seen = Vec::new();
+    while seen.last() != Some(&b'E') && seen.len() < 3 {
+        seen.push(read_message(&mut stream).await.unwrap().0);
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&b'E'),
+        "the statement's error comes at the Flush: {seen:?}"
+    );
+    stream
+        .write_all(Script::new().sync().bytes())
+        .await
+        .unwrap();
+    let mut after = Vec::new();
+    while let Ok(Some((tag, _))) = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        read_message(&mut stream),
+    )
+    .await
+    {
+        after.push(tag as char);
+    }
+    assert_eq!(after, ['Z'], "the Sync is answered once");
+    let script = Script::new()
+        .parse("pj2", "SELECT 1 AS one")
+        .describe_statement("pj2");
+    let script = script.bind("", "pj2").execute("", 0).sync();
+    let tags = exchange(&mut stream, &script).await;
+    assert_eq!(tags, ["1", "t", "T", "2", "D×1", "C", "Z"]);
+}
+
+/// pgjdbc sends BEGIN through the extended protocol, in one batch with the transaction's
+/// first statement: the proxy defers it as it defers a simple BEGIN, so the transaction
+/// starts on that statement's shard, whichever it is.
+#[tokio::test]
+async fn an_extended_protocol_begin_starts_where_the_first_statement_runs() {
+    let (_proxy, mut stream, _) = raw_setup("rv_fd7").await;
+    let user = (90_301..).find(|&id| shard_of_user(id) == 1).unwrap();
+    let sql = format!("SELECT count(*) FROM users WHERE user_id = {user}");
+    let script = Script::new().parse("", "BEGIN").bind("", "").execute("", 0);
+    let script = script.parse("", &sql).bind("", "").describe_portal("");
+    let tags = exchange(&mut stream, &script.execute("", 0).sync()).await;
+    assert_eq!(tags, ["1", "2", "C", "1", "2", "T", "D×1", "C", "Z"]);
+    let commit = Script::new().query("COMMIT");
+    assert_eq!(exchange(&mut stream, &commit).await, ["C", "Z"]);
+}
