@@ -15,9 +15,7 @@ pub enum Unsupported {
     #[error("the statements of this query need different shards; send them one by one")]
     StatementsOnDifferentShards,
     /// A `shardgate.shard_key` hint that disagrees with the statement's own key.
-    #[error(
-        "the statement's shard key is on another shard than the shard_key hint {key} names"
-    )]
+    #[error("the statement's shard key is on another shard than the shard_key hint {key} names")]
     HintDisagrees {
         /// The hinted key.
         key: String,
@@ -155,9 +153,7 @@ pub enum Unsupported {
         table: String,
     },
     /// `CREATE TABLE … AS` or a view over a sharded table.
-    #[error(
-        "a table or view defined by a query over the sharded table {table} is not supported"
-    )]
+    #[error("a table or view defined by a query over the sharded table {table} is not supported")]
     DerivedFromSharded {
         /// The sharded table read.
         table: String,
@@ -402,6 +398,9 @@ mod tests {
             report.message
         );
         assert_eq!(refusal.kind(), "write_to_several_shards");
-        assert_eq!(Unsupported::SavepointWhileSpanning.kind(), "savepoint_while_spanning");
+        assert_eq!(
+            Unsupported::SavepointWhileSpanning.kind(),
+            "savepoint_while_spanning"
+        );
     }
 }

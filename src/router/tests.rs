@@ -223,15 +223,36 @@ fn write_refusals_are_told_apart_by_kind() {
     let r = router();
     for (sql, kind) in [
         ("UPDATE users SET name = 'x'", "write_without_key"),
-        ("DELETE FROM users WHERE user_id IN (1, 2, 3, 4, 5, 6)", "write_to_several_shards"),
-        ("UPDATE users SET user_id = 7 WHERE user_id = 42", "shard_key_change"),
-        ("INSERT INTO users VALUES (42, 'a')", "insert_without_columns"),
-        ("INSERT INTO users (name) VALUES ('a')", "insert_without_key"),
-        ("INSERT INTO users (user_id) VALUES (random())", "insert_key_not_constant"),
-        ("INSERT INTO users (user_id) VALUES (NULL)", "null_key_in_insert"),
+        (
+            "DELETE FROM users WHERE user_id IN (1, 2, 3, 4, 5, 6)",
+            "write_to_several_shards",
+        ),
+        (
+            "UPDATE users SET user_id = 7 WHERE user_id = 42",
+            "shard_key_change",
+        ),
+        (
+            "INSERT INTO users VALUES (42, 'a')",
+            "insert_without_columns",
+        ),
+        (
+            "INSERT INTO users (name) VALUES ('a')",
+            "insert_without_key",
+        ),
+        (
+            "INSERT INTO users (user_id) VALUES (random())",
+            "insert_key_not_constant",
+        ),
+        (
+            "INSERT INTO users (user_id) VALUES (NULL)",
+            "null_key_in_insert",
+        ),
         ("COPY users FROM STDIN", "copy_into_sharded"),
         ("COPY countries FROM STDIN", "copy_into_reference"),
-        ("SELECT * INTO users_copy FROM users WHERE user_id = 1", "unanalysed_statement"),
+        (
+            "SELECT * INTO users_copy FROM users WHERE user_id = 1",
+            "unanalysed_statement",
+        ),
     ] {
         assert_eq!(refused_kind(&r, sql), kind, "{sql}");
     }

@@ -261,7 +261,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 if statement.param_types.is_empty() && has_no_values(bind_rest) =>
             {
                 let router = &self.env.database.router;
-                let parts = (router.split_insert(&sql, &groups)).map_err(|e| self.route_failed(e))?;
+                let parts =
+                    (router.split_insert(&sql, &groups)).map_err(|e| self.route_failed(e))?;
                 let simple = parts
                     .into_iter()
                     .map(|(s, sql)| (s, LegStatement::Simple(sql)));

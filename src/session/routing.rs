@@ -278,5 +278,3 @@ fn lookup_report(error: &LookupError) -> ErrorReport {
     };
     ErrorReport::error(code, blame, format!("shardgate: {error}"))
 }
-
-

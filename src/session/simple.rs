@@ -42,7 +42,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Route::Scatter(shards) => return self.query_shards(sql, shards, routed.writes).await,
             Route::Split(groups) => {
                 let router = &self.env.database.router;
-                let parts = (router.split_insert(sql, &groups)).map_err(|e| self.route_failed(e))?;
+                let parts =
+                    (router.split_insert(sql, &groups)).map_err(|e| self.route_failed(e))?;
                 return self.run_on_shards(sql, parts, Rows::Disjoint).await;
             }
             route => self.shard_for_route(route)?,

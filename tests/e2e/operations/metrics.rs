@@ -1,6 +1,6 @@
 //! The metrics endpoint: counters move as queries run (pipelined ones too), what ran on a
 //! backend is a query and what PostgreSQL failed is an error, not a refusal; slow statements
-//! and limit refusals are counted; the dashboard plots only exported metrics; a stalled scraper
+//! limit refusals and unsupported statements (by kind) are counted; the dashboard plots only exported metrics; a stalled scraper
 //! holds up nobody.
 //!
 //! Users 300_000–300_004 and 400_020, 400_070–400_079 (in `users`); table `ops_no_such_table`
@@ -268,6 +268,29 @@ async fn a_failed_cross_shard_read_is_counted_as_an_error_not_a_refusal() {
         0.0,
         "PostgreSQL's error counted as a proxy refusal"
     );
+}
+
+#[tokio::test]
+async fn unsupported_statements_are_counted_by_kind() {
+    let (proxy, _dir, _) = ops_proxy(|_| {}).await;
+    let client = proxy.connect().await;
+    let before = http_get(&proxy, "/metrics").await.1;
+    for sql in [
+        "UPDATE users SET name = 'x'",
+        "INSERT INTO users (name) VALUES ('x')",
+        "UPDATE users SET name = 'y'",
+    ] {
+        let error = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&error), "0A000", "{sql}: {error}");
+    }
+    let after = http_get(&proxy, "/metrics").await.1;
+    let delta = |kind| {
+        let labels = [("kind", kind)];
+        sample(&after, "shardgate_unsupported_total", &labels)
+            - sample(&before, "shardgate_unsupported_total", &labels)
+    };
+    assert_eq!(delta("write_without_key"), 2.0, "{after}");
+    assert_eq!(delta("insert_without_key"), 1.0, "{after}");
 }
 
 /// A client that opens the metrics endpoint and sends half a request does not hold up the
