@@ -75,12 +75,31 @@ impl BackendError {
 }
 
 /// Where and how to send a CancelRequest for whatever this connection is running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A cancel is delivered asynchronously (the server handles it on a connection of its own,
+/// whenever it gets to it), so under load it can land after the statement it was meant for, on
+/// whatever the connection runs next. So the connection remembers that it was sent one
+/// ([`BackendConn::was_sent_a_cancel`]) and the pool closes it rather than hand it to anyone
+/// else.
+#[derive(Debug, Clone)]
 pub struct CancelTarget {
     /// Server address.
     pub addr: SocketAddr,
     /// The server's key for this connection.
     pub key: BackendKeyData,
+    /// Shared with the connection: a cancel was sent to it.
+    sent: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CancelTarget {
+    /// The target of the connection at `addr` the server gave `key`.
+    pub fn new(addr: SocketAddr, key: BackendKeyData) -> Self {
+        Self {
+            addr,
+            key,
+            sent: Arc::default(),
+        }
+    }
 }
 
 /// An authenticated server connection and what we know about its session.
@@ -115,7 +134,12 @@ impl BackendConn {
 
     /// Where a cancel for this connection goes.
     pub fn cancel_target(&self) -> CancelTarget {
-        self.cancel
+        self.cancel.clone()
+    }
+
+    /// Whether a cancel was sent to this connection: it may still land on what runs next.
+    pub fn was_sent_a_cancel(&self) -> bool {
+        self.cancel.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Marks the connection unusable: the pool closes it instead of handing it out again.
@@ -171,6 +195,7 @@ impl CancelSlot {
 /// (PostgreSQL docs, "Canceling Requests in Progress").
 pub async fn send_cancel(target: CancelTarget) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
+    target.sent.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut out = BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(
         target.key.pid,

@@ -58,7 +58,7 @@ async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, 
     Ok(BackendConn {
         stream: hs.stream,
         read_buf: hs.buf,
-        cancel: CancelTarget { addr: peer, key },
+        cancel: CancelTarget::new(peer, key),
         state: SessionState::with_reported(reported.clone()),
         reported_at_connect: reported,
         prepared: HashSet::new(),

@@ -74,7 +74,8 @@ impl bb8::ManageConnection for BackendManager {
     }
 
     fn has_broken(&self, conn: &mut PooledBackend) -> bool {
-        conn.is_broken()
+        // A cancel sent to it may land on the next client's statement.
+        conn.is_broken() || conn.was_sent_a_cancel()
     }
 }
 

@@ -285,9 +285,11 @@ fn is_server_error(report: &ErrorReport) -> bool {
 fn log_refusal(report: &ErrorReport) {
     let environment = ["08", "53", "57", "58", "XX"];
     if environment.contains(&report.code.class()) {
-        let cause = report.cause.as_ref().map(ToString::to_string);
-        let cause = cause.unwrap_or_default();
-        tracing::warn!(code = %report.code, error = %report.message, cause, "statement failed");
+        let (code, error) = (&report.code, &report.message);
+        match &report.cause {
+            Some(cause) => tracing::warn!(%code, %error, %cause, "statement failed"),
+            None => tracing::warn!(%code, %error, "statement failed"),
+        }
     } else if report.blame == Blame::Backend {
         tracing::debug!(code = %report.code, "statement failed on a server");
     } else {

@@ -122,6 +122,25 @@ async fn a_users_extra_connection_is_refused_until_one_leaves() {
     .await;
 }
 
+/// A cancel is handled by the server whenever it gets to it, so it may land on what the
+/// backend runs next: a backend that was sent one is closed, never handed out again.
+#[tokio::test]
+async fn a_backend_sent_a_cancel_is_not_reused() {
+    let mut config = config(cluster());
+    config.limits.statement_timeout = Some(Duration::from_millis(300));
+    config.pool.size = 1;
+    let proxy = TestProxy::start(config).await;
+    let client = proxy.connect().await;
+    let pid = |row: tokio_postgres::Row| row.get::<_, i32>(0);
+    let before = pid(client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    let again = pid(client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    assert_eq!(before, again, "a pool of one hands out the same backend");
+    let error = client.simple_query("SELECT pg_sleep(60)").await.unwrap_err();
+    assert_eq!(sqlstate(&error), "57014", "{error}");
+    let after = pid(client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    assert_ne!(before, after, "the backend that was sent a cancel served again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_timeout_cancels_a_long_statement_and_the_session_goes_on() {
     let mut config = config(cluster());
