@@ -195,7 +195,9 @@ impl CancelSlot {
 /// (PostgreSQL docs, "Canceling Requests in Progress").
 pub async fn send_cancel(target: CancelTarget) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    target.sent.store(true, std::sync::atomic::Ordering::Relaxed);
+    target
+        .sent
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut out = BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(
         target.key.pid,

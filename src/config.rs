@@ -292,7 +292,26 @@ pub struct Shard {
     pub replicas: Vec<BackendUri>,
     /// Where reads that may use a replica go.
     pub reads: ReadsFrom,
+    /// What a read served by a replica must reflect.
+    pub consistency: Consistency,
+    /// How long a causal read waits for a replica to catch up before it reads the primary.
+    pub causal_wait: std::time::Duration,
 }
+
+/// What a read served by a replica must reflect (`reads.consistency` in the shard map).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Every write acknowledged through this proxy, by any session, before the read began
+    /// (the default): a replica is used once it has replayed them.
+    Causal,
+    /// The reading session's own writes only.
+    Session,
+    /// Whatever the replica has, within `replicas.max_lag`.
+    Eventual,
+}
+
+/// How long a causal read waits for a replica by default (`reads.causal_wait`).
+pub const DEFAULT_CAUSAL_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Where a shard's replica-safe reads go (`reads` in the shard map).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,9 @@
 //! The control plane: connections that are not the row path. bb8-postgres pools and plain
 //! tokio-postgres connections for look-ups, notifications and health: directory tables
-//! (`directory`) and replica health and lag (`health`).
+//! (`directory`), replica health and lag (`health`), and the WAL positions causal replica
+//! reads wait on (`causal`).
 
+pub mod causal;
 pub mod directory;
 pub mod health;
 

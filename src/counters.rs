@@ -15,6 +15,8 @@ pub struct Counters {
     scatter_retries: AtomicU64,
     replica_reads: AtomicU64,
     primary_reads: AtomicU64,
+    causal_waits: AtomicU64,
+    causal_fallbacks: AtomicU64,
     multi_primary_statements: AtomicU64,
     refused_unsupported: AtomicU64,
     refused_other: AtomicU64,
@@ -33,6 +35,12 @@ pub struct CounterSnapshot {
     pub replica_reads: u64,
     /// Replica-safe reads that used a primary (no fresh, healthy replica, or none at all).
     pub primary_reads: u64,
+    /// Causal replica reads that waited for a WAL position (the writes before them, or a
+    /// replica to replay them).
+    pub causal_waits: u64,
+    /// Causal reads sent to the primary because no replica had replayed the writes before
+    /// them within `reads.causal_wait`.
+    pub causal_fallbacks: u64,
     /// Statements run on several primaries (DDL, reference or broadcast writes, split INSERTs).
     pub multi_primary_statements: u64,
     /// Statements refused as unsupported (SQLSTATE 0A000).
@@ -52,6 +60,10 @@ pub enum Event {
     ReplicaRead,
     /// A replica-safe read served by a primary.
     PrimaryRead,
+    /// A causal read waited for a WAL position.
+    CausalWait,
+    /// A causal read went to the primary: no replica caught up in time.
+    CausalFallback,
     /// A statement on several primaries.
     MultiPrimary,
     /// A refusal with this SQLSTATE.
@@ -72,6 +84,8 @@ impl Counters {
             Event::ScatterRetry => bump(&self.scatter_retries, 1),
             Event::ReplicaRead => bump(&self.replica_reads, 1),
             Event::PrimaryRead => bump(&self.primary_reads, 1),
+            Event::CausalWait => bump(&self.causal_waits, 1),
+            Event::CausalFallback => bump(&self.causal_fallbacks, 1),
             Event::MultiPrimary => bump(&self.multi_primary_statements, 1),
             Event::Refused(code) if code == crate::error::sqlstate::FEATURE_NOT_SUPPORTED => {
                 bump(&self.refused_unsupported, 1)
@@ -89,6 +103,8 @@ impl Counters {
             scatter_retries: read(&self.scatter_retries),
             replica_reads: read(&self.replica_reads),
             primary_reads: read(&self.primary_reads),
+            causal_waits: read(&self.causal_waits),
+            causal_fallbacks: read(&self.causal_fallbacks),
             multi_primary_statements: read(&self.multi_primary_statements),
             refused_unsupported: read(&self.refused_unsupported),
             refused_other: read(&self.refused_other),

@@ -10,6 +10,7 @@ mod health;
 mod liveness;
 mod manager;
 mod servers;
+mod wal;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use health::{Observed, ServerHealth, Verdict};
 pub use liveness::{FirstStopped, Liveness};
 pub use manager::{BackendManager, LastConnectError, PooledBackend};
 pub use servers::{ServerRow, Servers};
+pub use wal::WalClock;
 
 /// A backend connection checked out of its pool; returned to it on drop.
 pub struct Checkout {

@@ -357,11 +357,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    /// The session's writes in flight are done (its transaction ended).
+    /// The session's writes in flight are done (its transaction ended), and about to be
+    /// acknowledged: causal reads of those shards by anyone must reflect them from now on.
     fn writes_completed(&mut self) {
         let now = std::time::Instant::now();
-        for (_, done) in self.written.iter_mut().filter(|(_, done)| done.is_none()) {
+        let database = &self.env.database;
+        for (name, done) in self.written.iter_mut().filter(|(_, done)| done.is_none()) {
             *done = Some(now);
+            if let Some(shard) = database.router.map().shard_by_name(name) {
+                database.write_acknowledged(shard.id);
+            }
         }
     }
 

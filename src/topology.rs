@@ -2,6 +2,8 @@
 //! their backends. A new snapshot with epoch + 1 replaces the old one whole on reload; a
 //! session keeps the snapshot it started its transaction with.
 
+mod causal;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,6 +83,9 @@ struct ShardPools {
     primary: EndpointPool,
     replicas: Vec<EndpointPool>,
     reads: ReadsFrom,
+    /// What a replica read must reflect, and how long it waits for a replica to (`causal`).
+    consistency: crate::config::Consistency,
+    causal_wait: std::time::Duration,
     /// Round-robin position among the replicas.
     next_replica: AtomicUsize,
 }
@@ -95,6 +100,8 @@ pub enum Freshness {
     After(std::time::Instant),
     /// A write of the session there has not completed yet: the primary only.
     Primary,
+    /// Only replicas known to have replayed the primary's WAL up to here (causal reads).
+    Replayed(u64),
 }
 
 /// Function names this database's catalog was asked about: whether each is an aggregate, and
@@ -361,6 +368,7 @@ impl Database {
             Freshness::Any => Some(None),
             Freshness::After(moment) => pools.primary.health().lsn_after(moment).map(Some),
             Freshness::Primary => None,
+            Freshness::Replayed(_) => Some(None),
         };
         if pools.reads == ReadsFrom::Replica
             && !pools.replicas.is_empty()
@@ -375,7 +383,11 @@ impl Database {
             let written = bound.and_then(|moment| pools.primary.health().lsn_as_of(moment));
             let fit = |p: &&EndpointPool| {
                 let current = written.is_none_or(|lsn| p.health().replayed(lsn));
-                !p.is_down() && current && lsn.is_none_or(|lsn| p.health().replayed(lsn))
+                let causal = match freshness {
+                    Freshness::Replayed(lsn) => p.health().wal().has_reached(lsn),
+                    _ => true,
+                };
+                !p.is_down() && current && causal && lsn.is_none_or(|lsn| p.health().replayed(lsn))
             };
             candidates.extend(ring.filter(fit).map(|p| (p, Role::Replica)));
         }
@@ -448,6 +460,8 @@ impl ShardPools {
                     &config.replicas,
                     connect_timeout,
                 );
+                let check_timeout = config.replicas.check_timeout;
+                crate::control::causal::probe(watched, uri, health, connect_timeout, check_timeout);
                 pool
             })
         };
@@ -459,6 +473,8 @@ impl ShardPools {
             primary: pool(&shard.primary, "primary".into(), None, OnFailure::Retry),
             replicas,
             reads: shard.reads,
+            consistency: shard.consistency,
+            causal_wait: shard.causal_wait,
             next_replica: AtomicUsize::new(0),
         }
     }

@@ -414,14 +414,70 @@ pub struct RawShardMap {
     pub reads: Option<RawReads>,
 }
 
-/// `reads` of a shard map or a shard.
+/// `reads` of a shard map or a shard: where replica-safe reads go (`replica` or `primary`),
+/// or a mapping with `from`, `consistency` and `causal_wait`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "reads: `replica`, `primary`, or a mapping with `from`, `consistency` \
+                 (causal, session, eventual) and `causal_wait`"
+)]
+pub enum RawReads {
+    /// `reads: replica | primary`.
+    From(RawReadsFrom),
+    /// `reads: {from, consistency, causal_wait}`.
+    Settings(RawReadSettings),
+}
+
+/// Where replica-safe reads go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RawReads {
+pub enum RawReadsFrom {
     /// A healthy replica when the shard has one, else the primary.
     Replica,
     /// Always the primary.
     Primary,
+}
+
+/// `reads` as a mapping; each field left out is the map's (for a shard) or the default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReadSettings {
+    /// `reads.from`: `replica` (default) or `primary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<RawReadsFrom>,
+    /// `reads.consistency`: what a replica read must reflect (default `causal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<RawConsistency>,
+    /// `reads.causal_wait`: how long a causal read waits for a replica to catch up before it
+    /// reads the primary (default 50ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causal_wait: Option<HumanDuration>,
+}
+
+/// `reads.consistency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawConsistency {
+    /// Every write acknowledged through this proxy before the read began.
+    Causal,
+    /// The reading session's own writes only.
+    Session,
+    /// Bounded by `replicas.max_lag` only.
+    Eventual,
+}
+
+impl RawReads {
+    /// The mapping form of either spelling.
+    pub fn settings(self) -> RawReadSettings {
+        match self {
+            RawReads::From(from) => RawReadSettings {
+                from: Some(from),
+                ..RawReadSettings::default()
+            },
+            RawReads::Settings(settings) => settings,
+        }
+    }
 }
 
 /// One entry of `shards`.

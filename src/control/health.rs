@@ -135,6 +135,9 @@ impl Watcher {
             if before.as_ref().map(kind) != Some(kind(&observed.verdict)) {
                 self.log_change(before.as_ref(), &observed.verdict);
             }
+            if let (Watched::Replica, Some(replayed)) = (self.watched, observed.lsn) {
+                health.wal().observed(replayed);
+            }
             health.record(observed);
         }
     }

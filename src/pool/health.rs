@@ -21,6 +21,8 @@ pub struct ServerHealth {
     checks: Mutex<Checks>,
     /// True from a check that got no reply until one that did.
     stopped: watch::Sender<bool>,
+    /// Its WAL position as causal reads need it (see `pool::wal`).
+    wal: super::WalClock,
 }
 
 impl Default for ServerHealth {
@@ -28,6 +30,7 @@ impl Default for ServerHealth {
         Self {
             checks: Mutex::default(),
             stopped: watch::Sender::new(false),
+            wal: super::WalClock::default(),
         }
     }
 }
@@ -92,6 +95,11 @@ impl ServerHealth {
             checks.positions.push_back((observed.at, lsn));
         }
         checks.last = Some(observed);
+    }
+
+    /// Its WAL position as causal reads need it.
+    pub fn wal(&self) -> &super::WalClock {
+        &self.wal
     }
 
     /// The last check, if any.

@@ -286,9 +286,12 @@ fn log_refusal(report: &ErrorReport) {
     let environment = ["08", "53", "57", "58", "XX"];
     if environment.contains(&report.code.class()) {
         let (code, error) = (&report.code, &report.message);
-        match &report.cause {
-            Some(cause) => tracing::warn!(%code, %error, %cause, "statement failed"),
-            None => tracing::warn!(%code, %error, "statement failed"),
+        // A cause that only repeats the message (a pool's error) is left out.
+        match report.cause.as_ref().map(ToString::to_string) {
+            Some(cause) if cause != *error => {
+                tracing::warn!(%code, %error, %cause, "statement failed")
+            }
+            _ => tracing::warn!(%code, %error, "statement failed"),
         }
     } else if report.blame == Blame::Backend {
         tracing::debug!(code = %report.code, "statement failed on a server");

@@ -70,7 +70,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// is.
     pub(super) async fn ensure_read_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
         let database = self.env.database.clone();
-        let freshness = self.freshness(shard);
+        let freshness = database.read_freshness(shard, self.freshness(shard)).await;
         for (pool, role) in database.read_pools(shard, freshness) {
             if role == Role::Primary {
                 break;

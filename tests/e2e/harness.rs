@@ -173,6 +173,8 @@ pub fn config(cluster: &ClusterInfo) -> Config {
             primary: BackendUri::parse(uri).unwrap(),
             replicas: vec![],
             reads: shardgate::config::ReadsFrom::Replica,
+            consistency: shardgate::config::Consistency::Causal,
+            causal_wait: shardgate::config::DEFAULT_CAUSAL_WAIT,
         })
         .collect();
     Config {

@@ -132,13 +132,28 @@ async fn a_backend_sent_a_cancel_is_not_reused() {
     let proxy = TestProxy::start(config).await;
     let client = proxy.connect().await;
     let pid = |row: tokio_postgres::Row| row.get::<_, i32>(0);
-    let before = pid(client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
-    let again = pid(client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
+    let before = pid(client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap());
+    let again = pid(client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap());
     assert_eq!(before, again, "a pool of one hands out the same backend");
-    let error = client.simple_query("SELECT pg_sleep(60)").await.unwrap_err();
+    let error = client
+        .simple_query("SELECT pg_sleep(60)")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&error), "57014", "{error}");
-    let after = pid(client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap());
-    assert_ne!(before, after, "the backend that was sent a cancel served again");
+    let after = pid(client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap());
+    assert_ne!(
+        before, after,
+        "the backend that was sent a cancel served again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

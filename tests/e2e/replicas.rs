@@ -1,10 +1,11 @@
 //! Reads on replicas: cross-shard reads go to the shards' streaming replicas, a session reads
 //! its own writes, and a replica that is down costs clients nothing. `safety` covers what a
-//! replica must not serve.
+//! replica must not serve, `causal` that a write is read at once from any connection.
 //!
 //! Users 70_000–70_019, 71_000–71_059 and 72_001 (in `users`); table `fl_items` in a cluster of
 //! the failover test's own.
 
+mod causal;
 mod safety;
 
 use shardgate::local_cluster::BackendAuth;
@@ -104,6 +105,7 @@ async fn a_stopped_replica_costs_readers_nothing_and_a_stopped_primary_fails_onl
     wait_for_replicas(&own.info).await;
     let all: Vec<i64> = (1..=100).collect();
     lagging_replica_serves_no_reads(&own, &proxy, &writer).await;
+    a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(&own, &proxy, &writer).await;
     let reader = proxy.connect().await;
     for round in 0..200 {
         if round == 50 {
@@ -170,6 +172,52 @@ async fn lagging_replica_serves_no_reads(
         .simple_query(&format!("DELETE FROM fl_items WHERE id = {on_s0}"))
         .await
         .unwrap();
+    wait_for_replicas(&own.info).await;
+}
+
+/// With replay paused on s0's replica, a read right after a write on s0 (from another
+/// connection) waits `reads.causal_wait` for the replica, then reads the primary: never a
+/// stale row.
+async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
+    own: &OwnCluster,
+    proxy: &TestProxy,
+    writer: &tokio_postgres::Client,
+) {
+    let replica = connect_direct(&own.info.replicas[0][0]).await;
+    replica
+        .simple_query("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let (on_s0, _) = keys_on_each_shard(own);
+    let before = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
+    let insert = format!("INSERT INTO fl_items (id) VALUES ({on_s0})");
+    writer.simple_query(&insert).await.unwrap();
+    let reader = proxy.connect().await;
+    let started = std::time::Instant::now();
+    let sql = format!("SELECT id FROM fl_items WHERE id = {on_s0}");
+    let rows = reader.query(&sql, &[]).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the row written while replay is paused is read"
+    );
+    let waited = started.elapsed();
+    let wait = shardgate::config::DEFAULT_CAUSAL_WAIT;
+    assert!(
+        waited >= wait,
+        "it waited for the replica first ({waited:?})"
+    );
+    let after = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
+    assert!(
+        after.causal_fallbacks > before.causal_fallbacks,
+        "{after:?}"
+    );
+    replica
+        .simple_query("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    let delete = format!("DELETE FROM fl_items WHERE id = {on_s0}");
+    writer.simple_query(&delete).await.unwrap();
     wait_for_replicas(&own.info).await;
 }
 

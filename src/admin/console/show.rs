@@ -190,6 +190,8 @@ pub fn stats(admin: &AdminContext) -> Reply {
             text(counters.replica_reads),
             text(counters.primary_reads),
             text(totals.slow_statements),
+            text(counters.causal_waits),
+            text(counters.causal_fallbacks),
         ]);
     }
     rows(
@@ -208,6 +210,8 @@ pub fn stats(admin: &AdminContext) -> Reply {
             "replica_reads",
             "primary_reads",
             "slow_queries",
+            "causal_waits",
+            "causal_fallbacks",
         ],
         out,
         "SHOW",

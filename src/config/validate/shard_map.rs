@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::Problems;
-use crate::config::raw::{RawReads, RawShard, RawShardMap};
-use crate::config::{BackendUri, Problem, ReadsFrom, Shard, ShardId, ShardMap};
+use crate::config::raw::{RawConsistency, RawReads, RawReadsFrom, RawShard, RawShardMap};
+use crate::config::{
+    BackendUri, Consistency, DEFAULT_CAUSAL_WAIT, Problem, ReadsFrom, Shard, ShardId, ShardMap,
+};
 
 /// Validates a shard map read from `file`.
 pub(in crate::config) fn shard_map(
@@ -29,7 +31,7 @@ pub(in crate::config) fn shard_map(
             &shard.name,
             "shard",
         );
-        shards.extend(validate_shard(shard, i, raw.reads, &mut problems));
+        shards.extend(validate_shard(shard, i, raw.reads.as_ref(), &mut problems));
     }
     check_distinct_backends(&shards, &mut problems);
     let default_shard = default_shard(raw, &mut problems);
@@ -44,10 +46,24 @@ pub(in crate::config) fn shard_map(
 fn validate_shard(
     raw: &RawShard,
     index: usize,
-    map_reads: Option<RawReads>,
+    map_reads: Option<&RawReads>,
     problems: &mut Problems,
 ) -> Option<Shard> {
     let path = format!("shards[{index}]");
+    let map = map_reads
+        .cloned()
+        .map(RawReads::settings)
+        .unwrap_or_default();
+    let own = raw
+        .reads
+        .clone()
+        .map(RawReads::settings)
+        .unwrap_or_default();
+    let causal_wait = match (&own.causal_wait, &map.causal_wait) {
+        (Some(text), _) => problems.check(&format!("{path}.reads.causal_wait"), text.parse())?,
+        (None, Some(text)) => problems.check("reads.causal_wait", text.parse())?,
+        (None, None) => DEFAULT_CAUSAL_WAIT,
+    };
     let Ok(id) = u32::try_from(index) else {
         problems.add(path, "too many shards");
         return None;
@@ -61,10 +77,16 @@ fn validate_shard(
         name: raw.name.clone(),
         primary: primary?,
         replicas: replicas.into_iter().collect::<Option<_>>()?,
-        reads: match raw.reads.or(map_reads) {
-            Some(RawReads::Primary) => ReadsFrom::Primary,
-            Some(RawReads::Replica) | None => ReadsFrom::Replica,
+        reads: match own.from.or(map.from) {
+            Some(RawReadsFrom::Primary) => ReadsFrom::Primary,
+            Some(RawReadsFrom::Replica) | None => ReadsFrom::Replica,
         },
+        consistency: match own.consistency.or(map.consistency) {
+            Some(RawConsistency::Causal) | None => Consistency::Causal,
+            Some(RawConsistency::Session) => Consistency::Session,
+            Some(RawConsistency::Eventual) => Consistency::Eventual,
+        },
+        causal_wait,
     })
 }
 

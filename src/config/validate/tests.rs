@@ -271,3 +271,63 @@ fn every_problem_is_reported_at_once() {
         ]
     );
 }
+
+/// The map `yaml` validated, or its problems as `path: message`.
+fn shard_map_of(yaml: &str) -> Result<ShardMap, Vec<String>> {
+    let raw: RawShardMap = serde_yaml::from_str(yaml).expect("test YAML parses");
+    shard_map(&raw, Path::new("map.yaml")).map_err(|found| {
+        found
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    })
+}
+
+#[test]
+fn reads_are_causal_by_default_and_a_shard_overrides_the_map_field_by_field() {
+    use crate::config::{Consistency, DEFAULT_CAUSAL_WAIT, ReadsFrom};
+    let map = shard_map_of("shards: [{name: s0, primary: 'postgres://u@h/d'}]").unwrap();
+    let s0 = &map.shards[0];
+    assert_eq!(
+        (s0.reads, s0.consistency),
+        (ReadsFrom::Replica, Consistency::Causal)
+    );
+    assert_eq!(s0.causal_wait, DEFAULT_CAUSAL_WAIT);
+    let map = shard_map_of(
+        "reads: {consistency: session, causal_wait: 10ms}\n\
+         shards:\n\
+         - {name: s0, primary: 'postgres://u@h/d'}\n\
+         - {name: s1, primary: 'postgres://u@h/e', reads: primary}\n\
+         - {name: s2, primary: 'postgres://u@h/f', reads: {consistency: eventual}}\n",
+    )
+    .unwrap();
+    let [s0, s1, s2] = &map.shards[..] else {
+        panic!("three shards");
+    };
+    assert_eq!(
+        (s0.reads, s0.consistency),
+        (ReadsFrom::Replica, Consistency::Session)
+    );
+    assert_eq!(
+        (s1.reads, s1.consistency),
+        (ReadsFrom::Primary, Consistency::Session)
+    );
+    assert_eq!(s2.consistency, Consistency::Eventual);
+    assert!(
+        [s0, s1, s2]
+            .iter()
+            .all(|s| s.causal_wait == Duration::from_millis(10))
+    );
+}
+
+#[test]
+fn a_bad_causal_wait_is_named_where_it_was_written() {
+    let map = "reads: {causal_wait: 5x}\nshards: [{name: s0, primary: 'postgres://u@h/d'}]";
+    let found = shard_map_of(map).unwrap_err();
+    assert!(
+        found.iter().any(|p| p.starts_with("reads.causal_wait:")),
+        "{found:?}"
+    );
+    let bad = "reads: {consistency: strong}\nshards: [{name: s0, primary: 'postgres://u@h/d'}]";
+    assert!(serde_yaml::from_str::<RawShardMap>(bad).is_err());
+}

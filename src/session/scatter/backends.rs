@@ -85,7 +85,11 @@ pub(in crate::session) async fn checkout_reads(
     shards: &[(ShardId, Freshness)],
 ) -> Result<Vec<ReadBackend>, ErrorReport> {
     let mut checkouts = Vec::with_capacity(shards.len());
-    for &(shard, freshness) in shards {
+    let fresh = shards
+        .iter()
+        .map(|&(s, own)| database.read_freshness(s, own));
+    let fresh = futures::future::join_all(fresh).await;
+    for (&(shard, _), freshness) in shards.iter().zip(fresh) {
         for (pool, role) in database.read_pools(shard, freshness) {
             match pool.checkout().await {
                 Ok(conn) => {

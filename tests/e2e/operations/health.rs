@@ -19,6 +19,8 @@ async fn ready_names_an_unreachable_primary() {
             primary: BackendUri::parse("postgres://app:app@127.0.0.1:1/app").unwrap(),
             replicas: vec![],
             reads: ReadsFrom::Primary,
+            consistency: shardgate::config::Consistency::Causal,
+            causal_wait: shardgate::config::DEFAULT_CAUSAL_WAIT,
         });
     })
     .await;

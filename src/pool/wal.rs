@@ -1,0 +1,186 @@
+//! How far a server's WAL is known to have gone, for causal replica reads: on a primary, the
+//! position that covers every write acknowledged through this proxy; on a replica, what it has
+//! replayed. Readers wait here (bounded) for a position; the control plane's prober
+//! (`control::causal`) learns positions when someone needs a fresher one.
+//!
+//! A primary's position covers the writes acknowledged before the probe that read it was
+//! sent: the probe asks `pg_current_wal_insert_lsn()`, which is past every commit that has
+//! returned. So a write costs its client nothing (no round trip is added to its
+//! acknowledgement); a read that follows writes waits for the next probe, which all such reads
+//! share. Pure state: nothing here connects anywhere.
+
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// One server's WAL position as far as causal reads are concerned.
+#[derive(Debug, Default)]
+pub struct WalClock {
+    state: Mutex<State>,
+    /// Wakes readers when the position (or the writes it covers) moved.
+    moved: Notify,
+    /// Wakes the prober when a reader needs more than is known.
+    wanted: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Writes acknowledged to clients through this proxy (a primary's), counted.
+    acked: u64,
+    /// How many of those the known position covers.
+    covered: u64,
+    /// The highest WAL position known: inserted (a primary), replayed (a replica).
+    lsn: u64,
+    /// Readers waiting for more than is known.
+    waiting: usize,
+}
+
+impl WalClock {
+    /// A write on this primary was acknowledged to its client.
+    pub fn write_acked(&self) {
+        self.lock().acked += 1;
+        self.wanted.notify_one();
+    }
+
+    /// The writes acknowledged so far: a probe sent after this call covers them.
+    pub fn acked(&self) -> u64 {
+        self.lock().acked
+    }
+
+    /// A probe sent after `covered` acknowledgements found the server at `lsn`.
+    pub fn learned(&self, covered: u64, lsn: u64) {
+        let mut state = self.lock();
+        state.covered = state.covered.max(covered);
+        state.lsn = state.lsn.max(lsn);
+        drop(state);
+        self.moved.notify_waiters();
+    }
+
+    /// A check or probe of a replica found it had replayed `lsn`.
+    pub fn observed(&self, lsn: u64) {
+        self.learned(0, lsn);
+    }
+
+    /// The position covering every write acknowledged before this call, once a probe has
+    /// learnt it; `None` if none did by `deadline`.
+    pub async fn covering(&self, deadline: Instant) -> Option<u64> {
+        let needed = self.acked();
+        self.wait(deadline, |s| (s.covered >= needed).then_some(s.lsn))
+            .await
+    }
+
+    /// Whether the position reaches `lsn` by `deadline`.
+    pub async fn reaches(&self, lsn: u64, deadline: Instant) -> bool {
+        self.wait(deadline, |s| (s.lsn >= lsn).then_some(()))
+            .await
+            .is_some()
+    }
+
+    /// Whether the position is known to be at `lsn` or past it, without waiting.
+    pub fn has_reached(&self, lsn: u64) -> bool {
+        self.lock().lsn >= lsn
+    }
+
+    /// For the prober: until someone needs a fresher position.
+    pub async fn until_wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    /// For the prober: whether readers wait, or acknowledged writes are not covered yet.
+    pub fn is_wanted(&self) -> bool {
+        let state = self.lock();
+        state.waiting > 0 || state.acked > state.covered
+    }
+
+    async fn wait<T>(&self, deadline: Instant, done: impl Fn(&State) -> Option<T>) -> Option<T> {
+        let _waiting = Waiting::new(self);
+        loop {
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if let Some(value) = done(&self.lock()) {
+                return Some(value);
+            }
+            self.wanted.notify_one();
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return done(&self.lock());
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Counts a reader as waiting for as long as it exists (its wait may be dropped mid-way).
+struct Waiting<'a>(&'a WalClock);
+
+impl<'a> Waiting<'a> {
+    fn new(clock: &'a WalClock) -> Self {
+        clock.lock().waiting += 1;
+        Waiting(clock)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_write_waits_for_a_probe_sent_after_it() {
+        let clock = Arc::new(WalClock::default());
+        assert_eq!(
+            clock.covering(soon()).await,
+            Some(0),
+            "no write: nothing to wait for"
+        );
+        clock.write_acked();
+        assert!(clock.is_wanted());
+        let reader = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.covering(soon()).await }
+        });
+        // A probe sent before the write was acknowledged does not cover it.
+        clock.learned(0, 100);
+        tokio::task::yield_now().await;
+        assert!(!reader.is_finished());
+        clock.learned(1, 120);
+        assert_eq!(reader.await.unwrap(), Some(120));
+        assert!(!clock.is_wanted());
+    }
+
+    #[tokio::test]
+    async fn waits_end_at_their_deadline_and_leave_no_waiter_behind() {
+        let clock = WalClock::default();
+        clock.write_acked();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert_eq!(clock.covering(deadline).await, None);
+        clock.learned(1, 50);
+        assert!(
+            !clock.is_wanted(),
+            "the timed-out reader is no longer waiting"
+        );
+        assert!(
+            !clock
+                .reaches(60, Instant::now() + Duration::from_millis(5))
+                .await
+        );
+        clock.observed(70);
+        assert!(clock.reaches(60, soon()).await && clock.has_reached(70));
+    }
+}
