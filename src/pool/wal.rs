@@ -62,10 +62,24 @@ impl WalClock {
         self.learned(0, lsn);
     }
 
+    /// The position covering every write acknowledged so far, if a probe has learnt it (one
+    /// lock: the common case of a read with no write since the last probe).
+    pub fn covering_now(&self) -> Result<u64, u64> {
+        let state = self.lock();
+        if state.covered >= state.acked {
+            Ok(state.lsn)
+        } else {
+            Err(state.acked)
+        }
+    }
+
     /// The position covering every write acknowledged before this call, once a probe has
     /// learnt it; `None` if none did by `deadline`.
     pub async fn covering(&self, deadline: Instant) -> Option<u64> {
-        let needed = self.acked();
+        let needed = match self.covering_now() {
+            Ok(lsn) => return Some(lsn),
+            Err(needed) => needed,
+        };
         self.wait(deadline, |s| (s.covered >= needed).then_some(s.lsn))
             .await
     }

@@ -49,9 +49,9 @@ impl Database {
         let deadline = Instant::now() + pools.causal_wait;
         let fit = || pools.replicas.iter().filter(|r| !r.is_down());
         let primary = pools.primary.health().wal();
-        let needed = match primary.covering(Instant::now()).await {
-            Some(lsn) => lsn,
-            None => {
+        let needed = match primary.covering_now() {
+            Ok(lsn) => lsn,
+            Err(_) => {
                 self.counters.count(Event::CausalWait);
                 match primary.covering(deadline).await {
                     Some(lsn) => lsn,
