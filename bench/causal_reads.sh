@@ -46,7 +46,7 @@ wait_port() {
 reads_of() {
     case $1 in
     primary) echo "reads: {from: primary}" ;;
-    *) echo "reads: {from: replica, consistency: $1}" ;;
+    *) echo "reads: {from: replica, consistency: $1, causal_wait: ${CAUSAL_WAIT:-50ms}}" ;;
     esac
 }
 

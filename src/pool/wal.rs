@@ -34,6 +34,8 @@ struct State {
     lsn: u64,
     /// Readers waiting for more than is known.
     waiting: usize,
+    /// A position readers asked for without waiting (they read elsewhere meanwhile).
+    wanted: u64,
 }
 
 impl WalClock {
@@ -91,6 +93,17 @@ impl WalClock {
             .is_some()
     }
 
+    /// Asks the prober to learn whether the position reached `lsn`, without waiting for it:
+    /// a read that went elsewhere meanwhile, so that later ones find the answer.
+    pub fn want(&self, lsn: u64) {
+        let mut state = self.lock();
+        if lsn > state.lsn && lsn > state.wanted {
+            state.wanted = lsn;
+            drop(state);
+            self.wanted.notify_one();
+        }
+    }
+
     /// Whether the position is known to be at `lsn` or past it, without waiting.
     pub fn has_reached(&self, lsn: u64) -> bool {
         self.lock().lsn >= lsn
@@ -101,10 +114,11 @@ impl WalClock {
         self.wanted.notified().await;
     }
 
-    /// For the prober: whether readers wait, or acknowledged writes are not covered yet.
+    /// For the prober: whether readers wait, acknowledged writes are not covered yet, or a
+    /// position was asked for that is not known to be reached.
     pub fn is_wanted(&self) -> bool {
         let state = self.lock();
-        state.waiting > 0 || state.acked > state.covered
+        state.waiting > 0 || state.acked > state.covered || state.wanted > state.lsn
     }
 
     async fn wait<T>(&self, deadline: Instant, done: impl Fn(&State) -> Option<T>) -> Option<T> {
@@ -175,6 +189,20 @@ mod tests {
         assert!(!reader.is_finished());
         clock.learned(1, 120);
         assert_eq!(reader.await.unwrap(), Some(120));
+        assert!(!clock.is_wanted());
+    }
+
+    #[test]
+    fn a_position_wanted_without_waiting_keeps_the_prober_asking_until_it_is_reached() {
+        let clock = WalClock::default();
+        clock.observed(100);
+        clock.want(90);
+        assert!(!clock.is_wanted(), "already reached");
+        clock.want(150);
+        assert!(clock.is_wanted());
+        clock.observed(149);
+        assert!(clock.is_wanted());
+        clock.observed(150);
         assert!(!clock.is_wanted());
     }
 

@@ -49,8 +49,10 @@ impl Database {
         let deadline = Instant::now() + pools.causal_wait;
         let fit = || pools.replicas.iter().filter(|r| !r.is_down());
         let primary = pools.primary.health().wal();
+        let waits = !pools.causal_wait.is_zero();
         let needed = match primary.covering_now() {
             Ok(lsn) => lsn,
+            Err(_) if !waits => return self.causal_fallback(),
             Err(_) => {
                 self.counters.count(Event::CausalWait);
                 match primary.covering(deadline).await {
@@ -61,6 +63,10 @@ impl Database {
         };
         if fit().any(|r| r.health().wal().has_reached(needed)) {
             return Freshness::Replayed(needed);
+        }
+        if !waits {
+            fit().for_each(|r| r.health().wal().want(needed));
+            return self.causal_fallback();
         }
         self.counters.count(Event::CausalWait);
         let waits = fit().map(|r| Box::pin(r.health().wal().reaches(needed, deadline)));
