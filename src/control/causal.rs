@@ -1,9 +1,9 @@
 //! Probes that keep the WAL positions causal reads wait on fresh (see `pool::wal`): a task per
 //! server, idle until a reader needs more than is known.
 //!
-//! On a primary it asks `pg_current_wal_insert_lsn()` whenever writes were acknowledged since
-//! its last answer, and records which acknowledgements the answer covers; all the reads that
-//! follow those writes share that one probe. On a replica it asks
+//! On a primary it asks `pg_current_wal_insert_lsn()` when a read needs a position covering
+//! writes acknowledged since its last answer (never for writes alone), and records which
+//! acknowledgements the answer covers; all the reads waiting then share that one probe. On a replica it asks
 //! `pg_last_wal_replay_lsn()` while reads want a fresher position, at most every
 //! [`REPLAY_POLL`] (probing back to back cost the 2-core test machine a fifth of its
 //! throughput), so the health check's interval is never the floor of a read after a write.
@@ -79,6 +79,8 @@ impl Drop for Client {
 
 impl Prober {
     async fn run(mut self) {
+        // Connected before the first read needs a position, so that read waits for one query.
+        let _ = self.client().await;
         loop {
             let Some(health) = self.health.upgrade() else {
                 return;

@@ -5,9 +5,9 @@
 //!
 //! A primary's position covers the writes acknowledged before the probe that read it was
 //! sent: the probe asks `pg_current_wal_insert_lsn()`, which is past every commit that has
-//! returned. So a write costs its client nothing (no round trip is added to its
-//! acknowledgement); a read that follows writes waits for the next probe, which all such reads
-//! share. Pure state: nothing here connects anywhere.
+//! returned. So a write costs nothing (no round trip is added to its acknowledgement, and no
+//! probe runs until a read needs one); a read that follows writes waits for the next probe,
+//! which all such reads share. Pure state: nothing here connects anywhere.
 
 use std::sync::Mutex;
 
@@ -36,13 +36,15 @@ struct State {
     waiting: usize,
     /// A position readers asked for without waiting (they read elsewhere meanwhile).
     wanted: u64,
+    /// Acknowledgements readers asked to have covered (a primary's).
+    wanted_covered: u64,
 }
 
 impl WalClock {
-    /// A write on this primary was acknowledged to its client.
+    /// A write on this primary was acknowledged to its client (no probe yet: the next read
+    /// that needs it asks for one).
     pub fn write_acked(&self) {
         self.lock().acked += 1;
-        self.wanted.notify_one();
     }
 
     /// The writes acknowledged so far: a probe sent after this call covers them.
@@ -65,14 +67,20 @@ impl WalClock {
     }
 
     /// The position covering every write acknowledged so far, if a probe has learnt it (one
-    /// lock: the common case of a read with no write since the last probe).
+    /// lock: the common case of a read with no write since the last probe). Otherwise asks
+    /// the prober for one, and returns the acknowledgements it must cover.
     pub fn covering_now(&self) -> Result<u64, u64> {
-        let state = self.lock();
+        let mut state = self.lock();
         if state.covered >= state.acked {
-            Ok(state.lsn)
-        } else {
-            Err(state.acked)
+            return Ok(state.lsn);
         }
+        let needed = state.acked;
+        if state.wanted_covered < needed {
+            state.wanted_covered = needed;
+            drop(state);
+            self.wanted.notify_one();
+        }
+        Err(needed)
     }
 
     /// The position covering every write acknowledged before this call, once a probe has
@@ -114,11 +122,11 @@ impl WalClock {
         self.wanted.notified().await;
     }
 
-    /// For the prober: whether readers wait, acknowledged writes are not covered yet, or a
-    /// position was asked for that is not known to be reached.
+    /// For the prober: whether readers wait, or asked for a position (or for acknowledged
+    /// writes to be covered) that is not known yet.
     pub fn is_wanted(&self) -> bool {
         let state = self.lock();
-        state.waiting > 0 || state.acked > state.covered || state.wanted > state.lsn
+        state.waiting > 0 || state.wanted_covered > state.covered || state.wanted > state.lsn
     }
 
     async fn wait<T>(&self, deadline: Instant, done: impl Fn(&State) -> Option<T>) -> Option<T> {
@@ -178,6 +186,8 @@ mod tests {
             "no write: nothing to wait for"
         );
         clock.write_acked();
+        assert!(!clock.is_wanted(), "no probe until a read needs one");
+        assert_eq!(clock.covering_now(), Err(1));
         assert!(clock.is_wanted());
         let reader = tokio::spawn({
             let clock = clock.clone();

@@ -14,6 +14,7 @@ mod planner;
 mod queries;
 mod special_values;
 
+use shardgate::config::raw::{RawConsistency, RawReadSettings, RawReads};
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -182,6 +183,12 @@ async fn cross_shard_reads_answer_as_one_postgres_would() {
     let cluster = cluster();
     let mut map = demo_map_with_replicas(cluster);
     map.tables.extend(data::tables());
+    // Session consistency, so that the reads after the writes run on the primaries and both
+    // paths are compared (causal reads would wait for the replicas instead).
+    map.reads = Some(RawReads::Settings(RawReadSettings {
+        consistency: Some(RawConsistency::Session),
+        ..RawReadSettings::default()
+    }));
     let proxy = TestProxy::start(config_with_map(cluster, &map)).await;
     let through_proxy = proxy.connect().await;
     let plain = connect_direct(&oracle().primaries[0]).await;
