@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::{Database, Freshness};
 use crate::config::{Consistency, ReadsFrom, ShardId};
 use crate::counters::Event;
+use crate::pool::WalClock;
 
 impl Database {
     /// A write of a session on `shard` was acknowledged to its client: later causal reads of
@@ -46,47 +47,75 @@ impl Database {
 
     async fn causal_freshness(&self, shard: ShardId) -> Freshness {
         let pools = &self.shards[shard.0 as usize];
-        let deadline = Instant::now() + pools.causal_wait;
-        let fit = || pools.replicas.iter().filter(|r| !r.is_down());
+        let mut read = CausalRead {
+            deadline: Instant::now() + pools.causal_wait,
+            may_wait: !pools.causal_wait.is_zero(),
+            waited: false,
+        };
         let primary = pools.primary.health().wal();
-        let waits = !pools.causal_wait.is_zero();
-        let needed = match primary.covering_now() {
-            Ok(lsn) => lsn,
-            Err(_) if !waits => return self.causal_fallback(),
-            Err(_) => {
-                self.counters.count(Event::CausalWait);
-                match primary.covering(deadline).await {
-                    Some(lsn) => lsn,
-                    None => return self.causal_fallback(),
-                }
+        let fit: Vec<&WalClock> = (pools.replicas.iter())
+            .filter(|r| !r.is_down())
+            .map(|r| r.health().wal())
+            .collect();
+        let freshness = match read.position(primary).await {
+            Some(needed) if read.replica_reaches(&fit, needed).await => Freshness::Replayed(needed),
+            _ => {
+                self.counters.count(Event::CausalFallback);
+                Freshness::Primary
             }
         };
-        if fit().any(|r| r.health().wal().has_reached(needed)) {
-            return Freshness::Replayed(needed);
+        if read.waited {
+            self.counters.count(Event::CausalWait);
         }
-        if !waits {
-            fit().for_each(|r| r.health().wal().want(needed));
-            return self.causal_fallback();
+        freshness
+    }
+}
+
+/// One causal read on its way to a replica.
+struct CausalRead {
+    /// When it stops waiting and reads the primary.
+    deadline: Instant,
+    /// `reads.causal_wait` is not zero.
+    may_wait: bool,
+    /// It waited for a position.
+    waited: bool,
+}
+
+impl CausalRead {
+    /// The primary's position covering every write acknowledged before the read, if known
+    /// in time.
+    async fn position(&mut self, primary: &WalClock) -> Option<u64> {
+        match primary.covering_now() {
+            Ok(lsn) => Some(lsn),
+            Err(_) if !self.may_wait => None,
+            Err(_) => {
+                self.waited = true;
+                primary.covering(self.deadline).await
+            }
         }
-        self.counters.count(Event::CausalWait);
-        let waits = fit().map(|r| Box::pin(r.health().wal().reaches(needed, deadline)));
-        let waits: Vec<_> = waits.collect();
-        if waits.is_empty() {
-            return self.causal_fallback();
+    }
+
+    /// Whether one of the `fit` replicas replayed up to `needed` (by the deadline). Without
+    /// waiting, the replicas' probes are asked to find out for the reads that follow.
+    async fn replica_reaches(&mut self, fit: &[&WalClock], needed: u64) -> bool {
+        if fit.iter().any(|r| r.has_reached(needed)) {
+            return true;
         }
-        let mut pending = waits;
+        if !self.may_wait || fit.is_empty() {
+            fit.iter().for_each(|r| r.want(needed));
+            return false;
+        }
+        self.waited = true;
+        let mut pending: Vec<_> = (fit.iter())
+            .map(|r| Box::pin(r.reaches(needed, self.deadline)))
+            .collect();
         while !pending.is_empty() {
             let (reached, _, rest) = futures::future::select_all(pending).await;
             if reached {
-                return Freshness::Replayed(needed);
+                return true;
             }
             pending = rest;
         }
-        self.causal_fallback()
-    }
-
-    fn causal_fallback(&self) -> Freshness {
-        self.counters.count(Event::CausalFallback);
-        Freshness::Primary
+        false
     }
 }

@@ -24,7 +24,12 @@ async fn ready_names_an_unreachable_primary() {
         });
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Once every primary was checked: s_gone's check fails, s0's and s1's pass.
+    eventually("/ready names only the unreachable primary", async || {
+        let (status, body) = http_get(&proxy, "/ready").await;
+        status == 503 && body.contains("s_gone") && !body.contains("s0")
+    })
+    .await;
     let (status, body) = http_get(&proxy, "/ready").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("app/s_gone primary"), "{body}");

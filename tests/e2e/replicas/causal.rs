@@ -1,11 +1,10 @@
 //! Causal replica reads (`reads.consistency: causal`, the default): a write acknowledged on
 //! one connection is seen by a read that starts on another connection right after, although
-//! the read is served by a replica. The same loop under `eventual` sees stale rows, which
-//! proves the loop can fail.
+//! the read is served by a replica. (That an `eventual` read of a lagging replica is stale,
+//! so these reads could have been, is shown with replay paused, in `replicas.rs`: how far a
+//! replica lags on its own depends on the machine's load.)
 //!
-//! Users 600_000–600_999 (in `users`, one range per test); tables `causal_ddl_*`.
-
-use std::time::Duration;
+//! Users 600_001 and 600_100–600_160 (in `users`); tables `causal_ddl_*`.
 
 use shardgate::config::raw::{RawConsistency, RawReadSettings, RawReads};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -114,21 +113,4 @@ async fn a_table_created_on_one_connection_exists_for_the_next_read_on_another()
         counters.replica_reads >= 20,
         "replicas served the reads: {counters:?}"
     );
-}
-
-#[tokio::test]
-async fn without_causal_reads_the_same_loop_reads_stale_rows() {
-    let proxy = proxy(RawConsistency::Eventual).await;
-    let (writer, reader) = (proxy.connect().await, proxy.connect().await);
-    let mut stale = 0;
-    // Replicas usually lag by a millisecond or so; a few loops see it.
-    for attempt in 0..5 {
-        stale += stale_single_key_reads(&writer, &reader, 600_200 + attempt).await;
-        stale += stale_cross_shard_counts(&writer, &reader, 600_300 + attempt * 100).await;
-        if stale > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(stale > 0, "eventual reads never saw a stale row");
 }
