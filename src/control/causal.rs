@@ -86,7 +86,7 @@ impl Prober {
                 return;
             };
             if !health.wal().is_wanted() {
-                // Hold no strong reference while idle, so a replaced pool's task ends.
+                // Wakes at least every second, so a replaced pool's task ends soon after it.
                 let wanted = async { health.wal().until_wanted().await };
                 let idle = tokio::time::timeout(Duration::from_secs(1), wanted);
                 drop(idle.await);

@@ -60,9 +60,9 @@ fn validate_shard(
         .map(RawReads::settings)
         .unwrap_or_default();
     let causal_wait = match (&own.causal_wait, &map.causal_wait) {
-        (Some(text), _) => problems.check(&format!("{path}.reads.causal_wait"), text.parse())?,
-        (None, Some(text)) => problems.check("reads.causal_wait", text.parse())?,
-        (None, None) => DEFAULT_CAUSAL_WAIT,
+        (Some(text), _) => problems.check(&format!("{path}.reads.causal_wait"), text.parse()),
+        (None, Some(text)) => problems.check("reads.causal_wait", text.parse()),
+        (None, None) => Some(DEFAULT_CAUSAL_WAIT),
     };
     let Ok(id) = u32::try_from(index) else {
         problems.add(path, "too many shards");
@@ -86,7 +86,7 @@ fn validate_shard(
             Some(RawConsistency::Session) => Consistency::Session,
             Some(RawConsistency::Eventual) => Consistency::Eventual,
         },
-        causal_wait,
+        causal_wait: causal_wait?,
     })
 }
 
