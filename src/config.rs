@@ -308,6 +308,10 @@ pub enum Consistency {
     Session,
     /// Whatever the replica has, within `replicas.max_lag`.
     Eventual,
+    /// Every write committed on the primary before the read began, through any proxy or
+    /// none: the read learns the primary's position first (one probe, shared by concurrent
+    /// reads of the shard).
+    Global,
 }
 
 /// How long a causal read waits for a replica by default (`reads.causal_wait`).

@@ -29,7 +29,7 @@ pub use health::{Observed, ServerHealth, Verdict};
 pub use liveness::{FirstStopped, Liveness};
 pub use manager::{BackendManager, LastConnectError, PooledBackend};
 pub use servers::{ServerRow, Servers};
-pub use wal::WalClock;
+pub use wal::{Probe, WalClock};
 
 /// A backend connection checked out of its pool; returned to it on drop.
 pub struct Checkout {

@@ -420,7 +420,7 @@ pub struct RawShardMap {
 #[serde(
     untagged,
     expecting = "reads: `replica`, `primary`, or a mapping with `from`, `consistency` \
-                 (causal, session, eventual) and `causal_wait`"
+                 (causal, global, session, eventual) and `causal_wait`"
 )]
 pub enum RawReads {
     /// `reads: replica | primary`.
@@ -465,6 +465,8 @@ pub enum RawConsistency {
     Session,
     /// Bounded by `replicas.max_lag` only.
     Eventual,
+    /// Also writes through other proxies or made directly on the primary.
+    Global,
 }
 
 impl RawReads {

@@ -92,10 +92,10 @@ impl Prober {
                 drop(idle.await);
                 continue;
             }
-            let covered = health.wal().acked();
+            let probe = health.wal().probe_starting();
             match self.position().await {
                 Some(lsn) if self.watched == Watched::Primary => {
-                    health.wal().learned(covered, lsn);
+                    health.wal().learned(probe, lsn);
                 }
                 Some(lsn) => {
                     health.wal().observed(lsn);

@@ -38,6 +38,18 @@ struct State {
     wanted: u64,
     /// Acknowledgements readers asked to have covered (a primary's).
     wanted_covered: u64,
+    /// Probes started, and the newest one that answered (by the order they started).
+    probes_started: u64,
+    probes_done: u64,
+    /// A probe readers wait for: one started after they began (`global` reads).
+    wanted_probe: u64,
+}
+
+/// A probe on its way: what it will cover when it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    id: u64,
+    covered: u64,
 }
 
 impl WalClock {
@@ -47,15 +59,21 @@ impl WalClock {
         self.lock().acked += 1;
     }
 
-    /// The writes acknowledged so far: a probe sent after this call covers them.
-    pub fn acked(&self) -> u64 {
-        self.lock().acked
+    /// For the prober: a probe is about to be sent; it covers the writes acknowledged so far.
+    pub fn probe_starting(&self) -> Probe {
+        let mut state = self.lock();
+        state.probes_started += 1;
+        Probe {
+            id: state.probes_started,
+            covered: state.acked,
+        }
     }
 
-    /// A probe sent after `covered` acknowledgements found the server at `lsn`.
-    pub fn learned(&self, covered: u64, lsn: u64) {
+    /// `probe` found the server at `lsn`.
+    pub fn learned(&self, probe: Probe, lsn: u64) {
         let mut state = self.lock();
-        state.covered = state.covered.max(covered);
+        state.covered = state.covered.max(probe.covered);
+        state.probes_done = state.probes_done.max(probe.id);
         state.lsn = state.lsn.max(lsn);
         drop(state);
         self.moved.notify_waiters();
@@ -63,7 +81,24 @@ impl WalClock {
 
     /// A check or probe of a replica found it had replayed `lsn`.
     pub fn observed(&self, lsn: u64) {
-        self.learned(0, lsn);
+        let mut state = self.lock();
+        state.lsn = state.lsn.max(lsn);
+        drop(state);
+        self.moved.notify_waiters();
+    }
+
+    /// The server's position as learnt by a probe started after this call (so past every
+    /// commit that returned before it, whoever made it); `None` if none answered by
+    /// `deadline`. Concurrent callers share the probe.
+    pub async fn current(&self, deadline: Instant) -> Option<u64> {
+        let needed = {
+            let mut state = self.lock();
+            let needed = state.probes_started + 1;
+            state.wanted_probe = state.wanted_probe.max(needed);
+            needed
+        };
+        self.wait(deadline, |s| (s.probes_done >= needed).then_some(s.lsn))
+            .await
     }
 
     /// The position covering every write acknowledged so far, if a probe has learnt it (one
@@ -126,7 +161,10 @@ impl WalClock {
     /// writes to be covered) that is not known yet.
     pub fn is_wanted(&self) -> bool {
         let state = self.lock();
-        state.waiting > 0 || state.wanted_covered > state.covered || state.wanted > state.lsn
+        state.waiting > 0
+            || state.wanted_covered > state.covered
+            || state.wanted > state.lsn
+            || state.wanted_probe > state.probes_done
     }
 
     async fn wait<T>(&self, deadline: Instant, done: impl Fn(&State) -> Option<T>) -> Option<T> {
@@ -194,11 +232,35 @@ mod tests {
             async move { clock.covering(soon()).await }
         });
         // A probe sent before the write was acknowledged does not cover it.
-        clock.learned(0, 100);
+        let early = Probe { id: 1, covered: 0 };
+        clock.learned(early, 100);
         tokio::task::yield_now().await;
         assert!(!reader.is_finished());
-        clock.learned(1, 120);
+        let probe = clock.probe_starting();
+        clock.learned(probe, 120);
         assert_eq!(reader.await.unwrap(), Some(120));
+        assert!(!clock.is_wanted());
+    }
+
+    #[tokio::test]
+    async fn a_global_read_waits_for_a_probe_started_after_it_began() {
+        let clock = Arc::new(WalClock::default());
+        let before = clock.probe_starting();
+        let reader = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.current(soon()).await }
+        });
+        tokio::task::yield_now().await;
+        clock.learned(before, 10);
+        tokio::task::yield_now().await;
+        assert!(
+            !reader.is_finished(),
+            "a probe started before the read does not do"
+        );
+        assert!(clock.is_wanted());
+        let after = clock.probe_starting();
+        clock.learned(after, 20);
+        assert_eq!(reader.await.unwrap(), Some(20));
         assert!(!clock.is_wanted());
     }
 
@@ -222,7 +284,8 @@ mod tests {
         clock.write_acked();
         let deadline = Instant::now() + Duration::from_millis(20);
         assert_eq!(clock.covering(deadline).await, None);
-        clock.learned(1, 50);
+        let probe = clock.probe_starting();
+        clock.learned(probe, 50);
         assert!(
             !clock.is_wanted(),
             "the timed-out reader is no longer waiting"

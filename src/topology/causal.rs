@@ -41,15 +41,18 @@ impl Database {
         match pools.consistency {
             Consistency::Session => own,
             Consistency::Eventual => Freshness::Any,
-            Consistency::Causal => self.causal_freshness(shard).await,
+            Consistency::Causal => self.causal_freshness(shard, false).await,
+            Consistency::Global => self.causal_freshness(shard, true).await,
         }
     }
 
-    async fn causal_freshness(&self, shard: ShardId) -> Freshness {
+    /// `global`: the primary's current position, not only what this proxy's writes need.
+    async fn causal_freshness(&self, shard: ShardId, global: bool) -> Freshness {
         let pools = &self.shards[shard.0 as usize];
         let mut read = CausalRead {
             deadline: Instant::now() + pools.causal_wait,
             may_wait: !pools.causal_wait.is_zero(),
+            global,
             waited: false,
         };
         let primary = pools.primary.health().wal();
@@ -77,14 +80,25 @@ struct CausalRead {
     deadline: Instant,
     /// `reads.causal_wait` is not zero.
     may_wait: bool,
+    /// `consistency: global`.
+    global: bool,
     /// It waited for a position.
     waited: bool,
 }
 
 impl CausalRead {
-    /// The primary's position covering every write acknowledged before the read, if known
-    /// in time.
+    /// The primary's position a replica must have replayed, if known in time: past every
+    /// write acknowledged through this proxy before the read (`causal`), or past everything
+    /// the primary had committed when the read began (`global`: a probe started now, so
+    /// without waiting there is none).
     async fn position(&mut self, primary: &WalClock) -> Option<u64> {
+        if self.global {
+            if !self.may_wait {
+                return None;
+            }
+            self.waited = true;
+            return primary.current(self.deadline).await;
+        }
         match primary.covering_now() {
             Ok(lsn) => Some(lsn),
             Err(_) if !self.may_wait => None,

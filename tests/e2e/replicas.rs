@@ -188,7 +188,11 @@ async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
     for shard in &mut config.databases[0].shard_map.shards {
         shard.consistency = shardgate::config::Consistency::Eventual;
     }
-    let eventual = TestProxy::start(config).await;
+    let eventual = TestProxy::start(config.clone()).await;
+    for shard in &mut config.databases[0].shard_map.shards {
+        shard.consistency = shardgate::config::Consistency::Global;
+    }
+    let global = TestProxy::start(config).await;
     let replica = connect_direct(&own.info.replicas[0][0]).await;
     replica
         .simple_query("SELECT pg_wal_replay_pause()")
@@ -203,6 +207,13 @@ async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
     assert!(
         stale.is_empty(),
         "an eventual read of the paused replica misses the row"
+    );
+    // A proxy that saw no write: with `global` it learns the primary's position first.
+    let fresh = global.connect().await.query(&sql, &[]).await.unwrap();
+    assert_eq!(
+        fresh.len(),
+        1,
+        "a global read through another proxy sees the row"
     );
     // It waits for the replica (unless the health check already took it out of reads for
     // lagging), then reads the primary.

@@ -85,6 +85,7 @@ fn validate_shard(
             Some(RawConsistency::Causal) | None => Consistency::Causal,
             Some(RawConsistency::Session) => Consistency::Session,
             Some(RawConsistency::Eventual) => Consistency::Eventual,
+            Some(RawConsistency::Global) => Consistency::Global,
         },
         causal_wait: causal_wait?,
     })

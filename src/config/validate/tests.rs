@@ -298,12 +298,14 @@ fn reads_are_causal_by_default_and_a_shard_overrides_the_map_field_by_field() {
          shards:\n\
          - {name: s0, primary: 'postgres://u@h/d'}\n\
          - {name: s1, primary: 'postgres://u@h/e', reads: primary}\n\
-         - {name: s2, primary: 'postgres://u@h/f', reads: {consistency: eventual}}\n",
+         - {name: s2, primary: 'postgres://u@h/f', reads: {consistency: eventual}}\n\
+         - {name: s3, primary: 'postgres://u@h/g', reads: {consistency: global}}\n",
     )
     .unwrap();
-    let [s0, s1, s2] = &map.shards[..] else {
-        panic!("three shards");
+    let [s0, s1, s2, s3] = &map.shards[..] else {
+        panic!("four shards");
     };
+    assert_eq!(s3.consistency, Consistency::Global);
     assert_eq!(
         (s0.reads, s0.consistency),
         (ReadsFrom::Replica, Consistency::Session)
