@@ -23,26 +23,8 @@ PORT_AFTER=${PORT_AFTER:-6540}
 PORT_BEFORE=${PORT_BEFORE:-6541}
 WORKLOADS=${WORKLOADS:-"select-simple select-extended select-prepared tpcb-simple"}
 
-dir=$(mktemp -d)
-chmod 755 "$dir" # the demo runs its servers as `postgres` when started by root
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
+# shellcheck source=bench/lib.sh
+source "$REPO_ROOT/bench/lib.sh"
 
 "$AFTER" demo --port "$PORT_AFTER" --metrics-port 0 --dir "$dir/demo" >"$dir/after.log" 2>&1 &
 pids+=($!)

@@ -22,26 +22,8 @@ ROWS=${ROWS:-10000}
 BASE_PORT=${BASE_PORT:-6560}
 MODES=${MODES:-"causal session eventual primary"}
 
-dir=$(mktemp -d)
-chmod 755 "$dir" # the demo runs its servers as `postgres` when started by root
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
+# shellcheck source=bench/lib.sh
+source "$REPO_ROOT/bench/lib.sh"
 
 reads_of() {
     case $1 in

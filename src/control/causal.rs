@@ -5,8 +5,9 @@
 //! writes acknowledged since its last answer (never for writes alone), and records which
 //! acknowledgements the answer covers; all the reads waiting then share that one probe. On a replica it asks
 //! `pg_last_wal_replay_lsn()` while reads want a fresher position, at most every
-//! [`REPLAY_POLL`] (probing back to back cost the 2-core test machine a fifth of its
-//! throughput), so the health check's interval is never the floor of a read after a write.
+//! [`REPLAY_POLL`] (back to back, the probes cost the 2-core test machine about a tenth of its
+//! throughput in one run: see `bench/RESULTS.md`), so the health check's interval is never the
+//! floor of a read after a write.
 //! Each task keeps one tokio-postgres connection, reopened after a failure; a query that gets
 //! no reply within `replicas.check_timeout` counts as one. A failed probe leaves the position
 //! where it was: the readers waiting on it run out their `reads.causal_wait` and read the

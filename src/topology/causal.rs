@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::{Database, Freshness};
 use crate::config::{Consistency, ReadsFrom, ShardId};
 use crate::counters::Event;
-use crate::pool::WalClock;
+use crate::pool::{EndpointPool, WalClock};
 
 impl Database {
     /// A write of a session on `shard` was acknowledged to its client: later causal reads of
@@ -56,12 +56,10 @@ impl Database {
             waited: false,
         };
         let primary = pools.primary.health().wal();
-        let fit: Vec<&WalClock> = (pools.replicas.iter())
-            .filter(|r| !r.is_down())
-            .map(|r| r.health().wal())
-            .collect();
         let freshness = match read.position(primary).await {
-            Some(needed) if read.replica_reaches(&fit, needed).await => Freshness::Replayed(needed),
+            Some(needed) if read.replica_reaches(&pools.replicas, needed).await => {
+                Freshness::Replayed(needed)
+            }
             _ => {
                 self.counters.count(Event::CausalFallback);
                 Freshness::Primary
@@ -109,20 +107,21 @@ impl CausalRead {
         }
     }
 
-    /// Whether one of the `fit` replicas replayed up to `needed` (by the deadline). Without
-    /// waiting, the replicas' probes are asked to find out for the reads that follow.
-    async fn replica_reaches(&mut self, fit: &[&WalClock], needed: u64) -> bool {
-        if fit.iter().any(|r| r.has_reached(needed)) {
-            return true;
+    /// Whether one of the `replicas` in service replayed up to `needed` (by the deadline).
+    /// Without waiting, their probes are asked to find out for the reads that follow.
+    async fn replica_reaches(&mut self, replicas: &[EndpointPool], needed: u64) -> bool {
+        let fit = || (replicas.iter().filter(|r| !r.is_down())).map(|r| r.health().wal());
+        if fit().any(|r| r.has_reached(needed)) {
+            return true; // The common case: no allocation, one lock per replica.
         }
-        if !self.may_wait || fit.is_empty() {
-            fit.iter().for_each(|r| r.want(needed));
+        if !self.may_wait {
+            fit().for_each(|r| r.want(needed));
             return false;
         }
-        self.waited = true;
-        let mut pending: Vec<_> = (fit.iter())
+        let mut pending: Vec<_> = fit()
             .map(|r| Box::pin(r.reaches(needed, self.deadline)))
             .collect();
+        self.waited = !pending.is_empty();
         while !pending.is_empty() {
             let (reached, _, rest) = futures::future::select_all(pending).await;
             if reached {

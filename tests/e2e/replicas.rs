@@ -145,16 +145,7 @@ async fn lagging_replica_serves_no_reads(
     proxy: &TestProxy,
     writer: &tokio_postgres::Client,
 ) {
-    let replica = connect_direct(&own.info.replicas[0][0]).await;
-    replica
-        .simple_query("SELECT pg_wal_replay_pause()")
-        .await
-        .unwrap();
-    let (on_s0, _) = keys_on_each_shard(own);
-    writer
-        .simple_query(&format!("INSERT INTO fl_items (id) VALUES ({on_s0})"))
-        .await
-        .unwrap();
+    let on_s0 = pause_s0_replay_and_write(own, writer).await;
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     let reader = proxy.connect().await;
     let sql = format!("SELECT id FROM fl_items WHERE id BETWEEN 1 AND 100 OR id = {on_s0}");
@@ -164,15 +155,7 @@ async fn lagging_replica_serves_no_reads(
         101,
         "the row written while the replica lags is read"
     );
-    replica
-        .simple_query("SELECT pg_wal_replay_resume()")
-        .await
-        .unwrap();
-    writer
-        .simple_query(&format!("DELETE FROM fl_items WHERE id = {on_s0}"))
-        .await
-        .unwrap();
-    wait_for_replicas(&own.info).await;
+    resume_s0_replay_and_delete(own, writer, on_s0).await;
 }
 
 /// With replay paused on s0's replica, a read right after a write on s0 (from another
@@ -193,15 +176,8 @@ async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
         shard.consistency = shardgate::config::Consistency::Global;
     }
     let global = TestProxy::start(config).await;
-    let replica = connect_direct(&own.info.replicas[0][0]).await;
-    replica
-        .simple_query("SELECT pg_wal_replay_pause()")
-        .await
-        .unwrap();
-    let (on_s0, _) = keys_on_each_shard(own);
     let before = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
-    let insert = format!("INSERT INTO fl_items (id) VALUES ({on_s0})");
-    writer.simple_query(&insert).await.unwrap();
+    let on_s0 = pause_s0_replay_and_write(own, writer).await;
     let sql = format!("SELECT id FROM fl_items WHERE id = {on_s0}");
     let stale = eventual.connect().await.query(&sql, &[]).await.unwrap();
     assert!(
@@ -229,6 +205,29 @@ async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
         after.causal_fallbacks > before.causal_fallbacks,
         "{after:?}"
     );
+    resume_s0_replay_and_delete(own, writer, on_s0).await;
+}
+
+/// Pauses replay on s0's replica, then writes a new row on s0 through `writer`; returns its id.
+async fn pause_s0_replay_and_write(own: &OwnCluster, writer: &tokio_postgres::Client) -> i64 {
+    let replica = connect_direct(&own.info.replicas[0][0]).await;
+    replica
+        .simple_query("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let (on_s0, _) = keys_on_each_shard(own);
+    let insert = format!("INSERT INTO fl_items (id) VALUES ({on_s0})");
+    writer.simple_query(&insert).await.unwrap();
+    on_s0
+}
+
+/// Undoes [`pause_s0_replay_and_write`] and waits until the replicas caught up.
+async fn resume_s0_replay_and_delete(
+    own: &OwnCluster,
+    writer: &tokio_postgres::Client,
+    on_s0: i64,
+) {
+    let replica = connect_direct(&own.info.replicas[0][0]).await;
     replica
         .simple_query("SELECT pg_wal_replay_resume()")
         .await
