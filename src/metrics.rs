@@ -80,6 +80,9 @@ pub struct Metrics {
     transaction_seconds: HistogramVec,
     routes: IntCounterVec,
     checkout_wait: HistogramVec,
+    reads_served: IntCounterVec,
+    causal_wait: HistogramVec,
+    causal_fallbacks: IntCounterVec,
     errors: IntCounterVec,
     slow_statements: IntCounterVec,
     rate_limited: IntCounterVec,
@@ -194,6 +197,24 @@ impl Metrics {
                 "Time a session waited for a backend connection.",
                 SERVER_LABELS,
             ),
+            reads_served: counter_vec(
+                &r,
+                "shardgate_reads_total",
+                "Replica-safe reads (single-shard reads and legs of cross-shard reads outside transactions) this server served.",
+                SERVER_LABELS,
+            ),
+            causal_wait: histogram_vec(
+                &r,
+                "shardgate_causal_wait_seconds",
+                "How long a causal read this server then served waited for a WAL position (the writes before it, or a replica that replayed them).",
+                SERVER_LABELS,
+            ),
+            causal_fallbacks: counter_vec(
+                &r,
+                "shardgate_causal_fallbacks_total",
+                "Causal reads a primary served because none of its replicas replayed the writes before them within reads.causal_wait.",
+                SERVER_LABELS,
+            ),
             errors: counter_vec(
                 &r,
                 "shardgate_errors_total",
@@ -294,6 +315,9 @@ impl Metrics {
         let labels = [database, shard, role.as_str(), endpoint];
         EndpointMeters {
             checkout_wait: self.checkout_wait.with_label_values(&labels),
+            reads: self.reads_served.with_label_values(&labels),
+            causal_wait: self.causal_wait.with_label_values(&labels),
+            causal_fallbacks: self.causal_fallbacks.with_label_values(&labels),
         }
     }
 
@@ -425,10 +449,14 @@ pub struct MeterTotals {
     pub slow_statements: u64,
 }
 
-/// One pool's handles.
+/// One pool's handles. A pool that replaces it on a reload gets the same ones, so its
+/// totals survive the reload.
 #[derive(Clone)]
 pub struct EndpointMeters {
     checkout_wait: Histogram,
+    reads: IntCounter,
+    causal_wait: Histogram,
+    causal_fallbacks: IntCounter,
 }
 
 impl EndpointMeters {
@@ -436,6 +464,41 @@ impl EndpointMeters {
     pub fn checkout_waited(&self, waited: std::time::Duration) {
         self.checkout_wait.observe(waited.as_secs_f64());
     }
+
+    /// Counts a replica-safe read this server serves, which first waited `waited` for a WAL
+    /// position (causal reads), and came here because no replica caught up (`fell_back`).
+    pub fn read_served(&self, waited: Option<std::time::Duration>, fell_back: bool) {
+        self.reads.inc();
+        if let Some(waited) = waited {
+            self.causal_wait.observe(waited.as_secs_f64());
+        }
+        if fell_back {
+            self.causal_fallbacks.inc();
+        }
+    }
+
+    /// This server's reads since start, for `SHOW POOLS`.
+    pub fn reads(&self) -> ReadTotals {
+        ReadTotals {
+            served: self.reads.get(),
+            causal_waits: self.causal_wait.get_sample_count(),
+            causal_wait_seconds: self.causal_wait.get_sample_sum(),
+            causal_fallbacks: self.causal_fallbacks.get(),
+        }
+    }
+}
+
+/// One server's replica-safe reads since start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadTotals {
+    /// Reads it served.
+    pub served: u64,
+    /// Of those, reads that waited for a WAL position first.
+    pub causal_waits: u64,
+    /// Their summed wait.
+    pub causal_wait_seconds: f64,
+    /// Reads it served (a primary) because no replica caught up in time.
+    pub causal_fallbacks: u64,
 }
 
 #[cfg(test)]

@@ -313,6 +313,11 @@ impl EndpointPool {
         &self.health
     }
 
+    /// Its metric handles: reads it served, causal waits before them.
+    pub fn meters(&self) -> &EndpointMeters {
+        &self.meters
+    }
+
     /// A connection of this endpoint failed while in use: keep a fail-fast endpoint out of
     /// use for a while, as after a connect failure.
     pub fn note_lost(&self) {

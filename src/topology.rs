@@ -18,6 +18,7 @@ use crate::router::Router;
 use crate::router::strategy::Directory;
 
 pub use crate::config::Role;
+pub use causal::ReadTicket;
 
 /// Everything the proxy routes to, at one epoch.
 pub struct Topology {

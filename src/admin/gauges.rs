@@ -151,7 +151,6 @@ struct DatabaseCounters {
     legs: IntCounterVec,
     retries: IntCounterVec,
     refusals: IntCounterVec,
-    causal: IntCounterVec,
 }
 
 impl DatabaseCounters {
@@ -172,11 +171,6 @@ impl DatabaseCounters {
                 "Statements the proxy refused: unsupported (0A000) or for another reason.",
                 &["database", "reason"],
             ),
-            causal: counter_vec(
-                "shardgate_causal_reads_total",
-                "Causal replica reads that waited for a WAL position, or went to the primary because no replica caught up within reads.causal_wait.",
-                &["database", "outcome"],
-            ),
         }
     }
 
@@ -194,18 +188,10 @@ impl DatabaseCounters {
         for (reason, n) in refused {
             self.refusals.with_label_values(&[db, reason]).inc_by(n);
         }
-        let causal = [
-            ("waited", counters.causal_waits),
-            ("primary", counters.causal_fallbacks),
-        ];
-        for (outcome, n) in causal {
-            self.causal.with_label_values(&[db, outcome]).inc_by(n);
-        }
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let collectors: [&dyn Collector; 4] =
-            [&self.legs, &self.retries, &self.refusals, &self.causal];
+        let collectors: [&dyn Collector; 3] = [&self.legs, &self.retries, &self.refusals];
         collectors.iter().flat_map(|c| c.collect()).collect()
     }
 }

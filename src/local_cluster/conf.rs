@@ -51,6 +51,13 @@ pub(crate) fn validate_spec(spec: &ClusterSpec) -> Result<(), LocalClusterError>
 /// WAL and data pages are intact after kill -9; only a crash of the OS itself (or power loss)
 /// could lose them, and these throwaway servers live on tmpfs (see `scratch_dir`), which loses
 /// everything then anyway. The price of `on`, measured with pgbench, is in NOTES-durable.md.
+///
+/// Replication is what a production deployment with read replicas runs: asynchronous (no
+/// `synchronous_standby_names`, so a write's acknowledgement never waits for a replica; causal
+/// reads give read-after-write without it), each replica on a slot of its own, with
+/// `hot_standby_feedback` (vacuum on the primary keeps the rows a replica's running reads
+/// need, instead of cancelling those reads) and `max_slot_wal_keep_size` (a replica gone for
+/// good cannot make its primary keep WAL until the disk is full).
 pub(crate) fn server_settings(socket_dir: &Path) -> String {
     format!(
         "\n# shardgate local cluster: throwaway demo/test server; acknowledged commits survive\n\
@@ -62,6 +69,8 @@ pub(crate) fn server_settings(socket_dir: &Path) -> String {
          max_wal_senders = 10\n\
          max_replication_slots = 10\n\
          hot_standby = on\n\
+         hot_standby_feedback = on\n\
+         max_slot_wal_keep_size = '1GB'\n\
          fsync = off\n\
          synchronous_commit = on\n\
          full_page_writes = off\n\

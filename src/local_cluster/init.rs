@@ -93,6 +93,13 @@ fn ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The servers' locale: what a stock install takes on a machine whose `LANG` is `C.UTF-8`
+/// (Debian and Ubuntu images, CI machines), so `upper('ë')` is `Ë` and character classes know
+/// Unicode, as on such a server. Its collation orders text by code point, which is UTF-8 byte
+/// order, so cross-shard merges order text exactly as each shard does (see
+/// `backend::connect::collation_is_bytewise`).
+const DEMO_LOCALE: &str = "--locale=C.UTF-8";
+
 /// initdb, settings, pg_hba.conf, start, role and database.
 fn init_primary(
     primary: &mut LocalServer,
@@ -110,7 +117,7 @@ fn init_primary(
         "trust",
         "-E",
         "UTF8",
-        "--locale=C",
+        DEMO_LOCALE,
         "--no-sync",
     ]);
     // 1 MB WAL segments: initdb and pg_basebackup write (zero-fill) far fewer bytes.

@@ -70,8 +70,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// is.
     pub(super) async fn ensure_read_backend(&mut self, shard: ShardId) -> Result<(), ErrorReport> {
         let database = self.env.database.clone();
-        let freshness = database.read_freshness(shard, self.freshness(shard)).await;
-        for (pool, role) in database.read_pools(shard, freshness) {
+        let ticket = database.read_freshness(shard, self.freshness(shard)).await;
+        for (pool, role) in database.read_pools(shard, ticket.freshness) {
             if role == Role::Primary {
                 break;
             }
@@ -79,6 +79,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             match self.watched(checkout).await? {
                 Ok(mut conn) => {
                     database.counters.count(Event::ReplicaRead);
+                    ticket.served_by(pool);
                     let sync = self.settings.sync_sql(&mut conn);
                     self.use_backend(shard, conn, TxStatus::Idle);
                     self.held_role = Role::Replica;
@@ -91,6 +92,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         }
         database.counters.count(Event::PrimaryRead);
+        ticket.served_by(database.primary(shard));
         self.ensure_backend(Some(shard)).await.map(|_| ())
     }
 

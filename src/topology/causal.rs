@@ -9,12 +9,41 @@
 //! control plane's probes (`control::causal`), so the health check's interval never sets how
 //! soon a replica can serve a read after a write.
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::{Database, Freshness};
 use crate::config::{Consistency, ReadsFrom, ShardId};
 use crate::counters::Event;
 use crate::pool::{EndpointPool, WalClock};
+
+/// Where a read may go, and what finding out cost: the server that serves it counts both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadTicket {
+    /// How recent what it reads must be.
+    pub freshness: Freshness,
+    /// How long it waited for a WAL position, if it did.
+    pub waited: Option<Duration>,
+    /// It goes to the primary because no replica replayed the writes before it in time.
+    pub fell_back: bool,
+}
+
+impl ReadTicket {
+    /// A read that needs no causal position.
+    fn plain(freshness: Freshness) -> Self {
+        Self {
+            freshness,
+            waited: None,
+            fell_back: false,
+        }
+    }
+
+    /// Counts the read on the server that serves it.
+    pub fn served_by(&self, pool: &EndpointPool) {
+        pool.meters().read_served(self.waited, self.fell_back);
+    }
+}
 
 impl Database {
     /// A write of a session on `shard` was acknowledged to its client: later causal reads of
@@ -30,45 +59,50 @@ impl Database {
     /// `own`: under causal consistency, past every write acknowledged before now (waiting for
     /// that position and for a replica that replayed it, at most `reads.causal_wait`, and the
     /// primary otherwise).
-    pub async fn read_freshness(&self, shard: ShardId, own: Freshness) -> Freshness {
+    pub async fn read_freshness(&self, shard: ShardId, own: Freshness) -> ReadTicket {
         let pools = &self.shards[shard.0 as usize];
         if own == Freshness::Primary
             || pools.reads != ReadsFrom::Replica
             || pools.replicas.is_empty()
         {
-            return own;
+            return ReadTicket::plain(own);
         }
         match pools.consistency {
-            Consistency::Session => own,
-            Consistency::Eventual => Freshness::Any,
+            Consistency::Session => ReadTicket::plain(own),
+            Consistency::Eventual => ReadTicket::plain(Freshness::Any),
             Consistency::Causal => self.causal_freshness(shard, false).await,
             Consistency::Global => self.causal_freshness(shard, true).await,
         }
     }
 
     /// `global`: the primary's current position, not only what this proxy's writes need.
-    async fn causal_freshness(&self, shard: ShardId, global: bool) -> Freshness {
+    async fn causal_freshness(&self, shard: ShardId, global: bool) -> ReadTicket {
         let pools = &self.shards[shard.0 as usize];
+        let began = Instant::now();
         let mut read = CausalRead {
-            deadline: Instant::now() + pools.causal_wait,
+            deadline: began + pools.causal_wait,
             may_wait: !pools.causal_wait.is_zero(),
             global,
             waited: false,
         };
         let primary = pools.primary.health().wal();
-        let freshness = match read.position(primary).await {
+        let mut ticket = match read.position(primary).await {
             Some(needed) if read.replica_reaches(&pools.replicas, needed).await => {
-                Freshness::Replayed(needed)
+                ReadTicket::plain(Freshness::Replayed(needed))
             }
             _ => {
                 self.counters.count(Event::CausalFallback);
-                Freshness::Primary
+                ReadTicket {
+                    fell_back: true,
+                    ..ReadTicket::plain(Freshness::Primary)
+                }
             }
         };
         if read.waited {
             self.counters.count(Event::CausalWait);
+            ticket.waited = Some(began.elapsed());
         }
-        freshness
+        ticket
     }
 }
 

@@ -35,13 +35,18 @@ pub(super) async fn ops_proxy(
     let mut config = sharded_config(cluster());
     config.databases[0].shard_map_path = path.clone();
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    with_admin(&mut config);
+    change(&mut config);
+    (TestProxy::start(config).await, dir, path)
+}
+
+/// Adds the admin user [`ADMIN`], for [`console`].
+pub(super) fn with_admin(config: &mut shardgate::config::Config) {
     config.users.push(UserEntry {
         name: ADMIN.into(),
         secret: UserSecret::Password(ADMIN_PASSWORD.into()),
     });
     config.admin_users = vec![ADMIN.into()];
-    change(&mut config);
-    (TestProxy::start(config).await, dir, path)
 }
 
 /// `GET path` on the metrics endpoint: status code and body.

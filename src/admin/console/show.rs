@@ -71,7 +71,9 @@ pub fn shards(admin: &AdminContext) -> Reply {
 }
 
 /// `SHOW POOLS`: each server's pool: size, connections in use and idle, waiting sessions,
-/// paused, health and lag.
+/// paused, health and lag; the replica-safe reads it served, how many of them waited for a
+/// WAL position first and for how long in all, and (a primary) how many came because no
+/// replica caught up in time.
 pub fn pools(admin: &AdminContext) -> Reply {
     let topology = admin.topology();
     let mut out = Vec::new();
@@ -79,6 +81,7 @@ pub fn pools(admin: &AdminContext) -> Reply {
         for server in database.servers() {
             let stats = server.pool.stats();
             let health = server.pool.health();
+            let reads = server.pool.meters().reads();
             out.push(vec![
                 text(&database.name),
                 text(server.shard),
@@ -91,6 +94,10 @@ pub fn pools(admin: &AdminContext) -> Reply {
                 text(server.pool.is_paused()),
                 text(health.is_up()),
                 health.lag().map(|lag| format!("{:.3}", lag.as_secs_f64())),
+                text(reads.served),
+                text(reads.causal_waits),
+                text(format!("{:.3}", reads.causal_wait_seconds * 1000.0)),
+                text(reads.causal_fallbacks),
             ]);
         }
     }
@@ -107,6 +114,10 @@ pub fn pools(admin: &AdminContext) -> Reply {
             "paused",
             "up",
             "lag_seconds",
+            "reads",
+            "causal_waits",
+            "causal_wait_ms",
+            "causal_fallbacks",
         ],
         out,
         "SHOW",

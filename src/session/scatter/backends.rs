@@ -89,10 +89,11 @@ pub(in crate::session) async fn checkout_reads(
         .iter()
         .map(|&(s, own)| database.read_freshness(s, own));
     let fresh = futures::future::join_all(fresh).await;
-    for (&(shard, _), freshness) in shards.iter().zip(fresh) {
-        for (pool, role) in database.read_pools(shard, freshness) {
+    for (&(shard, _), ticket) in shards.iter().zip(fresh) {
+        for (pool, role) in database.read_pools(shard, ticket.freshness) {
             match pool.checkout().await {
                 Ok(conn) => {
+                    ticket.served_by(pool);
                     database.counters.count(match role {
                         Role::Replica => Event::ReplicaRead,
                         Role::Primary => Event::PrimaryRead,

@@ -87,6 +87,7 @@ async fn special_values_are_merged_as_postgres_answers_them_or_refused() {
             true,
         ),
         ("SELECT id, t FROM rv_sp ORDER BY t, id", true),
+        ("SELECT id, upper(t) FROM rv_sp ORDER BY upper(t), id", true),
         ("SELECT id, d FROM rv_sp ORDER BY d, id", true),
         ("SELECT id, iv FROM rv_sp ORDER BY iv, id", true),
         ("SELECT DISTINCT iv FROM rv_sp", false),
@@ -158,4 +159,21 @@ async fn special_values_are_merged_as_postgres_answers_them_or_refused() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// The servers use the locale a stock install takes on this machine (`C.UTF-8`): case mapping
+/// knows Unicode, and text sorts by code point, across shards as on one server.
+#[tokio::test]
+async fn text_follows_the_locale_of_a_stock_server() {
+    let proxy = proxy_with("rv_sp: {strategy: hash, key: id, key_type: bigint}").await;
+    let client = proxy.connect().await;
+    let row = client
+        .query_one("SELECT upper('ë'), lower('Ë'), 'é' ~ '^[[:alpha:]]$'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "Ë");
+    assert_eq!(row.get::<_, &str>(1), "ë");
+    assert!(row.get::<_, bool>(2));
+    let collation = client.query_one("SHOW lc_collate", &[]).await.unwrap();
+    assert_eq!(collation.get::<_, &str>(0), "C.UTF-8");
 }

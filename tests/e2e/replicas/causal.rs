@@ -22,7 +22,9 @@ async fn proxy(consistency: RawConsistency) -> TestProxy {
         causal_wait: Some("2s".into()),
         ..RawReadSettings::default()
     }));
-    TestProxy::start(config_with_map(cluster, &map)).await
+    let mut config = config_with_map(cluster, &map);
+    crate::operations::with_admin(&mut config);
+    TestProxy::start(config).await
 }
 
 /// The first column of the first row of a simple query, as text.
@@ -89,6 +91,37 @@ async fn a_write_on_one_connection_is_read_on_another_at_once() {
     assert!(
         counters.replica_reads > 0,
         "replicas served reads: {counters:?}"
+    );
+    assert_pools_add_up_to_stats(&proxy).await;
+}
+
+/// `SHOW POOLS` counts each read once, on the server that served it: its replicas' and
+/// primaries' reads, waits and fallbacks add up to the database's totals.
+async fn assert_pools_add_up_to_stats(proxy: &TestProxy) {
+    use crate::operations::{console, field, rows};
+    let counters = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
+    let pools = rows(&console(proxy).await, "SHOW POOLS").await;
+    let sum = |role: &str, column: &str| -> u64 {
+        let of_role = pools
+            .iter()
+            .filter(|p| role.is_empty() || field(p, "role") == role);
+        of_role
+            .map(|p| field(p, column).parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("replica", "reads"), counters.replica_reads, "{pools:?}");
+    assert_eq!(sum("primary", "reads"), counters.primary_reads, "{pools:?}");
+    assert_eq!(sum("", "causal_waits"), counters.causal_waits, "{pools:?}");
+    assert_eq!(sum("replica", "causal_fallbacks"), 0, "{pools:?}");
+    let fallbacks = sum("primary", "causal_fallbacks");
+    assert_eq!(fallbacks, counters.causal_fallbacks, "{pools:?}");
+    let waited_ms = pools
+        .iter()
+        .map(|p| field(p, "causal_wait_ms").parse::<f64>().unwrap());
+    assert_eq!(
+        waited_ms.sum::<f64>() > 0.0,
+        counters.causal_waits > 0,
+        "{pools:?}"
     );
 }
 
