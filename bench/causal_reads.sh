@@ -7,7 +7,7 @@
 #
 # Starts one `shardgate demo` (2 shards, each a primary and a streaming replica) and, beside it,
 # one proxy per setting (`shardgate run`) over the same servers, each with the demo's map and
-# its own `reads`: causal, session, eventual, and `from: primary`. Loads ROWS users through the
+# its own `reads`: causal, global, session, eventual, and `from: primary`. Loads ROWS users through the
 # proxy, then runs each mix through each proxy in turn (pgbench, C clients, T seconds, simple
 # protocol). Reports tps, mean latency, and the share of replica-safe reads that replicas
 # served (from SHOW STATS). Everything listens on 127.0.0.1; every wait is bounded; the EXIT
@@ -20,7 +20,7 @@ T=${T:-10}        # seconds per pgbench run
 C=${C:-16}        # pgbench clients
 ROWS=${ROWS:-10000}
 BASE_PORT=${BASE_PORT:-6560}
-MODES=${MODES:-"causal session eventual primary"}
+MODES=${MODES:-"causal global session eventual primary"}
 
 # shellcheck source=bench/lib.sh
 source "$REPO_ROOT/bench/lib.sh"
@@ -80,20 +80,30 @@ stats() {
         awk -F'|' '{print $12, $13, $15, $16}'
 }
 
-echo "| mix | reads | tps | latency ms | reads on replicas | causal waits | fell back to primary |"
-echo "|-|-|-:|-:|-:|-:|-:|"
+# Milliseconds causal reads of the proxy on port $1 waited in all (SHOW POOLS).
+waited_ms() {
+    PGUSER=admin PGPASSWORD=admin psql -At -F'|' -p "$1" -d shardgate -c 'SHOW POOLS' |
+        awk -F'|' '{ms += $14} END {printf "%.3f", ms}'
+}
+
+echo "| mix | reads | tps | latency ms | reads on replicas | causal waits | mean wait ms | fell back to primary |"
+echo "|-|-|-:|-:|-:|-:|-:|-:|"
 for mix in read_one read_range; do
     for mode in $MODES; do
         p=${port_of[$mode]}
         read -r r0 p0 w0 f0 <<<"$(stats "$p")"
+        ms0=$(waited_ms "$p")
         out=$(pgbench -n -M simple -c "$C" -j 2 -T "$T" -p "$p" -D rows="$ROWS" \
             -f "$dir/$mix.sql@95" -f "$dir/write_one.sql@5" 2>&1)
         tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
         lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
         read -r r1 p1 w1 f1 <<<"$(stats "$p")"
+        ms1=$(waited_ms "$p")
+        mean=$(awk -v ms="$(awk -v a="$ms0" -v b="$ms1" 'BEGIN {print b - a}')" -v n="$((w1 - w0))" \
+            'BEGIN { if (n) printf "%.2f", ms / n; else print "-" }')
         replica=$((r1 - r0)) primary=$((p1 - p0))
         share=$(awk -v r="$replica" -v p="$primary" 'BEGIN { t = r + p; printf "%.0f%%", t ? 100 * r / t : 0 }')
-        printf '| %s | %s | %.0f | %s | %s (%d of %d) | %d | %d |\n' "$mix" "$mode" "$tps" "$lat" \
-            "$share" "$replica" "$((replica + primary))" "$((w1 - w0))" "$((f1 - f0))"
+        printf '| %s | %s | %.0f | %s | %s (%d of %d) | %d | %s | %d |\n' "$mix" "$mode" "$tps" \
+            "$lat" "$share" "$replica" "$((replica + primary))" "$((w1 - w0))" "$mean" "$((f1 - f0))"
     done
 done
