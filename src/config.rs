@@ -58,6 +58,29 @@ pub struct Config {
     pub admin_users: Vec<String>,
     /// How a SIGTERM/SIGINT drains clients.
     pub shutdown: ShutdownSettings,
+    /// How transactions that write on several shards commit.
+    pub transactions: TransactionSettings,
+}
+
+/// How transactions that write on several shards commit (see `control::two_phase`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionSettings {
+    /// Two-phase commit: all or nothing. Off: shard by shard, not atomic.
+    pub atomic: bool,
+    /// Time between two runs of recovery.
+    pub recovery_interval: Duration,
+    /// Recovery leaves younger prepared transactions to the proxy committing them.
+    pub recover_after: Duration,
+}
+
+impl Default for TransactionSettings {
+    fn default() -> Self {
+        Self {
+            atomic: true,
+            recovery_interval: Duration::from_secs(5),
+            recover_after: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Config {

@@ -1,11 +1,14 @@
 //! The control plane: connections that are not the row path. bb8-postgres pools and plain
 //! tokio-postgres connections for look-ups, notifications and health: directory tables
-//! (`directory`), replica health and lag (`health`), and the WAL positions causal replica
-//! reads wait on (`causal`).
+//! (`directory`), replica health and lag (`health`), the WAL positions causal replica
+//! reads wait on (`causal`), and the commit decisions of atomic commits across shards, with
+//! the recovery that finishes them (`two_phase`, `recovery`).
 
 pub mod causal;
 pub mod directory;
 pub mod health;
+pub mod recovery;
+pub mod two_phase;
 
 use crate::config::BackendUri;
 

@@ -20,6 +20,9 @@ pub struct Counters {
     multi_primary_statements: AtomicU64,
     refused_unsupported: AtomicU64,
     refused_other: AtomicU64,
+    atomic_commits: AtomicU64,
+    recovered_commits: AtomicU64,
+    recovered_rollbacks: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -47,6 +50,12 @@ pub struct CounterSnapshot {
     pub refused_unsupported: u64,
     /// Statements refused for another reason (bad key, pool exhausted, shard down, …).
     pub refused_other: u64,
+    /// Transactions that wrote on several shards and committed in two phases.
+    pub atomic_commits: u64,
+    /// Prepared transactions recovery committed, as their coordinator had decided.
+    pub recovered_commits: u64,
+    /// Prepared transactions recovery rolled back (their coordinator never committed).
+    pub recovered_rollbacks: u64,
 }
 
 /// Something worth counting.
@@ -68,6 +77,8 @@ pub enum Event {
     MultiPrimary,
     /// A refusal with this SQLSTATE.
     Refused(crate::error::SqlState),
+    /// A COMMIT in two phases (the decision recorded).
+    AtomicCommit,
 }
 
 impl Counters {
@@ -91,7 +102,16 @@ impl Counters {
                 bump(&self.refused_unsupported, 1)
             }
             Event::Refused(_) => bump(&self.refused_other, 1),
+            Event::AtomicCommit => bump(&self.atomic_commits, 1),
         }
+    }
+
+    /// Counts what a run of recovery ended: `committed` and `rolled_back` prepared
+    /// transactions.
+    pub fn recovered(&self, committed: u64, rolled_back: u64) {
+        self.recovered_commits
+            .fetch_add(committed, Ordering::Relaxed);
+        (self.recovered_rollbacks).fetch_add(rolled_back, Ordering::Relaxed);
     }
 
     /// Every counter now.
@@ -108,6 +128,9 @@ impl Counters {
             multi_primary_statements: read(&self.multi_primary_statements),
             refused_unsupported: read(&self.refused_unsupported),
             refused_other: read(&self.refused_other),
+            atomic_commits: read(&self.atomic_commits),
+            recovered_commits: read(&self.recovered_commits),
+            recovered_rollbacks: read(&self.recovered_rollbacks),
         }
     }
 }

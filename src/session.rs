@@ -31,6 +31,7 @@ pub mod statements;
 mod timeouts;
 mod torn;
 mod transaction;
+mod two_phase;
 mod wait;
 
 use std::sync::Arc;
@@ -215,7 +216,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Some(Ok(PumpEvent::ClientData)) => Ok(()),
                 Some(Ok(PumpEvent::BackendData)) => {
                     self.replica_query = None; // Answered: no longer safe to send again.
-                    self.on_backend_data()
+                    match self.on_backend_data() {
+                        Ok(()) => self.finish_prepared().await,
+                        failed => failed,
+                    }
                 }
                 Some(Ok(PumpEvent::ClientClosed) | Err(PumpError::Client(_))) => {
                     Err(Ending::ClientLeft)
@@ -435,7 +439,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 )
             };
             match event {
-                Ok(PumpEvent::BackendData) => self.on_backend_data().map_err(|_| lost())?,
+                Ok(PumpEvent::BackendData) => {
+                    self.on_backend_data().map_err(|_| lost())?;
+                    self.finish_prepared().await.map_err(|_| lost())?;
+                }
                 _ => return Err(lost()),
             }
         }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId, ShardMap};
 use crate::control::directory::DirectoryLookup;
 use crate::control::health::{self, Watched};
+use crate::control::recovery::{self, DecisionTables, RecoveryTask};
 use crate::counters::Counters;
 use crate::metrics::{DatabaseMeters, Metrics};
 use crate::pool::{EndpointPool, OnFailure, PauseSwitch};
@@ -47,7 +48,13 @@ pub struct Database {
     /// The directory tables of its shard map by name: the session fetches the keys the
     /// router asks for ([`crate::router::strategy::PendingLookup`]).
     pub directories: HashMap<String, Arc<DirectoryLookup>>,
+    /// A transaction that wrote on several shards commits with two-phase commit.
+    pub atomic_commit: bool,
+    /// Shards known to have the table of commit decisions (kept across reloads).
+    pub decision_tables: Arc<DecisionTables>,
     shards: Vec<ShardPools>,
+    /// Finishes atomic commits left part-way on these shards, for as long as this epoch lives.
+    _recovery: Option<RecoveryTask>,
 }
 
 /// One control-plane reader per directory table of `map` (a new map gets fresh ones, so
@@ -278,10 +285,8 @@ impl Topology {
             .iter()
             .map(|db| {
                 let old = previous.and_then(|p| p.databases.get(&db.name));
-                (
-                    db.name.clone(),
-                    Arc::new(Database::build(config, db, old.map(|o| &**o), metrics)),
-                )
+                let database = Arc::new(Database::build(config, db, old.map(|o| &**o), metrics));
+                (db.name.clone(), database)
             })
             .collect();
         Self { epoch, databases }
@@ -315,17 +320,36 @@ impl Database {
         let answers = (directories.iter())
             .map(|(table, lookup)| (table.clone(), lookup.clone() as Arc<dyn Directory>))
             .collect();
+        let counters: Arc<Counters> = old.map(|o| o.counters.clone()).unwrap_or_default();
+        let primaries = (db.shard_map.shards.iter())
+            .map(|shard| (shard.name.clone(), shard.primary.clone()))
+            .collect();
+        // Also with atomic commit off: what was prepared before still needs ending.
+        let settings = config.transactions.clone();
+        let tables: Arc<DecisionTables> =
+            old.map(|o| o.decision_tables.clone()).unwrap_or_default();
+        let timeout = config.pool.connect_timeout;
+        let recovery = recovery::start(
+            primaries,
+            settings,
+            timeout,
+            counters.clone(),
+            tables.clone(),
+        );
         Database {
             name: db.name.clone(),
             router: Router::with_directories(&db.shard_map, &answers)
                 .with_max_statement_bytes(config.limits.max_statement_bytes),
             directories,
             known_statements: old.map(|o| o.known_statements.clone()).unwrap_or_default(),
-            counters: old.map(|o| o.counters.clone()).unwrap_or_default(),
+            counters,
             aggregate_names: old.map(|o| o.aggregate_names.clone()).unwrap_or_default(),
             column_counts: old.map(|o| o.column_counts.clone()).unwrap_or_default(),
             meters: metrics.for_database(&db.name, shard_names),
+            atomic_commit: config.transactions.atomic,
+            decision_tables: tables,
             shards,
+            _recovery: recovery,
         }
     }
 

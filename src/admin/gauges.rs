@@ -151,6 +151,8 @@ struct DatabaseCounters {
     legs: IntCounterVec,
     retries: IntCounterVec,
     refusals: IntCounterVec,
+    atomic_commits: IntCounterVec,
+    recovered: IntCounterVec,
 }
 
 impl DatabaseCounters {
@@ -171,6 +173,16 @@ impl DatabaseCounters {
                 "Statements the proxy refused: unsupported (0A000) or for another reason.",
                 &["database", "reason"],
             ),
+            atomic_commits: counter_vec(
+                "shardgate_atomic_commits_total",
+                "Transactions that wrote on several shards and committed in two phases.",
+                &["database"],
+            ),
+            recovered: counter_vec(
+                "shardgate_recovered_transactions_total",
+                "Prepared transactions left part-way that recovery ended, by outcome (committed, rolled_back).",
+                &["database", "outcome"],
+            ),
         }
     }
 
@@ -188,10 +200,24 @@ impl DatabaseCounters {
         for (reason, n) in refused {
             self.refusals.with_label_values(&[db, reason]).inc_by(n);
         }
+        (self.atomic_commits.with_label_values(&[db])).inc_by(counters.atomic_commits);
+        let recovered = [
+            ("committed", counters.recovered_commits),
+            ("rolled_back", counters.recovered_rollbacks),
+        ];
+        for (outcome, n) in recovered {
+            self.recovered.with_label_values(&[db, outcome]).inc_by(n);
+        }
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let collectors: [&dyn Collector; 3] = [&self.legs, &self.retries, &self.refusals];
+        let collectors: [&dyn Collector; 5] = [
+            &self.legs,
+            &self.retries,
+            &self.refusals,
+            &self.atomic_commits,
+            &self.recovered,
+        ];
         collectors.iter().flat_map(|c| c.collect()).collect()
     }
 }

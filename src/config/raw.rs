@@ -65,6 +65,9 @@ pub struct RawConfig {
     /// `shutdown`: how a SIGTERM/SIGINT drains clients.
     #[serde(default)]
     pub shutdown: RawShutdown,
+    /// `transactions`: how transactions that write on several shards commit.
+    #[serde(default)]
+    pub transactions: RawTransactions,
     /// `databases`: the database names clients may connect to (at least one, names unique).
     pub databases: Vec<RawDatabase>,
 }
@@ -291,6 +294,37 @@ impl Default for RawReplicas {
             check_interval: Duration::from_secs(1).into(),
             check_timeout: Duration::from_secs(2).into(),
             max_lag: Duration::from_secs(10).into(),
+        }
+    }
+}
+
+/// The `transactions` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the transactions section: a mapping with `atomic`, `recovery_interval` and \
+                 `recover_after`"
+)]
+pub struct RawTransactions {
+    /// `transactions.atomic`: a transaction that wrote on several shards commits with
+    /// two-phase commit, all or nothing (default `true`). `false` commits shard by shard,
+    /// which is not atomic: a failure part-way leaves some shards committed.
+    pub atomic: bool,
+    /// `transactions.recovery_interval`: how often the proxy looks for prepared transactions
+    /// left behind by a proxy or a shard that failed part-way, and ends them (default `5s`).
+    pub recovery_interval: HumanDuration,
+    /// `transactions.recover_after`: how old a prepared transaction must be before recovery
+    /// touches it, so the proxy committing it finishes on its own (default `10s`).
+    pub recover_after: HumanDuration,
+}
+
+impl Default for RawTransactions {
+    fn default() -> Self {
+        Self {
+            atomic: true,
+            recovery_interval: Duration::from_secs(5).into(),
+            recover_after: Duration::from_secs(10).into(),
         }
     }
 }

@@ -13,9 +13,10 @@ use super::duration::HumanDuration;
 use super::load::{ConfigError, Problem};
 use super::raw::{
     RawConfig, RawDatabase, RawLimits, RawLog, RawLogFormat, RawPool, RawPoolMode, RawReplicas,
+    RawTransactions,
 };
 use super::{Config, DatabaseEntry, Limits, LogFormat, LogSettings, PoolMode, PoolSettings};
-use super::{ReplicaSettings, ShardMap, TlsFiles};
+use super::{ReplicaSettings, ShardMap, TlsFiles, TransactionSettings};
 
 mod protection;
 mod shard_map;
@@ -111,6 +112,7 @@ pub(super) fn config(
     let log = log(&raw.log, &mut problems);
     let replicas = replicas(&raw.replicas, &mut problems);
     let shutdown = protection::shutdown(&raw.shutdown, &mut problems);
+    let transactions = transactions(&raw.transactions, &mut problems);
     let databases = databases(&raw.databases, dir, load_map, &mut problems);
     let metrics_listen = match &raw.metrics {
         Some(metrics) => problems
@@ -124,7 +126,7 @@ pub(super) fn config(
     else {
         return Err(problems.found);
     };
-    let Some(metrics_listen) = metrics_listen else {
+    let (Some(metrics_listen), Some(transactions)) = (metrics_listen, transactions) else {
         return Err(problems.found);
     };
     if raw.runtime.worker_threads == Some(0) {
@@ -147,6 +149,21 @@ pub(super) fn config(
         metrics_listen,
         admin_users: raw.admin.users.clone(),
         shutdown,
+        transactions,
+    })
+}
+
+fn transactions(raw: &RawTransactions, problems: &mut Problems) -> Option<TransactionSettings> {
+    let interval = timeout(
+        problems,
+        "transactions.recovery_interval",
+        &raw.recovery_interval,
+    );
+    let after = timeout(problems, "transactions.recover_after", &raw.recover_after);
+    Some(TransactionSettings {
+        atomic: raw.atomic,
+        recovery_interval: interval?,
+        recover_after: after?,
     })
 }
 

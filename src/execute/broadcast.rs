@@ -241,13 +241,23 @@ pub async fn run_simple(
     sql: &str,
     on_status: OnStatus<'_>,
 ) -> Result<(), ErrorReport> {
+    run_simple_tagged(conn, sql, on_status).await.map(drop)
+}
+
+/// [`run_simple`], returning the command tags (`PREPARE TRANSACTION` answers `ROLLBACK` when
+/// the transaction had failed).
+pub async fn run_simple_tagged(
+    conn: &mut BackendConn,
+    sql: &str,
+    on_status: OnStatus<'_>,
+) -> Result<Vec<String>, ErrorReport> {
     let mut out = BytesMut::new();
     query(&mut out, sql)?;
     send(conn, &out).await?;
     let reply = read_reply::<tokio::io::Sink>(conn, on_status, None).await?;
     match (reply.error, reply.status) {
         (Some(report), _) => Err(report),
-        (None, TxStatus::Idle) => Ok(()),
+        (None, TxStatus::Idle) => Ok(reply.tags),
         (None, _) => Err(lost(conn, "the transaction did not end")),
     }
 }

@@ -58,6 +58,10 @@ pub(crate) fn validate_spec(spec: &ClusterSpec) -> Result<(), LocalClusterError>
 /// `hot_standby_feedback` (vacuum on the primary keeps the rows a replica's running reads
 /// need, instead of cancelling those reads) and `max_slot_wal_keep_size` (a replica gone for
 /// good cannot make its primary keep WAL until the disk is full).
+///
+/// `max_prepared_transactions` as high as `max_connections`: every transaction that writes on
+/// several shards commits in two phases (see `control::two_phase`); replicas need at least as
+/// many as their primary.
 pub(crate) fn server_settings(socket_dir: &Path) -> String {
     format!(
         "\n# shardgate local cluster: throwaway demo/test server; acknowledged commits survive\n\
@@ -70,6 +74,7 @@ pub(crate) fn server_settings(socket_dir: &Path) -> String {
          max_replication_slots = 10\n\
          hot_standby = on\n\
          hot_standby_feedback = on\n\
+         max_prepared_transactions = 300\n\
          max_slot_wal_keep_size = '1GB'\n\
          fsync = off\n\
          synchronous_commit = on\n\

@@ -5,6 +5,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::statements::SessionEffect;
+use super::transaction::Finishing;
 use super::{Ending, Session};
 use crate::error::{Blame, Cause, SqlState, sqlstate};
 use crate::wire::{self, ParameterStatus, TxStatus, command_tag, peek_header, tag};
@@ -50,6 +51,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             let body = &buf[pos + wire::HEADER_LEN..end];
             let visible = self.on_backend_frame(header.tag, body);
+            if let Some(finishing) = self.txn.finishing.as_mut()
+                && header.tag == tag::READY_FOR_QUERY
+            {
+                // The client hears of its COMMIT once the prepared shards ended too; what
+                // follows waits in the buffer until then (see `finish_prepared`).
+                self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
+                finishing.ready = visible.then(|| BytesMut::from(&buf[pos..end]));
+                (pos, run_start) = (end, end);
+                break Ok(());
+            }
             if let Some(frame) = self.replaced_error(header.tag, body, visible) {
                 self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
                 self.bufs.to_client.extend_from_slice(&frame);
@@ -127,6 +138,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::ERROR_RESPONSE => self.note_backend_error(body),
             tag::COMMAND_COMPLETE if reply.visible => {
                 self.txn.rolled_back = command_tag(body).is_ok_and(|t| t == "ROLLBACK");
+                self.txn.committed = command_tag(body).is_ok_and(|t| t == "COMMIT");
             }
             tag::READY_FOR_QUERY => self.on_ready(body, reply.visible),
             _ => {}
@@ -186,12 +198,19 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 // before a write says nothing about the write).
                 self.writes_completed();
             }
-            let (parked, rolled_back) = self.txn.end();
-            if !parked.is_empty() {
+            let ended = self.txn.end();
+            if !ended.parked.is_empty() {
                 tracing::error!("a transaction spanning shards ended without its other shards");
             }
-            Self::drop_parked(parked);
-            let committed = !rolled_back;
+            Self::drop_parked(ended.parked);
+            if !ended.prepared.is_empty() {
+                self.txn.finishing = Some(Finishing {
+                    parts: ended.prepared,
+                    commit: ended.committed,
+                    ready: None,
+                });
+            }
+            let committed = !ended.rolled_back;
             if let Some(conn) = self.backend.as_deref_mut() {
                 self.settings.end_transaction(committed, conn);
             }

@@ -5,11 +5,13 @@
 //! transaction needs another shard, the backend in use is parked, still inside its
 //! transaction, and the other shard's backend is taken (or un-parked) and brought into the same
 //! transaction with the client's BEGIN. At COMMIT the parked backends commit first, then the
-//! client's COMMIT runs on the backend in use; any failure rolls back whatever has not
-//! committed and names the shards that did, and the one whose outcome is unknown when a
-//! connection was lost during its COMMIT (see `torn`). There is no two-phase commit yet, so a
-//! COMMIT that fails on one shard after another committed is not atomic. Once any shard fails,
-//! the parked ones are rolled back at once, so their locks do not outlive the failure.
+//! client's COMMIT runs on the backend in use. When a parked shard wrote, the commit is
+//! atomic: the parked writers are prepared first and end as the backend in use does (see
+//! `two_phase`). Otherwise (or with atomic commit turned off) the parked backends commit one
+//! by one, and a failure rolls back whatever has not committed and names the shards that
+//! did, and the one whose outcome is unknown when a connection was lost during its COMMIT
+//! (see `torn`). Once any shard fails, the parked ones are rolled back at once, so their
+//! locks do not outlive the failure.
 //!
 //! Two such transactions that lock rows on two shards in opposite orders would wait for each
 //! other forever, and no PostgreSQL sees the cycle. Every backend of a spanning transaction
@@ -163,6 +165,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if !commit || failed {
             self.roll_back(&mut parked).await;
             return Ok(());
+        }
+        if self.needs_two_phases(&parked) {
+            return self.prepare_parked(parked).await;
         }
         let map = self.env.database.router.map().clone();
         let name = |shard: ShardId| map.shard(shard).name.clone();

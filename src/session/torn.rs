@@ -1,6 +1,7 @@
 //! The client's error for a COMMIT of a transaction spanning shards that failed on the
 //! backend in use after the parked shards committed (see `spanning`, which commits them, and
-//! `execute::commit`, which words the report). It never does I/O.
+//! `execute::commit`, which words the report), or whose connection was lost during an atomic
+//! commit (see `two_phase`). It never does I/O.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -13,6 +14,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// parked shards committed: it names them, since the transaction was not atomic. A FATAL
     /// there (the server going away) leaves that shard's outcome unknown.
     pub(super) fn commit_failure_report(&self, body: &[u8]) -> Option<ErrorReport> {
+        if self.txn.phase.is_deciding() && crate::wire::ends_connection(body) {
+            let cause = crate::wire::error_report(body, Blame::Backend);
+            return Some(self.decision_unknown(&cause.message).into_fatal());
+        }
         if self.txn.phase.committed_elsewhere().is_empty() {
             return None;
         }
@@ -33,6 +38,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// a transaction whose other shards already committed is in flight: the FATAL error that
     /// names the shards that committed and the one whose outcome is unknown.
     pub(super) fn commit_lost_report(&self, why: &str) -> Option<ErrorReport> {
+        if self.txn.phase.is_deciding() {
+            return Some(self.decision_unknown(why).into_fatal());
+        }
         if self.txn.phase.committed_elsewhere().is_empty() {
             return None;
         }
@@ -40,6 +48,24 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let report = self.torn_on_backend_in_use(CommitFailure::Unknown(cause));
         note_torn(&report, self.txn.phase.committed_elsewhere());
         Some(report.into_fatal())
+    }
+
+    /// The coordinator of an atomic commit was lost during its COMMIT (`why`): whether the
+    /// transaction committed is unknown, but it did so on every shard or on none.
+    fn decision_unknown(&self, why: &str) -> ErrorReport {
+        let map = self.env.database.router.map();
+        let shard = self.held_shard.map_or("?", |s| map.shard(s).name.as_str());
+        let message = format!(
+            "transaction resolution unknown: the connection to shard {shard} was lost during \
+             COMMIT"
+        );
+        let code = sqlstate::TRANSACTION_RESOLUTION_UNKNOWN;
+        ErrorReport::error(code, Blame::Backend, message)
+            .with_detail(format!(
+                "The commit is atomic: every shard of the transaction ends as shard {shard}'s \
+                 part did, and recovery ends the others within seconds.\n{why}"
+            ))
+            .with_hint("Check whether the transaction's changes are there before retrying it.")
     }
 
     fn torn_on_backend_in_use(&self, failure: CommitFailure) -> ErrorReport {

@@ -11,8 +11,11 @@
 //! | `Deferred` | the first statement runs on a shard | `OnShard` (BEGIN replayed there first) |
 //! | `Deferred` | COMMIT/ROLLBACK before any statement | `Idle` (answered by the proxy) |
 //! | `Idle`, `Deferred`, `OnShard` | a statement needs another shard, or several | `Spanning` |
-//! | `Spanning` | COMMIT: every parked shard committed | `Committing` (client's COMMIT runs on the backend in use) |
+//! | `Spanning` | COMMIT, only the backend in use wrote: every parked shard committed | `Committing` (client's COMMIT runs on the backend in use) |
 //! | `Spanning` | COMMIT fails on a parked shard | `Idle` (the rest rolled back, the error names each shard) |
+//! | `Spanning` | COMMIT, a parked shard wrote: parked writers prepared, the decision recorded on the backend in use | `Deciding` (client's COMMIT runs on the backend in use) |
+//! | `Spanning` | COMMIT, a PREPARE or the decision fails | `Idle` (everything rolled back) |
+//! | `Deciding` | ReadyForQuery `I` from the backend in use | `Idle` (the prepared shards end as the backend in use did, before the client hears) |
 //! | `OnShard`, `Spanning` | a read that was to start it never ran | `Deferred` again |
 //! | `Spanning` | the session lets go of its backends (a replay failed, the client left) | `OnShard` |
 //! | any but `Deferred` | ReadyForQuery `I` from the backend in use | `Idle` |
@@ -22,6 +25,7 @@
 //! the handlers refuse what PostgreSQL would (25P02) from it.
 
 use crate::config::ShardId;
+use crate::control::two_phase::PreparedId;
 use crate::pool::Checkout;
 use crate::wire::TxStatus;
 
@@ -49,6 +53,16 @@ pub(super) enum Phase {
     /// The client's COMMIT of a spanning transaction: these shards already committed, and the
     /// COMMIT runs on the backend in use next (if it fails there, its error names them).
     Committing { committed: Vec<String> },
+    /// The client's COMMIT of a spanning transaction that wrote on several shards: the parked
+    /// writers are prepared, the backend in use holds the commit decision, and the COMMIT runs
+    /// there next (see `control::two_phase`).
+    Deciding { prepared: Vec<PreparedPart> },
+}
+
+/// A shard's part of a transaction, prepared, and a connection to its server to finish it on.
+pub(super) struct PreparedPart {
+    pub(super) id: PreparedId,
+    pub(super) conn: Checkout,
 }
 
 /// A backend of the current transaction that is not the one in use.
@@ -73,7 +87,9 @@ impl Phase {
     /// it (the caller runs it on each shard it joins).
     pub(super) fn span(self) -> Phase {
         let begin = match self {
-            Phase::Spanning { .. } | Phase::Committing { .. } => return self,
+            Phase::Spanning { .. } | Phase::Committing { .. } | Phase::Deciding { .. } => {
+                return self;
+            }
             Phase::Idle => None,
             Phase::Deferred { begin } | Phase::OnShard { begin } => Some(begin),
         };
@@ -118,7 +134,10 @@ impl Phase {
 
     /// Whether the transaction has reached more than one shard (and bounds its lock waits).
     pub(super) fn spans_shards(&self) -> bool {
-        matches!(self, Phase::Spanning { .. } | Phase::Committing { .. })
+        matches!(
+            self,
+            Phase::Spanning { .. } | Phase::Committing { .. } | Phase::Deciding { .. }
+        )
     }
 
     /// The BEGIN replayed on each shard the transaction reaches.
@@ -188,6 +207,11 @@ impl Phase {
         }
     }
 
+    /// Whether the client's COMMIT of an atomic commit runs on the backend in use.
+    pub(super) fn is_deciding(&self) -> bool {
+        matches!(self, Phase::Deciding { .. })
+    }
+
     /// The shards that committed before the client's COMMIT ran on the backend in use.
     pub(super) fn committed_elsewhere(&self) -> &[String] {
         match self {
@@ -211,6 +235,32 @@ pub(super) struct Transaction {
     /// The last statement the client saw complete was ROLLBACK (so staged settings are
     /// dropped when the transaction ends).
     pub(super) rolled_back: bool,
+    /// The last statement the client saw complete was COMMIT (so prepared shards commit).
+    pub(super) committed: bool,
+    /// The prepared shards of a transaction that just ended on the backend in use, to end
+    /// the same way before the client hears of it.
+    pub(super) finishing: Option<Finishing>,
+}
+
+/// Prepared shards to commit (or roll back), and the client's ReadyForQuery held until then.
+pub(super) struct Finishing {
+    pub(super) parts: Vec<PreparedPart>,
+    pub(super) commit: bool,
+    pub(super) ready: Option<bytes::BytesMut>,
+}
+
+/// What the end of a transaction on the backend in use leaves to do.
+pub(super) struct Ended {
+    /// Backends still parked (there should be none: the proxy ends them before the client's
+    /// COMMIT or ROLLBACK).
+    pub(super) parked: Vec<Parked>,
+    /// It ended with ROLLBACK.
+    pub(super) rolled_back: bool,
+    /// Shards prepared for its COMMIT, which end as the backend in use did: committed when
+    /// `committed`, else rolled back.
+    pub(super) prepared: Vec<PreparedPart>,
+    /// It ended with a COMMIT that committed.
+    pub(super) committed: bool,
 }
 
 impl Transaction {
@@ -219,22 +269,24 @@ impl Transaction {
         self.phase.step_to(step);
     }
 
-    /// → Idle: the backend in use is between transactions. Returns the backends still parked
-    /// (there should be none: the proxy ends them before the client's COMMIT or ROLLBACK) and
-    /// whether the transaction ended with ROLLBACK. A deferred BEGIN, which no backend has
-    /// seen, stays.
-    pub(super) fn end(&mut self) -> (Vec<Parked>, bool) {
+    /// → Idle: the backend in use is between transactions. A deferred BEGIN, which no
+    /// backend has seen, stays.
+    pub(super) fn end(&mut self) -> Ended {
         self.settings.clear();
         self.session_set = false;
-        let parked = match std::mem::take(&mut self.phase) {
-            Phase::Spanning { parked, .. } => parked,
-            deferred @ Phase::Deferred { .. } => {
-                self.phase = deferred;
-                Vec::new()
-            }
-            _ => Vec::new(),
-        };
-        (parked, std::mem::take(&mut self.rolled_back))
+        let (mut parked, mut prepared) = (Vec::new(), Vec::new());
+        match std::mem::take(&mut self.phase) {
+            Phase::Spanning { parked: left, .. } => parked = left,
+            Phase::Deciding { prepared: parts } => prepared = parts,
+            deferred @ Phase::Deferred { .. } => self.phase = deferred,
+            _ => {}
+        }
+        Ended {
+            parked,
+            rolled_back: std::mem::take(&mut self.rolled_back),
+            prepared,
+            committed: std::mem::take(&mut self.committed),
+        }
     }
 
     /// Deferred → Idle, returning the BEGIN to run on the backend in use (which then moves the
@@ -326,9 +378,11 @@ mod tests {
             settings: vec!["SET LOCAL work_mem = '8MB'".into()],
             session_set: true,
             rolled_back: true,
+            committed: false,
+            finishing: None,
         };
-        let (parked, rolled_back) = txn.end();
-        assert!(parked.is_empty() && rolled_back);
+        let ended = txn.end();
+        assert!(ended.parked.is_empty() && ended.rolled_back && ended.prepared.is_empty());
         assert!(matches!(txn.phase, Phase::Idle));
         assert!(txn.settings.is_empty() && !txn.session_set && !txn.rolled_back);
     }

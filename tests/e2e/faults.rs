@@ -7,6 +7,7 @@
 //! was lost (acknowledged inserts are counted by the clients and compared with the rows on the
 //! shards, read directly), and that the only errors were the documented SQLSTATEs.
 
+mod atomic;
 mod fuzz;
 mod kills;
 mod load;

@@ -232,6 +232,7 @@ pub fn config(cluster: &ClusterInfo) -> Config {
         shutdown: shardgate::config::ShutdownSettings {
             drain_timeout: Duration::from_secs(30),
         },
+        transactions: shardgate::config::TransactionSettings::default(),
     }
 }
 

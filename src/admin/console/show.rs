@@ -203,6 +203,9 @@ pub fn stats(admin: &AdminContext) -> Reply {
             text(totals.slow_statements),
             text(counters.causal_waits),
             text(counters.causal_fallbacks),
+            text(counters.atomic_commits),
+            text(counters.recovered_commits),
+            text(counters.recovered_rollbacks),
         ]);
     }
     rows(
@@ -223,6 +226,9 @@ pub fn stats(admin: &AdminContext) -> Reply {
             "slow_queries",
             "causal_waits",
             "causal_fallbacks",
+            "atomic_commits",
+            "recovered_commits",
+            "recovered_rollbacks",
         ],
         out,
         "SHOW",

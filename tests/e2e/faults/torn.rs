@@ -1,6 +1,6 @@
-//! A COMMIT of a transaction spanning two shards, torn by the second shard: the client's
-//! error names the shard that committed and the one whose outcome is unknown (or that rolled
-//! back), and the shards hold exactly what it says.
+//! With `transactions.atomic: false`, a COMMIT of a transaction spanning two shards, torn by
+//! the second shard: the client's error names the shard that committed and the one whose
+//! outcome is unknown (or that rolled back), and the shards hold exactly what it says.
 
 use std::time::Duration;
 
@@ -54,10 +54,12 @@ async fn two_shard_transaction(client: &tokio_postgres::Client, rows: [(i64, &st
 async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     let panics = ProxyPanics::watch();
     let mut own = own_cluster(2, 0, BackendAuth::ScramSha256);
-    let config = config_with_tables(
+    let mut config = config_with_tables(
         &own.info,
         "{ft_torn: {strategy: hash, key: id, key_type: bigint}}",
     );
+    // Shard by shard, not atomic (`atomic.rs` tests the default).
+    config.transactions.atomic = false;
     let proxy = TestProxy::start(config.clone()).await;
     let setup = proxy.connect().await;
     setup
