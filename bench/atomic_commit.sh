@@ -32,6 +32,7 @@ mkdir -p "$dir/torn"
 sed -e "s/^listen: .*/listen: 127.0.0.1:$PORT_TORN/" -e '/^metrics:/,+1d' \
     "$dir/demo/shardgate.yaml" >"$dir/torn/shardgate.yaml"
 printf 'transactions:\n  atomic: false\n' >>"$dir/torn/shardgate.yaml"
+cp "$dir/demo/shard-map.yaml" "$dir/torn/"
 "$BIN" run --config "$dir/torn/shardgate.yaml" >"$dir/torn.log" 2>&1 &
 pids+=($!)
 wait_port "$PORT_TORN"
@@ -39,8 +40,12 @@ wait_port "$PORT_TORN"
 export PGPASSWORD=app PGUSER=app PGDATABASE=app PGHOST=127.0.0.1
 for tenant in 1 2; do
     psql -q -p "$PORT" -c "DELETE FROM documents WHERE tenant_id = $tenant" >/dev/null
-    psql -q -p "$PORT" -c "INSERT INTO documents (tenant_id, doc_id, title) \
-        SELECT $tenant, g, 'd' FROM generate_series(1, $ROWS) g" >/dev/null
+    for start in $(seq 1 1000 "$ROWS"); do
+        end=$((start + 999 < ROWS ? start + 999 : ROWS))
+        values=$(seq "$start" "$end" | sed "s/.*/($tenant, &, 'd')/" | paste -sd,)
+        psql -q -p "$PORT" -c "INSERT INTO documents (tenant_id, doc_id, title) VALUES $values" \
+            >/dev/null
+    done
 done
 
 script() { # script NAME SECOND_TENANT

@@ -217,8 +217,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Some(Ok(PumpEvent::BackendData)) => {
                     self.replica_query = None; // Answered: no longer safe to send again.
                     match self.on_backend_data() {
-                        Ok(()) => self.finish_prepared().await,
-                        failed => failed,
+                        Ok(()) if self.txn.finishing.is_some() => self.finish_prepared().await,
+                        done => done,
                     }
                 }
                 Some(Ok(PumpEvent::ClientClosed) | Err(PumpError::Client(_))) => {
@@ -441,7 +441,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             match event {
                 Ok(PumpEvent::BackendData) => {
                     self.on_backend_data().map_err(|_| lost())?;
-                    self.finish_prepared().await.map_err(|_| lost())?;
+                    if self.txn.finishing.is_some() {
+                        self.finish_prepared().await.map_err(|_| lost())?;
+                    }
                 }
                 _ => return Err(lost()),
             }

@@ -31,10 +31,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.env.database.atomic_commit && parked.iter().any(|p| self.wrote_on(p.shard))
     }
 
-    /// The first phase of the client's COMMIT: parked shards that wrote are prepared, the
-    /// others commit (they only read), and the backend in use records the decision; the
-    /// client's COMMIT runs there next. Any failure rolls back every shard, and the error
-    /// says nothing was committed.
+    /// The first phase of the client's COMMIT, all at once: parked shards that wrote are
+    /// prepared, the others commit (they only read), and the backend in use records the
+    /// decision (which counts only once it commits); the client's COMMIT runs there next. Any
+    /// failure rolls back every shard, and the error says nothing was committed.
     pub(super) async fn prepare_parked(&mut self, parked: Vec<Parked>) -> Result<(), ErrorReport> {
         let map = self.env.database.router.map().clone();
         let Some(coordinator) = self.held_shard.filter(|_| self.backend.is_some()) else {
@@ -55,24 +55,19 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 id: decision.part(name),
                 conn: p.conn,
             });
-        let (prepared, failure) = prepare_all(parts.collect()).await;
-        if let Some(report) = failure {
-            return Err(self.abort_everywhere(prepared, readers, report).await);
-        }
-        if let Some(report) = commit_readers(readers).await {
-            return Err(self.abort_everywhere(prepared, Vec::new(), report).await);
-        }
         let mut record = decision.record_commit_sql();
-        if !self
-            .env
-            .database
-            .decision_tables
-            .ready(&decision.coordinator)
-        {
+        let tables = &self.env.database.decision_tables;
+        if !tables.ready(&decision.coordinator) {
             // Recovery has not made the table yet: made here, with the transaction.
             record = format!("{DECISIONS_DDL}; {record}");
         }
-        if let Err(report) = self.run_hidden(&record).await {
+        // All at once: nothing is decided until the coordinator commits, after this.
+        let ((prepared, failure), readers_failed, recorded) = tokio::join!(
+            prepare_all(parts.collect()),
+            commit_readers(readers),
+            self.run_hidden(&record),
+        );
+        if let Some(report) = failure.or(readers_failed).or(recorded.err()) {
             return Err(self.abort_everywhere(prepared, Vec::new(), report).await);
         }
         self.env.database.counters.count(Event::AtomicCommit);
