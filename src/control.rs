@@ -10,7 +10,40 @@ pub mod health;
 pub mod recovery;
 pub mod two_phase;
 
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
 use crate::config::BackendUri;
+
+/// A control-plane connection. Dropping it ends its connection task at once, even when the
+/// server owes it a reply (a tokio-postgres connection would otherwise wait for that reply
+/// as long as the server is stopped).
+pub(crate) struct ControlConn {
+    pub(crate) client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ControlConn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ControlConn {
+    /// Connects with `config` within `timeout`: `Err(None)` when it ran out first.
+    pub(crate) async fn open(
+        config: &tokio_postgres::Config,
+        timeout: Duration,
+    ) -> Result<Self, Option<tokio_postgres::Error>> {
+        let connect = tokio::time::timeout(timeout, config.connect(NoTls));
+        let (client, connection) = connect.await.map_err(|_| None)?.map_err(Some)?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self { client, task })
+    }
+}
 
 /// A tokio-postgres config for `uri`, named so operators can tell control-plane sessions
 /// apart in `pg_stat_activity`.

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
+use super::ControlConn;
 
 use super::health::Watched;
 use crate::config::BackendUri;
@@ -63,19 +63,7 @@ struct Prober {
     connect_timeout: Duration,
     query_timeout: Duration,
     health: Weak<ServerHealth>,
-    client: Option<Client>,
-}
-
-/// The probe's connection; dropping it ends its connection task at once.
-struct Client {
-    client: tokio_postgres::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    client: Option<ControlConn>,
 }
 
 impl Prober {
@@ -126,12 +114,8 @@ impl Prober {
 
     async fn client(&mut self) -> Option<&tokio_postgres::Client> {
         if self.client.is_none() {
-            let connect = tokio::time::timeout(self.connect_timeout, self.config.connect(NoTls));
-            let (client, connection) = connect.await.ok()?.ok()?;
-            let task = tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            self.client = Some(Client { client, task });
+            let config = &self.config;
+            self.client = ControlConn::open(config, self.connect_timeout).await.ok();
         }
         self.client.as_ref().map(|c| &c.client)
     }

@@ -19,7 +19,7 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::NoTls;
+use super::ControlConn;
 
 use crate::config::{BackendUri, ReplicaSettings};
 use crate::pool::{Observed, ServerHealth, Verdict};
@@ -72,20 +72,6 @@ pub fn watch(
     runtime.spawn(watcher.run());
 }
 
-/// The checker's own connection. Dropping it ends its connection task at once, even when the
-/// server owes it a reply (a tokio-postgres connection would otherwise wait for that reply
-/// as long as the server is stopped).
-struct CheckConn {
-    client: tokio_postgres::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for CheckConn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// WAL positions a replica reported as received, with when: the oldest one still ahead of
 /// what it has replayed tells how far behind it is.
 #[derive(Debug, Default)]
@@ -115,7 +101,7 @@ struct Watcher {
     connect_timeout: Duration,
     /// Kept between checks; dropped after any failed one, so a check never queues behind a
     /// reply an earlier one is still owed.
-    conn: Option<CheckConn>,
+    conn: Option<ControlConn>,
     health: Weak<ServerHealth>,
     settings: ReplicaSettings,
 }
@@ -177,16 +163,10 @@ impl Watcher {
         Ok(&self.conn.insert(conn).client)
     }
 
-    async fn open(&self) -> Result<CheckConn, Failure> {
+    async fn open(&self) -> Result<ControlConn, Failure> {
         let limit = self.connect_timeout;
-        let connect = tokio::time::timeout(limit, self.config.connect(NoTls));
-        let (client, connection) = (connect.await)
-            .map_err(|_| Failure::NoReply(limit))?
-            .map_err(describe)?;
-        let task = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(CheckConn { client, task })
+        let opened = ControlConn::open(&self.config, limit).await;
+        opened.map_err(|e| e.map_or(Failure::NoReply(limit), describe))
     }
 
     async fn query(&mut self, at: Instant) -> Result<(bool, Duration, Option<u64>), Failure> {

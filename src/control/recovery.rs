@@ -15,8 +15,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
+use super::ControlConn;
 use crate::config::{BackendUri, TransactionSettings};
 use crate::control::two_phase::{DECISIONS_DDL, PreparedId};
 use crate::counters::Counters;
@@ -158,28 +159,9 @@ async fn recover_once(
     out
 }
 
-/// A recovery connection; dropping it ends its connection task.
-struct Client {
-    client: tokio_postgres::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn connect(uri: &BackendUri, timeout: Duration) -> Option<Client> {
+async fn connect(uri: &BackendUri, timeout: Duration) -> Option<ControlConn> {
     let config = super::client_config(uri, "shardgate recovery", timeout);
-    let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
-        .await
-        .ok()?
-        .ok()?;
-    let task = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Some(Client { client, task })
+    ControlConn::open(&config, timeout).await.ok()
 }
 
 /// Shardgate's prepared transactions in the database, each with whether it is older than
@@ -222,7 +204,7 @@ async fn decide(coordinator: &tokio_postgres::Client, id: &PreparedId) -> Option
 
 /// Deletes decisions older than `recover_after` that no prepared transaction refers to.
 async fn forget_decisions(
-    clients: &HashMap<&str, Client>,
+    clients: &HashMap<&str, ControlConn>,
     in_use: &[String],
     recover_after: Duration,
 ) {
