@@ -60,7 +60,8 @@ impl AdminContext {
     }
 
     /// Why the proxy is not ready for traffic (empty: ready): every primary of every database
-    /// must have answered its last health check.
+    /// must have answered its last health check, and with atomic commit on, allow prepared
+    /// transactions (`max_prepared_transactions` above 0).
     pub fn readiness_problems(&self) -> Vec<String> {
         let topology = self.topology();
         let mut problems = Vec::new();
@@ -71,7 +72,26 @@ impl AdminContext {
                     problems.push(format!("{} is not reachable", server.pool.endpoint()));
                 }
             }
+            if database.atomic_commit {
+                problems.extend(no_prepared_transactions(database));
+            }
         }
         problems
     }
+}
+
+/// Shards of `database` whose primary allows no prepared transactions: a transaction writing
+/// on several shards cannot commit there.
+fn no_prepared_transactions(database: &crate::topology::Database) -> Vec<String> {
+    let map = database.router.map();
+    (map.shards.iter())
+        .filter(|shard| database.recovery.max_prepared_transactions(&shard.name) == Some(0))
+        .map(|shard| {
+            format!(
+                "{}/{}: max_prepared_transactions is 0, so transactions that write on several \
+                 shards cannot commit (set it above 0, or transactions.atomic: false)",
+                database.name, shard.name
+            )
+        })
+        .collect()
 }

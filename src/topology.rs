@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId, ShardMap};
 use crate::control::directory::DirectoryLookup;
 use crate::control::health::{self, Watched};
-use crate::control::recovery::{self, DecisionTables, RecoveryTask};
+use crate::control::recovery::{self, RecoveryTask, RecoveryView};
 use crate::counters::Counters;
 use crate::metrics::{DatabaseMeters, Metrics};
 use crate::pool::{EndpointPool, OnFailure, PauseSwitch};
@@ -50,11 +50,11 @@ pub struct Database {
     pub directories: HashMap<String, Arc<DirectoryLookup>>,
     /// A transaction that wrote on several shards commits with two-phase commit.
     pub atomic_commit: bool,
-    /// Shards known to have the table of commit decisions (kept across reloads).
-    pub decision_tables: Arc<DecisionTables>,
+    /// What recovery of atomic commits knows of the shards (kept across reloads).
+    pub recovery: Arc<RecoveryView>,
     shards: Vec<ShardPools>,
     /// Finishes atomic commits left part-way on these shards, for as long as this epoch lives.
-    _recovery: Option<RecoveryTask>,
+    _recovery_task: Option<RecoveryTask>,
 }
 
 /// One control-plane reader per directory table of `map` (a new map gets fresh ones, so
@@ -326,16 +326,9 @@ impl Database {
             .collect();
         // Also with atomic commit off: what was prepared before still needs ending.
         let settings = config.transactions.clone();
-        let tables: Arc<DecisionTables> =
-            old.map(|o| o.decision_tables.clone()).unwrap_or_default();
+        let view: Arc<RecoveryView> = old.map(|o| o.recovery.clone()).unwrap_or_default();
         let timeout = config.pool.connect_timeout;
-        let recovery = recovery::start(
-            primaries,
-            settings,
-            timeout,
-            counters.clone(),
-            tables.clone(),
-        );
+        let task = recovery::start(primaries, settings, timeout, counters.clone(), view.clone());
         Database {
             name: db.name.clone(),
             router: Router::with_directories(&db.shard_map, &answers)
@@ -347,9 +340,9 @@ impl Database {
             column_counts: old.map(|o| o.column_counts.clone()).unwrap_or_default(),
             meters: metrics.for_database(&db.name, shard_names),
             atomic_commit: config.transactions.atomic,
-            decision_tables: tables,
+            recovery: view,
             shards,
-            _recovery: recovery,
+            _recovery_task: task,
         }
     }
 

@@ -35,40 +35,70 @@ impl Drop for RecoveryTask {
     }
 }
 
-/// The shards (by name) known to have the table of decisions. Until recovery has created it
-/// on a shard, a commit coordinated there creates it itself, inside its transaction.
+/// What recovery knows of its shards, for the session and the operator surfaces: which
+/// shards have the table of decisions (until recovery has created it on a shard, a commit
+/// coordinated there creates it itself, inside its transaction), each shard's
+/// `max_prepared_transactions`, and the prepared transactions its last run left in doubt.
 #[derive(Debug, Default)]
-pub struct DecisionTables(std::sync::Mutex<HashSet<String>>);
+pub struct RecoveryView(std::sync::Mutex<ViewState>);
 
-impl DecisionTables {
-    /// Whether shard `name` has the table.
-    pub fn ready(&self, name: &str) -> bool {
-        self.lock().contains(name)
+#[derive(Debug, Default)]
+struct ViewState {
+    tables: HashSet<String>,
+    max_prepared: HashMap<String, u64>,
+    in_doubt: Vec<InDoubt>,
+}
+
+/// A prepared transaction of shardgate's that the last run of recovery left in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InDoubt {
+    /// The shard it is prepared on.
+    pub shard: String,
+    /// Its identifier in `pg_prepared_xacts`.
+    pub transaction: String,
+    /// The shard whose commit decides it.
+    pub coordinator: String,
+    /// How long it has been prepared.
+    pub age: Duration,
+    /// Why it is still there.
+    pub state: &'static str,
+}
+
+impl RecoveryView {
+    /// Whether shard `name` has the table of decisions.
+    pub fn table_ready(&self, name: &str) -> bool {
+        self.lock().tables.contains(name)
     }
 
-    fn mark(&self, name: &str) {
-        self.lock().insert(name.to_owned());
+    /// Shard `name`'s `max_prepared_transactions`, once recovery has read it.
+    pub fn max_prepared_transactions(&self, name: &str) -> Option<u64> {
+        self.lock().max_prepared.get(name).copied()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    /// The prepared transactions the last run left in doubt.
+    pub fn in_doubt(&self) -> Vec<InDoubt> {
+        self.lock().in_doubt.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ViewState> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Starts recovery over `shards` (each shard's name and primary), counting what it ends in
-/// `counters` and the tables of decisions it made sure of in `tables`. `None` without a tokio
-/// runtime (tools that build a topology recover nothing).
+/// `counters` and telling `view` what it sees. `None` without a tokio runtime (tools that
+/// build a topology recover nothing).
 pub fn start(
     shards: Vec<(String, BackendUri)>,
     settings: TransactionSettings,
     connect_timeout: Duration,
     counters: Arc<Counters>,
-    tables: Arc<DecisionTables>,
+    view: Arc<RecoveryView>,
 ) -> Option<RecoveryTask> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let task = runtime.spawn(async move {
         loop {
-            let outcome = recover_once(&shards, &settings, connect_timeout, &tables).await;
+            let outcome = recover_once(&shards, &settings, connect_timeout, &view).await;
             if outcome.ended > 0 || outcome.unreachable > 0 {
                 tracing::info!(
                     committed = outcome.committed,
@@ -100,101 +130,130 @@ async fn recover_once(
     shards: &[(String, BackendUri)],
     settings: &TransactionSettings,
     connect_timeout: Duration,
-    tables: &DecisionTables,
+    view: &RecoveryView,
 ) -> Recovered {
     let mut out = Recovered::default();
     let mut clients = HashMap::new();
     for (name, uri) in shards {
-        let Some(client) = connect(uri, connect_timeout).await else {
-            out.unreachable += 1;
-            continue;
-        };
-        if !tables.ready(name) {
-            match client.client.batch_execute(DECISIONS_DDL).await {
-                Ok(()) => tables.mark(name),
-                Err(e) => {
-                    tracing::warn!(shard = %name, error = %e, "cannot create shardgate.commit_decisions")
-                }
-            }
+        match open_shard(name, uri, connect_timeout, view).await {
+            Some(client) => drop(clients.insert(name.as_str(), client)),
+            None => out.unreachable += 1,
         }
-        clients.insert(name.as_str(), client);
     }
     let mut in_use = Vec::new();
+    let mut in_doubt = Vec::new();
     let mut decisions: HashMap<String, Option<bool>> = HashMap::new();
     for (name, client) in &clients {
-        for (id, old) in prepared(&client.client, settings.recover_after).await {
+        for (id, age) in prepared(&client.client).await {
             in_use.push(id.decision.id.clone());
-            if !old {
-                continue;
-            }
-            let key = id.decision.id.clone();
-            let decision = match decisions.get(&key) {
-                Some(known) => *known,
-                None => {
-                    let coordinator = clients.get(id.decision.coordinator.as_str());
-                    let decided = match coordinator {
-                        Some(c) => decide(&c.client, &id).await,
-                        None => None,
-                    };
-                    decisions.insert(key, decided);
-                    decided
+            let state = if age < settings.recover_after {
+                "recent: left to the proxy committing it"
+            } else {
+                let key = id.decision.id.clone();
+                let decision = match decisions.get(&key) {
+                    Some(known) => *known,
+                    None => {
+                        let decided = decide(&clients, &id).await;
+                        *decisions.entry(key).or_insert(decided)
+                    }
+                };
+                match decision {
+                    Some(commit) if end(name, &client.client, &id, commit).await => {
+                        out.ended += 1;
+                        out.committed += u64::from(commit);
+                        continue;
+                    }
+                    Some(_) => "decided, not ended yet",
+                    None => "coordinator still committing, or unreachable",
                 }
             };
-            let Some(commit) = decision else { continue };
-            match client.client.batch_execute(&id.finish_sql(commit)).await {
-                Ok(()) => {
-                    out.ended += 1;
-                    out.committed += u64::from(commit);
-                    tracing::warn!(shard = %name, transaction = %id, commit, "recovery ended a prepared transaction");
-                }
-                Err(e) => {
-                    tracing::debug!(shard = %name, transaction = %id, error = %e, "recovery could not end a prepared transaction")
-                }
-            }
+            let (shard, coordinator) = (name.to_string(), id.decision.coordinator.clone());
+            let transaction = id.to_string();
+            in_doubt.push(InDoubt {
+                shard,
+                transaction,
+                coordinator,
+                age,
+                state,
+            });
         }
     }
+    view.lock().in_doubt = in_doubt;
     if out.unreachable == 0 {
         forget_decisions(&clients, &in_use, settings.recover_after).await;
     }
     out
 }
 
-async fn connect(uri: &BackendUri, timeout: Duration) -> Option<ControlConn> {
+/// A connection to shard `name`'s primary, with its table of decisions made sure of and its
+/// `max_prepared_transactions` read; `None` when it cannot be reached.
+async fn open_shard(
+    name: &str,
+    uri: &BackendUri,
+    timeout: Duration,
+    view: &RecoveryView,
+) -> Option<ControlConn> {
     let config = super::client_config(uri, "shardgate recovery", timeout);
-    ControlConn::open(&config, timeout).await.ok()
+    let conn = ControlConn::open(&config, timeout).await.ok()?;
+    if !view.table_ready(name) {
+        match conn.client.batch_execute(DECISIONS_DDL).await {
+            Ok(()) => drop(view.lock().tables.insert(name.to_owned())),
+            Err(e) => {
+                tracing::warn!(shard = %name, error = %e, "cannot create shardgate.commit_decisions")
+            }
+        }
+    }
+    let setting = conn.client.query_one("SHOW max_prepared_transactions", &[]);
+    if let Ok(row) = setting.await
+        && let Ok(value) = row.get::<_, String>(0).parse::<u64>()
+    {
+        view.lock().max_prepared.insert(name.to_owned(), value);
+    }
+    Some(conn)
 }
 
-/// Shardgate's prepared transactions in the database, each with whether it is older than
-/// `recover_after`.
-async fn prepared(
-    client: &tokio_postgres::Client,
-    recover_after: Duration,
-) -> Vec<(PreparedId, bool)> {
-    let sql = format!(
-        "SELECT gid, (prepared < now() - interval '{} milliseconds')::text FROM pg_prepared_xacts \
-         WHERE database = current_database() AND gid LIKE 'shardgate:%'",
-        recover_after.as_millis()
-    );
-    let Ok(messages) = client.simple_query(&sql).await else {
+/// Ends `id` on shard `name` as decided; whether it did (another proxy may have first).
+async fn end(name: &str, client: &tokio_postgres::Client, id: &PreparedId, commit: bool) -> bool {
+    match client.batch_execute(&id.finish_sql(commit)).await {
+        Ok(()) => {
+            tracing::warn!(shard = %name, transaction = %id, commit, "recovery ended a prepared transaction");
+            true
+        }
+        Err(e) => {
+            tracing::debug!(shard = %name, transaction = %id, error = %e, "recovery could not end a prepared transaction");
+            false
+        }
+    }
+}
+
+/// Shardgate's prepared transactions in the database, each with how long it has been
+/// prepared.
+async fn prepared(client: &tokio_postgres::Client) -> Vec<(PreparedId, Duration)> {
+    let sql = "SELECT gid, extract(epoch FROM now() - prepared)::float8::text \
+               FROM pg_prepared_xacts \
+               WHERE database = current_database() AND gid LIKE 'shardgate:%'";
+    let Ok(messages) = client.simple_query(sql).await else {
         return Vec::new();
     };
     (messages.iter())
         .filter_map(|message| match message {
             SimpleQueryMessage::Row(row) => {
                 let id = PreparedId::parse(row.get(0)?)?;
-                Some((id, row.get(1) == Some("true")))
+                let seconds: f64 = row.get(1)?.parse().ok()?;
+                Some((id, Duration::from_secs_f64(seconds.max(0.0))))
             }
             _ => None,
         })
         .collect()
 }
 
-/// The coordinator's decision for `id`'s transaction: recorded, or recorded now as an abort
-/// (its coordinator never decided); `None` while its coordinator transaction still runs, or
-/// when the coordinator cannot answer.
-async fn decide(coordinator: &tokio_postgres::Client, id: &PreparedId) -> Option<bool> {
+/// The decision for `id`'s transaction, asked of its coordinator (one of `clients`):
+/// recorded, or recorded now as an abort (its coordinator never decided); `None` while its
+/// coordinator transaction still runs, or when the coordinator cannot answer.
+async fn decide(clients: &HashMap<&str, ControlConn>, id: &PreparedId) -> Option<bool> {
+    let coordinator = clients.get(id.decision.coordinator.as_str())?;
     let sql = id.decision.resolve_sql(DECISION_LOCK_TIMEOUT_MS);
-    let messages = coordinator.simple_query(&sql).await.ok()?;
+    let messages = coordinator.client.simple_query(&sql).await.ok()?;
     let rows = messages.iter().filter_map(|message| match message {
         SimpleQueryMessage::Row(row) => row.get(0),
         _ => None,

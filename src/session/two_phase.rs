@@ -56,8 +56,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 conn: p.conn,
             });
         let mut record = decision.record_commit_sql();
-        let tables = &self.env.database.decision_tables;
-        if !tables.ready(&decision.coordinator) {
+        if !(self.env.database.recovery).table_ready(&decision.coordinator) {
             // Recovery has not made the table yet: made here, with the transaction.
             record = format!("{DECISIONS_DDL}; {record}");
         }

@@ -290,3 +290,43 @@ async fn a_multi_statement_query_over_two_shards_is_refused_or_applied_whole() {
     }
     reset_users(&client, &[a, b], false).await;
 }
+
+/// `SHOW TRANSACTIONS` lists a prepared transaction of shardgate's that recovery left in place
+/// (too recent to touch), with its coordinator and why it is there.
+#[tokio::test]
+async fn show_transactions_lists_prepared_transactions_in_doubt() {
+    use crate::operations::{console, field, rows, with_admin};
+    let cluster = cluster();
+    let mut config = sharded_config(cluster);
+    with_admin(&mut config);
+    config.transactions.recovery_interval = Duration::from_millis(100);
+    config.transactions.recover_after = Duration::from_secs(600);
+    let proxy = TestProxy::start(config).await;
+    let s0 = connect_direct(&cluster.primaries[0]).await;
+    let gid = "shardgate:00000000000000bb:s1:s0";
+    s0.batch_execute(&format!("BEGIN; PREPARE TRANSACTION '{gid}'"))
+        .await
+        .unwrap();
+    let admin = console(&proxy).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let listed = rows(&admin, "SHOW TRANSACTIONS").await;
+        let ours: Vec<_> = (listed.into_iter())
+            .filter(|row| field(row, "transaction") == gid)
+            .collect();
+        if !ours.is_empty() || std::time::Instant::now() > deadline {
+            break ours;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = s0
+        .batch_execute(&format!("ROLLBACK PREPARED '{gid}'"))
+        .await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(field(&listed[0], "shard"), "s0");
+    assert_eq!(field(&listed[0], "coordinator"), "s1");
+    assert!(
+        field(&listed[0], "state").starts_with("recent"),
+        "{listed:?}"
+    );
+}

@@ -40,6 +40,7 @@ fn show_command(admin: &AdminContext, text: &str, rest: &[&str]) -> Reply {
         ("CLIENTS", 1) => show::clients(admin),
         ("SERVERS", 1) => show::servers(admin),
         ("STATS", 1) => show::stats(admin),
+        ("TRANSACTIONS", 1) => show::transactions(admin),
         ("MAP", 1) => show::map(admin),
         ("HELP", 1) => show::help(),
         ("ROUTE", n) if n > 1 => {

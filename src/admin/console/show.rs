@@ -294,6 +294,34 @@ pub fn route(admin: &AdminContext, sql: &str) -> Reply {
     rows(&["database", "route"], out, "SHOW")
 }
 
+/// `SHOW TRANSACTIONS`: prepared transactions of atomic commits that the last run of
+/// recovery left in place (in doubt), with why.
+pub fn transactions(admin: &AdminContext) -> Reply {
+    let topology = admin.topology();
+    let mut out = Vec::new();
+    for database in topology.databases() {
+        for left in database.recovery.in_doubt() {
+            out.push(vec![
+                text(&database.name),
+                text(&left.shard),
+                text(&left.transaction),
+                text(&left.coordinator),
+                text(format!("{:.1}", left.age.as_secs_f64())),
+                text(left.state),
+            ]);
+        }
+    }
+    let columns = [
+        "database",
+        "shard",
+        "transaction",
+        "coordinator",
+        "age_seconds",
+        "state",
+    ];
+    rows(&columns, out, "SHOW")
+}
+
 /// `SHOW HELP`: the commands.
 pub fn help() -> Reply {
     let commands = [
@@ -305,6 +333,10 @@ pub fn help() -> Reply {
         ("SHOW CLIENTS", "connected clients"),
         ("SHOW SERVERS", "open backend connections"),
         ("SHOW STATS", "totals per database since start"),
+        (
+            "SHOW TRANSACTIONS",
+            "prepared transactions of atomic commits still in doubt",
+        ),
         ("SHOW MAP", "the shard map in force: epoch, file, tables"),
         ("SHOW ROUTE <sql>", "where a statement would run, and why"),
         ("RELOAD", "read the shard maps again"),

@@ -148,5 +148,29 @@ async fn a_commit_across_shards_ends_everywhere_or_nowhere_whatever_breaks() {
     until_recovered(&own.info.primaries).await;
     assert_eq!(stored_ids(&own.info.primaries, "fa_items").await, expected);
     drop(second);
+
+    // 5. A shard that allows no prepared transactions makes the proxy not ready, and says why.
+    let s1 = &mut own.cluster.shards_mut()[1].primary;
+    let direct = connect_direct(&own.info.primaries[1]).await;
+    direct
+        .batch_execute("ALTER SYSTEM SET max_prepared_transactions = 0")
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| restart(s1));
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let third = TestProxy::start(config).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = crate::operations::http_get(&third, "/ready").await;
+        if status == 503 && body.contains("max_prepared_transactions") {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        body.contains("/s1: max_prepared_transactions is 0"),
+        "{body}"
+    );
     panics.assert_none();
 }
