@@ -25,6 +25,9 @@ use crate::counters::Counters;
 /// How long recovery's question waits for a coordinator transaction still running.
 const DECISION_LOCK_TIMEOUT_MS: u64 = 1000;
 
+/// The longest one run of recovery may take.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
 /// A database's recovery task; dropping it (with its shard map's epoch) stops the task.
 #[derive(Debug)]
 pub struct RecoveryTask(tokio::task::JoinHandle<()>);
@@ -98,7 +101,15 @@ pub fn start(
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let task = runtime.spawn(async move {
         loop {
-            let outcome = recover_once(&shards, &settings, connect_timeout, &view).await;
+            let run = recover_once(&shards, &settings, connect_timeout, &view);
+            // A server that stopped answering must not stall recovery of the others for good.
+            let Ok(outcome) = tokio::time::timeout(RUN_LIMIT, run).await else {
+                tracing::warn!(
+                    "a run of recovery got no answer within {RUN_LIMIT:?}; trying again"
+                );
+                tokio::time::sleep(settings.recovery_interval).await;
+                continue;
+            };
             if outcome.ended > 0 || outcome.unreachable > 0 {
                 tracing::info!(
                     committed = outcome.committed,
@@ -116,13 +127,13 @@ pub fn start(
 
 /// What one run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Recovered {
+struct Recovered {
     /// Prepared transactions ended (committed or rolled back).
-    pub ended: u64,
+    ended: u64,
     /// Of those, committed.
-    pub committed: u64,
+    committed: u64,
     /// Shards that could not be reached.
-    pub unreachable: u64,
+    unreachable: u64,
 }
 
 /// One run over `shards`: see the module doc.
@@ -142,40 +153,28 @@ async fn recover_once(
     }
     let mut in_use = Vec::new();
     let mut in_doubt = Vec::new();
-    let mut decisions: HashMap<String, Option<bool>> = HashMap::new();
+    let mut decisions = HashMap::new();
     for (name, client) in &clients {
         for (id, age) in prepared(&client.client).await {
             in_use.push(id.decision.id.clone());
-            let state = if age < settings.recover_after {
-                "recent: left to the proxy committing it"
-            } else {
-                let key = id.decision.id.clone();
-                let decision = match decisions.get(&key) {
-                    Some(known) => *known,
-                    None => {
-                        let decided = decide(&clients, &id).await;
-                        *decisions.entry(key).or_insert(decided)
-                    }
-                };
-                match decision {
-                    Some(commit) if end(name, &client.client, &id, commit).await => {
-                        out.ended += 1;
-                        out.committed += u64::from(commit);
-                        continue;
-                    }
-                    Some(_) => "decided, not ended yet",
-                    None => "coordinator still committing, or unreachable",
-                }
+            let asked = Asked {
+                clients: &clients,
+                settings,
+                decisions: &mut decisions,
             };
-            let (shard, coordinator) = (name.to_string(), id.decision.coordinator.clone());
-            let transaction = id.to_string();
-            in_doubt.push(InDoubt {
-                shard,
-                transaction,
-                coordinator,
-                age,
-                state,
-            });
+            match settle(name, &client.client, &id, age, asked).await {
+                Ok(commit) => {
+                    out.ended += 1;
+                    out.committed += u64::from(commit);
+                }
+                Err(state) => in_doubt.push(InDoubt {
+                    shard: name.to_string(),
+                    transaction: id.to_string(),
+                    coordinator: id.decision.coordinator.clone(),
+                    age,
+                    state,
+                }),
+            }
         }
     }
     view.lock().in_doubt = in_doubt;
@@ -183,6 +182,40 @@ async fn recover_once(
         forget_decisions(&clients, &in_use, settings.recover_after).await;
     }
     out
+}
+
+/// What settling one prepared transaction may consult: the shards' connections, the
+/// settings, and the decisions this run already learnt (by transaction id).
+struct Asked<'a> {
+    clients: &'a HashMap<&'a str, ControlConn>,
+    settings: &'a TransactionSettings,
+    decisions: &'a mut HashMap<String, Option<bool>>,
+}
+
+/// Ends prepared transaction `id` (prepared `age` ago on shard `name`) as its coordinator
+/// decided: `Ok(committed)`, or `Err(why it stays)`.
+async fn settle(
+    name: &str,
+    client: &tokio_postgres::Client,
+    id: &PreparedId,
+    age: Duration,
+    asked: Asked<'_>,
+) -> Result<bool, &'static str> {
+    if age < asked.settings.recover_after {
+        return Err("recent: left to the proxy committing it");
+    }
+    let decision = match asked.decisions.get(&id.decision.id) {
+        Some(known) => *known,
+        None => {
+            let decided = decide(asked.clients, id).await;
+            *(asked.decisions.entry(id.decision.id.clone())).or_insert(decided)
+        }
+    };
+    match decision {
+        Some(commit) if end(name, client, id, commit).await => Ok(commit),
+        Some(_) => Err("decided, not ended yet"),
+        None => Err("coordinator still committing, or unreachable"),
+    }
 }
 
 /// A connection to shard `name`'s primary, with its table of decisions made sure of and its
@@ -199,7 +232,8 @@ async fn open_shard(
         match conn.client.batch_execute(DECISIONS_DDL).await {
             Ok(()) => drop(view.lock().tables.insert(name.to_owned())),
             Err(e) => {
-                tracing::warn!(shard = %name, error = %e, "cannot create shardgate.commit_decisions")
+                let why = "cannot create shardgate.commit_decisions";
+                tracing::warn!(shard = %name, error = %e, "{why}");
             }
         }
     }
@@ -216,11 +250,13 @@ async fn open_shard(
 async fn end(name: &str, client: &tokio_postgres::Client, id: &PreparedId, commit: bool) -> bool {
     match client.batch_execute(&id.finish_sql(commit)).await {
         Ok(()) => {
-            tracing::warn!(shard = %name, transaction = %id, commit, "recovery ended a prepared transaction");
+            let what = "recovery ended a prepared transaction";
+            tracing::warn!(shard = %name, transaction = %id, commit, "{what}");
             true
         }
         Err(e) => {
-            tracing::debug!(shard = %name, transaction = %id, error = %e, "recovery could not end a prepared transaction");
+            let what = "recovery could not end a prepared transaction";
+            tracing::debug!(shard = %name, transaction = %id, error = %e, "{what}");
             false
         }
     }
@@ -274,8 +310,8 @@ async fn forget_decisions(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "DELETE FROM shardgate.commit_decisions WHERE decided_at < now() - interval '{} milliseconds' \
-         AND id NOT IN ({keep})",
+        "DELETE FROM shardgate.commit_decisions \
+         WHERE decided_at < now() - interval '{} milliseconds' AND id NOT IN ({keep})",
         recover_after.as_millis()
     );
     for client in clients.values() {

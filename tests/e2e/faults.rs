@@ -123,3 +123,33 @@ impl ProxyPanics {
         assert_eq!(panics, 0, "the proxy panicked (see the log above)");
     }
 }
+
+/// A deferred trigger for `table` (columns `id`, `note`), to create on one shard: at COMMIT, a
+/// row with note `refuse` fails the commit and one with `slow` sleeps `sleep_s` seconds, so a
+/// test can break things while the COMMIT runs.
+fn at_commit_trigger(table: &str, sleep_s: u32) -> String {
+    format!(
+        "CREATE FUNCTION {table}_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.note = 'refuse' THEN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END IF;
+    IF NEW.note = 'slow' THEN PERFORM pg_sleep({sleep_s}); END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER {table}_at_commit AFTER INSERT ON {table}
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_at_commit();"
+    )
+}
+
+/// BEGIN; one insert into `table` per row, in order (the last one's shard is the backend in
+/// use at COMMIT; the other is parked).
+async fn two_shard_transaction(
+    client: &tokio_postgres::Client,
+    table: &str,
+    rows: [(i64, &str); 2],
+) {
+    client.batch_execute("BEGIN").await.unwrap();
+    for (id, note) in rows {
+        let sql = format!("INSERT INTO {table} (id, note) VALUES ({id}, '{note}')");
+        client.batch_execute(&sql).await.unwrap();
+    }
+}

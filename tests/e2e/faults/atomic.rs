@@ -9,30 +9,9 @@ use std::time::Duration;
 
 use shardgate::local_cluster::BackendAuth;
 
-use super::{ProxyPanics, ids_on, kill_postmaster, restart, stored_ids};
+use super::two_shard_transaction;
+use super::{ProxyPanics, at_commit_trigger, ids_on, kill_postmaster, restart, stored_ids};
 use crate::harness::{TestProxy, config_with_tables, connect_direct, own_cluster};
-
-/// At COMMIT on s1 (a deferred trigger), a row with note `refuse` fails the commit and one
-/// with `slow` sleeps, so the test can break things while the COMMIT runs.
-const TRIGGER: &str = "
-CREATE FUNCTION fa_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.note = 'refuse' THEN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END IF;
-    IF NEW.note = 'slow' THEN PERFORM pg_sleep(2); END IF;
-    RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER fa_at_commit AFTER INSERT ON fa_items
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fa_at_commit();";
-
-/// BEGIN; an insert on s0, then one on s1 (the backend in use at COMMIT: the coordinator;
-/// s0 is parked and prepared first).
-async fn two_shard_transaction(client: &tokio_postgres::Client, s0: i64, s1: (i64, &str)) {
-    client.batch_execute("BEGIN").await.unwrap();
-    let insert =
-        |id: i64, note: &str| format!("INSERT INTO fa_items (id, note) VALUES ({id}, '{note}')");
-    client.batch_execute(&insert(s0, "ok")).await.unwrap();
-    client.batch_execute(&insert(s1.0, s1.1)).await.unwrap();
-}
 
 /// Prepared transactions of shardgate's on the server at `uri`.
 async fn prepared_on(uri: &str) -> i64 {
@@ -78,7 +57,7 @@ async fn a_commit_across_shards_ends_everywhere_or_nowhere_whatever_breaks() {
         .unwrap();
     connect_direct(&own.info.primaries[1])
         .await
-        .batch_execute(TRIGGER)
+        .batch_execute(&at_commit_trigger("fa_items", 2))
         .await
         .unwrap();
     let (on_s0, on_s1) = (
@@ -89,7 +68,12 @@ async fn a_commit_across_shards_ends_everywhere_or_nowhere_whatever_breaks() {
 
     // 1. The coordinator (s1) refuses the COMMIT: s0's prepared part rolls back too.
     let client = proxy.connect().await;
-    two_shard_transaction(&client, on_s0[0], (on_s1[0], "refuse")).await;
+    two_shard_transaction(
+        &client,
+        "fa_items",
+        [(on_s0[0], "ok"), (on_s1[0], "refuse")],
+    )
+    .await;
     let error = client.batch_execute("COMMIT").await.unwrap_err();
     assert_eq!(super::code_of(&error), "23514", "{error:?}");
     assert_eq!(
@@ -101,7 +85,7 @@ async fn a_commit_across_shards_ends_everywhere_or_nowhere_whatever_breaks() {
 
     // 2. s0 (prepared) is killed while s1 commits: the client hears COMMIT (the decision is
     //    s1's commit), and once s0 is back, recovery commits its part.
-    two_shard_transaction(&client, on_s0[1], (on_s1[1], "slow")).await;
+    two_shard_transaction(&client, "fa_items", [(on_s0[1], "ok"), (on_s1[1], "slow")]).await;
     let committing = tokio::spawn(async move {
         let outcome = client.batch_execute("COMMIT").await;
         (client, outcome)
@@ -125,7 +109,7 @@ async fn a_commit_across_shards_ends_everywhere_or_nowhere_whatever_breaks() {
     // 3. The proxy is gone in the middle of a COMMIT (s0 prepared, s1 committing): a second
     //    proxy's recovery ends s0's part as s1's commit decided.
     let client = proxy.connect().await;
-    two_shard_transaction(&client, on_s0[2], (on_s1[2], "slow")).await;
+    two_shard_transaction(&client, "fa_items", [(on_s0[2], "ok"), (on_s1[2], "slow")]).await;
     let committing = tokio::spawn(async move { client.batch_execute("COMMIT").await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     drop(proxy);

@@ -6,20 +6,9 @@ use std::time::Duration;
 
 use shardgate::local_cluster::BackendAuth;
 
-use super::{ProxyPanics, ids_on, kill_postmaster, restart, stored_ids};
+use super::two_shard_transaction;
+use super::{ProxyPanics, at_commit_trigger, ids_on, kill_postmaster, restart, stored_ids};
 use crate::harness::{TestProxy, config_with_tables, connect_direct, own_cluster};
-
-/// At COMMIT on s1 (a deferred trigger), a row with id `REFUSED` fails the commit and one with
-/// `SLOW` sleeps, so the test can kill the server inside the COMMIT.
-const TRIGGER: &str = "
-CREATE FUNCTION ft_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.note = 'refuse' THEN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END IF;
-    IF NEW.note = 'slow' THEN PERFORM pg_sleep(5); END IF;
-    RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER ft_at_commit AFTER INSERT ON ft_torn
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ft_at_commit();";
 
 /// The DETAIL of an error the client got (panics without one).
 fn detail(error: &tokio_postgres::Error) -> (String, String, String) {
@@ -40,16 +29,6 @@ fn assert_torn(error: &tokio_postgres::Error, code: &str, says: &[&str]) -> Stri
     hint
 }
 
-/// BEGIN; one insert on each shard, in `order` (the last one's shard is the backend in use
-/// at COMMIT, the other is parked and commits first).
-async fn two_shard_transaction(client: &tokio_postgres::Client, rows: [(i64, &str); 2]) {
-    client.batch_execute("BEGIN").await.unwrap();
-    for (id, note) in rows {
-        let sql = format!("INSERT INTO ft_torn (id, note) VALUES ({id}, '{note}')");
-        client.batch_execute(&sql).await.unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     let panics = ProxyPanics::watch();
@@ -67,7 +46,9 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
         .await
         .unwrap();
     let s1 = connect_direct(&own.info.primaries[1]).await;
-    s1.batch_execute(TRIGGER).await.unwrap();
+    s1.batch_execute(&at_commit_trigger("ft_torn", 5))
+        .await
+        .unwrap();
     let (on_s0, on_s1) = (
         ids_on(&config, "ft_torn", 0, 4),
         ids_on(&config, "ft_torn", 1, 4),
@@ -75,7 +56,7 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
 
     // 1. s1 refuses the COMMIT (an ERROR): s0 committed, s1 rolled back, and the error says so.
     let client = proxy.connect().await;
-    two_shard_transaction(&client, [(on_s0[0], "ok"), (on_s1[0], "refuse")]).await;
+    two_shard_transaction(&client, "ft_torn", [(on_s0[0], "ok"), (on_s1[0], "refuse")]).await;
     let error = client.batch_execute("COMMIT").await.unwrap_err();
     // The server's own error.
     let says = [
@@ -91,7 +72,12 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
 
     // 2. s1's backend is terminated inside the COMMIT (a FATAL from the server): unknown.
     let terminated = proxy.connect().await;
-    two_shard_transaction(&terminated, [(on_s0[3], "ok"), (on_s1[3], "slow")]).await;
+    two_shard_transaction(
+        &terminated,
+        "ft_torn",
+        [(on_s0[3], "ok"), (on_s1[3], "slow")],
+    )
+    .await;
     let committing = tokio::spawn(async move { terminated.batch_execute("COMMIT").await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     s1.batch_execute(
@@ -110,9 +96,14 @@ async fn a_commit_torn_by_a_dying_shard_names_the_shards() {
     // 3. s1 dies inside the COMMIT of the backend in use (s0, parked, committed first), and
     //    4. another transaction has s1 parked when it dies, and commits afterwards.
     let in_commit = proxy.connect().await;
-    two_shard_transaction(&in_commit, [(on_s0[1], "ok"), (on_s1[1], "slow")]).await;
+    two_shard_transaction(
+        &in_commit,
+        "ft_torn",
+        [(on_s0[1], "ok"), (on_s1[1], "slow")],
+    )
+    .await;
     let parked = proxy.connect().await;
-    two_shard_transaction(&parked, [(on_s1[2], "ok"), (on_s0[2], "ok")]).await;
+    two_shard_transaction(&parked, "ft_torn", [(on_s1[2], "ok"), (on_s0[2], "ok")]).await;
     let committing = tokio::spawn(async move { in_commit.batch_execute("COMMIT").await });
     tokio::time::sleep(Duration::from_millis(700)).await; // s0 committed, s1 in pg_sleep
     let primary = &mut own.cluster.shards_mut()[1].primary;

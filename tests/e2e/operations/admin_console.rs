@@ -62,7 +62,11 @@ async fn the_console_answers_every_command() {
     assert_eq!(field(&stats[0], "single_shard"), "1");
 
     let in_doubt = rows(&admin, "SHOW TRANSACTIONS").await;
-    assert!(in_doubt.iter().all(|t| field(t, "transaction").starts_with("shardgate:")));
+    assert!(
+        in_doubt
+            .iter()
+            .all(|t| field(t, "transaction").starts_with("shardgate:"))
+    );
     let map = rows(&admin, "SHOW MAP").await;
     let users_table = map.iter().find(|r| field(r, "table") == "users").unwrap();
     assert_eq!(field(users_table, "key"), "user_id");
