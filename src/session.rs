@@ -575,7 +575,7 @@ fn with_liveness(held: Option<&mut Checkout>) -> (Option<&mut BackendConn>, Opti
 }
 
 /// What a client is told when the server its statement waited on stopped answering.
-fn stopped_answering(endpoint: &str, addr: &str) -> ErrorReport {
+pub(super) fn stopped_answering(endpoint: &str, addr: &str) -> ErrorReport {
     ErrorReport::error(
         sqlstate::CONNECTION_FAILURE,
         Blame::Backend,

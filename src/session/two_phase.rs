@@ -12,7 +12,8 @@ use crate::config::ShardId;
 use crate::control::two_phase::{DECISIONS_DDL, Decision};
 use crate::counters::Event;
 use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::execute::broadcast::{run_simple, run_simple_tagged};
+use crate::execute::broadcast::run_simple_tagged;
+use crate::pool::Checkout;
 use crate::wire::TxStatus;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -84,13 +85,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> ErrorReport {
         end_prepared(prepared, false).await;
         for mut part in parked {
-            let mut on_status = |_: &mut _, _: &str, _: &str| {};
-            if run_simple(&mut part.conn, "ROLLBACK", &mut on_status)
-                .await
-                .is_err()
-            {
-                part.conn.mark_broken();
-            }
+            let _ = run_watched(&mut part.conn, "ROLLBACK").await;
         }
         if self.backend.is_some() {
             let _ = self.run_hidden("ROLLBACK").await;
@@ -129,9 +124,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 /// the first failure (a part that failed is rolled back by its server, or closed).
 async fn prepare_all(parts: Vec<PreparedPart>) -> (Vec<PreparedPart>, Option<ErrorReport>) {
     let prepares = parts.into_iter().map(|mut part| async move {
-        let mut on_status = |_: &mut _, _: &str, _: &str| {};
-        let sql = part.id.prepare_sql();
-        let outcome = run_simple_tagged(&mut part.conn, &sql, &mut on_status).await;
+        let outcome = run_watched(&mut part.conn, &part.id.prepare_sql()).await;
         let outcome = match outcome {
             Ok(tags) if tags.iter().any(|t| t == "PREPARE TRANSACTION") => Ok(()),
             Ok(_) => Err(ErrorReport::error(
@@ -142,10 +135,7 @@ async fn prepare_all(parts: Vec<PreparedPart>) -> (Vec<PreparedPart>, Option<Err
                     part.id.participant
                 ),
             )),
-            Err(report) => {
-                part.conn.mark_broken();
-                Err(report)
-            }
+            Err(report) => Err(report),
         };
         (part, outcome)
     });
@@ -164,9 +154,7 @@ async fn prepare_all(parts: Vec<PreparedPart>) -> (Vec<PreparedPart>, Option<Err
 async fn commit_readers(readers: Vec<Parked>) -> Option<ErrorReport> {
     let mut failure = None;
     for mut reader in readers {
-        let mut on_status = |_: &mut _, _: &str, _: &str| {};
-        if let Err(report) = run_simple(&mut reader.conn, "COMMIT", &mut on_status).await {
-            reader.conn.mark_broken();
+        if let Err(report) = run_watched(&mut reader.conn, "COMMIT").await {
             failure = failure.or(Some(report));
         }
     }
@@ -177,10 +165,7 @@ async fn commit_readers(readers: Vec<Parked>) -> Option<ErrorReport> {
 /// now stays prepared, for recovery to end it as its decision says.
 async fn end_prepared(parts: Vec<PreparedPart>, commit: bool) {
     let ends = parts.into_iter().map(|mut part| async move {
-        let mut on_status = |_: &mut _, _: &str, _: &str| {};
-        let sql = part.id.finish_sql(commit);
-        if let Err(report) = run_simple(&mut part.conn, &sql, &mut on_status).await {
-            part.conn.mark_broken();
+        if let Err(report) = run_watched(&mut part.conn, &part.id.finish_sql(commit)).await {
             tracing::warn!(
                 transaction = %part.id,
                 error = %report.message,
@@ -197,4 +182,21 @@ fn no_coordinator() -> ErrorReport {
         Blame::Proxy,
         "COMMIT of a transaction spanning shards found no backend in use",
     )
+}
+
+/// Runs `sql` on a part's connection, abandoned (and the connection closed) if its server
+/// stops answering its health checks meanwhile: a hung shard fails the COMMIT within the
+/// health check's bound instead of holding it for good.
+async fn run_watched(conn: &mut Checkout, sql: &str) -> Result<Vec<String>, ErrorReport> {
+    let addr = conn.addr().to_owned();
+    let (backend, liveness) = conn.with_liveness();
+    let mut on_status = |_: &mut _, _: &str, _: &str| {};
+    let outcome = tokio::select! {
+        outcome = run_simple_tagged(backend, sql, &mut on_status) => outcome,
+        () = liveness.stopped() => Err(super::stopped_answering(liveness.endpoint(), &addr)),
+    };
+    if outcome.is_err() {
+        conn.mark_broken();
+    }
+    outcome
 }

@@ -84,6 +84,8 @@ async fn proxy_with_items(own: &OwnCluster) -> TestProxy {
     let mut config = config_with_tables(&own.info, TABLE);
     config.replicas.check_interval = CHECK_INTERVAL;
     config.replicas.check_timeout = CHECK_TIMEOUT;
+    config.transactions.recovery_interval = Duration::from_millis(200);
+    config.transactions.recover_after = Duration::from_secs(1);
     config.users.push(UserEntry {
         name: ADMIN.into(),
         secret: UserSecret::Password(ADMIN_PASSWORD.into()),
@@ -347,4 +349,59 @@ async fn a_hung_primary_fails_its_shard_with_08006_and_the_other_shard_serves() 
     }
     wait_for_shards(&proxy, "s1", "primary_up", "true", Duration::from_secs(15)).await;
     run(&proxy.connect().await, Op::Write(on_s1)).await.unwrap();
+}
+
+/// An atomic COMMIT whose parked shard stops answering during its PREPARE fails within the
+/// health check's bound instead of hanging, and commits nothing anywhere (once the shard is
+/// back, recovery rolls back whatever its PREPARE left).
+#[tokio::test]
+async fn an_atomic_commit_on_a_hung_shard_fails_in_bounded_time_and_commits_nothing() {
+    let own = own_cluster(2, 0, BackendAuth::ScramSha256);
+    let proxy = proxy_with_items(&own).await;
+    let (on_s0, on_s1) = ids_on_each_shard(&own);
+    let client = proxy.connect().await;
+    client.batch_execute("BEGIN").await.unwrap();
+    for id in [on_s0, on_s1] {
+        let sql = format!("UPDATE hs_items SET n = n + 1 WHERE id = {id}");
+        client.batch_execute(&sql).await.unwrap();
+    }
+    // s0 is parked (it wrote): its PREPARE is the first thing the COMMIT waits on.
+    let frozen = Frozen::server(own.cluster.shards()[0].primary.data_dir());
+    let started = Instant::now();
+    let commit = tokio::time::timeout(LIMIT, client.batch_execute("COMMIT")).await;
+    let error = commit
+        .expect("the COMMIT ends within the bound")
+        .unwrap_err();
+    let took = started.elapsed();
+    drop(frozen);
+    let db = error
+        .as_db_error()
+        .expect("an error, not a closed connection");
+    assert_eq!(db.code().code(), "08006", "{db:?} after {took:?}");
+    assert!(db.message().contains("stopped answering"), "{db:?}");
+    assert!(
+        db.detail()
+            .unwrap_or_default()
+            .contains("Nothing was committed"),
+        "{db:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for uri in &own.info.primaries {
+        let direct = connect_direct(uri).await;
+        loop {
+            let sql = "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'shardgate:%'";
+            let left: i64 = direct.query_one(sql, &[]).await.unwrap().get(0);
+            if left == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "recovery ends what the PREPARE left"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let sql = format!("SELECT sum(n)::int8 FROM hs_items WHERE id IN ({on_s0}, {on_s1})");
+        let sum: Option<i64> = direct.query_one(&sql, &[]).await.unwrap().get(0);
+        assert_eq!(sum.unwrap_or(0), 0, "nothing committed on {uri}");
+    }
 }
