@@ -285,8 +285,10 @@ impl Topology {
             .iter()
             .map(|db| {
                 let old = previous.and_then(|p| p.databases.get(&db.name));
-                let database = Arc::new(Database::build(config, db, old.map(|o| &**o), metrics));
-                (db.name.clone(), database)
+                (
+                    db.name.clone(),
+                    Arc::new(Database::build(config, db, old.map(|o| &**o), metrics)),
+                )
             })
             .collect();
         Self { epoch, databases }

@@ -17,7 +17,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::ControlConn;
-
 use super::health::Watched;
 use crate::config::BackendUri;
 use crate::pool::ServerHealth;

@@ -153,16 +153,11 @@ async fn recover_once(
     }
     let mut in_use = Vec::new();
     let mut in_doubt = Vec::new();
-    let mut decisions = HashMap::new();
     for (name, client) in &clients {
         for (id, age) in prepared(&client.client).await {
             in_use.push(id.decision.id.clone());
-            let asked = Asked {
-                clients: &clients,
-                settings,
-                decisions: &mut decisions,
-            };
-            match settle(name, &client.client, &id, age, asked).await {
+            let old = age >= settings.recover_after;
+            match settle(name, &client.client, &clients, &id, old).await {
                 Ok(commit) => {
                     out.ended += 1;
                     out.committed += u64::from(commit);
@@ -184,34 +179,21 @@ async fn recover_once(
     out
 }
 
-/// What settling one prepared transaction may consult: the shards' connections, the
-/// settings, and the decisions this run already learnt (by transaction id).
-struct Asked<'a> {
-    clients: &'a HashMap<&'a str, ControlConn>,
-    settings: &'a TransactionSettings,
-    decisions: &'a mut HashMap<String, Option<bool>>,
-}
-
-/// Ends prepared transaction `id` (prepared `age` ago on shard `name`) as its coordinator
-/// decided: `Ok(committed)`, or `Err(why it stays)`.
+/// Ends prepared transaction `id` on shard `name` (through `client`) as its coordinator,
+/// one of `clients`, decided, if it is `old` enough for recovery to touch: `Ok(committed)`,
+/// or `Err(why it stays)`. Asking again for a transaction with parts on several shards is
+/// harmless: the first answer recorded the decision.
 async fn settle(
     name: &str,
     client: &tokio_postgres::Client,
+    clients: &HashMap<&str, ControlConn>,
     id: &PreparedId,
-    age: Duration,
-    asked: Asked<'_>,
+    old: bool,
 ) -> Result<bool, &'static str> {
-    if age < asked.settings.recover_after {
+    if !old {
         return Err("recent: left to the proxy committing it");
     }
-    let decision = match asked.decisions.get(&id.decision.id) {
-        Some(known) => *known,
-        None => {
-            let decided = decide(asked.clients, id).await;
-            *(asked.decisions.entry(id.decision.id.clone())).or_insert(decided)
-        }
-    };
-    match decision {
+    match decide(clients, id).await {
         Some(commit) if end(name, client, id, commit).await => Ok(commit),
         Some(_) => Err("decided, not ended yet"),
         None => Err("coordinator still committing, or unreachable"),

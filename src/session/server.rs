@@ -137,8 +137,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::ERROR_RESPONSE if !reply.visible => self.on_hidden_error(body),
             tag::ERROR_RESPONSE => self.note_backend_error(body),
             tag::COMMAND_COMPLETE if reply.visible => {
-                self.txn.rolled_back = command_tag(body).is_ok_and(|t| t == "ROLLBACK");
-                self.txn.committed = command_tag(body).is_ok_and(|t| t == "COMMIT");
+                let tag = command_tag(body);
+                self.txn.rolled_back = tag.as_deref() == Ok("ROLLBACK");
+                self.txn.committed = tag.as_deref() == Ok("COMMIT");
             }
             tag::READY_FOR_QUERY => self.on_ready(body, reply.visible),
             _ => {}

@@ -14,15 +14,14 @@ use crate::counters::Event;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::broadcast::run_simple_tagged;
 use crate::pool::Checkout;
+use crate::topology::Freshness;
 use crate::wire::TxStatus;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
-    /// Whether the open transaction wrote on `shard` (a write of it is still in flight).
+    /// Whether the open transaction wrote on `shard` (a write of it is still in flight, so
+    /// its reads there need the primary).
     pub(super) fn wrote_on(&self, shard: ShardId) -> bool {
-        let name = &self.env.database.router.map().shard(shard).name;
-        self.written
-            .iter()
-            .any(|(w, done)| w == name && done.is_none())
+        self.freshness(shard) == Freshness::Primary
     }
 
     /// Whether COMMIT needs two phases: atomic commit is on and a parked shard wrote (a

@@ -61,12 +61,8 @@ async fn the_console_answers_every_command() {
     assert!(field(&stats[0], "queries").parse::<u64>().unwrap() >= 1);
     assert_eq!(field(&stats[0], "single_shard"), "1");
 
-    let in_doubt = rows(&admin, "SHOW TRANSACTIONS").await;
-    assert!(
-        in_doubt
-            .iter()
-            .all(|t| field(t, "transaction").starts_with("shardgate:"))
-    );
+    // Answers (its rows are checked in `transactions::show_transactions_…`).
+    rows(&admin, "SHOW TRANSACTIONS").await;
     let map = rows(&admin, "SHOW MAP").await;
     let users_table = map.iter().find(|r| field(r, "table") == "users").unwrap();
     assert_eq!(field(users_table, "key"), "user_id");
