@@ -52,6 +52,9 @@ pub enum Route {
     /// A multi-row INSERT whose rows belong to several shards: row indexes (0-based, in
     /// VALUES order) per shard; see [`Router::split_insert`].
     Split(Vec<(ShardId, Vec<usize>)>),
+    /// A multi-statement query whose statements need different shards: each statement is
+    /// routed on its own, and all of them run as one transaction, as on one server.
+    PerStatement,
 }
 
 /// Why a statement cannot be routed; each maps to a SQLSTATE.

@@ -14,6 +14,21 @@ pub enum Unsupported {
     /// The statements of one simple query need different shards.
     #[error("the statements of this query need different shards; send them one by one")]
     StatementsOnDifferentShards,
+    /// A multi-statement query over different shards with transaction control in it.
+    #[error(
+        "the statements of this query need different shards and it controls its transaction (BEGIN, COMMIT, SAVEPOINT, …); send the transaction control statements on their own"
+    )]
+    TransactionControlAmongShards,
+    /// A multi-statement query over different shards with a statement that changes the session.
+    #[error(
+        "the statements of this query need different shards and one changes the session (SET, RESET, LISTEN, PREPARE, a temporary table, …); send that statement on its own"
+    )]
+    SessionStateAmongShards,
+    /// A multi-statement query over different shards with a statement for several shards.
+    #[error(
+        "the statements of this query need different shards and one of them needs several at once (DDL, a reference-table or broadcast write, a split INSERT, a cross-shard read); send that statement on its own"
+    )]
+    SpreadAmongShardStatements,
     /// A `shardgate.shard_key` hint that disagrees with the statement's own key.
     #[error("the statement's shard key is on another shard than the shard_key hint {key} names")]
     HintDisagrees {
@@ -242,21 +257,6 @@ pub enum Unsupported {
         "a read that needs several shards cannot run on a connection pinned to one backend (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors); narrow it to one shard with its shard key"
     )]
     ScatterWhilePinned,
-    /// Messages of one extended-protocol batch that need two shards outside a transaction.
-    #[error(
-        "messages of one extended-protocol batch (before Sync) need shards {held} and {needed}; send a Sync between them"
-    )]
-    BatchNeedsTwoShards {
-        /// The shard the batch started on.
-        held: String,
-        /// The shard a later message needs.
-        needed: String,
-    },
-    /// Messages of one extended-protocol batch that need two shards of one transaction.
-    #[error(
-        "messages of one extended-protocol batch (before Sync) need two shards of one transaction; send a Sync between them"
-    )]
-    BatchNeedsTwoShardsOfTransaction,
     /// A cross-shard read sharing a batch with messages before it.
     #[error(
         "a read that needs several shards must not share an extended-protocol batch with messages sent before it; send a Sync first"
@@ -319,6 +319,9 @@ impl Unsupported {
         use Unsupported::*;
         match self {
             StatementsOnDifferentShards => "statements_on_different_shards",
+            TransactionControlAmongShards => "transaction_control_among_shards",
+            SessionStateAmongShards => "session_state_among_shards",
+            SpreadAmongShardStatements => "spread_among_shard_statements",
             HintDisagrees { .. } => "hint_disagrees",
             HintWithoutShardedTable { .. } => "hint_without_sharded_table",
             WriteWithoutKey { .. } => "write_without_key",
@@ -351,8 +354,6 @@ impl Unsupported {
             SplitInsertWithParameters => "split_insert_with_parameters",
             PinnedToOtherShard { .. } => "pinned_to_other_shard",
             ScatterWhilePinned => "scatter_while_pinned",
-            BatchNeedsTwoShards { .. } => "batch_needs_two_shards",
-            BatchNeedsTwoShardsOfTransaction => "batch_needs_two_shards_of_transaction",
             ScatterSharesBatch => "scatter_shares_batch",
             ReplicaReadSharesBatch => "replica_read_shares_batch",
             FirstStatementSharesBatch => "first_statement_shares_batch",

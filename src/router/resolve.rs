@@ -30,7 +30,7 @@ pub(super) fn route(
             (Route::Anywhere, route) => route,
             (route, Route::Anywhere) => route,
             (a, b) if a == b => a,
-            _ => return Err(Unsupported::StatementsOnDifferentShards.into()),
+            _ => return Ok(Route::PerStatement),
         };
     }
     Ok(combined)

@@ -12,6 +12,10 @@ use std::collections::HashMap;
 pub(super) struct Batch {
     /// The proxy refused an extended-query message; drop messages until Sync, as a server would.
     pub(super) skip_until_sync: bool,
+    /// An earlier message of this batch failed on a backend the proxy has since synced on
+    /// its own (to move the batch to another shard): the message being handled and the rest
+    /// up to the client's Sync are dropped, as the server would have dropped them.
+    pub(super) failed_earlier: bool,
     /// An extended-protocol message was refused inside a transaction: fail the backend's
     /// transaction after the client's Sync, as PostgreSQL would have.
     pub(super) abort_at_sync: bool,

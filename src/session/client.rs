@@ -99,7 +99,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 }
                 outcome
             }
-            tag::SYNC => self.on_sync(&frame),
+            tag::SYNC => self.on_sync(&frame).await,
             tag::FLUSH | tag::COPY_DATA => {
                 self.forward_if_held(&frame);
                 Ok(())
@@ -129,6 +129,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     fn settle_refusal(&mut self, frame_tag: u8, refusal: Refusal) -> Result<(), Ending> {
         match refusal {
+            Refusal::Statement(_) if std::mem::take(&mut self.batch.failed_earlier) => {
+                self.batch.skip_until_sync = true;
+                Ok(())
+            }
             Refusal::Statement(report) => {
                 self.refuse(frame_tag, report);
                 Ok(())
@@ -187,11 +191,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    fn on_sync(&mut self, frame: &[u8]) -> Result<(), Refusal> {
+    async fn on_sync(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         self.batch.skip_until_sync = false;
         self.batch.begin_portal = None;
         if self.client_status == TxStatus::Idle {
             self.batch.dropped_portals.clear(); // Sync outside a transaction ends every portal.
+        }
+        if self.txn.implicit {
+            return self.end_implicit().await;
         }
         if self.backend.is_none() && self.replies.is_empty() {
             self.note_ready(self.client_status);

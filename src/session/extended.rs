@@ -6,6 +6,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::client::{Refusal, body, duplicate_statement};
+use super::local::begins_transaction;
 use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
 use super::scatter::{ScatterRead, SpreadWrite};
@@ -177,6 +178,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let shard = match statement.cloned() {
             Some(statement) => {
                 self.meter.text(|| statement.query.clone());
+                self.txn.begun_in_batch |= begins_transaction(&statement.query);
                 self.before_transaction_control(&statement.query).await?;
                 self.note_transaction_settings(&statement.query, &statement.effects)?;
                 let rest = &body(frame)[bind.rest_offset..];
@@ -185,6 +187,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 let routed = self.route_sql(&statement.query, Some(&params)).await?;
                 match routed.route {
                     Route::Scatter(shards) => {
+                        if !self.replies.synced() && self.in_transaction_block() {
+                            self.answer_all_sent().await?;
+                        }
                         let split = BindRest::decode(rest)
                             .map_err(|e| Refusal::violation(e.to_string()))?;
                         let read = ScatterRead {

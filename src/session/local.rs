@@ -210,6 +210,11 @@ pub(super) fn transaction_control(sql: &str) -> Vec<Control> {
     split_statements(sql).filter_map(control).collect()
 }
 
+/// Whether `statement` is BEGIN or START TRANSACTION.
+pub(super) fn begins_transaction(statement: &str) -> bool {
+    matches!(classify(statement), Some(Local::Begin(_)))
+}
+
 fn classify(statement: &str) -> Option<Local<'_>> {
     let (first, rest) = next_word(statement)?;
     let second = next_word(rest).map(|(word, _)| word);

@@ -36,6 +36,10 @@ pub enum Expect {
     Close,
     /// Sync: answered by ReadyForQuery.
     Sync,
+    /// A Sync the proxy sends on its own inside a transaction block, so that the backend
+    /// answers everything sent so far and the batch can go on on another shard (see
+    /// `spanning`); its ReadyForQuery is hidden.
+    ProxySync,
     /// Simple Query: answered by everything up to ReadyForQuery.
     Query {
         /// False for settings the proxy replays on a new backend.
@@ -49,6 +53,14 @@ pub enum Expect {
     },
     /// FunctionCall: FunctionCallResponse, then ReadyForQuery.
     FunctionCall,
+    /// One statement of a client's multi-statement query that the proxy runs on its own
+    /// (its statements need different shards, see `per_statement`): everything shown but the
+    /// ReadyForQuery, which the proxy writes once the whole query ran.
+    QueryPart,
+    /// The COMMIT or ROLLBACK that ends a transaction the proxy began on the client's behalf
+    /// (see `implicit`): only an error is shown, and the proxy then writes the client's
+    /// ReadyForQuery itself.
+    Ending,
     /// An answer the proxy writes itself when this entry reaches the head of the queue.
     Synthetic {
         /// The message to write.
@@ -160,7 +172,14 @@ impl Replies {
         let last_sent = pending.find(|e| !matches!(e, Expect::Synthetic { .. }));
         matches!(
             last_sent,
-            None | Some(Expect::Sync | Expect::Query { .. } | Expect::FunctionCall)
+            None | Some(
+                Expect::Sync
+                    | Expect::ProxySync
+                    | Expect::Query { .. }
+                    | Expect::FunctionCall
+                    | Expect::QueryPart
+                    | Expect::Ending
+            )
         )
     }
 
@@ -169,7 +188,7 @@ impl Replies {
     pub fn push(&mut self, expect: Expect) -> Option<Undo> {
         match expect {
             Expect::Sync if self.copy_in => return None,
-            Expect::Sync => self.skipping = false,
+            Expect::Sync | Expect::ProxySync => self.skipping = false,
             Expect::CopyEnd => self.copy_in = false,
             // Until Sync the server discards every message, simple queries included
             // (postgres.c: ignore_till_sync).
@@ -225,7 +244,14 @@ impl Replies {
                     ..Reply::default()
                 }
             }
-            (tag::ERROR_RESPONSE, Expect::FunctionCall | Expect::Sync) => visible(),
+            (
+                tag::ERROR_RESPONSE,
+                Expect::FunctionCall
+                | Expect::Sync
+                | Expect::ProxySync
+                | Expect::QueryPart
+                | Expect::Ending,
+            ) => visible(),
             (tag::ERROR_RESPONSE, _) => self.fail_extended(undo),
             (tag::READY_FOR_QUERY, _) => self.complete_ready(undo),
             (tag::COPY_IN_RESPONSE, _) => {
@@ -273,6 +299,7 @@ impl Replies {
                     prepared: None,
                 }
             }
+            Some(Expect::ProxySync | Expect::QueryPart | Expect::Ending) => Reply::default(),
             _ => visible(),
         }
     }
@@ -284,14 +311,14 @@ impl Replies {
             undo.push(take_undo(failed));
         }
         while let Some(front) = self.queue.front() {
-            if matches!(front, Expect::Sync) {
+            if matches!(front, Expect::Sync | Expect::ProxySync) {
                 break;
             }
             if let Some(dropped) = self.queue.pop_front() {
                 undo.push(take_undo(dropped));
             }
         }
-        self.skipping = !matches!(self.queue.front(), Some(Expect::Sync));
+        self.skipping = !matches!(self.queue.front(), Some(Expect::Sync | Expect::ProxySync));
         visible()
     }
 
@@ -320,6 +347,7 @@ fn visible() -> Reply {
 fn is_visible(head: &Expect) -> bool {
     match head {
         Expect::Parse { visible, .. } | Expect::Query { visible, .. } => *visible,
+        Expect::ProxySync | Expect::Ending => false,
         _ => true,
     }
 }

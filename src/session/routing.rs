@@ -59,9 +59,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }) => None,
             Err(_) => Some(None),
             // Runs on several shards once bound: nothing to prepare anywhere now.
-            Ok(Route::Scatter(_) | Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_)) => {
-                None
-            }
+            Ok(
+                Route::Scatter(_)
+                | Route::Broadcast(_)
+                | Route::Replicate(_)
+                | Route::Split(_)
+                | Route::PerStatement,
+            ) => None,
             Ok(route) => Some(self.shard_for_route(route).unwrap_or(None)),
         }
     }
@@ -78,6 +82,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => {
                 Err(self.unsupported(Unsupported::SpreadFromSqlPrepared))
             }
+            Route::PerStatement => Err(self.unsupported(Unsupported::StatementsOnDifferentShards)),
             Route::CurrentShardOnly => match self.held_shard {
                 Some(shard) if self.tied_to_backend() => Ok(Some(shard)),
                 _ => Err(self.unsupported(Unsupported::UnparsedNamesShardedTable)),
@@ -109,18 +114,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         needed: ShardId,
     ) -> Result<(), ErrorReport> {
         let name = |id: ShardId| self.env.database.router.map().shard(id).name.clone();
-        let in_transaction = self.client_status != TxStatus::Idle && !self.txn.phase.is_deferred();
-        if in_transaction && self.pin.is_none() {
+        if self.in_transaction_block() && self.pin.is_none() {
             return self.switch_shard(held, needed).await;
         }
-        let (held, needed) = (name(held), name(needed));
         if self.tied_to_backend() {
+            let (held, needed) = (name(held), name(needed));
             let refusal = Unsupported::PinnedToOtherShard { held, needed };
             return Err(self.unsupported(refusal));
         }
         if !self.replies.synced() {
-            let refusal = Unsupported::BatchNeedsTwoShards { held, needed };
-            return Err(self.unsupported(refusal));
+            return self.begin_implicit(held, needed).await;
         }
         self.wait_for_replies().await?;
         self.release();
@@ -158,7 +161,7 @@ fn route_kind(route: &Route, unmapped: bool) -> RouteKind {
     match route {
         Route::Shard(_) if unmapped => RouteKind::Fallback,
         Route::Shard(_) => RouteKind::SingleShard,
-        Route::Scatter(_) => RouteKind::MultiShard,
+        Route::Scatter(_) | Route::PerStatement => RouteKind::MultiShard,
         Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => RouteKind::Broadcast,
         Route::Anywhere | Route::CurrentShardOnly => RouteKind::Fallback,
     }

@@ -136,15 +136,22 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         match frame_tag {
             tag::ERROR_RESPONSE if !reply.visible => self.on_hidden_error(body),
             tag::ERROR_RESPONSE => self.note_backend_error(body),
-            tag::COMMAND_COMPLETE if reply.visible => {
-                let tag = command_tag(body);
-                self.txn.rolled_back = tag.as_deref() == Ok("ROLLBACK");
-                self.txn.committed = tag.as_deref() == Ok("COMMIT");
-            }
+            tag::COMMAND_COMPLETE => self.note_command_complete(body, reply.visible),
             tag::READY_FOR_QUERY => self.on_ready(body, reply.visible),
             _ => {}
         }
         reply.visible
+    }
+
+    /// Notes whether the transaction's last statement was COMMIT or ROLLBACK: the client's
+    /// own, or the one the proxy ends an implicit transaction with (see `implicit`).
+    fn note_command_complete(&mut self, body: &[u8], visible: bool) {
+        let tag = command_tag(body);
+        let (commit, rollback) = (tag.as_deref() == Ok("COMMIT"), tag.as_deref() == Ok("ROLLBACK"));
+        if visible || commit || rollback {
+            self.txn.rolled_back = rollback;
+            self.txn.committed = commit;
+        }
     }
 
     fn on_parameter_status(&mut self, body: &[u8]) -> bool {
@@ -184,8 +191,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .copied()
             .and_then(TxStatus::from_byte)
             .unwrap_or(TxStatus::Failed);
-        self.backend_status = status;
+        let was = std::mem::replace(&mut self.backend_status, status);
         if visible {
+            self.txn.begun_in_batch = false;
             self.batch.bound_since_ready.clear();
             self.note_ready(status);
             self.client_status = status;
@@ -193,29 +201,38 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 self.end_local_hint();
             }
         }
-        if status == TxStatus::Idle {
-            if visible {
-                // The client's own statement ended its transaction (a hidden settings replay
-                // before a write says nothing about the write).
-                self.writes_completed();
-            }
-            let ended = self.txn.end();
-            if !ended.parked.is_empty() {
-                tracing::error!("a transaction spanning shards ended without its other shards");
-            }
-            Self::drop_parked(ended.parked);
-            if !ended.prepared.is_empty() {
-                self.txn.finishing = Some(Finishing {
-                    parts: ended.prepared,
-                    commit: ended.committed,
-                    ready: None,
-                });
-            }
-            let committed = !ended.rolled_back;
-            if let Some(conn) = self.backend.as_deref_mut() {
-                self.settings.end_transaction(committed, conn);
-            }
+        if status != TxStatus::Idle {
+            return;
         }
+        if visible {
+            // The client's own statement ended its transaction (a hidden settings replay
+            // before a write says nothing about the write).
+            self.writes_completed();
+        }
+        // A hidden statement on a backend that was idle (a settings replay on one just taken,
+        // before it joins the transaction) ends nothing.
+        let rolled_back = (visible || was != TxStatus::Idle) && self.transaction_ended();
+        if let Some(conn) = self.backend.as_deref_mut() {
+            self.settings.end_transaction(!rolled_back, conn);
+        }
+    }
+
+    /// The client's transaction ended on the backend in use: parked shards that are still
+    /// in it are let go, prepared ones are ended the same way. Returns whether it rolled back.
+    fn transaction_ended(&mut self) -> bool {
+        let ended = self.txn.end();
+        if !ended.parked.is_empty() {
+            tracing::error!("a transaction spanning shards ended without its other shards");
+        }
+        Self::drop_parked(ended.parked);
+        if !ended.prepared.is_empty() {
+            self.txn.finishing = Some(Finishing {
+                parts: ended.prepared,
+                commit: ended.committed,
+                ready: None,
+            });
+        }
+        ended.rolled_back
     }
 
     /// A statement the proxy sent on its own failed (a settings replay). The client's state on

@@ -40,6 +40,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 return self.run_on_shards(sql, parts.collect(), Rows::Copies).await;
             }
             Route::Scatter(shards) => return self.query_shards(sql, shards, routed.writes).await,
+            Route::PerStatement => return self.run_per_statement(sql).await,
             Route::Split(groups) => {
                 let router = &self.env.database.router;
                 let parts =

@@ -50,12 +50,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         held: ShardId,
         needed: ShardId,
     ) -> Result<(), ErrorReport> {
-        if !self.replies.synced() {
-            return Err(self.unsupported(Unsupported::BatchNeedsTwoShardsOfTransaction));
-        }
-        self.wait_for_replies().await?;
-        if self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed {
-            return Err(aborted());
+        self.answer_all_sent().await?;
+        if self.backend_status == TxStatus::Idle {
+            // The batch ended the transaction (its own COMMIT) before this message: what
+            // follows runs outside it, on the shard it needs.
+            self.release();
+            return Ok(());
         }
         if self.txn.session_set {
             return Err(self.unsupported(Unsupported::SessionSetThenOtherShard));
@@ -72,6 +72,38 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.env.cancel_slot.set(None);
         self.unpark(needed);
         Ok(())
+    }
+
+    /// Whether the client is inside a transaction block on a backend: its own (begun there),
+    /// or one the proxy began for it (see `implicit`).
+    pub(super) fn in_transaction_block(&self) -> bool {
+        let open = self.client_status != TxStatus::Idle || self.txn.implicit;
+        (open || self.txn.begun_in_batch) && !self.txn.phase.is_deferred()
+    }
+
+    /// Inside a transaction block, waits until the backend in use answered everything sent
+    /// to it, syncing it first when a batch is in flight. Fails (25P02) when the transaction
+    /// failed; if it failed in this batch, the rest of the batch is dropped, as the server
+    /// would have dropped it (the client has seen the error).
+    pub(super) async fn answer_all_sent(&mut self) -> Result<(), ErrorReport> {
+        let mid_batch = !self.replies.synced();
+        if mid_batch {
+            self.sync_backend_in_use();
+        }
+        self.wait_for_replies().await?;
+        if self.backend_status == TxStatus::Failed || self.client_status == TxStatus::Failed {
+            self.batch.failed_earlier = mid_batch;
+            return Err(aborted());
+        }
+        Ok(())
+    }
+
+    /// Sends a Sync of the proxy's own to the backend in use, inside a transaction block
+    /// (where a Sync commits nothing): the backend then answers everything sent so far, so
+    /// the batch may go on on another shard.
+    pub(super) fn sync_backend_in_use(&mut self) {
+        postgres_protocol::message::frontend::sync(&mut self.bufs.to_backend);
+        self.push(super::replies::Expect::ProxySync);
     }
 
     /// The transaction's backend on `shard`, taken from use or from the parked ones.
@@ -155,7 +187,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// the backend in use: commits them (when `commit` and nothing failed) or rolls them back.
     /// A COMMIT that fails rolls back the rest, and the backend in use too, and its error says
     /// what became of every shard (see `execute::commit`).
-    async fn end_parked(&mut self, commit: bool) -> Result<(), ErrorReport> {
+    pub(super) async fn end_parked(&mut self, commit: bool) -> Result<(), ErrorReport> {
         let Some(parked) = self.txn.phase.parked_mut().filter(|p| !p.is_empty()) else {
             return Ok(());
         };

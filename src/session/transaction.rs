@@ -19,6 +19,8 @@
 //! | `OnShard`, `Spanning` | a read that was to start it never ran | `Deferred` again |
 //! | `Spanning` | the session lets go of its backends (a replay failed, the client left) | `OnShard` |
 //! | any but `Deferred` | ReadyForQuery `I` from the backend in use | `Idle` |
+//! | `Idle` | a batch or multi-statement query outside a transaction needs a second shard | `Spanning`, `implicit` (see `implicit`) |
+//! | `Spanning`, `implicit` | the batch's Sync or the query's end | `Idle` (committed, atomically when two shards wrote, or rolled back) |
 //!
 //! A failed transaction is not a phase of its own: PostgreSQL's status (`E` in ReadyForQuery,
 //! kept by the session as the client's and the backend's status) says so in every phase, and
@@ -240,6 +242,13 @@ pub(super) struct Transaction {
     /// The prepared shards of a transaction that just ended on the backend in use, to end
     /// the same way before the client hears of it.
     pub(super) finishing: Option<Finishing>,
+    /// The proxy began this transaction block itself, so that a batch (up to its Sync) or a
+    /// multi-statement query outside any transaction stays one transaction when it spans
+    /// shards; the client's status stays idle, and the proxy ends it (see `implicit`).
+    pub(super) implicit: bool,
+    /// The client's own BEGIN went to the backend in use in the batch in flight: a
+    /// transaction block is open there, though the client has not seen its status yet.
+    pub(super) begun_in_batch: bool,
 }
 
 /// Prepared shards to commit (or roll back), and the client's ReadyForQuery held until then.
@@ -274,6 +283,7 @@ impl Transaction {
     pub(super) fn end(&mut self) -> Ended {
         self.settings.clear();
         self.session_set = false;
+        self.implicit = false;
         let (mut parked, mut prepared) = (Vec::new(), Vec::new());
         match std::mem::take(&mut self.phase) {
             Phase::Spanning { parked: left, .. } => parked = left,
@@ -304,6 +314,7 @@ impl Transaction {
     /// Spanning → OnShard (or Idle, for a transaction the client began itself): the session
     /// lets go of its backends, so the parked ones (returned) leave the transaction.
     pub(super) fn let_go_of_parked(&mut self) -> Vec<Parked> {
+        self.implicit = false; // Its backends are closed: nothing of it commits.
         match std::mem::take(&mut self.phase) {
             Phase::Spanning { begin, parked, .. } => {
                 self.phase = begin.map_or(Phase::Idle, Phase::started);
@@ -380,10 +391,13 @@ mod tests {
             rolled_back: true,
             committed: false,
             finishing: None,
+            implicit: true,
+            begun_in_batch: false,
         };
         let ended = txn.end();
         assert!(ended.parked.is_empty() && ended.rolled_back && ended.prepared.is_empty());
         assert!(matches!(txn.phase, Phase::Idle));
         assert!(txn.settings.is_empty() && !txn.session_set && !txn.rolled_back);
+        assert!(!txn.implicit);
     }
 }

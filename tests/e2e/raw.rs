@@ -162,9 +162,19 @@ impl Script {
 /// Sends `script` and returns the tags of every reply up to ReadyForQuery (or the end of the
 /// connection), rows folded into one `D×n` entry, errors with their fields.
 pub async fn exchange(stream: &mut tokio::net::TcpStream, script: &Script) -> Vec<String> {
+    exchange_to_ready(stream, script).await.0
+}
+
+/// [`exchange`], and the transaction status of the ReadyForQuery that ended it (`I`, `T`,
+/// `E`; `?` when the connection ended first).
+pub async fn exchange_to_ready(
+    stream: &mut tokio::net::TcpStream,
+    script: &Script,
+) -> (Vec<String>, char) {
     use tokio::io::AsyncWriteExt;
     stream.write_all(script.bytes()).await.unwrap();
     let mut tags: Vec<String> = Vec::new();
+    let mut status = '?';
     let mut rows = 0;
     while let Some((tag, body)) = read_message(stream).await {
         if tag == b'D' {
@@ -184,8 +194,9 @@ pub async fn exchange(stream: &mut tokio::net::TcpStream, script: &Script) -> Ve
             other => tags.push((other as char).to_string()),
         }
         if tag == b'Z' {
+            status = body.first().map_or('?', |b| *b as char);
             break;
         }
     }
-    tags
+    (tags, status)
 }

@@ -8,6 +8,7 @@
 //! partner on the other shard; the submodules name theirs.
 
 mod failures;
+mod implicit;
 mod settings;
 
 use std::time::Duration;

@@ -47,7 +47,7 @@ async fn a_transaction_whose_shard_switch_failed_commits_nothing() {
     let cluster = cluster();
     let mut config = sharded_config(cluster);
     config.pool.size = 1;
-    config.pool.checkout_timeout = Duration::from_millis(700);
+    config.pool.checkout_timeout = Duration::from_millis(2000);
     let proxy = TestProxy::start(config).await;
     let (a, b) = two_users_on_different_shards(90_131);
     let setup = proxy.connect().await;
@@ -92,7 +92,7 @@ async fn a_transaction_whose_shard_switch_failed_commits_nothing() {
 async fn a_failed_shard_switch_leaves_the_transaction_failed() {
     let mut config = sharded_config(cluster());
     config.pool.size = 2;
-    config.pool.checkout_timeout = Duration::from_millis(700);
+    config.pool.checkout_timeout = Duration::from_millis(2000);
     config.auth_method = shardgate::config::ClientAuthMethod::Trust;
     config.users[0].secret = shardgate::config::UserSecret::None;
     let proxy = TestProxy::start(config).await;

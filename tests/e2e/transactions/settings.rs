@@ -68,3 +68,23 @@ async fn a_session_set_inside_a_transaction_is_refused_on_its_next_shard() {
     assert_eq!(refused, 1, "the statement on the other shard is refused");
     client.simple_query("ROLLBACK").await.unwrap();
 }
+
+/// A session setting the client made before its transaction is replayed on each backend the
+/// transaction takes; that replay (a hidden statement answered with status idle) must not end
+/// the transaction's part on the shards it reached first.
+#[tokio::test]
+async fn a_replayed_session_setting_keeps_every_shard_in_the_transaction() {
+    let (_proxy, client, a, b) = users_on_two_shards(90_151, false).await;
+    client
+        .simple_query("SET work_mem = '7MB'")
+        .await
+        .unwrap();
+    client.simple_query("BEGIN").await.unwrap();
+    for id in [a, b] {
+        let sql = format!("INSERT INTO users (user_id, name) VALUES ({id}, 'replayed')");
+        client.simple_query(&sql).await.unwrap();
+    }
+    client.simple_query("COMMIT").await.unwrap();
+    assert_eq!(super::stored(crate::harness::cluster(), &[a, b]).await, 2);
+    crate::support::reset_users(&client, &[a, b], false).await;
+}

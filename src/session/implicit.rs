@@ -1,0 +1,98 @@
+//! Implicit transactions that span shards. PostgreSQL runs an extended-protocol batch (the
+//! messages up to Sync) and a multi-statement simple query as one transaction: all of it
+//! commits, or none of it. When such a unit, sent outside any transaction, needs a second
+//! shard, the proxy turns what already ran on the first shard into a transaction block with a
+//! BEGIN sent in the middle of the batch (PostgreSQL takes the statements before it into the
+//! block: `BeginTransactionBlock` from `TBLOCK_STARTED`, xact.c), carries the block to every
+//! shard the unit reaches as a transaction spanning shards (`spanning`), and ends it where
+//! the unit ends: committed (atomically when two shards wrote, see `two_phase`), or rolled
+//! back when anything in it failed. The client sees what one server would have sent: no
+//! BEGIN, no COMMIT, and status idle in its ReadyForQuery.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::client::Refusal;
+use super::replies::{Expect, Synthetic, Undo};
+use super::spanning::aborted;
+use super::{Ending, Session};
+use crate::config::ShardId;
+use crate::error::ErrorReport;
+use crate::wire::TxStatus;
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// A batch outside any transaction needs shard `needed` while what it sent so far runs
+    /// on `held`: the batch becomes a transaction of the proxy's, and goes on there.
+    pub(super) async fn begin_implicit(
+        &mut self,
+        held: ShardId,
+        needed: ShardId,
+    ) -> Result<(), ErrorReport> {
+        // A simple Query in a batch drops the unnamed statement (exec_simple_query): the
+        // client's is parsed again if it binds it here later.
+        self.batch.unnamed_on_backend = false;
+        self.run_hidden("BEGIN").await?;
+        if self.replies.skipping_to_sync() {
+            // An earlier message failed, so the server discarded the BEGIN and skips to the
+            // client's Sync: the batch is over, as it would be on one server.
+            self.batch.failed_earlier = true;
+            return Err(aborted());
+        }
+        self.txn.implicit = true;
+        self.switch_shard(held, needed).await
+    }
+
+    /// Ends the implicit transaction where the client's unit ended (its Sync, or the end of
+    /// its query): committed when nothing in it failed, else rolled back on every shard; then
+    /// the client's ReadyForQuery, after the error of a COMMIT that failed. A connection lost
+    /// while committing ends the session, as it does for the client's own COMMIT.
+    pub(super) async fn end_implicit(&mut self) -> Result<(), Refusal> {
+        if !self.replies.synced() {
+            self.sync_backend_in_use();
+        }
+        self.wait_for_replies().await.map_err(lost_while_ending)?;
+        let refused = std::mem::take(&mut self.batch.abort_at_sync);
+        let commit = !refused && self.backend_status == TxStatus::InTransaction;
+        match self.end_parked(commit).await {
+            Ok(()) => self.end_on_backend_in_use(commit).await?,
+            Err(report) => self.push(Expect::Synthetic {
+                message: Synthetic::Error(report),
+                undo: Undo::default(),
+            }),
+        }
+        self.txn.implicit = false;
+        if self.txn.phase.is_deferred() {
+            self.txn.end_deferred(); // Nothing of it reached a backend.
+        }
+        self.writes_completed();
+        self.push(Expect::Synthetic {
+            message: Synthetic::ReadyForQuery,
+            undo: Undo::default(),
+        });
+        Ok(())
+    }
+
+    /// The last step of an implicit transaction: COMMIT (or ROLLBACK) on the backend in use,
+    /// whose error, if any, is the client's.
+    async fn end_on_backend_in_use(&mut self, commit: bool) -> Result<(), Refusal> {
+        if self.backend.is_none() || self.backend_status == TxStatus::Idle {
+            return Ok(());
+        }
+        let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+        postgres_protocol::message::frontend::query(sql, &mut self.bufs.to_backend)
+            .map_err(|e| Refusal::Statement(super::internal(e.to_string())))?;
+        self.push(Expect::Ending);
+        match self.wait_for_replies().await {
+            Ok(()) => Ok(()),
+            Err(report) => {
+                let report = self.commit_lost_report(&report.message).unwrap_or(report);
+                Err(lost_while_ending(report))
+            }
+        }
+    }
+}
+
+/// A backend lost while an implicit transaction ends: what became of it is unknown, so the
+/// session ends with the error (the backend's connection is closed with it).
+fn lost_while_ending(report: ErrorReport) -> Refusal {
+    Refusal::Session(Ending::Fatal(report.into_fatal()))
+}
