@@ -14,14 +14,14 @@ use super::{ProxyPanics, at_commit_trigger, ids_on, kill_postmaster, restart, st
 use crate::harness::{TestProxy, config_with_tables, connect_direct, own_cluster};
 
 /// Prepared transactions of shardgate's on the server at `uri`.
-async fn prepared_on(uri: &str) -> i64 {
+pub(super) async fn prepared_on(uri: &str) -> i64 {
     let client = connect_direct(uri).await;
     let sql = "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'shardgate:%'";
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// Waits (bounded) until recovery left no prepared transaction on any primary.
-async fn until_recovered(primaries: &[String]) {
+pub(super) async fn until_recovered(primaries: &[String]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut left = 0;
