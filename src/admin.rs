@@ -87,11 +87,11 @@ fn no_prepared_transactions(database: &crate::topology::Database) -> Vec<String>
     (map.shards.iter())
         .filter(|shard| database.recovery.max_prepared_transactions(&shard.name) == Some(0))
         .map(|shard| {
-            format!(
-                "{}/{}: max_prepared_transactions is 0, so transactions that write on several \
-                 shards cannot commit (set it above 0, or transactions.atomic: false)",
-                database.name, shard.name
-            )
+            let problem = crate::control::preflight::PrimaryProblem::NoPreparedTransactions {
+                database: database.name.clone(),
+                shard: shard.name.clone(),
+            };
+            problem.to_string()
         })
         .collect()
 }

@@ -18,8 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve clients with the given configuration.
     Run(ConfigArg),
-    /// Validate a configuration and the shard maps it names; exit 1 on any problem.
-    Check(ConfigArg),
+    /// Validate a configuration and the shard maps it names (offline, unless --connect);
+    /// exit 1 on any problem.
+    Check(CheckArgs),
     /// Start local PostgreSQL shards (primary + streaming replicas) and a proxy in front of them.
     Demo(DemoArgs),
     /// Show where a statement would run and why (connects nowhere); exit 1 if it is refused.
@@ -39,6 +40,20 @@ pub struct ConfigArg {
         default_value = "config/shardgate.yaml"
     )]
     pub config: PathBuf,
+}
+
+/// Options of `shardgate check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// The configuration to check.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Also connect to every shard's primary (as the configuration's backend URIs say) and
+    /// report each one that cannot be reached and, with transactions.atomic on, each whose
+    /// max_prepared_transactions is 0 (two-phase commit needs it above 0). Changes nothing
+    /// on the servers; each connection is bounded by pool.connect_timeout.
+    #[arg(long)]
+    pub connect: bool,
 }
 
 /// Options of `shardgate demo`.

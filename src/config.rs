@@ -62,7 +62,8 @@ pub struct Config {
     pub transactions: TransactionSettings,
 }
 
-/// How transactions that write on several shards commit (see `control::two_phase`).
+/// How transactions that write on several shards, and statements run on several primaries,
+/// commit (see `control::two_phase`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionSettings {
     /// Two-phase commit: all or nothing. Off: shard by shard, not atomic.

@@ -1,12 +1,14 @@
 //! The control plane: connections that are not the row path. bb8-postgres pools and plain
 //! tokio-postgres connections for look-ups, notifications and health: directory tables
 //! (`directory`), replica health and lag (`health`), the WAL positions causal replica
-//! reads wait on (`causal`), and the commit decisions of atomic commits across shards, with
-//! the recovery that finishes them (`two_phase`, `recovery`).
+//! reads wait on (`causal`), the commit decisions of atomic commits across shards, with
+//! the recovery that finishes them (`two_phase`, `recovery`), and the checks of every primary
+//! that `shardgate check --connect` runs (`preflight`).
 
 pub mod causal;
 pub mod directory;
 pub mod health;
+pub mod preflight;
 pub mod recovery;
 pub mod two_phase;
 

@@ -8,15 +8,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use shardgate::app::Proxy;
-use shardgate::cli::{Cli, Command, PlanArgs, RouteArgs};
+use shardgate::cli::{CheckArgs, Cli, Command, PlanArgs, RouteArgs};
 use shardgate::config::{self, ConfigError};
+use shardgate::control::preflight;
 use shardgate::moves::{self, explain};
 use shardgate::router::{Params, Router};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check(arg) => return check(&arg.config),
+        Command::Check(args) => return check(&args),
         Command::Route(args) => return route(&args),
         Command::Plan(args) => return plan(&args),
         Command::Run(arg) => run(&arg.config),
@@ -31,25 +32,62 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    match config::load_config(path) {
-        Ok(config) => {
-            let shards: usize = config
-                .databases
-                .iter()
-                .map(|d| d.shard_map.shards.len())
-                .sum();
-            println!(
-                "{}: ok ({} database(s), {} shard(s), {} user(s))",
-                path.display(),
-                config.databases.len(),
-                shards,
-                config.users.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(error) => refuse(path, error),
+/// `shardgate check`: validates the configuration and its shard maps; with `--connect`,
+/// also checks every shard's primary. Exit 1 on any problem.
+fn check(args: &CheckArgs) -> ExitCode {
+    let path = &args.config.config;
+    let config = match config::load_config(path) {
+        Ok(config) => config,
+        Err(error) => return refuse(path, error),
+    };
+    let shards: usize = (config.databases.iter())
+        .map(|d| d.shard_map.shards.len())
+        .sum();
+    println!(
+        "{}: ok ({} database(s), {} shard(s), {} user(s))",
+        path.display(),
+        config.databases.len(),
+        shards,
+        config.users.len()
+    );
+    if !args.connect {
+        return ExitCode::SUCCESS;
     }
+    match check_primaries(&config) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(problems) => {
+            eprintln!(
+                "{}: {problems} problem(s) with shard primaries",
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("shardgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects to every shard's primary of `config`: one line per primary (stdout when fit,
+/// stderr with the problem otherwise). Returns how many have a problem.
+fn check_primaries(config: &config::Config) -> anyhow::Result<usize> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let checks = runtime.block_on(preflight::check_primaries(config));
+    let mut problems = 0;
+    for check in checks {
+        match check.outcome {
+            Ok(max) => println!("{}: ok (max_prepared_transactions {max})", check.primary),
+            Err(problem) => {
+                problems += 1;
+                eprintln!("{problem}");
+            }
+        }
+    }
+    Ok(problems)
 }
 
 /// Prints why a config or shard-map file was refused (every problem, with its YAML path).

@@ -307,9 +307,10 @@ impl Default for RawReplicas {
                  `recover_after`"
 )]
 pub struct RawTransactions {
-    /// `transactions.atomic`: a transaction that wrote on several shards commits with
-    /// two-phase commit, all or nothing (default `true`). `false` commits shard by shard,
-    /// which is not atomic: a failure part-way leaves some shards committed.
+    /// `transactions.atomic`: a transaction that wrote on several shards, and a statement run
+    /// on several primaries (DDL, reference or broadcast writes, split multi-row INSERTs),
+    /// commits with two-phase commit, all or nothing (default `true`). `false` commits shard
+    /// by shard, which is not atomic: a failure part-way leaves some shards committed.
     pub atomic: bool,
     /// `transactions.recovery_interval`: how often the proxy looks for prepared transactions
     /// left behind by a proxy or a shard that failed part-way, and ends them (default `5s`).

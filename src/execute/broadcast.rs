@@ -3,20 +3,26 @@
 //! sent as simple queries or (a client's extended-protocol portal) as Parse/Bind/Execute.
 //!
 //! Part of the execute stage. Each shard runs its statement inside its own transaction, and
-//! every shard commits only once all of them succeeded; an error anywhere rolls every shard
-//! back. The client sees one result: the first shard's RowDescription, and either every
-//! shard's rows with the counts summed (shards holding different rows) or the first shard's
-//! rows and counts (shards holding copies). What it cannot promise is atomic
-//! commit: if a COMMIT fails after others succeeded, the error says which shards committed
-//! (two-phase commit is planned with cross-shard transactions).
+//! no shard commits before all of them succeeded; an error anywhere rolls every shard back.
+//! The client sees one result: the first shard's RowDescription, and either every shard's
+//! rows with the counts summed (shards holding different rows) or the first shard's rows and
+//! counts (shards holding copies). How the shards then commit is the caller's choice
+//! ([`Commit`]): in two phases (`two_phase`, the protocol of `control::two_phase`), all or
+//! nothing; or one after another (`transactions.atomic: false`), where a COMMIT failing after
+//! others succeeded is reported with the shards that committed (`commit`). It never touches
+//! the session: what it needs (the decision of an atomic commit) comes in [`How`].
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod two_phase;
+
 use super::commit::{TornCommit, commit, torn_commit_report};
 use super::{Buffers, flush_client};
 use crate::backend::BackendConn;
+use crate::control::two_phase::{DECISIONS_DDL, Decision};
 use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::pool::Liveness;
 use crate::wire::{self, ParameterStatus, TxStatus, encode, tag};
 
 /// Flush rows to the client once this much is queued.
@@ -28,6 +34,9 @@ pub struct Leg<'a> {
     pub shard: &'a str,
     /// Its primary, checked out by the caller.
     pub conn: &'a mut BackendConn,
+    /// Its primary's liveness: a step of a two-phase commit waiting on a server that stopped
+    /// answering its health checks is given up (recovery ends what it left prepared).
+    pub liveness: &'a mut Liveness,
     /// Settings the backend needs first to match the client (hidden), if any.
     pub prelude: Option<String>,
     /// The statement(s) to run there.
@@ -71,13 +80,57 @@ pub enum Rows {
     Copies,
 }
 
+/// How the legs of a [`Wrapping::Transaction`] broadcast commit once all succeeded.
+#[derive(Debug, Clone)]
+pub enum Commit {
+    /// One after another (`transactions.atomic: false`, or a statement PostgreSQL cannot
+    /// prepare): a failure part-way leaves the legs before it committed, and the error names
+    /// them.
+    OnePhase,
+    /// Two-phase commit coordinated by the first leg, recording this decision: every leg
+    /// commits or none does. With a single leg there is nothing to coordinate: it commits.
+    TwoPhase(Atomic),
+}
+
+/// What an atomic commit of a broadcast records on its coordinator (the first leg).
+#[derive(Debug, Clone)]
+pub struct Atomic {
+    /// The decision; its coordinator is the first leg's shard.
+    pub decision: Decision,
+    /// Whether the coordinator already has the table of decisions.
+    pub table: DecisionsTable,
+}
+
+/// Whether a coordinator has `shardgate.commit_decisions` (recovery creates it on every
+/// primary; until it has, a commit creates it itself, inside its transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionsTable {
+    /// Recovery made it.
+    Ready,
+    /// Not known to exist: create it (if missing) before recording.
+    Create,
+}
+
+impl Atomic {
+    /// The coordinator's statement recording the commit decision inside its transaction.
+    fn record_sql(&self) -> String {
+        let record = self.decision.record_commit_sql();
+        match self.table {
+            DecisionsTable::Ready => record,
+            DecisionsTable::Create => format!("{DECISIONS_DDL}; {record}"),
+        }
+    }
+}
+
 /// How a broadcast runs and answers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct How {
     /// Transactions or not.
     pub wrapping: Wrapping,
     /// What the shards hold.
     pub rows: Rows,
+    /// How the transactions of [`Wrapping::Transaction`] commit (unused for autocommit).
+    pub commit: Commit,
 }
 
 /// Called for every ParameterStatus a leg's backend reports, so the caller can keep the
@@ -85,12 +138,13 @@ pub struct How {
 pub type OnStatus<'a> = &'a mut (dyn FnMut(&mut BackendConn, &str, &str) + Send);
 
 /// Runs every leg and writes the combined result (without the final ReadyForQuery) to the
-/// client. On error nothing has been committed, unless the report says otherwise.
+/// client. On error nothing has been committed, unless the report says otherwise (a
+/// one-phase commit torn part-way, or `08007` when a COMMIT's outcome is unknown).
 pub async fn broadcast<C: AsyncWrite + Unpin>(
     client: &mut C,
     bufs: &mut Buffers,
     legs: &mut [Leg<'_>],
-    how: How,
+    how: &How,
     on_status: OnStatus<'_>,
 ) -> Result<(), ErrorReport> {
     let wrapping = how.wrapping;
@@ -114,7 +168,7 @@ pub async fn broadcast<C: AsyncWrite + Unpin>(
         }
     }
     if wrapping == Wrapping::Transaction {
-        commit_all(legs, on_status).await?;
+        commit_legs(legs, &how.commit, on_status).await?;
     }
     let tags = match how.rows {
         Rows::Disjoint => combine_tags(&tags),
@@ -131,7 +185,7 @@ async fn run_leg<C: AsyncWrite + Unpin>(
     bufs: &mut Buffers,
     leg: &mut Leg<'_>,
     first: bool,
-    how: How,
+    how: &How,
     on_status: OnStatus<'_>,
 ) -> Result<Vec<String>, ErrorReport> {
     let wrapping = how.wrapping;
@@ -204,8 +258,22 @@ impl<C: AsyncWrite + Unpin> Forward<'_, C> {
     }
 }
 
-/// Commits every leg; a failure after some committed names them, and the shard whose outcome
-/// is unknown when a connection was lost (see `commit`).
+/// Commits every leg, once all ran their statement, as `how` says.
+async fn commit_legs(
+    legs: &mut [Leg<'_>],
+    how: &Commit,
+    on_status: OnStatus<'_>,
+) -> Result<(), ErrorReport> {
+    match how {
+        Commit::TwoPhase(atomic) if legs.len() > 1 => {
+            two_phase::commit_atomically(legs, atomic, on_status).await
+        }
+        Commit::TwoPhase(_) | Commit::OnePhase => commit_all(legs, on_status).await,
+    }
+}
+
+/// Commits every leg, one after another; a failure after some committed names them, and the
+/// shard whose outcome is unknown when a connection was lost (see `commit`).
 async fn commit_all(legs: &mut [Leg<'_>], on_status: OnStatus<'_>) -> Result<(), ErrorReport> {
     let mut committed: Vec<String> = Vec::new();
     for index in 0..legs.len() {
@@ -251,13 +319,25 @@ pub async fn run_simple_tagged(
     sql: &str,
     on_status: OnStatus<'_>,
 ) -> Result<Vec<String>, ErrorReport> {
+    run_leaving(conn, sql, TxStatus::Idle, on_status).await
+}
+
+/// Runs `sql` as a simple query that must leave the backend in status `leaves` (idle after
+/// what ends a transaction, in it after a statement inside one); returns its command tags.
+async fn run_leaving(
+    conn: &mut BackendConn,
+    sql: &str,
+    leaves: TxStatus,
+    on_status: OnStatus<'_>,
+) -> Result<Vec<String>, ErrorReport> {
     let mut out = BytesMut::new();
     query(&mut out, sql)?;
     send(conn, &out).await?;
     let reply = read_reply::<tokio::io::Sink>(conn, on_status, None).await?;
     match (reply.error, reply.status) {
         (Some(report), _) => Err(report),
-        (None, TxStatus::Idle) => Ok(reply.tags),
+        (None, status) if status == leaves => Ok(reply.tags),
+        (None, TxStatus::Idle) => Err(lost(conn, "the transaction ended unexpectedly")),
         (None, _) => Err(lost(conn, "the transaction did not end")),
     }
 }
@@ -437,5 +517,21 @@ mod tests {
         let updates = vec![vec!["UPDATE 1".to_owned()], vec!["UPDATE 0".to_owned()]];
         assert_eq!(combine_tags(&updates), ["UPDATE 1"]);
         assert_eq!(combine_tags(&[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_coordinator_without_the_table_of_decisions_creates_it_in_its_transaction() {
+        let decision = Decision::new("s0");
+        let record = decision.record_commit_sql();
+        let ready = Atomic {
+            decision: decision.clone(),
+            table: DecisionsTable::Ready,
+        };
+        assert_eq!(ready.record_sql(), record);
+        let create = Atomic {
+            decision,
+            table: DecisionsTable::Create,
+        };
+        assert_eq!(create.record_sql(), format!("{DECISIONS_DDL}; {record}"));
     }
 }

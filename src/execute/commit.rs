@@ -1,13 +1,16 @@
-//! Committing one shard's part of a transaction that spans shards, and the error a client gets
-//! when a COMMIT did not commit everywhere.
+//! Committing one shard's part of a statement or transaction that spans shards, and the
+//! error a client gets when a COMMIT did not end the same way everywhere, or may not have.
 //!
-//! Part of the execute stage. There is no two-phase commit yet, so the shards of such a
-//! transaction commit one after another, and a failure part-way leaves some committed and
-//! others not: a torn commit. Then the client must learn, for every shard, what became of its
-//! part: committed, rolled back, or unknown. Unknown is what a connection lost during COMMIT
-//! leaves: the server may have committed and died before it could answer. PostgreSQL's own
-//! word for that is SQLSTATE `08007` (transaction_resolution_unknown). What the report says is
-//! pure ([`torn_commit_report`]); only [`commit`] does I/O.
+//! Part of the execute stage. With two-phase commit (`transactions.atomic`, see
+//! `control::two_phase`) every shard ends as the coordinator's COMMIT did, so the only
+//! failure worth its own report is a coordinator lost during that COMMIT: the outcome is
+//! unknown, but the same on every shard ([`decision_unknown_report`]). Without it the shards
+//! commit one after another, and a failure part-way leaves some committed and others not: a
+//! torn commit. Then the client must learn, for every shard, what became of its part:
+//! committed, rolled back, or unknown. Unknown is what a connection lost during COMMIT leaves:
+//! the server may have committed and died before it could answer. PostgreSQL's own word for
+//! that is SQLSTATE `08007` (transaction_resolution_unknown). What the reports say is pure
+//! ([`torn_commit_report`], [`decision_unknown_report`]); only [`commit`] does I/O.
 
 use super::broadcast::{OnStatus, next_frame, query, send};
 use crate::backend::BackendConn;
@@ -127,6 +130,23 @@ pub fn torn_commit_report(failure: CommitFailure, torn: TornCommit<'_>) -> Error
     report.with_detail(detail).with_hint(hint)
 }
 
+/// The error when the coordinator of an atomic commit (shard `coordinator`) was lost during
+/// its COMMIT (`why`): whether it committed is unknown, but every other shard ends as its part
+/// did (recovery ends them within seconds), so the changes are on every shard or on none.
+pub fn decision_unknown_report(coordinator: &str, why: &str) -> ErrorReport {
+    let message = format!(
+        "transaction resolution unknown: the connection to shard {coordinator} was lost during \
+         COMMIT"
+    );
+    let code = sqlstate::TRANSACTION_RESOLUTION_UNKNOWN;
+    ErrorReport::error(code, Blame::Backend, message)
+        .with_detail(format!(
+            "The commit is atomic: every shard ends as shard {coordinator}'s part did, and \
+             recovery ends the others within seconds.\n{why}"
+        ))
+        .with_hint("Check whether the changes are there before retrying.")
+}
+
 fn torn_detail(
     committed: &[String],
     unknown: Option<&str>,
@@ -150,8 +170,8 @@ fn torn_detail(
     }
     if !committed.is_empty() || unknown.is_some() {
         detail.push_str(
-            " shardgate has no two-phase commit yet, so a transaction spanning shards is not \
-             atomic.",
+            " The shards committed one after another, not in two phases (transactions.atomic \
+             is off, or only one shard wrote), so this commit was not atomic.",
         );
     }
     if let Some(cause) = cause {
@@ -275,5 +295,16 @@ mod tests {
         let report = torn_commit_report(CommitFailure::Unknown(lost()), torn);
         assert_eq!(report.code, "08007");
         assert!(report.hint.unwrap().starts_with("Check on shard s0"));
+    }
+
+    #[test]
+    fn a_lost_coordinator_leaves_the_outcome_unknown_but_the_same_everywhere() {
+        let report = decision_unknown_report("s1", "server closed the connection");
+        assert_eq!(report.code, "08007");
+        assert!(report.message.contains("shard s1"), "{report:?}");
+        let detail = report.detail.as_deref().unwrap();
+        assert!(detail.contains("every shard ends as shard s1's part did"));
+        assert!(detail.ends_with("server closed the connection"), "{detail}");
+        assert!(!detail.contains("not atomic"), "{detail}");
     }
 }

@@ -1,18 +1,23 @@
 //! Statements that run on several shards' primaries: DDL and writes to reference tables
 //! (every shard), writes the map allows to broadcast, and multi-row INSERTs split by shard,
 //! from a simple Query or an extended-protocol portal (`portal` below).
-//! The execute stage (`execute::broadcast`) runs them; this file takes the backends and keeps
-//! the session's view of them right.
+//! The execute stage (`execute::broadcast`) runs them; this file takes the backends, says how
+//! they commit (in two phases when `transactions.atomic` is on and several shards run the
+//! statement inside transactions), and keeps the session's view of them right.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::client::Refusal;
-use super::statements::{next_word, split_statements};
+use super::statements::{SessionEffect, next_word, session_effects, split_statements};
 use crate::config::ShardId;
+use crate::control::two_phase::Decision;
+use crate::counters::Event;
 use crate::error::ErrorReport;
 use crate::error::Unsupported;
-use crate::execute::broadcast::{How, Leg, LegStatement, Rows, Wrapping, broadcast};
+use crate::execute::broadcast::{
+    Atomic, Commit, DecisionsTable, How, Leg, LegStatement, Rows, Wrapping, broadcast,
+};
 use crate::pool::Checkout;
 use crate::topology::Database;
 use crate::wire::encode;
@@ -58,16 +63,19 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         for (shard, _) in &parts {
             self.note_written(*shard);
         }
-        (self.env.database.counters).count(crate::counters::Event::MultiPrimary);
+        (self.env.database.counters).count(Event::MultiPrimary);
         let database = self.env.database.clone();
+        let how = how_to_run(&database, sql, &parts, rows);
         let mut checkouts = self.watched(checkout_all(&database, &parts)).await?;
         let map = self.env.database.router.map();
         let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
-        for ((shard, statement), conn) in parts.into_iter().zip(checkouts.iter_mut()) {
+        for ((shard, statement), checkout) in parts.into_iter().zip(checkouts.iter_mut()) {
+            let (conn, liveness) = checkout.with_liveness();
             let prelude = self.settings.sync_sql(conn);
             legs.push(Leg {
                 shard: &map.shard(shard).name,
                 conn,
+                liveness,
                 prelude,
                 statement,
             });
@@ -76,14 +84,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut on_status = |conn: &mut _, name: &str, value: &str| {
             settings.on_parameter_status(name, value, conn);
         };
-        let how = How {
-            wrapping: wrapping(sql),
-            rows,
-        };
         let (client, bufs) = (&mut self.client, &mut self.bufs);
-        let outcome = broadcast(client, bufs, &mut legs, how, &mut on_status).await;
+        let outcome = broadcast(client, bufs, &mut legs, &how, &mut on_status).await;
         self.writes_completed();
         outcome?;
+        // Counted once committed (a client transaction counts once its decision is recorded).
+        if matches!(how.commit, Commit::TwoPhase(_)) {
+            database.counters.count(Event::AtomicCommit);
+        }
         let primaries = crate::metrics::Ran::Shards(crate::topology::Role::Primary);
         self.meter.ran(primaries);
         Ok(())
@@ -102,6 +110,46 @@ async fn checkout_all(
         checkouts.push(pool.checkout().await.map_err(|e| e.report())?);
     }
     Ok(checkouts)
+}
+
+/// How `sql`, run as `parts` on their shards, runs and commits: in two phases when it runs
+/// inside transactions on several shards and `transactions.atomic` is on, coordinated by the
+/// first part's shard. What PostgreSQL cannot prepare (temporary objects, LISTEN, cursors
+/// WITH HOLD: the statements that pin a session) commits in one phase, as it always did.
+fn how_to_run(
+    database: &Database,
+    sql: &str,
+    parts: &[(ShardId, LegStatement)],
+    rows: Rows,
+) -> How {
+    let wrapping = wrapping(sql);
+    let atomic = database.atomic_commit
+        && wrapping == Wrapping::Transaction
+        && parts.len() > 1
+        && !pins(sql);
+    let commit = match parts.first() {
+        Some((coordinator, _)) if atomic => {
+            let name = &database.router.map().shard(*coordinator).name;
+            let table = if database.recovery.table_ready(name) {
+                DecisionsTable::Ready
+            } else {
+                DecisionsTable::Create
+            };
+            let decision = Decision::new(name);
+            Commit::TwoPhase(Atomic { decision, table })
+        }
+        _ => Commit::OnePhase,
+    };
+    How {
+        wrapping,
+        rows,
+        commit,
+    }
+}
+
+/// Whether `sql` creates state bound to its server session, which PREPARE TRANSACTION refuses.
+fn pins(sql: &str) -> bool {
+    (session_effects(sql).iter()).any(|effect| matches!(effect, SessionEffect::Pin(_)))
 }
 
 /// Statements PostgreSQL refuses to run inside a transaction block run on each shard alone.
@@ -141,5 +189,13 @@ mod tests {
             wrapping("INSERT INTO countries VALUES ('concurrently')"),
             Wrapping::Transaction
         );
+    }
+
+    #[test]
+    fn what_postgresql_cannot_prepare_is_recognized() {
+        assert!(pins("CREATE TEMP TABLE users (id int)"));
+        assert!(pins("LISTEN jobs; INSERT INTO countries VALUES (1)"));
+        assert!(!pins("CREATE TABLE users (id int)"));
+        assert!(!pins("INSERT INTO users (id) VALUES (1), (2)"));
     }
 }

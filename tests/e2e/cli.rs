@@ -1,5 +1,6 @@
-//! The `shardgate` binary: `check` on good and broken files, `route` and `plan` on temp maps
-//! (they connect nowhere), and the one-command `demo`.
+//! The `shardgate` binary: `check` on good and broken files (and `check --connect` against
+//! real primaries), `route` and `plan` on temp maps (they connect nowhere), and the
+//! one-command `demo`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -295,4 +296,96 @@ fn plan_refuses_an_invalid_new_map_and_names_the_problem() {
         "{stderr}"
     );
     assert!(stderr.contains("s7"), "{stderr}");
+}
+
+/// A map of `primaries` (s0, s1, …) with one hashed table.
+fn map_of(primaries: &[String]) -> String {
+    let shards: Vec<String> = (primaries.iter().enumerate())
+        .map(|(i, uri)| format!("  - {{name: s{i}, primary: '{uri}'}}\n"))
+        .collect();
+    format!(
+        "shards:\n{}default_shard: s0\ntables:\n  users: {{strategy: hash, key: user_id, key_type: bigint}}\n",
+        shards.concat()
+    )
+}
+
+/// `check --connect` against real primaries: a clean report, then one naming a primary that
+/// allows no prepared transactions (and what to set), one nobody listens on and one that
+/// refuses the login; with `transactions.atomic: false` the first is no problem.
+#[test]
+fn check_connect_reports_primaries_unfit_for_atomic_commit() {
+    let auth = shardgate::local_cluster::BackendAuth::ScramSha256;
+    let mut own = crate::harness::own_cluster(2, 0, auth);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &map_of(&own.info.primaries));
+    let (code, stdout, stderr) = shardgate(&["check", "--connect"], &config);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for (i, uri) in own.info.primaries.iter().enumerate() {
+        let shown = shardgate::config::BackendUri::parse(uri).unwrap();
+        let line = format!("app/s{i} primary ({shown}): ok (max_prepared_transactions ");
+        assert!(stdout.contains(&line), "{line:?} is not in:\n{stdout}");
+    }
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // s1 now allows no prepared transactions, and a third shard's primary is not there.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        crate::harness::connect_direct(&own.info.primaries[1])
+            .await
+            .batch_execute("ALTER SYSTEM SET max_prepared_transactions = 0")
+            .await
+            .unwrap();
+    });
+    let s1 = &mut own.cluster.shards_mut()[1].primary;
+    s1.stop().unwrap();
+    s1.start().unwrap();
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!(
+        "postgres://app:app@127.0.0.1:{}/app",
+        nobody.local_addr().unwrap().port()
+    );
+    drop(nobody);
+    let mut primaries = own.info.primaries.clone();
+    // Another database of s0's server (a map may not name one server twice), wrong password.
+    let (server, _) = primaries[0].rsplit_once('/').unwrap();
+    let refused = format!("{}/postgres", server.replace(":app@", ":wrong@"));
+    assert!(
+        refused.contains(":wrong@"),
+        "a password to get wrong: {refused}"
+    );
+    primaries.extend([gone, refused]);
+    let config = write_config(dir.path(), &map_of(&primaries));
+    let (code, stdout, stderr) = shardgate(&["check", "--connect"], &config);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("app/s0 primary ("), "{stdout}{stderr}");
+    let s1_problem = "app/s1: max_prepared_transactions is 0, so transactions and statements \
+                      that write on several shards cannot commit (set it above 0, or \
+                      transactions.atomic: false)";
+    assert!(stderr.contains(s1_problem), "{stderr}");
+    assert!(
+        stderr.contains("app/s2 primary (postgres://app@127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(") is not reachable: "), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 problem(s) with shard primaries"),
+        "{stderr}"
+    );
+
+    // Without atomic commit, prepared transactions are not needed.
+    let two = map_of(&own.info.primaries[..2]);
+    write_config(dir.path(), &two);
+    let text = std::fs::read_to_string(&config).unwrap() + "transactions:\n  atomic: false\n";
+    std::fs::write(&config, text).unwrap();
+    let (code, stdout, stderr) = shardgate(&["check", "--connect"], &config);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("app/s1 primary ("), "{stdout}");
+    assert!(
+        stdout.contains("ok (max_prepared_transactions 0)"),
+        "{stdout}"
+    );
 }

@@ -1,5 +1,6 @@
 //! Faults at the process level (issue 12, "no input and no fault takes the proxy down"): a
-//! primary or a replica killed with SIGKILL under load, a COMMIT torn by a dying shard, a storm
+//! primary or a replica killed with SIGKILL under load, a COMMIT torn by a dying shard, atomic
+//! commits (of transactions and of statements on several primaries) broken for real, a storm
 //! of shard-map reloads, a thousand clients on a small pool, and a protocol fuzzer.
 //!
 //! Each test is bounded (counted loops or a few seconds of load, everything stops by itself)
@@ -8,6 +9,7 @@
 //! shards, read directly), and that the only errors were the documented SQLSTATEs.
 
 mod atomic;
+mod broadcast_atomic;
 mod fuzz;
 mod kills;
 mod load;

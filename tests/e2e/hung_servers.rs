@@ -104,6 +104,11 @@ async fn proxy_with_items(own: &OwnCluster) -> TestProxy {
 
 /// An id of 1..=100 on shard s0 and one on s1, by the proxy's own router.
 fn ids_on_each_shard(own: &OwnCluster) -> (i64, i64) {
+    first_on_each_shard(own, 1..=100)
+}
+
+/// The first id of `ids` on shard s0 and the first on s1, by the proxy's own router.
+fn first_on_each_shard(own: &OwnCluster, ids: std::ops::RangeInclusive<i64>) -> (i64, i64) {
     let config = config_with_tables(&own.info, TABLE);
     let router = shardgate::router::Router::new(&config.databases[0].shard_map);
     let params = shardgate::router::Params::none();
@@ -114,7 +119,7 @@ fn ids_on_each_shard(own: &OwnCluster) -> (i64, i64) {
             other => panic!("{other:?}"),
         }
     };
-    let on = |shard| (1..=100).find(|&id| shard_of(id) == shard).unwrap();
+    let on = |shard| ids.clone().find(|&id| shard_of(id) == shard).unwrap();
     (on(0), on(1))
 }
 
@@ -404,4 +409,42 @@ async fn an_atomic_commit_on_a_hung_shard_fails_in_bounded_time_and_commits_noth
         let sum: Option<i64> = direct.query_one(&sql, &[]).await.unwrap().get(0);
         assert_eq!(sum.unwrap_or(0), 0, "nothing committed on {uri}");
     }
+}
+
+/// On s0: a row inserted with `n = -1` makes its transaction's COMMIT take 2 s.
+const SLOW_AT_COMMIT: &str = "CREATE FUNCTION hs_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.n = -1 THEN PERFORM pg_sleep(2); END IF; RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER hs_slow AFTER INSERT ON hs_items
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hs_slow();";
+
+/// A split INSERT whose prepared leg's server (s1) stops answering while the coordinator (s0)
+/// commits: the coordinator's COMMIT decides, the client is told so within the bound instead
+/// of waiting on s1's COMMIT PREPARED, and recovery commits s1's part once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_insert_whose_prepared_shard_hangs_commits_in_bounded_time() {
+    let own = own_cluster(2, 0, BackendAuth::ScramSha256);
+    let proxy = proxy_with_items(&own).await;
+    let (on_s0, on_s1) = first_on_each_shard(&own, 101..=300);
+    let s0 = connect_direct(&own.info.primaries[0]).await;
+    s0.batch_execute(SLOW_AT_COMMIT).await.unwrap();
+    let client = proxy.connect().await;
+    let sql = format!("INSERT INTO hs_items (id, n) VALUES ({on_s0}, -1), ({on_s1}, 0)");
+    let inserting = tokio::spawn(async move { client.batch_execute(&sql).await });
+    tokio::time::sleep(Duration::from_millis(700)).await; // s1 prepared, s0 in pg_sleep
+    let frozen = Frozen::server(own.cluster.shards()[1].primary.data_dir());
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(LIMIT + Duration::from_secs(2), inserting).await;
+    let took = started.elapsed();
+    let outcome = outcome.expect("the INSERT ends within the bound").unwrap();
+    drop(frozen);
+    outcome.unwrap_or_else(|e| panic!("the coordinator committed, after {took:?}: {e:?}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s1 = connect_direct(&own.info.primaries[1]).await;
+    let sql = format!("SELECT count(*) FROM hs_items WHERE id = {on_s1}");
+    while s1.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+        assert!(Instant::now() < deadline, "recovery commits s1's part");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sql = format!("SELECT count(*) FROM hs_items WHERE id = {on_s0}");
+    assert_eq!(s0.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0), 1);
 }
