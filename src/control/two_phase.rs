@@ -25,8 +25,12 @@ use std::fmt;
 /// What every identifier this proxy prepares starts with.
 const PREFIX: &str = "shardgate";
 
-/// Creates the table of decisions on a primary (every shard may coordinate), once.
-pub const DECISIONS_DDL: &str = "CREATE SCHEMA IF NOT EXISTS shardgate; \
+/// Creates the table of decisions on a primary (every shard may coordinate), once. Two
+/// proxies (or a commit and recovery) creating it at once would have one fail on a catalog
+/// unique index (`IF NOT EXISTS` checks before it inserts): a transaction-level advisory lock
+/// makes the second wait for the first and then find the table.
+pub const DECISIONS_DDL: &str = "SELECT pg_advisory_xact_lock(hashtext('shardgate.commit_decisions')); \
+     CREATE SCHEMA IF NOT EXISTS shardgate; \
      CREATE TABLE IF NOT EXISTS shardgate.commit_decisions (\
      id text PRIMARY KEY, committed boolean NOT NULL, \
      decided_at timestamptz NOT NULL DEFAULT now())";

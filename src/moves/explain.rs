@@ -321,9 +321,7 @@ impl Explanation {
             Route::CurrentShardOnly => {
                 "only the shard a transaction is already on (unparsed text)".to_owned()
             }
-            Route::PerStatement => {
-                "each statement on its own shard, in one transaction".to_owned()
-            }
+            Route::PerStatement => "each statement on its own shard, in one transaction".to_owned(),
             Route::Split(groups) => {
                 let texts: Vec<String> = (groups.iter())
                     .map(|(id, rows)| {

@@ -46,7 +46,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Statements that change the session or control the transaction cannot be spread over
     /// shards this way: refused, by name, before anything runs.
     fn check_runs_apart(&self, sql: &str) -> Result<(), Refusal> {
-        let refusal = if !transaction_control(sql).is_empty() || split_statements(sql).any(begins_transaction) {
+        let refusal = if !transaction_control(sql).is_empty()
+            || split_statements(sql).any(begins_transaction)
+        {
             Unsupported::TransactionControlAmongShards
         } else if !session_effects(sql).is_empty() {
             Unsupported::SessionStateAmongShards

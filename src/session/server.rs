@@ -147,7 +147,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// own, or the one the proxy ends an implicit transaction with (see `implicit`).
     fn note_command_complete(&mut self, body: &[u8], visible: bool) {
         let tag = command_tag(body);
-        let (commit, rollback) = (tag.as_deref() == Ok("COMMIT"), tag.as_deref() == Ok("ROLLBACK"));
+        let (commit, rollback) = (
+            tag.as_deref() == Ok("COMMIT"),
+            tag.as_deref() == Ok("ROLLBACK"),
+        );
         if visible || commit || rollback {
             self.txn.rolled_back = rollback;
             self.txn.committed = commit;

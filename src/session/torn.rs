@@ -7,7 +7,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::execute::commit::{CommitFailure, TornCommit, torn_commit_report};
+use crate::execute::commit::{
+    CommitFailure, TornCommit, decision_unknown_report, torn_commit_report,
+};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// The error of a COMMIT that failed on the backend in use (ErrorResponse `body`) after the
@@ -50,22 +52,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Some(report.into_fatal())
     }
 
-    /// The coordinator of an atomic commit was lost during its COMMIT (`why`): whether the
-    /// transaction committed is unknown, but it did so on every shard or on none.
+    /// The coordinator of an atomic commit (the backend in use) was lost during its COMMIT
+    /// (`why`): whether the transaction committed is unknown, but it did on every shard or on
+    /// none.
     fn decision_unknown(&self, why: &str) -> ErrorReport {
         let map = self.env.database.router.map();
         let shard = self.held_shard.map_or("?", |s| map.shard(s).name.as_str());
-        let message = format!(
-            "transaction resolution unknown: the connection to shard {shard} was lost during \
-             COMMIT"
-        );
-        let code = sqlstate::TRANSACTION_RESOLUTION_UNKNOWN;
-        ErrorReport::error(code, Blame::Backend, message)
-            .with_detail(format!(
-                "The commit is atomic: every shard of the transaction ends as shard {shard}'s \
-                 part did, and recovery ends the others within seconds.\n{why}"
-            ))
-            .with_hint("Check whether the transaction's changes are there before retrying it.")
+        decision_unknown_report(shard, why)
     }
 
     fn torn_on_backend_in_use(&self, failure: CommitFailure) -> ErrorReport {

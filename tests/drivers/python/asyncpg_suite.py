@@ -177,6 +177,26 @@ async def transaction_error():
     expect_eq(await visible([a, b]), [], "writes of the failed transaction")
 
 
+async def executemany_span():
+    """executemany of rows on both shards (one batch, one Sync): every row, atomically; a
+    duplicate key among them leaves none of that call's rows."""
+    ids = list(range(BASE + OFF["extra"] + 700, BASE + OFF["extra"] + 720))
+    sql = "INSERT INTO matrix_items (id, t) VALUES ($1, 'many')"
+    conn = await connect()
+    try:
+        await delete_ids(conn, ids)
+        await conn.executemany(sql, [(i,) for i in ids[:10]])
+        failed = False
+        try:
+            await conn.executemany(sql, [(i,) for i in ids[10:15] + [ids[0]] + ids[15:]])
+        except asyncpg.UniqueViolationError:
+            failed = True
+        expect_eq(failed, True, "a duplicate key in executemany is reported")
+    finally:
+        await conn.close()
+    expect_eq(sorted(await visible(ids)), ids[:10], "rows of the executemany that succeeded only")
+
+
 async def transaction_span():
     """One transaction writing on two shards, committed, then another rolled back."""
     a, b = two_shard_ids(BASE + OFF["transaction_commit"] + 500)
@@ -541,6 +561,7 @@ async def main():
         ("statement_cache_off", statement_cache_off), ("binary", binary),
         ("type_introspection", type_introspection), ("pool_concurrency", pool_concurrency),
         ("cancel_task", cancel_task), ("transaction_span", transaction_span),
+        ("executemany_span", executemany_span),
         ("fetchval_cross_shard", fetchval_cross_shard),
         ("prepare_error", prepare_error),  # last: see its docstring
     ]:

@@ -91,13 +91,18 @@ async fn a_batch_inside_a_transaction_moves_between_its_shards_before_sync() {
     let (a2, b2) = two_users_on_different_shards(91_251);
     exchange_to_ready(&mut stream, &Script::new().query("BEGIN")).await;
     for id in [a2, b2, a] {
-        let (tags, status) = exchange_to_ready(&mut stream, &insert(Script::new(), id).sync()).await;
+        let (tags, status) =
+            exchange_to_ready(&mut stream, &insert(Script::new(), id).sync()).await;
         let want = if id == a { 'E' } else { 'T' };
         assert_eq!(status, want, "{id}: {tags:?}");
     }
     let (_, status) = exchange_to_ready(&mut stream, &Script::new().query("COMMIT")).await;
     assert_eq!(status, 'I');
-    assert_eq!(stored(cluster(), &[a2, b2]).await, 0, "the failed transaction rolled back");
+    assert_eq!(
+        stored(cluster(), &[a2, b2]).await,
+        0,
+        "the failed transaction rolled back"
+    );
 }
 
 #[tokio::test]
@@ -140,10 +145,19 @@ async fn what_cannot_run_statement_by_statement_is_refused_by_name() {
     let (_proxy, client, a, b) = users_on_two_shards(91_401).await;
     let insert = |id: i64| format!("INSERT INTO users (user_id, name) VALUES ({id}, 'm')");
     for (sql, says) in [
-        (format!("BEGIN; {}; {}; COMMIT", insert(a), insert(b)), "controls its transaction"),
-        (format!("SET work_mem = '8MB'; {}; {}", insert(a), insert(b)), "changes the session"),
         (
-            format!("{}; SELECT count(*) FROM users WHERE user_id IN ({a}, {b})", insert(a)),
+            format!("BEGIN; {}; {}; COMMIT", insert(a), insert(b)),
+            "controls its transaction",
+        ),
+        (
+            format!("SET work_mem = '8MB'; {}; {}", insert(a), insert(b)),
+            "changes the session",
+        ),
+        (
+            format!(
+                "{}; SELECT count(*) FROM users WHERE user_id IN ({a}, {b})",
+                insert(a)
+            ),
             "needs several at once",
         ),
     ] {
@@ -195,7 +209,8 @@ async fn a_batch_starting_its_own_transaction_moves_between_shards() {
         .bind("", "")
         .execute("", 0);
     for first in [begin(Script::new()), begin(set)] {
-        let (tags, status) = exchange_to_ready(&mut stream, &insert(insert(first, a), b).sync()).await;
+        let (tags, status) =
+            exchange_to_ready(&mut stream, &insert(insert(first, a), b).sync()).await;
         assert_eq!(status, 'T', "{tags:?}");
         assert!(!tags.iter().any(|t| t.starts_with('E')), "{tags:?}");
         let (_, status) = exchange_to_ready(&mut stream, &Script::new().query("COMMIT")).await;

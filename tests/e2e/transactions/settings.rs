@@ -75,10 +75,7 @@ async fn a_session_set_inside_a_transaction_is_refused_on_its_next_shard() {
 #[tokio::test]
 async fn a_replayed_session_setting_keeps_every_shard_in_the_transaction() {
     let (_proxy, client, a, b) = users_on_two_shards(90_151, false).await;
-    client
-        .simple_query("SET work_mem = '7MB'")
-        .await
-        .unwrap();
+    client.simple_query("SET work_mem = '7MB'").await.unwrap();
     client.simple_query("BEGIN").await.unwrap();
     for id in [a, b] {
         let sql = format!("INSERT INTO users (user_id, name) VALUES ({id}, 'replayed')");
