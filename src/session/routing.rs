@@ -1,10 +1,11 @@
 //! Where the session's next statement runs: asks the router, then keeps, changes or refuses
 //! the backend the session holds.
 //!
-//! A transaction runs on one shard: the session moves to another shard's backend only
-//! between transactions, and only once everything sent to the current one is synced (it never
-//! splits an extended-protocol batch). Routes this stage cannot run yet (cross-shard reads and
-//! writes to every shard) are refused with SQLSTATE 0A000 and a way around them.
+//! Between transactions the session gives its backend back before it takes another shard's.
+//! Inside a transaction block (the client's, or one the proxy began so that a batch needing a
+//! second shard stays one transaction, see `implicit`) it parks the backend in use instead and
+//! goes on on the other shard (see `spanning`), mid-batch too. What cannot move (a client
+//! pinned to its backend) is refused with SQLSTATE 0A000 and a way around it.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

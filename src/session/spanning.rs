@@ -4,7 +4,10 @@
 //! The session works on one backend at a time (the one the pump drives). When a statement of a
 //! transaction needs another shard, the backend in use is parked, still inside its
 //! transaction, and the other shard's backend is taken (or un-parked) and brought into the same
-//! transaction with the client's BEGIN. At COMMIT the parked backends commit first, then the
+//! transaction with the client's BEGIN. In the middle of an extended-protocol batch the
+//! backend in use is first sent a Sync of the proxy's own (inside a transaction block it
+//! commits nothing), so it is parked with everything answered. At COMMIT the parked backends
+//! commit first, then the
 //! client's COMMIT runs on the backend in use. When a parked shard wrote, the commit is
 //! atomic: the parked writers are prepared first and end as the backend in use does (see
 //! `two_phase`). Otherwise (or with atomic commit turned off) the parked backends commit one
