@@ -6,7 +6,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::client::{Refusal, body, duplicate_statement};
-use super::local::begins_transaction;
+use super::local::is_begin;
 use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
 use super::scatter::{ScatterRead, SpreadWrite};
@@ -22,7 +22,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_parse(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let parse = Parse::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.meter.text(|| parse.query.into());
-        if self.defers_begin(parse.query) {
+        if is_begin(parse.query) && self.can_defer_begin() {
             let effects = statements::session_effects(parse.query);
             return self.defer_parse(&parse, effects);
         }
@@ -170,7 +170,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             "" => self.statements.unnamed(),
             name => self.statements.get(name),
         };
-        if let Some(statement) = statement.filter(|s| self.defers_begin(&s.query)) {
+        // One scan of the SQL per Bind: a BEGIN is deferred, or opens a block in this batch.
+        let begins = statement.is_some_and(|s| is_begin(&s.query));
+        if let Some(statement) = statement.filter(|_| begins && self.can_defer_begin()) {
             let query = statement.query.clone();
             self.bind_deferred_begin(bind.portal, &query);
             return Ok(());
@@ -178,7 +180,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let shard = match statement.cloned() {
             Some(statement) => {
                 self.meter.text(|| statement.query.clone());
-                self.txn.begun_in_batch |= begins_transaction(&statement.query);
+                self.txn.begun_in_batch |= begins;
                 self.before_transaction_control(&statement.query).await?;
                 self.note_transaction_settings(&statement.query, &statement.effects)?;
                 let rest = &body(frame)[bind.rest_offset..];

@@ -95,18 +95,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    /// Whether a BEGIN sent through the extended protocol can be deferred as a simple one is:
-    /// the client is between transactions and holds no backend.
-    pub(super) fn defers_begin(&self, sql: &str) -> bool {
-        let mut statements = split_statements(sql);
-        let only_begin = matches!(
-            (statements.next().and_then(classify), statements.next()),
-            (Some(Local::Begin(_)), None)
-        );
-        only_begin
-            && self.backend.is_none()
-            && !self.txn.phase.is_deferred()
-            && !self.in_transaction()
+    /// Whether a BEGIN ([`is_begin`]) sent through the extended protocol can be deferred as a
+    /// simple one is: the client is between transactions and holds no backend.
+    pub(super) fn can_defer_begin(&self) -> bool {
+        self.backend.is_none() && !self.txn.phase.is_deferred() && !self.in_transaction()
     }
 
     /// A Bind of such a BEGIN: answered by the proxy, and its portal remembered.
@@ -215,6 +207,15 @@ pub(super) fn begins_transaction(statement: &str) -> bool {
     matches!(classify(statement), Some(Local::Begin(_)))
 }
 
+/// Whether `sql` is exactly one statement, a BEGIN or START TRANSACTION.
+pub(super) fn is_begin(sql: &str) -> bool {
+    let mut statements = split_statements(sql);
+    matches!(
+        (statements.next().map(begins_transaction), statements.next()),
+        (Some(true), None)
+    )
+}
+
 fn classify(statement: &str) -> Option<Local<'_>> {
     let (first, rest) = next_word(statement)?;
     let second = next_word(rest).map(|(word, _)| word);
@@ -279,6 +280,8 @@ mod tests {
             Some(Local::Begin(_))
         ));
         assert!(classify("start replication").is_none());
+        assert!(is_begin("begin;") && is_begin("START TRANSACTION READ ONLY"));
+        assert!(!is_begin("BEGIN; SELECT 1") && !is_begin("SELECT 'begin'"));
         assert!(matches!(
             classify("COMMIT"),
             Some(Local::End { commit: true })
