@@ -522,15 +522,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some(checkout) = self.backend.as_mut() else {
             return internal("no backend to abandon".into());
         };
-        let endpoint = checkout.liveness().endpoint().clone();
         checkout.mark_broken();
-        let addr = checkout.addr();
+        let (addr, liveness) = (checkout.addr(), checkout.liveness());
         tracing::warn!(
-            endpoint = &*endpoint,
+            endpoint = &**liveness.endpoint(),
             backend = addr,
             "abandoning a statement: its server stopped answering"
         );
-        stopped_answering(&endpoint, addr)
+        liveness.abandoned(addr)
     }
 
     fn backend_lost(&mut self, why: &str, cause: Option<Cause>) -> Ending {
@@ -574,18 +573,6 @@ fn with_liveness(held: Option<&mut Checkout>) -> (Option<&mut BackendConn>, Opti
         Some((conn, liveness)) => (Some(conn), Some(liveness)),
         None => (None, None),
     }
-}
-
-/// What a client is told when the server its statement waited on stopped answering.
-pub(super) fn stopped_answering(endpoint: &str, addr: &str) -> ErrorReport {
-    ErrorReport::error(
-        sqlstate::CONNECTION_FAILURE,
-        Blame::Backend,
-        format!(
-            "shardgate: {endpoint} ({addr}) stopped answering (no reply to its health check \
-             in time); the statement waiting on it was abandoned"
-        ),
-    )
 }
 
 fn internal(message: String) -> ErrorReport {

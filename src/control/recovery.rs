@@ -19,7 +19,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use super::ControlConn;
 use crate::config::{BackendUri, TransactionSettings};
-use crate::control::two_phase::{DECISIONS_DDL, PreparedId};
+use crate::control::two_phase::{DECISIONS_DDL, DecisionsTable, PreparedId};
 use crate::counters::Counters;
 
 /// How long recovery's question waits for a coordinator transaction still running.
@@ -68,9 +68,13 @@ pub struct InDoubt {
 }
 
 impl RecoveryView {
-    /// Whether shard `name` has the table of decisions.
-    pub fn table_ready(&self, name: &str) -> bool {
-        self.lock().tables.contains(name)
+    /// Whether shard `name` has the table of decisions, as a commit it coordinates records it.
+    pub fn decisions_table(&self, name: &str) -> DecisionsTable {
+        if self.lock().tables.contains(name) {
+            DecisionsTable::Ready
+        } else {
+            DecisionsTable::Create
+        }
     }
 
     /// Shard `name`'s `max_prepared_transactions`, once recovery has read it.
@@ -210,7 +214,7 @@ async fn open_shard(
 ) -> Option<ControlConn> {
     let config = super::client_config(uri, "shardgate recovery", timeout);
     let conn = ControlConn::open(&config, timeout).await.ok()?;
-    if !view.table_ready(name) {
+    if view.decisions_table(name) == DecisionsTable::Create {
         match conn.client.batch_execute(DECISIONS_DDL).await {
             Ok(()) => drop(view.lock().tables.insert(name.to_owned())),
             Err(e) => {

@@ -22,6 +22,8 @@
 
 use std::fmt;
 
+use crate::error::{Blame, ErrorReport, sqlstate};
+
 /// What every identifier this proxy prepares starts with.
 const PREFIX: &str = "shardgate";
 
@@ -34,6 +36,16 @@ pub const DECISIONS_DDL: &str = "SELECT pg_advisory_xact_lock(hashtext('shardgat
      CREATE TABLE IF NOT EXISTS shardgate.commit_decisions (\
      id text PRIMARY KEY, committed boolean NOT NULL, \
      decided_at timestamptz NOT NULL DEFAULT now())";
+
+/// Whether a coordinator has `shardgate.commit_decisions` (recovery creates it on every
+/// primary; until it has, a commit creates it itself, inside its transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionsTable {
+    /// Recovery made it.
+    Ready,
+    /// Not known to exist: create it (if missing) before recording.
+    Create,
+}
 
 /// One transaction's atomic commit: a random id and the shard that coordinates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +75,17 @@ impl Decision {
         }
     }
 
-    /// The coordinator's statement, inside the client's transaction: the commit decision.
-    pub fn record_commit_sql(&self) -> String {
-        format!(
+    /// The coordinator's statement, inside the transaction it commits: the commit decision,
+    /// after the table's creation when the coordinator may not have it yet.
+    pub fn record_commit_sql(&self, table: DecisionsTable) -> String {
+        let record = format!(
             "INSERT INTO shardgate.commit_decisions (id, committed) VALUES ('{}', true)",
             self.id
-        )
+        );
+        match table {
+            DecisionsTable::Ready => record,
+            DecisionsTable::Create => format!("{DECISIONS_DDL}; {record}"),
+        }
     }
 
     /// Recovery's question to the coordinator, as one implicit transaction: record an abort
@@ -97,6 +114,22 @@ impl PreparedId {
     /// `PREPARE TRANSACTION` of this part.
     pub fn prepare_sql(&self) -> String {
         format!("PREPARE TRANSACTION {}", self.literal())
+    }
+
+    /// What the command tags of this part's PREPARE TRANSACTION say: PostgreSQL answers
+    /// `ROLLBACK` instead when the transaction had failed (it rolled it back).
+    pub fn check_prepared(&self, tags: &[String]) -> Result<(), ErrorReport> {
+        if tags.iter().any(|tag| tag == "PREPARE TRANSACTION") {
+            return Ok(());
+        }
+        Err(ErrorReport::error(
+            sqlstate::TRANSACTION_ROLLBACK,
+            Blame::Backend,
+            format!(
+                "the transaction had failed on shard {}: it was rolled back",
+                self.participant
+            ),
+        ))
     }
 
     /// `COMMIT PREPARED` or `ROLLBACK PREPARED` of this part.
@@ -183,6 +216,19 @@ mod tests {
                 .starts_with("PREPARE TRANSACTION 'shardgate:")
         );
         assert!(part.finish_sql(false).starts_with("ROLLBACK PREPARED '"));
+        assert!(part.check_prepared(&["PREPARE TRANSACTION".into()]).is_ok());
+        let failed = part.check_prepared(&["ROLLBACK".into()]).unwrap_err();
+        assert_eq!(failed.code, "40000");
+        assert!(failed.message.contains("shard s1"), "{failed:?}");
+    }
+
+    #[test]
+    fn a_coordinator_without_the_table_of_decisions_creates_it_in_its_transaction() {
+        let decision = Decision::new("s0");
+        let record = decision.record_commit_sql(DecisionsTable::Ready);
+        assert!(record.starts_with("INSERT INTO shardgate.commit_decisions"));
+        let create = decision.record_commit_sql(DecisionsTable::Create);
+        assert_eq!(create, format!("{DECISIONS_DDL}; {record}"));
     }
 
     #[test]

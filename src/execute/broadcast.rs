@@ -20,7 +20,7 @@ mod two_phase;
 use super::commit::{TornCommit, commit, torn_commit_report};
 use super::{Buffers, flush_client};
 use crate::backend::BackendConn;
-use crate::control::two_phase::{DECISIONS_DDL, Decision};
+use crate::control::two_phase::{Decision, DecisionsTable};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::pool::Liveness;
 use crate::wire::{self, ParameterStatus, TxStatus, encode, tag};
@@ -99,27 +99,6 @@ pub struct Atomic {
     pub decision: Decision,
     /// Whether the coordinator already has the table of decisions.
     pub table: DecisionsTable,
-}
-
-/// Whether a coordinator has `shardgate.commit_decisions` (recovery creates it on every
-/// primary; until it has, a commit creates it itself, inside its transaction).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionsTable {
-    /// Recovery made it.
-    Ready,
-    /// Not known to exist: create it (if missing) before recording.
-    Create,
-}
-
-impl Atomic {
-    /// The coordinator's statement recording the commit decision inside its transaction.
-    fn record_sql(&self) -> String {
-        let record = self.decision.record_commit_sql();
-        match self.table {
-            DecisionsTable::Ready => record,
-            DecisionsTable::Create => format!("{DECISIONS_DDL}; {record}"),
-        }
-    }
 }
 
 /// How a broadcast runs and answers.
@@ -517,21 +496,5 @@ mod tests {
         let updates = vec![vec!["UPDATE 1".to_owned()], vec!["UPDATE 0".to_owned()]];
         assert_eq!(combine_tags(&updates), ["UPDATE 1"]);
         assert_eq!(combine_tags(&[]), Vec::<String>::new());
-    }
-
-    #[test]
-    fn a_coordinator_without_the_table_of_decisions_creates_it_in_its_transaction() {
-        let decision = Decision::new("s0");
-        let record = decision.record_commit_sql();
-        let ready = Atomic {
-            decision: decision.clone(),
-            table: DecisionsTable::Ready,
-        };
-        assert_eq!(ready.record_sql(), record);
-        let create = Atomic {
-            decision,
-            table: DecisionsTable::Create,
-        };
-        assert_eq!(create.record_sql(), format!("{DECISIONS_DDL}; {record}"));
     }
 }

@@ -17,6 +17,8 @@ use std::task::Poll;
 
 use tokio::sync::watch;
 
+use crate::error::{Blame, ErrorReport, sqlstate};
+
 /// A subscription to one server's "stopped answering" state, carried by each checkout.
 #[derive(Debug, Clone)]
 pub struct Liveness {
@@ -56,6 +58,21 @@ impl Liveness {
     /// Shard and role of the server, e.g. `app/s0 replica 0`, for messages.
     pub fn endpoint(&self) -> &Arc<str> {
         &self.endpoint
+    }
+
+    /// What a client is told when work on this server (its connection at `addr`) was given
+    /// up because the server stopped answering: whether that work ran is unknown, so this is
+    /// never marked safe to retry.
+    pub fn abandoned(&self, addr: &str) -> ErrorReport {
+        ErrorReport::error(
+            sqlstate::CONNECTION_FAILURE,
+            Blame::Backend,
+            format!(
+                "shardgate: {} ({addr}) stopped answering (no reply to its health check in \
+                 time); the statement waiting on it was abandoned",
+                self.endpoint
+            ),
+        )
     }
 }
 

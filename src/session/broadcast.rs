@@ -16,7 +16,7 @@ use crate::counters::Event;
 use crate::error::ErrorReport;
 use crate::error::Unsupported;
 use crate::execute::broadcast::{
-    Atomic, Commit, DecisionsTable, How, Leg, LegStatement, Rows, Wrapping, broadcast,
+    Atomic, Commit, How, Leg, LegStatement, Rows, Wrapping, broadcast,
 };
 use crate::pool::Checkout;
 use crate::topology::Database;
@@ -130,11 +130,7 @@ fn how_to_run(
     let commit = match parts.first() {
         Some((coordinator, _)) if atomic => {
             let name = &database.router.map().shard(*coordinator).name;
-            let table = if database.recovery.table_ready(name) {
-                DecisionsTable::Ready
-            } else {
-                DecisionsTable::Create
-            };
+            let table = database.recovery.decisions_table(name);
             let decision = Decision::new(name);
             Commit::TwoPhase(Atomic { decision, table })
         }

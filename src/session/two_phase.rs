@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::transaction::{Parked, Phase, PreparedPart};
 use super::{Ending, Session};
 use crate::config::ShardId;
-use crate::control::two_phase::{DECISIONS_DDL, Decision};
+use crate::control::two_phase::Decision;
 use crate::counters::Event;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::execute::broadcast::run_simple_tagged;
@@ -55,11 +55,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 id: decision.part(name),
                 conn: p.conn,
             });
-        let mut record = decision.record_commit_sql();
-        if !(self.env.database.recovery).table_ready(&decision.coordinator) {
-            // Recovery has not made the table yet: made here, with the transaction.
-            record = format!("{DECISIONS_DDL}; {record}");
-        }
+        let table = (self.env.database.recovery).decisions_table(&decision.coordinator);
+        let record = decision.record_commit_sql(table);
         // All at once: nothing is decided until the coordinator commits, after this.
         let ((prepared, failure), readers_failed, recorded) = tokio::join!(
             prepare_all(parts.collect()),
@@ -124,18 +121,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 async fn prepare_all(parts: Vec<PreparedPart>) -> (Vec<PreparedPart>, Option<ErrorReport>) {
     let prepares = parts.into_iter().map(|mut part| async move {
         let outcome = run_watched(&mut part.conn, &part.id.prepare_sql()).await;
-        let outcome = match outcome {
-            Ok(tags) if tags.iter().any(|t| t == "PREPARE TRANSACTION") => Ok(()),
-            Ok(_) => Err(ErrorReport::error(
-                sqlstate::TRANSACTION_ROLLBACK,
-                Blame::Backend,
-                format!(
-                    "the transaction had failed on shard {}: it was rolled back",
-                    part.id.participant
-                ),
-            )),
-            Err(report) => Err(report),
-        };
+        let outcome = outcome.and_then(|tags| part.id.check_prepared(&tags));
         (part, outcome)
     });
     let mut prepared = Vec::new();
@@ -192,7 +178,7 @@ async fn run_watched(conn: &mut Checkout, sql: &str) -> Result<Vec<String>, Erro
     let mut on_status = |_: &mut _, _: &str, _: &str| {};
     let outcome = tokio::select! {
         outcome = run_simple_tagged(backend, sql, &mut on_status) => outcome,
-        () = liveness.stopped() => Err(super::stopped_answering(liveness.endpoint(), &addr)),
+        () = liveness.stopped() => Err(liveness.abandoned(&addr)),
     };
     if outcome.is_err() {
         conn.mark_broken();

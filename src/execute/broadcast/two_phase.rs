@@ -13,7 +13,7 @@
 use super::{Atomic, Leg, OnStatus, Wrapping, run_leaving, with_shard};
 use crate::backend::BackendConn;
 use crate::control::two_phase::PreparedId;
-use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::error::ErrorReport;
 use crate::execute::commit::{CommitFailure, commit, decision_unknown_report};
 use crate::wire::TxStatus;
 
@@ -84,11 +84,11 @@ async fn first_phase(
     on_status: OnStatus<'_>,
 ) -> Result<(), FirstPhaseFailure> {
     // The record stays inside the coordinator's transaction; a PREPARE ends its leg's.
-    let record = std::iter::once((atomic.record_sql(), TxStatus::InTransaction));
+    let record = atomic.decision.record_commit_sql(atomic.table);
+    let record = std::iter::once((record, TxStatus::InTransaction));
     let prepares = parts
         .iter()
         .map(|part| (part.prepare_sql(), TxStatus::Idle));
-    let shards: Vec<&str> = legs.iter().map(|leg| leg.shard).collect();
     let steps = (legs.iter_mut().zip(record.chain(prepares))).map(|(leg, (sql, leaves))| Step {
         leg,
         sql,
@@ -99,7 +99,7 @@ async fn first_phase(
     let mut failure = None;
     for (index, outcome) in outcomes.into_iter().enumerate() {
         let checked = match outcome {
-            Ok(tags) if index > 0 => was_prepared(&tags, shards[index]),
+            Ok(tags) if index > 0 => parts[index - 1].check_prepared(&tags),
             Ok(_) => Ok(()),
             Err(report) => Err(report),
         };
@@ -116,19 +116,6 @@ async fn first_phase(
         cause,
         prepared,
     })
-}
-
-/// Whether PREPARE TRANSACTION answered with its own tag: it answers `ROLLBACK` when the
-/// transaction had failed (the server rolled it back).
-fn was_prepared(tags: &[String], shard: &str) -> Result<(), ErrorReport> {
-    if tags.iter().any(|tag| tag == "PREPARE TRANSACTION") {
-        return Ok(());
-    }
-    Err(ErrorReport::error(
-        sqlstate::TRANSACTION_ROLLBACK,
-        Blame::Backend,
-        format!("the transaction had failed on shard {shard}: it was rolled back"),
-    ))
 }
 
 /// Rolls every leg back after the first phase failed: ROLLBACK PREPARED where prepared,
@@ -243,15 +230,7 @@ async fn commit_watched(leg: &mut Leg<'_>, on_status: OnStatus<'_>) -> Result<()
 /// may still be on its way) and the error says why.
 fn abandon(leg: &mut Leg<'_>) -> ErrorReport {
     leg.conn.mark_broken();
-    let (endpoint, addr) = (leg.liveness.endpoint(), leg.conn.addr());
-    ErrorReport::error(
-        sqlstate::CONNECTION_FAILURE,
-        Blame::Backend,
-        format!(
-            "shardgate: {endpoint} ({addr}) stopped answering (no reply to its health check \
-             in time) during an atomic commit"
-        ),
-    )
+    leg.liveness.abandoned(leg.conn.addr())
 }
 
 /// The client's error when every leg rolled back: the cause, on which shard, and that
