@@ -45,6 +45,16 @@ impl ControlConn {
         });
         Ok(Self { client, task })
     }
+
+    /// The server's `max_prepared_transactions` (0: no two-phase commit there).
+    pub(crate) async fn max_prepared_transactions(&self) -> Result<u64, preflight::Unreadable> {
+        let row = (self.client)
+            .query_one("SHOW max_prepared_transactions", &[])
+            .await?;
+        let text: String = row.try_get(0)?;
+        text.parse()
+            .map_err(|_| preflight::Unreadable::NotACount(text))
+    }
 }
 
 /// A tokio-postgres config for `uri`, named so operators can tell control-plane sessions

@@ -140,7 +140,7 @@ async fn check_primary(
             },
             None => no_answer(),
         })?;
-    let ask = tokio::time::timeout(timeout, max_prepared_transactions(&conn));
+    let ask = tokio::time::timeout(timeout, conn.max_prepared_transactions());
     let value = ask.await.map_err(|_| no_answer())?;
     let value = value.map_err(|why| PrimaryProblem::Unreadable {
         primary: primary.clone(),
@@ -153,15 +153,6 @@ async fn check_primary(
         });
     }
     Ok(value)
-}
-
-async fn max_prepared_transactions(conn: &ControlConn) -> Result<u64, Unreadable> {
-    let row = conn
-        .client
-        .query_one("SHOW max_prepared_transactions", &[])
-        .await?;
-    let text: String = row.try_get(0)?;
-    text.parse().map_err(|_| Unreadable::NotACount(text))
 }
 
 /// `error` and its causes, `: `-separated: a tokio-postgres error alone says only "error

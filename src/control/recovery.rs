@@ -223,10 +223,7 @@ async fn open_shard(
             }
         }
     }
-    let setting = conn.client.query_one("SHOW max_prepared_transactions", &[]);
-    if let Ok(row) = setting.await
-        && let Ok(value) = row.get::<_, String>(0).parse::<u64>()
-    {
+    if let Ok(value) = conn.max_prepared_transactions().await {
         view.lock().max_prepared.insert(name.to_owned(), value);
     }
     Some(conn)
