@@ -5,7 +5,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-use super::replies::{Expect, Synthetic, Undo};
+use super::implicit::Unit;
+use super::replies::{Expect, Synthetic};
 use super::statements::SessionEffect;
 use super::{Ending, Session};
 use crate::error::{Blame, ErrorReport, sqlstate};
@@ -169,15 +170,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         } else if in_transaction {
             self.batch.abort_at_sync = true;
         }
-        self.push(Expect::Synthetic {
-            message: Synthetic::Error(report),
-            undo: Undo::default(),
-        });
+        self.push(Expect::synthetic(Synthetic::Error(report)));
         if frame_tag == tag::QUERY {
-            self.push(Expect::Synthetic {
-                message: Synthetic::ReadyForQuery,
-                undo: Undo::default(),
-            });
+            self.push(Expect::synthetic(Synthetic::ReadyForQuery));
         } else {
             self.batch.skip_until_sync = true;
         }
@@ -198,7 +193,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.batch.dropped_portals.clear(); // Sync outside a transaction ends every portal.
         }
         if self.txn.implicit {
-            return self.end_implicit().await;
+            let refused = std::mem::take(&mut self.batch.abort_at_sync);
+            let unit = if refused { Unit::Refused } else { Unit::Ran };
+            return self.end_implicit(unit).await;
         }
         if self.backend.is_none() && self.replies.is_empty() {
             self.note_ready(self.client_status);

@@ -416,10 +416,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let named_statement = close.kind == StatementOrPortal::Statement && !close.name.is_empty();
         if named_statement || self.backend.is_none() {
             self.statements.remove(close.name);
-            self.push(Expect::Synthetic {
-                message: Synthetic::CloseComplete,
-                undo: Undo::default(),
-            });
+            self.push(Expect::synthetic(Synthetic::CloseComplete));
             return Ok(());
         }
         self.bufs.to_backend.extend_from_slice(frame);

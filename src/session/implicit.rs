@@ -12,7 +12,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::client::Refusal;
-use super::replies::{Expect, Synthetic, Undo};
+use super::replies::{Expect, Synthetic};
 use super::spanning::aborted;
 use super::{Ending, Session};
 use crate::config::ShardId;
@@ -42,32 +42,26 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// Ends the implicit transaction where the client's unit ended (its Sync, or the end of
-    /// its query): committed when nothing in it failed, else rolled back on every shard; then
-    /// the client's ReadyForQuery, after the error of a COMMIT that failed. A connection lost
-    /// while committing ends the session, as it does for the client's own COMMIT.
-    pub(super) async fn end_implicit(&mut self) -> Result<(), Refusal> {
+    /// its query): committed when nothing in it failed (on a backend, or refused by the proxy:
+    /// `unit`), else rolled back on every shard; then the client's ReadyForQuery, after the
+    /// error of a COMMIT that failed. A connection lost while committing ends the session, as
+    /// it does for the client's own COMMIT.
+    pub(super) async fn end_implicit(&mut self, unit: Unit) -> Result<(), Refusal> {
         if !self.replies.synced() {
             self.sync_backend_in_use();
         }
         self.wait_for_replies().await.map_err(lost_while_ending)?;
-        let refused = std::mem::take(&mut self.batch.abort_at_sync);
-        let commit = !refused && self.backend_status == TxStatus::InTransaction;
+        let commit = unit == Unit::Ran && self.backend_status == TxStatus::InTransaction;
         match self.end_parked(commit).await {
             Ok(()) => self.end_on_backend_in_use(commit).await?,
-            Err(report) => self.push(Expect::Synthetic {
-                message: Synthetic::Error(report),
-                undo: Undo::default(),
-            }),
+            Err(report) => self.push(Expect::synthetic(Synthetic::Error(report))),
         }
         self.txn.implicit = false;
         if self.txn.phase.is_deferred() {
             self.txn.end_deferred(); // Nothing of it reached a backend.
         }
         self.writes_completed();
-        self.push(Expect::Synthetic {
-            message: Synthetic::ReadyForQuery,
-            undo: Undo::default(),
-        });
+        self.push(Expect::synthetic(Synthetic::ReadyForQuery));
         Ok(())
     }
 
@@ -89,6 +83,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         }
     }
+}
+
+/// Whether the proxy refused part of a unit (a message of the batch, a statement of the
+/// query) that its backends never saw fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unit {
+    /// Everything was sent on; the backends' status says whether it succeeded.
+    Ran,
+    /// The proxy refused part of it: it rolls back.
+    Refused,
 }
 
 /// A backend lost while an implicit transaction ends: what became of it is unknown, so the

@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::client::Refusal;
-use super::replies::{Expect, Synthetic, Undo};
+use super::replies::{Expect, Synthetic};
 use super::statements::{next_word, split_statements};
 use super::transaction::Phase;
 use crate::error::{Blame, ErrorReport, sqlstate};
@@ -104,10 +104,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A Bind of such a BEGIN: answered by the proxy, and its portal remembered.
     pub(super) fn bind_deferred_begin(&mut self, portal: &str, sql: &str) {
         self.batch.begin_portal = Some((portal.to_owned(), sql.to_owned()));
-        self.push(Expect::Synthetic {
-            message: Synthetic::BindComplete,
-            undo: Undo::default(),
-        });
+        self.push(Expect::synthetic(Synthetic::BindComplete));
     }
 
     /// A Describe of a deferred BEGIN's portal: it returns no rows. Returns whether it was one.
@@ -120,10 +117,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         {
             return false;
         }
-        self.push(Expect::Synthetic {
-            message: Synthetic::NoData,
-            undo: Undo::default(),
-        });
+        self.push(Expect::synthetic(Synthetic::NoData));
         true
     }
 
@@ -138,10 +132,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         self.txn.phase = Phase::deferred(begin);
         self.client_status = TxStatus::InTransaction;
-        self.push(Expect::Synthetic {
-            message: Synthetic::CommandComplete("BEGIN"),
-            undo: Undo::default(),
-        });
+        self.push(Expect::synthetic(Synthetic::CommandComplete("BEGIN")));
         true
     }
 

@@ -9,8 +9,9 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::client::Refusal;
+use super::implicit::Unit;
 use super::local::{begins_transaction, transaction_control};
-use super::replies::{Expect, Synthetic, Undo};
+use super::replies::{Expect, Synthetic};
 use super::statements::{session_effects, split_statements};
 use super::transaction::Phase;
 use super::{Session, internal};
@@ -25,22 +26,19 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.client_status != TxStatus::Idle {
             // The client's transaction: a failure aborts it, as in PostgreSQL.
             self.run_statements(sql).await?;
-            self.push(Expect::Synthetic {
-                message: Synthetic::ReadyForQuery,
-                undo: Undo::default(),
-            });
+            self.push(Expect::synthetic(Synthetic::ReadyForQuery));
             return Ok(());
         }
         self.txn.phase = Phase::deferred("BEGIN".to_owned());
         self.txn.implicit = true;
-        if let Err(report) = self.run_statements(sql).await {
-            self.batch.abort_at_sync = true; // Rolled back by `end_implicit`.
-            self.push(Expect::Synthetic {
-                message: Synthetic::Error(report),
-                undo: Undo::default(),
-            });
-        }
-        self.end_implicit().await
+        let unit = match self.run_statements(sql).await {
+            Ok(()) => Unit::Ran,
+            Err(report) => {
+                self.push(Expect::synthetic(Synthetic::Error(report)));
+                Unit::Refused
+            }
+        };
+        self.end_implicit(unit).await
     }
 
     /// Statements that change the session or control the transaction cannot be spread over

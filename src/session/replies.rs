@@ -73,6 +73,14 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// An answer the proxy writes itself, with nothing to take back.
+    pub fn synthetic(message: Synthetic) -> Self {
+        Expect::Synthetic {
+            message,
+            undo: Undo::default(),
+        }
+    }
+
     /// A simple Query the proxy sends on its own (settings replay, re-prepare).
     pub fn hidden_query() -> Self {
         Expect::Query {
@@ -496,10 +504,7 @@ mod tests {
     fn synthetics_wait_for_earlier_replies() {
         let mut r = Replies::default();
         r.push(Expect::Bind);
-        r.push(Expect::Synthetic {
-            message: Synthetic::CloseComplete,
-            undo: Undo::default(),
-        });
+        r.push(Expect::synthetic(Synthetic::CloseComplete));
         assert!(r.take_synthetics().is_empty());
         reply(&mut r, tag::BIND_COMPLETE);
         assert!(r.synthetic_at_head());

@@ -150,14 +150,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Completes a simple query the proxy answered itself, in order with earlier replies.
     pub(super) fn answer_command(&mut self, command_tag: &'static str) {
-        self.push(Expect::Synthetic {
-            message: Synthetic::CommandComplete(command_tag),
-            undo: Undo::default(),
-        });
-        self.push(Expect::Synthetic {
-            message: Synthetic::ReadyForQuery,
-            undo: Undo::default(),
-        });
+        self.push(Expect::synthetic(Synthetic::CommandComplete(command_tag)));
+        self.push(Expect::synthetic(Synthetic::ReadyForQuery));
     }
 }
 
