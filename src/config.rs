@@ -26,7 +26,7 @@ pub use load::{
     ConfigError, Problem, load_config, load_shard_map, parse_shard_map, render_problems,
 };
 pub use secret::{ScramVerifier, SecretError, normalize_md5_hash};
-pub use tables::{Broadcast, Placement, Sharding, Strategy, Table};
+pub use tables::{MultiShardWrites, Placement, Sharding, Strategy, Table};
 pub use uri::{BackendUri, UriError};
 
 /// The whole proxy configuration, validated.

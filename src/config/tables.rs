@@ -18,19 +18,20 @@ pub struct Table {
     pub name: String,
     /// How its rows are spread over the shards.
     pub placement: Placement,
-    /// Whether statements that cannot be narrowed to one shard may run on every primary (writes
-    /// without a key). Off by default: a write with no key is refused rather than guessed.
-    pub broadcast: Broadcast,
+    /// Whether an UPDATE/DELETE that the key does not narrow to one shard runs on every shard
+    /// that may hold its rows (as one server would run it), or is refused (a guard some
+    /// operators want against writes that lock every shard).
+    pub multi_shard_writes: MultiShardWrites,
 }
 
-/// Whether keyless writes to a sharded table may go to every primary.
+/// Whether UPDATE/DELETE statements of a sharded table may run on several shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Broadcast {
-    /// Refuse them with SQLSTATE 0A000.
+pub enum MultiShardWrites {
+    /// Run them on every shard that may hold rows, atomically (the default).
     #[default]
-    Refuse,
-    /// Run them on every shard that may hold rows.
     Allow,
+    /// Refuse them with SQLSTATE 0A000.
+    Refuse,
 }
 
 /// Where a table's rows live.

@@ -24,11 +24,6 @@ pub enum Unsupported {
         "the statements of this query need different shards and one changes the session (SET, RESET, LISTEN, PREPARE, a temporary table, …); send that statement on its own"
     )]
     SessionStateAmongShards,
-    /// A multi-statement query over different shards with a statement for several shards.
-    #[error(
-        "the statements of this query need different shards and one of them needs several at once (DDL, a reference-table or broadcast write, a split INSERT, a cross-shard read); send that statement on its own"
-    )]
-    SpreadAmongShardStatements,
     /// A `shardgate.shard_key` hint that disagrees with the statement's own key.
     #[error("the statement's shard key is on another shard than the shard_key hint {key} names")]
     HintDisagrees {
@@ -41,9 +36,9 @@ pub enum Unsupported {
         /// The table the statement names.
         table: String,
     },
-    /// An UPDATE/DELETE of a sharded table without its key (and without `broadcast: true`).
+    /// An UPDATE/DELETE without its key of a table with `multi_shard_writes: refuse`.
     #[error(
-        "a write to {table} must name its shard key {key} (e.g. WHERE {key} = …); writes to several shards need `broadcast: true` for {table} in the shard map"
+        "a write to {table} must name its shard key {key} (e.g. WHERE {key} = …): the shard map refuses writes to several shards of {table} (`multi_shard_writes: refuse`)"
     )]
     WriteWithoutKey {
         /// The table written.
@@ -53,7 +48,7 @@ pub enum Unsupported {
     },
     /// An UPDATE/DELETE whose key condition reaches several shards.
     #[error(
-        "this write to {table} touches {shards} shards (e.g. WHERE {key} = …); writes to several shards need `broadcast: true` for {table} in the shard map"
+        "this write to {table} touches {shards} shards (narrow it with WHERE {key} = …): the shard map refuses writes to several shards of {table} (`multi_shard_writes: refuse`)"
     )]
     WriteToSeveralShards {
         /// The table written.
@@ -227,11 +222,16 @@ pub enum Unsupported {
         "a statement that runs on several shards cannot run from a SQL-level prepared statement (EXECUTE) yet; send the statement itself"
     )]
     SpreadFromSqlPrepared,
-    /// A statement on several primaries inside a transaction.
+    /// A statement on several primaries on a connection pinned to one backend.
     #[error(
-        "a statement that runs on several shards cannot be part of a transaction yet; run it outside BEGIN … COMMIT"
+        "this connection is pinned to its backend (session state such as LISTEN or temporary tables) and this statement needs several shards"
     )]
-    SpreadInTransaction,
+    SpreadWhilePinned,
+    /// A statement on several primaries that creates session state, inside a transaction.
+    #[error(
+        "a statement that runs on several shards and creates session state (temporary objects, LISTEN) cannot be part of a transaction: PostgreSQL cannot commit it in two phases; run it outside BEGIN … COMMIT"
+    )]
+    SpreadPinsInTransaction,
     /// A write to several shards with RETURNING through the extended protocol.
     #[error(
         "a statement with RETURNING that runs on several shards must be sent as a simple query (not through the extended protocol)"
@@ -321,7 +321,6 @@ impl Unsupported {
             StatementsOnDifferentShards => "statements_on_different_shards",
             TransactionControlAmongShards => "transaction_control_among_shards",
             SessionStateAmongShards => "session_state_among_shards",
-            SpreadAmongShardStatements => "spread_among_shard_statements",
             HintDisagrees { .. } => "hint_disagrees",
             HintWithoutShardedTable { .. } => "hint_without_sharded_table",
             WriteWithoutKey { .. } => "write_without_key",
@@ -349,7 +348,8 @@ impl Unsupported {
             TooManyDirectoryMisses => "too_many_directory_misses",
             ScatterFromSqlPrepared { .. } => "scatter_from_sql_prepared",
             SpreadFromSqlPrepared => "spread_from_sql_prepared",
-            SpreadInTransaction => "spread_in_transaction",
+            SpreadWhilePinned => "spread_while_pinned",
+            SpreadPinsInTransaction => "spread_pins_in_transaction",
             SpreadReturningExtended => "spread_returning_extended",
             SplitInsertWithParameters => "split_insert_with_parameters",
             PinnedToOtherShard { .. } => "pinned_to_other_shard",

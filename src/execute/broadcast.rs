@@ -62,13 +62,16 @@ pub enum LegStatement {
 }
 
 /// Whether the legs run inside transactions (statements like `CREATE INDEX CONCURRENTLY` or
-/// `VACUUM` refuse to).
+/// `VACUUM` refuse to), and whose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wrapping {
     /// BEGIN on each shard, COMMIT on all once every shard succeeded.
     Transaction,
     /// Each shard commits on its own.
     Autocommit,
+    /// Every leg's backend is already inside the caller's transaction, which the caller ends
+    /// (see [`broadcast_in_transaction`]).
+    InTransaction,
 }
 
 /// What the shards hold, which decides what the client sees.
@@ -127,36 +130,85 @@ pub async fn broadcast<C: AsyncWrite + Unpin>(
     on_status: OnStatus<'_>,
 ) -> Result<(), ErrorReport> {
     let wrapping = how.wrapping;
-    let mut tags: Vec<Vec<String>> = Vec::new();
-    for index in 0..legs.len() {
-        let leg = &mut legs[index];
-        let outcome = run_leg(client, bufs, leg, index == 0, how, on_status).await;
-        match outcome {
-            Ok(leg_tags) => tags.push(leg_tags),
-            Err(report) => {
-                if wrapping == Wrapping::Transaction {
-                    finish_all(&mut legs[..=index], "ROLLBACK", on_status).await;
-                }
-                return Err(with_shard(
-                    report,
-                    legs[index].shard,
-                    &legs[..index],
-                    wrapping,
-                ));
+    let tags = match run_legs(client, bufs, legs, how, on_status).await {
+        Ok(tags) => tags,
+        Err(failed) => {
+            if wrapping == Wrapping::Transaction {
+                finish_all(&mut legs[..=failed.leg], "ROLLBACK", on_status).await;
             }
+            return Err(failed.report);
         }
-    }
+    };
     if wrapping == Wrapping::Transaction {
         commit_legs(legs, &how.commit, on_status).await?;
     }
-    let tags = match how.rows {
+    complete(bufs, how.rows, tags);
+    Ok(())
+}
+
+/// A leg of a broadcast inside the caller's transaction failed: the legs before it ran their
+/// statement, the ones after it never started.
+#[derive(Debug)]
+pub struct LegFailed {
+    /// Index of the leg that failed.
+    pub leg: usize,
+    /// Its error, saying which shard it came from.
+    pub report: ErrorReport,
+}
+
+/// Runs every leg inside the transaction its backend is in (the caller's: it ends them) and
+/// writes the combined result, without ReadyForQuery, to the client.
+pub async fn broadcast_in_transaction<C: AsyncWrite + Unpin>(
+    client: &mut C,
+    bufs: &mut Buffers,
+    legs: &mut [Leg<'_>],
+    rows: Rows,
+    on_status: OnStatus<'_>,
+) -> Result<(), LegFailed> {
+    let how = How {
+        wrapping: Wrapping::InTransaction,
+        rows,
+        commit: Commit::OnePhase,
+    };
+    let tags = run_legs(client, bufs, legs, &how, on_status).await?;
+    complete(bufs, rows, tags);
+    Ok(())
+}
+
+/// Runs the legs one after another, stopping at the first that fails; returns each leg's
+/// command tags.
+async fn run_legs<C: AsyncWrite + Unpin>(
+    client: &mut C,
+    bufs: &mut Buffers,
+    legs: &mut [Leg<'_>],
+    how: &How,
+    on_status: OnStatus<'_>,
+) -> Result<Vec<Vec<String>>, LegFailed> {
+    let mut tags: Vec<Vec<String>> = Vec::with_capacity(legs.len());
+    for index in 0..legs.len() {
+        let leg = &mut legs[index];
+        match run_leg(client, bufs, leg, index == 0, how, on_status).await {
+            Ok(leg_tags) => tags.push(leg_tags),
+            Err(report) => {
+                let (shard, done) = (legs[index].shard, &legs[..index]);
+                let report = with_shard(report, shard, done, how.wrapping);
+                return Err(LegFailed { leg: index, report });
+            }
+        }
+    }
+    Ok(tags)
+}
+
+/// The client's command tags: summed over shards holding different rows, the first shard's
+/// for copies.
+fn complete(bufs: &mut Buffers, rows: Rows, tags: Vec<Vec<String>>) {
+    let tags = match rows {
         Rows::Disjoint => combine_tags(&tags),
         Rows::Copies => tags.into_iter().next().unwrap_or_default(),
     };
     for tag in tags {
         encode::command_complete(&mut bufs.to_client, &tag);
     }
-    Ok(())
 }
 
 async fn run_leg<C: AsyncWrite + Unpin>(
@@ -442,6 +494,7 @@ fn with_shard(
     let others: Vec<&str> = done.iter().map(|leg| leg.shard).collect();
     let fate = match wrapping {
         Wrapping::Transaction => "nothing was committed on any shard".to_owned(),
+        Wrapping::InTransaction => "the transaction is aborted on every shard".to_owned(),
         Wrapping::Autocommit if others.is_empty() => "no shard ran it".to_owned(),
         Wrapping::Autocommit => format!("it already ran on: [{}]", others.join(", ")),
     };

@@ -125,8 +125,8 @@ pub struct Keyed {
     pub sharding: Sharding,
     /// What the statement says about the key.
     pub condition: Condition,
-    /// Whether a write may run on every shard when the key does not narrow it to one.
-    pub broadcast: crate::config::Broadcast,
+    /// Whether a write may run on several shards when the key does not narrow it to one.
+    pub multi_shard_writes: crate::config::MultiShardWrites,
 }
 
 /// Rows an INSERT adds to a sharded table.

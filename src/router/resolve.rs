@@ -7,7 +7,7 @@ use super::condition::place;
 use super::operand::{Params, key_value};
 use super::plan::{InsertRows, Keyed, Kind, Part, Plan, Target, sharding_of};
 use super::{Hint, Route, RouteError, Router};
-use crate::config::{Broadcast, KeyValue, ShardId};
+use crate::config::{KeyValue, MultiShardWrites, ShardId};
 use crate::error::Unsupported;
 
 pub(super) fn route(
@@ -125,7 +125,7 @@ fn keyed_route(
     if kind == Kind::Read {
         return Ok(Route::Scatter(shards));
     }
-    if keyed.broadcast == Broadcast::Allow {
+    if keyed.multi_shard_writes == MultiShardWrites::Allow {
         return Ok(Route::Broadcast(shards));
     }
     let (table, key) = (keyed.table.clone(), sharding.key_column.clone());

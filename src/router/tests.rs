@@ -14,7 +14,7 @@ default_shard: s0
 tables:
   users: {strategy: hash, key: user_id, key_type: bigint}
   orders: {colocated_with: users, key: user_id}
-  accounts: {strategy: hash, key: id, key_type: integer, broadcast: true}
+  accounts: {strategy: hash, key: id, key_type: integer, multi_shard_writes: refuse}
   events:
     strategy: range
     key: created_at
@@ -222,9 +222,9 @@ fn refused_kind(router: &Router, sql: &str) -> &'static str {
 fn write_refusals_are_told_apart_by_kind() {
     let r = router();
     for (sql, kind) in [
-        ("UPDATE users SET name = 'x'", "write_without_key"),
+        ("UPDATE accounts SET name = 'x'", "write_without_key"),
         (
-            "DELETE FROM users WHERE user_id IN (1, 2, 3, 4, 5, 6)",
+            "DELETE FROM accounts WHERE id IN (1, 2, 3, 4, 5, 6)",
             "write_to_several_shards",
         ),
         (
@@ -261,8 +261,11 @@ fn write_refusals_are_told_apart_by_kind() {
 #[test]
 fn writes_are_strict() {
     let r = router();
-    let why = refused(route(&r, "UPDATE users SET name = 'x'"));
-    assert!(why.contains("users") && why.contains("user_id"), "{why}");
+    let why = refused(route(&r, "UPDATE accounts SET name = 'x'"));
+    assert!(
+        why.contains("accounts") && why.contains("multi_shard_writes"),
+        "{why}"
+    );
     let why = refused(route(&r, "UPDATE users SET user_id = 7 WHERE user_id = 42"));
     assert!(why.contains("move rows between shards"), "{why}");
     let why = refused(route(&r, "INSERT INTO users VALUES (42, 'a')"));
@@ -291,9 +294,11 @@ fn writes_are_strict() {
     let why = refused(route(&r, "COPY users FROM STDIN"));
     assert!(why.contains("COPY"), "{why}");
     assert_eq!(
-        route(&r, "UPDATE accounts SET x = 1"),
+        route(&r, "UPDATE users SET x = 1"),
         Ok(Route::Broadcast(all()))
     );
+    let several = "DELETE FROM users WHERE user_id IN (1, 2, 3, 4, 5, 6)";
+    assert!(matches!(route(&r, several), Ok(Route::Broadcast(_))));
     assert_eq!(
         route(&r, "DELETE FROM users WHERE user_id = NULL"),
         Ok(Route::Shard(r.placer("users").shards()[0]))

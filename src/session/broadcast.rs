@@ -4,23 +4,34 @@
 //! The execute stage (`execute::broadcast`) runs them; this file takes the backends, says how
 //! they commit (in two phases when `transactions.atomic` is on and several shards run the
 //! statement inside transactions), and keeps the session's view of them right.
+//!
+//! Inside a transaction (the client's, or the implicit one of an extended-protocol batch or a
+//! multi-statement query, see `implicit`) the statement runs on the transaction's own backend
+//! of each shard, joining the shards it had not reached yet, and commits with it: the
+//! transaction spans those shards from then on (see `spanning`).
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::client::Refusal;
+use super::scatter::backends::ReadBackend;
 use super::statements::{SessionEffect, next_word, session_effects, split_statements};
+use super::transaction::Phase;
 use crate::config::ShardId;
 use crate::control::two_phase::Decision;
 use crate::counters::Event;
 use crate::error::ErrorReport;
 use crate::error::Unsupported;
 use crate::execute::broadcast::{
-    Atomic, Commit, How, Leg, LegStatement, Rows, Wrapping, broadcast,
+    Atomic, Commit, How, Leg, LegFailed, LegStatement, Rows, Wrapping, broadcast,
+    broadcast_in_transaction,
 };
 use crate::pool::Checkout;
 use crate::topology::Database;
-use crate::wire::encode;
+use crate::wire::{TxStatus, encode};
+
+/// Each shard's part of a statement for several primaries, in shard order.
+pub(super) type Parts = Vec<(ShardId, LegStatement)>;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Runs `parts` (shard, SQL) of a simple Query as one statement of the client's,
@@ -28,36 +39,39 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn run_on_shards(
         &mut self,
         sql: &str,
-        parts: Vec<(ShardId, String)>,
+        parts: Parts,
         rows: Rows,
     ) -> Result<(), Refusal> {
-        let parts = (parts.into_iter())
-            .map(|(shard, sql)| (shard, LegStatement::Simple(sql)))
-            .collect();
         self.run_spread(sql, parts, rows).await?;
         self.note_ready(self.client_status);
         encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
         Ok(())
     }
 
-    /// Refuses a statement on several primaries where it cannot run: inside a transaction.
+    /// Refuses a statement on several primaries where it cannot run: on a connection pinned
+    /// to its backend.
     pub(super) fn check_spread_allowed(&self) -> Result<(), Refusal> {
-        if self.tied_to_backend() || self.txn.phase.is_deferred() {
-            let refusal = Unsupported::SpreadInTransaction;
+        if self.pin.is_some() {
+            let refusal = Unsupported::SpreadWhilePinned;
             return Err(Refusal::Statement(self.unsupported(refusal)));
         }
         Ok(())
     }
 
     /// Runs `parts` on their shards' primaries and writes the one result (without
-    /// ReadyForQuery) to the client.
+    /// ReadyForQuery) to the client: inside the transaction when one is open or the
+    /// statement shares a batch with messages before it, else each shard in a transaction of
+    /// its own, committed before this returns.
     pub(super) async fn run_spread(
         &mut self,
         sql: &str,
-        parts: Vec<(ShardId, LegStatement)>,
+        parts: Parts,
         rows: Rows,
     ) -> Result<(), Refusal> {
         self.check_spread_allowed()?;
+        if self.transaction_open() || !self.replies.synced() {
+            return self.run_spread_in_transaction(sql, parts, rows).await;
+        }
         self.wait_for_replies().await?;
         self.release();
         for (shard, _) in &parts {
@@ -95,6 +109,118 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let primaries = crate::metrics::Ran::Shards(crate::topology::Role::Primary);
         self.meter.ran(primaries);
         Ok(())
+    }
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// An extended-protocol portal for several primaries: the batch it is part of is one
+    /// transaction up to its Sync, as on one server, so outside a transaction it starts an
+    /// implicit one (committed at the Sync, see `implicit`).
+    pub(super) async fn run_spread_in_batch(
+        &mut self,
+        sql: &str,
+        parts: Parts,
+        rows: Rows,
+    ) -> Result<(), Refusal> {
+        self.check_spread_allowed()?;
+        if !self.transaction_open() && self.replies.synced() {
+            self.wait_for_replies().await?;
+            self.release();
+            self.txn.phase = Phase::deferred("BEGIN".to_owned());
+            self.txn.implicit = true;
+        }
+        self.run_spread_in_transaction(sql, parts, rows).await
+    }
+
+    /// Runs `parts` on the transaction's backend of each shard (joining it on shards it has
+    /// not reached); the transaction spans them all afterwards. A failure aborts the
+    /// transaction, as a failed statement does on one server.
+    async fn run_spread_in_transaction(
+        &mut self,
+        sql: &str,
+        parts: Parts,
+        rows: Rows,
+    ) -> Result<(), Refusal> {
+        if pins(sql) {
+            let refusal = Unsupported::SpreadPinsInTransaction;
+            return Err(Refusal::Statement(self.unsupported(refusal)));
+        }
+        self.reach_transaction_block().await?;
+        let shards: Vec<ShardId> = parts.iter().map(|(shard, _)| *shard).collect();
+        let mut backends = self.transaction_backends(&shards).await?;
+        for shard in &shards {
+            self.note_written(*shard);
+        }
+        (self.env.database.counters).count(Event::MultiPrimary);
+        let outcome = self
+            .run_in_transaction_legs(parts, &mut backends, rows)
+            .await;
+        let ran = match &outcome {
+            Ok(()) => shards.len(),
+            Err(failed) => failed.leg + 1,
+        };
+        let mut statuses = vec![TxStatus::InTransaction; ran];
+        if outcome.is_err() {
+            statuses[ran - 1] = TxStatus::Failed;
+        }
+        let unrun = backends.split_off(ran);
+        self.keep_transaction_backends(&shards[..ran], backends, &statuses);
+        self.keep_unrun(&shards[ran..], unrun);
+        let primaries = crate::metrics::Ran::Shards(crate::topology::Role::Primary);
+        self.meter.ran(primaries);
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(failed) => {
+                self.roll_back_parked_if_failed().await;
+                Err(Refusal::Statement(failed.report))
+            }
+        }
+    }
+
+    /// Brings the session to where a statement of its transaction may run on several
+    /// backends: everything sent answered (a batch in flight synced by the proxy inside a
+    /// transaction block), and a batch outside any transaction made the implicit transaction
+    /// it is on one server.
+    async fn reach_transaction_block(&mut self) -> Result<(), ErrorReport> {
+        self.leave_replica().await?;
+        if self.in_transaction_block() {
+            return self.answer_all_sent().await;
+        }
+        if !self.replies.synced() && !self.transaction_open() {
+            self.fold_batch_into_implicit().await?;
+            return self.answer_all_sent().await;
+        }
+        self.wait_for_replies().await
+    }
+
+    /// Runs the legs on `backends` (the transaction's, one per part, in order).
+    async fn run_in_transaction_legs(
+        &mut self,
+        parts: Parts,
+        backends: &mut [ReadBackend],
+        rows: Rows,
+    ) -> Result<(), LegFailed> {
+        let map = self.env.database.router.map().clone();
+        let spanning = self.txn.phase.spans_shards();
+        let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
+        for ((shard, statement), backend) in parts.into_iter().zip(backends.iter_mut()) {
+            let settings = self.settings.sync_sql(&mut backend.conn);
+            let prelude = backend.prelude(settings, spanning, &self.txn.settings);
+            let (conn, liveness) = backend.conn.with_liveness();
+            legs.push(Leg {
+                shard: &map.shard(shard).name,
+                conn,
+                liveness,
+                prelude,
+                statement,
+            });
+        }
+        let settings = &mut self.settings;
+        let mut on_status = |conn: &mut _, name: &str, value: &str| {
+            settings.on_parameter_status(name, value, conn);
+        };
+        let (client, bufs) = (&mut self.client, &mut self.bufs);
+        broadcast_in_transaction(client, bufs, &mut legs, rows, &mut on_status).await
     }
 }
 

@@ -27,6 +27,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         held: ShardId,
         needed: ShardId,
     ) -> Result<(), ErrorReport> {
+        self.fold_batch_into_implicit().await?;
+        self.switch_shard(held, needed).await
+    }
+
+    /// Turns what the batch ran so far on the backend in use into a transaction block of the
+    /// proxy's, ended at the batch's Sync.
+    pub(super) async fn fold_batch_into_implicit(&mut self) -> Result<(), ErrorReport> {
         // A simple Query in a batch drops the unnamed statement (exec_simple_query): the
         // client's is parsed again if it binds it here later.
         self.batch.unnamed_on_backend = false;
@@ -38,7 +45,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Err(aborted());
         }
         self.txn.implicit = true;
-        self.switch_shard(held, needed).await
+        Ok(())
     }
 
     /// Ends the implicit transaction where the client's unit ended (its Sync, or the end of

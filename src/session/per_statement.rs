@@ -15,7 +15,7 @@ use super::replies::{Expect, Synthetic};
 use super::statements::{session_effects, split_statements};
 use super::transaction::Phase;
 use super::{Session, internal};
-use crate::error::{ErrorReport, Unsupported};
+use crate::error::Unsupported;
 use crate::router::Route;
 use crate::wire::TxStatus;
 
@@ -33,10 +33,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.txn.implicit = true;
         let unit = match self.run_statements(sql).await {
             Ok(()) => Unit::Ran,
-            Err(report) => {
+            Err(Refusal::Statement(report)) => {
                 self.push(Expect::synthetic(Synthetic::Error(report)));
                 Unit::Refused
             }
+            Err(ending @ Refusal::Session(_)) => return Err(ending),
         };
         self.end_implicit(unit).await
     }
@@ -58,14 +59,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Runs each statement where it routes and waits for its results, stopping at the first
     /// that fails (the server's error, already forwarded) or cannot run (the error returned).
-    async fn run_statements(&mut self, sql: &str) -> Result<(), ErrorReport> {
+    async fn run_statements(&mut self, sql: &str) -> Result<(), Refusal> {
         for statement in split_statements(sql) {
             let routed = self.route_sql(statement, None).await?;
+            if let Some((parts, rows)) = self.spread_parts(statement, &routed.route)? {
+                self.run_spread(statement, parts, rows).await?;
+                continue;
+            }
             let shard = match routed.route {
                 Route::Anywhere => None,
                 Route::Shard(shard) => Some(shard),
-                route @ Route::CurrentShardOnly => self.shard_for_route(route)?,
-                _ => return Err(self.unsupported(Unsupported::SpreadAmongShardStatements)),
+                Route::Scatter(shards) => {
+                    self.read_shards(statement, shards, routed.writes).await?;
+                    continue;
+                }
+                route => self.shard_for_route(route)?,
             };
             self.note_writes(shard, routed.writes);
             self.ensure_backend(shard).await?;

@@ -93,9 +93,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Whether the client is inside a transaction (or pinned), so it must stay on its shard.
     pub(super) fn in_transaction(&self) -> bool {
-        self.client_status != TxStatus::Idle
-            || self.backend_status != TxStatus::Idle
-            || self.pin.is_some()
+        self.transaction_open() || self.backend_status != TxStatus::Idle || self.pin.is_some()
+    }
+
+    /// Whether a transaction is open: the client's (begun, deferred or failed), or an
+    /// implicit one the proxy carries over several shards (see `implicit`).
+    pub(super) fn transaction_open(&self) -> bool {
+        self.client_status != TxStatus::Idle || self.txn.implicit
     }
 
     /// Whether the backend held carries the client's transaction or session state, so the

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-mod backends;
+pub(super) mod backends;
 mod portal;
 
 use backends::{LegBatch, ReadBackend, checkout_reads};
@@ -28,7 +28,7 @@ use crate::metrics;
 use crate::pool::Checkout;
 use crate::router::Params;
 use crate::topology::{Database, Freshness, Role};
-use crate::wire::{TxStatus, encode};
+use crate::wire::encode;
 
 /// A read of several shards, as the client sent it.
 #[derive(Debug, Clone)]
@@ -56,6 +56,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         shards: Vec<ShardId>,
         writes: bool,
     ) -> Result<(), Refusal> {
+        self.read_shards(sql, shards, writes).await?;
+        self.note_ready(self.client_status);
+        encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
+        Ok(())
+    }
+
+    /// One statement of a simple Query reading several shards: the merged result and its
+    /// CommandComplete.
+    pub(super) async fn read_shards(
+        &mut self,
+        sql: &str,
+        shards: Vec<ShardId>,
+        writes: bool,
+    ) -> Result<(), ErrorReport> {
         let read = ScatterRead {
             sql: sql.to_owned(),
             param_types: Vec::new(),
@@ -70,8 +84,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let finished = self.scatter(&read, show, true).await?;
         self.complete_scatter(&finished);
-        self.note_ready(self.client_status);
-        encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
         Ok(())
     }
 
@@ -149,7 +161,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         } else {
             &read.shards[..1]
         };
-        let transactional = self.client_status != TxStatus::Idle;
+        let transactional = self.transaction_open();
         (self.env.database.counters).count(Event::Scatter(shards.len()));
         let mut backends = if transactional {
             self.transaction_backends(shards).await?
@@ -257,7 +269,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let formats = (self.shard_formats(plan, read, &mut backends[0].conn, &mut preludes[0]))
             .await
             .map_err(Ran::Refused)?;
-        let in_transaction = self.client_status != TxStatus::Idle;
+        let in_transaction = self.transaction_open();
         let bytewise_text = backends.iter().all(|b| b.conn.bytewise_text);
         let mut legs = Vec::with_capacity(backends.len());
         for ((shard, backend), prelude) in shards.iter().zip(backends.iter_mut()).zip(preludes) {

@@ -61,7 +61,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 (pos, run_start) = (end, end);
                 break Ok(());
             }
-            if let Some(frame) = self.replaced_error(header.tag, body, visible) {
+            if let Some(frame) = self.replaced_frame(header.tag, body, visible) {
                 self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
                 self.bufs.to_client.extend_from_slice(&frame);
                 run_start = end;
@@ -80,12 +80,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         result
     }
 
-    /// The error the client sees instead of a backend's: in a transaction spanning shards, a
-    /// lock wait that ran out is reported as a cross-shard deadlock (see `spanning`).
-    fn replaced_error(&self, frame_tag: u8, body: &[u8], visible: bool) -> Option<BytesMut> {
-        if frame_tag != tag::ERROR_RESPONSE || !visible {
+    /// What the client sees instead of a backend's visible message, if anything: see
+    /// [`Self::replaced_error`], and the ReadyForQuery of a backend that answered outside the
+    /// client's deferred BEGIN (describing a statement before the transaction reached any
+    /// shard), which carries the client's status rather than that backend's.
+    fn replaced_frame(&self, frame_tag: u8, body: &[u8], visible: bool) -> Option<BytesMut> {
+        if !visible {
             return None;
         }
+        match frame_tag {
+            tag::ERROR_RESPONSE => self.replaced_error(body),
+            tag::READY_FOR_QUERY if self.txn.phase.is_deferred() => {
+                let mut frame = BytesMut::new();
+                wire::encode::ready_for_query(&mut frame, self.client_status);
+                Some(frame)
+            }
+            _ => None,
+        }
+    }
+
+    /// The error the client sees instead of a backend's: in a transaction spanning shards, a
+    /// lock wait that ran out is reported as a cross-shard deadlock (see `spanning`).
+    fn replaced_error(&self, body: &[u8]) -> Option<BytesMut> {
         if let Some(frame) = self.env.limits.timer.rewrite_frame(body) {
             return Some(frame);
         }
@@ -198,6 +214,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if visible {
             self.txn.begun_in_batch = false;
             self.batch.bound_since_ready.clear();
+            if self.txn.phase.is_deferred() {
+                // A backend outside the client's deferred BEGIN: the client's status stands.
+                self.note_ready(self.client_status);
+                return;
+            }
             self.note_ready(status);
             self.client_status = status;
             if status == TxStatus::Idle {

@@ -4,12 +4,15 @@
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::broadcast::Parts;
 use super::client::{Refusal, body, duplicate_statement};
 use super::replies::{Expect, Synthetic, Undo};
 use super::sql_prepared::{SqlCommand, parse_sql_command};
 use super::statements;
 use super::{Session, internal};
-use crate::execute::broadcast::Rows;
+use crate::config::ShardId;
+use crate::error::ErrorReport;
+use crate::execute::broadcast::{LegStatement, Rows};
 use crate::router::{Params, Route, execute_arguments};
 use crate::wire::{self, TxStatus};
 
@@ -28,25 +31,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         let routed = self.route_sql(sql, None).await?;
+        if let Some((parts, rows)) = self.spread_parts(sql, &routed.route)? {
+            return self.run_on_shards(sql, parts, rows).await;
+        }
         let shard = match routed.route {
-            Route::Broadcast(shards) => {
-                let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
-                return self
-                    .run_on_shards(sql, parts.collect(), Rows::Disjoint)
-                    .await;
-            }
-            Route::Replicate(shards) => {
-                let parts = shards.into_iter().map(|shard| (shard, sql.to_owned()));
-                return self.run_on_shards(sql, parts.collect(), Rows::Copies).await;
-            }
             Route::Scatter(shards) => return self.query_shards(sql, shards, routed.writes).await,
             Route::PerStatement => return self.run_per_statement(sql).await,
-            Route::Split(groups) => {
-                let router = &self.env.database.router;
-                let parts =
-                    (router.split_insert(sql, &groups)).map_err(|e| self.route_failed(e))?;
-                return self.run_on_shards(sql, parts, Rows::Disjoint).await;
-            }
             route => self.shard_for_route(route)?,
         };
         self.note_writes(shard, routed.writes);
@@ -71,6 +61,32 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             undo: Undo::default(),
         });
         Ok(())
+    }
+
+    /// What each primary runs of `sql` when `route` spreads it over several (DDL and
+    /// reference-table writes, UPDATE/DELETE on several shards, a split INSERT), and what the
+    /// shards hold; `None` for routes that run elsewhere.
+    pub(super) fn spread_parts(
+        &self,
+        sql: &str,
+        route: &Route,
+    ) -> Result<Option<(Parts, Rows)>, ErrorReport> {
+        let simple = |(shard, sql)| (shard, LegStatement::Simple(sql));
+        let every = |shards: &[ShardId]| -> Parts {
+            (shards.iter())
+                .map(|&s| simple((s, sql.to_owned())))
+                .collect()
+        };
+        Ok(Some(match route {
+            Route::Broadcast(shards) => (every(shards), Rows::Disjoint),
+            Route::Replicate(shards) => (every(shards), Rows::Copies),
+            Route::Split(groups) => {
+                let router = &self.env.database.router;
+                let parts = (router.split_insert(sql, groups)).map_err(|e| self.route_failed(e))?;
+                (parts.into_iter().map(simple).collect(), Rows::Disjoint)
+            }
+            _ => return Ok(None),
+        }))
     }
 
     /// Runs a SQL-level PREPARE/EXECUTE/DEALLOCATE with the name rewritten. Returns false when

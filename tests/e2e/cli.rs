@@ -213,16 +213,28 @@ fn route_names_the_shard_of_a_key_and_why() {
 }
 
 #[test]
-fn route_refuses_a_keyless_update_with_its_sqlstate() {
+fn route_shows_keyless_updates_on_every_shard_unless_the_map_refuses_them() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), DEMO_MAP);
     let (code, stdout, stderr) = shardgate(&["route", "UPDATE users SET name = 'x'"], &config);
-    assert_eq!(code, Some(1), "{stdout}{stderr}");
-    assert!(stdout.starts_with("route: error 0A000: "), "{stdout}");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
-        stdout.contains("must name its shard key user_id"),
+        stdout.starts_with("route: broadcast to s0, s1\n"),
         "{stdout}"
     );
+    let guarded = DEMO_MAP.replace(
+        "key: user_id, key_type: bigint",
+        "key: user_id, key_type: bigint, multi_shard_writes: refuse",
+    );
+    assert_ne!(
+        guarded, DEMO_MAP,
+        "the demo map's users entry changed shape"
+    );
+    let config = write_config(dir.path(), &guarded);
+    let (code, stdout, stderr) = shardgate(&["route", "UPDATE users SET name = 'x'"], &config);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.starts_with("route: error 0A000: "), "{stdout}");
+    assert!(stdout.contains("`multi_shard_writes: refuse`"), "{stdout}");
 }
 
 #[test]

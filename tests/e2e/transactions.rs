@@ -10,6 +10,7 @@
 mod failures;
 mod implicit;
 mod settings;
+mod spread;
 
 use std::time::Duration;
 

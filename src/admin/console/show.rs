@@ -261,7 +261,10 @@ pub fn map(admin: &AdminContext) -> Reply {
                 text(&table.name),
                 text(strategy),
                 key,
-                text(table.broadcast == crate::config::tables::Broadcast::Allow),
+                text(match table.multi_shard_writes {
+                    crate::config::MultiShardWrites::Allow => "allow",
+                    crate::config::MultiShardWrites::Refuse => "refuse",
+                }),
             ]);
         }
     }
@@ -273,7 +276,7 @@ pub fn map(admin: &AdminContext) -> Reply {
             "table",
             "strategy",
             "key",
-            "broadcast",
+            "multi_shard_writes",
         ],
         out,
         "SHOW",

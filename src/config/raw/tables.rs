@@ -26,7 +26,12 @@ pub struct RawTable {
     /// `tables.T.key_type`: `integer`, `text`, `uuid`, `date`, `timestamp` or `timestamptz`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_type: Option<String>,
-    /// `tables.T.broadcast`: let writes without a key run on every shard (default false).
+    /// `tables.T.multi_shard_writes`: `allow` (default) runs an UPDATE/DELETE that the key
+    /// does not narrow to one shard on every shard that may hold its rows; `refuse` refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_shard_writes: Option<String>,
+    /// `tables.T.broadcast`: the older spelling of `multi_shard_writes` (`true` is `allow`,
+    /// `false` is `refuse`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast: Option<bool>,
     /// `tables.T.vnodes`: hash ring points per shard (hash only, default 64).

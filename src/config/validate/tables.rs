@@ -12,8 +12,8 @@ use super::Problems;
 use crate::config::key::{KeyType, KeyValue};
 use crate::config::raw::{RawScalar, RawTable};
 use crate::config::tables::{
-    Broadcast, DEFAULT_VNODES, DirectorySpec, Fallback, HashSpec, Placement, Sharding, Strategy,
-    Table,
+    DEFAULT_VNODES, DirectorySpec, Fallback, HashSpec, MultiShardWrites, Placement, Sharding,
+    Strategy, Table,
 };
 use crate::config::{Shard, ShardId};
 
@@ -46,14 +46,10 @@ pub(super) fn tables(
             tables: &found,
         };
         if let Some(placement) = placement(table, &context, problems) {
-            let broadcast = match table.broadcast {
-                Some(true) => Broadcast::Allow,
-                _ => Broadcast::Refuse,
-            };
             let table = Table {
                 name: lower.clone(),
                 placement,
-                broadcast,
+                multi_shard_writes: multi_shard_writes(table, &context, problems),
             };
             found.insert(lower, table);
         }
@@ -282,6 +278,38 @@ fn fallback(name: Option<&str>, cx: &Context<'_>, problems: &mut Problems) -> Op
             id.map(Fallback::Shard)
         }
     }
+}
+
+/// `multi_shard_writes: allow | refuse`, or its older spelling `broadcast: true | false`.
+fn multi_shard_writes(
+    raw: &RawTable,
+    cx: &Context<'_>,
+    problems: &mut Problems,
+) -> MultiShardWrites {
+    let written = match raw.multi_shard_writes.as_deref() {
+        None => None,
+        Some("allow") => Some(MultiShardWrites::Allow),
+        Some("refuse") => Some(MultiShardWrites::Refuse),
+        Some(other) => {
+            let path = cx.field("multi_shard_writes");
+            problems.add(path, format!("expected `allow` or `refuse`, not {other:?}"));
+            None
+        }
+    };
+    let old = raw.broadcast.map(|allow| match allow {
+        true => MultiShardWrites::Allow,
+        false => MultiShardWrites::Refuse,
+    });
+    if let (Some(written), Some(old)) = (written, old)
+        && written != old
+    {
+        let path = cx.field("broadcast");
+        problems.add(
+            path,
+            "contradicts `multi_shard_writes`; keep only `multi_shard_writes`",
+        );
+    }
+    written.or(old).unwrap_or_default()
 }
 
 /// A key written in the map, parsed like a SQL literal of the key's type.

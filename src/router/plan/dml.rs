@@ -180,7 +180,7 @@ fn write(
         table: table.clone(),
         sharding: sharded.sharding.clone(),
         condition: all_of(&conditions, &scope),
-        broadcast: map.tables[&table].broadcast,
+        multi_shard_writes: map.tables[&table].multi_shard_writes,
     })
 }
 

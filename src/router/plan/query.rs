@@ -3,7 +3,7 @@
 use sqlparser::ast::{Expr, Query, SetExpr};
 
 use super::{Keyed, Target, TokenFacts, as_select};
-use crate::config::{Broadcast, Placement, ShardMap};
+use crate::config::{MultiShardWrites, Placement, ShardMap};
 use crate::router::condition::Condition;
 use crate::router::scope::Scope;
 
@@ -63,7 +63,7 @@ pub(super) fn keyed_read(
         table: first.table.clone(),
         sharding: first.sharding.clone(),
         condition: all_of(conditions, scope),
-        broadcast: Broadcast::Refuse,
+        multi_shard_writes: MultiShardWrites::Refuse,
     })
 }
 

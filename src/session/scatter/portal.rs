@@ -9,10 +9,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::Session;
 use super::super::client::Refusal;
+use super::super::replies::{Expect, Synthetic};
 use super::ScatterRead;
-use crate::config::ShardId;
 use crate::error::Unsupported;
-use crate::execute::broadcast::{LegStatement, Rows};
+use crate::execute::broadcast::Rows;
 use crate::execute::fanout::Show;
 use crate::wire::{encode, tag};
 
@@ -48,7 +48,7 @@ pub(in crate::session) struct SpreadWrite {
     /// The client's statement.
     pub sql: String,
     /// Each shard's part.
-    pub parts: Vec<(ShardId, LegStatement)>,
+    pub parts: super::super::broadcast::Parts,
     /// Whether the shards hold different rows (counts add up) or copies.
     pub rows: Rows,
 }
@@ -73,7 +73,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         write: SpreadWrite,
     ) -> Result<(), Refusal> {
         self.check_spread_allowed()?;
-        self.check_scatter_allowed()?;
         self.hold_portal(portal, Held::Write(write));
         Ok(())
     }
@@ -139,6 +138,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(false)
     }
 
+    /// Answers the Bind (and Describe: a write returns no rows) of a portal for several
+    /// primaries, after the replies to what came before it in the batch.
+    fn answer_write_portal(&mut self, bind: bool, describe: bool) {
+        if bind {
+            self.push(Expect::synthetic(Synthetic::BindComplete));
+        }
+        if describe {
+            self.push(Expect::synthetic(Synthetic::NoData));
+        }
+    }
+
     /// An Execute of a cross-shard portal that other messages came between (it was answered
     /// and let go): refused with the reason rather than left to a backend that never saw it.
     pub(in crate::session) fn check_dropped_portal(&mut self, frame: &[u8]) -> Result<(), Refusal> {
@@ -161,22 +171,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some(pending) = self.batch.scatter_portal.as_mut() else {
             return Ok(());
         };
-        let mut preamble = Vec::new();
-        if !std::mem::replace(&mut pending.bind_answered, true) {
-            encode::bind_complete(&mut preamble);
-        }
+        let bind = !std::mem::replace(&mut pending.bind_answered, true);
         let describe = pending.describe && !pending.description_sent;
         pending.description_sent |= describe;
         let read = match &pending.work {
             Held::Read(read) => read.clone(),
             Held::Write(_) => {
-                if describe {
-                    encode::no_data(&mut preamble);
-                }
-                self.bufs.to_client.extend_from_slice(&preamble);
+                self.answer_write_portal(bind, describe);
                 return Ok(());
             }
         };
+        let mut preamble = Vec::new();
+        if bind {
+            encode::bind_complete(&mut preamble);
+        }
         if !describe {
             self.bufs.to_client.extend_from_slice(&preamble);
             return Ok(());
@@ -200,15 +208,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let read = match pending.work {
             Held::Read(read) => read,
             Held::Write(write) => {
-                let mut preamble = Vec::new();
-                if !pending.bind_answered {
-                    encode::bind_complete(&mut preamble);
-                }
-                if pending.describe && !pending.description_sent {
-                    encode::no_data(&mut preamble);
-                }
-                self.bufs.to_client.extend_from_slice(&preamble);
-                return self.run_spread(&write.sql, write.parts, write.rows).await;
+                let describe = pending.describe && !pending.description_sent;
+                self.answer_write_portal(!pending.bind_answered, describe);
+                return (self.run_spread_in_batch(&write.sql, write.parts, write.rows)).await;
             }
         };
         if max_rows > 0 {

@@ -14,7 +14,7 @@ const CUSTOMERS: i64 = 97;
 /// The shard-map entries of the test's tables.
 pub fn tables() -> BTreeMap<String, RawTable> {
     let yaml = "
-fo_orders: {strategy: hash, key: customer_id, key_type: bigint, broadcast: true}
+fo_orders: {strategy: hash, key: customer_id, key_type: bigint}
 fo_customers: {colocated_with: fo_orders, key: customer_id}
 fo_regions: {strategy: reference}
 ";

@@ -74,7 +74,7 @@ pub fn reads() -> Vec<Check> {
     checks
 }
 
-/// Writes without the shard key (the map allows broadcast) and by key.
+/// Writes without the shard key (on every shard) and by key.
 pub fn writes() -> Vec<Check> {
     vec![
         Check::Text {

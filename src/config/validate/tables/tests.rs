@@ -168,3 +168,29 @@ fn table_names_are_case_insensitive_and_unqualified() {
         "{found}"
     );
 }
+
+#[test]
+fn multi_shard_writes_default_to_allowed_and_keep_their_old_spelling() {
+    use crate::config::MultiShardWrites::{Allow, Refuse};
+    let map = validate(
+        "  a: {strategy: hash, key: id, key_type: bigint}\n\
+         \x20 b: {strategy: hash, key: id, key_type: bigint, multi_shard_writes: refuse}\n\
+         \x20 c: {strategy: hash, key: id, key_type: bigint, broadcast: false}\n\
+         \x20 d: {strategy: hash, key: id, key_type: bigint, broadcast: true}\n",
+    )
+    .unwrap();
+    let writes = |t: &str| map.tables[t].multi_shard_writes;
+    assert_eq!(
+        [writes("a"), writes("b"), writes("c"), writes("d")],
+        [Allow, Refuse, Refuse, Allow]
+    );
+    let found = problems(
+        "  a: {strategy: hash, key: id, key_type: bigint, multi_shard_writes: never}\n\
+         \x20 b: {strategy: hash, key: id, key_type: bigint, multi_shard_writes: allow, broadcast: false}\n",
+    );
+    assert_eq!(
+        found,
+        "tables.a.multi_shard_writes: expected `allow` or `refuse`, not \"never\"\n\
+         tables.b.broadcast: contradicts `multi_shard_writes`; keep only `multi_shard_writes`"
+    );
+}

@@ -1,0 +1,228 @@
+//! Statements that run on several primaries (UPDATE/DELETE over several shards, reference-table
+//! writes, split INSERTs): outside a transaction each is atomic on its own; inside one (the
+//! client's, or the implicit one of a batch or a multi-statement query) it joins the
+//! transaction on every shard and ends with it, and its failure aborts all of it.
+//!
+//! Users 92_001 … 92_7xx, a pair per test; countries `q1` … `q9`.
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::users_on_two_shards;
+use crate::harness::{ClusterInfo, cluster, connect_direct, sqlstate};
+use crate::raw::{Script, exchange_to_ready, raw_login};
+use crate::support::one_value;
+
+/// The names of `ids` read on every primary directly, by id.
+async fn names(cluster: &ClusterInfo, ids: &[i64]) -> Vec<String> {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let sql = format!(
+        "SELECT name FROM users WHERE user_id IN ({}) ORDER BY user_id",
+        list.join(", ")
+    );
+    let mut found = Vec::new();
+    for uri in &cluster.primaries {
+        let client = connect_direct(uri).await;
+        let rows = client.query(&sql, &[]).await.unwrap();
+        found.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+    }
+    found
+}
+
+/// How many primaries hold country `code`.
+async fn country_copies(cluster: &ClusterInfo, code: &str) -> usize {
+    let mut copies = 0;
+    for uri in &cluster.primaries {
+        let client = connect_direct(uri).await;
+        let sql = "SELECT count(*) FROM countries WHERE code = $1";
+        let count: i64 = client.query_one(sql, &[&code]).await.unwrap().get(0);
+        copies += usize::try_from(count).unwrap();
+    }
+    copies
+}
+
+/// The command tags of a simple query.
+fn tags(messages: &[SimpleQueryMessage]) -> Vec<u64> {
+    (messages.iter())
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(count) => Some(*count),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn simple(client: &Client, sql: &str) -> Vec<SimpleQueryMessage> {
+    client.simple_query(sql).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_write_without_its_key_runs_on_every_shard_with_counts_summed() {
+    let (_proxy, client, a, b) = users_on_two_shards(92_001, true).await;
+    let both = format!("UPDATE users SET name = 'sp-92001' WHERE user_id IN ({a}, {b})");
+    assert_eq!(tags(&simple(&client, &both).await), [2]);
+    let keyless = "UPDATE users SET name = 'sp2-92001' WHERE name = 'sp-92001' RETURNING user_id";
+    let messages = simple(&client, keyless).await;
+    let rows = messages
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)));
+    assert_eq!((rows.count(), tags(&messages)), (2, vec![2]));
+    assert_eq!(names(cluster(), &[a, b]).await, ["sp2-92001", "sp2-92001"]);
+    // Through the extended protocol, parameters included.
+    let sql = "UPDATE users SET name = $1 WHERE user_id IN ($2, $3)";
+    let updated = client.execute(sql, &[&"sp3", &a, &b]).await.unwrap();
+    assert_eq!(updated, 2);
+    assert_eq!(names(cluster(), &[a, b]).await, ["sp3", "sp3"]);
+    let deleted = simple(&client, "DELETE FROM users WHERE name = 'sp3'").await;
+    assert_eq!(tags(&deleted), [2]);
+}
+
+#[tokio::test]
+async fn inside_a_transaction_a_write_to_several_shards_ends_with_it() {
+    let (_proxy, client, a, b) = users_on_two_shards(92_101, true).await;
+    let update = format!("UPDATE users SET name = 'sp-92101' WHERE user_id IN ({a}, {b})");
+    let count = "SELECT count(*) FROM users WHERE name = 'sp-92101'";
+    for (end, want) in [("ROLLBACK", "rv"), ("COMMIT", "sp-92101")] {
+        simple(&client, "BEGIN").await;
+        simple(
+            &client,
+            "INSERT INTO countries (code, name) VALUES ('q1', 'Q')",
+        )
+        .await;
+        assert_eq!(tags(&simple(&client, &update).await), [2]);
+        // The transaction reads its own writes on every shard.
+        assert_eq!(one_value(&client, count).await.as_deref(), Some("2"));
+        simple(&client, end).await;
+        assert_eq!(names(cluster(), &[a, b]).await, [want, want], "{end}");
+        let copies = if end == "COMMIT" { 2 } else { 0 };
+        assert_eq!(country_copies(cluster(), "q1").await, copies, "{end}");
+    }
+    simple(&client, "DELETE FROM countries WHERE code = 'q1'").await;
+    // The same through the extended protocol (one batch per statement, as drivers send).
+    let mut client = client;
+    let tx = client.transaction().await.unwrap();
+    let sql = "UPDATE users SET name = $1 WHERE user_id IN ($2, $3)";
+    assert_eq!(tx.execute(sql, &[&"sp2", &a, &b]).await.unwrap(), 2);
+    tx.commit().await.unwrap();
+    assert_eq!(names(cluster(), &[a, b]).await, ["sp2", "sp2"]);
+}
+
+#[tokio::test]
+async fn a_write_to_several_shards_failing_on_one_aborts_the_transaction_everywhere() {
+    let (_proxy, client, a, b) = users_on_two_shards(92_201, true).await;
+    // The failing shard first in shard order, and last.
+    for failing in [a, b] {
+        for end in ["ROLLBACK", "COMMIT"] {
+            simple(&client, "BEGIN").await;
+            simple(
+                &client,
+                &format!("UPDATE users SET name = 'x' WHERE user_id = {a}"),
+            )
+            .await;
+            let update = format!(
+                "UPDATE users SET name = (1 / (user_id - {failing}))::text \
+                 WHERE user_id IN ({a}, {b})"
+            );
+            let error = client.simple_query(&update).await.unwrap_err();
+            assert_eq!(sqlstate(&error), "22012", "{error}");
+            let error = client.simple_query("SELECT 1").await.unwrap_err();
+            assert_eq!(sqlstate(&error), "25P02", "{error}");
+            simple(&client, end).await;
+            assert_eq!(names(cluster(), &[a, b]).await, ["rv", "rv"], "{end}");
+        }
+    }
+    simple(&client, "SELECT 1").await;
+}
+
+#[tokio::test]
+async fn a_multi_statement_query_with_a_write_to_several_shards_is_one_transaction() {
+    let (_proxy, client, a, b) = users_on_two_shards(92_301, true).await;
+    let sql = format!(
+        "UPDATE users SET name = 'ms' WHERE user_id IN ({a}, {b}); \
+         INSERT INTO countries (code, name) VALUES ('q2', 'Q'); \
+         SELECT count(*) FROM users WHERE name = 'ms'"
+    );
+    let messages = simple(&client, &sql).await;
+    assert_eq!(tags(&messages), [2, 1, 1]);
+    assert_eq!(names(cluster(), &[a, b]).await, ["ms", "ms"]);
+    assert_eq!(country_copies(cluster(), "q2").await, 2);
+    // A failure after it: nothing of the query stays.
+    let failing = format!(
+        "UPDATE users SET name = 'ms2' WHERE user_id IN ({a}, {b}); \
+         INSERT INTO countries (code, name) VALUES ('q2', 'again')"
+    );
+    let error = client.simple_query(&failing).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "23505", "{error}");
+    assert_eq!(names(cluster(), &[a, b]).await, ["ms", "ms"]);
+    simple(&client, "DELETE FROM countries WHERE code = 'q2'").await;
+}
+
+#[tokio::test]
+async fn a_batch_with_a_write_to_several_shards_is_one_transaction_up_to_its_sync() {
+    let (proxy, client, a, b) = super::implicit::users_on_two_shards(92_401).await;
+    crate::support::reset_users(&client, &[a, b], true).await;
+    let mut stream = raw_login(&proxy).await;
+    let update = format!("UPDATE users SET name = 'bt' WHERE user_id IN ({a}, {b})");
+    let insert_q3 = "INSERT INTO countries (code, name) VALUES ('q3', 'Q')";
+    let single_shard = format!("UPDATE users SET name = 'bt0' WHERE user_id = {a}");
+    let batch = |first: &str, last: &str| {
+        let script = Script::new().parse("", first).bind("", "").execute("", 0);
+        let script = script.parse("", &update).bind("", "").execute("", 0);
+        script.parse("", last).bind("", "").execute("", 0).sync()
+    };
+    // The last statement fails: the update and the statement before it (on every shard, or
+    // on one still waiting for its Sync) are rolled back too.
+    for (first, last, code) in [
+        (insert_q3, insert_q3, "23505"),
+        (&single_shard, "SELECT 1/0", "22012"),
+        (insert_q3, "SELECT 1/0", "22012"),
+    ] {
+        let (tags, status) = exchange_to_ready(&mut stream, &batch(first, last)).await;
+        let errors: Vec<_> = tags.iter().filter(|t| t.starts_with('E')).collect();
+        assert_eq!(errors.len(), 1, "{tags:?}");
+        assert!(errors[0].contains(code), "{tags:?}");
+        assert_eq!(status, 'I');
+        assert_eq!(names(cluster(), &[a, b]).await, ["rv", "rv"]);
+        assert_eq!(country_copies(cluster(), "q3").await, 0);
+    }
+    let (tags, status) = exchange_to_ready(&mut stream, &batch(insert_q3, "SELECT 1")).await;
+    assert_eq!(
+        tags,
+        ["1", "2", "C", "1", "2", "C", "1", "2", "D×1", "C", "Z"],
+        "{tags:?}"
+    );
+    assert_eq!(status, 'I');
+    assert_eq!(names(cluster(), &[a, b]).await, ["bt", "bt"]);
+    assert_eq!(country_copies(cluster(), "q3").await, 2);
+    let cleanup = Script::new().query("DELETE FROM countries WHERE code = 'q3'");
+    exchange_to_ready(&mut stream, &cleanup).await;
+}
+
+/// Drivers prepare a statement (Parse, Describe, Sync) before they run it. Right after a BEGIN
+/// the proxy answered (no shard reached yet) that Describe runs outside the transaction; the
+/// client still hears status `T`, and the statement then runs inside the transaction.
+#[tokio::test]
+async fn a_statement_described_right_after_begin_still_runs_inside_the_transaction() {
+    let (proxy, _client, a, b) = super::implicit::users_on_two_shards(92_501).await;
+    let mut stream = raw_login(&proxy).await;
+    let (_, status) = exchange_to_ready(&mut stream, &Script::new().query("BEGIN")).await;
+    assert_eq!(status, 'T');
+    let update = format!("UPDATE users SET name = 'd2' WHERE user_id IN ({a}, {b})");
+    let prepare = Script::new()
+        .parse("u", &update)
+        .describe_statement("u")
+        .sync();
+    let (_, status) = exchange_to_ready(&mut stream, &prepare).await;
+    assert_eq!(status, 'T');
+    let insert = format!("INSERT INTO users (user_id, name) VALUES ({a}, 'd'), ({b}, 'd')");
+    let (tags, status) = exchange_to_ready(&mut stream, &Script::new().query(&insert)).await;
+    assert_eq!(status, 'T', "{tags:?}");
+    let run = Script::new().bind("", "u").execute("", 0).sync();
+    let (tags, status) = exchange_to_ready(&mut stream, &run).await;
+    assert_eq!(status, 'T', "{tags:?}");
+    assert!(tags.contains(&"C".to_owned()), "{tags:?}");
+    let (_, status) = exchange_to_ready(&mut stream, &Script::new().query("ROLLBACK")).await;
+    assert_eq!(status, 'I');
+    assert!(
+        names(cluster(), &[a, b]).await.is_empty(),
+        "nothing committed"
+    );
+}
