@@ -57,6 +57,7 @@ public final class DriverChecks {
             {"cancel", 20, (Check) DriverChecks::cancel},
             {"admin_console", 20, (Check) () -> { if (shards(false).isEmpty()) fail("SHOW SHARDS returned no row"); }},
             {"refused_error", 30, (Check) DriverChecks::refusedError},
+            {"multi_shard_update", 30, (Check) DriverChecks::multiShardUpdate},
         };
         for (Object[] c : checks) {
             String name = (String) c[0];
@@ -159,7 +160,8 @@ public final class DriverChecks {
         return names;
     }
 
-    /** A DELETE over the id range spans shards (refused for writes): clean shard by shard. */
+    /** Clean the suite's id range shard by shard, one single-shard DELETE each (hinted), so the
+     *  setup does not depend on the writes to several shards that multiShardUpdate checks. */
     static void clean() throws Exception {
         List<String> names = shards();
         try (Connection c = connect(); Statement s = c.createStatement()) {
@@ -532,11 +534,55 @@ public final class DriverChecks {
         }
     }
 
+    /** Writes to several shards of matrix_guarded, whose map entry says `multi_shard_writes: refuse`. */
     static void refusedError() throws Exception {
         try (Connection c = connect()) {
-            expectState("0A000", "prepared UPDATE without a key", () -> update(c, "UPDATE matrix_items SET note = ?", "x"));
-            expectState("0A000", "plain UPDATE without a key", () -> { try (Statement s = c.createStatement()) { s.executeUpdate("UPDATE matrix_items SET note = 'x'"); } });
+            expectState("0A000", "prepared UPDATE without a key", () -> update(c, "UPDATE matrix_guarded SET note = ?", "x"));
+            expectState("0A000", "plain UPDATE without a key", () -> { try (Statement s = c.createStatement()) { s.executeUpdate("UPDATE matrix_guarded SET note = 'x'"); } });
             try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT 3")) { rs.next(); eq(rs.getInt(1), 3, "query after the refusals"); }
         }
+    }
+
+    /** UPDATE and DELETE … WHERE id IN (?, …) over 8 ids (on both shards of the demo's ring) as
+     *  prepared statements: the proxy runs them on every shard that holds rows (two-phase commit)
+     *  and sums the update counts; inside a transaction the UPDATE joins it and is undone by its
+     *  rollback. */
+    static void multiShardUpdate() throws Exception {
+        long base = LO + 8001;
+        int n = 8;
+        Object[] ids = new Object[n];
+        List<String> marks = new ArrayList<>();
+        for (int k = 0; k < n; k++) { ids[k] = base + k; marks.add("?"); }
+        String inIds = "id IN (" + String.join(", ", marks) + ")";
+        String update = "UPDATE matrix_items SET note = ? WHERE " + inIds;
+        try (Connection c = connect()) {
+            for (Object id : ids) eq(update(c, "INSERT INTO matrix_items (id, t) VALUES (?, 'multi')", id), 1, "INSERT count");
+            eq(update(c, update, prepend("first", ids)), n, "UPDATE … WHERE id IN (…) count");
+            c.setAutoCommit(false);
+            eq(update(c, update, prepend("second", ids)), n, "UPDATE count inside the transaction");
+            eq(notes(c, inIds, ids), Collections.nCopies(n, "second"), "notes inside the transaction");
+            c.rollback();
+            c.setAutoCommit(true);
+            eq(notes(c, inIds, ids), Collections.nCopies(n, "first"), "notes after the rollback");
+            eq(update(c, "DELETE FROM matrix_items WHERE " + inIds, ids), n, "DELETE … WHERE id IN (…) count");
+            eq(notes(c, inIds, ids), List.of(), "rows after the DELETE");
+        }
+    }
+
+    static Object[] prepend(Object first, Object[] rest) {
+        Object[] all = new Object[rest.length + 1];
+        all[0] = first;
+        System.arraycopy(rest, 0, all, 1, rest.length);
+        return all;
+    }
+
+    /** The notes of the rows `WHERE inIds`, by id. */
+    static List<String> notes(Connection c, String inIds, Object[] ids) throws SQLException {
+        List<String> got = new ArrayList<>();
+        try (PreparedStatement s = c.prepareStatement("SELECT note FROM matrix_items WHERE " + inIds + " ORDER BY id")) {
+            for (int k = 0; k < ids.length; k++) s.setObject(k + 1, ids[k]);
+            try (ResultSet rs = s.executeQuery()) { while (rs.next()) got.add(rs.getString(1)); }
+        }
+        return got;
     }
 }

@@ -33,7 +33,8 @@ async function withSql(fn, extra) {
   }
 }
 
-// A DELETE over the id range spans shards (refused for writes), so clean shard by shard.
+// Clean up the id range shard by shard, one single-shard DELETE each (with a hint), so the
+// setup does not depend on the writes to several shards that multi_shard_update checks.
 async function clean() {
   const admin = new pg.Client({ connectionString: env.adminUrl });
   await admin.connect();
@@ -295,13 +296,43 @@ async function parseErrorRecovery() {
   }, { max: 1, fetch_types: false });
 }
 
+// Writes to several shards of matrix_guarded, whose map entry says `multi_shard_writes: refuse`.
 async function refusedError() {
   await withSql(async (sql) => {
-    const err = await expectSqlstate(sql`UPDATE matrix_items SET note = ${'x'}`, '0A000', 'prepared UPDATE without a key');
-    if (!/matrix_items/.test(err.message)) fail(`message does not name the table: ${err.message}`);
-    await expectSqlstate(sql.unsafe("UPDATE matrix_items SET note = 'x'"), '0A000', 'simple UPDATE without a key');
+    const err = await expectSqlstate(sql`UPDATE matrix_guarded SET note = ${'x'}`, '0A000', 'prepared UPDATE without a key');
+    if (!/matrix_guarded/.test(err.message)) fail(`message does not name the table: ${err.message}`);
+    await expectSqlstate(sql.unsafe("UPDATE matrix_guarded SET note = 'x'"), '0A000', 'simple UPDATE without a key');
     assertEqual([...await sql`SELECT 3 AS three`], [{ three: 3 }], 'query after the refusal');
   });
+}
+
+// UPDATE and DELETE … WHERE id IN ${sql(ids)} over 8 ids (on both shards of the demo's ring),
+// as prepared statements: the proxy runs them on every shard that holds rows (two-phase commit)
+// and sums the counts; inside sql.begin the UPDATE joins the transaction and is undone when the
+// callback throws (ROLLBACK).
+async function multiShardUpdate() {
+  const ids = Array.from({ length: 8 }, (_, k) => LO + 8001 + k);
+  await withSql(async (sql) => {
+    const notes = async (q) => [...await q`SELECT note FROM matrix_items WHERE id IN ${q(ids)} ORDER BY id`].map((r) => r.note);
+    for (const id of ids) await sql`INSERT INTO matrix_items (id, t) VALUES (${id}, 'multi')`;
+    const u = await sql`UPDATE matrix_items SET note = ${'first'} WHERE id IN ${sql(ids)}`;
+    assertEqual(u.count, ids.length, 'UPDATE … WHERE id IN (…) count');
+    const marker = new Error('roll back');
+    try {
+      await sql.begin(async (tx) => {
+        const t = await tx`UPDATE matrix_items SET note = ${'second'} WHERE id IN ${tx(ids)}`;
+        assertEqual(t.count, ids.length, 'UPDATE count inside the transaction');
+        assertEqual(await notes(tx), ids.map(() => 'second'), 'notes inside the transaction');
+        throw marker;
+      });
+    } catch (err) {
+      if (err !== marker) throw err;
+    }
+    assertEqual(await notes(sql), ids.map(() => 'first'), 'notes after ROLLBACK');
+    const d = await sql`DELETE FROM matrix_items WHERE id IN ${sql(ids)}`;
+    assertEqual(d.count, ids.length, 'DELETE … WHERE id IN (…) count');
+    assertEqual(await notes(sql), [], 'rows after the DELETE');
+  }, { max: 1 });
 }
 
 runChecks(DRIVER, VERSION, [
@@ -323,5 +354,6 @@ runChecks(DRIVER, VERSION, [
   ['copy_unmapped_table', copyUnmapped],
   ['cancel', cancel, 20000],
   ['refused_error', refusedError],
+  ['multi_shard_update', multiShardUpdate],
   ['parse_error_recovery', parseErrorRecovery],
 ]).then(() => process.exit(0), (err) => { console.error(err); process.exit(2); });

@@ -48,8 +48,8 @@ expect() { # expect ACTUAL EXPECTED WHAT
 qp() { q -c BEGIN -c "$1" -c COMMIT; }
 
 setup() {
-  # A DELETE over the id range spans shards, which the proxy refuses for writes (0A000):
-  # clean shard by shard with a hint.
+  # Clean shard by shard, one single-shard DELETE each (with a hint), so the setup does not
+  # depend on the writes to several shards that multi_shard_update checks.
   local shards s
   shards=$(timeout 10 psql -X -At "$SHARDGATE_ADMIN_URL" -c 'SHOW SHARDS' | cut -d'|' -f2) || return 1
   for s in $shards; do
@@ -213,10 +213,33 @@ cancel() {
   expect "$(q -c "SELECT 'after cancel'")" "after cancel" "a new session after the cancel"
 }
 
+# A write to several shards of matrix_guarded, whose map entry says `multi_shard_writes: refuse`.
 refused_error() {
   local out
-  out=$(q -c "UPDATE matrix_items SET note = 'x'" 2>&1) && { echo "UPDATE without a key succeeded"; return 1; }
+  out=$(q -c "UPDATE matrix_guarded SET note = 'x'" 2>&1) && { echo "UPDATE without a key succeeded"; return 1; }
   grep -q 'ERROR:  0A000' <<<"$out" || { echo "expected 0A000, got: $out"; return 1; }
+  grep -q 'matrix_guarded' <<<"$out" || { echo "the refusal does not name the table: $out"; return 1; }
+}
+
+# UPDATE and DELETE … WHERE id IN (…) over 8 ids (on both shards of the demo's ring), in one
+# session (simple protocol, literals): the proxy runs them on every shard that holds rows
+# (two-phase commit) and sums the command tags; inside a transaction the UPDATE joins it and is
+# undone by its ROLLBACK. Without -q, psql prints the command tags.
+multi_shard_update() {
+  local base=$((LO + 8001)) ids id inserts=() out want
+  ids=$(seq -s, $base $((base + 7)))
+  for id in ${ids//,/ }; do inserts+=(-c "INSERT INTO matrix_items (id, t) VALUES ($id, 'multi')"); done
+  q "${inserts[@]}" || return 1
+  out=$(timeout 30 psql -X -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose "$SHARDGATE_URL" \
+          -c "UPDATE matrix_items SET note = 'first' WHERE id IN ($ids)" \
+          -c BEGIN -c "UPDATE matrix_items SET note = 'second' WHERE id IN ($ids)" \
+          -c "SELECT count(*) FROM matrix_items WHERE note = 'second' AND id IN ($ids)" -c ROLLBACK \
+          -c "SELECT id, note FROM matrix_items WHERE id IN ($ids) ORDER BY id" \
+          -c "DELETE FROM matrix_items WHERE id IN ($ids)" \
+          -c "SELECT count(*) FROM matrix_items WHERE id IN ($ids)" 2>&1) || { echo "$out"; return 1; }
+  want=$(printf '%s\n' "UPDATE 8" BEGIN "UPDATE 8" 8 ROLLBACK; for id in ${ids//,/ }; do echo "$id|first"; done
+         printf '%s\n' "DELETE 8" 0)
+  expect "$(echo $out)" "$(echo $want)" "command tags and rows (UPDATE, UPDATE and ROLLBACK in a transaction, notes, DELETE, count)"
 }
 
 # set_config(…, false) changes a session setting without a SET, which the proxy does not see
@@ -338,6 +361,7 @@ check psql psql_describe psql_describe
 check psql psql_script_variables psql_script_variables
 check psql cancel cancel
 check psql refused_error refused_error
+check psql multi_shard_update multi_shard_update
 check psql set_config_isolation set_config_isolation
 report_setup pgbench pgbench_setup
 check pgbench pgbench_simple pgbench_simple

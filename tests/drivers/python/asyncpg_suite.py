@@ -42,7 +42,8 @@ async def connect(**kw):
 
 
 async def delete_ids(conn, id_list):
-    # One statement per id: a DELETE whose ids span shards is a keyless write (refused).
+    # One statement per id, each on one shard: cleanup does not depend on the UPDATE/DELETE on
+    # several shards that multi_shard_update checks.
     for i in id_list:
         await conn.execute("DELETE FROM matrix_items WHERE id = $1", i)
 
@@ -532,18 +533,55 @@ async def prepare_error():
         conn.terminate()
 
 
-async def refused_error():
+async def multi_shard_update():
+    """UPDATE and DELETE … WHERE id IN ($2, …) over ids on both shards (named prepared
+    statements): the proxy runs them on every shard that holds rows (two-phase commit) and
+    sums the counts; inside a transaction the UPDATE joins it and is undone by its ROLLBACK."""
+    id_list = ids("multi_shard_update", 8)
+    expect(len(set(shards_of(id_list).values())) == 2, "the ids do not cover both shards")
+    n = len(id_list)
+    in_ids = "id IN (" + ", ".join(f"${k}" for k in range(2, n + 2)) + ")"
+    update = f"UPDATE matrix_items SET note = $1 WHERE {in_ids}"
     conn = await connect()
     try:
-        for sql, args in (("UPDATE matrix_items SET note = 'x'", ()),  # simple protocol
-                          ("UPDATE matrix_items SET note = $1", ("x",)),  # extended
-                          ("DELETE FROM matrix_items WHERE note = $1", ("x",))):
+        await delete_ids(conn, id_list)
+        for i in id_list:
+            await conn.execute("INSERT INTO matrix_items (id, t) VALUES ($1, 'multi')", i)
+        expect_eq(await conn.execute(update, "first", *id_list), f"UPDATE {n}",
+                  "UPDATE … WHERE id IN (…)")
+        tr = conn.transaction()
+        await tr.start()
+        expect_eq(await conn.execute(update, "second", *id_list), f"UPDATE {n}",
+                  "UPDATE inside the transaction")
+        rows = await conn.fetch(f"SELECT count(*) FROM matrix_items WHERE note = $1 AND {in_ids}",
+                                "second", *id_list)
+        expect_eq(rows[0][0], n, "rows the transaction sees updated")
+        await tr.rollback()
+        in_ids1 = "id IN (" + ", ".join(f"${k}" for k in range(1, n + 1)) + ")"
+        rows = await conn.fetch(f"SELECT id, note FROM matrix_items WHERE {in_ids1} ORDER BY id",
+                                *id_list)
+        expect_eq([tuple(r) for r in rows], [(i, "first") for i in id_list], "notes after ROLLBACK")
+        expect_eq(await conn.execute(f"DELETE FROM matrix_items WHERE {in_ids1}", *id_list),
+                  f"DELETE {n}", "DELETE … WHERE id IN (…)")
+        rows = await conn.fetch(f"SELECT count(*) FROM matrix_items WHERE {in_ids1}", *id_list)
+        expect_eq(rows[0][0], 0, "rows after the DELETE")
+    finally:
+        await conn.close()
+
+
+async def refused_error():
+    """Writes to several shards of matrix_guarded (`multi_shard_writes: refuse` in the map)."""
+    conn = await connect()
+    try:
+        for sql, args in (("UPDATE matrix_guarded SET note = 'x'", ()),  # simple protocol
+                          ("UPDATE matrix_guarded SET note = $1", ("x",)),  # extended
+                          ("DELETE FROM matrix_guarded WHERE note = $1", ("x",))):
             try:
                 await conn.execute(sql, *args)
                 raise CheckFailed(f"{sql!r} was accepted")
             except asyncpg.PostgresError as exc:
                 expect_sqlstate(exc, "0A000", sql)
-                expect("matrix_items" in str(exc), f"the refusal does not name the table: {exc}")
+                expect("matrix_guarded" in str(exc), f"the refusal does not name the table: {exc}")
             expect_eq(await conn.fetchval("SELECT 1"), 1, "SELECT 1 after the refusal")
     finally:
         await conn.close()
@@ -562,6 +600,7 @@ async def main():
         ("type_introspection", type_introspection), ("pool_concurrency", pool_concurrency),
         ("cancel_task", cancel_task), ("transaction_span", transaction_span),
         ("executemany_span", executemany_span),
+        ("multi_shard_update", multi_shard_update),
         ("fetchval_cross_shard", fetchval_cross_shard),
         ("prepare_error", prepare_error),  # last: see its docstring
     ]:

@@ -49,7 +49,7 @@ ID_BASES = {"psycopg3": 1_000_000, "psycopg2": 2_000_000, "asyncpg": 3_000_000}
 OFF = {
     "key_read_write": 1_000, "types_roundtrip": 2_000, "transaction_commit": 3_000,
     "transaction_rollback": 4_000, "transaction_error": 5_000, "prepared_reuse": 10_000,
-    "cross_shard_read": 20_000, "copy": 30_000, "extra": 40_000,
+    "cross_shard_read": 20_000, "copy": 30_000, "extra": 40_000, "multi_shard_update": 50_000,
 }
 
 

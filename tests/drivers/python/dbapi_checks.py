@@ -12,7 +12,7 @@ import time
 
 from common import (COLUMNS, CROSS_SQL, OFF, CheckFailed, check_cross_results, compare_row,
                     cross_rows, expect, expect_eq, expect_sqlstate, null_row, reference_row,
-                    same_shard_ids, two_shard_ids)
+                    same_shard_ids, shards_of, two_shard_ids)
 
 
 class Driver:
@@ -38,7 +38,8 @@ SELECT_ALL = "SELECT " + ", ".join(COLUMNS) + " FROM matrix_items WHERE id = %s"
 
 
 def delete_ids(cur, ids):
-    # One statement per id: a DELETE whose ids span shards is a keyless write (refused).
+    # One statement per id, each on one shard: cleanup does not depend on the UPDATE/DELETE on
+    # several shards that multi_shard_update checks.
     for i in ids:
         cur.execute("DELETE FROM matrix_items WHERE id = %s", (i,))
 
@@ -190,6 +191,37 @@ def transaction_span(d):
               "rows visible after COMMIT of (a, b) and ROLLBACK of (c, e)")
 
 
+def multi_shard_update(d):
+    """UPDATE and DELETE … WHERE id IN (…) over ids on both shards: the proxy runs them on
+    every shard that holds rows (two-phase commit) and sums the counts; inside a transaction
+    the UPDATE joins it and is undone by its ROLLBACK."""
+    ids = d.ids("multi_shard_update", 8)
+    expect(len(set(shards_of(ids).values())) == 2, "the ids do not cover both shards")
+    in_ids = "id IN (" + ", ".join(["%s"] * len(ids)) + ")"
+    update = f"UPDATE matrix_items SET note = %s WHERE {in_ids}"
+    with d.connect() as conn:
+        cur = conn.cursor()
+        delete_ids(cur, ids)
+        for i in ids:
+            cur.execute("INSERT INTO matrix_items (id, t) VALUES (%s, 'multi')", (i,))
+        cur.execute(update, ["first"] + ids)
+        expect_eq(cur.rowcount, len(ids), "UPDATE … WHERE id IN (…) rowcount")
+        conn.autocommit = False
+        cur.execute(update, ["second"] + ids)
+        expect_eq(cur.rowcount, len(ids), "UPDATE rowcount inside the transaction")
+        cur.execute(f"SELECT count(*) FROM matrix_items WHERE note = %s AND {in_ids}",
+                    ["second"] + ids)
+        expect_eq(cur.fetchone()[0], len(ids), "rows the transaction sees updated")
+        conn.rollback()
+        conn.autocommit = True
+        cur.execute(f"SELECT id, note FROM matrix_items WHERE {in_ids} ORDER BY id", ids)
+        expect_eq(cur.fetchall(), [(i, "first") for i in ids], "notes after ROLLBACK")
+        cur.execute(f"DELETE FROM matrix_items WHERE {in_ids}", ids)
+        expect_eq(cur.rowcount, len(ids), "DELETE … WHERE id IN (…) rowcount")
+        cur.execute(f"SELECT count(*) FROM matrix_items WHERE {in_ids}", ids)
+        expect_eq(cur.fetchone()[0], 0, "rows after the DELETE")
+
+
 def prepared_reuse(d, connect_one, run_tx, clients=10, per_client=8):
     """`clients` sessions at once (more than the pool), each `per_client` transactions of
     the same statements; connect_one() -> connection, run_tx(conn, id, value) -> value read."""
@@ -282,7 +314,8 @@ def cancel(d, cancel_fn, label="cancel"):
 
 
 def refused_error(d, statements):
-    """Each (sql, params) must fail with 0A000, and the session must go on working."""
+    """Each (sql, params), a write to several shards of matrix_guarded (whose map entry says
+    `multi_shard_writes: refuse`), must fail with 0A000, and the session must go on working."""
     with d.connect() as conn:
         cur = conn.cursor()
         for sql, params in statements:
@@ -293,14 +326,15 @@ def refused_error(d, statements):
                 raise
             except Exception as exc:  # noqa: BLE001
                 expect_sqlstate(exc, "0A000", sql)
-                expect("matrix_items" in str(exc), f"the refusal does not name the table: {exc}")
+                expect("matrix_guarded" in str(exc), f"the refusal does not name the table: {exc}")
             cur.execute("SELECT 1")
             expect_eq(cur.fetchone()[0], 1, "SELECT 1 after the refusal")
 
 
 def run_shared(reporter, d):
-    """The shared checks written here, plus transaction_span; copy, cancel, refused_error and
-    prepared_reuse need driver-specific wiring and are run by each suite."""
+    """The shared checks written here, plus transaction_span and multi_shard_update; copy,
+    cancel, refused_error and prepared_reuse need driver-specific wiring and are run by each
+    suite."""
     reporter.run("connect", connect, d)
     reporter.run("key_read_write", key_read_write, d)
     reporter.run("types_roundtrip", types_roundtrip, d)
@@ -309,4 +343,5 @@ def run_shared(reporter, d):
     reporter.run("transaction_error", transaction_error, d)
     reporter.run("cross_shard_read", cross_shard_read, d)
     reporter.run("transaction_span", transaction_span, d)
+    reporter.run("multi_shard_update", multi_shard_update, d)
 

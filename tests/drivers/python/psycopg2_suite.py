@@ -118,8 +118,8 @@ def main():
     r.run("copy", copy)
     r.run("cancel", checks.cancel, D, lambda conn: conn.cancel())
     r.run("refused_error", checks.refused_error, D, [
-        ("UPDATE matrix_items SET note = 'x'", None),
-        ("DELETE FROM matrix_items WHERE note = %s", ("x",)),
+        ("UPDATE matrix_guarded SET note = 'x'", None),
+        ("DELETE FROM matrix_guarded WHERE note = %s", ("x",)),
     ])
     r.run("copy_to_key", copy_to_key)
     r.run("copy_shard_hint", copy_shard_hint)

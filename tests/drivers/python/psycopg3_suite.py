@@ -246,9 +246,9 @@ def cancel_safe():
 
 def refused_error():
     checks.refused_error(D, [
-        ("UPDATE matrix_items SET note = 'x'", None),           # simple protocol
-        ("UPDATE matrix_items SET note = %s", ("x",)),          # extended protocol
-        ("DELETE FROM matrix_items WHERE note = %s", ("x",)),
+        ("UPDATE matrix_guarded SET note = 'x'", None),           # simple protocol
+        ("UPDATE matrix_guarded SET note = %s", ("x",)),          # extended protocol
+        ("DELETE FROM matrix_guarded WHERE note = %s", ("x",)),
     ])
 
 

@@ -193,8 +193,9 @@ pub async fn shard_names(env: &Env) -> Result<Vec<String>, Failure> {
     Ok(names)
 }
 
-/// Deletes the ids `lo..=hi` shard by shard: one DELETE over the range would span shards,
-/// which the proxy refuses for writes (0A000), so each goes with a `/* shard: NAME */` hint.
+/// Deletes the ids `lo..=hi` shard by shard, one single-shard DELETE each (with a
+/// `/* shard: NAME */` hint), so the setup does not depend on the writes to several shards that
+/// the `multi_shard_update` checks test.
 pub async fn clean_range(env: &Env, lo: i64, hi: i64) -> Outcome {
     let (client, conn) = tokio_postgres::connect(&env.conninfo(), tokio_postgres::NoTls).await?;
     let driver = tokio::spawn(conn);

@@ -36,6 +36,7 @@ pub async fn run(env: &Env) {
     r.check("copy_to_by_key", T, copy_to_by_key(env)).await;
     r.check("copy_unmapped_table", T, copy_unmapped(env)).await;
     r.check("refused_error", T, refused_error(env)).await;
+    r.check("multi_shard_update", T, multi_shard_update(env)).await;
 }
 
 async fn connect(env: &Env) -> Result<PgConnection, Failure> {
@@ -310,10 +311,61 @@ async fn copy_unmapped(env: &Env) -> Outcome {
     Ok(())
 }
 
+/// Writes to several shards of matrix_guarded, whose map entry says `multi_shard_writes: refuse`.
 async fn refused_error(env: &Env) -> Outcome {
     let mut c = connect(env).await?;
-    code_is(sqlx::query("UPDATE matrix_items SET note = $1").bind("x").execute(&mut c).await, "0A000", "prepared UPDATE without a key")?;
-    code_is(c.execute("UPDATE matrix_items SET note = 'x'").await, "0A000", "simple UPDATE without a key")?;
+    code_is(sqlx::query("UPDATE matrix_guarded SET note = $1").bind("x").execute(&mut c).await, "0A000", "prepared UPDATE without a key")?;
+    code_is(c.execute("UPDATE matrix_guarded SET note = 'x'").await, "0A000", "simple UPDATE without a key")?;
     let three: i32 = sqlx::query_scalar("SELECT 3").fetch_one(&mut c).await?;
     check_eq(three, 3, "query after the refusals")
+}
+
+/// `$from, $from+1, …` for the ids: the text of an `IN (…)` list of parameters.
+fn placeholders(ids: &[i64], from: usize) -> String {
+    (0..ids.len()).map(|k| format!("${}", from + k)).collect::<Vec<_>>().join(", ")
+}
+
+/// The notes of the rows `id IN (ids)`, by id (a prepared cross-shard read).
+async fn notes<'c, E: Executor<'c, Database = sqlx::Postgres>>(e: E, ids: &[i64]) -> Result<Vec<String>, Failure> {
+    let sql = format!("SELECT note FROM matrix_items WHERE id IN ({}) ORDER BY id", placeholders(ids, 1));
+    let mut q = sqlx::query_scalar::<sqlx::Postgres, String>(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    Ok(q.fetch_all(e).await?)
+}
+
+/// UPDATE and DELETE … WHERE id IN ($2, …) over 8 ids (on both shards of the demo's ring), as
+/// cached prepared statements: the proxy runs them on every shard that holds rows (two-phase
+/// commit) and sums the counts; inside a transaction the UPDATE joins it and is undone by its
+/// rollback.
+async fn multi_shard_update(env: &Env) -> Outcome {
+    let mut c = connect(env).await?;
+    let ids: Vec<i64> = (0..8).map(|k| LO + 8001 + k).collect();
+    let n = ids.len() as u64;
+    let update = format!("UPDATE matrix_items SET note = $1 WHERE id IN ({})", placeholders(&ids, 2));
+    for id in &ids {
+        sqlx::query("INSERT INTO matrix_items (id, t) VALUES ($1, 'multi')").bind(id).execute(&mut c).await?;
+    }
+    let mut q = sqlx::query(&update).bind("first");
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    check_eq(q.execute(&mut c).await?.rows_affected(), n, "UPDATE … WHERE id IN (…) count")?;
+    let mut tx = c.begin().await?;
+    let mut q = sqlx::query(&update).bind("second");
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    check_eq(q.execute(&mut *tx).await?.rows_affected(), n, "UPDATE count inside the transaction")?;
+    check_eq(notes(&mut *tx, &ids).await?, vec!["second".to_owned(); ids.len()], "notes inside the transaction")?;
+    tx.rollback().await?;
+    check_eq(notes(&mut c, &ids).await?, vec!["first".to_owned(); ids.len()], "notes after ROLLBACK")?;
+    let delete = format!("DELETE FROM matrix_items WHERE id IN ({})", placeholders(&ids, 1));
+    let mut q = sqlx::query(&delete);
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    check_eq(q.execute(&mut c).await?.rows_affected(), n, "DELETE … WHERE id IN (…) count")?;
+    check_eq(notes(&mut c, &ids).await?, Vec::<String>::new(), "rows after the DELETE")
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{SinkExt, TryStreamExt, future::try_join_all};
 use rust_decimal::Decimal;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::report::{
@@ -41,6 +42,7 @@ pub async fn run(env: &Env) {
     r.check("cancel", Duration::from_secs(20), cancel(env)).await;
     r.check("cancel_cross_shard", Duration::from_secs(20), cancel_cross_shard(env)).await;
     r.check("refused_error", T, refused_error(env)).await;
+    r.check("multi_shard_update", T, multi_shard_update(env)).await;
     r.check("prepare_error_recovery", T, prepare_error_recovery(env)).await;
 }
 
@@ -393,12 +395,50 @@ async fn cancel_cross_shard(env: &Env) -> Outcome {
     check_eq(two, 2, "query after the cancel")
 }
 
+/// Writes to several shards of matrix_guarded, whose map entry says `multi_shard_writes: refuse`.
 async fn refused_error(env: &Env) -> Outcome {
     let c = connect(env).await?;
-    code_is(c.execute("UPDATE matrix_items SET note = $1", &[&"x"]).await, "0A000", "extended UPDATE without a key")?;
-    code_is(c.batch_execute("UPDATE matrix_items SET note = 'x'").await, "0A000", "simple UPDATE without a key")?;
+    code_is(c.execute("UPDATE matrix_guarded SET note = $1", &[&"x"]).await, "0A000", "extended UPDATE without a key")?;
+    code_is(c.batch_execute("UPDATE matrix_guarded SET note = 'x'").await, "0A000", "simple UPDATE without a key")?;
     let three: i32 = c.query_one("SELECT 3", &[]).await?.get(0);
     check_eq(three, 3, "query after the refusals")
+}
+
+/// `$from, $from+1, …` for the ids: the text of an `IN (…)` list of parameters.
+fn placeholders(ids: &[i64], from: usize) -> String {
+    (0..ids.len()).map(|k| format!("${}", from + k)).collect::<Vec<_>>().join(", ")
+}
+
+/// The parameters `first` (if any), then the ids.
+fn params<'a>(first: Option<&'a (dyn ToSql + Sync)>, ids: &'a [i64]) -> Vec<&'a (dyn ToSql + Sync)> {
+    first.into_iter().chain(ids.iter().map(|id| id as &(dyn ToSql + Sync))).collect()
+}
+
+/// UPDATE and DELETE … WHERE id IN ($2, …) over 8 ids (on both shards of the demo's ring): the
+/// proxy runs them on every shard that holds rows (two-phase commit) and sums the counts; inside
+/// a transaction the UPDATE joins it and is undone by its ROLLBACK.
+async fn multi_shard_update(env: &Env) -> Outcome {
+    let mut c = connect(env).await?;
+    let ids: Vec<i64> = (0..8).map(|k| LO + 8001 + k).collect();
+    let n = ids.len() as u64;
+    let update = format!("UPDATE matrix_items SET note = $1 WHERE id IN ({})", placeholders(&ids, 2));
+    let select = format!("SELECT note FROM matrix_items WHERE id IN ({}) ORDER BY id", placeholders(&ids, 1));
+    let (first, second) = ("first", "second");
+    let id_params = params(None, &ids);
+    for id in &ids {
+        c.execute("INSERT INTO matrix_items (id, t) VALUES ($1, 'multi')", &[id]).await?;
+    }
+    check_eq(c.execute(&update, &params(Some(&first), &ids)).await?, n, "UPDATE … WHERE id IN (…) count")?;
+    let tx = c.transaction().await?;
+    check_eq(tx.execute(&update, &params(Some(&second), &ids)).await?, n, "UPDATE count inside the transaction")?;
+    let inside: Vec<String> = tx.query(&select, &id_params).await?.iter().map(|r| r.get(0)).collect();
+    check_eq(inside, vec!["second".to_owned(); ids.len()], "notes inside the transaction")?;
+    tx.rollback().await?;
+    let after: Vec<String> = c.query(&select, &id_params).await?.iter().map(|r| r.get(0)).collect();
+    check_eq(after, vec!["first".to_owned(); ids.len()], "notes after ROLLBACK")?;
+    let delete = format!("DELETE FROM matrix_items WHERE id IN ({})", placeholders(&ids, 1));
+    check_eq(c.execute(&delete, &id_params).await?, n, "DELETE … WHERE id IN (…) count")?;
+    check_eq(c.query(&select, &id_params).await?.len(), 0, "rows after the DELETE")
 }
 
 /// A statement that fails at Parse (Parse/Describe/Sync) leaves the connection in step.
