@@ -30,6 +30,7 @@ pub use hint::Hint;
 pub use operand::{Param, Params, execute_arguments};
 pub use plan::{Kind, Plan};
 pub use scatter::construct::Construct;
+pub use split::BoundPart;
 use strategy::{PlacementError, Placer};
 
 /// Where a statement runs.
@@ -265,6 +266,16 @@ impl Router {
         groups: &[(ShardId, Vec<usize>)],
     ) -> Result<Vec<(ShardId, String)>, RouteError> {
         parsing(sql, || split::split_insert(sql, groups))
+    }
+
+    /// One INSERT per shard of a [`Route::Split`] of a statement with parameters, each
+    /// numbering its own (see [`BoundPart`]).
+    pub fn split_insert_bound(
+        &self,
+        sql: &str,
+        groups: &[(ShardId, Vec<usize>)],
+    ) -> Result<Vec<BoundPart>, RouteError> {
+        parsing(sql, || split::split_insert_bound(sql, groups))
     }
 
     fn placer(&self, group: &str) -> &Placer {

@@ -232,16 +232,11 @@ pub enum Unsupported {
         "a statement that runs on several shards and creates session state (temporary objects, LISTEN) cannot be part of a transaction: PostgreSQL cannot commit it in two phases; run it outside BEGIN … COMMIT"
     )]
     SpreadPinsInTransaction,
-    /// A write to several shards with RETURNING through the extended protocol.
+    /// A portal for several primaries with RETURNING, described apart from its Execute.
     #[error(
-        "a statement with RETURNING that runs on several shards must be sent as a simple query (not through the extended protocol)"
+        "a statement with RETURNING that runs on several shards must be executed right after its portal is described (Bind, Describe, Execute); send them together"
     )]
-    SpreadReturningExtended,
-    /// A parameterized multi-row INSERT whose rows belong to several shards.
-    #[error(
-        "a multi-row INSERT whose rows belong to several shards cannot take parameters through the extended protocol; send one INSERT per shard key or a simple query"
-    )]
-    SplitInsertWithParameters,
+    SpreadReturningDescribedApart,
     /// A connection pinned to one backend whose statement needs another shard.
     #[error(
         "this connection is pinned to its backend on shard {held} (session state such as LISTEN or temporary tables) and this statement needs shard {needed}"
@@ -350,8 +345,7 @@ impl Unsupported {
             SpreadFromSqlPrepared => "spread_from_sql_prepared",
             SpreadWhilePinned => "spread_while_pinned",
             SpreadPinsInTransaction => "spread_pins_in_transaction",
-            SpreadReturningExtended => "spread_returning_extended",
-            SplitInsertWithParameters => "split_insert_with_parameters",
+            SpreadReturningDescribedApart => "spread_returning_described_apart",
             PinnedToOtherShard { .. } => "pinned_to_other_shard",
             ScatterWhilePinned => "scatter_while_pinned",
             ScatterSharesBatch => "scatter_shares_batch",

@@ -37,8 +37,9 @@ pub struct Leg<'a> {
     /// Its primary's liveness: a step of a two-phase commit waiting on a server that stopped
     /// answering its health checks is given up (recovery ends what it left prepared).
     pub liveness: &'a mut Liveness,
-    /// Settings the backend needs first to match the client (hidden), if any.
-    pub prelude: Option<String>,
+    /// Hidden queries it runs first, one by one: settings the backend needs to match the
+    /// client, the BEGIN that brings it into the client's transaction.
+    pub prelude: Vec<String>,
     /// The statement(s) to run there.
     pub statement: LegStatement,
 }
@@ -49,15 +50,18 @@ pub enum LegStatement {
     /// Statement text, as one simple Query.
     Simple(String),
     /// One statement with the parameters of the client's Bind: sent as an unnamed Parse, a
-    /// Bind carrying `bind_rest` (the client's parameter section and result formats, as sent),
-    /// Execute and Sync. It returns no rows.
+    /// Bind carrying `bind_rest` (the client's parameter section and result formats), a
+    /// Describe of the portal when the client asked for one, Execute and Sync.
     Bound {
         /// Statement text.
         sql: String,
         /// Parameter type OIDs from the client's Parse.
         param_types: Vec<u32>,
-        /// The client's Bind after its portal and statement names.
+        /// The client's Bind after its portal and statement names (for a split INSERT, with
+        /// only this shard's parameters).
         bind_rest: Vec<u8>,
+        /// Whether the client described the portal: the first shard's description is its.
+        describe: bool,
     },
 }
 
@@ -236,7 +240,8 @@ async fn run_leg<C: AsyncWrite + Unpin>(
             sql,
             param_types,
             bind_rest,
-        } => bound(&mut out, sql, param_types, bind_rest)?,
+            describe,
+        } => bound(&mut out, sql, param_types, bind_rest, *describe)?,
     }
     send(leg.conn, &out).await?;
     for _ in 0..hidden {
@@ -274,7 +279,7 @@ impl<C: AsyncWrite + Unpin> Forward<'_, C> {
     async fn frame(&mut self, frame_tag: u8, frame: &[u8]) -> Result<(), ErrorReport> {
         let wanted = match frame_tag {
             tag::DATA_ROW => self.first || self.all_rows,
-            tag::ROW_DESCRIPTION | tag::NOTICE_RESPONSE => self.first,
+            tag::ROW_DESCRIPTION | tag::NO_DATA | tag::NOTICE_RESPONSE => self.first,
             _ => false,
         };
         if wanted {
@@ -448,8 +453,14 @@ pub(super) async fn send(conn: &mut BackendConn, bytes: &[u8]) -> Result<(), Err
     Ok(())
 }
 
-/// Parse, Bind, Execute and Sync of one statement with the client's parameters.
-fn bound(out: &mut BytesMut, sql: &str, types: &[u32], rest: &[u8]) -> Result<(), ErrorReport> {
+/// Parse, Bind, (Describe,) Execute and Sync of one statement with the client's parameters.
+fn bound(
+    out: &mut BytesMut,
+    sql: &str,
+    types: &[u32],
+    rest: &[u8],
+    describe: bool,
+) -> Result<(), ErrorReport> {
     use postgres_protocol::message::frontend;
     let too_big = |e: std::io::Error| {
         ErrorReport::error(
@@ -460,6 +471,9 @@ fn bound(out: &mut BytesMut, sql: &str, types: &[u32], rest: &[u8]) -> Result<()
     };
     frontend::parse("", sql, types.iter().copied(), out).map_err(too_big)?;
     encode::bind_renamed(out, "", "", rest);
+    if describe {
+        frontend::describe(b'P', "", out).map_err(too_big)?;
+    }
     frontend::execute("", 0, out).map_err(too_big)?;
     frontend::sync(out);
     Ok(())

@@ -320,6 +320,10 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
         | Statement::Comment { .. }
         | Statement::Grant { .. }
         | Statement::Revoke { .. } => (Kind::Ddl, schema_change(facts)),
+        // Maintenance and locks of map tables: each shard holds its part (or copy) of them.
+        Statement::Analyze(_) | Statement::Vacuum(_) | Statement::Lock(_) => {
+            (Kind::Ddl, schema_change(facts))
+        }
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
@@ -399,9 +403,30 @@ fn copy(to: bool, map: &ShardMap, facts: &TokenFacts) -> (Kind, Target) {
     (kind, target)
 }
 
-/// Text the parser rejects (`DO`, `VACUUM`, …).
+/// Text the parser rejects (`DO`, `CLUSTER`, …). Table maintenance of map tables runs on
+/// every shard.
 fn unparsed(map: &ShardMap, sql: &str) -> Part {
-    unanalysed(Target::Unparsed(mentioned_anywhere(map, sql)))
+    let mentions = mentioned_anywhere(map, sql);
+    if !mentions.is_empty() && is_maintenance(sql) {
+        return Part {
+            kind: Kind::Ddl,
+            target: Target::EveryShard,
+            locks_rows: false,
+            calls_unknown_function: false,
+        };
+    }
+    unanalysed(Target::Unparsed(mentions))
+}
+
+/// Whether `sql` is table maintenance (`VACUUM`, `ANALYZE`, `CLUSTER`, `REINDEX`), whatever
+/// its options: it changes no rows, and each shard does it to its own part of a table.
+fn is_maintenance(sql: &str) -> bool {
+    let first = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next();
+    let maintenance = ["vacuum", "analyze", "analyse", "cluster", "reindex"];
+    first.is_some_and(|word| maintenance.iter().any(|m| word.eq_ignore_ascii_case(m)))
 }
 
 /// Text too deep to parse: it runs where it would without its insides (a hinted shard, or the

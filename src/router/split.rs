@@ -2,19 +2,90 @@
 //!
 //! Part of the router (pure). The statement is parsed again (splitting is rare, its plan is
 //! cached without the syntax tree) and printed back with sqlparser, whose output PostgreSQL
-//! parses to the same statement.
+//! parses to the same statement. With parameters (an ORM's bulk insert, pgjdbc's rewritten
+//! batch), each shard's statement numbers its own placeholders from `$1` and says which of
+//! the client's parameters it takes.
 
-use sqlparser::ast::{SetExpr, Statement};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, SetExpr, Statement, Value, visit_expressions_mut};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::RouteError;
 use crate::config::ShardId;
 
+/// One shard's INSERT of a statement with parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundPart {
+    /// The shard.
+    pub shard: ShardId,
+    /// Its rows only, placeholders renumbered from `$1`.
+    pub sql: String,
+    /// The client's parameter (0-based) each of its placeholders takes: `$k` is `params[k-1]`.
+    pub params: Vec<usize>,
+}
+
 pub(super) fn split_insert(
     sql: &str,
     groups: &[(ShardId, Vec<usize>)],
 ) -> Result<Vec<(ShardId, String)>, RouteError> {
+    let parts = split_statement(sql, groups)?;
+    Ok((parts.into_iter())
+        .map(|(shard, statement)| (shard, statement.to_string()))
+        .collect())
+}
+
+pub(super) fn split_insert_bound(
+    sql: &str,
+    groups: &[(ShardId, Vec<usize>)],
+) -> Result<Vec<BoundPart>, RouteError> {
+    let parts = split_statement(sql, groups)?;
+    (parts.into_iter())
+        .map(|(shard, mut statement)| {
+            let params = renumber_placeholders(&mut statement)?;
+            let sql = statement.to_string();
+            Ok(BoundPart { shard, sql, params })
+        })
+        .collect()
+}
+
+/// Numbers the placeholders of `statement` from `$1` in order of first use; returns the old
+/// number (0-based) of each new one.
+fn renumber_placeholders(statement: &mut Statement) -> Result<Vec<usize>, RouteError> {
+    let mut order: Vec<usize> = Vec::new();
+    let flow = visit_expressions_mut(statement, |expr| {
+        let Expr::Value(value) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let Value::Placeholder(name) = &mut value.value else {
+            return ControlFlow::Continue(());
+        };
+        let old = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
+        let Some(old) = old.and_then(|n| n.checked_sub(1)) else {
+            return ControlFlow::Break(());
+        };
+        let new = match order.iter().position(|&o| o == old) {
+            Some(new) => new,
+            None => {
+                order.push(old);
+                order.len() - 1
+            }
+        };
+        *name = format!("${}", new + 1);
+        ControlFlow::Continue(())
+    });
+    match flow {
+        ControlFlow::Continue(()) => Ok(order),
+        ControlFlow::Break(()) => Err(crate::error::Unsupported::UnsplittableInsert.into()),
+    }
+}
+
+/// The INSERT of `sql` once per group, with only the group's rows.
+fn split_statement(
+    sql: &str,
+    groups: &[(ShardId, Vec<usize>)],
+) -> Result<Vec<(ShardId, Statement)>, RouteError> {
     let cannot = || RouteError::from(crate::error::Unsupported::UnsplittableInsert);
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|_| cannot())?;
     let [Statement::Insert(insert)] = statements.as_slice() else {
@@ -38,7 +109,7 @@ pub(super) fn split_insert(
         }
         part_source.body = Box::new(SetExpr::Values(part_values));
         part.source = Some(Box::new(part_source));
-        split.push((*shard, Statement::Insert(part).to_string()));
+        split.push((*shard, Statement::Insert(part)));
     }
     Ok(split)
 }
@@ -69,5 +140,29 @@ mod tests {
         );
         assert!(split_insert("INSERT INTO t SELECT 1", &groups).is_err());
         assert!(split_insert(sql, &[(ShardId(0), vec![7])]).is_err());
+    }
+
+    #[test]
+    fn each_shard_numbers_its_own_parameters_and_keeps_shared_ones() {
+        let sql = "INSERT INTO users (user_id, name) VALUES ($1, $2), ($3, lower($4)), ($5, $2) \
+                   ON CONFLICT (user_id) DO UPDATE SET name = $6";
+        let groups = [(ShardId(0), vec![1]), (ShardId(1), vec![0, 2])];
+        let parts = split_insert_bound(sql, &groups).unwrap();
+        assert_eq!(
+            parts[0],
+            BoundPart {
+                shard: ShardId(0),
+                sql: "INSERT INTO users (user_id, name) VALUES ($1, lower($2)) \
+                      ON CONFLICT(user_id) DO UPDATE SET name = $3"
+                    .to_owned(),
+                params: vec![2, 3, 5],
+            }
+        );
+        assert_eq!(parts[1].params, [0, 1, 4, 5]);
+        assert!(
+            parts[1].sql.contains("VALUES ($1, $2), ($3, $2)"),
+            "{}",
+            parts[1].sql
+        );
     }
 }

@@ -360,6 +360,24 @@ fn parameters_route_at_bind_in_text_and_binary() {
 }
 
 #[test]
+fn maintenance_and_locks_of_map_tables_run_on_every_shard() {
+    let r = router();
+    for sql in [
+        "ANALYZE users",
+        "VACUUM users",
+        "VACUUM (VERBOSE, ANALYZE) orders",
+        "LOCK TABLE users IN ACCESS SHARE MODE",
+        "LOCK TABLE countries, users",
+        "CLUSTER users USING users_pkey",
+        "REINDEX TABLE events",
+    ] {
+        assert!(matches!(route(&r, sql), Ok(Route::Replicate(_))), "{sql}");
+    }
+    assert_eq!(route(&r, "VACUUM plain"), Ok(shard(0)));
+    assert_eq!(route(&r, "REINDEX TABLE plain"), Ok(shard(0)));
+}
+
+#[test]
 fn hints_override_and_name_real_shards() {
     let r = router();
     assert_eq!(

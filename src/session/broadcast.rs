@@ -85,7 +85,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
         for ((shard, statement), checkout) in parts.into_iter().zip(checkouts.iter_mut()) {
             let (conn, liveness) = checkout.with_liveness();
-            let prelude = self.settings.sync_sql(conn);
+            let prelude = self.settings.sync_sql(conn).into_iter().collect();
             legs.push(Leg {
                 shard: &map.shard(shard).name,
                 conn,
@@ -274,13 +274,15 @@ fn pins(sql: &str) -> bool {
     (session_effects(sql).iter()).any(|effect| matches!(effect, SessionEffect::Pin(_)))
 }
 
-/// Statements PostgreSQL refuses to run inside a transaction block run on each shard alone.
+/// Statements PostgreSQL refuses to run inside a transaction block run on each shard alone; so
+/// does a LOCK outside one, which PostgreSQL refuses there (`25P01`), as it should be.
 fn wrapping(sql: &str) -> Wrapping {
     let outside = split_statements(sql).any(|statement| {
         let mut words = std::iter::successors(next_word(statement), |(_, rest)| next_word(rest));
         let first = words.next().map(|(w, _)| w);
         let leading = |k: &str| first.is_some_and(|w| w.is(k));
         leading("vacuum")
+            || leading("lock")
             || leading("reindex") && statement.to_ascii_lowercase().contains("concurrently")
             || words.take(4).any(|(w, _)| w.is("concurrently"))
     });
@@ -303,6 +305,7 @@ mod tests {
         );
         assert_eq!(wrapping("DROP INDEX CONCURRENTLY i"), Wrapping::Autocommit);
         assert_eq!(wrapping("VACUUM users"), Wrapping::Autocommit);
+        assert_eq!(wrapping("LOCK TABLE users"), Wrapping::Autocommit);
         assert_eq!(
             wrapping("CREATE INDEX i ON users (name)"),
             Wrapping::Transaction

@@ -5,6 +5,7 @@
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::broadcast::Parts;
 use super::client::{Refusal, body, duplicate_statement};
 use super::local::is_begin;
 use super::prepared::{self, Prepared};
@@ -13,7 +14,6 @@ use super::scatter::{ScatterRead, SpreadWrite};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
 use crate::config::ShardId;
-use crate::error::Unsupported;
 use crate::execute::broadcast::{LegStatement, Rows};
 use crate::router::{Params, Route};
 use crate::wire::{self, Bind, BindRest, Parse, StatementOrPortal, Target, encode};
@@ -241,9 +241,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// How a bound statement for several primaries runs on each: the client's Parse and Bind
-    /// on every shard (DDL, reference-table and broadcast writes), or a multi-row INSERT split
-    /// by shard when it has no parameters. Statements that return rows (`RETURNING`) and split
-    /// INSERTs with parameters are refused.
+    /// on every shard (DDL, reference-table writes, UPDATE/DELETE over several shards), or,
+    /// for a multi-row INSERT split by shard, each shard's rows with only their parameters.
     fn spread_write(
         &self,
         statement: &Prepared,
@@ -251,34 +250,42 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         route: Route,
     ) -> Result<SpreadWrite, Refusal> {
         let sql = statement.query.to_string();
-        if returns_rows(&sql) {
-            let refusal = Unsupported::SpreadReturningExtended;
-            return Err(Refusal::Statement(self.unsupported(refusal)));
-        }
-        let bound = || LegStatement::Bound {
-            sql: sql.clone(),
-            param_types: statement.param_types.clone(),
-            bind_rest: bind_rest.to_vec(),
+        let bound = |sql: String, param_types: Vec<u32>, bind_rest: Vec<u8>| LegStatement::Bound {
+            sql,
+            param_types,
+            bind_rest,
+            describe: false,
         };
-        let every = |shards: Vec<ShardId>| shards.into_iter().map(|s| (s, bound())).collect();
+        let every = |shards: Vec<ShardId>| -> Parts {
+            let part = bound(
+                sql.clone(),
+                statement.param_types.clone(),
+                bind_rest.to_vec(),
+            );
+            shards.into_iter().map(|s| (s, part.clone())).collect()
+        };
         let (parts, rows) = match route {
             Route::Broadcast(shards) => (every(shards), Rows::Disjoint),
             Route::Replicate(shards) => (every(shards), Rows::Copies),
-            Route::Split(groups)
-                if statement.param_types.is_empty() && has_no_values(bind_rest) =>
-            {
+            Route::Split(groups) => {
                 let router = &self.env.database.router;
-                let parts =
-                    (router.split_insert(&sql, &groups)).map_err(|e| self.route_failed(e))?;
-                let simple = parts
-                    .into_iter()
-                    .map(|(s, sql)| (s, LegStatement::Simple(sql)));
-                (simple.collect(), Rows::Disjoint)
+                let split = router.split_insert_bound(&sql, &groups);
+                let split = split.map_err(|e| self.route_failed(e))?;
+                let rest =
+                    BindRest::decode(bind_rest).map_err(|e| Refusal::violation(e.to_string()))?;
+                let types = &statement.param_types;
+                let mut parts = Vec::with_capacity(split.len());
+                for part in split {
+                    let chosen = rest.select(&part.params);
+                    let chosen = chosen.map_err(|e| Refusal::violation(e.to_string()))?;
+                    let param_types = (part.params.iter())
+                        .map(|&i| types.get(i).copied().unwrap_or(0))
+                        .collect();
+                    parts.push((part.shard, bound(part.sql, param_types, chosen)));
+                }
+                (parts, Rows::Disjoint)
             }
-            _ => {
-                let refusal = Unsupported::SplitInsertWithParameters;
-                return Err(Refusal::Statement(self.unsupported(refusal)));
-            }
+            _ => return Err(Refusal::Statement(internal("not a spread route".into()))),
         };
         Ok(SpreadWrite { sql, parts, rows })
     }
@@ -427,12 +434,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
 /// Whether `sql` may return rows from a write (`RETURNING`, as a whole word anywhere: a
 /// string containing the word is refused too, which only costs a clear error).
-fn returns_rows(sql: &str) -> bool {
+pub(super) fn returns_rows(sql: &str) -> bool {
     (sql.split(|c: char| !(c.is_alphanumeric() || c == '_')))
         .any(|word| word.eq_ignore_ascii_case("returning"))
-}
-
-/// Whether a Bind's parameter section (after its names) carries no values.
-fn has_no_values(bind_rest: &[u8]) -> bool {
-    BindRest::decode(bind_rest).is_ok_and(|rest| rest.value_count == 0)
 }

@@ -260,7 +260,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let database = self.env.database.clone();
         let map = database.router.map();
         let spanning = self.txn.phase.spans_shards();
-        let mut preludes: Vec<Option<String>> = (backends.iter_mut())
+        let mut preludes: Vec<Vec<String>> = (backends.iter_mut())
             .map(|backend| {
                 let settings = self.settings.sync_sql(&mut backend.conn);
                 backend.prelude(settings, spanning, &self.txn.settings)
@@ -331,7 +331,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         plan: &ScatterPlan,
         read: &ScatterRead,
         first: &mut Checkout,
-        prelude: &mut Option<String>,
+        prelude: &mut Vec<String>,
     ) -> Result<Vec<i16>, ErrorReport> {
         let hidden = plan.merge.hidden;
         if hidden == 0 {
@@ -344,20 +344,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             None => match counts.get(&plan.shard_sql, fingerprint) {
                 Some(total) => total.saturating_sub(hidden),
                 None => {
-                    let prelude = prelude.take();
+                    let prelude = std::mem::take(prelude);
                     let settings = &mut self.settings;
                     let mut on_status = |conn: &mut _, name: &str, value: &str| {
                         settings.on_parameter_status(name, value, conn);
                     };
                     let sql = &plan.shard_sql;
-                    let total = column_count(
-                        first,
-                        prelude.as_deref(),
-                        sql,
-                        &read.param_types,
-                        &mut on_status,
-                    )
-                    .await?;
+                    let total =
+                        column_count(first, &prelude, sql, &read.param_types, &mut on_status)
+                            .await?;
                     counts.insert(&plan.shard_sql, fingerprint, total);
                     total.saturating_sub(hidden)
                 }

@@ -96,6 +96,52 @@ impl<'a> BindRest<'a> {
             result_formats,
         })
     }
+
+    /// The Bind rest of a statement that takes only `chosen` of these parameters (0-based, in
+    /// its own order), with the same formats: a split INSERT's part for one shard.
+    pub fn select(&self, chosen: &[usize]) -> Result<Vec<u8>, WireError> {
+        let mut r = Reader::new(self.params, "Bind");
+        let format_count = usize::from(r.i16()? as u16);
+        let formats: Vec<i16> = (0..format_count)
+            .map(|_| r.i16())
+            .collect::<Result<_, _>>()?;
+        let value_count = usize::from(r.i16()? as u16);
+        let mut values: Vec<&[u8]> = Vec::with_capacity(value_count);
+        for _ in 0..value_count {
+            let start = r.position();
+            let len = r.i32()?;
+            if let Ok(len) = usize::try_from(len) {
+                r.bytes(len)?;
+            }
+            values.push(&self.params[start..r.position()]);
+        }
+        let missing = || WireError::Malformed { what: "Bind" };
+        let mut out = Vec::with_capacity(self.params.len() + 8);
+        let chosen_formats: Vec<i16> = match formats.as_slice() {
+            [] | [_] => formats.clone(),
+            all => (chosen.iter())
+                .map(|&i| all.get(i).copied().ok_or_else(missing))
+                .collect::<Result<_, _>>()?,
+        };
+        push_count(&mut out, chosen_formats.len())?;
+        chosen_formats
+            .iter()
+            .for_each(|f| out.extend_from_slice(&f.to_be_bytes()));
+        push_count(&mut out, chosen.len())?;
+        for &i in chosen {
+            out.extend_from_slice(values.get(i).ok_or_else(missing)?);
+        }
+        push_count(&mut out, self.result_formats.len())?;
+        (self.result_formats.iter()).for_each(|f| out.extend_from_slice(&f.to_be_bytes()));
+        Ok(out)
+    }
+}
+
+/// A 16-bit count of a Bind section.
+fn push_count(out: &mut Vec<u8>, count: usize) -> Result<(), WireError> {
+    let count = i16::try_from(count).map_err(|_| WireError::Malformed { what: "Bind" })?;
+    out.extend_from_slice(&count.to_be_bytes());
+    Ok(())
 }
 
 /// Whether Describe or Close targets a prepared statement or a portal.
@@ -223,6 +269,31 @@ mod tests {
         // 1 format (2+2) + count (2) + "42" (4+2) + NULL (4)
         assert_eq!(rest.params.len(), 16);
         assert!(BindRest::decode(&rest.params[..7]).is_err());
+    }
+
+    /// A Bind rest with one format code per value (text, binary, text), values "a", NULL, "cc",
+    /// and binary results.
+    fn three_values() -> Vec<u8> {
+        let mut rest = vec![0, 3, 0, 0, 0, 1, 0, 0, 0, 3];
+        rest.extend_from_slice(&[0, 0, 0, 1, b'a']);
+        rest.extend_from_slice(&(-1i32).to_be_bytes());
+        rest.extend_from_slice(&[0, 0, 0, 2, b'c', b'c']);
+        rest.extend_from_slice(&[0, 1, 0, 1]);
+        rest
+    }
+
+    #[test]
+    fn a_bind_rest_keeps_the_chosen_values_with_their_formats() {
+        let rest = three_values();
+        let decoded = BindRest::decode(&rest).unwrap();
+        let picked = decoded.select(&[2, 1]).unwrap();
+        let mut want = vec![0, 2, 0, 0, 0, 1, 0, 2];
+        want.extend_from_slice(&[0, 0, 0, 2, b'c', b'c']);
+        want.extend_from_slice(&(-1i32).to_be_bytes());
+        want.extend_from_slice(&[0, 1, 0, 1]);
+        assert_eq!(picked, want);
+        assert_eq!(decoded.select(&[0, 1, 2]).unwrap(), rest);
+        assert!(decoded.select(&[3]).is_err(), "a value the Bind lacks");
     }
 
     #[test]

@@ -467,8 +467,8 @@ async fn a_refused_bind_aborts_its_transaction_too() {
 
 /// Statements for several primaries through the extended protocol (what JDBC, sqlx and
 /// migration tools send): DDL and reference-table writes with parameters run on every shard,
-/// a parameterless multi-row INSERT splits by shard, inside transactions too; RETURNING and
-/// parameters in a split INSERT are refused with 0A000. User ids 420_000–420_099.
+/// a multi-row INSERT splits by shard with each shard's parameters, RETURNING gives every
+/// shard's rows, inside transactions too. User ids 420_000–420_099.
 #[tokio::test]
 async fn extended_protocol_statements_run_on_several_primaries() {
     let cluster = cluster();
@@ -511,14 +511,19 @@ async fn extended_protocol_statements_run_on_several_primaries() {
     assert_eq!(inserted, 1, "copies: one shard's count, as from one server");
     let copied = "SELECT count(*) FROM countries WHERE code = 'zx' AND name = 'Zedland'";
     assert!(everywhere(copied).await);
-    let error = client
+    let returned = client
         .query(
-            "UPDATE countries SET name = $1 WHERE code = 'zx' RETURNING code",
+            "UPDATE countries SET name = $1 WHERE code = 'zx' RETURNING code, name",
             &[&"Zed"],
         )
         .await
-        .unwrap_err();
-    assert_eq!(sqlstate(&error), "0A000", "{error}");
+        .unwrap();
+    assert_eq!(
+        returned.len(),
+        1,
+        "copies: one shard's rows, as from one server"
+    );
+    assert_eq!(returned[0].get::<_, String>(1), "Zed");
 
     let (a, b) = super::routing::two_users_on_different_shards(420_000);
     for id in [a, b] {
@@ -529,15 +534,36 @@ async fn extended_protocol_statements_run_on_several_primaries() {
     assert_eq!(client.execute(&split, &[]).await.unwrap(), 2);
     let both = format!("SELECT count(*) FROM users WHERE user_id IN ({a}, {b})");
     assert!(everywhere(&both).await, "one row on each shard");
+    // With parameters (ORM bulk inserts, pgjdbc's rewritten batches): each shard gets its
+    // rows with only their parameters; RETURNING gives every row.
     let (c, d) = super::routing::two_users_on_different_shards(420_050);
-    let error = client
-        .execute(
-            "INSERT INTO users (user_id, name) VALUES ($1, 'c'), ($2, 'd')",
-            &[&c, &d],
+    for id in [c, d] {
+        let delete = format!("DELETE FROM users WHERE user_id = {id}");
+        client.batch_execute(&delete).await.unwrap();
+    }
+    let returned = client
+        .query(
+            "INSERT INTO users (user_id, name) VALUES ($1, $3), ($2, upper($3)) \
+             RETURNING user_id, name",
+            &[&c, &d, &"cd"],
         )
         .await
-        .unwrap_err();
-    assert_eq!(sqlstate(&error), "0A000", "{error}");
+        .unwrap();
+    let mut got: Vec<(i64, String)> = returned.iter().map(|r| (r.get(0), r.get(1))).collect();
+    got.sort();
+    let mut want = vec![(c, "cd".to_owned()), (d, "CD".to_owned())];
+    want.sort();
+    assert_eq!(got, want);
+    let both = format!("SELECT count(*) FROM users WHERE user_id IN ({c}, {d})");
+    assert!(everywhere(&both).await, "one row on each shard");
+    let updated = client
+        .query(
+            "UPDATE users SET name = $1 WHERE user_id IN ($2, $3) RETURNING user_id",
+            &[&"both", &c, &d],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.len(), 2);
 
     // Inside a transaction they join it on every shard, and roll back with it.
     let tx = client.transaction().await.unwrap();

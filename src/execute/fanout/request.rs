@@ -44,7 +44,7 @@ pub fn leg_batch(
 /// select list has a `*` and the executor must ask a result format per column.
 pub async fn column_count(
     conn: &mut BackendConn,
-    prelude: Option<&str>,
+    prelude: &[String],
     sql: &str,
     param_types: &[u32],
     on_status: OnStatus<'_>,
@@ -52,8 +52,8 @@ pub async fn column_count(
     use postgres_protocol::message::frontend;
     let mut out = BytesMut::new();
     let mut ready_left = 1;
-    if let Some(prelude) = prelude {
-        broadcast::query(&mut out, prelude)?;
+    for sql in prelude {
+        broadcast::query(&mut out, sql)?;
         ready_left += 1;
     }
     frontend::parse("", sql, param_types.iter().copied(), &mut out).map_err(too_big)?;

@@ -38,26 +38,30 @@ enum Origin {
 }
 
 impl ReadBackend {
-    /// The hidden SQL the leg runs first: the client's settings, the BEGIN of a backend
-    /// joining the transaction, and bounded lock waits in a transaction spanning shards.
+    /// The hidden queries the leg runs first: the client's settings, then (a query of its
+    /// own, so the settings stay out of the transaction block and take no snapshot in it)
+    /// the BEGIN of a backend joining the transaction, the transaction's settings, and bounded
+    /// lock waits in a transaction spanning shards.
     pub fn prelude(
         &self,
         settings: Option<String>,
         spanning: bool,
         transaction_settings: &[String],
-    ) -> Option<String> {
-        let mut parts: Vec<String> = settings.into_iter().collect();
+    ) -> Vec<String> {
+        let mut queries: Vec<String> = settings.into_iter().collect();
         if let Origin::Transaction { begin, .. } = &self.origin {
-            let joins = begin.is_some();
-            parts.extend(begin.clone());
+            let mut parts: Vec<String> = begin.iter().cloned().collect();
+            if begin.is_some() {
+                parts.extend(transaction_settings.iter().cloned());
+            }
             if spanning {
                 parts.push(super::super::spanning::bound_lock_waits());
             }
-            if joins {
-                parts.extend(transaction_settings.iter().cloned());
+            if !parts.is_empty() {
+                queries.push(parts.join("; "));
             }
         }
-        (!parts.is_empty()).then(|| parts.join("; "))
+        queries
     }
 
     /// Whether it is a replica checked out for this read.
@@ -232,11 +236,11 @@ impl LegBatch<'_> {
         &self,
         shard: &'c str,
         conn: &'c mut Checkout,
-        prelude: Option<String>,
+        prelude: Vec<String>,
     ) -> Result<Leg<'c>, ErrorReport> {
         let mut request = bytes::BytesMut::new();
-        let hidden_queries = usize::from(prelude.is_some());
-        if let Some(sql) = prelude {
+        let hidden_queries = prelude.len();
+        for sql in prelude {
             postgres_protocol::message::frontend::query(&sql, &mut request)
                 .map_err(|e| super::super::internal(e.to_string()))?;
         }

@@ -9,10 +9,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::Session;
 use super::super::client::Refusal;
+use super::super::extended::returns_rows;
 use super::super::replies::{Expect, Synthetic};
 use super::ScatterRead;
 use crate::error::Unsupported;
-use crate::execute::broadcast::Rows;
+use crate::execute::broadcast::{LegStatement, Rows};
 use crate::execute::fanout::Show;
 use crate::wire::{encode, tag};
 
@@ -138,17 +139,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(false)
     }
 
-    /// Answers the Bind (and Describe: a write returns no rows) of a portal for several
-    /// primaries, after the replies to what came before it in the batch.
-    fn answer_write_portal(&mut self, bind: bool, describe: bool) {
-        if bind {
-            self.push(Expect::synthetic(Synthetic::BindComplete));
-        }
-        if describe {
-            self.push(Expect::synthetic(Synthetic::NoData));
-        }
-    }
-
     /// An Execute of a cross-shard portal that other messages came between (it was answered
     /// and let go): refused with the reason rather than left to a backend that never saw it.
     pub(in crate::session) fn check_dropped_portal(&mut self, frame: &[u8]) -> Result<(), Refusal> {
@@ -176,8 +166,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         pending.description_sent |= describe;
         let read = match &pending.work {
             Held::Read(read) => read.clone(),
-            Held::Write(_) => {
-                self.answer_write_portal(bind, describe);
+            Held::Write(write) => {
+                if describe && returns_rows(&write.sql) {
+                    self.batch.scatter_portal = None;
+                    let refusal = Unsupported::SpreadReturningDescribedApart;
+                    return Err(Refusal::Statement(self.unsupported(refusal)));
+                }
+                if bind {
+                    self.push(Expect::synthetic(Synthetic::BindComplete));
+                }
+                if describe {
+                    self.push(Expect::synthetic(Synthetic::NoData));
+                }
                 return Ok(());
             }
         };
@@ -207,9 +207,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<(), Refusal> {
         let read = match pending.work {
             Held::Read(read) => read,
-            Held::Write(write) => {
+            Held::Write(mut write) => {
+                if !pending.bind_answered {
+                    self.push(Expect::synthetic(Synthetic::BindComplete));
+                }
+                // The first shard describes the portal, RETURNING columns or NoData.
                 let describe = pending.describe && !pending.description_sent;
-                self.answer_write_portal(!pending.bind_answered, describe);
+                for (_, part) in &mut write.parts {
+                    if let LegStatement::Bound {
+                        describe: wanted, ..
+                    } = part
+                    {
+                        *wanted = describe;
+                    }
+                }
                 return (self.run_spread_in_batch(&write.sql, write.parts, write.rows)).await;
             }
         };

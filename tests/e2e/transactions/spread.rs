@@ -226,3 +226,33 @@ async fn a_statement_described_right_after_begin_still_runs_inside_the_transacti
         "nothing committed"
     );
 }
+
+/// Table maintenance and locks of map tables run on every shard: one command tag, as from one
+/// server; `LOCK` only inside a transaction (PostgreSQL's own `25P01` outside one), where it
+/// holds the lock on every shard until the transaction ends; `VACUUM` only outside one.
+#[tokio::test]
+async fn maintenance_and_locks_of_map_tables_reach_every_shard() {
+    let (_proxy, client, _a, _b) = users_on_two_shards(92_601, false).await;
+    for sql in [
+        "ANALYZE users",
+        "VACUUM countries",
+        "VACUUM (ANALYZE) orders",
+    ] {
+        assert_eq!(simple(&client, sql).await.len(), 1, "{sql}: one tag");
+    }
+    let lock = "LOCK TABLE countries IN SHARE ROW EXCLUSIVE MODE";
+    let error = client.simple_query(lock).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "25P01", "{error}");
+    simple(&client, "BEGIN").await;
+    simple(&client, lock).await;
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                WHERE c.relname = 'countries' AND l.mode = 'ShareRowExclusiveLock' AND l.granted";
+    for uri in &cluster().primaries {
+        let direct = connect_direct(uri).await;
+        let count: i64 = direct.query_one(held, &[]).await.unwrap().get(0);
+        assert_eq!(count, 1, "{uri}: the lock is held there");
+    }
+    simple(&client, "COMMIT").await;
+    let error = (client.simple_query("BEGIN; VACUUM countries; COMMIT").await).unwrap_err();
+    assert_eq!(sqlstate(&error), "25001", "{error}");
+}
