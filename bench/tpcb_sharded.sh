@@ -25,6 +25,7 @@ T=${T:-8}         # seconds per pgbench run
 C=${C:-16}        # pgbench clients
 R=${R:-3}         # rounds
 SCALE=${SCALE:-10}
+MODES=${MODES:-"simple extended"}  # pgbench -M modes
 PORT=${PORT:-6580}
 PORT_TORN=$((PORT + 1))
 
@@ -83,8 +84,10 @@ for uri in $(grep -o "postgres://[^ '\"]*" "$map" | sort -u); do
 done
 
 run() { # run PORT MODE -> "tps latency failed"
-    out=$(pgbench -n -M "$2" -c "$C" -j 2 -T "$T" -s "$SCALE" -p "$1" 2>&1) ||
-        { echo "$out" >&2; exit 1; }
+    if ! out=$(pgbench -n -M "$2" -c "$C" -j 2 -T "$T" -s "$SCALE" -p "$1" 2>&1); then
+        echo "$out" | tail -20 >&2
+        kill -TERM $$
+    fi
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
@@ -94,11 +97,13 @@ run() { # run PORT MODE -> "tps latency failed"
 echo "| case | round | tps | latency ms | failed |"
 echo "|-|-:|-:|-:|-:|"
 for round in $(seq 1 "$R"); do
-    for case in "atomic, simple:$PORT:simple" "not atomic, simple:$PORT_TORN:simple" \
-        "atomic, extended:$PORT:extended" "not atomic, extended:$PORT_TORN:extended"; do
-        IFS=: read -r name port mode <<<"$case"
-        read -r tps lat failed <<<"$(run "$port" "$mode")"
-        printf '| %s | %d | %.0f | %s | %s |\n' "$name" "$round" "$tps" "$lat" "$failed"
+    for mode in $MODES; do
+        for case in "atomic:$PORT" "not atomic:$PORT_TORN"; do
+            IFS=: read -r name port <<<"$case"
+            result=$(run "$port" "$mode")
+            read -r tps lat failed <<<"$result"
+            printf '| %s, %s | %d | %.0f | %s | %s |\n' "$name" "$mode" "$round" "$tps" "$lat" "$failed"
+        done
     done
 done
 admin 'SHOW STATS' | awk -F'|' '{print "atomic commits through the atomic proxy:", $17}'

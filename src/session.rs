@@ -22,6 +22,7 @@ mod rate_limit;
 mod replica;
 mod replies;
 mod routing;
+mod savepoints;
 mod scatter;
 mod server;
 mod settings;
@@ -392,6 +393,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     async fn run_hidden(&mut self, sql: &str) -> Result<(), ErrorReport> {
         postgres_protocol::message::frontend::query(sql, &mut self.bufs.to_backend)
             .map_err(|e| internal(e.to_string()))?;
+        // A simple Query drops the unnamed statement (exec_simple_query): the client's is
+        // parsed again if it binds it later (an extended-protocol COMMIT that records the
+        // decision of an atomic commit first, a BEGIN sent into a batch).
+        self.batch.unnamed_on_backend = false;
         self.replies.push(Expect::hidden_query());
         let outcome = self.wait_for_replies().await;
         let failure = outcome.err().or_else(|| self.replay_error.take());

@@ -303,8 +303,11 @@ pub enum Unsupported {
         "COMMIT/ROLLBACK AND CHAIN and PREPARE TRANSACTION are not supported in a transaction that spans shards yet; end it with COMMIT or ROLLBACK"
     )]
     ChainOrPrepareWhileSpanning,
-    /// SAVEPOINT, RELEASE or ROLLBACK TO in a spanning transaction.
-    #[error("savepoints are not supported in a transaction that spans shards yet")]
+    /// SAVEPOINT, RELEASE or ROLLBACK TO among other statements of one query, in a spanning
+    /// transaction.
+    #[error(
+        "in a transaction that spans shards, send SAVEPOINT, RELEASE and ROLLBACK TO as queries of their own (not among other statements)"
+    )]
     SavepointWhileSpanning,
 }
 

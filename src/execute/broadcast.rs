@@ -348,6 +348,18 @@ pub async fn run_simple(
     run_simple_tagged(conn, sql, on_status).await.map(drop)
 }
 
+/// Runs `sql` as a simple query inside the transaction `conn` is in, which it must leave open
+/// (a savepoint command on a backend of a transaction spanning shards).
+pub async fn run_in_transaction(
+    conn: &mut BackendConn,
+    sql: &str,
+    on_status: OnStatus<'_>,
+) -> Result<(), ErrorReport> {
+    run_leaving(conn, sql, TxStatus::InTransaction, on_status)
+        .await
+        .map(drop)
+}
+
 /// [`run_simple`], returning the command tags (`PREPARE TRANSACTION` answers `ROLLBACK` when
 /// the transaction had failed).
 pub async fn run_simple_tagged(

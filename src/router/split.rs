@@ -6,11 +6,10 @@
 //! batch), each shard's statement numbers its own placeholders from `$1` and says which of
 //! the client's parameters it takes.
 
-use std::ops::ControlFlow;
-
-use sqlparser::ast::{Expr, SetExpr, Statement, Value, visit_expressions_mut};
+use sqlparser::ast::{SetExpr, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::RouteError;
 use crate::config::ShardId;
@@ -42,29 +41,32 @@ pub(super) fn split_insert_bound(
 ) -> Result<Vec<BoundPart>, RouteError> {
     let parts = split_statement(sql, groups)?;
     (parts.into_iter())
-        .map(|(shard, mut statement)| {
-            let params = renumber_placeholders(&mut statement)?;
-            let sql = statement.to_string();
+        .map(|(shard, statement)| {
+            let (sql, params) = renumber_placeholders(&statement.to_string())?;
             Ok(BoundPart { shard, sql, params })
         })
         .collect()
 }
 
-/// Numbers the placeholders of `statement` from `$1` in order of first use; returns the old
-/// number (0-based) of each new one.
-fn renumber_placeholders(statement: &mut Statement) -> Result<Vec<usize>, RouteError> {
+/// `sql` with its placeholders numbered from `$1` in order of first use, and the old number
+/// (0-based) of each new one. The tokenizer finds them, so `$1` in a string or a comment is
+/// left alone; the text around them is copied as it is.
+fn renumber_placeholders(sql: &str) -> Result<(String, Vec<usize>), RouteError> {
+    let cannot = || RouteError::from(crate::error::Unsupported::UnsplittableInsert);
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|_| cannot())?;
+    let placeholders = tokens.iter().filter_map(|t| match &t.token {
+        Token::Placeholder(name) => Some(((t.span.start.line, t.span.start.column), name)),
+        _ => None,
+    });
     let mut order: Vec<usize> = Vec::new();
-    let flow = visit_expressions_mut(statement, |expr| {
-        let Expr::Value(value) = expr else {
-            return ControlFlow::Continue(());
-        };
-        let Value::Placeholder(name) = &mut value.value else {
-            return ControlFlow::Continue(());
-        };
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for (at, name) in placeholders {
+        let start = byte_offset(sql, at).ok_or_else(cannot)?;
         let old = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
-        let Some(old) = old.and_then(|n| n.checked_sub(1)) else {
-            return ControlFlow::Break(());
-        };
+        let old = old.and_then(|n| n.checked_sub(1)).ok_or_else(cannot)?;
         let new = match order.iter().position(|&o| o == old) {
             Some(new) => new,
             None => {
@@ -72,13 +74,28 @@ fn renumber_placeholders(statement: &mut Statement) -> Result<Vec<usize>, RouteE
                 order.len() - 1
             }
         };
-        *name = format!("${}", new + 1);
-        ControlFlow::Continue(())
-    });
-    match flow {
-        ControlFlow::Continue(()) => Ok(order),
-        ControlFlow::Break(()) => Err(crate::error::Unsupported::UnsplittableInsert.into()),
+        out.push_str(sql.get(copied..start).ok_or_else(cannot)?);
+        out.push_str(&format!("${}", new + 1));
+        copied = start + name.len();
     }
+    out.push_str(sql.get(copied..).ok_or_else(cannot)?);
+    Ok((out, order))
+}
+
+/// The byte offset of a tokenizer location (line and column from 1, columns in chars).
+fn byte_offset(sql: &str, (line, column): (u64, u64)) -> Option<usize> {
+    let (mut at_line, mut at_column) = (1, 1);
+    for (offset, c) in sql.char_indices() {
+        if (at_line, at_column) == (line, column) {
+            return Some(offset);
+        }
+        if c == '\n' {
+            (at_line, at_column) = (at_line + 1, 1);
+        } else {
+            at_column += 1;
+        }
+    }
+    None
 }
 
 /// The INSERT of `sql` once per group, with only the group's rows.
@@ -163,6 +180,17 @@ mod tests {
             parts[1].sql.contains("VALUES ($1, $2), ($3, $2)"),
             "{}",
             parts[1].sql
+        );
+    }
+
+    #[test]
+    fn placeholders_in_strings_and_escapes_stay_as_written() {
+        let sql = "INSERT INTO users (user_id, name) VALUES ($4, 'it''s $1'), ($2, E'\\n$3')";
+        let parts = split_insert_bound(sql, &[(ShardId(0), vec![0, 1])]).unwrap();
+        assert_eq!(parts[0].params, [3, 1]);
+        assert_eq!(
+            parts[0].sql,
+            "INSERT INTO users (user_id, name) VALUES ($1, 'it''s $1'), ($2, E'\\n$3')"
         );
     }
 }

@@ -202,10 +202,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<(), LegFailed> {
         let map = self.env.database.router.map().clone();
         let spanning = self.txn.phase.spans_shards();
+        let joining = self.joining_statements();
         let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
         for ((shard, statement), backend) in parts.into_iter().zip(backends.iter_mut()) {
             let settings = self.settings.sync_sql(&mut backend.conn);
-            let prelude = backend.prelude(settings, spanning, &self.txn.settings);
+            let prelude = backend.prelude(settings, spanning, &joining);
             let (conn, liveness) = backend.conn.with_liveness();
             legs.push(Leg {
                 shard: &map.shard(shard).name,

@@ -181,6 +181,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     fn abort_backend_transaction(&mut self) {
         let sql = "SELECT 1/0 AS shardgate_statement_refused";
         if postgres_protocol::message::frontend::query(sql, &mut self.bufs.to_backend).is_ok() {
+            self.batch.unnamed_on_backend = false;
             self.aborting_transaction = true;
             self.push(Expect::hidden_query());
         }

@@ -34,9 +34,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Turns what the batch ran so far on the backend in use into a transaction block of the
     /// proxy's, ended at the batch's Sync.
     pub(super) async fn fold_batch_into_implicit(&mut self) -> Result<(), ErrorReport> {
-        // A simple Query in a batch drops the unnamed statement (exec_simple_query): the
-        // client's is parsed again if it binds it here later.
-        self.batch.unnamed_on_backend = false;
         self.run_hidden("BEGIN").await?;
         if self.replies.skipping_to_sync() {
             // An earlier message failed, so the server discarded the BEGIN and skips to the

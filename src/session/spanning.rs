@@ -28,10 +28,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::local::{Control, transaction_control};
+use super::savepoints::{SavepointCommand, savepoint_command};
 use super::statements::{SessionEffect, split_statements, transaction_scoped_settings};
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
-use crate::execute::broadcast::run_simple;
+use crate::execute::broadcast::{run_in_transaction, run_simple};
 use crate::execute::commit::{TornCommit, commit as execute_commit, torn_commit_report};
 use crate::pool::Checkout;
 use crate::wire::TxStatus;
@@ -180,10 +181,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         let mut sql = format!("{}; {}", self.txn.phase.begin(), bound_lock_waits());
-        for setting in &self.txn.settings {
-            sql = format!("{sql}; {setting}");
+        for statement in self.joining_statements() {
+            sql = format!("{sql}; {statement}");
         }
         self.run_hidden(&sql).await
+    }
+
+    /// What a backend joining the transaction runs after its BEGIN: the transaction's
+    /// settings, then its open savepoints.
+    pub(super) fn joining_statements(&self) -> Vec<String> {
+        let settings = self.txn.settings.iter().cloned();
+        settings.chain(self.txn.savepoints.replay()).collect()
     }
 
     /// Ends the parked part of the transaction before the client's COMMIT or ROLLBACK runs on
@@ -246,8 +254,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         &mut self,
         sql: &str,
     ) -> Result<(), ErrorReport> {
+        let savepoint = match self.client_status {
+            TxStatus::Idle => None,
+            _ => savepoint_command(sql),
+        };
         if !self.txn.phase.spans_shards() {
+            if let Some(command) = &savepoint {
+                self.txn.savepoints.apply(command);
+            }
             return Ok(());
+        }
+        if let Some(command) = savepoint {
+            return self.savepoint_everywhere(sql, command).await;
         }
         let controls = transaction_control(sql);
         match controls.as_slice() {
@@ -261,10 +279,37 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    /// After a failure on the backend in use, the transaction can only roll back: release the
-    /// parked shards' locks now instead of when the client gets to its ROLLBACK.
+    /// Runs the client's savepoint command (`sql`) on every parked backend of the
+    /// transaction before it runs on the backend in use. If it fails on one (`ROLLBACK TO` a
+    /// savepoint that does not exist), that backend's transaction is aborted, as the client's
+    /// is by the error: a later `ROLLBACK TO` an open savepoint brings every shard back.
+    async fn savepoint_everywhere(
+        &mut self,
+        sql: &str,
+        command: SavepointCommand,
+    ) -> Result<(), ErrorReport> {
+        let Some(parked) = self.txn.phase.parked_mut() else {
+            return Ok(());
+        };
+        for next in parked.iter_mut() {
+            let mut on_status = |_: &mut _, _: &str, _: &str| {};
+            match run_in_transaction(&mut next.conn, sql, &mut on_status).await {
+                Ok(()) => next.status = TxStatus::InTransaction,
+                Err(report) => {
+                    next.status = TxStatus::Failed;
+                    return Err(report);
+                }
+            }
+        }
+        self.txn.savepoints.apply(&command);
+        Ok(())
+    }
+
+    /// After a failure on the backend in use with no savepoint open, the transaction can only
+    /// roll back: release the parked shards' locks now instead of when the client gets to its
+    /// ROLLBACK. (With a savepoint open, the client may roll back to it and go on.)
     pub(super) async fn roll_back_parked_if_failed(&mut self) {
-        if self.backend_status != TxStatus::Failed {
+        if self.backend_status != TxStatus::Failed || self.txn.savepoints.any() {
             return;
         }
         if let Some(parked) = self.txn.phase.parked_mut().filter(|p| !p.is_empty()) {

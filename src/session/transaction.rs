@@ -26,6 +26,7 @@
 //! kept by the session as the client's and the backend's status) says so in every phase, and
 //! the handlers refuse what PostgreSQL would (25P02) from it.
 
+use super::savepoints::Savepoints;
 use crate::config::ShardId;
 use crate::control::two_phase::PreparedId;
 use crate::pool::Checkout;
@@ -234,6 +235,8 @@ pub(super) struct Transaction {
     /// A session-level SET ran in the open transaction (staged until COMMIT on one backend),
     /// so the transaction cannot reach another shard.
     pub(super) session_set: bool,
+    /// Savepoints open in the transaction, replayed on every shard it reaches later.
+    pub(super) savepoints: Savepoints,
     /// The last statement the client saw complete was ROLLBACK (so staged settings are
     /// dropped when the transaction ends).
     pub(super) rolled_back: bool,
@@ -283,6 +286,7 @@ impl Transaction {
     pub(super) fn end(&mut self) -> Ended {
         self.settings.clear();
         self.session_set = false;
+        self.savepoints.clear();
         self.implicit = false;
         let (mut parked, mut prepared) = (Vec::new(), Vec::new());
         match std::mem::take(&mut self.phase) {
@@ -332,6 +336,7 @@ impl Transaction {
         self.phase = Phase::Idle;
         self.settings.clear();
         self.session_set = false;
+        self.savepoints.clear();
     }
 }
 
@@ -388,6 +393,7 @@ mod tests {
             phase: Phase::Idle.span(),
             settings: vec!["SET LOCAL work_mem = '8MB'".into()],
             session_set: true,
+            savepoints: Savepoints::default(),
             rolled_back: true,
             committed: false,
             finishing: None,

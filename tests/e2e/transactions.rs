@@ -9,6 +9,7 @@
 
 mod failures;
 mod implicit;
+mod savepoints;
 mod settings;
 mod spread;
 
@@ -112,14 +113,6 @@ async fn a_transaction_spanning_shards_commits_or_rolls_back_everywhere() {
         0,
         "nothing of the failed transaction stays"
     );
-    // Savepoints cannot be split across shards: refused, not half applied.
-    client.simple_query("BEGIN").await.unwrap();
-    client.execute(insert, &[&a]).await.unwrap();
-    client.execute(insert, &[&b]).await.unwrap();
-    let error = client.simple_query("SAVEPOINT s").await.unwrap_err();
-    assert_eq!(sqlstate(&error), "0A000");
-    client.simple_query("ROLLBACK").await.unwrap();
-    assert_eq!(stored(cluster, &[a, b]).await, 0);
 }
 
 #[tokio::test]

@@ -40,19 +40,20 @@ enum Origin {
 impl ReadBackend {
     /// The hidden queries the leg runs first: the client's settings, then (a query of its
     /// own, so the settings stay out of the transaction block and take no snapshot in it)
-    /// the BEGIN of a backend joining the transaction, the transaction's settings, and bounded
-    /// lock waits in a transaction spanning shards.
+    /// the BEGIN of a backend joining the transaction with what follows it there (`joining`:
+    /// the transaction's settings and open savepoints), and bounded lock waits in a
+    /// transaction spanning shards.
     pub fn prelude(
         &self,
         settings: Option<String>,
         spanning: bool,
-        transaction_settings: &[String],
+        joining: &[String],
     ) -> Vec<String> {
         let mut queries: Vec<String> = settings.into_iter().collect();
         if let Origin::Transaction { begin, .. } = &self.origin {
             let mut parts: Vec<String> = begin.iter().cloned().collect();
             if begin.is_some() {
-                parts.extend(transaction_settings.iter().cloned());
+                parts.extend(joining.iter().cloned());
             }
             if spanning {
                 parts.push(super::super::spanning::bound_lock_waits());

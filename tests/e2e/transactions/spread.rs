@@ -256,3 +256,29 @@ async fn maintenance_and_locks_of_map_tables_reach_every_shard() {
     let error = (client.simple_query("BEGIN; VACUUM countries; COMMIT").await).unwrap_err();
     assert_eq!(sqlstate(&error), "25001", "{error}");
 }
+
+/// A COMMIT sent through the extended protocol as the unnamed statement (pgbench
+/// `-M extended`, pgjdbc), of a transaction that wrote on two shards: recording the decision
+/// runs a query of the proxy's on the backend first, which drops the unnamed statement there;
+/// the client's is parsed again before its Bind.
+#[tokio::test]
+async fn an_extended_protocol_commit_of_a_two_shard_transaction_commits() {
+    let (proxy, _client, a, b) = super::implicit::users_on_two_shards(92_701).await;
+    let mut stream = raw_login(&proxy).await;
+    let (_, status) = exchange_to_ready(&mut stream, &Script::new().query("BEGIN")).await;
+    assert_eq!(status, 'T');
+    for id in [a, b] {
+        let insert = format!("INSERT INTO users (user_id, name) VALUES ({id}, 'x')");
+        let (tags, status) = exchange_to_ready(&mut stream, &Script::new().query(&insert)).await;
+        assert_eq!(status, 'T', "{tags:?}");
+    }
+    let commit = Script::new()
+        .parse("", "COMMIT")
+        .bind("", "")
+        .execute("", 0)
+        .sync();
+    let (tags, status) = exchange_to_ready(&mut stream, &commit).await;
+    assert_eq!(tags, ["1", "2", "C", "Z"], "{tags:?}");
+    assert_eq!(status, 'I');
+    assert_eq!(names(cluster(), &[a, b]).await, ["x", "x"]);
+}
