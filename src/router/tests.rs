@@ -360,6 +360,30 @@ fn parameters_route_at_bind_in_text_and_binary() {
 }
 
 #[test]
+fn insert_select_between_colocated_tables_runs_where_the_source_rows_are() {
+    let r = router();
+    let every = "INSERT INTO orders (user_id, id) SELECT user_id, 1 FROM users";
+    assert_eq!(route(&r, every), Ok(Route::Broadcast(all())));
+    let one = "INSERT INTO orders (id, user_id) SELECT o.id + 1, o.user_id FROM orders o \
+               JOIN users u ON u.user_id = o.user_id WHERE u.user_id = 42";
+    assert_eq!(route(&r, one), Ok(Route::Shard(user_shard(&r, 42))));
+    for refused in [
+        "INSERT INTO orders (user_id, id) SELECT 7, 1 FROM users",
+        "INSERT INTO orders (user_id, id) SELECT user_id, count(*) FROM users GROUP BY user_id",
+        "INSERT INTO orders (user_id, id) SELECT user_id, 1 FROM users LIMIT 5",
+        "INSERT INTO orders (user_id, id) SELECT DISTINCT user_id, 1 FROM users",
+        "INSERT INTO orders (user_id, id) SELECT id, 1 FROM accounts",
+        "INSERT INTO orders (user_id, id) SELECT user_id, 1 FROM users WHERE name IN (SELECT name FROM users)",
+    ] {
+        assert_eq!(
+            refused_kind(&r, refused),
+            "insert_reads_sharded",
+            "{refused}"
+        );
+    }
+}
+
+#[test]
 fn maintenance_and_locks_of_map_tables_run_on_every_shard() {
     let r = router();
     for sql in [

@@ -1,8 +1,9 @@
 //! Writes: INSERT, UPDATE and DELETE, routed by the key of the rows they change.
 
 use sqlparser::ast::{
-    Assignment, AssignmentTarget, Delete, Expr, FromTable, Insert, ObjectName, OnConflictAction,
-    OnInsert, SelectItem, SetExpr, TableFactor, TableObject, Update, UpdateTableFromKind,
+    Assignment, AssignmentTarget, Delete, Expr, FromTable, GroupByExpr, Insert, ObjectName,
+    OnConflictAction, OnInsert, SelectItem, SetExpr, TableFactor, TableObject, Update,
+    UpdateTableFromKind,
 };
 
 use super::query::{all_of, is_reference};
@@ -18,6 +19,9 @@ pub(super) fn insert(map: &ShardMap, insert: &Insert, facts: &TokenFacts) -> Tar
         return Target::DefaultShard;
     };
     let table = map_table_name(name).unwrap_or_default();
+    if let Some(target) = insert_select_colocated(map, insert, &table, facts) {
+        return target;
+    }
     let others = facts.unseen_sharded(map, std::slice::from_ref(&table));
     if let Some(other) = others.first() {
         return Target::Refused(Unsupported::InsertReadsSharded {
@@ -54,6 +58,82 @@ pub(super) fn insert(map: &ShardMap, insert: &Insert, facts: &TokenFacts) -> Tar
             table,
             key: key.clone(),
         }),
+    }
+}
+
+/// `INSERT INTO t (…) SELECT … FROM s …` where `s`, and whatever it is joined to on the key,
+/// is co-located with `t` and every row's key is `s`'s key column: each shard then inserts
+/// rows of its own, so the statement runs as it is on every shard that may hold source rows
+/// (narrowed by the source's key condition). Only a select list of columns and constants
+/// (aggregates, windows, DISTINCT and LIMIT would see one shard's rows); `None` for any
+/// other INSERT.
+fn insert_select_colocated(
+    map: &ShardMap,
+    insert: &Insert,
+    table: &str,
+    facts: &TokenFacts,
+) -> Option<Target> {
+    let sharding = sharding_of(map, table)?;
+    let query = insert.source.as_ref()?;
+    let select = as_select(&query.body).filter(|s| !s.from.is_empty())?;
+    let per_row = query.with.is_none()
+        && query.limit_clause.is_none()
+        && query.fetch.is_none()
+        && select.distinct.is_none()
+        && select.having.is_none()
+        && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+        && select.projection.iter().all(is_column_or_constant);
+    let key = &sharding.key_column;
+    let position = insert.columns.iter().position(|c| column_name(c) == *key)?;
+    if !per_row || conflict_update_moves_key(insert, table, sharding).is_some() {
+        return None;
+    }
+    let mut scope = Scope::default();
+    scope.add_from(map, &select.from);
+    if let Some(selection) = &select.selection {
+        scope.note_key_equalities(selection);
+    }
+    let groups = scope.groups();
+    let colocated = groups.len() == 1 && groups.contains_key(sharding.group.as_str());
+    let mut seen = scope.seen.clone();
+    seen.push(table.to_owned());
+    if !colocated || !scope.joined_on_key() || !facts.unseen_sharded(map, &seen).is_empty() {
+        return None;
+    }
+    let (SelectItem::UnnamedExpr(key_expr) | SelectItem::ExprWithAlias { expr: key_expr, .. }) =
+        select.projection.get(position)?
+    else {
+        return None;
+    };
+    if !scope.is_key(key_expr) {
+        return None;
+    }
+    let mut conditions: Vec<Expr> = select.selection.iter().cloned().collect();
+    conditions.extend(scope.narrowing_join_conditions().iter().cloned());
+    Some(Target::Keyed(Keyed {
+        table: table.to_owned(),
+        sharding: scope.sharded[0].sharding.clone(),
+        condition: all_of(&conditions, &scope),
+        multi_shard_writes: map.tables[table].multi_shard_writes,
+    }))
+}
+
+/// A select-list item that yields one value per source row on its own: columns, literals and
+/// parameters, with casts and operators over them (no function: it could aggregate).
+fn is_column_or_constant(item: &SelectItem) -> bool {
+    fn plain(expr: &Expr) -> bool {
+        match expr {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) => true,
+            Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::UnaryOp { expr, .. } => {
+                plain(expr)
+            }
+            Expr::BinaryOp { left, right, .. } => plain(left) && plain(right),
+            _ => false,
+        }
+    }
+    match item {
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => plain(expr),
+        _ => false,
     }
 }
 

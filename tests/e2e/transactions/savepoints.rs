@@ -65,7 +65,10 @@ async fn a_failure_after_a_savepoint_is_rolled_back_to_it_and_the_transaction_go
     run(&client, "ROLLBACK TO sp").await;
     // A savepoint command that fails (on the parked shard first) aborts the transaction, as
     // on one server, and rolling back to an open savepoint recovers it on every shard.
-    let error = client.batch_execute("ROLLBACK TO nowhere").await.unwrap_err();
+    let error = client
+        .batch_execute("ROLLBACK TO nowhere")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&error), "3B001", "{error}");
     run(&client, "ROLLBACK TO sp").await;
     run(

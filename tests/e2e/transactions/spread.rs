@@ -282,3 +282,33 @@ async fn an_extended_protocol_commit_of_a_two_shard_transaction_commits() {
     assert_eq!(status, 'I');
     assert_eq!(names(cluster(), &[a, b]).await, ["x", "x"]);
 }
+
+/// `INSERT … SELECT` from a co-located table: each shard inserts the rows its own source rows
+/// give, so every new order lands with its user.
+#[tokio::test]
+async fn insert_select_between_colocated_tables_puts_rows_with_their_key() {
+    let (_proxy, client, a, b) = users_on_two_shards(92_801, true).await;
+    let clean = format!("DELETE FROM orders WHERE user_id IN ({a}, {b})");
+    simple(&client, &clean).await;
+    let insert = format!(
+        "INSERT INTO orders (order_id, user_id, amount) \
+         SELECT 1, user_id, 9.50 FROM users WHERE user_id IN ({a}, {b}) RETURNING user_id"
+    );
+    let messages = simple(&client, &insert).await;
+    assert_eq!(tags(&messages), [2]);
+    let with_user = format!(
+        "SELECT count(*) FROM orders o JOIN users u ON u.user_id = o.user_id \
+         WHERE o.user_id IN ({a}, {b})"
+    );
+    let mut placed = 0;
+    for uri in &cluster().primaries {
+        let direct = connect_direct(uri).await;
+        placed += direct
+            .query_one(&with_user, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    assert_eq!(placed, 2, "each order is on its user's shard");
+    simple(&client, &clean).await;
+}
