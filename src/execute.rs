@@ -20,6 +20,7 @@ use tokio_util::io::poll_read_buf;
 use crate::backend::BackendConn;
 
 pub mod broadcast;
+pub mod catalog;
 pub mod commit;
 pub mod fanout;
 

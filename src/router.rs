@@ -9,6 +9,7 @@ mod array;
 mod cache;
 pub(crate) mod condition;
 mod hint;
+mod insert_columns;
 mod kind;
 pub(crate) mod normalize;
 pub(crate) mod operand;
@@ -266,6 +267,17 @@ impl Router {
         groups: &[(ShardId, Vec<usize>)],
     ) -> Result<Vec<(ShardId, String)>, RouteError> {
         parsing(sql, || split::split_insert(sql, groups))
+    }
+
+    /// `sql`, an INSERT into `table` without a column list, with `columns` (the table's, in
+    /// catalog order) written out, to be routed instead.
+    pub fn insert_with_columns(
+        &self,
+        sql: &str,
+        table: &str,
+        columns: &[String],
+    ) -> Result<String, RouteError> {
+        parsing(sql, || insert_columns::with_columns(sql, table, columns))
     }
 
     /// One INSERT per shard of a [`Route::Split`] of a statement with parameters, each

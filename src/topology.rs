@@ -3,6 +3,9 @@
 //! session keeps the snapshot it started its transaction with.
 
 mod causal;
+mod table_columns;
+
+pub use table_columns::TableColumns;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +46,8 @@ pub struct Database {
     pub aggregate_names: Arc<AggregateNames>,
     /// Column counts of cross-shard `SELECT *` statements (kept across reloads).
     pub column_counts: Arc<ColumnCounts>,
+    /// Column order of map tables, for INSERTs without a column list (kept across reloads).
+    pub table_columns: Arc<TableColumns>,
     /// Metric handles for its statements.
     pub meters: DatabaseMeters,
     /// The directory tables of its shard map by name: the session fetches the keys the
@@ -340,6 +345,7 @@ impl Database {
             counters,
             aggregate_names: old.map(|o| o.aggregate_names.clone()).unwrap_or_default(),
             column_counts: old.map(|o| o.column_counts.clone()).unwrap_or_default(),
+            table_columns: old.map(|o| o.table_columns.clone()).unwrap_or_default(),
             meters: metrics.for_database(&db.name, shard_names),
             atomic_commit: config.transactions.atomic,
             recovery: view,

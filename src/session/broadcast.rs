@@ -69,6 +69,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         rows: Rows,
     ) -> Result<(), Refusal> {
         self.check_spread_allowed()?;
+        self.forget_columns_after(rows);
         if self.transaction_open() || !self.replies.synced() {
             return self.run_spread_in_transaction(sql, parts, rows).await;
         }
@@ -123,6 +124,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         rows: Rows,
     ) -> Result<(), Refusal> {
         self.check_spread_allowed()?;
+        self.forget_columns_after(rows);
         if !self.transaction_open() && self.replies.synced() {
             self.wait_for_replies().await?;
             self.release();
@@ -130,6 +132,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.txn.implicit = true;
         }
         self.run_spread_in_transaction(sql, parts, rows).await
+    }
+
+    /// DDL (a statement on every shard's copy) may change a table's columns, which an INSERT
+    /// without a column list reads from the catalog: read them again next time.
+    fn forget_columns_after(&self, rows: Rows) {
+        if rows == Rows::Copies {
+            self.env.database.table_columns.forget_all();
+        }
     }
 
     /// Runs `parts` on the transaction's backend of each shard (joining it on shards it has

@@ -15,6 +15,7 @@ use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use std::sync::Arc;
 
 use crate::control::directory::{DirectoryLookup, LookupError};
+use crate::execute::catalog::table_columns;
 use crate::metrics::{Metrics, RouteKind};
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};
@@ -219,7 +220,13 @@ async fn route_fetching(
     fetched: &mut Vec<(Arc<DirectoryLookup>, crate::config::KeyValue)>,
 ) -> Result<(Routed, RouteKind), ErrorReport> {
     let router = &database.router;
+    // An INSERT without a column list, routed again with the table's columns written out.
+    let mut with_columns: Option<(String, Option<Arc<crate::router::Plan>>)> = None;
     for _ in 0..MAX_LOOKUPS {
+        let (sql, plan) = match &with_columns {
+            Some((sql, plan)) => (sql.as_str(), plan.as_deref()),
+            None => (sql, plan),
+        };
         let (routed, writes, unmapped) = match (plan, params) {
             (Some(plan), Some(params)) => (
                 router.route(plan, params, hint.as_ref()),
@@ -245,6 +252,15 @@ async fn route_fetching(
                     .map_err(|e| lookup_report(&e))?;
                 fetched.push((lookup.clone(), pending.key));
             }
+            Err(RouteError::Unsupported(Unsupported::InsertWithoutColumns { table }))
+                if with_columns.is_none() =>
+            {
+                let columns = columns_of(database, &table).await?;
+                let rewritten = router.insert_with_columns(sql, &table, &columns);
+                let rewritten = rewritten.map_err(|e| route_failure(metrics, e))?;
+                let plan = params.map(|_| router.plan(&rewritten));
+                with_columns = Some((rewritten, plan));
+            }
             Ok(route) => {
                 tracing::debug!(?route, writes, "routed");
                 let kind = route_kind(&route, unmapped);
@@ -254,6 +270,19 @@ async fn route_fetching(
         }
     }
     Err(unsupported(metrics, Unsupported::TooManyDirectoryMisses))
+}
+
+/// The columns of map table `table` in catalog order: remembered, or read on a backend of the
+/// default shard (every shard has the map's tables).
+async fn columns_of(database: &Database, table: &str) -> Result<Arc<[String]>, ErrorReport> {
+    if let Some(columns) = database.table_columns.get(table) {
+        return Ok(columns);
+    }
+    let shard = database.router.map().default_shard;
+    let mut conn = (database.primary(shard).checkout().await).map_err(|e| e.report())?;
+    let columns: Arc<[String]> = table_columns(&mut conn, table).await?.into();
+    database.table_columns.insert(table, columns.clone());
+    Ok(columns)
 }
 
 fn unsupported(metrics: &Metrics, what: Unsupported) -> ErrorReport {

@@ -11,6 +11,7 @@ mod fanout;
 mod faults;
 mod harness;
 mod hung_servers;
+mod insert_columns;
 mod limits;
 mod operations;
 mod pgbench;

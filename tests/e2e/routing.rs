@@ -11,7 +11,7 @@ use shardgate::config::{BackendUri, ShardId};
 use shardgate::router::{Params, Route, Router};
 
 /// Shards of `cluster` (by index) holding a row that `sql` (one count) finds.
-async fn shards_holding(cluster: &ClusterInfo, sql: &str) -> Vec<usize> {
+pub async fn shards_holding(cluster: &ClusterInfo, sql: &str) -> Vec<usize> {
     let mut found = Vec::new();
     for (index, uri) in cluster.primaries.iter().enumerate() {
         let client = connect_direct(uri).await;
@@ -147,7 +147,7 @@ async fn refused_statements_carry_their_sqlstate() {
     let client = proxy.connect().await;
     let cases = [
         ("SELECT user_id, row_number() OVER () FROM users", "0A000"),
-        ("INSERT INTO users VALUES (1, 'x')", "0A000"),
+        ("INSERT INTO users (name) VALUES ('x')", "0A000"),
         ("UPDATE users SET user_id = 2 WHERE user_id = 1", "0A000"),
         ("SELECT * FROM users WHERE user_id = 'abc'", "22P02"),
         ("/* shard: nowhere */ SELECT 1", "42704"),
