@@ -16,7 +16,10 @@ const MAX_TABLES: usize = 1_000;
 
 /// Columns of tables by map name, with when they were read.
 #[derive(Default)]
-pub struct TableColumns(Mutex<HashMap<String, (Instant, Arc<[String]>)>>);
+pub struct TableColumns(Mutex<HashMap<String, Read>>);
+
+/// A table's columns, and when they were read.
+type Read = (Instant, Arc<[String]>);
 
 impl TableColumns {
     /// The columns of `table` read less than [`FRESH_FOR`] ago.
@@ -40,7 +43,7 @@ impl TableColumns {
         self.lock().clear();
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Instant, Arc<[String]>)>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Read>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
