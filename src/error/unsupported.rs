@@ -252,11 +252,6 @@ pub enum Unsupported {
         "a read that needs several shards cannot run on a connection pinned to one backend (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors); narrow it to one shard with its shard key"
     )]
     ScatterWhilePinned,
-    /// A cross-shard read sharing a batch with messages before it.
-    #[error(
-        "a read that needs several shards must not share an extended-protocol batch with messages sent before it; send a Sync first"
-    )]
-    ScatterSharesBatch,
     /// A replica read sharing a batch with a statement that needs the primary.
     #[error(
         "a read sent to a replica shares its extended-protocol batch with a statement that needs the primary; send a Sync between them"
@@ -351,7 +346,6 @@ impl Unsupported {
             SpreadReturningDescribedApart => "spread_returning_described_apart",
             PinnedToOtherShard { .. } => "pinned_to_other_shard",
             ScatterWhilePinned => "scatter_while_pinned",
-            ScatterSharesBatch => "scatter_shares_batch",
             ReplicaReadSharesBatch => "replica_read_shares_batch",
             FirstStatementSharesBatch => "first_statement_shares_batch",
             PortalNotExecutedAtOnce => "portal_not_executed_at_once",

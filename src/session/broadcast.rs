@@ -191,7 +191,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// backends: everything sent answered (a batch in flight synced by the proxy inside a
     /// transaction block), and a batch outside any transaction made the implicit transaction
     /// it is on one server.
-    async fn reach_transaction_block(&mut self) -> Result<(), ErrorReport> {
+    pub(super) async fn reach_transaction_block(&mut self) -> Result<(), ErrorReport> {
         self.leave_replica().await?;
         if self.in_transaction_block() {
             return self.answer_all_sent().await;

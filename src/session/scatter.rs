@@ -92,14 +92,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         encode::command_complete(&mut self.bufs.to_client, &command);
     }
 
-    /// Cross-shard reads need nothing else in flight, and a connection not pinned to one
-    /// backend.
+    /// Cross-shard reads need a connection not pinned to one backend.
     pub(super) fn check_scatter_allowed(&self) -> Result<(), ErrorReport> {
         if self.pin.is_some() {
             return Err(self.unsupported(Unsupported::ScatterWhilePinned));
-        }
-        if !self.replies.synced() {
-            return Err(self.unsupported(Unsupported::ScatterSharesBatch));
         }
         Ok(())
     }
@@ -122,6 +118,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let database = &self.env.database;
         let on_replicas = !read.writes
             && !self.in_transaction()
+            && self.replies.synced()
             && read.shards.iter().all(|s| database.reads_from_replicas(*s));
         let role = if on_replicas {
             Role::Replica
@@ -155,7 +152,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Err(super::internal("a cross-shard read without shards".into()).into());
         }
         let plan = self.scatter_plan(&read.sql)?;
-        self.wait_for_replies().await?;
+        if self.replies.synced() {
+            self.wait_for_replies().await?;
+        } else {
+            // Messages of its batch went before it: the batch is one transaction, which the
+            // read joins on every shard (see `implicit`).
+            self.reach_transaction_block().await?;
+        }
         let shards = if execute {
             &read.shards[..]
         } else {

@@ -233,3 +233,39 @@ async fn a_batch_starting_its_own_transaction_moves_between_shards() {
         exchange_to_ready(&mut stream, &delete).await;
     }
 }
+
+/// A read of several shards in a batch after a write (a pipeline, an ORM's flush and query):
+/// the batch is one transaction, the read joins it on every shard and sees the write, and an
+/// error later in the batch takes the write back.
+#[tokio::test]
+async fn a_cross_shard_read_in_a_batch_sees_the_writes_before_it() {
+    let (proxy, client, a, b) = users_on_two_shards(91_701).await;
+    let mut stream = raw_login(&proxy).await;
+    // A row only when the write is seen.
+    let count =
+        format!("SELECT count(*) FROM users WHERE user_id IN ({a}, {b}) HAVING count(*) = 1");
+    let batch = |last: &str| {
+        let script = insert(Script::new(), a);
+        let script = script.parse("", &count).bind("", "").execute("", 0);
+        script.parse("", last).bind("", "").execute("", 0).sync()
+    };
+    let (tags, status) = exchange_to_ready(&mut stream, &batch("SELECT 1")).await;
+    assert_eq!(
+        tags,
+        [
+            "1", "2", "C", "1", "2", "D×1", "C", "1", "2", "D×1", "C", "Z"
+        ],
+        "{tags:?}"
+    );
+    assert_eq!(status, 'I');
+    assert_eq!(stored(cluster(), &[a, b]).await, 1);
+    reset_users(&client, &[a, b], false).await;
+    let (tags, status) = exchange_to_ready(&mut stream, &batch("SELECT 1/0")).await;
+    assert!(tags.iter().any(|t| t.contains("22012")), "{tags:?}");
+    assert_eq!(status, 'I');
+    assert_eq!(
+        stored(cluster(), &[a, b]).await,
+        0,
+        "the write was rolled back"
+    );
+}
