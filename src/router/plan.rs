@@ -24,6 +24,7 @@ use functions::calls_unknown_function;
 mod dml;
 mod functions;
 mod query;
+mod subquery;
 
 /// What the router knows of a statement text.
 #[derive(Debug, Clone)]

@@ -384,6 +384,42 @@ fn insert_select_between_colocated_tables_runs_where_the_source_rows_are() {
 }
 
 #[test]
+fn write_subqueries_tied_to_the_row_by_the_key_run_per_shard() {
+    let r = router();
+    for sql in [
+        "UPDATE users SET name = 'x' WHERE user_id IN (SELECT user_id FROM orders)",
+        "DELETE FROM orders WHERE user_id NOT IN (SELECT user_id FROM users WHERE name = 'x')",
+        "UPDATE users u SET name = 'v' WHERE EXISTS \
+         (SELECT 1 FROM orders o WHERE o.user_id = u.user_id AND o.id > 100)",
+        "UPDATE users SET name = (SELECT max(id)::text FROM orders o \
+         WHERE o.user_id = users.user_id)",
+    ] {
+        assert_eq!(route(&r, sql), Ok(Route::Broadcast(all())), "{sql}");
+    }
+    let one = "UPDATE users SET name = 'x' WHERE user_id IN (SELECT user_id FROM orders) \
+               AND user_id = 42";
+    assert_eq!(route(&r, one), Ok(Route::Shard(user_shard(&r, 42))));
+    for refused in [
+        "UPDATE users SET name = 'x' WHERE user_id IN (SELECT max(user_id) FROM orders)",
+        "UPDATE users SET name = 'x' WHERE name IN (SELECT name FROM users)",
+        "UPDATE users SET name = 'x' WHERE user_id IN (SELECT user_id FROM orders LIMIT 1)",
+        "UPDATE users SET name = 'x' WHERE user_id IN (SELECT id FROM accounts)",
+        "UPDATE users SET name = 'x' WHERE EXISTS \
+         (SELECT 1 FROM orders o WHERE o.user_id = user_id)",
+        "UPDATE users u SET name = 'x' WHERE EXISTS \
+         (SELECT 1 FROM users u WHERE u.user_id = u.user_id)",
+        "UPDATE users SET name = 'x' WHERE user_id IN \
+         (SELECT user_id FROM orders WHERE user_id IN (SELECT user_id FROM users))",
+    ] {
+        assert_eq!(
+            refused_kind(&r, refused),
+            "write_reads_in_subquery",
+            "{refused}"
+        );
+    }
+}
+
+#[test]
 fn maintenance_and_locks_of_map_tables_run_on_every_shard() {
     let r = router();
     for sql in [

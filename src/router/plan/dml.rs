@@ -7,6 +7,7 @@ use sqlparser::ast::{
 };
 
 use super::query::{all_of, is_reference};
+use super::subquery::colocated_subqueries;
 use super::{InsertRows, Keyed, Target, TokenFacts, as_select, sharding_of};
 use crate::config::{ShardMap, Sharding};
 use crate::error::Unsupported;
@@ -184,14 +185,14 @@ pub(super) fn update(map: &ShardMap, update: &Update, facts: &TokenFacts) -> Tar
     {
         return refusal;
     }
-    write(
-        map,
-        scope,
+    let assigned: Vec<&Expr> = update.assignments.iter().map(|a| &a.value).collect();
+    let written = Written {
         target,
-        update.selection.as_ref(),
-        facts,
-        "UPDATE",
-    )
+        selection: update.selection.as_ref(),
+        assigned: &assigned,
+        verb: "UPDATE",
+    };
+    write(map, scope, written, facts)
 }
 
 /// DELETE: by key.
@@ -201,26 +202,42 @@ pub(super) fn delete(map: &ShardMap, delete: &Delete, facts: &TokenFacts) -> Tar
     scope.add_from(map, from);
     scope.add_from(map, delete.using.as_deref().unwrap_or_default());
     let target = from.first().and_then(|item| map_table(map, &item.relation));
-    write(
-        map,
-        scope,
+    let written = Written {
         target,
-        delete.selection.as_ref(),
-        facts,
-        "DELETE",
-    )
+        selection: delete.selection.as_ref(),
+        assigned: &[],
+        verb: "DELETE",
+    };
+    write(map, scope, written, facts)
 }
 
-/// An UPDATE or DELETE of `target` (the table written, if in the map) over `scope`.
-fn write(
-    map: &ShardMap,
-    scope: Scope,
+/// What an UPDATE or DELETE changes, and by which conditions.
+struct Written<'a> {
+    /// The table written, if in the map.
     target: Option<String>,
-    selection: Option<&Expr>,
-    facts: &TokenFacts,
+    /// Its WHERE.
+    selection: Option<&'a Expr>,
+    /// The values an UPDATE assigns.
+    assigned: &'a [&'a Expr],
     verb: &'static str,
-) -> Target {
-    let unseen = facts.unseen_sharded(map, &scope.seen);
+}
+
+/// An UPDATE or DELETE over `scope`. Subqueries that read co-located tables tied to the row
+/// by its key run per shard like the rest (see `subquery`).
+fn write(map: &ShardMap, scope: Scope, written: Written<'_>, facts: &TokenFacts) -> Target {
+    let Written {
+        target,
+        selection,
+        assigned,
+        verb,
+    } = written;
+    let mut seen = scope.seen.clone();
+    let mut exprs: Vec<&Expr> = selection.into_iter().collect();
+    exprs.extend(assigned);
+    if let Some(tables) = colocated_subqueries(map, &scope, &exprs) {
+        seen.extend(tables);
+    }
+    let unseen = facts.unseen_sharded(map, &seen);
     let Some(table) = target else {
         return match unseen
             .first()

@@ -312,3 +312,41 @@ async fn insert_select_between_colocated_tables_puts_rows_with_their_key() {
     assert_eq!(placed, 2, "each order is on its user's shard");
     simple(&client, &clean).await;
 }
+
+/// UPDATE and DELETE whose subqueries read a co-located table tied to the row by the key run
+/// on every shard, each answering for its own rows: exactly the rows one server would change.
+#[tokio::test]
+async fn writes_with_subqueries_on_colocated_tables_change_exactly_the_right_rows() {
+    let (_proxy, client, a, b) = users_on_two_shards(92_901, true).await;
+    let clean = format!("DELETE FROM orders WHERE user_id IN ({a}, {b})");
+    simple(&client, &clean).await;
+    // Only a has a big order.
+    simple(
+        &client,
+        &format!(
+            "INSERT INTO orders (order_id, user_id, amount) VALUES (1, {a}, 500), (2, {b}, 5)"
+        ),
+    )
+    .await;
+    let vip = format!(
+        "UPDATE users u SET name = 'vip' WHERE u.user_id IN ({a}, {b}) AND EXISTS \
+         (SELECT 1 FROM orders o WHERE o.user_id = u.user_id AND o.amount > 100)"
+    );
+    assert_eq!(tags(&simple(&client, &vip).await), [1]);
+    assert_eq!(
+        names(cluster(), &[a, b])
+            .await
+            .iter()
+            .filter(|n| *n == "vip")
+            .count(),
+        1
+    );
+    let dropped = format!(
+        "DELETE FROM orders WHERE user_id IN (SELECT user_id FROM users \
+         WHERE name = 'vip' AND user_id IN ({a}, {b}))"
+    );
+    assert_eq!(tags(&simple(&client, &dropped).await), [1]);
+    let left = format!("SELECT user_id FROM orders WHERE user_id IN ({a}, {b})");
+    assert_eq!(one_value(&client, &left).await, Some(b.to_string()));
+    simple(&client, &clean).await;
+}
