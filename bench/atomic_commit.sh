@@ -25,17 +25,8 @@ PORT_TORN=$((PORT + 1))
 # shellcheck source=bench/lib.sh
 source "$REPO_ROOT/bench/lib.sh"
 
-"$BIN" demo --port "$PORT" --metrics-port 0 --replicas 0 --dir "$dir/demo" >"$dir/demo.log" 2>&1 &
-pids+=($!)
-wait_port "$PORT"
-mkdir -p "$dir/torn"
-sed -e "s/^listen: .*/listen: 127.0.0.1:$PORT_TORN/" -e '/^metrics:/,+1d' \
-    "$dir/demo/shardgate.yaml" >"$dir/torn/shardgate.yaml"
-printf 'transactions:\n  atomic: false\n' >>"$dir/torn/shardgate.yaml"
-cp "$dir/demo/shard-map.yaml" "$dir/torn/"
-"$BIN" run --config "$dir/torn/shardgate.yaml" >"$dir/torn.log" 2>&1 &
-pids+=($!)
-wait_port "$PORT_TORN"
+start_demo "$BIN" "$PORT"
+start_not_atomic "$BIN" "$PORT_TORN"
 
 export PGPASSWORD=app PGUSER=app PGDATABASE=app PGHOST=127.0.0.1
 for tenant in 1 2; do

@@ -16,6 +16,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# start_demo BIN PORT: `shardgate demo` with 2 shards and no replicas on PORT (files in
+# $dir/demo, log in $dir/demo.log), once it listens.
+start_demo() {
+    "$1" demo --port "$2" --metrics-port 0 --replicas 0 --dir "$dir/demo" >"$dir/demo.log" 2>&1 &
+    pids+=($!)
+    wait_port "$2"
+}
+
+# start_not_atomic BIN PORT: `shardgate run` on PORT over the demo's servers and its current
+# shard map, with `transactions.atomic: false` (files in $dir/torn), once it listens.
+start_not_atomic() {
+    mkdir -p "$dir/torn"
+    sed -e "s/^listen: .*/listen: 127.0.0.1:$2/" -e '/^metrics:/,+1d' \
+        "$dir/demo/shardgate.yaml" >"$dir/torn/shardgate.yaml"
+    printf 'transactions:\n  atomic: false\n' >>"$dir/torn/shardgate.yaml"
+    cp "$dir/demo/shard-map.yaml" "$dir/torn/"
+    "$1" run --config "$dir/torn/shardgate.yaml" >"$dir/torn.log" 2>&1 &
+    pids+=($!)
+    wait_port "$2"
+}
+
 # wait_port PORT: returns once something listens on 127.0.0.1:PORT; exits after 30 s.
 wait_port() {
     for _ in $(seq 300); do

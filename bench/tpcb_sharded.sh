@@ -32,9 +32,7 @@ PORT_TORN=$((PORT + 1))
 # shellcheck source=bench/lib.sh
 source "$REPO_ROOT/bench/lib.sh"
 
-"$BIN" demo --port "$PORT" --metrics-port 0 --replicas 0 --dir "$dir/demo" >"$dir/demo.log" 2>&1 &
-pids+=($!)
-wait_port "$PORT"
+start_demo "$BIN" "$PORT"
 export PGPASSWORD=app PGUSER=app PGDATABASE=app PGHOST=127.0.0.1
 
 map=$dir/demo/shard-map.yaml
@@ -69,14 +67,7 @@ insert pgbench_accounts "aid, bid, abalance" $((SCALE * 100000)) 100000
 pgbench -q -i -I pv -s "$SCALE" -p "$PORT" >/dev/null
 echo "loaded scale $SCALE through the proxy in $((SECONDS - started)) s"
 
-mkdir -p "$dir/torn"
-sed -e "s/^listen: .*/listen: 127.0.0.1:$PORT_TORN/" -e '/^metrics:/,+1d' \
-    "$dir/demo/shardgate.yaml" >"$dir/torn/shardgate.yaml"
-printf 'transactions:\n  atomic: false\n' >>"$dir/torn/shardgate.yaml"
-cp "$map" "$dir/torn/"
-"$BIN" run --config "$dir/torn/shardgate.yaml" >"$dir/torn.log" 2>&1 &
-pids+=($!)
-wait_port "$PORT_TORN"
+start_not_atomic "$BIN" "$PORT_TORN"
 
 echo "accounts per shard (through each primary directly):"
 for uri in $(grep -o "postgres://[^ '\"]*" "$map" | sort -u); do

@@ -10,6 +10,7 @@ mod cache;
 pub(crate) mod condition;
 mod hint;
 mod insert_columns;
+mod key_move;
 mod kind;
 pub(crate) mod normalize;
 pub(crate) mod operand;
@@ -28,6 +29,7 @@ use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use crate::merge::ScatterPlan;
 
 pub use hint::Hint;
+pub use key_move::KeyMove;
 pub use operand::{Param, Params, execute_arguments};
 pub use plan::{Kind, Plan};
 pub use scatter::construct::Construct;
@@ -57,6 +59,9 @@ pub enum Route {
     /// A multi-statement query whose statements need different shards: each statement is
     /// routed on its own, and all of them run as one transaction, as on one server.
     PerStatement,
+    /// An UPDATE of the shard key: the rows on these shards that it changes move to the
+    /// shards of their new keys (see [`Router::key_move`]).
+    MoveRows(Vec<ShardId>),
 }
 
 /// Why a statement cannot be routed; each maps to a SQLSTATE.
@@ -278,6 +283,35 @@ impl Router {
         columns: &[String],
     ) -> Result<String, RouteError> {
         parsing(sql, || insert_columns::with_columns(sql, table, columns))
+    }
+
+    /// The table whose rows `sql`, routed to [`Route::MoveRows`], moves.
+    pub fn moved_table(&self, sql: &str) -> Option<String> {
+        let plan = self.plan(sql);
+        (plan.parts.iter()).find_map(|part| match &part.target {
+            plan::Target::MovesRows(keyed) => Some(keyed.table.clone()),
+            _ => None,
+        })
+    }
+
+    /// The statements that move the rows of [`Route::MoveRows`]: `sql` is an UPDATE of
+    /// `table`'s shard key, `columns` the table's (name, generated) in catalog order.
+    pub fn key_move(
+        &self,
+        sql: &str,
+        table: &str,
+        columns: &[key_move::Column<'_>],
+    ) -> Result<KeyMove, RouteError> {
+        let key = match plan::sharding_of(&self.map, table) {
+            Some(sharding) => sharding.key_column.clone(),
+            None => String::new(),
+        };
+        parsing(sql, || key_move::key_move(sql, table, &key, columns))
+    }
+
+    /// The shard of a key of sharded table `table`, written as PostgreSQL prints it.
+    pub fn shard_of_key(&self, table: &str, key: &str) -> Result<ShardId, RouteError> {
+        resolve::shard_of_key(self, table, key)
     }
 
     /// One INSERT per shard of a [`Route::Split`] of a statement with parameters, each

@@ -13,6 +13,7 @@ mod broadcast;
 mod client;
 mod extended;
 mod implicit;
+mod key_move;
 mod limits;
 mod local;
 mod meter;

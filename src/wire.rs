@@ -16,7 +16,8 @@ mod reader;
 mod startup;
 
 pub use backend::{
-    BackendKeyData, ParameterStatus, command_tag, ends_connection, error_fields, error_report,
+    BackendKeyData, ParameterStatus, command_tag, data_row_text, ends_connection, error_fields,
+    error_report,
 };
 pub use frame::{FrameHeader, HEADER_LEN, WireError, peek_header};
 pub use frontend::{

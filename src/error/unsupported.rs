@@ -152,6 +152,11 @@ pub enum Unsupported {
         /// Its shard key column.
         key: String,
     },
+    /// An UPDATE of the shard key through the extended protocol.
+    #[error(
+        "an UPDATE that changes the shard key (moving rows between shards) runs only as a simple query so far; send it through the simple protocol"
+    )]
+    MoveRowsThroughExtended,
     /// A statement the router does not analyse, naming a map table.
     #[error(
         "{what} naming the sharded or reference table {table} is not supported; send its statements separately"
@@ -329,6 +334,7 @@ impl Unsupported {
             WriteReadsInSubquery { .. } => "write_reads_in_subquery",
             WriteJoinsOffKey { .. } => "write_joins_off_key",
             ShardKeyChange { .. } => "shard_key_change",
+            MoveRowsThroughExtended => "move_rows_through_extended",
             UnanalysedStatement { .. } => "unanalysed_statement",
             DerivedFromSharded { .. } => "derived_from_sharded",
             CopyIntoReference { .. } => "copy_into_reference",

@@ -85,6 +85,9 @@ pub enum Rows {
     Disjoint,
     /// Copies (reference tables, schema): the first shard's rows and counts, as one server.
     Copies,
+    /// Rows the caller reads itself (what an UPDATE of the shard key deletes, to insert it
+    /// where it goes): nothing of them goes to the client.
+    Kept,
 }
 
 /// How the legs of a [`Wrapping::Transaction`] broadcast commit once all succeeded.
@@ -135,7 +138,7 @@ pub async fn broadcast<C: AsyncWrite + Unpin>(
 ) -> Result<(), ErrorReport> {
     let wrapping = how.wrapping;
     let tags = match run_legs(client, bufs, legs, how, on_status).await {
-        Ok(tags) => tags,
+        Ok(ran) => ran.tags,
         Err(failed) => {
             if wrapping == Wrapping::Transaction {
                 finish_all(&mut legs[..=failed.leg], "ROLLBACK", on_status).await;
@@ -146,8 +149,19 @@ pub async fn broadcast<C: AsyncWrite + Unpin>(
     if wrapping == Wrapping::Transaction {
         commit_legs(legs, &how.commit, on_status).await?;
     }
-    complete(bufs, how.rows, tags);
+    for tag in combined_tags(how.rows, tags) {
+        encode::command_complete(&mut bufs.to_client, &tag);
+    }
     Ok(())
+}
+
+/// What the legs of a broadcast inside the caller's transaction gave.
+#[derive(Debug, Default)]
+pub struct Ran {
+    /// The command tags the client is owed (the caller sends them).
+    pub tags: Vec<String>,
+    /// With [`Rows::Kept`]: every leg's DataRow frames, in leg order.
+    pub kept: Vec<BytesMut>,
 }
 
 /// A leg of a broadcast inside the caller's transaction failed: the legs before it ran their
@@ -160,39 +174,54 @@ pub struct LegFailed {
     pub report: ErrorReport,
 }
 
-/// Runs every leg inside the transaction its backend is in (the caller's: it ends them) and
-/// writes the combined result, without ReadyForQuery, to the client.
+/// Runs every leg inside the transaction its backend is in (the caller's: it ends them),
+/// writing the rows the client sees (without the command tags, returned) to the client.
 pub async fn broadcast_in_transaction<C: AsyncWrite + Unpin>(
     client: &mut C,
     bufs: &mut Buffers,
     legs: &mut [Leg<'_>],
     rows: Rows,
     on_status: OnStatus<'_>,
-) -> Result<(), LegFailed> {
+) -> Result<Ran, LegFailed> {
     let how = How {
         wrapping: Wrapping::InTransaction,
         rows,
         commit: Commit::OnePhase,
     };
-    let tags = run_legs(client, bufs, legs, &how, on_status).await?;
-    complete(bufs, rows, tags);
-    Ok(())
+    let ran = run_legs(client, bufs, legs, &how, on_status).await?;
+    Ok(Ran {
+        tags: combined_tags(rows, ran.tags),
+        kept: ran.kept,
+    })
 }
 
-/// Runs the legs one after another, stopping at the first that fails; returns each leg's
-/// command tags.
+/// Every leg's command tags, and the rows kept.
+struct LegsRan {
+    tags: Vec<Vec<String>>,
+    kept: Vec<BytesMut>,
+}
+
+/// Runs the legs one after another, stopping at the first that fails.
 async fn run_legs<C: AsyncWrite + Unpin>(
     client: &mut C,
     bufs: &mut Buffers,
     legs: &mut [Leg<'_>],
     how: &How,
     on_status: OnStatus<'_>,
-) -> Result<Vec<Vec<String>>, LegFailed> {
-    let mut tags: Vec<Vec<String>> = Vec::with_capacity(legs.len());
+) -> Result<LegsRan, LegFailed> {
+    let mut ran = LegsRan {
+        tags: Vec::with_capacity(legs.len()),
+        kept: Vec::new(),
+    };
     for index in 0..legs.len() {
         let leg = &mut legs[index];
-        match run_leg(client, bufs, leg, index == 0, how, on_status).await {
-            Ok(leg_tags) => tags.push(leg_tags),
+        let sink = Sink {
+            client: &mut *client,
+            bufs: &mut *bufs,
+            kept: &mut ran.kept,
+        };
+        match run_leg(sink, leg, index == 0, how, on_status).await {
+            Ok(leg_tags) => ran.tags.push(leg_tags),
             Err(report) => {
                 let (shard, done) = (legs[index].shard, &legs[..index]);
                 let report = with_shard(report, shard, done, how.wrapping);
@@ -200,24 +229,27 @@ async fn run_legs<C: AsyncWrite + Unpin>(
             }
         }
     }
-    Ok(tags)
+    Ok(ran)
+}
+
+/// Where a leg's frames go: the client's buffers, or the rows kept for the caller.
+struct Sink<'a, C> {
+    client: &'a mut C,
+    bufs: &'a mut Buffers,
+    kept: &'a mut Vec<BytesMut>,
 }
 
 /// The client's command tags: summed over shards holding different rows, the first shard's
 /// for copies.
-fn complete(bufs: &mut Buffers, rows: Rows, tags: Vec<Vec<String>>) {
-    let tags = match rows {
-        Rows::Disjoint => combine_tags(&tags),
+fn combined_tags(rows: Rows, tags: Vec<Vec<String>>) -> Vec<String> {
+    match rows {
+        Rows::Disjoint | Rows::Kept => combine_tags(&tags),
         Rows::Copies => tags.into_iter().next().unwrap_or_default(),
-    };
-    for tag in tags {
-        encode::command_complete(&mut bufs.to_client, &tag);
     }
 }
 
 async fn run_leg<C: AsyncWrite + Unpin>(
-    client: &mut C,
-    bufs: &mut Buffers,
+    sink: Sink<'_, C>,
     leg: &mut Leg<'_>,
     first: bool,
     how: &How,
@@ -253,10 +285,9 @@ async fn run_leg<C: AsyncWrite + Unpin>(
         }
     }
     let mut forward = Forward {
-        client,
-        bufs,
+        sink,
         first,
-        all_rows: how.rows == Rows::Disjoint,
+        rows: how.rows,
     };
     let reply = read_reply(leg.conn, on_status, Some(&mut forward)).await?;
     match reply.error {
@@ -265,28 +296,34 @@ async fn run_leg<C: AsyncWrite + Unpin>(
     }
 }
 
-/// Where the frames of a leg's statement go: rows from every shard, the row description and
-/// notices from the first only (every shard sends the same).
+/// Where the frames of a leg's statement go: rows from every shard (or, copies, the first
+/// only; or, kept, to the caller), the row description and notices from the first only
+/// (every shard sends the same).
 struct Forward<'a, C> {
-    client: &'a mut C,
-    bufs: &'a mut Buffers,
+    sink: Sink<'a, C>,
     first: bool,
-    /// Rows of every leg, or (copies) of the first only.
-    all_rows: bool,
+    rows: Rows,
 }
 
 impl<C: AsyncWrite + Unpin> Forward<'_, C> {
     async fn frame(&mut self, frame_tag: u8, frame: &[u8]) -> Result<(), ErrorReport> {
+        let kept = self.rows == Rows::Kept;
+        if kept && frame_tag == tag::DATA_ROW {
+            self.sink.kept.push(BytesMut::from(frame));
+            return Ok(());
+        }
         let wanted = match frame_tag {
-            tag::DATA_ROW => self.first || self.all_rows,
-            tag::ROW_DESCRIPTION | tag::NO_DATA | tag::NOTICE_RESPONSE => self.first,
+            tag::DATA_ROW => self.first || self.rows == Rows::Disjoint,
+            tag::ROW_DESCRIPTION | tag::NO_DATA => self.first && !kept,
+            tag::NOTICE_RESPONSE => self.first,
             _ => false,
         };
+        let bufs = &mut *self.sink.bufs;
         if wanted {
-            self.bufs.to_client.extend_from_slice(frame);
+            bufs.to_client.extend_from_slice(frame);
         }
-        if self.bufs.to_client.len() >= FLUSH_AT {
-            flush_client(self.client, self.bufs).await.map_err(|e| {
+        if bufs.to_client.len() >= FLUSH_AT {
+            flush_client(self.sink.client, bufs).await.map_err(|e| {
                 ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Client, e.to_string())
             })?;
         }

@@ -1,5 +1,6 @@
 //! What the proxy reads from a shard's catalog on a backend of its own: the columns of a
-//! table in order, which an INSERT without a column list needs routed.
+//! table in order, which an INSERT without a column list needs routed and an UPDATE of the
+//! shard key needs to move rows.
 
 use bytes::BytesMut;
 
@@ -8,14 +9,23 @@ use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::wire::{self, tag};
 
+/// A column of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Its name.
+    pub name: String,
+    /// A generated column (`GENERATED ALWAYS AS … STORED`): computed, never written.
+    pub generated: bool,
+}
+
 /// The columns of `table` (a map table, unqualified: as the backend's search_path finds it),
 /// in the order an INSERT without a column list fills them. Empty when there is no such table.
 pub async fn table_columns(
     conn: &mut BackendConn,
     table: &str,
-) -> Result<Vec<String>, ErrorReport> {
+) -> Result<Vec<Column>, ErrorReport> {
     let sql = format!(
-        "SELECT attname FROM pg_catalog.pg_attribute \
+        "SELECT attname, attgenerated <> '' FROM pg_catalog.pg_attribute \
          WHERE attrelid = pg_catalog.to_regclass('{}') AND attnum > 0 AND NOT attisdropped \
          ORDER BY attnum",
         table.replace('\'', "''")
@@ -28,7 +38,16 @@ pub async fn table_columns(
         let frame = next_frame(conn).await?;
         let body = &frame[wire::HEADER_LEN..];
         match frame[0] {
-            tag::DATA_ROW => columns.push(first_value(body).ok_or_else(malformed)?),
+            tag::DATA_ROW => {
+                let values = wire::data_row_text(body).map_err(|_| malformed())?;
+                let [Some(name), Some(generated)] = values.as_slice() else {
+                    return Err(malformed());
+                };
+                columns.push(Column {
+                    name: name.clone(),
+                    generated: generated == "t",
+                });
+            }
             tag::ERROR_RESPONSE => error = Some(wire::error_report(body, Blame::Backend)),
             tag::READY_FOR_QUERY => break,
             _ => {}
@@ -40,31 +59,10 @@ pub async fn table_columns(
     }
 }
 
-/// The first value of a DataRow, as text.
-fn first_value(body: &[u8]) -> Option<String> {
-    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
-    let len = usize::try_from(len).ok()?;
-    let value = body.get(6..6 + len)?;
-    String::from_utf8(value.to_vec()).ok()
-}
-
 fn malformed() -> ErrorReport {
     ErrorReport::error(
         sqlstate::PROTOCOL_VIOLATION,
         Blame::Backend,
         "malformed catalog row from the server",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_data_rows_first_value_is_read() {
-        let mut row = BytesMut::new();
-        crate::wire::encode::data_row_text(&mut row, &[Some("user_id"), None]);
-        assert_eq!(first_value(&row[5..]).as_deref(), Some("user_id"));
-        assert_eq!(first_value(&[0, 1]), None);
-    }
 }

@@ -122,6 +122,16 @@ fn describe(router: &Router, part: &Part, params: &Params<'_>) -> (Option<KeyFac
             let text = values.condition(&keyed.condition, &sharding.key_column);
             (Some(key_facts(map, sharding)), text)
         }
+        Target::MovesRows(keyed) => {
+            let sharding = &keyed.sharding;
+            let values = Values {
+                key_type: sharding.key_type,
+                params,
+            };
+            let text = values.condition(&keyed.condition, &sharding.key_column);
+            let text = format!("{text}; sets the shard key, so the rows move");
+            (Some(key_facts(map, sharding)), text)
+        }
         Target::Insert(rows) => {
             let sharding = &rows.sharding;
             let values = Values {
@@ -317,6 +327,10 @@ impl Explanation {
             Route::Shard(id) => format!("shard {}", self.shard(*id)),
             Route::Scatter(ids) => format!("scatter to {}", self.shards(ids)),
             Route::Broadcast(ids) => format!("broadcast to {}", self.shards(ids)),
+            Route::MoveRows(ids) => format!(
+                "move rows from {} to the shards of their new keys",
+                self.shards(ids)
+            ),
             Route::Replicate(ids) => format!("every copy, on {}", self.shards(ids)),
             Route::CurrentShardOnly => {
                 "only the shard a transaction is already on (unparsed text)".to_owned()

@@ -79,6 +79,9 @@ pub enum Target {
     EveryShard,
     /// Rows of sharded tables of one co-location group, narrowed by a key condition.
     Keyed(Keyed),
+    /// An UPDATE that sets the shard key: the rows the condition narrows move to the shards
+    /// of their new keys.
+    MovesRows(Keyed),
     /// New rows of a sharded table, each with its key.
     Insert(InsertRows),
     /// Rows of sharded tables that no key narrows (different groups, subqueries).

@@ -64,6 +64,7 @@ fn route_part(
         Target::EveryShard => Route::Replicate(every_shard()),
         Target::Scatter(_) => Route::Scatter(every_shard()),
         Target::Keyed(keyed) => keyed_route(router, part.kind, keyed, params)?,
+        Target::MovesRows(keyed) => moving_route(router, keyed, params)?,
         Target::Insert(rows) => insert_route(router, rows, params)?,
         Target::Unparsed(mentions) if mentions.is_empty() => Route::Shard(map.default_shard),
         Target::Unparsed(_) => Route::CurrentShardOnly,
@@ -88,7 +89,7 @@ fn route_part(
 /// The sharded table whose key a `shard_key` hint stands for.
 fn hinted_table(target: &Target) -> Option<String> {
     match target {
-        Target::Keyed(keyed) => Some(keyed.table.clone()),
+        Target::Keyed(keyed) | Target::MovesRows(keyed) => Some(keyed.table.clone()),
         Target::Insert(rows) => Some(rows.table.clone()),
         Target::Unparsed(mentions)
         | Target::TooDeep { mentions, .. }
@@ -98,12 +99,7 @@ fn hinted_table(target: &Target) -> Option<String> {
 }
 
 fn hinted(router: &Router, table: &str, key: &str) -> Result<ShardId, RouteError> {
-    let Some(sharding) = sharding_of(router.map(), table) else {
-        let table = table.to_owned();
-        return Err(Unsupported::HintWithoutShardedTable { table }.into());
-    };
-    let key = KeyValue::parse_text(sharding.key_type, key)?;
-    place(table, router.placer(&sharding.group), &key)
+    shard_of_key(router, table, key)
 }
 
 fn keyed_route(
@@ -138,6 +134,30 @@ fn keyed_route(
         },
     }
     .into())
+}
+
+/// The shards holding the rows an UPDATE of the shard key moves (several only where the map
+/// allows writes to several shards).
+fn moving_route(router: &Router, keyed: &Keyed, params: &Params<'_>) -> Result<Route, RouteError> {
+    let sharding = &keyed.sharding;
+    let placer = router.placer(&sharding.group);
+    let narrowed = (keyed.condition).shards(&keyed.table, placer, sharding.key_type, params)?;
+    let shards = narrowed.unwrap_or_else(|| placer.shards());
+    if shards.len() > 1 && keyed.multi_shard_writes == MultiShardWrites::Refuse {
+        let (table, key) = (keyed.table.clone(), sharding.key_column.clone());
+        return Err(Unsupported::ShardKeyChange { table, key }.into());
+    }
+    Ok(Route::MoveRows(shards))
+}
+
+/// The shard of `key` (text, as PostgreSQL prints it) in sharded table `table`.
+pub(super) fn shard_of_key(router: &Router, table: &str, key: &str) -> Result<ShardId, RouteError> {
+    let Some(sharding) = sharding_of(router.map(), table) else {
+        let table = table.to_owned();
+        return Err(Unsupported::HintWithoutShardedTable { table }.into());
+    };
+    let key = KeyValue::parse_text(sharding.key_type, key)?;
+    place(table, router.placer(&sharding.group), &key)
 }
 
 /// The shard every row of an INSERT belongs to, or the rows of each shard.

@@ -17,16 +17,18 @@ use super::client::Refusal;
 use super::scatter::backends::ReadBackend;
 use super::statements::{SessionEffect, next_word, session_effects, split_statements};
 use super::transaction::Phase;
+use crate::backend::BackendConn;
 use crate::config::ShardId;
+use crate::config::ShardMap;
 use crate::control::two_phase::Decision;
 use crate::counters::Event;
 use crate::error::ErrorReport;
 use crate::error::Unsupported;
 use crate::execute::broadcast::{
-    Atomic, Commit, How, Leg, LegFailed, LegStatement, Rows, Wrapping, broadcast,
+    Atomic, Commit, How, Leg, LegFailed, LegStatement, Ran, Rows, Wrapping, broadcast,
     broadcast_in_transaction,
 };
-use crate::pool::Checkout;
+use crate::pool::{Checkout, Liveness};
 use crate::topology::Database;
 use crate::wire::{TxStatus, encode};
 
@@ -82,19 +84,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let database = self.env.database.clone();
         let how = how_to_run(&database, sql, &parts, rows);
         let mut checkouts = self.watched(checkout_all(&database, &parts)).await?;
-        let map = self.env.database.router.map();
-        let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
-        for ((shard, statement), checkout) in parts.into_iter().zip(checkouts.iter_mut()) {
+        let map = self.env.database.router.map().clone();
+        let mut on = Vec::with_capacity(parts.len());
+        for checkout in checkouts.iter_mut() {
+            let prelude = self.settings.sync_sql(checkout).into_iter().collect();
             let (conn, liveness) = checkout.with_liveness();
-            let prelude = self.settings.sync_sql(conn).into_iter().collect();
-            legs.push(Leg {
-                shard: &map.shard(shard).name,
-                conn,
-                liveness,
-                prelude,
-                statement,
-            });
+            on.push((conn, liveness, prelude));
         }
+        let mut legs = legs_of(&map, parts, on);
         let settings = &mut self.settings;
         let mut on_status = |conn: &mut _, name: &str, value: &str| {
             settings.on_parameter_status(name, value, conn);
@@ -142,15 +139,31 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    /// Runs `parts` on the transaction's backend of each shard (joining it on shards it has
-    /// not reached); the transaction spans them all afterwards. A failure aborts the
-    /// transaction, as a failed statement does on one server.
+    /// Runs `parts` on the transaction's backend of each shard and writes the result, without
+    /// ReadyForQuery, to the client (see [`Self::legs_in_transaction`]).
     async fn run_spread_in_transaction(
         &mut self,
         sql: &str,
         parts: Parts,
         rows: Rows,
     ) -> Result<(), Refusal> {
+        let ran = self.legs_in_transaction(sql, parts, rows).await?;
+        for tag in ran.tags {
+            encode::command_complete(&mut self.bufs.to_client, &tag);
+        }
+        Ok(())
+    }
+
+    /// Runs `parts` on the transaction's backend of each shard (joining it on shards it has
+    /// not reached); the transaction spans them all afterwards. The rows go to the client
+    /// (or, [`Rows::Kept`], come back); the command tags come back. A failure aborts the
+    /// transaction, as a failed statement does on one server.
+    pub(super) async fn legs_in_transaction(
+        &mut self,
+        sql: &str,
+        parts: Parts,
+        rows: Rows,
+    ) -> Result<Ran, Refusal> {
         if pins(sql) {
             let refusal = Unsupported::SpreadPinsInTransaction;
             return Err(Refusal::Statement(self.unsupported(refusal)));
@@ -166,7 +179,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .run_in_transaction_legs(parts, &mut backends, rows)
             .await;
         let ran = match &outcome {
-            Ok(()) => shards.len(),
+            Ok(_) => shards.len(),
             Err(failed) => failed.leg + 1,
         };
         let mut statuses = vec![TxStatus::InTransaction; ran];
@@ -179,7 +192,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let primaries = crate::metrics::Ran::Shards(crate::topology::Role::Primary);
         self.meter.ran(primaries);
         match outcome {
-            Ok(()) => Ok(()),
+            Ok(ran) => Ok(ran),
             Err(failed) => {
                 self.roll_back_parked_if_failed().await;
                 Err(Refusal::Statement(failed.report))
@@ -209,23 +222,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         parts: Parts,
         backends: &mut [ReadBackend],
         rows: Rows,
-    ) -> Result<(), LegFailed> {
+    ) -> Result<Ran, LegFailed> {
         let map = self.env.database.router.map().clone();
         let spanning = self.txn.phase.spans_shards();
         let joining = self.joining_statements();
-        let mut legs: Vec<Leg<'_>> = Vec::with_capacity(parts.len());
-        for ((shard, statement), backend) in parts.into_iter().zip(backends.iter_mut()) {
+        let mut on = Vec::with_capacity(parts.len());
+        for backend in backends.iter_mut() {
             let settings = self.settings.sync_sql(&mut backend.conn);
             let prelude = backend.prelude(settings, spanning, &joining);
             let (conn, liveness) = backend.conn.with_liveness();
-            legs.push(Leg {
-                shard: &map.shard(shard).name,
-                conn,
-                liveness,
-                prelude,
-                statement,
-            });
+            on.push((conn, liveness, prelude));
         }
+        let mut legs = legs_of(&map, parts, on);
         let settings = &mut self.settings;
         let mut on_status = |conn: &mut _, name: &str, value: &str| {
             settings.on_parameter_status(name, value, conn);
@@ -233,6 +241,24 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let (client, bufs) = (&mut self.client, &mut self.bufs);
         broadcast_in_transaction(client, bufs, &mut legs, rows, &mut on_status).await
     }
+}
+
+/// One leg per part, on the connection (with its liveness and the hidden queries it runs
+/// first) at the same place in `on`.
+fn legs_of<'a>(
+    map: &'a ShardMap,
+    parts: Parts,
+    on: Vec<(&'a mut BackendConn, &'a mut Liveness, Vec<String>)>,
+) -> Vec<Leg<'a>> {
+    (parts.into_iter().zip(on))
+        .map(|((shard, statement), (conn, liveness, prelude))| Leg {
+            shard: &map.shard(shard).name,
+            conn,
+            liveness,
+            prelude,
+            statement,
+        })
+        .collect()
 }
 
 /// Primaries of every shard, taken in shard order (so concurrent broadcasts cannot each hold a

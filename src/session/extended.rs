@@ -14,6 +14,7 @@ use super::scatter::{ScatterRead, SpreadWrite};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
 use crate::config::ShardId;
+use crate::error::Unsupported;
 use crate::execute::broadcast::{LegStatement, Rows};
 use crate::router::{Params, Route};
 use crate::wire::{self, Bind, BindRest, Parse, StatementOrPortal, Target, encode};
@@ -203,6 +204,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                             writes: routed.writes,
                         };
                         return self.bind_shards(bind.portal, read);
+                    }
+                    Route::MoveRows(_) => {
+                        let refusal = Unsupported::MoveRowsThroughExtended;
+                        return Err(Refusal::Statement(self.unsupported(refusal)));
                     }
                     route @ (Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_)) => {
                         let write = self.spread_write(&statement, rest, route)?;

@@ -73,6 +73,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     self.read_shards(statement, shards, routed.writes).await?;
                     continue;
                 }
+                Route::MoveRows(sources) => {
+                    self.move_rows(statement, sources).await?;
+                    continue;
+                }
                 route => self.shard_for_route(route)?,
             };
             self.note_writes(shard, routed.writes);

@@ -15,7 +15,7 @@ use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use std::sync::Arc;
 
 use crate::control::directory::{DirectoryLookup, LookupError};
-use crate::execute::catalog::table_columns;
+use crate::execute::catalog::{Column, table_columns};
 use crate::metrics::{Metrics, RouteKind};
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};
@@ -66,7 +66,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 | Route::Broadcast(_)
                 | Route::Replicate(_)
                 | Route::Split(_)
-                | Route::PerStatement,
+                | Route::PerStatement
+                | Route::MoveRows(_),
             ) => None,
             Ok(route) => Some(self.shard_for_route(route).unwrap_or(None)),
         }
@@ -81,7 +82,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Route::Scatter(shards) => Err(self.unsupported(Unsupported::ScatterFromSqlPrepared {
                 shards: shards.len(),
             })),
-            Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => {
+            Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) | Route::MoveRows(_) => {
                 Err(self.unsupported(Unsupported::SpreadFromSqlPrepared))
             }
             Route::PerStatement => Err(self.unsupported(Unsupported::StatementsOnDifferentShards)),
@@ -168,7 +169,9 @@ fn route_kind(route: &Route, unmapped: bool) -> RouteKind {
         Route::Shard(_) if unmapped => RouteKind::Fallback,
         Route::Shard(_) => RouteKind::SingleShard,
         Route::Scatter(_) | Route::PerStatement => RouteKind::MultiShard,
-        Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) => RouteKind::Broadcast,
+        Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) | Route::MoveRows(_) => {
+            RouteKind::Broadcast
+        }
         Route::Anywhere | Route::CurrentShardOnly => RouteKind::Fallback,
     }
 }
@@ -256,7 +259,8 @@ async fn route_fetching(
                 if with_columns.is_none() =>
             {
                 let columns = columns_of(database, &table).await?;
-                let rewritten = router.insert_with_columns(sql, &table, &columns);
+                let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+                let rewritten = router.insert_with_columns(sql, &table, &names);
                 let rewritten = rewritten.map_err(|e| route_failure(metrics, e))?;
                 let plan = params.map(|_| router.plan(&rewritten));
                 with_columns = Some((rewritten, plan));
@@ -274,13 +278,16 @@ async fn route_fetching(
 
 /// The columns of map table `table` in catalog order: remembered, or read on a backend of the
 /// default shard (every shard has the map's tables).
-async fn columns_of(database: &Database, table: &str) -> Result<Arc<[String]>, ErrorReport> {
+pub(super) async fn columns_of(
+    database: &Database,
+    table: &str,
+) -> Result<Arc<[Column]>, ErrorReport> {
     if let Some(columns) = database.table_columns.get(table) {
         return Ok(columns);
     }
     let shard = database.router.map().default_shard;
     let mut conn = (database.primary(shard).checkout().await).map_err(|e| e.report())?;
-    let columns: Arc<[String]> = table_columns(&mut conn, table).await?.into();
+    let columns: Arc<[Column]> = table_columns(&mut conn, table).await?.into();
     database.table_columns.insert(table, columns.clone());
     Ok(columns)
 }

@@ -37,6 +37,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let shard = match routed.route {
             Route::Scatter(shards) => return self.query_shards(sql, shards, routed.writes).await,
             Route::PerStatement => return self.run_per_statement(sql).await,
+            Route::MoveRows(sources) => return self.query_moving_rows(sql, sources).await,
             route => self.shard_for_route(route)?,
         };
         self.note_writes(shard, routed.writes);

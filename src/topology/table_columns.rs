@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::execute::catalog::Column;
+
 /// How long a table's columns are used before the catalog is read again.
 const FRESH_FOR: Duration = Duration::from_secs(5);
 
@@ -19,18 +21,18 @@ const MAX_TABLES: usize = 1_000;
 pub struct TableColumns(Mutex<HashMap<String, Read>>);
 
 /// A table's columns, and when they were read.
-type Read = (Instant, Arc<[String]>);
+type Read = (Instant, Arc<[Column]>);
 
 impl TableColumns {
     /// The columns of `table` read less than [`FRESH_FOR`] ago.
-    pub fn get(&self, table: &str) -> Option<Arc<[String]>> {
+    pub fn get(&self, table: &str) -> Option<Arc<[Column]>> {
         let tables = self.lock();
         let (read, columns) = tables.get(table)?;
         (read.elapsed() < FRESH_FOR).then(|| columns.clone())
     }
 
     /// Remembers the columns of `table` just read.
-    pub fn insert(&self, table: &str, columns: Arc<[String]>) {
+    pub fn insert(&self, table: &str, columns: Arc<[Column]>) {
         let mut tables = self.lock();
         if tables.len() >= MAX_TABLES {
             tables.clear();
@@ -56,10 +58,11 @@ mod tests {
     fn columns_are_kept_until_ddl() {
         let columns = TableColumns::default();
         assert!(columns.get("users").is_none());
-        columns.insert(
-            "users",
-            Arc::from(vec!["user_id".to_owned(), "name".to_owned()]),
-        );
+        let column = |name: &str| Column {
+            name: name.to_owned(),
+            generated: false,
+        };
+        columns.insert("users", Arc::from(vec![column("user_id"), column("name")]));
         assert_eq!(columns.get("users").unwrap().len(), 2);
         columns.forget_all();
         assert!(columns.get("users").is_none());

@@ -45,6 +45,28 @@ impl BackendKeyData {
     }
 }
 
+/// The values of a DataRow body in text format (`None`: NULL), for the few rows the proxy reads
+/// itself (catalog answers, rows an UPDATE of the shard key moves).
+pub fn data_row_text(body: &[u8]) -> Result<Vec<Option<String>>, WireError> {
+    let mut r = Reader::new(body, "DataRow");
+    let count = r.i16()?;
+    let mut values = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    for _ in 0..count {
+        let len = r.i32()?;
+        let value = match usize::try_from(len) {
+            Ok(len) => {
+                let bytes = r.bytes(len)?;
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| WireError::Malformed { what: "DataRow" })?;
+                Some(text.to_owned())
+            }
+            Err(_) => None,
+        };
+        values.push(value);
+    }
+    Ok(values)
+}
+
 /// The tag of a CommandComplete body, such as `INSERT 0 1` or `ROLLBACK`.
 pub fn command_tag(body: &[u8]) -> Result<&str, WireError> {
     Reader::new(body, "CommandComplete").cstr()
@@ -98,6 +120,18 @@ pub fn error_report(body: &[u8], blame: Blame) -> ErrorReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_rows_read_as_text_with_nulls() {
+        let mut row = bytes::BytesMut::new();
+        crate::wire::encode::data_row_text(&mut row, &[Some("user_id"), None, Some("t")]);
+        let values = data_row_text(&row[5..]).unwrap();
+        assert_eq!(
+            values,
+            [Some("user_id".to_owned()), None, Some("t".to_owned())]
+        );
+        assert!(data_row_text(&row[5..9]).is_err());
+    }
 
     #[test]
     fn reads_error_fields() {

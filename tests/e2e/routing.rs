@@ -148,7 +148,6 @@ async fn refused_statements_carry_their_sqlstate() {
     let cases = [
         ("SELECT user_id, row_number() OVER () FROM users", "0A000"),
         ("INSERT INTO users (name) VALUES ('x')", "0A000"),
-        ("UPDATE users SET user_id = 2 WHERE user_id = 1", "0A000"),
         ("SELECT * FROM users WHERE user_id = 'abc'", "22P02"),
         ("/* shard: nowhere */ SELECT 1", "42704"),
     ];
@@ -406,9 +405,7 @@ async fn a_refused_statement_aborts_its_transaction_as_postgres_would() {
         .unwrap();
     // A statement the proxy refuses aborts the transaction, as a failing one would.
     let error = client
-        .batch_execute(&format!(
-            "UPDATE users SET user_id = {b} WHERE user_id = {a}"
-        ))
+        .batch_execute(&format!("INSERT INTO users (name) VALUES ('{b}')"))
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&error), "0A000");
@@ -450,10 +447,7 @@ async fn a_refused_bind_aborts_its_transaction_too() {
         .await
         .unwrap();
     let error = tx
-        .execute(
-            "UPDATE users SET user_id = $1 WHERE user_id = $2",
-            &[&b, &a],
-        )
+        .execute("INSERT INTO users (name) VALUES ($1)", &[&b.to_string()])
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&error), "0A000");

@@ -179,12 +179,13 @@ pub(super) fn update(map: &ShardMap, update: &Update, facts: &TokenFacts) -> Tar
         }
         None => {}
     }
-    if let Some(table) = &target
-        && let Some(sharding) = sharding_of(map, table)
-        && let Some(refusal) = sets_key(&update.assignments, table, sharding)
-    {
-        return refusal;
-    }
+    let moves = match &target {
+        Some(table) => match sharding_of(map, table) {
+            Some(sharding) => sets_key(&update.assignments, table, sharding),
+            None => None,
+        },
+        None => None,
+    };
     let assigned: Vec<&Expr> = update.assignments.iter().map(|a| &a.value).collect();
     let written = Written {
         target,
@@ -192,7 +193,18 @@ pub(super) fn update(map: &ShardMap, update: &Update, facts: &TokenFacts) -> Tar
         assigned: &assigned,
         verb: "UPDATE",
     };
-    write(map, scope, written, facts)
+    let Some(refusal) = moves else {
+        return write(map, scope, written, facts);
+    };
+    // The rows move: one table, its columns set one by one (see `key_move`).
+    let movable = update.from.is_none()
+        && scope.sharded.len() == 1
+        && (update.assignments.iter()).all(|a| matches!(a.target, AssignmentTarget::ColumnName(_)));
+    match write(map, scope, written, facts) {
+        Target::Keyed(keyed) if movable => Target::MovesRows(keyed),
+        Target::Keyed(_) => refusal,
+        other => other,
+    }
 }
 
 /// DELETE: by key.

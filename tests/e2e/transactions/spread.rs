@@ -350,3 +350,57 @@ async fn writes_with_subqueries_on_colocated_tables_change_exactly_the_right_row
     assert_eq!(one_value(&client, &left).await, Some(b.to_string()));
     simple(&client, &clean).await;
 }
+
+/// An UPDATE that changes a row's shard key moves the row to its new key's shard (deleted on
+/// the old one, inserted on the new one, in one transaction), RETURNING what the UPDATE
+/// would; inside a transaction it rolls back with it.
+#[tokio::test]
+async fn an_update_of_the_shard_key_moves_the_row_to_its_new_shard() {
+    let (_proxy, client, a, b) = users_on_two_shards(93_501, false).await;
+    simple(
+        &client,
+        &format!("INSERT INTO users (user_id, name, country) VALUES ({a}, 'mover', 'NL')"),
+    )
+    .await;
+    let holder = |id: i64| format!("SELECT count(*) FROM users WHERE user_id = {id}");
+    let before = crate::routing::shards_holding(cluster(), &holder(a)).await;
+    let moved = format!(
+        "UPDATE users SET user_id = {b}, name = upper(name) WHERE user_id = {a} \
+         RETURNING user_id, name, country"
+    );
+    let messages = simple(&client, &moved).await;
+    assert_eq!(tags(&messages), [1]);
+    let returned: Vec<(Option<&str>, Option<&str>, Option<&str>)> = (messages.iter())
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some((row.get(0), row.get(1), row.get(2))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        returned,
+        [(Some(b.to_string().as_str()), Some("MOVER"), Some("NL"))]
+    );
+    let after = crate::routing::shards_holding(cluster(), &holder(b)).await;
+    assert_eq!(after.len(), 1);
+    assert_ne!(before, after, "the row changed shards");
+    assert!(
+        crate::routing::shards_holding(cluster(), &holder(a))
+            .await
+            .is_empty()
+    );
+    // Rolled back with its transaction: the row is back where it was.
+    simple(&client, "BEGIN").await;
+    let back = format!("UPDATE users SET user_id = {a} WHERE user_id = {b}");
+    assert_eq!(tags(&simple(&client, &back).await), [1]);
+    let read = format!("SELECT name FROM users WHERE user_id = {a}");
+    assert_eq!(one_value(&client, &read).await.as_deref(), Some("MOVER"));
+    simple(&client, "ROLLBACK").await;
+    assert_eq!(
+        crate::routing::shards_holding(cluster(), &holder(b)).await,
+        after
+    );
+    // No row matches: nothing moves, and RETURNING still describes its columns.
+    let none = format!("UPDATE users SET user_id = {a} WHERE user_id = -1 RETURNING user_id");
+    assert_eq!(tags(&simple(&client, &none).await), [0]);
+    simple(&client, &format!("DELETE FROM users WHERE user_id = {b}")).await;
+}

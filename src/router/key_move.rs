@@ -1,0 +1,149 @@
+//! An UPDATE that changes rows' shard key, as statements that move them: PostgreSQL moves a
+//! row between partitions the same way (a DELETE where it was, an INSERT where it goes).
+//!
+//! Part of the router (pure). Given the table's columns (from the catalog), the UPDATE
+//! becomes a DELETE on the shards holding the rows that returns each row as the UPDATE would
+//! leave it (the SET values, computed from the old row, and every other column as it was),
+//! and the head of the INSERT that puts those rows on the shards of their new keys, with the
+//! UPDATE's RETURNING list.
+
+use sqlparser::ast::{AssignmentTarget, Statement, TableFactor};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::RouteError;
+use super::scope::{ident_name, map_table_name};
+use crate::error::Unsupported;
+
+/// The statements that move the rows an UPDATE of the shard key changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMove {
+    /// `DELETE FROM t … RETURNING` the new value of every written column, in `columns` order.
+    pub delete: String,
+    /// `INSERT INTO t [AS alias] (columns) OVERRIDING SYSTEM VALUE`; the rows follow as VALUES.
+    pub insert_head: String,
+    /// The UPDATE's `RETURNING …` clause (with its keyword), for the INSERTs.
+    pub returning: Option<String>,
+    /// Where the key is among the values the DELETE returns.
+    pub key_index: usize,
+    /// The key column.
+    pub key: String,
+}
+
+/// A column of the table: its name, and whether it is written (generated columns are not).
+pub type Column<'a> = (&'a str, bool);
+
+/// [`KeyMove`] of `sql`, an UPDATE of `table` that sets its key column `key`.
+pub(super) fn key_move(
+    sql: &str,
+    table: &str,
+    key: &str,
+    columns: &[Column<'_>],
+) -> Result<KeyMove, RouteError> {
+    let refuse = || {
+        let (table, key) = (table.to_owned(), key.to_owned());
+        RouteError::from(Unsupported::ShardKeyChange { table, key })
+    };
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|_| refuse())?;
+    let [Statement::Update(update)] = statements.as_slice() else {
+        return Err(refuse());
+    };
+    let TableFactor::Table { name, alias, .. } = &update.table.relation else {
+        return Err(refuse());
+    };
+    let reference = match alias {
+        Some(alias) => ident_name(&alias.name),
+        None => table.to_owned(),
+    };
+    let written: Vec<&str> = (columns.iter())
+        .filter(|(_, generated)| !generated)
+        .map(|(name, _)| *name)
+        .collect();
+    let key_index = written.iter().position(|c| *c == key).ok_or_else(refuse)?;
+    let mut values = Vec::with_capacity(written.len());
+    for column in &written {
+        let set = update.assignments.iter().find(|a| match &a.target {
+            AssignmentTarget::ColumnName(target) => {
+                map_table_name(target).as_deref() == Some(*column)
+            }
+            AssignmentTarget::Tuple(_) => false,
+        });
+        values.push(match set {
+            Some(assignment) => assignment.value.to_string(),
+            None => format!("{}.{}", quoted(&reference), quoted(column)),
+        });
+    }
+    let selection = match &update.selection {
+        Some(selection) => format!(" WHERE {selection}"),
+        None => String::new(),
+    };
+    let relation = &update.table.relation;
+    let delete = format!(
+        "DELETE FROM {relation}{selection} RETURNING {}",
+        values.join(", ")
+    );
+    let alias = match alias {
+        Some(alias) => format!(" AS {}", alias.name),
+        None => String::new(),
+    };
+    let names: Vec<String> = written.iter().map(|c| quoted(c)).collect();
+    let insert_head = format!(
+        "INSERT INTO {name}{alias} ({}) OVERRIDING SYSTEM VALUE",
+        names.join(", ")
+    );
+    let returning = update.returning.as_ref().map(|items| {
+        let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+        format!(" RETURNING {}", items.join(", "))
+    });
+    Ok(KeyMove {
+        delete,
+        insert_head,
+        returning,
+        key_index,
+        key: key.to_owned(),
+    })
+}
+
+/// A name as SQL: quoted unless PostgreSQL would fold it to itself.
+fn quoted(name: &str) -> String {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLUMNS: &[Column<'static>] = &[("user_id", false), ("name", false), ("total", true)];
+
+    #[test]
+    fn the_delete_returns_each_row_as_the_update_leaves_it() {
+        let sql = "UPDATE users u SET user_id = u.user_id + 1000, name = upper(name) \
+                   WHERE u.user_id IN (1, 2) RETURNING u.user_id, name";
+        let moved = key_move(sql, "users", "user_id", COLUMNS).unwrap();
+        assert_eq!(
+            moved,
+            KeyMove {
+                delete: "DELETE FROM users u WHERE u.user_id IN (1, 2) \
+                         RETURNING u.user_id + 1000, upper(name)"
+                    .to_owned(),
+                insert_head: "INSERT INTO users AS u (user_id, name) OVERRIDING SYSTEM VALUE"
+                    .to_owned(),
+                returning: Some(" RETURNING u.user_id, name".to_owned()),
+                key_index: 0,
+                key: "user_id".to_owned(),
+            }
+        );
+        let plain = key_move("UPDATE users SET user_id = 7", "users", "user_id", COLUMNS);
+        let plain = plain.unwrap();
+        assert_eq!(plain.delete, "DELETE FROM users RETURNING 7, users.name");
+        assert_eq!(plain.returning, None);
+    }
+}
