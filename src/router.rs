@@ -29,7 +29,7 @@ use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use crate::merge::ScatterPlan;
 
 pub use hint::Hint;
-pub use key_move::KeyMove;
+pub use key_move::{KeyMove, TableColumn};
 pub use operand::{Param, Params, execute_arguments};
 pub use plan::{Kind, Plan};
 pub use scatter::construct::Construct;
@@ -300,7 +300,7 @@ impl Router {
         &self,
         sql: &str,
         table: &str,
-        columns: &[key_move::Column<'_>],
+        columns: &[TableColumn],
     ) -> Result<KeyMove, RouteError> {
         let key = match plan::sharding_of(&self.map, table) {
             Some(sharding) => sharding.key_column.clone(),

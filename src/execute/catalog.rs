@@ -7,25 +7,18 @@ use bytes::BytesMut;
 use super::broadcast::{next_frame, query, send};
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::router::TableColumn;
 use crate::wire::{self, tag};
-
-/// A column of a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    /// Its name.
-    pub name: String,
-    /// A generated column (`GENERATED ALWAYS AS … STORED`): computed, never written.
-    pub generated: bool,
-}
 
 /// The columns of `table` (a map table, unqualified: as the backend's search_path finds it),
 /// in the order an INSERT without a column list fills them. Empty when there is no such table.
 pub async fn table_columns(
     conn: &mut BackendConn,
     table: &str,
-) -> Result<Vec<Column>, ErrorReport> {
+) -> Result<Vec<TableColumn>, ErrorReport> {
     let sql = format!(
-        "SELECT attname, attgenerated <> '' FROM pg_catalog.pg_attribute \
+        "SELECT attname, attgenerated <> '', pg_catalog.format_type(atttypid, atttypmod) \
+         FROM pg_catalog.pg_attribute \
          WHERE attrelid = pg_catalog.to_regclass('{}') AND attnum > 0 AND NOT attisdropped \
          ORDER BY attnum",
         table.replace('\'', "''")
@@ -40,12 +33,13 @@ pub async fn table_columns(
         match frame[0] {
             tag::DATA_ROW => {
                 let values = wire::data_row_text(body).map_err(|_| malformed())?;
-                let [Some(name), Some(generated)] = values.as_slice() else {
+                let [Some(name), Some(generated), Some(sql_type)] = values.as_slice() else {
                     return Err(malformed());
                 };
-                columns.push(Column {
+                columns.push(TableColumn {
                     name: name.clone(),
                     generated: generated == "t",
+                    sql_type: sql_type.clone(),
                 });
             }
             tag::ERROR_RESPONSE => error = Some(wire::error_report(body, Blame::Backend)),

@@ -30,15 +30,23 @@ pub struct KeyMove {
     pub key: String,
 }
 
-/// A column of the table: its name, and whether it is written (generated columns are not).
-pub type Column<'a> = (&'a str, bool);
+/// A column of a table, as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableColumn {
+    /// Its name.
+    pub name: String,
+    /// A generated column (`GENERATED ALWAYS AS … STORED`): computed, never written.
+    pub generated: bool,
+    /// Its type, as SQL (`bigint`, `character varying(20)`).
+    pub sql_type: String,
+}
 
 /// [`KeyMove`] of `sql`, an UPDATE of `table` that sets its key column `key`.
 pub(super) fn key_move(
     sql: &str,
     table: &str,
     key: &str,
-    columns: &[Column<'_>],
+    columns: &[TableColumn],
 ) -> Result<KeyMove, RouteError> {
     let refuse = || {
         let (table, key) = (table.to_owned(), key.to_owned());
@@ -55,21 +63,26 @@ pub(super) fn key_move(
         Some(alias) => ident_name(&alias.name),
         None => table.to_owned(),
     };
-    let written: Vec<&str> = (columns.iter())
-        .filter(|(_, generated)| !generated)
-        .map(|(name, _)| *name)
+    let written: Vec<(&str, &str)> = (columns.iter())
+        .filter(|c| !c.generated)
+        .map(|c| (c.name.as_str(), c.sql_type.as_str()))
         .collect();
-    let key_index = written.iter().position(|c| *c == key).ok_or_else(refuse)?;
+    let key_index = written
+        .iter()
+        .position(|(c, _)| *c == key)
+        .ok_or_else(refuse)?;
     let mut values = Vec::with_capacity(written.len());
-    for column in &written {
+    for (column, sql_type) in &written {
         let set = update.assignments.iter().find(|a| match &a.target {
             AssignmentTarget::ColumnName(target) => {
                 map_table_name(target).as_deref() == Some(*column)
             }
             AssignmentTarget::Tuple(_) => false,
         });
+        // A SET value is cast to its column's type, as the UPDATE would assign it (which also
+        // types its parameters).
         values.push(match set {
-            Some(assignment) => assignment.value.to_string(),
+            Some(assignment) => format!("CAST(({}) AS {sql_type})", assignment.value),
             None => format!("{}.{}", quoted(&reference), quoted(column)),
         });
     }
@@ -86,7 +99,7 @@ pub(super) fn key_move(
         Some(alias) => format!(" AS {}", alias.name),
         None => String::new(),
     };
-    let names: Vec<String> = written.iter().map(|c| quoted(c)).collect();
+    let names: Vec<String> = written.iter().map(|(c, _)| quoted(c)).collect();
     let insert_head = format!(
         "INSERT INTO {name}{alias} ({}) OVERRIDING SYSTEM VALUE",
         names.join(", ")
@@ -121,18 +134,29 @@ fn quoted(name: &str) -> String {
 mod tests {
     use super::*;
 
-    const COLUMNS: &[Column<'static>] = &[("user_id", false), ("name", false), ("total", true)];
+    fn columns() -> Vec<TableColumn> {
+        let column = |name: &str, generated, sql_type: &str| TableColumn {
+            name: name.to_owned(),
+            generated,
+            sql_type: sql_type.to_owned(),
+        };
+        vec![
+            column("user_id", false, "bigint"),
+            column("name", false, "text"),
+            column("total", true, "numeric"),
+        ]
+    }
 
     #[test]
     fn the_delete_returns_each_row_as_the_update_leaves_it() {
         let sql = "UPDATE users u SET user_id = u.user_id + 1000, name = upper(name) \
                    WHERE u.user_id IN (1, 2) RETURNING u.user_id, name";
-        let moved = key_move(sql, "users", "user_id", COLUMNS).unwrap();
+        let moved = key_move(sql, "users", "user_id", &columns()).unwrap();
         assert_eq!(
             moved,
             KeyMove {
                 delete: "DELETE FROM users u WHERE u.user_id IN (1, 2) \
-                         RETURNING u.user_id + 1000, upper(name)"
+                         RETURNING CAST((u.user_id + 1000) AS bigint), CAST((upper(name)) AS text)"
                     .to_owned(),
                 insert_head: "INSERT INTO users AS u (user_id, name) OVERRIDING SYSTEM VALUE"
                     .to_owned(),
@@ -141,9 +165,17 @@ mod tests {
                 key: "user_id".to_owned(),
             }
         );
-        let plain = key_move("UPDATE users SET user_id = 7", "users", "user_id", COLUMNS);
+        let plain = key_move(
+            "UPDATE users SET user_id = 7",
+            "users",
+            "user_id",
+            &columns(),
+        );
         let plain = plain.unwrap();
-        assert_eq!(plain.delete, "DELETE FROM users RETURNING 7, users.name");
+        assert_eq!(
+            plain.delete,
+            "DELETE FROM users RETURNING CAST((7) AS bigint), users.name"
+        );
         assert_eq!(plain.returning, None);
     }
 }

@@ -122,13 +122,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<(), Refusal> {
         self.check_spread_allowed()?;
         self.forget_columns_after(rows);
+        self.start_batch_transaction().await?;
+        self.run_spread_in_transaction(sql, parts, rows).await
+    }
+
+    /// Outside a transaction, with nothing of the batch sent yet, the batch becomes an
+    /// implicit transaction of the proxy's, begun on each shard it reaches and ended at the
+    /// Sync (with messages already sent, `reach_transaction_block` folds them into one).
+    pub(super) async fn start_batch_transaction(&mut self) -> Result<(), ErrorReport> {
         if !self.transaction_open() && self.replies.synced() {
             self.wait_for_replies().await?;
             self.release();
             self.txn.phase = Phase::deferred("BEGIN".to_owned());
             self.txn.implicit = true;
         }
-        self.run_spread_in_transaction(sql, parts, rows).await
+        Ok(())
     }
 
     /// DDL (a statement on every shard's copy) may change a table's columns, which an INSERT

@@ -10,11 +10,10 @@ use super::client::{Refusal, body, duplicate_statement};
 use super::local::is_begin;
 use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
-use super::scatter::{ScatterRead, SpreadWrite};
+use super::scatter::{MoveWrite, ScatterRead, SpreadWrite};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
 use crate::config::ShardId;
-use crate::error::Unsupported;
 use crate::execute::broadcast::{LegStatement, Rows};
 use crate::router::{Params, Route};
 use crate::wire::{self, Bind, BindRest, Parse, StatementOrPortal, Target, encode};
@@ -205,9 +204,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                         };
                         return self.bind_shards(bind.portal, read);
                     }
-                    Route::MoveRows(_) => {
-                        let refusal = Unsupported::MoveRowsThroughExtended;
-                        return Err(Refusal::Statement(self.unsupported(refusal)));
+                    Route::MoveRows(sources) => {
+                        let moving = MoveWrite {
+                            sql: statement.query.to_string(),
+                            sources,
+                            param_types: statement.param_types.clone(),
+                            bind_rest: rest.to_vec(),
+                        };
+                        return self.bind_moving(bind.portal, moving);
                     }
                     route @ (Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_)) => {
                         let write = self.spread_write(&statement, rest, route)?;

@@ -13,12 +13,13 @@ use super::client::Refusal;
 use super::implicit::Unit;
 use super::replies::{Expect, Synthetic};
 use super::routing::columns_of;
+use super::scatter::MoveWrite;
 use super::transaction::Phase;
 use crate::config::ShardId;
 use crate::error::Unsupported;
 use crate::execute::broadcast::{LegStatement, Rows};
-use crate::router::KeyMove;
-use crate::wire::{self, encode};
+use crate::router::{KeyMove, TableColumn};
+use crate::wire::{self, BindRest, encode};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A simple Query that is one UPDATE of the shard key of rows on `sources`: moves them,
@@ -29,14 +30,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         sources: Vec<ShardId>,
     ) -> Result<(), Refusal> {
         if self.transaction_open() {
-            self.move_rows(sql, sources).await?;
+            self.move_rows(sql, sources, &Sent::Query).await?;
             self.note_ready(self.client_status);
             encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
             return Ok(());
         }
         self.txn.phase = Phase::deferred("BEGIN".to_owned());
         self.txn.implicit = true;
-        let unit = match self.move_rows(sql, sources).await {
+        let unit = match self.move_rows(sql, sources, &Sent::Query).await {
             Ok(()) => Unit::Ran,
             Err(Refusal::Statement(report)) => {
                 self.push(Expect::synthetic(Synthetic::Error(report)));
@@ -47,12 +48,32 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.end_implicit(unit).await
     }
 
+    /// An extended-protocol portal of an UPDATE of the shard key: its batch is one
+    /// transaction up to its Sync, as on one server.
+    pub(super) async fn move_rows_in_batch(
+        &mut self,
+        moving: MoveWrite,
+        describe: bool,
+    ) -> Result<(), Refusal> {
+        self.check_spread_allowed()?;
+        self.start_batch_transaction().await?;
+        let bound =
+            BindRest::decode(&moving.bind_rest).map_err(|e| Refusal::violation(e.to_string()))?;
+        let sent = Sent::Portal {
+            param_types: &moving.param_types,
+            bind: &bound,
+            describe,
+        };
+        self.move_rows(&moving.sql, moving.sources, &sent).await
+    }
+
     /// Moves the rows an UPDATE of the shard key (`sql`) changes on `sources`, inside the open
     /// transaction, and writes its result (RETURNING rows, `UPDATE n`) to the client.
     pub(super) async fn move_rows(
         &mut self,
         sql: &str,
         sources: Vec<ShardId>,
+        sent: &Sent<'_>,
     ) -> Result<(), Refusal> {
         let database = self.env.database.clone();
         let router = &database.router;
@@ -62,12 +83,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             )));
         };
         let columns = columns_of(&database, &table).await?;
-        let columns: Vec<(&str, bool)> = (columns.iter())
-            .map(|c| (c.name.as_str(), c.generated))
-            .collect();
         let moving = (router.key_move(sql, &table, &columns)).map_err(|e| self.route_failed(e))?;
         let delete: Parts = (sources.iter())
-            .map(|&shard| (shard, LegStatement::Simple(moving.delete.clone())))
+            .map(|&shard| (shard, sent.deleting(&moving.delete)))
             .collect();
         let deleted = self.legs_in_transaction(sql, delete, Rows::Kept).await?;
         let mut rows = Vec::with_capacity(deleted.kept.len());
@@ -75,11 +93,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             let values = wire::data_row_text(&frame[wire::HEADER_LEN..]);
             rows.push(values.map_err(|e| Refusal::Statement(super::internal(e.to_string())))?);
         }
-        let inserts = self.inserts_of(&table, &moving, &rows)?;
+        let inserts = self.inserts_of(&table, &moving, &rows, sent)?;
         let inserts = match inserts {
             inserts if !inserts.is_empty() => inserts,
             // Nothing moves; RETURNING still owes the client a row description.
-            _ if moving.returning.is_some() => vec![(sources[0], describe_only(&moving, &columns))],
+            _ if sent.describes(&moving) => {
+                vec![(sources[0], sent.inserting(describe_only(&moving, &columns)))]
+            }
             _ => Vec::new(),
         };
         if !inserts.is_empty() {
@@ -97,6 +117,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         table: &str,
         moving: &KeyMove,
         rows: &[Vec<Option<String>>],
+        sent: &Sent<'_>,
     ) -> Result<Parts, Refusal> {
         let router = &self.env.database.router;
         let mut groups: Vec<(ShardId, Vec<String>)> = Vec::new();
@@ -125,19 +146,86 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 moving.insert_head,
                 tuples.join(", ")
             );
-            LegStatement::Simple(sql)
+            sent.inserting(sql)
         };
         Ok(groups.into_iter().map(|(s, t)| (s, insert(t))).collect())
     }
 }
 
-/// An INSERT of no row that describes the RETURNING columns.
-fn describe_only(moving: &KeyMove, columns: &[(&str, bool)]) -> LegStatement {
-    let written = columns.iter().filter(|(_, generated)| !generated).count();
+/// How the client sent the UPDATE, which decides how the statements that move its rows run:
+/// as simple queries, or bound with the client's parameters (the DELETE) and result formats
+/// (the INSERTs' RETURNING rows), described only when the client described its portal.
+pub(super) enum Sent<'a> {
+    /// A simple Query.
+    Query,
+    /// An extended-protocol portal.
+    Portal {
+        /// Parameter types from the client's Parse.
+        param_types: &'a [u32],
+        /// The client's Bind.
+        bind: &'a BindRest<'a>,
+        /// The client described the portal (and has not had its description yet).
+        describe: bool,
+    },
+}
+
+impl Sent<'_> {
+    /// The DELETE, returning text the proxy reads.
+    fn deleting(&self, sql: &str) -> LegStatement {
+        match self {
+            Sent::Query => LegStatement::Simple(sql.to_owned()),
+            Sent::Portal {
+                param_types, bind, ..
+            } => {
+                let mut bind_rest = bind.params.to_vec();
+                bind_rest.extend_from_slice(&0i16.to_be_bytes()); // Results in text.
+                LegStatement::Bound {
+                    sql: sql.to_owned(),
+                    param_types: param_types.to_vec(),
+                    bind_rest,
+                    describe: false,
+                }
+            }
+        }
+    }
+
+    /// An INSERT of moved rows (values written out), its RETURNING rows as the client asked.
+    fn inserting(&self, sql: String) -> LegStatement {
+        match self {
+            Sent::Query => LegStatement::Simple(sql),
+            Sent::Portal { bind, describe, .. } => {
+                let mut bind_rest = vec![0, 0, 0, 0]; // No parameter formats, no parameters.
+                let formats = i16::try_from(bind.result_formats.len()).unwrap_or(0);
+                bind_rest.extend_from_slice(&formats.to_be_bytes());
+                for format in &bind.result_formats {
+                    bind_rest.extend_from_slice(&format.to_be_bytes());
+                }
+                LegStatement::Bound {
+                    sql,
+                    param_types: Vec::new(),
+                    bind_rest,
+                    describe: *describe,
+                }
+            }
+        }
+    }
+
+    /// Whether the client is owed a description even when no row moves.
+    fn describes(&self, moving: &KeyMove) -> bool {
+        match self {
+            Sent::Query => moving.returning.is_some(),
+            Sent::Portal { describe, .. } => *describe,
+        }
+    }
+}
+
+/// An INSERT of no row that describes the RETURNING columns (or that there are none).
+fn describe_only(moving: &KeyMove, columns: &[TableColumn]) -> String {
+    let written = columns.iter().filter(|c| !c.generated).count();
     let nulls = vec!["NULL"; written].join(", ");
     let returning = moving.returning.as_deref().unwrap_or_default();
     let head = &moving.insert_head;
-    LegStatement::Simple(format!("{head} SELECT {nulls} WHERE false{returning}"))
+    format!("{head} SELECT {nulls} WHERE false{returning}")
 }
 
 /// A value as PostgreSQL printed it, as a literal it reads back the same (dollar-quoted, so

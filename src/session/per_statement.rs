@@ -74,7 +74,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     continue;
                 }
                 Route::MoveRows(sources) => {
-                    self.move_rows(statement, sources).await?;
+                    let sent = super::key_move::Sent::Query;
+                    self.move_rows(statement, sources, &sent).await?;
                     continue;
                 }
                 route => self.shard_for_route(route)?,

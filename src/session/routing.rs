@@ -15,8 +15,9 @@ use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use std::sync::Arc;
 
 use crate::control::directory::{DirectoryLookup, LookupError};
-use crate::execute::catalog::{Column, table_columns};
+use crate::execute::catalog::table_columns;
 use crate::metrics::{Metrics, RouteKind};
+use crate::router::TableColumn;
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};
 use crate::topology::Database;
@@ -281,13 +282,13 @@ async fn route_fetching(
 pub(super) async fn columns_of(
     database: &Database,
     table: &str,
-) -> Result<Arc<[Column]>, ErrorReport> {
+) -> Result<Arc<[TableColumn]>, ErrorReport> {
     if let Some(columns) = database.table_columns.get(table) {
         return Ok(columns);
     }
     let shard = database.router.map().default_shard;
     let mut conn = (database.primary(shard).checkout().await).map_err(|e| e.report())?;
-    let columns: Arc<[Column]> = table_columns(&mut conn, table).await?.into();
+    let columns: Arc<[TableColumn]> = table_columns(&mut conn, table).await?.into();
     database.table_columns.insert(table, columns.clone());
     Ok(columns)
 }

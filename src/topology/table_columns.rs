@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::execute::catalog::Column;
+use crate::router::TableColumn;
 
 /// How long a table's columns are used before the catalog is read again.
 const FRESH_FOR: Duration = Duration::from_secs(5);
@@ -21,18 +21,18 @@ const MAX_TABLES: usize = 1_000;
 pub struct TableColumns(Mutex<HashMap<String, Read>>);
 
 /// A table's columns, and when they were read.
-type Read = (Instant, Arc<[Column]>);
+type Read = (Instant, Arc<[TableColumn]>);
 
 impl TableColumns {
     /// The columns of `table` read less than [`FRESH_FOR`] ago.
-    pub fn get(&self, table: &str) -> Option<Arc<[Column]>> {
+    pub fn get(&self, table: &str) -> Option<Arc<[TableColumn]>> {
         let tables = self.lock();
         let (read, columns) = tables.get(table)?;
         (read.elapsed() < FRESH_FOR).then(|| columns.clone())
     }
 
     /// Remembers the columns of `table` just read.
-    pub fn insert(&self, table: &str, columns: Arc<[Column]>) {
+    pub fn insert(&self, table: &str, columns: Arc<[TableColumn]>) {
         let mut tables = self.lock();
         if tables.len() >= MAX_TABLES {
             tables.clear();
@@ -58,9 +58,10 @@ mod tests {
     fn columns_are_kept_until_ddl() {
         let columns = TableColumns::default();
         assert!(columns.get("users").is_none());
-        let column = |name: &str| Column {
+        let column = |name: &str| TableColumn {
             name: name.to_owned(),
             generated: false,
+            sql_type: "text".to_owned(),
         };
         columns.insert("users", Arc::from(vec![column("user_id"), column("name")]));
         assert_eq!(columns.get("users").unwrap().len(), 2);

@@ -39,8 +39,23 @@ pub(in crate::session) struct ScatterPortal {
 enum Held {
     /// A read merged from several shards.
     Read(ScatterRead),
-    /// A statement on several primaries, which returns no rows.
+    /// A statement on several primaries.
     Write(SpreadWrite),
+    /// An UPDATE of the shard key, whose rows move.
+    Move(MoveWrite),
+}
+
+/// An UPDATE of the shard key as the client bound it.
+#[derive(Debug)]
+pub(in crate::session) struct MoveWrite {
+    /// The client's statement.
+    pub sql: String,
+    /// The shards holding the rows it changes.
+    pub sources: Vec<crate::config::ShardId>,
+    /// Parameter types from the client's Parse.
+    pub param_types: Vec<u32>,
+    /// The client's Bind after its portal and statement names.
+    pub bind_rest: Vec<u8>,
 }
 
 /// A statement for several primaries, as its legs will run it.
@@ -75,6 +90,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<(), Refusal> {
         self.check_spread_allowed()?;
         self.hold_portal(portal, Held::Write(write));
+        Ok(())
+    }
+
+    /// A Bind of an UPDATE of the shard key: held until it is executed.
+    pub(in crate::session) fn bind_moving(
+        &mut self,
+        portal: &str,
+        moving: MoveWrite,
+    ) -> Result<(), Refusal> {
+        self.check_spread_allowed()?;
+        self.hold_portal(portal, Held::Move(moving));
         Ok(())
     }
 
@@ -166,8 +192,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         pending.description_sent |= describe;
         let read = match &pending.work {
             Held::Read(read) => read.clone(),
-            Held::Write(write) => {
-                if describe && returns_rows(&write.sql) {
+            Held::Write(SpreadWrite { sql, .. }) | Held::Move(MoveWrite { sql, .. }) => {
+                if describe && returns_rows(sql) {
                     self.batch.scatter_portal = None;
                     let refusal = Unsupported::SpreadReturningDescribedApart;
                     return Err(Refusal::Statement(self.unsupported(refusal)));
@@ -222,6 +248,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     }
                 }
                 return (self.run_spread_in_batch(&write.sql, write.parts, write.rows)).await;
+            }
+            Held::Move(moving) => {
+                if !pending.bind_answered {
+                    self.push(Expect::synthetic(Synthetic::BindComplete));
+                }
+                let describe = pending.describe && !pending.description_sent;
+                return self.move_rows_in_batch(moving, describe).await;
             }
         };
         if max_rows > 0 {

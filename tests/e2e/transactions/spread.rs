@@ -402,5 +402,20 @@ async fn an_update_of_the_shard_key_moves_the_row_to_its_new_shard() {
     // No row matches: nothing moves, and RETURNING still describes its columns.
     let none = format!("UPDATE users SET user_id = {a} WHERE user_id = -1 RETURNING user_id");
     assert_eq!(tags(&simple(&client, &none).await), [0]);
-    simple(&client, &format!("DELETE FROM users WHERE user_id = {b}")).await;
+    // Through the extended protocol, with parameters and binary results.
+    let sql = "UPDATE users SET user_id = $1 WHERE user_id = $2 RETURNING user_id, name";
+    let rows = client.query(sql, &[&a, &b]).await.unwrap();
+    let returned: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(returned, [(a, "MOVER".to_owned())]);
+    assert_eq!(
+        crate::routing::shards_holding(cluster(), &holder(a)).await,
+        before
+    );
+    let none = client.execute(sql, &[&a, &-1i64]).await.unwrap();
+    assert_eq!(none, 0);
+    simple(
+        &client,
+        &format!("DELETE FROM users WHERE user_id IN ({a}, {b})"),
+    )
+    .await;
 }
