@@ -53,10 +53,7 @@ script one_shard 1
 
 run() { # run PORT SCRIPT -> "tps latency"
     out=$(pgbench -n -M simple -c "$C" -j 2 -T "$T" -p "$1" -D rows="$ROWS" -f "$dir/$2.sql" 2>&1)
-    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
-    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
-    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
-    echo "$tps $lat ${failed:-0}"
+    pgbench_numbers "$out"
 }
 
 echo "| case | round | tps | latency ms | failed |"

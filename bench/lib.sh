@@ -37,6 +37,15 @@ start_not_atomic() {
     wait_port "$2"
 }
 
+# pgbench_numbers OUTPUT: "tps latency_ms failed" from a pgbench run's output.
+pgbench_numbers() {
+    local tps lat failed
+    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$1")
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$1")
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$1")
+    echo "$tps $lat ${failed:-0}"
+}
+
 # wait_port PORT: returns once something listens on 127.0.0.1:PORT; exits after 30 s.
 wait_port() {
     for _ in $(seq 300); do

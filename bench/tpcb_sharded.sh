@@ -79,10 +79,7 @@ run() { # run PORT MODE -> "tps latency failed"
         echo "$out" | tail -20 >&2
         kill -TERM $$
     fi
-    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
-    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
-    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
-    echo "$tps $lat ${failed:-0}"
+    pgbench_numbers "$out"
 }
 
 echo "| case | round | tps | latency ms | failed |"

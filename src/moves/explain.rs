@@ -113,23 +113,16 @@ fn describe(router: &Router, part: &Part, params: &Params<'_>) -> (Option<KeyFac
         Target::TooDeep { depth, .. } => (None, format!("too deep to parse (depth {depth})")),
         Target::TooLarge { size, .. } => (None, format!("too large to parse ({size} bytes)")),
         Target::Refused(_) => (None, "not supported".to_owned()),
-        Target::Keyed(keyed) => {
+        Target::Keyed(keyed) | Target::MovesRows(keyed) => {
             let sharding = &keyed.sharding;
             let values = Values {
                 key_type: sharding.key_type,
                 params,
             };
-            let text = values.condition(&keyed.condition, &sharding.key_column);
-            (Some(key_facts(map, sharding)), text)
-        }
-        Target::MovesRows(keyed) => {
-            let sharding = &keyed.sharding;
-            let values = Values {
-                key_type: sharding.key_type,
-                params,
-            };
-            let text = values.condition(&keyed.condition, &sharding.key_column);
-            let text = format!("{text}; sets the shard key, so the rows move");
+            let mut text = values.condition(&keyed.condition, &sharding.key_column);
+            if matches!(part.target, Target::MovesRows(_)) {
+                text.push_str("; sets the shard key, so the rows move");
+            }
             (Some(key_facts(map, sharding)), text)
         }
         Target::Insert(rows) => {

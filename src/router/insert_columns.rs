@@ -5,12 +5,13 @@
 //! plan asks for them, and routes the rewritten text; what runs on the shards is the same
 //! statement either way.
 
-use sqlparser::ast::{Ident, ObjectName, SetExpr, Statement};
+use sqlparser::ast::{ObjectName, SetExpr, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::RouteError;
 use super::plan::as_select;
+use super::scope::identifier;
 use crate::error::Unsupported;
 
 /// `sql` (an INSERT into `table` without a column list) with `columns` written out.
@@ -38,19 +39,6 @@ pub(super) fn with_columns(
         .map(|name| ObjectName::from(vec![identifier(name)]))
         .collect();
     Ok(Statement::Insert(insert).to_string())
-}
-
-/// A column name as SQL: quoted unless PostgreSQL would fold it to itself.
-fn identifier(name: &str) -> Ident {
-    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        Ident::new(name)
-    } else {
-        Ident::with_quote('"', name)
-    }
 }
 
 #[cfg(test)]

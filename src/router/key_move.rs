@@ -12,7 +12,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::RouteError;
-use super::scope::{ident_name, map_table_name};
+use super::scope::{ident_name, identifier, map_table_name};
 use crate::error::Unsupported;
 
 /// The statements that move the rows an UPDATE of the shard key changes.
@@ -83,7 +83,7 @@ pub(super) fn key_move(
         // types its parameters).
         values.push(match set {
             Some(assignment) => format!("CAST(({}) AS {sql_type})", assignment.value),
-            None => format!("{}.{}", quoted(&reference), quoted(column)),
+            None => format!("{}.{}", identifier(&reference), identifier(column)),
         });
     }
     let selection = match &update.selection {
@@ -99,7 +99,10 @@ pub(super) fn key_move(
         Some(alias) => format!(" AS {}", alias.name),
         None => String::new(),
     };
-    let names: Vec<String> = written.iter().map(|(c, _)| quoted(c)).collect();
+    let names: Vec<String> = written
+        .iter()
+        .map(|(c, _)| identifier(c).to_string())
+        .collect();
     let insert_head = format!(
         "INSERT INTO {name}{alias} ({}) OVERRIDING SYSTEM VALUE",
         names.join(", ")
@@ -115,19 +118,6 @@ pub(super) fn key_move(
         key_index,
         key: key.to_owned(),
     })
-}
-
-/// A name as SQL: quoted unless PostgreSQL would fold it to itself.
-fn quoted(name: &str) -> String {
-    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
 }
 
 #[cfg(test)]

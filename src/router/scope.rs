@@ -224,6 +224,17 @@ impl Scope {
     }
 }
 
+/// A column or table name as SQL: quoted unless PostgreSQL would fold it to itself.
+pub fn identifier(name: &str) -> sqlparser::ast::Ident {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && (name.chars()).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        sqlparser::ast::Ident::new(name)
+    } else {
+        sqlparser::ast::Ident::with_quote('"', name)
+    }
+}
+
 /// The map name of a table reference: its last part, lower-cased unless quoted.
 pub fn map_table_name(name: &ObjectName) -> Option<String> {
     let last = name.0.last()?.as_ident()?;

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::client::Refusal;
 use super::replies::{Expect, Synthetic};
 use super::spanning::aborted;
+use super::transaction::Phase;
 use super::{Ending, Session};
 use crate::config::ShardId;
 use crate::error::ErrorReport;
@@ -86,6 +87,32 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Err(lost_while_ending(report))
             }
         }
+    }
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// A simple Query outside any transaction whose statements need several shards: it runs
+    /// as an implicit transaction of the proxy's, begun on each shard it reaches.
+    pub(super) fn begin_implicit_query(&mut self) {
+        self.txn.phase = Phase::deferred("BEGIN".to_owned());
+        self.txn.implicit = true;
+    }
+
+    /// Ends the query's implicit transaction as `outcome` says: committed, or rolled back
+    /// after an error the client gets before its ReadyForQuery.
+    pub(super) async fn end_implicit_query(
+        &mut self,
+        outcome: Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
+        let unit = match outcome {
+            Ok(()) => Unit::Ran,
+            Err(Refusal::Statement(report)) => {
+                self.push(Expect::synthetic(Synthetic::Error(report)));
+                Unit::Refused
+            }
+            Err(ending @ Refusal::Session(_)) => return Err(ending),
+        };
+        self.end_implicit(unit).await
     }
 }
 

@@ -10,11 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::broadcast::Parts;
 use super::client::Refusal;
-use super::implicit::Unit;
-use super::replies::{Expect, Synthetic};
 use super::routing::columns_of;
 use super::scatter::MoveWrite;
-use super::transaction::Phase;
 use crate::config::ShardId;
 use crate::error::Unsupported;
 use crate::execute::broadcast::{LegStatement, Rows};
@@ -35,17 +32,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             encode::ready_for_query(&mut self.bufs.to_client, self.client_status);
             return Ok(());
         }
-        self.txn.phase = Phase::deferred("BEGIN".to_owned());
-        self.txn.implicit = true;
-        let unit = match self.move_rows(sql, sources, &Sent::Query).await {
-            Ok(()) => Unit::Ran,
-            Err(Refusal::Statement(report)) => {
-                self.push(Expect::synthetic(Synthetic::Error(report)));
-                Unit::Refused
-            }
-            Err(ending @ Refusal::Session(_)) => return Err(ending),
-        };
-        self.end_implicit(unit).await
+        self.begin_implicit_query();
+        let outcome = self.move_rows(sql, sources, &Sent::Query).await;
+        self.end_implicit_query(outcome).await
     }
 
     /// An extended-protocol portal of an UPDATE of the shard key: its batch is one

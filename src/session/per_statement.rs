@@ -9,11 +9,9 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::client::Refusal;
-use super::implicit::Unit;
 use super::local::{begins_transaction, transaction_control};
 use super::replies::{Expect, Synthetic};
 use super::statements::{session_effects, split_statements};
-use super::transaction::Phase;
 use super::{Session, internal};
 use crate::error::Unsupported;
 use crate::router::Route;
@@ -29,17 +27,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.push(Expect::synthetic(Synthetic::ReadyForQuery));
             return Ok(());
         }
-        self.txn.phase = Phase::deferred("BEGIN".to_owned());
-        self.txn.implicit = true;
-        let unit = match self.run_statements(sql).await {
-            Ok(()) => Unit::Ran,
-            Err(Refusal::Statement(report)) => {
-                self.push(Expect::synthetic(Synthetic::Error(report)));
-                Unit::Refused
-            }
-            Err(ending @ Refusal::Session(_)) => return Err(ending),
-        };
-        self.end_implicit(unit).await
+        self.begin_implicit_query();
+        let outcome = self.run_statements(sql).await;
+        self.end_implicit_query(outcome).await
     }
 
     /// Statements that change the session or control the transaction cannot be spread over
