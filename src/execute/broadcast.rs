@@ -86,8 +86,8 @@ pub enum Rows {
     /// Copies (reference tables, schema): the first shard's rows and counts, as one server.
     Copies,
     /// Rows the caller reads itself (what an UPDATE of the shard key deletes, to insert it
-    /// where it goes): nothing of them goes to the client.
-    Kept,
+    /// where it goes), up to this many bytes in all: nothing of them goes to the client.
+    Kept(usize),
 }
 
 /// How the legs of a [`Wrapping::Transaction`] broadcast commit once all succeeded.
@@ -172,6 +172,9 @@ pub struct LegFailed {
     pub leg: usize,
     /// Its error, saying which shard it came from.
     pub report: ErrorReport,
+    /// Its backend's transaction status: failed, or still open when the proxy refused what
+    /// the backend ran (the caller must abort it).
+    pub status: TxStatus,
 }
 
 /// Runs every leg inside the transaction its backend is in (the caller's: it ends them),
@@ -195,10 +198,11 @@ pub async fn broadcast_in_transaction<C: AsyncWrite + Unpin>(
     })
 }
 
-/// Every leg's command tags, and the rows kept.
+/// Every leg's command tags, and the rows kept (and their bytes).
 struct LegsRan {
     tags: Vec<Vec<String>>,
     kept: Vec<BytesMut>,
+    kept_bytes: usize,
 }
 
 /// Runs the legs one after another, stopping at the first that fails.
@@ -212,6 +216,7 @@ async fn run_legs<C: AsyncWrite + Unpin>(
     let mut ran = LegsRan {
         tags: Vec::with_capacity(legs.len()),
         kept: Vec::new(),
+        kept_bytes: 0,
     };
     for index in 0..legs.len() {
         let leg = &mut legs[index];
@@ -219,17 +224,42 @@ async fn run_legs<C: AsyncWrite + Unpin>(
             client: &mut *client,
             bufs: &mut *bufs,
             kept: &mut ran.kept,
+            kept_bytes: &mut ran.kept_bytes,
         };
-        match run_leg(sink, leg, index == 0, how, on_status).await {
-            Ok(leg_tags) => ran.tags.push(leg_tags),
-            Err(report) => {
-                let (shard, done) = (legs[index].shard, &legs[..index]);
-                let report = with_shard(report, shard, done, how.wrapping);
-                return Err(LegFailed { leg: index, report });
-            }
-        }
+        // A leg over the limit of kept rows ran, and its transaction is still open there.
+        let (report, status) = match run_leg(sink, leg, index == 0, how, on_status).await {
+            Ok(leg_tags) => match how.rows {
+                Rows::Kept(at_most) if ran.kept_bytes > at_most => {
+                    (overflow(at_most), TxStatus::InTransaction)
+                }
+                _ => {
+                    ran.tags.push(leg_tags);
+                    continue;
+                }
+            },
+            Err(report) => (report, TxStatus::Failed),
+        };
+        let (shard, done) = (legs[index].shard, &legs[..index]);
+        let report = with_shard(report, shard, done, how.wrapping);
+        return Err(LegFailed {
+            leg: index,
+            report,
+            status,
+        });
     }
     Ok(ran)
+}
+
+/// The error of legs whose kept rows exceeded `at_most` bytes.
+fn overflow(at_most: usize) -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        Blame::Client,
+        format!(
+            "shardgate: the rows this statement moves between shards exceed \
+             limits.max_merge_bytes ({at_most} bytes); move them in smaller statements"
+        ),
+    )
 }
 
 /// Where a leg's frames go: the client's buffers, or the rows kept for the caller.
@@ -237,13 +267,14 @@ struct Sink<'a, C> {
     client: &'a mut C,
     bufs: &'a mut Buffers,
     kept: &'a mut Vec<BytesMut>,
+    kept_bytes: &'a mut usize,
 }
 
 /// The client's command tags: summed over shards holding different rows, the first shard's
 /// for copies.
 fn combined_tags(rows: Rows, tags: Vec<Vec<String>>) -> Vec<String> {
     match rows {
-        Rows::Disjoint | Rows::Kept => combine_tags(&tags),
+        Rows::Disjoint | Rows::Kept(_) => combine_tags(&tags),
         Rows::Copies => tags.into_iter().next().unwrap_or_default(),
     }
 }
@@ -306,11 +337,23 @@ struct Forward<'a, C> {
 }
 
 impl<C: AsyncWrite + Unpin> Forward<'_, C> {
-    async fn frame(&mut self, frame_tag: u8, frame: &[u8]) -> Result<(), ErrorReport> {
-        let kept = self.rows == Rows::Kept;
-        if kept && frame_tag == tag::DATA_ROW {
+    /// Keeps a row for the caller, up to `at_most` bytes in all; past that the rows are
+    /// dropped (the reply is still read to its end, so the connection stays usable) and the
+    /// leg fails once it ends (see [`overflow`]).
+    fn keep(&mut self, frame: &[u8], at_most: usize) -> Result<(), ErrorReport> {
+        *self.sink.kept_bytes += frame.len();
+        if *self.sink.kept_bytes <= at_most {
             self.sink.kept.push(BytesMut::from(frame));
-            return Ok(());
+        }
+        Ok(())
+    }
+
+    async fn frame(&mut self, frame_tag: u8, frame: &[u8]) -> Result<(), ErrorReport> {
+        let kept = matches!(self.rows, Rows::Kept(_));
+        if let Rows::Kept(at_most) = self.rows
+            && frame_tag == tag::DATA_ROW
+        {
+            return self.keep(frame, at_most);
         }
         let wanted = match frame_tag {
             tag::DATA_ROW => self.first || self.rows == Rows::Disjoint,

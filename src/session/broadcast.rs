@@ -191,8 +191,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Err(failed) => failed.leg + 1,
         };
         let mut statuses = vec![TxStatus::InTransaction; ran];
-        if outcome.is_err() {
-            statuses[ran - 1] = TxStatus::Failed;
+        if let Err(failed) = &outcome {
+            statuses[ran - 1] = failed.status;
         }
         let unrun = backends.split_off(ran);
         self.keep_transaction_backends(&shards[..ran], backends, &statuses);

@@ -76,7 +76,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let delete: Parts = (sources.iter())
             .map(|&shard| (shard, sent.deleting(&moving.delete)))
             .collect();
-        let deleted = self.legs_in_transaction(sql, delete, Rows::Kept).await?;
+        let at_most = self.env.max_merge_bytes;
+        let deleted = (self.legs_in_transaction(sql, delete, Rows::Kept(at_most))).await?;
         let mut rows = Vec::with_capacity(deleted.kept.len());
         for frame in &deleted.kept {
             let values = wire::data_row_text(&frame[wire::HEADER_LEN..]);

@@ -8,7 +8,7 @@
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::users_on_two_shards;
-use crate::harness::{ClusterInfo, cluster, connect_direct, sqlstate};
+use crate::harness::{ClusterInfo, cluster, connect_direct, sharded_config, sqlstate};
 use crate::raw::{Script, exchange_to_ready, raw_login};
 use crate::support::one_value;
 
@@ -418,4 +418,34 @@ async fn an_update_of_the_shard_key_moves_the_row_to_its_new_shard() {
         &format!("DELETE FROM users WHERE user_id IN ({a}, {b})"),
     )
     .await;
+}
+
+/// The rows an UPDATE of the shard key moves pass through the proxy: past
+/// `limits.max_merge_bytes` the statement fails (`54000`) and nothing moves.
+#[tokio::test]
+async fn moving_more_rows_than_the_proxy_may_hold_fails_and_moves_nothing() {
+    let mut config = sharded_config(cluster());
+    config.limits.max_merge_bytes = 200;
+    let proxy = crate::harness::TestProxy::start(config).await;
+    let client = proxy.connect().await;
+    let (a, b) = crate::routing::two_users_on_different_shards(93_601);
+    crate::support::reset_users(&client, &[a, b], false).await;
+    let long = "x".repeat(150);
+    for id in [a, b] {
+        let insert = format!("INSERT INTO users (user_id, name) VALUES ({id}, '{long}')");
+        simple(&client, &insert).await;
+    }
+    let moved = format!("UPDATE users SET user_id = user_id + 1000000 WHERE user_id IN ({a}, {b})");
+    let error = client.simple_query(&moved).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "54000", "{error}");
+    assert_eq!(names(cluster(), &[a, b]).await.len(), 2, "nothing moved");
+    // Inside the client's transaction it aborts the transaction; COMMIT rolls back.
+    simple(&client, "BEGIN").await;
+    let error = client.simple_query(&moved).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "54000", "{error}");
+    let error = client.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&error), "25P02", "{error}");
+    simple(&client, "COMMIT").await;
+    assert_eq!(names(cluster(), &[a, b]).await.len(), 2, "nothing moved");
+    crate::support::reset_users(&client, &[a, b], false).await;
 }
