@@ -47,7 +47,7 @@ fn route_part(
     if let Some(key) = key_hint
         && let Some(table) = hinted_table(&part.target)
     {
-        let shard = hinted(router, &table, key)?;
+        let shard = shard_of_key(router, &table, key)?;
         // The statement's own key wins over a lingering hint only by agreeing with it.
         if let Ok(Route::Shard(own)) = route_part(router, part, params, None)
             && own != shard
@@ -96,10 +96,6 @@ fn hinted_table(target: &Target) -> Option<String> {
         | Target::TooLarge { mentions, .. } => mentions.first().cloned(),
         _ => None,
     }
-}
-
-fn hinted(router: &Router, table: &str, key: &str) -> Result<ShardId, RouteError> {
-    shard_of_key(router, table, key)
 }
 
 fn keyed_route(

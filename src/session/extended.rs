@@ -10,7 +10,7 @@ use super::client::{Refusal, body, duplicate_statement};
 use super::local::is_begin;
 use super::prepared::{self, Prepared};
 use super::replies::{Expect, Synthetic, Undo};
-use super::scatter::{MoveWrite, ScatterRead, SpreadWrite};
+use super::scatter::{Held, MoveWrite, ScatterRead, SpreadWrite};
 use super::statements::{self, SessionEffect};
 use super::{Session, internal};
 use crate::config::ShardId;
@@ -211,11 +211,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                             param_types: statement.param_types.clone(),
                             bind_rest: rest.to_vec(),
                         };
-                        return self.bind_moving(bind.portal, moving);
+                        return self.bind_primaries(bind.portal, Held::Move(moving));
                     }
                     route @ (Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_)) => {
                         let write = self.spread_write(&statement, rest, route)?;
-                        return self.bind_primaries(bind.portal, write);
+                        return self.bind_primaries(bind.portal, Held::Write(write));
                     }
                     route => {
                         let shard = self.shard_for_route(route)?;

@@ -15,7 +15,7 @@ pub(super) mod backends;
 mod portal;
 
 use backends::{LegBatch, ReadBackend, checkout_reads};
-pub(super) use portal::{MoveWrite, ScatterPortal, SpreadWrite};
+pub(super) use portal::{Held, MoveWrite, ScatterPortal, SpreadWrite};
 
 use super::Session;
 use super::client::Refusal;

@@ -36,7 +36,7 @@ pub(in crate::session) struct ScatterPortal {
 
 /// What a held portal runs.
 #[derive(Debug)]
-enum Held {
+pub(in crate::session) enum Held {
     /// A read merged from several shards.
     Read(ScatterRead),
     /// A statement on several primaries.
@@ -82,25 +82,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    /// A Bind of a statement for several primaries: held until it is executed.
+    /// A Bind of a write for several primaries (a statement on each, or an UPDATE of the
+    /// shard key): held until it is executed.
     pub(in crate::session) fn bind_primaries(
         &mut self,
         portal: &str,
-        write: SpreadWrite,
+        write: Held,
     ) -> Result<(), Refusal> {
         self.check_spread_allowed()?;
-        self.hold_portal(portal, Held::Write(write));
-        Ok(())
-    }
-
-    /// A Bind of an UPDATE of the shard key: held until it is executed.
-    pub(in crate::session) fn bind_moving(
-        &mut self,
-        portal: &str,
-        moving: MoveWrite,
-    ) -> Result<(), Refusal> {
-        self.check_spread_allowed()?;
-        self.hold_portal(portal, Held::Move(moving));
+        self.hold_portal(portal, write);
         Ok(())
     }
 
