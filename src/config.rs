@@ -72,6 +72,8 @@ pub struct TransactionSettings {
     pub recovery_interval: Duration,
     /// Recovery leaves younger prepared transactions to the proxy committing them.
     pub recover_after: Duration,
+    /// Time between two polls for cycles of lock waits across shards.
+    pub deadlock_check_interval: Duration,
 }
 
 impl Default for TransactionSettings {
@@ -80,6 +82,7 @@ impl Default for TransactionSettings {
             atomic: true,
             recovery_interval: Duration::from_secs(5),
             recover_after: Duration::from_secs(10),
+            deadlock_check_interval: Duration::from_millis(250),
         }
     }
 }

@@ -2,10 +2,12 @@
 //! tokio-postgres connections for look-ups, notifications and health: directory tables
 //! (`directory`), replica health and lag (`health`), the WAL positions causal replica
 //! reads wait on (`causal`), the commit decisions of atomic commits across shards, with
-//! the recovery that finishes them (`two_phase`, `recovery`), and the checks of every primary
-//! that `shardgate check --connect` runs (`preflight`).
+//! the recovery that finishes them (`two_phase`, `recovery`), cycles of lock waits across
+//! shards (`deadlock`), and the checks of every primary that `shardgate check --connect` runs
+//! (`preflight`).
 
 pub mod causal;
+pub mod deadlock;
 pub mod directory;
 pub mod health;
 pub mod preflight;

@@ -23,6 +23,7 @@ pub struct Counters {
     atomic_commits: AtomicU64,
     recovered_commits: AtomicU64,
     recovered_rollbacks: AtomicU64,
+    cross_shard_deadlocks: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -56,6 +57,8 @@ pub struct CounterSnapshot {
     pub recovered_commits: u64,
     /// Prepared transactions recovery rolled back (their coordinator never committed).
     pub recovered_rollbacks: u64,
+    /// Transactions cancelled to break a cycle of lock waits across shards.
+    pub cross_shard_deadlocks: u64,
 }
 
 /// Something worth counting.
@@ -79,6 +82,8 @@ pub enum Event {
     Refused(crate::error::SqlState),
     /// A COMMIT in two phases (the decision recorded).
     AtomicCommit,
+    /// A transaction cancelled to break a cycle of lock waits across shards.
+    CrossShardDeadlock,
 }
 
 impl Counters {
@@ -103,6 +108,7 @@ impl Counters {
             }
             Event::Refused(_) => bump(&self.refused_other, 1),
             Event::AtomicCommit => bump(&self.atomic_commits, 1),
+            Event::CrossShardDeadlock => bump(&self.cross_shard_deadlocks, 1),
         }
     }
 
@@ -131,6 +137,7 @@ impl Counters {
             atomic_commits: read(&self.atomic_commits),
             recovered_commits: read(&self.recovered_commits),
             recovered_rollbacks: read(&self.recovered_rollbacks),
+            cross_shard_deadlocks: read(&self.cross_shard_deadlocks),
         }
     }
 }

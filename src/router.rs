@@ -285,6 +285,26 @@ impl Router {
         parsing(sql, || insert_columns::with_columns(sql, table, columns))
     }
 
+    /// Where `sql`, a statement on indexes routed to [`Unsupported::IndexTableUnknown`],
+    /// runs once the catalog said which `tables` its indexes belong to: on every shard when
+    /// one is a map table (whose indexes every shard has), else on the default shard. Text
+    /// of several statements runs statement by statement.
+    pub fn route_on_index_tables(&self, sql: &str, tables: &[String]) -> Route {
+        if self.plan(sql).parts.len() > 1 {
+            return Route::PerStatement;
+        }
+        let folded = |table: &String| table.to_lowercase();
+        if tables
+            .iter()
+            .map(folded)
+            .any(|t| self.map.tables.contains_key(&t))
+        {
+            Route::Replicate(self.map.shard_ids().collect())
+        } else {
+            Route::Shard(self.map.default_shard)
+        }
+    }
+
     /// The table whose rows `sql`, routed to [`Route::MoveRows`], moves.
     pub fn moved_table(&self, sql: &str) -> Option<String> {
         let plan = self.plan(sql);

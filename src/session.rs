@@ -204,6 +204,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if self.terminated {
                 return Ending::ClientLeft;
             }
+            // Before the task may sleep: what the client's messages and the backend's replies
+            // changed (a cross-shard read answered within `on_client_data` included).
+            self.publish_activity();
             self.track_statement_timer();
             let rest = self.rest();
             let (backend, liveness) = with_liveness(self.backend.as_mut());
@@ -243,7 +246,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if self.backend.is_none() {
                 self.bufs.shrink_when_idle();
             }
-            self.publish_activity();
         }
     }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId, ShardMap};
+use crate::control::deadlock::{self, DetectorTask, SpanRegistry};
 use crate::control::directory::DirectoryLookup;
 use crate::control::health::{self, Watched};
 use crate::control::recovery::{self, RecoveryTask, RecoveryView};
@@ -57,9 +58,14 @@ pub struct Database {
     pub atomic_commit: bool,
     /// What recovery of atomic commits knows of the shards (kept across reloads).
     pub recovery: Arc<RecoveryView>,
+    /// Its transactions spanning shards, which the deadlock detector may cancel (kept across
+    /// reloads).
+    pub spans: Arc<SpanRegistry>,
     shards: Vec<ShardPools>,
     /// Finishes atomic commits left part-way on these shards, for as long as this epoch lives.
     _recovery_task: Option<RecoveryTask>,
+    /// Breaks cycles of lock waits across these shards, for as long as this epoch lives.
+    _deadlock_task: Option<DetectorTask>,
 }
 
 /// One control-plane reader per directory table of `map` (a new map gets fresh ones, so
@@ -328,13 +334,22 @@ impl Database {
             .map(|(table, lookup)| (table.clone(), lookup.clone() as Arc<dyn Directory>))
             .collect();
         let counters: Arc<Counters> = old.map(|o| o.counters.clone()).unwrap_or_default();
-        let primaries = (db.shard_map.shards.iter())
+        let primaries: Vec<_> = (db.shard_map.shards.iter())
             .map(|shard| (shard.name.clone(), shard.primary.clone()))
             .collect();
         // Also with atomic commit off: what was prepared before still needs ending.
         let settings = config.transactions.clone();
         let view: Arc<RecoveryView> = old.map(|o| o.recovery.clone()).unwrap_or_default();
         let timeout = config.pool.connect_timeout;
+        let spans: Arc<SpanRegistry> = old.map(|o| o.spans.clone()).unwrap_or_default();
+        let interval = settings.deadlock_check_interval;
+        let detector = deadlock::start(
+            primaries.clone(),
+            interval,
+            timeout,
+            spans.clone(),
+            counters.clone(),
+        );
         let task = recovery::start(primaries, settings, timeout, counters.clone(), view.clone());
         Database {
             name: db.name.clone(),
@@ -349,8 +364,10 @@ impl Database {
             meters: metrics.for_database(&db.name, shard_names),
             atomic_commit: config.transactions.atomic,
             recovery: view,
+            spans,
             shards,
             _recovery_task: task,
+            _deadlock_task: detector,
         }
     }
 

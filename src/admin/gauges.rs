@@ -153,6 +153,7 @@ struct DatabaseCounters {
     refusals: IntCounterVec,
     atomic_commits: IntCounterVec,
     recovered: IntCounterVec,
+    deadlocks: IntCounterVec,
 }
 
 impl DatabaseCounters {
@@ -183,6 +184,11 @@ impl DatabaseCounters {
                 "Prepared transactions left part-way that recovery ended, by outcome (committed, rolled_back).",
                 &["database", "outcome"],
             ),
+            deadlocks: counter_vec(
+                "shardgate_cross_shard_deadlocks_total",
+                "Transactions cancelled (40P01) to break a cycle of lock waits across shards.",
+                &["database"],
+            ),
         }
     }
 
@@ -208,15 +214,17 @@ impl DatabaseCounters {
         for (outcome, n) in recovered {
             self.recovered.with_label_values(&[db, outcome]).inc_by(n);
         }
+        (self.deadlocks.with_label_values(&[db])).inc_by(counters.cross_shard_deadlocks);
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let collectors: [&dyn Collector; 5] = [
+        let collectors: [&dyn Collector; 6] = [
             &self.legs,
             &self.retries,
             &self.refusals,
             &self.atomic_commits,
             &self.recovered,
+            &self.deadlocks,
         ];
         collectors.iter().flat_map(|c| c.collect()).collect()
     }

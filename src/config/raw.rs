@@ -303,8 +303,8 @@ impl Default for RawReplicas {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "the transactions section: a mapping with `atomic`, `recovery_interval` and \
-                 `recover_after`"
+    expecting = "the transactions section: a mapping with `atomic`, `recovery_interval`, \
+                 `recover_after` and `deadlock_check_interval`"
 )]
 pub struct RawTransactions {
     /// `transactions.atomic`: a transaction that wrote on several shards, and a statement run
@@ -318,6 +318,11 @@ pub struct RawTransactions {
     /// `transactions.recover_after`: how old a prepared transaction must be before recovery
     /// touches it, so the proxy committing it finishes on its own (default `10s`).
     pub recover_after: HumanDuration,
+    /// `transactions.deadlock_check_interval`: how often, while a transaction spans shards,
+    /// the proxy looks for cycles of lock waits across shards (default `250ms`). A cycle seen
+    /// twice in a row loses one transaction (`40P01`), so one is broken within about two
+    /// intervals.
+    pub deadlock_check_interval: HumanDuration,
 }
 
 impl Default for RawTransactions {
@@ -326,6 +331,7 @@ impl Default for RawTransactions {
             atomic: true,
             recovery_interval: Duration::from_secs(5).into(),
             recover_after: Duration::from_secs(10).into(),
+            deadlock_check_interval: Duration::from_millis(250).into(),
         }
     }
 }

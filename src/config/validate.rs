@@ -160,10 +160,16 @@ fn transactions(raw: &RawTransactions, problems: &mut Problems) -> Option<Transa
         &raw.recovery_interval,
     );
     let after = timeout(problems, "transactions.recover_after", &raw.recover_after);
+    let deadlocks = timeout(
+        problems,
+        "transactions.deadlock_check_interval",
+        &raw.deadlock_check_interval,
+    );
     Some(TransactionSettings {
         atomic: raw.atomic,
         recovery_interval: interval?,
         recover_after: after?,
+        deadlock_check_interval: deadlocks?,
     })
 }
 

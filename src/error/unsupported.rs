@@ -90,6 +90,16 @@ pub enum Unsupported {
         /// The table.
         table: String,
     },
+    /// A statement on indexes (DROP, ALTER, COMMENT ON, REINDEX) naming no map table: it runs
+    /// where the indexes' tables are, which only the catalog tells (the session reads it).
+    #[error(
+        "a statement on index {} runs where its table is, which shardgate reads from the catalog when it runs",
+        indexes.join(", ")
+    )]
+    IndexTableUnknown {
+        /// The indexes, as written.
+        indexes: Vec<String>,
+    },
     /// An INSERT into a sharded table whose columns leave out the key.
     #[error("INSERT INTO {table} does not set the shard key {key}")]
     InsertWithoutKey {
@@ -328,6 +338,7 @@ impl Unsupported {
             InsertReadsSharded { .. } => "insert_reads_sharded",
             InsertWithoutColumns { .. } => "insert_without_columns",
             InsertWithoutKey { .. } => "insert_without_key",
+            IndexTableUnknown { .. } => "index_table_unknown",
             InsertKeyNotConstant { .. } => "insert_key_not_constant",
             UnmappedWriteReadsSharded { .. } => "unmapped_write_reads_sharded",
             ReferenceWriteReadsSharded { .. } => "reference_write_reads_sharded",

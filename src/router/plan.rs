@@ -23,6 +23,7 @@ use functions::calls_unknown_function;
 
 mod dml;
 mod functions;
+mod indexes;
 mod query;
 mod subquery;
 
@@ -317,6 +318,15 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
             (Kind::Ddl, derived_table(map, facts))
         }
         Statement::CreateView { .. } => (Kind::Ddl, derived_table(map, facts)),
+        Statement::Drop {
+            object_type: ast::ObjectType::Index,
+            ..
+        }
+        | Statement::AlterIndex { .. }
+        | Statement::Comment {
+            object_type: ast::CommentObject::Index,
+            ..
+        } => (Kind::Ddl, on_indexes(&statement.to_string(), facts)),
         Statement::CreateTable(_)
         | Statement::AlterTable(_)
         | Statement::CreateIndex(_)
@@ -378,6 +388,17 @@ fn derived_table(map: &ShardMap, facts: &TokenFacts) -> Target {
     }
 }
 
+/// A statement on indexes: where their tables are, which the session reads from the catalog
+/// (see `indexes`), unless it names a map table itself.
+fn on_indexes(sql: &str, facts: &TokenFacts) -> Target {
+    match indexes::indexes_named(sql) {
+        Some(indexes) if facts.mentions.is_empty() => {
+            Target::Refused(Unsupported::IndexTableUnknown { indexes })
+        }
+        _ => schema_change(facts),
+    }
+}
+
 /// DDL and TRUNCATE: on every shard when they touch map tables, which exist on every shard.
 fn schema_change(facts: &TokenFacts) -> Target {
     if facts.mentions.is_empty() {
@@ -411,6 +432,14 @@ fn copy(to: bool, map: &ShardMap, facts: &TokenFacts) -> (Kind, Target) {
 /// every shard.
 fn unparsed(map: &ShardMap, sql: &str) -> Part {
     let mentions = mentioned_anywhere(map, sql);
+    if let Some(indexes) = indexes::indexes_named(sql).filter(|_| mentions.is_empty()) {
+        return Part {
+            kind: Kind::Ddl,
+            target: Target::Refused(Unsupported::IndexTableUnknown { indexes }),
+            locks_rows: false,
+            calls_unknown_function: false,
+        };
+    }
     if !mentions.is_empty() && is_maintenance(sql) {
         return Part {
             kind: Kind::Ddl,

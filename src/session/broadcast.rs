@@ -232,22 +232,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         rows: Rows,
     ) -> Result<Ran, LegFailed> {
         let map = self.env.database.router.map().clone();
-        let spanning = self.txn.phase.spans_shards();
         let joining = self.joining_statements();
         let mut on = Vec::with_capacity(parts.len());
         for backend in backends.iter_mut() {
             let settings = self.settings.sync_sql(&mut backend.conn);
-            let prelude = backend.prelude(settings, spanning, &joining);
+            let prelude = backend.prelude(settings, &joining);
             let (conn, liveness) = backend.conn.with_liveness();
             on.push((conn, liveness, prelude));
         }
         let mut legs = legs_of(&map, parts, on);
+        // A CancelRequest (the client's, or the deadlock detector's) cancels every leg.
+        let targets = legs.iter().map(|leg| leg.conn.cancel_target()).collect();
+        self.env.cancel_slot.set_all(targets);
         let settings = &mut self.settings;
         let mut on_status = |conn: &mut _, name: &str, value: &str| {
             settings.on_parameter_status(name, value, conn);
         };
         let (client, bufs) = (&mut self.client, &mut self.bufs);
-        broadcast_in_transaction(client, bufs, &mut legs, rows, &mut on_status).await
+        let ran = broadcast_in_transaction(client, bufs, &mut legs, rows, &mut on_status).await;
+        drop(legs);
+        let held = self.backend.as_deref().map(|conn| conn.cancel_target());
+        self.env.cancel_slot.set(held);
+        ran
     }
 }
 

@@ -146,6 +146,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// answers a failed one: the error, then ReadyForQuery or skipping to Sync.
     fn refuse(&mut self, frame_tag: u8, report: ErrorReport) {
         let report = self.env.limits.timer.rewrite(report);
+        let report = (self.deadlock_report(report.code.as_str())).unwrap_or(report);
         log_refusal(&report);
         if !is_server_error(&report) {
             (self.env.database.counters).count(crate::counters::Event::Refused(report.code));

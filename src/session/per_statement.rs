@@ -9,8 +9,9 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::client::Refusal;
-use super::local::{begins_transaction, transaction_control};
+use super::local::{Control, begins_transaction, transaction_control};
 use super::replies::{Expect, Synthetic};
+use super::savepoints::savepoint_command;
 use super::statements::{session_effects, split_statements};
 use super::{Session, internal};
 use crate::error::Unsupported;
@@ -33,9 +34,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// Statements that change the session or control the transaction cannot be spread over
-    /// shards this way: refused, by name, before anything runs.
+    /// shards this way (savepoint commands of the client's transaction can: each runs on
+    /// every shard): refused, by name, before anything runs.
     fn check_runs_apart(&self, sql: &str) -> Result<(), Refusal> {
-        let refusal = if !transaction_control(sql).is_empty()
+        let in_transaction = self.client_status != TxStatus::Idle;
+        let controls = transaction_control(sql);
+        let savepoints_only = controls.iter().all(|c| *c == Control::Savepoint);
+        let refusal = if !(controls.is_empty() || savepoints_only && in_transaction)
             || split_statements(sql).any(begins_transaction)
         {
             Unsupported::TransactionControlAmongShards
@@ -51,6 +56,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// that fails (the server's error, already forwarded) or cannot run (the error returned).
     async fn run_statements(&mut self, sql: &str) -> Result<(), Refusal> {
         for statement in split_statements(sql) {
+            if savepoint_command(statement).is_some() {
+                self.before_transaction_control(statement).await?;
+            }
             let routed = self.route_sql(statement, None).await?;
             if let Some((parts, rows)) = self.spread_parts(statement, &routed.route)? {
                 self.run_spread(statement, parts, rows).await?;

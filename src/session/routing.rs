@@ -15,7 +15,7 @@ use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use std::sync::Arc;
 
 use crate::control::directory::{DirectoryLookup, LookupError};
-use crate::execute::catalog::table_columns;
+use crate::execute::catalog::{index_tables, table_columns};
 use crate::metrics::{Metrics, RouteKind};
 use crate::router::TableColumn;
 use crate::router::strategy::PlacementError;
@@ -266,6 +266,12 @@ async fn route_fetching(
                 let plan = params.map(|_| router.plan(&rewritten));
                 with_columns = Some((rewritten, plan));
             }
+            Err(RouteError::Unsupported(Unsupported::IndexTableUnknown { indexes })) => {
+                let tables = index_tables_of(database, &indexes).await?;
+                let route = router.route_on_index_tables(sql, &tables);
+                let kind = route_kind(&route, !matches!(route, Route::Replicate(_)));
+                return Ok((Routed { route, writes }, kind));
+            }
             Ok(route) => {
                 tracing::debug!(?route, writes, "routed");
                 let kind = route_kind(&route, unmapped);
@@ -291,6 +297,17 @@ pub(super) async fn columns_of(
     let columns: Arc<[TableColumn]> = table_columns(&mut conn, table).await?.into();
     database.table_columns.insert(table, columns.clone());
     Ok(columns)
+}
+
+/// The tables `indexes` belong to, read from the default shard's catalog (an index of a map
+/// table exists on every shard, one of another table on the default shard).
+async fn index_tables_of(
+    database: &Database,
+    indexes: &[String],
+) -> Result<Vec<String>, ErrorReport> {
+    let shard = database.router.map().default_shard;
+    let mut conn = (database.primary(shard).checkout().await).map_err(|e| e.report())?;
+    index_tables(&mut conn, indexes).await
 }
 
 fn unsupported(metrics: &Metrics, what: Unsupported) -> ErrorReport {

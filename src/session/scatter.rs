@@ -262,12 +262,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<Finished, Ran> {
         let database = self.env.database.clone();
         let map = database.router.map();
-        let spanning = self.txn.phase.spans_shards();
         let joining = self.joining_statements();
         let mut preludes: Vec<Vec<String>> = (backends.iter_mut())
             .map(|backend| {
                 let settings = self.settings.sync_sql(&mut backend.conn);
-                backend.prelude(settings, spanning, &joining)
+                backend.prelude(settings, &joining)
             })
             .collect();
         let formats = (self.shard_formats(plan, read, &mut backends[0].conn, &mut preludes[0]))

@@ -100,7 +100,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// The error the client sees instead of a backend's: in a transaction spanning shards, a
-    /// lock wait that ran out is reported as a cross-shard deadlock (see `spanning`).
+    /// statement the deadlock detector cancelled is reported as a deadlock (see `spanning`).
     fn replaced_error(&self, body: &[u8]) -> Option<BytesMut> {
         if let Some(frame) = self.env.limits.timer.rewrite_frame(body) {
             return Some(frame);
@@ -110,12 +110,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             wire::encode::error_response(&mut frame, &report);
             return Some(frame);
         }
-        if !self.txn.phase.spans_shards() {
-            return None;
-        }
+        self.txn.span.as_ref()?;
         let fields = wire::error_fields(body).ok()?;
         let field = |tag: u8| fields.iter().find(|(field, _)| *field == tag).map(|f| f.1);
-        let report = self.deadlock_report(field(b'C')?, field(b'R').unwrap_or(""))?;
+        let report = self.deadlock_report(field(b'C')?)?;
         let mut frame = BytesMut::new();
         wire::encode::error_response(&mut frame, &report);
         Some(frame)

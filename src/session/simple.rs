@@ -25,6 +25,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.check_aborted_pending_transaction()?;
         self.before_transaction_control(sql).await?;
+        if self.savepoints_among_statements(sql) {
+            return self.run_per_statement(sql).await;
+        }
         if let Some(command) = single_sql_command(sql)
             && self.on_sql_command(command).await?
         {
@@ -41,6 +44,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             route => self.shard_for_route(route)?,
         };
         self.note_writes(shard, routed.writes);
+        self.note_savepoints_among_statements(sql);
         let effects = statements::session_effects(sql);
         self.note_transaction_settings(sql, &effects)?;
         match shard {

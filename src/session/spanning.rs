@@ -18,11 +18,9 @@
 //!
 //! Two such transactions that lock rows on two shards in opposite orders would wait for each
 //! other forever, and no PostgreSQL sees the cycle. Every backend of a spanning transaction
-//! bounds its lock waits (`lock_timeout`); a wait that runs out is reported as the deadlock it
-//! most likely is (SQLSTATE 40P01), and the victim's other shards are rolled back at once so
-//! the survivor proceeds.
-
-use std::time::Duration;
+//! carries the transaction's tag, and the deadlock detector (`control::deadlock`) cancels one
+//! transaction of each such cycle; the session reports that cancel as SQLSTATE 40P01, and the
+//! victim's other shards are rolled back at once so the survivor proceeds.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -38,13 +36,6 @@ use crate::pool::Checkout;
 use crate::wire::TxStatus;
 
 use super::transaction::{Parked, Phase};
-
-/// How long one lock wait of a transaction spanning shards may last before it is taken for a
-/// cross-shard deadlock.
-const CROSS_SHARD_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// SQLSTATE of `lock_timeout` expiring (lock_not_available).
-const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Moves the transaction from the backend of `held` to one of `needed`, parking the
@@ -65,7 +56,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Err(self.unsupported(Unsupported::SessionSetThenOtherShard));
         }
         if !self.txn.phase.spans_shards() {
-            self.run_hidden(&bound_lock_waits()).await?;
+            self.tag_backend_in_use().await?;
             self.txn.step(Phase::span);
         }
         let Some(conn) = self.backend.take() else {
@@ -180,18 +171,44 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if !self.txn.phase.take_join_next() {
             return Ok(());
         }
-        let mut sql = format!("{}; {}", self.txn.phase.begin(), bound_lock_waits());
+        let mut sql = self.txn.phase.begin().to_owned();
         for statement in self.joining_statements() {
             sql = format!("{sql}; {statement}");
         }
         self.run_hidden(&sql).await
     }
 
-    /// What a backend joining the transaction runs after its BEGIN: the transaction's
-    /// settings, then its open savepoints.
-    pub(super) fn joining_statements(&self) -> Vec<String> {
+    /// What a backend joining the transaction runs after its BEGIN: its settings (`SET
+    /// TRANSACTION` must come first), the transaction's tag when it spans shards (before the
+    /// savepoints, so no `ROLLBACK TO` takes it away), then its open savepoints.
+    pub(super) fn joining_statements(&mut self) -> Vec<String> {
+        let tag = self.txn.phase.spans_shards().then(|| self.span_tag_sql());
         let settings = self.txn.settings.iter().cloned();
-        settings.chain(self.txn.savepoints.replay()).collect()
+        let statements = settings.chain(tag);
+        statements.chain(self.txn.savepoints.replay()).collect()
+    }
+
+    /// Tags the backend in use as the transaction starts spanning shards. Savepoints opened
+    /// before then may be rolled back with the tag, so the deadlock detector is also told
+    /// which server process it is.
+    pub(super) async fn tag_backend_in_use(&mut self) -> Result<(), ErrorReport> {
+        let tag = self.span_tag_sql();
+        if let (Some(shard), Some(conn), Some(ticket)) =
+            (self.held_shard, self.backend.as_deref(), &self.txn.span)
+        {
+            let name = &self.env.database.router.map().shard(shard).name;
+            ticket.note_backend(name, conn.cancel_target().key.pid);
+        }
+        self.run_hidden(&tag).await
+    }
+
+    /// The statement that tags a backend as one of this transaction's, so the deadlock
+    /// detector sees the transaction on every shard (see `control::deadlock`); the
+    /// transaction is registered with it on first use.
+    pub(super) fn span_tag_sql(&mut self) -> String {
+        let (spans, slot) = (&self.env.database.spans, &self.env.cancel_slot);
+        let ticket = (self.txn.span).get_or_insert_with(|| spans.enter(slot.clone()));
+        ticket.tag_sql()
     }
 
     /// Ends the parked part of the transaction before the client's COMMIT or ROLLBACK runs on
@@ -249,16 +266,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// Runs the parked part of the transaction control in `sql` (COMMIT or ROLLBACK, which then
-    /// runs on the backend in use); refuses what cannot apply to every shard at once.
+    /// runs on the backend in use); refuses what cannot apply to every shard at once. Savepoint
+    /// commands among other statements are left to [`Self::savepoints_among_statements`].
     pub(super) async fn before_transaction_control(
         &mut self,
         sql: &str,
     ) -> Result<(), ErrorReport> {
-        let savepoint = match self.client_status {
-            TxStatus::Idle => None,
-            _ => savepoint_command(sql),
-        };
+        let in_transaction = self.client_status != TxStatus::Idle;
+        let savepoint = savepoint_command(sql).filter(|_| in_transaction);
         if !self.txn.phase.spans_shards() {
+            // Kept for the shards the transaction reaches later.
             if let Some(command) = &savepoint {
                 self.txn.savepoints.apply(command);
             }
@@ -274,9 +291,29 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 self.end_parked(*commit).await
             }
             [Control::End(_)] => Err(self.unsupported(Unsupported::EndNotAlone)),
+            all if all.iter().all(|c| *c == Control::Savepoint) && in_transaction => Ok(()),
             [Control::Other] => Err(self.unsupported(Unsupported::ChainOrPrepareWhileSpanning)),
             _ => Err(self.unsupported(Unsupported::SavepointWhileSpanning)),
         }
+    }
+
+    /// Notes the savepoint commands among the statements of `sql`, which runs whole on the
+    /// backend in use: kept, in order, for the shards the transaction reaches later.
+    pub(super) fn note_savepoints_among_statements(&mut self, sql: &str) {
+        if self.client_status == TxStatus::Idle || split_statements(sql).nth(1).is_none() {
+            return;
+        }
+        for command in split_statements(sql).filter_map(savepoint_command) {
+            self.txn.savepoints.apply(&command);
+        }
+    }
+
+    /// Whether `sql` has savepoint commands among other statements in a transaction spanning
+    /// shards: it then runs statement by statement, each savepoint command on every shard.
+    pub(super) fn savepoints_among_statements(&self, sql: &str) -> bool {
+        self.txn.phase.spans_shards()
+            && split_statements(sql).nth(1).is_some()
+            && transaction_control(sql).contains(&Control::Savepoint)
     }
 
     /// Runs the client's savepoint command (`sql`) on every parked backend of the
@@ -338,34 +375,25 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
-    /// An error from a backend of a spanning transaction: a lock wait that ran out is the
-    /// cross-shard deadlock it most likely was. `routine` is the error's `R` field, the C
-    /// function that raised it (never translated, unlike the message).
-    pub(super) fn deadlock_report(&self, code: &str, routine: &str) -> Option<ErrorReport> {
-        // Only the bound this proxy set, which PostgreSQL raises from `ProcessInterrupts`
-        // (postgres.c); NOWAIT failures (`heap_lock_tuple`, …) keep their 55P03.
-        let timed_out = code == LOCK_NOT_AVAILABLE && routine == "ProcessInterrupts";
-        (self.txn.phase.spans_shards() && timed_out).then(|| {
-            ErrorReport::error(
-                sqlstate::DEADLOCK_DETECTED,
-                Blame::Client,
-                format!(
-                    "deadlock detected: a lock wait of a transaction spanning shards lasted over \
-                     {}s (shardgate breaks cross-shard lock cycles this way)",
-                    CROSS_SHARD_LOCK_TIMEOUT.as_secs()
-                ),
-            )
-            .with_detail("Roll back and retry the transaction.")
-        })
+    /// The error the client sees for a statement cancelled with SQLSTATE `code`: when the
+    /// deadlock detector cancelled it to break a cycle of lock waits across shards, 40P01
+    /// naming the cycle, as PostgreSQL reports a deadlock it breaks.
+    pub(super) fn deadlock_report(&self, code: &str) -> Option<ErrorReport> {
+        if code != sqlstate::QUERY_CANCELED.as_str() {
+            return None;
+        }
+        let detail = self.txn.span.as_ref()?.victim_detail()?;
+        let report = ErrorReport::error(
+            sqlstate::DEADLOCK_DETECTED,
+            Blame::Client,
+            "deadlock detected across shards",
+        );
+        Some(
+            report
+                .with_detail(detail)
+                .with_hint("Roll back and retry the transaction."),
+        )
     }
-}
-
-/// The statement that bounds a transaction's lock waits on one backend.
-pub(super) fn bound_lock_waits() -> String {
-    format!(
-        "SET LOCAL lock_timeout = '{}ms'",
-        CROSS_SHARD_LOCK_TIMEOUT.as_millis()
-    )
 }
 
 /// 25P02, as PostgreSQL answers statements of a failed transaction.

@@ -28,6 +28,7 @@
 
 use super::savepoints::Savepoints;
 use crate::config::ShardId;
+use crate::control::deadlock::SpanTicket;
 use crate::control::two_phase::PreparedId;
 use crate::pool::Checkout;
 use crate::wire::TxStatus;
@@ -252,6 +253,8 @@ pub(super) struct Transaction {
     /// The client's own BEGIN went to the backend in use in the batch in flight: a
     /// transaction block is open there, though the client has not seen its status yet.
     pub(super) begun_in_batch: bool,
+    /// Its place with the deadlock detector, from when it spans shards.
+    pub(super) span: Option<SpanTicket>,
 }
 
 /// Prepared shards to commit (or roll back), and the client's ReadyForQuery held until then.
@@ -288,6 +291,7 @@ impl Transaction {
         self.session_set = false;
         self.savepoints.clear();
         self.implicit = false;
+        self.span = None;
         let (mut parked, mut prepared) = (Vec::new(), Vec::new());
         match std::mem::take(&mut self.phase) {
             Phase::Spanning { parked: left, .. } => parked = left,
@@ -319,6 +323,7 @@ impl Transaction {
     /// lets go of its backends, so the parked ones (returned) leave the transaction.
     pub(super) fn let_go_of_parked(&mut self) -> Vec<Parked> {
         self.implicit = false; // Its backends are closed: nothing of it commits.
+        self.span = None;
         match std::mem::take(&mut self.phase) {
             Phase::Spanning { begin, parked, .. } => {
                 self.phase = begin.map_or(Phase::Idle, Phase::started);
@@ -337,6 +342,7 @@ impl Transaction {
         self.settings.clear();
         self.session_set = false;
         self.savepoints.clear();
+        self.span = None;
     }
 }
 
@@ -399,6 +405,7 @@ mod tests {
             finishing: None,
             implicit: true,
             begun_in_batch: false,
+            span: None,
         };
         let ended = txn.end();
         assert!(ended.parked.is_empty() && ended.rolled_back && ended.prepared.is_empty());

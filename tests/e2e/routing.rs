@@ -459,6 +459,72 @@ async fn a_refused_bind_aborts_its_transaction_too() {
     );
 }
 
+/// Statements on indexes name no table: an index of a map table (on every shard) is renamed,
+/// commented, rebuilt and dropped on every shard, one of an unmapped table on the default
+/// shard only, by the catalog's word on whose index it is.
+#[tokio::test]
+async fn statements_on_indexes_run_where_their_tables_are() {
+    let cluster = cluster();
+    let proxy = TestProxy::start(sharded_config(cluster)).await;
+    let client = proxy.connect().await;
+    let count = |name: &str| format!("SELECT count(*) FROM pg_class WHERE relname = '{name}'");
+    client
+        .batch_execute(
+            "DROP INDEX IF EXISTS rt_ix_a; DROP INDEX IF EXISTS rt_ix_b; \
+             DROP TABLE IF EXISTS rt_ix_local; CREATE TABLE rt_ix_local (id int); \
+             CREATE INDEX rt_ix_local_id ON rt_ix_local (id)",
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute("CREATE INDEX rt_ix_a ON users (name)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("ALTER INDEX rt_ix_a RENAME TO rt_ix_b")
+        .await
+        .unwrap();
+    assert_eq!(shards_holding(cluster, &count("rt_ix_b")).await, vec![0, 1]);
+    assert_eq!(
+        shards_holding(cluster, &count("rt_ix_a")).await,
+        Vec::<usize>::new()
+    );
+    client
+        .batch_execute("COMMENT ON INDEX rt_ix_b IS 'by name'; REINDEX INDEX rt_ix_b")
+        .await
+        .unwrap();
+    let commented = "SELECT count(*) FROM pg_class \
+                     WHERE relname = 'rt_ix_b' AND obj_description(oid, 'pg_class') = 'by name'";
+    assert_eq!(shards_holding(cluster, commented).await, vec![0, 1]);
+    client
+        .batch_execute("DROP INDEX CONCURRENTLY rt_ix_b")
+        .await
+        .unwrap();
+    assert_eq!(
+        shards_holding(cluster, &count("rt_ix_b")).await,
+        Vec::<usize>::new()
+    );
+    // An index of a table only the default shard has: dropped there, not refused elsewhere.
+    client
+        .batch_execute("DROP INDEX rt_ix_local_id")
+        .await
+        .unwrap();
+    assert_eq!(
+        shards_holding(cluster, &count("rt_ix_local_id")).await,
+        Vec::<usize>::new()
+    );
+    // An index nobody has: PostgreSQL's own error, from one server.
+    let error = client
+        .batch_execute("DROP INDEX rt_ix_none")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "42704", "{error}");
+    client
+        .batch_execute("DROP TABLE rt_ix_local")
+        .await
+        .unwrap();
+}
+
 /// Statements for several primaries through the extended protocol (what JDBC, sqlx and
 /// migration tools send): DDL and reference-table writes with parameters run on every shard,
 /// a multi-row INSERT splits by shard with each shard's parameters, RETURNING gives every

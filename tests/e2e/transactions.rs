@@ -1,12 +1,12 @@
 //! Transactions that span shards: one backend per shard, committed or rolled back together
-//! (through the simple and the extended protocol); an error anywhere aborts all of it; opposite
-//! lock orders on two shards end in 40P01 for a victim instead of a hang; a client that leaves
-//! leaves nothing open. `settings` covers SET inside such a transaction, `failures` the errors
-//! that end one.
+//! (through the simple and the extended protocol); an error anywhere aborts all of it; a client
+//! that leaves leaves nothing open. `settings` covers SET inside such a transaction, `failures`
+//! the errors that end one, `deadlocks` cycles of lock waits across shards.
 //!
-//! Users (in `users`) 73_001, 74_001, 75_001, 90_411, 90_421 and 90_431 on, each with a
-//! partner on the other shard; the submodules name theirs.
+//! Users (in `users`) 73_001, 75_001, 90_411, 90_421 and 90_431 on, each with a partner on
+//! the other shard; the submodules name theirs.
 
+mod deadlocks;
 mod failures;
 mod implicit;
 mod savepoints;
@@ -113,53 +113,6 @@ async fn a_transaction_spanning_shards_commits_or_rolls_back_everywhere() {
         0,
         "nothing of the failed transaction stays"
     );
-}
-
-#[tokio::test]
-async fn opposite_lock_orders_on_two_shards_end_in_a_deadlock_error_not_a_hang() {
-    let cluster = cluster();
-    let proxy = TestProxy::start(sharded_config(cluster)).await;
-    let setup = proxy.connect().await;
-    let (a, b) = two_users_on_different_shards(74_001);
-    delete(&setup, &[a, b]).await;
-    for id in [a, b] {
-        setup
-            .execute(
-                "INSERT INTO users (user_id, name) VALUES ($1, 'lock')",
-                &[&id],
-            )
-            .await
-            .unwrap();
-    }
-    let (first, second) = (proxy.connect().await, proxy.connect().await);
-    let update = "UPDATE users SET name = name || '+' WHERE user_id = $1";
-    for (client, id) in [(&first, a), (&second, b)] {
-        client.simple_query("BEGIN").await.unwrap();
-        client.execute(update, &[&id]).await.unwrap();
-    }
-    let crossing = |client: tokio_postgres::Client, id: i64| async move {
-        let outcome = client.execute(update, &[&id]).await;
-        let outcome = match outcome {
-            Ok(_) => client.simple_query("COMMIT").await.map(|_| ()),
-            Err(e) => {
-                client.simple_query("ROLLBACK").await.unwrap();
-                Err(e)
-            }
-        };
-        outcome.map_err(|e| sqlstate(&e))
-    };
-    let both = async { tokio::join!(crossing(first, b), crossing(second, a)) };
-    let (one, other) = tokio::time::timeout(Duration::from_secs(30), both)
-        .await
-        .expect("a cross-shard lock cycle must not hang");
-    let outcomes = [one, other];
-    let victims = outcomes.iter().filter(|o| o.is_err()).count();
-    assert!(victims >= 1, "{outcomes:?}");
-    for outcome in &outcomes {
-        if let Err(code) = outcome {
-            assert_eq!(code, "40P01", "{outcomes:?}");
-        }
-    }
 }
 
 #[tokio::test]

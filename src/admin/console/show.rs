@@ -206,6 +206,7 @@ pub fn stats(admin: &AdminContext) -> Reply {
             text(counters.atomic_commits),
             text(counters.recovered_commits),
             text(counters.recovered_rollbacks),
+            text(counters.cross_shard_deadlocks),
         ]);
     }
     rows(
@@ -229,6 +230,7 @@ pub fn stats(admin: &AdminContext) -> Reply {
             "atomic_commits",
             "recovered_commits",
             "recovered_rollbacks",
+            "cross_shard_deadlocks",
         ],
         out,
         "SHOW",

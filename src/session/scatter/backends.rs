@@ -41,26 +41,15 @@ impl ReadBackend {
     /// The hidden queries the leg runs first: the client's settings, then (a query of its
     /// own, so the settings stay out of the transaction block and take no snapshot in it)
     /// the BEGIN of a backend joining the transaction with what follows it there (`joining`:
-    /// the transaction's settings and open savepoints), and bounded lock waits in a
-    /// transaction spanning shards.
-    pub fn prelude(
-        &self,
-        settings: Option<String>,
-        spanning: bool,
-        joining: &[String],
-    ) -> Vec<String> {
+    /// the transaction's tag, settings and open savepoints, see `spanning`).
+    pub fn prelude(&self, settings: Option<String>, joining: &[String]) -> Vec<String> {
         let mut queries: Vec<String> = settings.into_iter().collect();
-        if let Origin::Transaction { begin, .. } = &self.origin {
-            let mut parts: Vec<String> = begin.iter().cloned().collect();
-            if begin.is_some() {
-                parts.extend(joining.iter().cloned());
-            }
-            if spanning {
-                parts.push(super::super::spanning::bound_lock_waits());
-            }
-            if !parts.is_empty() {
-                queries.push(parts.join("; "));
-            }
+        if let Origin::Transaction {
+            begin: Some(begin), ..
+        } = &self.origin
+        {
+            let parts = std::iter::once(begin).chain(joining);
+            queries.push(parts.cloned().collect::<Vec<_>>().join("; "));
         }
         queries
     }
@@ -138,8 +127,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             || (self.txn.phase.parked().iter()).any(|p| !shards.contains(&p.shard));
         if (shards.len() > 1 || elsewhere) && !self.txn.phase.spans_shards() {
             if self.backend.is_some() {
-                self.run_hidden(&super::super::spanning::bound_lock_waits())
-                    .await?;
+                self.tag_backend_in_use().await?;
             }
             self.txn.step(Phase::span);
         }

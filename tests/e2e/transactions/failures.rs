@@ -143,7 +143,8 @@ async fn a_failed_shard_switch_leaves_the_transaction_failed() {
 }
 
 /// `FOR UPDATE NOWAIT` failing (55P03 lock_not_available) inside a transaction spanning shards
-/// keeps its 55P03: only the lock timeout the proxy sets becomes 40P01 (`spanning::deadlock_report`).
+/// keeps its 55P03: only a statement the deadlock detector cancels becomes 40P01
+/// (`spanning::deadlock_report`).
 #[tokio::test]
 async fn a_nowait_failure_in_a_spanning_transaction_keeps_55p03() {
     let proxy = TestProxy::start(sharded_config(cluster())).await;

@@ -121,3 +121,45 @@ async fn savepoint_commands_through_the_extended_protocol_reach_every_shard() {
         "the delete was rolled back"
     );
 }
+
+/// Savepoint commands among other statements of one query: once the transaction spans
+/// shards, each runs on every shard (statement by statement); before that, the query runs
+/// whole on its shard and its savepoints still reach the shards joined later.
+#[tokio::test]
+async fn savepoints_among_other_statements_reach_every_shard() {
+    let (_proxy, client, a, b) = users_on_two_shards(93_301, false).await;
+    let rename =
+        |id: i64, name: &str| format!("UPDATE users SET name = '{name}' WHERE user_id = {id}");
+    // Not spanning yet: the whole query runs on a's shard; `one` must still reach b's.
+    run(&client, "BEGIN").await;
+    run(
+        &client,
+        &format!(
+            "{}; SAVEPOINT one; {}",
+            insert(a, "kept"),
+            rename(a, "undone")
+        ),
+    )
+    .await;
+    run(&client, &insert(b, "undone")).await;
+    run(&client, "ROLLBACK TO SAVEPOINT one").await;
+    // Spanning now: a savepoint among statements on both shards, then undone to it.
+    let query = format!(
+        "{}; SAVEPOINT two; {}; {}",
+        insert(b, "kept"),
+        rename(a, "undone"),
+        rename(b, "undone")
+    );
+    run(&client, &query).await;
+    run(&client, "ROLLBACK TO two; RELEASE two").await;
+    run(&client, "COMMIT").await;
+    let names = client
+        .query(
+            "SELECT name FROM users WHERE user_id = ANY($1) ORDER BY user_id",
+            &[&vec![a, b]],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = names.iter().map(|row| row.get(0)).collect();
+    assert_eq!(names, ["kept", "kept"]);
+}
