@@ -300,7 +300,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Notes the savepoint commands among the statements of `sql`, which runs whole on the
     /// backend in use: kept, in order, for the shards the transaction reaches later.
     pub(super) fn note_savepoints_among_statements(&mut self, sql: &str) {
-        if self.client_status == TxStatus::Idle || split_statements(sql).nth(1).is_none() {
+        let several = sql.contains(';') && split_statements(sql).nth(1).is_some();
+        if self.client_status == TxStatus::Idle || !several {
             return;
         }
         for command in split_statements(sql).filter_map(savepoint_command) {
@@ -312,6 +313,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// shards: it then runs statement by statement, each savepoint command on every shard.
     pub(super) fn savepoints_among_statements(&self, sql: &str) -> bool {
         self.txn.phase.spans_shards()
+            && sql.contains(';')
             && split_statements(sql).nth(1).is_some()
             && transaction_control(sql).contains(&Control::Savepoint)
     }
