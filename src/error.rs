@@ -96,6 +96,8 @@ pub struct ErrorReport {
     pub detail: Option<String>,
     /// Optional hint: what the client can do about it (the protocol's `H` field).
     pub hint: Option<String>,
+    /// Where it happened (the protocol's `W` field: `COPY users, line 3`, a PL/pgSQL stack).
+    pub context: Option<String>,
     /// Who is at fault.
     pub blame: Blame,
     /// Whether the failed statement may run again as it is.
@@ -113,6 +115,7 @@ impl ErrorReport {
             message: message.into(),
             detail: None,
             hint: None,
+            context: None,
             blame,
             retry: Retry::Unsafe,
             cause: None,
@@ -144,6 +147,18 @@ impl ErrorReport {
     /// Adds a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds where it happened.
+    pub fn with_context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// The same report with its context rewritten by `rewrite`.
+    pub fn map_context(mut self, rewrite: impl FnOnce(&str) -> String) -> Self {
+        self.context = self.context.as_deref().map(rewrite);
         self
     }
 
@@ -244,6 +259,8 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState::from_static("0A000");
     /// A value (a shard key) that is not valid for its type.
     pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState::from_static("22P02");
+    /// A relation that does not exist.
+    pub const UNDEFINED_TABLE: SqlState = SqlState::from_static("42P01");
     /// The proxy's configuration (a directory table) is wrong.
     pub const CONFIG_FILE_ERROR: SqlState = SqlState::from_static("F0000");
     /// A statement too large to encode.
@@ -262,6 +279,10 @@ pub mod sqlstate {
     pub const CONNECTION_EXCEPTION: SqlState = SqlState::from_static("08000");
     /// Malformed message from the client.
     pub const PROTOCOL_VIOLATION: SqlState = SqlState::from_static("08P01");
+    /// COPY data that is not valid input of its format.
+    pub const BAD_COPY_FILE_FORMAT: SqlState = SqlState::from_static("22P04");
+    /// A value that must not be NULL is (a COPY row's shard key).
+    pub const NOT_NULL_VIOLATION: SqlState = SqlState::from_static("23502");
     /// Pool exhausted or connection limit reached.
     pub const TOO_MANY_CONNECTIONS: SqlState = SqlState::from_static("53300");
     /// Wrong password.

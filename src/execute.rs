@@ -22,6 +22,7 @@ use crate::backend::BackendConn;
 pub mod broadcast;
 pub mod catalog;
 pub mod commit;
+pub mod copy_in;
 pub mod fanout;
 
 /// Stop reading from one side while this much is queued for the other.

@@ -24,13 +24,14 @@ pub mod strategy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{KeyError, ShardId, ShardMap};
+use crate::config::{KeyError, KeyValue, ShardId, ShardMap};
 use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use crate::merge::ScatterPlan;
 
 pub use hint::Hint;
 pub use key_move::{KeyMove, TableColumn};
 pub use operand::{Param, Params, execute_arguments};
+pub use plan::copy::CopyIn;
 pub use plan::{Kind, Plan};
 pub use scatter::construct::Construct;
 pub use split::BoundPart;
@@ -62,6 +63,9 @@ pub enum Route {
     /// An UPDATE of the shard key: the rows on these shards that it changes move to the
     /// shards of their new keys (see [`Router::key_move`]).
     MoveRows(Vec<ShardId>),
+    /// COPY FROM STDIN into a sharded or reference table: each row to its key's shard (every
+    /// row to every shard of a reference table); see [`Router::copy_in`].
+    CopyIn(Vec<ShardId>),
 }
 
 /// Why a statement cannot be routed; each maps to a SQLSTATE.
@@ -303,6 +307,20 @@ impl Router {
         } else {
             Route::Shard(self.map.default_shard)
         }
+    }
+
+    /// What `sql`, routed to [`Route::CopyIn`], copies into.
+    pub fn copy_in(&self, sql: &str) -> Option<CopyIn> {
+        let plan = self.plan(sql);
+        (plan.parts.iter()).find_map(|part| match &part.target {
+            plan::Target::CopyIn(copy) => Some((**copy).clone()),
+            _ => None,
+        })
+    }
+
+    /// The shard of key `key` of sharded table `table`.
+    pub fn shard_of_value(&self, table: &str, key: &KeyValue) -> Result<ShardId, RouteError> {
+        resolve::shard_of_value(self, table, key)
     }
 
     /// The table whose rows `sql`, routed to [`Route::MoveRows`], moves.

@@ -11,6 +11,7 @@
 mod batch;
 mod broadcast;
 mod client;
+mod copy_in;
 mod extended;
 mod implicit;
 mod key_move;

@@ -7,6 +7,7 @@
 //! Message layouts follow the PostgreSQL docs, "Message Formats" (protocol 3.0).
 
 mod backend;
+pub mod copy_rows;
 pub mod encode;
 mod frame;
 mod frontend;

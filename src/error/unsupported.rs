@@ -183,17 +183,34 @@ pub enum Unsupported {
         /// The sharded table read.
         table: String,
     },
-    /// `COPY … FROM` into a reference table.
-    #[error("COPY FROM into the reference table {table} is not supported yet; use INSERT")]
+    /// `COPY … FROM` a server-side file or program into a reference table.
+    #[error(
+        "COPY FROM a server file or program into the reference table {table} is not supported; use COPY … FROM STDIN (psql's \\copy)"
+    )]
     CopyIntoReference {
         /// The table.
         table: String,
     },
-    /// `COPY … FROM` into a sharded table.
-    #[error("COPY FROM into the sharded table {table} is not supported yet; use INSERT")]
+    /// `COPY … FROM` a server-side file or program into a sharded table.
+    #[error(
+        "COPY FROM a server file or program into the sharded table {table} is not supported; use COPY … FROM STDIN (psql's \\copy)"
+    )]
     CopyIntoSharded {
         /// The table.
         table: String,
+    },
+    /// `COPY … FROM STDIN` into a map table outside a simple Query of its own.
+    #[error(
+        "COPY FROM STDIN into a sharded or reference table runs only as a simple query of its own so far (not through the extended protocol, PREPARE or among other statements)"
+    )]
+    CopyInNotAlone,
+    /// A COPY row into a sharded table whose columns leave out the shard key.
+    #[error("COPY into {table} does not set the shard key {key}")]
+    CopyWithoutKey {
+        /// The table.
+        table: String,
+        /// Its shard key column.
+        key: String,
     },
     /// A multi-row INSERT whose rows go to several shards, in a form that cannot be split.
     #[error("this INSERT cannot be split by shard")]
@@ -350,6 +367,8 @@ impl Unsupported {
             DerivedFromSharded { .. } => "derived_from_sharded",
             CopyIntoReference { .. } => "copy_into_reference",
             CopyIntoSharded { .. } => "copy_into_sharded",
+            CopyInNotAlone => "copy_in_not_alone",
+            CopyWithoutKey { .. } => "copy_without_key",
             UnsplittableInsert => "unsplittable_insert",
             ScatterNotComputable { .. } => "scatter_not_computable",
             ScatterNotAShardedRead => "scatter_not_a_sharded_read",

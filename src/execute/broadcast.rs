@@ -450,6 +450,25 @@ pub async fn run_simple_tagged(
     run_leaving(conn, sql, TxStatus::Idle, on_status).await
 }
 
+/// Runs `prelude` (hidden queries: settings, a BEGIN joining a transaction) one by one on
+/// `conn`; the first error is returned.
+pub(super) async fn run_prelude(
+    conn: &mut BackendConn,
+    prelude: &[String],
+    on_status: OnStatus<'_>,
+) -> Result<(), ErrorReport> {
+    for sql in prelude {
+        let mut out = BytesMut::new();
+        query(&mut out, sql)?;
+        send(conn, &out).await?;
+        let reply = read_reply::<tokio::io::Sink>(conn, on_status, None).await?;
+        if let Some(report) = reply.error {
+            return Err(report);
+        }
+    }
+    Ok(())
+}
+
 /// Runs `sql` as a simple query that must leave the backend in status `leaves` (idle after
 /// what ends a transaction, in it after a statement inside one); returns its command tags.
 async fn run_leaving(

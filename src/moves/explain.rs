@@ -113,6 +113,13 @@ fn describe(router: &Router, part: &Part, params: &Params<'_>) -> (Option<KeyFac
         Target::TooDeep { depth, .. } => (None, format!("too deep to parse (depth {depth})")),
         Target::TooLarge { size, .. } => (None, format!("too large to parse ({size} bytes)")),
         Target::Refused(_) => (None, "not supported".to_owned()),
+        Target::CopyIn(copy) => match &copy.sharding {
+            Some(sharding) => (
+                Some(key_facts(map, sharding)),
+                format!("COPY rows into {}, each to its key's shard", copy.table),
+            ),
+            None => (None, format!("COPY rows into {}, every shard", copy.table)),
+        },
         Target::Keyed(keyed) | Target::MovesRows(keyed) => {
             let sharding = &keyed.sharding;
             let values = Values {
@@ -325,6 +332,7 @@ impl Explanation {
                 self.shards(ids)
             ),
             Route::Replicate(ids) => format!("every copy, on {}", self.shards(ids)),
+            Route::CopyIn(ids) => format!("COPY rows split over {}", self.shards(ids)),
             Route::CurrentShardOnly => {
                 "only the shard a transaction is already on (unparsed text)".to_owned()
             }

@@ -21,6 +21,7 @@ use crate::config::{Placement, ShardMap, Sharding};
 use crate::error::Unsupported;
 use functions::calls_unknown_function;
 
+pub mod copy;
 mod dml;
 mod functions;
 mod indexes;
@@ -106,6 +107,8 @@ pub enum Target {
         /// The limit it exceeds.
         max_bytes: usize,
     },
+    /// Rows COPY FROM STDIN brings into a sharded or reference table.
+    CopyIn(Box<copy::CopyIn>),
     /// Refused as not supported (SQLSTATE 0A000).
     Refused(Unsupported),
 }
@@ -313,6 +316,22 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
             Target::Scatter(why) => (Kind::Read, Target::Scatter(format!("COPY TO: {why}"))),
             target => (Kind::Read, target),
         },
+        Statement::Copy {
+            source:
+                ast::CopySource::Table {
+                    table_name,
+                    columns,
+                },
+            to: false,
+            target: ast::CopyTarget::Stdin,
+            options,
+            legacy_options,
+            ..
+        } if map_table_named(map, table_name).is_some() => {
+            let table = map_table_named(map, table_name).unwrap_or_default();
+            let target = copy::copy_in(map, &table, columns, options, legacy_options);
+            (Kind::Write, target)
+        }
         Statement::Copy { to, .. } => copy(*to, map, facts),
         Statement::CreateTable(create) if create.query.is_some() => {
             (Kind::Ddl, derived_table(map, facts))
@@ -397,6 +416,11 @@ fn on_indexes(sql: &str, facts: &TokenFacts) -> Target {
         }
         _ => schema_change(facts),
     }
+}
+
+/// The map table `name` names, if any.
+fn map_table_named(map: &ShardMap, name: &ast::ObjectName) -> Option<String> {
+    super::scope::map_table_name(name).filter(|table| map.tables.contains_key(table))
 }
 
 /// DDL and TRUNCATE: on every shard when they touch map tables, which exist on every shard.

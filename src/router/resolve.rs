@@ -82,6 +82,10 @@ fn route_part(
                 table: mentions[0].clone(),
             });
         }
+        Target::CopyIn(copy) => match &copy.sharding {
+            Some(sharding) => Route::CopyIn(router.placer(&sharding.group).shards()),
+            None => Route::CopyIn(every_shard()),
+        },
         Target::Refused(refusal) => return Err(refusal.clone().into()),
     })
 }
@@ -154,6 +158,19 @@ pub(super) fn shard_of_key(router: &Router, table: &str, key: &str) -> Result<Sh
     };
     let key = KeyValue::parse_text(sharding.key_type, key)?;
     place(table, router.placer(&sharding.group), &key)
+}
+
+/// The shard of key value `key` in sharded table `table`.
+pub(super) fn shard_of_value(
+    router: &Router,
+    table: &str,
+    key: &KeyValue,
+) -> Result<ShardId, RouteError> {
+    let Some(sharding) = sharding_of(router.map(), table) else {
+        let table = table.to_owned();
+        return Err(Unsupported::HintWithoutShardedTable { table }.into());
+    };
+    place(table, router.placer(&sharding.group), key)
 }
 
 /// The shard every row of an INSERT belongs to, or the rows of each shard.

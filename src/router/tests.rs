@@ -244,8 +244,8 @@ fn write_refusals_are_told_apart_by_kind() {
             "INSERT INTO users (user_id) VALUES (NULL)",
             "null_key_in_insert",
         ),
-        ("COPY users FROM STDIN", "copy_into_sharded"),
-        ("COPY countries FROM STDIN", "copy_into_reference"),
+        ("COPY users FROM '/tmp/users.txt'", "copy_into_sharded"),
+        ("COPY countries FROM PROGRAM 'cat x'", "copy_into_reference"),
         (
             "SELECT * INTO users_copy FROM users WHERE user_id = 1",
             "unanalysed_statement",
@@ -287,9 +287,8 @@ fn writes_are_strict() {
     assert!(why.contains("SELECT INTO"), "{why}");
     let cte = "WITH d AS (DELETE FROM plain RETURNING *) SELECT * FROM d";
     assert_eq!(route(&r, cte), Ok(shard(0)));
-    assert!(refused(route(&r, "COPY countries FROM STDIN")).contains("COPY"));
-    let why = refused(route(&r, "COPY users FROM STDIN"));
-    assert!(why.contains("COPY"), "{why}");
+    let why = refused(route(&r, "COPY users FROM '/srv/users.txt'"));
+    assert!(why.contains("FROM STDIN"), "{why}");
     assert_eq!(
         route(&r, "UPDATE users SET x = 1"),
         Ok(Route::Broadcast(all()))
@@ -571,3 +570,42 @@ fn copy_of_a_query_runs_where_the_query_would() {
 }
 
 mod deep;
+
+#[test]
+fn copy_from_stdin_into_map_tables_splits_rows_and_reads_its_options() {
+    use crate::wire::copy_rows::{CopyFormat, CsvOptions};
+    let r = router();
+    assert_eq!(route(&r, "COPY users FROM STDIN"), Ok(Route::CopyIn(all())));
+    assert_eq!(
+        route(&r, "COPY countries FROM STDIN"),
+        Ok(Route::CopyIn(all()))
+    );
+    assert_eq!(route(&r, "COPY plain FROM STDIN"), Ok(shard(0)));
+    let copy = r.copy_in("COPY users (name, user_id) FROM STDIN").unwrap();
+    assert_eq!(copy.columns, ["name", "user_id"]);
+    assert_eq!(copy.format, CopyFormat::text());
+    assert!(copy.sharding.is_some());
+    let sql = "COPY users FROM STDIN (FORMAT csv, HEADER, DELIMITER ';', NULL 'NA', \
+               QUOTE '''', FORCE_NOT_NULL (user_id))";
+    let CopyFormat::Csv(csv) = r.copy_in(sql).unwrap().format else {
+        panic!("csv");
+    };
+    let expected = CsvOptions {
+        delimiter: b';',
+        quote: b'\'',
+        escape: b'\'',
+        null: b"NA".to_vec(),
+        header: true,
+        key_force_not_null: true,
+        key_force_null: false,
+    };
+    assert_eq!(csv, expected);
+    let legacy = r.copy_in("COPY users FROM STDIN WITH BINARY").unwrap();
+    assert_eq!(legacy.format, CopyFormat::Binary);
+    assert!(
+        r.copy_in("COPY countries FROM STDIN")
+            .unwrap()
+            .sharding
+            .is_none()
+    );
+}

@@ -176,6 +176,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.push(Expect::synthetic(Synthetic::ReadyForQuery));
         } else {
             self.batch.skip_until_sync = true;
+            // PostgreSQL sends an error at once, Sync or not (a driver that waits for a
+            // COPY to start sends none): the backend is asked to flush what comes before it.
+            if self.backend.is_some() && !self.replies.synthetic_at_head() {
+                postgres_protocol::message::frontend::flush(&mut self.bufs.to_backend);
+            }
         }
     }
 

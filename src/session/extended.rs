@@ -213,6 +213,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                         };
                         return self.bind_primaries(bind.portal, Held::Move(moving));
                     }
+                    Route::CopyIn(shards) => {
+                        let sql = statement.query.to_string();
+                        return self.bind_primaries(bind.portal, Held::Copy(sql, shards));
+                    }
                     route @ (Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_)) => {
                         let write = self.spread_write(&statement, rest, route)?;
                         return self.bind_primaries(bind.portal, Held::Write(write));

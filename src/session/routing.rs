@@ -68,7 +68,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 | Route::Replicate(_)
                 | Route::Split(_)
                 | Route::PerStatement
-                | Route::MoveRows(_),
+                | Route::MoveRows(_)
+                | Route::CopyIn(_),
             ) => None,
             Ok(route) => Some(self.shard_for_route(route).unwrap_or(None)),
         }
@@ -87,6 +88,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Err(self.unsupported(Unsupported::SpreadFromSqlPrepared))
             }
             Route::PerStatement => Err(self.unsupported(Unsupported::StatementsOnDifferentShards)),
+            Route::CopyIn(_) => Err(self.unsupported(Unsupported::CopyInNotAlone)),
             Route::CurrentShardOnly => match self.held_shard {
                 Some(shard) if self.tied_to_backend() => Ok(Some(shard)),
                 _ => Err(self.unsupported(Unsupported::UnparsedNamesShardedTable)),
@@ -170,9 +172,11 @@ fn route_kind(route: &Route, unmapped: bool) -> RouteKind {
         Route::Shard(_) if unmapped => RouteKind::Fallback,
         Route::Shard(_) => RouteKind::SingleShard,
         Route::Scatter(_) | Route::PerStatement => RouteKind::MultiShard,
-        Route::Broadcast(_) | Route::Replicate(_) | Route::Split(_) | Route::MoveRows(_) => {
-            RouteKind::Broadcast
-        }
+        Route::Broadcast(_)
+        | Route::Replicate(_)
+        | Route::Split(_)
+        | Route::MoveRows(_)
+        | Route::CopyIn(_) => RouteKind::Broadcast,
         Route::Anywhere | Route::CurrentShardOnly => RouteKind::Fallback,
     }
 }
@@ -333,7 +337,7 @@ fn internal_lookup(table: &str) -> ErrorReport {
     )
 }
 
-fn lookup_report(error: &LookupError) -> ErrorReport {
+pub(super) fn lookup_report(error: &LookupError) -> ErrorReport {
     let (code, blame) = match error {
         LookupError::Unavailable { .. } => (sqlstate::CONNECTION_FAILURE, Blame::Backend),
         LookupError::UnknownShard { .. } => (sqlstate::CONFIG_FILE_ERROR, Blame::Proxy),

@@ -41,6 +41,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Route::Scatter(shards) => return self.query_shards(sql, shards, routed.writes).await,
             Route::PerStatement => return self.run_per_statement(sql).await,
             Route::MoveRows(sources) => return self.query_moving_rows(sql, sources).await,
+            Route::CopyIn(shards) => return self.copy_into_shards(sql, shards).await,
             route => self.shard_for_route(route)?,
         };
         self.note_writes(shard, routed.writes);

@@ -114,6 +114,7 @@ pub fn error_report(body: &[u8], blame: Blame) -> ErrorReport {
     );
     report.detail = field(b'D').map(str::to_owned);
     report.hint = field(b'H').map(str::to_owned);
+    report.context = field(b'W').map(str::to_owned);
     report
 }
 

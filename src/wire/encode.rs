@@ -140,11 +140,13 @@ pub fn error_response(out: &mut impl BufMut, report: &ErrorReport) {
     let severity = report.severity.as_str();
     let detail = report.detail.as_deref();
     let hint = report.hint.as_deref();
+    let context = report.context.as_deref();
     let body_len = 2 * (severity.len() + 2)
         + (report.code.as_str().len() + 2)
         + (report.message.len() + 2)
         + detail.map_or(0, |d| d.len() + 2)
         + hint.map_or(0, |h| h.len() + 2)
+        + context.map_or(0, |w| w.len() + 2)
         + 1;
     header(out, b'E', body_len);
     for (code, value) in [
@@ -164,6 +166,10 @@ pub fn error_response(out: &mut impl BufMut, report: &ErrorReport) {
     if let Some(hint) = hint {
         out.put_u8(b'H');
         cstr(out, hint);
+    }
+    if let Some(context) = context {
+        out.put_u8(b'W');
+        cstr(out, context);
     }
     out.put_u8(0);
 }

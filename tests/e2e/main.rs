@@ -4,6 +4,7 @@
 mod backend_auth;
 mod bad_input;
 mod cli;
+mod copy;
 mod deep_statements;
 mod directory;
 mod extended_protocol;

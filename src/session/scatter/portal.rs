@@ -43,6 +43,9 @@ pub(in crate::session) enum Held {
     Write(SpreadWrite),
     /// An UPDATE of the shard key, whose rows move.
     Move(MoveWrite),
+    /// A COPY FROM STDIN into a sharded or reference table: the client's statement and the
+    /// shards it copies into.
+    Copy(String, Vec<crate::config::ShardId>),
 }
 
 /// An UPDATE of the shard key as the client bound it.
@@ -182,7 +185,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         pending.description_sent |= describe;
         let read = match &pending.work {
             Held::Read(read) => read.clone(),
-            Held::Write(SpreadWrite { sql, .. }) | Held::Move(MoveWrite { sql, .. }) => {
+            Held::Write(SpreadWrite { sql, .. })
+            | Held::Move(MoveWrite { sql, .. })
+            | Held::Copy(sql, _) => {
                 if describe && returns_rows(sql) {
                     self.batch.scatter_portal = None;
                     let refusal = Unsupported::SpreadReturningDescribedApart;
@@ -245,6 +250,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 }
                 let describe = pending.describe && !pending.description_sent;
                 return self.move_rows_in_batch(moving, describe).await;
+            }
+            Held::Copy(sql, shards) => {
+                if !pending.bind_answered {
+                    self.push(Expect::synthetic(Synthetic::BindComplete));
+                }
+                if pending.describe && !pending.description_sent {
+                    self.push(Expect::synthetic(Synthetic::NoData));
+                }
+                return self.copy_into_shards_in_batch(&sql, shards).await;
             }
         };
         if max_rows > 0 {

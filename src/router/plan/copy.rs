@@ -1,0 +1,118 @@
+//! `COPY table [(columns)] FROM STDIN [options]` into a sharded or reference table: where its
+//! rows go and how to read them. Every row of a sharded table goes to its key's shard, and
+//! every row of a reference table to every shard; the session splits the client's data
+//! (see `wire::copy_rows`) and streams each shard its own rows under the same statement.
+
+use sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, Ident};
+
+use super::Target;
+use crate::config::{Placement, ShardMap, Sharding};
+use crate::router::scope::ident_name;
+use crate::wire::copy_rows::{CopyFormat, CsvOptions};
+
+/// A COPY FROM STDIN into a map table.
+#[derive(Debug, Clone)]
+pub struct CopyIn {
+    /// The map table.
+    pub table: String,
+    /// Its placement: `None` for a reference table (every shard takes every row).
+    pub sharding: Option<Sharding>,
+    /// The columns named, folded (empty: every column but generated ones, in catalog order).
+    pub columns: Vec<String>,
+    /// How the data is read.
+    pub format: CopyFormat,
+}
+
+/// The target of a COPY FROM STDIN into `table` (a map table) with these options.
+pub fn copy_in(
+    map: &ShardMap,
+    table: &str,
+    columns: &[Ident],
+    options: &[CopyOption],
+    legacy: &[CopyLegacyOption],
+) -> Target {
+    let sharding = match &map.tables[table].placement {
+        Placement::Sharded(sharding) => Some(sharding.clone()),
+        Placement::Reference => None,
+    };
+    let key = sharding
+        .as_ref()
+        .map(|s| s.key_column.clone())
+        .unwrap_or_default();
+    Target::CopyIn(Box::new(CopyIn {
+        table: table.to_owned(),
+        sharding,
+        columns: columns.iter().map(ident_name).collect(),
+        format: format_of(options, legacy, &key),
+    }))
+}
+
+/// The data format the options describe (PostgreSQL's defaults otherwise). `key` is the shard
+/// key column, whose FORCE_NULL / FORCE_NOT_NULL decide whether its null string is NULL.
+fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption], key: &str) -> CopyFormat {
+    let names_key = |columns: &[Ident]| columns.iter().any(|c| ident_name(c) == key);
+    let mut kind = "text";
+    let (mut delimiter, mut null, mut csv) = (None, None, CsvOptions::new());
+    for option in options {
+        match option {
+            CopyOption::Format(name) => {
+                kind = if name.value.eq_ignore_ascii_case("csv") {
+                    "csv"
+                } else if name.value.eq_ignore_ascii_case("binary") {
+                    "binary"
+                } else {
+                    "text"
+                }
+            }
+            CopyOption::Delimiter(c) => delimiter = Some(*c as u8),
+            CopyOption::Null(text) => null = Some(text.as_bytes().to_vec()),
+            CopyOption::Header(header) => csv.header = *header,
+            CopyOption::Quote(c) => csv.quote = *c as u8,
+            CopyOption::Escape(c) => csv.escape = *c as u8,
+            CopyOption::ForceNotNull(columns) => csv.key_force_not_null |= names_key(columns),
+            CopyOption::ForceNull(columns) => csv.key_force_null |= names_key(columns),
+            _ => {}
+        }
+    }
+    let mut escape_set = options.iter().any(|o| matches!(o, CopyOption::Escape(_)));
+    for option in legacy {
+        match option {
+            CopyLegacyOption::Binary => kind = "binary",
+            CopyLegacyOption::Delimiter(c) => delimiter = Some(*c as u8),
+            CopyLegacyOption::Null(text) => null = Some(text.as_bytes().to_vec()),
+            CopyLegacyOption::Csv(csv_options) => {
+                kind = "csv";
+                for csv_option in csv_options {
+                    match csv_option {
+                        CopyLegacyCsvOption::Header => csv.header = true,
+                        CopyLegacyCsvOption::Quote(c) => csv.quote = *c as u8,
+                        CopyLegacyCsvOption::Escape(c) => {
+                            csv.escape = *c as u8;
+                            escape_set = true;
+                        }
+                        CopyLegacyCsvOption::ForceNotNull(columns) => {
+                            csv.key_force_not_null |= names_key(columns)
+                        }
+                        CopyLegacyCsvOption::ForceQuote(_) => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match kind {
+        "binary" => CopyFormat::Binary,
+        "csv" => {
+            if !escape_set {
+                csv.escape = csv.quote;
+            }
+            csv.delimiter = delimiter.unwrap_or(b',');
+            csv.null = null.unwrap_or_default();
+            CopyFormat::Csv(csv)
+        }
+        _ => CopyFormat::Text {
+            delimiter: delimiter.unwrap_or(b'\t'),
+            null: null.unwrap_or_else(|| b"\\N".to_vec()),
+        },
+    }
+}
