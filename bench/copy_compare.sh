@@ -76,7 +76,7 @@ for format in text binary; do
         proxied+=("$(timed "$PORT" bench_copy "$file" "$options")")
         cpu+=("$(( $(cpu_ticks) - before ))")
     done
-    rate() { echo "$N / $1" | bc -l | xargs printf '%.0f'; }
+    rate() { echo "$N / $1" | bc -l | xargs printf '%.0f\n'; }
     d_runs=$(for s in "${direct[@]}"; do rate "$s"; done | paste -sd, -)
     p_runs=$(for s in "${proxied[@]}"; do rate "$s"; done | paste -sd, -)
     d_med=$(printf '%s\n' "${direct[@]}" | median)

@@ -26,7 +26,7 @@ use crate::wire::{self, TxStatus, tag};
 const FLUSH_AT: usize = 64 * 1024;
 
 /// Client line numbers remembered per shard, to name the client's line in a shard's error.
-const LINES_REMEMBERED: usize = 1 << 20;
+const LINES_REMEMBERED: usize = 1 << 18;
 
 /// One shard's COPY.
 pub struct CopyLeg<'a> {
