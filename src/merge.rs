@@ -21,6 +21,7 @@
 //! hidden columns are decoded, and bytes a backend sent never cause a panic.
 
 mod aggregate;
+pub mod copy_out;
 mod encode;
 mod error;
 mod float;
@@ -91,6 +92,8 @@ pub struct Merger {
     flow: Flow,
     finished: Vec<bool>,
     sink: Sink,
+    /// The rows go out as COPY … TO STDOUT data (see `copy_out`).
+    copy_out: Option<copy_out::CopyOut>,
 }
 
 impl Merger {
@@ -132,15 +135,32 @@ impl Merger {
             layout,
             flow,
             finished: vec![false; legs],
+            copy_out: None,
         };
         // With no legs at all, an aggregate still answers its one row.
         merger.settle()?;
         Ok(merger)
     }
 
-    /// The RowDescription frame the client sees (the visible columns).
+    /// The same merge with its rows written as `COPY … TO STDOUT` data in `format` (with a
+    /// CSV `header` line).
+    pub fn into_copy_out(
+        mut self,
+        format: crate::wire::copy_rows::CopyFormat,
+        header: bool,
+    ) -> Result<Merger, MergeError> {
+        let copy = copy_out::CopyOut::new(format, header, &self.layout.description)?;
+        self.copy_out = Some(copy);
+        Ok(self)
+    }
+
+    /// What the client sees before the rows: the RowDescription frame of the visible columns,
+    /// or, for COPY output, its CopyOutResponse and header.
     pub fn row_description(&self) -> &[u8] {
-        &self.layout.description
+        match &self.copy_out {
+            Some(copy) => copy.head(),
+            None => &self.layout.description,
+        }
     }
 
     /// One DataRow frame (header included) from shard `leg`.
@@ -174,10 +194,19 @@ impl Merger {
         self.settle()
     }
 
-    /// Appends the DataRow frames that are ready for the client.
+    /// Appends the DataRow frames (or COPY data) that are ready for the client.
     pub fn drain(&mut self, out: &mut BytesMut) -> Result<(), MergeError> {
-        self.sink.drain(out);
-        Ok(())
+        match &mut self.copy_out {
+            Some(copy) => {
+                let mut rows = BytesMut::new();
+                self.sink.drain(&mut rows);
+                copy.rows(&rows, out)
+            }
+            None => {
+                self.sink.drain(out);
+                Ok(())
+            }
+        }
     }
 
     /// Bytes of rows from `leg` waiting in the merge; the executor stops reading a leg whose
@@ -193,6 +222,19 @@ impl Merger {
     /// reading rows (it still reads every leg to its end).
     pub fn satisfied(&self) -> bool {
         self.sink.done()
+    }
+
+    /// Whether the rows go out as COPY data.
+    pub fn copies_out(&self) -> bool {
+        self.copy_out.is_some()
+    }
+
+    /// For COPY output, what ends it (the binary trailer, CopyDone).
+    pub fn copy_end(&mut self) -> Option<BytesMut> {
+        let copy = self.copy_out.as_mut()?;
+        let mut end = BytesMut::new();
+        copy.end(&mut end);
+        Some(end)
     }
 
     /// Rows written to the client so far (the count of `SELECT n`).

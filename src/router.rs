@@ -31,7 +31,7 @@ use crate::merge::ScatterPlan;
 pub use hint::Hint;
 pub use key_move::{KeyMove, TableColumn};
 pub use operand::{Param, Params, execute_arguments};
-pub use plan::copy::CopyIn;
+pub use plan::copy::{CopyIn, CopyOut};
 pub use plan::{Kind, Plan};
 pub use scatter::construct::Construct;
 pub use split::BoundPart;
@@ -307,6 +307,11 @@ impl Router {
         } else {
             Route::Shard(self.map.default_shard)
         }
+    }
+
+    /// What `sql`, a `COPY … TO STDOUT` routed to [`Route::Scatter`], copies out.
+    pub fn copy_out(&self, sql: &str) -> Option<CopyOut> {
+        plan::copy::copy_out(sql)
     }
 
     /// What `sql`, routed to [`Route::CopyIn`], copies into.

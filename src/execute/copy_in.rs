@@ -144,12 +144,10 @@ pub async fn copy_in<C: AsyncRead + AsyncWrite + Unpin>(
     } = plan;
     let mut statuses = vec![TxStatus::InTransaction; legs.len()];
     if let Err(report) = start(client, bufs, legs, sql, on_status).await {
-        let failed = report.failed_legs;
-        for (status, failed) in statuses.iter_mut().zip(failed) {
-            *status = if failed { TxStatus::Failed } else { *status };
-        }
+        // The transaction fails as a whole (a leg that never began it rolls back harmlessly).
+        statuses.fill(TxStatus::Failed);
         return CopyOutcome {
-            rows: Err(report.report),
+            rows: Err(report),
             statuses,
         };
     }
@@ -173,11 +171,6 @@ pub async fn copy_in<C: AsyncRead + AsyncWrite + Unpin>(
     CopyOutcome { rows, statuses }
 }
 
-struct StartFailure {
-    report: ErrorReport,
-    failed_legs: Vec<bool>,
-}
-
 /// Brings every leg into COPY IN and tells the client it may send data.
 async fn start<C: AsyncWrite + Unpin>(
     client: &mut C,
@@ -185,8 +178,7 @@ async fn start<C: AsyncWrite + Unpin>(
     legs: &mut [CopyLeg<'_>],
     sql: &str,
     on_status: OnStatus<'_>,
-) -> Result<(), StartFailure> {
-    let mut failed_legs = vec![false; legs.len()];
+) -> Result<(), ErrorReport> {
     let mut response = None;
     for index in 0..legs.len() {
         let leg = &mut legs[index];
@@ -202,26 +194,18 @@ async fn start<C: AsyncWrite + Unpin>(
                 response.get_or_insert(frame);
             }
             Err(report) => {
-                failed_legs[index] = true;
                 // The legs already copying are ended; their errors are not the client's.
                 let _ = fail_all(&mut legs[..index], "another shard failed", None).await;
-                for failed in &mut failed_legs[..index] {
-                    *failed = true;
-                }
-                return Err(StartFailure {
-                    report,
-                    failed_legs,
-                });
+                return Err(report);
             }
         }
     }
     if let Some(frame) = response {
         bufs.to_client.extend_from_slice(&frame);
     }
-    flush_client(client, bufs).await.map_err(|e| StartFailure {
-        report: ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Client, e.to_string()),
-        failed_legs: vec![true; legs.len()],
-    })
+    flush_client(client, bufs)
+        .await
+        .map_err(|e| ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Client, e.to_string()))
 }
 
 /// The CopyInResponse `conn` answers its COPY with, or its error (read to ReadyForQuery).

@@ -85,6 +85,8 @@ pub struct Finished {
     pub rows: u64,
     /// Each leg's transaction status at its end.
     pub statuses: Vec<TxStatus>,
+    /// For COPY output, what ends its data (the caller writes it before CommandComplete).
+    pub copied_out: Option<bytes::BytesMut>,
 }
 
 /// Runs every leg and streams the merged rows to the client (RowDescription first when
@@ -370,7 +372,10 @@ impl Run<'_> {
     fn send_head(&mut self, bufs: &mut Buffers) {
         if !std::mem::replace(&mut self.preamble_sent, true) {
             bufs.to_client.extend_from_slice(self.show.preamble);
-            if let (true, Some(merger)) = (self.show.description, &self.merger) {
+            // COPY output always starts with its CopyOutResponse, described or not.
+            if let Some(merger) = &self.merger
+                && (self.show.description || merger.copies_out())
+            {
                 bufs.to_client.extend_from_slice(merger.row_description());
             }
         }
@@ -434,6 +439,7 @@ impl Run<'_> {
         Ok(Finished {
             rows: self.merger.as_ref().map_or(0, Merger::rows_sent),
             statuses: self.states.iter().map(|s| s.status).collect(),
+            copied_out: self.merger.as_mut().and_then(Merger::copy_end),
         })
     }
 }

@@ -609,3 +609,22 @@ fn copy_from_stdin_into_map_tables_splits_rows_and_reads_its_options() {
             .is_none()
     );
 }
+
+#[test]
+fn copy_to_stdout_reads_its_query() {
+    let r = router();
+    let out = r
+        .copy_out("COPY users (user_id, name) TO STDOUT (FORMAT csv, HEADER)")
+        .unwrap();
+    assert_eq!(out.query, "SELECT user_id, name FROM users");
+    assert!(out.header);
+    let out = r
+        .copy_out("/* c */ copy (SELECT 1 FROM users) TO STDOUT")
+        .unwrap();
+    assert_eq!(out.query, "SELECT 1 FROM users");
+    assert!(!out.header);
+    assert!(r.copy_out("SELECT 1").is_none());
+    assert!(r.copy_out("COPY users FROM STDIN").is_none());
+    let quoted = "COPY users TO STDOUT (FORMAT csv, FORCE_QUOTE (name))";
+    assert!(r.copy_out(quoted).is_none(), "FORCE_QUOTE is not taken");
+}

@@ -201,7 +201,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                             result_formats: split.result_formats,
                             shards,
                             writes: routed.writes,
-                        };
+                            copy_out: None,
+                        }
+                        .copied_out(&self.env.database.router);
                         return self.bind_shards(bind.portal, read);
                     }
                     Route::MoveRows(sources) => {

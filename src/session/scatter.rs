@@ -26,8 +26,10 @@ use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
 use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
 use crate::metrics;
 use crate::pool::Checkout;
+use crate::router::CopyOut;
 use crate::router::Params;
 use crate::topology::{Database, Freshness, Role};
+use crate::wire::copy_rows::CopyFormat;
 use crate::wire::encode;
 
 /// A read of several shards, as the client sent it.
@@ -45,6 +47,22 @@ pub(super) struct ScatterRead {
     pub shards: Vec<ShardId>,
     /// It may write (calls a function with side effects): it runs on primaries.
     pub writes: bool,
+    /// The client's `COPY … TO STDOUT` of this query: the merged rows go out as COPY data.
+    pub copy_out: Option<CopyOut>,
+}
+
+impl ScatterRead {
+    /// The read a `COPY … TO STDOUT` (`sql`) stands for, if it is one: its query, all
+    /// columns in text (binary for `FORMAT binary`).
+    pub(super) fn copied_out(mut self, router: &crate::router::Router) -> Self {
+        if let Some(copy) = router.copy_out(&self.sql) {
+            self.sql = copy.query.clone();
+            let binary = matches!(copy.format, CopyFormat::Binary);
+            self.result_formats = if binary { vec![1] } else { Vec::new() };
+            self.copy_out = Some(copy);
+        }
+        self
+    }
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -77,7 +95,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             result_formats: Vec::new(),
             shards,
             writes,
-        };
+            copy_out: None,
+        }
+        .copied_out(&self.env.database.router);
         let show = Show {
             preamble: &[],
             description: true,
@@ -88,7 +108,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     pub(super) fn complete_scatter(&mut self, finished: &Finished) {
-        let command = format!("SELECT {}", finished.rows);
+        let command = match &finished.copied_out {
+            Some(end) => {
+                self.bufs.to_client.extend_from_slice(end);
+                format!("COPY {}", finished.rows)
+            }
+            None => format!("SELECT {}", finished.rows),
+        };
         encode::command_complete(&mut self.bufs.to_client, &command);
     }
 
@@ -301,8 +327,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             max_buffered_bytes: self.env.max_merge_bytes,
             bytewise_text,
         };
-        let mut make_merger =
-            |description: &[u8]| Merger::new(&plan.merge, description, leg_count, &values, limits);
+        let copy_out = read.copy_out.as_ref();
+        let mut make_merger = |description: &[u8]| {
+            let merger = Merger::new(&plan.merge, description, leg_count, &values, limits)?;
+            match copy_out {
+                Some(copy) => merger.into_copy_out(copy.format.clone(), copy.header),
+                None => Ok(merger),
+            }
+        };
         // A CancelRequest cancels every leg; afterwards, the backend in use again (if any).
         let targets = legs.iter().map(|leg| leg.conn.cancel_target()).collect();
         self.env.cancel_slot.set_all(targets);

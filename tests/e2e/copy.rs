@@ -338,3 +338,84 @@ async fn a_copy_inside_a_transaction_commits_or_rolls_back_with_it() {
         100
     );
 }
+
+/// COPY TO STDOUT of a sharded table, and of a query over several shards in order, is one
+/// stream: one header, every row once, in order when the query orders, in text, CSV and
+/// binary, through both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_stdout_over_several_shards_is_one_stream() {
+    use futures::TryStreamExt;
+    use tokio_postgres::binary_copy::BinaryCopyOutStream;
+    let proxy = proxy("cp8").await;
+    let client = proxy.connect().await;
+    let data: String = (1..=300).map(|i| format!("{i}\tn\\t{i}\n")).collect();
+    copy(
+        &client,
+        "COPY cp8_items (id, note) FROM STDIN",
+        data.as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Simple protocol (psql), whole table: every row once, in some order.
+    let out = proxy
+        .psql(&["-c", "COPY cp8_items (id, note) TO STDOUT"], None)
+        .await;
+    let (out, errors) = crate::harness::text(&out);
+    assert!(errors.is_empty(), "{errors}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_by_key(|line| line.split('\t').next().unwrap().parse::<i64>().unwrap());
+    let expected: Vec<String> = (1..=300).map(|i| format!("{i}\tn\\t{i}")).collect();
+    assert_eq!(lines, expected);
+    // Extended protocol (tokio-postgres), ordered CSV with one header.
+    let sql = "COPY (SELECT id, note FROM cp8_items WHERE id <= 5 ORDER BY id DESC) \
+               TO STDOUT (FORMAT csv, HEADER)";
+    let stream = client.copy_out(sql).await.unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    let csv: String = chunks.iter().map(|c| String::from_utf8_lossy(c)).collect();
+    let rows: String = (1..=5).rev().map(|i| format!("{i},n\t{i}\n")).collect();
+    assert_eq!(csv, format!("id,note\n{rows}"));
+    // Binary, decoded by the driver.
+    let sql = "COPY (SELECT id, note FROM cp8_items ORDER BY id) TO STDOUT (FORMAT binary)";
+    let stream = client.copy_out(sql).await.unwrap();
+    let rows = BinaryCopyOutStream::new(stream, &[Type::INT8, Type::TEXT]);
+    let rows: Vec<_> = rows.try_collect().await.unwrap();
+    assert_eq!(rows.len(), 300);
+    let first: (i64, String) = (rows[0].get(0), rows[0].get(1));
+    assert_eq!(first, (1, "n\t1".to_owned()));
+    assert_eq!(rows[299].get::<i64>(0), 300);
+}
+
+/// A shard that cannot start the COPY (its copy of the table is missing) fails it with that
+/// shard's error, and the shards that had started keep nothing.
+#[tokio::test]
+async fn a_shard_refusing_to_start_the_copy_fails_it_everywhere() {
+    let proxy = proxy("cp9").await;
+    let client = proxy.connect().await;
+    let last = cluster().primaries.last().unwrap();
+    connect_direct(last)
+        .await
+        .batch_execute("DROP TABLE cp9_items")
+        .await
+        .unwrap();
+    let data: String = (1..=50).map(|i| format!("{i}\tx\n")).collect();
+    let error = copy(
+        &client,
+        "COPY cp9_items (id, note) FROM STDIN",
+        data.as_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(sqlstate(&error), "42P01", "{error:?}");
+    let first = cluster().primaries.first().unwrap();
+    let direct = connect_direct(first).await;
+    let kept: i64 = direct
+        .query_one("SELECT count(*) FROM cp9_items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 0);
+    // (tokio-postgres sends Sync right after Execute: a COPY refused before it started is
+    // answered twice, as by PostgreSQL, so the driver's connection is done; a new one works.)
+    let again = proxy.connect().await;
+    assert!(again.simple_query("SELECT 1").await.is_ok());
+}

@@ -2,8 +2,11 @@
 //! rows go and how to read them. Every row of a sharded table goes to its key's shard, and
 //! every row of a reference table to every shard; the session splits the client's data
 //! (see `wire::copy_rows`) and streams each shard its own rows under the same statement.
+//! And `COPY … TO STDOUT` of several shards: the query it reads, run as a cross-shard read
+//! whose merged rows are written as COPY data (see `merge::copy_out`).
 
 use sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, Ident};
+use sqlparser::dialect::PostgreSqlDialect;
 
 use super::Target;
 use crate::config::{Placement, ShardMap, Sharding};
@@ -115,4 +118,74 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption], key: &str) -> 
             null: null.unwrap_or_else(|| b"\\N".to_vec()),
         },
     }
+}
+
+/// A `COPY … TO STDOUT` that reads several shards: the query whose merged rows it writes, and
+/// how it writes them.
+#[derive(Debug, Clone)]
+pub struct CopyOut {
+    /// `SELECT` text of what it copies (`COPY t (a, b)` → `SELECT a, b FROM t`).
+    pub query: String,
+    /// Its output format.
+    pub format: CopyFormat,
+    /// A CSV header line first.
+    pub header: bool,
+}
+
+/// What the COPY TO STDOUT in `sql` copies, if `sql` is one (FORCE_QUOTE, which would change
+/// how values are written, is not taken: `None`).
+pub fn copy_out(sql: &str) -> Option<CopyOut> {
+    use sqlparser::ast::{CopySource, CopyTarget, Statement};
+    // Asked of every cross-shard read: only a COPY is parsed again.
+    let first = crate::sql::lexer::tokens(sql).find(|token| token.is_significant())?;
+    if !first.text(sql).eq_ignore_ascii_case("copy") {
+        return None;
+    }
+    let statements = sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [
+        Statement::Copy {
+            source,
+            to: true,
+            target: CopyTarget::Stdout,
+            options,
+            legacy_options,
+            ..
+        },
+    ] = statements.as_slice()
+    else {
+        return None;
+    };
+    let force_quote = options
+        .iter()
+        .any(|o| matches!(o, CopyOption::ForceQuote(_)))
+        || legacy_options.iter().any(|o| match o {
+            CopyLegacyOption::Csv(csv) => csv
+                .iter()
+                .any(|c| matches!(c, CopyLegacyCsvOption::ForceQuote(_))),
+            _ => false,
+        });
+    if force_quote {
+        return None;
+    }
+    let query = match source {
+        CopySource::Query(query) => query.to_string(),
+        CopySource::Table {
+            table_name,
+            columns,
+        } if columns.is_empty() => format!("SELECT * FROM {table_name}"),
+        CopySource::Table {
+            table_name,
+            columns,
+        } => {
+            let names: Vec<String> = columns.iter().map(ToString::to_string).collect();
+            format!("SELECT {} FROM {table_name}", names.join(", "))
+        }
+    };
+    let format = format_of(options, legacy_options, "");
+    let header = matches!(&format, CopyFormat::Csv(csv) if csv.header);
+    Some(CopyOut {
+        query,
+        format,
+        header,
+    })
 }

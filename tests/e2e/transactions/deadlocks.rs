@@ -72,30 +72,12 @@ async fn names(client: &Client, ids: [i64; 2]) -> Vec<String> {
     names
 }
 
-#[tokio::test]
-async fn opposite_lock_orders_on_two_shards_cost_exactly_one_transaction() {
-    let proxy = TestProxy::start(sharded_config(cluster())).await;
-    let setup = proxy.connect().await;
-    let (a, b) = two_users_on_different_shards(74_001);
-    reset_users(&setup, &[a, b], true).await;
-    let (first, second) = (proxy.connect().await, proxy.connect().await);
-    holding([&first, &second], [a, b]).await;
-    let outcomes = cross(first, second, a, b).await;
-    one_victim(&outcomes);
-    // The survivor's two updates stay, the victim's none: each row got exactly one `+`.
-    assert_eq!(
-        names(&setup, [a, b]).await,
-        ["rv+", "rv+"].map(str::to_owned)
-    );
-}
-
-#[tokio::test]
-async fn a_cycle_through_two_proxies_costs_exactly_one_transaction() {
-    let cluster = cluster();
-    let one = TestProxy::start(sharded_config(cluster)).await;
-    let other = TestProxy::start(sharded_config(cluster)).await;
+/// Two transactions, one through `one` and one through `other`, lock users from `first` on
+/// two shards in opposite orders: exactly one is the victim, and the survivor's two updates
+/// stay while the victim's are gone (each row got exactly one `+`).
+async fn opposite_lock_orders_cost_one(one: &TestProxy, other: &TestProxy, first: i64) {
     let setup = one.connect().await;
-    let (a, b) = two_users_on_different_shards(74_101);
+    let (a, b) = two_users_on_different_shards(first);
     reset_users(&setup, &[a, b], true).await;
     let (first, second) = (one.connect().await, other.connect().await);
     holding([&first, &second], [a, b]).await;
@@ -105,6 +87,19 @@ async fn a_cycle_through_two_proxies_costs_exactly_one_transaction() {
         names(&setup, [a, b]).await,
         ["rv+", "rv+"].map(str::to_owned)
     );
+}
+
+#[tokio::test]
+async fn opposite_lock_orders_on_two_shards_cost_exactly_one_transaction() {
+    let proxy = TestProxy::start(sharded_config(cluster())).await;
+    opposite_lock_orders_cost_one(&proxy, &proxy, 74_001).await;
+}
+
+#[tokio::test]
+async fn a_cycle_through_two_proxies_costs_exactly_one_transaction() {
+    let one = TestProxy::start(sharded_config(cluster())).await;
+    let other = TestProxy::start(sharded_config(cluster())).await;
+    opposite_lock_orders_cost_one(&one, &other, 74_101).await;
 }
 
 /// Without a cycle, a transaction spanning shards waits for a lock as long as it takes (no

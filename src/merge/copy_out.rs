@@ -1,0 +1,309 @@
+//! Merged rows written as `COPY … TO STDOUT` data, so a COPY of a sharded table (or of a
+//! query over several shards) is the cross-shard read it is, through the same merge, with its
+//! output in COPY's form (PostgreSQL docs, "COPY", File Formats): one CopyOutResponse, one
+//! CSV header or binary signature, a CopyData per row, and at the end the binary trailer and
+//! CopyDone. Rows come from the shards as text (text and CSV) or binary (binary) DataRows.
+
+use bytes::{BufMut, BytesMut};
+
+use super::MergeError;
+use crate::wire::copy_rows::{CopyFormat, CsvOptions};
+use crate::wire::tag;
+
+const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// Turns the merge's DataRows into COPY data.
+#[derive(Debug)]
+pub struct CopyOut {
+    format: CopyFormat,
+    /// CopyOutResponse, then a CSV header line as CopyData.
+    head: BytesMut,
+    /// The binary signature, not sent yet: it goes in the first row's CopyData (or the
+    /// trailer's), as PostgreSQL sends it (drivers read it there).
+    signature_pending: bool,
+}
+
+impl CopyOut {
+    /// COPY output in `format` of rows described by `description` (a RowDescription body).
+    pub fn new(format: CopyFormat, header: bool, description: &[u8]) -> Result<Self, MergeError> {
+        let names = column_names(description)?;
+        let mut head = BytesMut::new();
+        let binary = matches!(format, CopyFormat::Binary);
+        let mut response = BytesMut::new();
+        response.put_u8(u8::from(binary));
+        response.put_i16(names.len() as i16);
+        for _ in &names {
+            response.put_i16(i16::from(binary));
+        }
+        frame(&mut head, tag::COPY_OUT_RESPONSE, &response);
+        match &format {
+            CopyFormat::Csv(csv) if header => {
+                let mut line = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        line.push(csv.delimiter);
+                    }
+                    csv_value(&mut line, name, csv);
+                }
+                line.push(b'\n');
+                frame(&mut head, tag::COPY_DATA, &line);
+            }
+            _ => {}
+        }
+        Ok(Self {
+            format,
+            head,
+            signature_pending: binary,
+        })
+    }
+
+    /// The binary file header, the first time (flags and header extension length zero).
+    fn take_signature(&mut self, line: &mut Vec<u8>) {
+        if std::mem::take(&mut self.signature_pending) {
+            line.extend_from_slice(BINARY_SIGNATURE);
+            line.extend([0; 8]);
+        }
+    }
+
+    /// What the client gets before the first row.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Appends one CopyData per DataRow frame in `rows`.
+    pub fn rows(&mut self, rows: &[u8], out: &mut BytesMut) -> Result<(), MergeError> {
+        let mut at = 0;
+        let mut line = Vec::new();
+        while at + 5 <= rows.len() {
+            let len = u32::from_be_bytes(rows[at + 1..at + 5].try_into().unwrap_or_default());
+            let end = at + 1 + len as usize;
+            let body = rows.get(at + 5..end).ok_or_else(malformed)?;
+            line.clear();
+            self.row(body, &mut line)?;
+            frame(out, tag::COPY_DATA, &line);
+            at = end;
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, body: &[u8], line: &mut Vec<u8>) -> Result<(), MergeError> {
+        let count = field_count(body)?;
+        let mut at = 2;
+        if matches!(self.format, CopyFormat::Binary) {
+            self.take_signature(line);
+            line.extend_from_slice(body); // A binary tuple is a DataRow's body.
+            return Ok(());
+        }
+        for i in 0..count.max(0) {
+            let size = body.get(at..at + 4).ok_or_else(malformed)?;
+            let size = i32::from_be_bytes(size.try_into().unwrap_or_default());
+            at += 4;
+            let value = match usize::try_from(size) {
+                Ok(size) => {
+                    let value = body.get(at..at + size).ok_or_else(malformed)?;
+                    at += size;
+                    Some(value)
+                }
+                Err(_) => None,
+            };
+            match &self.format {
+                CopyFormat::Text { delimiter, null } => {
+                    if i > 0 {
+                        line.push(*delimiter);
+                    }
+                    match value {
+                        Some(value) => text_value(line, value, *delimiter),
+                        None => line.extend_from_slice(null),
+                    }
+                }
+                CopyFormat::Csv(csv) => {
+                    if i > 0 {
+                        line.push(csv.delimiter);
+                    }
+                    match value {
+                        Some(value) => csv_value(line, value, csv),
+                        None => line.extend_from_slice(&csv.null),
+                    }
+                }
+                CopyFormat::Binary => {}
+            }
+        }
+        line.push(b'\n');
+        Ok(())
+    }
+
+    /// The end of the data: the binary trailer, then CopyDone.
+    pub fn end(&mut self, out: &mut BytesMut) {
+        if matches!(self.format, CopyFormat::Binary) {
+            let mut trailer = Vec::new();
+            self.take_signature(&mut trailer);
+            trailer.extend((-1i16).to_be_bytes());
+            frame(out, tag::COPY_DATA, &trailer);
+        }
+        frame(out, tag::COPY_DONE, &[]);
+    }
+}
+
+/// A text-format value: backslash, line endings, tabs and the delimiter escaped.
+fn text_value(line: &mut Vec<u8>, value: &[u8], delimiter: u8) {
+    for &b in value {
+        match b {
+            b'\\' => line.extend_from_slice(b"\\\\"),
+            b'\n' => line.extend_from_slice(b"\\n"),
+            b'\r' => line.extend_from_slice(b"\\r"),
+            8 => line.extend_from_slice(b"\\b"),
+            12 => line.extend_from_slice(b"\\f"),
+            11 => line.extend_from_slice(b"\\v"),
+            b'\t' => line.extend_from_slice(b"\\t"),
+            b if b == delimiter => line.extend_from_slice(&[b'\\', b]),
+            b => line.push(b),
+        }
+    }
+}
+
+/// A CSV value, quoted when it holds the delimiter, the quote, a line ending or a leading
+/// `\.`, or reads as the null string; quotes (and escapes) inside doubled with the escape.
+fn csv_value(line: &mut Vec<u8>, value: &[u8], csv: &CsvOptions) {
+    let special = |b: &u8| *b == csv.delimiter || *b == csv.quote || *b == b'\n' || *b == b'\r';
+    let quote =
+        value == csv.null.as_slice() || value.iter().any(special) || value.starts_with(b"\\.");
+    if !quote {
+        line.extend_from_slice(value);
+        return;
+    }
+    line.push(csv.quote);
+    for &b in value {
+        if b == csv.quote || b == csv.escape {
+            line.push(csv.escape);
+        }
+        line.push(b);
+    }
+    line.push(csv.quote);
+}
+
+/// The column names of a RowDescription frame.
+fn column_names(description: &[u8]) -> Result<Vec<Vec<u8>>, MergeError> {
+    let body = description.get(5..).ok_or_else(malformed)?;
+    let count = field_count(body)?;
+    let mut at = 2;
+    let mut names = Vec::new();
+    for _ in 0..count.max(0) {
+        let end = at
+            + body
+                .get(at..)
+                .ok_or_else(malformed)?
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or_else(malformed)?;
+        names.push(body[at..end].to_vec());
+        at = end + 1 + 18; // Table oid, column, type oid, size, modifier, format.
+    }
+    Ok(names)
+}
+
+/// The leading int16 of a DataRow or RowDescription body: how many fields follow.
+fn field_count(body: &[u8]) -> Result<i16, MergeError> {
+    let bytes = body.get(..2).ok_or_else(malformed)?;
+    Ok(i16::from_be_bytes([bytes[0], bytes[1]]))
+}
+
+fn frame(out: &mut BytesMut, frame_tag: u8, body: &[u8]) {
+    out.put_u8(frame_tag);
+    out.put_u32(body.len() as u32 + 4);
+    out.put_slice(body);
+}
+
+fn malformed() -> MergeError {
+    MergeError::Contract("a malformed row from a shard for COPY TO".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn description(names: &[&str]) -> Vec<u8> {
+        let mut body = BytesMut::new();
+        body.put_i16(names.len() as i16);
+        for name in names {
+            body.put_slice(name.as_bytes());
+            body.put_u8(0);
+            body.put_slice(&[0; 18]);
+        }
+        let mut out = BytesMut::new();
+        frame(&mut out, b'T', &body);
+        out.to_vec()
+    }
+
+    fn data_row(values: &[Option<&str>]) -> BytesMut {
+        let mut body = BytesMut::new();
+        body.put_i16(values.len() as i16);
+        for value in values {
+            match value {
+                Some(v) => {
+                    body.put_i32(v.len() as i32);
+                    body.put_slice(v.as_bytes());
+                }
+                None => body.put_i32(-1),
+            }
+        }
+        let mut out = BytesMut::new();
+        frame(&mut out, b'D', &body);
+        out
+    }
+
+    /// The CopyData payloads in `out`.
+    fn payloads(out: &[u8]) -> Vec<String> {
+        let mut at = 0;
+        let mut found = Vec::new();
+        while at < out.len() {
+            let len = u32::from_be_bytes(out[at + 1..at + 5].try_into().unwrap()) as usize;
+            if out[at] == tag::COPY_DATA {
+                found.push(String::from_utf8_lossy(&out[at + 5..at + 1 + len]).into_owned());
+            }
+            at += 1 + len;
+        }
+        found
+    }
+
+    #[test]
+    fn text_rows_escape_what_would_split_them() {
+        let mut copy = CopyOut::new(CopyFormat::text(), false, &description(&["a", "b"])).unwrap();
+        let mut rows = data_row(&[Some("x\ty\\z\nw"), None]);
+        rows.extend_from_slice(&data_row(&[Some("plain"), Some("")]));
+        let mut out = BytesMut::new();
+        copy.rows(&rows, &mut out).unwrap();
+        assert_eq!(payloads(&out), ["x\\ty\\\\z\\nw\t\\N\n", "plain\t\n"]);
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it_and_writes_one_header() {
+        let csv = CsvOptions::new();
+        let mut copy =
+            CopyOut::new(CopyFormat::Csv(csv), true, &description(&["id", "a,b"])).unwrap();
+        assert_eq!(payloads(copy.head()), ["id,\"a,b\"\n"]);
+        let rows = data_row(&[Some("1"), Some("say \"hi\"")]);
+        let mut out = BytesMut::new();
+        copy.rows(&rows, &mut out).unwrap();
+        copy.rows(&data_row(&[Some(""), None]), &mut out).unwrap();
+        assert_eq!(payloads(&out), ["1,\"say \"\"hi\"\"\"\n", "\"\",\n"]);
+    }
+
+    #[test]
+    fn binary_output_has_one_signature_with_the_first_row_and_one_trailer() {
+        let mut copy = CopyOut::new(CopyFormat::Binary, false, &description(&["a"])).unwrap();
+        let mut out = BytesMut::new();
+        copy.rows(&data_row(&[Some("x")]), &mut out).unwrap();
+        copy.rows(&data_row(&[Some("y")]), &mut out).unwrap();
+        copy.end(&mut out);
+        let signed: Vec<bool> = (payloads(&out).iter())
+            .map(|p| p.as_bytes().starts_with(b"PGCOPY"))
+            .collect();
+        assert_eq!(signed, [true, false, false]);
+        assert!(out.ends_with(&[0xff, 0xff, tag::COPY_DONE, 0, 0, 0, 4]));
+        // No rows: the signature comes with the trailer.
+        let mut empty = CopyOut::new(CopyFormat::Binary, false, &description(&["a"])).unwrap();
+        let mut out = BytesMut::new();
+        empty.end(&mut out);
+        assert_eq!(out.len(), 5 + 19 + 2 + 5);
+    }
+}
