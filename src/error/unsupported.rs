@@ -199,6 +199,14 @@ pub enum Unsupported {
         /// The table.
         table: String,
     },
+    /// A COPY naming a map table whose options shardgate cannot read.
+    #[error(
+        "COPY naming {table} has options shardgate cannot read yet (such as HEADER MATCH), so it cannot tell where its rows go"
+    )]
+    CopyOptionsUnread {
+        /// The map table named.
+        table: String,
+    },
     /// `COPY … FROM STDIN` into a map table outside a simple Query of its own.
     #[error(
         "COPY FROM STDIN into a sharded or reference table runs only as a simple query of its own so far (not through the extended protocol, PREPARE or among other statements)"
@@ -368,6 +376,7 @@ impl Unsupported {
             CopyIntoReference { .. } => "copy_into_reference",
             CopyIntoSharded { .. } => "copy_into_sharded",
             CopyInNotAlone => "copy_in_not_alone",
+            CopyOptionsUnread { .. } => "copy_options_unread",
             CopyWithoutKey { .. } => "copy_without_key",
             UnsplittableInsert => "unsplittable_insert",
             ScatterNotComputable { .. } => "scatter_not_computable",

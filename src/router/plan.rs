@@ -456,6 +456,9 @@ fn copy(to: bool, map: &ShardMap, facts: &TokenFacts) -> (Kind, Target) {
 /// every shard.
 fn unparsed(map: &ShardMap, sql: &str) -> Part {
     let mentions = mentioned_anywhere(map, sql);
+    if !mentions.is_empty() && copy::is_copy(sql) {
+        return copy_unparsed(map, sql, &mentions);
+    }
     if let Some(indexes) = indexes::indexes_named(sql).filter(|_| mentions.is_empty()) {
         return Part {
             kind: Kind::Ddl,
@@ -473,6 +476,25 @@ fn unparsed(map: &ShardMap, sql: &str) -> Part {
         };
     }
     unanalysed(Target::Unparsed(mentions))
+}
+
+/// A COPY naming map tables that the parser rejects: read again with its boolean options
+/// spelled as the parser knows them (`FREEZE ON` → `FREEZE TRUE`: what pgbench sends), else
+/// refused by name. Never left to the shard a transaction is on: its rows belong to several.
+fn copy_unparsed(map: &ShardMap, sql: &str, mentions: &[String]) -> Part {
+    if let Some(spelled) = copy::with_parser_booleans(sql) {
+        let mut parts = plan_parts(map, &spelled);
+        if parts.len() == 1 && !matches!(parts[0].target, Target::Unparsed(_)) {
+            return parts.remove(0);
+        }
+    }
+    let table = mentions[0].clone();
+    Part {
+        kind: Kind::Write,
+        target: Target::Refused(Unsupported::CopyOptionsUnread { table }),
+        locks_rows: false,
+        calls_unknown_function: false,
+    }
 }
 
 /// Whether `sql` is table maintenance (`VACUUM`, `ANALYZE`, `CLUSTER`, `REINDEX`), whatever

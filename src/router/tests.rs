@@ -628,3 +628,24 @@ fn copy_to_stdout_reads_its_query() {
     let quoted = "COPY users TO STDOUT (FORMAT csv, FORCE_QUOTE (name))";
     assert!(r.copy_out(quoted).is_none(), "FORCE_QUOTE is not taken");
 }
+
+#[test]
+fn copy_options_the_parser_spells_differently_are_read_or_refused_never_sent_to_one_shard() {
+    use crate::router::plan::copy::with_parser_booleans;
+    let r = router();
+    // pgbench -i's own statement.
+    let pgbench = "copy users from stdin with (freeze on)";
+    assert_eq!(route(&r, pgbench), Ok(Route::CopyIn(all())));
+    let header = "COPY users FROM STDIN (FORMAT csv, HEADER 1)";
+    assert!(matches!(
+        r.copy_in(header).unwrap().format,
+        crate::wire::copy_rows::CopyFormat::Csv(csv) if csv.header
+    ));
+    let matching = "COPY users FROM STDIN (FORMAT csv, HEADER MATCH)";
+    assert_eq!(refused_kind(&r, matching), "copy_options_unread");
+    assert_eq!(
+        with_parser_booleans("COPY t FROM STDIN (FREEZE off, header ON)").as_deref(),
+        Some("COPY t FROM STDIN (FREEZE FALSE, header TRUE)")
+    );
+    assert_eq!(with_parser_booleans("COPY t FROM STDIN (FREEZE)"), None);
+}

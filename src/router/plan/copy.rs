@@ -137,10 +137,11 @@ pub struct CopyOut {
 pub fn copy_out(sql: &str) -> Option<CopyOut> {
     use sqlparser::ast::{CopySource, CopyTarget, Statement};
     // Asked of every cross-shard read: only a COPY is parsed again.
-    let first = crate::sql::lexer::tokens(sql).find(|token| token.is_significant())?;
-    if !first.text(sql).eq_ignore_ascii_case("copy") {
+    if !is_copy(sql) {
         return None;
     }
+    let spelled = with_parser_booleans(sql);
+    let sql = spelled.as_deref().unwrap_or(sql);
     let statements = sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let [
         Statement::Copy {
@@ -187,5 +188,40 @@ pub fn copy_out(sql: &str) -> Option<CopyOut> {
         query,
         format,
         header,
+    })
+}
+
+/// Whether `sql` is a COPY statement (its first word).
+pub fn is_copy(sql: &str) -> bool {
+    let first = crate::sql::lexer::tokens(sql).find(|token| token.is_significant());
+    first.is_some_and(|token| token.text(sql).eq_ignore_ascii_case("copy"))
+}
+
+/// `sql` with the values of its boolean COPY options (`FREEZE`, `HEADER`) written `TRUE` or
+/// `FALSE` where PostgreSQL also takes `ON`, `OFF`, `1` and `0`; `None` when nothing changes.
+pub fn with_parser_booleans(sql: &str) -> Option<String> {
+    use crate::sql::lexer::tokens;
+    let significant: Vec<_> = tokens(sql).filter(|t| t.is_significant()).collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for pair in significant.windows(2) {
+        let (option, value) = (pair[0].text(sql), pair[1].text(sql));
+        let boolean = ["freeze", "header"]
+            .iter()
+            .any(|o| option.eq_ignore_ascii_case(o));
+        let spelled = match value.to_ascii_lowercase().as_str() {
+            "on" | "1" => "TRUE",
+            "off" | "0" => "FALSE",
+            _ => continue,
+        };
+        if boolean {
+            out.push_str(&sql[copied..pair[1].start]);
+            out.push_str(spelled);
+            copied = pair[1].end;
+        }
+    }
+    (copied > 0).then(|| {
+        out.push_str(&sql[copied..]);
+        out
     })
 }
