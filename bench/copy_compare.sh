@@ -29,15 +29,7 @@ proxy_pid=${pids[0]}
 map=$dir/demo/shard-map.yaml
 s0_port=$(grep -m1 'primary:' "$map" | sed 's/.*:\([0-9]*\)\/.*/\1/')
 
-sed '/^tables:/a\
-  bench_copy: {strategy: hash, key: id, key_type: bigint}' "$map" >"$map.new"
-mv "$map.new" "$map"
-admin() { PGUSER=admin PGPASSWORD=admin psql -At -p "$PORT" -d shardgate -c "$1"; }
-for _ in $(seq 100); do
-    admin 'SHOW MAP' | grep -q bench_copy && break
-    sleep 0.1
-done
-admin 'SHOW MAP' | grep -q bench_copy || { echo "the map edit was not applied" >&2; exit 1; }
+add_tables "$PORT" bench_copy "bench_copy: {strategy: hash, key: id, key_type: bigint}"
 create="DROP TABLE IF EXISTS TABLE_NAME; CREATE TABLE TABLE_NAME (id bigint PRIMARY KEY, n int, note text)"
 psql -p "$PORT" -Atqc "${create//TABLE_NAME/bench_copy}" >/dev/null
 psql -p "$s0_port" -Atqc "${create//TABLE_NAME/bench_copy_plain}" >/dev/null

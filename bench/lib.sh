@@ -37,6 +37,28 @@ start_not_atomic() {
     wait_port "$2"
 }
 
+# add_tables PORT TABLE ENTRY...: adds each ENTRY (a shard-map line, `name: {…}`) under
+# `tables:` of the demo's map and waits until the proxy on PORT shows TABLE in `SHOW MAP`
+# (the reload applied); exits after 10 s.
+add_tables() {
+    local port=$1 table=$2 map=$dir/demo/shard-map.yaml
+    shift 2
+    for entry in "$@"; do
+        sed "/^tables:/a\\
+  $entry" "$map" >"$map.new"
+        mv "$map.new" "$map"
+    done
+    for _ in $(seq 100); do
+        admin "$port" 'SHOW MAP' | grep -q "$table" && return 0
+        sleep 0.1
+    done
+    echo "the map edit was not applied" >&2
+    exit 1
+}
+
+# admin PORT SQL: SQL on the demo's admin console behind PORT.
+admin() { PGUSER=admin PGPASSWORD=admin psql -At -p "$1" -d shardgate -c "$2"; }
+
 # pgbench_numbers OUTPUT: "tps latency_ms failed" from a pgbench run's output.
 pgbench_numbers() {
     local tps lat failed

@@ -36,18 +36,11 @@ start_demo "$BIN" "$PORT"
 export PGPASSWORD=app PGUSER=app PGDATABASE=app PGHOST=127.0.0.1
 
 map=$dir/demo/shard-map.yaml
-sed '/^tables:/a\
-  pgbench_accounts: {strategy: hash, key: aid, key_type: integer}\
-  pgbench_history: {colocated_with: pgbench_accounts, key: aid}\
-  pgbench_branches: {strategy: reference}\
-  pgbench_tellers: {strategy: reference}' "$map" >"$map.new"
-mv "$map.new" "$map"
-admin() { PGUSER=admin PGPASSWORD=admin psql -At -p "$PORT" -d shardgate -c "$1"; }
-for _ in $(seq 100); do
-    admin 'SHOW MAP' | grep -q pgbench_accounts && break
-    sleep 0.1
-done
-admin 'SHOW MAP' | grep -q pgbench_accounts || { echo "the map edit was not applied" >&2; exit 1; }
+add_tables "$PORT" pgbench_accounts \
+    "pgbench_accounts: {strategy: hash, key: aid, key_type: integer}" \
+    "pgbench_history: {colocated_with: pgbench_accounts, key: aid}" \
+    "pgbench_branches: {strategy: reference}" \
+    "pgbench_tellers: {strategy: reference}"
 
 # insert TABLE COLUMNS COUNT PER_BRANCH: rows (id, its branch, 0) in INSERTs of 1,000 rows.
 insert() {
@@ -94,4 +87,4 @@ for round in $(seq 1 "$R"); do
         done
     done
 done
-admin 'SHOW STATS' | awk -F'|' '{print "atomic commits through the atomic proxy:", $17}'
+admin "$PORT" 'SHOW STATS' | awk -F'|' '{print "atomic commits through the atomic proxy:", $17}'
