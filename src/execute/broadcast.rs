@@ -461,8 +461,7 @@ pub(super) async fn run_prelude(
         let mut out = BytesMut::new();
         query(&mut out, sql)?;
         send(conn, &out).await?;
-        let reply = read_reply::<tokio::io::Sink>(conn, on_status, None).await?;
-        if let Some(report) = reply.error {
+        if let Some(report) = read_hidden_reply(conn, on_status).await?.error {
             return Err(report);
         }
     }
@@ -490,10 +489,18 @@ async fn run_leaving(
 }
 
 /// What one simple Query was answered with.
-struct Reply {
-    tags: Vec<String>,
-    error: Option<ErrorReport>,
+pub(super) struct Reply {
+    pub(super) tags: Vec<String>,
+    pub(super) error: Option<ErrorReport>,
     status: TxStatus,
+}
+
+/// Reads one hidden Query's replies up to ReadyForQuery (what it returns is not the client's).
+pub(super) async fn read_hidden_reply(
+    conn: &mut BackendConn,
+    on_status: OnStatus<'_>,
+) -> Result<Reply, ErrorReport> {
+    read_reply::<tokio::io::Sink>(conn, on_status, None).await
 }
 
 /// Reads one Query's replies up to ReadyForQuery; frames other than the ones the proxy reads
@@ -649,7 +656,7 @@ pub fn combine_tags(per_shard: &[Vec<String>]) -> Vec<String> {
 }
 
 /// The row count at the end of a tag (`None` for tags without one, like `CREATE TABLE`).
-fn count_of(tag: &str) -> Option<u64> {
+pub(super) fn count_of(tag: &str) -> Option<u64> {
     let counted = [
         "INSERT", "UPDATE", "DELETE", "SELECT", "MERGE", "MOVE", "FETCH", "COPY",
     ];

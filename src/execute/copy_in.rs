@@ -15,12 +15,14 @@ use std::pin::Pin;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use super::broadcast::{OnStatus, next_frame, query, run_prelude, send};
+use super::broadcast::{
+    OnStatus, count_of, next_frame, query, read_hidden_reply, run_prelude, send,
+};
 use super::{Buffers, flush_client};
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::wire::copy_rows::{Key, Piece, RowSplitter};
-use crate::wire::{self, TxStatus, tag};
+use crate::wire::{self, TxStatus, encode, tag};
 
 /// Rows queued for one shard are sent once this many bytes are waiting.
 const FLUSH_AT: usize = 64 * 1024;
@@ -78,9 +80,7 @@ impl<'a> CopyLeg<'a> {
             return Ok(());
         }
         let mut frame = BytesMut::with_capacity(self.pending.len() + 5);
-        frame.extend_from_slice(&[tag::COPY_DATA]);
-        frame.extend_from_slice(&(self.pending.len() as u32 + 4).to_be_bytes());
-        frame.extend_from_slice(&self.pending);
+        encode::copy_data(&mut frame, &self.pending);
         self.pending.clear();
         send(self.conn, &frame).await
     }
@@ -447,7 +447,7 @@ fn error_in(buf: &[u8]) -> Option<ErrorReport> {
 /// Ends every leg's COPY with CopyDone and adds up their counts.
 async fn finish(legs: &mut [CopyLeg<'_>], copies: bool) -> Result<u64, ErrorReport> {
     let mut done = BytesMut::new();
-    done.extend_from_slice(&[tag::COPY_DONE, 0, 0, 0, 4]);
+    encode::copy_done(&mut done);
     for (index, leg) in legs.iter_mut().enumerate() {
         if let Err(report) = send(leg.conn, &done).await {
             let _ = fail_all(legs, "another shard failed", Some(index)).await;
@@ -470,23 +470,11 @@ async fn finish(legs: &mut [CopyLeg<'_>], copies: bool) -> Result<u64, ErrorRepo
 
 /// The count of `conn`'s COPY (its CommandComplete `COPY n`), read to ReadyForQuery.
 async fn copy_count(conn: &mut BackendConn) -> Result<u64, ErrorReport> {
-    let (mut rows, mut error) = (0, None);
-    loop {
-        let frame = next_frame(conn).await?;
-        let body = &frame[wire::HEADER_LEN..];
-        match frame[0] {
-            tag::COMMAND_COMPLETE => {
-                let text = wire::command_tag(body).unwrap_or("");
-                rows = text
-                    .rsplit(' ')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-            }
-            tag::ERROR_RESPONSE => error = Some(wire::error_report(body, Blame::Backend)),
-            tag::READY_FOR_QUERY => return error.map_or(Ok(rows), Err),
-            _ => {}
-        }
+    let mut ignore = |_: &mut BackendConn, _: &str, _: &str| {};
+    let reply = read_hidden_reply(conn, &mut ignore).await?;
+    match reply.error {
+        Some(report) => Err(report),
+        None => Ok(reply.tags.iter().filter_map(|tag| count_of(tag)).sum()),
     }
 }
 

@@ -4,11 +4,11 @@
 //! CSV header or binary signature, a CopyData per row, and at the end the binary trailer and
 //! CopyDone. Rows come from the shards as text (text and CSV) or binary (binary) DataRows.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use super::MergeError;
 use crate::wire::copy_rows::{CopyFormat, CsvOptions};
-use crate::wire::tag;
+use crate::wire::encode;
 
 const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
@@ -29,13 +29,7 @@ impl CopyOut {
         let names = column_names(description)?;
         let mut head = BytesMut::new();
         let binary = matches!(format, CopyFormat::Binary);
-        let mut response = BytesMut::new();
-        response.put_u8(u8::from(binary));
-        response.put_i16(names.len() as i16);
-        for _ in &names {
-            response.put_i16(i16::from(binary));
-        }
-        frame(&mut head, tag::COPY_OUT_RESPONSE, &response);
+        encode::copy_out_response(&mut head, binary, names.len());
         match &format {
             CopyFormat::Csv(csv) if header => {
                 let mut line = Vec::new();
@@ -46,7 +40,7 @@ impl CopyOut {
                     csv_value(&mut line, name, csv);
                 }
                 line.push(b'\n');
-                frame(&mut head, tag::COPY_DATA, &line);
+                encode::copy_data(&mut head, &line);
             }
             _ => {}
         }
@@ -80,7 +74,7 @@ impl CopyOut {
             let body = rows.get(at + 5..end).ok_or_else(malformed)?;
             line.clear();
             self.row(body, &mut line)?;
-            frame(out, tag::COPY_DATA, &line);
+            encode::copy_data(out, &line);
             at = end;
         }
         Ok(())
@@ -138,9 +132,9 @@ impl CopyOut {
             let mut trailer = Vec::new();
             self.take_signature(&mut trailer);
             trailer.extend((-1i16).to_be_bytes());
-            frame(out, tag::COPY_DATA, &trailer);
+            encode::copy_data(out, &trailer);
         }
-        frame(out, tag::COPY_DONE, &[]);
+        encode::copy_done(out);
     }
 }
 
@@ -207,12 +201,6 @@ fn field_count(body: &[u8]) -> Result<i16, MergeError> {
     Ok(i16::from_be_bytes([bytes[0], bytes[1]]))
 }
 
-fn frame(out: &mut BytesMut, frame_tag: u8, body: &[u8]) {
-    out.put_u8(frame_tag);
-    out.put_u32(body.len() as u32 + 4);
-    out.put_slice(body);
-}
-
 fn malformed() -> MergeError {
     MergeError::Contract("a malformed row from a shard for COPY TO".into())
 }
@@ -220,34 +208,17 @@ fn malformed() -> MergeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::tag;
 
     fn description(names: &[&str]) -> Vec<u8> {
-        let mut body = BytesMut::new();
-        body.put_i16(names.len() as i16);
-        for name in names {
-            body.put_slice(name.as_bytes());
-            body.put_u8(0);
-            body.put_slice(&[0; 18]);
-        }
         let mut out = BytesMut::new();
-        frame(&mut out, b'T', &body);
+        encode::row_description_text(&mut out, names);
         out.to_vec()
     }
 
     fn data_row(values: &[Option<&str>]) -> BytesMut {
-        let mut body = BytesMut::new();
-        body.put_i16(values.len() as i16);
-        for value in values {
-            match value {
-                Some(v) => {
-                    body.put_i32(v.len() as i32);
-                    body.put_slice(v.as_bytes());
-                }
-                None => body.put_i32(-1),
-            }
-        }
         let mut out = BytesMut::new();
-        frame(&mut out, b'D', &body);
+        encode::data_row_text(&mut out, values);
         out
     }
 

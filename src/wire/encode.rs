@@ -89,6 +89,27 @@ pub fn data_row_text(out: &mut impl BufMut, values: &[Option<&str>]) {
     }
 }
 
+/// CopyOutResponse: overall format (binary or text) and the same format for each column.
+pub fn copy_out_response(out: &mut impl BufMut, binary: bool, columns: usize) {
+    header(out, b'H', 3 + 2 * columns);
+    out.put_u8(u8::from(binary));
+    out.put_i16(columns as i16);
+    for _ in 0..columns {
+        out.put_i16(i16::from(binary));
+    }
+}
+
+/// CopyData carrying `data`.
+pub fn copy_data(out: &mut impl BufMut, data: &[u8]) {
+    header(out, b'd', data.len());
+    out.put_slice(data);
+}
+
+/// CopyDone.
+pub fn copy_done(out: &mut impl BufMut) {
+    header(out, b'c', 0);
+}
+
 /// ReadyForQuery with a transaction status.
 pub fn ready_for_query(out: &mut impl BufMut, status: TxStatus) {
     header(out, b'Z', 1);
