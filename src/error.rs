@@ -325,6 +325,8 @@ pub mod sqlstate {
     pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState::from_static("22003");
     /// A binary Bind parameter that does not decode.
     pub const INVALID_BINARY_REPRESENTATION: SqlState = SqlState::from_static("22P03");
+    /// A column an option names that the statement does not use (COPY's FORCE_QUOTE).
+    pub const INVALID_COLUMN_REFERENCE: SqlState = SqlState::from_static("42P10");
     /// A `$n` with no parameter.
     pub const UNDEFINED_PARAMETER: SqlState = SqlState::from_static("42P02");
 }

@@ -320,16 +320,6 @@ pub enum Unsupported {
         /// The aggregate's name.
         name: String,
     },
-    /// A session-level SET in a transaction that then needs another shard.
-    #[error(
-        "this transaction ran SET (session level), which cannot follow it to another shard yet; use SET LOCAL, or SET before BEGIN"
-    )]
-    SessionSetThenOtherShard,
-    /// A session-level SET in a transaction that spans shards.
-    #[error(
-        "SET (session level) is not supported in a transaction that spans shards; use SET LOCAL, or SET before BEGIN"
-    )]
-    SessionSetWhileSpanning,
     /// COMMIT/ROLLBACK with other statements in one query, in a spanning transaction.
     #[error("in a transaction that spans shards, send COMMIT or ROLLBACK on its own")]
     EndNotAlone,
@@ -396,8 +386,6 @@ impl Unsupported {
             PortalNotExecutedAtOnce => "portal_not_executed_at_once",
             PartialFetchAcrossShards => "partial_fetch_across_shards",
             UncombinableAggregate { .. } => "uncombinable_aggregate",
-            SessionSetThenOtherShard => "session_set_then_other_shard",
-            SessionSetWhileSpanning => "session_set_while_spanning",
             EndNotAlone => "end_not_alone",
             ChainOrPrepareWhileSpanning => "chain_or_prepare_while_spanning",
             SavepointWhileSpanning => "savepoint_while_spanning",

@@ -31,6 +31,10 @@ pub struct PgBinaries {
     pub psql: Option<PathBuf>,
     /// Load generator, if installed (benchmarks and load tests use it).
     pub pgbench: Option<PathBuf>,
+    /// Dump and restore, if installed (tests of dumps through the proxy use them).
+    pub pg_dump: Option<PathBuf>,
+    /// See `pg_dump`.
+    pub pg_restore: Option<PathBuf>,
 }
 
 /// Every place searched and what was missing there: the body of a "binaries not found" error.
@@ -141,6 +145,8 @@ fn take_from(candidate: Candidate, path_dirs: &[PathBuf]) -> Result<PgBinaries, 
             pg_basebackup: pg_basebackup.clone(),
             psql: extra("psql"),
             pgbench: extra("pgbench"),
+            pg_dump: extra("pg_dump"),
+            pg_restore: extra("pg_restore"),
         });
     }
     let missing = REQUIRED.iter().zip(&found).filter(|(_, f)| f.is_none());

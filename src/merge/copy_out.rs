@@ -7,7 +7,7 @@
 use bytes::BytesMut;
 
 use super::MergeError;
-use crate::wire::copy_rows::{CopyFormat, CsvOptions};
+use crate::wire::copy_rows::{CopyFormat, CsvOptions, ForceQuote};
 use crate::wire::encode;
 
 const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -21,6 +21,8 @@ pub struct CopyOut {
     /// The binary signature, not sent yet: it goes in the first row's CopyData (or the
     /// trailer's), as PostgreSQL sends it (drivers read it there).
     signature_pending: bool,
+    /// CSV: whether each column's non-NULL values are always quoted (FORCE_QUOTE).
+    forced: Vec<bool>,
 }
 
 impl CopyOut {
@@ -30,24 +32,26 @@ impl CopyOut {
         let mut head = BytesMut::new();
         let binary = matches!(format, CopyFormat::Binary);
         encode::copy_out_response(&mut head, binary, names.len());
-        match &format {
-            CopyFormat::Csv(csv) if header => {
+        let mut forced = vec![false; names.len()];
+        if let CopyFormat::Csv(csv) = &format {
+            forced = forced_columns(&csv.force_quote, &names)?;
+            if header {
                 let mut line = Vec::new();
                 for (i, name) in names.iter().enumerate() {
                     if i > 0 {
                         line.push(csv.delimiter);
                     }
-                    csv_value(&mut line, name, csv);
+                    csv_value(&mut line, name, csv, false, names.len() == 1);
                 }
                 line.push(b'\n');
                 encode::copy_data(&mut head, &line);
             }
-            _ => {}
         }
         Ok(Self {
             format,
             head,
             signature_pending: binary,
+            forced,
         })
     }
 
@@ -114,8 +118,10 @@ impl CopyOut {
                     if i > 0 {
                         line.push(csv.delimiter);
                     }
+                    let forced = self.forced.get(i as usize).copied().unwrap_or(false);
+                    let alone = count == 1;
                     match value {
-                        Some(value) => csv_value(line, value, csv),
+                        Some(value) => csv_value(line, value, csv, forced, alone),
                         None => line.extend_from_slice(&csv.null),
                     }
                 }
@@ -155,12 +161,35 @@ fn text_value(line: &mut Vec<u8>, value: &[u8], delimiter: u8) {
     }
 }
 
-/// A CSV value, quoted when it holds the delimiter, the quote, a line ending or a leading
-/// `\.`, or reads as the null string; quotes (and escapes) inside doubled with the escape.
-fn csv_value(line: &mut Vec<u8>, value: &[u8], csv: &CsvOptions) {
+/// Which of the columns `names` FORCE_QUOTE names, or PostgreSQL's error for a name that
+/// is not among them.
+fn forced_columns(force: &ForceQuote, names: &[Vec<u8>]) -> Result<Vec<bool>, MergeError> {
+    let named = match force {
+        ForceQuote::Needed => return Ok(vec![false; names.len()]),
+        ForceQuote::All => return Ok(vec![true; names.len()]),
+        ForceQuote::Columns(named) => named,
+    };
+    if let Some(missing) = named
+        .iter()
+        .find(|n| !names.iter().any(|c| c == n.as_bytes()))
+    {
+        return Err(MergeError::NotCopied(missing.clone()));
+    }
+    let forced = names
+        .iter()
+        .map(|c| named.iter().any(|n| c == n.as_bytes()));
+    Ok(forced.collect())
+}
+
+/// A CSV value as PostgreSQL writes it (`CopyAttributeOutCSV`): quoted when `forced`, when it
+/// reads as the null string, holds the delimiter, the quote or a line ending, or is `\.` alone
+/// on its line (the end-of-data marker); quotes and escapes inside doubled with the escape.
+fn csv_value(line: &mut Vec<u8>, value: &[u8], csv: &CsvOptions, forced: bool, alone: bool) {
     let special = |b: &u8| *b == csv.delimiter || *b == csv.quote || *b == b'\n' || *b == b'\r';
-    let quote =
-        value == csv.null.as_slice() || value.iter().any(special) || value.starts_with(b"\\.");
+    let quote = forced
+        || value == csv.null.as_slice()
+        || (alone && value == b"\\.")
+        || value.iter().any(special);
     if !quote {
         line.extend_from_slice(value);
         return;
@@ -257,6 +286,47 @@ mod tests {
         copy.rows(&rows, &mut out).unwrap();
         copy.rows(&data_row(&[Some(""), None]), &mut out).unwrap();
         assert_eq!(payloads(&out), ["1,\"say \"\"hi\"\"\"\n", "\"\",\n"]);
+    }
+
+    #[test]
+    fn force_quote_quotes_every_non_null_value_of_its_columns() {
+        let forced = |force| {
+            let csv = CsvOptions {
+                force_quote: force,
+                ..CsvOptions::new()
+            };
+            let names = description(&["id", "note"]);
+            let mut copy = CopyOut::new(CopyFormat::Csv(csv), false, &names)?;
+            let mut out = BytesMut::new();
+            copy.rows(&data_row(&[Some("7"), None]), &mut out)?;
+            copy.rows(&data_row(&[Some("8"), Some("x")]), &mut out)?;
+            Ok::<_, MergeError>(payloads(&out))
+        };
+        assert_eq!(
+            forced(ForceQuote::All).unwrap(),
+            ["\"7\",\n", "\"8\",\"x\"\n"]
+        );
+        let note = ForceQuote::Columns(vec!["note".into()]);
+        assert_eq!(forced(note).unwrap(), ["7,\n", "8,\"x\"\n"]);
+        let missing = forced(ForceQuote::Columns(vec!["nope".into()])).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "FORCE_QUOTE column \"nope\" not referenced by COPY"
+        );
+    }
+
+    #[test]
+    fn csv_quotes_the_end_marker_only_alone_on_its_line() {
+        let lines = |names: &[&str], values: &[Option<&str>]| {
+            let csv = CopyFormat::Csv(CsvOptions::new());
+            let mut copy = CopyOut::new(csv, false, &description(names)).unwrap();
+            let mut out = BytesMut::new();
+            copy.rows(&data_row(values), &mut out).unwrap();
+            payloads(&out)
+        };
+        assert_eq!(lines(&["a"], &[Some("\\.")]), ["\"\\.\"\n"]);
+        assert_eq!(lines(&["a"], &[Some("\\.x")]), ["\\.x\n"]);
+        assert_eq!(lines(&["a", "b"], &[Some("\\."), Some("1")]), ["\\.,1\n"]);
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum MergeError {
         /// The text.
         text: String,
     },
+    /// A FORCE_QUOTE column the COPY does not copy, in PostgreSQL's words.
+    #[error("FORCE_QUOTE column \"{0}\" not referenced by COPY")]
+    NotCopied(String),
     /// A computed value outside its type's range, with PostgreSQL's message.
     #[error("{0}")]
     OutOfRange(&'static str),
@@ -92,6 +95,7 @@ impl MergeError {
                 (sqlstate::INVALID_ROW_COUNT_IN_OFFSET, Blame::Client)
             }
             MergeError::NoParameter(_) => (sqlstate::UNDEFINED_PARAMETER, Blame::Client),
+            MergeError::NotCopied(_) => (sqlstate::INVALID_COLUMN_REFERENCE, Blame::Client),
             MergeError::BadBinaryParameter(_) => {
                 (sqlstate::INVALID_BINARY_REPRESENTATION, Blame::Client)
             }

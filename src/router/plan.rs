@@ -346,6 +346,23 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
             object_type: ast::CommentObject::Index,
             ..
         } => (Kind::Ddl, on_indexes(&statement.to_string(), facts)),
+        // What table definitions are written with (schemas, types, domains, extensions,
+        // collations) exists on every shard, as the map tables using it do.
+        Statement::CreateSchema { .. }
+        | Statement::AlterSchema(_)
+        | Statement::CreateType { .. }
+        | Statement::AlterType(_)
+        | Statement::CreateDomain(_)
+        | Statement::DropDomain(_)
+        | Statement::CreateExtension(_)
+        | Statement::DropExtension(_)
+        | Statement::CreateCollation(_)
+        | Statement::AlterCollation(_)
+        | Statement::Drop {
+            object_type:
+                ast::ObjectType::Schema | ast::ObjectType::Type | ast::ObjectType::Collation,
+            ..
+        } => (Kind::Ddl, Target::EveryShard),
         Statement::CreateTable(_)
         | Statement::AlterTable(_)
         | Statement::CreateIndex(_)
@@ -482,7 +499,7 @@ fn unparsed(map: &ShardMap, sql: &str) -> Part {
 /// spelled as the parser knows them (`FREEZE ON` → `FREEZE TRUE`: what pgbench sends), else
 /// refused by name. Never left to the shard a transaction is on: its rows belong to several.
 fn copy_unparsed(map: &ShardMap, sql: &str, mentions: &[String]) -> Part {
-    if let Some(spelled) = copy::with_parser_booleans(sql) {
+    if let Some(spelled) = copy::spelled_for_parser(sql) {
         let mut parts = plan_parts(map, &spelled);
         if parts.len() == 1 && !matches!(parts[0].target, Target::Unparsed(_)) {
             return parts.remove(0);

@@ -312,9 +312,23 @@ fn ddl_and_reference_writes_go_everywhere() {
         "TRUNCATE users",
         "INSERT INTO countries (code) VALUES ('fr')",
         "UPDATE countries SET name = 'x'",
+        // What map tables' definitions use exists on every shard.
+        "CREATE SCHEMA billing",
+        "CREATE SCHEMA IF NOT EXISTS billing AUTHORIZATION app",
+        "ALTER SCHEMA billing RENAME TO invoicing",
+        "DROP SCHEMA billing CASCADE",
+        "CREATE TYPE mood AS ENUM ('sad', 'ok')",
+        "ALTER TYPE mood ADD VALUE 'happy'",
+        "DROP TYPE IF EXISTS mood",
+        "CREATE DOMAIN positive AS integer CHECK (VALUE > 0)",
+        "DROP DOMAIN positive",
+        "CREATE EXTENSION IF NOT EXISTS pgcrypto",
+        "DROP EXTENSION pgcrypto",
     ] {
         assert_eq!(route(&r, sql), Ok(Route::Replicate(all())), "{sql}");
     }
+    // Sequences serve unmapped tables' defaults on the default shard.
+    assert_eq!(route(&r, "CREATE SEQUENCE plain_id_seq"), Ok(shard(0)));
     assert_eq!(route(&r, "SELECT * FROM countries"), Ok(Route::Anywhere));
     assert_eq!(
         route(&r, "SELECT * FROM countries JOIN plain ON true"),
@@ -573,7 +587,7 @@ mod deep;
 
 #[test]
 fn copy_from_stdin_into_map_tables_splits_rows_and_reads_its_options() {
-    use crate::wire::copy_rows::{CopyFormat, CsvOptions};
+    use crate::wire::copy_rows::{CopyFormat, CsvOptions, ForceQuote};
     let r = router();
     assert_eq!(route(&r, "COPY users FROM STDIN"), Ok(Route::CopyIn(all())));
     assert_eq!(
@@ -598,6 +612,7 @@ fn copy_from_stdin_into_map_tables_splits_rows_and_reads_its_options() {
         header: true,
         key_force_not_null: true,
         key_force_null: false,
+        force_quote: ForceQuote::Needed,
     };
     assert_eq!(csv, expected);
     let legacy = r.copy_in("COPY users FROM STDIN WITH BINARY").unwrap();
@@ -612,6 +627,7 @@ fn copy_from_stdin_into_map_tables_splits_rows_and_reads_its_options() {
 
 #[test]
 fn copy_to_stdout_reads_its_query() {
+    use crate::wire::copy_rows::{CopyFormat, ForceQuote};
     let r = router();
     let out = r
         .copy_out("COPY users (user_id, name) TO STDOUT (FORMAT csv, HEADER)")
@@ -625,13 +641,29 @@ fn copy_to_stdout_reads_its_query() {
     assert!(!out.header);
     assert!(r.copy_out("SELECT 1").is_none());
     assert!(r.copy_out("COPY users FROM STDIN").is_none());
-    let quoted = "COPY users TO STDOUT (FORMAT csv, FORCE_QUOTE (name))";
-    assert!(r.copy_out(quoted).is_none(), "FORCE_QUOTE is not taken");
+    let force = |sql| match r.copy_out(sql).map(|out| out.format) {
+        Some(CopyFormat::Csv(csv)) => csv.force_quote,
+        other => panic!("{other:?}"),
+    };
+    let name = ForceQuote::Columns(vec!["name".into()]);
+    assert_eq!(
+        force("COPY users TO STDOUT (FORMAT csv, FORCE_QUOTE (Name))"),
+        name
+    );
+    assert_eq!(force("COPY users TO STDOUT CSV FORCE QUOTE name"), name);
+    assert_eq!(
+        force("COPY users TO STDOUT (FORMAT csv, FORCE_QUOTE *)"),
+        ForceQuote::All
+    );
+    assert_eq!(
+        force("COPY users TO STDOUT CSV HEADER FORCE QUOTE *"),
+        ForceQuote::All
+    );
 }
 
 #[test]
 fn copy_options_the_parser_spells_differently_are_read_or_refused_never_sent_to_one_shard() {
-    use crate::router::plan::copy::with_parser_booleans;
+    use crate::router::plan::copy::spelled_for_parser;
     let r = router();
     // pgbench -i's own statement.
     let pgbench = "copy users from stdin with (freeze on)";
@@ -644,8 +676,8 @@ fn copy_options_the_parser_spells_differently_are_read_or_refused_never_sent_to_
     let matching = "COPY users FROM STDIN (FORMAT csv, HEADER MATCH)";
     assert_eq!(refused_kind(&r, matching), "copy_options_unread");
     assert_eq!(
-        with_parser_booleans("COPY t FROM STDIN (FREEZE off, header ON)").as_deref(),
+        spelled_for_parser("COPY t FROM STDIN (FREEZE off, header ON)").as_deref(),
         Some("COPY t FROM STDIN (FREEZE FALSE, header TRUE)")
     );
-    assert_eq!(with_parser_booleans("COPY t FROM STDIN (FREEZE)"), None);
+    assert_eq!(spelled_for_parser("COPY t FROM STDIN (FREEZE)"), None);
 }

@@ -182,7 +182,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 self.meter.text(|| statement.query.clone());
                 self.txn.begun_in_batch |= begins;
                 self.before_transaction_control(&statement.query).await?;
-                self.note_transaction_settings(&statement.query, &statement.effects)?;
+                self.settings_everywhere(&statement.query, &statement.effects)
+                    .await?;
                 let rest = &body(frame)[bind.rest_offset..];
                 let params = Params::from_bind(rest, &statement.param_types)
                     .map_err(|e| Refusal::violation(e.to_string()))?;

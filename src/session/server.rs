@@ -242,6 +242,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// The client's transaction ended on the backend in use: parked shards that are still
     /// in it are let go, prepared ones are ended the same way. Returns whether it rolled back.
     fn transaction_ended(&mut self) -> bool {
+        if self.txn.session_set
+            && self.txn.phase.spans_shards()
+            && let Some(conn) = self.backend.as_deref_mut()
+        {
+            conn.mark_broken(); // See `Transaction::session_set`.
+        }
         let ended = self.txn.end();
         if !ended.parked.is_empty() {
             tracing::error!("a transaction spanning shards ended without its other shards");

@@ -47,7 +47,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.note_writes(shard, routed.writes);
         self.note_savepoints_among_statements(sql);
         let effects = statements::session_effects(sql);
-        self.note_transaction_settings(sql, &effects)?;
+        self.settings_everywhere(sql, &effects).await?;
         match shard {
             Some(shard) if self.may_use_replica(routed.writes, !effects.is_empty()) => {
                 self.ensure_read_backend(shard).await?;

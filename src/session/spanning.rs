@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::local::{Control, transaction_control};
 use super::savepoints::{SavepointCommand, savepoint_command};
-use super::statements::{SessionEffect, split_statements, transaction_scoped_settings};
+use super::statements::{SessionEffect, settings_statements, split_statements};
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use crate::execute::broadcast::{run_in_transaction, run_simple};
@@ -51,9 +51,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             // follows runs outside it, on the shard it needs.
             self.release();
             return Ok(());
-        }
-        if self.txn.session_set {
-            return Err(self.unsupported(Unsupported::SessionSetThenOtherShard));
         }
         if !self.txn.phase.spans_shards() {
             self.tag_backend_in_use().await?;
@@ -121,7 +118,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     /// Parks a backend inside the transaction, which spans shards from now on.
-    pub(super) fn park(&mut self, shard: ShardId, conn: Checkout, status: TxStatus) {
+    pub(super) fn park(&mut self, shard: ShardId, mut conn: Checkout, status: TxStatus) {
+        if self.txn.session_set {
+            conn.mark_broken(); // See `Transaction::session_set`.
+        }
         let parked = Parked {
             shard,
             conn,
@@ -408,11 +408,13 @@ pub(super) fn aborted() -> ErrorReport {
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
-    /// Notes what `sql` (whose session effects are `effects`) changes inside the client's
-    /// transaction: transaction-scoped settings are replayed on every shard the transaction
-    /// reaches later; a session-level SET keeps the transaction on the shards it already spans
-    /// (refused once it spans several).
-    pub(super) fn note_transaction_settings(
+    /// Makes what `sql` (whose session effects are `effects`) sets inside the client's
+    /// transaction hold on every shard the transaction reaches: its settings statements (`SET
+    /// LOCAL`, `SET TRANSACTION`, `SET CONSTRAINTS`, and session-level `SET`/`RESET`) are
+    /// replayed on the shards it reaches later, and when it already spans shards they run on
+    /// every parked backend first. A failure there fails the statement, as it would have on
+    /// one server.
+    pub(super) async fn settings_everywhere(
         &mut self,
         sql: &str,
         effects: &[SessionEffect],
@@ -426,12 +428,27 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 SessionEffect::Set { .. } | SessionEffect::Reset { .. } | SessionEffect::ResetAll
             )
         });
-        if session_level && self.txn.phase.spans_shards() {
-            return Err(self.unsupported(Unsupported::SessionSetWhileSpanning));
-        }
         self.txn.session_set |= session_level;
-        let scoped = transaction_scoped_settings(sql).map(|s| s.trim().to_owned());
-        self.txn.settings.extend(scoped);
+        let settings: Vec<String> = settings_statements(sql)
+            .map(|s| s.trim().to_owned())
+            .collect();
+        if let Some(parked) = self.txn.phase.parked_mut() {
+            for next in parked.iter_mut() {
+                if session_level {
+                    next.conn.mark_broken(); // See `Transaction::session_set`.
+                }
+                for statement in &settings {
+                    let mut on_status = |_: &mut _, _: &str, _: &str| {};
+                    if let Err(report) =
+                        run_in_transaction(&mut next.conn, statement, &mut on_status).await
+                    {
+                        next.status = TxStatus::Failed;
+                        return Err(report);
+                    }
+                }
+            }
+        }
+        self.txn.settings.extend(settings);
         Ok(())
     }
 }

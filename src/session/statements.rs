@@ -81,6 +81,11 @@ fn classify(statement: &str) -> Option<SessionEffect> {
         // Single-statement PREPARE is rewritten (see sql_prepared); inside a multi-statement
         // query it pins.
         Some(SessionEffect::Pin(PinReason::SqlPrepare))
+    } else if let Some(name) = set_config_alone(statement) {
+        Some(SessionEffect::Set {
+            name,
+            statement: statement.into(),
+        })
     } else if sets_config_for_the_session(statement) {
         Some(SessionEffect::UntrackedSetting)
     } else {
@@ -130,14 +135,25 @@ fn transaction_scoped(word: &Word<'_>) -> bool {
     word.is("local") || word.is("transaction") || word.is("constraints")
 }
 
-/// The statements of `sql` that change a setting for the rest of the transaction only: they
-/// follow a transaction to every shard it reaches.
-pub fn transaction_scoped_settings(sql: &str) -> impl Iterator<Item = &str> {
+/// The statements of `sql` that change a setting: for the rest of the transaction (`SET
+/// LOCAL`, `SET TRANSACTION`, `SET CONSTRAINTS`) or for the session (`SET`, `RESET`, a lone
+/// `set_config(…, false)`). Inside a transaction they follow it to every shard it reaches.
+pub fn settings_statements(sql: &str) -> impl Iterator<Item = &str> {
     split_statements(sql).filter(|statement| {
         let Some((first, rest)) = next_word(statement) else {
             return false;
         };
-        first.is("set") && next_word(rest).is_some_and(|(word, _)| transaction_scoped(&word))
+        let scoped =
+            first.is("set") && next_word(rest).is_some_and(|(word, _)| transaction_scoped(&word));
+        scoped
+            || matches!(
+                classify(statement),
+                Some(
+                    SessionEffect::Set { .. }
+                        | SessionEffect::Reset { .. }
+                        | SessionEffect::ResetAll
+                )
+            )
     })
 }
 
@@ -156,6 +172,56 @@ fn pin_reason(first: &Word<'_>, statement: &str) -> Option<PinReason> {
         return Some(PinReason::HoldCursor);
     }
     None
+}
+
+/// The parameter `statement` sets when it is nothing but `SELECT [pg_catalog.]set_config('name',
+/// 'value', false)`: a session-level SET spelled as a function call (pg_dump sets search_path
+/// so), followed from backend to backend as SET is. Other calls are untracked.
+fn set_config_alone(statement: &str) -> Option<String> {
+    if !contains_ci(statement, "set_config") {
+        return None; // the common case, without lexing
+    }
+    let significant: Vec<Token> = lexer::tokens(statement)
+        .filter(|t| t.is_significant())
+        .collect();
+    let rest = match significant.as_slice() {
+        [select, schema, dot, rest @ ..]
+            if select.is_keyword(statement, "select")
+                && schema.is_keyword(statement, "pg_catalog")
+                && dot.is_symbol(statement, ".") =>
+        {
+            rest
+        }
+        [select, rest @ ..] if select.is_keyword(statement, "select") => rest,
+        _ => return None,
+    };
+    let [
+        call,
+        open,
+        name,
+        comma,
+        value,
+        comma2,
+        local,
+        close,
+        end @ ..,
+    ] = rest
+    else {
+        return None;
+    };
+    let plain_string = |t: &Token| t.kind == TokenKind::String(lexer::StringStyle::Plain);
+    let alone = call.is_keyword(statement, "set_config")
+        && open.is_symbol(statement, "(")
+        && plain_string(name)
+        && comma.is_symbol(statement, ",")
+        && plain_string(value)
+        && comma2.is_symbol(statement, ",")
+        && local.is_keyword(statement, "false")
+        && close.is_symbol(statement, ")")
+        && end.iter().all(|t| t.is_symbol(statement, ";"));
+    let quoted = name.text(statement);
+    let name = quoted[1..quoted.len() - 1].replace("''", "'");
+    alone.then(|| name.to_ascii_lowercase())
 }
 
 /// Whether `statement` calls `set_config` with a third argument other than a literal `true`
@@ -427,8 +493,20 @@ mod tests {
             }]
         );
         let set_config = vec![SessionEffect::UntrackedSetting];
+        let alone = "SELECT pg_catalog.set_config('Search_Path', 'a, ''b''', FALSE)";
         assert_eq!(
-            pins("SELECT pg_catalog.set_config('search_path', '', false)"),
+            pins(alone),
+            vec![SessionEffect::Set {
+                name: "search_path".into(),
+                statement: alone.into(),
+            }]
+        );
+        assert_eq!(
+            pins("SELECT set_config('search_path', '', false) FROM t"),
+            set_config
+        );
+        assert_eq!(
+            pins("SELECT set_config(name, 'x', false) FROM pg_settings"),
             set_config
         );
         assert_eq!(pins("SELECT set_config('a.b', f(1, 2), $1)"), set_config);

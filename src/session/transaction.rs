@@ -233,8 +233,11 @@ pub(super) struct Transaction {
     /// `SET LOCAL` / `SET TRANSACTION` statements of the open transaction, replayed on every
     /// shard it reaches later.
     pub(super) settings: Vec<String>,
-    /// A session-level SET ran in the open transaction (staged until COMMIT on one backend),
-    /// so the transaction cannot reach another shard.
+    /// A session-level SET ran in the open transaction. It runs on every shard the
+    /// transaction reaches, but only the backend in use tracks it (staged until COMMIT), and
+    /// a prepared shard keeps it whatever the outcome. So once such a transaction spans
+    /// shards, each of its backends is closed when let go: none hands the setting on to
+    /// another client.
     pub(super) session_set: bool,
     /// Savepoints open in the transaction, replayed on every shard it reaches later.
     pub(super) savepoints: Savepoints,

@@ -43,6 +43,20 @@ pub struct CsvOptions {
     pub key_force_not_null: bool,
     /// The key column is in `FORCE_NULL`: its quoted null string is NULL too.
     pub key_force_null: bool,
+    /// COPY TO: the columns whose non-NULL values are always quoted.
+    pub force_quote: ForceQuote,
+}
+
+/// `FORCE_QUOTE` of a CSV `COPY … TO`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ForceQuote {
+    /// Values are quoted only where they must be.
+    #[default]
+    Needed,
+    /// `FORCE_QUOTE *`.
+    All,
+    /// `FORCE_QUOTE (a, b)`: these columns (names as PostgreSQL folds them).
+    Columns(Vec<String>),
 }
 
 impl CsvOptions {
@@ -56,6 +70,7 @@ impl CsvOptions {
             header: false,
             key_force_not_null: false,
             key_force_null: false,
+            force_quote: ForceQuote::Needed,
         }
     }
 }

@@ -385,6 +385,67 @@ async fn copy_to_stdout_over_several_shards_is_one_stream() {
     assert_eq!(rows[299].get::<i64>(0), 300);
 }
 
+/// What COPY of a sharded table writes is byte for byte what the shards' own COPY writes
+/// (sorted, as the shards' rows interleave): CSV quoting, FORCE_QUOTE of some or all
+/// columns, a lone `\.`, NULLs, and an unknown FORCE_QUOTE column refused in PostgreSQL's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_csv_writes_what_postgresql_writes() {
+    let proxy = proxy("cp10").await;
+    let client = proxy.connect().await;
+    let notes = [
+        "\\.",
+        "a,b",
+        "say \"hi\"",
+        "",
+        "two\nlines",
+        "plain",
+        "\\.x",
+    ];
+    for (id, note) in (1i64..).zip(notes) {
+        let sql = "INSERT INTO cp10_items (id, note) VALUES ($1, $2)";
+        client.execute(sql, &[&id, &note]).await.unwrap();
+    }
+    client
+        .execute("INSERT INTO cp10_items (id, note) VALUES (99, NULL)", &[])
+        .await
+        .unwrap();
+    for options in [
+        "FORMAT csv",
+        "FORMAT csv, FORCE_QUOTE *",
+        "FORMAT csv, FORCE_QUOTE (note), NULL 'x'",
+        "FORMAT csv, QUOTE '''', ESCAPE '\\'",
+    ] {
+        for columns in ["(note)", "(id, note)"] {
+            let sql = format!("COPY cp10_items {columns} TO STDOUT ({options})");
+            let proxied = sorted_copy(&client, &sql).await.unwrap();
+            let mut direct = Vec::new();
+            for uri in &cluster().primaries {
+                direct.extend(sorted_copy(&connect_direct(uri).await, &sql).await.unwrap());
+            }
+            direct.sort();
+            assert_eq!(proxied, direct, "{sql}");
+        }
+    }
+    let unknown = "COPY cp10_items (id) TO STDOUT (FORMAT csv, FORCE_QUOTE (note))";
+    let error = sorted_copy(&client, unknown).await.unwrap_err();
+    let db = error.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42P10");
+    assert_eq!(
+        db.message(),
+        "FORCE_QUOTE column \"note\" not referenced by COPY"
+    );
+}
+
+/// The CopyData payloads of `sql`'s COPY TO STDOUT through `client`, sorted.
+async fn sorted_copy(client: &Client, sql: &str) -> Result<Vec<Vec<u8>>, tokio_postgres::Error> {
+    use futures::TryStreamExt;
+    let stream = client.copy_out(sql).await?;
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await?;
+    let mut lines: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
+    lines.sort();
+    Ok(lines)
+}
+
 /// A shard that cannot start the COPY (its copy of the table is missing) fails it with that
 /// shard's error, and the shards that had started keep nothing.
 #[tokio::test]

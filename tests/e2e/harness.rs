@@ -266,6 +266,11 @@ pub fn demo_map_with_replicas(cluster: &ClusterInfo) -> RawShardMap {
 /// A config in front of `cluster` with `map`, the demo tables created on every shard.
 pub fn config_with_map(cluster: &ClusterInfo, map: &RawShardMap) -> Config {
     create_demo_schema(cluster);
+    config_for_map(cluster, map)
+}
+
+/// A config in front of `cluster` with `map`, creating nothing on the shards.
+pub fn config_for_map(cluster: &ClusterInfo, map: &RawShardMap) -> Config {
     let text = serde_yaml::to_string(map).unwrap();
     let mut config = config(cluster);
     let parsed = parse_shard_map(&text, &demo_map_path()).expect("test map is valid");

@@ -7,6 +7,7 @@ mod cli;
 mod copy;
 mod deep_statements;
 mod directory;
+mod dump;
 mod extended_protocol;
 mod fanout;
 mod faults;

@@ -11,7 +11,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use super::Target;
 use crate::config::{Placement, ShardMap, Sharding};
 use crate::router::scope::ident_name;
-use crate::wire::copy_rows::{CopyFormat, CsvOptions};
+use crate::wire::copy_rows::{CopyFormat, CsvOptions, ForceQuote};
 
 /// A COPY FROM STDIN into a map table.
 #[derive(Debug, Clone)]
@@ -74,6 +74,7 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption], key: &str) -> 
             CopyOption::Escape(c) => csv.escape = *c as u8,
             CopyOption::ForceNotNull(columns) => csv.key_force_not_null |= names_key(columns),
             CopyOption::ForceNull(columns) => csv.key_force_null |= names_key(columns),
+            CopyOption::ForceQuote(columns) => csv.force_quote = force_quote(columns),
             _ => {}
         }
     }
@@ -96,7 +97,9 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption], key: &str) -> 
                         CopyLegacyCsvOption::ForceNotNull(columns) => {
                             csv.key_force_not_null |= names_key(columns)
                         }
-                        CopyLegacyCsvOption::ForceQuote(_) => {}
+                        CopyLegacyCsvOption::ForceQuote(columns) => {
+                            csv.force_quote = force_quote(columns)
+                        }
                     }
                 }
             }
@@ -120,6 +123,14 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption], key: &str) -> 
     }
 }
 
+/// The parser reads `FORCE_QUOTE *` as the quoted name `"*"` (see [`spelled_for_parser`]).
+fn force_quote(columns: &[Ident]) -> ForceQuote {
+    match columns {
+        [star] if star.value == "*" && star.quote_style.is_some() => ForceQuote::All,
+        _ => ForceQuote::Columns(columns.iter().map(ident_name).collect()),
+    }
+}
+
 /// A `COPY … TO STDOUT` that reads several shards: the query whose merged rows it writes, and
 /// how it writes them.
 #[derive(Debug, Clone)]
@@ -132,15 +143,14 @@ pub struct CopyOut {
     pub header: bool,
 }
 
-/// What the COPY TO STDOUT in `sql` copies, if `sql` is one (FORCE_QUOTE, which would change
-/// how values are written, is not taken: `None`).
+/// What the COPY TO STDOUT in `sql` copies, if `sql` is one.
 pub fn copy_out(sql: &str) -> Option<CopyOut> {
     use sqlparser::ast::{CopySource, CopyTarget, Statement};
     // Asked of every cross-shard read: only a COPY is parsed again.
     if !is_copy(sql) {
         return None;
     }
-    let spelled = with_parser_booleans(sql);
+    let spelled = spelled_for_parser(sql);
     let sql = spelled.as_deref().unwrap_or(sql);
     let statements = sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let [
@@ -156,18 +166,6 @@ pub fn copy_out(sql: &str) -> Option<CopyOut> {
     else {
         return None;
     };
-    let force_quote = options
-        .iter()
-        .any(|o| matches!(o, CopyOption::ForceQuote(_)))
-        || legacy_options.iter().any(|o| match o {
-            CopyLegacyOption::Csv(csv) => csv
-                .iter()
-                .any(|c| matches!(c, CopyLegacyCsvOption::ForceQuote(_))),
-            _ => false,
-        });
-    if force_quote {
-        return None;
-    }
     let query = match source {
         CopySource::Query(query) => query.to_string(),
         CopySource::Table {
@@ -197,28 +195,28 @@ pub fn is_copy(sql: &str) -> bool {
     first.is_some_and(|token| token.text(sql).eq_ignore_ascii_case("copy"))
 }
 
-/// `sql` with the values of its boolean COPY options (`FREEZE`, `HEADER`) written `TRUE` or
-/// `FALSE` where PostgreSQL also takes `ON`, `OFF`, `1` and `0`; `None` when nothing changes.
-pub fn with_parser_booleans(sql: &str) -> Option<String> {
+/// `sql` spelled so the parser takes what PostgreSQL takes: the values of its boolean COPY
+/// options (`FREEZE`, `HEADER`) written `TRUE` or `FALSE` where PostgreSQL also takes `ON`,
+/// `OFF`, `1` and `0`, and `FORCE_QUOTE *` (or `FORCE QUOTE *`) as the quoted name `"*"`;
+/// `None` when nothing changes.
+pub fn spelled_for_parser(sql: &str) -> Option<String> {
     use crate::sql::lexer::tokens;
     let significant: Vec<_> = tokens(sql).filter(|t| t.is_significant()).collect();
     let mut out = String::with_capacity(sql.len());
     let mut copied = 0;
     for pair in significant.windows(2) {
         let (option, value) = (pair[0].text(sql), pair[1].text(sql));
-        let boolean = ["freeze", "header"]
-            .iter()
-            .any(|o| option.eq_ignore_ascii_case(o));
+        let is = |word: &str| option.eq_ignore_ascii_case(word);
         let spelled = match value.to_ascii_lowercase().as_str() {
-            "on" | "1" => "TRUE",
-            "off" | "0" => "FALSE",
+            "on" | "1" if is("freeze") || is("header") => "TRUE",
+            "off" | "0" if is("freeze") || is("header") => "FALSE",
+            "*" if is("force_quote") => "(\"*\")",
+            "*" if is("quote") => "\"*\"",
             _ => continue,
         };
-        if boolean {
-            out.push_str(&sql[copied..pair[1].start]);
-            out.push_str(spelled);
-            copied = pair[1].end;
-        }
+        out.push_str(&sql[copied..pair[1].start]);
+        out.push_str(spelled);
+        copied = pair[1].end;
     }
     (copied > 0).then(|| {
         out.push_str(&sql[copied..]);

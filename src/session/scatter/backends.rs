@@ -13,7 +13,7 @@ use super::super::transaction::Phase;
 use super::ScatterRead;
 use crate::config::ShardId;
 use crate::counters::Event;
-use crate::error::{ErrorReport, Unsupported};
+use crate::error::ErrorReport;
 use crate::execute::fanout::{Leg, leg_batch};
 use crate::merge::ScatterPlan;
 use crate::pool::{Checkout, EndpointPool};
@@ -118,10 +118,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<Vec<ReadBackend>, ErrorReport> {
         if self.client_status == TxStatus::Failed || self.backend_status == TxStatus::Failed {
             return Err(super::super::spanning::aborted());
-        }
-        let reaches_more = shards.iter().any(|s| self.status_on(*s) == TxStatus::Idle);
-        if self.txn.session_set && reaches_more && self.backend.is_some() {
-            return Err(self.unsupported(Unsupported::SessionSetThenOtherShard));
         }
         let elsewhere = self.held_shard.is_some_and(|held| !shards.contains(&held))
             || (self.txn.phase.parked().iter()).any(|p| !shards.contains(&p.shard));

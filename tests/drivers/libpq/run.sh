@@ -339,6 +339,10 @@ pg_restore_unmapped_table() {
 pg_dump_sharded_table() {
   timeout 60 pg_dump -t public.matrix_items --data-only "$SHARDGATE_URL" > "$work/sharded.sql" || return 1
   grep -q "^$((LO + 10))	" "$work/sharded.sql" || { echo "the dump lacks row $((LO + 10))"; return 1; }
+  local dumped stored # every row of every shard, once
+  dumped=$(sed -n '/^COPY public.matrix_items /,/^\\\.$/p' "$work/sharded.sql" | grep -cv '^COPY \|^\\\.$')
+  stored=$(q -Atc "SELECT count(*) FROM matrix_items")
+  expect "$dumped" "$stored" "rows in the dump" || return 1
 }
 
 report_setup() { # a setup step prints a FAIL line only when it fails
