@@ -3,12 +3,14 @@
 //! (`directory`), replica health and lag (`health`), the WAL positions causal replica
 //! reads wait on (`causal`), the commit decisions of atomic commits across shards, with
 //! the recovery that finishes them (`two_phase`, `recovery`), cycles of lock waits across
-//! shards (`deadlock`), and the checks of every primary that `shardgate check --connect` runs
+//! shards (`deadlock`), the federation database that answers the reads the merge cannot
+//! compute (`federation`), and the checks of every primary that `shardgate check --connect` runs
 //! (`preflight`).
 
 pub mod causal;
 pub mod deadlock;
 pub mod directory;
+pub mod federation;
 pub mod health;
 pub mod preflight;
 pub mod recovery;

@@ -24,6 +24,7 @@ pub struct Counters {
     recovered_commits: AtomicU64,
     recovered_rollbacks: AtomicU64,
     cross_shard_deadlocks: AtomicU64,
+    federated_reads: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -59,6 +60,8 @@ pub struct CounterSnapshot {
     pub recovered_rollbacks: u64,
     /// Transactions cancelled to break a cycle of lock waits across shards.
     pub cross_shard_deadlocks: u64,
+    /// Cross-shard reads the merge cannot compute, answered by the federation database.
+    pub federated_reads: u64,
 }
 
 /// Something worth counting.
@@ -84,6 +87,8 @@ pub enum Event {
     AtomicCommit,
     /// A transaction cancelled to break a cycle of lock waits across shards.
     CrossShardDeadlock,
+    /// A read answered by the federation database.
+    Federated,
 }
 
 impl Counters {
@@ -109,6 +114,7 @@ impl Counters {
             Event::Refused(_) => bump(&self.refused_other, 1),
             Event::AtomicCommit => bump(&self.atomic_commits, 1),
             Event::CrossShardDeadlock => bump(&self.cross_shard_deadlocks, 1),
+            Event::Federated => bump(&self.federated_reads, 1),
         }
     }
 
@@ -138,6 +144,7 @@ impl Counters {
             recovered_commits: read(&self.recovered_commits),
             recovered_rollbacks: read(&self.recovered_rollbacks),
             cross_shard_deadlocks: read(&self.cross_shard_deadlocks),
+            federated_reads: read(&self.federated_reads),
         }
     }
 }

@@ -130,6 +130,9 @@ struct Session<C> {
     hint: Option<Hint>,
     /// The hint was set with SET LOCAL: it ends with the transaction.
     hint_is_local: bool,
+    /// A statement that may change the schema ran since the session was last idle: the
+    /// federation database is built again when it is (see `control::federation`).
+    schema_changed: bool,
     replies: Replies,
     statements: PreparedStatements,
     sql_statements: SqlStatements,
@@ -176,6 +179,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             held_role: crate::topology::Role::Primary,
             hint: None,
             hint_is_local: false,
+            schema_changed: false,
             replies: Replies::default(),
             statements: PreparedStatements::default(),
             sql_statements: SqlStatements::default(),
@@ -270,6 +274,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// The client is being sent ReadyForQuery with `status`: the query (and maybe the
     /// transaction) it ends is measured.
     fn note_ready(&mut self, status: TxStatus) {
+        if status == TxStatus::Idle && std::mem::take(&mut self.schema_changed) {
+            self.env.database.federation.schema_changed();
+        }
         let held = (self.backend.is_some())
             .then_some(self.held_shard)
             .flatten()

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId, ShardMap};
 use crate::control::deadlock::{self, DetectorTask, SpanRegistry};
 use crate::control::directory::DirectoryLookup;
+use crate::control::federation::Federation;
 use crate::control::health::{self, Watched};
 use crate::control::recovery::{self, RecoveryTask, RecoveryView};
 use crate::counters::Counters;
@@ -66,6 +67,8 @@ pub struct Database {
     _recovery_task: Option<RecoveryTask>,
     /// Breaks cycles of lock waits across these shards, for as long as this epoch lives.
     _deadlock_task: Option<DetectorTask>,
+    /// Answers the cross-shard reads the merge cannot compute (built anew for each epoch).
+    pub federation: Arc<Federation>,
 }
 
 /// One control-plane reader per directory table of `map` (a new map gets fresh ones, so
@@ -81,6 +84,24 @@ fn directories(map: &ShardMap) -> HashMap<String, Arc<DirectoryLookup>> {
     tables
         .map(|lookup| (lookup.table.clone(), DirectoryLookup::new(lookup.clone())))
         .collect()
+}
+
+/// The federation of `db`'s shards, with a pool of its own (fail-fast: a federation that
+/// cannot be reached fails its reads at once).
+fn federation(config: &Config, db: &DatabaseEntry, metrics: &Metrics) -> Arc<Federation> {
+    let map = &db.shard_map;
+    let meters = metrics.for_endpoint(&db.name, "federation", Role::Primary, "federation");
+    let endpoint = format!("{}/federation", db.name);
+    let uri = Federation::uri(map);
+    let pool = EndpointPool::new(
+        endpoint,
+        uri,
+        &config.pool,
+        OnFailure::FailFast,
+        meters,
+        None,
+    );
+    Arc::new(Federation::new(map, pool, config.pool.connect_timeout))
 }
 
 /// One server of a database, for the operator surfaces (metrics, `SHOW POOLS`).
@@ -351,6 +372,7 @@ impl Database {
             counters.clone(),
         );
         let task = recovery::start(primaries, settings, timeout, counters.clone(), view.clone());
+        let federation = federation(config, db, metrics);
         Database {
             name: db.name.clone(),
             router: Router::with_directories(&db.shard_map, &answers)
@@ -368,6 +390,7 @@ impl Database {
             shards,
             _recovery_task: task,
             _deadlock_task: detector,
+            federation,
         }
     }
 

@@ -154,6 +154,7 @@ struct DatabaseCounters {
     atomic_commits: IntCounterVec,
     recovered: IntCounterVec,
     deadlocks: IntCounterVec,
+    federated: IntCounterVec,
 }
 
 impl DatabaseCounters {
@@ -189,6 +190,11 @@ impl DatabaseCounters {
                 "Transactions cancelled (40P01) to break a cycle of lock waits across shards.",
                 &["database"],
             ),
+            federated: counter_vec(
+                "shardgate_federated_reads_total",
+                "Cross-shard reads the merge cannot compute, answered by the federation database.",
+                &["database"],
+            ),
         }
     }
 
@@ -215,16 +221,18 @@ impl DatabaseCounters {
             self.recovered.with_label_values(&[db, outcome]).inc_by(n);
         }
         (self.deadlocks.with_label_values(&[db])).inc_by(counters.cross_shard_deadlocks);
+        (self.federated.with_label_values(&[db])).inc_by(counters.federated_reads);
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let collectors: [&dyn Collector; 6] = [
+        let collectors: [&dyn Collector; 7] = [
             &self.legs,
             &self.retries,
             &self.refusals,
             &self.atomic_commits,
             &self.recovered,
             &self.deadlocks,
+            &self.federated,
         ];
         collectors.iter().flat_map(|c| c.collect()).collect()
     }

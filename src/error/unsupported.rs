@@ -320,6 +320,15 @@ pub enum Unsupported {
         /// The aggregate's name.
         name: String,
     },
+    /// A read only the federation database computes, inside a transaction block (the
+    /// federation reads the shards outside the client's transaction).
+    #[error(
+        "{reason}; shardgate answers such reads in its federation database, which cannot see this transaction: run the read outside the transaction block"
+    )]
+    FederatedInTransaction {
+        /// Why the merge cannot compute it.
+        reason: String,
+    },
     /// COMMIT/ROLLBACK with other statements in one query, in a spanning transaction.
     #[error("in a transaction that spans shards, send COMMIT or ROLLBACK on its own")]
     EndNotAlone,
@@ -386,6 +395,7 @@ impl Unsupported {
             PortalNotExecutedAtOnce => "portal_not_executed_at_once",
             PartialFetchAcrossShards => "partial_fetch_across_shards",
             UncombinableAggregate { .. } => "uncombinable_aggregate",
+            FederatedInTransaction { .. } => "federated_in_transaction",
             EndNotAlone => "end_not_alone",
             ChainOrPrepareWhileSpanning => "chain_or_prepare_while_spanning",
             SavepointWhileSpanning => "savepoint_while_spanning",

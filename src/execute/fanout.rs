@@ -76,6 +76,9 @@ pub struct Failed {
     pub lost_legs: Vec<usize>,
     /// Each leg's transaction status at its end (`Failed` for a lost leg).
     pub statuses: Vec<TxStatus>,
+    /// The merge refused the shards' columns (a type it cannot combine) before the client saw
+    /// anything: PostgreSQL itself may still answer the read (see `control::federation`).
+    pub merge_refused: bool,
 }
 
 /// How a fan-out ended, when it ran to the end on every leg.
@@ -110,6 +113,7 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
         lost: Vec::new(),
         show,
         preamble_sent: false,
+        merge_refused: false,
         next: 0,
     };
     let mut stopped = FirstStopped::new(legs.iter().map(|leg| leg.liveness.clone()));
@@ -129,6 +133,7 @@ pub async fn fan_out<C: AsyncRead + AsyncWrite + Unpin>(
                     report: client_gone(e),
                     lost_legs: Vec::new(),
                     statuses: vec![TxStatus::Failed; legs.len()],
+                    merge_refused: false,
                 }));
             }
             Err(Failure::Leg(index, _)) if run.states[index].done => continue,
@@ -156,6 +161,8 @@ struct Run<'s> {
     /// The head (preamble, RowDescription) has been written: the client has seen the result
     /// begin, so the read can no longer run again elsewhere.
     preamble_sent: bool,
+    /// The first error is the merge refusing the shards' columns.
+    merge_refused: bool,
     /// The leg polled first next time, so one busy leg cannot starve the others.
     next: usize,
 }
@@ -349,7 +356,10 @@ impl Run<'_> {
         // a leg lost before any row leaves the client untouched and the read can run again.
         match make_merger(body) {
             Ok(merger) => self.merger = Some(merger),
-            Err(e) => self.fail(e.report()),
+            Err(e) => {
+                self.merge_refused = self.error.is_none();
+                self.fail(e.report());
+            }
         }
     }
 
@@ -433,6 +443,7 @@ impl Run<'_> {
                 report: report.with_retry(retry),
                 lost_legs: self.lost,
                 statuses: self.states.iter().map(|s| s.status).collect(),
+                merge_refused: self.merge_refused && !self.preamble_sent,
             }));
         }
         self.send_head(bufs);

@@ -30,6 +30,19 @@ pub struct ScatterPlan {
     pub functions: Vec<String>,
 }
 
+impl ScatterPlan {
+    /// `sql` run as it is on each leg, its rows passed through: a read one backend answers
+    /// whole (the federation database's).
+    pub fn pass_through(sql: &str) -> Self {
+        Self {
+            shard_sql: sql.to_owned(),
+            visible: None,
+            merge: MergePlan::default(),
+            functions: Vec::new(),
+        }
+    }
+}
+
 /// How shard results combine into the client's result.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MergePlan {

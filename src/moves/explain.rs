@@ -35,6 +35,9 @@ pub struct Explanation {
     pub route: Result<Route, RouteError>,
     /// Shard names by id, to print routes.
     shard_names: Vec<String>,
+    /// For a read of several shards the merge cannot compute: why, as the federation
+    /// database answers it instead (see `control::federation`).
+    pub federated: Option<String>,
 }
 
 /// One statement of the text, in words.
@@ -92,11 +95,17 @@ pub fn explain(router: &Router, sql: &str, params: &Params<'_>) -> Explanation {
             }
         })
         .collect();
+    let route = router.route(&plan, params, None);
+    let federated = match &route {
+        Ok(Route::Scatter(_)) => router.scatter(sql).err().map(|e| e.to_string()),
+        _ => None,
+    };
     Explanation {
         hint: plan.hint.clone(),
         statements,
-        route: router.route(&plan, params, None),
+        route,
         shard_names: router.map().shards.iter().map(|s| s.name.clone()).collect(),
+        federated,
     }
 }
 
@@ -355,8 +364,16 @@ impl fmt::Display for Explanation {
     /// statement; every line ends in a newline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.route {
+            Ok(Route::Scatter(ids)) if self.federated.is_some() => writeln!(
+                f,
+                "route: federation database, PostgreSQL over {}",
+                self.shards(ids)
+            )?,
             Ok(route) => writeln!(f, "route: {}", self.route_text(route))?,
             Err(error) => writeln!(f, "route: error {}: {error}", error.report().code)?,
+        }
+        if let Some(why) = &self.federated {
+            writeln!(f, "federated: the merge cannot compute it: {why}")?;
         }
         match &self.hint {
             Some(Hint::Shard(name)) => writeln!(f, "hint: shard {name} (from a leading comment)")?,

@@ -180,6 +180,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let shard = match statement.cloned() {
             Some(statement) => {
                 self.meter.text(|| statement.query.clone());
+                self.schema_changed |= super::statements::changes_schema(&statement.query);
                 self.txn.begun_in_batch |= begins;
                 self.before_transaction_control(&statement.query).await?;
                 self.settings_everywhere(&statement.query, &statement.effects)

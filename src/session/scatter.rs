@@ -7,11 +7,10 @@
 //! `execute::fanout` stream the merged result. Simple queries run at once; an extended-protocol
 //! portal that reads several shards is held until the client executes it (see `portal`).
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub(super) mod backends;
+mod federated;
 mod portal;
 
 use backends::{LegBatch, ReadBackend, checkout_reads};
@@ -126,10 +125,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    pub(super) fn scatter_plan(&self, sql: &str) -> Result<Arc<ScatterPlan>, ErrorReport> {
-        (self.env.database.router.scatter(sql)).map_err(|error| self.route_failed(error))
-    }
-
     /// Runs `read` on its shards (only the first when `execute` is false: a description) and
     /// streams the merged result to the client. A replica that fails before the client saw
     /// anything is taken out of use and the read runs again, so a dying replica costs the
@@ -156,6 +151,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             match self.scatter_once(read, show, execute).await {
                 Ok(finished) => return Ok(finished),
                 Err(Attempt::Refused(report)) => return Err(report),
+                Err(Attempt::MergeRefused(report)) => {
+                    let reason = report.message.trim_start_matches("shardgate: ").to_owned();
+                    let error = Unsupported::ScatterNotComputable { reason }.into();
+                    let federated = self.federated(read, error, show, execute).await;
+                    return federated.map_err(Attempt::into_report);
+                }
                 Err(Attempt::Failed { report, retry }) if retry && !retried => {
                     self.env.database.counters.count(Event::ScatterRetry);
                     let message = &report.message;
@@ -177,7 +178,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if read.shards.is_empty() {
             return Err(super::internal("a cross-shard read without shards".into()).into());
         }
-        let plan = self.scatter_plan(&read.sql)?;
+        let plan = match self.env.database.router.scatter(&read.sql) {
+            Ok(plan) => plan,
+            Err(error) => return self.federated(read, error, show, execute).await,
+        };
         if self.replies.synced() {
             self.wait_for_replies().await?;
         } else {
@@ -227,7 +231,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Err(report) => report,
         });
         let outcome = match checked {
-            Ok(()) => (self.run_legs(&plan, read, shards, &mut backends, show, execute)).await,
+            Ok(()) => {
+                let map = database.router.map();
+                let names = (shards.iter())
+                    .map(|&s| map.shard(s).name.clone())
+                    .collect();
+                (self.run_legs(&plan, read, names, &mut backends, show, execute)).await
+            }
             Err(report) => Err(Ran::Refused(report)),
         };
         let statuses = match &outcome {
@@ -269,6 +279,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         outcome.map_err(|ran| match ran {
             Ran::Refused(report) => Attempt::Refused(report),
+            Ran::Failed(failed) if failed.merge_refused && !transactional => {
+                Attempt::MergeRefused(failed.report)
+            }
             Ran::Failed(failed) => Attempt::Failed {
                 report: failed.report,
                 retry,
@@ -276,18 +289,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         })
     }
 
-    /// Builds every leg on `backends` (one per shard, in order) and runs the fan-out.
+    /// Builds a leg on each of `backends` (named for errors by `names`, in order) and runs
+    /// the fan-out.
     async fn run_legs(
         &mut self,
         plan: &ScatterPlan,
         read: &ScatterRead,
-        shards: &[ShardId],
+        names: Vec<String>,
         backends: &mut [ReadBackend],
         show: Show<'_>,
         execute: bool,
     ) -> Result<Finished, Ran> {
-        let database = self.env.database.clone();
-        let map = database.router.map();
         let joining = self.joining_statements();
         let mut preludes: Vec<Vec<String>> = (backends.iter_mut())
             .map(|backend| {
@@ -301,7 +313,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let in_transaction = self.transaction_open();
         let bytewise_text = backends.iter().all(|b| b.conn.bytewise_text);
         let mut legs = Vec::with_capacity(backends.len());
-        for ((shard, backend), prelude) in shards.iter().zip(backends.iter_mut()).zip(preludes) {
+        for ((name, backend), prelude) in names.iter().zip(backends.iter_mut()).zip(preludes) {
             let batch = LegBatch {
                 plan,
                 read,
@@ -309,7 +321,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 execute,
                 in_transaction,
             };
-            let leg = batch.leg(&map.shard(*shard).name, &mut backend.conn, prelude);
+            let leg = batch.leg(name, &mut backend.conn, prelude);
             legs.push(leg.map_err(Ran::Refused)?);
         }
         let params = Params::from_bind(&read.params, &read.param_types)
@@ -424,6 +436,8 @@ async fn refuse_catalog_aggregates(
 enum Attempt {
     /// Before any shard ran it (planning, checkouts).
     Refused(ErrorReport),
+    /// The merge cannot combine the shards' columns; the client saw nothing yet.
+    MergeRefused(ErrorReport),
     /// During the fan-out; `retry` when only replicas failed before the client saw anything.
     Failed {
         /// What the client is told if it is not retried.
@@ -431,6 +445,16 @@ enum Attempt {
         /// Running it again on other servers is safe and may succeed.
         retry: bool,
     },
+}
+
+impl Attempt {
+    fn into_report(self) -> ErrorReport {
+        match self {
+            Attempt::Refused(report)
+            | Attempt::MergeRefused(report)
+            | Attempt::Failed { report, .. } => report,
+        }
+    }
 }
 
 impl From<ErrorReport> for Attempt {

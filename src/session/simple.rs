@@ -20,6 +20,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_query(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let sql = wire::query_text(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.meter.text(|| sql.into());
+        self.schema_changed |= statements::changes_schema(sql);
         if self.answer_locally(sql)? {
             return Ok(());
         }

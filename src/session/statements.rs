@@ -174,6 +174,15 @@ fn pin_reason(first: &Word<'_>, statement: &str) -> Option<PinReason> {
     None
 }
 
+/// Whether `sql` (its first statement) may change the schema: CREATE, ALTER, DROP or
+/// IMPORT. Looks at the first word only, as it runs for every statement.
+pub fn changes_schema(sql: &str) -> bool {
+    let Some((first, _)) = next_word(sql) else {
+        return false;
+    };
+    first.is("create") || first.is("alter") || first.is("drop") || first.is("import")
+}
+
 /// The parameter `statement` sets when it is nothing but `SELECT [pg_catalog.]set_config('name',
 /// 'value', false)`: a session-level SET spelled as a function call (pg_dump sets search_path
 /// so), followed from backend to backend as SET is. Other calls are untracked.

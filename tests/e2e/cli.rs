@@ -238,6 +238,28 @@ fn route_shows_keyless_updates_on_every_shard_unless_the_map_refuses_them() {
 }
 
 #[test]
+fn route_says_which_cross_shard_reads_the_federation_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), DEMO_MAP);
+    let merged = "SELECT count(*) FROM users";
+    let (code, stdout, _) = shardgate(&["route", merged], &config);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.starts_with("route: scatter to s0, s1\n"), "{stdout}");
+    assert!(!stdout.contains("federated"), "{stdout}");
+    let windowed = "SELECT user_id, rank() OVER (ORDER BY name) FROM users";
+    let (code, stdout, _) = shardgate(&["route", windowed], &config);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("route: federation database, PostgreSQL over s0, s1\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("federated: the merge cannot compute it: "),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn plan_shows_the_share_of_keys_a_new_shard_takes() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));

@@ -11,6 +11,7 @@ mod dump;
 mod extended_protocol;
 mod fanout;
 mod faults;
+mod federation;
 mod harness;
 mod hung_servers;
 mod insert_columns;

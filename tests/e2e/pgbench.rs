@@ -128,9 +128,9 @@ async fn per_shard(cluster: &crate::harness::ClusterInfo, sql: &str) -> Vec<i64>
 }
 
 /// `pgbench -i` through the proxy into sharded pgbench tables: every account lands once, on
-/// its shard; branches and tellers on every shard; primary keys everywhere. pgbench's TPC-B
-/// run over them then keeps its invariant: the accounts' balances (summed over shards), the
-/// branches', the tellers' and the history's deltas agree.
+/// its shard; branches and tellers on every shard; its VACUUM and primary keys on every
+/// shard. pgbench's TPC-B run over them then keeps its invariant: the accounts' balances
+/// (summed over shards), the branches', the tellers' and the history's deltas agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_initializes_and_runs_on_sharded_tables() {
     let own = crate::harness::own_cluster(2, 0, shardgate::local_cluster::BackendAuth::ScramSha256);
@@ -157,6 +157,13 @@ async fn pgbench_initializes_and_runs_on_sharded_tables() {
         per_shard(cluster, keys).await,
         [3, 3],
         "primary keys on every shard"
+    );
+    let vacuumed = "SELECT count(*) FROM pg_stat_user_tables \
+                    WHERE relname LIKE 'pgbench_%' AND last_vacuum IS NOT NULL";
+    assert_eq!(
+        per_shard(cluster, vacuumed).await,
+        [4, 4],
+        "VACUUM on every shard"
     );
     for (index, uri) in cluster.primaries.iter().enumerate() {
         let sql = "SELECT aid FROM pgbench_accounts WHERE aid % 997 = 0";

@@ -207,6 +207,7 @@ pub fn stats(admin: &AdminContext) -> Reply {
             text(counters.recovered_commits),
             text(counters.recovered_rollbacks),
             text(counters.cross_shard_deadlocks),
+            text(counters.federated_reads),
         ]);
     }
     rows(
@@ -231,6 +232,7 @@ pub fn stats(admin: &AdminContext) -> Reply {
             "recovered_commits",
             "recovered_rollbacks",
             "cross_shard_deadlocks",
+            "federated_reads",
         ],
         out,
         "SHOW",

@@ -26,7 +26,11 @@ const WITHOUT_SIDE_EFFECTS: &[&str] = &[
     "count", "sum", "avg", "min", "max", "every", "bool_and", "bool_or", "string_agg",
     "array_agg", "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg", "stddev",
     "variance", "row_number", "rank", "dense_rank", "lag", "lead", "first_value", "last_value",
-    "ntile", "percent_rank", "cume_dist",
+    "ntile", "percent_rank", "cume_dist", "stddev_pop", "stddev_samp", "var_pop", "var_samp",
+    "bit_and", "bit_or", "bit_xor", "corr", "covar_pop", "covar_samp", "regr_slope",
+    "regr_intercept", "regr_count", "regr_r2", "regr_avgx", "regr_avgy", "regr_sxx", "regr_syy",
+    "regr_sxy", "percentile_cont", "percentile_disc", "mode", "xmlagg", "range_agg",
+    "range_intersect_agg", "nth_value",
     // Scalar built-ins.
     "coalesce", "nullif", "greatest", "least", "upper", "lower", "initcap", "length",
     "char_length", "octet_length", "substr", "btrim", "ltrim", "rtrim", "replace", "concat",

@@ -38,6 +38,12 @@ enum Origin {
 }
 
 impl ReadBackend {
+    /// A backend of `pool` checked out for one read.
+    pub fn pooled(conn: Checkout, pool: EndpointPool, role: Role) -> Self {
+        let origin = Origin::Pool { pool, role };
+        Self { conn, origin }
+    }
+
     /// The hidden queries the leg runs first: the client's settings, then (a query of its
     /// own, so the settings stay out of the transaction block and take no snapshot in it)
     /// the BEGIN of a backend joining the transaction with what follows it there (`joining`:

@@ -80,7 +80,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         read: ScatterRead,
     ) -> Result<(), Refusal> {
         self.check_scatter_allowed()?;
-        self.scatter_plan(&read.sql)?;
+        if let Err(error) = self.env.database.router.scatter(&read.sql) {
+            self.check_federable(&read, error)?;
+        }
         self.hold_portal(portal, Held::Read(read));
         Ok(())
     }

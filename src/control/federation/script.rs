@@ -1,0 +1,231 @@
+//! The SQL that builds the federation database from the shard map and the default shard's
+//! catalog (pure: facts in, statements out).
+//!
+//! What it builds, every time from scratch inside one transaction (readers see the old
+//! federation or the new one, never half of one):
+//! - one postgres_fdw server per shard (`shardgate_<shard>`, async scans, large fetches) and a
+//!   user mapping with the credentials the proxy uses for that shard;
+//! - each schema of the application, with its enum types and a foreign table per table of
+//!   the default shard (`IMPORT FOREIGN SCHEMA`), so unmapped and reference tables read the
+//!   default shard's rows;
+//! - for each sharded table instead, a view of the same name: the `UNION ALL` of its foreign
+//!   tables on every shard (imported into `shardgate_<shard>` schemas), so it holds every
+//!   shard's rows once, as the table of one big server would.
+
+use std::fmt::Write;
+
+use crate::config::BackendUri;
+
+/// A shard the federation reads from, and how to reach it.
+#[derive(Debug, Clone)]
+pub struct ShardServer {
+    /// The shard's name in the map.
+    pub name: String,
+    /// Its primary.
+    pub uri: BackendUri,
+}
+
+/// What the default shard's catalog says the federation must present.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Schemas holding the application's relations, with their relation names.
+    pub schemas: Vec<(String, Vec<String>)>,
+    /// Enum types of those schemas: schema, name, labels in order.
+    pub enums: Vec<(String, String, Vec<String>)>,
+}
+
+/// The name of the postgres_fdw server for shard `name`.
+pub fn server_name(name: &str) -> String {
+    format!("shardgate_{name}")
+}
+
+/// The statements that drop what an earlier build left: the servers named (their user
+/// mappings and foreign tables go with them) and the schemas named.
+pub fn teardown(servers: &[String], schemas: &[String]) -> Vec<String> {
+    let servers = servers
+        .iter()
+        .map(|s| format!("DROP SERVER IF EXISTS {} CASCADE", ident(s)));
+    let schemas = schemas
+        .iter()
+        .map(|s| format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(s)));
+    servers.chain(schemas).collect()
+}
+
+/// The statements that build the federation (postgres_fdw installed): `shards` (the default one at `default`),
+/// `sharded` the map's sharded table names, `catalog` what the default shard holds.
+pub fn build(
+    shards: &[ShardServer],
+    default: usize,
+    sharded: &[String],
+    catalog: &Catalog,
+) -> Vec<String> {
+    let mut sql = Vec::new();
+    for shard in shards {
+        sql.extend(server(shard));
+    }
+    for (schema, _) in &catalog.schemas {
+        sql.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)));
+    }
+    for (schema, name, labels) in &catalog.enums {
+        let labels: Vec<String> = labels.iter().map(|l| literal(l)).collect();
+        sql.push(format!(
+            "CREATE TYPE {}.{} AS ENUM ({})",
+            ident(schema),
+            ident(name),
+            labels.join(", ")
+        ));
+    }
+    let default_server = server_name(&shards[default].name);
+    for (schema, relations) in &catalog.schemas {
+        let spread: Vec<&String> = relations.iter().filter(|r| sharded.contains(r)).collect();
+        let mut import = format!("IMPORT FOREIGN SCHEMA {}", ident(schema));
+        if !spread.is_empty() {
+            let names: Vec<String> = spread.iter().map(|r| ident(r)).collect();
+            let _ = write!(import, " EXCEPT ({})", names.join(", "));
+        }
+        let _ = write!(
+            import,
+            " FROM SERVER {} INTO {}",
+            ident(&default_server),
+            ident(schema)
+        );
+        sql.push(import);
+        for table in spread {
+            sql.extend(union_view(shards, schema, table));
+        }
+    }
+    sql
+}
+
+/// A shard's server and user mapping.
+fn server(shard: &ShardServer) -> Vec<String> {
+    let name = ident(&server_name(&shard.name));
+    let uri = &shard.uri;
+    let mut mapping = format!("user {}", literal(&uri.user));
+    if let Some(password) = &uri.password {
+        let _ = write!(mapping, ", password {}", literal(password));
+    }
+    vec![
+        format!(
+            "CREATE SERVER {name} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host {}, port {}, \
+             dbname {}, async_capable 'true', fetch_size '10000', \
+             application_name 'shardgate federation')",
+            literal(&uri.host),
+            literal(&uri.port.to_string()),
+            literal(&uri.database),
+        ),
+        format!("CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ({mapping})"),
+    ]
+}
+
+/// `schema.table` as the `UNION ALL` of its copy on every shard.
+fn union_view(shards: &[ShardServer], schema: &str, table: &str) -> Vec<String> {
+    let mut sql = Vec::new();
+    let mut parts = Vec::new();
+    for shard in shards {
+        let local = parts_schema(&shard.name, schema);
+        sql.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&local)));
+        sql.push(format!(
+            "IMPORT FOREIGN SCHEMA {} LIMIT TO ({}) FROM SERVER {} INTO {}",
+            ident(schema),
+            ident(table),
+            ident(&server_name(&shard.name)),
+            ident(&local)
+        ));
+        parts.push(format!("SELECT * FROM {}.{}", ident(&local), ident(table)));
+    }
+    sql.push(format!(
+        "CREATE VIEW {}.{} AS {}",
+        ident(schema),
+        ident(table),
+        parts.join(" UNION ALL ")
+    ));
+    sql
+}
+
+/// The schema holding shard `shard`'s copies of the sharded tables of `schema`.
+pub fn parts_schema(shard: &str, schema: &str) -> String {
+    match schema {
+        "public" => format!("shardgate_{shard}"),
+        _ => format!("shardgate_{shard}_{schema}"),
+    }
+}
+
+/// A quoted identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A string literal (standard_conforming_strings).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shards() -> Vec<ShardServer> {
+        ["s0", "s1"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ShardServer {
+                name: (*name).into(),
+                uri: BackendUri::parse(&format!("postgres://app:p'w@127.0.0.1:{}/app", 5433 + i))
+                    .unwrap(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sharded_tables_become_views_of_every_shard_and_the_rest_read_the_default_shard() {
+        let catalog = Catalog {
+            schemas: vec![
+                ("public".into(), vec!["users".into(), "countries".into()]),
+                ("billing".into(), vec!["invoices".into()]),
+            ],
+            enums: vec![(
+                "public".into(),
+                "tier".into(),
+                vec!["free".into(), "pro".into()],
+            )],
+        };
+        let sql = build(&shards(), 0, &["users".into(), "orders".into()], &catalog);
+        let has = |wanted: &str| sql.iter().any(|s| s == wanted);
+        assert!(has(
+            "CREATE USER MAPPING FOR PUBLIC SERVER \"shardgate_s1\" OPTIONS (user 'app', password 'p''w')"
+        ));
+        assert!(has(
+            "CREATE TYPE \"public\".\"tier\" AS ENUM ('free', 'pro')"
+        ));
+        assert!(has(
+            "IMPORT FOREIGN SCHEMA \"public\" EXCEPT (\"users\") FROM SERVER \"shardgate_s0\" INTO \"public\""
+        ));
+        assert!(has(
+            "IMPORT FOREIGN SCHEMA \"billing\" FROM SERVER \"shardgate_s0\" INTO \"billing\""
+        ));
+        assert!(has(
+            "CREATE VIEW \"public\".\"users\" AS SELECT * FROM \"shardgate_s0\".\"users\" \
+             UNION ALL SELECT * FROM \"shardgate_s1\".\"users\""
+        ));
+        // The types exist before the tables that use them are imported.
+        let position = |prefix: &str| sql.iter().position(|s| s.starts_with(prefix)).unwrap();
+        assert!(position("CREATE TYPE") < position("IMPORT FOREIGN SCHEMA"));
+        assert!(
+            !sql.iter().any(|s| s.contains("\"orders\"")),
+            "orders is not on the shard"
+        );
+    }
+
+    #[test]
+    fn teardown_drops_servers_with_what_uses_them_then_schemas() {
+        let sql = teardown(&["shardgate_s0".into()], &["public".into()]);
+        assert_eq!(
+            sql,
+            [
+                "DROP SERVER IF EXISTS \"shardgate_s0\" CASCADE",
+                "DROP SCHEMA IF EXISTS \"public\" CASCADE"
+            ]
+        );
+    }
+}

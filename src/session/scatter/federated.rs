@@ -1,0 +1,100 @@
+//! Cross-shard reads the merge cannot compute, answered by the federation database
+//! (`control::federation`). The client's statement runs there unchanged as the one leg of a
+//! pass-through fan-out, so parameters, result formats, portals, COPY TO and the client's
+//! settings behave as for any cross-shard read, and the rows stream through as they come.
+//!
+//! The federation reads the shards in transactions of its own, so it cannot see what the
+//! client's open transaction did: such reads are refused inside transaction blocks (by name),
+//! as are reads that lock rows. A read calling a function not known to be free of side
+//! effects runs there too (the application's own functions do not exist there), on a
+//! connection closed afterwards.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::super::Session;
+use super::backends::ReadBackend;
+use super::{Attempt, Ran, ScatterRead};
+use crate::counters::Event;
+use crate::error::{ErrorReport, Unsupported};
+use crate::execute::fanout::{Finished, Show};
+use crate::merge::ScatterPlan;
+use crate::metrics;
+use crate::router::{Construct, RouteError};
+use crate::topology::Role;
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// Checks that `read`, which the merge cannot compute (`error` says why), may run in the
+    /// federation; else the refusal the client gets.
+    pub(in crate::session) fn check_federable(
+        &self,
+        read: &ScatterRead,
+        error: RouteError,
+    ) -> Result<(), ErrorReport> {
+        let locks = (self.env.database.router.plan(&read.sql).parts.iter()).any(|p| p.locks_rows);
+        if !federable(&error) || locks {
+            return Err(self.route_failed(error));
+        }
+        if self.transaction_open() || !self.replies.synced() {
+            let reason = error.to_string();
+            return Err(self.unsupported(Unsupported::FederatedInTransaction { reason }));
+        }
+        Ok(())
+    }
+
+    /// Runs `read` in the federation database (built first if it may be out of date).
+    pub(super) async fn federated(
+        &mut self,
+        read: &ScatterRead,
+        error: RouteError,
+        show: Show<'_>,
+        execute: bool,
+    ) -> Result<Finished, Attempt> {
+        self.check_federable(read, error)?;
+        let federation = self.env.database.federation.clone();
+        self.watched(federation.ready()).await?;
+        self.env.database.counters.count(Event::Federated);
+        self.meter.ran(metrics::Ran::Shards(Role::Primary));
+        if self.env.mode == crate::config::PoolMode::Transaction {
+            self.release();
+        }
+        let pool = federation.pool().clone();
+        let checkout = async {
+            let conn = pool.checkout().await;
+            conn.map_err(|e| federation.unavailable(&e.report().message))
+        };
+        let conn = self.watched(checkout).await?;
+        let mut backends = [ReadBackend::pooled(conn, pool.clone(), Role::Primary)];
+        let plan = ScatterPlan::pass_through(&read.sql);
+        let names = vec![format!("federation {}", federation.database)];
+        let ran = (self.run_legs(&plan, read, names, &mut backends, show, execute)).await;
+        if read.writes {
+            // It called a function the router does not know to be free of side effects
+            // (one that takes a session-level advisory lock, say): nothing it left behind
+            // may reach another read.
+            backends[0].conn.mark_broken();
+        }
+        ran.map_err(|ran| match ran {
+            Ran::Refused(report) => Attempt::Refused(report),
+            Ran::Failed(failed) => Attempt::Failed {
+                report: failed.report,
+                retry: false,
+            },
+        })
+    }
+}
+
+/// Whether the merge's refusal names something PostgreSQL computes in the federation: any
+/// construct of a read, but not row locks, writes, EXPLAIN or other statements.
+fn federable(error: &RouteError) -> bool {
+    match error {
+        RouteError::CrossShard { construct, .. } => !matches!(
+            construct,
+            Construct::RowLocks
+                | Construct::WritingSubquery
+                | Construct::Explain
+                | Construct::OtherStatement
+        ),
+        RouteError::Unsupported(Unsupported::ScatterNotComputable { .. }) => true,
+        _ => false,
+    }
+}
