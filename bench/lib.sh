@@ -16,10 +16,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_demo BIN PORT: `shardgate demo` with 2 shards and no replicas on PORT (files in
-# $dir/demo, log in $dir/demo.log), once it listens.
+# start_demo BIN PORT: `shardgate demo` with $SHARDS shards (default 2) and no replicas on
+# PORT (files in $dir/demo, log in $dir/demo.log), once it listens.
 start_demo() {
-    "$1" demo --port "$2" --metrics-port 0 --replicas 0 --dir "$dir/demo" >"$dir/demo.log" 2>&1 &
+    "$1" demo --port "$2" --metrics-port 0 --shards "${SHARDS:-2}" --replicas 0 \
+        --dir "$dir/demo" >"$dir/demo.log" 2>&1 &
     pids+=($!)
     wait_port "$2"
 }
