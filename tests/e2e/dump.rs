@@ -8,8 +8,8 @@ use std::process::Command;
 use shardgate::local_cluster::{BackendAuth, PgBinaries};
 
 use crate::harness::{
-    ClusterInfo, DATABASE, PASSWORD, TestProxy, USER, config_for_map, connect_direct, demo_map,
-    own_cluster, run_with_stdin, text,
+    ClusterInfo, DATABASE, TestProxy, config_for_map, connect_direct, demo_map, own_cluster,
+    run_with_stdin, text,
 };
 
 /// Every table of the test database: the demo's map tables and an unmapped one.
@@ -81,18 +81,8 @@ async fn psql_script(proxy: &TestProxy, what: &str, stdin: &str) {
 
 /// A client tool (pg_dump, pg_restore) pointed at `proxy`.
 fn tool(program: Option<std::path::PathBuf>, proxy: &TestProxy) -> Command {
-    let mut command = Command::new(program.expect("PostgreSQL client tools are installed"));
-    command
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &proxy.port().to_string(),
-            "-U",
-            USER,
-        ])
-        .args(["--no-owner"])
-        .env("PGPASSWORD", PASSWORD);
+    let mut command = proxy.tool(program.expect("PostgreSQL client tools are installed"));
+    command.arg("--no-owner");
     command
 }
 

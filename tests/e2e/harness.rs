@@ -341,6 +341,16 @@ impl TestProxy {
         client
     }
 
+    /// A client program (pgbench, pg_dump, …) that connects to the proxy as the test user.
+    pub fn tool(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        let port = self.port().to_string();
+        command
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", USER])
+            .env("PGPASSWORD", PASSWORD);
+        command
+    }
+
     /// Runs psql against the proxy with `args`, returning its output.
     pub async fn psql(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let binaries = PgBinaries::find().expect("PostgreSQL binaries");

@@ -5,26 +5,14 @@ use std::process::Command;
 use shardgate::local_cluster::PgBinaries;
 
 use crate::harness::{
-    DATABASE, PASSWORD, TestProxy, USER, cluster, connect_direct, run_with_stdin, sharded_config,
-    text,
+    DATABASE, TestProxy, cluster, connect_direct, run_with_stdin, sharded_config, text,
 };
 use shardgate::router::{Params, Route, Router};
 
 fn pgbench(proxy: &TestProxy, args: &[&str]) -> Command {
     let binaries = PgBinaries::find().expect("PostgreSQL binaries");
-    let mut command = Command::new(binaries.pgbench.expect("pgbench is installed"));
-    command
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &proxy.port().to_string(),
-            "-U",
-            USER,
-        ])
-        .args(args)
-        .arg(DATABASE)
-        .env("PGPASSWORD", PASSWORD);
+    let mut command = proxy.tool(binaries.pgbench.expect("pgbench is installed"));
+    command.args(args).arg(DATABASE);
     command
 }
 
