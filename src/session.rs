@@ -209,6 +209,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if self.terminated {
                 return Ending::ClientLeft;
             }
+            // A statement the proxy answered itself (a PREPARE the backend already had)
+            // leaves no reply to wait for: the backend goes back now, not at the next event.
+            self.release_if_done();
             // Before the task may sleep: what the client's messages and the backend's replies
             // changed (a cross-shard read answered within `on_client_data` included).
             self.publish_activity();

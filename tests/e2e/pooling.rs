@@ -2,8 +2,8 @@
 //! follow clients, limits, and backends that must never leak state to the next client.
 //! `prepared_after_ddl` covers statements prepared again after DDL changed their result.
 //!
-//! Tables `pool_leave`, `session_tmp` and `pinned_tmp` (temporary), statement `sg_sql_q`;
-//! users 90_301 on (with a partner on the other shard), in `users`.
+//! Tables `pool_leave`, `session_tmp` and `pinned_tmp` (temporary), statements `sg_sql_q`
+//! and `sg_shared_p`; users 90_301 on (with a partner on the other shard), in `users`.
 
 mod prepared_after_ddl;
 
@@ -153,6 +153,32 @@ async fn sql_prepare_and_execute_keep_working() {
         assert_eq!(value.as_deref(), Some((100 + i).to_string().as_str()));
     }
     client.batch_execute("DEALLOCATE sg_sql_q").await.unwrap();
+}
+
+/// A SQL-level PREPARE that the backend a client gets already has (another client prepared
+/// the same text there) is answered by the proxy, and the backend goes back to the pool at
+/// once: it used to stay with the client until it disconnected, so a few such clients took
+/// every backend and the next login waited out the checkout (53300).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepare_the_backend_already_has_holds_no_backend() {
+    let mut cfg = config(cluster());
+    cfg.pool.size = 1;
+    cfg.pool.checkout_timeout = Duration::from_millis(1000);
+    let proxy = TestProxy::start(cfg).await;
+    let clients: Vec<_> = join_all((0..3).map(|_| proxy.connect())).await;
+    for client in &clients {
+        client
+            .batch_execute("PREPARE sg_shared_p AS SELECT 41 + 1")
+            .await
+            .unwrap();
+    }
+    // The one backend is free: another client logs in and every client executes.
+    let late = proxy.connect().await;
+    late.simple_query("SELECT 1").await.unwrap();
+    for client in &clients {
+        let (rows, _) = text_rows(client, "EXECUTE sg_shared_p").await.unwrap();
+        assert_eq!(rows, [[Some("42".to_owned())]]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
