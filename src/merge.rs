@@ -218,6 +218,12 @@ impl Merger {
         }
     }
 
+    /// At most `rows` rows go out (an Execute's row limit), on top of the query's own
+    /// OFFSET/LIMIT.
+    pub fn cap_rows(&mut self, rows: u64) {
+        self.sink.cap_rows(rows);
+    }
+
     /// Whether the LIMIT is reached: later rows are dropped, so the executor may stop
     /// reading rows (it still reads every leg to its end).
     pub fn satisfied(&self) -> bool {

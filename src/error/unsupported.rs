@@ -307,9 +307,9 @@ pub enum Unsupported {
         "a portal that reads several shards must be executed right after its Bind (and Describe); other messages in between are not supported yet"
     )]
     PortalNotExecutedAtOnce,
-    /// An Execute with a row limit on a cross-shard portal.
+    /// A second Execute of a cross-shard portal suspended after an Execute with a row limit.
     #[error(
-        "fetching a cross-shard result in parts (Execute with a row limit) is not supported yet; fetch all rows at once"
+        "fetching the rest of a cross-shard result after an Execute with a row limit is not supported yet (its first rows came, the rest was not kept); fetch all rows at once"
     )]
     PartialFetchAcrossShards,
     /// An aggregate (found in the catalog) the merge cannot combine.

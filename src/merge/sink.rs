@@ -43,6 +43,11 @@ impl Sink {
     }
 
     /// Whether the LIMIT is reached.
+    /// See [`super::Merger::cap_rows`].
+    pub(super) fn cap_rows(&mut self, rows: u64) {
+        self.window.cap(rows);
+    }
+
     pub(super) fn done(&self) -> bool {
         self.window.done()
     }

@@ -21,8 +21,10 @@ pub(super) struct Batch {
     pub(super) abort_at_sync: bool,
     /// An extended-protocol portal reading several shards, waiting for its Execute.
     pub(super) scatter_portal: Option<super::scatter::ScatterPortal>,
-    /// Names of such portals answered and let go before their Execute (refused if executed).
-    pub(super) dropped_portals: Vec<String>,
+    /// Names of such portals let go: answered before their Execute (`false`), or suspended
+    /// after the rows an Execute with a row limit asked for (`true`). Executing one is
+    /// refused, each with its own reason.
+    pub(super) dropped_portals: Vec<(String, bool)>,
     /// A portal bound from a BEGIN the proxy defers, and that BEGIN's text (see `local`).
     pub(super) begin_portal: Option<(String, String)>,
     /// Backend names of the statements bound since the last ReadyForQuery (one, almost

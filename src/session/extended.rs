@@ -165,7 +165,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.batch
             .dropped_portals
-            .retain(|portal| portal != bind.portal);
+            .retain(|(portal, _)| portal != bind.portal);
         let statement = match bind.statement {
             "" => self.statements.unnamed(),
             name => self.statements.get(name),
@@ -204,6 +204,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                             shards,
                             writes: routed.writes,
                             copy_out: None,
+                            max_rows: None,
                         }
                         .copied_out(&self.env.database.router);
                         return self.bind_shards(bind.portal, read);

@@ -48,6 +48,8 @@ pub(super) struct ScatterRead {
     pub writes: bool,
     /// The client's `COPY … TO STDOUT` of this query: the merged rows go out as COPY data.
     pub copy_out: Option<CopyOut>,
+    /// An Execute's row limit: at most this many rows go out.
+    pub max_rows: Option<u64>,
 }
 
 impl ScatterRead {
@@ -95,6 +97,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             shards,
             writes,
             copy_out: None,
+            max_rows: None,
         }
         .copied_out(&self.env.database.router);
         let show = Show {
@@ -339,9 +342,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             max_buffered_bytes: self.env.max_merge_bytes,
             bytewise_text,
         };
-        let copy_out = read.copy_out.as_ref();
+        let (copy_out, max_rows) = (read.copy_out.as_ref(), read.max_rows);
         let mut make_merger = |description: &[u8]| {
-            let merger = Merger::new(&plan.merge, description, leg_count, &values, limits)?;
+            let mut merger = Merger::new(&plan.merge, description, leg_count, &values, limits)?;
+            if let Some(rows) = max_rows {
+                merger.cap_rows(rows);
+            }
             match copy_out {
                 Some(copy) => merger.into_copy_out(copy.format.clone(), copy.header),
                 None => Ok(merger),

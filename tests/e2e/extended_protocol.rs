@@ -3,7 +3,7 @@
 //! once, JDBC's one-batch reference write, postgres.js's Parse/Describe/Flush before Sync, and
 //! pgjdbc's BEGIN sent in one batch with the transaction's first statement.
 //!
-//! Tables `rv_fd1` to `rv_fd7` (hash on id, rows 1..=20), one per test; `countries` row 'jd';
+//! Tables `rv_fd1` to `rv_fd8` (hash on id, rows 1..=20), one per test; `countries` row 'jd';
 //! the first user from 90_301 on shard s1 (read only).
 
 use tokio::io::AsyncWriteExt;
@@ -99,6 +99,30 @@ async fn a_cross_shard_read_is_answered_in_full_with_or_without_flush() {
     // Flush after Describe, before Execute.
     let tags = exchange(&mut stream, &read().flush().execute("", 0).sync()).await;
     assert_eq!(tags, ["1", "2", "T", "D×10", "C", "Z"]);
+}
+
+/// An Execute with a row limit on a cross-shard portal (asyncpg's fetchrow and fetchval send
+/// one) gets that many rows and PortalSuspended, as from one server; a limit above the row
+/// count gets them all and CommandComplete. Executing the suspended portal again is refused
+/// (0A000): the rest of the rows were not kept.
+#[tokio::test]
+async fn an_execute_with_a_row_limit_gets_its_rows_and_portal_suspended() {
+    let (_proxy, mut stream, sql) = raw_setup("rv_fd8").await;
+    let script = Script::new()
+        .parse("", &sql)
+        .bind("", "")
+        .describe_portal("");
+    let tags = exchange(&mut stream, &script.execute("", 3).sync()).await;
+    assert_eq!(tags, ["1", "2", "T", "D×3", "s", "Z"]);
+    let script = Script::new().parse("", &sql).bind("", "");
+    let tags = exchange(&mut stream, &script.execute("", 50).sync()).await;
+    assert_eq!(tags, ["1", "2", "D×10", "C", "Z"]);
+    let script = Script::new().parse("rv_s8", &sql).bind("rv_p8", "rv_s8");
+    let script = script.execute("rv_p8", 2).execute("rv_p8", 2).sync();
+    let tags = exchange(&mut stream, &script).await;
+    assert_eq!(tags[..4], ["1", "2", "D×2", "s"]);
+    assert!(tags[4].contains("C0A000"), "{tags:?}");
+    assert_eq!(tags.last().map(String::as_str), Some("Z"));
 }
 
 /// JDBC's shape for a reference-table write: unnamed Parse, Bind with text parameters,

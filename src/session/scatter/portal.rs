@@ -152,10 +152,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.answer_scatter_portal().await?;
         if let Some(dropped) = self.batch.scatter_portal.take() {
-            if self.batch.dropped_portals.len() >= 64 {
-                self.batch.dropped_portals.remove(0);
-            }
-            self.batch.dropped_portals.push(dropped.portal);
+            self.drop_portal(dropped.portal, false);
         }
         Ok(false)
     }
@@ -168,12 +165,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let body = &frame[crate::wire::HEADER_LEN..];
         let portal = crate::wire::execute_portal(body).unwrap_or_default();
-        if let Some(index) = self.batch.dropped_portals.iter().position(|p| p == portal) {
-            self.batch.dropped_portals.remove(index);
-            let refusal = Unsupported::PortalNotExecutedAtOnce;
+        let dropped = self
+            .batch
+            .dropped_portals
+            .iter()
+            .position(|(p, _)| p == portal);
+        if let Some(index) = dropped {
+            let (_, suspended) = self.batch.dropped_portals.remove(index);
+            let refusal = match suspended {
+                true => Unsupported::PartialFetchAcrossShards,
+                false => Unsupported::PortalNotExecutedAtOnce,
+            };
             return Err(Refusal::Statement(self.unsupported(refusal)));
         }
         Ok(())
+    }
+
+    /// Remembers a cross-shard portal let go (`suspended`: after the rows of an Execute with
+    /// a row limit), so executing it again is refused rather than sent to a backend that never
+    /// heard of it. Bounded: the oldest is forgotten first.
+    fn drop_portal(&mut self, portal: String, suspended: bool) {
+        if self.batch.dropped_portals.len() >= 64 {
+            self.batch.dropped_portals.remove(0);
+        }
+        self.batch.dropped_portals.push((portal, suspended));
     }
 
     /// Answers what the client is owed for a held portal (BindComplete, its RowDescription)
@@ -263,10 +278,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 return self.copy_into_shards_in_batch(&sql, shards).await;
             }
         };
-        if max_rows > 0 {
-            let refusal = Unsupported::PartialFetchAcrossShards;
-            return Err(Refusal::Statement(self.unsupported(refusal)));
-        }
+        // An Execute with a row limit gets the first rows and PortalSuspended, as from one
+        // server (asyncpg's fetchrow, a JDBC fetch size); the rest are not kept, so executing
+        // the portal again is refused. COPY ignores the limit, as in PostgreSQL.
+        let limit = u64::try_from(max_rows).ok().filter(|&n| n > 0);
+        let limit = limit.filter(|_| read.copy_out.is_none());
+        let mut read = read;
+        read.max_rows = limit;
         let mut preamble = Vec::new();
         if !pending.bind_answered {
             encode::bind_complete(&mut preamble);
@@ -276,7 +294,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             description: pending.describe && !pending.description_sent,
         };
         let finished = self.scatter(&read, show, true).await?;
-        self.complete_scatter(&finished);
+        match limit {
+            Some(limit) if finished.rows == limit => {
+                self.bufs
+                    .to_client
+                    .extend_from_slice(&[tag::PORTAL_SUSPENDED, 0, 0, 0, 4]);
+                self.drop_portal(pending.portal, true);
+            }
+            _ => self.complete_scatter(&finished),
+        }
         Ok(())
     }
 }
