@@ -228,9 +228,13 @@ fn set_config_alone(statement: &str) -> Option<String> {
         && local.is_keyword(statement, "false")
         && close.is_symbol(statement, ")")
         && end.iter().all(|t| t.is_symbol(statement, ";"));
-    let quoted = name.text(statement);
-    let name = quoted[1..quoted.len() - 1].replace("''", "'");
-    alone.then(|| name.to_ascii_lowercase())
+    // Only a plain string's text is quoted (a lone word, say, is one byte long).
+    alone.then(|| {
+        let quoted = name.text(statement);
+        quoted[1..quoted.len() - 1]
+            .replace("''", "'")
+            .to_ascii_lowercase()
+    })
 }
 
 /// Whether `statement` calls `set_config` with a third argument other than a literal `true`
@@ -518,6 +522,7 @@ mod tests {
             pins("SELECT set_config(name, 'x', false) FROM pg_settings"),
             set_config
         );
+        assert_eq!(pins("SELECT set_config(x, 'a', false)"), set_config);
         assert_eq!(pins("SELECT set_config('a.b', f(1, 2), $1)"), set_config);
         assert_eq!(pins("SELECT SET_CONFIG('a.b', 'x,y)', TRUE)"), vec![]);
         assert_eq!(pins("SELECT current_setting('search_path')"), vec![]);
