@@ -35,7 +35,7 @@ pub struct Catalog {
 }
 
 /// The name of the postgres_fdw server for shard `name`.
-pub fn server_name(name: &str) -> String {
+fn server_name(name: &str) -> String {
     format!("shardgate_{name}")
 }
 
@@ -144,7 +144,7 @@ fn union_view(shards: &[ShardServer], schema: &str, table: &str) -> Vec<String> 
 }
 
 /// The schema holding shard `shard`'s copies of the sharded tables of `schema`.
-pub fn parts_schema(shard: &str, schema: &str) -> String {
+fn parts_schema(shard: &str, schema: &str) -> String {
     match schema {
         "public" => format!("shardgate_{shard}"),
         _ => format!("shardgate_{shard}_{schema}"),
