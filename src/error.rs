@@ -269,6 +269,8 @@ pub mod sqlstate {
     pub const STATEMENT_TOO_COMPLEX: SqlState = SqlState::from_static("54001");
     /// A statement sent after an error in the same transaction.
     pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState::from_static("25P02");
+    /// A statement that needs a transaction block outside one (DECLARE without HOLD).
+    pub const NO_ACTIVE_SQL_TRANSACTION: SqlState = SqlState::from_static("25P01");
     /// A named object (a shard in a hint) that does not exist.
     pub const UNDEFINED_OBJECT: SqlState = SqlState::from_static("42704");
     /// Connection to a backend failed.

@@ -43,6 +43,7 @@ use frame::{Layout, Row};
 use group::Grouping;
 use key::{Budget, KeyIndex};
 pub use plan::{MergePlan, ScatterPlan};
+pub use sink::HeldRows;
 use sink::{Distinct, Sink};
 use sorted::{OrderKey, SortedMerge};
 use value::hidden_type;
@@ -218,14 +219,22 @@ impl Merger {
         }
     }
 
-    /// At most `rows` rows go out (an Execute's row limit), on top of the query's own
-    /// OFFSET/LIMIT.
-    pub fn cap_rows(&mut self, rows: u64) {
-        self.sink.cap_rows(rows);
+    /// At most `rows` rows go out (an Execute's row limit, on top of the query's own
+    /// OFFSET/LIMIT); the rest, up to `budget` bytes, are held for the portal's next Execute
+    /// (see [`Merger::take_held`]).
+    pub fn hold_after(&mut self, rows: u64, budget: usize) {
+        self.sink.hold_after(rows, budget);
     }
 
-    /// Whether the LIMIT is reached: later rows are dropped, so the executor may stop
-    /// reading rows (it still reads every leg to its end).
+    /// The rows held after an Execute's row limit, once every leg has finished.
+    pub fn take_held(&mut self) -> Option<HeldRows> {
+        let mut held = self.sink.take_held()?;
+        held.description = self.layout.description.to_vec();
+        Some(held)
+    }
+
+    /// Whether the LIMIT is reached (or held rows are over their budget): later rows are
+    /// dropped, so the executor may stop reading rows (it still reads every leg to its end).
     pub fn satisfied(&self) -> bool {
         self.sink.done()
     }

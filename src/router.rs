@@ -32,6 +32,7 @@ pub use hint::Hint;
 pub use key_move::{KeyMove, TableColumn};
 pub use operand::{Param, Params, execute_arguments};
 pub use plan::copy::{CopyIn, CopyOut};
+pub use plan::cursor::{CursorCommand, DeclaredCursor, cursor_command};
 pub use plan::{Kind, Plan};
 pub use scatter::construct::Construct;
 pub use split::BoundPart;
@@ -312,6 +313,23 @@ impl Router {
     /// What `sql`, a `COPY … TO STDOUT` routed to [`Route::Scatter`], copies out.
     pub fn copy_out(&self, sql: &str) -> Option<CopyOut> {
         plan::copy::copy_out(sql)
+    }
+
+    /// The query a `COPY (query) TO` or a `DECLARE … CURSOR FOR query` reads, or `sql` itself:
+    /// what a cross-shard read of `sql` plans.
+    pub fn query_read_by<'a>(&self, sql: &'a str) -> std::borrow::Cow<'a, str> {
+        if let Some(copy) = self.copy_out(sql) {
+            return copy.query.into();
+        }
+        match self.declared_cursor(sql) {
+            Some(cursor) => cursor.query.into(),
+            None => sql.into(),
+        }
+    }
+
+    /// The cursor `sql` declares, if it is a `DECLARE … CURSOR FOR query`.
+    pub fn declared_cursor(&self, sql: &str) -> Option<DeclaredCursor> {
+        plan::cursor::declared_cursor(sql)
     }
 
     /// What `sql`, routed to [`Route::CopyIn`], copies into.

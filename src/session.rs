@@ -277,8 +277,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// The client is being sent ReadyForQuery with `status`: the query (and maybe the
     /// transaction) it ends is measured.
     fn note_ready(&mut self, status: TxStatus) {
-        if status == TxStatus::Idle && std::mem::take(&mut self.schema_changed) {
-            self.env.database.federation.schema_changed();
+        if status == TxStatus::Idle {
+            // No transaction: the portals the proxy kept for the client ended with it.
+            self.end_left_portals();
+            if std::mem::take(&mut self.schema_changed) {
+                self.env.database.federation.schema_changed();
+            }
         }
         let held = (self.backend.is_some())
             .then_some(self.held_shard)

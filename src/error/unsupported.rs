@@ -249,14 +249,21 @@ pub enum Unsupported {
     TooManyDirectoryMisses,
 
     // Uses of statements (the session).
-    /// A cross-shard read run through SQL-level `EXECUTE`.
+    /// A cross-shard read run through SQL-level `EXECUTE` with arguments that are not
+    /// constants.
     #[error(
-        "this read needs rows from {shards} shards; cross-shard reads are not supported yet (narrow it with the shard key, or name a shard with /* shard: NAME */)"
+        "this prepared read needs rows from {shards} shards, which shardgate merges from EXECUTE with constant arguments only; pass constants, or send the statement itself"
     )]
     ScatterFromSqlPrepared {
         /// How many shards it needs.
         shards: usize,
     },
+    /// SQL-level `EXECUTE` of a statement routed by its parameters, with arguments that are
+    /// expressions.
+    #[error(
+        "EXECUTE of a statement on sharded tables takes constant arguments only (shardgate routes it by them); pass constants, or send the statement itself"
+    )]
+    ExecuteArgumentsNotConstant,
     /// A write to several shards run through SQL-level `EXECUTE`.
     #[error(
         "a statement that runs on several shards cannot run from a SQL-level prepared statement (EXECUTE) yet; send the statement itself"
@@ -302,16 +309,20 @@ pub enum Unsupported {
         "a transaction's first statement must not share an extended-protocol batch with messages sent before it; send a Sync first"
     )]
     FirstStatementSharesBatch,
-    /// A cross-shard portal with other messages between its Bind and its Execute.
+    /// A portal for several primaries (or a cross-shard COPY) with other messages between
+    /// its Bind and its Execute.
     #[error(
-        "a portal that reads several shards must be executed right after its Bind (and Describe); other messages in between are not supported yet"
+        "a portal that writes on several shards (or copies from several) must be executed right after its Bind (and Describe); other messages in between are not supported yet"
     )]
     PortalNotExecutedAtOnce,
-    /// A second Execute of a cross-shard portal suspended after an Execute with a row limit.
+    /// An Execute resuming a cross-shard portal past the rows the proxy could hold for it.
     #[error(
-        "fetching the rest of a cross-shard result after an Execute with a row limit is not supported yet (its first rows came, the rest was not kept); fetch all rows at once"
+        "the rest of this cross-shard result is larger than limits.max_merge_bytes ({limit} bytes), which is what shardgate holds for a suspended portal; fetch all rows in one Execute, or raise the limit"
     )]
-    PartialFetchAcrossShards,
+    PartialFetchAcrossShards {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// An aggregate (found in the catalog) the merge cannot combine.
     #[error(
         "the aggregate {name} is not one shardgate can combine across shards; add the shard key to WHERE or name a shard with /* shard: NAME */"
@@ -329,6 +340,16 @@ pub enum Unsupported {
         /// Why the merge cannot compute it.
         reason: String,
     },
+    /// DECLARE of a cursor over several shards through the extended protocol.
+    #[error(
+        "a cursor whose query reads several shards can be declared only in a simple query (as psql and psycopg2 do), not through the extended protocol; read it with an Execute row limit (a fetch size) instead"
+    )]
+    CursorAcrossShardsExtended,
+    /// FETCH or MOVE of a cross-shard cursor in a direction other than forward.
+    #[error(
+        "a cursor over several shards fetches forward only (FETCH [FORWARD] n, NEXT, ALL); declare it again to read from the start"
+    )]
+    CursorBackward,
     /// COMMIT/ROLLBACK with other statements in one query, in a spanning transaction.
     #[error("in a transaction that spans shards, send COMMIT or ROLLBACK on its own")]
     EndNotAlone,
@@ -384,6 +405,7 @@ impl Unsupported {
             UnparsedNamesShardedTable => "unparsed_names_sharded_table",
             TooManyDirectoryMisses => "too_many_directory_misses",
             ScatterFromSqlPrepared { .. } => "scatter_from_sql_prepared",
+            ExecuteArgumentsNotConstant => "execute_arguments_not_constant",
             SpreadFromSqlPrepared => "spread_from_sql_prepared",
             SpreadWhilePinned => "spread_while_pinned",
             SpreadPinsInTransaction => "spread_pins_in_transaction",
@@ -393,9 +415,11 @@ impl Unsupported {
             ReplicaReadSharesBatch => "replica_read_shares_batch",
             FirstStatementSharesBatch => "first_statement_shares_batch",
             PortalNotExecutedAtOnce => "portal_not_executed_at_once",
-            PartialFetchAcrossShards => "partial_fetch_across_shards",
+            PartialFetchAcrossShards { .. } => "partial_fetch_across_shards",
             UncombinableAggregate { .. } => "uncombinable_aggregate",
             FederatedInTransaction { .. } => "federated_in_transaction",
+            CursorBackward => "cursor_backward",
+            CursorAcrossShardsExtended => "cursor_across_shards_extended",
             EndNotAlone => "end_not_alone",
             ChainOrPrepareWhileSpanning => "chain_or_prepare_while_spanning",
             SavepointWhileSpanning => "savepoint_while_spanning",

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Buffers, HIGH_WATER, drain, drain_to_client, read};
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, Retry, sqlstate};
-use crate::merge::{MergeError, Merger};
+use crate::merge::{HeldRows, MergeError, Merger};
 use crate::pool::{FirstStopped, Liveness};
 use crate::wire::{self, ParameterStatus, TxStatus, tag};
 
@@ -90,6 +90,8 @@ pub struct Finished {
     pub statuses: Vec<TxStatus>,
     /// For COPY output, what ends its data (the caller writes it before CommandComplete).
     pub copied_out: Option<bytes::BytesMut>,
+    /// The rows after an Execute's row limit (see [`Merger::hold_after`]).
+    pub held: Option<HeldRows>,
 }
 
 /// Runs every leg and streams the merged rows to the client (RowDescription first when
@@ -451,6 +453,7 @@ impl Run<'_> {
             rows: self.merger.as_ref().map_or(0, Merger::rows_sent),
             statuses: self.states.iter().map(|s| s.status).collect(),
             copied_out: self.merger.as_mut().and_then(Merger::copy_end),
+            held: self.merger.as_mut().and_then(Merger::take_held),
         })
     }
 }

@@ -28,6 +28,30 @@ pub(super) struct Sink {
     window: Window,
     ready: BytesMut,
     rows: u64,
+    hold: Option<Hold>,
+}
+
+/// An Execute's row limit: the rows after it are kept for the portal's next Execute.
+#[derive(Debug)]
+struct Hold {
+    after: u64,
+    budget: usize,
+    rows: HeldRows,
+}
+
+/// The merged rows after an Execute's row limit, kept so the suspended portal can resume as
+/// it would on one server.
+#[derive(Debug, Default)]
+pub struct HeldRows {
+    /// DataRow frames, in order.
+    pub frames: BytesMut,
+    /// How many.
+    pub rows: u64,
+    /// Every row of the result is here (false: the budget ran out and later rows were
+    /// dropped).
+    pub complete: bool,
+    /// The RowDescription frame of the rows, for a Describe of the suspended portal.
+    pub description: Vec<u8>,
 }
 
 impl Sink {
@@ -39,35 +63,48 @@ impl Sink {
             window,
             ready: BytesMut::new(),
             rows: 0,
+            hold: None,
         }
     }
 
-    /// Whether the LIMIT is reached.
-    /// See [`super::Merger::cap_rows`].
-    pub(super) fn cap_rows(&mut self, rows: u64) {
-        self.window.cap(rows);
+    /// See [`super::Merger::hold_after`].
+    pub(super) fn hold_after(&mut self, rows: u64, budget: usize) {
+        let rows_held = HeldRows {
+            complete: true,
+            ..HeldRows::default()
+        };
+        self.hold = Some(Hold {
+            after: rows,
+            budget,
+            rows: rows_held,
+        });
     }
 
+    /// The rows held after the Execute's row limit, once the result is complete.
+    pub(super) fn take_held(&mut self) -> Option<HeldRows> {
+        self.hold.take().map(|hold| hold.rows)
+    }
+
+    /// No later row is taken: the LIMIT is reached, or the held rows are over their budget.
     pub(super) fn done(&self) -> bool {
-        self.window.done()
+        self.window.done() || self.hold.as_ref().is_some_and(|h| !h.rows.complete)
     }
 
-    /// Rows sent (or ready to be).
+    /// Rows sent (or ready to be), not counting held ones.
     pub(super) fn rows(&self) -> u64 {
         self.rows
     }
 
     /// A shard row, sent as it came (no hidden fields, no DISTINCT): one copy.
     pub(super) fn forward(&mut self, frame: &[u8]) {
-        if self.window.admit() {
-            self.ready.extend_from_slice(frame);
-            self.rows += 1;
+        if let Some(out) = self.admit() {
+            out.extend_from_slice(frame);
         }
     }
 
     /// A shard row, sent as its visible fields unless DISTINCT has sent its key already.
     pub(super) fn offer(&mut self, row: &Row<'_>) -> Result<(), MergeError> {
-        if self.window.done() {
+        if self.done() {
             return Ok(());
         }
         if let Some(distinct) = &mut self.distinct {
@@ -76,19 +113,33 @@ impl Sink {
                 return Ok(());
             }
         }
-        if self.window.admit() {
-            row.write_visible(self.visible, &mut self.ready);
-            self.rows += 1;
+        let visible = self.visible;
+        if let Some(out) = self.admit() {
+            row.write_visible(visible, out);
         }
         Ok(())
     }
 
-    /// Room for the next computed row, if OFFSET and LIMIT let it through.
+    /// Room for the next row, if OFFSET and LIMIT let it through: the rows ready to send, or
+    /// after an Execute's row limit, the held rows (while they are within their budget).
     pub(super) fn admit(&mut self) -> Option<&mut BytesMut> {
-        self.window.admit().then(|| {
-            self.rows += 1;
-            &mut self.ready
-        })
+        if self.done() || !self.window.admit() {
+            return None;
+        }
+        match &mut self.hold {
+            Some(hold) if self.rows >= hold.after => {
+                if hold.rows.frames.len() > hold.budget {
+                    hold.rows.complete = false;
+                    return None;
+                }
+                hold.rows.rows += 1;
+                Some(&mut hold.rows.frames)
+            }
+            _ => {
+                self.rows += 1;
+                Some(&mut self.ready)
+            }
+        }
     }
 
     /// Moves the rows ready to send to `out`.

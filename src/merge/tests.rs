@@ -96,6 +96,15 @@ pub(super) fn run_frames(
     params: &[ParamValue<'_>],
 ) -> Result<(BytesMut, Merger), MergeError> {
     let mut merger = Merger::new(plan, &description(columns), legs.len(), params, LIMITS)?;
+    let mut out = feed(&mut merger, legs)?;
+    // With no legs, what `new` answered.
+    merger.drain(&mut out)?;
+    Ok((out, merger))
+}
+
+/// Feeds shard rows to `merger` as an executor would (round-robin, each leg finished after
+/// its last row); the frames it made ready.
+fn feed(merger: &mut Merger, legs: &[Vec<Fields>]) -> Result<BytesMut, MergeError> {
     let mut out = BytesMut::new();
     let longest = legs.iter().map(Vec::len).max().unwrap_or(0);
     for step in 0..=longest {
@@ -111,9 +120,7 @@ pub(super) fn run_frames(
             merger.drain(&mut out)?;
         }
     }
-    // With no legs, what `new` answered.
-    merger.drain(&mut out)?;
-    Ok((out, merger))
+    Ok(out)
 }
 
 /// [`run_frames`], the output as text rows.
@@ -285,6 +292,54 @@ fn offset_and_limit_apply_once_to_the_merged_rows() {
     assert!(merger.satisfied());
     assert_eq!(merger.rows_sent(), 2);
     assert_eq!(merger.queued_bytes(0), 0);
+}
+
+#[test]
+fn rows_after_an_execute_limit_are_held_in_order_after_the_query_limit() {
+    let plan = MergePlan {
+        limit: Some(Count::Value(4)),
+        ..sorted_plan(false, false)
+    };
+    let legs = vec![
+        named(&[("a1", Some(1)), ("a3", Some(3)), ("a5", Some(5))]),
+        named(&[("b2", Some(2)), ("b4", Some(4)), ("b6", Some(6))]),
+    ];
+    let mut merger = Merger::new(&plan, &description(&NAMED), 2, &[], LIMITS).unwrap();
+    merger.hold_after(1, 1 << 20);
+    let out = feed(&mut merger, &legs).unwrap();
+    assert_eq!(rows_of(&out), texts(&[&["a1"]]));
+    assert_eq!(merger.rows_sent(), 1);
+    assert!(merger.satisfied(), "the query's LIMIT 4 is reached");
+    let held = merger.take_held().unwrap();
+    assert_eq!(rows_of(&held.frames), texts(&[&["b2"], &["a3"], &["b4"]]));
+    assert_eq!((held.rows, held.complete), (3, true));
+}
+
+#[test]
+fn held_rows_over_their_budget_are_dropped_and_marked_incomplete() {
+    let legs = vec![
+        named(&[("a1", Some(1)), ("a3", Some(3)), ("a5", Some(5))]),
+        named(&[("b2", Some(2)), ("b4", Some(4)), ("b6", Some(6))]),
+    ];
+    let mut merger = Merger::new(
+        &sorted_plan(false, false),
+        &description(&NAMED),
+        2,
+        &[],
+        LIMITS,
+    )
+    .unwrap();
+    merger.hold_after(2, 1);
+    let out = feed(&mut merger, &legs).unwrap();
+    assert_eq!(rows_of(&out), texts(&[&["a1"], &["b2"]]));
+    assert!(
+        merger.satisfied(),
+        "nothing more is taken once the budget is spent"
+    );
+    let held = merger.take_held().unwrap();
+    // One row fits under the one-byte budget; the next finds it spent.
+    assert_eq!(rows_of(&held.frames), texts(&[&["a3"]]));
+    assert_eq!((held.rows, held.complete), (1, false));
 }
 
 #[test]

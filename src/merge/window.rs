@@ -45,12 +45,6 @@ impl Window {
         })
     }
 
-    /// Sends at most `rows` more rows than the OFFSET skips (an Execute's row limit): the
-    /// smaller of that and the LIMIT.
-    pub(super) fn cap(&mut self, rows: u64) {
-        self.left = Some(self.left.map_or(rows, |left| left.min(rows)));
-    }
-
     /// Whether the LIMIT is reached: no later row is sent.
     pub(super) fn done(&self) -> bool {
         self.left == Some(0)
@@ -160,20 +154,6 @@ mod tests {
         let admitted: Vec<bool> = (0..6).map(|_| w.admit()).collect();
         assert_eq!(admitted, [false, false, true, true, false, false]);
         assert!(w.done());
-    }
-
-    #[test]
-    fn a_row_cap_sends_the_smaller_of_it_and_the_limit_after_the_offset() {
-        let mut capped = window(Some(Count::Value(1)), Some(Count::Value(5)), &[]);
-        capped.cap(2);
-        let admitted: Vec<bool> = (0..5).map(|_| capped.admit()).collect();
-        assert_eq!(admitted, [false, true, true, false, false]);
-        let mut limited = window(None, Some(Count::Value(1)), &[]);
-        limited.cap(3);
-        assert_eq!((0..3).filter(|_| limited.admit()).count(), 1);
-        let mut open = window(None, None, &[]);
-        open.cap(4);
-        assert_eq!((0..10).filter(|_| open.admit()).count(), 4);
     }
 
     #[test]

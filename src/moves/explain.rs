@@ -97,7 +97,9 @@ pub fn explain(router: &Router, sql: &str, params: &Params<'_>) -> Explanation {
         .collect();
     let route = router.route(&plan, params, None);
     let federated = match &route {
-        Ok(Route::Scatter(_)) => router.scatter(sql).err().map(|e| e.to_string()),
+        Ok(Route::Scatter(_)) => {
+            (router.scatter(&router.query_read_by(sql)).err()).map(|e| e.to_string())
+        }
         _ => None,
     };
     Explanation {

@@ -22,6 +22,7 @@ use crate::error::Unsupported;
 use functions::calls_unknown_function;
 
 pub mod copy;
+pub mod cursor;
 mod dml;
 mod functions;
 mod indexes;
@@ -333,6 +334,17 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
             (Kind::Write, target)
         }
         Statement::Copy { to, .. } => copy(*to, map, facts),
+        // A cursor reads where its query would; over several shards the session keeps it.
+        Statement::Declare { stmts, .. } => match &stmts[..] {
+            [declare] => match declare.for_query.as_deref() {
+                Some(query) if !query::writes(query) => match query::read(map, query, facts) {
+                    Target::Scatter(why) => (Kind::Read, Target::Scatter(format!("DECLARE: {why}"))),
+                    target => (Kind::Read, target),
+                },
+                _ => (Kind::Write, default_or_refuse(facts, "a cursor that writes")),
+            },
+            _ => (Kind::Write, default_or_refuse(facts, "this kind of statement")),
+        },
         Statement::CreateTable(create) if create.query.is_some() => {
             (Kind::Ddl, derived_table(map, facts))
         }
@@ -383,7 +395,11 @@ fn plan_statement(map: &ShardMap, statement: &Statement, facts: &TokenFacts) -> 
         | Statement::ShowVariable { .. }
         | Statement::Discard { .. }
         | Statement::Deallocate { .. }
-        | Statement::Prepare { .. } => (Kind::Session, Target::Anywhere),
+        | Statement::Prepare { .. }
+        // A cursor's FETCH and CLOSE run where it was declared: the transaction's backend, or
+        // the one a WITH HOLD cursor pinned (cross-shard cursors the session answers itself).
+        | Statement::Fetch { .. }
+        | Statement::Close { .. } => (Kind::Session, Target::Anywhere),
         _ => (
             Kind::Write,
             default_or_refuse(facts, "this kind of statement"),
@@ -472,6 +488,15 @@ fn copy(to: bool, map: &ShardMap, facts: &TokenFacts) -> (Kind, Target) {
 /// Text the parser rejects (`DO`, `CLUSTER`, …). Table maintenance of map tables runs on
 /// every shard.
 fn unparsed(map: &ShardMap, sql: &str) -> Part {
+    if cursor::cursor_command(sql).is_some() {
+        // MOVE, and FETCH forms the parser does not take: as a parsed FETCH.
+        return Part {
+            kind: Kind::Session,
+            target: Target::Anywhere,
+            locks_rows: false,
+            calls_unknown_function: false,
+        };
+    }
     let mentions = mentioned_anywhere(map, sql);
     if !mentions.is_empty() && copy::is_copy(sql) {
         return copy_unparsed(map, sql, &mentions);

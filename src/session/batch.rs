@@ -21,10 +21,9 @@ pub(super) struct Batch {
     pub(super) abort_at_sync: bool,
     /// An extended-protocol portal reading several shards, waiting for its Execute.
     pub(super) scatter_portal: Option<super::scatter::ScatterPortal>,
-    /// Names of such portals let go: answered before their Execute (`false`), or suspended
-    /// after the rows an Execute with a row limit asked for (`true`). Executing one is
-    /// refused, each with its own reason.
-    pub(super) dropped_portals: Vec<(String, bool)>,
+    /// Such portals let go: suspended after an Execute's row limit (with their held rows),
+    /// or answered before their Execute.
+    pub(super) left_portals: Vec<super::scatter::LeftPortal>,
     /// A portal bound from a BEGIN the proxy defers, and that BEGIN's text (see `local`).
     pub(super) begin_portal: Option<(String, String)>,
     /// Backend names of the statements bound since the last ReadyForQuery (one, almost

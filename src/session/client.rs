@@ -80,8 +80,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             tag::DESCRIBE => self.on_describe(&frame).await,
             tag::CLOSE => self.on_close(&frame).await,
             tag::EXECUTE => {
-                if let Err(refusal) = self.check_dropped_portal(&frame) {
-                    return self.settle_refusal(frame_tag, refusal);
+                match self.execute_left_portal(&frame) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(refusal) => return self.settle_refusal(frame_tag, refusal),
                 }
                 if self.execute_deferred_begin(&frame) {
                     return Ok(());
@@ -197,7 +199,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.batch.skip_until_sync = false;
         self.batch.begin_portal = None;
         if self.client_status == TxStatus::Idle {
-            self.batch.dropped_portals.clear(); // Sync outside a transaction ends every portal.
+            self.end_left_portals(); // Sync outside a transaction ends every portal.
         }
         if self.txn.implicit {
             let refused = std::mem::take(&mut self.batch.abort_at_sync);
@@ -258,6 +260,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Synthetic::CommandComplete(command_tag) => {
                     encode::command_complete(&mut self.bufs.to_client, command_tag)
                 }
+                Synthetic::Frames(frames) => self.bufs.to_client.extend_from_slice(&frames),
                 Synthetic::ReadyForQuery => {
                     // With a backend, its last status is the client's (a hidden statement may
                     // just have aborted the transaction).

@@ -163,9 +163,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     pub(super) async fn on_bind(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        self.batch
-            .dropped_portals
-            .retain(|(portal, _)| portal != bind.portal);
+        self.forget_left_portal(bind.portal);
         let statement = match bind.statement {
             "" => self.statements.unnamed(),
             name => self.statements.get(name),
@@ -337,7 +335,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_describe(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let describe =
             Target::decode_describe(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
-        if describe.kind == StatementOrPortal::Portal && self.describe_deferred_begin(describe.name)
+        if describe.kind == StatementOrPortal::Portal
+            && (self.describe_deferred_begin(describe.name) || self.describe_left_portal(frame))
         {
             return Ok(());
         }
@@ -438,6 +437,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_close(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let close =
             Target::decode_close(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
+        if self.close_left_portal(&close) {
+            return Ok(());
+        }
         let named_statement = close.kind == StatementOrPortal::Statement && !close.name.is_empty();
         if named_statement || self.backend.is_none() {
             self.statements.remove(close.name);

@@ -109,6 +109,8 @@ pub enum Synthetic {
     ReadyForQuery,
     /// An error the proxy raises (the client then skips to Sync).
     Error(ErrorReport),
+    /// Messages the proxy encoded itself (rows of a suspended cross-shard portal).
+    Frames(bytes::BytesMut),
 }
 
 /// Bookkeeping to take back when a Parse fails or is discarded.

@@ -10,11 +10,14 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub(super) mod backends;
+mod cursors;
 mod federated;
 mod portal;
+mod suspended;
 
 use backends::{LegBatch, ReadBackend, checkout_reads};
 pub(super) use portal::{Held, MoveWrite, ScatterPortal, SpreadWrite};
+pub(super) use suspended::LeftPortal;
 
 use super::Session;
 use super::client::Refusal;
@@ -48,8 +51,9 @@ pub(super) struct ScatterRead {
     pub writes: bool,
     /// The client's `COPY … TO STDOUT` of this query: the merged rows go out as COPY data.
     pub copy_out: Option<CopyOut>,
-    /// An Execute's row limit: at most this many rows go out.
-    pub max_rows: Option<u64>,
+    /// An Execute's row limit: at most this many rows go out, and the rest are held for the
+    /// portal's next Execute, within this many bytes.
+    pub max_rows: Option<(u64, usize)>,
 }
 
 impl ScatterRead {
@@ -89,6 +93,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         shards: Vec<ShardId>,
         writes: bool,
     ) -> Result<(), ErrorReport> {
+        if let Some(cursor) = self.env.database.router.declared_cursor(sql) {
+            return self.declare_across(cursor, shards, writes).await;
+        }
         let read = ScatterRead {
             sql: sql.to_owned(),
             param_types: Vec::new(),
@@ -345,8 +352,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let (copy_out, max_rows) = (read.copy_out.as_ref(), read.max_rows);
         let mut make_merger = |description: &[u8]| {
             let mut merger = Merger::new(&plan.merge, description, leg_count, &values, limits)?;
-            if let Some(rows) = max_rows {
-                merger.cap_rows(rows);
+            if let Some((rows, budget)) = max_rows {
+                merger.hold_after(rows, budget);
             }
             match copy_out {
                 Some(copy) => merger.into_copy_out(copy.format.clone(), copy.header),

@@ -11,7 +11,7 @@ use super::sql_prepared::{SqlCommand, parse_sql_command};
 use super::statements;
 use super::{Session, internal};
 use crate::config::ShardId;
-use crate::error::ErrorReport;
+use crate::error::{ErrorReport, Unsupported};
 use crate::execute::broadcast::{LegStatement, Rows};
 use crate::router::{Params, Route, execute_arguments};
 use crate::wire::{self, TxStatus};
@@ -32,6 +32,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if let Some(command) = single_sql_command(sql)
             && self.on_sql_command(command).await?
         {
+            return Ok(());
+        }
+        if self.on_cursor_command(sql)? {
             return Ok(());
         }
         let routed = self.route_sql(sql, None).await?;
@@ -127,7 +130,27 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 };
                 let arguments = execute_arguments(rest);
                 let params = Params::from_text(&arguments);
-                let routed = self.route_sql(&prepared.query, Some(&params)).await?;
+                let constants = !arguments.is_empty() || rest.trim().is_empty();
+                let routed = match self.route_sql(&prepared.query, Some(&params)).await {
+                    Ok(routed) => routed,
+                    // Its key is an expression, which only a server evaluates.
+                    Err(_) if !constants => {
+                        let refusal = Unsupported::ExecuteArgumentsNotConstant;
+                        return Err(Refusal::Statement(self.unsupported(refusal)));
+                    }
+                    Err(report) => return Err(Refusal::Statement(report)),
+                };
+                if let Route::Scatter(shards) = &routed.route {
+                    // The proxy merges it: the statement runs with the arguments in place.
+                    let Some(sql) = prepared.with_arguments(&arguments) else {
+                        let shards = shards.len();
+                        let refusal = Unsupported::ScatterFromSqlPrepared { shards };
+                        return Err(Refusal::Statement(self.unsupported(refusal)));
+                    };
+                    let (shards, writes) = (shards.clone(), routed.writes);
+                    self.query_shards(&sql, shards, writes).await?;
+                    return Ok(true);
+                }
                 let shard = self.shard_for_route(routed.route)?;
                 self.note_writes(shard, routed.writes);
                 self.leave_replica().await?;

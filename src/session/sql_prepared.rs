@@ -44,6 +44,46 @@ pub struct SqlPrepared {
     pub prepare_sql: String,
     /// The statement itself (after `AS`), which `EXECUTE` is routed by.
     pub query: String,
+    /// The parameter types the PREPARE declares, as written.
+    pub declared_types: Vec<String>,
+}
+
+impl SqlPrepared {
+    /// The statement with each `$n` replaced by the EXECUTE's constant argument `n` (cast to
+    /// its declared type): what the statement runs as, for reads the proxy runs itself on
+    /// several shards. `None` when an argument is missing (the EXECUTE passed expressions).
+    pub fn with_arguments(&self, arguments: &[Option<String>]) -> Option<String> {
+        use crate::sql::lexer::{TokenKind, tokens};
+        let query = &self.query;
+        let mut out = String::with_capacity(query.len() + 16 * arguments.len());
+        let mut copied = 0;
+        for token in tokens(query).filter(|t| t.kind == TokenKind::Param) {
+            let n: usize = token.text(query)[1..].parse().ok()?;
+            let argument = arguments.get(n.checked_sub(1)?)?;
+            out.push_str(&query[copied..token.start]);
+            let value = match argument {
+                Some(text) => dollar_quoted(text),
+                None => "NULL".to_owned(),
+            };
+            match self.declared_types.get(n - 1) {
+                Some(declared) => out.push_str(&format!("({value}::{declared})")),
+                None => out.push_str(&value),
+            }
+            copied = token.end;
+        }
+        out.push_str(&query[copied..]);
+        Some(out)
+    }
+}
+
+/// `text` as a dollar-quoted constant (never read for escapes, whatever the session's
+/// `standard_conforming_strings`), with a tag the text does not contain.
+fn dollar_quoted(text: &str) -> String {
+    let mut tag = String::from("$sg$");
+    while text.contains(&tag) {
+        tag.insert(tag.len() - 1, 'x');
+    }
+    format!("{tag}{text}{tag}")
 }
 
 /// One client's SQL-level statements, by normalized name.
@@ -66,6 +106,7 @@ impl SqlStatements {
         let prepared = Arc::new(SqlPrepared {
             prepare_sql: format!("PREPARE {backend_name} {rest}"),
             query: statement_after_as(rest).to_owned(),
+            declared_types: declared_types(rest),
             backend_name,
         });
         self.0.insert(name.to_owned(), prepared.clone());
@@ -86,6 +127,31 @@ impl SqlStatements {
     pub fn clear(&mut self) {
         self.0.clear();
     }
+}
+
+/// `(type, …) AS statement` → the types as written (none without the list).
+fn declared_types(rest: &str) -> Vec<String> {
+    let Some(list) = rest.trim_start().strip_prefix('(') else {
+        return Vec::new();
+    };
+    let mut types = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in list.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => {
+                types.push(list[start..i].trim().to_owned());
+                return types;
+            }
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                types.push(list[start..i].trim().to_owned());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    Vec::new()
 }
 
 /// `[(type, …)] AS statement` → `statement` (empty when the text has another shape; the
@@ -149,6 +215,32 @@ pub fn parse_sql_command(statement: &str) -> Option<SqlCommand<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_take_the_place_of_parameters_cast_to_their_declared_types() {
+        let mut statements = SqlStatements::default();
+        let rest = " (bigint, numeric(10, 2)) AS SELECT '$1', $1 + $2 -- $2\n, $1";
+        let prepared = statements.register("q", rest, |name| name).unwrap();
+        assert_eq!(prepared.declared_types, ["bigint", "numeric(10, 2)"]);
+        let arguments = [Some("7".to_owned()), None];
+        assert_eq!(
+            prepared.with_arguments(&arguments).unwrap(),
+            "SELECT '$1', ($sg$7$sg$::bigint) + (NULL::numeric(10, 2)) -- $2\n, ($sg$7$sg$::bigint)"
+        );
+        assert_eq!(
+            prepared.with_arguments(&arguments[..1]),
+            None,
+            "$2 has no argument"
+        );
+        let untyped = statements
+            .register("u", " AS SELECT $1", |name| name)
+            .unwrap();
+        let quoted = [Some("it's $sg$".to_owned())];
+        assert_eq!(
+            untyped.with_arguments(&quoted).unwrap(),
+            "SELECT $sgx$it's $sg$$sgx$"
+        );
+    }
 
     #[test]
     fn splits_commands_around_their_names() {

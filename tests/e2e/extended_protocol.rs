@@ -1,25 +1,35 @@
 //! The extended query protocol as drivers send it, message by message (`raw::Script`):
 //! cross-shard portals with Flush and Describe between Bind and Execute, two portals bound at
-//! once, JDBC's one-batch reference write, postgres.js's Parse/Describe/Flush before Sync, and
-//! pgjdbc's BEGIN sent in one batch with the transaction's first statement.
+//! once, portals suspended by a row limit and resumed, JDBC's one-batch reference write,
+//! postgres.js's Parse/Describe/Flush before Sync, and pgjdbc's BEGIN sent in one batch with
+//! the transaction's first statement.
 //!
-//! Tables `rv_fd1` to `rv_fd8` (hash on id, rows 1..=20), one per test; `countries` row 'jd';
+//! Tables `rv_fd1` to `rv_fd10` (hash on id, rows 1..=20), one per test; `countries` row 'jd';
 //! the first user from 90_301 on shard s1 (read only).
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::harness::{TestProxy, cluster, connect_direct, wait_for_replicas};
-use crate::raw::{Script, exchange, raw_login, read_message};
+use crate::raw::{Script, exchange, exchange_verbose, raw_login, read_message};
 use crate::routing::shard_of_user;
 use crate::support::{config_with_extra_tables, insert_ids};
 
 /// A trust-auth proxy with table `name` (hash on id, rows 1..=20), a raw login to it, and a
 /// cross-shard read of 10 of its rows.
 async fn raw_setup(name: &str) -> (TestProxy, TcpStream, String) {
+    raw_setup_with(name, |_| {}).await
+}
+
+/// [`raw_setup`] with `adjust` applied to the proxy's config.
+async fn raw_setup_with(
+    name: &str,
+    adjust: impl FnOnce(&mut shardgate::config::Config),
+) -> (TestProxy, TcpStream, String) {
     let mut config = config_with_extra_tables(&format!(
         "{name}: {{strategy: hash, key: id, key_type: bigint}}"
     ));
+    adjust(&mut config);
     config.auth_method = shardgate::config::ClientAuthMethod::Trust;
     config.users[0].secret = shardgate::config::UserSecret::None;
     let proxy = TestProxy::start(config).await;
@@ -51,10 +61,10 @@ async fn describe_portal_after_flush_gets_its_row_description() {
 }
 
 /// Bind of a cross-shard portal, then Describe of its statement, then Execute of the portal:
-/// not supported yet, so the Execute is refused clearly (0A000), never sent to a backend that
-/// answers "no such portal".
+/// the portal runs when the Describe comes (as a server starts it at its Bind) and its rows
+/// are held for the Execute, which gets them all, in order.
 #[tokio::test]
-async fn describe_statement_between_bind_and_execute_of_a_cross_shard_portal_is_refused() {
+async fn describe_statement_between_bind_and_execute_of_a_cross_shard_portal() {
     let (_proxy, mut stream, sql) = raw_setup("rv_fd2").await;
     let script = Script::new().parse("rv_s1", &sql).bind("rv_p1", "rv_s1");
     let script = script
@@ -62,25 +72,27 @@ async fn describe_statement_between_bind_and_execute_of_a_cross_shard_portal_is_
         .execute("rv_p1", 0)
         .sync();
     let tags = exchange(&mut stream, &script).await;
-    // Not supported yet: a clear refusal of the Execute, never a backend's "no such portal".
-    assert_eq!(tags[..4], ["1", "2", "t", "T"]);
-    assert!(tags[4].contains("C0A000"), "{tags:?}");
-    assert_eq!(tags.last().map(String::as_str), Some("Z"));
+    assert_eq!(tags, ["1", "2", "t", "T", "D×10", "C", "Z"]);
 }
 
-/// Two named cross-shard portals bound before either is executed: only one is held, so the
-/// first portal's Execute is refused clearly (0A000).
+/// Two named cross-shard portals bound before either is executed (a pipeline): each Execute
+/// gets its own portal's rows.
 #[tokio::test]
-async fn two_cross_shard_portals_bound_at_once_are_refused_at_execute() {
+async fn two_cross_shard_portals_bound_at_once_are_each_answered() {
     let (_proxy, mut stream, sql) = raw_setup("rv_fd3").await;
     let script = Script::new().parse("rv_s2", &sql);
     let script = script.bind("rv_pa", "rv_s2").bind("rv_pb", "rv_s2");
-    let script = script.execute("rv_pa", 0).execute("rv_pb", 0).sync();
-    let tags = exchange(&mut stream, &script).await;
-    // Not supported yet: the first portal's Execute is refused clearly (0A000).
-    assert_eq!(tags[..3], ["1", "2", "2"]);
-    assert!(tags[3].contains("C0A000"), "{tags:?}");
-    assert_eq!(tags.last().map(String::as_str), Some("Z"));
+    let script = script
+        .execute("rv_pa", 4)
+        .execute("rv_pb", 0)
+        .execute("rv_pa", 0);
+    let replies = exchange_verbose(&mut stream, &script.sync()).await;
+    let mut expected: Vec<String> = ["1", "2", "2"].map(String::from).to_vec();
+    let ids = |range: std::ops::RangeInclusive<i32>| range.map(|i| format!("D:{i}"));
+    expected.extend(ids(1..=4).chain(["s".into()]));
+    expected.extend(ids(1..=10).chain(["C:SELECT 10".into()]));
+    expected.extend(ids(5..=10).chain(["C:SELECT 6".into(), "Z".into()]));
+    assert_eq!(replies, expected);
 }
 
 /// The ordinary Parse/Bind/Describe/Execute/Sync of a cross-shard read is answered in full,
@@ -103,8 +115,7 @@ async fn a_cross_shard_read_is_answered_in_full_with_or_without_flush() {
 
 /// An Execute with a row limit on a cross-shard portal (asyncpg's fetchrow and fetchval send
 /// one) gets that many rows and PortalSuspended, as from one server; a limit above the row
-/// count gets them all and CommandComplete. Executing the suspended portal again is refused
-/// (0A000): the rest of the rows were not kept.
+/// count gets them all and CommandComplete.
 #[tokio::test]
 async fn an_execute_with_a_row_limit_gets_its_rows_and_portal_suspended() {
     let (_proxy, mut stream, sql) = raw_setup("rv_fd8").await;
@@ -117,12 +128,78 @@ async fn an_execute_with_a_row_limit_gets_its_rows_and_portal_suspended() {
     let script = Script::new().parse("", &sql).bind("", "");
     let tags = exchange(&mut stream, &script.execute("", 50).sync()).await;
     assert_eq!(tags, ["1", "2", "D×10", "C", "Z"]);
-    let script = Script::new().parse("rv_s8", &sql).bind("rv_p8", "rv_s8");
-    let script = script.execute("rv_p8", 2).execute("rv_p8", 2).sync();
-    let tags = exchange(&mut stream, &script).await;
-    assert_eq!(tags[..4], ["1", "2", "D×2", "s"]);
-    assert!(tags[4].contains("C0A000"), "{tags:?}");
-    assert_eq!(tags.last().map(String::as_str), Some("Z"));
+}
+
+/// A suspended cross-shard portal resumes where it stopped, as on one server: each Execute
+/// gets the next rows in order and PortalSuspended, the last its rows and `SELECT n` of
+/// that Execute alone; a Describe of it answers its columns, a Close forgets it. Inside a
+/// transaction block it lives across Syncs (pgjdbc's fetch size) until the block ends.
+#[tokio::test]
+async fn a_suspended_cross_shard_portal_resumes_where_it_stopped() {
+    let (_proxy, mut stream, sql) = raw_setup("rv_fd9").await;
+    let ids = |range: std::ops::RangeInclusive<i32>| range.map(|i| format!("D:{i}"));
+    let script = Script::new().parse("rv_s9", &sql).bind("rv_p9", "rv_s9");
+    let script = script.execute("rv_p9", 4).execute("rv_p9", 4);
+    let script = script.describe_portal("rv_p9").execute("rv_p9", 4).sync();
+    let mut expected = vec!["1".to_string(), "2".into()];
+    expected.extend(ids(1..=4).chain(["s".into()]).chain(ids(5..=8)));
+    expected.extend(["s".into(), "T".into()]);
+    expected.extend(ids(9..=10).chain(["C:SELECT 2".into(), "Z".into()]));
+    assert_eq!(exchange_verbose(&mut stream, &script).await, expected);
+    // Outside a transaction, the Sync ended the portal.
+    let again = Script::new().execute("rv_p9", 4).sync();
+    assert_eq!(
+        exchange_verbose(&mut stream, &again).await,
+        ["E:34000", "Z"]
+    );
+
+    let begin = exchange_verbose(&mut stream, &Script::new().query("BEGIN")).await;
+    assert_eq!(begin, ["C:BEGIN", "Z"]);
+    let script = Script::new()
+        .bind("rv_p9", "rv_s9")
+        .execute("rv_p9", 6)
+        .sync();
+    let mut expected = vec!["2".to_string()];
+    expected.extend(ids(1..=6).chain(["s".into(), "Z".into()]));
+    assert_eq!(exchange_verbose(&mut stream, &script).await, expected);
+    let script = Script::new().execute("rv_p9", 4).sync();
+    let mut expected: Vec<String> = ids(7..=10).collect();
+    expected.extend(["s".into(), "Z".into()]);
+    assert_eq!(exchange_verbose(&mut stream, &script).await, expected);
+    let script = Script::new().execute("rv_p9", 0).sync();
+    assert_eq!(
+        exchange_verbose(&mut stream, &script).await,
+        ["C:SELECT 0", "Z"]
+    );
+    let script = Script::new().bind("rv_p9", "rv_s9").execute("rv_p9", 9);
+    let script = script.close_portal("rv_p9").sync();
+    let replies = exchange_verbose(&mut stream, &script).await;
+    assert_eq!(replies[..2], ["2", "D:1"]);
+    assert_eq!(replies[10..], ["s", "3", "Z"]);
+    let replies = exchange_verbose(&mut stream, &Script::new().execute("rv_p9", 1).sync()).await;
+    assert_eq!(replies, ["E:34000", "Z"], "closed: no such portal");
+    let end = exchange_verbose(&mut stream, &Script::new().query("ROLLBACK")).await;
+    assert_eq!(end, ["C:ROLLBACK", "Z"]);
+}
+
+/// The rows a suspended portal keeps are bounded by `limits.max_merge_bytes`: the client
+/// gets the rows held within it, and an Execute past them is refused by name (0A000)
+/// rather than answered short.
+#[tokio::test]
+async fn a_suspended_portal_past_its_held_rows_is_refused_by_name() {
+    let (_proxy, mut stream, sql) = raw_setup_with("rv_fd10", |config| {
+        config.limits.max_merge_bytes = 30;
+    })
+    .await;
+    let script = Script::new().parse("", &sql).bind("", "").execute("", 2);
+    let script = script.execute("", 2).execute("", 0).sync();
+    let replies = exchange_verbose(&mut stream, &script).await;
+    // Rows are held while the held bytes are within 30 (12 bytes a row): 3, 4 and 5; the
+    // sixth finds the budget spent.
+    let expected = [
+        "1", "2", "D:1", "D:2", "s", "D:3", "D:4", "s", "E:0A000", "Z",
+    ];
+    assert_eq!(replies, expected);
 }
 
 /// JDBC's shape for a reference-table write: unnamed Parse, Bind with text parameters,

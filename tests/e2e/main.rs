@@ -5,6 +5,7 @@ mod backend_auth;
 mod bad_input;
 mod cli;
 mod copy;
+mod cursors;
 mod deep_statements;
 mod directory;
 mod dump;

@@ -123,6 +123,12 @@ impl Script {
         self
     }
 
+    /// Close of a portal.
+    pub fn close_portal(mut self, portal: &str) -> Self {
+        frontend::close(b'P', portal, &mut self.0).unwrap();
+        self
+    }
+
     /// Describe of a prepared statement.
     pub fn describe_statement(mut self, name: &str) -> Self {
         frontend::describe(b'S', name, &mut self.0).unwrap();
@@ -163,6 +169,36 @@ impl Script {
 /// connection), rows folded into one `D×n` entry, errors with their fields.
 pub async fn exchange(stream: &mut tokio::net::TcpStream, script: &Script) -> Vec<String> {
     exchange_to_ready(stream, script).await.0
+}
+
+/// Sends `script` and returns every reply up to ReadyForQuery, each as its tag and what
+/// matters in it: a DataRow's first field, a CommandComplete's tag, an error's SQLSTATE
+/// (`D:1`, `C:SELECT 3`, `E:0A000`, `s`, `Z`).
+pub async fn exchange_verbose(stream: &mut tokio::net::TcpStream, script: &Script) -> Vec<String> {
+    use tokio::io::AsyncWriteExt;
+    stream.write_all(script.bytes()).await.unwrap();
+    let mut replies = Vec::new();
+    while let Some((tag, body)) = read_message(stream).await {
+        replies.push(match tag {
+            b'D' => {
+                let len = i32::from_be_bytes(body[2..6].try_into().unwrap());
+                let field = usize::try_from(len).map(|n| &body[6..6 + n]);
+                let text = field.map_or("NULL".into(), String::from_utf8_lossy);
+                format!("D:{text}")
+            }
+            b'C' => format!(
+                "C:{}",
+                String::from_utf8_lossy(&body).trim_end_matches('\0')
+            ),
+            b'E' => format!("E:{}", sqlstate_of(&body)),
+            b'N' | b'S' => continue,
+            other => (other as char).to_string(),
+        });
+        if tag == b'Z' {
+            break;
+        }
+    }
+    replies
 }
 
 /// [`exchange`], and the transaction status of the ReadyForQuery that ended it (`I`, `T`,

@@ -80,6 +80,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         read: ScatterRead,
     ) -> Result<(), Refusal> {
         self.check_scatter_allowed()?;
+        if self
+            .env
+            .database
+            .router
+            .declared_cursor(&read.sql)
+            .is_some()
+        {
+            return Err(Refusal::Statement(
+                self.unsupported(Unsupported::CursorAcrossShardsExtended),
+            ));
+        }
         if let Err(error) = self.env.database.router.scatter(&read.sql) {
             self.check_federable(&read, error)?;
         }
@@ -151,44 +162,33 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             _ => {}
         }
         self.answer_scatter_portal().await?;
-        if let Some(dropped) = self.batch.scatter_portal.take() {
-            self.drop_portal(dropped.portal, false);
+        match self.batch.scatter_portal.take() {
+            Some(ScatterPortal {
+                work: Held::Read(read),
+                portal,
+                ..
+            }) if read.copy_out.is_none() => self.run_to_held(portal, read).await?,
+            Some(other) => self.leave_unexecuted(other.portal),
+            None => {}
         }
         Ok(false)
     }
 
-    /// An Execute of a cross-shard portal that other messages came between (it was answered
-    /// and let go): refused with the reason rather than left to a backend that never saw it.
-    pub(in crate::session) fn check_dropped_portal(&mut self, frame: &[u8]) -> Result<(), Refusal> {
-        if self.batch.dropped_portals.is_empty() {
-            return Ok(()); // Every Execute passes here: decode nothing in the common case.
-        }
-        let body = &frame[crate::wire::HEADER_LEN..];
-        let portal = crate::wire::execute_portal(body).unwrap_or_default();
-        let dropped = self
-            .batch
-            .dropped_portals
-            .iter()
-            .position(|(p, _)| p == portal);
-        if let Some(index) = dropped {
-            let (_, suspended) = self.batch.dropped_portals.remove(index);
-            let refusal = match suspended {
-                true => Unsupported::PartialFetchAcrossShards,
-                false => Unsupported::PortalNotExecutedAtOnce,
-            };
-            return Err(Refusal::Statement(self.unsupported(refusal)));
+    /// A read portal whose Execute did not come next (asyncpg binds a cursor, syncs, and
+    /// executes it later; a pipeline binds two portals at once): it runs now, as a server
+    /// would have started it at its Bind, and its rows are held for its Executes.
+    async fn run_to_held(&mut self, portal: String, mut read: ScatterRead) -> Result<(), Refusal> {
+        read.max_rows = Some((0, self.hold_budget()));
+        let show = Show {
+            preamble: &[],
+            description: false,
+        };
+        let finished = self.scatter(&read, show, true).await;
+        match finished.map_err(Refusal::Statement)?.held {
+            Some(held) => self.leave_suspended(portal, held),
+            None => self.leave_unexecuted(portal),
         }
         Ok(())
-    }
-
-    /// Remembers a cross-shard portal let go (`suspended`: after the rows of an Execute with
-    /// a row limit), so executing it again is refused rather than sent to a backend that never
-    /// heard of it. Bounded: the oldest is forgotten first.
-    fn drop_portal(&mut self, portal: String, suspended: bool) {
-        if self.batch.dropped_portals.len() >= 64 {
-            self.batch.dropped_portals.remove(0);
-        }
-        self.batch.dropped_portals.push((portal, suspended));
     }
 
     /// Answers what the client is owed for a held portal (BindComplete, its RowDescription)
@@ -279,12 +279,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
         };
         // An Execute with a row limit gets the first rows and PortalSuspended, as from one
-        // server (asyncpg's fetchrow, a JDBC fetch size); the rest are not kept, so executing
-        // the portal again is refused. COPY ignores the limit, as in PostgreSQL.
+        // server (asyncpg's fetchrow, a JDBC fetch size); the rest are held for the next
+        // Execute (see `suspended`). COPY ignores the limit, as in PostgreSQL.
         let limit = u64::try_from(max_rows).ok().filter(|&n| n > 0);
         let limit = limit.filter(|_| read.copy_out.is_none());
         let mut read = read;
-        read.max_rows = limit;
+        read.max_rows = limit.map(|rows| (rows, self.hold_budget()));
         let mut preamble = Vec::new();
         if !pending.bind_answered {
             encode::bind_complete(&mut preamble);
@@ -293,15 +293,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             preamble: &preamble,
             description: pending.describe && !pending.description_sent,
         };
-        let finished = self.scatter(&read, show, true).await?;
+        let mut finished = self.scatter(&read, show, true).await?;
         match limit {
             Some(limit) if finished.rows == limit => {
                 self.bufs
                     .to_client
                     .extend_from_slice(&[tag::PORTAL_SUSPENDED, 0, 0, 0, 4]);
-                self.drop_portal(pending.portal, true);
             }
             _ => self.complete_scatter(&finished),
+        }
+        // The portal stays, as on a server, until it is closed or its transaction ends.
+        if let Some(held) = finished.held.take() {
+            self.leave_suspended(pending.portal, held);
         }
         Ok(())
     }

@@ -51,6 +51,7 @@ public final class DriverChecks {
             {"result_set_metadata", 30, (Check) DriverChecks::metadata},
             {"database_metadata", 30, (Check) DriverChecks::databaseMetadata},
             {"cross_shard_read", 30, (Check) DriverChecks::crossShardRead},
+            {"fetch_size_cross_shard", 30, (Check) DriverChecks::fetchSizeCrossShard},
             {"copy", 30, (Check) DriverChecks::copy},
             {"copy_to_by_key", 30, (Check) DriverChecks::copyToByKey},
             {"copy_unmapped_table", 30, (Check) DriverChecks::copyUnmapped},
@@ -473,6 +474,38 @@ public final class DriverChecks {
                     }
                 }
             }
+        }
+    }
+
+    /** A fetch size on a cross-shard read (autocommit off): pgjdbc executes the portal with a
+     *  row limit, then again for each next batch, across Syncs of one transaction. */
+    static void fetchSizeCrossShard() throws Exception {
+        long base = LO + 5400;
+        try (Connection c = connect()) {
+            try (PreparedStatement s = c.prepareStatement("DELETE FROM matrix_items WHERE id = ?")) {
+                for (int k = 0; k < 50; k++) { s.setLong(1, base + k); s.executeUpdate(); }
+            }
+            try (PreparedStatement s = c.prepareStatement("INSERT INTO matrix_items (id, i) VALUES (?, ?)")) {
+                for (int k = 0; k < 50; k++) { s.setLong(1, base + k); s.setInt(2, k % 9); s.executeUpdate(); }
+            }
+            c.setAutoCommit(false);
+            List<String> want = new ArrayList<>();
+            for (int k = 0; k < 50; k++) want.add((k % 9) + ":" + (base + k));
+            want.sort((a, b) -> {
+                String[] x = a.split(":"), y = b.split(":");
+                int byI = Integer.compare(Integer.parseInt(x[0]), Integer.parseInt(y[0]));
+                return byI != 0 ? byI : Long.compare(Long.parseLong(x[1]), Long.parseLong(y[1]));
+            });
+            try (PreparedStatement s = c.prepareStatement(
+                    "SELECT i, id FROM matrix_items WHERE id BETWEEN ? AND ? ORDER BY i, id")) {
+                s.setFetchSize(7);
+                s.setLong(1, base);
+                s.setLong(2, base + 49);
+                List<String> got = new ArrayList<>();
+                try (ResultSet rs = s.executeQuery()) { while (rs.next()) got.add(rs.getInt(1) + ":" + rs.getLong(2)); }
+                eq(got, want, "rows read 7 at a time");
+            }
+            c.commit();
         }
     }
 

@@ -513,6 +513,26 @@ async def fetchval_cross_shard():
         await conn.close()
 
 
+async def cursor_cross_shard():
+    """A cursor over several shards inside a transaction: iterating it sends Execute with a
+    row limit (prefetch) again and again on one portal; fetch(n) does the same."""
+    lo, hi = BASE + OFF["cross_shard_read"], BASE + OFF["cross_shard_read"] + 999
+    rows = cross_rows(lo)
+    want = sorted(r["id"] for r in rows)
+    conn = await connect()
+    try:
+        async with conn.transaction():
+            sql = "SELECT id FROM matrix_items WHERE id BETWEEN $1 AND $2 ORDER BY id"
+            got = [r[0] async for r in conn.cursor(sql, lo, hi, prefetch=7)]
+            expect_eq(got, want, "rows of an iterated cursor")
+            cur = await conn.cursor(sql, lo, hi)
+            first = [r[0] for r in await cur.fetch(5)]
+            second = [r[0] for r in await cur.fetch(5)]
+            expect_eq(first + second, want[:10], "two fetch(5) of one cursor")
+    finally:
+        await conn.close()
+
+
 async def prepare_error():
     """A statement the server rejects when asyncpg prepares it (Parse, Describe, Flush, Sync):
     the driver must get the error and the connection must go on working. Runs last: the proxy
@@ -602,6 +622,7 @@ async def main():
         ("executemany_span", executemany_span),
         ("multi_shard_update", multi_shard_update),
         ("fetchval_cross_shard", fetchval_cross_shard),
+        ("cursor_cross_shard", cursor_cross_shard),
         ("prepare_error", prepare_error),  # last: see its docstring
     ]:
         await r.run_async(name, fn)
