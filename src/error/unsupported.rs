@@ -334,17 +334,17 @@ pub enum Unsupported {
     /// A read only the federation database computes, inside a transaction block (the
     /// federation reads the shards outside the client's transaction).
     #[error(
-        "{reason}; shardgate answers such reads in its federation database, which cannot see this transaction: run the read outside the transaction block"
+        "{reason}; shardgate answers such reads in its federation database, which reads outside this transaction: inside a transaction block only at READ COMMITTED before the transaction writes or sets anything locally; run the read before the writes, or outside the block"
     )]
     FederatedInTransaction {
         /// Why the merge cannot compute it.
         reason: String,
     },
-    /// DECLARE of a cursor over several shards through the extended protocol.
+    /// A FETCH of a cross-shard cursor asking for another result format than its rows have.
     #[error(
-        "a cursor whose query reads several shards can be declared only in a simple query (as psql and psycopg2 do), not through the extended protocol; read it with an Execute row limit (a fetch size) instead"
+        "a cursor over several shards returns its rows in the format it was declared with (text, or binary for DECLARE … BINARY CURSOR); fetch them in that format"
     )]
-    CursorAcrossShardsExtended,
+    CursorFormatChanged,
     /// FETCH or MOVE of a cross-shard cursor in a direction other than forward.
     #[error(
         "a cursor over several shards fetches forward only (FETCH [FORWARD] n, NEXT, ALL); declare it again to read from the start"
@@ -419,7 +419,7 @@ impl Unsupported {
             UncombinableAggregate { .. } => "uncombinable_aggregate",
             FederatedInTransaction { .. } => "federated_in_transaction",
             CursorBackward => "cursor_backward",
-            CursorAcrossShardsExtended => "cursor_across_shards_extended",
+            CursorFormatChanged => "cursor_format_changed",
             EndNotAlone => "end_not_alone",
             ChainOrPrepareWhileSpanning => "chain_or_prepare_while_spanning",
             SavepointWhileSpanning => "savepoint_while_spanning",

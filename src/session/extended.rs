@@ -164,6 +164,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn on_bind(&mut self, frame: &[u8]) -> Result<(), Refusal> {
         let bind = Bind::decode(body(frame)).map_err(|e| Refusal::violation(e.to_string()))?;
         self.forget_left_portal(bind.portal);
+        if self.has_left_portals() && self.bind_kept_cursor_command(&bind, frame)? {
+            return Ok(());
+        }
         let statement = match bind.statement {
             "" => self.statements.unnamed(),
             name => self.statements.get(name),
@@ -330,6 +333,25 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .and_then(|portal| self.batch.portal_effects.get(portal))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// A Bind of a FETCH, MOVE or CLOSE of a cursor the proxy keeps (psycopg 3's named
+    /// cursors): held and answered at its Execute. Returns whether it was one.
+    fn bind_kept_cursor_command(&mut self, bind: &Bind<'_>, frame: &[u8]) -> Result<bool, Refusal> {
+        let statement = match bind.statement {
+            "" => self.statements.unnamed(),
+            name => self.statements.get(name),
+        };
+        let Some(query) = statement.map(|s| s.query.clone()) else {
+            return Ok(false);
+        };
+        let Some(command) = self.kept_cursor_command(&query) else {
+            return Ok(false);
+        };
+        let rest = &body(frame)[bind.rest_offset..];
+        let split = BindRest::decode(rest).map_err(|e| Refusal::violation(e.to_string()))?;
+        self.bind_cursor_command(bind.portal, command, split.result_formats)?;
+        Ok(true)
     }
 
     pub(super) async fn on_describe(&mut self, frame: &[u8]) -> Result<(), Refusal> {

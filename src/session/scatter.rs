@@ -93,9 +93,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         shards: Vec<ShardId>,
         writes: bool,
     ) -> Result<(), ErrorReport> {
-        if let Some(cursor) = self.env.database.router.declared_cursor(sql) {
-            return self.declare_across(cursor, shards, writes).await;
-        }
         let read = ScatterRead {
             sql: sql.to_owned(),
             param_types: Vec::new(),
@@ -107,6 +104,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             max_rows: None,
         }
         .copied_out(&self.env.database.router);
+        if let Some(cursor) = self.env.database.router.declared_cursor(sql) {
+            return self.declare_across(cursor, read).await;
+        }
         let show = Show {
             preamble: &[],
             description: true,
@@ -207,6 +207,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let transactional = self.transaction_open();
         (self.env.database.counters).count(Event::Scatter(shards.len()));
         let mut backends = if transactional {
+            if read.writes {
+                // A function that may write: the transaction has written (see `federated`).
+                shards.iter().for_each(|&shard| self.note_written(shard));
+            }
             self.transaction_backends(shards).await?
         } else {
             // Session pooling keeps its backend (and whatever state it carries) for itself.
@@ -289,7 +293,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         outcome.map_err(|ran| match ran {
             Ran::Refused(report) => Attempt::Refused(report),
-            Ran::Failed(failed) if failed.merge_refused && !transactional => {
+            Ran::Failed(failed)
+                if failed.merge_refused
+                    && (!transactional || self.federation_sees_transaction()) =>
+            {
                 Attempt::MergeRefused(failed.report)
             }
             Ran::Failed(failed) => Attempt::Failed {

@@ -43,14 +43,25 @@ impl ClientSettings {
     /// Whether the client made serializable its default isolation: a hot standby refuses
     /// such transactions, so its reads stay on primaries.
     pub fn serializable_by_default(&self) -> bool {
+        self.default_isolation().contains("serializable")
+    }
+
+    /// Whether transactions start above READ COMMITTED (one snapshot for the transaction).
+    pub fn isolated_by_default(&self) -> bool {
+        let isolation = self.default_isolation();
+        isolation.contains("serializable") || isolation.contains("repeatable")
+    }
+
+    /// `default_transaction_isolation` as the client set it, lower-cased (empty: not set).
+    fn default_isolation(&self) -> String {
         use crate::backend::Setting;
         let setting = self.state.applied().get("default_transaction_isolation");
         let text = match setting {
             Some(Setting::Value(value)) => value.as_str(),
             Some(Setting::Statement(statement)) => statement,
-            None => return false,
+            None => return String::new(),
         };
-        text.to_ascii_lowercase().contains("serializable")
+        text.to_ascii_lowercase()
     }
 
     /// The settings every connection to this server starts with: what a new client gets

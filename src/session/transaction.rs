@@ -155,6 +155,19 @@ impl Phase {
         }
     }
 
+    /// The client's BEGIN, when the proxy knows it (it deferred it); `None` when it went to a
+    /// backend as it was.
+    pub(super) fn known_begin(&self) -> Option<&str> {
+        match self {
+            Phase::Deferred { begin }
+            | Phase::OnShard { begin }
+            | Phase::Spanning {
+                begin: Some(begin), ..
+            } => Some(begin),
+            _ => None,
+        }
+    }
+
     /// The backends parked in the transaction (none outside `Spanning`).
     pub(super) fn parked(&self) -> &[Parked] {
         match self {

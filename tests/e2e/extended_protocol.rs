@@ -4,7 +4,7 @@
 //! postgres.js's Parse/Describe/Flush before Sync, and pgjdbc's BEGIN sent in one batch with
 //! the transaction's first statement.
 //!
-//! Tables `rv_fd1` to `rv_fd10` (hash on id, rows 1..=20), one per test; `countries` row 'jd';
+//! Tables `rv_fd1` to `rv_fd11` (hash on id, rows 1..=20), one per test; `countries` row 'jd';
 //! the first user from 90_301 on shard s1 (read only).
 
 use tokio::io::AsyncWriteExt;
@@ -200,6 +200,54 @@ async fn a_suspended_portal_past_its_held_rows_is_refused_by_name() {
         "1", "2", "D:1", "D:2", "s", "D:3", "D:4", "s", "E:0A000", "Z",
     ];
     assert_eq!(replies, expected);
+}
+
+/// psycopg 3's named cursor: DECLARE with a parameter through the extended protocol, a
+/// Describe of the cursor as a portal, then each FETCH as an unnamed Parse, Bind, Describe of
+/// the portal and Execute; the rows come in the merged order, and CLOSE ends the cursor.
+#[tokio::test]
+async fn a_cursor_declared_and_fetched_through_the_extended_protocol() {
+    let (_proxy, mut stream, _) = raw_setup("rv_fd11").await;
+    let begin = exchange_verbose(&mut stream, &Script::new().query("BEGIN")).await;
+    assert_eq!(begin, ["C:BEGIN", "Z"]);
+    let declare = "DECLARE \"pc\" CURSOR FOR SELECT id FROM rv_fd11 WHERE id > $1 ORDER BY id";
+    let script = Script::new().parse_typed("", declare, &[20]);
+    let script = script
+        .bind_text("", "", &[Some("14")])
+        .execute("", 0)
+        .sync();
+    let replies = exchange_verbose(&mut stream, &script).await;
+    assert_eq!(replies, ["1", "2", "C:DECLARE CURSOR", "Z"]);
+    let described =
+        exchange_verbose(&mut stream, &Script::new().describe_portal("pc").sync()).await;
+    assert_eq!(described, ["T", "Z"]);
+    let fetch = |sql: &str| {
+        let script = Script::new().parse("", sql).bind("", "");
+        script.describe_portal("").execute("", 0).sync()
+    };
+    let replies = exchange_verbose(&mut stream, &fetch("FETCH FORWARD 4 FROM \"pc\"")).await;
+    assert_eq!(
+        replies,
+        [
+            "1",
+            "2",
+            "T",
+            "D:15",
+            "D:16",
+            "D:17",
+            "D:18",
+            "C:FETCH 4",
+            "Z"
+        ]
+    );
+    let replies = exchange_verbose(&mut stream, &fetch("FETCH FORWARD 4 FROM pc")).await;
+    assert_eq!(replies, ["1", "2", "T", "D:19", "D:20", "C:FETCH 2", "Z"]);
+    let replies = exchange_verbose(&mut stream, &fetch("CLOSE pc")).await;
+    assert_eq!(replies, ["1", "2", "n", "C:CLOSE CURSOR", "Z"]);
+    let replies = exchange_verbose(&mut stream, &fetch("FETCH 1 FROM pc")).await;
+    assert!(replies.contains(&"E:34000".to_string()), "{replies:?}");
+    let end = exchange_verbose(&mut stream, &Script::new().query("ROLLBACK")).await;
+    assert_eq!(end, ["C:ROLLBACK", "Z"]);
 }
 
 /// JDBC's shape for a reference-table write: unnamed Parse, Bind with text parameters,

@@ -216,11 +216,27 @@ async fn cross_shard_reads_answer_as_one_postgres_would() {
             failures.push(format!("after writes: {}\n  {difference}", check.sql()));
         }
     }
+    // Each read again inside a READ COMMITTED transaction block that has not written: the
+    // merge runs on the transaction's backends, the federation answers as the block would.
+    // Both sides start from default settings, and each block's SETs roll back with it.
+    let in_block = proxy.connect().await;
+    plain.batch_execute("RESET ALL").await.unwrap();
+    for check in &checks {
+        for client in [&in_block, &plain] {
+            client.batch_execute("BEGIN").await.unwrap();
+        }
+        if let Err(difference) = run_check(&in_block, &plain, check).await {
+            failures.push(format!("in a transaction: {}\n  {difference}", check.sql()));
+        }
+        for client in [&in_block, &plain] {
+            client.batch_execute("ROLLBACK").await.unwrap();
+        }
+    }
     assert!(
         failures.is_empty(),
         "{} of {} checks differ:\n{}",
         failures.len(),
-        2 * checks.len() + queries::writes().len(),
+        3 * checks.len() + queries::writes().len(),
         failures.join("\n")
     );
     let counted = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
@@ -230,8 +246,9 @@ async fn cross_shard_reads_answer_as_one_postgres_would() {
         .count() as u64;
     assert!(counted.refused_unsupported >= 2 * refusals, "{counted:?}");
     let federated = queries::federated_count() as u64;
-    // Each federated check runs in both protocols, before and after the writes.
-    assert!(counted.federated_reads >= 2 * federated, "{counted:?}");
+    // Each federated check runs in both protocols, before and after the writes, and in a
+    // transaction block.
+    assert!(counted.federated_reads >= 3 * federated, "{counted:?}");
     assert!(
         counted.scatter_reads >= checks.len() as u64 - federated,
         "{counted:?}"

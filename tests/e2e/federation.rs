@@ -1,7 +1,8 @@
 //! The federation database (PostgreSQL over every shard through postgres_fdw) that answers
 //! the cross-shard reads the merge cannot compute: through both protocols and COPY TO,
-//! rebuilt after DDL through the proxy, refused by name inside a transaction block, and, when
-//! it cannot be built, failing only the reads that need it, with an error naming it.
+//! rebuilt after DDL through the proxy, refused by name inside a transaction block that wrote,
+//! and, when it cannot be built, failing only the reads that need it, with an error naming
+//! it.
 //!
 //! Tables `fe_*` (their own map entries), so the federation each test builds is its own.
 
@@ -28,8 +29,9 @@ async fn proxy(t: &str) -> (TestProxy, tokio_postgres::Client) {
 }
 
 /// Reads only PostgreSQL computes answer through the extended protocol with parameters and
-/// binary results, and through COPY TO; inside a transaction block they are refused by name
-/// (the federation cannot see the transaction), and the transaction goes on.
+/// binary results, and through COPY TO, and inside a READ COMMITTED transaction block until
+/// it writes; after that they are refused by name (the federation cannot see the
+/// transaction's rows).
 #[tokio::test]
 async fn federated_reads_take_parameters_binary_results_and_copy_out() {
     let (_proxy, client) = proxy("fe1").await;
@@ -48,15 +50,31 @@ async fn federated_reads_take_parameters_binary_results_and_copy_out() {
     let text = copy_out_text(&client, copy).await;
     assert_eq!(text, "0,\"4,8\"\n1,\"1,5\"\n2,\"2,6\"\n3,\"3,7\"\n");
 
+    // In a READ COMMITTED transaction that has not written, the federation answers as the
+    // transaction would; after a write (or at REPEATABLE READ, or with SET LOCAL) it is
+    // refused by name: it could not see the transaction's own rows.
+    async fn count_in(client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
+        let distinct = "SELECT count(DISTINCT grp) FROM fe1_items";
+        Ok(client.query_one(distinct, &[]).await?.get(0))
+    }
     client.batch_execute("BEGIN").await.unwrap();
-    let error = client
-        .simple_query("SELECT count(DISTINCT grp) FROM fe1_items")
-        .await
-        .unwrap_err();
+    assert_eq!(count_in(&client).await.unwrap(), 4);
+    let write = "UPDATE fe1_items SET grp = grp WHERE id = 1";
+    client.batch_execute(write).await.unwrap();
+    let error = count_in(&client).await.unwrap_err();
     assert_eq!(sqlstate(&error), "0A000");
     let message = error.as_db_error().unwrap().message().to_owned();
     assert!(message.contains("federation database"), "{message}");
     client.batch_execute("ROLLBACK").await.unwrap();
+    for begin in [
+        "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        "BEGIN; SET LOCAL work_mem = '8MB'",
+    ] {
+        client.batch_execute(begin).await.unwrap();
+        let error = count_in(&client).await.unwrap_err();
+        assert_eq!(sqlstate(&error), "0A000", "{begin}");
+        client.batch_execute("ROLLBACK").await.unwrap();
+    }
 }
 
 /// A column added through the proxy is in the federation's next read (the session that ran

@@ -4,8 +4,9 @@
 //! settings behave as for any cross-shard read, and the rows stream through as they come.
 //!
 //! The federation reads the shards in transactions of its own, so it cannot see what the
-//! client's open transaction did: such reads are refused inside transaction blocks (by name),
-//! as are reads that lock rows. A read calling a function not known to be free of side
+//! client's open transaction did: inside a transaction block such reads run only while the
+//! answer is the same (READ COMMITTED, nothing written or set locally yet) and are refused by
+//! name otherwise, as are reads that lock rows. A read calling a function not known to be free of side
 //! effects runs there too (the application's own functions do not exist there), on a
 //! connection closed afterwards.
 
@@ -21,6 +22,7 @@ use crate::merge::ScatterPlan;
 use crate::metrics;
 use crate::router::{Construct, RouteError};
 use crate::topology::Role;
+use crate::wire::TxStatus;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Checks that `read`, which the merge cannot compute (`error` says why), may run in the
@@ -34,11 +36,38 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if !federable(&error) || locks {
             return Err(self.route_failed(error));
         }
-        if self.transaction_open() || !self.replies.synced() {
+        if !self.federation_sees_transaction() || !self.replies.synced() {
             let reason = error.to_string();
             return Err(self.unsupported(Unsupported::FederatedInTransaction { reason }));
         }
         Ok(())
+    }
+
+    /// Whether a read in the federation answers as it would inside the client's open
+    /// transaction (always outside one). At READ COMMITTED each statement sees what was
+    /// committed when it began, and so does a read in the federation, as long as the
+    /// transaction has written nothing (the federation cannot see its uncommitted rows) and
+    /// changed no setting (the federation runs with the session's). At REPEATABLE READ or
+    /// SERIALIZABLE the transaction reads one snapshot, which the federation cannot share.
+    pub(super) fn federation_sees_transaction(&self) -> bool {
+        if !self.transaction_open() {
+            return true;
+        }
+        let Some(begin) = self.txn.phase.known_begin() else {
+            return false; // The BEGIN went to a backend as it was: its isolation is unknown.
+        };
+        let isolated = |text: &str| {
+            let text = text.to_ascii_lowercase();
+            text.contains("repeatable") || text.contains("serializable")
+        };
+        let writing = self.written.iter().any(|(_, done)| done.is_none());
+        !self.txn.implicit
+            && self.client_status == TxStatus::InTransaction
+            && !isolated(begin)
+            && !self.settings.isolated_by_default()
+            && self.txn.settings.is_empty()
+            && !self.txn.session_set
+            && !writing
     }
 
     /// Runs `read` in the federation database (built first if it may be out of date).
@@ -54,7 +83,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.watched(federation.ready()).await?;
         self.env.database.counters.count(Event::Federated);
         self.meter.ran(metrics::Ran::Shards(Role::Primary));
-        if self.env.mode == crate::config::PoolMode::Transaction {
+        if self.env.mode == crate::config::PoolMode::Transaction && !self.transaction_open() {
             self.release();
         }
         let pool = federation.pool().clone();

@@ -15,7 +15,8 @@ use super::ScatterRead;
 use crate::error::Unsupported;
 use crate::execute::broadcast::{LegStatement, Rows};
 use crate::execute::fanout::Show;
-use crate::wire::{encode, tag};
+use crate::router::{CursorCommand, DeclaredCursor};
+use crate::wire::{TxStatus, encode, tag};
 
 /// An extended-protocol portal that runs on several shards. Nothing runs at Bind: the portal
 /// is executed when the client sends Execute, and whatever the client is owed (BindComplete, a
@@ -46,6 +47,10 @@ pub(in crate::session) enum Held {
     /// A COPY FROM STDIN into a sharded or reference table: the client's statement and the
     /// shards it copies into.
     Copy(String, Vec<crate::config::ShardId>),
+    /// A DECLARE of a cursor whose query reads several shards (see `cursors`).
+    Declare(ScatterRead, DeclaredCursor),
+    /// A FETCH, MOVE or CLOSE of a cursor the session keeps.
+    Cursor(CursorCommand),
 }
 
 /// An UPDATE of the shard key as the client bound it.
@@ -80,21 +85,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         read: ScatterRead,
     ) -> Result<(), Refusal> {
         self.check_scatter_allowed()?;
-        if self
-            .env
-            .database
-            .router
-            .declared_cursor(&read.sql)
-            .is_some()
-        {
-            return Err(Refusal::Statement(
-                self.unsupported(Unsupported::CursorAcrossShardsExtended),
-            ));
-        }
-        if let Err(error) = self.env.database.router.scatter(&read.sql) {
+        let cursor = self.env.database.router.declared_cursor(&read.sql);
+        let query = cursor.as_ref().map_or(&read.sql, |c| &c.query);
+        if let Err(error) = self.env.database.router.scatter(query) {
             self.check_federable(&read, error)?;
         }
-        self.hold_portal(portal, Held::Read(read));
+        let work = match cursor {
+            Some(cursor) => Held::Declare(read, cursor),
+            None => Held::Read(read),
+        };
+        self.hold_portal(portal, work);
         Ok(())
     }
 
@@ -110,7 +110,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    fn hold_portal(&mut self, portal: &str, work: Held) {
+    pub(super) fn hold_portal(&mut self, portal: &str, work: Held) {
         self.batch.scatter_portal = Some(ScatterPortal {
             work,
             portal: portal.to_owned(),
@@ -162,21 +162,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             _ => {}
         }
         self.answer_scatter_portal().await?;
-        match self.batch.scatter_portal.take() {
-            Some(ScatterPortal {
-                work: Held::Read(read),
-                portal,
-                ..
-            }) if read.copy_out.is_none() => self.run_to_held(portal, read).await?,
-            Some(other) => self.leave_unexecuted(other.portal),
-            None => {}
+        let Some(pending) = self.batch.scatter_portal.take() else {
+            return Ok(false);
+        };
+        // A Sync outside a transaction block, or a Close of it, ends the portal unexecuted.
+        let ends = match frame_tag {
+            tag::SYNC => self.client_status == TxStatus::Idle,
+            tag::CLOSE => crate::wire::Target::decode_close(body).is_ok_and(|t| {
+                t.kind == crate::wire::StatementOrPortal::Portal && t.name == pending.portal
+            }),
+            _ => false,
+        };
+        match pending.work {
+            Held::Read(read) if !ends && !read.writes && read.copy_out.is_none() => {
+                self.run_to_held(pending.portal, read).await?;
+            }
+            _ => self.leave_unexecuted(pending.portal),
         }
         Ok(false)
     }
 
     /// A read portal whose Execute did not come next (asyncpg binds a cursor, syncs, and
     /// executes it later; a pipeline binds two portals at once): it runs now, as a server
-    /// would have started it at its Bind, and its rows are held for its Executes.
+    /// would have started it at its Bind, and its rows are held for its Executes. (Reads that
+    /// may write wait for their Execute, which is then refused by name.)
     async fn run_to_held(&mut self, portal: String, mut read: ScatterRead) -> Result<(), Refusal> {
         read.max_rows = Some((0, self.hold_budget()));
         let show = Show {
@@ -185,7 +194,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let finished = self.scatter(&read, show, true).await;
         match finished.map_err(Refusal::Statement)?.held {
-            Some(held) => self.leave_suspended(portal, held),
+            Some(held) => self.leave_suspended(portal, held, read.result_formats),
             None => self.leave_unexecuted(portal),
         }
         Ok(())
@@ -202,6 +211,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         pending.description_sent |= describe;
         let read = match &pending.work {
             Held::Read(read) => read.clone(),
+            Held::Declare(..) | Held::Cursor(_) => {
+                let command = match &pending.work {
+                    Held::Cursor(command) => Some(command.clone()),
+                    _ => None,
+                };
+                if bind {
+                    self.push(Expect::synthetic(Synthetic::BindComplete));
+                }
+                match command {
+                    Some(command) if describe => self.describe_cursor_command(&command),
+                    None if describe => self.push(Expect::synthetic(Synthetic::NoData)),
+                    _ => {}
+                }
+                return Ok(());
+            }
             Held::Write(SpreadWrite { sql, .. })
             | Held::Move(MoveWrite { sql, .. })
             | Held::Copy(sql, _) => {
@@ -277,6 +301,27 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 }
                 return self.copy_into_shards_in_batch(&sql, shards).await;
             }
+            Held::Declare(read, cursor) => {
+                if !pending.bind_answered {
+                    self.push(Expect::synthetic(Synthetic::BindComplete));
+                }
+                if pending.describe && !pending.description_sent {
+                    self.push(Expect::synthetic(Synthetic::NoData));
+                }
+                let declared = self.declare_across(cursor, read).await;
+                return declared.map_err(Refusal::Statement);
+            }
+            Held::Cursor(command) => {
+                if !pending.bind_answered {
+                    self.push(Expect::synthetic(Synthetic::BindComplete));
+                }
+                if pending.describe && !pending.description_sent {
+                    self.describe_cursor_command(&command);
+                }
+                let reply = self.cursor_reply(&command, false)?;
+                self.push(Expect::synthetic(Synthetic::Frames(reply)));
+                return Ok(());
+            }
         };
         // An Execute with a row limit gets the first rows and PortalSuspended, as from one
         // server (asyncpg's fetchrow, a JDBC fetch size); the rest are held for the next
@@ -304,7 +349,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         // The portal stays, as on a server, until it is closed or its transaction ends.
         if let Some(held) = finished.held.take() {
-            self.leave_suspended(pending.portal, held);
+            self.leave_suspended(pending.portal, held, read.result_formats);
         }
         Ok(())
     }

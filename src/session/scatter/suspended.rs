@@ -1,8 +1,8 @@
 //! Cross-shard portals the proxy let go of after answering them: suspended after an
 //! Execute's row limit, or run before their Execute came, with the rows not yet fetched held
 //! so the next Execute resumes them as one server would (pgjdbc's fetch size, asyncpg's
-//! cursors); write portals answered before their Execute came are refused by name. SQL cursors over several shards keep their rows
-//! here too (see `cursors`).
+//! cursors); portals answered before their Execute came without running are refused by
+//! name. SQL cursors over several shards keep their rows here too (see `cursors`).
 //!
 //! Part of the session's fan-out (`scatter`). The held rows of all of a session's portals
 //! stay within `limits.max_merge_bytes`; they go when the portal is closed or re-bound, or
@@ -17,7 +17,7 @@ use super::super::client::Refusal;
 use super::super::replies::{Expect, Synthetic};
 use crate::error::Unsupported;
 use crate::merge::HeldRows;
-use crate::wire::{StatementOrPortal, Target, encode, tag};
+use crate::wire::{StatementOrPortal, Target, TxStatus, encode, tag};
 
 /// Cross-shard portals let go of, at most this many (the oldest is forgotten first).
 const MAX_LEFT_PORTALS: usize = 64;
@@ -28,6 +28,8 @@ pub(in crate::session) struct LeftPortal {
     /// The client's name for it.
     name: String,
     state: Left,
+    /// The result formats its rows were made in (a Bind's, or `[1]` for a BINARY cursor).
+    formats: Vec<i16>,
     /// A `WITH HOLD` cursor: it outlives its transaction.
     hold: bool,
 }
@@ -44,8 +46,8 @@ pub(super) struct Taken {
 
 #[derive(Debug)]
 enum Left {
-    /// A write portal answered (BindComplete, its description) before its Execute came: it
-    /// did not run.
+    /// Answered (BindComplete, its description) before its Execute came without running: a
+    /// write, or a read that may write.
     Unexecuted,
     /// Suspended after an Execute's row limit, with the rows still owed.
     Suspended(HeldRows),
@@ -57,20 +59,29 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.leave_portal(LeftPortal {
             name,
             state: Left::Unexecuted,
+            formats: Vec::new(),
             hold: false,
         });
     }
 
-    /// Keeps the rest of a portal suspended after an Execute's row limit.
-    pub(super) fn leave_suspended(&mut self, name: String, held: HeldRows) {
-        self.leave_cursor(name, held, false);
+    /// Keeps the rest of a portal suspended after an Execute's row limit (its rows made in
+    /// the result `formats` of its Bind).
+    pub(super) fn leave_suspended(&mut self, name: String, held: HeldRows, formats: Vec<i16>) {
+        self.leave_cursor(name, held, formats, false);
     }
 
     /// Keeps the rows of a cursor (`hold`: it outlives its transaction).
-    pub(super) fn leave_cursor(&mut self, name: String, held: HeldRows, hold: bool) {
+    pub(super) fn leave_cursor(
+        &mut self,
+        name: String,
+        held: HeldRows,
+        formats: Vec<i16>,
+        hold: bool,
+    ) {
         self.leave_portal(LeftPortal {
             name,
             state: Left::Suspended(held),
+            formats,
             hold,
         });
     }
@@ -113,12 +124,34 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.batch.left_portals.clear();
     }
 
-    pub(super) fn has_left_portals(&self) -> bool {
+    pub(in crate::session) fn has_left_portals(&self) -> bool {
         !self.batch.left_portals.is_empty()
     }
 
     pub(super) fn is_left_portal(&self, name: &str) -> bool {
         self.left_portal(name).is_some()
+    }
+
+    /// The RowDescription frame of the left portal `name`, if it ran.
+    pub(super) fn left_portal_description(&self, name: &str) -> Option<Vec<u8>> {
+        let portal = &self.batch.left_portals[self.left_portal(name)?];
+        match &portal.state {
+            Left::Suspended(held) => Some(held.description.clone()),
+            Left::Unexecuted => None,
+        }
+    }
+
+    /// Whether result formats `wanted` (a FETCH's Bind) are those the rows of the left
+    /// portal `name` were made in.
+    pub(super) fn left_portal_formats_match(&self, name: &str, wanted: &[i16]) -> bool {
+        let Some(index) = self.left_portal(name) else {
+            return false;
+        };
+        let made = &self.batch.left_portals[index].formats;
+        match (uniform_format(made), uniform_format(wanted)) {
+            (Some(made), Some(wanted)) => made == wanted,
+            _ => made == wanted,
+        }
     }
 
     /// Takes up to `wanted` rows (`None`: all) of the left portal `name`; `None` if it is
@@ -131,6 +164,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some(index) = self.left_portal(name) else {
             return Ok(None);
         };
+        if self.client_status == TxStatus::Failed {
+            return Err(Refusal::Statement(super::super::spanning::aborted()));
+        }
         let held = match &mut self.batch.left_portals[index].state {
             Left::Suspended(held) => held,
             Left::Unexecuted => {
@@ -216,6 +252,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 }
 
+/// The one format result formats ask for (none listed, or every one the same), if one.
+fn uniform_format(formats: &[i16]) -> Option<i16> {
+    match formats.first() {
+        None => Some(0),
+        Some(&first) => formats.iter().all(|&f| f == first).then_some(first),
+    }
+}
+
 /// Splits the first `rows` DataRow frames off `frames`.
 fn take_frames(frames: &mut BytesMut, rows: u64) -> BytesMut {
     let mut at = 0;
@@ -240,6 +284,14 @@ mod tests {
         frame.extend_from_slice(&(value.len() as u32).to_be_bytes());
         frame.extend_from_slice(value);
         frame
+    }
+
+    #[test]
+    fn formats_are_uniform_when_none_or_all_are_the_same() {
+        assert_eq!(uniform_format(&[]), Some(0));
+        assert_eq!(uniform_format(&[1]), Some(1));
+        assert_eq!(uniform_format(&[0, 0, 0]), Some(0));
+        assert_eq!(uniform_format(&[0, 1]), None);
     }
 
     #[test]

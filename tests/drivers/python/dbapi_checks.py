@@ -331,8 +331,32 @@ def refused_error(d, statements):
             expect_eq(cur.fetchone()[0], 1, "SELECT 1 after the refusal")
 
 
+def named_cursor(d):
+    """A named (server-side) cursor over several shards: DECLARE … CURSOR, then FETCH FORWARD
+    itersize again and again (psycopg2 in simple queries, psycopg 3 through the extended
+    protocol); the rows come in the merged order, across several FETCHes."""
+    base = d.base + OFF["extra"] + 800
+    ids = [base + k for k in range(1, 31)]
+    with d.connect(autocommit=False) as conn:
+        cur = conn.cursor()
+        delete_ids(cur, ids)
+        for i in ids:
+            cur.execute("INSERT INTO matrix_items (id, i) VALUES (%s, %s)", (i, i % 7))
+        conn.commit()
+        named = conn.cursor(name="sg_named")
+        named.itersize = 4
+        named.execute("SELECT id, i FROM matrix_items WHERE id BETWEEN %s AND %s "
+                      "ORDER BY i, id", (ids[0], ids[-1]))
+        got = [tuple(row) for row in named]
+        want = sorted(((i, i % 7) for i in ids), key=lambda r: (r[1], r[0]))
+        expect_eq(got, want, "rows of the named cursor")
+        named.close()
+        conn.commit()
+
+
 def run_shared(reporter, d):
-    """The shared checks written here, plus transaction_span and multi_shard_update; copy,
+    """The shared checks written here, plus transaction_span, multi_shard_update and
+    named_cursor; copy,
     cancel, refused_error and prepared_reuse need driver-specific wiring and are run by each
     suite."""
     reporter.run("connect", connect, d)
@@ -344,4 +368,5 @@ def run_shared(reporter, d):
     reporter.run("cross_shard_read", cross_shard_read, d)
     reporter.run("transaction_span", transaction_span, d)
     reporter.run("multi_shard_update", multi_shard_update, d)
+    reporter.run("named_cursor", named_cursor, d)
 

@@ -77,28 +77,6 @@ def copy():
         expect_eq(out.getvalue(), data, "COPY TO output")
 
 
-def named_cursor():
-    """A named (server-side) cursor over several shards: psycopg2 sends DECLARE … CURSOR and
-    FETCH FORWARD itersize; the rows come in the merged order, across several FETCHes."""
-    base = D.base + OFF["extra"] + 500
-    ids = [base + k for k in range(1, 31)]
-    with D.connect(autocommit=False) as conn:
-        cur = conn.cursor()
-        checks.delete_ids(cur, ids)
-        for i in ids:
-            cur.execute("INSERT INTO matrix_items (id, i) VALUES (%s, %s)", (i, i % 7))
-        conn.commit()
-        named = conn.cursor(name="sg_named")
-        named.itersize = 4
-        named.execute("SELECT id, i FROM matrix_items WHERE id BETWEEN %s AND %s "
-                      "ORDER BY i, id", (ids[0], ids[-1]))
-        got = [tuple(row) for row in named]
-        want = sorted(((i, i % 7) for i in ids), key=lambda r: (r[1], r[0]))
-        expect_eq(got, want, "rows of the named cursor")
-        named.close()
-        conn.commit()
-
-
 def copy_to_key():
     """COPY (SELECT … WHERE id = key) TO STDOUT: a COPY that one shard can answer."""
     i = D.base + OFF["copy"] + 100
@@ -144,7 +122,6 @@ def main():
         ("DELETE FROM matrix_guarded WHERE note = %s", ("x",)),
     ])
     r.run("copy_to_key", copy_to_key)
-    r.run("named_cursor", named_cursor)
     r.run("copy_shard_hint", copy_shard_hint)
     r.finish()
 
