@@ -6,6 +6,7 @@
 #
 #   bench/federation_compare.sh                  # 2 and 4 shards, 1M rows, release build
 #   SHARD_COUNTS=2 ROWS=200000 T=3 bench/federation_compare.sh
+#   FDW_SERVER_OPTIONS="use_remote_estimate 'true'" bench/federation_compare.sh   # an experiment
 #
 # For each shard count: one `shardgate demo` (no replicas); `fed_t` (id bigint, grp int,
 # amount numeric, note text; ROWS rows) hashed on id and `fed_c` (cid int, region text; 10,000
@@ -13,9 +14,11 @@
 # into `plain_t`/`plain_c` on the demo's s0 primary, which is the plain server. Each query runs
 # with pgbench (-n, one client, T seconds; selective queries take a random :a) through the
 # proxy on the sharded tables and directly on the plain ones. Reported: transactions per
-# second, mean latency, the proxy / plain latency ratio, the rows the federation pulled from
-# the shards per query and their estimated bytes (EXPLAIN ANALYZE VERBOSE of the query in the
-# federation database: rows × width of every foreign scan), and the proxy's peak RSS.
+# second, mean latency, the proxy / plain latency ratio, the same query's latency run straight
+# in the federation database (no proxy: the rest is the proxy's share), its planning and
+# execution time there and the rows it pulled from the shards with their estimated bytes
+# (EXPLAIN ANALYZE VERBOSE in the federation database: rows × width of every foreign scan),
+# and the proxy's peak RSS.
 # Everything listens on 127.0.0.1; every wait is bounded; the EXIT trap stops everything.
 set -euo pipefail
 
@@ -46,24 +49,33 @@ QUERIES=(
     "join_off_key|full|SELECT c.region, count(*) FROM TABLE_T t JOIN TABLE_C c ON c.cid = t.grp GROUP BY c.region"
 )
 
-# run_pgbench PORT SQL: "tps latency_ms" of one client running SQL for T seconds.
+# run_pgbench PORT SQL [DB]: "tps latency_ms" of one client running SQL for T seconds.
 run_pgbench() {
     local script=$dir/q.sql out tps lat
     printf '\\set a random(1, %d)\n%s;\n' "$((ROWS - 1100))" "$2" >"$script"
-    out=$(timeout $((T + 120)) pgbench -n -c 1 -T "$T" -f "$script" -p "$1" app 2>&1) ||
+    out=$(timeout $((T + 120)) pgbench -n -c 1 -T "$T" -f "$script" -p "$1" "${3:-app}" 2>&1) ||
         { echo "$out" >&2; exit 1; }
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
     echo "$tps $lat"
 }
 
-# pulled FED_PORT FED_DB SQL: "rows bytes" the federation's foreign scans fetched for SQL.
+# pulled FED_PORT FED_DB SQL: "rows bytes planning_ms execution_ms": what the federation's
+# foreign scans fetched for SQL, and where its time went (one EXPLAIN ANALYZE).
 pulled() {
     local sql=${3//:a/500000}
-    psql -p "$1" -d "$2" -Atqc "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) $sql" |
+    # Twice in one session: the second runs warm (shard connections open, caches loaded),
+    # as the proxy's pooled connections to the federation do; psql prints the last result.
+    psql -p "$1" -d "$2" -Atqc "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) $sql; EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) $sql" |
         python3 -c '
 import json, sys
-plan = json.load(sys.stdin)[0]["Plan"]
+text, decoder, docs = sys.stdin.read().strip(), json.JSONDecoder(), []
+while text:
+    doc, end = decoder.raw_decode(text)
+    docs.append(doc)
+    text = text[end:].strip()
+explained = docs[-1][0]
+plan = explained["Plan"]
 rows = bytes_ = 0
 def walk(node):
     global rows, bytes_
@@ -74,7 +86,7 @@ def walk(node):
     for child in node.get("Plans", []):
         walk(child)
 walk(plan)
-print(rows, bytes_)'
+print(rows, bytes_, round(explained["Planning Time"], 2), round(explained["Execution Time"], 2))'
 }
 
 for shards in $SHARD_COUNTS; do
@@ -103,20 +115,29 @@ for shards in $SHARD_COUNTS; do
     # The first federated read builds the federation database.
     psql -p "$PORT" -Atqc "SELECT count(DISTINCT grp) FROM fed_t" >/dev/null
     fed_db=$(psql -p "$s0_port" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'app_federation_%' ORDER BY oid DESC LIMIT 1")
+    # An experiment's postgres_fdw server options (e.g. "use_remote_estimate 'true'"), set on
+    # every shard's server of the federation just built.
+    if [[ -n ${FDW_SERVER_OPTIONS:-} ]]; then
+        for server in $(psql -p "$s0_port" -d "$fed_db" -Atqc "SELECT srvname FROM pg_foreign_server WHERE srvname LIKE 'shardgate%'"); do
+            psql -p "$s0_port" -d "$fed_db" -Atqc "ALTER SERVER $server OPTIONS (ADD $FDW_SERVER_OPTIONS)" >/dev/null
+        done
+        echo "postgres_fdw servers set: $FDW_SERVER_OPTIONS" >&2
+    fi
     echo
     echo "### $shards shards, $ROWS rows"
     echo
-    echo "| query | kind | plain tps | plain ms | proxy tps | proxy ms | proxy / plain latency | rows pulled | bytes pulled (est.) |"
-    echo "|-|-|-:|-:|-:|-:|-:|-:|-:|"
+    echo "| query | kind | plain tps | plain ms | proxy tps | proxy ms | proxy / plain latency | federation direct ms | planning ms | execution ms | rows pulled | bytes pulled (est.) |"
+    echo "|-|-|-:|-:|-:|-:|-:|-:|-:|-:|-:|-:|"
     for entry in "${QUERIES[@]}"; do
         IFS='|' read -r name kind sql <<<"$entry"
         plain_sql=${sql//TABLE_T/plain_t}; plain_sql=${plain_sql//TABLE_C/plain_c}
         fed_sql=${sql//TABLE_T/fed_t}; fed_sql=${fed_sql//TABLE_C/fed_c}
         read -r p_tps p_lat <<<"$(run_pgbench "$s0_port" "$plain_sql")"
         read -r f_tps f_lat <<<"$(run_pgbench "$PORT" "$fed_sql")"
-        read -r rows bytes <<<"$(pulled "$s0_port" "$fed_db" "$fed_sql")"
+        read -r _ d_lat <<<"$(run_pgbench "$s0_port" "$fed_sql" "$fed_db")"
+        read -r rows bytes planning execution <<<"$(pulled "$s0_port" "$fed_db" "$fed_sql")"
         ratio=$(echo "$f_lat / $p_lat" | bc -l | xargs printf '%.2f')
-        echo "| $name | $kind | $p_tps | $p_lat | $f_tps | $f_lat | $ratio | $rows | $bytes |"
+        echo "| $name | $kind | $p_tps | $p_lat | $f_tps | $f_lat | $ratio | $d_lat | $planning | $execution | $rows | $bytes |"
     done
     federated=$(admin "$PORT" "SHOW STATS" | awk -F'|' '{print $NF}')
     echo

@@ -6,9 +6,9 @@
 //! The federation reads the shards in transactions of its own, so it cannot see what the
 //! client's open transaction did: inside a transaction block such reads run only while the
 //! answer is the same (READ COMMITTED, nothing written or set locally yet) and are refused by
-//! name otherwise, as are reads that lock rows. A read calling a function not known to be free of side
-//! effects runs there too (the application's own functions do not exist there), on a
-//! connection closed afterwards.
+//! name otherwise, as are reads that lock rows. A read calling a function not known to be
+//! free of side effects runs there too (the application's own functions do not exist there),
+//! on a connection closed afterwards.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
