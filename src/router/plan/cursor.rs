@@ -20,16 +20,15 @@ pub struct DeclaredCursor {
     pub binary: bool,
     /// `WITH HOLD`: it outlives its transaction.
     pub hold: bool,
-    /// `SCROLL`: it may move backwards.
-    pub scroll: bool,
 }
 
 /// `sql` as a cursor declaration (one statement), if it is one.
 pub fn declared_cursor(sql: &str) -> Option<DeclaredCursor> {
-    let significant: Vec<Token> = tokens(sql).filter(|t| t.is_significant()).collect();
-    if !significant.first()?.is_keyword(sql, "declare") {
-        return None; // Asked of every cross-shard read: only a DECLARE is parsed again.
+    let first = tokens(sql).find(|t| t.is_significant())?;
+    if !first.is_keyword(sql, "declare") {
+        return None; // Asked of every cross-shard read: only a DECLARE is read further.
     }
+    let significant: Vec<Token> = tokens(sql).filter(|t| t.is_significant()).collect();
     let statements = sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let [Statement::Declare { stmts, .. }] = &statements[..] else {
         return None;
@@ -56,7 +55,6 @@ pub fn declared_cursor(sql: &str) -> Option<DeclaredCursor> {
         query: query.to_owned(),
         binary: declare.binary == Some(true),
         hold: declare.hold == Some(true),
-        scroll: declare.scroll == Some(true),
     })
 }
 
@@ -73,7 +71,7 @@ pub enum CursorCommand {
         moves: bool,
     },
     /// A FETCH or MOVE in a direction other than forward (PRIOR, FIRST, LAST, ABSOLUTE,
-    /// RELATIVE, BACKWARD), or with a negative count.
+    /// RELATIVE, BACKWARD), or with a count of 0 or less.
     Backward {
         /// The cursor's name, folded.
         name: String,
@@ -120,7 +118,8 @@ pub fn cursor_command(sql: &str) -> Option<CursorCommand> {
     };
     let words: Vec<String> = direction.iter().map(|t| text(t).to_lowercase()).collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let count = |n: &str| n.parse::<u64>().ok();
+    // A count of 0 re-reads the current row, which a kept cursor does not keep.
+    let count = |n: &str| n.parse::<u64>().ok().filter(|&n| n > 0);
     let rows = match words[..] {
         [] | ["next"] | ["forward"] => Some(Some(1)),
         ["all"] | ["forward", "all"] => Some(None),
@@ -157,7 +156,7 @@ mod tests {
         let cursor = declared_cursor(sql).unwrap();
         assert_eq!(cursor.name, "Big");
         assert_eq!(cursor.query, "SELECT id /* for */ FROM users ORDER BY id");
-        assert!(cursor.binary && cursor.hold && !cursor.scroll);
+        assert!(cursor.binary && cursor.hold);
         let plain = declared_cursor("declare C cursor for select 1").unwrap();
         assert_eq!(
             (plain.name.as_str(), plain.query.as_str()),
@@ -204,6 +203,7 @@ mod tests {
         assert!(backward("FETCH BACKWARD 3 FROM c"));
         assert!(backward("FETCH ABSOLUTE 1 c"));
         assert!(backward("MOVE -1 IN c"));
+        assert!(backward("FETCH 0 FROM c"));
         assert_eq!(
             cursor_command("CLOSE c;"),
             Some(CursorCommand::Close { name: "c".into() })
