@@ -4,8 +4,10 @@
 //! types, rows (in order when ORDER BY fixes it, else as multisets) and the command tag, in
 //! text (simple protocol) and binary (extended protocol) formats. Constructs the merge cannot
 //! compute are answered by the federation database (PostgreSQL over every shard); what
-//! neither can (row locks across shards) must be refused with 0A000, never answered wrongly. `planner` and `special_values`
-//! hold the same comparison for the planner's edge cases and for special values.
+//! neither can (row locks across shards) must be refused with 0A000, never answered wrongly.
+//! Every read runs again inside a transaction block, and some through a portal read in
+//! pieces. `planner` and `special_values` hold the same comparison for the planner's edge
+//! cases and for special values.
 //!
 //! Tables `fo_orders`, `fo_customers`, `fo_regions`, `fo_star` and aggregate `fo_total` here,
 //! `ic_items` in a database of its own, `rv_*` in the submodules; users 76_001 and up.
@@ -179,6 +181,48 @@ async fn run_check(proxy: &Client, plain: &Client, check: &Check) -> Result<(), 
     Ok(())
 }
 
+/// Reads run through one portal with these row limits in turn, then the rest.
+const PORTAL_READS: [(&str, &[i32]); 4] = [
+    (
+        "SELECT id, amount FROM fo_orders ORDER BY id",
+        &[3, 1, 50, 7],
+    ),
+    (
+        "SELECT region, count(*) FROM fo_orders GROUP BY region ORDER BY region",
+        &[2],
+    ),
+    (
+        "SELECT id FROM fo_orders ORDER BY id LIMIT 10 OFFSET 5",
+        &[4, 4, 4],
+    ),
+    (
+        "SELECT id, rank() OVER (ORDER BY amount, id) FROM fo_orders ORDER BY id LIMIT 40",
+        &[5, 5],
+    ),
+];
+
+/// The rows of `sql` read through one portal inside a transaction, in pieces: an Execute with
+/// each row limit of `sizes` in turn, then one for the rest; each piece's rows as raw values.
+async fn portal_chunks(
+    client: &mut Client,
+    sql: &str,
+    sizes: &[i32],
+) -> Result<Vec<Vec<Vec<Raw>>>, String> {
+    let transaction = client.transaction().await.map_err(describe)?;
+    let statement = transaction.prepare(sql).await.map_err(describe)?;
+    let portal = transaction.bind(&statement, &[]).await.map_err(describe)?;
+    let mut chunks = Vec::new();
+    for &size in sizes.iter().chain([0].iter()) {
+        let rows = (transaction.query_portal(&portal, size).await).map_err(describe)?;
+        let values = rows
+            .iter()
+            .map(|row| (0..row.len()).map(|i| row.get(i)).collect());
+        chunks.push(values.collect());
+    }
+    transaction.rollback().await.map_err(describe)?;
+    Ok(chunks)
+}
+
 #[tokio::test]
 async fn cross_shard_reads_answer_as_one_postgres_would() {
     let cluster = cluster();
@@ -192,7 +236,7 @@ async fn cross_shard_reads_answer_as_one_postgres_would() {
     }));
     let proxy = TestProxy::start(config_with_map(cluster, &map)).await;
     let through_proxy = proxy.connect().await;
-    let plain = connect_direct(&oracle().primaries[0]).await;
+    let mut plain = connect_direct(&oracle().primaries[0]).await;
     data::load(&through_proxy, &plain).await;
     wait_for_replicas(cluster).await;
     // A session that never wrote: its reads go to the replicas.
@@ -219,7 +263,7 @@ async fn cross_shard_reads_answer_as_one_postgres_would() {
     // Each read again inside a READ COMMITTED transaction block that has not written: the
     // merge runs on the transaction's backends, the federation answers as the block would.
     // Both sides start from default settings, and each block's SETs roll back with it.
-    let in_block = proxy.connect().await;
+    let mut in_block = proxy.connect().await;
     plain.batch_execute("RESET ALL").await.unwrap();
     for check in &checks {
         for client in [&in_block, &plain] {
@@ -232,11 +276,24 @@ async fn cross_shard_reads_answer_as_one_postgres_would() {
             client.batch_execute("ROLLBACK").await.unwrap();
         }
     }
+    // Portals read in pieces (an Execute with a row limit, then the next), as one server
+    // answers them: merged, grouped, windowed by LIMIT/OFFSET, and federated reads.
+    for (sql, sizes) in PORTAL_READS {
+        let (got, want) = (
+            portal_chunks(&mut in_block, sql, sizes).await,
+            portal_chunks(&mut plain, sql, sizes).await,
+        );
+        if got.is_err() || got != want {
+            failures.push(format!(
+                "portal {sql} {sizes:?}\n  got {got:?}\n  want {want:?}"
+            ));
+        }
+    }
     assert!(
         failures.is_empty(),
         "{} of {} checks differ:\n{}",
         failures.len(),
-        3 * checks.len() + queries::writes().len(),
+        3 * checks.len() + queries::writes().len() + PORTAL_READS.len(),
         failures.join("\n")
     );
     let counted = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
