@@ -48,8 +48,7 @@ impl ClientSettings {
 
     /// Whether transactions start above READ COMMITTED (one snapshot for the transaction).
     pub fn isolated_by_default(&self) -> bool {
-        let isolation = self.default_isolation();
-        isolation.contains("serializable") || isolation.contains("repeatable")
+        above_read_committed(&self.default_isolation())
     }
 
     /// `default_transaction_isolation` as the client set it, lower-cased (empty: not set).
@@ -232,6 +231,13 @@ pub fn parse_options(options: &str) -> Vec<(String, String)> {
         }
     }
     settings
+}
+
+/// Whether `isolation` (a level, or a statement naming one) reads one snapshot for the whole
+/// transaction: REPEATABLE READ or SERIALIZABLE.
+pub fn above_read_committed(isolation: &str) -> bool {
+    let isolation = isolation.to_ascii_lowercase();
+    isolation.contains("repeatable") || isolation.contains("serializable")
 }
 
 #[cfg(test)]

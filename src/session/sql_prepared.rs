@@ -54,6 +54,7 @@ impl SqlPrepared {
     /// several shards. `None` when an argument is missing (the EXECUTE passed expressions).
     pub fn with_arguments(&self, arguments: &[Option<String>]) -> Option<String> {
         use crate::sql::lexer::{TokenKind, tokens};
+        use std::fmt::Write;
         let query = &self.query;
         let mut out = String::with_capacity(query.len() + 16 * arguments.len());
         let mut copied = 0;
@@ -66,7 +67,7 @@ impl SqlPrepared {
                 None => "NULL".to_owned(),
             };
             match self.declared_types.get(n - 1) {
-                Some(declared) => out.push_str(&format!("({value}::{declared})")),
+                Some(declared) => write!(out, "({value}::{declared})").ok()?,
                 None => out.push_str(&value),
             }
             copied = token.end;

@@ -41,6 +41,11 @@ pub fn bind_complete(out: &mut impl BufMut) {
     header(out, b'2', 0);
 }
 
+/// PortalSuspended, after the rows of an Execute's row limit the proxy answered itself.
+pub fn portal_suspended(out: &mut impl BufMut) {
+    header(out, b's', 0);
+}
+
 /// CloseComplete, for a Close the proxy answered without the backend.
 pub fn close_complete(out: &mut impl BufMut) {
     header(out, b'3', 0);

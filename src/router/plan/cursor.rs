@@ -6,7 +6,7 @@
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 
-use crate::router::scope::ident_name;
+use crate::router::scope::{folded, ident_name};
 use crate::sql::lexer::{Token, tokens};
 
 /// A `DECLARE … CURSOR FOR query`, as the session needs it to keep the cursor's rows.
@@ -140,7 +140,7 @@ fn cursor_name(text: &str) -> Option<String> {
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '$') =>
         {
-            Some(text.to_lowercase())
+            Some(folded(text, false))
         }
         None => None,
     }

@@ -94,14 +94,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut out = BytesMut::new();
         match command {
             CursorCommand::Fetch { name, rows, moves } => {
+                if describe
+                    && !moves
+                    && let Some(description) = self.left_portal_description(name)
+                {
+                    out.extend_from_slice(&description);
+                }
                 let Some(fetched) = self.fetch_left(name, *rows)? else {
                     let gone = super::super::internal(format!("cursor {name} is gone"));
                     return Err(Refusal::Statement(gone));
                 };
                 if !moves {
-                    if describe {
-                        out.extend_from_slice(&fetched.description);
-                    }
                     out.extend_from_slice(&fetched.frames);
                 }
                 let verb = if *moves { "MOVE" } else { "FETCH" };
@@ -144,13 +147,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(())
     }
 
-    /// What a Describe of a held cursor-command portal answers: the cursor's RowDescription
-    /// for a FETCH, NoData otherwise.
-    pub(super) fn describe_cursor_command(&mut self, command: &CursorCommand) {
-        let description = match command {
-            CursorCommand::Fetch {
+    /// What a Describe of a held portal that is not a read answers: a kept cursor's
+    /// RowDescription for a FETCH of it (`cursor`), NoData for every other statement.
+    pub(super) fn describe_statement_portal(&mut self, cursor: Option<&CursorCommand>) {
+        let description = match cursor {
+            Some(CursorCommand::Fetch {
                 name, moves: false, ..
-            } => self.left_portal_description(name),
+            }) => self.left_portal_description(name),
             _ => None,
         };
         match description {

@@ -13,6 +13,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::Session;
+use super::super::settings::above_read_committed;
 use super::backends::ReadBackend;
 use super::{Attempt, Ran, ScatterRead};
 use crate::counters::Event;
@@ -56,14 +57,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Some(begin) = self.txn.phase.known_begin() else {
             return false; // The BEGIN went to a backend as it was: its isolation is unknown.
         };
-        let isolated = |text: &str| {
-            let text = text.to_ascii_lowercase();
-            text.contains("repeatable") || text.contains("serializable")
-        };
         let writing = self.written.iter().any(|(_, done)| done.is_none());
         !self.txn.implicit
             && self.client_status == TxStatus::InTransaction
-            && !isolated(begin)
+            && !above_read_committed(begin)
             && !self.settings.isolated_by_default()
             && self.txn.settings.is_empty()
             && !self.txn.session_set

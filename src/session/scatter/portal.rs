@@ -211,25 +211,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         pending.description_sent |= describe;
         let read = match &pending.work {
             Held::Read(read) => read.clone(),
-            Held::Declare(..) | Held::Cursor(_) => {
-                let command = match &pending.work {
+            work => {
+                let returns = match work {
+                    Held::Write(SpreadWrite { sql, .. })
+                    | Held::Move(MoveWrite { sql, .. })
+                    | Held::Copy(sql, _) => returns_rows(sql),
+                    _ => false,
+                };
+                let cursor = match work {
                     Held::Cursor(command) => Some(command.clone()),
                     _ => None,
                 };
-                if bind {
-                    self.push(Expect::synthetic(Synthetic::BindComplete));
-                }
-                match command {
-                    Some(command) if describe => self.describe_cursor_command(&command),
-                    None if describe => self.push(Expect::synthetic(Synthetic::NoData)),
-                    _ => {}
-                }
-                return Ok(());
-            }
-            Held::Write(SpreadWrite { sql, .. })
-            | Held::Move(MoveWrite { sql, .. })
-            | Held::Copy(sql, _) => {
-                if describe && returns_rows(sql) {
+                if describe && returns {
                     self.batch.scatter_portal = None;
                     let refusal = Unsupported::SpreadReturningDescribedApart;
                     return Err(Refusal::Statement(self.unsupported(refusal)));
@@ -238,7 +231,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     self.push(Expect::synthetic(Synthetic::BindComplete));
                 }
                 if describe {
-                    self.push(Expect::synthetic(Synthetic::NoData));
+                    self.describe_statement_portal(cursor.as_ref());
                 }
                 return Ok(());
             }
@@ -267,14 +260,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         pending: ScatterPortal,
         max_rows: i32,
     ) -> Result<(), Refusal> {
+        let describe = pending.describe && !pending.description_sent;
+        if !matches!(pending.work, Held::Read(_)) && !pending.bind_answered {
+            self.push(Expect::synthetic(Synthetic::BindComplete));
+        }
         let read = match pending.work {
             Held::Read(read) => read,
             Held::Write(mut write) => {
-                if !pending.bind_answered {
-                    self.push(Expect::synthetic(Synthetic::BindComplete));
-                }
                 // The first shard describes the portal, RETURNING columns or NoData.
-                let describe = pending.describe && !pending.description_sent;
                 for (_, part) in &mut write.parts {
                     if let LegStatement::Bound {
                         describe: wanted, ..
@@ -285,38 +278,23 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 }
                 return (self.run_spread_in_batch(&write.sql, write.parts, write.rows)).await;
             }
-            Held::Move(moving) => {
-                if !pending.bind_answered {
-                    self.push(Expect::synthetic(Synthetic::BindComplete));
-                }
-                let describe = pending.describe && !pending.description_sent;
-                return self.move_rows_in_batch(moving, describe).await;
-            }
+            Held::Move(moving) => return self.move_rows_in_batch(moving, describe).await,
             Held::Copy(sql, shards) => {
-                if !pending.bind_answered {
-                    self.push(Expect::synthetic(Synthetic::BindComplete));
-                }
-                if pending.describe && !pending.description_sent {
-                    self.push(Expect::synthetic(Synthetic::NoData));
+                if describe {
+                    self.describe_statement_portal(None);
                 }
                 return self.copy_into_shards_in_batch(&sql, shards).await;
             }
             Held::Declare(read, cursor) => {
-                if !pending.bind_answered {
-                    self.push(Expect::synthetic(Synthetic::BindComplete));
-                }
-                if pending.describe && !pending.description_sent {
-                    self.push(Expect::synthetic(Synthetic::NoData));
+                if describe {
+                    self.describe_statement_portal(None);
                 }
                 let declared = self.declare_across(cursor, read).await;
                 return declared.map_err(Refusal::Statement);
             }
             Held::Cursor(command) => {
-                if !pending.bind_answered {
-                    self.push(Expect::synthetic(Synthetic::BindComplete));
-                }
-                if pending.describe && !pending.description_sent {
-                    self.describe_cursor_command(&command);
+                if describe {
+                    self.describe_statement_portal(Some(&command));
                 }
                 let reply = self.cursor_reply(&command, false)?;
                 self.push(Expect::synthetic(Synthetic::Frames(reply)));
@@ -336,14 +314,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let show = Show {
             preamble: &preamble,
-            description: pending.describe && !pending.description_sent,
+            description: describe,
         };
         let mut finished = self.scatter(&read, show, true).await?;
         match limit {
             Some(limit) if finished.rows == limit => {
-                self.bufs
-                    .to_client
-                    .extend_from_slice(&[tag::PORTAL_SUSPENDED, 0, 0, 0, 4]);
+                encode::portal_suspended(&mut self.bufs.to_client)
             }
             _ => self.complete_scatter(&finished),
         }

@@ -17,7 +17,7 @@ use super::super::client::Refusal;
 use super::super::replies::{Expect, Synthetic};
 use crate::error::Unsupported;
 use crate::merge::HeldRows;
-use crate::wire::{StatementOrPortal, Target, TxStatus, encode, tag};
+use crate::wire::{StatementOrPortal, Target, TxStatus, encode};
 
 /// Cross-shard portals let go of, at most this many (the oldest is forgotten first).
 const MAX_LEFT_PORTALS: usize = 64;
@@ -40,8 +40,6 @@ pub(super) struct Taken {
     pub frames: BytesMut,
     /// How many.
     pub rows: u64,
-    /// The portal's RowDescription frame.
-    pub description: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -148,8 +146,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return false;
         };
         let made = &self.batch.left_portals[index].formats;
+        // One format for every column on both sides, however each Bind spelled it.
         match (uniform_format(made), uniform_format(wanted)) {
-            (Some(made), Some(wanted)) => made == wanted,
+            (Some(one), Some(other)) => one == other,
             _ => made == wanted,
         }
     }
@@ -186,7 +185,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok(Some(Taken {
             frames: take_frames(&mut held.frames, rows),
             rows,
-            description: held.description.clone(),
         }))
     }
 
@@ -208,9 +206,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let mut out = taken.frames;
         match wanted {
-            Some(n) if taken.rows == n => {
-                out.extend_from_slice(&[tag::PORTAL_SUSPENDED, 0, 0, 0, 4])
-            }
+            Some(n) if taken.rows == n => encode::portal_suspended(&mut out),
             _ => encode::command_complete(&mut out, &format!("SELECT {}", taken.rows)),
         }
         self.push(Expect::synthetic(Synthetic::Frames(out)));
@@ -223,14 +219,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let Ok(target) = Target::decode_describe(body) else {
             return false;
         };
-        let index = (target.kind == StatementOrPortal::Portal)
-            .then(|| self.left_portal(target.name))
+        let description = (target.kind == StatementOrPortal::Portal)
+            .then(|| self.left_portal_description(target.name))
             .flatten();
-        let Some(Left::Suspended(held)) = index.map(|i| &self.batch.left_portals[i].state) else {
+        let Some(description) = description else {
             return false;
         };
-        let description = BytesMut::from(&held.description[..]);
-        self.push(Expect::synthetic(Synthetic::Frames(description)));
+        self.push(Expect::synthetic(Synthetic::Frames(description[..].into())));
         true
     }
 
@@ -278,7 +273,7 @@ mod tests {
     use super::*;
 
     fn data_row(value: &[u8]) -> Vec<u8> {
-        let mut frame = vec![tag::DATA_ROW];
+        let mut frame = vec![crate::wire::tag::DATA_ROW];
         frame.extend_from_slice(&(4 + 2 + 4 + value.len() as u32).to_be_bytes());
         frame.extend_from_slice(&1u16.to_be_bytes());
         frame.extend_from_slice(&(value.len() as u32).to_be_bytes());
