@@ -11,9 +11,11 @@ mod http;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::clients::ClientRegistry;
+use crate::reshard::HeldEdit;
 use crate::topology::Topology;
 
 pub use http::serve_http;
@@ -23,8 +25,20 @@ pub use crate::config::CONSOLE_DATABASE;
 /// Re-reads the shard maps and publishes a new topology (the console's `RELOAD`). The app
 /// implements it; admin sees only this, so it depends on nothing above it.
 pub trait ReloadMaps: Send + Sync {
-    /// The new epoch, or why the maps were rejected (the previous ones stay in force).
-    fn reload_maps(&self) -> Result<u64, String>;
+    /// Reads every map again (`force`: apply edits that move stored rows as they are); why
+    /// the maps were rejected when they were (the previous ones stay in force).
+    fn reload_maps(&self, force: bool) -> BoxFuture<'_, Result<Reloaded, String>>;
+    /// The edits held now (`SHOW MAP`, `SHOW PLAN`, the held-edit gauge).
+    fn held_edits(&self) -> Vec<Arc<HeldEdit>>;
+}
+
+/// What a reload did.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// The epoch in force afterwards (unchanged when every edit was held).
+    pub epoch: u64,
+    /// The edits held because they would move stored rows.
+    pub held: Vec<Arc<HeldEdit>>,
 }
 
 /// Shared state of the operator surfaces.
@@ -55,6 +69,7 @@ impl AdminContext {
         let state = gauges::ScrapeState {
             topology: &topology,
             clients: self.clients.state_counts(),
+            held: self.reloader.held_edits(),
         };
         self.metrics.render(gauges::gauges(&state))
     }

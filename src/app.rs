@@ -103,10 +103,10 @@ impl Proxy {
         })
     }
 
-    /// Reads the shard maps again now (as SIGHUP does); returns the new epoch, or why the maps
-    /// were rejected (the old ones stay in force).
-    pub fn reload(&self) -> Result<u64, ReloadError> {
-        self.reloader.reload()
+    /// Reads the shard maps again now (as SIGHUP does); returns the epoch in force and the
+    /// edits held, or why the maps were rejected (the old ones stay in force).
+    pub async fn reload(&self) -> Result<crate::admin::Reloaded, ReloadError> {
+        self.reloader.reload().await
     }
 
     /// The topology epoch in force (1 at start, +1 per accepted reload).

@@ -26,6 +26,8 @@ pub enum Severity {
     Error,
     /// The session ends after this message.
     Fatal,
+    /// Sent as a NoticeResponse: the command went on.
+    Warning,
 }
 
 impl Severity {
@@ -34,6 +36,7 @@ impl Severity {
         match self {
             Severity::Error => "ERROR",
             Severity::Fatal => "FATAL",
+            Severity::Warning => "WARNING",
         }
     }
 }
@@ -127,6 +130,14 @@ impl ErrorReport {
         Self {
             severity: Severity::Fatal,
             ..Self::error(code, blame, message)
+        }
+    }
+
+    /// A WARNING-severity report, sent as a NoticeResponse (see `wire::encode`).
+    pub fn warning(message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(sqlstate::WARNING, Blame::Proxy, message)
         }
     }
 
@@ -255,6 +266,8 @@ impl PartialEq<&str> for SqlState {
 pub mod sqlstate {
     use super::SqlState;
 
+    /// A warning (NoticeResponse).
+    pub const WARNING: SqlState = SqlState::from_static("01000");
     /// Statement or construct the proxy does not support.
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState::from_static("0A000");
     /// A value (a shard key) that is not valid for its type.

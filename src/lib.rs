@@ -27,6 +27,8 @@
 //! - [`control`]: the control plane: health checks, directory tables (bb8-postgres,
 //!   LISTEN/NOTIFY).
 //! - [`topology`]: the immutable snapshot of databases, shard maps and pools a session uses.
+//! - [`moves`], [`reshard`]: what a shard-map edit moves, and holding an edit that would move
+//!   stored rows until they are moved.
 //! - [`merge`]: cross-shard rows → one result (order, limits, aggregates), pure.
 //! - [`admin`]: the admin console and the metrics/health HTTP endpoint.
 //! - [`app`]: wiring from config to a listening proxy, signals, logging.
@@ -67,6 +69,7 @@ pub mod merge;
 pub mod metrics;
 pub mod moves;
 pub mod pool;
+pub mod reshard;
 pub mod router;
 pub mod session;
 pub mod sql;

@@ -123,6 +123,9 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     counter
 }
 
+/// Outcomes of a shard-map reload, as counted.
+pub const RELOAD_RESULTS: [&str; 3] = ["ok", "failed", "held"];
+
 /// Labels of per-server metrics, in order (the admin gauges use them too).
 pub const SERVER_LABELS: &[&str] = &["database", "shard", "role", "endpoint"];
 const SHARD_LABELS: &[&str] = &["database", "shard", "role"];
@@ -142,7 +145,7 @@ impl Default for Metrics {
         for reason in REFUSAL_REASONS {
             metrics.refused_connections.with_label_values(&[reason]);
         }
-        for result in ["ok", "failed"] {
+        for result in RELOAD_RESULTS {
             metrics.reloads.with_label_values(&[result]);
         }
         metrics
@@ -254,7 +257,7 @@ impl Metrics {
             reloads: counter_vec(
                 &r,
                 "shardgate_shard_map_reloads_total",
-                "Shard-map reloads, accepted (ok) or rejected (failed).",
+                "Shard-map reloads: accepted (ok), rejected as invalid (failed), or with an edit held because it would move stored rows (held).",
                 &["result"],
             ),
             connections: counter(
@@ -346,9 +349,8 @@ impl Metrics {
         self.refused_connections.with_label_values(&[reason]).inc();
     }
 
-    /// Counts a shard-map reload.
-    pub fn reload(&self, accepted: bool) {
-        let result = if accepted { "ok" } else { "failed" };
+    /// Counts a shard-map reload (`result`: one of [`RELOAD_RESULTS`]).
+    pub fn reload(&self, result: &'static str) {
         self.reloads.with_label_values(&[result]).inc();
     }
 

@@ -7,6 +7,7 @@
 
 pub mod bounds;
 pub mod lexer;
+pub mod quote;
 
 /// Deepest statement (by [`bounds::depth`]) the proxy parses. PostgreSQL itself refuses a
 /// chain of about 10,000 `+` with 54001 (its 2 MB `max_stack_depth`); past this a statement is

@@ -21,6 +21,8 @@ const LAYERS: &[&[&str]] = &[
     // The control plane (health checks, directory tables).
     &["control"],
     &["topology", "execute", "moves"],
+    // Map edits that move stored rows: held, then moved online.
+    &["reshard"],
     &["session"],
     &["admin"],
     &["frontend"],

@@ -33,6 +33,13 @@ pub enum Reply {
     },
     /// A command with no rows.
     Done(String),
+    /// A command with no rows that went through with a warning (NoticeResponse first).
+    Warned {
+        /// The warning.
+        warning: ErrorReport,
+        /// CommandComplete tag.
+        tag: String,
+    },
     /// The command failed.
     Error(ErrorReport),
 }
@@ -125,6 +132,10 @@ fn write_reply(out: &mut BytesMut, reply: Reply, admin: &AdminContext) {
             encode::command_complete(out, &tag);
         }
         Reply::Done(tag) => encode::command_complete(out, &tag),
+        Reply::Warned { warning, tag } => {
+            encode::notice_response(out, &warning);
+            encode::command_complete(out, &tag);
+        }
         Reply::Error(report) => {
             admin.metrics.error(report.code);
             encode::error_response(out, &report);

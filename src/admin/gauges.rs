@@ -3,12 +3,15 @@
 //! (`crate::counters`). Built fresh for each scrape, so nothing here is kept up to date on the
 //! request path.
 
+use std::sync::Arc;
+
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::clients::StateCounts;
 use crate::metrics::SERVER_LABELS;
+use crate::reshard::HeldEdit;
 use crate::topology::{Database, Topology};
 
 /// What scrape-time gauges read.
@@ -17,6 +20,8 @@ pub struct ScrapeState<'a> {
     pub topology: &'a Topology,
     /// Client sessions by state.
     pub clients: StateCounts,
+    /// Shard-map edits held because they would move stored rows.
+    pub held: Vec<Arc<HeldEdit>>,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -41,10 +46,21 @@ pub(super) fn gauges(state: &ScrapeState<'_>) -> Vec<MetricFamily> {
     )
     .expect("valid metric");
     epoch.set(state.topology.epoch as i64);
+    let held = gauge_vec(
+        "shardgate_shard_map_edit_held",
+        "1 while a database's edited shard map is held (not in force) because it would move stored rows; SHOW PLAN says which.",
+        &["database"],
+    );
+    for database in state.topology.databases() {
+        let is_held = state.held.iter().any(|edit| edit.database == database.name);
+        held.with_label_values(&[&database.name])
+            .set(is_held as i64);
+    }
     let mut families = clients(&state.clients).collect();
     families.extend(servers.collect());
     families.extend(counters.collect());
     families.extend(epoch.collect());
+    families.extend(held.collect());
     families.retain(|family| !family.get_metric().is_empty());
     families
 }

@@ -3,15 +3,22 @@
 //! the next topology epoch, published to sessions, which pick it up between transactions; an
 //! invalid map is rejected with every problem logged and the old maps keep serving. Pools of
 //! unchanged backends are kept, so a reload drops no connection.
+//!
+//! A valid edit that would move rows the shards hold is held instead ([`crate::reshard`]):
+//! that database keeps its map in force, the edit is logged and shown (`SHOW MAP`,
+//! `SHOW PLAN`, a metric), and only `RELOAD FORCE` applies it as it is.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+use crate::admin::Reloaded;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
 use crate::metrics::Metrics;
+use crate::reshard::{self, HeldEdit};
 use crate::topology::Topology;
 
 /// How often shard-map files are checked for changes.
@@ -32,8 +39,10 @@ pub struct Reloader {
     config: Config,
     metrics: Arc<Metrics>,
     publish: watch::Sender<Arc<Topology>>,
-    /// The databases in force and the file stamps they were read from.
-    state: Mutex<Loaded>,
+    /// The databases in force and the file stamps last read; one reload at a time.
+    state: tokio::sync::Mutex<Loaded>,
+    /// Edits the last reload held.
+    held: Mutex<Vec<Arc<HeldEdit>>>,
 }
 
 struct Loaded {
@@ -51,17 +60,14 @@ impl Reloader {
         let (publish, receiver) = watch::channel(Arc::new(first));
         let loaded = Loaded {
             databases: config.databases.clone(),
-            stamps: config
-                .databases
-                .iter()
-                .map(|db| stamp(&db.shard_map_path))
-                .collect(),
+            stamps: stamps(&config.databases),
         };
         let reloader = Reloader {
             config: config.clone(),
             metrics,
             publish,
-            state: Mutex::new(loaded),
+            state: tokio::sync::Mutex::new(loaded),
+            held: Mutex::default(),
         };
         (Arc::new(reloader), receiver)
     }
@@ -71,27 +77,65 @@ impl Reloader {
         self.publish.borrow().epoch
     }
 
-    /// Reads every shard map again; on success publishes the next epoch and returns it.
-    pub fn reload(&self) -> Result<u64, ReloadError> {
-        let outcome = self.reload_maps();
-        self.metrics.reload(outcome.is_ok());
+    /// Reads every shard map again; on success publishes the next epoch (unless every edit
+    /// was held) and returns the epoch in force with the edits held.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        self.reload_counted(false).await
+    }
+
+    /// As [`reload`](Self::reload), but applies edits that move stored rows as they are: for
+    /// an operator who moved those rows already.
+    pub async fn reload_forced(&self) -> Result<Reloaded, ReloadError> {
+        self.reload_counted(true).await
+    }
+
+    /// The edits held now.
+    pub fn held(&self) -> Vec<Arc<HeldEdit>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn reload_counted(&self, force: bool) -> Result<Reloaded, ReloadError> {
+        let outcome = self.reload_maps(force).await;
+        self.metrics.reload(match &outcome {
+            Err(_) => "failed",
+            Ok(reloaded) if !reloaded.held.is_empty() => "held",
+            Ok(_) => "ok",
+        });
         outcome
     }
 
-    fn reload_maps(&self) -> Result<u64, ReloadError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    async fn reload_maps(&self, force: bool) -> Result<Reloaded, ReloadError> {
+        let mut state = self.state.lock().await;
         // Stamped before reading: an edit that lands while we read is seen by the next tick.
-        let stamps: Vec<_> = state
-            .databases
-            .iter()
-            .map(|db| stamp(&db.shard_map_path))
-            .collect();
-        let mut databases = Vec::with_capacity(state.databases.len());
+        state.stamps = stamps(&state.databases);
+        let mut edited = Vec::with_capacity(state.databases.len());
         for db in &state.databases {
             let map = config::load_shard_map(&db.shard_map_path).map_err(|e| rejected(db, e))?;
-            databases.push(DatabaseEntry {
+            edited.push(DatabaseEntry {
                 shard_map: map,
                 ..db.clone()
+            });
+        }
+        let mut databases = Vec::with_capacity(edited.len());
+        let mut held = Vec::new();
+        for (in_force, edited) in state.databases.iter().zip(edited) {
+            match self.edit_to_hold(in_force, &edited, force).await {
+                Some(edit) => {
+                    tracing::warn!(
+                        summary = edit.summary(),
+                        "shard-map edit held; the map in force stays"
+                    );
+                    held.push(Arc::new(edit));
+                    databases.push(in_force.clone());
+                }
+                None => databases.push(edited),
+            }
+        }
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held.clone();
+        if held.len() == databases.len() {
+            return Ok(Reloaded {
+                epoch: self.epoch(),
+                held,
             });
         }
         let previous = self.publish.borrow().clone();
@@ -103,11 +147,30 @@ impl Reloader {
             Some(&previous),
             &self.metrics,
         );
-        state.stamps = stamps;
         state.databases = databases;
         self.publish.send_replace(Arc::new(topology));
-        tracing::info!(epoch, "shard maps reloaded");
-        Ok(epoch)
+        tracing::info!(epoch, held = held.len(), "shard maps reloaded");
+        Ok(Reloaded { epoch, held })
+    }
+
+    /// The edit of `in_force` to hold, if `edited` would move rows its shards hold.
+    async fn edit_to_hold(
+        &self,
+        in_force: &DatabaseEntry,
+        edited: &DatabaseEntry,
+        force: bool,
+    ) -> Option<HeldEdit> {
+        if force {
+            return None;
+        }
+        let timeout = self.config.pool.connect_timeout;
+        reshard::check_edit(
+            &in_force.name,
+            &in_force.shard_map,
+            &edited.shard_map,
+            timeout,
+        )
+        .await
     }
 
     /// Reloads on SIGHUP and whenever a shard-map file changes, until `shutdown` turns true.
@@ -126,34 +189,34 @@ impl Reloader {
                 _ = shutdown.changed() => return,
                 _ = signalled => "SIGHUP",
                 _ = tick.tick() => {
-                    if !self.files_changed() {
+                    if !self.files_changed().await {
                         continue;
                     }
                     "a shard-map file changed"
                 }
             };
-            self.reload_logged(trigger);
+            self.reload_logged(trigger).await;
         }
     }
 
-    fn files_changed(&self) -> bool {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = state.databases.iter().map(|db| stamp(&db.shard_map_path));
-        !now.eq(state.stamps.iter().copied())
+    async fn files_changed(&self) -> bool {
+        let state = self.state.lock().await;
+        stamps(&state.databases) != state.stamps
     }
 
-    fn reload_logged(&self, trigger: &str) {
-        if let Err(error) = self.reload() {
-            // Record the rejected file's stamp so a broken file is reported once, not every tick.
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.stamps = state
-                .databases
-                .iter()
-                .map(|db| stamp(&db.shard_map_path))
-                .collect();
+    async fn reload_logged(&self, trigger: &str) {
+        // A rejected file's stamp is recorded too, so it is reported once, not every tick.
+        if let Err(error) = self.reload().await {
             tracing::error!(trigger, epoch = self.epoch(), %error, "shard map reload rejected; the previous maps stay in force");
         }
     }
+}
+
+/// The stamps of every database's shard-map file now.
+fn stamps(databases: &[DatabaseEntry]) -> Vec<Option<(SystemTime, u64)>> {
+    (databases.iter())
+        .map(|db| stamp(&db.shard_map_path))
+        .collect()
 }
 
 fn rejected(db: &DatabaseEntry, error: ConfigError) -> ReloadError {
@@ -174,7 +237,17 @@ fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 }
 
 impl crate::admin::ReloadMaps for Reloader {
-    fn reload_maps(&self) -> Result<u64, String> {
-        self.reload().map_err(|error| error.to_string())
+    fn reload_maps(&self, force: bool) -> BoxFuture<'_, Result<Reloaded, String>> {
+        Box::pin(async move {
+            let outcome = match force {
+                true => self.reload_forced().await,
+                false => self.reload().await,
+            };
+            outcome.map_err(|error| error.to_string())
+        })
+    }
+
+    fn held_edits(&self) -> Vec<Arc<HeldEdit>> {
+        self.held()
     }
 }

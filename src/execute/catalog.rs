@@ -9,6 +9,7 @@ use super::broadcast::{next_frame, query, send};
 use crate::backend::BackendConn;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::router::TableColumn;
+use crate::sql::quote::literal;
 use crate::wire::{self, tag};
 
 /// The columns of `table` (a map table, unqualified: as the backend's search_path finds it),
@@ -53,11 +54,6 @@ pub async fn index_tables(
     let rows = text_rows(conn, &sql).await?;
     let table = |row: Vec<Option<String>>| row.into_iter().next().flatten().ok_or_else(malformed);
     rows.into_iter().map(table).collect()
-}
-
-/// `text` as a string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// The rows (text columns) of one catalog query, or the server's error.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::statements::SessionEffect;
 use crate::backend::{BackendConn, SessionState, Setting};
+use crate::sql::quote;
 
 /// Reported parameters the server owns; a client cannot set them.
 const READ_ONLY_REPORTED: &[&str] = &[
@@ -120,7 +121,7 @@ impl ClientSettings {
             .keys()
             .filter(|n| !applied.contains_key(*n))
         {
-            let _ = write!(sql, "RESET {};", quote_ident(name));
+            let _ = write!(sql, "RESET {};", quote::ident(name));
         }
         for (name, setting) in applied {
             if conn.state.applied().get(name) != Some(setting) {
@@ -186,18 +187,9 @@ fn append_setting(sql: &mut String, name: &str, setting: &Setting) {
 pub(super) fn set_config_sql(name: &str, value: &str) -> String {
     format!(
         "SELECT pg_catalog.set_config({}, {}, false);",
-        quote(name),
-        quote(value)
+        quote::literal(name),
+        quote::literal(value)
     )
-}
-
-/// A SQL string literal (standard_conforming_strings: only quotes are doubled).
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Splits a startup `options` value (`-c name=value --name=value`, backslash escapes a space)
@@ -257,11 +249,5 @@ mod tests {
                 ("x".into(), "a b".into()),
             ]
         );
-    }
-
-    #[test]
-    fn quotes_literals_and_identifiers() {
-        assert_eq!(quote("it's"), "'it''s'");
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
     }
 }

@@ -163,6 +163,16 @@ pub fn negotiate_protocol_version(out: &mut impl BufMut, minor: i32, unrecognize
 
 /// ErrorResponse for an error the proxy raises itself.
 pub fn error_response(out: &mut impl BufMut, report: &ErrorReport) {
+    report_message(out, b'E', report);
+}
+
+/// NoticeResponse for a warning the proxy gives itself.
+pub fn notice_response(out: &mut impl BufMut, report: &ErrorReport) {
+    report_message(out, b'N', report);
+}
+
+/// The fields of an ErrorResponse or NoticeResponse (same layout, different tag).
+fn report_message(out: &mut impl BufMut, tag: u8, report: &ErrorReport) {
     let severity = report.severity.as_str();
     let detail = report.detail.as_deref();
     let hint = report.hint.as_deref();
@@ -174,7 +184,7 @@ pub fn error_response(out: &mut impl BufMut, report: &ErrorReport) {
         + hint.map_or(0, |h| h.len() + 2)
         + context.map_or(0, |w| w.len() + 2)
         + 1;
-    header(out, b'E', body_len);
+    header(out, tag, body_len);
     for (code, value) in [
         (b'S', severity),
         (b'V', severity),

@@ -8,6 +8,7 @@
 
 mod admin_console;
 mod health;
+mod held_edits;
 mod logging;
 mod metrics;
 mod pause;

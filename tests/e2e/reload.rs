@@ -9,6 +9,9 @@ use shardgate::router::{Params, Route, Router};
 const WRITERS: i64 = 4;
 const ROWS_PER_WRITER: i64 = 120;
 const FIRST_ID: i64 = 40_000;
+/// Tenants no other test uses, without documents until this test writes one.
+const TENANT: i64 = 40_003;
+const OTHER_TENANT: i64 = 40_004;
 
 /// The demo map for the test cluster, with extra entries in the documents directory.
 fn map_text(extra_entries: &[(i64, &str)]) -> String {
@@ -47,6 +50,8 @@ async fn map_edits_under_load_lose_no_write_and_drop_no_client() {
     for uri in &cluster.primaries {
         let sql = format!("DELETE FROM users WHERE user_id >= {FIRST_ID} AND user_id < {last}");
         connect_direct(uri).await.execute(&sql, &[]).await.unwrap();
+        let sql = format!("DELETE FROM documents WHERE tenant_id IN ({TENANT}, {OTHER_TENANT})");
+        connect_direct(uri).await.execute(&sql, &[]).await.unwrap();
     }
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
@@ -69,33 +74,44 @@ async fn map_edits_under_load_lose_no_write_and_drop_no_client() {
         }));
     }
     // A valid edit, picked up from the file.
-    // Tenant 3 moves to the shard its hash fallback does not give it.
+    // The tenant (no rows yet: the edit is not held) moves to the shard its hash fallback
+    // does not give it.
     let original = sharded_config(cluster).databases[0].shard_map.clone();
     let router = Router::new(&original);
-    let plan = router.plan("SELECT 1 FROM documents WHERE tenant_id = 3");
+    let plan = router.plan(&format!(
+        "SELECT 1 FROM documents WHERE tenant_id = {TENANT}"
+    ));
     let Ok(Route::Shard(hashed)) = router.route(&plan, &Params::none(), None) else {
-        panic!("tenant 3 routes to one shard")
+        panic!("the tenant routes to one shard")
     };
     let moved_to = 1 - hashed.0 as usize;
     let moved_name = format!("s{moved_to}");
-    std::fs::write(&path, map_text(&[(3, &moved_name)])).unwrap();
+    std::fs::write(&path, map_text(&[(TENANT, &moved_name)])).unwrap();
     wait_for_epoch(&proxy, 2).await;
     // An invalid edit: rejected, the old map keeps serving.
-    std::fs::write(&path, map_text(&[(3, &moved_name), (4, "nowhere")])).unwrap();
+    std::fs::write(
+        &path,
+        map_text(&[(TENANT, &moved_name), (OTHER_TENANT, "nowhere")]),
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         proxy.proxy.epoch(),
         2,
         "an invalid map never becomes an epoch"
     );
-    let error = proxy.proxy.reload().unwrap_err();
+    let error = proxy.proxy.reload().await.unwrap_err();
     assert!(
         error.problems.contains("no shard is named \"nowhere\""),
         "{error}"
     );
     // Valid again.
-    std::fs::write(&path, map_text(&[(3, &moved_name), (4, "s0")])).unwrap();
-    assert_eq!(proxy.proxy.reload().unwrap(), 3);
+    std::fs::write(
+        &path,
+        map_text(&[(TENANT, &moved_name), (OTHER_TENANT, "s0")]),
+    )
+    .unwrap();
+    assert_eq!(proxy.proxy.reload().await.unwrap().epoch, 3);
     for writer in writers {
         writer.await.expect("no writer saw an error");
     }
@@ -115,15 +131,18 @@ async fn map_edits_under_load_lose_no_write_and_drop_no_client() {
         WRITERS * ROWS_PER_WRITER,
         "every acknowledged row, once"
     );
-    // The new entry routes: tenant 3 lives where the edit put it.
+    // The new entry routes: the tenant lives where the edit put it.
     let client = proxy.connect().await;
     client
-        .batch_execute("INSERT INTO documents (tenant_id, doc_id, title) VALUES (3, 1, 'x') ON CONFLICT DO NOTHING")
+        .batch_execute(&format!("INSERT INTO documents (tenant_id, doc_id, title) VALUES ({TENANT}, 1, 'x') ON CONFLICT DO NOTHING"))
         .await
         .unwrap();
     let moved: i64 = connect_direct(&cluster.primaries[moved_to])
         .await
-        .query_one("SELECT count(*) FROM documents WHERE tenant_id = 3", &[])
+        .query_one(
+            &format!("SELECT count(*) FROM documents WHERE tenant_id = {TENANT}"),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

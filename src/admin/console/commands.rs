@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::{Reply, show};
 use crate::admin::AdminContext;
 use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::reshard::HeldEdit;
 
 /// How long `PAUSE` waits for connections in use to come back before it says so (the pools
 /// stay paused either way).
@@ -19,7 +20,10 @@ pub async fn run(admin: &AdminContext, sql: &str) -> Reply {
     match first.as_str() {
         "" => Reply::Done("EMPTY".into()),
         "SHOW" => show_command(admin, text, &rest),
-        "RELOAD" if rest.is_empty() => reload(admin),
+        "RELOAD" if rest.is_empty() => reload(admin, false).await,
+        "RELOAD" if rest.len() == 1 && rest[0].eq_ignore_ascii_case("FORCE") => {
+            reload(admin, true).await
+        }
         "PAUSE" => pause(admin, &rest).await,
         "RESUME" => resume(admin, &rest),
         // Drivers set session options after login (pgjdbc: extra_float_digits); the console
@@ -42,6 +46,7 @@ fn show_command(admin: &AdminContext, text: &str, rest: &[&str]) -> Reply {
         ("STATS", 1) => show::stats(admin),
         ("TRANSACTIONS", 1) => show::transactions(admin),
         ("MAP", 1) => show::map(admin),
+        ("PLAN", 1) => show::plan(admin),
         ("HELP", 1) => show::help(),
         ("ROUTE", n) if n > 1 => {
             // Everything after the word ROUTE, as typed.
@@ -60,18 +65,36 @@ fn unknown(text: &str) -> Reply {
     ))
 }
 
-fn reload(admin: &AdminContext) -> Reply {
-    match admin.reloader.reload_maps() {
-        Ok(epoch) => {
-            tracing::info!(epoch, "shard maps reloaded from the admin console");
+async fn reload(admin: &AdminContext, force: bool) -> Reply {
+    match admin.reloader.reload_maps(force).await {
+        Ok(reloaded) if reloaded.held.is_empty() => {
+            let epoch = reloaded.epoch;
+            tracing::info!(epoch, force, "shard maps reloaded from the admin console");
             Reply::Done("RELOAD".into())
         }
+        Ok(reloaded) => Reply::Warned {
+            warning: held_warning(&reloaded.held),
+            tag: "RELOAD".into(),
+        },
         Err(error) => Reply::Error(ErrorReport::error(
             sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
             Blame::Proxy,
             format!("{error}\nthe previous shard maps stay in force"),
         )),
     }
+}
+
+/// The warning a `RELOAD` that held edits answers with.
+fn held_warning(held: &[std::sync::Arc<HeldEdit>]) -> ErrorReport {
+    let summaries: Vec<String> = held.iter().map(|edit| edit.summary()).collect();
+    ErrorReport::warning(format!(
+        "{}; the shard map in force stays",
+        summaries.join("; ")
+    ))
+    .with_hint(
+        "SHOW PLAN shows what the edit moves. Move those rows or revert the edit; \
+         RELOAD FORCE applies it as it is, leaving the rows where they are.",
+    )
 }
 
 /// The pools `PAUSE`/`RESUME` act on: every pool, a database's, or one shard's

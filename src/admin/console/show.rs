@@ -6,6 +6,7 @@ use super::Reply;
 use crate::admin::AdminContext;
 use crate::config::Placement;
 use crate::moves::explain::{explain, strategy_text};
+use crate::reshard::HeldEdit;
 use crate::router::Params;
 use crate::topology::Role;
 
@@ -242,9 +243,11 @@ pub fn stats(admin: &AdminContext) -> Reply {
 /// `SHOW MAP`: the shard map in force: epoch, file, and each table's placement.
 pub fn map(admin: &AdminContext) -> Reply {
     let topology = admin.topology();
+    let held = admin.reloader.held_edits();
     let mut out = Vec::new();
     for database in topology.databases() {
         let map = database.router.map();
+        let held_edit = held.iter().find(|edit| edit.database == database.name);
         let file = (admin.map_files.iter())
             .find(|(name, _)| *name == database.name)
             .map(|(_, path)| path.display().to_string());
@@ -269,6 +272,7 @@ pub fn map(admin: &AdminContext) -> Reply {
                     crate::config::MultiShardWrites::Allow => "allow",
                     crate::config::MultiShardWrites::Refuse => "refuse",
                 }),
+                held_edit.and_then(|edit| held_change(edit, &table.name)),
             ]);
         }
     }
@@ -281,10 +285,40 @@ pub fn map(admin: &AdminContext) -> Reply {
             "strategy",
             "key",
             "multi_shard_writes",
+            "held_edit",
         ],
         out,
         "SHOW",
     )
+}
+
+/// What a held edit would do to `table` (`SHOW MAP`'s `held_edit`), if it touches it.
+fn held_change(edit: &HeldEdit, table: &str) -> Option<String> {
+    let moves = (edit.report.tables.iter()).any(|m| m.tables.iter().any(|t| t == table));
+    let stored = edit.stored.iter().any(|rows| rows.table == table);
+    match (moves, stored) {
+        (_, true) => text("moves stored rows (SHOW PLAN)"),
+        (true, false) => text("moves keys (SHOW PLAN)"),
+        (false, false) => None,
+    }
+}
+
+/// `SHOW PLAN`: each held shard-map edit, as `shardgate plan` words it, and the stored rows
+/// that hold it.
+pub fn plan(admin: &AdminContext) -> Reply {
+    let mut out = Vec::new();
+    for edit in admin.reloader.held_edits() {
+        let mut line = |line: String| out.push(vec![text(&edit.database), text(line)]);
+        line(format!("held since {}", timestamp(edit.checked_at)));
+        for moved in edit.report.to_string().lines() {
+            line(moved.to_owned());
+        }
+        line("stored rows it would move:".to_owned());
+        for rows in &edit.stored {
+            line(format!("  {rows}"));
+        }
+    }
+    rows(&["database", "plan"], out, "SHOW")
 }
 
 /// `SHOW ROUTE <sql>`: where each database's router sends the statement, and why: the same
@@ -344,9 +378,23 @@ pub fn help() -> Reply {
             "SHOW TRANSACTIONS",
             "prepared transactions of atomic commits still in doubt",
         ),
-        ("SHOW MAP", "the shard map in force: epoch, file, tables"),
+        (
+            "SHOW MAP",
+            "the shard map in force: epoch, file, tables, held edits",
+        ),
+        (
+            "SHOW PLAN",
+            "held shard-map edits: what they move, the stored rows that hold them",
+        ),
         ("SHOW ROUTE <sql>", "where a statement would run, and why"),
-        ("RELOAD", "read the shard maps again"),
+        (
+            "RELOAD",
+            "read the shard maps again (edits moving stored rows are held)",
+        ),
+        (
+            "RELOAD FORCE",
+            "read them again and apply held edits as they are (rows stay put)",
+        ),
         (
             "PAUSE [database [shard]]",
             "hold new work for the pools, wait for work in flight",

@@ -15,6 +15,7 @@
 use std::fmt::Write;
 
 use crate::config::BackendUri;
+use crate::sql::quote::{ident, literal};
 
 /// A shard the federation reads from, and how to reach it.
 #[derive(Debug, Clone)]
@@ -149,16 +150,6 @@ fn parts_schema(shard: &str, schema: &str) -> String {
         "public" => format!("shardgate_{shard}"),
         _ => format!("shardgate_{shard}_{schema}"),
     }
-}
-
-/// A quoted identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A string literal (standard_conforming_strings).
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[cfg(test)]

@@ -66,12 +66,18 @@ async fn a_reload_storm_under_writes_costs_no_client_an_error() {
             let error = proxy
                 .proxy
                 .reload()
+                .await
                 .expect_err("an invalid map is rejected");
             assert!(error.problems.contains("\"nowhere\""), "{error}");
             invalid += 1;
         } else {
             std::fs::write(&path, map_with_tenants(1000..1001 + round, shard)).unwrap();
-            let next = proxy.proxy.reload().expect("a valid map is taken");
+            let reloaded = proxy.proxy.reload().await.expect("a valid map is taken");
+            assert!(
+                reloaded.held.is_empty(),
+                "no stored row moves: {reloaded:?}"
+            );
+            let next = reloaded.epoch;
             assert!(next > epoch, "epoch {next} after {epoch}");
             epoch = next;
             valid += 1;

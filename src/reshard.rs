@@ -1,0 +1,74 @@
+//! Online resharding: shard-map edits that would move stored rows.
+//!
+//! A reloaded map that places existing rows on other shards cannot simply take over: from
+//! that moment reads of those keys would find nothing and writes would land beside the old
+//! rows. So before an edit is applied, [`stored`] asks the shards of the map in force whether
+//! the keys it moves hold rows. An edit that moves stored rows is held ([`HeldEdit`]) while
+//! the old map keeps serving; one that moves none applies as any other edit.
+
+pub mod stored;
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::ShardMap;
+use crate::moves::{self, MoveReport};
+
+pub use stored::StoredRows;
+
+/// An edited shard map that is not in force because it would move rows the shards hold.
+#[derive(Debug, Clone)]
+pub struct HeldEdit {
+    /// The database whose map it is.
+    pub database: String,
+    /// The edited map.
+    pub map: ShardMap,
+    /// What it would move, compared with the map in force.
+    pub report: MoveReport,
+    /// The stored rows it would move (or could not rule out), at `checked_at`.
+    pub stored: Vec<StoredRows>,
+    /// When the shards were asked.
+    pub checked_at: SystemTime,
+}
+
+impl HeldEdit {
+    /// One line for logs and warnings: the database and the rows that hold it.
+    pub fn summary(&self) -> String {
+        let rows: Vec<String> = self.stored.iter().map(ToString::to_string).collect();
+        format!(
+            "the edit of database {:?}'s shard map would move stored rows: {}",
+            self.database,
+            rows.join("; ")
+        )
+    }
+}
+
+/// Decides whether `edited` may replace `in_force` now: `None` when it moves no stored row
+/// (no key changes shard, or the shards hold no row of the keys that do), else the edit to
+/// hold. A shard that cannot answer (connecting is bounded by `connect_timeout`) holds it.
+pub async fn check_edit(
+    database: &str,
+    in_force: &ShardMap,
+    edited: &ShardMap,
+    connect_timeout: Duration,
+) -> Option<HeldEdit> {
+    let report = moves::diff(in_force, edited);
+    if !report.moves_rows() {
+        return None;
+    }
+    let probes = stored::probes(in_force, edited, &report);
+    let stored = stored::stored_rows(in_force, &probes, connect_timeout).await;
+    if stored.is_empty() {
+        tracing::info!(
+            database,
+            "the shard-map edit moves keys but no stored row; it applies"
+        );
+        return None;
+    }
+    Some(HeldEdit {
+        database: database.to_owned(),
+        map: edited.clone(),
+        report,
+        stored,
+        checked_at: SystemTime::now(),
+    })
+}

@@ -1,0 +1,190 @@
+//! Map edit → the questions asked of the shards, on small maps written as YAML.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::parse_shard_map;
+use crate::moves::diff;
+
+const TWO: &str = "
+shards:
+  - {name: s0, primary: 'postgres://u@h:5433/d'}
+  - {name: s1, primary: 'postgres://u@h:5434/d'}
+";
+const THREE: &str = "
+shards:
+  - {name: s0, primary: 'postgres://u@h:5433/d'}
+  - {name: s1, primary: 'postgres://u@h:5434/d'}
+  - {name: s2, primary: 'postgres://u@h:5435/d'}
+";
+
+fn map(shards: &str, default: &str, tables: &str) -> ShardMap {
+    let text = format!("{shards}default_shard: {default}\ntables:\n{tables}");
+    parse_shard_map(&text, Path::new("map.yaml")).expect("test map is valid")
+}
+
+fn asked(old: &ShardMap, new: &ShardMap) -> Vec<(String, String)> {
+    let report = diff(old, new);
+    (probes(old, new, &report).into_iter())
+        .map(|probe| (probe.shard, probe.sql))
+        .collect()
+}
+
+const USERS: &str = "
+  users: {strategy: hash, key: user_id, key_type: bigint}
+";
+
+#[test]
+fn an_edit_that_moves_nothing_asks_nothing() {
+    let users = map(TWO, "s0", USERS);
+    assert!(asked(&users, &users).is_empty());
+}
+
+#[test]
+fn a_new_hash_shard_asks_each_shard_giving_keys_about_any_row() {
+    let questions = asked(&map(TWO, "s0", USERS), &map(THREE, "s0", USERS));
+    let shards: Vec<&str> = questions.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(shards, ["s0", "s1"]);
+    assert_eq!(
+        questions[0].1,
+        "SELECT EXISTS (SELECT 1 FROM \"users\" WHERE true)"
+    );
+}
+
+#[test]
+fn a_range_split_asks_only_about_the_moving_keys() {
+    let before = "
+  events:
+    strategy: range
+    key: created_at
+    key_type: date
+    ranges:
+      - {shard: s0, to: '2026-01-01'}
+      - {shard: s1, from: '2026-01-01'}
+";
+    let after = "
+  events:
+    strategy: range
+    key: created_at
+    key_type: date
+    ranges:
+      - {shard: s0, to: '2026-01-01'}
+      - {shard: s1, from: '2026-01-01', to: '2026-07-01'}
+      - {shard: s2, from: '2026-07-01'}
+";
+    let questions = asked(&map(THREE, "s0", before), &map(THREE, "s0", after));
+    assert_eq!(
+        questions,
+        [(
+            "s1".to_owned(),
+            "SELECT EXISTS (SELECT 1 FROM \"events\" WHERE \"created_at\" >= '2026-07-01'::date)"
+                .to_owned()
+        )]
+    );
+}
+
+#[test]
+fn text_ranges_compare_bytes_and_quote_their_bounds() {
+    let before = "
+  accounts:
+    strategy: range
+    key: handle
+    key_type: text
+    ranges:
+      - {shard: s0, to: 'm'}
+      - {shard: s1, from: 'm'}
+";
+    let after = "
+  accounts:
+    strategy: range
+    key: handle
+    key_type: text
+    ranges:
+      - {shard: s0, to: \"o'k\"}
+      - {shard: s1, from: \"o'k\"}
+";
+    let questions = asked(&map(TWO, "s0", before), &map(TWO, "s0", after));
+    assert_eq!(
+        questions,
+        [(
+            "s1".to_owned(),
+            "SELECT EXISTS (SELECT 1 FROM \"accounts\" WHERE \"handle\" COLLATE \"C\" >= 'm' \
+             AND \"handle\" COLLATE \"C\" < 'o''k')"
+                .to_owned()
+        )]
+    );
+}
+
+#[test]
+fn directory_entries_ask_their_old_shard_about_their_keys_only() {
+    let before = "
+  documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s0, 2: s1}, fallback: s0}
+";
+    let after = "
+  documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s1, 2: s0, 3: s1}, fallback: s0}
+";
+    let questions = asked(&map(TWO, "s0", before), &map(TWO, "s0", after));
+    let sql = |keys: &str| {
+        format!("SELECT EXISTS (SELECT 1 FROM \"documents\" WHERE \"tenant_id\" IN ({keys}))")
+    };
+    assert_eq!(
+        questions,
+        [
+            ("s0".to_owned(), sql("'1'::bigint, '3'::bigint")),
+            ("s1".to_owned(), sql("'2'::bigint")),
+        ]
+    );
+}
+
+#[test]
+fn a_changed_fallback_asks_every_shard_about_the_whole_table() {
+    let before = "
+  documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s0}, fallback: s0}
+";
+    let after = "
+  documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s0}, fallback: s1}
+";
+    let questions = asked(&map(TWO, "s0", before), &map(TWO, "s0", after));
+    let shards: Vec<&str> = questions.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(shards, ["s0", "s1"]);
+}
+
+#[test]
+fn a_table_joining_the_map_asks_the_default_shard() {
+    let questions = asked(&map(TWO, "s0", "  {}"), &map(TWO, "s0", USERS));
+    assert_eq!(
+        questions,
+        [(
+            "s0".to_owned(),
+            "SELECT EXISTS (SELECT 1 FROM \"users\" WHERE true)".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn a_sharded_table_leaving_the_map_asks_every_other_shard() {
+    let questions = asked(&map(TWO, "s0", USERS), &map(TWO, "s0", "  {}"));
+    let shards: Vec<&str> = questions.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(shards, ["s1"]);
+}
+
+#[test]
+fn a_reference_table_asks_for_the_copy_new_shards_need() {
+    let countries = "\n  countries: {strategy: reference}\n";
+    let questions = asked(&map(TWO, "s0", countries), &map(THREE, "s0", countries));
+    assert_eq!(questions.len(), 1);
+    assert_eq!(questions[0].0, "s0");
+    // Leaving the map: the default shard has every row already.
+    assert!(asked(&map(TWO, "s0", countries), &map(TWO, "s0", "  {}")).is_empty());
+}
+
+#[test]
+fn a_new_default_shard_asks_the_old_one_for_unlisted_tables_with_rows() {
+    let questions = asked(&map(TWO, "s0", USERS), &map(TWO, "s1", USERS));
+    let [(shard, sql)] = &questions[..] else {
+        panic!("{questions:?}")
+    };
+    assert_eq!(shard, "s0");
+    assert!(sql.contains("c.relname NOT IN ('users')"), "{sql}");
+    assert!(sql.contains("query_to_xml"), "{sql}");
+}
