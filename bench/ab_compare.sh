@@ -22,6 +22,7 @@ SCALE=${SCALE:-10}
 PORT_AFTER=${PORT_AFTER:-6540}
 PORT_BEFORE=${PORT_BEFORE:-6541}
 WORKLOADS=${WORKLOADS:-"select-simple select-extended select-prepared tpcb-simple"}
+BEFORE_WORKERS=${BEFORE_WORKERS:-} # runtime.worker_threads for BEFORE only (same binary twice: a config A/B)
 
 # shellcheck source=bench/lib.sh
 source "$REPO_ROOT/bench/lib.sh"
@@ -31,6 +32,9 @@ pids+=($!)
 wait_port "$PORT_AFTER"
 sed -e "s/^listen: .*/listen: 127.0.0.1:$PORT_BEFORE/" -e '/^metrics:/,+1d' \
     "$dir/demo/shardgate.yaml" >"$dir/demo/before.yaml"
+if [[ -n $BEFORE_WORKERS ]]; then
+    printf 'runtime:\n  worker_threads: %s\n' "$BEFORE_WORKERS" >>"$dir/demo/before.yaml"
+fi
 "$BEFORE" run --config "$dir/demo/before.yaml" >"$dir/before.log" 2>&1 &
 pids+=($!)
 wait_port "$PORT_BEFORE"

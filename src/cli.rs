@@ -108,4 +108,9 @@ pub struct PlanArgs {
     /// The edited shard map.
     #[arg(long, value_name = "FILE")]
     pub new: PathBuf,
+    /// Also ask the old map's primaries which of the moved keys hold rows: what a running
+    /// proxy asks before it applies the edit (it holds an edit that moves stored rows).
+    /// Reads only; each connection is bounded by 5 s.
+    #[arg(long)]
+    pub connect: bool,
 }

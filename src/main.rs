@@ -12,6 +12,7 @@ use shardgate::cli::{CheckArgs, Cli, Command, PlanArgs, RouteArgs};
 use shardgate::config::{self, ConfigError};
 use shardgate::control::preflight;
 use shardgate::moves::{self, explain};
+use shardgate::reshard;
 use shardgate::router::{Params, Router};
 
 fn main() -> ExitCode {
@@ -72,10 +73,7 @@ fn check(args: &CheckArgs) -> ExitCode {
 /// Connects to every shard's primary of `config`: one line per primary (stdout when fit,
 /// stderr with the problem otherwise). Returns how many have a problem.
 fn check_primaries(config: &config::Config) -> anyhow::Result<usize> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = one_shot_runtime()?;
     let checks = runtime.block_on(preflight::check_primaries(config));
     let mut problems = 0;
     for check in checks {
@@ -144,8 +142,21 @@ fn plan(args: &PlanArgs) -> ExitCode {
         config::load_shard_map(&args.new),
     ) {
         (Ok(old), Ok(new)) => {
-            emit(moves::diff(&old, &new));
-            ExitCode::SUCCESS
+            let report = moves::diff(&old, &new);
+            emit(&report);
+            if !args.connect || !report.moves_rows() {
+                return ExitCode::SUCCESS;
+            }
+            match stored_rows_moved(&old, &new, &report) {
+                Ok(stored) => {
+                    emit(reshard::stored_lines(&stored).join("\n") + "\n");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("shardgate: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         (old, new) => {
             for (path, result) in [(&args.old, old), (&args.new, new)] {
@@ -157,6 +168,25 @@ fn plan(args: &PlanArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Asks `old`'s primaries which stored rows the edit moves (`shardgate plan --connect`).
+fn stored_rows_moved(
+    old: &config::ShardMap,
+    new: &config::ShardMap,
+    report: &moves::MoveReport,
+) -> anyhow::Result<Vec<reshard::StoredRows>> {
+    let runtime = one_shot_runtime()?;
+    let timeout = std::time::Duration::from_secs(5);
+    Ok(runtime.block_on(reshard::stored_rows_moved(old, new, report, timeout)))
+}
+
+/// A single-threaded runtime for a command that connects somewhere once.
+fn one_shot_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Writes a command's output to stdout. A reader that went away (`| head -1`) has what it

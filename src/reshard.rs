@@ -42,6 +42,29 @@ impl HeldEdit {
     }
 }
 
+/// The stored rows that replacing `old` by `new` (compared in `report`) would move, as the
+/// shards of `old` answer now.
+pub async fn stored_rows_moved(
+    old: &ShardMap,
+    new: &ShardMap,
+    report: &MoveReport,
+    connect_timeout: Duration,
+) -> Vec<StoredRows> {
+    let probes = stored::probes(old, new, report);
+    stored::stored_rows(old, &probes, connect_timeout).await
+}
+
+/// The lines that say which stored rows an edit moves (`SHOW PLAN`, `shardgate plan
+/// --connect`).
+pub fn stored_lines(stored: &[StoredRows]) -> Vec<String> {
+    if stored.is_empty() {
+        return vec!["no stored row moves: a proxy applies this edit as it reads it".to_owned()];
+    }
+    let mut lines = vec!["stored rows it would move (a proxy holds the edit):".to_owned()];
+    lines.extend(stored.iter().map(|rows| format!("  {rows}")));
+    lines
+}
+
 /// Decides whether `edited` may replace `in_force` now: `None` when it moves no stored row
 /// (no key changes shard, or the shards hold no row of the keys that do), else the edit to
 /// hold. A shard that cannot answer (connecting is bounded by `connect_timeout`) holds it.
@@ -55,8 +78,7 @@ pub async fn check_edit(
     if !report.moves_rows() {
         return None;
     }
-    let probes = stored::probes(in_force, edited, &report);
-    let stored = stored::stored_rows(in_force, &probes, connect_timeout).await;
+    let stored = stored_rows_moved(in_force, edited, &report, connect_timeout).await;
     if stored.is_empty() {
         tracing::info!(
             database,

@@ -313,9 +313,8 @@ pub fn plan(admin: &AdminContext) -> Reply {
         for moved in edit.report.to_string().lines() {
             line(moved.to_owned());
         }
-        line("stored rows it would move:".to_owned());
-        for rows in &edit.stored {
-            line(format!("  {rows}"));
+        for stored in crate::reshard::stored_lines(&edit.stored) {
+            line(stored);
         }
     }
     rows(&["database", "plan"], out, "SHOW")
