@@ -47,6 +47,8 @@ POOL_SIZE=${POOL_SIZE:-20}                 # shardgate pool.size and PgBouncer d
 IDLE_CLIENTS=${IDLE_CLIENTS:-1000}         # idle clients for the memory measurement
 IDLE_HOLD=${IDLE_HOLD:-20}                 # seconds each idle client stays connected
 SG_LOG_LEVEL=${SG_LOG_LEVEL:-warn}         # shardgate log.level (info for debugging)
+SG_WORKERS=${SG_WORKERS:-}                 # shardgate runtime.worker_threads (default: one per core)
+PERF=${PERF:-0}                            # 1 = also count each proxy's syscalls per transaction (perf stat; costs both proxies a little)
 RESULTS_MD=${RESULTS_MD:-}                 # also write the markdown report to this file
 KEEP=${KEEP:-0}                            # 1 = keep the temporary directory
 QUIET_WAIT=${QUIET_WAIT:-120}              # seconds to wait for other processes to go quiet
@@ -135,6 +137,10 @@ wait_ready() {
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# CPU ticks (utime+stime of every thread) and context switches (voluntary and involuntary, of
+# every live thread) of one process: each proxy's cost per transaction, read around each run.
+proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+proc_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 
 # ---- CPU used by processes that are not part of the benchmark ---------------------------
 # The machine may be shared (a cargo build next door takes both cores). Per run, the script
@@ -225,6 +231,7 @@ databases:
   - name: app
     shard_map: map.yaml
 EOF
+[[ -n $SG_WORKERS ]] && printf 'runtime:\n  worker_threads: %s\n' "$SG_WORKERS" >>"$WORK/shardgate.yaml"
 cat >"$WORK/map.yaml" <<EOF
 shards:
   - name: s0
@@ -358,6 +365,7 @@ log "throughput: $total_runs runs of ${T}s (about $(( total_runs * (T + 2) / 60 
 
 run=0 cell=0 flagged=0 max_other=0
 declare -A OTHER         # "workload|clients|target" -> % CPU used by others in each repetition
+declare -A CPU_US SWITCHES SYSCALLS # "workload|clients|proxy" -> its CPU µs / context switches / syscalls per transaction
 for w in "${WORKLOADS[@]}"; do
     name=${w%%|*} args=${w#*|}
     targets=(direct shardgate pgbouncer)
@@ -377,10 +385,26 @@ for w in "${WORKLOADS[@]}"; do
                 fi
                 out="$WORK/run-$run.out"
                 wait_quiet
+                pid=; [[ $target == shardgate ]] && pid=$SG_PID; [[ $target == pgbouncer ]] && pid=$PGB_PID
+                [[ -n $pid ]] && p0=$(proc_ticks "$pid") s0=$(proc_switches "$pid")
+                perf_pid=
+                if [[ -n $pid ]] && (( PERF )); then
+                    perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$WORK/perf-$run.txt" &
+                    perf_pid=$!
+                fi
                 b0=$(busy_ticks) o0=$(our_ticks) t0=$(date +%s.%N)
                 # shellcheck disable=SC2086  # $args is a list of pgbench flags
                 pgbench -n $args -c "$c" -j "$j" -T "$T" -h 127.0.0.1 -p "${PORT[$target]}" -U app app \
                     >"$out" 2>&1 || { cat "$out" >&2; die "$name c=$c $target: pgbench exited non-zero"; }
+                if [[ -n $pid ]]; then
+                    txns=$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]}' "$out")
+                    CPU_US["$name|$c|$target"]+="$(awk -v t="$(( $(proc_ticks "$pid") - p0 ))" -v hz="$HZ" -v n="$txns" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}') "
+                    SWITCHES["$name|$c|$target"]+="$(awk -v d="$(( $(proc_switches "$pid") - s0 ))" -v n="$txns" 'BEGIN {printf "%.3f", d / n}') "
+                fi
+                if [[ -n $perf_pid ]]; then
+                    kill -INT "$perf_pid"; wait "$perf_pid" || true
+                    SYSCALLS["$name|$c|$target"]+="$(awk -F, -v n="$txns" '/raw_syscalls/ {printf "%.2f", $1 / n}' "$WORK/perf-$run.txt") "
+                fi
                 sleep 0.5    # let direct backends exit and be reaped before counting CPU time
                 other=$(other_pct "$b0" "$o0" "$t0")
                 check_pgbench "$out" "$name c=$c $target"
@@ -406,9 +430,10 @@ SG_ERRORS=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/shardgate.log" | grep -cE ' (ERROR|
 PGB_ERRORS=$(grep -cE ' (ERROR|WARNING) ' "$WORK/pgbouncer.log" || true)
 
 # ---- report -----------------------------------------------------------------------------
-median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{v[NR]=$1} END {
-    if (NR == 0) print ""; else if (NR % 2) printf "%.0f", v[(NR+1)/2];
-    else printf "%.0f", (v[NR/2] + v[NR/2+1]) / 2 }'; }
+# median VALUES [PRINTF-FORMAT]
+median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk -v f="${2:-%.0f}" '{v[NR]=$1} END {
+    if (NR == 0) print ""; else if (NR % 2) printf f, v[(NR+1)/2];
+    else printf f, (v[NR/2] + v[NR/2+1]) / 2 }'; }
 ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}' || echo "n/a"; }
 # "5123 (2%), 5210 (0%)" for one cell and target, or "-" when it was not measured.
 runs() {
@@ -417,6 +442,12 @@ runs() {
                 <(tr ' ' '\n' <<<"${OTHER[$1]}" | awk 'NF {print "(" $1 "%)"}') | paste -sd',' | sed 's/,/, /g'
 }
 kib_per_client() { awk -v a="$2" -v b="$1" -v n="$IDLE_CLIENTS" 'BEGIN {printf "%.1f", (a - b) / n}'; }
+
+# The syscall cells of one row (PERF=1 only).
+syscall_cells() {
+    (( PERF )) || return 0
+    echo " $(median "${SYSCALLS[$1|shardgate]:-}" "%.2f") | $(median "${SYSCALLS[$1|pgbouncer]:-}" "%.2f") |"
+}
 
 report() {
     echo "### Throughput (median tps of $R runs of ${T}s each)"
@@ -434,6 +465,25 @@ report() {
     done
     echo
     echo "PgBouncer and \`-M prepared\`: $PGB_PREPARED_NOTE."
+    echo
+    echo "### Proxy cost per transaction (median of $R runs)"
+    echo
+    echo "CPU time (utime+stime of all its threads, from /proc) and context switches (all its threads)"
+    echo "of the proxy process during each run, divided by the transactions pgbench completed; with"
+    echo "PERF=1 also its system calls (perf stat, raw_syscalls:sys_enter)."
+    echo
+    local syscall_head="" syscall_rule=""
+    (( PERF )) && syscall_head=" shardgate syscalls | pgbouncer syscalls |" syscall_rule="-:|-:|"
+    echo "| workload | clients | shardgate CPU µs | pgbouncer CPU µs | shardgate/pgbouncer | shardgate switches | pgbouncer switches |$syscall_head"
+    echo "|-|-:|-:|-:|-:|-:|-:|$syscall_rule"
+    for w in "${WORKLOADS[@]}"; do
+        name=${w%%|*}
+        for c in $CLIENTS; do
+            s=$(median "${CPU_US[$name|$c|shardgate]:-}" "%.1f")
+            p=$(median "${CPU_US[$name|$c|pgbouncer]:-}" "%.1f")
+            echo "| $name | $c | $s | ${p:--} | $(ratio "$s" "$p") | $(median "${SWITCHES[$name|$c|shardgate]:-}" "%.2f") | $(median "${SWITCHES[$name|$c|pgbouncer]:-}" "%.2f") |$(syscall_cells "$name|$c")"
+        done
+    done
     echo
     echo "### Memory (VmRSS, $IDLE_CLIENTS idle authenticated clients)"
     echo
@@ -466,7 +516,7 @@ report() {
     echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- PostgreSQL $PG_VERSION (max_connections 300, shared_buffers 256MB, fsync off, synchronous_commit off, full_page_writes off), pgbench $(pgbench --version | awk '{print $3}')"
     echo "- $PGB_VERSION (pool_mode transaction, default_pool_size $POOL_SIZE, max_client_conn 5000, auth scram-sha-256)"
-    echo "- $SG_VERSION: \`$SHARDGATE_BIN\` (sha256 $(sha256sum "$SHARDGATE_BIN" | cut -c1-16)…, modified $(date -u -r "$SHARDGATE_BIN" '+%Y-%m-%d %H:%M:%S UTC')); repo HEAD $GIT_HEAD_START at start, $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) at the end; pool.size $POOL_SIZE, transaction mode, log.level $SG_LOG_LEVEL; $SG_ERRORS WARN/ERROR lines in its log"
+    echo "- $SG_VERSION: \`$SHARDGATE_BIN\` (sha256 $(sha256sum "$SHARDGATE_BIN" | cut -c1-16)…, modified $(date -u -r "$SHARDGATE_BIN" '+%Y-%m-%d %H:%M:%S UTC')); repo HEAD $GIT_HEAD_START at start, $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) at the end; pool.size $POOL_SIZE, transaction mode, runtime.worker_threads ${SG_WORKERS:-default (one per core)}, log.level $SG_LOG_LEVEL; $SG_ERRORS WARN/ERROR lines in its log"
     echo "- $PGB_ERRORS WARNING/ERROR lines in PgBouncer's log"
 }
 

@@ -97,11 +97,15 @@ impl Buffers {
     }
 
     /// Buffers for a session whose client already sent `client_in` (pipelined after startup).
+    /// The login's read buffer (8 KiB from pgwire's framing) is let go when it is empty, so
+    /// a client that logs in and waits costs no more than one that has gone idle.
     pub fn with_client_input(client_in: BytesMut) -> Self {
-        Self {
+        let mut buffers = Self {
             client_in,
             ..Self::default()
-        }
+        };
+        buffers.shrink_when_idle();
+        buffers
     }
 }
 

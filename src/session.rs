@@ -227,7 +227,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 () = Liveness::stopped_if_held(liveness) => None,
             };
             let result = match event {
-                None => self.server_stopped_answering().await,
+                None => cold(self.server_stopped_answering()).await,
                 Some(Ok(PumpEvent::ClientData)) => Ok(()),
                 Some(Ok(PumpEvent::BackendData)) => {
                     self.replica_query = None; // Answered: no longer safe to send again.
@@ -361,7 +361,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let database = self.env.database.clone();
         let pool = database.primary(shard);
         let checkout = async { pool.checkout().await.map_err(|e| e.report()) };
-        self.watched(checkout).await
+        self.watched(Box::pin(checkout)).await
     }
 
     /// Records that a statement that `writes`, about to run on `shard` (`None`: the backend
@@ -596,6 +596,15 @@ fn with_liveness(held: Option<&mut Checkout>) -> (Option<&mut BackendConn>, Opti
         Some((conn, liveness)) => (Some(conn), Some(liveness)),
         None => (None, None),
     }
+}
+
+/// Runs a rare, large sub-future from the heap: a cross-shard read, a statement split over
+/// shards, COPY into several shards, a directory look-up, the end of a transaction across
+/// shards, a server that stopped answering. The session's own future is allocated for every
+/// client for its whole life and is as big as its biggest path: boxing the rare paths keeps
+/// an idle client small, for one allocation per statement that takes them.
+fn cold<F: std::future::Future>(work: F) -> std::pin::Pin<Box<F>> {
+    Box::pin(work)
 }
 
 fn internal(message: String) -> ErrorReport {

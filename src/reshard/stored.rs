@@ -183,11 +183,10 @@ fn table_probes(
             out.push(whole_table(source, name, what));
         }
         Change::Hash(ring) => ring_probes(name, ring, out),
-        Change::Range(ranges) => {
-            if let Some((column, key_type)) = key_of(table) {
-                range_probes(name, column, key_type, ranges, out);
-            }
-        }
+        Change::Range(ranges) => match key_of(table) {
+            Some((column, key_type)) => range_probes(name, column, key_type, ranges, out),
+            None => every_shard("ranges changed".to_owned(), out),
+        },
         Change::Directory(directory) => match key_of(table) {
             Some((column, key_type)) => {
                 directory_probes(old, name, column, key_type, directory, out)

@@ -83,7 +83,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         (self.env.database.counters).count(Event::MultiPrimary);
         let database = self.env.database.clone();
         let how = how_to_run(&database, sql, &parts, rows);
-        let mut checkouts = self.watched(checkout_all(&database, &parts)).await?;
+        let mut checkouts = self
+            .watched(Box::pin(checkout_all(&database, &parts)))
+            .await?;
         let map = self.env.database.router.map().clone();
         let mut on = Vec::with_capacity(parts.len());
         for checkout in checkouts.iter_mut() {

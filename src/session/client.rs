@@ -8,7 +8,7 @@ use tracing::Instrument;
 use super::implicit::Unit;
 use super::replies::{Expect, Synthetic};
 use super::statements::SessionEffect;
-use super::{Ending, Session};
+use super::{Ending, Session, cold};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::wire::{self, TxStatus, encode, peek_header, tag};
 
@@ -68,10 +68,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return self.settle_refusal(frame_tag, Refusal::Statement(report));
         }
         self.refresh_topology();
-        match self.on_scatter_portal_message(frame_tag, &frame).await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(refusal) => return self.settle_refusal(frame_tag, refusal),
+        if self.batch.scatter_portal.is_some() {
+            match cold(self.on_scatter_portal_message(frame_tag, &frame)).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(refusal) => return self.settle_refusal(frame_tag, refusal),
+            }
         }
         let outcome = match frame_tag {
             tag::QUERY => self.on_query(&frame).await,
@@ -204,7 +206,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.txn.implicit {
             let refused = std::mem::take(&mut self.batch.abort_at_sync);
             let unit = if refused { Unit::Refused } else { Unit::Ran };
-            return self.end_implicit(unit).await;
+            return cold(self.end_implicit(unit)).await;
         }
         if self.backend.is_none() && self.replies.is_empty() {
             self.note_ready(self.client_status);

@@ -15,7 +15,7 @@ use super::client::Refusal;
 use super::replies::{Expect, Synthetic};
 use super::spanning::aborted;
 use super::transaction::Phase;
-use super::{Ending, Session};
+use super::{Ending, Session, cold};
 use crate::config::ShardId;
 use crate::error::ErrorReport;
 use crate::wire::TxStatus;
@@ -112,7 +112,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             }
             Err(ending @ Refusal::Session(_)) => return Err(ending),
         };
-        self.end_implicit(unit).await
+        cold(self.end_implicit(unit)).await
     }
 }
 

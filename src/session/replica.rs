@@ -76,7 +76,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 break;
             }
             let checkout = async { Ok(pool.checkout().await) };
-            match self.watched(checkout).await? {
+            match self.watched(Box::pin(checkout)).await? {
                 Ok(mut conn) => {
                     database.counters.count(Event::ReplicaRead);
                     ticket.served_by(pool);

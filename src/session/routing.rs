@@ -9,7 +9,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Session;
+use super::{Session, cold};
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use std::sync::Arc;
@@ -254,8 +254,7 @@ async fn route_fetching(
                 let Some(lookup) = database.directories.get(&pending.table) else {
                     return Err(internal_lookup(&pending.table));
                 };
-                lookup
-                    .fetch(&pending.key)
+                cold(lookup.fetch(&pending.key))
                     .await
                     .map_err(|e| lookup_report(&e))?;
                 fetched.push((lookup.clone(), pending.key));
@@ -263,7 +262,7 @@ async fn route_fetching(
             Err(RouteError::Unsupported(Unsupported::InsertWithoutColumns { table }))
                 if with_columns.is_none() =>
             {
-                let columns = columns_of(database, &table).await?;
+                let columns = cold(columns_of(database, &table)).await?;
                 let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
                 let rewritten = router.insert_with_columns(sql, &table, &names);
                 let rewritten = rewritten.map_err(|e| route_failure(metrics, e))?;
@@ -271,7 +270,7 @@ async fn route_fetching(
                 with_columns = Some((rewritten, plan));
             }
             Err(RouteError::Unsupported(Unsupported::IndexTableUnknown { indexes })) => {
-                let tables = index_tables_of(database, &indexes).await?;
+                let tables = cold(index_tables_of(database, &indexes)).await?;
                 let route = router.route_on_index_tables(sql, &tables);
                 let kind = route_kind(&route, !matches!(route, Route::Replicate(_)));
                 return Ok((Routed { route, writes }, kind));

@@ -236,7 +236,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 })
                 .collect();
             let database = self.env.database.clone();
-            self.watched(checkout_reads(&database, &wanted)).await?
+            self.watched(Box::pin(checkout_reads(&database, &wanted)))
+                .await?
         };
         let database = self.env.database.clone();
         let checked = refuse_catalog_aggregates(&database, &plan, &mut backends[0].conn).await;

@@ -9,7 +9,7 @@ use super::client::{Refusal, body, duplicate_statement};
 use super::replies::{Expect, Synthetic, Undo};
 use super::sql_prepared::{SqlCommand, parse_sql_command};
 use super::statements;
-use super::{Session, internal};
+use super::{Session, cold, internal};
 use crate::config::ShardId;
 use crate::error::{ErrorReport, Unsupported};
 use crate::execute::broadcast::{LegStatement, Rows};
@@ -27,7 +27,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.check_aborted_pending_transaction()?;
         self.before_transaction_control(sql).await?;
         if self.savepoints_among_statements(sql) {
-            return self.run_per_statement(sql).await;
+            return cold(self.run_per_statement(sql)).await;
         }
         if let Some(command) = single_sql_command(sql)
             && self.on_sql_command(command).await?
@@ -39,13 +39,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let routed = self.route_sql(sql, None).await?;
         if let Some((parts, rows)) = self.spread_parts(sql, &routed.route)? {
-            return self.run_on_shards(sql, parts, rows).await;
+            return cold(self.run_on_shards(sql, parts, rows)).await;
         }
         let shard = match routed.route {
-            Route::Scatter(shards) => return self.query_shards(sql, shards, routed.writes).await,
-            Route::PerStatement => return self.run_per_statement(sql).await,
-            Route::MoveRows(sources) => return self.query_moving_rows(sql, sources).await,
-            Route::CopyIn(shards) => return self.copy_into_shards(sql, shards).await,
+            Route::Scatter(shards) => {
+                return cold(self.query_shards(sql, shards, routed.writes)).await;
+            }
+            Route::PerStatement => return cold(self.run_per_statement(sql)).await,
+            Route::MoveRows(sources) => return cold(self.query_moving_rows(sql, sources)).await,
+            Route::CopyIn(shards) => return cold(self.copy_into_shards(sql, shards)).await,
             route => self.shard_for_route(route)?,
         };
         self.note_writes(shard, routed.writes);
@@ -148,7 +150,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                         return Err(Refusal::Statement(self.unsupported(refusal)));
                     };
                     let (shards, writes) = (shards.clone(), routed.writes);
-                    self.query_shards(&sql, shards, writes).await?;
+                    cold(self.query_shards(&sql, shards, writes)).await?;
                     return Ok(true);
                 }
                 let shard = self.shard_for_route(routed.route)?;

@@ -24,10 +24,10 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Session;
 use super::local::{Control, transaction_control};
 use super::savepoints::{SavepointCommand, savepoint_command};
 use super::statements::{SessionEffect, settings_statements, split_statements};
+use super::{Session, cold};
 use crate::config::ShardId;
 use crate::error::{Blame, ErrorReport, Unsupported, sqlstate};
 use crate::execute::broadcast::{run_in_transaction, run_simple};
@@ -282,13 +282,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         if let Some(command) = savepoint {
-            return self.savepoint_everywhere(sql, command).await;
+            return cold(self.savepoint_everywhere(sql, command)).await;
         }
         let controls = transaction_control(sql);
         match controls.as_slice() {
             [] => Ok(()),
             [Control::End(commit)] if split_statements(sql).count() == 1 => {
-                self.end_parked(*commit).await
+                cold(self.end_parked(*commit)).await
             }
             [Control::End(_)] => Err(self.unsupported(Unsupported::EndNotAlone)),
             all if all.iter().all(|c| *c == Control::Savepoint) && in_transaction => Ok(()),

@@ -13,14 +13,17 @@ use crate::execute::{self, PumpEvent};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Runs `wait` (a checkout), shown as `waiting` in the client registry, while reading
-    /// whatever the client sends meanwhile into its input buffer. Fails when the client closes its socket (the session then ends) or the
-    /// shutdown's drain runs out (the serve loop then closes the session with 57P01).
+    /// whatever the client sends meanwhile into its input buffer. Fails when the client closes
+    /// its socket (the session then ends) or the shutdown's drain runs out (the serve loop then
+    /// closes the session with 57P01).
+    ///
+    /// `wait` comes boxed: a checkout future is over a KiB, and held inline it would be held
+    /// twice (as the argument and pinned) in every session's future, idle or not.
     pub(super) async fn watched<T>(
         &mut self,
-        wait: impl Future<Output = Result<T, ErrorReport>>,
+        mut wait: std::pin::Pin<Box<impl Future<Output = Result<T, ErrorReport>>>>,
     ) -> Result<T, ErrorReport> {
         self.env.client.set_state(ClientState::Waiting);
-        let mut wait = std::pin::pin!(wait);
         let mut phase = self.env.limits.phase.clone();
         loop {
             let client = execute::pump(&mut self.client, None, &mut self.bufs, true);

@@ -77,7 +77,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<Finished, Attempt> {
         self.check_federable(read, error)?;
         let federation = self.env.database.federation.clone();
-        self.watched(federation.ready()).await?;
+        self.watched(Box::pin(federation.ready())).await?;
         self.env.database.counters.count(Event::Federated);
         self.meter.ran(metrics::Ran::Shards(Role::Primary));
         if self.env.mode == crate::config::PoolMode::Transaction && !self.transaction_open() {
@@ -88,7 +88,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             let conn = pool.checkout().await;
             conn.map_err(|e| federation.unavailable(&e.report().message))
         };
-        let conn = self.watched(checkout).await?;
+        let conn = self.watched(Box::pin(checkout)).await?;
         let mut backends = [ReadBackend::pooled(conn, pool.clone(), Role::Primary)];
         let plan = ScatterPlan::pass_through(&read.sql);
         let names = vec![format!("federation {}", federation.database)];
