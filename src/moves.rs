@@ -379,4 +379,4 @@ fn count(n: usize, noun: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

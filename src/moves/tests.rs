@@ -7,12 +7,14 @@ use crate::config::parse_shard_map;
 use crate::config::tables::HashSpec;
 use crate::router::strategy::HashPlacer;
 
-const TWO: &str = "
+/// Two shards on made-up servers (the reshard probes use them too).
+pub(crate) const TWO: &str = "
 shards:
   - {name: s0, primary: 'postgres://u@h:5433/d'}
   - {name: s1, primary: 'postgres://u@h:5434/d'}
 ";
-const THREE: &str = "
+/// The same two and a third.
+pub(crate) const THREE: &str = "
 shards:
   - {name: s0, primary: 'postgres://u@h:5433/d'}
   - {name: s1, primary: 'postgres://u@h:5434/d'}

@@ -5,18 +5,7 @@ use std::path::Path;
 use super::*;
 use crate::config::parse_shard_map;
 use crate::moves::diff;
-
-const TWO: &str = "
-shards:
-  - {name: s0, primary: 'postgres://u@h:5433/d'}
-  - {name: s1, primary: 'postgres://u@h:5434/d'}
-";
-const THREE: &str = "
-shards:
-  - {name: s0, primary: 'postgres://u@h:5433/d'}
-  - {name: s1, primary: 'postgres://u@h:5434/d'}
-  - {name: s2, primary: 'postgres://u@h:5435/d'}
-";
+use crate::moves::tests::{THREE, TWO};
 
 fn map(shards: &str, default: &str, tables: &str) -> ShardMap {
     let text = format!("{shards}default_shard: {default}\ntables:\n{tables}");
