@@ -177,3 +177,28 @@ fn a_new_default_shard_asks_the_old_one_for_unlisted_tables_with_rows() {
     assert!(sql.contains("c.relname NOT IN ('users')"), "{sql}");
     assert!(sql.contains("query_to_xml"), "{sql}");
 }
+
+/// A shard nobody answers for cannot rule rows out: the edit counts as moving stored rows.
+#[tokio::test]
+async fn a_shard_that_cannot_be_asked_counts_as_holding_rows() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let shards = format!(
+        "
+shards:
+  - {{name: s0, primary: 'postgres://u@127.0.0.1:{port}/d'}}
+  - {{name: s1, primary: 'postgres://u@127.0.0.1:{port}/e'}}
+"
+    );
+    let (old, new) = (map(&shards, "s0", "  {}"), map(&shards, "s0", USERS));
+    let probes = probes(&old, &new, &diff(&old, &new));
+    let timeout = std::time::Duration::from_secs(2);
+    let stored = stored_rows(&old, &probes, timeout).await;
+    let [rows] = &stored[..] else {
+        panic!("{stored:?}")
+    };
+    assert_eq!((rows.shard.as_str(), rows.table.as_str()), ("s0", "users"));
+    let why = rows.unknown.as_deref().expect("not asked, so unknown");
+    assert!(rows.to_string().contains("cannot tell"), "{rows} ({why})");
+}
