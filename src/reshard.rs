@@ -6,7 +6,7 @@
 //! the keys it moves hold rows. An edit that moves stored rows is held ([`HeldEdit`]) while
 //! the old map keeps serving; one that moves none applies as any other edit.
 
-pub mod stored;
+mod stored;
 
 use std::time::{Duration, SystemTime};
 
@@ -20,8 +20,6 @@ pub use stored::StoredRows;
 pub struct HeldEdit {
     /// The database whose map it is.
     pub database: String,
-    /// The edited map.
-    pub map: ShardMap,
     /// What it would move, compared with the map in force.
     pub report: MoveReport,
     /// The stored rows it would move (or could not rule out), at `checked_at`.
@@ -88,7 +86,6 @@ pub async fn check_edit(
     }
     Some(HeldEdit {
         database: database.to_owned(),
-        map: edited.clone(),
         report,
         stored,
         checked_at: SystemTime::now(),
