@@ -227,7 +227,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 () = Liveness::stopped_if_held(liveness) => None,
             };
             let result = match event {
-                None => cold(self.server_stopped_answering()).await,
+                None => self.server_stopped_answering().await,
                 Some(Ok(PumpEvent::ClientData)) => Ok(()),
                 Some(Ok(PumpEvent::BackendData)) => {
                     self.replica_query = None; // Answered: no longer safe to send again.
@@ -600,7 +600,7 @@ fn with_liveness(held: Option<&mut Checkout>) -> (Option<&mut BackendConn>, Opti
 
 /// Runs a rare, large sub-future from the heap: a cross-shard read, a statement split over
 /// shards, COPY into several shards, a directory look-up, the end of a transaction across
-/// shards, a server that stopped answering. The session's own future is allocated for every
+/// shards. The session's own future is allocated for every
 /// client for its whole life and is as big as its biggest path: boxing the rare paths keeps
 /// an idle client small, for one allocation per statement that takes them.
 fn cold<F: std::future::Future>(work: F) -> std::pin::Pin<Box<F>> {

@@ -21,7 +21,8 @@ shards:
   - {name: s2, primary: 'postgres://u@h:5435/d'}
 ";
 
-fn map(shards: &str, tables: &str) -> ShardMap {
+/// A map of `shards` with default shard s0 and `tables` (YAML under `tables:`).
+pub(crate) fn map(shards: &str, tables: &str) -> ShardMap {
     let text = format!("{shards}default_shard: s0\ntables:\n{tables}");
     parse_shard_map(&text, Path::new("map.yaml")).expect("test map is valid")
 }
@@ -111,7 +112,8 @@ shards:
     assert!(report.to_string().ends_with("nothing moves\n"));
 }
 
-const EVENTS: &str = "
+/// A range table split between s0 and s1 at 2026.
+pub(crate) const EVENTS: &str = "
   events:
     strategy: range
     key: created_at
@@ -121,9 +123,8 @@ const EVENTS: &str = "
       - {shard: s1, from: '2026-01-01'}
 ";
 
-#[test]
-fn a_range_split_moves_exactly_the_split_part() {
-    let split = "
+/// [`EVENTS`] with its second half split at July 2026, the part after it on s2.
+pub(crate) const EVENTS_SPLIT: &str = "
   events:
     strategy: range
     key: created_at
@@ -133,7 +134,10 @@ fn a_range_split_moves_exactly_the_split_part() {
       - {shard: s1, from: '2026-01-01', to: '2026-07-01'}
       - {shard: s2, from: '2026-07-01'}
 ";
-    let report = diff(&map(THREE, EVENTS), &map(THREE, split));
+
+#[test]
+fn a_range_split_moves_exactly_the_split_part() {
+    let report = diff(&map(THREE, EVENTS), &map(THREE, EVENTS_SPLIT));
     let date = |text| KeyValue::parse_text(crate::config::KeyType::Date, text).ok();
     let expected = vec![RangeMove {
         from: date("2026-07-01"),

@@ -167,10 +167,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.has_left_portals() && self.bind_kept_cursor_command(&bind, frame)? {
             return Ok(());
         }
-        let statement = match bind.statement {
-            "" => self.statements.unnamed(),
-            name => self.statements.get(name),
-        };
+        let statement = self.statements.named_in_message(bind.statement);
         // One scan of the SQL per Bind: a BEGIN is deferred, or opens a block in this batch.
         let begins = statement.is_some_and(|s| is_begin(&s.query));
         if let Some(statement) = statement.filter(|_| begins && self.can_defer_begin()) {
@@ -311,10 +308,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// A portal bound from a `SET` statement changes the session when it is executed.
     fn remember_portal_effects(&mut self, portal: &str, statement: &str) {
-        let prepared = match statement {
-            "" => self.statements.unnamed(),
-            name => self.statements.get(name),
-        };
+        let prepared = self.statements.named_in_message(statement);
         match prepared.filter(|p| !p.effects.is_empty()) {
             Some(p) => {
                 let effects = p.effects.clone();
@@ -338,10 +332,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A Bind of a FETCH, MOVE or CLOSE of a cursor the proxy keeps (psycopg 3's named
     /// cursors): held and answered at its Execute. Returns whether it was one.
     fn bind_kept_cursor_command(&mut self, bind: &Bind<'_>, frame: &[u8]) -> Result<bool, Refusal> {
-        let statement = match bind.statement {
-            "" => self.statements.unnamed(),
-            name => self.statements.get(name),
-        };
+        let statement = self.statements.named_in_message(bind.statement);
         let Some(query) = statement.map(|s| s.query.clone()) else {
             return Ok(false);
         };
@@ -363,8 +354,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         let query = match (describe.kind, describe.name) {
-            (StatementOrPortal::Statement, "") => self.statements.unnamed(),
-            (StatementOrPortal::Statement, name) => self.statements.get(name),
+            (StatementOrPortal::Statement, name) => self.statements.named_in_message(name),
             (StatementOrPortal::Portal, _) => None,
         };
         let query = query.map(|statement| statement.query.clone());

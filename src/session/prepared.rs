@@ -87,6 +87,14 @@ impl PreparedStatements {
         self.by_name.get(name)
     }
 
+    /// The statement a Bind or Describe names: `""` is the latest unnamed one.
+    pub fn named_in_message(&self, name: &str) -> Option<&Arc<Prepared>> {
+        match name {
+            "" => self.unnamed(),
+            name => self.get(name),
+        }
+    }
+
     /// Forgets `name` (Close, DEALLOCATE, or a Parse that failed); true if it existed.
     pub fn remove(&mut self, name: &str) -> bool {
         self.by_name.remove(name).is_some()

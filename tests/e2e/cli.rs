@@ -339,28 +339,12 @@ fn plan_refuses_an_invalid_new_map_and_names_the_problem() {
 fn plan_connect_names_the_stored_rows_an_edit_would_move() {
     const STORED: i64 = 42_001;
     const EMPTY: i64 = 42_002;
+    use crate::harness::demo_map_with_tenants as with_tenants;
     let cluster = crate::harness::cluster();
-    let demo = crate::harness::demo_map(cluster);
-    let with_entry = |tenant: i64, shard: &str| {
-        let mut map = demo.clone();
-        let documents = map.tables.get_mut("documents").unwrap();
-        let entries = documents.entries.get_or_insert_with(Default::default);
-        entries.insert(
-            shardgate::config::raw::RawScalar::Integer(tenant),
-            shard.into(),
-        );
-        serde_yaml::to_string(&map).unwrap()
-    };
     // The stored tenant's document, on the shard the hash fallback gives it.
-    let map = crate::harness::sharded_config(cluster).databases[0]
-        .shard_map
-        .clone();
-    let router = shardgate::router::Router::new(&map);
-    let sql = format!("SELECT 1 FROM documents WHERE tenant_id = {STORED}");
-    let home = match router.route(&router.plan(&sql), &shardgate::router::Params::none(), None) {
-        Ok(shardgate::router::Route::Shard(shard)) => shard.0 as usize,
-        other => panic!("one shard, not {other:?}"),
-    };
+    let home = crate::routing::routed_shard(&format!(
+        "SELECT 1 FROM documents WHERE tenant_id = {STORED}"
+    ));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         for (i, uri) in cluster.primaries.iter().enumerate() {
@@ -377,7 +361,7 @@ fn plan_connect_names_the_stored_rows_an_edit_would_move() {
     });
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.yaml");
-    std::fs::write(&old, serde_yaml::to_string(&demo).unwrap()).unwrap();
+    std::fs::write(&old, with_tenants(&[])).unwrap();
     let plan = |new_text: String| {
         let new = dir.path().join("new.yaml");
         std::fs::write(&new, new_text).unwrap();
@@ -392,14 +376,14 @@ fn plan_connect_names_the_stored_rows_an_edit_would_move() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // An entry pointing the tenant away from its home moves its document.
-    let held = plan(with_entry(STORED, &format!("s{}", 1 - home)));
+    let held = plan(with_tenants(&[(STORED, &format!("s{}", 1 - home))]));
     assert!(
         held.contains("stored rows it would move (a proxy holds the edit):\n"),
         "{held}"
     );
     let line = format!("  documents (keys {STORED} whose entry changed) on s{home}\n");
     assert!(held.contains(&line), "{line:?} is not in:\n{held}");
-    let applies = plan(with_entry(EMPTY, "s0")) + &plan(with_entry(EMPTY, "s1"));
+    let applies = plan(with_tenants(&[(EMPTY, "s0")])) + &plan(with_tenants(&[(EMPTY, "s1")]));
     assert!(
         applies.contains("no stored row moves: a proxy applies this edit as it reads it\n"),
         "{applies}"

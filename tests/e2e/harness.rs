@@ -254,6 +254,19 @@ pub fn demo_map(cluster: &ClusterInfo) -> RawShardMap {
     raw
 }
 
+/// The demo map on the shared cluster with `entries` (tenant, shard name) added to the
+/// documents directory, as the YAML the map-edit tests write to a file.
+pub fn demo_map_with_tenants(entries: &[(i64, &str)]) -> String {
+    let mut raw = demo_map(cluster());
+    let documents = raw.tables.get_mut("documents").unwrap();
+    let listed = documents.entries.get_or_insert_with(Default::default);
+    for &(tenant, shard) in entries {
+        let key = shardgate::config::raw::RawScalar::Integer(tenant);
+        listed.insert(key, shard.to_owned());
+    }
+    serde_yaml::to_string(&raw).unwrap()
+}
+
 /// `shard-maps/demo.yaml` on `cluster` with every shard's replicas.
 pub fn demo_map_with_replicas(cluster: &ClusterInfo) -> RawShardMap {
     let mut raw = demo_map(cluster);

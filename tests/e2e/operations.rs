@@ -79,11 +79,16 @@ pub(super) fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 
         .sum()
 }
 
-pub(super) async fn console(proxy: &TestProxy) -> tokio_postgres::Client {
-    let conn = format!(
+/// The admin console's connection string for [`ADMIN`].
+pub(super) fn console_conn(proxy: &TestProxy) -> String {
+    format!(
         "host=127.0.0.1 port={} user={ADMIN} password={ADMIN_PASSWORD} dbname=shardgate",
         proxy.port()
-    );
+    )
+}
+
+pub(super) async fn console(proxy: &TestProxy) -> tokio_postgres::Client {
+    let conn = console_conn(proxy);
     let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
         .await
         .expect("the admin console accepts its admin");

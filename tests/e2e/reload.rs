@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::harness::{TestProxy, cluster, connect_direct, demo_map, sharded_config};
-use shardgate::router::{Params, Route, Router};
+use crate::harness::{TestProxy, cluster, connect_direct, demo_map_with_tenants, sharded_config};
+use crate::routing::routed_shard;
 
 const WRITERS: i64 = 4;
 const ROWS_PER_WRITER: i64 = 120;
@@ -12,20 +12,6 @@ const FIRST_ID: i64 = 40_000;
 /// Tenants no other test uses, without documents until this test writes one.
 const TENANT: i64 = 40_003;
 const OTHER_TENANT: i64 = 40_004;
-
-/// The demo map for the test cluster, with extra entries in the documents directory.
-fn map_text(extra_entries: &[(i64, &str)]) -> String {
-    let mut raw = demo_map(cluster());
-    for &(key, shard) in extra_entries {
-        let documents = raw.tables.get_mut("documents").unwrap();
-        let entries = documents.entries.get_or_insert_with(Default::default);
-        entries.insert(
-            shardgate::config::raw::RawScalar::Integer(key),
-            shard.to_owned(),
-        );
-    }
-    serde_yaml::to_string(&raw).unwrap()
-}
 
 async fn wait_for_epoch(proxy: &TestProxy, epoch: u64) {
     for _ in 0..100 {
@@ -42,7 +28,7 @@ async fn map_edits_under_load_lose_no_write_and_drop_no_client() {
     let cluster = cluster();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("map.yaml");
-    std::fs::write(&path, map_text(&[])).unwrap();
+    std::fs::write(&path, demo_map_with_tenants(&[])).unwrap();
     let mut config = sharded_config(cluster);
     config.databases[0].shard_map_path = path.clone();
     let proxy = TestProxy::start(config).await;
@@ -76,22 +62,17 @@ async fn map_edits_under_load_lose_no_write_and_drop_no_client() {
     // A valid edit, picked up from the file.
     // The tenant (no rows yet: the edit is not held) moves to the shard its hash fallback
     // does not give it.
-    let original = sharded_config(cluster).databases[0].shard_map.clone();
-    let router = Router::new(&original);
-    let plan = router.plan(&format!(
+    let hashed = routed_shard(&format!(
         "SELECT 1 FROM documents WHERE tenant_id = {TENANT}"
     ));
-    let Ok(Route::Shard(hashed)) = router.route(&plan, &Params::none(), None) else {
-        panic!("the tenant routes to one shard")
-    };
-    let moved_to = 1 - hashed.0 as usize;
+    let moved_to = 1 - hashed;
     let moved_name = format!("s{moved_to}");
-    std::fs::write(&path, map_text(&[(TENANT, &moved_name)])).unwrap();
+    std::fs::write(&path, demo_map_with_tenants(&[(TENANT, &moved_name)])).unwrap();
     wait_for_epoch(&proxy, 2).await;
     // An invalid edit: rejected, the old map keeps serving.
     std::fs::write(
         &path,
-        map_text(&[(TENANT, &moved_name), (OTHER_TENANT, "nowhere")]),
+        demo_map_with_tenants(&[(TENANT, &moved_name), (OTHER_TENANT, "nowhere")]),
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -108,7 +89,7 @@ async fn map_edits_under_load_lose_no_write_and_drop_no_client() {
     // Valid again.
     std::fs::write(
         &path,
-        map_text(&[(TENANT, &moved_name), (OTHER_TENANT, "s0")]),
+        demo_map_with_tenants(&[(TENANT, &moved_name), (OTHER_TENANT, "s0")]),
     )
     .unwrap();
     assert_eq!(proxy.proxy.reload().await.unwrap().epoch, 3);

@@ -24,7 +24,7 @@ pub async fn shards_holding(cluster: &ClusterInfo, sql: &str) -> Vec<usize> {
 }
 
 /// The shard the demo map gives a literal statement, by the library's own router.
-fn routed_shard(sql: &str) -> usize {
+pub(crate) fn routed_shard(sql: &str) -> usize {
     let config = sharded_config(cluster());
     let router = Router::new(&config.databases[0].shard_map);
     match router.route(&router.plan(sql), &Params::none(), None) {

@@ -1,16 +1,9 @@
 //! Map edit → the questions asked of the shards, on small maps written as YAML.
 
-use std::path::Path;
-
 use super::*;
 use crate::config::parse_shard_map;
 use crate::moves::diff;
-use crate::moves::tests::{THREE, TWO};
-
-fn map(shards: &str, default: &str, tables: &str) -> ShardMap {
-    let text = format!("{shards}default_shard: {default}\ntables:\n{tables}");
-    parse_shard_map(&text, Path::new("map.yaml")).expect("test map is valid")
-}
+use crate::moves::tests::{EVENTS, EVENTS_SPLIT, THREE, TWO, map};
 
 fn asked(old: &ShardMap, new: &ShardMap) -> Vec<(String, String)> {
     let report = diff(old, new);
@@ -25,13 +18,13 @@ const USERS: &str = "
 
 #[test]
 fn an_edit_that_moves_nothing_asks_nothing() {
-    let users = map(TWO, "s0", USERS);
+    let users = map(TWO, USERS);
     assert!(asked(&users, &users).is_empty());
 }
 
 #[test]
 fn a_new_hash_shard_asks_each_shard_giving_keys_about_any_row() {
-    let questions = asked(&map(TWO, "s0", USERS), &map(THREE, "s0", USERS));
+    let questions = asked(&map(TWO, USERS), &map(THREE, USERS));
     let shards: Vec<&str> = questions.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(shards, ["s0", "s1"]);
     assert_eq!(
@@ -42,26 +35,7 @@ fn a_new_hash_shard_asks_each_shard_giving_keys_about_any_row() {
 
 #[test]
 fn a_range_split_asks_only_about_the_moving_keys() {
-    let before = "
-  events:
-    strategy: range
-    key: created_at
-    key_type: date
-    ranges:
-      - {shard: s0, to: '2026-01-01'}
-      - {shard: s1, from: '2026-01-01'}
-";
-    let after = "
-  events:
-    strategy: range
-    key: created_at
-    key_type: date
-    ranges:
-      - {shard: s0, to: '2026-01-01'}
-      - {shard: s1, from: '2026-01-01', to: '2026-07-01'}
-      - {shard: s2, from: '2026-07-01'}
-";
-    let questions = asked(&map(THREE, "s0", before), &map(THREE, "s0", after));
+    let questions = asked(&map(THREE, EVENTS), &map(THREE, EVENTS_SPLIT));
     assert_eq!(
         questions,
         [(
@@ -92,7 +66,7 @@ fn text_ranges_compare_bytes_and_quote_their_bounds() {
       - {shard: s0, to: \"o'k\"}
       - {shard: s1, from: \"o'k\"}
 ";
-    let questions = asked(&map(TWO, "s0", before), &map(TWO, "s0", after));
+    let questions = asked(&map(TWO, before), &map(TWO, after));
     assert_eq!(
         questions,
         [(
@@ -112,7 +86,7 @@ fn directory_entries_ask_their_old_shard_about_their_keys_only() {
     let after = "
   documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s1, 2: s0, 3: s1}, fallback: s0}
 ";
-    let questions = asked(&map(TWO, "s0", before), &map(TWO, "s0", after));
+    let questions = asked(&map(TWO, before), &map(TWO, after));
     let sql = |keys: &str| {
         format!("SELECT EXISTS (SELECT 1 FROM \"documents\" WHERE \"tenant_id\" IN ({keys}))")
     };
@@ -133,14 +107,14 @@ fn a_changed_fallback_asks_every_shard_about_the_whole_table() {
     let after = "
   documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s0}, fallback: s1}
 ";
-    let questions = asked(&map(TWO, "s0", before), &map(TWO, "s0", after));
+    let questions = asked(&map(TWO, before), &map(TWO, after));
     let shards: Vec<&str> = questions.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(shards, ["s0", "s1"]);
 }
 
 #[test]
 fn a_table_joining_the_map_asks_the_default_shard() {
-    let questions = asked(&map(TWO, "s0", "  {}"), &map(TWO, "s0", USERS));
+    let questions = asked(&map(TWO, "  {}"), &map(TWO, USERS));
     assert_eq!(
         questions,
         [(
@@ -152,7 +126,7 @@ fn a_table_joining_the_map_asks_the_default_shard() {
 
 #[test]
 fn a_sharded_table_leaving_the_map_asks_every_other_shard() {
-    let questions = asked(&map(TWO, "s0", USERS), &map(TWO, "s0", "  {}"));
+    let questions = asked(&map(TWO, USERS), &map(TWO, "  {}"));
     let shards: Vec<&str> = questions.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(shards, ["s1"]);
 }
@@ -160,16 +134,18 @@ fn a_sharded_table_leaving_the_map_asks_every_other_shard() {
 #[test]
 fn a_reference_table_asks_for_the_copy_new_shards_need() {
     let countries = "\n  countries: {strategy: reference}\n";
-    let questions = asked(&map(TWO, "s0", countries), &map(THREE, "s0", countries));
+    let questions = asked(&map(TWO, countries), &map(THREE, countries));
     assert_eq!(questions.len(), 1);
     assert_eq!(questions[0].0, "s0");
     // Leaving the map: the default shard has every row already.
-    assert!(asked(&map(TWO, "s0", countries), &map(TWO, "s0", "  {}")).is_empty());
+    assert!(asked(&map(TWO, countries), &map(TWO, "  {}")).is_empty());
 }
 
 #[test]
 fn a_new_default_shard_asks_the_old_one_for_unlisted_tables_with_rows() {
-    let questions = asked(&map(TWO, "s0", USERS), &map(TWO, "s1", USERS));
+    let to_s1 = TWO.to_owned() + "default_shard: s1\ntables:\n" + USERS;
+    let to_s1 = parse_shard_map(&to_s1, std::path::Path::new("map.yaml")).unwrap();
+    let questions = asked(&map(TWO, USERS), &to_s1);
     let [(shard, sql)] = &questions[..] else {
         panic!("{questions:?}")
     };
@@ -191,7 +167,7 @@ shards:
   - {{name: s1, primary: 'postgres://u@127.0.0.1:{port}/e'}}
 "
     );
-    let (old, new) = (map(&shards, "s0", "  {}"), map(&shards, "s0", USERS));
+    let (old, new) = (map(&shards, "  {}"), map(&shards, USERS));
     let probes = probes(&old, &new, &diff(&old, &new));
     let timeout = std::time::Duration::from_secs(2);
     let stored = stored_rows(&old, &probes, timeout).await;

@@ -212,15 +212,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let read = match &pending.work {
             Held::Read(read) => read.clone(),
             work => {
-                let returns = match work {
+                let (returns, cursor) = match work {
                     Held::Write(SpreadWrite { sql, .. })
                     | Held::Move(MoveWrite { sql, .. })
-                    | Held::Copy(sql, _) => returns_rows(sql),
-                    _ => false,
-                };
-                let cursor = match work {
-                    Held::Cursor(command) => Some(command.clone()),
-                    _ => None,
+                    | Held::Copy(sql, _) => (returns_rows(sql), None),
+                    Held::Cursor(command) => (false, Some(command.clone())),
+                    Held::Read(_) | Held::Declare(..) => (false, None),
                 };
                 if describe && returns {
                     self.batch.scatter_portal = None;

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use shardgate::config::{ClientAuthMethod, UserSecret};
 
 use super::ProxyPanics;
-use crate::harness::{TestProxy, cluster, config, connect_direct, demo_map, sharded_config};
+use crate::harness::{
+    TestProxy, cluster, config, connect_direct, demo_map_with_tenants, sharded_config,
+};
 
 const STORM_FIRST_ID: i64 = 910_000;
 const STORM_WRITERS: i64 = 4;
@@ -14,14 +16,8 @@ const STORM_ROWS: i64 = 150;
 
 /// The demo map with `tenants` added to the documents directory, on `shard` each.
 fn map_with_tenants(tenants: std::ops::Range<i64>, shard: &str) -> String {
-    let mut raw = demo_map(cluster());
-    let documents = raw.tables.get_mut("documents").unwrap();
-    let entries = documents.entries.get_or_insert_with(Default::default);
-    for tenant in tenants {
-        let key = shardgate::config::raw::RawScalar::Integer(tenant);
-        entries.insert(key, shard.to_owned());
-    }
-    serde_yaml::to_string(&raw).unwrap()
+    let entries: Vec<(i64, &str)> = tenants.map(|tenant| (tenant, shard)).collect();
+    demo_map_with_tenants(&entries)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,44 +4,24 @@
 //! RELOAD applies the edit; RELOAD FORCE applies a held edit as it is.
 
 use futures::StreamExt;
-use shardgate::config::raw::{RawRange, RawScalar, RawShardMap};
-use shardgate::router::{Params, Route, Router};
+use shardgate::config::raw::{RawRange, RawScalar};
 use tokio_postgres::AsyncMessage;
 
-use super::{ADMIN, ADMIN_PASSWORD, console, field, http_get, ops_proxy, rows, sample};
-use crate::harness::{TestProxy, cluster, connect_direct, demo_map, sharded_config};
+use super::{console, console_conn, field, http_get, ops_proxy, rows, sample};
+use crate::harness::{TestProxy, cluster, connect_direct, demo_map, demo_map_with_tenants};
 use crate::limits::SOON;
+use crate::routing::routed_shard;
 
 /// A tenant with a document: its entry moving is held.
 const STORED_TENANT: i64 = 41_001;
 /// A tenant without documents: its entry moving applies.
 const EMPTY_TENANT: i64 = 41_002;
 
-fn map_text(map: &RawShardMap) -> String {
-    serde_yaml::to_string(map).unwrap()
-}
-
-fn with_entries(entries: &[(i64, &str)]) -> RawShardMap {
-    let mut map = demo_map(cluster());
-    let documents = map.tables.get_mut("documents").unwrap();
-    let listed = documents.entries.get_or_insert_with(Default::default);
-    for &(tenant, shard) in entries {
-        listed.insert(RawScalar::Integer(tenant), shard.to_owned());
-    }
-    map
-}
-
 /// The shard index the demo map's hash fallback gives `tenant`.
 fn hashed(tenant: i64) -> usize {
-    let map = sharded_config(cluster()).databases[0].shard_map.clone();
-    let router = Router::new(&map);
-    let plan = router.plan(&format!(
+    routed_shard(&format!(
         "SELECT 1 FROM documents WHERE tenant_id = {tenant}"
-    ));
-    match router.route(&plan, &Params::none(), None) {
-        Ok(Route::Shard(shard)) => shard.0 as usize,
-        other => panic!("tenant {tenant} routes to one shard, not {other:?}"),
-    }
+    ))
 }
 
 /// A console connection whose notices (`RELOAD`'s warning) arrive on the returned channel.
@@ -51,10 +31,7 @@ async fn console_with_notices(
     tokio_postgres::Client,
     tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
-    let conn = format!(
-        "host=127.0.0.1 port={} user={ADMIN} password={ADMIN_PASSWORD} dbname=shardgate",
-        proxy.port()
-    );
+    let conn = console_conn(proxy);
     let (client, mut connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -102,7 +79,7 @@ async fn an_edit_moving_stored_rows_is_held_until_they_are_moved() {
     // Keys move but no stored row does: applied.
     let empty_moved = [(EMPTY_TENANT, away(EMPTY_TENANT))];
     let entries: Vec<(i64, &str)> = empty_moved.iter().map(|(t, s)| (*t, s.as_str())).collect();
-    std::fs::write(&path, map_text(&with_entries(&entries))).unwrap();
+    std::fs::write(&path, demo_map_with_tenants(&entries)).unwrap();
     let reloaded = proxy.proxy.reload().await.unwrap();
     assert!(reloaded.held.is_empty(), "{reloaded:?}");
     assert_eq!(reloaded.epoch, 2);
@@ -110,7 +87,7 @@ async fn an_edit_moving_stored_rows_is_held_until_they_are_moved() {
     // The stored tenant's entry moves it: held, with a warning that names the rows.
     let stored_away = away(STORED_TENANT);
     let both = [entries[0], (STORED_TENANT, stored_away.as_str())];
-    std::fs::write(&path, map_text(&with_entries(&both))).unwrap();
+    std::fs::write(&path, demo_map_with_tenants(&both)).unwrap();
     let (admin, mut notices) = console_with_notices(&proxy).await;
     admin.simple_query("RELOAD").await.unwrap();
     let warning = tokio::time::timeout(SOON, notices.recv())
@@ -188,8 +165,9 @@ async fn an_edit_moving_stored_rows_is_held_until_they_are_moved() {
     );
 }
 
-/// The events map split at `split` (a `YYYY-01-01` date): keys from there on move to s0.
-fn events_moved_from(split: &str) -> RawShardMap {
+/// The demo map (as YAML) with events split at `split` (a `YYYY-01-01` date): keys from there
+/// on move to s0.
+fn events_moved_from(split: &str) -> String {
     let mut map = demo_map(cluster());
     let text = |t: &str| Some(RawScalar::Text(t.to_owned()));
     map.tables.get_mut("events").unwrap().ranges = Some(vec![
@@ -209,7 +187,7 @@ fn events_moved_from(split: &str) -> RawShardMap {
             to: None,
         },
     ]);
-    map
+    serde_yaml::to_string(&map).unwrap()
 }
 
 #[tokio::test]
@@ -227,13 +205,13 @@ async fn a_range_edit_is_held_only_for_the_keys_it_moves_and_force_applies_it() 
     let far = "SELECT count(*) FROM events WHERE created_at = '2098-03-01 10:00'";
 
     // From 2099 on nothing is stored: the split applies.
-    std::fs::write(&path, map_text(&events_moved_from("2099-01-01"))).unwrap();
+    std::fs::write(&path, events_moved_from("2099-01-01")).unwrap();
     let reloaded = proxy.proxy.reload().await.unwrap();
     assert!(reloaded.held.is_empty(), "{reloaded:?}");
     assert_eq!(reloaded.epoch, 2);
 
     // From 2098 on, the 2098 event on s1 would move: held.
-    std::fs::write(&path, map_text(&events_moved_from("2098-01-01"))).unwrap();
+    std::fs::write(&path, events_moved_from("2098-01-01")).unwrap();
     let reloaded = proxy.proxy.reload().await.unwrap();
     assert_eq!(reloaded.epoch, 2);
     let [edit] = &reloaded.held[..] else {
