@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::clients::ClientRegistry;
-use crate::reshard::HeldEdit;
+use crate::reshard::{HeldEdit, Reshard};
 use crate::topology::Topology;
 
 pub use http::serve_http;
@@ -30,6 +30,10 @@ pub trait ReloadMaps: Send + Sync {
     fn reload_maps(&self, force: bool) -> BoxFuture<'_, Result<Reloaded, String>>;
     /// The edits held now (`SHOW MAP`, `SHOW PLAN`, the held-edit gauge).
     fn held_edits(&self) -> Vec<Arc<HeldEdit>>;
+    /// Applies a held edit by moving its rows (`RESHARD [database]`); the move once it ended.
+    fn reshard(&self, database: Option<String>) -> BoxFuture<'_, Result<Arc<Reshard>, String>>;
+    /// The last move of each database (`SHOW RESHARD`).
+    fn reshards(&self) -> Vec<Arc<Reshard>>;
 }
 
 /// What a reload did.

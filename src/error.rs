@@ -328,6 +328,10 @@ pub mod sqlstate {
     pub const QUERY_CANCELED: SqlState = SqlState::from_static("57014");
     /// A transaction that rolled back instead of committing.
     pub const TRANSACTION_ROLLBACK: SqlState = SqlState::from_static("40000");
+    /// A transaction that touched rows while RESHARD moved them: retry it.
+    pub const SERIALIZATION_FAILURE: SqlState = SqlState::from_static("40001");
+    /// A statement that waited at the RESHARD fence longer than the proxy waits.
+    pub const LOCK_NOT_AVAILABLE: SqlState = SqlState::from_static("55P03");
     /// A lock cycle (here: across shards) was broken by failing this transaction.
     pub const DEADLOCK_DETECTED: SqlState = SqlState::from_static("40P01");
     /// Internal proxy error.

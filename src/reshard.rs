@@ -4,8 +4,13 @@
 //! that moment reads of those keys would find nothing and writes would land beside the old
 //! rows. So before an edit is applied, [`stored`] asks the shards of the map in force whether
 //! the keys it moves hold rows. An edit that moves stored rows is held ([`HeldEdit`]) while
-//! the old map keeps serving; one that moves none applies as any other edit.
+//! the old map keeps serving; one that moves none applies as any other edit. `RESHARD`
+//! ([`mover`]) applies a held edit by moving those rows online, behind the fence of
+//! [`crate::topology::fence`].
 
+mod copy;
+mod job;
+pub mod mover;
 mod stored;
 
 use std::time::{Duration, SystemTime};
@@ -13,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::ShardMap;
 use crate::moves::{self, MoveReport};
 
+pub use job::{Piece, PieceRow, Reshard};
 pub use stored::StoredRows;
 
 /// An edited shard map that is not in force because it would move rows the shards hold.
@@ -20,6 +26,8 @@ pub use stored::StoredRows;
 pub struct HeldEdit {
     /// The database whose map it is.
     pub database: String,
+    /// The edited map.
+    pub edited: ShardMap,
     /// What it would move, compared with the map in force.
     pub report: MoveReport,
     /// The stored rows it would move (or could not rule out), at `checked_at`.
@@ -86,6 +94,7 @@ pub async fn check_edit(
     }
     Some(HeldEdit {
         database: database.to_owned(),
+        edited: edited.clone(),
         report,
         stored,
         checked_at: SystemTime::now(),

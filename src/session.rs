@@ -13,6 +13,7 @@ mod broadcast;
 mod client;
 mod copy_in;
 mod extended;
+mod fence;
 mod implicit;
 mod key_move;
 mod limits;
@@ -164,6 +165,8 @@ struct Session<C> {
     txn: transaction::Transaction,
     /// The extended-protocol batch in flight (see `batch`).
     batch: batch::Batch,
+    /// Registered with the `RESHARD` fence until the transaction ends (see `fence`).
+    fence_ticket: Option<crate::topology::fence::Ticket>,
     terminated: bool,
 }
 
@@ -196,6 +199,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             meter,
             txn: transaction::Transaction::default(),
             batch: batch::Batch::default(),
+            fence_ticket: None,
             terminated: false,
         }
     }
@@ -487,6 +491,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
     /// Transaction pooling: give the backend back as soon as its transaction is over.
     fn release_if_done(&mut self) {
+        self.leave_fence_if_quiet();
         if self.env.mode == PoolMode::Transaction
             && self.backend.is_some()
             && self.backend_is_clean()

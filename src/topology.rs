@@ -3,6 +3,7 @@
 //! session keeps the snapshot it started its transaction with.
 
 mod causal;
+pub mod fence;
 mod table_columns;
 
 pub use table_columns::TableColumns;
@@ -37,6 +38,10 @@ pub struct Topology {
 pub struct Database {
     /// The name clients connect to.
     pub name: String,
+    /// The topology epoch this snapshot of the database belongs to.
+    pub epoch: u64,
+    /// Holds statements back while `RESHARD` moves rows (kept across reloads).
+    pub fence: Arc<fence::Fence>,
     /// Routes its statements with its shard map.
     pub router: Router,
     /// Prepared statements some backend of this database has accepted (kept across reloads:
@@ -319,7 +324,13 @@ impl Topology {
                 let old = previous.and_then(|p| p.databases.get(&db.name));
                 (
                     db.name.clone(),
-                    Arc::new(Database::build(config, db, old.map(|o| &**o), metrics)),
+                    Arc::new(Database::build(
+                        config,
+                        db,
+                        epoch,
+                        old.map(|o| &**o),
+                        metrics,
+                    )),
                 )
             })
             .collect();
@@ -343,6 +354,7 @@ impl Database {
     fn build(
         config: &Config,
         db: &DatabaseEntry,
+        epoch: u64,
         old: Option<&Database>,
         metrics: &Metrics,
     ) -> Self {
@@ -375,6 +387,8 @@ impl Database {
         let federation = federation(config, db, metrics);
         Database {
             name: db.name.clone(),
+            epoch,
+            fence: old.map(|o| o.fence.clone()).unwrap_or_default(),
             router: Router::with_directories(&db.shard_map, &answers)
                 .with_max_statement_bytes(config.limits.max_statement_bytes),
             directories,

@@ -8,8 +8,9 @@
 //! that database keeps its map in force, the edit is logged and shown (`SHOW MAP`,
 //! `SHOW PLAN`, a metric), and only `RELOAD FORCE` applies it as it is.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
@@ -18,7 +19,8 @@ use tokio::sync::watch;
 use crate::admin::Reloaded;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
 use crate::metrics::Metrics;
-use crate::reshard::{self, HeldEdit};
+use crate::reshard::mover::{self, MovePlan};
+use crate::reshard::{self, HeldEdit, Reshard};
 use crate::topology::Topology;
 
 /// How often shard-map files are checked for changes.
@@ -43,6 +45,10 @@ pub struct Reloader {
     state: tokio::sync::Mutex<Loaded>,
     /// Edits the last reload held.
     held: Mutex<Vec<Arc<HeldEdit>>>,
+    /// The last `RESHARD` of each database.
+    reshards: Mutex<HashMap<String, Arc<Reshard>>>,
+    /// Itself, for the tasks `RESHARD` starts.
+    this: Weak<Reloader>,
 }
 
 struct Loaded {
@@ -62,14 +68,16 @@ impl Reloader {
             databases: config.databases.clone(),
             stamps: stamps(&config.databases),
         };
-        let reloader = Reloader {
+        let reloader = Arc::new_cyclic(|this| Reloader {
             config: config.clone(),
             metrics,
             publish,
             state: tokio::sync::Mutex::new(loaded),
             held: Mutex::default(),
-        };
-        (Arc::new(reloader), receiver)
+            reshards: Mutex::default(),
+            this: this.clone(),
+        });
+        (reloader, receiver)
     }
 
     /// The epoch in force.
@@ -173,6 +181,96 @@ impl Reloader {
         .await
     }
 
+    /// Applies `database`'s held edit by moving its rows ([`crate::reshard::mover`]); the
+    /// database may be left out when one edit is held. Returns the move once it ended (it runs
+    /// on in its own task if the caller stops waiting).
+    pub async fn reshard(&self, database: Option<&str>) -> Result<Arc<Reshard>, String> {
+        let edit = self.edit_to_move(database)?;
+        let name = edit.database.clone();
+        let plan = {
+            let state = self.state.lock().await;
+            let in_force = (state.databases.iter())
+                .find(|db| db.name == name)
+                .ok_or_else(|| format!("no database {name:?}"))?;
+            let timeout = self.config.pool.connect_timeout;
+            let (old, new) = (in_force.shard_map.clone(), edit.edited.clone());
+            MovePlan::new(old, new, &edit.report, timeout)?
+        };
+        let fence = (self.publish.borrow().database(&name))
+            .ok_or_else(|| format!("no database {name:?}"))?
+            .fence
+            .clone();
+        let job = Arc::new(Reshard::new(&name));
+        {
+            let mut reshards = self.reshards.lock().unwrap_or_else(|e| e.into_inner());
+            if reshards.get(&name).is_some_and(|job| !job.finished()) {
+                return Err(format!("a RESHARD of {name:?} is running; SHOW RESHARD"));
+            }
+            reshards.insert(name.clone(), job.clone());
+        }
+        let this = self.this.upgrade().ok_or("the proxy is stopping")?;
+        let task_job = job.clone();
+        let task = tokio::spawn(async move {
+            let switch: mover::Switch<'_> =
+                Box::new(|| Box::pin(this.switch_to(&name, plan.new.clone())));
+            mover::run(&task_job, &plan, &fence, switch).await;
+        });
+        task.await.map_err(|e| format!("RESHARD stopped: {e}"))?;
+        Ok(job)
+    }
+
+    /// The last `RESHARD` of each database.
+    pub fn reshards(&self) -> Vec<Arc<Reshard>> {
+        let reshards = self.reshards.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = reshards.values().cloned().collect();
+        all.sort_by(|a, b| a.database.cmp(&b.database));
+        all
+    }
+
+    fn edit_to_move(&self, database: Option<&str>) -> Result<Arc<HeldEdit>, String> {
+        let held = self.held();
+        let mut matching = held
+            .iter()
+            .filter(|e| database.is_none_or(|d| e.database == d));
+        match (matching.next(), matching.next()) {
+            (Some(edit), None) => Ok(edit.clone()),
+            (Some(_), Some(_)) => {
+                Err("edits of several databases are held: RESHARD <database>".into())
+            }
+            (None, _) => Err(match database {
+                Some(name) => format!(
+                    "no edit of database {name:?} is held: RELOAD reads the shard maps, SHOW PLAN shows held edits"
+                ),
+                None => "no edit is held: RELOAD reads the shard maps, SHOW PLAN shows held edits"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Puts `map` in force for `database` at the next epoch (the switch of a move).
+    async fn switch_to(&self, database: &str, map: config::ShardMap) -> Result<u64, String> {
+        let mut state = self.state.lock().await;
+        let mut databases = state.databases.clone();
+        let entry = (databases.iter_mut())
+            .find(|db| db.name == database)
+            .ok_or_else(|| format!("database {database:?} is gone from the config"))?;
+        entry.shard_map = map;
+        let previous = self.publish.borrow().clone();
+        let epoch = previous.epoch + 1;
+        let topology = Topology::rebuild(
+            &self.config,
+            &databases,
+            epoch,
+            Some(&previous),
+            &self.metrics,
+        );
+        state.databases = databases;
+        self.publish.send_replace(Arc::new(topology));
+        (self.held.lock().unwrap_or_else(|e| e.into_inner())).retain(|e| e.database != database);
+        tracing::info!(epoch, database, "RESHARD switched the shard map");
+        Ok(epoch)
+    }
+
     /// Reloads on SIGHUP and whenever a shard-map file changes, until `shutdown` turns true.
     pub async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut hangup =
@@ -249,5 +347,13 @@ impl crate::admin::ReloadMaps for Reloader {
 
     fn held_edits(&self) -> Vec<Arc<HeldEdit>> {
         self.held()
+    }
+
+    fn reshard(&self, database: Option<String>) -> BoxFuture<'_, Result<Arc<Reshard>, String>> {
+        Box::pin(async move { Reloader::reshard(self, database.as_deref()).await })
+    }
+
+    fn reshards(&self) -> Vec<Arc<Reshard>> {
+        Reloader::reshards(self)
     }
 }

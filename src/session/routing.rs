@@ -21,20 +21,30 @@ use crate::router::TableColumn;
 use crate::router::strategy::PlacementError;
 use crate::router::{Hint, Params, Route, RouteError};
 use crate::topology::Database;
+use crate::topology::fence::{self, Verdict};
 use crate::wire::TxStatus;
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// The route of `sql` with these parameters and the client's hint, reading directory
-    /// tables for keys they have not cached yet.
+    /// tables for keys they have not cached yet, and waiting at the `RESHARD` fence when it
+    /// blocks the statement (see `fence`).
     /// `params` are a Bind's (or an EXECUTE's); `None` for a simple Query, whose literals
     /// are parameters too.
-    pub(super) fn route_sql<'a>(
-        &self,
-        sql: &'a str,
-        params: Option<&'a Params<'a>>,
-    ) -> impl Future<Output = Result<Routed, ErrorReport>> + Send + 'a {
-        let (database, metrics) = (self.env.database.clone(), self.env.metrics.clone());
-        route_with_lookups(database, metrics, self.hint.clone(), sql, params)
+    pub(super) async fn route_sql(
+        &mut self,
+        sql: &str,
+        params: Option<&Params<'_>>,
+    ) -> Result<Routed, ErrorReport> {
+        loop {
+            let registered = self.enter_fence();
+            let (database, metrics) = (self.env.database.clone(), self.env.metrics.clone());
+            let routed =
+                route_with_lookups(database, metrics, self.hint.clone(), sql, params).await?;
+            if !routed.blocked {
+                return Ok(routed);
+            }
+            cold(self.wait_at_fence(registered)).await?;
+        }
     }
 
     /// The error for something not supported, counted by its kind.
@@ -148,6 +158,8 @@ const MAX_LOOKUPS: usize = 16;
 pub(super) struct Routed {
     pub route: Route,
     pub writes: bool,
+    /// The `RESHARD` fence holds it back.
+    pub blocked: bool,
 }
 
 async fn route_with_lookups(
@@ -235,17 +247,16 @@ async fn route_fetching(
             Some((sql, plan)) => (sql.as_str(), plan.as_deref()),
             None => (sql, plan),
         };
-        let (routed, writes, unmapped) = match (plan, params) {
-            (Some(plan), Some(params)) => (
-                router.route(plan, params, hint.as_ref()),
-                plan.may_write(),
-                plan.names_no_map_table(),
-            ),
+        let simple_plan;
+        let (routed, used_plan) = match (plan, params) {
+            (Some(plan), Some(params)) => (router.route(plan, params, hint.as_ref()), plan),
             _ => {
-                let (routed, plan) = router.route_simple_planned(sql, hint.as_ref());
-                (routed, plan.may_write(), plan.names_no_map_table())
+                let routed;
+                (routed, simple_plan) = router.route_simple_planned(sql, hint.as_ref());
+                (routed, &*simple_plan)
             }
         };
+        let (writes, unmapped) = (used_plan.may_write(), used_plan.names_no_map_table());
         match routed {
             Err(RouteError::Placement {
                 source: PlacementError::NeedsLookup(pending),
@@ -273,12 +284,38 @@ async fn route_fetching(
                 let tables = cold(index_tables_of(database, &indexes)).await?;
                 let route = router.route_on_index_tables(sql, &tables);
                 let kind = route_kind(&route, !matches!(route, Route::Replicate(_)));
-                return Ok((Routed { route, writes }, kind));
+                let blocked = false;
+                return Ok((
+                    Routed {
+                        route,
+                        writes,
+                        blocked,
+                    },
+                    kind,
+                ));
             }
             Ok(route) => {
                 tracing::debug!(?route, writes, "routed");
                 let kind = route_kind(&route, unmapped);
-                return Ok((Routed { route, writes }, kind));
+                let statement = fence::Routed {
+                    sql,
+                    params,
+                    hint: hint.as_ref(),
+                    plan: used_plan,
+                    route: &route,
+                    router,
+                    epoch: database.epoch,
+                    writes,
+                };
+                let blocked = database.fence.verdict(&statement) == Verdict::Blocked;
+                return Ok((
+                    Routed {
+                        route,
+                        writes,
+                        blocked,
+                    },
+                    kind,
+                ));
             }
             Err(error) => return Err(route_failure(metrics, error)),
         }

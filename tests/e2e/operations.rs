@@ -12,6 +12,7 @@ mod held_edits;
 mod logging;
 mod metrics;
 mod pause;
+mod reshard;
 
 use std::time::Duration;
 

@@ -24,6 +24,7 @@ pub async fn run(admin: &AdminContext, sql: &str) -> Reply {
         "RELOAD" if rest.len() == 1 && rest[0].eq_ignore_ascii_case("FORCE") => {
             reload(admin, true).await
         }
+        "RESHARD" if rest.len() <= 1 => reshard(admin, rest.first()).await,
         "PAUSE" => pause(admin, &rest).await,
         "RESUME" => resume(admin, &rest),
         // Drivers set session options after login (pgjdbc: extra_float_digits); the console
@@ -47,6 +48,7 @@ fn show_command(admin: &AdminContext, text: &str, rest: &[&str]) -> Reply {
         ("TRANSACTIONS", 1) => show::transactions(admin),
         ("MAP", 1) => show::map(admin),
         ("PLAN", 1) => show::plan(admin),
+        ("RESHARD", 1) => show::reshard(admin),
         ("HELP", 1) => show::help(),
         ("ROUTE", n) if n > 1 => {
             // Everything after the word ROUTE, as typed.
@@ -81,6 +83,27 @@ async fn reload(admin: &AdminContext, force: bool) -> Reply {
             Blame::Proxy,
             format!("{error}\nthe previous shard maps stay in force"),
         )),
+    }
+}
+
+/// `RESHARD [database]`: moves the held edit's rows and switches the map; answers when the
+/// move ended.
+async fn reshard(admin: &AdminContext, database: Option<&&str>) -> Reply {
+    let database = database.map(|name| name.to_string());
+    let failed = |why: String| {
+        Reply::Error(ErrorReport::error(
+            sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Blame::Proxy,
+            format!("RESHARD: {why}"),
+        ))
+    };
+    match admin.reloader.reshard(database).await {
+        Ok(job) => match job.outcome() {
+            Some(Ok(_)) => Reply::Done("RESHARD".into()),
+            Some(Err(why)) => failed(format!("{why}; the shard map in force stays")),
+            None => failed("the move stopped before it ended".into()),
+        },
+        Err(why) => failed(why),
     }
 }
 

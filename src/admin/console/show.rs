@@ -320,6 +320,36 @@ pub fn plan(admin: &AdminContext) -> Reply {
     rows(&["database", "plan"], out, "SHOW")
 }
 
+/// `SHOW RESHARD`: the last move of each database, one row per table, source and target.
+pub fn reshard(admin: &AdminContext) -> Reply {
+    let mut out = Vec::new();
+    for job in admin.reloader.reshards() {
+        for row in job.rows() {
+            out.push(vec![
+                text(&row.database),
+                text(&row.piece.table),
+                text(&row.piece.source),
+                text(&row.piece.target),
+                text(row.phase),
+                text(row.piece.rows),
+                text(&row.state),
+                text(timestamp(job.started)),
+            ]);
+        }
+    }
+    let columns = [
+        "database",
+        "table",
+        "source",
+        "target",
+        "phase",
+        "rows_copied",
+        "state",
+        "started",
+    ];
+    rows(&columns, out, "SHOW")
+}
+
 /// `SHOW ROUTE <sql>`: where each database's router sends the statement, and why: the same
 /// words as `shardgate route`.
 pub fn route(admin: &AdminContext, sql: &str) -> Reply {
@@ -385,6 +415,10 @@ pub fn help() -> Reply {
             "SHOW PLAN",
             "held shard-map edits: what they move, the stored rows that hold them",
         ),
+        (
+            "SHOW RESHARD",
+            "the last RESHARD of each database: one row per table, source and target",
+        ),
         ("SHOW ROUTE <sql>", "where a statement would run, and why"),
         (
             "RELOAD",
@@ -393,6 +427,10 @@ pub fn help() -> Reply {
         (
             "RELOAD FORCE",
             "read them again and apply held edits as they are (rows stay put)",
+        ),
+        (
+            "RESHARD [database]",
+            "apply the held edit by moving its rows online, then switch the map",
         ),
         (
             "PAUSE [database [shard]]",

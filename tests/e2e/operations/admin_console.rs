@@ -95,7 +95,7 @@ async fn the_console_answers_every_command() {
     );
     assert_eq!(
         rows(&admin, "SHOW HELP").await.len(),
-        13,
+        15,
         "the session goes on"
     );
 }

@@ -238,3 +238,101 @@ async fn a_range_edit_is_held_only_for_the_keys_it_moves_and_force_applies_it() 
         .await
         .unwrap();
 }
+
+/// A tenant and a year only the RESHARD test writes.
+const MOVED_TENANT: i64 = 41_201;
+const MOVED_YEAR: &str = "2096";
+
+#[tokio::test]
+async fn reshard_moves_a_tenant_and_a_range_of_times_held_by_one_edit() {
+    let events = format!("created_at >= '{MOVED_YEAR}-01-01' AND created_at < '2097-01-01'");
+    for uri in &cluster().primaries {
+        let direct = connect_direct(uri).await;
+        let clean = format!(
+            "DELETE FROM documents WHERE tenant_id = {MOVED_TENANT}; DELETE FROM events WHERE {events}"
+        );
+        direct.batch_execute(&clean).await.unwrap();
+    }
+    let (proxy, _dir, path) = ops_proxy(|_| {}).await;
+    let client = proxy.connect().await;
+    for doc in 1..=20 {
+        let sql = format!("INSERT INTO documents VALUES ({MOVED_TENANT}, {doc}, 'moving')");
+        client.batch_execute(&sql).await.unwrap();
+    }
+    for day in 1..=10 {
+        let sql =
+            format!("INSERT INTO events VALUES ('{MOVED_YEAR}-02-{day:02} 10:00', 'moving', NULL)");
+        client.batch_execute(&sql).await.unwrap();
+    }
+    let home = hashed(MOVED_TENANT);
+    let events_on = async |shard: usize| -> i64 {
+        let sql = format!("SELECT count(*) FROM events WHERE {events}");
+        let direct = connect_direct(&cluster().primaries[shard]).await;
+        direct.query_one(&sql, &[]).await.unwrap().get(0)
+    };
+    assert_eq!(
+        (documents_on(home, MOVED_TENANT).await, events_on(1).await),
+        (20, 10)
+    );
+
+    // One edit: the tenant gets an entry on the other shard, and the year moves to s0.
+    let mut map = demo_map(cluster());
+    let documents = map.tables.get_mut("documents").unwrap();
+    let entries = documents.entries.get_or_insert_with(Default::default);
+    entries.insert(RawScalar::Integer(MOVED_TENANT), format!("s{}", 1 - home));
+    let text = |t: &str| Some(RawScalar::Text(t.to_owned()));
+    let range = |shard: &str, from: Option<RawScalar>, to: Option<RawScalar>| RawRange {
+        shard: shard.into(),
+        from,
+        to,
+    };
+    let year = format!("{MOVED_YEAR}-01-01");
+    map.tables.get_mut("events").unwrap().ranges = Some(vec![
+        range("s0", None, text("2026-01-01")),
+        range("s1", text("2026-01-01"), text(&year)),
+        range("s0", text(&year), text("2097-01-01")),
+        range("s1", text("2097-01-01"), None),
+    ]);
+    std::fs::write(&path, serde_yaml::to_string(&map).unwrap()).unwrap();
+    let admin = console(&proxy).await;
+    admin.simple_query("RELOAD").await.unwrap();
+    assert!(!rows(&admin, "SHOW PLAN").await.is_empty(), "held");
+    admin
+        .simple_query("RESHARD")
+        .await
+        .expect("RESHARD moves them");
+
+    let status = rows(&admin, "SHOW RESHARD").await;
+    let copied = |table: &str| -> Vec<(String, String, String)> {
+        (status.iter())
+            .filter(|row| field(row, "table") == table)
+            .map(|row| {
+                let f = |name| field(row, name).to_owned();
+                (f("source"), f("target"), f("rows_copied"))
+            })
+            .collect()
+    };
+    let away = format!("s{}", 1 - home);
+    assert_eq!(
+        copied("documents"),
+        [(format!("s{home}"), away, "20".into())]
+    );
+    assert_eq!(copied("events"), [("s1".into(), "s0".into(), "10".into())]);
+    assert_eq!(documents_on(1 - home, MOVED_TENANT).await, 20);
+    assert_eq!(documents_on(home, MOVED_TENANT).await, 0);
+    assert_eq!((events_on(0).await, events_on(1).await), (10, 0));
+    let read = format!("SELECT count(*) FROM documents WHERE tenant_id = {MOVED_TENANT}");
+    let through: i64 = client.query_one(&read, &[]).await.unwrap().get(0);
+    assert_eq!(
+        through, 20,
+        "the proxy reads the moved rows where they are now"
+    );
+    for uri in &cluster().primaries {
+        let clean = format!("DELETE FROM events WHERE {events}");
+        connect_direct(uri)
+            .await
+            .batch_execute(&clean)
+            .await
+            .unwrap();
+    }
+}

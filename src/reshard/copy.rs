@@ -1,0 +1,249 @@
+//! Copies the rows of one table that leave one shard: read at one snapshot with `COPY … TO
+//! STDOUT`, each row's key placed by both maps, and the rows that change shard streamed into
+//! their target's open transaction (`COPY … FROM STDIN`), then deleted from the source in the
+//! source's open transaction. Nothing here commits: the mover prepares and commits every
+//! side together.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use tokio_postgres::CopyInSink;
+
+use super::job::Reshard;
+use crate::config::BackendUri;
+use crate::control::{ControlConn, client_config};
+use crate::router::Router;
+use crate::sql::quote;
+use crate::wire::copy_rows::{CopyFormat, Key, Piece, RowSplitter};
+
+/// Rows queued for one target are sent once this many bytes wait.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Keys deleted from a source per statement.
+const DELETE_BATCH: usize = 5_000;
+
+/// One shard's open transaction in a move.
+pub struct Side {
+    /// The shard's name.
+    pub shard: String,
+    /// Its connection, inside `BEGIN`.
+    pub conn: ControlConn,
+}
+
+impl Side {
+    /// A transaction on shard `name`'s server `uri`.
+    pub async fn open(name: &str, uri: &BackendUri, timeout: Duration) -> Result<Side, String> {
+        let conn = connect(uri, timeout)
+            .await
+            .map_err(|why| format!("shard {name}: {why}"))?;
+        (conn.client.batch_execute("BEGIN").await).map_err(|e| on(name, e))?;
+        Ok(Side {
+            shard: name.to_owned(),
+            conn,
+        })
+    }
+}
+
+/// A control connection to `uri` for the move.
+pub async fn connect(uri: &BackendUri, timeout: Duration) -> Result<ControlConn, String> {
+    let config = client_config(uri, "shardgate reshard", timeout);
+    ControlConn::open(&config, timeout).await.map_err(|error| {
+        error.map_or_else(|| format!("no answer in {timeout:?}"), |e| e.to_string())
+    })
+}
+
+/// The columns a table's rows are copied with: every stored column, in catalog order.
+struct Columns {
+    list: String,
+    key_index: usize,
+    key_type: String,
+}
+
+/// Copies `table`'s rows that `old` places on `source` and `new` elsewhere into their
+/// targets (opened on demand, connecting within `timeout`), then deletes them from `source`.
+/// Returns the rows moved.
+pub async fn move_table(
+    job: &Reshard,
+    (old, new): (&Router, &Router),
+    table: &str,
+    source: &Side,
+    targets: &mut HashMap<String, Side>,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let Some(key) = key_column(new, table) else {
+        return Err(format!("table {table} has no shard key in the new map"));
+    };
+    let Some(columns) = columns(&source.conn, table, &key).await? else {
+        return Ok(0); // Not created on this shard: nothing to move.
+    };
+    let copy_out = format!(
+        "COPY (SELECT {} FROM {}) TO STDOUT",
+        columns.list,
+        quote::ident(table)
+    );
+    let stream =
+        (source.conn.client.copy_out(copy_out.as_str()).await).map_err(|e| on(&source.shard, e))?;
+    let mut stream = std::pin::pin!(stream);
+    let mut splitter = RowSplitter::new(CopyFormat::text(), columns.key_index);
+    let mut sinks: HashMap<String, Sink> = HashMap::new();
+    let mut keys: Vec<String> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        splitter.feed(&chunk.map_err(|e| on(&source.shard, e))?);
+        while let Some(found) = splitter.next(false).map_err(|e| e.to_string())? {
+            let len = found.len;
+            let row_key = match found.piece {
+                Piece::Row(Key::Text(text)) => Some(String::from_utf8_lossy(&text).into_owned()),
+                _ => None,
+            };
+            let target = match row_key {
+                Some(key) => leaving(old, new, table, &source.shard, key)?,
+                None => None,
+            };
+            if let Some((target, key)) = target {
+                if !sinks.contains_key(&target) {
+                    if !targets.contains_key(&target) {
+                        let shard = (new.map().shard_by_name(&target))
+                            .ok_or_else(|| format!("no shard {target}"))?;
+                        let side = Side::open(&target, &shard.primary, timeout).await?;
+                        targets.insert(target.clone(), side);
+                    }
+                    let side = &targets[&target];
+                    let sink = Sink::open(side, table, &columns.list).await?;
+                    sinks.insert(target.clone(), sink);
+                }
+                let sink = sinks.get_mut(&target).ok_or("no sink")?;
+                sink.queue(splitter.bytes(len), &targets[&target].shard)
+                    .await?;
+                keys.push(key);
+            }
+            splitter.consume(len);
+        }
+    }
+    let mut moved = 0;
+    for (target, sink) in sinks {
+        let rows = sink.finish(&target).await?;
+        job.copied(table, &source.shard, &target, rows);
+        moved += rows;
+    }
+    delete_keys(source, table, &key, &columns.key_type, &keys).await?;
+    Ok(moved)
+}
+
+/// The target of a row of `table` with `key` found on `source`: `None` when it stays, or
+/// when `old` does not place it on `source` (a stray row, left where it is).
+fn leaving(
+    old: &Router,
+    new: &Router,
+    table: &str,
+    source: &str,
+    key: String,
+) -> Result<Option<(String, String)>, String> {
+    let name = |router: &Router| -> Result<String, String> {
+        let shard = router.shard_of_key(table, &key).map_err(|e| {
+            format!("cannot place key {key:?} of table {table}: {e} (RESHARD places keys by the map alone)")
+        })?;
+        Ok(router.map().shard(shard).name.clone())
+    };
+    if name(old)? != source {
+        return Ok(None);
+    }
+    let target = name(new)?;
+    Ok((target != source).then_some((target, key)))
+}
+
+fn key_column(router: &Router, table: &str) -> Option<String> {
+    match &router.map().tables.get(table)?.placement {
+        crate::config::Placement::Sharded(sharding) => Some(sharding.key_column.clone()),
+        crate::config::Placement::Reference => None,
+    }
+}
+
+/// The stored columns of `table` on `side`'s shard; `None` when the table is not there.
+async fn columns(conn: &ControlConn, table: &str, key: &str) -> Result<Option<Columns>, String> {
+    let sql = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+               FROM pg_attribute a WHERE a.attrelid = to_regclass($1) \
+               AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+               ORDER BY a.attnum";
+    let rows = (conn.client.query(sql, &[&quote::ident(table)]).await)
+        .map_err(|e| format!("reading the columns of {table}: {e}"))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    let Some(key_index) = names.iter().position(|name| name == key) else {
+        return Err(format!("table {table} has no column {key}"));
+    };
+    let key_type: String = rows[key_index].get(1);
+    let list: Vec<String> = names.iter().map(|name| quote::ident(name)).collect();
+    Ok(Some(Columns {
+        list: list.join(", "),
+        key_index,
+        key_type,
+    }))
+}
+
+async fn delete_keys(
+    source: &Side,
+    table: &str,
+    key: &str,
+    key_type: &str,
+    keys: &[String],
+) -> Result<(), String> {
+    let sql = format!(
+        "DELETE FROM {} WHERE {} = ANY($1::text[]::{key_type}[])",
+        quote::ident(table),
+        quote::ident(key)
+    );
+    for batch in keys.chunks(DELETE_BATCH) {
+        let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+        (source.conn.client.execute(sql.as_str(), &[&batch]).await)
+            .map_err(|e| on(&source.shard, e))?;
+    }
+    Ok(())
+}
+
+/// A COPY into one target, with the rows waiting to be sent.
+struct Sink {
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    pending: BytesMut,
+}
+
+impl Sink {
+    async fn open(side: &Side, table: &str, columns: &str) -> Result<Sink, String> {
+        let sql = format!("COPY {} ({columns}) FROM STDIN", quote::ident(table));
+        let sink =
+            (side.conn.client.copy_in(sql.as_str()).await).map_err(|e| on(&side.shard, e))?;
+        Ok(Sink {
+            sink: Box::pin(sink),
+            pending: BytesMut::new(),
+        })
+    }
+
+    async fn queue(&mut self, row: &[u8], shard: &str) -> Result<(), String> {
+        self.pending.extend_from_slice(row);
+        if self.pending.len() >= FLUSH_AT {
+            let data = self.pending.split().freeze();
+            self.sink.send(data).await.map_err(|e| on(shard, e))?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self, shard: &str) -> Result<u64, String> {
+        if !self.pending.is_empty() {
+            let data = self.pending.split().freeze();
+            self.sink.send(data).await.map_err(|e| on(shard, e))?;
+        }
+        self.sink.as_mut().finish().await.map_err(|e| on(shard, e))
+    }
+}
+
+/// A server's error, naming its shard.
+pub fn on(shard: &str, error: tokio_postgres::Error) -> String {
+    let detail = error
+        .as_db_error()
+        .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+    format!("shard {shard}: {detail}")
+}

@@ -1,0 +1,317 @@
+//! `RESHARD`: applies a held edit by moving the rows it places elsewhere, online.
+//!
+//! 1. **Fence writes** to the keys that change shard ([`FenceState::Writes`]) and wait until
+//!    every transaction that began before has ended. Writes to other keys, and all reads,
+//!    go on.
+//! 2. **Copy** each moving table's rows from every source primary into their targets, and
+//!    delete them from the sources, in one open transaction per shard and side; then
+//!    `PREPARE TRANSACTION` each. Nothing is visible yet, and a failure rolls all back.
+//! 3. **Switch**: hold statements on map tables for the moment of the commit
+//!    ([`FenceState::Switching`]), `COMMIT PREPARED` everywhere, wait for the replicas to
+//!    replay it, publish the new map, and let the statements go on under it.
+//!
+//! Reads never see a moved row twice or not at all: before the commit the copies are
+//! invisible and the sources whole, and no statement on a map table runs across the commit.
+//! The fence lasts as long as the copy; moving keys' writes wait that long.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::copy::{self, Side};
+use super::job::Reshard;
+use crate::config::{BackendUri, ShardMap};
+use crate::moves::{Change, MoveReport, ShardChange};
+use crate::router::Router;
+use crate::topology::fence::{Fence, FenceState, Moving};
+
+/// How long the fence waits for transactions that began before it to end.
+const DRAIN_WAIT: Duration = Duration::from_secs(30);
+
+/// How long the switch waits for transactions that began during the copy to end: statements
+/// on map tables wait meanwhile, so it gives up sooner (and the move with it).
+const SWITCH_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the switch waits for replicas to replay the move's commit.
+const REPLICA_WAIT: Duration = Duration::from_secs(10);
+
+/// What a move does: the map in force, the edit, and the tables whose rows move.
+pub struct MovePlan {
+    /// The map in force.
+    pub old: ShardMap,
+    /// The held edit.
+    pub new: ShardMap,
+    /// Tables whose rows change shard (co-located ones included), sorted.
+    pub tables: Vec<String>,
+    /// Connecting to a shard waits this long.
+    pub connect_timeout: Duration,
+}
+
+impl MovePlan {
+    /// The move from `old` to `new` (compared in `report`), or why RESHARD cannot make it.
+    pub fn new(
+        old: ShardMap,
+        new: ShardMap,
+        report: &MoveReport,
+        connect_timeout: Duration,
+    ) -> Result<Self, String> {
+        let by_hand = "; move those rows by hand and RELOAD FORCE";
+        for change in &report.shards {
+            if let ShardChange::Renamed { from, to, .. } = change {
+                return Err(format!(
+                    "RESHARD does not rename shards ({from} -> {to}){by_hand}"
+                ));
+            }
+            if let ShardChange::Repointed { name, .. } = change {
+                return Err(format!(
+                    "RESHARD does not move shard {name} to another server{by_hand}"
+                ));
+            }
+        }
+        if let Some((from, to)) = &report.default_shard {
+            return Err(format!(
+                "RESHARD does not change the default shard ({from} -> {to}){by_hand}"
+            ));
+        }
+        let mut tables = Vec::new();
+        for moved in &report.tables {
+            match &moved.change {
+                Change::Hash(_) | Change::Range(_) | Change::Directory(_) => {
+                    tables.extend(moved.tables.iter().cloned());
+                }
+                other => {
+                    return Err(format!(
+                        "RESHARD moves rows between the shards of a hash, range or directory placement; {}: {}{by_hand}",
+                        moved.tables.join(", "),
+                        change_name(other)
+                    ));
+                }
+            }
+        }
+        if tables.is_empty() {
+            return Err("the edit moves no rows".into());
+        }
+        tables.sort();
+        Ok(Self {
+            old,
+            new,
+            tables,
+            connect_timeout,
+        })
+    }
+}
+
+fn change_name(change: &Change) -> String {
+    match change {
+        Change::Added { .. } => "joins the map".into(),
+        Change::Removed { .. } => "leaves the map".into(),
+        Change::EveryRow { why } => format!("every row moves ({why})"),
+        Change::Reference { copy_to } => {
+            format!("a reference table copied to {}", copy_to.join(", "))
+        }
+        Change::Hash(_) | Change::Range(_) | Change::Directory(_) => "moves".into(),
+    }
+}
+
+/// Publishes the new map once the rows moved: the epoch it is in force from.
+pub type Switch<'a> = Box<dyn FnOnce() -> BoxFuture<'a, Result<u64, String>> + Send + 'a>;
+
+/// Runs the move (see the module doc) and records its outcome in `job`.
+pub async fn run(job: &Reshard, plan: &MovePlan, fence: &Fence, switch: Switch<'_>) {
+    let outcome = run_phases(job, plan, fence, switch).await;
+    if outcome.is_err() {
+        fence.set(FenceState::Down);
+    }
+    job.finish(outcome);
+}
+
+async fn run_phases(
+    job: &Reshard,
+    plan: &MovePlan,
+    fence: &Fence,
+    switch: Switch<'_>,
+) -> Result<u64, String> {
+    let moving = Arc::new(Moving::new(&plan.new, plan.tables.clone()));
+    job.phase("fence");
+    fence.set(FenceState::Writes(moving.clone()));
+    drain(fence, DRAIN_WAIT, "began before the fence").await?;
+    job.phase("copy");
+    let prepared = copy_all(job, plan).await?;
+    job.phase("switch");
+    fence.set(FenceState::Switching(moving.clone()));
+    if let Err(why) = drain(fence, SWITCH_WAIT, "began during the copy").await {
+        roll_back(plan, &prepared).await;
+        return Err(why);
+    }
+    commit(plan, &prepared).await?;
+    wait_for_replicas(plan, &prepared).await;
+    let epoch = switch().await?;
+    fence.set(FenceState::Switched { epoch, moving });
+    Ok(epoch)
+}
+
+async fn drain(fence: &Fence, wait: Duration, what: &str) -> Result<(), String> {
+    fence.drain(wait).await.map_err(|open| {
+        format!(
+            "{open} transaction(s) that {what} still open after {} s; nothing moved",
+            wait.as_secs()
+        )
+    })
+}
+
+/// A prepared transaction of the move: its shard (by name, in the old map or the new) and
+/// global id.
+struct Prepared {
+    shard: String,
+    uri: BackendUri,
+    gid: String,
+}
+
+async fn copy_all(job: &Reshard, plan: &MovePlan) -> Result<Vec<Prepared>, String> {
+    let (old, new) = (Router::new(&plan.old), Router::new(&plan.new));
+    let timeout = plan.connect_timeout;
+    let mut targets: HashMap<String, Side> = HashMap::new();
+    let mut sources = Vec::new();
+    for shard in &plan.old.shards {
+        let source = Side::open(&shard.name, &shard.primary, timeout).await?;
+        for table in &plan.tables {
+            let routers = (&old, &new);
+            copy::move_table(job, routers, table, &source, &mut targets, timeout).await?;
+        }
+        sources.push((source, shard.primary.clone()));
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let mut prepared = Vec::new();
+    let targets = targets.into_values().map(|side| {
+        let uri = plan
+            .new
+            .shard_by_name(&side.shard)
+            .map(|s| s.primary.clone());
+        (side, uri, "in")
+    });
+    let sources = sources
+        .into_iter()
+        .map(|(side, uri)| (side, Some(uri), "out"));
+    for (side, uri, way) in targets.chain(sources) {
+        let gid = format!("shardgate_reshard_{stamp}_{}_{way}", side.shard);
+        let prepare = format!("PREPARE TRANSACTION {}", crate::sql::quote::literal(&gid));
+        let done = side.conn.client.batch_execute(&prepare).await;
+        if let Err(error) = done {
+            roll_back(plan, &prepared).await;
+            return Err(copy::on(&side.shard, error));
+        }
+        if let Some(uri) = uri {
+            prepared.push(Prepared {
+                shard: side.shard.clone(),
+                uri,
+                gid,
+            });
+        }
+    }
+    Ok(prepared)
+}
+
+/// Ends every prepared transaction with `command`; what failed.
+async fn end_prepared(plan: &MovePlan, prepared: &[Prepared], command: &str) -> Vec<String> {
+    let mut failed = Vec::new();
+    for side in prepared {
+        let sql = format!("{command} {}", crate::sql::quote::literal(&side.gid));
+        let mut last = String::new();
+        let mut done = false;
+        // A shard that blinks is asked again: a prepared transaction waits for its end.
+        for _ in 0..5 {
+            match copy::connect(&side.uri, plan.connect_timeout).await {
+                Ok(conn) => match conn.client.batch_execute(&sql).await {
+                    Ok(()) => {
+                        done = true;
+                        break;
+                    }
+                    Err(error) => last = copy::on(&side.shard, error),
+                },
+                Err(why) => last = format!("shard {}: {why}", side.shard),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if !done {
+            failed.push(format!("{} ({last})", side.gid));
+        }
+    }
+    failed
+}
+
+async fn roll_back(plan: &MovePlan, prepared: &[Prepared]) {
+    for gid in end_prepared(plan, prepared, "ROLLBACK PREPARED").await {
+        tracing::error!(
+            gid,
+            "RESHARD could not roll back a prepared transaction; ROLLBACK PREPARED it by hand"
+        );
+    }
+}
+
+async fn commit(plan: &MovePlan, prepared: &[Prepared]) -> Result<(), String> {
+    let failed = end_prepared(plan, prepared, "COMMIT PREPARED").await;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the move is prepared everywhere but these did not commit; COMMIT PREPARED them by hand, then RELOAD FORCE: {}",
+        failed.join(", ")
+    ))
+}
+
+/// Waits (at most [`REPLICA_WAIT`]) until the replicas of every shard the move wrote to in
+/// the new map have replayed its commit, so that no replica read misses or doubles a row.
+async fn wait_for_replicas(plan: &MovePlan, prepared: &[Prepared]) {
+    let deadline = tokio::time::Instant::now() + REPLICA_WAIT;
+    for side in prepared {
+        let Some(shard) = plan.new.shard_by_name(&side.shard) else {
+            continue;
+        };
+        if shard.replicas.is_empty() {
+            continue;
+        }
+        let Ok(primary) = copy::connect(&shard.primary, plan.connect_timeout).await else {
+            continue;
+        };
+        let lsn = primary
+            .client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .ok()
+            .map(|row| row.get::<_, String>(0));
+        let Some(lsn) = lsn else { continue };
+        for replica in &shard.replicas {
+            if !replayed(replica, &lsn, deadline, plan.connect_timeout).await {
+                tracing::warn!(
+                    shard = shard.name,
+                    lsn,
+                    "RESHARD: a replica did not replay the move in time; its reads may lag"
+                );
+            }
+        }
+    }
+}
+
+async fn replayed(
+    replica: &BackendUri,
+    lsn: &str,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> bool {
+    let Ok(conn) = copy::connect(replica, timeout).await else {
+        return false;
+    };
+    let sql = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn";
+    while tokio::time::Instant::now() < deadline {
+        let reached = conn.client.query_one(sql, &[&lsn]).await;
+        if reached.is_ok_and(|row| row.get::<_, Option<bool>>(0) == Some(true)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

@@ -1,0 +1,91 @@
+//! The session's side of the `RESHARD` fence ([`crate::topology::fence`]): it registers
+//! before each statement looks at the fence and lets go when its transaction is over; a
+//! statement the fence blocks waits for the move to go on when it runs on its own, and is
+//! refused with 40001 (retry the transaction) inside a transaction, whose map cannot change.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use crate::error::{Blame, ErrorReport, sqlstate};
+use crate::topology::fence::FenceState;
+
+/// How long a statement waits at the fence before it fails with 55P03: a move copies its
+/// rows in this time, or the statement's client hears why it waits.
+const FENCE_WAIT: Duration = Duration::from_secs(120);
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
+    /// Registers with the fence before a statement is checked against it; whether the
+    /// session was registered already (an earlier statement of its transaction, or one still
+    /// in flight).
+    pub(super) fn enter_fence(&mut self) -> bool {
+        self.leave_fence_if_quiet();
+        if self.fence_ticket.is_some() {
+            return true;
+        }
+        self.fence_ticket = Some(self.env.database.fence.enter());
+        false
+    }
+
+    /// Lets go of the fence when nothing the session sent is in flight and no transaction is
+    /// open: everything it ran under the fence's old state has ended.
+    pub(super) fn leave_fence_if_quiet(&mut self) {
+        if self.fence_ticket.is_some() && self.replies.is_empty() && !self.in_transaction() {
+            self.fence_ticket = None;
+        }
+    }
+
+    /// A statement the fence blocked: waits for the move to go on and takes up the new map
+    /// (then the caller routes it again), or refuses it when the session cannot change maps
+    /// now (`registered`: it was registered before this statement).
+    pub(super) async fn wait_at_fence(&mut self, registered: bool) -> Result<(), ErrorReport> {
+        if registered || self.in_transaction() || self.backend.is_some() {
+            if !registered {
+                self.fence_ticket = None;
+            }
+            return Err(moved_in_transaction());
+        }
+        self.fence_ticket = None;
+        let fence = self.env.database.fence.clone();
+        let mut state = fence.subscribe();
+        let went_on = async move {
+            let changed = tokio::time::timeout(FENCE_WAIT, state.changed()).await;
+            match changed {
+                Ok(_) => Ok(()),
+                Err(_) => Err(waited_too_long(&fence.state())),
+            }
+        };
+        self.watched(Box::pin(went_on)).await?;
+        self.refresh_topology();
+        Ok(())
+    }
+}
+
+fn moved_in_transaction() -> ErrorReport {
+    ErrorReport::error(
+        sqlstate::SERIALIZATION_FAILURE,
+        Blame::Client,
+        "shardgate: RESHARD is moving the rows this statement touches to another shard, \
+         and a transaction cannot follow them there",
+    )
+    .with_hint("Roll back and retry the transaction: it runs on the new shard map.")
+}
+
+fn waited_too_long(state: &FenceState) -> ErrorReport {
+    let phase = match state {
+        FenceState::Writes(_) => "copying rows",
+        FenceState::Switching(_) => "switching to the new map",
+        _ => "moving rows",
+    };
+    ErrorReport::error(
+        sqlstate::LOCK_NOT_AVAILABLE,
+        Blame::Proxy,
+        format!(
+            "shardgate: waited {} s for RESHARD ({phase}) to release the rows this statement \
+             touches",
+            FENCE_WAIT.as_secs()
+        ),
+    )
+    .with_hint("SHOW RESHARD in the admin console shows the move.")
+}

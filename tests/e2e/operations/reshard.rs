@@ -1,0 +1,449 @@
+//! RESHARD moves the rows a held edit places elsewhere while a writer and a reader run through
+//! the proxy: a third shard joins a hash ring, then one of the three leaves it. No client sees
+//! an error, every acknowledged row ends up exactly once on the shard the new map names, and
+//! no read ever counts a row twice or misses one. While rows copy, only writes to the keys
+//! that move wait (a transaction writing one is refused with 40001); a target that fails
+//! aborts the move with nothing changed. The tests share one table, one at a time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use shardgate::router::Router;
+
+use super::{console, eventually, field, ops_proxy, rows};
+use crate::harness::{TestProxy, cluster, connect_direct};
+use crate::limits::SOON;
+
+/// The tests of this file share `reshard_items` and the third shard's database.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const TABLE_SQL: &str = "CREATE TABLE reshard_items (id bigint PRIMARY KEY, note text)";
+const FIRST_ROWS: i64 = 400;
+
+/// The URI of a database `name` on the server of the cluster's shard 0.
+fn extra_database(name: &str) -> String {
+    let uri = &cluster().primaries[0];
+    let (server, _) = uri.rsplit_once('/').unwrap();
+    format!("{server}/{name}")
+}
+
+/// Every shard (by name) with an empty `reshard_items`: the cluster's two and a third
+/// database on shard 0's server.
+async fn fresh_shards() -> Vec<(String, String)> {
+    let admin = connect_direct(&cluster().primaries[0]).await;
+    let exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = 'reshard_s2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    if exists.is_none() {
+        admin
+            .batch_execute("CREATE DATABASE reshard_s2")
+            .await
+            .unwrap();
+    }
+    let shards = vec![
+        ("s0".to_owned(), cluster().primaries[0].clone()),
+        ("s1".to_owned(), cluster().primaries[1].clone()),
+        ("s2".to_owned(), extra_database("reshard_s2")),
+    ];
+    for (_, uri) in &shards {
+        let direct = connect_direct(uri).await;
+        let sql = format!("DROP TABLE IF EXISTS reshard_items; {TABLE_SQL}");
+        direct.batch_execute(&sql).await.unwrap();
+    }
+    shards
+}
+
+/// A map of `reshard_items` hashed on `id` over `names`.
+fn map_yaml(shards: &[(String, String)], names: &[&str]) -> String {
+    let mut yaml = String::from("shards:\n");
+    for (name, uri) in shards.iter().filter(|(n, _)| names.contains(&n.as_str())) {
+        yaml += &format!("  - name: {name}\n    primary: {uri}\n");
+    }
+    yaml += "default_shard: s0\ntables:\n  reshard_items:\n    strategy: hash\n    key: id\n    key_type: bigint\n";
+    yaml
+}
+
+/// Where every row of `reshard_items` is, by shard name.
+async fn placement(shards: &[(String, String)]) -> Vec<(String, i64)> {
+    let mut found = Vec::new();
+    for (name, uri) in shards {
+        let direct = connect_direct(uri).await;
+        for row in direct
+            .query("SELECT id FROM reshard_items", &[])
+            .await
+            .unwrap()
+        {
+            found.push((name.clone(), row.get(0)));
+        }
+    }
+    found
+}
+
+/// Every acknowledged id is stored once, on the shard the map in file `path` names.
+async fn assert_placed(shards: &[(String, String)], path: &std::path::Path, acknowledged: i64) {
+    let map = shardgate::config::load_shard_map(path).unwrap();
+    let router = Router::new(&map);
+    let mut found = placement(shards).await;
+    found.sort_by_key(|(_, id)| *id);
+    let ids: Vec<i64> = found.iter().map(|(_, id)| *id).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique, "no row is stored twice");
+    for id in 1..=acknowledged {
+        assert!(
+            ids.binary_search(&id).is_ok(),
+            "acknowledged row {id} is stored"
+        );
+    }
+    for (shard, id) in &found {
+        let owner = router
+            .shard_of_key("reshard_items", &id.to_string())
+            .unwrap();
+        assert_eq!(
+            &map.shard(owner).name,
+            shard,
+            "row {id} is where the map puts it"
+        );
+    }
+}
+
+/// Runs one RESHARD from `from` to `to` with a writer and a reader going through the proxy.
+async fn move_under_load(
+    proxy: &crate::harness::TestProxy,
+    path: &std::path::Path,
+    shards: &[(String, String)],
+    to: &str,
+    next_id: &Arc<AtomicI64>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicI64::new(next_id.load(Ordering::SeqCst) - 1));
+    let writer = {
+        let (client, stop, next, acked) = (
+            proxy.connect().await,
+            stop.clone(),
+            next_id.clone(),
+            acknowledged.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let id = next.fetch_add(1, Ordering::SeqCst);
+                let sql = "INSERT INTO reshard_items (id, note) VALUES ($1, 'w')";
+                client
+                    .execute(sql, &[&id])
+                    .await
+                    .expect("a write during the move");
+                acked.store(id, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let reader = {
+        let (client, stop, next, acked) = (
+            proxy.connect().await,
+            stop.clone(),
+            next_id.clone(),
+            acknowledged.clone(),
+        );
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let before = acked.load(Ordering::SeqCst);
+                let all = "SELECT id FROM reshard_items ORDER BY id";
+                let ids: Vec<i64> = (client.query(all, &[]).await)
+                    .expect("a read during the move")
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                let after = next.load(Ordering::SeqCst);
+                assert!(
+                    ids.windows(2).all(|w| w[0] < w[1]),
+                    "a read saw a row twice"
+                );
+                let seen = ids.iter().take_while(|id| **id <= before).count() as i64;
+                assert_eq!(seen, before, "a read missed acknowledged rows");
+                assert!(ids.last().is_none_or(|last| *last < after));
+                let id = 1 + reads % before.max(1);
+                let one = "SELECT count(*) FROM reshard_items WHERE id = $1";
+                let found: i64 = client.query_one(one, &[&id]).await.unwrap().get(0);
+                assert_eq!(found, 1, "the read of row {id} finds it once");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(path, to).unwrap();
+    let console = console(proxy).await;
+    console.simple_query("RELOAD").await.unwrap();
+    let plan = rows(&console, "SHOW PLAN").await;
+    assert!(
+        plan.iter()
+            .any(|row| field(row, "plan").contains("reshard_items")),
+        "the edit is held: {plan:?}"
+    );
+    console
+        .simple_query("RESHARD")
+        .await
+        .expect("RESHARD moves the rows");
+    let status = rows(&console, "SHOW RESHARD").await;
+    assert!(!status.is_empty());
+    for row in &status {
+        assert!(field(row, "state").starts_with("done"), "{row:?}");
+    }
+    let copied: i64 = (status.iter())
+        .map(|row| field(row, "rows_copied").parse::<i64>().unwrap())
+        .sum();
+    assert!(copied > 0, "rows were copied: {status:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.expect("the writer saw no error");
+    let reads = reader.await.expect("the reader saw no wrong answer");
+    assert!(reads > 0);
+    let plan = rows(&console, "SHOW PLAN").await;
+    assert!(plan.is_empty(), "nothing is held any more: {plan:?}");
+    assert_placed(shards, path, acknowledged.load(Ordering::SeqCst)).await;
+}
+
+#[tokio::test]
+async fn reshard_adds_a_shard_then_removes_one_while_clients_write_and_read() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let shards = fresh_shards().await;
+    let (proxy, _dir, path) = ops_proxy(|_| {}).await;
+    let two = map_yaml(&shards, &["s0", "s1"]);
+    std::fs::write(&path, &two).unwrap();
+    let console = console(&proxy).await;
+    console.simple_query("RELOAD FORCE").await.unwrap();
+    let client = proxy.connect().await;
+    for id in 1..=FIRST_ROWS {
+        let sql = "INSERT INTO reshard_items (id, note) VALUES ($1, 'first')";
+        client.execute(sql, &[&id]).await.unwrap();
+    }
+    let next_id = Arc::new(AtomicI64::new(FIRST_ROWS + 1));
+
+    let three = map_yaml(&shards, &["s0", "s1", "s2"]);
+    move_under_load(&proxy, &path, &shards, &three, &next_id).await;
+    let on_new: usize = (placement(&shards).await.iter())
+        .filter(|(shard, _)| shard == "s2")
+        .count();
+    assert!(on_new > 0, "the new shard took its keys");
+
+    let without_s1 = map_yaml(&shards, &["s0", "s2"]);
+    move_under_load(&proxy, &path, &shards, &without_s1, &next_id).await;
+    let on_removed: usize = (placement(&shards).await.iter())
+        .filter(|(shard, _)| shard == "s1")
+        .count();
+    assert_eq!(on_removed, 0, "the removed shard gave every row away");
+}
+
+/// A proxy on the two-shard map with rows 1..=`rows`, the shards, and the three-shard map.
+async fn two_shards_with_rows(
+    rows: i64,
+) -> (
+    TestProxy,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<(String, String)>,
+    String,
+) {
+    let shards = fresh_shards().await;
+    let (proxy, dir, path) = ops_proxy(|_| {}).await;
+    std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
+    console(&proxy)
+        .await
+        .simple_query("RELOAD FORCE")
+        .await
+        .unwrap();
+    let client = proxy.connect().await;
+    for id in 1..=rows {
+        let sql = "INSERT INTO reshard_items (id, note) VALUES ($1, 'first')";
+        client.execute(sql, &[&id]).await.unwrap();
+    }
+    let three = map_yaml(&shards, &["s0", "s1", "s2"]);
+    (proxy, dir, path, shards, three)
+}
+
+/// Ids from `from` on that the three-shard map gives the new shard (`true`) or leaves in place.
+fn ids_going(path: &std::path::Path, to_new: bool, from: i64, n: usize) -> Vec<i64> {
+    let router = Router::new(&shardgate::config::load_shard_map(path).unwrap());
+    let goes_to_new = |id: &i64| {
+        let shard = router
+            .shard_of_key("reshard_items", &id.to_string())
+            .unwrap();
+        router.map().shard(shard).name == "s2"
+    };
+    (from..)
+        .filter(|id| goes_to_new(id) == to_new)
+        .take(n)
+        .collect()
+}
+
+/// Holds the third shard's `reshard_items` so that the copy into it waits (SHARE mode lets
+/// nothing write it): the fence stays up until the returned transaction ends.
+async fn hold_target(shards: &[(String, String)]) -> tokio_postgres::Client {
+    let direct = connect_direct(&shards[2].1).await;
+    direct
+        .batch_execute("BEGIN; LOCK TABLE reshard_items IN SHARE MODE")
+        .await
+        .unwrap();
+    direct
+}
+
+/// Starts RESHARD in its own console session and waits until it copies.
+async fn reshard_copying(proxy: &TestProxy) -> tokio::task::JoinHandle<Result<(), String>> {
+    let console_client = console(proxy).await;
+    let moving = tokio::spawn(async move {
+        let done = console_client.simple_query("RESHARD").await;
+        done.map(|_| ()).map_err(|e| {
+            e.as_db_error()
+                .map_or(e.to_string(), |db| db.message().to_owned())
+        })
+    });
+    let watcher = console(proxy).await;
+    eventually("RESHARD copies", async || {
+        let status = rows(&watcher, "SHOW RESHARD").await;
+        status.iter().any(|row| field(row, "phase") == "copy")
+    })
+    .await;
+    moving
+}
+
+#[tokio::test]
+async fn while_rows_copy_only_writes_to_the_keys_that_move_wait() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (proxy, _dir, path, shards, three) = two_shards_with_rows(200).await;
+    std::fs::write(&path, &three).unwrap();
+    let stored_moving = ids_going(&path, true, 1, 1)[0];
+    let staying = ids_going(&path, false, 10_000, 1)[0];
+    let moving = ids_going(&path, true, 10_000, 2);
+    let held = hold_target(&shards).await;
+    console(&proxy).await.simple_query("RELOAD").await.unwrap();
+    let reshard = reshard_copying(&proxy).await;
+
+    let client = proxy.connect().await;
+    let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'during')";
+    let staying_write = tokio::time::timeout(SOON, client.execute(insert, &[&staying])).await;
+    staying_write
+        .expect("a write to a key that stays does not wait")
+        .unwrap();
+    let read = "SELECT count(*) FROM reshard_items WHERE id = $1";
+    let found: i64 = client
+        .query_one(read, &[&stored_moving])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1, "a moving row reads from where it was");
+
+    let in_transaction = proxy.connect().await;
+    in_transaction.batch_execute("BEGIN").await.unwrap();
+    let refused = in_transaction
+        .execute(insert, &[&moving[0]])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE),
+        "{refused}"
+    );
+    in_transaction.batch_execute("ROLLBACK").await.unwrap();
+
+    let waiting = {
+        let client = proxy.connect().await;
+        let id = moving[1];
+        tokio::spawn(async move { client.execute(insert, &[&id]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a write to a moving key waits at the fence"
+    );
+    assert!(!reshard.is_finished());
+
+    held.batch_execute("COMMIT").await.unwrap();
+    reshard
+        .await
+        .unwrap()
+        .expect("RESHARD finishes once the target is free");
+    let written = tokio::time::timeout(SOON, waiting)
+        .await
+        .expect("the waiting write ran");
+    assert_eq!(written.unwrap().unwrap(), 1);
+    let on_new = connect_direct(&shards[2].1).await;
+    let there: i64 = on_new.query_one(read, &[&moving[1]]).await.unwrap().get(0);
+    assert_eq!(there, 1, "the write that waited ran on the new shard");
+    assert_placed(&shards, &path, 200).await;
+}
+
+#[tokio::test]
+async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (proxy, _dir, path, shards, three) = two_shards_with_rows(200).await;
+    let before = placement(&shards).await;
+    std::fs::write(&path, &three).unwrap();
+    let moving = ids_going(&path, true, 10_000, 1)[0];
+    let held = hold_target(&shards).await;
+    console(&proxy).await.simple_query("RELOAD").await.unwrap();
+    let reshard = reshard_copying(&proxy).await;
+
+    let mover = "FROM pg_stat_activity WHERE application_name = 'shardgate reshard' \
+                 AND datname = 'reshard_s2' AND wait_event_type = 'Lock'";
+    let observer = connect_direct(&shards[2].1).await;
+    eventually("the move waits for the target", async || {
+        let sql = format!("SELECT count(*) {mover}");
+        observer
+            .query_one(&sql, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    let terminate = format!("SELECT pg_terminate_backend(pid) {mover}");
+    let killed = held.query(&terminate, &[]).await.unwrap();
+    assert_eq!(killed.len(), 1, "the move's connection to the target");
+    held.batch_execute("COMMIT").await.unwrap();
+    let failed = reshard.await.unwrap().expect_err("the move fails");
+    assert!(failed.contains("shard s2"), "{failed}");
+
+    let console = console(&proxy).await;
+    let status = rows(&console, "SHOW RESHARD").await;
+    assert!(
+        field(&status[0], "state").starts_with("failed"),
+        "{status:?}"
+    );
+    assert!(
+        !rows(&console, "SHOW PLAN").await.is_empty(),
+        "the edit is still held"
+    );
+    let mut after = placement(&shards).await;
+    let (mut before, mut after_sorted) = (before, std::mem::take(&mut after));
+    before.sort();
+    after_sorted.sort();
+    assert_eq!(after_sorted, before, "no row moved");
+    for (_, uri) in &shards {
+        let prepared: i64 = (connect_direct(uri).await)
+            .query_one(
+                "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'shardgate_reshard%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(prepared, 0, "no prepared transaction is left on {uri}");
+    }
+    // The fence is down: a write to a key the edit would move runs under the old map.
+    let client = proxy.connect().await;
+    let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'after')";
+    let written = tokio::time::timeout(SOON, client.execute(insert, &[&moving])).await;
+    assert_eq!(written.expect("it does not wait").unwrap(), 1);
+    let on_new: i64 = (connect_direct(&shards[2].1).await)
+        .query_one("SELECT count(*) FROM reshard_items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(on_new, 0, "the old map placed it");
+}
