@@ -165,14 +165,15 @@ struct Session<C> {
     txn: transaction::Transaction,
     /// The extended-protocol batch in flight (see `batch`).
     batch: batch::Batch,
-    /// Registered with the `RESHARD` fence until the transaction ends (see `fence`).
-    fence_ticket: Option<crate::topology::fence::Ticket>,
+    /// Marked with the `RESHARD` fence while a transaction runs (see `fence`).
+    fence: crate::topology::fence::Registration,
     terminated: bool,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     fn new(client: C, client_in: BytesMut, env: SessionEnv) -> Self {
         let meter = meter::Meter::new(env.slow_statement.is_some());
+        let fence = env.database.fence.register();
         Self {
             client,
             bufs: Buffers::with_client_input(client_in),
@@ -199,7 +200,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             meter,
             txn: transaction::Transaction::default(),
             batch: batch::Batch::default(),
-            fence_ticket: None,
+            fence,
             terminated: false,
         }
     }

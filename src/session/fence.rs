@@ -21,18 +21,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// in flight).
     pub(super) fn enter_fence(&mut self) -> bool {
         self.leave_fence_if_quiet();
-        if self.fence_ticket.is_some() {
+        if self.fence.is_entered() {
             return true;
         }
-        self.fence_ticket = Some(self.env.database.fence.enter());
+        self.env.database.fence.enter(&self.fence);
         false
     }
 
     /// Lets go of the fence when nothing the session sent is in flight and no transaction is
     /// open: everything it ran under the fence's old state has ended.
     pub(super) fn leave_fence_if_quiet(&mut self) {
-        if self.fence_ticket.is_some() && self.replies.is_empty() && !self.in_transaction() {
-            self.fence_ticket = None;
+        if self.fence.is_entered() && self.replies.is_empty() && !self.in_transaction() {
+            self.fence.leave();
         }
     }
 
@@ -42,11 +42,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(super) async fn wait_at_fence(&mut self, registered: bool) -> Result<(), ErrorReport> {
         if registered || self.in_transaction() || self.backend.is_some() {
             if !registered {
-                self.fence_ticket = None;
+                self.fence.leave();
             }
             return Err(moved_in_transaction());
         }
-        self.fence_ticket = None;
+        self.fence.leave();
         let fence = self.env.database.fence.clone();
         let mut state = fence.subscribe();
         let went_on = async move {

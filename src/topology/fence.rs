@@ -1,17 +1,18 @@
 //! The fence of an online move (`RESHARD`): which statements must wait while rows change
 //! shard, and how the mover knows that no statement routed before it went up is still running.
 //!
-//! One fence per database, kept across reloads, so sessions on every epoch see it. Sessions
-//! take a [`Ticket`] before they look at the fence and keep it until their transaction ends;
-//! the mover raises the fence, then [`Fence::drain`]s: it waits until every ticket taken
-//! before the fence went up is given back. A statement that checked the fence before it went
-//! up has therefore finished (committed or rolled back) before the mover copies a row, and one
-//! that checks it after sees it. The cost on the request path is two uncontended lock
-//! round trips per transaction and one atomic load per statement while no move runs.
+//! One fence per database, kept across reloads, so sessions on every epoch see it. Each
+//! session registers once ([`Fence::register`]) and, before a statement looks at the fence,
+//! marks its [`Registration`] with the fence's generation, until its transaction ends. The
+//! mover raises the fence, then [`Fence::drain`]s: it starts a generation and waits until no
+//! session is marked with an older one. A statement that checked the fence before it went up
+//! has therefore finished (committed or rolled back) before the mover copies a row, and one
+//! that checks it after sees it. On the request path that costs a load of the generation and
+//! two stores to the session's own registration per transaction, and one load per statement
+//! while no move runs: nothing shared is written.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -61,43 +62,35 @@ impl Moving {
 /// Blocks the moves of one database's rows; see the module doc.
 pub struct Fence {
     raised: AtomicBool,
-    tickets: Mutex<Tickets>,
+    generation: AtomicU64,
+    registered: Mutex<Vec<Weak<AtomicU64>>>,
     state: watch::Sender<FenceState>,
-}
-
-/// Tickets out, by the generation they were taken in; each drain starts a generation.
-#[derive(Default)]
-struct Tickets {
-    generation: u64,
-    out: BTreeMap<u64, usize>,
 }
 
 impl Default for Fence {
     fn default() -> Self {
         Self {
             raised: AtomicBool::new(false),
-            tickets: Mutex::default(),
+            generation: AtomicU64::new(1),
+            registered: Mutex::default(),
             state: watch::channel(FenceState::Down).0,
         }
     }
 }
 
-/// A session's registration with the fence, given back when it is dropped (at the end of the
-/// session's transaction).
-pub struct Ticket {
-    fence: Arc<Fence>,
-    generation: u64,
-}
+/// A session's registration with its database's fence: the generation it entered in while a
+/// transaction of it runs, 0 between transactions.
+pub struct Registration(Arc<AtomicU64>);
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut tickets = self.fence.lock();
-        if let Some(out) = tickets.out.get_mut(&self.generation) {
-            *out -= 1;
-            if *out == 0 {
-                tickets.out.remove(&self.generation);
-            }
-        }
+impl Registration {
+    /// Whether the session is marked (a transaction of it runs, or a statement is in flight).
+    pub fn is_entered(&self) -> bool {
+        self.0.load(SeqCst) != 0
+    }
+
+    /// Unmarks the session: everything it ran has ended.
+    pub fn leave(&self) {
+        self.0.store(0, SeqCst);
     }
 }
 
@@ -132,15 +125,20 @@ pub struct Routed<'a> {
 }
 
 impl Fence {
-    /// Registers a session before it looks at the fence (see the module doc).
-    pub fn enter(self: &Arc<Self>) -> Ticket {
-        let mut tickets = self.lock();
-        let generation = tickets.generation;
-        *tickets.out.entry(generation).or_default() += 1;
-        Ticket {
-            fence: self.clone(),
-            generation,
+    /// Registers a session, once (see the module doc).
+    pub fn register(&self) -> Registration {
+        let registration = Arc::new(AtomicU64::new(0));
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        if registered.len() >= 64 && registered.len().is_power_of_two() {
+            registered.retain(|weak| weak.strong_count() > 0);
         }
+        registered.push(Arc::downgrade(&registration));
+        Registration(registration)
+    }
+
+    /// Marks a session before a statement of it looks at the fence.
+    pub fn enter(&self, session: &Registration) {
+        session.0.store(self.generation.load(SeqCst), SeqCst);
     }
 
     /// What `statement` must do now. Cheap while no move runs.
@@ -162,6 +160,11 @@ impl Fence {
         }
     }
 
+    /// Whether a move runs (any state but [`FenceState::Down`]).
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(SeqCst)
+    }
+
     /// Changes of state, for a statement waiting at the fence.
     pub fn subscribe(&self) -> watch::Receiver<FenceState> {
         self.state.subscribe()
@@ -179,17 +182,13 @@ impl Fence {
         self.raised.store(raised, SeqCst);
     }
 
-    /// Waits until every ticket taken before now is given back, at most `timeout`; the number
-    /// still out when it ran out otherwise.
+    /// Waits until no session is marked with a generation from before now, at most
+    /// `timeout`; how many still were when it ran out otherwise.
     pub async fn drain(&self, timeout: Duration) -> Result<(), usize> {
-        let current = {
-            let mut tickets = self.lock();
-            tickets.generation += 1;
-            tickets.generation
-        };
+        let current = self.generation.fetch_add(1, SeqCst) + 1;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let out: usize = self.lock().out.range(..current).map(|(_, n)| n).sum();
+            let out = self.marked_before(current);
             if out == 0 {
                 return Ok(());
             }
@@ -200,8 +199,13 @@ impl Fence {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Tickets> {
-        self.tickets.lock().unwrap_or_else(|e| e.into_inner())
+    fn marked_before(&self, generation: u64) -> usize {
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        registered.retain(|weak| weak.strong_count() > 0);
+        (registered.iter())
+            .filter_map(Weak::upgrade)
+            .filter(|session| (1..generation).contains(&session.load(SeqCst)))
+            .count()
     }
 }
 

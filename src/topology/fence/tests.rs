@@ -111,37 +111,45 @@ fn after_the_switch_only_sessions_on_older_epochs_are_held_back_from_moved_keys(
 }
 
 #[tokio::test]
-async fn a_drain_waits_for_tickets_taken_before_it_and_only_those() {
+async fn a_drain_waits_for_sessions_marked_before_it_and_only_those() {
     let fence = Arc::new(Fence::default());
-    let before = fence.enter();
+    let (first, second) = (fence.register(), fence.register());
     let short = Duration::from_millis(30);
+    fence.enter(&first);
     assert_eq!(
         fence.drain(short).await,
         Err(1),
-        "a ticket from before is out"
+        "a session marked before is out"
     );
-    drop(before);
-    let after = fence.enter();
-    assert_eq!(fence.drain(short).await, Err(1), "taken before this drain");
+    first.leave();
+    fence.enter(&second);
+    assert_eq!(fence.drain(short).await, Err(1), "marked before this drain");
     // A drain after one that ran out still waits for what that one waited for.
     assert_eq!(
         fence.drain(short).await,
         Err(1),
-        "taken before the drain before"
+        "marked before the drain before"
     );
     let during = {
         let fence = fence.clone();
         tokio::spawn(async move { fence.drain(Duration::from_secs(5)).await })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let later = fence.enter();
-    assert!(!during.is_finished(), "it waits for the ticket from before");
-    drop(after);
+    fence.enter(&first);
+    assert!(
+        !during.is_finished(),
+        "it waits for the session marked before"
+    );
+    second.leave();
     assert_eq!(
         during.await.unwrap(),
         Ok(()),
-        "not for a ticket taken after it started"
+        "not for one marked after it started"
     );
-    drop(later);
-    assert_eq!(fence.drain(short).await, Ok(()));
+    drop(first);
+    assert_eq!(
+        fence.drain(short).await,
+        Ok(()),
+        "a session that ended is out of it"
+    );
 }

@@ -14,6 +14,7 @@ use shardgate::router::Router;
 use super::{console, eventually, field, ops_proxy, rows};
 use crate::harness::{TestProxy, cluster, connect_direct};
 use crate::limits::SOON;
+use crate::raw::{Script, exchange_verbose, raw_login};
 
 /// The tests of this file share `reshard_items` and the third shard's database.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -251,7 +252,11 @@ async fn two_shards_with_rows(
     String,
 ) {
     let shards = fresh_shards().await;
-    let (proxy, dir, path) = ops_proxy(|_| {}).await;
+    // Trust: raw logins (pipelines written by hand) need no password exchange.
+    let trust = |config: &mut shardgate::config::Config| {
+        config.auth_method = shardgate::config::ClientAuthMethod::Trust;
+    };
+    let (proxy, dir, path) = ops_proxy(trust).await;
     std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
     console(&proxy)
         .await
@@ -319,7 +324,7 @@ async fn while_rows_copy_only_writes_to_the_keys_that_move_wait() {
     std::fs::write(&path, &three).unwrap();
     let stored_moving = ids_going(&path, true, 1, 1)[0];
     let staying = ids_going(&path, false, 10_000, 1)[0];
-    let moving = ids_going(&path, true, 10_000, 2);
+    let moving = ids_going(&path, true, 10_000, 3);
     let held = hold_target(&shards).await;
     console(&proxy).await.simple_query("RELOAD").await.unwrap();
     let reshard = reshard_copying(&proxy).await;
@@ -356,11 +361,26 @@ async fn while_rows_copy_only_writes_to_the_keys_that_move_wait() {
         let id = moving[1];
         tokio::spawn(async move { client.execute(insert, &[&id]).await })
     };
+    // A pipelined Parse/Bind/Execute/Sync whose key is a literal waits too.
+    let pipelined = {
+        let mut stream = raw_login(&proxy).await;
+        let sql = format!(
+            "INSERT INTO reshard_items (id, note) VALUES ({}, 'p')",
+            moving[2]
+        );
+        let script = Script::new()
+            .parse("", &sql)
+            .bind("", "")
+            .execute("", 0)
+            .sync();
+        tokio::spawn(async move { exchange_verbose(&mut stream, &script).await })
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !waiting.is_finished(),
         "a write to a moving key waits at the fence"
     );
+    assert!(!pipelined.is_finished(), "so does a pipelined one");
     assert!(!reshard.is_finished());
 
     held.batch_execute("COMMIT").await.unwrap();
@@ -372,9 +392,16 @@ async fn while_rows_copy_only_writes_to_the_keys_that_move_wait() {
         .await
         .expect("the waiting write ran");
     assert_eq!(written.unwrap().unwrap(), 1);
+    let replies = tokio::time::timeout(SOON, pipelined)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replies, ["1", "2", "C:INSERT 0 1", "Z"]);
     let on_new = connect_direct(&shards[2].1).await;
-    let there: i64 = on_new.query_one(read, &[&moving[1]]).await.unwrap().get(0);
-    assert_eq!(there, 1, "the write that waited ran on the new shard");
+    for id in &moving[1..] {
+        let there: i64 = on_new.query_one(read, &[id]).await.unwrap().get(0);
+        assert_eq!(there, 1, "the write that waited ran on the new shard");
+    }
     assert_placed(&shards, &path, 200).await;
 }
 
