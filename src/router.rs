@@ -33,7 +33,7 @@ pub use key_move::{KeyMove, TableColumn};
 pub use operand::{Param, Params, execute_arguments};
 pub use plan::copy::{CopyIn, CopyOut};
 pub use plan::cursor::{CursorCommand, DeclaredCursor, cursor_command};
-pub use plan::{Kind, Plan};
+pub use plan::{Kind, Plan, Target};
 pub use scatter::construct::Construct;
 pub use split::BoundPart;
 use strategy::{PlacementError, Placer};

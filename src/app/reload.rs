@@ -127,6 +127,11 @@ impl Reloader {
         let mut databases = Vec::with_capacity(edited.len());
         let mut held = Vec::new();
         for (in_force, edited) in state.databases.iter().zip(edited) {
+            if self.moving(&in_force.name) {
+                // RESHARD switches this map when its rows moved; the edit waits for that.
+                databases.push(in_force.clone());
+                continue;
+            }
             match self.edit_to_hold(in_force, &edited, force).await {
                 Some(edit) => {
                     tracing::warn!(
@@ -215,8 +220,16 @@ impl Reloader {
                 Box::new(|| Box::pin(this.switch_to(&name, plan.new.clone())));
             mover::run(&task_job, &plan, &fence, switch).await;
         });
-        task.await.map_err(|e| format!("RESHARD stopped: {e}"))?;
+        if let Err(error) = task.await {
+            job.abandon(&error.to_string());
+        }
         Ok(job)
+    }
+
+    /// Whether a `RESHARD` of `database` runs.
+    fn moving(&self, database: &str) -> bool {
+        let reshards = self.reshards.lock().unwrap_or_else(|e| e.into_inner());
+        reshards.get(database).is_some_and(|job| !job.finished())
     }
 
     /// The last `RESHARD` of each database.

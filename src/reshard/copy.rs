@@ -1,8 +1,11 @@
-//! Copies the rows of one table that leave one shard: read at one snapshot with `COPY … TO
-//! STDOUT`, each row's key placed by both maps, and the rows that change shard streamed into
-//! their target's open transaction (`COPY … FROM STDIN`), then deleted from the source in the
-//! source's open transaction. Nothing here commits: the mover prepares and commits every
-//! side together.
+//! Copies the rows of one table that leave one shard: read with `COPY … TO STDOUT` in the
+//! source's repeatable-read transaction (one snapshot for every table), each row's key placed
+//! by both maps, and the rows that change shard streamed into their target's open transaction
+//! (`COPY … FROM STDIN`); once every table is copied, they are deleted from the source.
+//! Nothing here commits: the mover prepares and commits every side together. Both sides run
+//! as a replica would apply changes (`session_replication_role = replica`, when the user may
+//! set it): the application's triggers and foreign-key checks do not fire for rows that only
+//! change place.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -25,6 +28,10 @@ const FLUSH_AT: usize = 64 * 1024;
 /// Keys deleted from a source per statement.
 const DELETE_BATCH: usize = 5_000;
 
+/// How long a statement of the move waits for a lock: something the fence does not hold back
+/// (a hinted write, DDL outside the proxy) fails the move instead of stalling it.
+const LOCK_TIMEOUT: &str = "10s";
+
 /// One shard's open transaction in a move.
 pub struct Side {
     /// The shard's name.
@@ -34,12 +41,29 @@ pub struct Side {
 }
 
 impl Side {
-    /// A transaction on shard `name`'s server `uri`.
-    pub async fn open(name: &str, uri: &BackendUri, timeout: Duration) -> Result<Side, String> {
+    /// A transaction on shard `name`'s server `uri` for one side of the move.
+    pub async fn open(
+        name: &str,
+        uri: &BackendUri,
+        role: Role,
+        timeout: Duration,
+    ) -> Result<Side, String> {
         let conn = connect(uri, timeout)
             .await
             .map_err(|why| format!("shard {name}: {why}"))?;
-        (conn.client.batch_execute("BEGIN").await).map_err(|e| on(name, e))?;
+        let replica = conn
+            .client
+            .batch_execute("SET session_replication_role = replica")
+            .await;
+        if let Err(error) = replica {
+            tracing::warn!(shard = name, %error, "RESHARD: triggers and foreign keys fire for the rows it moves on this shard");
+        }
+        let begin = match role {
+            Role::Source => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            Role::Target => "BEGIN",
+        };
+        let setup = format!("SET lock_timeout = '{LOCK_TIMEOUT}'; {begin}");
+        (conn.client.batch_execute(&setup).await).map_err(|e| on(name, e))?;
         Ok(Side {
             shard: name.to_owned(),
             conn,
@@ -55,6 +79,23 @@ pub async fn connect(uri: &BackendUri, timeout: Duration) -> Result<ControlConn,
     })
 }
 
+/// Which side of the move a transaction is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Rows leave it: one snapshot for every table.
+    Source,
+    /// Rows arrive.
+    Target,
+}
+
+/// The rows of one table that left one source, to delete there once every table is copied.
+pub struct Moved {
+    table: String,
+    key: String,
+    key_type: String,
+    keys: Vec<String>,
+}
+
 /// The columns a table's rows are copied with: every stored column, in catalog order.
 struct Columns {
     list: String,
@@ -63,21 +104,21 @@ struct Columns {
 }
 
 /// Copies `table`'s rows that `old` places on `source` and `new` elsewhere into their
-/// targets (opened on demand, connecting within `timeout`), then deletes them from `source`.
-/// Returns the rows moved.
-pub async fn move_table(
+/// targets (opened on demand, connecting within `timeout`); what to delete from `source`
+/// afterwards (`None`: the table is not there).
+pub async fn copy_table(
     job: &Reshard,
     (old, new): (&Router, &Router),
     table: &str,
     source: &Side,
     targets: &mut HashMap<String, Side>,
     timeout: Duration,
-) -> Result<u64, String> {
+) -> Result<Option<Moved>, String> {
     let Some(key) = key_column(new, table) else {
         return Err(format!("table {table} has no shard key in the new map"));
     };
     let Some(columns) = columns(&source.conn, table, &key).await? else {
-        return Ok(0); // Not created on this shard: nothing to move.
+        return Ok(None); // Not created on this shard: nothing to move.
     };
     let copy_out = format!(
         "COPY (SELECT {} FROM {}) TO STDOUT",
@@ -107,7 +148,8 @@ pub async fn move_table(
                     if !targets.contains_key(&target) {
                         let shard = (new.map().shard_by_name(&target))
                             .ok_or_else(|| format!("no shard {target}"))?;
-                        let side = Side::open(&target, &shard.primary, timeout).await?;
+                        let side =
+                            Side::open(&target, &shard.primary, Role::Target, timeout).await?;
                         targets.insert(target.clone(), side);
                     }
                     let side = &targets[&target];
@@ -122,14 +164,16 @@ pub async fn move_table(
             splitter.consume(len);
         }
     }
-    let mut moved = 0;
     for (target, sink) in sinks {
         let rows = sink.finish(&target).await?;
         job.copied(table, &source.shard, &target, rows);
-        moved += rows;
     }
-    delete_keys(source, table, &key, &columns.key_type, &keys).await?;
-    Ok(moved)
+    Ok(Some(Moved {
+        table: table.to_owned(),
+        key,
+        key_type: columns.key_type,
+        keys,
+    }))
 }
 
 /// The target of a row of `table` with `key` found on `source`: `None` when it stays, or
@@ -185,19 +229,15 @@ async fn columns(conn: &ControlConn, table: &str, key: &str) -> Result<Option<Co
     }))
 }
 
-async fn delete_keys(
-    source: &Side,
-    table: &str,
-    key: &str,
-    key_type: &str,
-    keys: &[String],
-) -> Result<(), String> {
+/// Deletes from `source` the rows [`copy_table`] copied away.
+pub async fn delete_moved(source: &Side, moved: &Moved) -> Result<(), String> {
     let sql = format!(
-        "DELETE FROM {} WHERE {} = ANY($1::text[]::{key_type}[])",
-        quote::ident(table),
-        quote::ident(key)
+        "DELETE FROM {} WHERE {} = ANY($1::text[]::{}[])",
+        quote::ident(&moved.table),
+        quote::ident(&moved.key),
+        moved.key_type
     );
-    for batch in keys.chunks(DELETE_BATCH) {
+    for batch in moved.keys.chunks(DELETE_BATCH) {
         let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
         (source.conn.client.execute(sql.as_str(), &[&batch]).await)
             .map_err(|e| on(&source.shard, e))?;

@@ -117,6 +117,13 @@ impl Reshard {
         }
     }
 
+    /// Records that the task running the move stopped without ending it (it panicked).
+    pub fn abandon(&self, why: &str) {
+        if !self.finished() {
+            self.finish(Err(format!("the move stopped: {why}")));
+        }
+    }
+
     pub(super) fn finish(&self, outcome: Result<u64, String>) {
         match &outcome {
             Ok(epoch) => tracing::info!(database = self.database, epoch, "RESHARD done"),

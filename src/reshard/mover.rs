@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio_postgres::error::SqlState;
 
-use super::copy::{self, Side};
+use super::copy::{self, Role, Side};
 use super::job::Reshard;
 use crate::config::{BackendUri, ShardMap};
 use crate::moves::{Change, MoveReport, ShardChange};
@@ -33,6 +34,9 @@ const DRAIN_WAIT: Duration = Duration::from_secs(30);
 /// How long the switch waits for transactions that began during the copy to end: statements
 /// on map tables wait meanwhile, so it gives up sooner (and the move with it).
 const SWITCH_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a side that did not commit with the others is asked again.
+const COMMIT_RETRY: Duration = Duration::from_secs(300);
 
 /// How long the switch waits for replicas to replay the move's commit.
 const REPLICA_WAIT: Duration = Duration::from_secs(10);
@@ -120,17 +124,28 @@ pub type Switch<'a> = Box<dyn FnOnce() -> BoxFuture<'a, Result<u64, String>> + S
 
 /// Runs the move (see the module doc) and records its outcome in `job`.
 pub async fn run(job: &Reshard, plan: &MovePlan, fence: &Fence, switch: Switch<'_>) {
-    let outcome = run_phases(job, plan, fence, switch).await;
-    if outcome.is_err() {
-        fence.set(FenceState::Down);
-    }
+    let mut lower = LowerOnDrop(Some(fence));
+    let outcome = run_phases(job, plan, fence, &mut lower, switch).await;
     job.finish(outcome);
+}
+
+/// Lowers the fence when the move ends before anything committed (an error, a panic, the
+/// task dropped); disarmed once the first side commits, after which the move only goes on.
+struct LowerOnDrop<'a>(Option<&'a Fence>);
+
+impl Drop for LowerOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(fence) = self.0.take() {
+            fence.set(FenceState::Down);
+        }
+    }
 }
 
 async fn run_phases(
     job: &Reshard,
     plan: &MovePlan,
     fence: &Fence,
+    lower: &mut LowerOnDrop<'_>,
     switch: Switch<'_>,
 ) -> Result<u64, String> {
     let moving = Arc::new(Moving::new(&plan.new, plan.tables.clone()));
@@ -145,11 +160,57 @@ async fn run_phases(
         roll_back(plan, &prepared).await;
         return Err(why);
     }
-    commit(plan, &prepared).await?;
+    let Some((first, rest)) = prepared.split_first() else {
+        return Err("nothing was prepared".into());
+    };
+    if let Err(why) = end_prepared(plan, first, "COMMIT PREPARED").await {
+        roll_back(plan, &prepared).await;
+        return Err(format!("{why}; nothing moved"));
+    }
+    // Committed somewhere: from here on the move only goes forward.
+    lower.0 = None;
+    let mut pending = Vec::new();
+    for side in rest {
+        if let Err(why) = end_prepared(plan, side, "COMMIT PREPARED").await {
+            pending.push((side, why));
+        }
+    }
     wait_for_replicas(plan, &prepared).await;
     let epoch = switch().await?;
     fence.set(FenceState::Switched { epoch, moving });
+    commit_pending(job, plan, pending).await?;
     Ok(epoch)
+}
+
+/// Commits what did not commit with the rest (a shard that was down), for as long as
+/// [`COMMIT_RETRY`] allows; the map already switched, and these rows stay locked until then.
+async fn commit_pending(
+    job: &Reshard,
+    plan: &MovePlan,
+    mut pending: Vec<(&Prepared, String)>,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + COMMIT_RETRY;
+    while !pending.is_empty() {
+        job.phase("commit pending");
+        if tokio::time::Instant::now() >= deadline {
+            let left: Vec<String> = (pending.iter())
+                .map(|(side, why)| format!("{} ({why})", side.gid))
+                .collect();
+            return Err(format!(
+                "the new map is in force, but these prepared transactions did not commit; COMMIT PREPARED them by hand: {}",
+                left.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut still = Vec::new();
+        for (side, _) in pending {
+            if let Err(why) = end_prepared(plan, side, "COMMIT PREPARED").await {
+                still.push((side, why));
+            }
+        }
+        pending = still;
+    }
+    Ok(())
 }
 
 async fn drain(fence: &Fence, wait: Duration, what: &str) -> Result<(), String> {
@@ -175,10 +236,18 @@ async fn copy_all(job: &Reshard, plan: &MovePlan) -> Result<Vec<Prepared>, Strin
     let mut targets: HashMap<String, Side> = HashMap::new();
     let mut sources = Vec::new();
     for shard in &plan.old.shards {
-        let source = Side::open(&shard.name, &shard.primary, timeout).await?;
+        let source = Side::open(&shard.name, &shard.primary, Role::Source, timeout).await?;
+        let mut moved = Vec::new();
         for table in &plan.tables {
             let routers = (&old, &new);
-            copy::move_table(job, routers, table, &source, &mut targets, timeout).await?;
+            let copied =
+                copy::copy_table(job, routers, table, &source, &mut targets, timeout).await?;
+            moved.extend(copied);
+        }
+        // Every table is copied before any row is deleted: a cascade from one table's
+        // delete then removes rows that are already on their target.
+        for table in moved.iter().rev() {
+            copy::delete_moved(&source, table).await?;
         }
         sources.push((source, shard.primary.clone()));
     }
@@ -215,52 +284,41 @@ async fn copy_all(job: &Reshard, plan: &MovePlan) -> Result<Vec<Prepared>, Strin
     Ok(prepared)
 }
 
-/// Ends every prepared transaction with `command`; what failed.
-async fn end_prepared(plan: &MovePlan, prepared: &[Prepared], command: &str) -> Vec<String> {
-    let mut failed = Vec::new();
-    for side in prepared {
-        let sql = format!("{command} {}", crate::sql::quote::literal(&side.gid));
-        let mut last = String::new();
-        let mut done = false;
-        // A shard that blinks is asked again: a prepared transaction waits for its end.
-        for _ in 0..5 {
-            match copy::connect(&side.uri, plan.connect_timeout).await {
-                Ok(conn) => match conn.client.batch_execute(&sql).await {
-                    Ok(()) => {
-                        done = true;
-                        break;
-                    }
-                    Err(error) => last = copy::on(&side.shard, error),
-                },
-                Err(why) => last = format!("shard {}: {why}", side.shard),
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+/// Ends one prepared transaction with `command`, asking its shard again while it blinks.
+/// Once an attempt was sent, a transaction that no longer exists counts as ended (the reply
+/// to the attempt that ended it was lost; nothing else ends the move's transactions).
+async fn end_prepared(plan: &MovePlan, side: &Prepared, command: &str) -> Result<(), String> {
+    let sql = format!("{command} {}", crate::sql::quote::literal(&side.gid));
+    let mut last = String::new();
+    let mut sent = false;
+    for _ in 0..5 {
+        match copy::connect(&side.uri, plan.connect_timeout).await {
+            Ok(conn) => match conn.client.batch_execute(&sql).await {
+                Ok(()) => return Ok(()),
+                Err(error) if sent && error.code() == Some(&SqlState::UNDEFINED_OBJECT) => {
+                    return Ok(());
+                }
+                Err(error) => {
+                    sent |= error.as_db_error().is_none();
+                    last = copy::on(&side.shard, error);
+                }
+            },
+            Err(why) => last = format!("shard {}: {why}", side.shard),
         }
-        if !done {
-            failed.push(format!("{} ({last})", side.gid));
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    failed
+    Err(format!("{}: {last}", side.gid))
 }
 
 async fn roll_back(plan: &MovePlan, prepared: &[Prepared]) {
-    for gid in end_prepared(plan, prepared, "ROLLBACK PREPARED").await {
-        tracing::error!(
-            gid,
-            "RESHARD could not roll back a prepared transaction; ROLLBACK PREPARED it by hand"
-        );
+    for side in prepared {
+        if let Err(why) = end_prepared(plan, side, "ROLLBACK PREPARED").await {
+            tracing::error!(
+                why,
+                "RESHARD could not roll back a prepared transaction; ROLLBACK PREPARED it by hand"
+            );
+        }
     }
-}
-
-async fn commit(plan: &MovePlan, prepared: &[Prepared]) -> Result<(), String> {
-    let failed = end_prepared(plan, prepared, "COMMIT PREPARED").await;
-    if failed.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "the move is prepared everywhere but these did not commit; COMMIT PREPARED them by hand, then RELOAD FORCE: {}",
-        failed.join(", ")
-    ))
 }
 
 /// Waits (at most [`REPLICA_WAIT`]) until the replicas of every shard the move wrote to in

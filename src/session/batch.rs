@@ -29,6 +29,9 @@ pub(super) struct Batch {
     /// Backend names of the statements bound since the last ReadyForQuery (one, almost
     /// always), retired if the server says their result type changed.
     pub(super) bound_since_ready: Vec<std::sync::Arc<str>>,
+    /// Extended-protocol messages arrived since the client's last Sync (or Query): what they
+    /// run is not over, even when every reply went out (a Flush).
+    pub(super) unsynced: bool,
     /// The client's unnamed statement exists on the current backend.
     pub(super) unnamed_on_backend: bool,
     /// Portals bound from statements with session effects (`SET` via the extended protocol).

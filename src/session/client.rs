@@ -64,6 +64,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Ok(());
         }
         self.meter.message(frame_tag);
+        self.batch.unsynced = !matches!(frame_tag, tag::SYNC | tag::QUERY);
         if let Err(report) = self.admit_statement(frame_tag, &frame) {
             return self.settle_refusal(frame_tag, Refusal::Statement(report));
         }

@@ -31,7 +31,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.note_pins(&effects);
         // While a move runs, a statement is prepared where its Bind lands: a backend taken
         // now would keep a Bind that the fence blocks from waiting for the new map.
-        let fenced = self.env.database.fence.is_raised();
+        let fenced = self.env.database.fence.is_moving();
         let shard = match self.shard_before_bind(parse.query).filter(|_| !fenced) {
             // A read that may go to a replica is prepared where its Bind lands.
             Some(Some(shard)) if self.may_read_from_replica_later(shard, parse.query, &effects) => {

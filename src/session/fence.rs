@@ -6,10 +6,12 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
 use super::Session;
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::topology::fence::FenceState;
+use crate::wire::TxStatus;
 
 /// How long a statement waits at the fence before it fails with 55P03: a move copies its
 /// rows in this time, or the statement's client hears why it waits.
@@ -28,10 +30,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         false
     }
 
-    /// Lets go of the fence when nothing the session sent is in flight and no transaction is
-    /// open: everything it ran under the fence's old state has ended.
+    /// Lets go of the fence when everything the session ran has ended: no transaction is
+    /// open (pins do not matter: they outlive transactions), every reply went out, the
+    /// client's last message was a Sync or Query, and no portal is held for its Execute.
     pub(super) fn leave_fence_if_quiet(&mut self) {
-        if self.fence.is_entered() && self.replies.is_empty() && !self.in_transaction() {
+        let quiet = || {
+            self.replies.is_empty()
+                && !self.batch.unsynced
+                && self.batch.scatter_portal.is_none()
+                && !self.transaction_open()
+                && self.backend_status == TxStatus::Idle
+        };
+        if self.fence.is_entered() && quiet() {
             self.fence.leave();
         }
     }
@@ -39,7 +49,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// A statement the fence blocked: waits for the move to go on and takes up the new map
     /// (then the caller routes it again), or refuses it when the session cannot change maps
     /// now (`registered`: it was registered before this statement).
-    pub(super) async fn wait_at_fence(&mut self, registered: bool) -> Result<(), ErrorReport> {
+    pub(super) async fn wait_at_fence(
+        &mut self,
+        registered: bool,
+        judged: Option<watch::Receiver<FenceState>>,
+    ) -> Result<(), ErrorReport> {
         if registered || self.in_transaction() || self.backend.is_some() {
             if !registered {
                 self.fence.leave();
@@ -47,8 +61,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             return Err(moved_in_transaction());
         }
         self.fence.leave();
+        let epoch = self.env.database.epoch;
+        self.refresh_topology();
+        // A map published while the statement was routed, or a state the verdict did not see
+        // (it subscribes only while a move runs): route it again at once.
+        let Some(mut state) = judged.filter(|_| self.env.database.epoch == epoch) else {
+            return Ok(());
+        };
         let fence = self.env.database.fence.clone();
-        let mut state = fence.subscribe();
         let went_on = async move {
             let changed = tokio::time::timeout(FENCE_WAIT, state.changed()).await;
             match changed {

@@ -37,13 +37,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<Routed, ErrorReport> {
         loop {
             let registered = self.enter_fence();
+            let fence = &self.env.database.fence;
+            // Subscribed before the verdict, so a change it did not see wakes the wait.
+            let judged = fence.is_moving().then(|| fence.subscribe());
             let (database, metrics) = (self.env.database.clone(), self.env.metrics.clone());
             let routed =
                 route_with_lookups(database, metrics, self.hint.clone(), sql, params).await?;
             if !routed.blocked {
                 return Ok(routed);
             }
-            cold(self.wait_at_fence(registered)).await?;
+            cold(self.wait_at_fence(registered, judged)).await?;
         }
     }
 
@@ -284,7 +287,8 @@ async fn route_fetching(
                 let tables = cold(index_tables_of(database, &indexes)).await?;
                 let route = router.route_on_index_tables(sql, &tables);
                 let kind = route_kind(&route, !matches!(route, Route::Replicate(_)));
-                let blocked = false;
+                // Index commands on map tables: held back while any move runs.
+                let blocked = database.fence.is_moving();
                 return Ok((
                     Routed {
                         route,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::ShardMap;
-use crate::router::{Hint, Params, Plan, Route, Router};
+use crate::router::{Hint, Params, Plan, Route, Router, Target};
 
 /// Where a move stands, as sessions must see it.
 #[derive(Clone, Default)]
@@ -62,6 +62,10 @@ impl Moving {
 /// Blocks the moves of one database's rows; see the module doc.
 pub struct Fence {
     raised: AtomicBool,
+    /// Rows are being copied or committed ([`FenceState::Writes`], [`FenceState::Switching`]).
+    moving: AtomicBool,
+    /// Sessions on this epoch or later need no check ([`FenceState::Switched`]).
+    settled_from: AtomicU64,
     generation: AtomicU64,
     registered: Mutex<Vec<Weak<AtomicU64>>>,
     state: watch::Sender<FenceState>,
@@ -71,6 +75,8 @@ impl Default for Fence {
     fn default() -> Self {
         Self {
             raised: AtomicBool::new(false),
+            moving: AtomicBool::new(false),
+            settled_from: AtomicU64::new(u64::MAX),
             generation: AtomicU64::new(1),
             registered: Mutex::default(),
             state: watch::channel(FenceState::Down).0,
@@ -143,7 +149,7 @@ impl Fence {
 
     /// What `statement` must do now. Cheap while no move runs.
     pub fn verdict(&self, statement: &Routed<'_>) -> Verdict {
-        if !self.raised.load(SeqCst) {
+        if !self.raised.load(SeqCst) || statement.epoch >= self.settled_from.load(SeqCst) {
             return Verdict::Clear;
         }
         let blocked = match &*self.state.borrow() {
@@ -160,9 +166,9 @@ impl Fence {
         }
     }
 
-    /// Whether a move runs (any state but [`FenceState::Down`]).
-    pub fn is_raised(&self) -> bool {
-        self.raised.load(SeqCst)
+    /// Whether rows are being copied or committed now (what a statement may wait for).
+    pub fn is_moving(&self) -> bool {
+        self.moving.load(SeqCst)
     }
 
     /// Changes of state, for a statement waiting at the fence.
@@ -178,7 +184,14 @@ impl Fence {
     /// Moves the fence to `state` (the mover).
     pub fn set(&self, state: FenceState) {
         let raised = !matches!(state, FenceState::Down);
+        let moving = matches!(state, FenceState::Writes(_) | FenceState::Switching(_));
+        let settled_from = match &state {
+            FenceState::Switched { epoch, .. } => *epoch,
+            _ => u64::MAX,
+        };
         self.state.send_replace(state);
+        self.settled_from.store(settled_from, SeqCst);
+        self.moving.store(moving, SeqCst);
         self.raised.store(raised, SeqCst);
     }
 
@@ -209,47 +222,53 @@ impl Fence {
     }
 }
 
-/// Whether `statement` touches keys whose shard differs between its map and the move's.
+/// Whether `statement` may touch rows whose shard differs between its map and the move's.
+/// A statement on moving tables passes only when it runs on one shard, the same in both maps,
+/// without a hint (a hint names a shard, not the rows' place): a key it narrows to that shard
+/// does not move. Anything else that names a moving table (several shards, no key, DDL, a
+/// COPY, a key update, text the router could not read) counts as moving.
 fn moves(moving: &Moving, statement: &Routed<'_>) -> bool {
-    if statement.plan.names_no_map_table() {
+    if !names_moving_table(moving, statement.plan) {
         return false;
+    }
+    if statement.hint.is_some() || statement.plan.hint.is_some() {
+        return true;
     }
     let new = match statement.params {
         Some(params) => {
             let plan = moving.router.plan(statement.sql);
-            moving.router.route(&plan, params, statement.hint)
+            moving.router.route(&plan, params, None)
         }
-        None => moving.router.route_simple(statement.sql, statement.hint),
+        None => moving.router.route_simple(statement.sql, None),
     };
     let Ok(new) = new else {
         return true;
     };
-    let (old_map, new_map) = (statement.router.map(), moving.router.map());
+    let name = |router: &Router, id: crate::config::ShardId| router.map().shard(id).name.clone();
     match (statement.route, &new) {
-        (Route::Anywhere, Route::Anywhere) | (Route::PerStatement, Route::PerStatement) => false,
-        (Route::CopyIn(_), Route::CopyIn(_)) => (statement.router.copy_in(statement.sql))
-            .is_none_or(|copy| moving.tables.contains(&copy.table)),
-        (Route::Split(old), Route::Split(new)) => {
-            split_by_name(old, old_map) != split_by_name(new, new_map)
+        (Route::Shard(old), Route::Shard(new)) => {
+            name(statement.router, *old) != name(&moving.router, *new)
         }
-        (old, new) => match (shard_names(old, old_map), shard_names(new, new_map)) {
-            (Some(old), Some(new)) => old != new,
-            _ => true,
-        },
+        (Route::Split(old), Route::Split(new)) => {
+            split_by_name(old, statement.router.map()) != split_by_name(new, moving.router.map())
+        }
+        _ => true,
     }
 }
 
-/// The shard names a route runs on, sorted; `None` for routes the fence cannot compare
-/// (they count as moving).
-fn shard_names(route: &Route, map: &ShardMap) -> Option<Vec<String>> {
-    let ids = match route {
-        Route::Shard(shard) => std::slice::from_ref(shard),
-        Route::Scatter(shards) | Route::Broadcast(shards) | Route::Replicate(shards) => shards,
-        _ => return None,
-    };
-    let mut names: Vec<String> = ids.iter().map(|id| map.shard(*id).name.clone()).collect();
-    names.sort();
-    Some(names)
+/// Whether `plan` names a table whose rows move, or may (a target that names no table).
+fn names_moving_table(moving: &Moving, plan: &Plan) -> bool {
+    let moves = |table: &str| moving.tables.iter().any(|t| t == table);
+    plan.parts.iter().any(|part| match &part.target {
+        Target::Anywhere | Target::DefaultShard => false,
+        Target::Keyed(keyed) | Target::MovesRows(keyed) => moves(&keyed.table),
+        Target::Insert(rows) => moves(&rows.table),
+        Target::CopyIn(copy) => moves(&copy.table),
+        Target::Unparsed(mentions)
+        | Target::TooDeep { mentions, .. }
+        | Target::TooLarge { mentions, .. } => mentions.iter().any(|t| moves(t)),
+        Target::EveryShard | Target::Scatter(_) | Target::Refused(_) => true,
+    })
 }
 
 fn split_by_name(

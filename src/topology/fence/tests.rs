@@ -153,3 +153,60 @@ async fn a_drain_waits_for_sessions_marked_before_it_and_only_those() {
         "a session that ended is out of it"
     );
 }
+
+const DOCUMENTS: &str = "
+  documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s0}, fallback: hash}
+  users: {strategy: hash, key: user_id, key_type: bigint}
+";
+const DOCUMENTS_MOVED: &str = "
+  documents: {strategy: directory, key: tenant_id, key_type: integer, entries: {1: s1}, fallback: hash}
+  users: {strategy: hash, key: user_id, key_type: bigint}
+";
+
+/// Tenant 1's entry moves from s0 to s1: the same two shards before and after.
+fn moving_a_tenant() -> Maps {
+    Maps {
+        old: Router::new(&map(TWO, DOCUMENTS)),
+        moving: Arc::new(Moving::new(
+            &map(TWO, DOCUMENTS_MOVED),
+            vec!["documents".into()],
+        )),
+    }
+}
+
+#[test]
+fn writes_that_name_a_moving_table_wait_unless_one_unmoved_shard_takes_them() {
+    let (maps, fence) = (moving_a_tenant(), Fence::default());
+    fence.set(FenceState::Writes(maps.moving.clone()));
+    let blocked = [
+        // No key: every shard, the same two in both maps, and rows of tenant 1 among them.
+        "UPDATE documents SET title = 'x'",
+        "DELETE FROM documents WHERE tenant_id IN (1, 2)",
+        "UPDATE documents SET title = 'x' WHERE tenant_id = 1",
+        // A hint names a shard, not where the rows are.
+        "/* shard: s0 */ INSERT INTO documents (tenant_id, doc_id) VALUES (1, 1)",
+        "TRUNCATE documents",
+    ];
+    for sql in blocked {
+        assert_eq!(verdict(&fence, &maps, sql, 1), Verdict::Blocked, "{sql}");
+    }
+    let stays = (2..)
+        .find(|tenant: &i64| {
+            let on = |router: &Router| {
+                let shard = router
+                    .shard_of_key("documents", &tenant.to_string())
+                    .unwrap();
+                router.map().shard(shard).name.clone()
+            };
+            on(&maps.old) == on(&maps.moving.router)
+        })
+        .unwrap();
+    let clear = [
+        format!("UPDATE documents SET title = 'x' WHERE tenant_id = {stays}"),
+        "UPDATE users SET name = 'x'".into(),
+        "INSERT INTO audit_log VALUES (1)".into(),
+    ];
+    for sql in &clear {
+        assert_eq!(verdict(&fence, &maps, sql, 1), Verdict::Clear, "{sql}");
+    }
+}
