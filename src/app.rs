@@ -60,11 +60,13 @@ impl Proxy {
                     addr: config.listen,
                     source,
                 })?;
-        Self::start(config, listener)
+        Self::start(config, listener).await
     }
 
-    /// Starts serving on an already bound listener.
-    pub fn start(config: &Config, listener: TcpListener) -> Result<Self, StartError> {
+    /// Starts serving on an already bound listener, once each database's map in force is
+    /// known (the file's, or the one recorded in PostgreSQL when the file's edit would move
+    /// stored rows).
+    pub async fn start(config: &Config, listener: TcpListener) -> Result<Self, StartError> {
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -72,6 +74,7 @@ impl Proxy {
         let metrics = Arc::new(Metrics::default());
         metrics.know_users(config.users.iter().map(|u| u.name.as_str()));
         let (reloader, topology) = Reloader::new(config, metrics.clone());
+        reloader.adopt_records().await;
         let admin = Arc::new(AdminContext {
             metrics,
             topology: topology.clone(),
@@ -126,7 +129,7 @@ impl Proxy {
     }
 }
 
-/// Binds the metrics endpoint (synchronously: [`Proxy::start`] is not async).
+/// Binds the metrics endpoint (synchronously).
 fn bind_metrics(addr: SocketAddr) -> Result<TcpListener, StartError> {
     let failed = |source| StartError::Bind { addr, source };
     let listener = std::net::TcpListener::bind(addr).map_err(failed)?;

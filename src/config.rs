@@ -60,6 +60,9 @@ pub struct Config {
     pub shutdown: ShutdownSettings,
     /// How transactions that write on several shards commit.
     pub transactions: TransactionSettings,
+    /// The fleet whose record of the map in force this proxy shares (`control::map_record`);
+    /// `None`: nothing is recorded (tests that run many independent proxies on one cluster).
+    pub fleet: Option<String>,
 }
 
 /// How transactions that write on several shards, and statements run on several primaries,

@@ -12,6 +12,7 @@ pub mod deadlock;
 pub mod directory;
 pub mod federation;
 pub mod health;
+pub mod map_record;
 pub mod preflight;
 pub mod recovery;
 pub mod two_phase;

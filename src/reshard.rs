@@ -28,6 +28,8 @@ pub struct HeldEdit {
     pub database: String,
     /// The edited map.
     pub edited: ShardMap,
+    /// The edited file's text, when read from a file (recorded once the edit applies).
+    pub edited_text: Option<String>,
     /// What it would move, compared with the map in force.
     pub report: MoveReport,
     /// The stored rows it would move (or could not rule out), at `checked_at`.
@@ -95,6 +97,7 @@ pub async fn check_edit(
     Some(HeldEdit {
         database: database.to_owned(),
         edited: edited.clone(),
+        edited_text: None,
         report,
         stored,
         checked_at: SystemTime::now(),

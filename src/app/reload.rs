@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::admin::Reloaded;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
+use crate::control::map_record::{MapRecord, Recorded};
 use crate::metrics::Metrics;
 use crate::reshard::mover::{self, MovePlan};
 use crate::reshard::{self, HeldEdit, Reshard};
@@ -54,6 +55,8 @@ pub struct Reloader {
 struct Loaded {
     databases: Vec<DatabaseEntry>,
     stamps: Vec<Option<(SystemTime, u64)>>,
+    /// Each database's map in force as recorded in PostgreSQL (`None`: not recorded).
+    records: Vec<Option<Recorded>>,
 }
 
 impl Reloader {
@@ -67,6 +70,7 @@ impl Reloader {
         let loaded = Loaded {
             databases: config.databases.clone(),
             stamps: stamps(&config.databases),
+            records: vec![None; config.databases.len()],
         };
         let reloader = Arc::new_cyclic(|this| Reloader {
             config: config.clone(),
@@ -113,35 +117,42 @@ impl Reloader {
     }
 
     async fn reload_maps(&self, force: bool) -> Result<Reloaded, ReloadError> {
-        let mut state = self.state.lock().await;
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
         // Stamped before reading: an edit that lands while we read is seen by the next tick.
         state.stamps = stamps(&state.databases);
         let mut edited = Vec::with_capacity(state.databases.len());
         for db in &state.databases {
-            let map = config::load_shard_map(&db.shard_map_path).map_err(|e| rejected(db, e))?;
-            edited.push(DatabaseEntry {
+            let (map, text) = read_map(db).map_err(|e| rejected(db, e))?;
+            let entry = DatabaseEntry {
                 shard_map: map,
                 ..db.clone()
-            });
+            };
+            edited.push((entry, text));
         }
         let mut databases = Vec::with_capacity(edited.len());
         let mut held = Vec::new();
-        for (in_force, edited) in state.databases.iter().zip(edited) {
+        for (i, (edited, text)) in edited.into_iter().enumerate() {
+            let in_force = &state.databases[i];
             if self.moving(&in_force.name) {
                 // RESHARD switches this map when its rows moved; the edit waits for that.
                 databases.push(in_force.clone());
                 continue;
             }
             match self.edit_to_hold(in_force, &edited, force).await {
-                Some(edit) => {
+                Some(mut edit) => {
                     tracing::warn!(
                         summary = edit.summary(),
                         "shard-map edit held; the map in force stays"
                     );
+                    edit.edited_text = Some(text);
                     held.push(Arc::new(edit));
                     databases.push(in_force.clone());
                 }
-                None => databases.push(edited),
+                None => {
+                    self.record(&edited, &text, &mut state.records[i]).await;
+                    databases.push(edited);
+                }
             }
         }
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held.clone();
@@ -216,8 +227,9 @@ impl Reloader {
         let this = self.this.upgrade().ok_or("the proxy is stopping")?;
         let task_job = job.clone();
         let task = tokio::spawn(async move {
+            let text = edit.edited_text.clone();
             let switch: mover::Switch<'_> =
-                Box::new(|| Box::pin(this.switch_to(&name, plan.new.clone())));
+                Box::new(|| Box::pin(this.switch_to(&name, plan.new.clone(), text)));
             mover::run(&task_job, &plan, &fence, switch).await;
         });
         if let Err(error) = task.await {
@@ -260,14 +272,25 @@ impl Reloader {
         }
     }
 
-    /// Puts `map` in force for `database` at the next epoch (the switch of a move).
-    async fn switch_to(&self, database: &str, map: config::ShardMap) -> Result<u64, String> {
-        let mut state = self.state.lock().await;
+    /// Puts `map` (file text `text`) in force for `database` at the next epoch (the switch of
+    /// a move).
+    async fn switch_to(
+        &self,
+        database: &str,
+        map: config::ShardMap,
+        text: Option<String>,
+    ) -> Result<u64, String> {
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
         let mut databases = state.databases.clone();
-        let entry = (databases.iter_mut())
-            .find(|db| db.name == database)
+        let i = (databases.iter())
+            .position(|db| db.name == database)
             .ok_or_else(|| format!("database {database:?} is gone from the config"))?;
-        entry.shard_map = map;
+        databases[i].shard_map = map;
+        if let Some(text) = text {
+            self.record(&databases[i], &text, &mut state.records[i])
+                .await;
+        }
         let previous = self.publish.borrow().clone();
         let epoch = previous.epoch + 1;
         let topology = Topology::rebuild(
@@ -282,6 +305,121 @@ impl Reloader {
         (self.held.lock().unwrap_or_else(|e| e.into_inner())).retain(|e| e.database != database);
         tracing::info!(epoch, database, "RESHARD switched the shard map");
         Ok(epoch)
+    }
+
+    /// Records `text` as `db`'s map in force, when the proxy records maps and it changed.
+    /// Best effort: a primary that cannot take it is logged (a proxy starting later then
+    /// finds an older record, and holds the file's edit if it would move stored rows).
+    async fn record(&self, db: &DatabaseEntry, text: &str, current: &mut Option<Recorded>) {
+        let Some(fleet) = &self.config.fleet else {
+            return;
+        };
+        if current.as_ref().is_some_and(|r| r.text == text) {
+            return;
+        }
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+        let now = now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let version = current.as_ref().map_or(now, |r| now.max(r.version + 1));
+        let recorded = Recorded {
+            version,
+            text: text.to_owned(),
+        };
+        let record = self.map_record(fleet, db);
+        let failed = record.write(&primaries(db), &recorded).await;
+        for why in failed {
+            tracing::warn!(
+                database = db.name,
+                why,
+                "could not record the shard map in force"
+            );
+        }
+        *current = Some(recorded);
+    }
+
+    fn map_record<'a>(&'a self, fleet: &'a str, db: &'a DatabaseEntry) -> MapRecord<'a> {
+        MapRecord {
+            fleet,
+            database: &db.name,
+            timeout: self.config.pool.connect_timeout,
+        }
+    }
+
+    /// At start, before clients: each database's map in force is the one recorded in
+    /// PostgreSQL, when the file's differs from it and would move rows the shards hold (that
+    /// edit is then held, as a running proxy holds it); otherwise the file's, recorded.
+    pub async fn adopt_records(&self) {
+        let Some(fleet) = self.config.fleet.clone() else {
+            return;
+        };
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        let mut databases = state.databases.clone();
+        let mut held = Vec::new();
+        for (i, db) in state.databases.iter().enumerate() {
+            let Ok((_, text)) = read_map(db) else {
+                continue;
+            };
+            let found = self.map_record(&fleet, db).read(&primaries(db)).await;
+            let recorded = match found {
+                Ok(Some(recorded)) if recorded.text == text => {
+                    state.records[i] = Some(recorded);
+                    continue;
+                }
+                Ok(recorded) => recorded,
+                Err(why) => {
+                    tracing::warn!(
+                        database = db.name,
+                        why,
+                        "could not read the recorded shard map; the file's map serves"
+                    );
+                    continue;
+                }
+            };
+            let in_force = recorded.as_ref().and_then(|r| {
+                let parsed = config::parse_shard_map(&r.text, &db.shard_map_path);
+                parsed.map_err(|e| tracing::warn!(database = db.name, %e, "the recorded shard map does not parse; the file's map serves")).ok()
+            });
+            let edit = match &in_force {
+                Some(map) => {
+                    let timeout = self.config.pool.connect_timeout;
+                    reshard::check_edit(&db.name, map, &db.shard_map, timeout).await
+                }
+                None => None,
+            };
+            match (edit, in_force) {
+                (Some(mut edit), Some(map)) => {
+                    tracing::warn!(
+                        summary = edit.summary(),
+                        "the shard-map file differs from the map recorded in force; that map serves and the file's edit is held"
+                    );
+                    edit.edited_text = Some(text);
+                    held.push(Arc::new(edit));
+                    databases[i].shard_map = map;
+                    state.records[i] = recorded;
+                }
+                _ => {
+                    state.records[i] = recorded;
+                    let mut current = state.records[i].take();
+                    self.record(db, &text, &mut current).await;
+                    state.records[i] = current;
+                }
+            }
+        }
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held.clone();
+        if held.is_empty() {
+            return;
+        }
+        let previous = self.publish.borrow().clone();
+        let epoch = previous.epoch + 1;
+        let topology = Topology::rebuild(
+            &self.config,
+            &databases,
+            epoch,
+            Some(&previous),
+            &self.metrics,
+        );
+        state.databases = databases;
+        self.publish.send_replace(Arc::new(topology));
     }
 
     /// Reloads on SIGHUP and whenever a shard-map file changes, until `shutdown` turns true.
@@ -345,6 +483,25 @@ fn rejected(db: &DatabaseEntry, error: ConfigError) -> ReloadError {
 fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
+}
+
+/// A database's shard-map file, parsed, and its text.
+fn read_map(db: &DatabaseEntry) -> Result<(config::ShardMap, String), ConfigError> {
+    let text = std::fs::read_to_string(&db.shard_map_path).map_err(|source| ConfigError::Read {
+        file: db.shard_map_path.clone(),
+        source,
+    })?;
+    let map = config::parse_shard_map(&text, &db.shard_map_path)?;
+    Ok((map, text))
+}
+
+/// The primaries of `db`'s map, where its record is kept.
+fn primaries(db: &DatabaseEntry) -> Vec<&crate::config::BackendUri> {
+    db.shard_map
+        .shards
+        .iter()
+        .map(|shard| &shard.primary)
+        .collect()
 }
 
 impl crate::admin::ReloadMaps for Reloader {

@@ -68,8 +68,16 @@ pub struct RawConfig {
     /// `transactions`: how transactions that write on several shards commit.
     #[serde(default)]
     pub transactions: RawTransactions,
+    /// `fleet`: proxies with the same fleet name in front of the same shards share the record
+    /// of the shard map in force (in PostgreSQL, see `control::map_record`).
+    #[serde(default = "default_fleet")]
+    pub fleet: String,
     /// `databases`: the database names clients may connect to (at least one, names unique).
     pub databases: Vec<RawDatabase>,
+}
+
+fn default_fleet() -> String {
+    "default".to_owned()
 }
 
 fn default_listen() -> String {

@@ -129,6 +129,10 @@ pub(super) fn config(
     let (Some(metrics_listen), Some(transactions)) = (metrics_listen, transactions) else {
         return Err(problems.found);
     };
+    let fleet_ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if raw.fleet.is_empty() || raw.fleet.len() > 63 || !raw.fleet.chars().all(fleet_ok) {
+        problems.add("fleet", "must be 1 to 63 letters, digits, '_' or '-'");
+    }
     if raw.runtime.worker_threads == Some(0) {
         problems.add(
             "runtime.worker_threads",
@@ -150,6 +154,7 @@ pub(super) fn config(
         admin_users: raw.admin.users.clone(),
         shutdown,
         transactions,
+        fleet: Some(raw.fleet.clone()),
     })
 }
 

@@ -233,6 +233,8 @@ pub fn config(cluster: &ClusterInfo) -> Config {
             drain_timeout: Duration::from_secs(30),
         },
         transactions: shardgate::config::TransactionSettings::default(),
+        // Every test proxy is its own deployment on shared servers: none records its map.
+        fleet: None,
     }
 }
 
@@ -322,7 +324,7 @@ impl TestProxy {
     pub async fn start(config: Config) -> Self {
         shardgate::app::init_tracing(&config.log);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Proxy::start(&config, listener).expect("proxy starts");
+        let proxy = Proxy::start(&config, listener).await.expect("proxy starts");
         Self { proxy }
     }
 

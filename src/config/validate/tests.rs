@@ -333,3 +333,15 @@ fn a_bad_causal_wait_is_named_where_it_was_written() {
     let bad = "reads: {consistency: strong}\nshards: [{name: s0, primary: 'postgres://u@h/d'}]";
     assert!(serde_yaml::from_str::<RawShardMap>(bad).is_err());
 }
+
+#[test]
+fn a_fleet_is_a_short_plain_name_and_defaults_to_default() {
+    let config = validate(&format!("{USERS}{DATABASES}")).unwrap();
+    assert_eq!(config.fleet.as_deref(), Some("default"));
+    let config = validate(&format!("{USERS}{DATABASES}fleet: eu-west_2\n")).unwrap();
+    assert_eq!(config.fleet.as_deref(), Some("eu-west_2"));
+    let message = "fleet: must be 1 to 63 letters, digits, '_' or '-'";
+    for bad in ["''", "'a b'", "'x;drop'", &"f".repeat(64)] {
+        assert_eq!(problems(&format!("fleet: {bad}\n")), [message], "{bad}");
+    }
+}

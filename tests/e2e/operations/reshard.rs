@@ -474,3 +474,86 @@ async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
         .get(0);
     assert_eq!(on_new, 0, "the old map placed it");
 }
+
+/// A proxy of fleet `fleet` on the shard-map file `path` (as `shardgate run` loads it), with
+/// the admin console.
+async fn fleet_proxy(fleet: &str, path: &std::path::Path) -> TestProxy {
+    let mut config = crate::harness::sharded_config(cluster());
+    config.databases[0].shard_map = shardgate::config::load_shard_map(path).unwrap();
+    config.databases[0].shard_map_path = path.to_owned();
+    config.fleet = Some(fleet.to_owned());
+    super::with_admin(&mut config);
+    TestProxy::start(config).await
+}
+
+async fn count_through(proxy: &TestProxy) -> i64 {
+    let client = proxy.connect().await;
+    let sql = "SELECT count(*) FROM reshard_items";
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn a_proxy_started_on_an_edited_file_serves_the_recorded_map_and_holds_the_edit() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let shards = fresh_shards().await;
+    let fleet = format!("records-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("map.yaml");
+    std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
+
+    // The first proxy records the two-shard map as it starts, and writes rows under it.
+    let first = fleet_proxy(&fleet, &path).await;
+    let client = first.connect().await;
+    for id in 1..=100_i64 {
+        let sql = "INSERT INTO reshard_items (id, note) VALUES ($1, 'recorded')";
+        client.execute(sql, &[&id]).await.unwrap();
+    }
+    first.proxy.shutdown(Duration::from_secs(5)).await;
+
+    // The file gains a shard while no proxy runs; the next proxy of the fleet holds the edit.
+    std::fs::write(&path, map_yaml(&shards, &["s0", "s1", "s2"])).unwrap();
+    let second = fleet_proxy(&fleet, &path).await;
+    assert_eq!(
+        count_through(&second).await,
+        100,
+        "the recorded map reads every row"
+    );
+    let moving = ids_going(&path, true, 1, 1)[0];
+    let one = "SELECT count(*) FROM reshard_items WHERE id = $1";
+    let found: i64 = (second.connect().await)
+        .query_one(one, &[&moving])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        found, 1,
+        "a key the edit would move is read where the rows are"
+    );
+    let admin = console(&second).await;
+    let plan = rows(&admin, "SHOW PLAN").await;
+    assert!(
+        plan.iter()
+            .any(|row| field(row, "plan").contains("reshard_items")),
+        "the file's edit is held: {plan:?}"
+    );
+    admin
+        .simple_query("RESHARD")
+        .await
+        .expect("RESHARD moves the rows");
+    assert_eq!(count_through(&second).await, 100);
+    second.proxy.shutdown(Duration::from_secs(5)).await;
+
+    // The move recorded the new map: the next proxy serves the file as it is.
+    let third = fleet_proxy(&fleet, &path).await;
+    let plan = rows(&console(&third).await, "SHOW PLAN").await;
+    assert!(plan.is_empty(), "nothing is held: {plan:?}");
+    assert_eq!(count_through(&third).await, 100);
+    assert_placed(&shards, &path, 100).await;
+    let on_s2 = "SELECT count(*) FROM reshard_items";
+    let moved: i64 = (connect_direct(&shards[2].1).await)
+        .query_one(on_s2, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(moved > 0, "rows moved to the new shard");
+}
