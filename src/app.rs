@@ -36,6 +36,9 @@ pub enum StartError {
     /// TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The shard map recorded in force cannot serve with this config's file.
+    #[error("{0}")]
+    MapRecord(String),
 }
 
 /// A running proxy.
@@ -74,7 +77,10 @@ impl Proxy {
         let metrics = Arc::new(Metrics::default());
         metrics.know_users(config.users.iter().map(|u| u.name.as_str()));
         let (reloader, topology) = Reloader::new(config, metrics.clone());
-        reloader.adopt_records().await;
+        reloader
+            .adopt_records()
+            .await
+            .map_err(StartError::MapRecord)?;
         let admin = Arc::new(AdminContext {
             metrics,
             topology: topology.clone(),

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::admin::Reloaded;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
-use crate::control::map_record::{MapRecord, Recorded};
+use crate::control::map_record::{self, MapRecord, Recorded};
 use crate::metrics::Metrics;
 use crate::reshard::mover::{self, MovePlan};
 use crate::reshard::{self, HeldEdit, Reshard};
@@ -162,6 +162,14 @@ impl Reloader {
                 held,
             });
         }
+        let epoch = self.publish_next(state, databases);
+        tracing::info!(epoch, held = held.len(), "shard maps reloaded");
+        Ok(Reloaded { epoch, held })
+    }
+
+    /// Publishes `databases` as the next epoch (pools of unchanged servers kept) and makes
+    /// them the ones in force; returns the epoch.
+    fn publish_next(&self, state: &mut Loaded, databases: Vec<DatabaseEntry>) -> u64 {
         let previous = self.publish.borrow().clone();
         let epoch = previous.epoch + 1;
         let topology = Topology::rebuild(
@@ -173,8 +181,7 @@ impl Reloader {
         );
         state.databases = databases;
         self.publish.send_replace(Arc::new(topology));
-        tracing::info!(epoch, held = held.len(), "shard maps reloaded");
-        Ok(Reloaded { epoch, held })
+        epoch
     }
 
     /// The edit of `in_force` to hold, if `edited` would move rows its shards hold.
@@ -287,21 +294,20 @@ impl Reloader {
             .position(|db| db.name == database)
             .ok_or_else(|| format!("database {database:?} is gone from the config"))?;
         databases[i].shard_map = map;
-        if let Some(text) = text {
-            self.record(&databases[i], &text, &mut state.records[i])
-                .await;
+        let epoch = self.publish_next(state, databases);
+        // Recorded after the switch, outside the moment statements wait for it.
+        if let (Some(text), Some(this)) = (text, self.this.upgrade()) {
+            let name = database.to_owned();
+            tokio::spawn(async move {
+                let mut guard = this.state.lock().await;
+                let state = &mut *guard;
+                let Some(i) = state.databases.iter().position(|db| db.name == name) else {
+                    return;
+                };
+                let db = state.databases[i].clone();
+                this.record(&db, &text, &mut state.records[i]).await;
+            });
         }
-        let previous = self.publish.borrow().clone();
-        let epoch = previous.epoch + 1;
-        let topology = Topology::rebuild(
-            &self.config,
-            &databases,
-            epoch,
-            Some(&previous),
-            &self.metrics,
-        );
-        state.databases = databases;
-        self.publish.send_replace(Arc::new(topology));
         (self.held.lock().unwrap_or_else(|e| e.into_inner())).retain(|e| e.database != database);
         tracing::info!(epoch, database, "RESHARD switched the shard map");
         Ok(epoch)
@@ -314,26 +320,26 @@ impl Reloader {
         let Some(fleet) = &self.config.fleet else {
             return;
         };
+        let text = match map_record::redact(text) {
+            Ok(text) => text,
+            Err(why) => return tracing::warn!(database = db.name, why, "cannot record the map"),
+        };
         if current.as_ref().is_some_and(|r| r.text == text) {
             return;
         }
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
         let now = now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let version = current.as_ref().map_or(now, |r| now.max(r.version + 1));
+        let next = current.as_ref().map(|r| r.version.saturating_add(1));
         let recorded = Recorded {
-            version,
-            text: text.to_owned(),
+            version: next.map_or(now, |next| now.max(next)),
+            text,
         };
-        let record = self.map_record(fleet, db);
-        let failed = record.write(&primaries(db), &recorded).await;
-        for why in failed {
-            tracing::warn!(
-                database = db.name,
-                why,
-                "could not record the shard map in force"
-            );
-        }
-        *current = Some(recorded);
+        let written = self
+            .map_record(fleet, db)
+            .write(&primaries(db), &recorded)
+            .await;
+        // Known only once a primary took it: a failed write is tried again by the next one.
+        *current = written.ok().map(|()| recorded);
     }
 
     fn map_record<'a>(&'a self, fleet: &'a str, db: &'a DatabaseEntry) -> MapRecord<'a> {
@@ -347,43 +353,51 @@ impl Reloader {
     /// At start, before clients: each database's map in force is the one recorded in
     /// PostgreSQL, when the file's differs from it and would move rows the shards hold (that
     /// edit is then held, as a running proxy holds it); otherwise the file's, recorded.
-    pub async fn adopt_records(&self) {
+    pub async fn adopt_records(&self) -> Result<(), String> {
         let Some(fleet) = self.config.fleet.clone() else {
-            return;
+            return Ok(());
         };
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         let mut databases = state.databases.clone();
         let mut held = Vec::new();
         for (i, db) in state.databases.iter().enumerate() {
-            let Ok((_, text)) = read_map(db) else {
+            // The file as it is now (the config read it a moment ago: an edit in between is
+            // recorded as the file says, and the watcher reloads it at once).
+            let Ok((file_map, text)) = read_map(db) else {
                 continue;
             };
-            let found = self.map_record(&fleet, db).read(&primaries(db)).await;
+            let file = &DatabaseEntry {
+                shard_map: file_map,
+                ..db.clone()
+            };
+            let found = self.map_record(&fleet, file).read(&primaries(file)).await;
             let recorded = match found {
-                Ok(Some(recorded)) if recorded.text == text => {
-                    state.records[i] = Some(recorded);
-                    continue;
-                }
-                Ok(recorded) => recorded,
                 Err(why) => {
                     tracing::warn!(
                         database = db.name,
                         why,
-                        "could not read the recorded shard map; the file's map serves"
+                        "could not read the shard map recorded in force; the file's map serves"
                     );
                     continue;
                 }
+                Ok(recorded) => recorded,
             };
-            let in_force = recorded.as_ref().and_then(|r| {
-                let parsed = config::parse_shard_map(&r.text, &db.shard_map_path);
-                parsed.map_err(|e| tracing::warn!(database = db.name, %e, "the recorded shard map does not parse; the file's map serves")).ok()
-            });
+            let redacted = map_record::redact(&text).ok();
+            if let Some(recorded) = recorded
+                .as_ref()
+                .filter(|r| Some(&r.text) == redacted.as_ref())
+            {
+                state.records[i] = Some(recorded.clone());
+                continue;
+            }
+            let in_force = match &recorded {
+                Some(recorded) => Some(recorded_map(db, &recorded.text, &text)?),
+                None => None,
+            };
+            let timeout = self.config.pool.connect_timeout;
             let edit = match &in_force {
-                Some(map) => {
-                    let timeout = self.config.pool.connect_timeout;
-                    reshard::check_edit(&db.name, map, &db.shard_map, timeout).await
-                }
+                Some(map) => reshard::check_edit(&db.name, map, &file.shard_map, timeout).await,
                 None => None,
             };
             match (edit, in_force) {
@@ -398,28 +412,18 @@ impl Reloader {
                     state.records[i] = recorded;
                 }
                 _ => {
-                    state.records[i] = recorded;
-                    let mut current = state.records[i].take();
-                    self.record(db, &text, &mut current).await;
+                    let mut current = recorded;
+                    self.record(file, &text, &mut current).await;
                     state.records[i] = current;
                 }
             }
         }
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held.clone();
-        if held.is_empty() {
-            return;
+        let any_held = !held.is_empty();
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
+        if any_held {
+            self.publish_next(state, databases);
         }
-        let previous = self.publish.borrow().clone();
-        let epoch = previous.epoch + 1;
-        let topology = Topology::rebuild(
-            &self.config,
-            &databases,
-            epoch,
-            Some(&previous),
-            &self.metrics,
-        );
-        state.databases = databases;
-        self.publish.send_replace(Arc::new(topology));
+        Ok(())
     }
 
     /// Reloads on SIGHUP and whenever a shard-map file changes, until `shutdown` turns true.
@@ -493,6 +497,24 @@ fn read_map(db: &DatabaseEntry) -> Result<(config::ShardMap, String), ConfigErro
     })?;
     let map = config::parse_shard_map(&text, &db.shard_map_path)?;
     Ok((map, text))
+}
+
+/// The map recorded in force for `db` (`recorded`, redacted), with the passwords of the file
+/// `file`; why the proxy must not start when the record names servers the file does not.
+fn recorded_map(
+    db: &DatabaseEntry,
+    recorded: &str,
+    file: &str,
+) -> Result<config::ShardMap, String> {
+    let refused = |why: String| {
+        format!(
+            "database {:?}: the shard map recorded in force cannot serve: {why}. Put those shards back in {} (an edit that removes them is held until RESHARD moves their rows), or delete the record from shardgate.maps_in_force to serve the file as it is",
+            db.name,
+            db.shard_map_path.display()
+        )
+    };
+    let text = map_record::with_file_secrets(recorded, file).map_err(refused)?;
+    config::parse_shard_map(&text, &db.shard_map_path).map_err(|e| refused(e.to_string()))
 }
 
 /// The primaries of `db`'s map, where its record is kept.

@@ -113,6 +113,14 @@ async fn assert_placed(shards: &[(String, String)], path: &std::path::Path, ackn
     }
 }
 
+/// Asserts that an edit of `reshard_items` is held, and applies it with RESHARD.
+async fn reshard_the_held_edit(console: &tokio_postgres::Client) {
+    let plan = rows(console, "SHOW PLAN").await;
+    let held = |row: &Vec<(String, String)>| field(row, "plan").contains("reshard_items");
+    assert!(plan.iter().any(held), "the edit is held: {plan:?}");
+    (console.simple_query("RESHARD").await).expect("RESHARD moves the rows");
+}
+
 /// Runs one RESHARD from `from` to `to` with a writer and a reader going through the proxy.
 async fn move_under_load(
     proxy: &crate::harness::TestProxy,
@@ -181,16 +189,7 @@ async fn move_under_load(
     std::fs::write(path, to).unwrap();
     let console = console(proxy).await;
     console.simple_query("RELOAD").await.unwrap();
-    let plan = rows(&console, "SHOW PLAN").await;
-    assert!(
-        plan.iter()
-            .any(|row| field(row, "plan").contains("reshard_items")),
-        "the edit is held: {plan:?}"
-    );
-    console
-        .simple_query("RESHARD")
-        .await
-        .expect("RESHARD moves the rows");
+    reshard_the_held_edit(&console).await;
     let status = rows(&console, "SHOW RESHARD").await;
     assert!(!status.is_empty());
     for row in &status {
@@ -529,21 +528,29 @@ async fn a_proxy_started_on_an_edited_file_serves_the_recorded_map_and_holds_the
         found, 1,
         "a key the edit would move is read where the rows are"
     );
-    let admin = console(&second).await;
-    let plan = rows(&admin, "SHOW PLAN").await;
-    assert!(
-        plan.iter()
-            .any(|row| field(row, "plan").contains("reshard_items")),
-        "the file's edit is held: {plan:?}"
-    );
-    admin
-        .simple_query("RESHARD")
-        .await
-        .expect("RESHARD moves the rows");
+    reshard_the_held_edit(&console(&second).await).await;
     assert_eq!(count_through(&second).await, 100);
     second.proxy.shutdown(Duration::from_secs(5)).await;
 
-    // The move recorded the new map: the next proxy serves the file as it is.
+    // The move recorded the new map, without a password.
+    let recorded = "SELECT map FROM shardgate.maps_in_force WHERE fleet = $1";
+    let on_s0 = connect_direct(&shards[0].1).await;
+    eventually("the move is recorded", async || {
+        let row = on_s0.query_one(recorded, &[&fleet]).await.unwrap();
+        row.get::<_, String>(0).contains("s2")
+    })
+    .await;
+    let text: String = on_s0.query_one(recorded, &[&fleet]).await.unwrap().get(0);
+    for (_, uri) in &shards {
+        let endpoint = shardgate::config::BackendUri::parse(uri).unwrap();
+        assert!(text.contains(&endpoint.to_string()), "{text}");
+        if let Some(password) = &endpoint.password {
+            let secret = format!(":{password}@");
+            assert!(!text.contains(&secret), "no password is recorded: {text}");
+        }
+    }
+
+    // The next proxy serves the file as it is.
     let third = fleet_proxy(&fleet, &path).await;
     let plan = rows(&console(&third).await, "SHOW PLAN").await;
     assert!(plan.is_empty(), "nothing is held: {plan:?}");
