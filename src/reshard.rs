@@ -10,6 +10,7 @@
 
 mod copy;
 mod job;
+pub mod leftovers;
 pub mod mover;
 mod stored;
 

@@ -20,6 +20,7 @@ use crate::admin::Reloaded;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
 use crate::control::map_record::{self, MapRecord, Recorded};
 use crate::metrics::Metrics;
+use crate::reshard::leftovers::{self, Undecided};
 use crate::reshard::mover::{self, MovePlan};
 use crate::reshard::{self, HeldEdit, Reshard};
 use crate::topology::Topology;
@@ -219,6 +220,10 @@ impl Reloader {
             let (old, new) = (in_force.shard_map.clone(), edit.edited.clone());
             MovePlan::new(old, new, &edit.report, timeout)?
         };
+        // What an earlier move of this proxy left prepared ends first (its rows' locks).
+        let maps = [&plan.old, &plan.new];
+        let timeout = self.config.pool.connect_timeout;
+        leftovers::resolve(&maps, Undecided::RollBack, timeout).await;
         let fence = (self.publish.borrow().database(&name))
             .ok_or_else(|| format!("no database {name:?}"))?
             .fence
@@ -383,6 +388,9 @@ impl Reloader {
                 }
                 Ok(recorded) => recorded,
             };
+            // A move that decided to commit before its proxy stopped is finished first.
+            let timeout = self.config.pool.connect_timeout;
+            leftovers::resolve(&[&file.shard_map], Undecided::Leave, timeout).await;
             let redacted = map_record::redact(&text).ok();
             if let Some(recorded) = recorded
                 .as_ref()
@@ -395,7 +403,6 @@ impl Reloader {
                 Some(recorded) => Some(recorded_map(db, &recorded.text, &text)?),
                 None => None,
             };
-            let timeout = self.config.pool.connect_timeout;
             let edit = match &in_force {
                 Some(map) => reshard::check_edit(&db.name, map, &file.shard_map, timeout).await,
                 None => None,

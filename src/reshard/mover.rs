@@ -23,6 +23,7 @@ use tokio_postgres::error::SqlState;
 
 use super::copy::{self, Role, Side};
 use super::job::Reshard;
+use super::leftovers;
 use crate::config::{BackendUri, ShardMap};
 use crate::moves::{Change, MoveReport, ShardChange};
 use crate::router::Router;
@@ -163,6 +164,16 @@ async fn run_phases(
     let Some((first, rest)) = prepared.split_first() else {
         return Err("nothing was prepared".into());
     };
+    // The decision first: a proxy that stops from here on leaves a move that is committed
+    // everywhere by whoever finds its transactions (`leftovers`), never half of it.
+    let decisions = &plan.old.shard(plan.old.default_shard).primary;
+    let stamp = leftovers::stamp_of(&first.gid).unwrap_or(&first.gid);
+    if let Err(why) = leftovers::record_decision(decisions, stamp, plan.connect_timeout).await {
+        roll_back(plan, &prepared).await;
+        return Err(format!(
+            "cannot record the move's decision: {why}; nothing moved"
+        ));
+    }
     if let Err(why) = end_prepared(plan, first, "COMMIT PREPARED").await {
         roll_back(plan, &prepared).await;
         return Err(format!("{why}; nothing moved"));
@@ -179,6 +190,7 @@ async fn run_phases(
     let epoch = switch().await?;
     fence.set(FenceState::Switched { epoch, moving });
     commit_pending(job, plan, pending).await?;
+    leftovers::forget_decision(decisions, stamp, plan.connect_timeout).await;
     Ok(epoch)
 }
 
@@ -266,7 +278,7 @@ async fn copy_all(job: &Reshard, plan: &MovePlan) -> Result<Vec<Prepared>, Strin
         .into_iter()
         .map(|(side, uri)| (side, Some(uri), "out"));
     for (side, uri, way) in targets.chain(sources) {
-        let gid = format!("shardgate_reshard_{stamp}_{}_{way}", side.shard);
+        let gid = format!("{}{stamp}_{}_{way}", leftovers::PREFIX, side.shard);
         let prepare = format!("PREPARE TRANSACTION {}", crate::sql::quote::literal(&gid));
         let done = side.conn.client.batch_execute(&prepare).await;
         if let Err(error) = done {
@@ -284,24 +296,19 @@ async fn copy_all(job: &Reshard, plan: &MovePlan) -> Result<Vec<Prepared>, Strin
     Ok(prepared)
 }
 
-/// Ends one prepared transaction with `command`, asking its shard again while it blinks.
-/// Once an attempt was sent, a transaction that no longer exists counts as ended (the reply
-/// to the attempt that ended it was lost; nothing else ends the move's transactions).
+/// Ends one prepared transaction with `command`, asking its shard again while it blinks. A
+/// transaction that no longer exists is ended: an earlier attempt whose reply was lost ended
+/// it, or `leftovers` did, the way the move decided (commits run only after the decision is
+/// recorded, and nothing rolls back a decided move).
 async fn end_prepared(plan: &MovePlan, side: &Prepared, command: &str) -> Result<(), String> {
     let sql = format!("{command} {}", crate::sql::quote::literal(&side.gid));
     let mut last = String::new();
-    let mut sent = false;
     for _ in 0..5 {
         match copy::connect(&side.uri, plan.connect_timeout).await {
             Ok(conn) => match conn.client.batch_execute(&sql).await {
                 Ok(()) => return Ok(()),
-                Err(error) if sent && error.code() == Some(&SqlState::UNDEFINED_OBJECT) => {
-                    return Ok(());
-                }
-                Err(error) => {
-                    sent |= error.as_db_error().is_none();
-                    last = copy::on(&side.shard, error);
-                }
+                Err(error) if error.code() == Some(&SqlState::UNDEFINED_OBJECT) => return Ok(()),
+                Err(error) => last = copy::on(&side.shard, error),
             },
             Err(why) => last = format!("shard {}: {why}", side.shard),
         }

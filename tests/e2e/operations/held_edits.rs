@@ -245,6 +245,7 @@ const MOVED_YEAR: &str = "2096";
 
 #[tokio::test]
 async fn reshard_moves_a_tenant_and_a_range_of_times_held_by_one_edit() {
+    let _serial = super::reshard::ONE_AT_A_TIME.lock().await;
     let (proxy, _dir, path) = ops_proxy(|_| {}).await; // Creates the demo tables first.
     let events = format!("created_at >= '{MOVED_YEAR}-01-01' AND created_at < '2097-01-01'");
     for uri in &cluster().primaries {

@@ -16,8 +16,9 @@ use crate::harness::{TestProxy, cluster, connect_direct};
 use crate::limits::SOON;
 use crate::raw::{Script, exchange_verbose, raw_login};
 
-/// The tests of this file share `reshard_items` and the third shard's database.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests of this file share `reshard_items` and the third shard's database; every test
+/// that runs RESHARD takes it (a move's prepared transactions are visible to the others).
+pub(super) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const TABLE_SQL: &str = "CREATE TABLE reshard_items (id bigint PRIMARY KEY, note text)";
 const FIRST_ROWS: i64 = 400;
@@ -53,6 +54,14 @@ async fn fresh_shards() -> Vec<(String, String)> {
     ];
     for (_, uri) in &shards {
         let direct = connect_direct(uri).await;
+        // A failed run may have left a move's transactions prepared (they hold the table).
+        let left = "SELECT gid FROM pg_prepared_xacts \
+                    WHERE database = current_database() AND starts_with(gid, 'shardgate_reshard_')";
+        for row in direct.query(left, &[]).await.unwrap() {
+            let gid: String = row.get(0);
+            let end = format!("ROLLBACK PREPARED '{gid}'");
+            direct.batch_execute(&end).await.unwrap();
+        }
         let sql = format!("DROP TABLE IF EXISTS reshard_items; {TABLE_SQL}");
         direct.batch_execute(&sql).await.unwrap();
     }
@@ -563,4 +572,93 @@ async fn a_proxy_started_on_an_edited_file_serves_the_recorded_map_and_holds_the
         .unwrap()
         .get(0);
     assert!(moved > 0, "rows moved to the new shard");
+}
+
+/// Prepares `sql` on `uri` under the move transaction name `gid`, as a proxy that stopped
+/// between a move's PREPARE and COMMIT PREPARED leaves it.
+async fn leave_prepared(uri: &str, gid: &str, sql: &str) {
+    let direct = connect_direct(uri).await;
+    let script = format!("BEGIN; {sql}; PREPARE TRANSACTION '{gid}'");
+    direct.batch_execute(&script).await.unwrap();
+}
+
+/// The transactions [`leave_prepared`] left (stamps 7001 and 7002) still prepared.
+async fn moves_prepared(shards: &[(String, String)]) -> i64 {
+    let mut left = 0;
+    for (_, uri) in shards {
+        let sql = "SELECT count(*) FROM pg_prepared_xacts \
+                   WHERE database = current_database() AND starts_with(gid, 'shardgate_reshard_700')";
+        left += connect_direct(uri)
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    left
+}
+
+#[tokio::test]
+async fn a_moves_prepared_leftovers_end_the_way_it_decided() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (proxy, _dir, path, shards, three) = two_shards_with_rows(50).await;
+    // A decided move (its decision recorded on the default shard) left its source side
+    // prepared: the next proxy of the fleet commits it as it starts.
+    let fleet = format!("leftovers-{}", std::process::id());
+    std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
+    let decided = "shardgate_reshard_7001_s0_out";
+    let router = Router::new(&shardgate::config::load_shard_map(&path).unwrap());
+    let on_s0 = (1..=50_i64)
+        .find(|id| {
+            let shard = router
+                .shard_of_key("reshard_items", &id.to_string())
+                .unwrap();
+            router.map().shard(shard).name == "s0"
+        })
+        .unwrap();
+    let delete = format!("DELETE FROM reshard_items WHERE id = {on_s0}");
+    leave_prepared(&shards[0].1, decided, &delete).await;
+    connect_direct(&shards[0].1)
+        .await
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS shardgate; \
+             CREATE TABLE IF NOT EXISTS shardgate.reshard_decisions (\
+             stamp text PRIMARY KEY, decided_at timestamptz NOT NULL DEFAULT now()); \
+             INSERT INTO shardgate.reshard_decisions (stamp) VALUES ('7001') ON CONFLICT DO NOTHING",
+        )
+        .await
+        .unwrap();
+    // An undecided one left a target side prepared: the next RESHARD rolls it back.
+    let undecided = "shardgate_reshard_7002_s2_in";
+    let ghost = "INSERT INTO reshard_items (id, note) VALUES (999999, 'ghost')";
+    leave_prepared(&shards[2].1, undecided, ghost).await;
+    assert_eq!(moves_prepared(&shards).await, 2);
+
+    let restarted = fleet_proxy(&fleet, &path).await;
+    assert_eq!(
+        count_through(&restarted).await,
+        49,
+        "the decided delete committed"
+    );
+    assert_eq!(
+        moves_prepared(&shards).await,
+        1,
+        "the undecided one is left at start"
+    );
+
+    std::fs::write(&path, &three).unwrap();
+    let admin = console(&restarted).await;
+    admin.simple_query("RELOAD").await.unwrap();
+    reshard_the_held_edit(&admin).await;
+    assert_eq!(
+        moves_prepared(&shards).await,
+        0,
+        "RESHARD ended what was left"
+    );
+    assert_eq!(
+        count_through(&restarted).await,
+        49,
+        "the ghost row was rolled back"
+    );
+    drop(proxy);
 }

@@ -1,0 +1,158 @@
+//! Prepared transactions a `RESHARD` left behind: a proxy that stopped between the move's
+//! `PREPARE TRANSACTION`s and its last `COMMIT PREPARED`. They hold the moving rows' locks, so
+//! they are ended the way the move decided: the mover records its decision to commit
+//! (`shardgate.reshard_decisions`, on the old map's default shard) before it commits anything,
+//! so a move with a recorded decision is committed everywhere, and one without is rolled back
+//! (presumed abort) — by the next `RESHARD`, or at start for decided ones.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::copy;
+use crate::config::{BackendUri, ShardMap};
+use crate::sql::quote;
+
+/// What every prepared transaction of a move is named after: `shardgate_reshard_<stamp>_…`.
+pub const PREFIX: &str = "shardgate_reshard_";
+
+const DECISIONS_DDL: &str = "SELECT pg_advisory_xact_lock(hashtext('shardgate.reshard_decisions')); \
+     CREATE SCHEMA IF NOT EXISTS shardgate; \
+     CREATE TABLE IF NOT EXISTS shardgate.reshard_decisions (\
+     stamp text PRIMARY KEY, decided_at timestamptz NOT NULL DEFAULT now())";
+
+/// What to do with a move's transactions when no decision is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undecided {
+    /// Roll them back: no move of this proxy's runs (a `RESHARD` is starting).
+    RollBack,
+    /// Leave them: another proxy may be between its PREPAREs and its decision.
+    Leave,
+}
+
+/// Records that the move `stamp` commits, on `uri` (before any side commits).
+pub async fn record_decision(
+    uri: &BackendUri,
+    stamp: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let conn = copy::connect(uri, timeout).await?;
+    let sql = format!(
+        "{DECISIONS_DDL}; INSERT INTO shardgate.reshard_decisions (stamp) VALUES ({})",
+        quote::literal(stamp)
+    );
+    conn.client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Forgets the decision of a move that committed everywhere (best effort).
+pub async fn forget_decision(uri: &BackendUri, stamp: &str, timeout: Duration) {
+    if let Ok(conn) = copy::connect(uri, timeout).await {
+        let sql = "DELETE FROM shardgate.reshard_decisions WHERE stamp = $1";
+        let _ = conn.client.execute(sql, &[&stamp]).await;
+    }
+}
+
+/// Ends the moves' prepared transactions found on the primaries of `maps`; one line per
+/// transaction ended or left.
+pub async fn resolve(maps: &[&ShardMap], undecided: Undecided, timeout: Duration) -> Vec<String> {
+    let mut primaries: Vec<&BackendUri> = Vec::new();
+    for shard in maps.iter().flat_map(|map| &map.shards) {
+        if !primaries.contains(&&shard.primary) {
+            primaries.push(&shard.primary);
+        }
+    }
+    let mut by_stamp: BTreeMap<String, Vec<(&BackendUri, String)>> = BTreeMap::new();
+    for uri in &primaries {
+        for gid in prepared(uri, timeout).await {
+            if let Some(stamp) = stamp_of(&gid) {
+                by_stamp
+                    .entry(stamp.to_owned())
+                    .or_default()
+                    .push((uri, gid));
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    for (stamp, sides) in by_stamp {
+        let decided = decided(&primaries, &stamp, timeout).await;
+        let command = match (decided, undecided) {
+            (true, _) => "COMMIT PREPARED",
+            (false, Undecided::RollBack) => "ROLLBACK PREPARED",
+            (false, Undecided::Leave) => {
+                lines.extend(
+                    sides
+                        .iter()
+                        .map(|(_, gid)| format!("{gid}: undecided, left")),
+                );
+                continue;
+            }
+        };
+        for (uri, gid) in sides {
+            let ended = end(uri, &gid, command, timeout).await;
+            lines.push(match ended {
+                Ok(()) => format!("{gid}: {command}"),
+                Err(why) => format!("{gid}: {command} failed: {why}"),
+            });
+        }
+    }
+    for line in &lines {
+        tracing::warn!(line, "a RESHARD's prepared transaction left behind");
+    }
+    lines
+}
+
+/// The stamp of a move's transaction name.
+pub fn stamp_of(gid: &str) -> Option<&str> {
+    let rest = gid.strip_prefix(PREFIX)?;
+    let stamp = rest.split('_').next()?;
+    (!stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit())).then_some(stamp)
+}
+
+async fn prepared(uri: &BackendUri, timeout: Duration) -> Vec<String> {
+    let Ok(conn) = copy::connect(uri, timeout).await else {
+        return Vec::new();
+    };
+    let sql = "SELECT gid FROM pg_prepared_xacts \
+               WHERE database = current_database() AND starts_with(gid, $1)";
+    match conn.client.query(sql, &[&PREFIX]).await {
+        Ok(rows) => rows.iter().filter_map(|row| row.try_get(0).ok()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn decided(primaries: &[&BackendUri], stamp: &str, timeout: Duration) -> bool {
+    let sql = "SELECT 1 FROM shardgate.reshard_decisions WHERE stamp = $1";
+    for uri in primaries {
+        if let Ok(conn) = copy::connect(uri, timeout).await
+            && let Ok(Some(_)) = conn.client.query_opt(sql, &[&stamp]).await
+        {
+            return true;
+        }
+    }
+    false
+}
+
+async fn end(uri: &BackendUri, gid: &str, command: &str, timeout: Duration) -> Result<(), String> {
+    let conn = copy::connect(uri, timeout).await?;
+    let sql = format!("{command} {}", quote::literal(gid));
+    conn.client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stamp_of;
+
+    #[test]
+    fn a_moves_transactions_are_known_by_their_stamp() {
+        assert_eq!(stamp_of("shardgate_reshard_1765_s0_in"), Some("1765"));
+        assert_eq!(stamp_of("shardgate_reshard_1765_shard_2_out"), Some("1765"));
+        assert_eq!(stamp_of("shardgate:abc:s0:s1"), None);
+        assert_eq!(stamp_of("shardgate_reshard_x_s0_in"), None);
+        assert_eq!(stamp_of("shardgate_reshard_"), None);
+    }
+}
