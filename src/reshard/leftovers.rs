@@ -46,12 +46,14 @@ pub async fn record_decision(
         .map_err(|e| e.to_string())
 }
 
-/// Forgets the decision of a move that committed everywhere (best effort).
-pub async fn forget_decision(uri: &BackendUri, stamp: &str, timeout: Duration) {
-    if let Ok(conn) = copy::connect(uri, timeout).await {
-        let sql = "DELETE FROM shardgate.reshard_decisions WHERE stamp = $1";
-        let _ = conn.client.execute(sql, &[&stamp]).await;
-    }
+/// Forgets the decision of a move: once it committed everywhere, or when it turns back before
+/// any side committed. Whether the decision is gone.
+pub async fn forget_decision(uri: &BackendUri, stamp: &str, timeout: Duration) -> bool {
+    let Ok(conn) = copy::connect(uri, timeout).await else {
+        return false;
+    };
+    let sql = "DELETE FROM shardgate.reshard_decisions WHERE stamp = $1";
+    conn.client.execute(sql, &[&stamp]).await.is_ok()
 }
 
 /// Ends the moves' prepared transactions found on the primaries of `maps`; one line per

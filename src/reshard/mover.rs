@@ -175,6 +175,18 @@ async fn run_phases(
         ));
     }
     if let Err(why) = end_prepared(plan, first, "COMMIT PREPARED").await {
+        // Turning back needs the decision gone first; when it cannot go, the move stays
+        // decided and prepared, and whoever finds it next commits it (`leftovers`).
+        let timeout = plan.connect_timeout;
+        if !leftovers::forget_decision(decisions, stamp, timeout).await {
+            // Writes to the moving keys stay held back: under the old map they would land
+            // beside rows that are about to move.
+            fence.set(FenceState::Writes(moving));
+            lower.0 = None;
+            return Err(format!(
+                "{why}; the move is decided but not committed: its prepared transactions are committed at the next start or RESHARD"
+            ));
+        }
         roll_back(plan, &prepared).await;
         return Err(format!("{why}; nothing moved"));
     }

@@ -21,14 +21,13 @@ use crate::config::ShardMap;
 use crate::router::{Hint, Params, Plan, Route, Router, Target};
 
 /// Where a move stands, as sessions must see it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub enum FenceState {
     /// No move: nothing waits.
-    #[default]
     Down,
     /// Rows are being copied: writes to keys that change shard wait.
     Writes(Arc<Moving>),
-    /// The move commits: every statement on map tables waits (milliseconds).
+    /// The move commits: every statement on map tables waits until the new map serves.
     Switching(Arc<Moving>),
     /// The move committed and epoch `epoch` serves the new map: a session still on an older
     /// epoch (inside a transaction) cannot touch keys that changed shard.
