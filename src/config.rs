@@ -298,6 +298,14 @@ impl ShardMap {
         &self.shards[id.0 as usize]
     }
 
+    /// The placement of `table`, if the map shards it (reference and unlisted tables: `None`).
+    pub fn sharding(&self, table: &str) -> Option<&Sharding> {
+        match &self.tables.get(table)?.placement {
+            Placement::Sharded(sharding) => Some(sharding),
+            Placement::Reference => None,
+        }
+    }
+
     /// The shard an operator named (admin commands, `default_shard`), if the map has it.
     pub fn shard_by_name(&self, name: &str) -> Option<&Shard> {
         self.shards.iter().find(|shard| shard.name == name)

@@ -51,6 +51,18 @@ impl ControlConn {
         Ok(Self { client, task })
     }
 
+    /// Connects to `uri` as `application_name` within `timeout`; why not, in words.
+    pub(crate) async fn connect(
+        uri: &BackendUri,
+        application_name: &str,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let config = client_config(uri, application_name, timeout);
+        Self::open(&config, timeout).await.map_err(|error| {
+            error.map_or_else(|| format!("no answer in {timeout:?}"), |e| e.to_string())
+        })
+    }
+
     /// The server's `max_prepared_transactions` (0: no two-phase commit there).
     pub(crate) async fn max_prepared_transactions(&self) -> Result<u64, preflight::Unreadable> {
         let row = (self.client)

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::{ControlConn, client_config};
+use super::ControlConn;
 use crate::config::BackendUri;
 use crate::config::raw::RawShardMap;
 
@@ -159,15 +159,7 @@ impl MapRecord<'_> {
     }
 
     async fn connect(&self, uri: &BackendUri) -> Result<ControlConn, String> {
-        let config = client_config(uri, "shardgate map record", self.timeout);
-        ControlConn::open(&config, self.timeout)
-            .await
-            .map_err(|error| {
-                error.map_or_else(
-                    || format!("no answer in {:?}", self.timeout),
-                    |e| e.to_string(),
-                )
-            })
+        ControlConn::connect(uri, "shardgate map record", self.timeout).await
     }
 }
 

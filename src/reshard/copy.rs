@@ -17,7 +17,7 @@ use tokio_postgres::CopyInSink;
 
 use super::job::Reshard;
 use crate::config::BackendUri;
-use crate::control::{ControlConn, client_config};
+use crate::control::ControlConn;
 use crate::router::Router;
 use crate::sql::quote;
 use crate::wire::copy_rows::{CopyFormat, Key, Piece, RowSplitter};
@@ -73,10 +73,7 @@ impl Side {
 
 /// A control connection to `uri` for the move.
 pub async fn connect(uri: &BackendUri, timeout: Duration) -> Result<ControlConn, String> {
-    let config = client_config(uri, "shardgate reshard", timeout);
-    ControlConn::open(&config, timeout).await.map_err(|error| {
-        error.map_or_else(|| format!("no answer in {timeout:?}"), |e| e.to_string())
-    })
+    ControlConn::connect(uri, "shardgate reshard", timeout).await
 }
 
 /// Which side of the move a transaction is on.
@@ -114,7 +111,7 @@ pub async fn copy_table(
     targets: &mut HashMap<String, Side>,
     timeout: Duration,
 ) -> Result<Option<Moved>, String> {
-    let Some(key) = key_column(new, table) else {
+    let Some(key) = new.map().sharding(table).map(|s| s.key_column.clone()) else {
         return Err(format!("table {table} has no shard key in the new map"));
     };
     let Some(columns) = columns(&source.conn, table, &key).await? else {
@@ -196,13 +193,6 @@ fn leaving(
     }
     let target = name(new)?;
     Ok((target != source).then_some((target, key)))
-}
-
-fn key_column(router: &Router, table: &str) -> Option<String> {
-    match &router.map().tables.get(table)?.placement {
-        crate::config::Placement::Sharded(sharding) => Some(sharding.key_column.clone()),
-        crate::config::Placement::Reference => None,
-    }
 }
 
 /// The stored columns of `table` on `side`'s shard; `None` when the table is not there.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::config::key::{KeyType, KeyValue};
 use crate::config::{Placement, ShardMap, Table};
-use crate::control::{ControlConn, client_config};
+use crate::control::ControlConn;
 use crate::moves::{Change, DirectoryMove, MoveReport, Placed, RangeMove, RingMove};
 use crate::sql::quote::{ident, literal};
 
@@ -110,13 +110,10 @@ async fn ask(old: &ShardMap, probe: &Probe, timeout: Duration) -> Vec<StoredRows
     let Some(shard) = old.shard_by_name(&probe.shard) else {
         return unknown("no such shard".into());
     };
-    let config = client_config(&shard.primary, "shardgate reshard check", timeout);
-    let conn = match ControlConn::open(&config, timeout).await {
+    let conn = match ControlConn::connect(&shard.primary, "shardgate reshard check", timeout).await
+    {
         Ok(conn) => conn,
-        Err(error) => {
-            let why = error.map_or_else(|| format!("no answer in {timeout:?}"), |e| e.to_string());
-            return unknown(why);
-        }
+        Err(why) => return unknown(why),
     };
     let answer = tokio::time::timeout(PROBE_TIMEOUT, conn.client.query(&probe.sql, &[])).await;
     let rows = match answer {

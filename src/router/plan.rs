@@ -582,10 +582,7 @@ fn mentioned_anywhere(map: &ShardMap, sql: &str) -> Vec<String> {
 
 /// The sharding of a table, if the map shards it.
 pub(super) fn sharding_of<'a>(map: &'a ShardMap, table: &str) -> Option<&'a Sharding> {
-    match &map.tables.get(table)?.placement {
-        Placement::Sharded(sharding) => Some(sharding),
-        Placement::Reference => None,
-    }
+    map.sharding(table)
 }
 
 /// Whether a query body is a plain SELECT (what the scope analysis understands).
