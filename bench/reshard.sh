@@ -8,9 +8,9 @@
 # Starts `shardgate demo --shards 3` (no replicas), creates `bench_items` on every shard and
 # adds it to the map on s0 and s1, loads ROWS rows through the proxy (COPY), runs the load
 # alone for LOAD_S seconds (the baseline), then again with RESHARD started 2 s in. Reports the
-# move's duration and rows per second, the time writes to moving keys waited at the fence
-# (latency percentiles of the writes that completed while the move ran), and reads' and
-# writes' tps before and during the move. Everything listens on 127.0.0.1; every wait is
+# move's duration and rows per second, how long the fence on the moving keys was up (and the
+# latency percentiles of the writes that ran while the move did: those that hit the fence
+# waited), and reads' and writes' tps before and during the move. Everything listens on 127.0.0.1; every wait is
 # bounded; the EXIT trap stops everything.
 set -euo pipefail
 
@@ -87,12 +87,15 @@ move_to=$(date +%s.%N)
 admin "$PORT" 'SHOW RESHARD' | tee "$dir/status"
 wait "$readers" "$writers"
 
-moved=$(awk -F'|' '{ s += $6 } END { print s }' "$dir/status")
+# SHOW RESHARD: database|table|source|target|phase|method|rows_copied|bytes_behind|fence_ms|…
+moved=$(awk -F'|' '{ s += $7 } END { print s }' "$dir/status")
+method=$(awk -F'|' 'NR == 1 { print $6 }' "$dir/status")
+fence_ms=$(awk -F'|' 'NR == 1 { print $9 }' "$dir/status")
 move_s=$(echo "$move_to - $move_from" | bc)
 
 echo
 echo "rows: $ROWS loaded through the proxy (COPY) in $(printf %.1f "$load_s") s; $moved moved to s2"
-echo "RESHARD: $(printf %.2f "$move_s") s from the command to its answer, $(echo "$moved / $move_s" | bc) rows/s; the fence on the moving keys is up for about that long"
+echo "RESHARD ($method): $(printf %.2f "$move_s") s from the command to its answer, $(echo "$moved / $move_s" | bc) rows/s; writes to the moving keys fenced for $fence_ms ms"
 echo
 echo "| load | tps | p50 ms | p99 ms | max ms |"
 echo "|-|-:|-:|-:|-:|"

@@ -7,6 +7,7 @@
 
 mod auth;
 mod connect;
+mod replication;
 mod state;
 
 use std::collections::{BTreeMap, HashSet};
@@ -20,6 +21,7 @@ use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::wire::BackendKeyData;
 
 pub use connect::connect;
+pub use replication::{ExportedSnapshot, create_slot_exporting_snapshot};
 pub use state::{SessionState, Setting};
 
 /// Why a backend connection failed.

@@ -13,6 +13,7 @@ mod job;
 pub mod leftovers;
 pub mod mover;
 mod stored;
+mod stream;
 
 use std::time::{Duration, SystemTime};
 

@@ -29,30 +29,11 @@ pub async fn connect(uri: &BackendUri, timeout: Duration) -> Result<BackendConn,
 }
 
 async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, BackendError> {
-    let stream = TcpStream::connect(&*addr)
-        .await
-        .map_err(|source| BackendError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
-    let peer = stream.peer_addr().map_err(|source| BackendError::Connect {
-        addr: addr.to_string(),
-        source,
-    })?;
-    let _ = stream.set_nodelay(true);
-    let mut hs = Handshake {
-        stream,
-        buf: BytesMut::with_capacity(8 * 1024),
-        uri,
-        addr: addr.clone(),
-    };
     let params = [
         ("user", uri.user.as_str()),
         ("database", uri.database.as_str()),
     ];
-    hs.send_with(|buf| frontend::startup_message(params, buf))
-        .await?;
-    hs.authenticate().await?;
+    let (mut hs, peer) = Handshake::log_in(uri, addr.clone(), &params).await?;
     let (reported, key) = hs.read_until_ready().await?;
     let bytewise_text = hs.text_sorts_bytewise().await?;
     Ok(BackendConn {
@@ -66,6 +47,38 @@ async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, 
         broken: false,
         addr,
     })
+}
+
+impl<'a> Handshake<'a> {
+    /// Connects to `uri` at `addr`, sends a StartupMessage with `params` and authenticates;
+    /// the server's reports up to ReadyForQuery are still to read.
+    pub(super) async fn log_in(
+        uri: &'a BackendUri,
+        addr: Arc<str>,
+        params: &[(&str, &str)],
+    ) -> Result<(Handshake<'a>, std::net::SocketAddr), BackendError> {
+        let stream = TcpStream::connect(&*addr)
+            .await
+            .map_err(|source| BackendError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let peer = stream.peer_addr().map_err(|source| BackendError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let _ = stream.set_nodelay(true);
+        let mut hs = Handshake {
+            stream,
+            buf: BytesMut::with_capacity(8 * 1024),
+            uri,
+            addr,
+        };
+        hs.send_with(|buf| frontend::startup_message(params.iter().copied(), buf))
+            .await?;
+        hs.authenticate().await?;
+        Ok((hs, peer))
+    }
 }
 
 /// The database's default collation and its provider (PostgreSQL 15 and later).
@@ -90,6 +103,11 @@ pub(super) struct Handshake<'a> {
 }
 
 impl Handshake<'_> {
+    /// The connection, once logged in and done with.
+    pub(super) fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     pub(super) async fn send_with(
         &mut self,
         encode: impl FnOnce(&mut BytesMut) -> std::io::Result<()>,
@@ -121,18 +139,24 @@ impl Handshake<'_> {
     async fn text_sorts_bytewise(&mut self) -> Result<bool, BackendError> {
         for sql in [COLLATION_SQL, COLLATION_SQL_OLD] {
             self.send_with(|buf| frontend::query(sql, buf)).await?;
-            if let Some((collation, provider)) = self.read_two_texts().await? {
-                return Ok(collation_is_bytewise(&collation, &provider));
+            match self.read_first_row().await {
+                Ok(row) => {
+                    if let [collation, provider] = row.as_slice() {
+                        return Ok(collation_is_bytewise(collation, provider));
+                    }
+                }
+                Err(BackendError::Refused { .. }) => {}
+                Err(error) => return Err(error),
             }
         }
         Ok(false)
     }
 
-    /// The first row's two text columns of a simple query, up to its ReadyForQuery; `None`
-    /// when the query failed.
-    async fn read_two_texts(&mut self) -> Result<Option<(String, String)>, BackendError> {
+    /// The first row's text columns of a simple query (NULL as empty), up to its
+    /// ReadyForQuery; the server's error when it failed.
+    pub(super) async fn read_first_row(&mut self) -> Result<Vec<String>, BackendError> {
         let mut row = None;
-        let mut failed = false;
+        let mut failed = None;
         loop {
             match self.next_message().await? {
                 Message::DataRow(body) if row.is_none() => {
@@ -145,18 +169,20 @@ impl Handshake<'_> {
                             range.map(|r| String::from_utf8_lossy(&body.buffer()[r]).into_owned());
                         fields.push(text.unwrap_or_default());
                     }
-                    if let [collation, provider] = fields.as_slice() {
-                        row = Some((collation.clone(), provider.clone()));
-                    }
+                    row = Some(fields);
                 }
-                Message::ErrorResponse(_) => failed = true,
-                Message::ReadyForQuery(_) => return Ok(row.filter(|_| !failed)),
+                Message::ErrorResponse(body) => failed = Some(self.refused(body)),
+                Message::ReadyForQuery(_) => break,
                 _ => {}
             }
         }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(row.unwrap_or_default()),
+        }
     }
 
-    async fn read_until_ready(
+    pub(super) async fn read_until_ready(
         &mut self,
     ) -> Result<(BTreeMap<String, String>, BackendKeyData), BackendError> {
         let mut reported = BTreeMap::new();

@@ -59,6 +59,9 @@ pub(crate) fn validate_spec(spec: &ClusterSpec) -> Result<(), LocalClusterError>
 /// need, instead of cancelling those reads) and `max_slot_wal_keep_size` (a replica gone for
 /// good cannot make its primary keep WAL until the disk is full).
 ///
+/// `wal_level = logical`: `RESHARD` streams the changes made while it copies from a logical
+/// replication slot, so writes to the keys that move wait only for the last catch-up.
+///
 /// `max_prepared_transactions` as high as `max_connections`: every transaction that writes on
 /// several shards commits in two phases (see `control::two_phase`); replicas need at least as
 /// many as their primary.
@@ -69,7 +72,7 @@ pub(crate) fn server_settings(socket_dir: &Path) -> String {
          listen_addresses = '127.0.0.1'\n\
          unix_socket_directories = {}\n\
          max_connections = 300\n\
-         wal_level = replica\n\
+         wal_level = logical\n\
          max_wal_senders = 10\n\
          max_replication_slots = 10\n\
          hot_standby = on\n\

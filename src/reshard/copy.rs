@@ -38,14 +38,18 @@ pub struct Side {
     pub shard: String,
     /// Its connection, inside `BEGIN`.
     pub conn: ControlConn,
+    /// A target's transaction id: the rows it wrote are the move's (see `stream`).
+    pub xid: Option<String>,
 }
 
 impl Side {
-    /// A transaction on shard `name`'s server `uri` for one side of the move.
+    /// A transaction on shard `name`'s server `uri` for one side of the move; a source's
+    /// reads at `snapshot` when given (exported by a replication slot, see `stream`).
     pub async fn open(
         name: &str,
         uri: &BackendUri,
         role: Role,
+        snapshot: Option<&str>,
         timeout: Duration,
     ) -> Result<Side, String> {
         let conn = connect(uri, timeout)
@@ -58,17 +62,52 @@ impl Side {
         if let Err(error) = replica {
             tracing::warn!(shard = name, %error, "RESHARD: triggers and foreign keys fire for the rows it moves on this shard");
         }
-        let begin = match role {
-            Role::Source => "BEGIN ISOLATION LEVEL REPEATABLE READ",
-            Role::Target => "BEGIN",
+        let begin = match (role, snapshot) {
+            (Role::Source, Some(snapshot)) => format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT {}",
+                quote::literal(snapshot)
+            ),
+            (Role::Source, None) => "BEGIN ISOLATION LEVEL REPEATABLE READ".to_owned(),
+            (Role::Target, _) => "BEGIN".to_owned(),
         };
         let setup = format!("SET lock_timeout = '{LOCK_TIMEOUT}'; {begin}");
         (conn.client.batch_execute(&setup).await).map_err(|e| on(name, e))?;
+        let xid = match role {
+            Role::Source => None,
+            Role::Target => {
+                let sql = "SELECT xid(pg_current_xact_id())::text";
+                let row = conn.client.query_one(sql, &[]).await;
+                Some(row.map_err(|e| on(name, e))?.get(0))
+            }
+        };
         Ok(Side {
             shard: name.to_owned(),
             conn,
+            xid,
         })
     }
+
+    /// Ends a source's snapshot (it only read) and begins the transaction that deletes what
+    /// moved: the rows as they are now, with every change the stream applied.
+    pub async fn read_committed(&self) -> Result<(), String> {
+        (self.conn.client.batch_execute("COMMIT; BEGIN").await).map_err(|e| on(&self.shard, e))
+    }
+}
+
+/// Opens the move's transaction on target `name` of `new` unless it is open.
+pub async fn open_target(
+    targets: &mut HashMap<String, Side>,
+    new: &Router,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    if targets.contains_key(name) {
+        return Ok(());
+    }
+    let shard = (new.map().shard_by_name(name)).ok_or_else(|| format!("no shard {name}"))?;
+    let side = Side::open(name, &shard.primary, Role::Target, None, timeout).await?;
+    targets.insert(name.to_owned(), side);
+    Ok(())
 }
 
 /// A control connection to `uri` for the move.
@@ -87,10 +126,12 @@ pub enum Role {
 
 /// The rows of one table that left one source, to delete there once every table is copied.
 pub struct Moved {
-    table: String,
+    /// The table.
+    pub table: String,
     key: String,
     key_type: String,
-    keys: Vec<String>,
+    /// The moving keys found (the stream adds those it wrote).
+    pub keys: Vec<String>,
 }
 
 /// The columns a table's rows are copied with: every stored column, in catalog order.
@@ -142,13 +183,7 @@ pub async fn copy_table(
             };
             if let Some((target, key)) = target {
                 if !sinks.contains_key(&target) {
-                    if !targets.contains_key(&target) {
-                        let shard = (new.map().shard_by_name(&target))
-                            .ok_or_else(|| format!("no shard {target}"))?;
-                        let side =
-                            Side::open(&target, &shard.primary, Role::Target, timeout).await?;
-                        targets.insert(target.clone(), side);
-                    }
+                    open_target(targets, new, &target, timeout).await?;
                     let side = &targets[&target];
                     let sink = Sink::open(side, table, &columns.list).await?;
                     sinks.insert(target.clone(), sink);
@@ -175,7 +210,7 @@ pub async fn copy_table(
 
 /// The target of a row of `table` with `key` found on `source`: `None` when it stays, or
 /// when `old` does not place it on `source` (a stray row, left where it is).
-fn leaving(
+pub(super) fn leaving(
     old: &Router,
     new: &Router,
     table: &str,

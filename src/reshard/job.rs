@@ -1,7 +1,8 @@
 //! What one `RESHARD` did and does, for `SHOW RESHARD` and the logs.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// A move of one database's rows, shared between the task that runs it and the console.
 pub struct Reshard {
@@ -15,7 +16,12 @@ pub struct Reshard {
 #[derive(Default)]
 struct Status {
     phase: &'static str,
+    method: String,
     pieces: Vec<Piece>,
+    /// Per source: WAL bytes its slot has not been read past (streamed moves).
+    behind: HashMap<String, i64>,
+    /// How long writes to the moving keys were fenced, once the fence is down.
+    fenced: Option<Duration>,
     /// `None` while it runs; the epoch it switched to, or why it failed.
     outcome: Option<Result<u64, String>>,
 }
@@ -42,6 +48,13 @@ pub struct PieceRow {
     pub piece: Piece,
     /// Where the move stands.
     pub phase: &'static str,
+    /// `logical replication`, or `fenced copy` and why.
+    pub method: String,
+    /// WAL bytes of the source not applied yet (streamed moves).
+    pub bytes_behind: Option<i64>,
+    /// How long writes to the moving keys waited at the fence, in milliseconds, once it is
+    /// down.
+    pub fence_ms: Option<u128>,
     /// `running`, `done (epoch N)` or `failed: why`.
     pub state: String,
 }
@@ -92,6 +105,9 @@ impl Reshard {
                 database: self.database.clone(),
                 piece: piece.clone(),
                 phase: status.phase,
+                method: status.method.clone(),
+                bytes_behind: status.behind.get(&piece.source).copied(),
+                fence_ms: status.fenced.map(|d| d.as_millis()),
                 state: state.clone(),
             })
             .collect()
@@ -100,6 +116,25 @@ impl Reshard {
     pub(super) fn phase(&self, phase: &'static str) {
         tracing::info!(database = self.database, phase, "RESHARD");
         self.lock().phase = phase;
+    }
+
+    pub(super) fn method(&self, method: String) {
+        tracing::info!(database = self.database, method, "RESHARD");
+        self.lock().method = method;
+    }
+
+    pub(super) fn behind(&self, source: &str, bytes: i64) {
+        self.lock().behind.insert(source.to_owned(), bytes);
+    }
+
+    pub(super) fn fenced(&self, how_long: Duration) {
+        let ms = how_long.as_millis();
+        tracing::info!(
+            database = self.database,
+            ms,
+            "RESHARD: writes to the moving keys were fenced"
+        );
+        self.lock().fenced = Some(how_long);
     }
 
     pub(super) fn copied(&self, table: &str, source: &str, target: &str, rows: u64) {

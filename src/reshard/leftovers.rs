@@ -99,8 +99,47 @@ pub async fn resolve(maps: &[&ShardMap], undecided: Undecided, timeout: Duration
             });
         }
     }
+    for uri in &primaries {
+        lines.extend(drop_streams(uri, timeout).await);
+    }
     for line in &lines {
-        tracing::warn!(line, "a RESHARD's prepared transaction left behind");
+        tracing::warn!(line, "a RESHARD left this behind");
+    }
+    lines
+}
+
+/// Drops the replication slots and publications of moves that stopped before dropping them
+/// (a slot keeps its server's WAL). A slot in use right now is left: a move is reading it.
+/// A move of another proxy between two reads of its slot loses it and fails, with nothing
+/// moved: `RESHARD` runs from one proxy at a time.
+async fn drop_streams(uri: &BackendUri, timeout: Duration) -> Vec<String> {
+    let Ok(conn) = copy::connect(uri, timeout).await else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    let slots = "SELECT slot_name::text FROM pg_replication_slots \
+                 WHERE database = current_database() AND NOT active AND starts_with(slot_name, $1)";
+    let publications = "SELECT pubname::text FROM pg_publication WHERE starts_with(pubname, $1)";
+    for (list, drop) in [
+        (slots, "SELECT pg_drop_replication_slot($1)"),
+        (publications, ""),
+    ] {
+        let Ok(rows) = conn.client.query(list, &[&PREFIX]).await else {
+            continue;
+        };
+        for name in rows.iter().map(|row| row.get::<_, String>(0)) {
+            let dropped = match drop.is_empty() {
+                true => {
+                    let sql = format!("DROP PUBLICATION IF EXISTS {}", quote::ident(&name));
+                    conn.client.batch_execute(&sql).await
+                }
+                false => conn.client.execute(drop, &[&name]).await.map(|_| ()),
+            };
+            lines.push(match dropped {
+                Ok(()) => format!("{name}: dropped"),
+                Err(error) => format!("{name}: not dropped: {error}"),
+            });
+        }
     }
     lines
 }

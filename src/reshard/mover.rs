@@ -1,18 +1,23 @@
 //! `RESHARD`: applies a held edit by moving the rows it places elsewhere, online.
 //!
-//! 1. **Fence writes** to the keys that change shard ([`FenceState::Writes`]) and wait until
-//!    every transaction that began before has ended. Writes to other keys, and all reads,
-//!    go on.
-//! 2. **Copy** each moving table's rows from every source primary into their targets, and
-//!    delete them from the sources, in one open transaction per shard and side; then
-//!    `PREPARE TRANSACTION` each. Nothing is visible yet, and a failure rolls all back.
+//! 1. **Snapshot, copy, catch up** (`stream`): each source streams its changes from a logical
+//!    replication slot; the moving tables' rows are copied at the slot's snapshot into one
+//!    open transaction per target, and the changes to moving keys since then are applied
+//!    there, in rounds, while clients keep writing every key.
+//! 2. **Fence writes** to the keys that change shard ([`FenceState::Writes`]), wait until
+//!    every transaction that began before has ended, read each slot up to its source's
+//!    current position, delete the moved rows from the sources, and `PREPARE TRANSACTION`
+//!    every side. Nothing is visible yet, and a failure rolls all back. Writes to other keys,
+//!    and all reads, go on.
 //! 3. **Switch**: hold statements on map tables for the moment of the commit
 //!    ([`FenceState::Switching`]), `COMMIT PREPARED` everywhere, wait for the replicas to
 //!    replay it, publish the new map, and let the statements go on under it.
 //!
+//! When a source cannot stream (no `wal_level = logical`, a moving table without a replica
+//! identity, no slot), the fence goes up first and the copy runs behind it.
+//!
 //! Reads never see a moved row twice or not at all: before the commit the copies are
 //! invisible and the sources whole, and no statement on a map table runs across the commit.
-//! The fence lasts as long as the copy; moving keys' writes wait that long.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,9 +26,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio_postgres::error::SqlState;
 
-use super::copy::{self, Role, Side};
+use super::copy::{self, Moved, Role, Side};
 use super::job::Reshard;
 use super::leftovers;
+use super::stream::{Maps, Stream};
 use crate::config::{BackendUri, ShardMap};
 use crate::moves::{Change, MoveReport, ShardChange};
 use crate::router::Router;
@@ -35,6 +41,14 @@ const DRAIN_WAIT: Duration = Duration::from_secs(30);
 /// How long the switch waits for transactions that began during the copy to end: statements
 /// on map tables wait meanwhile, so it gives up sooner (and the move with it).
 const SWITCH_WAIT: Duration = Duration::from_secs(5);
+
+/// The stream has caught up when a pass over every source reads fewer changes than this:
+/// the fence then goes up for what is left.
+const CAUGHT_UP: usize = 2_000;
+
+/// Catching up stops after this long even when writes keep the stream busy: the fence then
+/// goes up and the rest is read behind it.
+const CATCH_UP_FOR: Duration = Duration::from_secs(60);
 
 /// How long a side that did not commit with the others is asked again.
 const COMMIT_RETRY: Duration = Duration::from_secs(300);
@@ -150,11 +164,264 @@ async fn run_phases(
     switch: Switch<'_>,
 ) -> Result<u64, String> {
     let moving = Arc::new(Moving::new(&plan.new, plan.tables.clone()));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let routers = (Router::new(&plan.old), Router::new(&plan.new));
+    let maps = Maps {
+        old: &routers.0,
+        new: &routers.1,
+    };
+    job.phase("snapshot");
+    let mut copy = match start_streams(plan, stamp).await {
+        Ok(streams) => {
+            job.method("logical replication".into());
+            let copied = stream_and_copy(job, plan, &maps, fence, &moving, streams).await;
+            // Caught up (or failed): the slots are done with either way.
+            end_streams(&copied).await;
+            copied.map_err(|(_, why)| why)?
+        }
+        Err(why) => {
+            job.method(format!("fenced copy ({why})"));
+            copy_fenced(job, plan, &maps, fence, &moving).await?
+        }
+    };
+    let prepared = prepare(plan, &mut copy, stamp).await?;
+    let fenced_at = copy.fenced_at.unwrap_or_else(tokio::time::Instant::now);
+    let epoch = commit(job, plan, fence, lower, switch, moving, prepared).await;
+    job.fenced(fenced_at.elapsed());
+    epoch
+}
+
+/// The open transactions of a move once its rows are copied (and deleted from the sources):
+/// ready to prepare.
+struct Copied {
+    targets: HashMap<String, Side>,
+    sources: Vec<(Side, BackendUri)>,
+    streams: Vec<Stream>,
+    /// When writes to the moving keys began to wait.
+    fenced_at: Option<tokio::time::Instant>,
+}
+
+/// Starts a stream on every source, or says why one cannot (then none is used).
+async fn start_streams(plan: &MovePlan, stamp: u128) -> Result<Vec<(Stream, Side)>, String> {
+    let mut streams = Vec::new();
+    for (index, shard) in plan.old.shards.iter().enumerate() {
+        let name = format!("{}{stamp}_{index}", leftovers::PREFIX);
+        let source = (shard.name.as_str(), &shard.primary);
+        match Stream::start(source, &plan.tables, &plan.new, &name, plan.connect_timeout).await {
+            Ok(started) => streams.push(started),
+            Err(why) => {
+                for (stream, _) in &streams {
+                    stream.finish().await;
+                }
+                return Err(why);
+            }
+        }
+    }
+    Ok(streams)
+}
+
+/// Copies with the fence down, each source at its slot's snapshot; catches up with the
+/// changes; raises the fence, reads each slot up to its source's current position, and
+/// deletes the moved rows from the sources.
+async fn stream_and_copy(
+    job: &Reshard,
+    plan: &MovePlan,
+    maps: &Maps<'_>,
+    fence: &Fence,
+    moving: &Arc<Moving>,
+    started: Vec<(Stream, Side)>,
+) -> Result<Copied, (Vec<Stream>, String)> {
+    let timeout = plan.connect_timeout;
+    let mut targets = HashMap::new();
+    let mut streams = Vec::new();
+    let mut sources = Vec::new();
+    for (stream, source) in started {
+        streams.push(stream);
+        sources.push(source);
+    }
+    let fail = |streams, why| Err((streams, why));
+    job.phase("copy");
+    let mut moved = Vec::new();
+    for source in &sources {
+        match copy_source(job, maps, plan, source, &mut targets).await {
+            Ok(tables) => moved.push(tables),
+            Err(why) => return fail(streams, why),
+        }
+    }
+    job.phase("catch-up");
+    let catching_up = tokio::time::Instant::now();
+    loop {
+        let mut read = 0;
+        for stream in &mut streams {
+            match stream.catch_up(maps, &mut targets, None, timeout).await {
+                Ok(n) => read += n,
+                Err(why) => return fail(streams, why),
+            }
+            if let Some(bytes) = stream.bytes_behind().await {
+                job.behind(&stream.shard, bytes);
+            }
+        }
+        if read < CAUGHT_UP || catching_up.elapsed() > CATCH_UP_FOR {
+            break;
+        }
+    }
     job.phase("fence");
     fence.set(FenceState::Writes(moving.clone()));
+    let fenced_at = tokio::time::Instant::now();
+    if let Err(why) = drain(fence, DRAIN_WAIT, "began before the fence").await {
+        return fail(streams, why);
+    }
+    for stream in &mut streams {
+        let caught_up = match stream.position().await {
+            Ok(position) => (stream.catch_up(maps, &mut targets, Some(&position), timeout)).await,
+            Err(why) => Err(why),
+        };
+        if let Err(why) = caught_up {
+            return fail(streams, why);
+        }
+        job.behind(&stream.shard, 0);
+    }
+    for ((source, tables), stream) in sources.iter().zip(&mut moved).zip(&mut streams) {
+        for table in tables.iter_mut() {
+            table
+                .keys
+                .extend(stream.keys.remove(&table.table).unwrap_or_default());
+        }
+        let deleted = match source.read_committed().await {
+            Ok(()) => delete_moved(source, tables).await,
+            Err(why) => Err(why),
+        };
+        if let Err(why) = deleted {
+            return fail(streams, why);
+        }
+    }
+    let uris = plan.old.shards.iter().map(|shard| shard.primary.clone());
+    Ok(Copied {
+        targets,
+        sources: sources.into_iter().zip(uris).collect(),
+        streams,
+        fenced_at: Some(fenced_at),
+    })
+}
+
+async fn end_streams(copied: &Result<Copied, (Vec<Stream>, String)>) {
+    let streams = match copied {
+        Ok(copied) => &copied.streams,
+        Err((streams, _)) => streams,
+    };
+    for stream in streams {
+        stream.finish().await;
+    }
+}
+
+/// Raises the fence, then copies and deletes source by source.
+async fn copy_fenced(
+    job: &Reshard,
+    plan: &MovePlan,
+    maps: &Maps<'_>,
+    fence: &Fence,
+    moving: &Arc<Moving>,
+) -> Result<Copied, String> {
+    job.phase("fence");
+    fence.set(FenceState::Writes(moving.clone()));
+    let fenced_at = tokio::time::Instant::now();
     drain(fence, DRAIN_WAIT, "began before the fence").await?;
     job.phase("copy");
-    let prepared = copy_all(job, plan).await?;
+    let timeout = plan.connect_timeout;
+    let mut targets = HashMap::new();
+    let mut sources = Vec::new();
+    for shard in &plan.old.shards {
+        let source = Side::open(&shard.name, &shard.primary, Role::Source, None, timeout).await?;
+        let moved = copy_source(job, maps, plan, &source, &mut targets).await?;
+        delete_moved(&source, &moved).await?;
+        sources.push((source, shard.primary.clone()));
+    }
+    Ok(Copied {
+        targets,
+        sources,
+        streams: Vec::new(),
+        fenced_at: Some(fenced_at),
+    })
+}
+
+/// Copies every moving table's rows that leave `source`.
+async fn copy_source(
+    job: &Reshard,
+    maps: &Maps<'_>,
+    plan: &MovePlan,
+    source: &Side,
+    targets: &mut HashMap<String, Side>,
+) -> Result<Vec<Moved>, String> {
+    let mut moved = Vec::new();
+    for table in &plan.tables {
+        let routers = (maps.old, maps.new);
+        let timeout = plan.connect_timeout;
+        let copied = copy::copy_table(job, routers, table, source, targets, timeout).await?;
+        moved.extend(copied);
+    }
+    Ok(moved)
+}
+
+/// Deletes what moved from `source`: every table is copied before any row is deleted, so a
+/// cascade from one table's delete removes rows that are already on their target.
+async fn delete_moved(source: &Side, moved: &[Moved]) -> Result<(), String> {
+    for table in moved.iter().rev() {
+        copy::delete_moved(source, table).await?;
+    }
+    Ok(())
+}
+
+/// Prepares every side (targets first); any failure rolls back what was prepared.
+async fn prepare(
+    plan: &MovePlan,
+    copied: &mut Copied,
+    stamp: u128,
+) -> Result<Vec<Prepared>, String> {
+    let mut prepared = Vec::new();
+    let targets = std::mem::take(&mut copied.targets)
+        .into_values()
+        .map(|side| {
+            let uri = plan
+                .new
+                .shard_by_name(&side.shard)
+                .map(|s| s.primary.clone());
+            (side, uri, "in")
+        });
+    let sources = std::mem::take(&mut copied.sources)
+        .into_iter()
+        .map(|(side, uri)| (side, Some(uri), "out"));
+    for (side, uri, way) in targets.chain(sources) {
+        let gid = format!("{}{stamp}_{}_{way}", leftovers::PREFIX, side.shard);
+        let prepare = format!("PREPARE TRANSACTION {}", crate::sql::quote::literal(&gid));
+        let done = side.conn.client.batch_execute(&prepare).await;
+        if let Err(error) = done {
+            roll_back(plan, &prepared).await;
+            return Err(copy::on(&side.shard, error));
+        }
+        if let Some(uri) = uri {
+            prepared.push(Prepared {
+                shard: side.shard.clone(),
+                uri,
+                gid,
+            });
+        }
+    }
+    Ok(prepared)
+}
+
+/// Switches: holds every statement on map tables, records the decision, commits every side,
+/// waits for the replicas and publishes the new map.
+async fn commit(
+    job: &Reshard,
+    plan: &MovePlan,
+    fence: &Fence,
+    lower: &mut LowerOnDrop<'_>,
+    switch: Switch<'_>,
+    moving: Arc<Moving>,
+    prepared: Vec<Prepared>,
+) -> Result<u64, String> {
     job.phase("switch");
     fence.set(FenceState::Switching(moving.clone()));
     if let Err(why) = drain(fence, SWITCH_WAIT, "began during the copy").await {
@@ -252,60 +519,6 @@ struct Prepared {
     shard: String,
     uri: BackendUri,
     gid: String,
-}
-
-async fn copy_all(job: &Reshard, plan: &MovePlan) -> Result<Vec<Prepared>, String> {
-    let (old, new) = (Router::new(&plan.old), Router::new(&plan.new));
-    let timeout = plan.connect_timeout;
-    let mut targets: HashMap<String, Side> = HashMap::new();
-    let mut sources = Vec::new();
-    for shard in &plan.old.shards {
-        let source = Side::open(&shard.name, &shard.primary, Role::Source, timeout).await?;
-        let mut moved = Vec::new();
-        for table in &plan.tables {
-            let routers = (&old, &new);
-            let copied =
-                copy::copy_table(job, routers, table, &source, &mut targets, timeout).await?;
-            moved.extend(copied);
-        }
-        // Every table is copied before any row is deleted: a cascade from one table's
-        // delete then removes rows that are already on their target.
-        for table in moved.iter().rev() {
-            copy::delete_moved(&source, table).await?;
-        }
-        sources.push((source, shard.primary.clone()));
-    }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    let mut prepared = Vec::new();
-    let targets = targets.into_values().map(|side| {
-        let uri = plan
-            .new
-            .shard_by_name(&side.shard)
-            .map(|s| s.primary.clone());
-        (side, uri, "in")
-    });
-    let sources = sources
-        .into_iter()
-        .map(|(side, uri)| (side, Some(uri), "out"));
-    for (side, uri, way) in targets.chain(sources) {
-        let gid = format!("{}{stamp}_{}_{way}", leftovers::PREFIX, side.shard);
-        let prepare = format!("PREPARE TRANSACTION {}", crate::sql::quote::literal(&gid));
-        let done = side.conn.client.batch_execute(&prepare).await;
-        if let Err(error) = done {
-            roll_back(plan, &prepared).await;
-            return Err(copy::on(&side.shard, error));
-        }
-        if let Some(uri) = uri {
-            prepared.push(Prepared {
-                shard: side.shard.clone(),
-                uri,
-                gid,
-            });
-        }
-    }
-    Ok(prepared)
 }
 
 /// Ends one prepared transaction with `command`, asking its shard again while it blinks. A

@@ -331,7 +331,10 @@ pub fn reshard(admin: &AdminContext) -> Reply {
                 text(&row.piece.source),
                 text(&row.piece.target),
                 text(row.phase),
+                text(&row.method),
                 text(row.piece.rows),
+                row.bytes_behind.map(text).unwrap_or_default(),
+                row.fence_ms.map(text).unwrap_or_default(),
                 text(&row.state),
                 text(timestamp(job.started)),
             ]);
@@ -343,7 +346,10 @@ pub fn reshard(admin: &AdminContext) -> Reply {
         "source",
         "target",
         "phase",
+        "method",
         "rows_copied",
+        "bytes_behind",
+        "fence_ms",
         "state",
         "started",
     ];

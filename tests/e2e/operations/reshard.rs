@@ -1,9 +1,11 @@
 //! RESHARD moves the rows a held edit places elsewhere while a writer and a reader run through
 //! the proxy: a third shard joins a hash ring, then one of the three leaves it. No client sees
 //! an error, every acknowledged row ends up exactly once on the shard the new map names, and
-//! no read ever counts a row twice or misses one. While rows copy, only writes to the keys
-//! that move wait (a transaction writing one is refused with 40001); a target that fails
-//! aborts the move with nothing changed. The tests share one table, one at a time.
+//! no read ever counts a row twice or misses one. While rows copy, writes to the keys that
+//! move run and are streamed to their new shard (logical replication); a table without a
+//! replica identity copies behind the fence instead, where only writes to the keys that move
+//! wait (a transaction writing one is refused with 40001). A target that fails aborts the
+//! move with nothing changed. The tests share one table, one at a time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -96,6 +98,12 @@ async fn placement(shards: &[(String, String)]) -> Vec<(String, i64)> {
 
 /// Every acknowledged id is stored once, on the shard the map in file `path` names.
 async fn assert_placed(shards: &[(String, String)], path: &std::path::Path, acknowledged: i64) {
+    let ids: Vec<i64> = (1..=acknowledged).collect();
+    assert_placed_ids(shards, path, &ids).await;
+}
+
+/// Every id of `expected` is stored once, on the shard the map in file `path` names.
+async fn assert_placed_ids(shards: &[(String, String)], path: &std::path::Path, expected: &[i64]) {
     let map = shardgate::config::load_shard_map(path).unwrap();
     let router = Router::new(&map);
     let mut found = placement(shards).await;
@@ -104,9 +112,9 @@ async fn assert_placed(shards: &[(String, String)], path: &std::path::Path, ackn
     let mut unique = ids.clone();
     unique.dedup();
     assert_eq!(ids, unique, "no row is stored twice");
-    for id in 1..=acknowledged {
+    for id in expected {
         assert!(
-            ids.binary_search(&id).is_ok(),
+            ids.binary_search(id).is_ok(),
             "acknowledged row {id} is stored"
         );
     }
@@ -204,6 +212,11 @@ async fn move_under_load(
     for row in &status {
         assert!(field(row, "state").starts_with("done"), "{row:?}");
     }
+    for row in &status {
+        assert_eq!(field(row, "method"), "logical replication", "{row:?}");
+        assert!(field(row, "fence_ms").parse::<u64>().is_ok(), "{row:?}");
+    }
+    assert_no_stream_left(shards).await;
     let copied: i64 = (status.iter())
         .map(|row| field(row, "rows_copied").parse::<i64>().unwrap())
         .sum();
@@ -325,10 +338,27 @@ async fn reshard_copying(proxy: &TestProxy) -> tokio::task::JoinHandle<Result<()
     moving
 }
 
+/// No replication slot or publication of a move is left on `shards`.
+async fn assert_no_stream_left(shards: &[(String, String)]) {
+    for (name, uri) in shards {
+        let direct = connect_direct(uri).await;
+        let sql = "SELECT (SELECT count(*) FROM pg_replication_slots \
+                   WHERE starts_with(slot_name, 'shardgate_reshard_')) \
+                   + (SELECT count(*) FROM pg_publication WHERE starts_with(pubname, 'shardgate_reshard_'))";
+        let left: i64 = direct.query_one(sql, &[]).await.unwrap().get(0);
+        assert_eq!(left, 0, "no slot or publication is left on {name}");
+    }
+}
+
 #[tokio::test]
-async fn while_rows_copy_only_writes_to_the_keys_that_move_wait() {
+async fn a_table_without_replica_identity_copies_while_writes_to_its_moving_keys_wait() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (proxy, _dir, path, shards, three) = two_shards_with_rows(200).await;
+    for (_, uri) in &shards {
+        let direct = connect_direct(uri).await;
+        let sql = "ALTER TABLE reshard_items REPLICA IDENTITY NOTHING";
+        direct.batch_execute(sql).await.unwrap();
+    }
     std::fs::write(&path, &three).unwrap();
     let stored_moving = ids_going(&path, true, 1, 1)[0];
     let staying = ids_going(&path, false, 10_000, 1)[0];
@@ -405,12 +435,135 @@ async fn while_rows_copy_only_writes_to_the_keys_that_move_wait() {
         .unwrap()
         .unwrap();
     assert_eq!(replies, ["1", "2", "C:INSERT 0 1", "Z"]);
+    let status = rows(&console(&proxy).await, "SHOW RESHARD").await;
+    let method = field(&status[0], "method");
+    assert!(
+        method.contains("fenced copy") && method.contains("replica identity"),
+        "{method}"
+    );
     let on_new = connect_direct(&shards[2].1).await;
     for id in &moving[1..] {
         let there: i64 = on_new.query_one(read, &[id]).await.unwrap().get(0);
         assert_eq!(there, 1, "the write that waited ran on the new shard");
     }
     assert_placed(&shards, &path, 200).await;
+}
+
+/// Gives `reshard_items` a replica identity without its shard key: a unique `code` on every
+/// shard, filled for the rows there.
+async fn identity_without_the_key(shards: &[(String, String)]) {
+    for (_, uri) in shards {
+        let sql = "ALTER TABLE reshard_items ADD COLUMN code text; \
+                   UPDATE reshard_items SET code = 'c' || id; \
+                   ALTER TABLE reshard_items ALTER COLUMN code SET NOT NULL; \
+                   CREATE UNIQUE INDEX reshard_items_code ON reshard_items (code); \
+                   ALTER TABLE reshard_items REPLICA IDENTITY USING INDEX reshard_items_code";
+        connect_direct(uri).await.batch_execute(sql).await.unwrap();
+    }
+}
+
+/// While the copy is held, a transaction writes moving keys (inserts, updates, a delete) and
+/// an autocommit insert runs: nothing waits, and after the move every change is on the new
+/// shard as it was acknowledged.
+async fn writes_during_the_copy_land_on_the_new_shard(key_in_identity: bool) {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (proxy, _dir, path, shards, three) = two_shards_with_rows(200).await;
+    if !key_in_identity {
+        identity_without_the_key(&shards).await;
+    }
+    std::fs::write(&path, &three).unwrap();
+    let stored = ids_going(&path, true, 1, 3);
+    let fresh = ids_going(&path, true, 10_000, 2);
+    let held = hold_target(&shards).await;
+    console(&proxy).await.simple_query("RELOAD").await.unwrap();
+    let reshard = reshard_copying(&proxy).await;
+
+    let client = proxy.connect().await;
+    let writes = async {
+        let insert = async |id: i64, note: &str| {
+            let sql = match key_in_identity {
+                true => "INSERT INTO reshard_items (id, note) VALUES ($1, $2)",
+                false => {
+                    "INSERT INTO reshard_items (id, note, code) VALUES ($1, $2, 'c' || $1::bigint::text)"
+                }
+            };
+            client.execute(sql, &[&id, &note]).await.unwrap();
+        };
+        client.batch_execute("BEGIN").await.unwrap();
+        insert(fresh[0], "inserted").await;
+        let update = "UPDATE reshard_items SET note = $2 WHERE id = $1";
+        client
+            .execute(update, &[&stored[0], &"updated once"])
+            .await
+            .unwrap();
+        client
+            .execute(update, &[&stored[0], &"updated twice"])
+            .await
+            .unwrap();
+        client
+            .execute(update, &[&fresh[0], &"inserted, updated"])
+            .await
+            .unwrap();
+        let delete = "DELETE FROM reshard_items WHERE id = $1";
+        client.execute(delete, &[&stored[1]]).await.unwrap();
+        client.batch_execute("COMMIT").await.unwrap();
+        insert(fresh[1], "autocommit").await;
+    };
+    tokio::time::timeout(SOON, writes)
+        .await
+        .expect("writes to moving keys do not wait while rows copy");
+    assert!(!reshard.is_finished(), "the copy is still held");
+
+    held.batch_execute("COMMIT").await.unwrap();
+    reshard
+        .await
+        .unwrap()
+        .expect("RESHARD finishes once the target is free");
+    let status = rows(&console(&proxy).await, "SHOW RESHARD").await;
+    assert_eq!(
+        field(&status[0], "method"),
+        "logical replication",
+        "{status:?}"
+    );
+    let on_new = connect_direct(&shards[2].1).await;
+    let note = "SELECT note FROM reshard_items WHERE id = $1";
+    for (id, expected) in [
+        (stored[0], "updated twice"),
+        (fresh[0], "inserted, updated"),
+        (fresh[1], "autocommit"),
+        (stored[2], "first"),
+    ] {
+        let found: Vec<String> = (on_new.query(note, &[&id]).await.unwrap().iter())
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(found, [expected], "row {id} on the new shard");
+    }
+    let deleted = "SELECT count(*) FROM reshard_items WHERE id = $1";
+    for (name, uri) in &shards {
+        let direct = connect_direct(uri).await;
+        let left: i64 = direct
+            .query_one(deleted, &[&stored[1]])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            left, 0,
+            "the row deleted during the copy is nowhere ({name})"
+        );
+    }
+    assert_no_stream_left(&shards).await;
+    let all: Vec<i64> = (1..=200).filter(|id| *id != stored[1]).collect();
+    assert_placed_ids(&shards, &path, &all).await;
+}
+
+#[tokio::test]
+async fn writes_to_moving_keys_during_the_copy_are_streamed_to_the_new_shard() {
+    writes_during_the_copy_land_on_the_new_shard(true).await;
+}
+
+#[tokio::test]
+async fn changes_are_streamed_when_the_replica_identity_lacks_the_shard_key() {
+    writes_during_the_copy_land_on_the_new_shard(false).await;
 }
 
 #[tokio::test]
@@ -606,6 +759,15 @@ async fn a_moves_prepared_leftovers_end_the_way_it_decided() {
     // prepared: the next proxy of the fleet commits it as it starts.
     let fleet = format!("leftovers-{}", std::process::id());
     std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
+    // A move stopped while it streamed left its slot and publication: dropped at start.
+    // (Created first: a slot waits for every running transaction, prepared ones included.)
+    let on_s0 = connect_direct(&shards[0].1).await;
+    for sql in [
+        "CREATE PUBLICATION shardgate_reshard_7003_0",
+        "SELECT pg_create_logical_replication_slot('shardgate_reshard_7003_0', 'pgoutput')",
+    ] {
+        on_s0.batch_execute(sql).await.unwrap();
+    }
     let decided = "shardgate_reshard_7001_s0_out";
     let router = Router::new(&shardgate::config::load_shard_map(&path).unwrap());
     let on_s0 = (1..=50_i64)
@@ -635,6 +797,7 @@ async fn a_moves_prepared_leftovers_end_the_way_it_decided() {
     assert_eq!(moves_prepared(&shards).await, 2);
 
     let restarted = fleet_proxy(&fleet, &path).await;
+    assert_no_stream_left(&shards).await;
     assert_eq!(
         count_through(&restarted).await,
         49,

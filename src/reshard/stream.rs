@@ -1,0 +1,664 @@
+//! The changes a source takes while its rows copy with the fence down: a publication of the
+//! moving tables and a logical replication slot whose exported snapshot the copy reads at
+//! ([`Stream::start`]), then the slot's changes (`pgoutput`) read in rounds
+//! ([`Stream::catch_up`]) and the moving keys' ones applied in the targets' open
+//! transactions. Every change is in the copy (committed before the snapshot) or in the stream
+//! (after), so once the fence is up and the stream has reached the source's current WAL
+//! position, the targets hold exactly the moving rows.
+//!
+//! A target finds the row a change names by the source's replica identity among the rows its
+//! own transaction wrote (`xmin`): the move's rows, never the target's own. When the
+//! identity holds the shard key, that locates the row outright; otherwise the candidate's key
+//! is placed by the old map, so that only a row that came from this source is touched.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio_postgres::SimpleQueryMessage;
+
+use super::copy::{self, Role, Side};
+use crate::backend::create_slot_exporting_snapshot;
+use crate::config::{BackendUri, ShardMap};
+use crate::control::ControlConn;
+use crate::router::Router;
+use crate::sql::quote;
+use crate::wire::pgoutput::{self, Change, Relation, Tuple, Value};
+
+/// Changes read from a slot per round while the fence is down.
+const ROUND: i32 = 20_000;
+
+/// Creating a slot waits for the source's running transactions to end; at most this long.
+const SLOT_WAIT: Duration = Duration::from_secs(30);
+
+/// One source's slot, publication and what its changes brought.
+pub struct Stream {
+    /// The source shard.
+    pub shard: String,
+    uri: BackendUri,
+    slot: String,
+    publication: String,
+    poll: ControlConn,
+    tables: Vec<String>,
+    /// Each moving table's shard key column.
+    key_columns: HashMap<String, String>,
+    relations: HashMap<u32, Known>,
+    /// Moving keys the changes wrote, per table: deleted from the source with the copied ones.
+    pub keys: HashMap<String, Vec<String>>,
+    /// Changes applied on targets.
+    pub applied: u64,
+}
+
+/// A relation of the stream, with what applying its changes needs.
+struct Known {
+    relation: Relation,
+    table: String,
+    types: Vec<String>,
+    key: usize,
+    key_in_identity: bool,
+}
+
+/// The routers that place a key before and after the move.
+pub struct Maps<'a> {
+    /// The map in force.
+    pub old: &'a Router,
+    /// The edit.
+    pub new: &'a Router,
+}
+
+/// One statement for a target, and whether it must find its row.
+struct Statement {
+    sql: String,
+    must_touch: bool,
+}
+
+impl Stream {
+    /// Starts streaming shard `shard`'s (on `uri`) changes to `tables` (`name` names the
+    /// slot and publication; `new` is the edit, for the shard keys), and opens the copy's
+    /// transaction at the slot's snapshot. `Err` says why this source cannot stream (the move
+    /// then copies with the fence up).
+    pub async fn start(
+        (shard, uri): (&str, &BackendUri),
+        tables: &[String],
+        new: &ShardMap,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(Stream, Side), String> {
+        let key_columns = (tables.iter())
+            .filter_map(|t| Some((t.clone(), new.sharding(t)?.key_column.clone())))
+            .collect();
+        let poll = copy::connect(uri, timeout)
+            .await
+            .map_err(|why| format!("shard {shard}: {why}"))?;
+        let tables = streamable(&poll, shard, tables).await?;
+        let mut stream = Stream {
+            shard: shard.to_owned(),
+            uri: uri.clone(),
+            slot: name.to_owned(),
+            publication: name.to_owned(),
+            poll,
+            tables,
+            key_columns,
+            relations: HashMap::new(),
+            keys: HashMap::new(),
+            applied: 0,
+        };
+        match stream.open(timeout).await {
+            Ok(side) => Ok((stream, side)),
+            Err(why) => {
+                stream.finish().await;
+                Err(why)
+            }
+        }
+    }
+
+    async fn open(&mut self, timeout: Duration) -> Result<Side, String> {
+        let on = |e| copy::on(&self.shard, e);
+        let listed: Vec<String> = self.tables.iter().map(|t| quote::ident(t)).collect();
+        let publication = match listed.is_empty() {
+            true => format!("CREATE PUBLICATION {}", quote::ident(&self.publication)),
+            false => format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                quote::ident(&self.publication),
+                listed.join(", ")
+            ),
+        };
+        self.poll
+            .client
+            .batch_execute(&publication)
+            .await
+            .map_err(on)?;
+        let exported = create_slot_exporting_snapshot(&self.uri, &self.slot, SLOT_WAIT)
+            .await
+            .map_err(|e| format!("shard {}: {e}", self.shard))?;
+        let side = Side::open(
+            &self.shard,
+            &self.uri,
+            Role::Source,
+            Some(&exported.snapshot),
+            timeout,
+        )
+        .await?;
+        tracing::info!(
+            shard = self.shard,
+            slot = self.slot,
+            from = exported.consistent_point,
+            "RESHARD: the copy reads at the slot's snapshot"
+        );
+        Ok(side)
+    }
+
+    /// How many bytes of WAL the source wrote that the slot has not been read past.
+    pub async fn bytes_behind(&self) -> Option<i64> {
+        let sql = "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint \
+                   FROM pg_replication_slots WHERE slot_name = $1";
+        let row = self
+            .poll
+            .client
+            .query_opt(sql, &[&self.slot])
+            .await
+            .ok()??;
+        row.get(0)
+    }
+
+    /// The source's current WAL position: every change committed before it is read by a
+    /// [`Stream::catch_up`] up to it.
+    pub async fn position(&self) -> Result<String, String> {
+        let sql = "SELECT pg_current_wal_lsn()::text";
+        let row = self.poll.client.query_one(sql, &[]).await;
+        row.map(|row| row.get(0))
+            .map_err(|e| copy::on(&self.shard, e))
+    }
+
+    /// Reads the slot's changes (at most about [`ROUND`] of them, or all that committed
+    /// before `upto`) and applies the moving keys' ones on their targets; how many it read.
+    pub async fn catch_up(
+        &mut self,
+        maps: &Maps<'_>,
+        targets: &mut HashMap<String, Side>,
+        upto: Option<&str>,
+        timeout: Duration,
+    ) -> Result<usize, String> {
+        let limit = upto.is_none().then_some(ROUND);
+        let sql = "SELECT data FROM pg_logical_slot_get_binary_changes($1, $2::text::pg_lsn, $3, \
+                   'proto_version', '1', 'publication_names', $4)";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&self.slot, &upto, &limit, &self.publication];
+        let rows =
+            (self.poll.client.query(sql, &params).await).map_err(|e| copy::on(&self.shard, e))?;
+        let mut batches: HashMap<String, Vec<Statement>> = HashMap::new();
+        for row in &rows {
+            let data: &[u8] = row.get(0);
+            let change =
+                pgoutput::decode(data).map_err(|e| format!("shard {}: {e}", self.shard))?;
+            self.apply(change, maps, targets, &mut batches, timeout)
+                .await?;
+        }
+        flush(targets, &mut batches).await?;
+        Ok(rows.len())
+    }
+
+    async fn apply(
+        &mut self,
+        change: Change,
+        maps: &Maps<'_>,
+        targets: &mut HashMap<String, Side>,
+        batches: &mut HashMap<String, Vec<Statement>>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        match change {
+            Change::Relation(relation) => self.learn(relation).await,
+            Change::Insert { relation, new } => {
+                let known = self.known(relation)?;
+                let Some((target, key)) = self.destination(known, &new, maps)? else {
+                    return Ok(());
+                };
+                let sql = known.insert_whole(&new)?;
+                self.wrote(known.table.clone(), key);
+                copy::open_target(targets, maps.new, &target, timeout).await?;
+                batches.entry(target).or_default().push(Statement {
+                    sql,
+                    must_touch: false,
+                });
+                self.applied += 1;
+                Ok(())
+            }
+            Change::Update { relation, old, new } => {
+                self.update(relation, old, new, maps, targets, batches, timeout)
+                    .await
+            }
+            Change::Delete { relation, old } => {
+                self.delete(relation, old, maps, targets, batches).await
+            }
+            Change::Truncate { .. } => Err(format!(
+                "shard {}: a moving table was truncated during the move; nothing moved",
+                self.shard
+            )),
+            Change::Other(_) => Ok(()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn update(
+        &mut self,
+        relation: u32,
+        old: Option<Tuple>,
+        new: Tuple,
+        maps: &Maps<'_>,
+        targets: &mut HashMap<String, Side>,
+        batches: &mut HashMap<String, Vec<Statement>>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let known = self.known(relation)?;
+        let identity = old.as_ref().unwrap_or(&new);
+        let going = self.destination(known, &new, maps)?;
+        if let Some((_, key)) = &going {
+            self.wrote(known.table.clone(), key.clone());
+        }
+        let known = self.known(relation)?;
+        let to = going.map(|(target, _)| target);
+        if known.key_in_identity {
+            let was = self.destination(known, identity, maps)?.map(|(t, _)| t);
+            if was.is_none() && to.is_none() {
+                return Ok(()); // A row that stays, before and after.
+            }
+            if was == to {
+                let target = to.unwrap_or_default();
+                let sql = known.update(&new, &known.locate(identity, side(targets, &target)?)?)?;
+                batches.entry(target).or_default().push(Statement {
+                    sql,
+                    must_touch: true,
+                });
+            } else {
+                if let Some(was) = was {
+                    let locate = known.locate(identity, side(targets, &was)?)?;
+                    let sql = known.delete(&locate);
+                    let statement = Statement {
+                        sql,
+                        must_touch: true,
+                    };
+                    batches.entry(was).or_default().push(statement);
+                }
+                if let Some(to) = to {
+                    let sql = known.insert_whole(&new)?;
+                    copy::open_target(targets, maps.new, &to, timeout).await?;
+                    let statement = Statement {
+                        sql,
+                        must_touch: false,
+                    };
+                    batches.entry(to).or_default().push(statement);
+                }
+            }
+            self.applied += 1;
+            return Ok(());
+        }
+        // The identity does not say where the row was: find the copy this source made.
+        flush(targets, batches).await?;
+        let found = self.find(relation, identity, maps, targets).await?;
+        let known = self.known(relation)?;
+        let sql = match (&found, &to) {
+            (Some((at, ctid)), Some(to)) if at == to => {
+                Some((to.clone(), known.update(&new, ctid)?))
+            }
+            (Some((at, ctid)), _) => {
+                let sql = known.delete(ctid);
+                execute(side(targets, at)?, &sql, true).await?;
+                None
+            }
+            (None, _) => None,
+        };
+        let sql = match (sql, to) {
+            (Some(update), _) => Some(update),
+            (None, Some(to)) => Some((to, known.insert_whole(&new)?)),
+            (None, None) => None,
+        };
+        if let Some((target, sql)) = sql {
+            copy::open_target(targets, maps.new, &target, timeout).await?;
+            execute(side(targets, &target)?, &sql, found.is_some()).await?;
+        }
+        self.applied += 1;
+        Ok(())
+    }
+
+    async fn delete(
+        &mut self,
+        relation: u32,
+        old: Tuple,
+        maps: &Maps<'_>,
+        targets: &mut HashMap<String, Side>,
+        batches: &mut HashMap<String, Vec<Statement>>,
+    ) -> Result<(), String> {
+        let known = self.known(relation)?;
+        if known.key_in_identity {
+            if let Some((target, _)) = self.destination(known, &old, maps)? {
+                let sql = known.delete(&known.locate(&old, side(targets, &target)?)?);
+                let statement = Statement {
+                    sql,
+                    must_touch: true,
+                };
+                batches.entry(target).or_default().push(statement);
+                self.applied += 1;
+            }
+            return Ok(());
+        }
+        flush(targets, batches).await?;
+        if let Some((at, ctid)) = self.find(relation, &old, maps, targets).await? {
+            let known = self.known(relation)?;
+            execute(side(targets, &at)?, &known.delete(&ctid), true).await?;
+            self.applied += 1;
+        }
+        Ok(())
+    }
+
+    /// The target and its tuple id of the row with `identity` that this source moved, when
+    /// the identity lacks the shard key: among the rows each target's transaction wrote, the
+    /// one whose key the old map places on this source.
+    async fn find(
+        &self,
+        relation: u32,
+        identity: &Tuple,
+        maps: &Maps<'_>,
+        targets: &HashMap<String, Side>,
+    ) -> Result<Option<(String, String)>, String> {
+        let known = self.known(relation)?;
+        let key = quote::ident(&known.relation.columns[known.key].name);
+        for (name, side) in targets {
+            let sql = format!(
+                "SELECT ctid::text, {key}::text FROM {} WHERE {}",
+                quote::ident(&known.table),
+                known.matching(identity, xid(side)?)?
+            );
+            let rows =
+                (side.conn.client.simple_query(&sql).await).map_err(|e| copy::on(name, e))?;
+            for message in rows {
+                let SimpleQueryMessage::Row(row) = message else {
+                    continue;
+                };
+                let (Some(ctid), Some(key)) = (row.get(0), row.get(1)) else {
+                    continue;
+                };
+                let came_from = maps
+                    .old
+                    .shard_of_key(&known.table, key)
+                    .map_err(|e| e.to_string())?;
+                if maps.old.map().shard(came_from).name == self.shard {
+                    return Ok(Some((
+                        name.clone(),
+                        format!("ctid = {}::tid", quote::literal(ctid)),
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn learn(&mut self, relation: Relation) -> Result<(), String> {
+        let table = (self.tables.iter())
+            .find(|t| {
+                **t == relation.name || **t == format!("{}.{}", relation.namespace, relation.name)
+            })
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "shard {}: a change to {}, which does not move",
+                    self.shard, relation.name
+                )
+            })?;
+        let sql = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                   WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped";
+        let oid = relation.id;
+        let rows =
+            (self.poll.client.query(sql, &[&oid]).await).map_err(|e| copy::on(&self.shard, e))?;
+        let type_of: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let mut types = Vec::new();
+        for column in &relation.columns {
+            let found = type_of.get(&column.name).ok_or_else(|| {
+                format!(
+                    "shard {}: column {} of {table} changed during the move",
+                    self.shard, column.name
+                )
+            })?;
+            types.push(found.clone());
+        }
+        let key_name = (self.key_columns.get(&table))
+            .ok_or_else(|| format!("table {table} has no shard key"))?;
+        let key = (relation.columns.iter().position(|c| c.name == *key_name))
+            .ok_or_else(|| format!("table {table} has no column {key_name}"))?;
+        let key_in_identity = relation.columns[key].identity;
+        let known = Known {
+            relation,
+            table,
+            types,
+            key,
+            key_in_identity,
+        };
+        self.relations.insert(oid, known);
+        Ok(())
+    }
+
+    fn known(&self, relation: u32) -> Result<&Known, String> {
+        (self.relations.get(&relation))
+            .ok_or_else(|| format!("shard {}: a change before its relation", self.shard))
+    }
+
+    /// Where the row with `tuple`'s key goes: `None` when it stays (or is stray).
+    fn destination(
+        &self,
+        known: &Known,
+        tuple: &Tuple,
+        maps: &Maps<'_>,
+    ) -> Result<Option<(String, String)>, String> {
+        match tuple.get(known.key) {
+            Some(Value::Text(key)) => {
+                copy::leaving(maps.old, maps.new, &known.table, &self.shard, key.clone())
+            }
+            Some(Value::Null) | None => Ok(None),
+            Some(Value::Unchanged) => Err(format!(
+                "table {}: a change left the shard key unsent (a TOASTed key); move it by hand",
+                known.table
+            )),
+        }
+    }
+
+    fn wrote(&mut self, table: String, key: String) {
+        self.keys.entry(table).or_default().push(key);
+    }
+
+    /// Drops the slot and the publication (the move ended, either way).
+    pub async fn finish(&self) {
+        let drop = format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}; \
+             DROP PUBLICATION IF EXISTS {}",
+            quote::literal(&self.slot),
+            quote::ident(&self.publication)
+        );
+        if let Err(error) = self.poll.client.batch_execute(&drop).await {
+            tracing::warn!(shard = self.shard, slot = self.slot, %error, "RESHARD could not drop its slot; the next RESHARD or start drops it");
+        }
+    }
+}
+
+/// The tables of `tables` present on the source, or why one of them cannot stream.
+async fn streamable(
+    poll: &ControlConn,
+    shard: &str,
+    tables: &[String],
+) -> Result<Vec<String>, String> {
+    let on = |e| copy::on(shard, e);
+    let level = poll
+        .client
+        .query_one("SHOW wal_level", &[])
+        .await
+        .map_err(on)?;
+    let level: String = level.get(0);
+    if level != "logical" {
+        return Err(format!(
+            "shard {shard} has wal_level = {level}, not logical"
+        ));
+    }
+    let sql = "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i \
+               WHERE i.indrelid = c.oid AND i.indisprimary) \
+               FROM pg_class c WHERE c.oid = to_regclass($1)";
+    let mut present = Vec::new();
+    for table in tables {
+        let row = poll
+            .client
+            .query_opt(sql, &[&quote::ident(table)])
+            .await
+            .map_err(on)?;
+        let Some(row) = row else { continue };
+        let (identity, primary_key): (String, bool) = (row.get(0), row.get(1));
+        if identity == "n" || (identity == "d" && !primary_key) {
+            return Err(format!(
+                "table {table} on shard {shard} has no replica identity (no primary key)"
+            ));
+        }
+        present.push(table.clone());
+    }
+    Ok(present)
+}
+
+async fn flush(
+    targets: &HashMap<String, Side>,
+    batches: &mut HashMap<String, Vec<Statement>>,
+) -> Result<(), String> {
+    for (target, statements) in batches.drain() {
+        if statements.is_empty() {
+            continue;
+        }
+        let side = side(targets, &target)?;
+        let script: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
+        let replies = (side.conn.client.simple_query(&script.join(";\n")).await)
+            .map_err(|e| copy::on(&target, e))?;
+        let counts = replies.iter().filter_map(|reply| match reply {
+            SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
+            _ => None,
+        });
+        for (statement, rows) in statements.iter().zip(counts) {
+            if statement.must_touch && rows == 0 {
+                return Err(lost(&target, &statement.sql));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn execute(side: &Side, sql: &str, must_touch: bool) -> Result<(), String> {
+    let rows = (side.conn.client.execute(sql, &[]).await).map_err(|e| copy::on(&side.shard, e))?;
+    match must_touch && rows == 0 {
+        true => Err(lost(&side.shard, sql)),
+        false => Ok(()),
+    }
+}
+
+fn xid(side: &Side) -> Result<&str, String> {
+    (side.xid.as_deref())
+        .ok_or_else(|| format!("shard {}: a target without its transaction id", side.shard))
+}
+
+/// The open transaction on `target`: a move's row is only ever looked for where the move wrote.
+fn side<'t>(targets: &'t HashMap<String, Side>, target: &str) -> Result<&'t Side, String> {
+    targets
+        .get(target)
+        .ok_or_else(|| lost(target, "no row was moved there"))
+}
+
+fn lost(target: &str, sql: &str) -> String {
+    format!("shard {target}: a change found no moved row to apply to ({sql}); nothing moved")
+}
+
+impl Known {
+    /// The values of `tuple` as literals of their columns' types (`None` for unsent ones).
+    fn literal(&self, index: usize, value: &Value) -> Option<String> {
+        match value {
+            Value::Null => Some("NULL".into()),
+            Value::Unchanged => None,
+            Value::Text(text) => Some(format!("{}::{}", quote::literal(text), self.types[index])),
+        }
+    }
+
+    /// An INSERT of the whole row `new`; a row with an unsent (TOASTed, unchanged) value
+    /// cannot be written whole, and the move stops.
+    fn insert_whole(&self, new: &Tuple) -> Result<String, String> {
+        let mut columns = Vec::new();
+        let mut values = Vec::new();
+        for (index, value) in new.iter().enumerate() {
+            let literal = self.literal(index, value).ok_or_else(|| {
+                format!(
+                    "table {}: a row's shard key changed while a large (TOASTed) value stayed; move it by hand",
+                    self.table
+                )
+            })?;
+            columns.push(quote::ident(&self.relation.columns[index].name));
+            values.push(literal);
+        }
+        Ok(format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote::ident(&self.table),
+            columns.join(", "),
+            values.join(", ")
+        ))
+    }
+
+    /// An UPDATE of the row `locate` finds to the sent values of `new`.
+    fn update(&self, new: &Tuple, locate: &str) -> Result<String, String> {
+        let set: Vec<String> = (new.iter().enumerate())
+            .filter_map(|(index, value)| {
+                let literal = self.literal(index, value)?;
+                Some(format!(
+                    "{} = {literal}",
+                    quote::ident(&self.relation.columns[index].name)
+                ))
+            })
+            .collect();
+        Ok(format!(
+            "UPDATE {} SET {} WHERE {locate}",
+            quote::ident(&self.table),
+            set.join(", ")
+        ))
+    }
+
+    fn delete(&self, locate: &str) -> String {
+        format!("DELETE FROM {} WHERE {locate}", quote::ident(&self.table))
+    }
+
+    /// A condition that finds one row with `identity` among those `side`'s transaction wrote.
+    fn locate(&self, identity: &Tuple, side: &Side) -> Result<String, String> {
+        self.locate_by(identity, xid(side)?)
+    }
+
+    fn locate_by(&self, identity: &Tuple, xid: &str) -> Result<String, String> {
+        Ok(format!(
+            "ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)",
+            quote::ident(&self.table),
+            self.matching(identity, xid)?
+        ))
+    }
+
+    /// The rows with `identity` that transaction `xid` wrote.
+    fn matching(&self, identity: &Tuple, xid: &str) -> Result<String, String> {
+        let mut terms = vec![format!("xmin = {}::xid", quote::literal(xid))];
+        for (index, column) in self.relation.columns.iter().enumerate() {
+            if !column.identity {
+                continue;
+            }
+            let name = quote::ident(&column.name);
+            match identity.get(index) {
+                Some(Value::Null) => terms.push(format!("{name} IS NULL")),
+                Some(value @ Value::Text(_)) => {
+                    let literal = self.literal(index, value).unwrap_or_default();
+                    terms.push(format!("{name} = {literal}"));
+                }
+                Some(Value::Unchanged) | None => {
+                    return Err(format!(
+                        "table {}: a change's identity left {} unsent; move it by hand",
+                        self.table, column.name
+                    ));
+                }
+            }
+        }
+        Ok(terms.join(" AND "))
+    }
+}
+
+#[cfg(test)]
+mod tests;
