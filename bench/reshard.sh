@@ -96,6 +96,7 @@ move_s=$(echo "$move_to - $move_from" | bc)
 echo
 echo "rows: $ROWS loaded through the proxy (COPY) in $(printf %.1f "$load_s") s; $moved moved to s2"
 echo "RESHARD ($method): $(printf %.2f "$move_s") s from the command to its answer, $(echo "$moved / $move_s" | bc) rows/s; writes to the moving keys fenced for $fence_ms ms"
+grep -o 'RESHARD: behind the fence.*' "$dir/demo.log" | sed 's/\x1b\[[0-9;]*m//g' || true
 echo
 echo "| load | tps | p50 ms | p99 ms | max ms |"
 echo "|-|-:|-:|-:|-:|"

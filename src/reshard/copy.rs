@@ -40,6 +40,8 @@ pub struct Side {
     pub conn: ControlConn,
     /// A target's transaction id: the rows it wrote are the move's (see `stream`).
     pub xid: Option<String>,
+    /// Statements prepared on it, by text (`stream` applies changes with them).
+    pub prepared: HashMap<String, tokio_postgres::Statement>,
 }
 
 impl Side {
@@ -84,6 +86,7 @@ impl Side {
             shard: name.to_owned(),
             conn,
             xid,
+            prepared: HashMap::new(),
         })
     }
 
@@ -262,11 +265,16 @@ pub async fn delete_moved(source: &Side, moved: &Moved) -> Result<(), String> {
         quote::ident(&moved.key),
         moved.key_type
     );
-    for batch in moved.keys.chunks(DELETE_BATCH) {
-        let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
-        (source.conn.client.execute(sql.as_str(), &[&batch]).await)
-            .map_err(|e| on(&source.shard, e))?;
-    }
+    let statement = (source.conn.client.prepare(&sql).await).map_err(|e| on(&source.shard, e))?;
+    let batches: Vec<Vec<&str>> = (moved.keys.chunks(DELETE_BATCH))
+        .map(|batch| batch.iter().map(String::as_str).collect())
+        .collect();
+    // Sent pipelined: the server runs them one after the other without waiting for us.
+    let client = &source.conn.client;
+    let statement = &statement;
+    let deletes =
+        (batches.iter()).map(|batch| async move { client.execute(statement, &[batch]).await });
+    (futures::future::try_join_all(deletes).await).map_err(|e| on(&source.shard, e))?;
     Ok(())
 }
 

@@ -42,9 +42,10 @@ const DRAIN_WAIT: Duration = Duration::from_secs(30);
 /// on map tables wait meanwhile, so it gives up sooner (and the move with it).
 const SWITCH_WAIT: Duration = Duration::from_secs(5);
 
-/// The stream has caught up when a pass over every source reads fewer changes than this:
-/// the fence then goes up for what is left.
-const CAUGHT_UP: usize = 2_000;
+/// The stream has caught up when a pass over every source (reading what the sources wrote
+/// during the pass before) takes less than this: the fence then goes up for what is left,
+/// which takes about as long.
+const CAUGHT_UP: Duration = Duration::from_millis(300);
 
 /// Catching up stops after this long even when writes keep the stream busy: the fence then
 /// goes up and the rest is read behind it.
@@ -253,17 +254,16 @@ async fn stream_and_copy(
     job.phase("catch-up");
     let catching_up = tokio::time::Instant::now();
     loop {
-        let mut read = 0;
+        let pass = tokio::time::Instant::now();
         for stream in &mut streams {
-            match stream.catch_up(maps, &mut targets, None, timeout).await {
-                Ok(n) => read += n,
-                Err(why) => return fail(streams, why),
+            if let Err(why) = stream.catch_up(maps, &mut targets, None, timeout).await {
+                return fail(streams, why);
             }
             if let Some(bytes) = stream.bytes_behind().await {
                 job.behind(&stream.shard, bytes);
             }
         }
-        if read < CAUGHT_UP || catching_up.elapsed() > CATCH_UP_FOR {
+        if pass.elapsed() < CAUGHT_UP || catching_up.elapsed() > CATCH_UP_FOR {
             break;
         }
     }
@@ -273,9 +273,17 @@ async fn stream_and_copy(
     if let Err(why) = drain(fence, DRAIN_WAIT, "began before the fence").await {
         return fail(streams, why);
     }
+    let drained = fenced_at.elapsed();
     for stream in &mut streams {
         let caught_up = match stream.position().await {
-            Ok(position) => (stream.catch_up(maps, &mut targets, Some(&position), timeout)).await,
+            Ok(position) => loop {
+                let upto = Some(position.as_str());
+                match stream.catch_up(maps, &mut targets, upto, timeout).await {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => continue,
+                    Err(why) => break Err(why),
+                }
+            },
             Err(why) => Err(why),
         };
         if let Err(why) = caught_up {
@@ -283,20 +291,32 @@ async fn stream_and_copy(
         }
         job.behind(&stream.shard, 0);
     }
-    for ((source, tables), stream) in sources.iter().zip(&mut moved).zip(&mut streams) {
+    let caught_up = fenced_at.elapsed();
+    for (tables, stream) in moved.iter_mut().zip(&mut streams) {
         for table in tables.iter_mut() {
-            table
-                .keys
-                .extend(stream.keys.remove(&table.table).unwrap_or_default());
-        }
-        let deleted = match source.read_committed().await {
-            Ok(()) => delete_moved(source, tables).await,
-            Err(why) => Err(why),
-        };
-        if let Err(why) = deleted {
-            return fail(streams, why);
+            let streamed = stream.keys.remove(&table.table).unwrap_or_default();
+            table.keys.extend(streamed);
         }
     }
+    // Behind the fence, so the sources delete side by side.
+    let deletes = sources
+        .iter()
+        .zip(&moved)
+        .map(|(source, tables)| async move {
+            source.read_committed().await?;
+            delete_moved(source, tables).await
+        });
+    if let Err(why) = futures::future::try_join_all(deletes).await {
+        return fail(streams, why);
+    }
+    let applied: u64 = streams.iter().map(|stream| stream.applied).sum();
+    tracing::info!(
+        changes_applied = applied,
+        drain_ms = drained.as_millis(),
+        catch_up_ms = (caught_up - drained).as_millis(),
+        delete_ms = (fenced_at.elapsed() - caught_up).as_millis(),
+        "RESHARD: behind the fence"
+    );
     let uris = plan.old.shards.iter().map(|shard| shard.primary.clone());
     Ok(Copied {
         targets,

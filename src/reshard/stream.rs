@@ -14,8 +14,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio_postgres::SimpleQueryMessage;
-
 use super::copy::{self, Role, Side};
 use crate::backend::create_slot_exporting_snapshot;
 use crate::config::{BackendUri, ShardMap};
@@ -48,27 +46,12 @@ pub struct Stream {
     pub applied: u64,
 }
 
-/// A relation of the stream, with what applying its changes needs.
-struct Known {
-    relation: Relation,
-    table: String,
-    types: Vec<String>,
-    key: usize,
-    key_in_identity: bool,
-}
-
 /// The routers that place a key before and after the move.
 pub struct Maps<'a> {
     /// The map in force.
     pub old: &'a Router,
     /// The edit.
     pub new: &'a Router,
-}
-
-/// One statement for a target, and whether it must find its row.
-struct Statement {
-    sql: String,
-    must_touch: bool,
 }
 
 impl Stream {
@@ -169,8 +152,9 @@ impl Stream {
             .map_err(|e| copy::on(&self.shard, e))
     }
 
-    /// Reads the slot's changes (at most about [`ROUND`] of them, or all that committed
-    /// before `upto`) and applies the moving keys' ones on their targets; how many it read.
+    /// Reads the slot's changes (about [`ROUND`] of them at most; only those that committed
+    /// before `upto`, when given) and applies the moving keys' ones on their targets; how
+    /// many it read.
     pub async fn catch_up(
         &mut self,
         maps: &Maps<'_>,
@@ -178,7 +162,7 @@ impl Stream {
         upto: Option<&str>,
         timeout: Duration,
     ) -> Result<usize, String> {
-        let limit = upto.is_none().then_some(ROUND);
+        let limit = Some(ROUND);
         let sql = "SELECT data FROM pg_logical_slot_get_binary_changes($1, $2::text::pg_lsn, $3, \
                    'proto_version', '1', 'publication_names', $4)";
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
@@ -251,69 +235,86 @@ impl Stream {
         let known = self.known(relation)?;
         let identity = old.as_ref().unwrap_or(&new);
         let going = self.destination(known, &new, maps)?;
-        if let Some((_, key)) = &going {
-            self.wrote(known.table.clone(), key.clone());
+        if !known.key_in_identity {
+            flush(targets, batches).await?;
+            return self
+                .update_found(relation, identity, &new, going, maps, targets, timeout)
+                .await;
         }
-        let known = self.known(relation)?;
-        let to = going.map(|(target, _)| target);
-        if known.key_in_identity {
-            let was = self.destination(known, identity, maps)?.map(|(t, _)| t);
-            if was.is_none() && to.is_none() {
-                return Ok(()); // A row that stays, before and after.
+        let (to, key) = going.unzip();
+        let was = self.destination(known, identity, maps)?.map(|(t, _)| t);
+        let mut push = |target: String, sql, must_touch| {
+            let statement = Statement { sql, must_touch };
+            batches.entry(target).or_default().push(statement);
+        };
+        match (was, to) {
+            (None, None) => return Ok(()), // A row that stays, before and after.
+            (Some(was), Some(to)) if was == to => {
+                let xid = xid(side(targets, &to)?)?;
+                let sql = known.update(&new, &Row::Identity { identity, xid })?;
+                push(to, sql, true);
             }
-            if was == to {
-                let target = to.unwrap_or_default();
-                let sql = known.update(&new, &known.locate(identity, side(targets, &target)?)?)?;
-                batches.entry(target).or_default().push(Statement {
-                    sql,
-                    must_touch: true,
-                });
-            } else {
+            (was, to) => {
                 if let Some(was) = was {
-                    let locate = known.locate(identity, side(targets, &was)?)?;
-                    let sql = known.delete(&locate);
-                    let statement = Statement {
-                        sql,
-                        must_touch: true,
-                    };
-                    batches.entry(was).or_default().push(statement);
+                    let xid = xid(side(targets, &was)?)?;
+                    push(was, known.delete(&Row::Identity { identity, xid })?, true);
                 }
-                if let Some(to) = to {
+                if let (Some(to), Some(key)) = (to, key) {
                     let sql = known.insert_whole(&new)?;
+                    let table = known.table.clone();
                     copy::open_target(targets, maps.new, &to, timeout).await?;
                     let statement = Statement {
                         sql,
                         must_touch: false,
                     };
                     batches.entry(to).or_default().push(statement);
+                    self.wrote(table, key);
                 }
             }
-            self.applied += 1;
-            return Ok(());
         }
-        // The identity does not say where the row was: find the copy this source made.
-        flush(targets, batches).await?;
+        self.applied += 1;
+        Ok(())
+    }
+
+    /// An update whose identity does not say where the row was: the copy this source made
+    /// is found, then updated, or deleted and written whole where the new key goes.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_found(
+        &mut self,
+        relation: u32,
+        identity: &Tuple,
+        new: &Tuple,
+        going: Option<(String, String)>,
+        maps: &Maps<'_>,
+        targets: &mut HashMap<String, Side>,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let found = self.find(relation, identity, maps, targets).await?;
         let known = self.known(relation)?;
-        let sql = match (&found, &to) {
+        let table = known.table.clone();
+        let (to, key) = going.unzip();
+        let mut run = Vec::new();
+        match (&found, &to) {
             (Some((at, ctid)), Some(to)) if at == to => {
-                Some((to.clone(), known.update(&new, ctid)?))
+                run.push((to.clone(), known.update(new, &Row::At(ctid))?, true));
             }
-            (Some((at, ctid)), _) => {
-                let sql = known.delete(ctid);
-                execute(side(targets, at)?, &sql, true).await?;
-                None
+            (found, to) => {
+                if let Some((at, ctid)) = found {
+                    run.push((at.clone(), known.delete(&Row::At(ctid))?, true));
+                }
+                if let Some(to) = to {
+                    copy::open_target(targets, maps.new, to, timeout).await?;
+                    run.push((to.clone(), known.insert_whole(new)?, false));
+                }
             }
-            (None, _) => None,
-        };
-        let sql = match (sql, to) {
-            (Some(update), _) => Some(update),
-            (None, Some(to)) => Some((to, known.insert_whole(&new)?)),
-            (None, None) => None,
-        };
-        if let Some((target, sql)) = sql {
-            copy::open_target(targets, maps.new, &target, timeout).await?;
-            execute(side(targets, &target)?, &sql, found.is_some()).await?;
+        }
+        let placed = run.iter().any(|(_, _, must_touch)| !must_touch);
+        if let (true, Some(key)) = (placed, key) {
+            self.wrote(table, key);
+        }
+        for (target, sql, must_touch) in run {
+            let mut batch = HashMap::from([(target, vec![Statement { sql, must_touch }])]);
+            flush(targets, &mut batch).await?;
         }
         self.applied += 1;
         Ok(())
@@ -329,62 +330,53 @@ impl Stream {
     ) -> Result<(), String> {
         let known = self.known(relation)?;
         if known.key_in_identity {
-            if let Some((target, _)) = self.destination(known, &old, maps)? {
-                let sql = known.delete(&known.locate(&old, side(targets, &target)?)?);
-                let statement = Statement {
-                    sql,
-                    must_touch: true,
-                };
-                batches.entry(target).or_default().push(statement);
-                self.applied += 1;
-            }
-            return Ok(());
+            let Some((target, _)) = self.destination(known, &old, maps)? else {
+                return Ok(()); // A row that stays.
+            };
+            let xid = xid(side(targets, &target)?)?;
+            let sql = known.delete(&Row::Identity {
+                identity: &old,
+                xid,
+            })?;
+            let statement = Statement {
+                sql,
+                must_touch: true,
+            };
+            batches.entry(target).or_default().push(statement);
+        } else {
+            flush(targets, batches).await?;
+            let Some((at, ctid)) = self.find(relation, &old, maps, targets).await? else {
+                return Ok(()); // Not a row this source moved.
+            };
+            let sql = self.known(relation)?.delete(&Row::At(&ctid))?;
+            let statement = Statement {
+                sql,
+                must_touch: true,
+            };
+            flush(targets, &mut HashMap::from([(at, vec![statement])])).await?;
         }
-        flush(targets, batches).await?;
-        if let Some((at, ctid)) = self.find(relation, &old, maps, targets).await? {
-            let known = self.known(relation)?;
-            execute(side(targets, &at)?, &known.delete(&ctid), true).await?;
-            self.applied += 1;
-        }
+        self.applied += 1;
         Ok(())
     }
 
-    /// The target and its tuple id of the row with `identity` that this source moved, when
-    /// the identity lacks the shard key: among the rows each target's transaction wrote, the
-    /// one whose key the old map places on this source.
+    /// The target and tuple id of the row with `identity` that this source moved, when the
+    /// identity lacks the shard key: among the rows each target's transaction wrote, the one
+    /// whose key the old map places on this source.
     async fn find(
         &self,
         relation: u32,
         identity: &Tuple,
         maps: &Maps<'_>,
-        targets: &HashMap<String, Side>,
+        targets: &mut HashMap<String, Side>,
     ) -> Result<Option<(String, String)>, String> {
         let known = self.known(relation)?;
-        let key = quote::ident(&known.relation.columns[known.key].name);
-        for (name, side) in targets {
-            let sql = format!(
-                "SELECT ctid::text, {key}::text FROM {} WHERE {}",
-                quote::ident(&known.table),
-                known.matching(identity, xid(side)?)?
-            );
-            let rows =
-                (side.conn.client.simple_query(&sql).await).map_err(|e| copy::on(name, e))?;
-            for message in rows {
-                let SimpleQueryMessage::Row(row) = message else {
-                    continue;
-                };
-                let (Some(ctid), Some(key)) = (row.get(0), row.get(1)) else {
-                    continue;
-                };
-                let came_from = maps
-                    .old
-                    .shard_of_key(&known.table, key)
-                    .map_err(|e| e.to_string())?;
+        for (name, side) in targets.iter_mut() {
+            let sql = known.candidates(identity, xid(side)?)?;
+            for (ctid, key) in query_pairs(side, &sql).await? {
+                let came_from =
+                    (maps.old.shard_of_key(&known.table, &key)).map_err(|e| e.to_string())?;
                 if maps.old.map().shard(came_from).name == self.shard {
-                    return Ok(Some((
-                        name.clone(),
-                        format!("ctid = {}::tid", quote::literal(ctid)),
-                    )));
+                    return Ok(Some((name.clone(), ctid)));
                 }
             }
         }
@@ -517,148 +509,6 @@ async fn streamable(
     Ok(present)
 }
 
-async fn flush(
-    targets: &HashMap<String, Side>,
-    batches: &mut HashMap<String, Vec<Statement>>,
-) -> Result<(), String> {
-    for (target, statements) in batches.drain() {
-        if statements.is_empty() {
-            continue;
-        }
-        let side = side(targets, &target)?;
-        let script: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
-        let replies = (side.conn.client.simple_query(&script.join(";\n")).await)
-            .map_err(|e| copy::on(&target, e))?;
-        let counts = replies.iter().filter_map(|reply| match reply {
-            SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
-            _ => None,
-        });
-        for (statement, rows) in statements.iter().zip(counts) {
-            if statement.must_touch && rows == 0 {
-                return Err(lost(&target, &statement.sql));
-            }
-        }
-    }
-    Ok(())
-}
+mod statements;
 
-async fn execute(side: &Side, sql: &str, must_touch: bool) -> Result<(), String> {
-    let rows = (side.conn.client.execute(sql, &[]).await).map_err(|e| copy::on(&side.shard, e))?;
-    match must_touch && rows == 0 {
-        true => Err(lost(&side.shard, sql)),
-        false => Ok(()),
-    }
-}
-
-fn xid(side: &Side) -> Result<&str, String> {
-    (side.xid.as_deref())
-        .ok_or_else(|| format!("shard {}: a target without its transaction id", side.shard))
-}
-
-/// The open transaction on `target`: a move's row is only ever looked for where the move wrote.
-fn side<'t>(targets: &'t HashMap<String, Side>, target: &str) -> Result<&'t Side, String> {
-    targets
-        .get(target)
-        .ok_or_else(|| lost(target, "no row was moved there"))
-}
-
-fn lost(target: &str, sql: &str) -> String {
-    format!("shard {target}: a change found no moved row to apply to ({sql}); nothing moved")
-}
-
-impl Known {
-    /// The values of `tuple` as literals of their columns' types (`None` for unsent ones).
-    fn literal(&self, index: usize, value: &Value) -> Option<String> {
-        match value {
-            Value::Null => Some("NULL".into()),
-            Value::Unchanged => None,
-            Value::Text(text) => Some(format!("{}::{}", quote::literal(text), self.types[index])),
-        }
-    }
-
-    /// An INSERT of the whole row `new`; a row with an unsent (TOASTed, unchanged) value
-    /// cannot be written whole, and the move stops.
-    fn insert_whole(&self, new: &Tuple) -> Result<String, String> {
-        let mut columns = Vec::new();
-        let mut values = Vec::new();
-        for (index, value) in new.iter().enumerate() {
-            let literal = self.literal(index, value).ok_or_else(|| {
-                format!(
-                    "table {}: a row's shard key changed while a large (TOASTed) value stayed; move it by hand",
-                    self.table
-                )
-            })?;
-            columns.push(quote::ident(&self.relation.columns[index].name));
-            values.push(literal);
-        }
-        Ok(format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            quote::ident(&self.table),
-            columns.join(", "),
-            values.join(", ")
-        ))
-    }
-
-    /// An UPDATE of the row `locate` finds to the sent values of `new`.
-    fn update(&self, new: &Tuple, locate: &str) -> Result<String, String> {
-        let set: Vec<String> = (new.iter().enumerate())
-            .filter_map(|(index, value)| {
-                let literal = self.literal(index, value)?;
-                Some(format!(
-                    "{} = {literal}",
-                    quote::ident(&self.relation.columns[index].name)
-                ))
-            })
-            .collect();
-        Ok(format!(
-            "UPDATE {} SET {} WHERE {locate}",
-            quote::ident(&self.table),
-            set.join(", ")
-        ))
-    }
-
-    fn delete(&self, locate: &str) -> String {
-        format!("DELETE FROM {} WHERE {locate}", quote::ident(&self.table))
-    }
-
-    /// A condition that finds one row with `identity` among those `side`'s transaction wrote.
-    fn locate(&self, identity: &Tuple, side: &Side) -> Result<String, String> {
-        self.locate_by(identity, xid(side)?)
-    }
-
-    fn locate_by(&self, identity: &Tuple, xid: &str) -> Result<String, String> {
-        Ok(format!(
-            "ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)",
-            quote::ident(&self.table),
-            self.matching(identity, xid)?
-        ))
-    }
-
-    /// The rows with `identity` that transaction `xid` wrote.
-    fn matching(&self, identity: &Tuple, xid: &str) -> Result<String, String> {
-        let mut terms = vec![format!("xmin = {}::xid", quote::literal(xid))];
-        for (index, column) in self.relation.columns.iter().enumerate() {
-            if !column.identity {
-                continue;
-            }
-            let name = quote::ident(&column.name);
-            match identity.get(index) {
-                Some(Value::Null) => terms.push(format!("{name} IS NULL")),
-                Some(value @ Value::Text(_)) => {
-                    let literal = self.literal(index, value).unwrap_or_default();
-                    terms.push(format!("{name} = {literal}"));
-                }
-                Some(Value::Unchanged) | None => {
-                    return Err(format!(
-                        "table {}: a change's identity left {} unsent; move it by hand",
-                        self.table, column.name
-                    ));
-                }
-            }
-        }
-        Ok(terms.join(" AND "))
-    }
-}
-
-#[cfg(test)]
-mod tests;
+use statements::{Known, Row, Statement, flush, query_pairs, side, xid};

@@ -156,6 +156,7 @@ async fn move_under_load(
             acknowledged.clone(),
         );
         tokio::spawn(async move {
+            let mut updated = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let id = next.fetch_add(1, Ordering::SeqCst);
                 let sql = "INSERT INTO reshard_items (id, note) VALUES ($1, 'w')";
@@ -164,8 +165,17 @@ async fn move_under_load(
                     .await
                     .expect("a write during the move");
                 acked.store(id, Ordering::SeqCst);
+                // Every third write also updates an earlier row (streamed when it moves).
+                if id % 3 == 0 {
+                    let earlier = id / 3;
+                    let sql = "UPDATE reshard_items SET note = 'updated' WHERE id = $1";
+                    let rows = client.execute(sql, &[&earlier]).await;
+                    assert_eq!(rows.expect("an update during the move"), 1);
+                    updated.push(earlier);
+                }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            updated
         })
     };
     let reader = {
@@ -223,7 +233,19 @@ async fn move_under_load(
     assert!(copied > 0, "rows were copied: {status:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
-    writer.await.expect("the writer saw no error");
+    let updated = writer.await.expect("the writer saw no error");
+    assert!(!updated.is_empty());
+    let client = proxy.connect().await;
+    let notes = "SELECT count(*) FROM reshard_items WHERE id = ANY($1) AND note = 'updated'";
+    let found: i64 = client.query_one(notes, &[&updated]).await.unwrap().get(0);
+    let mut distinct = updated.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        found,
+        distinct.len() as i64,
+        "every acknowledged update is kept"
+    );
     let reads = reader.await.expect("the reader saw no wrong answer");
     assert!(reads > 0);
     let plan = rows(&console, "SHOW PLAN").await;

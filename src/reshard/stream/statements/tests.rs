@@ -1,7 +1,7 @@
 use super::*;
 use crate::wire::pgoutput::Column;
 
-/// `items (id bigint, note text, "Odd" timestamptz)` whose identity is `id`.
+/// `items (id bigint, note text, "Odd" timestamptz)`; the identity is `id`, or `"Odd"`.
 fn items(key_in_identity: bool) -> Known {
     let column = |name: &str, identity| Column {
         name: name.to_owned(),
@@ -33,14 +33,20 @@ fn text(value: &str) -> Value {
     Value::Text(value.to_owned())
 }
 
+fn params(values: &[Option<&str>]) -> Vec<Option<String>> {
+    values.iter().map(|v| v.map(str::to_owned)).collect()
+}
+
 #[test]
-fn an_insert_writes_every_value_as_its_columns_type() {
+fn an_insert_sends_every_value_cast_to_its_columns_type() {
     let row = vec![text("7"), text("it's"), Value::Null];
+    let sql = items(true).insert_whole(&row).unwrap();
     assert_eq!(
-        items(true).insert_whole(&row).unwrap(),
+        sql.text,
         "INSERT INTO \"items\" (\"id\", \"note\", \"Odd\") \
-         VALUES ('7'::bigint, 'it''s'::text, NULL)"
+         VALUES ($1::bigint, $2::text, $3::timestamp with time zone)"
     );
+    assert_eq!(sql.params, params(&[Some("7"), Some("it's"), None]));
     let unsent = vec![text("7"), Value::Unchanged, Value::Null];
     let refused = items(true).insert_whole(&unsent).unwrap_err();
     assert!(refused.contains("TOASTed"), "{refused}");
@@ -50,30 +56,39 @@ fn an_insert_writes_every_value_as_its_columns_type() {
 fn an_update_sets_what_was_sent_on_the_row_the_move_wrote() {
     let known = items(true);
     let row = vec![text("7"), Value::Unchanged, text("2026-12-07 10:00:00+00")];
-    let locate = known.locate_by(&row, "812").unwrap();
+    let by_identity = Row::Identity {
+        identity: &row,
+        xid: "812",
+    };
+    let sql = known.update(&row, &by_identity).unwrap();
     assert_eq!(
-        locate,
-        "ctid = (SELECT ctid FROM \"items\" WHERE xmin = '812'::xid AND \"id\" = '7'::bigint LIMIT 1)"
+        sql.text,
+        "UPDATE \"items\" SET \"id\" = $1::bigint, \"Odd\" = $2::timestamp with time zone \
+         WHERE ctid = (SELECT ctid FROM \"items\" WHERE xmin = $3::xid AND \"id\" = $4::bigint LIMIT 1)"
     );
     assert_eq!(
-        known.update(&row, "ctid = '(0,1)'::tid").unwrap(),
-        "UPDATE \"items\" SET \"id\" = '7'::bigint, \"Odd\" = '2026-12-07 10:00:00+00'::timestamp with time zone \
-         WHERE ctid = '(0,1)'::tid"
+        sql.params,
+        params(&[
+            Some("7"),
+            Some("2026-12-07 10:00:00+00"),
+            Some("812"),
+            Some("7")
+        ])
     );
-    assert_eq!(
-        known.delete("ctid = x"),
-        "DELETE FROM \"items\" WHERE ctid = x"
-    );
+    let sql = known.delete(&Row::At("(0,1)")).unwrap();
+    assert_eq!(sql.text, "DELETE FROM \"items\" WHERE ctid = $1::tid");
+    assert_eq!(sql.params, params(&[Some("(0,1)")]));
 }
 
 #[test]
 fn an_identity_matches_nulls_and_refuses_unsent_values() {
     let known = items(false);
     let identity = vec![Value::Null, Value::Null, Value::Null];
+    let sql = known.candidates(&identity, "9").unwrap();
     assert_eq!(
-        known.matching(&identity, "9").unwrap(),
-        "xmin = '9'::xid AND \"Odd\" IS NULL"
+        sql.text,
+        "SELECT ctid::text, \"id\"::text FROM \"items\" WHERE xmin = $1::xid AND \"Odd\" IS NULL"
     );
     let unsent = vec![Value::Null, Value::Null, Value::Unchanged];
-    assert!(known.matching(&unsent, "9").is_err());
+    assert!(known.candidates(&unsent, "9").is_err());
 }
