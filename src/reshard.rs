@@ -12,6 +12,7 @@ mod copy;
 mod job;
 pub mod leftovers;
 pub mod mover;
+mod schema;
 mod stored;
 mod stream;
 

@@ -370,6 +370,15 @@ impl Router {
         parsing(sql, || key_move::key_move(sql, table, &key, columns))
     }
 
+    /// Every shard the map can place rows of sharded table `table` on (empty for other
+    /// tables).
+    pub fn shards_of_table(&self, table: &str) -> Vec<ShardId> {
+        match plan::sharding_of(&self.map, table) {
+            Some(sharding) => self.placer(&sharding.group).shards(),
+            None => Vec::new(),
+        }
+    }
+
     /// The shard of a key of sharded table `table`, written as PostgreSQL prints it.
     pub fn shard_of_key(&self, table: &str, key: &str) -> Result<ShardId, RouteError> {
         resolve::shard_of_key(self, table, key)

@@ -220,10 +220,6 @@ impl Reloader {
             let (old, new) = (in_force.shard_map.clone(), edit.edited.clone());
             MovePlan::new(old, new, &edit.report, timeout)?
         };
-        // What an earlier move of this proxy left prepared ends first (its rows' locks).
-        let maps = [&plan.old, &plan.new];
-        let timeout = self.config.pool.connect_timeout;
-        leftovers::resolve(&maps, Undecided::RollBack, timeout).await;
         let fence = (self.publish.borrow().database(&name))
             .ok_or_else(|| format!("no database {name:?}"))?
             .fence
@@ -236,7 +232,15 @@ impl Reloader {
             }
             reshards.insert(name.clone(), job.clone());
         }
-        let this = self.this.upgrade().ok_or("the proxy is stopping")?;
+        // What an earlier move of this proxy left (prepared transactions holding rows' locks,
+        // slots holding WAL) ends first; only now, so that a move still running keeps its own.
+        let maps = [&plan.old, &plan.new];
+        let timeout = self.config.pool.connect_timeout;
+        leftovers::resolve(&maps, Undecided::RollBack, timeout).await;
+        let Some(this) = self.this.upgrade() else {
+            job.abandon("the proxy is stopping");
+            return Err("the proxy is stopping".into());
+        };
         let task_job = job.clone();
         let task = tokio::spawn(async move {
             let text = edit.edited_text.clone();

@@ -77,7 +77,8 @@ impl Side {
         let xid = match role {
             Role::Source => None,
             Role::Target => {
-                let sql = "SELECT xid(pg_current_xact_id())::text";
+                // `xmin` holds the transaction id without its epoch (PostgreSQL 8.3 and later).
+                let sql = "SELECT (txid_current() % 4294967296)::text";
                 let row = conn.client.query_one(sql, &[]).await;
                 Some(row.map_err(|e| on(name, e))?.get(0))
             }

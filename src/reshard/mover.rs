@@ -29,6 +29,7 @@ use tokio_postgres::error::SqlState;
 use super::copy::{self, Moved, Role, Side};
 use super::job::Reshard;
 use super::leftovers;
+use super::schema;
 use super::stream::{Maps, Stream};
 use crate::config::{BackendUri, ShardMap};
 use crate::moves::{Change, MoveReport, ShardChange};
@@ -50,6 +51,10 @@ const CAUGHT_UP: Duration = Duration::from_millis(300);
 /// Catching up stops after this long even when writes keep the stream busy: the fence then
 /// goes up and the rest is read behind it.
 const CATCH_UP_FOR: Duration = Duration::from_secs(60);
+
+/// How long the catch-up behind the fence may take before the move gives up (writes to the
+/// moving keys wait meanwhile).
+const FENCED_CATCH_UP: Duration = Duration::from_secs(30);
 
 /// How long a side that did not commit with the others is asked again.
 const COMMIT_RETRY: Duration = Duration::from_secs(300);
@@ -174,17 +179,19 @@ async fn run_phases(
         new: &routers.1,
     };
     job.phase("snapshot");
+    let targets = targets_with_tables(plan, &maps).await?;
     let mut copy = match start_streams(plan, stamp).await {
         Ok(streams) => {
             job.method("logical replication".into());
-            let copied = stream_and_copy(job, plan, &maps, fence, &moving, streams).await;
+            let started = (streams, targets);
+            let copied = stream_and_copy(job, plan, &maps, fence, &moving, started).await;
             // Caught up (or failed): the slots are done with either way.
             end_streams(&copied).await;
             copied.map_err(|(_, why)| why)?
         }
         Err(why) => {
             job.method(format!("fenced copy ({why})"));
-            copy_fenced(job, plan, &maps, fence, &moving).await?
+            copy_fenced(job, plan, &maps, fence, &moving, targets).await?
         }
     };
     let prepared = prepare(plan, &mut copy, stamp).await?;
@@ -202,6 +209,21 @@ struct Copied {
     streams: Vec<Stream>,
     /// When writes to the moving keys began to wait.
     fenced_at: Option<tokio::time::Instant>,
+}
+
+/// The move's transactions on the targets that lack a moving table, opened with the table
+/// created in them (see `schema`); the other targets open as rows go there.
+async fn targets_with_tables(
+    plan: &MovePlan,
+    maps: &Maps<'_>,
+) -> Result<HashMap<String, Side>, String> {
+    let missing = schema::missing(maps, &plan.tables, plan.connect_timeout).await?;
+    let mut targets = HashMap::new();
+    for name in missing.keys() {
+        copy::open_target(&mut targets, maps.new, name, plan.connect_timeout).await?;
+        schema::create(&targets[name], &missing).await?;
+    }
+    Ok(targets)
 }
 
 /// Starts a stream on every source, or says why one cannot (then none is used).
@@ -232,10 +254,9 @@ async fn stream_and_copy(
     maps: &Maps<'_>,
     fence: &Fence,
     moving: &Arc<Moving>,
-    started: Vec<(Stream, Side)>,
+    (started, mut targets): (Vec<(Stream, Side)>, HashMap<String, Side>),
 ) -> Result<Copied, (Vec<Stream>, String)> {
     let timeout = plan.connect_timeout;
-    let mut targets = HashMap::new();
     let mut streams = Vec::new();
     let mut sources = Vec::new();
     for (stream, source) in started {
@@ -275,18 +296,7 @@ async fn stream_and_copy(
     }
     let drained = fenced_at.elapsed();
     for stream in &mut streams {
-        let caught_up = match stream.position().await {
-            Ok(position) => loop {
-                let upto = Some(position.as_str());
-                match stream.catch_up(maps, &mut targets, upto, timeout).await {
-                    Ok(0) => break Ok(()),
-                    Ok(_) => continue,
-                    Err(why) => break Err(why),
-                }
-            },
-            Err(why) => Err(why),
-        };
-        if let Err(why) = caught_up {
+        if let Err(why) = read_to_now(stream, maps, &mut targets, timeout).await {
             return fail(streams, why);
         }
         job.behind(&stream.shard, 0);
@@ -308,6 +318,21 @@ async fn stream_and_copy(
         });
     if let Err(why) = futures::future::try_join_all(deletes).await {
         return fail(streams, why);
+    }
+    // A write the fence did not hold back (another proxy, a direct connection) would be
+    // deleted unseen or left behind: any change to a moving key now fails the move.
+    for stream in &mut streams {
+        let applied = stream.applied;
+        if let Err(why) = read_to_now(stream, maps, &mut targets, timeout).await {
+            return fail(streams, why);
+        }
+        if stream.applied != applied {
+            let why = format!(
+                "shard {}: a moving key was written past the fence (by another proxy or a direct connection?); nothing moved",
+                stream.shard
+            );
+            return fail(streams, why);
+        }
     }
     let applied: u64 = streams.iter().map(|stream| stream.applied).sum();
     tracing::info!(
@@ -336,6 +361,32 @@ async fn end_streams(copied: &Result<Copied, (Vec<Stream>, String)>) {
     }
 }
 
+/// Applies the changes `stream`'s source committed before its current WAL position, for at
+/// most [`FENCED_CATCH_UP`].
+async fn read_to_now(
+    stream: &mut Stream,
+    maps: &Maps<'_>,
+    targets: &mut HashMap<String, Side>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let position = stream.position().await?;
+    let deadline = tokio::time::Instant::now() + FENCED_CATCH_UP;
+    while stream
+        .catch_up(maps, targets, Some(&position), timeout)
+        .await?
+        > 0
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "shard {}: the changes behind the fence took more than {} s to apply; nothing moved",
+                stream.shard,
+                FENCED_CATCH_UP.as_secs()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Raises the fence, then copies and deletes source by source.
 async fn copy_fenced(
     job: &Reshard,
@@ -343,6 +394,7 @@ async fn copy_fenced(
     maps: &Maps<'_>,
     fence: &Fence,
     moving: &Arc<Moving>,
+    mut targets: HashMap<String, Side>,
 ) -> Result<Copied, String> {
     job.phase("fence");
     fence.set(FenceState::Writes(moving.clone()));
@@ -350,7 +402,6 @@ async fn copy_fenced(
     drain(fence, DRAIN_WAIT, "began before the fence").await?;
     job.phase("copy");
     let timeout = plan.connect_timeout;
-    let mut targets = HashMap::new();
     let mut sources = Vec::new();
     for shard in &plan.old.shards {
         let source = Side::open(&shard.name, &shard.primary, Role::Source, None, timeout).await?;

@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use super::copy::{self, Role, Side};
 use crate::backend::create_slot_exporting_snapshot;
 use crate::config::{BackendUri, ShardMap};
@@ -24,6 +26,9 @@ use crate::wire::pgoutput::{self, Change, Relation, Tuple, Value};
 
 /// Changes read from a slot per round while the fence is down.
 const ROUND: i32 = 20_000;
+
+/// Changes applied per pipelined flush to the targets.
+const FLUSH_EVERY: usize = 1_000;
 
 /// Creating a slot waits for the source's running transactions to end; at most this long.
 const SLOT_WAIT: Duration = Duration::from_secs(30);
@@ -72,6 +77,8 @@ impl Stream {
         let poll = copy::connect(uri, timeout)
             .await
             .map_err(|why| format!("shard {shard}: {why}"))?;
+        let limits = "SET lock_timeout = '10s'; SET statement_timeout = '120s'";
+        (poll.client.batch_execute(limits).await).map_err(|e| copy::on(shard, e))?;
         let tables = streamable(&poll, shard, tables).await?;
         let mut stream = Stream {
             shard: shard.to_owned(),
@@ -167,18 +174,28 @@ impl Stream {
                    'proto_version', '1', 'publication_names', $4)";
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&self.slot, &upto, &limit, &self.publication];
-        let rows =
-            (self.poll.client.query(sql, &params).await).map_err(|e| copy::on(&self.shard, e))?;
+        let on = |e| copy::on(&self.shard, e);
+        let rows = (self.poll.client.query_raw(sql, params).await).map_err(on)?;
+        let mut rows = std::pin::pin!(rows);
         let mut batches: HashMap<String, Vec<Statement>> = HashMap::new();
-        for row in &rows {
+        let (mut read, mut batched) = (0, 0);
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(|e| copy::on(&self.shard, e))?;
             let data: &[u8] = row.get(0);
             let change =
                 pgoutput::decode(data).map_err(|e| format!("shard {}: {e}", self.shard))?;
             self.apply(change, maps, targets, &mut batches, timeout)
                 .await?;
+            read += 1;
+            batched += 1;
+            // A large transaction streams through without piling up in memory.
+            if batched >= FLUSH_EVERY {
+                flush(targets, &mut batches).await?;
+                batched = 0;
+            }
         }
         flush(targets, &mut batches).await?;
-        Ok(rows.len())
+        Ok(read)
     }
 
     async fn apply(
@@ -455,16 +472,30 @@ impl Stream {
         self.keys.entry(table).or_default().push(key);
     }
 
-    /// Drops the slot and the publication (the move ended, either way).
+    /// Drops the slot and the publication (the move ended, either way), on a connection of
+    /// its own: the one that read the slot may be what failed.
     pub async fn finish(&self) {
-        let drop = format!(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}; \
-             DROP PUBLICATION IF EXISTS {}",
-            quote::literal(&self.slot),
+        let drop_slot = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                         WHERE slot_name = $1";
+        let drop_publication = format!(
+            "DROP PUBLICATION IF EXISTS {}",
             quote::ident(&self.publication)
         );
-        if let Err(error) = self.poll.client.batch_execute(&drop).await {
-            tracing::warn!(shard = self.shard, slot = self.slot, %error, "RESHARD could not drop its slot; the next RESHARD or start drops it");
+        let dropped = match copy::connect(&self.uri, Duration::from_secs(10)).await {
+            Ok(conn) => {
+                let slot = conn.client.execute(drop_slot, &[&self.slot]).await;
+                let publication = conn.client.batch_execute(&drop_publication).await;
+                slot.and(publication).map(|_| ()).map_err(|e| e.to_string())
+            }
+            Err(why) => Err(why),
+        };
+        if let Err(error) = dropped {
+            tracing::warn!(
+                shard = self.shard,
+                slot = self.slot,
+                error,
+                "RESHARD could not drop its slot or publication; the next RESHARD or start drops them"
+            );
         }
     }
 }
@@ -487,8 +518,19 @@ async fn streamable(
             "shard {shard} has wal_level = {level}, not logical"
         ));
     }
+    let encoding = poll
+        .client
+        .query_one("SHOW server_encoding", &[])
+        .await
+        .map_err(on)?;
+    let encoding: String = encoding.get(0);
+    if encoding != "UTF8" {
+        return Err(format!(
+            "shard {shard} stores text as {encoding}; the stream reads UTF-8"
+        ));
+    }
     let sql = "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i \
-               WHERE i.indrelid = c.oid AND i.indisprimary) \
+               WHERE i.indrelid = c.oid AND i.indisprimary), c.relkind::text \
                FROM pg_class c WHERE c.oid = to_regclass($1)";
     let mut present = Vec::new();
     for table in tables {
@@ -498,7 +540,18 @@ async fn streamable(
             .await
             .map_err(on)?;
         let Some(row) = row else { continue };
-        let (identity, primary_key): (String, bool) = (row.get(0), row.get(1));
+        let (identity, primary_key, kind): (String, bool, String) =
+            (row.get(0), row.get(1), row.get(2));
+        if kind != "r" {
+            return Err(format!(
+                "table {table} on shard {shard} is partitioned (its changes come by partition)"
+            ));
+        }
+        if identity == "f" {
+            return Err(format!(
+                "table {table} on shard {shard} has REPLICA IDENTITY FULL (rows are found by a key)"
+            ));
+        }
         if identity == "n" || (identity == "d" && !primary_key) {
             return Err(format!(
                 "table {table} on shard {shard} has no replica identity (no primary key)"

@@ -55,13 +55,38 @@ pub(super) enum Row<'a> {
 
 impl Known {
     /// A parameter for the value of column `index` (`None`: the value was not sent).
-    fn value(&self, sql: &mut Sql, index: usize, value: &Value) -> Option<String> {
-        let ty = &self.types[index];
-        match value {
+    fn value(&self, sql: &mut Sql, index: usize, value: &Value) -> Result<Option<String>, String> {
+        let ty = self.type_of(index)?;
+        Ok(match value {
             Value::Null => Some(sql.param(None, ty)),
             Value::Unchanged => None,
             Value::Text(text) => Some(sql.param(Some(text), ty)),
-        }
+        })
+    }
+
+    /// Column `index`'s type; a change with more values than its relation has columns
+    /// stops the move.
+    fn type_of(&self, index: usize) -> Result<&str, String> {
+        self.types
+            .get(index)
+            .map(String::as_str)
+            .ok_or_else(|| self.too_wide())
+    }
+
+    fn column_name(&self, index: usize) -> Result<String, String> {
+        let column = self
+            .relation
+            .columns
+            .get(index)
+            .ok_or_else(|| self.too_wide())?;
+        Ok(quote::ident(&column.name))
+    }
+
+    fn too_wide(&self) -> String {
+        format!(
+            "table {}: a change has more values than the table has columns",
+            self.table
+        )
     }
 
     /// An INSERT of the whole row `new`; a row with an unsent (TOASTed, unchanged) value
@@ -71,13 +96,13 @@ impl Known {
         let mut columns = Vec::new();
         let mut values = Vec::new();
         for (index, value) in new.iter().enumerate() {
-            let param = self.value(&mut sql, index, value).ok_or_else(|| {
+            let param = self.value(&mut sql, index, value)?.ok_or_else(|| {
                 format!(
                     "table {}: a row's shard key changed while a large (TOASTed) value stayed; move it by hand",
                     self.table
                 )
             })?;
-            columns.push(quote::ident(&self.relation.columns[index].name));
+            columns.push(self.column_name(index)?);
             values.push(param);
         }
         sql.text = format!(
@@ -94,9 +119,8 @@ impl Known {
         let mut sql = Sql::default();
         let mut set = Vec::new();
         for (index, value) in new.iter().enumerate() {
-            if let Some(param) = self.value(&mut sql, index, value) {
-                let column = quote::ident(&self.relation.columns[index].name);
-                set.push(format!("{column} = {param}"));
+            if let Some(param) = self.value(&mut sql, index, value)? {
+                set.push(format!("{} = {param}", self.column_name(index)?));
             }
         }
         let locate = self.locate(&mut sql, row)?;
@@ -120,7 +144,7 @@ impl Known {
     pub(super) fn candidates(&self, identity: &Tuple, xid: &str) -> Result<Sql, String> {
         let mut sql = Sql::default();
         let matching = self.matching(&mut sql, identity, xid)?;
-        let key = quote::ident(&self.relation.columns[self.key].name);
+        let key = self.column_name(self.key)?;
         sql.text = format!(
             "SELECT ctid::text, {key}::text FROM {} WHERE {matching}",
             quote::ident(&self.table)
@@ -150,7 +174,7 @@ impl Known {
             match identity.get(index) {
                 Some(Value::Null) => terms.push(format!("{name} IS NULL")),
                 Some(Value::Text(text)) => {
-                    let param = sql.param(Some(text), &self.types[index]);
+                    let param = sql.param(Some(text), self.type_of(index)?);
                     terms.push(format!("{name} = {param}"));
                 }
                 Some(Value::Unchanged) | None => {
@@ -212,7 +236,11 @@ pub(super) async fn query_pairs(
         .collect();
     let rows =
         (side.conn.client.query(&prepared, &params).await).map_err(|e| copy::on(&side.shard, e))?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    // A row without a key was not moved by key: it is no candidate.
+    let pairs = rows
+        .iter()
+        .filter_map(|row| Some((row.get(0), row.get::<_, Option<String>>(1)?)));
+    Ok(pairs.collect())
 }
 
 /// `sql` prepared on `side`'s connection (once per text) with every parameter sent as text.

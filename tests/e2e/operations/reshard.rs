@@ -589,6 +589,123 @@ async fn changes_are_streamed_when_the_replica_identity_lacks_the_shard_key() {
 }
 
 #[tokio::test]
+async fn a_table_the_new_shard_lacks_is_created_from_a_sources_catalog() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (proxy, _dir, path, shards, three) = two_shards_with_rows(100).await;
+    let on_s2 = connect_direct(&shards[2].1).await;
+    on_s2
+        .batch_execute("DROP TABLE reshard_items")
+        .await
+        .unwrap();
+    for (_, uri) in &shards[..2] {
+        let sql = "ALTER TABLE reshard_items ADD CONSTRAINT note_short CHECK (length(note) < 20); \
+                   CREATE INDEX reshard_items_note ON reshard_items (note); \
+                   ALTER TABLE reshard_items ADD COLUMN counted serial";
+        connect_direct(uri).await.batch_execute(sql).await.unwrap();
+    }
+    std::fs::write(&path, &three).unwrap();
+    let admin = console(&proxy).await;
+    admin.simple_query("RELOAD").await.unwrap();
+
+    // A default drawn from a sequence would count on its own on the new shard: refused.
+    let refused = admin.simple_query("RESHARD").await.unwrap_err();
+    let refused = refused.as_db_error().unwrap().message().to_owned();
+    assert!(refused.contains("sequence"), "{refused}");
+    let exists = "SELECT to_regclass('reshard_items') IS NOT NULL";
+    let created: bool = on_s2.query_one(exists, &[]).await.unwrap().get(0);
+    assert!(!created, "a move that failed created nothing");
+
+    for (_, uri) in &shards[..2] {
+        let sql = "ALTER TABLE reshard_items DROP COLUMN counted";
+        connect_direct(uri).await.batch_execute(sql).await.unwrap();
+    }
+    reshard_the_held_edit(&admin).await;
+    let created: bool = on_s2.query_one(exists, &[]).await.unwrap().get(0);
+    assert!(created, "the new shard has the table");
+    let definition = "SELECT \
+        (SELECT count(*) FROM pg_constraint WHERE conrelid = 'reshard_items'::regclass \
+         AND (contype = 'p' OR conname = 'note_short')), \
+        (SELECT count(*) FROM pg_indexes WHERE tablename = 'reshard_items' \
+         AND indexname = 'reshard_items_note')";
+    let row = on_s2.query_one(definition, &[]).await.unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (2, 1),
+        "key, check and index"
+    );
+    assert_placed(&shards, &path, 100).await;
+
+    let moving = ids_going(&path, true, 10_000, 1)[0];
+    let long = "INSERT INTO reshard_items (id, note) VALUES ($1, repeat('x', 30))";
+    let error = (proxy.connect().await)
+        .execute(long, &[&moving])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+        "the new shard checks what the others check"
+    );
+}
+
+#[tokio::test]
+async fn a_write_that_bypasses_the_fence_fails_the_move_with_nothing_moved() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (proxy, _dir, path, shards, three) = two_shards_with_rows(200).await;
+    std::fs::write(&path, &three).unwrap();
+    let before = placement(&shards).await;
+    let held_target = hold_target(&shards).await;
+    console(&proxy).await.simple_query("RELOAD").await.unwrap();
+    let reshard = reshard_copying(&proxy).await;
+    // s0's deletes (behind the fence) wait for this lock.
+    let held_source = connect_direct(&shards[0].1).await;
+    held_source
+        .batch_execute("BEGIN; LOCK TABLE reshard_items IN SHARE MODE")
+        .await
+        .unwrap();
+    held_target.batch_execute("COMMIT").await.unwrap();
+    let watcher = console(&proxy).await;
+    eventually("the fence is up", async || {
+        let status = rows(&watcher, "SHOW RESHARD").await;
+        status.iter().any(|row| field(row, "phase") == "fence")
+    })
+    .await;
+    // A direct write to a key that moves, on the other source, past the proxy's fence.
+    let router = Router::new(&shardgate::config::load_shard_map(&path).unwrap());
+    let old_router = {
+        let two = map_yaml(&shards, &["s0", "s1"]);
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("two.yaml");
+        std::fs::write(&old, two).unwrap();
+        Router::new(&shardgate::config::load_shard_map(&old).unwrap())
+    };
+    let bypass = (20_000_i64..)
+        .find(|id| {
+            let key = id.to_string();
+            let new = router.shard_of_key("reshard_items", &key).unwrap();
+            let old = old_router.shard_of_key("reshard_items", &key).unwrap();
+            router.map().shard(new).name == "s2" && old_router.map().shard(old).name == "s1"
+        })
+        .unwrap();
+    let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'bypass')";
+    (connect_direct(&shards[1].1).await)
+        .execute(insert, &[&bypass])
+        .await
+        .unwrap();
+    held_source.batch_execute("COMMIT").await.unwrap();
+
+    let failed = reshard.await.unwrap().expect_err("the move fails");
+    assert!(failed.contains("past the fence"), "{failed}");
+    let mut after = placement(&shards).await;
+    after.retain(|(_, id)| *id != bypass);
+    let (mut before, mut after) = (before, after);
+    before.sort();
+    after.sort();
+    assert_eq!(after, before, "nothing moved");
+    assert_no_stream_left(&shards).await;
+}
+
+#[tokio::test]
 async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (proxy, _dir, path, shards, three) = two_shards_with_rows(200).await;
