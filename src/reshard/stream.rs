@@ -44,6 +44,8 @@ pub struct Stream {
     tables: Vec<String>,
     /// Each moving table's shard key column.
     key_columns: HashMap<String, String>,
+    /// Each moving table's column types by column name, read when the stream started.
+    column_types: HashMap<String, HashMap<String, String>>,
     relations: HashMap<u32, Known>,
     /// Moving keys the changes wrote, per table: deleted from the source with the copied ones.
     pub keys: HashMap<String, Vec<String>>,
@@ -80,6 +82,13 @@ impl Stream {
         let limits = "SET lock_timeout = '10s'; SET statement_timeout = '120s'";
         (poll.client.batch_execute(limits).await).map_err(|e| copy::on(shard, e))?;
         let tables = streamable(&poll, shard, tables).await?;
+        let mut column_types = HashMap::new();
+        for table in &tables {
+            let types = types_of(&poll, table)
+                .await
+                .map_err(|e| copy::on(shard, e))?;
+            column_types.insert(table.clone(), types);
+        }
         let mut stream = Stream {
             shard: shard.to_owned(),
             uri: uri.clone(),
@@ -88,6 +97,7 @@ impl Stream {
             poll,
             tables,
             key_columns,
+            column_types,
             relations: HashMap::new(),
             keys: HashMap::new(),
             applied: 0,
@@ -207,7 +217,7 @@ impl Stream {
         timeout: Duration,
     ) -> Result<(), String> {
         match change {
-            Change::Relation(relation) => self.learn(relation).await,
+            Change::Relation(relation) => self.learn(relation),
             Change::Insert { relation, new } => {
                 let known = self.known(relation)?;
                 let Some((target, key)) = self.destination(known, &new, maps)? else {
@@ -400,7 +410,9 @@ impl Stream {
         Ok(None)
     }
 
-    async fn learn(&mut self, relation: Relation) -> Result<(), String> {
+    /// Takes in a relation's description. Nothing is asked of the source here: the slot's
+    /// rows are still arriving on the same connection.
+    fn learn(&mut self, relation: Relation) -> Result<(), String> {
         let table = (self.tables.iter())
             .find(|t| {
                 **t == relation.name || **t == format!("{}.{}", relation.namespace, relation.name)
@@ -412,12 +424,8 @@ impl Stream {
                     self.shard, relation.name
                 )
             })?;
-        let sql = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-                   WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped";
-        let oid = relation.id;
-        let rows =
-            (self.poll.client.query(sql, &[&oid]).await).map_err(|e| copy::on(&self.shard, e))?;
-        let type_of: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let type_of = (self.column_types.get(&table))
+            .ok_or_else(|| format!("table {table} has no columns"))?;
         let mut types = Vec::new();
         for column in &relation.columns {
             let found = type_of.get(&column.name).ok_or_else(|| {
@@ -433,6 +441,7 @@ impl Stream {
         let key = (relation.columns.iter().position(|c| c.name == *key_name))
             .ok_or_else(|| format!("table {table} has no column {key_name}"))?;
         let key_in_identity = relation.columns[key].identity;
+        let relation_id = relation.id;
         let known = Known {
             relation,
             table,
@@ -440,7 +449,7 @@ impl Stream {
             key,
             key_in_identity,
         };
-        self.relations.insert(oid, known);
+        self.relations.insert(relation_id, known);
         Ok(())
     }
 
@@ -498,6 +507,17 @@ impl Stream {
             );
         }
     }
+}
+
+/// `table`'s column types by column name, as `format_type` spells them.
+async fn types_of(
+    poll: &ControlConn,
+    table: &str,
+) -> Result<HashMap<String, String>, tokio_postgres::Error> {
+    let sql = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+               WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
+    let rows = poll.client.query(sql, &[&quote::ident(table)]).await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// The tables of `tables` present on the source, or why one of them cannot stream.

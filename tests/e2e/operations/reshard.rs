@@ -535,6 +535,8 @@ async fn writes_during_the_copy_land_on_the_new_shard(key_in_identity: bool) {
         .await
         .expect("writes to moving keys do not wait while rows copy");
     assert!(!reshard.is_finished(), "the copy is still held");
+    // One large transaction on a source: a catch-up round far larger than one read.
+    let bulk = bulk_insert_on_s0(&shards, key_in_identity).await;
 
     held.batch_execute("COMMIT").await.unwrap();
     reshard
@@ -574,8 +576,35 @@ async fn writes_during_the_copy_land_on_the_new_shard(key_in_identity: bool) {
         );
     }
     assert_no_stream_left(&shards).await;
-    let all: Vec<i64> = (1..=200).filter(|id| *id != stored[1]).collect();
+    let mut all: Vec<i64> = (1..=200).filter(|id| *id != stored[1]).collect();
+    all.extend(bulk);
     assert_placed_ids(&shards, &path, &all).await;
+}
+
+/// Inserts, straight into s0, 20,000 rows whose keys the two-shard map places on s0 (with a
+/// `code` when the table has one): what the stream reads in one go. Their ids.
+async fn bulk_insert_on_s0(shards: &[(String, String)], key_in_identity: bool) -> Vec<i64> {
+    let dir = tempfile::tempdir().unwrap();
+    let two = dir.path().join("two.yaml");
+    std::fs::write(&two, map_yaml(shards, &["s0", "s1"])).unwrap();
+    let old = Router::new(&shardgate::config::load_shard_map(&two).unwrap());
+    let ids: Vec<i64> = (100_000_i64..)
+        .filter(|id| {
+            let shard = old.shard_of_key("reshard_items", &id.to_string()).unwrap();
+            old.map().shard(shard).name == "s0"
+        })
+        .take(20_000)
+        .collect();
+    let sql = match key_in_identity {
+        true => "INSERT INTO reshard_items (id, note) SELECT unnest($1::bigint[]), 'bulk'",
+        false => {
+            "INSERT INTO reshard_items (id, note, code) \
+             SELECT id, 'bulk', 'c' || id FROM unnest($1::bigint[]) AS id"
+        }
+    };
+    let direct = connect_direct(&shards[0].1).await;
+    direct.execute(sql, &[&ids]).await.unwrap();
+    ids
 }
 
 #[tokio::test]
