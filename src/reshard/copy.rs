@@ -91,10 +91,12 @@ impl Side {
         })
     }
 
-    /// Ends a source's snapshot (it only read) and begins the transaction that deletes what
-    /// moved: the rows as they are now, with every change the stream applied.
-    pub async fn read_committed(&self) -> Result<(), String> {
-        (self.conn.client.batch_execute("COMMIT; BEGIN").await).map_err(|e| on(&self.shard, e))
+    /// Ends a source's copy snapshot (it only read) and begins the transaction that deletes
+    /// what moved, at a snapshot taken now: a row written after it makes its delete fail
+    /// rather than be deleted unseen.
+    pub async fn snapshot_for_deletes(&self) -> Result<(), String> {
+        let sql = "COMMIT; BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1";
+        (self.conn.client.batch_execute(sql).await).map_err(|e| on(&self.shard, e))
     }
 }
 

@@ -195,9 +195,8 @@ async fn run_phases(
         }
     };
     let prepared = prepare(plan, &mut copy, stamp).await?;
-    let fenced_at = copy.fenced_at.unwrap_or_else(tokio::time::Instant::now);
     let epoch = commit(job, plan, fence, lower, switch, moving, prepared).await;
-    job.fenced(fenced_at.elapsed());
+    job.fenced(copy.fenced_at.elapsed());
     epoch
 }
 
@@ -208,7 +207,7 @@ struct Copied {
     sources: Vec<(Side, BackendUri)>,
     streams: Vec<Stream>,
     /// When writes to the moving keys began to wait.
-    fenced_at: Option<tokio::time::Instant>,
+    fenced_at: tokio::time::Instant,
 }
 
 /// The move's transactions on the targets that lack a moving table, opened with the table
@@ -256,99 +255,120 @@ async fn stream_and_copy(
     moving: &Arc<Moving>,
     (started, mut targets): (Vec<(Stream, Side)>, HashMap<String, Side>),
 ) -> Result<Copied, (Vec<Stream>, String)> {
-    let timeout = plan.connect_timeout;
-    let mut streams = Vec::new();
-    let mut sources = Vec::new();
-    for (stream, source) in started {
-        streams.push(stream);
-        sources.push(source);
-    }
-    let fail = |streams, why| Err((streams, why));
-    job.phase("copy");
+    let (mut streams, sources): (Vec<Stream>, Vec<Side>) = started.into_iter().unzip();
     let mut moved = Vec::new();
+    job.phase("copy");
     for source in &sources {
         match copy_source(job, maps, plan, source, &mut targets).await {
             Ok(tables) => moved.push(tables),
-            Err(why) => return fail(streams, why),
+            Err(why) => return Err((streams, why)),
         }
     }
     job.phase("catch-up");
-    let catching_up = tokio::time::Instant::now();
-    loop {
-        let pass = tokio::time::Instant::now();
-        for stream in &mut streams {
-            if let Err(why) = stream.catch_up(maps, &mut targets, None, timeout).await {
-                return fail(streams, why);
-            }
-            if let Some(bytes) = stream.bytes_behind().await {
-                job.behind(&stream.shard, bytes);
-            }
-        }
-        if pass.elapsed() < CAUGHT_UP || catching_up.elapsed() > CATCH_UP_FOR {
-            break;
-        }
+    let timeout = plan.connect_timeout;
+    let caught_up = catch_up(job, maps, &mut streams, &mut targets, timeout).await;
+    if let Err(why) = caught_up {
+        return Err((streams, why));
     }
     job.phase("fence");
     fence.set(FenceState::Writes(moving.clone()));
     let fenced_at = tokio::time::Instant::now();
     if let Err(why) = drain(fence, DRAIN_WAIT, "began before the fence").await {
-        return fail(streams, why);
+        return Err((streams, why));
     }
-    let drained = fenced_at.elapsed();
-    for stream in &mut streams {
-        if let Err(why) = read_to_now(stream, maps, &mut targets, timeout).await {
-            return fail(streams, why);
-        }
-        job.behind(&stream.shard, 0);
+    let behind = Behind {
+        sources: &sources,
+        moved: &mut moved,
+        targets: &mut targets,
+    };
+    if let Err(why) = finish_behind_the_fence(job, maps, &mut streams, behind, timeout).await {
+        return Err((streams, why));
     }
-    let caught_up = fenced_at.elapsed();
-    for (tables, stream) in moved.iter_mut().zip(&mut streams) {
-        for table in tables.iter_mut() {
-            let streamed = stream.keys.remove(&table.table).unwrap_or_default();
-            table.keys.extend(streamed);
-        }
-    }
-    // Behind the fence, so the sources delete side by side.
-    let deletes = sources
-        .iter()
-        .zip(&moved)
-        .map(|(source, tables)| async move {
-            source.read_committed().await?;
-            delete_moved(source, tables).await
-        });
-    if let Err(why) = futures::future::try_join_all(deletes).await {
-        return fail(streams, why);
-    }
-    // A write the fence did not hold back (another proxy, a direct connection) would be
-    // deleted unseen or left behind: any change to a moving key now fails the move.
-    for stream in &mut streams {
-        let applied = stream.applied;
-        if let Err(why) = read_to_now(stream, maps, &mut targets, timeout).await {
-            return fail(streams, why);
-        }
-        if stream.applied != applied {
-            let why = format!(
-                "shard {}: a moving key was written past the fence (by another proxy or a direct connection?); nothing moved",
-                stream.shard
-            );
-            return fail(streams, why);
-        }
-    }
-    let applied: u64 = streams.iter().map(|stream| stream.applied).sum();
-    tracing::info!(
-        changes_applied = applied,
-        drain_ms = drained.as_millis(),
-        catch_up_ms = (caught_up - drained).as_millis(),
-        delete_ms = (fenced_at.elapsed() - caught_up).as_millis(),
-        "RESHARD: behind the fence"
-    );
     let uris = plan.old.shards.iter().map(|shard| shard.primary.clone());
     Ok(Copied {
         targets,
         sources: sources.into_iter().zip(uris).collect(),
         streams,
-        fenced_at: Some(fenced_at),
+        fenced_at,
     })
+}
+
+/// Reads the slots in passes until a pass takes under [`CAUGHT_UP`] (or [`CATCH_UP_FOR`]
+/// has gone by), with the fence down.
+async fn catch_up(
+    job: &Reshard,
+    maps: &Maps<'_>,
+    streams: &mut [Stream],
+    targets: &mut HashMap<String, Side>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let catching_up = tokio::time::Instant::now();
+    loop {
+        let pass = tokio::time::Instant::now();
+        for stream in streams.iter_mut() {
+            stream.catch_up(maps, targets, None, timeout).await?;
+            if let Some(bytes) = stream.bytes_behind().await {
+                job.behind(&stream.shard, bytes);
+            }
+        }
+        if pass.elapsed() < CAUGHT_UP || catching_up.elapsed() > CATCH_UP_FOR {
+            return Ok(());
+        }
+    }
+}
+
+/// The sources' transactions, what they gave away and the targets', behind the fence.
+struct Behind<'a> {
+    sources: &'a [Side],
+    moved: &'a mut [Vec<Moved>],
+    targets: &'a mut HashMap<String, Side>,
+}
+
+/// With the fence up: applies what the sources committed up to now, checks that nothing
+/// writes a moving key past the fence, and deletes the moved rows from every source at once.
+async fn finish_behind_the_fence(
+    job: &Reshard,
+    maps: &Maps<'_>,
+    streams: &mut [Stream],
+    behind: Behind<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    for stream in streams.iter_mut() {
+        read_to_now(stream, maps, behind.targets, timeout).await?;
+        job.behind(&stream.shard, 0);
+    }
+    let caught_up = started.elapsed();
+    for (tables, stream) in behind.moved.iter_mut().zip(streams.iter_mut()) {
+        for table in tables.iter_mut() {
+            let streamed = stream.keys.remove(&table.table).unwrap_or_default();
+            table.keys.extend(streamed);
+        }
+    }
+    // The deletes read at a snapshot taken now. A write the fence did not hold back (another
+    // proxy, a direct connection) that committed since the catch-up would be deleted unseen
+    // or left behind: one read of the slots up to after that snapshot must find nothing.
+    for source in behind.sources {
+        source.snapshot_for_deletes().await?;
+    }
+    for stream in streams.iter_mut() {
+        let applied = stream.applied;
+        read_to_now(stream, maps, behind.targets, timeout).await?;
+        if stream.applied != applied {
+            return Err(past_the_fence(&stream.shard));
+        }
+    }
+    // A row changed after the snapshot makes its delete fail (serialization failure).
+    let deletes = (behind.sources.iter().zip(behind.moved.iter()))
+        .map(|(source, tables)| delete_moved(source, tables));
+    futures::future::try_join_all(deletes).await?;
+    tracing::info!(
+        changes_applied = streams.iter().map(|stream| stream.applied).sum::<u64>(),
+        catch_up_ms = caught_up.as_millis(),
+        delete_ms = (started.elapsed() - caught_up).as_millis(),
+        "RESHARD: behind the fence"
+    );
+    Ok(())
 }
 
 async fn end_streams(copied: &Result<Copied, (Vec<Stream>, String)>) {
@@ -359,6 +379,12 @@ async fn end_streams(copied: &Result<Copied, (Vec<Stream>, String)>) {
     for stream in streams {
         stream.finish().await;
     }
+}
+
+fn past_the_fence(shard: &str) -> String {
+    format!(
+        "shard {shard}: a moving key was written past the fence (by another proxy or a direct connection?); nothing moved"
+    )
 }
 
 /// Applies the changes `stream`'s source committed before its current WAL position, for at
@@ -413,7 +439,7 @@ async fn copy_fenced(
         targets,
         sources,
         streams: Vec::new(),
-        fenced_at: Some(fenced_at),
+        fenced_at,
     })
 }
 
