@@ -262,6 +262,10 @@ async fn columns(conn: &ControlConn, table: &str, key: &str) -> Result<Option<Co
 
 /// Deletes from `source` the rows [`copy_table`] copied away.
 pub async fn delete_moved(source: &Side, moved: &Moved) -> Result<(), String> {
+    // Find the rows by the key's index even when the table's statistics are older than its
+    // rows: a generic plan that scanned the table per batch took 20 s for 355,007 rows.
+    let by_index = "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan";
+    (source.conn.client.batch_execute(by_index).await).map_err(|e| on(&source.shard, e))?;
     let sql = format!(
         "DELETE FROM {} WHERE {} = ANY($1::text[]::{}[])",
         quote::ident(&moved.table),

@@ -358,6 +358,7 @@ async fn finish_behind_the_fence(
             return Err(past_the_fence(&stream.shard));
         }
     }
+    let checked = started.elapsed();
     // A row changed after the snapshot makes its delete fail (serialization failure).
     let deletes = (behind.sources.iter().zip(behind.moved.iter()))
         .map(|(source, tables)| delete_moved(source, tables));
@@ -365,7 +366,8 @@ async fn finish_behind_the_fence(
     tracing::info!(
         changes_applied = streams.iter().map(|stream| stream.applied).sum::<u64>(),
         catch_up_ms = caught_up.as_millis(),
-        delete_ms = (started.elapsed() - caught_up).as_millis(),
+        check_ms = (checked - caught_up).as_millis(),
+        delete_ms = (started.elapsed() - checked).as_millis(),
         "RESHARD: behind the fence"
     );
     Ok(())
