@@ -13,11 +13,20 @@ use std::collections::HashMap;
 
 use super::copy::{self, Side};
 use super::stream::Maps;
+use crate::config::Shard;
 use crate::control::ControlConn;
 use crate::sql::quote;
 
 /// The statements that create each table missing on a target of the move.
-pub type Missing = HashMap<String, Vec<(String, Vec<String>)>>;
+pub type Missing = HashMap<String, Vec<(String, Definition)>>;
+
+/// The statements that create one table: the table itself (columns, constraints, indexes,
+/// triggers, replica identity), then its foreign keys, once every table is there.
+#[derive(Debug, Clone, Default)]
+pub struct Definition {
+    table: Vec<String>,
+    foreign_keys: Vec<String>,
+}
 
 /// For every target the new map places a moving table on, the moving tables it lacks, with
 /// the statements that create them (read from the first source shard that has the table).
@@ -27,17 +36,11 @@ pub async fn missing(
     timeout: std::time::Duration,
 ) -> Result<Missing, String> {
     let mut missing: Missing = HashMap::new();
-    let mut definitions: HashMap<String, Vec<String>> = HashMap::new();
+    let mut definitions: HashMap<String, Definition> = HashMap::new();
     for table in tables {
         for id in maps.new.shards_of_table(table) {
             let shard = maps.new.map().shard(id);
-            let conn = copy::connect(&shard.primary, timeout)
-                .await
-                .map_err(|why| format!("shard {}: {why}", shard.name))?;
-            if exists(&conn, table)
-                .await
-                .map_err(|e| copy::on(&shard.name, e))?
-            {
+            if holding(shard, table, timeout).await?.is_some() {
                 continue;
             }
             if !definitions.contains_key(table) {
@@ -50,31 +53,45 @@ pub async fn missing(
     Ok(missing)
 }
 
-/// Creates, in `target`'s open transaction, the tables `missing` lists for it.
+/// Creates, in `target`'s open transaction, the tables `missing` lists for it; their
+/// foreign keys once every one of them is there.
 pub async fn create(target: &Side, missing: &Missing) -> Result<(), String> {
-    for (table, statements) in missing.get(&target.shard).into_iter().flatten() {
+    let tables = missing.get(&target.shard).map_or(&[][..], Vec::as_slice);
+    for (table, definition) in tables {
         tracing::info!(
             shard = target.shard,
             table,
             "RESHARD creates the table on its new shard"
         );
-        for sql in statements {
-            (target.conn.client.batch_execute(sql).await)
-                .map_err(|e| format!("creating table {table}: {}", copy::on(&target.shard, e)))?;
-        }
+        run(target, table, &definition.table).await?;
+    }
+    for (table, definition) in tables {
+        run(target, table, &definition.foreign_keys).await?;
     }
     Ok(())
 }
 
-async fn exists(conn: &ControlConn, table: &str) -> Result<bool, tokio_postgres::Error> {
-    let row = conn
-        .client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&quote::ident(table)],
-        )
-        .await?;
-    Ok(row.get(0))
+async fn run(target: &Side, table: &str, statements: &[String]) -> Result<(), String> {
+    for sql in statements {
+        (target.conn.client.batch_execute(sql).await)
+            .map_err(|e| format!("creating table {table}: {}", copy::on(&target.shard, e)))?;
+    }
+    Ok(())
+}
+
+/// A connection to `shard`'s primary when it has `table`.
+async fn holding(
+    shard: &Shard,
+    table: &str,
+    timeout: std::time::Duration,
+) -> Result<Option<ControlConn>, String> {
+    let conn = copy::connect(&shard.primary, timeout)
+        .await
+        .map_err(|why| format!("shard {}: {why}", shard.name))?;
+    let sql = "SELECT to_regclass($1) IS NOT NULL";
+    let row = (conn.client.query_one(sql, &[&quote::ident(table)]).await)
+        .map_err(|e| copy::on(&shard.name, e))?;
+    Ok(row.get::<_, bool>(0).then_some(conn))
 }
 
 /// The statements that create `table` as the first source that has it defines it.
@@ -82,15 +99,9 @@ async fn definition(
     maps: &Maps<'_>,
     table: &str,
     timeout: std::time::Duration,
-) -> Result<Vec<String>, String> {
+) -> Result<Definition, String> {
     for shard in &maps.old.map().shards {
-        let conn = copy::connect(&shard.primary, timeout)
-            .await
-            .map_err(|why| format!("shard {}: {why}", shard.name))?;
-        if exists(&conn, table)
-            .await
-            .map_err(|e| copy::on(&shard.name, e))?
-        {
+        if let Some(conn) = holding(shard, table, timeout).await? {
             return read_definition(&conn, table)
                 .await
                 .map_err(|why| format!("table {table} on shard {}: {why}", shard.name));
@@ -116,23 +127,24 @@ const COLUMNS_SQL: &str = "SELECT a.attname::text, format_type(a.atttypid, a.att
      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
      ORDER BY a.attnum";
 
-const CONSTRAINTS_SQL: &str = "SELECT conname::text, pg_get_constraintdef(oid) \
+const CONSTRAINTS_SQL: &str = "SELECT conname::text, pg_get_constraintdef(oid), contype = 'f' \
      FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype IN ('p', 'u', 'c', 'x', 'f') \
-     ORDER BY contype = 'f', conname";
+     ORDER BY conname";
 
 const INDEXES_SQL: &str = "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i \
      WHERE i.indrelid = to_regclass($1) \
-     AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) \
+     AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid \
+     AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x')) \
      ORDER BY i.indexrelid";
 
-const TRIGGERS_SQL: &str = "SELECT pg_get_triggerdef(oid) FROM pg_trigger \
-     WHERE tgrelid = to_regclass($1) AND NOT tgisinternal ORDER BY tgname";
+const TRIGGERS_SQL: &str = "SELECT pg_get_triggerdef(oid), tgname::text, tgenabled::text \
+     FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal ORDER BY tgname";
 
 const IDENTITY_INDEX_SQL: &str = "SELECT c.relname::text FROM pg_index i \
      JOIN pg_class c ON c.oid = i.indexrelid \
      WHERE i.indrelid = to_regclass($1) AND i.indisreplident";
 
-async fn read_definition(conn: &ControlConn, table: &str) -> Result<Vec<String>, String> {
+async fn read_definition(conn: &ControlConn, table: &str) -> Result<Definition, String> {
     let name = quote::ident(table);
     let query =
         async |sql: &str| (conn.client.query(sql, &[&name]).await).map_err(|e| e.to_string());
@@ -155,15 +167,35 @@ async fn read_definition(conn: &ControlConn, table: &str) -> Result<Vec<String>,
         )?);
     }
     let mut statements = vec![format!("CREATE TABLE {name} ({})", columns.join(", "))];
+    let mut foreign_keys = Vec::new();
     for row in query(CONSTRAINTS_SQL).await? {
-        let (constraint, definition): (String, String) = (row.get(0), row.get(1));
+        let (constraint, definition, foreign): (String, String, bool) =
+            (row.get(0), row.get(1), row.get(2));
         let constraint = quote::ident(&constraint);
-        statements.push(format!(
-            "ALTER TABLE {name} ADD CONSTRAINT {constraint} {definition}"
-        ));
+        let sql = format!("ALTER TABLE {name} ADD CONSTRAINT {constraint} {definition}");
+        match foreign {
+            true => foreign_keys.push(sql),
+            false => statements.push(sql),
+        }
     }
-    for sql in [INDEXES_SQL, TRIGGERS_SQL] {
-        statements.extend(query(sql).await?.iter().map(|row| row.get::<_, String>(0)));
+    statements.extend(
+        query(INDEXES_SQL)
+            .await?
+            .iter()
+            .map(|row| row.get::<_, String>(0)),
+    );
+    for row in query(TRIGGERS_SQL).await? {
+        let (definition, trigger, enabled): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        statements.push(definition);
+        let trigger = quote::ident(&trigger);
+        let state = match enabled.as_str() {
+            "D" => "DISABLE TRIGGER",
+            "R" => "ENABLE REPLICA TRIGGER",
+            "A" => "ENABLE ALWAYS TRIGGER",
+            _ => continue,
+        };
+        statements.push(format!("ALTER TABLE {name} {state} {trigger}"));
     }
     match identity.as_str() {
         "f" => statements.push(format!("ALTER TABLE {name} REPLICA IDENTITY FULL")),
@@ -178,7 +210,10 @@ async fn read_definition(conn: &ControlConn, table: &str) -> Result<Vec<String>,
         }
         _ => {}
     }
-    Ok(statements)
+    Ok(Definition {
+        table: statements,
+        foreign_keys,
+    })
 }
 
 /// One column's definition in CREATE TABLE.
@@ -195,8 +230,11 @@ fn column(
         definition += &format!(" COLLATE {collation}");
     }
     match (identity.as_str(), generated.as_str(), default) {
-        ("a", _, _) => definition += " GENERATED ALWAYS AS IDENTITY",
-        ("d", _, _) => definition += " GENERATED BY DEFAULT AS IDENTITY",
+        ("a" | "d", _, _) => {
+            return Err(format!(
+                "column {name} is an identity column; every shard would count on its own: create the table on the new shard first"
+            ));
+        }
         (_, "s", Some(expression)) => {
             definition += &format!(" GENERATED ALWAYS AS ({expression}) STORED");
         }
@@ -239,10 +277,7 @@ mod tests {
         );
         let (name, ty) = plain("id", "bigint");
         let identity = column(name, ty, true, None, ("a".into(), String::new()), None);
-        assert_eq!(
-            identity.unwrap(),
-            "\"id\" bigint GENERATED ALWAYS AS IDENTITY NOT NULL"
-        );
+        assert!(identity.unwrap_err().contains("identity column"));
         let (name, ty) = plain("twice", "bigint");
         let generated = column(
             name,

@@ -44,8 +44,9 @@ pub struct Stream {
     tables: Vec<String>,
     /// Each moving table's shard key column.
     key_columns: HashMap<String, String>,
-    /// Each moving table's column types by column name, read when the stream started.
-    column_types: HashMap<String, HashMap<String, String>>,
+    /// Each moving table's columns by name (type, and whether it is an identity column
+    /// `GENERATED ALWAYS`), read when the stream started.
+    column_types: HashMap<String, HashMap<String, (String, bool)>>,
     relations: HashMap<u32, Known>,
     /// Moving keys the changes wrote, per table: deleted from the source with the copied ones.
     pub keys: HashMap<String, Vec<String>>,
@@ -163,10 +164,36 @@ impl Stream {
     /// The source's current WAL position: every change committed before it is read by a
     /// [`Stream::catch_up`] up to it.
     pub async fn position(&self) -> Result<String, String> {
+        let on = |e| copy::on(&self.shard, e);
         let sql = "SELECT pg_current_wal_lsn()::text";
-        let row = self.poll.client.query_one(sql, &[]).await;
-        row.map(|row| row.get(0))
-            .map_err(|e| copy::on(&self.shard, e))
+        let position: String = self
+            .poll
+            .client
+            .query_one(sql, &[])
+            .await
+            .map_err(on)?
+            .get(0);
+        // A slot decodes only flushed WAL, and a commit with synchronous_commit = off is
+        // visible before its WAL is flushed: wait for the flush (the WAL writer's next round).
+        let flushed = "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self
+            .poll
+            .client
+            .query_one(flushed, &[&position])
+            .await
+            .map_err(on)?
+            .get::<_, bool>(0)
+        {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "shard {}: its WAL was not flushed to {position} within 5 s",
+                    self.shard
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(position)
     }
 
     /// Reads the slot's changes (about [`ROUND`] of them at most; only those that committed
@@ -280,6 +307,12 @@ impl Stream {
                 let xid = xid(side(targets, &to)?)?;
                 let sql = known.update(&new, &Row::Identity { identity, xid })?;
                 push(to, sql, true);
+                if let (true, Some(key)) = (old.is_some(), key) {
+                    // The key may have changed to another that moves the same way: the
+                    // source row, now under it, must go too.
+                    let table = known.table.clone();
+                    self.wrote(table, key);
+                }
             }
             (was, to) => {
                 if let Some(was) = was {
@@ -335,9 +368,12 @@ impl Stream {
                 }
             }
         }
-        let placed = run.iter().any(|(_, _, must_touch)| !must_touch);
-        if let (true, Some(key)) = (placed, key) {
+        // The key may have changed (the identity does not say): the source row goes too.
+        if let (Some(_), Some(key)) = (&to, key) {
             self.wrote(table, key);
+        }
+        if run.is_empty() {
+            return Ok(()); // A row that stays, before and after.
         }
         for (target, sql, must_touch) in run {
             let mut batch = HashMap::from([(target, vec![Statement { sql, must_touch }])]);
@@ -427,14 +463,16 @@ impl Stream {
         let type_of = (self.column_types.get(&table))
             .ok_or_else(|| format!("table {table} has no columns"))?;
         let mut types = Vec::new();
+        let mut generated_always = Vec::new();
         for column in &relation.columns {
-            let found = type_of.get(&column.name).ok_or_else(|| {
+            let (found, always) = type_of.get(&column.name).ok_or_else(|| {
                 format!(
                     "shard {}: column {} of {table} changed during the move",
                     self.shard, column.name
                 )
             })?;
             types.push(found.clone());
+            generated_always.push(*always);
         }
         let key_name = (self.key_columns.get(&table))
             .ok_or_else(|| format!("table {table} has no shard key"))?;
@@ -446,6 +484,7 @@ impl Stream {
             relation,
             table,
             types,
+            generated_always,
             key,
             key_in_identity,
         };
@@ -509,15 +548,19 @@ impl Stream {
     }
 }
 
-/// `table`'s column types by column name, as `format_type` spells them.
+/// `table`'s columns by name: type as `format_type` spells it, and whether it is an identity
+/// column `GENERATED ALWAYS`.
 async fn types_of(
     poll: &ControlConn,
     table: &str,
-) -> Result<HashMap<String, String>, tokio_postgres::Error> {
-    let sql = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+) -> Result<HashMap<String, (String, bool)>, tokio_postgres::Error> {
+    let sql = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attidentity = 'a' \
+               FROM pg_attribute a \
                WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
     let rows = poll.client.query(sql, &[&quote::ident(table)]).await?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    Ok((rows.iter())
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect())
 }
 
 /// The tables of `tables` present on the source, or why one of them cannot stream.
@@ -527,23 +570,14 @@ async fn streamable(
     tables: &[String],
 ) -> Result<Vec<String>, String> {
     let on = |e| copy::on(shard, e);
-    let level = poll
-        .client
-        .query_one("SHOW wal_level", &[])
-        .await
-        .map_err(on)?;
-    let level: String = level.get(0);
+    let settings = "SELECT current_setting('wal_level'), current_setting('server_encoding')";
+    let row = poll.client.query_one(settings, &[]).await.map_err(on)?;
+    let (level, encoding): (String, String) = (row.get(0), row.get(1));
     if level != "logical" {
         return Err(format!(
             "shard {shard} has wal_level = {level}, not logical"
         ));
     }
-    let encoding = poll
-        .client
-        .query_one("SHOW server_encoding", &[])
-        .await
-        .map_err(on)?;
-    let encoding: String = encoding.get(0);
     if encoding != "UTF8" {
         return Err(format!(
             "shard {shard} stores text as {encoding}; the stream reads UTF-8"

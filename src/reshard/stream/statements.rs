@@ -18,6 +18,9 @@ pub(super) struct Known {
     pub(super) table: String,
     /// Each column's type, as `format_type` spells it.
     pub(super) types: Vec<String>,
+    /// Whether each column is an identity column `GENERATED ALWAYS` (written only with
+    /// `OVERRIDING SYSTEM VALUE`, never updated).
+    pub(super) generated_always: Vec<bool>,
     /// The shard key's column.
     pub(super) key: usize,
     /// Whether the replica identity holds the shard key (then it says where a row was).
@@ -105,8 +108,12 @@ impl Known {
             columns.push(self.column_name(index)?);
             values.push(param);
         }
+        let overriding = match self.generated_always.contains(&true) {
+            true => " OVERRIDING SYSTEM VALUE",
+            false => "",
+        };
         sql.text = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
+            "INSERT INTO {} ({}){overriding} VALUES ({})",
             quote::ident(&self.table),
             columns.join(", "),
             values.join(", ")
@@ -119,6 +126,9 @@ impl Known {
         let mut sql = Sql::default();
         let mut set = Vec::new();
         for (index, value) in new.iter().enumerate() {
+            if self.generated_always.get(index) == Some(&true) {
+                continue; // Never changes.
+            }
             if let Some(param) = self.value(&mut sql, index, value)? {
                 set.push(format!("{} = {param}", self.column_name(index)?));
             }

@@ -24,6 +24,7 @@ fn items(key_in_identity: bool) -> Known {
             "text".into(),
             "timestamp with time zone".into(),
         ],
+        generated_always: vec![false; 3],
         key: 0,
         key_in_identity,
     }
@@ -91,4 +92,25 @@ fn an_identity_matches_nulls_and_refuses_unsent_values() {
     );
     let unsent = vec![Value::Null, Value::Null, Value::Unchanged];
     assert!(known.candidates(&unsent, "9").is_err());
+}
+
+#[test]
+fn an_identity_generated_always_is_inserted_overriding_and_never_updated() {
+    let mut known = items(true);
+    known.generated_always = vec![true, false, false];
+    let row = vec![text("7"), text("n"), Value::Null];
+    let insert = known.insert_whole(&row).unwrap();
+    assert!(
+        insert.text.contains(") OVERRIDING SYSTEM VALUE VALUES ("),
+        "{}",
+        insert.text
+    );
+    let update = known.update(&row, &Row::At("(0,1)")).unwrap();
+    assert!(
+        update
+            .text
+            .starts_with("UPDATE \"items\" SET \"note\" = $1::text, \"Odd\""),
+        "{}",
+        update.text
+    );
 }
