@@ -131,7 +131,8 @@ async fn an_edit_moving_stored_rows_is_held_until_they_are_moved() {
         "shardgate_shard_map_reloads_total",
         &[("result", "held")],
     );
-    assert_eq!(reloads, 1.0, "{metrics}");
+    // RELOAD, and the file watcher when it saw the write first: each holds the edit.
+    assert!((1.0..=2.0).contains(&reloads), "{metrics}");
 
     // The operator moves the row; the next RELOAD applies the edit and the row is found
     // where the new map puts it.
