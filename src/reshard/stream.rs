@@ -24,7 +24,7 @@ use crate::router::Router;
 use crate::sql::quote;
 use crate::wire::pgoutput::{self, Change, Relation, Tuple, Value};
 
-/// Changes read from a slot per round while the fence is down.
+/// Changes read from a slot per round (a round reads whole transactions, so it may be more).
 const ROUND: i32 = 20_000;
 
 /// Changes applied per pipelined flush to the targets.
@@ -38,8 +38,8 @@ pub struct Stream {
     /// The source shard.
     pub shard: String,
     uri: BackendUri,
-    slot: String,
-    publication: String,
+    /// The name of both its slot and its publication.
+    name: String,
     poll: ControlConn,
     tables: Vec<String>,
     /// Each moving table's shard key column.
@@ -93,8 +93,7 @@ impl Stream {
         let mut stream = Stream {
             shard: shard.to_owned(),
             uri: uri.clone(),
-            slot: name.to_owned(),
-            publication: name.to_owned(),
+            name: name.to_owned(),
             poll,
             tables,
             key_columns,
@@ -116,10 +115,10 @@ impl Stream {
         let on = |e| copy::on(&self.shard, e);
         let listed: Vec<String> = self.tables.iter().map(|t| quote::ident(t)).collect();
         let publication = match listed.is_empty() {
-            true => format!("CREATE PUBLICATION {}", quote::ident(&self.publication)),
+            true => format!("CREATE PUBLICATION {}", quote::ident(&self.name)),
             false => format!(
                 "CREATE PUBLICATION {} FOR TABLE {}",
-                quote::ident(&self.publication),
+                quote::ident(&self.name),
                 listed.join(", ")
             ),
         };
@@ -128,7 +127,7 @@ impl Stream {
             .batch_execute(&publication)
             .await
             .map_err(on)?;
-        let exported = create_slot_exporting_snapshot(&self.uri, &self.slot, SLOT_WAIT)
+        let exported = create_slot_exporting_snapshot(&self.uri, &self.name, SLOT_WAIT)
             .await
             .map_err(|e| format!("shard {}: {e}", self.shard))?;
         let side = Side::open(
@@ -141,7 +140,7 @@ impl Stream {
         .await?;
         tracing::info!(
             shard = self.shard,
-            slot = self.slot,
+            slot = self.name,
             from = exported.consistent_point,
             "RESHARD: the copy reads at the slot's snapshot"
         );
@@ -155,7 +154,7 @@ impl Stream {
         let row = self
             .poll
             .client
-            .query_opt(sql, &[&self.slot])
+            .query_opt(sql, &[&self.name])
             .await
             .ok()??;
         row.get(0)
@@ -210,7 +209,7 @@ impl Stream {
         let sql = "SELECT data FROM pg_logical_slot_get_binary_changes($1, $2::text::pg_lsn, $3, \
                    'proto_version', '1', 'publication_names', $4)";
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-            [&self.slot, &upto, &limit, &self.publication];
+            [&self.name, &upto, &limit, &self.name];
         let on = |e| copy::on(&self.shard, e);
         let rows = (self.poll.client.query_raw(sql, params).await).map_err(on)?;
         let mut rows = std::pin::pin!(rows);
@@ -525,13 +524,10 @@ impl Stream {
     pub async fn finish(&self) {
         let drop_slot = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
                          WHERE slot_name = $1";
-        let drop_publication = format!(
-            "DROP PUBLICATION IF EXISTS {}",
-            quote::ident(&self.publication)
-        );
+        let drop_publication = format!("DROP PUBLICATION IF EXISTS {}", quote::ident(&self.name));
         let dropped = match copy::connect(&self.uri, Duration::from_secs(10)).await {
             Ok(conn) => {
-                let slot = conn.client.execute(drop_slot, &[&self.slot]).await;
+                let slot = conn.client.execute(drop_slot, &[&self.name]).await;
                 let publication = conn.client.batch_execute(&drop_publication).await;
                 slot.and(publication).map(|_| ()).map_err(|e| e.to_string())
             }
@@ -540,7 +536,7 @@ impl Stream {
         if let Err(error) = dropped {
             tracing::warn!(
                 shard = self.shard,
-                slot = self.slot,
+                slot = self.name,
                 error,
                 "RESHARD could not drop its slot or publication; the next RESHARD or start drops them"
             );
