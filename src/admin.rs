@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::clients::ClientRegistry;
+use crate::control::fleet::Listed;
 use crate::reshard::{HeldEdit, Reshard};
 use crate::topology::Topology;
 
@@ -34,6 +35,9 @@ pub trait ReloadMaps: Send + Sync {
     fn reshard(&self, database: Option<String>) -> BoxFuture<'_, Result<Arc<Reshard>, String>>;
     /// The last move of each database (`SHOW RESHARD`).
     fn reshards(&self) -> Vec<Arc<Reshard>>;
+    /// The proxies of this proxy's fleet, as the fleet's tables list them, and this proxy's
+    /// name (`SHOW FLEET`).
+    fn fleet(&self) -> BoxFuture<'_, Result<(String, Vec<Listed>), String>>;
 }
 
 /// What a reload did.

@@ -16,6 +16,7 @@ use crate::config::{Config, LogFormat, LogSettings};
 use crate::frontend::{self, FrontendContext, tls::TlsError};
 use crate::metrics::Metrics;
 
+mod fleet;
 mod reload;
 mod shutdown;
 
@@ -51,6 +52,8 @@ pub struct Proxy {
     accept_loop: JoinHandle<()>,
     frontend: Arc<FrontendContext>,
     reloader: Arc<Reloader>,
+    /// Keeps the proxy in its fleet until it stops.
+    fleet: fleet::Membership,
 }
 
 impl Proxy {
@@ -95,6 +98,7 @@ impl Proxy {
         let frontend = Arc::new(FrontendContext::new(config, topology, admin.clone())?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(reloader.clone().watch(shutdown_rx.clone()));
+        let fleet = fleet::join(&reloader, &admin.topology.borrow());
         let mut metrics_addr = None;
         if let Some(listener) = metrics_listener {
             metrics_addr = listener.local_addr().ok();
@@ -109,6 +113,7 @@ impl Proxy {
             accept_loop,
             frontend,
             reloader,
+            fleet,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod causal;
 pub mod deadlock;
 pub mod directory;
 pub mod federation;
+pub mod fleet;
 pub mod health;
 pub mod map_record;
 pub mod preflight;

@@ -8,6 +8,7 @@
 //! ([`mover`]) applies a held edit by moving those rows online, behind the fence of
 //! [`crate::topology::fence`].
 
+mod coordination;
 mod copy;
 mod job;
 pub mod leftovers;

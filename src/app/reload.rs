@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::admin::Reloaded;
 use crate::config::{self, Config, ConfigError, DatabaseEntry};
+use crate::control::fleet::{Listed, Member};
 use crate::control::map_record::{self, MapRecord, Recorded};
 use crate::metrics::Metrics;
 use crate::reshard::leftovers::{self, Undecided};
@@ -51,6 +52,8 @@ pub struct Reloader {
     reshards: Mutex<HashMap<String, Arc<Reshard>>>,
     /// Itself, for the tasks `RESHARD` starts.
     this: Weak<Reloader>,
+    /// This proxy's name in its fleet ([`super::fleet`]).
+    proxy: String,
 }
 
 struct Loaded {
@@ -81,6 +84,7 @@ impl Reloader {
             held: Mutex::default(),
             reshards: Mutex::default(),
             this: this.clone(),
+            proxy: super::fleet::proxy_name(),
         });
         (reloader, receiver)
     }
@@ -218,7 +222,10 @@ impl Reloader {
                 .ok_or_else(|| format!("no database {name:?}"))?;
             let timeout = self.config.pool.connect_timeout;
             let (old, new) = (in_force.shard_map.clone(), edit.edited.clone());
-            MovePlan::new(old, new, &edit.report, timeout)?
+            let mut plan = MovePlan::new(old, new, &edit.report, timeout)?;
+            plan.fleet = self.member(&name);
+            plan.map_text = edit.edited_text.clone();
+            plan
         };
         let fence = (self.publish.borrow().database(&name))
             .ok_or_else(|| format!("no database {name:?}"))?
@@ -232,11 +239,6 @@ impl Reloader {
             }
             reshards.insert(name.clone(), job.clone());
         }
-        // What an earlier move of this proxy left (prepared transactions holding rows' locks,
-        // slots holding WAL) ends first; only now, so that a move still running keeps its own.
-        let maps = [&plan.old, &plan.new];
-        let timeout = self.config.pool.connect_timeout;
-        leftovers::resolve(&maps, Undecided::RollBack, timeout).await;
         let Some(this) = self.this.upgrade() else {
             job.abandon("the proxy is stopping");
             return Err("the proxy is stopping".into());
@@ -289,8 +291,8 @@ impl Reloader {
     }
 
     /// Puts `map` (file text `text`) in force for `database` at the next epoch (the switch of
-    /// a move).
-    async fn switch_to(
+    /// a move, this proxy's or another's of the fleet).
+    pub(super) async fn switch_to(
         &self,
         database: &str,
         map: config::ShardMap,
@@ -320,6 +322,44 @@ impl Reloader {
         (self.held.lock().unwrap_or_else(|e| e.into_inner())).retain(|e| e.database != database);
         tracing::info!(epoch, database, "RESHARD switched the shard map");
         Ok(epoch)
+    }
+
+    /// This proxy's place in its fleet for `database`, at the map in force (`None`: no fleet,
+    /// or no such database).
+    pub(super) fn member(&self, database: &str) -> Option<Member> {
+        let fleet = self.config.fleet.clone()?;
+        let map = self.map_in_force(database)?;
+        Some(Member {
+            fleet,
+            database: database.to_owned(),
+            proxy: self.proxy.clone(),
+            primary: map.shard(map.default_shard).primary.clone(),
+            timeout: self.config.pool.connect_timeout,
+        })
+    }
+
+    /// `database`'s map in force.
+    pub(super) fn map_in_force(&self, database: &str) -> Option<config::ShardMap> {
+        let topology = self.publish.borrow();
+        Some(topology.database(database)?.router.map().clone())
+    }
+
+    /// The text of `database`'s shard-map file now.
+    pub(super) fn file_text(&self, database: &str) -> Result<String, String> {
+        let path = &self.entry(database)?.shard_map_path;
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// `text` parsed as `database`'s shard map.
+    pub(super) fn parse_map(&self, database: &str, text: &str) -> Result<config::ShardMap, String> {
+        let path = &self.entry(database)?.shard_map_path;
+        config::parse_shard_map(text, path).map_err(|e| e.to_string())
+    }
+
+    fn entry(&self, database: &str) -> Result<&DatabaseEntry, String> {
+        (self.config.databases.iter())
+            .find(|db| db.name == database)
+            .ok_or_else(|| format!("no database {database:?}"))
     }
 
     /// Records `text` as `db`'s map in force, when the proxy records maps and it changed.
@@ -558,5 +598,23 @@ impl crate::admin::ReloadMaps for Reloader {
 
     fn reshards(&self) -> Vec<Arc<Reshard>> {
         Reloader::reshards(self)
+    }
+
+    fn fleet(&self) -> BoxFuture<'_, Result<(String, Vec<Listed>), String>> {
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for db in &self.config.databases {
+                let member = self
+                    .member(&db.name)
+                    .ok_or("this proxy belongs to no fleet (`fleet` in the config)")?;
+                all.extend(member.members().await.map_err(|why| {
+                    format!(
+                        "database {:?}: the fleet's table on {}: {why}",
+                        db.name, member.primary
+                    )
+                })?);
+            }
+            Ok((self.proxy.clone(), all))
+        })
     }
 }

@@ -10,6 +10,7 @@
 //!    comes first: statements still running are cancelled and phase `Closing` closes every
 //!    remaining session with 57P01. Their backends are discarded, so their transactions roll
 //!    back; none was acknowledged to its client.
+//! 4. The proxy leaves its fleet's table (`fleet`): no move waits for its lease any more.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -69,6 +70,7 @@ impl Proxy {
         }
         // Closes admin console sessions too (the drain does not wait for them).
         frontend.admission.phase().send_replace(Phase::Closing);
+        self.fleet.leave().await;
         tracing::info!(took = ?started.elapsed(), "shutdown complete");
     }
 }

@@ -15,14 +15,21 @@ use super::ControlConn;
 use crate::config::BackendUri;
 use crate::config::raw::RawShardMap;
 
-/// Creates the table once (the advisory lock lets two proxies starting at once take turns);
-/// run only when the table is missing, so a role without CREATE can use one made for it.
-const DDL: &str = "SELECT pg_advisory_xact_lock(hashtext('shardgate.maps_in_force')); \
-     CREATE SCHEMA IF NOT EXISTS shardgate; \
-     CREATE TABLE IF NOT EXISTS shardgate.maps_in_force (\
-     fleet text NOT NULL, database text NOT NULL, version bigint NOT NULL, map text NOT NULL, \
-     recorded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (fleet, database)); \
-     REVOKE ALL ON shardgate.maps_in_force FROM PUBLIC";
+/// The table, created once (the advisory lock lets two proxies starting at once take turns).
+macro_rules! table_ddl {
+    () => {
+        "SELECT pg_advisory_xact_lock(hashtext('shardgate.maps_in_force')); \
+         CREATE SCHEMA IF NOT EXISTS shardgate; \
+         CREATE TABLE IF NOT EXISTS shardgate.maps_in_force (\
+         fleet text NOT NULL, database text NOT NULL, version bigint NOT NULL, map text NOT NULL, \
+         recorded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (fleet, database))"
+    };
+}
+/// Run only when the table is missing, so a role without CREATE can use one made for it.
+const DDL: &str = concat!(
+    table_ddl!(),
+    "; REVOKE ALL ON shardgate.maps_in_force FROM PUBLIC"
+);
 
 const EXISTS: &str = "SELECT to_regclass('shardgate.maps_in_force') IS NOT NULL";
 
@@ -161,6 +168,23 @@ impl MapRecord<'_> {
     async fn connect(&self, uri: &BackendUri) -> Result<ControlConn, String> {
         ControlConn::connect(uri, "shardgate map record", self.timeout).await
     }
+}
+
+/// The statements that record `text` (redacted) as the map in force, newer than any record
+/// there: run inside a move's decision to commit, on the server that keeps its decision.
+pub fn write_sql(fleet: &str, database: &str, text: &str) -> String {
+    use crate::sql::quote::literal;
+    format!(
+        "{}; INSERT INTO shardgate.maps_in_force AS m (fleet, database, version, map) \
+         VALUES ({}, {}, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, {}) \
+         ON CONFLICT (fleet, database) DO UPDATE \
+         SET version = greatest(m.version + 1, EXCLUDED.version), map = EXCLUDED.map, \
+         recorded_at = now()",
+        table_ddl!(),
+        literal(fleet),
+        literal(database),
+        literal(text)
+    )
 }
 
 /// The table (or its schema) does not exist yet: nothing was recorded there.

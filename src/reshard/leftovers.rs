@@ -29,21 +29,22 @@ pub enum Undecided {
     Leave,
 }
 
-/// Records that the move `stamp` commits, on `uri` (before any side commits).
+/// The statements that record that the move `stamp` commits.
+pub fn decision_sql(stamp: &str) -> String {
+    format!(
+        "{DECISIONS_DDL}; INSERT INTO shardgate.reshard_decisions (stamp) VALUES ({})",
+        quote::literal(stamp)
+    )
+}
+
+/// Runs `decision` ([`decision_sql`]) on `uri`, before any side commits.
 pub async fn record_decision(
     uri: &BackendUri,
-    stamp: &str,
+    decision: &str,
     timeout: Duration,
 ) -> Result<(), String> {
     let conn = copy::connect(uri, timeout).await?;
-    let sql = format!(
-        "{DECISIONS_DDL}; INSERT INTO shardgate.reshard_decisions (stamp) VALUES ({})",
-        quote::literal(stamp)
-    );
-    conn.client
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| e.to_string())
+    (conn.client.batch_execute(decision).await).map_err(|e| e.to_string())
 }
 
 /// Forgets the decision of a move: once it committed everywhere, or when it turns back before

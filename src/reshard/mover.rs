@@ -26,22 +26,24 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio_postgres::error::SqlState;
 
+use super::coordination::Coordination;
 use super::copy::{self, Moved, Role, Side};
 use super::job::Reshard;
-use super::leftovers;
+use super::leftovers::{self, Undecided};
 use super::schema;
 use super::stream::{Maps, Stream};
 use crate::config::{BackendUri, ShardMap};
+use crate::control::fleet::{Member, Step};
 use crate::moves::{Change, MoveReport, ShardChange};
 use crate::router::Router;
 use crate::topology::fence::{Fence, FenceState, Moving};
 
 /// How long the fence waits for transactions that began before it to end.
-const DRAIN_WAIT: Duration = Duration::from_secs(30);
+pub const DRAIN_WAIT: Duration = Duration::from_secs(30);
 
 /// How long the switch waits for transactions that began during the copy to end: statements
 /// on map tables wait meanwhile, so it gives up sooner (and the move with it).
-const SWITCH_WAIT: Duration = Duration::from_secs(5);
+pub const SWITCH_WAIT: Duration = Duration::from_secs(5);
 
 /// The stream has caught up when a pass over every source (reading what the sources wrote
 /// during the pass before) takes less than this: the fence then goes up for what is left,
@@ -72,6 +74,10 @@ pub struct MovePlan {
     pub tables: Vec<String>,
     /// Connecting to a shard waits this long.
     pub connect_timeout: Duration,
+    /// This proxy in its fleet (`None`: no fleet), whose other proxies follow the move.
+    pub fleet: Option<Member>,
+    /// The edited file's text, told to the fleet and recorded with the decision.
+    pub map_text: Option<String>,
 }
 
 impl MovePlan {
@@ -124,6 +130,8 @@ impl MovePlan {
             new,
             tables,
             connect_timeout,
+            fleet: None,
+            map_text: None,
         })
     }
 }
@@ -146,7 +154,19 @@ pub type Switch<'a> = Box<dyn FnOnce() -> BoxFuture<'a, Result<u64, String>> + S
 /// Runs the move (see the module doc) and records its outcome in `job`.
 pub async fn run(job: &Reshard, plan: &MovePlan, fence: &Fence, switch: Switch<'_>) {
     let mut lower = LowerOnDrop(Some(fence));
-    let outcome = run_phases(job, plan, fence, &mut lower, switch).await;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let fleet = Coordination {
+        member: plan.fleet.clone(),
+        stamp: stamp.to_string(),
+    };
+    let outcome = run_phases(job, plan, (fence, &fleet), &mut lower, switch, stamp).await;
+    if outcome.is_err() {
+        fleet
+            .abandon(&[Step::Announced, Step::Fence, Step::Switching])
+            .await;
+    }
     job.finish(outcome);
 }
 
@@ -162,40 +182,50 @@ impl Drop for LowerOnDrop<'_> {
     }
 }
 
+/// This proxy's fence and the fleet's view of the move.
+type Fences<'a> = (&'a Fence, &'a Coordination);
+
 async fn run_phases(
     job: &Reshard,
     plan: &MovePlan,
-    fence: &Fence,
+    fences: Fences<'_>,
     lower: &mut LowerOnDrop<'_>,
     switch: Switch<'_>,
+    stamp: u128,
 ) -> Result<u64, String> {
     let moving = Arc::new(Moving::new(&plan.new, plan.tables.clone()));
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
     let routers = (Router::new(&plan.old), Router::new(&plan.new));
     let maps = Maps {
         old: &routers.0,
         new: &routers.1,
     };
+    job.phase("announce");
+    (fences.1)
+        .announce(&plan.tables, plan.map_text.as_deref())
+        .await?;
+    // What an earlier move left (prepared transactions holding rows' locks, slots holding
+    // WAL) ends first; only now that this move holds the fleet's record, so that no move of
+    // another proxy (or of this one) is between its PREPAREs and its decision.
+    let both = [&plan.old, &plan.new];
+    leftovers::resolve(&both, Undecided::RollBack, plan.connect_timeout).await;
     job.phase("snapshot");
     let targets = targets_with_tables(plan, &maps).await?;
     let mut copy = match start_streams(plan, stamp).await {
         Ok(streams) => {
             job.method("logical replication".into());
             let started = (streams, targets);
-            let copied = stream_and_copy(job, plan, &maps, fence, &moving, started).await;
+            let copied = stream_and_copy(job, plan, &maps, fences, &moving, started).await;
             // Caught up (or failed): the slots are done with either way.
             end_streams(&copied).await;
             copied.map_err(|(_, why)| why)?
         }
         Err(why) => {
             job.method(format!("fenced copy ({why})"));
-            copy_fenced(job, plan, &maps, fence, &moving, targets).await?
+            copy_fenced(job, plan, &maps, fences, &moving, targets).await?
         }
     };
     let prepared = prepare(plan, &mut copy, stamp).await?;
-    let epoch = commit(job, plan, fence, lower, switch, moving, prepared).await;
+    let epoch = commit(job, plan, fences, lower, switch, moving, prepared).await;
     job.fenced(copy.fenced_at.elapsed());
     epoch
 }
@@ -251,7 +281,7 @@ async fn stream_and_copy(
     job: &Reshard,
     plan: &MovePlan,
     maps: &Maps<'_>,
-    fence: &Fence,
+    fences: Fences<'_>,
     moving: &Arc<Moving>,
     (started, mut targets): (Vec<(Stream, Side)>, HashMap<String, Side>),
 ) -> Result<Copied, (Vec<Stream>, String)> {
@@ -270,10 +300,8 @@ async fn stream_and_copy(
     if let Err(why) = caught_up {
         return Err((streams, why));
     }
-    job.phase("fence");
-    fence.set(FenceState::Writes(moving.clone()));
     let fenced_at = tokio::time::Instant::now();
-    if let Err(why) = drain(fence, DRAIN_WAIT, "began before the fence").await {
+    if let Err(why) = raise_fence(job, fences, moving).await {
         return Err((streams, why));
     }
     let behind = Behind {
@@ -420,14 +448,12 @@ async fn copy_fenced(
     job: &Reshard,
     plan: &MovePlan,
     maps: &Maps<'_>,
-    fence: &Fence,
+    fences: Fences<'_>,
     moving: &Arc<Moving>,
     mut targets: HashMap<String, Side>,
 ) -> Result<Copied, String> {
-    job.phase("fence");
-    fence.set(FenceState::Writes(moving.clone()));
     let fenced_at = tokio::time::Instant::now();
-    drain(fence, DRAIN_WAIT, "began before the fence").await?;
+    raise_fence(job, fences, moving).await?;
     job.phase("copy");
     let timeout = plan.connect_timeout;
     let mut sources = Vec::new();
@@ -443,6 +469,19 @@ async fn copy_fenced(
         streams: Vec::new(),
         fenced_at,
     })
+}
+
+/// Holds back writes to the moving keys on this proxy and every other of the fleet, and
+/// waits until every transaction that began before has ended.
+async fn raise_fence(
+    job: &Reshard,
+    (fence, fleet): Fences<'_>,
+    moving: &Arc<Moving>,
+) -> Result<(), String> {
+    job.phase("fence");
+    fence.set(FenceState::Writes(moving.clone()));
+    fleet.step(Step::Announced, Step::Fence, DRAIN_WAIT).await?;
+    drain(fence, DRAIN_WAIT, "began before the fence").await
 }
 
 /// Copies every moving table's rows that leave `source`.
@@ -515,7 +554,7 @@ async fn prepare(
 async fn commit(
     job: &Reshard,
     plan: &MovePlan,
-    fence: &Fence,
+    (fence, fleet): Fences<'_>,
     lower: &mut LowerOnDrop<'_>,
     switch: Switch<'_>,
     moving: Arc<Moving>,
@@ -523,7 +562,13 @@ async fn commit(
 ) -> Result<u64, String> {
     job.phase("switch");
     fence.set(FenceState::Switching(moving.clone()));
-    if let Err(why) = drain(fence, SWITCH_WAIT, "began during the copy").await {
+    let switching = async {
+        fleet
+            .step(Step::Fence, Step::Switching, SWITCH_WAIT)
+            .await?;
+        drain(fence, SWITCH_WAIT, "began during the copy").await
+    };
+    if let Err(why) = switching.await {
         roll_back(plan, &prepared).await;
         return Err(why);
     }
@@ -533,8 +578,14 @@ async fn commit(
     // The decision first: a proxy that stops from here on leaves a move that is committed
     // everywhere by whoever finds its transactions (`leftovers`), never half of it.
     let decisions = &plan.old.shard(plan.old.default_shard).primary;
-    let stamp = leftovers::stamp_of(&first.gid).unwrap_or(&first.gid);
-    if let Err(why) = leftovers::record_decision(decisions, stamp, plan.connect_timeout).await {
+    let stamp = fleet.stamp.as_str();
+    let map_text = plan.map_text.as_deref();
+    if let Err(why) = fleet
+        .decide(decisions, map_text, plan.connect_timeout)
+        .await
+    {
+        // Recorded or not, its transactions roll back: the fleet's record says so.
+        fleet.abandon(&[Step::Committing]).await;
         roll_back(plan, &prepared).await;
         return Err(format!(
             "cannot record the move's decision: {why}; nothing moved"
@@ -553,6 +604,7 @@ async fn commit(
                 "{why}; the move is decided but not committed: its prepared transactions are committed at the next start or RESHARD"
             ));
         }
+        fleet.abandon(&[Step::Committing]).await;
         roll_back(plan, &prepared).await;
         return Err(format!("{why}; nothing moved"));
     }
@@ -567,6 +619,7 @@ async fn commit(
     wait_for_replicas(plan, &prepared).await;
     let epoch = switch().await?;
     fence.set(FenceState::Switched { epoch, moving });
+    fleet.switched().await;
     commit_pending(job, plan, pending).await?;
     leftovers::forget_decision(decisions, stamp, plan.connect_timeout).await;
     Ok(epoch)

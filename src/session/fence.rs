@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::Session;
 use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::topology::fence::FenceState;
+use crate::topology::fence::{Fence, FenceState};
 use crate::wire::TxStatus;
 
 /// How long a statement waits at the fence before it fails with 55P03: a move copies its
@@ -73,7 +73,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             let changed = tokio::time::timeout(FENCE_WAIT, state.changed()).await;
             match changed {
                 Ok(_) => Ok(()),
-                Err(_) => Err(waited_too_long(&fence.state())),
+                Err(_) => Err(waited_too_long(&fence)),
             }
         };
         self.watched(Box::pin(went_on)).await?;
@@ -92,8 +92,21 @@ fn moved_in_transaction() -> ErrorReport {
     .with_hint("Roll back and retry the transaction: it runs on the new shard map.")
 }
 
-fn waited_too_long(state: &FenceState) -> ErrorReport {
-    let phase = match state {
+fn waited_too_long(fence: &Fence) -> ErrorReport {
+    if fence.is_lapsed() {
+        return ErrorReport::error(
+            sqlstate::LOCK_NOT_AVAILABLE,
+            Blame::Proxy,
+            format!(
+                "shardgate: waited {} s for this proxy to renew its lease in the fleet: while it \
+                 cannot reach the fleet's control table (on the default shard's primary), \
+                 another proxy may be moving rows, so statements on sharded tables wait",
+                FENCE_WAIT.as_secs()
+            ),
+        )
+        .with_hint("Check the default shard's primary; SHOW FLEET in the admin console.");
+    }
+    let phase = match &fence.state() {
         FenceState::Writes(_) => "copying rows",
         FenceState::Switching(_) => "switching to the new map",
         _ => "moving rows",

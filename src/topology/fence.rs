@@ -60,7 +60,10 @@ impl Moving {
 
 /// Blocks the moves of one database's rows; see the module doc.
 pub struct Fence {
+    /// A state other than [`FenceState::Down`], or the lease lapsed: statements are checked.
     raised: AtomicBool,
+    /// This proxy lost its lease in the fleet ([`Fence::lapse`]).
+    lapsed: AtomicBool,
     /// Rows are being copied or committed ([`FenceState::Writes`], [`FenceState::Switching`]).
     moving: AtomicBool,
     /// Sessions on this epoch or later need no check ([`FenceState::Switched`]).
@@ -74,6 +77,7 @@ impl Default for Fence {
     fn default() -> Self {
         Self {
             raised: AtomicBool::new(false),
+            lapsed: AtomicBool::new(false),
             moving: AtomicBool::new(false),
             settled_from: AtomicU64::new(u64::MAX),
             generation: AtomicU64::new(1),
@@ -148,7 +152,13 @@ impl Fence {
 
     /// What `statement` must do now. Cheap while no move runs.
     pub fn verdict(&self, statement: &Routed<'_>) -> Verdict {
-        if !self.raised.load(SeqCst) || statement.epoch >= self.settled_from.load(SeqCst) {
+        if !self.raised.load(SeqCst) {
+            return Verdict::Clear;
+        }
+        if self.lapsed.load(SeqCst) && !statement.plan.names_no_map_table() {
+            return Verdict::Blocked;
+        }
+        if statement.epoch >= self.settled_from.load(SeqCst) {
             return Verdict::Clear;
         }
         let blocked = match &*self.state.borrow() {
@@ -165,9 +175,28 @@ impl Fence {
         }
     }
 
-    /// Whether rows are being copied or committed now (what a statement may wait for).
+    /// Whether rows are being copied or committed now, or the lease lapsed (what a statement
+    /// may wait for).
     pub fn is_moving(&self) -> bool {
-        self.moving.load(SeqCst)
+        self.moving.load(SeqCst) || self.lapsed.load(SeqCst)
+    }
+
+    /// Whether this proxy lost its lease in the fleet (see [`Fence::lapse`]).
+    pub fn is_lapsed(&self) -> bool {
+        self.lapsed.load(SeqCst)
+    }
+
+    /// Marks this proxy's lease in its fleet lapsed (`true`) or renewed (`false`). While it
+    /// is lapsed, another proxy may move rows without this one hearing of it, so every
+    /// statement on map tables waits, whatever the state: the proxy has fenced itself out.
+    pub fn lapse(&self, lapsed: bool) {
+        if self.lapsed.swap(lapsed, SeqCst) == lapsed {
+            return;
+        }
+        let state_raised = !matches!(*self.state.borrow(), FenceState::Down);
+        self.raised.store(lapsed || state_raised, SeqCst);
+        // Statements waiting at the fence look again.
+        self.state.send_modify(|_| {});
     }
 
     /// Changes of state, for a statement waiting at the fence.
@@ -191,7 +220,8 @@ impl Fence {
         self.state.send_replace(state);
         self.settled_from.store(settled_from, SeqCst);
         self.moving.store(moving, SeqCst);
-        self.raised.store(raised, SeqCst);
+        self.raised
+            .store(raised || self.lapsed.load(SeqCst), SeqCst);
     }
 
     /// Waits until no session is marked with a generation from before now, at most

@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod pause;
 mod reshard;
+mod reshard_fleet;
 
 use std::time::Duration;
 

@@ -19,6 +19,9 @@ pub async fn run(admin: &AdminContext, sql: &str) -> Reply {
     let rest: Vec<&str> = words.collect();
     match first.as_str() {
         "" => Reply::Done("EMPTY".into()),
+        "SHOW" if rest.len() == 1 && rest[0].eq_ignore_ascii_case("FLEET") => {
+            show::fleet(admin).await
+        }
         "SHOW" => show_command(admin, text, &rest),
         "RELOAD" if rest.is_empty() => reload(admin, false).await,
         "RELOAD" if rest.len() == 1 && rest[0].eq_ignore_ascii_case("FORCE") => {

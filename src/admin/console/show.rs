@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::Reply;
 use crate::admin::AdminContext;
 use crate::config::Placement;
+use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::moves::explain::{explain, strategy_text};
 use crate::reshard::HeldEdit;
 use crate::router::Params;
@@ -356,6 +357,47 @@ pub fn reshard(admin: &AdminContext) -> Reply {
     rows(&columns, out, "SHOW")
 }
 
+/// `SHOW FLEET`: the proxies of this proxy's fleet, their leases and what they acknowledged
+/// of the last move.
+pub async fn fleet(admin: &AdminContext) -> Reply {
+    let (me, listed) = match admin.reloader.fleet().await {
+        Ok(found) => found,
+        Err(why) => {
+            return Reply::Error(ErrorReport::error(
+                sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                Blame::Proxy,
+                format!("SHOW FLEET: {why}"),
+            ));
+        }
+    };
+    let out = (listed.into_iter())
+        .map(|proxy| {
+            let (stamp, step, problem) = proxy.acknowledged;
+            vec![
+                text(&proxy.database),
+                text(&proxy.proxy),
+                text(proxy.proxy == me),
+                text(proxy.live),
+                text(proxy.lease_until),
+                text(stamp),
+                text(step),
+                text(problem),
+            ]
+        })
+        .collect();
+    let columns = [
+        "database",
+        "proxy",
+        "this",
+        "live",
+        "lease_until",
+        "move",
+        "step",
+        "problem",
+    ];
+    rows(&columns, out, "SHOW")
+}
+
 /// `SHOW ROUTE <sql>`: where each database's router sends the statement, and why: the same
 /// words as `shardgate route`.
 pub fn route(admin: &AdminContext, sql: &str) -> Reply {
@@ -426,6 +468,10 @@ pub fn help() -> Reply {
             "the last RESHARD of each database: one row per table, source and target",
         ),
         ("SHOW ROUTE <sql>", "where a statement would run, and why"),
+        (
+            "SHOW FLEET",
+            "the proxies of this proxy's fleet: leases, what they acknowledged of a RESHARD",
+        ),
         (
             "RELOAD",
             "read the shard maps again (edits moving stored rows are held)",

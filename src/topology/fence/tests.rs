@@ -110,6 +110,40 @@ fn after_the_switch_only_sessions_on_older_epochs_are_held_back_from_moved_keys(
     assert_eq!(verdict(&fence, &maps, &insert(moves), 4), Verdict::Clear);
 }
 
+#[test]
+fn a_proxy_whose_lease_lapsed_holds_back_every_statement_on_map_tables_whatever_the_state() {
+    let (maps, fence) = (adding_a_shard(), Fence::default());
+    let (moves, stays) = keys(&maps);
+    let mut changes = fence.subscribe();
+    fence.lapse(true);
+    assert!(fence.is_moving(), "a statement may wait for the renewal");
+    assert!(
+        changes.has_changed().unwrap(),
+        "waiting statements look again"
+    );
+    assert_eq!(verdict(&fence, &maps, &select(stays), 1), Verdict::Blocked);
+    assert_eq!(verdict(&fence, &maps, &insert(moves), 9), Verdict::Blocked);
+    assert_eq!(verdict(&fence, &maps, "SELECT 1", 1), Verdict::Clear);
+    assert_eq!(
+        verdict(&fence, &maps, "SELECT * FROM audit_log", 1),
+        Verdict::Clear
+    );
+    // A move's state set meanwhile holds on once the lease is renewed.
+    fence.set(FenceState::Writes(maps.moving.clone()));
+    assert_eq!(verdict(&fence, &maps, &select(stays), 1), Verdict::Blocked);
+    changes.mark_unchanged();
+    fence.lapse(false);
+    assert!(
+        changes.has_changed().unwrap(),
+        "waiting statements look again"
+    );
+    assert_eq!(verdict(&fence, &maps, &select(stays), 1), Verdict::Clear);
+    assert_eq!(verdict(&fence, &maps, &insert(moves), 1), Verdict::Blocked);
+    fence.set(FenceState::Down);
+    assert!(!fence.is_moving());
+    assert_eq!(verdict(&fence, &maps, &insert(moves), 1), Verdict::Clear);
+}
+
 #[tokio::test]
 async fn a_drain_waits_for_sessions_marked_before_it_and_only_those() {
     let fence = Arc::new(Fence::default());

@@ -93,9 +93,11 @@ async fn the_console_answers_every_command() {
         "0A000",
         "extended protocol is refused clearly"
     );
+    let error = admin.simple_query("SHOW FLEET").await.unwrap_err();
+    assert_eq!(sqlstate(&error), "55000", "no fleet here: {error}");
     assert_eq!(
         rows(&admin, "SHOW HELP").await.len(),
-        15,
+        16,
         "the session goes on"
     );
 }

@@ -26,7 +26,7 @@ const TABLE_SQL: &str = "CREATE TABLE reshard_items (id bigint PRIMARY KEY, note
 const FIRST_ROWS: i64 = 400;
 
 /// The URI of a database `name` on the server of the cluster's shard 0.
-fn extra_database(name: &str) -> String {
+pub(super) fn extra_database(name: &str) -> String {
     let uri = &cluster().primaries[0];
     let (server, _) = uri.rsplit_once('/').unwrap();
     format!("{server}/{name}")
@@ -34,7 +34,7 @@ fn extra_database(name: &str) -> String {
 
 /// Every shard (by name) with an empty `reshard_items`: the cluster's two and a third
 /// database on shard 0's server.
-async fn fresh_shards() -> Vec<(String, String)> {
+pub(super) async fn fresh_shards() -> Vec<(String, String)> {
     let admin = connect_direct(&cluster().primaries[0]).await;
     let exists = admin
         .query_opt(
@@ -71,7 +71,7 @@ async fn fresh_shards() -> Vec<(String, String)> {
 }
 
 /// A map of `reshard_items` hashed on `id` over `names`.
-fn map_yaml(shards: &[(String, String)], names: &[&str]) -> String {
+pub(super) fn map_yaml(shards: &[(String, String)], names: &[&str]) -> String {
     let mut yaml = String::from("shards:\n");
     for (name, uri) in shards.iter().filter(|(n, _)| names.contains(&n.as_str())) {
         yaml += &format!("  - name: {name}\n    primary: {uri}\n");
@@ -81,7 +81,7 @@ fn map_yaml(shards: &[(String, String)], names: &[&str]) -> String {
 }
 
 /// Where every row of `reshard_items` is, by shard name.
-async fn placement(shards: &[(String, String)]) -> Vec<(String, i64)> {
+pub(super) async fn placement(shards: &[(String, String)]) -> Vec<(String, i64)> {
     let mut found = Vec::new();
     for (name, uri) in shards {
         let direct = connect_direct(uri).await;
@@ -97,7 +97,11 @@ async fn placement(shards: &[(String, String)]) -> Vec<(String, i64)> {
 }
 
 /// Every acknowledged id is stored once, on the shard the map in file `path` names.
-async fn assert_placed(shards: &[(String, String)], path: &std::path::Path, acknowledged: i64) {
+pub(super) async fn assert_placed(
+    shards: &[(String, String)],
+    path: &std::path::Path,
+    acknowledged: i64,
+) {
     let ids: Vec<i64> = (1..=acknowledged).collect();
     assert_placed_ids(shards, path, &ids).await;
 }
@@ -131,7 +135,7 @@ async fn assert_placed_ids(shards: &[(String, String)], path: &std::path::Path, 
 }
 
 /// Asserts that an edit of `reshard_items` is held, and applies it with RESHARD.
-async fn reshard_the_held_edit(console: &tokio_postgres::Client) {
+pub(super) async fn reshard_the_held_edit(console: &tokio_postgres::Client) {
     let plan = rows(console, "SHOW PLAN").await;
     let held = |row: &Vec<(String, String)>| field(row, "plan").contains("reshard_items");
     assert!(plan.iter().any(held), "the edit is held: {plan:?}");
@@ -146,78 +150,23 @@ async fn move_under_load(
     to: &str,
     next_id: &Arc<AtomicI64>,
 ) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(AtomicI64::new(next_id.load(Ordering::SeqCst) - 1));
-    let writer = {
-        let (client, stop, next, acked) = (
-            proxy.connect().await,
-            stop.clone(),
-            next_id.clone(),
-            acknowledged.clone(),
-        );
-        tokio::spawn(async move {
-            let mut updated = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let id = next.fetch_add(1, Ordering::SeqCst);
-                let sql = "INSERT INTO reshard_items (id, note) VALUES ($1, 'w')";
-                client
-                    .execute(sql, &[&id])
-                    .await
-                    .expect("a write during the move");
-                acked.store(id, Ordering::SeqCst);
-                // Every third write also updates an earlier row (streamed when it moves).
-                if id % 3 == 0 {
-                    let earlier = id / 3;
-                    let sql = "UPDATE reshard_items SET note = 'updated' WHERE id = $1";
-                    let rows = client.execute(sql, &[&earlier]).await;
-                    assert_eq!(rows.expect("an update during the move"), 1);
-                    updated.push(earlier);
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            updated
-        })
-    };
-    let reader = {
-        let (client, stop, next, acked) = (
-            proxy.connect().await,
-            stop.clone(),
-            next_id.clone(),
-            acknowledged.clone(),
-        );
-        tokio::spawn(async move {
-            let mut reads = 0;
-            while !stop.load(Ordering::SeqCst) {
-                let before = acked.load(Ordering::SeqCst);
-                let all = "SELECT id FROM reshard_items ORDER BY id";
-                let ids: Vec<i64> = (client.query(all, &[]).await)
-                    .expect("a read during the move")
-                    .iter()
-                    .map(|row| row.get(0))
-                    .collect();
-                let after = next.load(Ordering::SeqCst);
-                assert!(
-                    ids.windows(2).all(|w| w[0] < w[1]),
-                    "a read saw a row twice"
-                );
-                let seen = ids.iter().take_while(|id| **id <= before).count() as i64;
-                assert_eq!(seen, before, "a read missed acknowledged rows");
-                assert!(ids.last().is_none_or(|last| *last < after));
-                let id = 1 + reads % before.max(1);
-                let one = "SELECT count(*) FROM reshard_items WHERE id = $1";
-                let found: i64 = client.query_one(one, &[&id]).await.unwrap().get(0);
-                assert_eq!(found, 1, "the read of row {id} finds it once");
-                reads += 1;
-            }
-            reads
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let load = Load::start(proxy, next_id).await;
     std::fs::write(path, to).unwrap();
     let console = console(proxy).await;
     console.simple_query("RELOAD").await.unwrap();
     reshard_the_held_edit(&console).await;
-    let status = rows(&console, "SHOW RESHARD").await;
+    assert_moved_by_streaming(&console, shards).await;
+    load.finish(proxy, shards, path).await;
+    let plan = rows(&console, "SHOW PLAN").await;
+    assert!(plan.is_empty(), "nothing is held any more: {plan:?}");
+}
+
+/// The last RESHARD is done, streamed, and left no slot or publication behind.
+pub(super) async fn assert_moved_by_streaming(
+    console: &tokio_postgres::Client,
+    shards: &[(String, String)],
+) {
+    let status = rows(console, "SHOW RESHARD").await;
     assert!(!status.is_empty());
     for row in &status {
         assert!(field(row, "state").starts_with("done"), "{row:?}");
@@ -231,26 +180,122 @@ async fn move_under_load(
         .map(|row| field(row, "rows_copied").parse::<i64>().unwrap())
         .sum();
     assert!(copied > 0, "rows were copied: {status:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::SeqCst);
-    let updated = writer.await.expect("the writer saw no error");
-    assert!(!updated.is_empty());
-    let client = proxy.connect().await;
-    let notes = "SELECT count(*) FROM reshard_items WHERE id = ANY($1) AND note = 'updated'";
-    let found: i64 = client.query_one(notes, &[&updated]).await.unwrap().get(0);
-    let mut distinct = updated.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    assert_eq!(
-        found,
-        distinct.len() as i64,
-        "every acknowledged update is kept"
-    );
-    let reads = reader.await.expect("the reader saw no wrong answer");
-    assert!(reads > 0);
-    let plan = rows(&console, "SHOW PLAN").await;
-    assert!(plan.is_empty(), "nothing is held any more: {plan:?}");
-    assert_placed(shards, path, acknowledged.load(Ordering::SeqCst)).await;
+}
+
+/// A writer (inserts of new ids, updates of earlier ones) and a reader (every row, and one
+/// row by key) going through one proxy, that fail on any error or wrong answer.
+pub(super) struct Load {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicI64>,
+    writer: tokio::task::JoinHandle<Vec<i64>>,
+    reader: tokio::task::JoinHandle<i64>,
+}
+
+impl Load {
+    /// Starts writing ids from `next_id` on, and reading, through `proxy`.
+    pub(super) async fn start(proxy: &TestProxy, next_id: &Arc<AtomicI64>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicI64::new(next_id.load(Ordering::SeqCst) - 1));
+        let writer = {
+            let (client, stop, next, acked) = (
+                proxy.connect().await,
+                stop.clone(),
+                next_id.clone(),
+                acknowledged.clone(),
+            );
+            tokio::spawn(async move {
+                let mut updated = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let id = next.fetch_add(1, Ordering::SeqCst);
+                    let sql = "INSERT INTO reshard_items (id, note) VALUES ($1, 'w')";
+                    client
+                        .execute(sql, &[&id])
+                        .await
+                        .expect("a write during the move");
+                    acked.store(id, Ordering::SeqCst);
+                    // Every third write also updates an earlier row (streamed when it moves).
+                    if id % 3 == 0 {
+                        let earlier = id / 3;
+                        let sql = "UPDATE reshard_items SET note = 'updated' WHERE id = $1";
+                        let rows = client.execute(sql, &[&earlier]).await;
+                        assert_eq!(rows.expect("an update during the move"), 1);
+                        updated.push(earlier);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                updated
+            })
+        };
+        let reader = {
+            let (client, stop, next, acked) = (
+                proxy.connect().await,
+                stop.clone(),
+                next_id.clone(),
+                acknowledged.clone(),
+            );
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let before = acked.load(Ordering::SeqCst);
+                    let all = "SELECT id FROM reshard_items ORDER BY id";
+                    let ids: Vec<i64> = (client.query(all, &[]).await)
+                        .expect("a read during the move")
+                        .iter()
+                        .map(|row| row.get(0))
+                        .collect();
+                    let after = next.load(Ordering::SeqCst);
+                    assert!(
+                        ids.windows(2).all(|w| w[0] < w[1]),
+                        "a read saw a row twice"
+                    );
+                    let seen = ids.iter().take_while(|id| **id <= before).count() as i64;
+                    assert_eq!(seen, before, "a read missed acknowledged rows");
+                    assert!(ids.last().is_none_or(|last| *last < after));
+                    let id = 1 + reads % before.max(1);
+                    let one = "SELECT count(*) FROM reshard_items WHERE id = $1";
+                    let found: i64 = client.query_one(one, &[&id]).await.unwrap().get(0);
+                    assert_eq!(found, 1, "the read of row {id} finds it once");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Load {
+            stop,
+            acknowledged,
+            writer,
+            reader,
+        }
+    }
+
+    /// Stops the load a moment after the move, and checks through `proxy` and on the shards
+    /// that every acknowledged write is kept, where the map in `path` places it.
+    pub(super) async fn finish(
+        self,
+        proxy: &TestProxy,
+        shards: &[(String, String)],
+        path: &std::path::Path,
+    ) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.stop.store(true, Ordering::SeqCst);
+        let updated = self.writer.await.expect("the writer saw no error");
+        assert!(!updated.is_empty());
+        let client = proxy.connect().await;
+        let notes = "SELECT count(*) FROM reshard_items WHERE id = ANY($1) AND note = 'updated'";
+        let found: i64 = client.query_one(notes, &[&updated]).await.unwrap().get(0);
+        let mut distinct = updated.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            found,
+            distinct.len() as i64,
+            "every acknowledged update is kept"
+        );
+        let reads = self.reader.await.expect("the reader saw no wrong answer");
+        assert!(reads > 0);
+        assert_placed(shards, path, self.acknowledged.load(Ordering::SeqCst)).await;
+    }
 }
 
 #[tokio::test]
@@ -316,7 +361,7 @@ async fn two_shards_with_rows(
 }
 
 /// Ids from `from` on that the three-shard map gives the new shard (`true`) or leaves in place.
-fn ids_going(path: &std::path::Path, to_new: bool, from: i64, n: usize) -> Vec<i64> {
+pub(super) fn ids_going(path: &std::path::Path, to_new: bool, from: i64, n: usize) -> Vec<i64> {
     let router = Router::new(&shardgate::config::load_shard_map(path).unwrap());
     let goes_to_new = |id: &i64| {
         let shard = router
@@ -361,7 +406,7 @@ async fn reshard_copying(proxy: &TestProxy) -> tokio::task::JoinHandle<Result<()
 }
 
 /// No replication slot or publication of a move is left on `shards`.
-async fn assert_no_stream_left(shards: &[(String, String)]) {
+pub(super) async fn assert_no_stream_left(shards: &[(String, String)]) {
     for (name, uri) in shards {
         let direct = connect_direct(uri).await;
         let sql = "SELECT (SELECT count(*) FROM pg_replication_slots \
@@ -799,7 +844,7 @@ async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
 
 /// A proxy of fleet `fleet` on the shard-map file `path` (as `shardgate run` loads it), with
 /// the admin console.
-async fn fleet_proxy(fleet: &str, path: &std::path::Path) -> TestProxy {
+pub(super) async fn fleet_proxy(fleet: &str, path: &std::path::Path) -> TestProxy {
     let mut config = crate::harness::sharded_config(cluster());
     config.databases[0].shard_map = shardgate::config::load_shard_map(path).unwrap();
     config.databases[0].shard_map_path = path.to_owned();
@@ -808,7 +853,7 @@ async fn fleet_proxy(fleet: &str, path: &std::path::Path) -> TestProxy {
     TestProxy::start(config).await
 }
 
-async fn count_through(proxy: &TestProxy) -> i64 {
+pub(super) async fn count_through(proxy: &TestProxy) -> i64 {
     let client = proxy.connect().await;
     let sql = "SELECT count(*) FROM reshard_items";
     client.query_one(sql, &[]).await.unwrap().get(0)
