@@ -63,6 +63,9 @@ pub struct Config {
     /// The fleet whose record of the map in force this proxy shares (`control::map_record`);
     /// `None`: nothing is recorded (tests that run many independent proxies on one cluster).
     pub fleet: Option<String>,
+    /// How long this proxy's lease in its fleet lasts (`app::fleet`); `None`: it takes none
+    /// (it runs alone: no fleet's RESHARD waits for it, and it follows none).
+    pub fleet_lease: Option<Duration>,
 }
 
 /// How transactions that write on several shards, and statements run on several primaries,

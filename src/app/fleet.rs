@@ -4,7 +4,8 @@
 //! waits for its own sessions to drain, acknowledges, and takes up the new map once the move
 //! committed.
 //!
-//! A proxy that has not renewed its lease for [`LEASE`] by its own clock fences itself out:
+//! A proxy that has not renewed its lease (`fleet_lease`) for as long as it lasts, by its own
+//! clock, fences itself out:
 //! every statement on the database's map tables waits until it renews, because another proxy
 //! may meanwhile have moved rows without it. The server's record of the lease runs out later
 //! than that (it starts when the renewal runs, not when it was sent), and the coordinator
@@ -28,10 +29,8 @@ use crate::reshard::leftovers::{self, Undecided};
 use crate::reshard::mover::{DRAIN_WAIT, SWITCH_WAIT};
 use crate::topology::fence::{Fence, FenceState, Moving};
 
-/// How long a renewal keeps a proxy in the fleet.
-pub const LEASE: Duration = Duration::from_secs(10);
-
-/// How often the lease is renewed while no move runs.
+/// How often the lease is renewed while no move runs (more often for a lease shorter than
+/// five of these).
 const BEAT: Duration = Duration::from_secs(1);
 
 /// How often it is renewed while a move of another proxy runs: each step waits for it.
@@ -101,7 +100,7 @@ async fn follow(
             return;
         };
         let sent = Instant::now();
-        let lapse_at = renewed.map_or(sent, |at| at + LEASE);
+        let lapse_at = renewed.map_or(sent, |at| at + member.lease);
         let beat = {
             let ack = following.as_ref().map(|f| f.ack.clone());
             let beat = beat(&member, &mut conn, ack.as_ref());
@@ -130,12 +129,12 @@ async fn follow(
             }
             Err(_) => {}
         }
-        if Instant::now() >= renewed.map_or(sent, |at| at + LEASE) {
+        if Instant::now() >= renewed.map_or(sent, |at| at + member.lease) {
             lapse(&fence, &database);
         }
         let every = match following.as_ref().is_some_and(Following::is_active) {
             true => BEAT_DURING_MOVE,
-            false => BEAT,
+            false => BEAT.min(member.lease / 5),
         };
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -157,7 +156,7 @@ async fn beat(
         Some((was, kept)) if was.primary == member.primary => Some(kept),
         _ => None,
     };
-    let found = member.beat(&mut kept, LEASE, ack).await;
+    let found = member.beat(&mut kept, ack).await;
     *conn = kept.map(|kept| (member.clone(), kept));
     found
 }

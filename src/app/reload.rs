@@ -324,16 +324,18 @@ impl Reloader {
         Ok(epoch)
     }
 
-    /// This proxy's place in its fleet for `database`, at the map in force (`None`: no fleet,
-    /// or no such database).
+    /// This proxy's place in its fleet for `database`, at the map in force (`None`: no fleet
+    /// or no lease, or no such database).
     pub(super) fn member(&self, database: &str) -> Option<Member> {
         let fleet = self.config.fleet.clone()?;
+        let lease = self.config.fleet_lease?;
         let map = self.map_in_force(database)?;
         Some(Member {
             fleet,
             database: database.to_owned(),
             proxy: self.proxy.clone(),
             primary: map.shard(map.default_shard).primary.clone(),
+            lease,
             timeout: self.config.pool.connect_timeout,
         })
     }
@@ -606,7 +608,7 @@ impl crate::admin::ReloadMaps for Reloader {
             for db in &self.config.databases {
                 let member = self
                     .member(&db.name)
-                    .ok_or("this proxy belongs to no fleet (`fleet` in the config)")?;
+                    .ok_or("this proxy takes no lease in a fleet (`fleet_lease: null`)")?;
                 all.extend(member.members().await.map_err(|why| {
                     format!(
                         "database {:?}: the fleet's table on {}: {why}",

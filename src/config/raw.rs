@@ -72,8 +72,17 @@ pub struct RawConfig {
     /// of the shard map in force (in PostgreSQL, see `control::map_record`).
     #[serde(default = "default_fleet")]
     pub fleet: String,
+    /// `fleet_lease`: how long a proxy's lease in its fleet lasts (renewed every second); a
+    /// proxy that could not renew it for that long holds statements on sharded tables back.
+    /// `null`: the proxy takes no lease and follows no other proxy's `RESHARD`.
+    #[serde(default = "default_fleet_lease")]
+    pub fleet_lease: Option<HumanDuration>,
     /// `databases`: the database names clients may connect to (at least one, names unique).
     pub databases: Vec<RawDatabase>,
+}
+
+fn default_fleet_lease() -> Option<HumanDuration> {
+    Some(Duration::from_secs(10).into())
 }
 
 fn default_fleet() -> String {

@@ -133,6 +133,14 @@ pub(super) fn config(
     if raw.fleet.is_empty() || raw.fleet.len() > 63 || !raw.fleet.chars().all(fleet_ok) {
         problems.add("fleet", "must be 1 to 63 letters, digits, '_' or '-'");
     }
+    let fleet_lease = optional_timeout(&mut problems, "fleet_lease", &raw.fleet_lease);
+    if fleet_lease
+        .flatten()
+        .is_some_and(|lease| lease < MIN_FLEET_LEASE)
+    {
+        let why = "must be at least 2s (renewals take a round trip; null: no lease)";
+        problems.add("fleet_lease", why);
+    }
     if raw.runtime.worker_threads == Some(0) {
         problems.add(
             "runtime.worker_threads",
@@ -155,6 +163,7 @@ pub(super) fn config(
         shutdown,
         transactions,
         fleet: Some(raw.fleet.clone()),
+        fleet_lease: fleet_lease.flatten(),
     })
 }
 
@@ -322,6 +331,9 @@ fn log(raw: &RawLog, problems: &mut Problems) -> Option<LogSettings> {
         slow_statement: optional_timeout(problems, "log.slow_statement", &raw.slow_statement)?,
     })
 }
+
+/// The shortest lease a proxy may take in its fleet.
+const MIN_FLEET_LEASE: Duration = Duration::from_secs(2);
 
 /// A duration that must be positive: a zero timeout would fail every attempt at once.
 pub(super) fn timeout(

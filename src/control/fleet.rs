@@ -195,6 +195,8 @@ pub struct Member {
     pub proxy: String,
     /// Where the tables are: the primary of the map's default shard.
     pub primary: BackendUri,
+    /// How long a renewal of this proxy's lease lasts.
+    pub lease: Duration,
     /// Connecting waits this long.
     pub timeout: Duration,
 }
@@ -212,19 +214,17 @@ impl Member {
         Ok(conn)
     }
 
-    /// Renews this proxy's lease for `lease` from now (the server's clock) with what it
-    /// acknowledges, on `conn` (connected when `None`, dropped on an error); the fleet's move.
+    /// Renews this proxy's lease from now (the server's clock) with what it acknowledges, on `conn` (connected when `None`, dropped on an error); the fleet's move.
     pub(crate) async fn beat(
         &self,
         conn: &mut Option<ControlConn>,
-        lease: Duration,
         ack: Option<&Ack>,
     ) -> Result<Option<FleetMove>, String> {
         if conn.is_none() {
             *conn = Some(self.connect().await?);
         }
         let client = &conn.as_ref().expect("connected").client;
-        let seconds = lease.as_secs_f64();
+        let seconds = self.lease.as_secs_f64();
         let (stamp, step, problem) = match ack {
             Some(ack) => (
                 Some(&ack.stamp),

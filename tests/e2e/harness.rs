@@ -235,6 +235,7 @@ pub fn config(cluster: &ClusterInfo) -> Config {
         transactions: shardgate::config::TransactionSettings::default(),
         // Every test proxy is its own deployment on shared servers: none records its map.
         fleet: None,
+        fleet_lease: Some(Duration::from_secs(10)),
     }
 }
 

@@ -345,3 +345,17 @@ fn a_fleet_is_a_short_plain_name_and_defaults_to_default() {
         assert_eq!(problems(&format!("fleet: {bad}\n")), [message], "{bad}");
     }
 }
+
+#[test]
+fn a_fleet_lease_lasts_ten_seconds_unless_set_and_null_takes_none() {
+    let config = validate(&format!("{USERS}{DATABASES}")).unwrap();
+    assert_eq!(config.fleet_lease, Some(Duration::from_secs(10)));
+    let config = validate(&format!("{USERS}{DATABASES}fleet_lease: 3s\n")).unwrap();
+    assert_eq!(config.fleet_lease, Some(Duration::from_secs(3)));
+    let config = validate(&format!("{USERS}{DATABASES}fleet_lease: null\n")).unwrap();
+    assert_eq!(config.fleet_lease, None);
+    let short = "fleet_lease: must be at least 2s (renewals take a round trip; null: no lease)";
+    assert_eq!(problems("fleet_lease: 500ms\n"), [short]);
+    let zero = "fleet_lease: must be greater than 0 (use null to turn it off)";
+    assert_eq!(problems("fleet_lease: 0s\n"), [zero]);
+}

@@ -845,10 +845,20 @@ async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
 /// A proxy of fleet `fleet` on the shard-map file `path` (as `shardgate run` loads it), with
 /// the admin console.
 pub(super) async fn fleet_proxy(fleet: &str, path: &std::path::Path) -> TestProxy {
+    fleet_proxy_leased(fleet, path, Duration::from_secs(10)).await
+}
+
+/// As [`fleet_proxy`], with a lease of `lease` in the fleet.
+pub(super) async fn fleet_proxy_leased(
+    fleet: &str,
+    path: &std::path::Path,
+    lease: Duration,
+) -> TestProxy {
     let mut config = crate::harness::sharded_config(cluster());
     config.databases[0].shard_map = shardgate::config::load_shard_map(path).unwrap();
     config.databases[0].shard_map_path = path.to_owned();
     config.fleet = Some(fleet.to_owned());
+    config.fleet_lease = Some(lease);
     super::with_admin(&mut config);
     TestProxy::start(config).await
 }

@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicI64;
 use std::time::{Duration, Instant};
 
 use super::reshard::{
-    Load, ONE_AT_A_TIME, assert_moved_by_streaming, fleet_proxy, fresh_shards, ids_going, map_yaml,
-    placement, reshard_the_held_edit,
+    Load, ONE_AT_A_TIME, assert_moved_by_streaming, fleet_proxy, fleet_proxy_leased, fresh_shards,
+    ids_going, map_yaml, placement, reshard_the_held_edit,
 };
 use super::{console, eventually, field, rows};
 use crate::harness::connect_direct;
@@ -173,7 +173,7 @@ async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("map.yaml");
     std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
-    let proxy = fleet_proxy(&fleet, &path).await;
+    let proxy = fleet_proxy_leased(&fleet, &path, Duration::from_secs(2)).await;
     let client = proxy.connect().await;
     let count = "SELECT count(*) FROM reshard_items";
     assert_eq!(
@@ -187,7 +187,7 @@ async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_
     let holder = on_s0.transaction().await.unwrap();
     let hold = "SELECT 1 FROM shardgate.fleet_proxies WHERE fleet = $1 FOR UPDATE";
     assert_eq!(holder.execute(hold, &[&fleet]).await.unwrap(), 1);
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let waiting = {
         let conn = proxy.connect().await;
         tokio::spawn(async move {
