@@ -257,7 +257,7 @@ impl Reloader {
     }
 
     /// Whether a `RESHARD` of `database` runs.
-    fn moving(&self, database: &str) -> bool {
+    pub(super) fn moving(&self, database: &str) -> bool {
         let reshards = self.reshards.lock().unwrap_or_else(|e| e.into_inner());
         reshards.get(database).is_some_and(|job| !job.finished())
     }
@@ -356,6 +356,21 @@ impl Reloader {
     pub(super) fn parse_map(&self, database: &str, text: &str) -> Result<config::ShardMap, String> {
         let path = &self.entry(database)?.shard_map_path;
         config::parse_shard_map(text, path).map_err(|e| e.to_string())
+    }
+
+    /// The record of `database`'s map in force this proxy last read or wrote.
+    pub(super) async fn known_record(&self, database: &str) -> Option<Recorded> {
+        let state = self.state.lock().await;
+        let i = state.databases.iter().position(|db| db.name == database)?;
+        state.records[i].clone()
+    }
+
+    /// Notes `recorded` as the record of `database`'s map in force (one a move wrote).
+    pub(super) async fn note_record(&self, database: &str, recorded: Recorded) {
+        let mut state = self.state.lock().await;
+        if let Some(i) = state.databases.iter().position(|db| db.name == database) {
+            state.records[i] = Some(recorded);
+        }
     }
 
     fn entry(&self, database: &str) -> Result<&DatabaseEntry, String> {
@@ -606,9 +621,9 @@ impl crate::admin::ReloadMaps for Reloader {
         Box::pin(async move {
             let mut all = Vec::new();
             for db in &self.config.databases {
-                let member = self
-                    .member(&db.name)
-                    .ok_or("this proxy takes no lease in a fleet (`fleet_lease: null`)")?;
+                let member = self.member(&db.name).ok_or(
+                    "this proxy takes no lease in a fleet (`fleet` unset, or `fleet_lease: null`)",
+                )?;
                 all.extend(member.members().await.map_err(|why| {
                     format!(
                         "database {:?}: the fleet's table on {}: {why}",

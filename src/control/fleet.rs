@@ -7,12 +7,16 @@
 //! the fleet's map, if any, with the step its coordinator reached. The coordinator goes on
 //! from a step only when every proxy whose lease is live acknowledged it; a proxy that cannot
 //! renew its lease fences itself out (its statements on sharded tables wait) before its
-//! lease runs out, so a proxy the coordinator stops waiting for writes nothing anywhere.
+//! lease runs out, so a proxy the coordinator stops waiting for starts no statement on them
+//! (a transaction it began before may still commit: README, "Several proxies").
 //!
-//! Every change of a move's step is a compare-and-set on its row: when a coordinator's lease
-//! lapses, another proxy abandons its move, and the coordinator's next step fails. Its
-//! decision to commit is recorded in the same transaction as the step to
-//! [`Step::Committing`], so a move is abandoned or committed, never both.
+//! Every change of a move's step is a compare-and-set on its row, by the proxy the row names
+//! as its coordinator: when a coordinator's lease lapses before it decided, another proxy
+//! abandons its move, and the coordinator's next step fails. Its decision to commit is
+//! recorded in the same transaction as the step to [`Step::Committing`], so a move is
+//! abandoned or committed, never both; a decided move only goes forward (by its coordinator,
+//! or by another proxy that claims it once the coordinator's lease lapsed), and the step to
+//! [`Step::Switched`] records the new map in force in the same transaction.
 
 use std::time::Duration;
 
@@ -29,13 +33,20 @@ const DDL: &str = "SELECT pg_advisory_xact_lock(hashtext('shardgate.fleet')); \
      CREATE TABLE IF NOT EXISTS shardgate.fleet_moves (\
      fleet text NOT NULL, database text NOT NULL, stamp text NOT NULL, \
      coordinator text NOT NULL, step text NOT NULL, tables text[] NOT NULL, map text NOT NULL, \
-     PRIMARY KEY (fleet, database)); \
+     version bigint, PRIMARY KEY (fleet, database)); \
      REVOKE ALL ON shardgate.fleet_proxies, shardgate.fleet_moves FROM PUBLIC";
 
-const EXISTS: &str = "SELECT to_regclass('shardgate.fleet_moves') IS NOT NULL";
+const EXISTS: &str = "SELECT to_regclass('shardgate.fleet_moves') IS NOT NULL \
+     AND to_regclass('shardgate.maps_in_force') IS NOT NULL";
+
+/// Every question on the control connection ends on the server too when it runs out.
+const TIMEOUTS: &str = "SET statement_timeout = 2000; SET lock_timeout = 2000";
 
 /// Renews the lease with what the proxy acknowledges, and reads the fleet's move: whether its
-/// coordinator's lease is live is read in the same snapshot.
+/// coordinator's lease is live (or lapsed less than [`GRACE`] ago) is read in the same
+/// snapshot. The move's row is read locked (`FOR SHARE`), so a step being taken right now is
+/// seen once it committed: the coordinator, waiting for acknowledgements from then on, sees
+/// this renewal, and this proxy sees the step.
 const BEAT: &str = "WITH renewed AS (\
      INSERT INTO shardgate.fleet_proxies AS p \
      (fleet, database, proxy, lease_until, move, step, problem) \
@@ -44,8 +55,13 @@ const BEAT: &str = "WITH renewed AS (\
      move = EXCLUDED.move, step = EXCLUDED.step, problem = EXCLUDED.problem) \
      SELECT m.stamp, m.coordinator, m.step, m.tables, m.map, EXISTS (\
      SELECT 1 FROM shardgate.fleet_proxies c WHERE c.fleet = m.fleet \
-     AND c.database = m.database AND c.proxy = m.coordinator AND c.lease_until > now()) \
-     FROM shardgate.fleet_moves m WHERE m.fleet = $1 AND m.database = $2";
+     AND c.database = m.database AND c.proxy = m.coordinator \
+     AND c.lease_until > now() - $8::float8 * interval '1 second'), m.version \
+     FROM shardgate.fleet_moves m WHERE m.fleet = $1 AND m.database = $2 FOR SHARE OF m";
+
+/// The map recorded in force for the fleet's database here (`map_record`).
+const RECORD: &str = "SELECT version, map FROM shardgate.maps_in_force \
+     WHERE fleet = $1 AND database = $2";
 
 /// A move takes the fleet's row when there is none, or when the one there ended (or its
 /// coordinator's lease lapsed while it had not decided).
@@ -63,7 +79,21 @@ const RUNNING: &str = "SELECT coordinator, step FROM shardgate.fleet_moves \
      WHERE fleet = $1 AND database = $2";
 
 const ADVANCE: &str = "UPDATE shardgate.fleet_moves SET step = $4 \
-     WHERE fleet = $1 AND database = $2 AND stamp = $3 AND step = ANY($5)";
+     WHERE fleet = $1 AND database = $2 AND stamp = $3 AND step = ANY($5) AND coordinator = $6";
+
+/// The step to switched, with the version of the map record written in the same transaction.
+const SWITCHED: &str = "UPDATE shardgate.fleet_moves SET step = 'switched', version = (\
+     SELECT version FROM shardgate.maps_in_force WHERE fleet = $1 AND database = $2) \
+     WHERE fleet = $1 AND database = $2 AND stamp = $3 AND step = 'committing' \
+     AND coordinator = $4 RETURNING version";
+
+/// A decided move whose coordinator is gone becomes this proxy's to finish.
+const CLAIM: &str = "UPDATE shardgate.fleet_moves SET coordinator = $4 \
+     WHERE fleet = $1 AND database = $2 AND stamp = $3 AND step = 'committing' \
+     AND coordinator = $5";
+
+const STEP_OF: &str = "SELECT step FROM shardgate.fleet_moves \
+     WHERE fleet = $1 AND database = $2 AND stamp = $3";
 
 /// The proxies whose lease is live (or lapsed less than [`GRACE`] ago) that have not
 /// acknowledged a step yet: name, what they acknowledged, and their problem.
@@ -154,8 +184,19 @@ pub struct FleetMove {
     pub tables: Vec<String>,
     /// The map it moves to, as recorded ([`super::map_record::redact`]).
     pub map: String,
-    /// Whether the coordinator's lease is live.
+    /// Whether the coordinator's lease is live (or lapsed less than [`GRACE`] ago).
     pub coordinator_live: bool,
+    /// The version of the map record the step to [`Step::Switched`] wrote.
+    pub version: Option<i64>,
+}
+
+/// What a renewal of the lease reads.
+#[derive(Debug, Clone, Default)]
+pub struct Beat {
+    /// The fleet's move, if any.
+    pub fleet_move: Option<FleetMove>,
+    /// The map recorded in force on the control primary: version and text (redacted).
+    pub record: Option<(i64, String)>,
 }
 
 /// What a proxy acknowledges of a move: the step it reached, or why it cannot.
@@ -207,19 +248,22 @@ impl Member {
     /// Connects to the control primary, creating the tables when they are missing.
     pub(crate) async fn connect(&self) -> Result<ControlConn, String> {
         let conn = ControlConn::connect(&self.primary, "shardgate fleet", self.timeout).await?;
+        answer(conn.client.batch_execute(TIMEOUTS)).await?;
         let exists: bool = answer(conn.client.query_one(EXISTS, &[])).await?.get(0);
         if !exists {
-            answer(conn.client.batch_execute(DDL)).await?;
+            let ddl = format!("{DDL}; {}", super::map_record::TABLE_DDL);
+            answer(conn.client.batch_execute(&ddl)).await?;
         }
         Ok(conn)
     }
 
-    /// Renews this proxy's lease from now (the server's clock) with what it acknowledges, on `conn` (connected when `None`, dropped on an error); the fleet's move.
+    /// Renews this proxy's lease from now (the server's clock) with what it acknowledges, on
+    /// `conn` (connected when `None`, dropped on an error); what it read.
     pub(crate) async fn beat(
         &self,
         conn: &mut Option<ControlConn>,
         ack: Option<&Ack>,
-    ) -> Result<Option<FleetMove>, String> {
+    ) -> Result<Beat, String> {
         if conn.is_none() {
             *conn = Some(self.connect().await?);
         }
@@ -233,7 +277,8 @@ impl Member {
             ),
             None => (None, None, None),
         };
-        let params: [Param<'_>; 7] = [
+        let grace = GRACE.as_secs_f64();
+        let params: [Param<'_>; 8] = [
             &self.fleet,
             &self.database,
             &self.proxy,
@@ -241,26 +286,40 @@ impl Member {
             &stamp,
             &step,
             &problem,
+            &grace,
         ];
-        let rows = match answer(client.query(BEAT, &params)).await {
-            Ok(rows) => rows,
+        let keys: [Param<'_>; 2] = [&self.fleet, &self.database];
+        let asked = async {
+            let renewed = answer(client.query(BEAT, &params)).await?;
+            let record = answer(client.query_opt(RECORD, &keys)).await?;
+            Ok::<_, String>((renewed, record))
+        };
+        let (renewed, record) = match asked.await {
+            Ok(read) => read,
             Err(why) => {
                 *conn = None;
                 return Err(why);
             }
         };
-        let Some(row) = rows.first() else {
-            return Ok(None);
+        let fleet_move = match renewed.first() {
+            None => None,
+            Some(row) => {
+                let step: String = row.get(2);
+                Some(FleetMove {
+                    stamp: row.get(0),
+                    coordinator: row.get(1),
+                    step: Step::parse(&step).ok_or_else(|| format!("unknown step {step:?}"))?,
+                    tables: row.get(3),
+                    map: row.get(4),
+                    coordinator_live: row.get(5),
+                    version: row.get(6),
+                })
+            }
         };
-        let step: String = row.get(2);
-        Ok(Some(FleetMove {
-            stamp: row.get(0),
-            coordinator: row.get(1),
-            step: Step::parse(&step).ok_or_else(|| format!("unknown step {step:?}"))?,
-            tables: row.get(3),
-            map: row.get(4),
-            coordinator_live: row.get(5),
-        }))
+        Ok(Beat {
+            fleet_move,
+            record: record.map(|row| (row.get(0), row.get(1))),
+        })
     }
 
     /// Makes this proxy the coordinator of move `stamp` of `tables` to `map` (redacted); why
@@ -291,22 +350,35 @@ impl Member {
         ))
     }
 
-    /// Moves the coordinator's move `stamp` from one of `from` to `to`; why not when it is no
-    /// longer at one of them (another proxy abandoned it).
-    pub async fn advance(&self, stamp: &str, from: &[Step], to: Step) -> Result<(), String> {
+    /// Moves move `stamp` of `coordinator` from one of `from` to `to`; why not when it is no
+    /// longer at one of them (another proxy abandoned or claimed it).
+    pub async fn advance(
+        &self,
+        stamp: &str,
+        coordinator: &str,
+        from: &[Step],
+        to: Step,
+    ) -> Result<(), String> {
         let conn = self.connect().await?;
-        self.advance_on(&conn, stamp, from, to).await
+        self.advance_on(&conn, (stamp, coordinator), from, to).await
     }
 
     async fn advance_on(
         &self,
         conn: &ControlConn,
-        stamp: &str,
+        (stamp, coordinator): (&str, &str),
         from: &[Step],
         to: Step,
     ) -> Result<(), String> {
         let from: Vec<&str> = from.iter().map(|step| step.as_str()).collect();
-        let params: [Param<'_>; 5] = [&self.fleet, &self.database, &stamp, &to.as_str(), &from];
+        let params: [Param<'_>; 6] = [
+            &self.fleet,
+            &self.database,
+            &stamp,
+            &to.as_str(),
+            &from,
+            &coordinator,
+        ];
         match answer(conn.client.execute(ADVANCE, &params)).await? {
             1 => Ok(()),
             _ => Err(format!(
@@ -370,16 +442,58 @@ impl Member {
         answer(conn.client.batch_execute("BEGIN")).await?;
         let decided = async {
             let from = [Step::Switching];
-            self.advance_on(&conn, stamp, &from, Step::Committing)
-                .await?;
+            let own = (stamp, self.proxy.as_str());
+            self.advance_on(&conn, own, &from, Step::Committing).await?;
             answer(conn.client.batch_execute(decision)).await?;
             answer(conn.client.batch_execute("COMMIT")).await
         };
-        let outcome = decided.await;
-        if outcome.is_err() {
-            let _ = answer(conn.client.batch_execute("ROLLBACK")).await;
+        in_transaction(&conn, decided).await
+    }
+
+    /// The step move `stamp` is at, read on a connection of its own (after a step whose
+    /// outcome was not heard); `None` when no such move is recorded.
+    pub async fn step_of(&self, stamp: &str) -> Result<Option<Step>, String> {
+        let conn = self.connect().await?;
+        let params: [Param<'_>; 3] = [&self.fleet, &self.database, &stamp];
+        let row = answer(conn.client.query_opt(STEP_OF, &params)).await?;
+        Ok(row.and_then(|row| Step::parse(&row.get::<_, String>(0))))
+    }
+
+    /// Makes this proxy the coordinator of the decided move `stamp` of `coordinator` (whose
+    /// lease lapsed); why not when another proxy claimed it first or it moved on.
+    pub async fn claim(&self, stamp: &str, coordinator: &str) -> Result<(), String> {
+        let conn = self.connect().await?;
+        let params: [Param<'_>; 5] = [
+            &self.fleet,
+            &self.database,
+            &stamp,
+            &self.proxy,
+            &coordinator,
+        ];
+        match answer(conn.client.execute(CLAIM, &params)).await? {
+            1 => Ok(()),
+            _ => Err("the move was claimed by another proxy, or moved on".into()),
         }
-        outcome
+    }
+
+    /// Moves this proxy's decided move `stamp` to [`Step::Switched`] and runs `record` (the
+    /// statements that record the new map in force) in the same transaction; the record's
+    /// version.
+    pub async fn switch(&self, stamp: &str, record: &str) -> Result<i64, String> {
+        let conn = self.connect().await?;
+        answer(conn.client.batch_execute("BEGIN")).await?;
+        let mut version = 0;
+        let switched = async {
+            answer(conn.client.batch_execute(record)).await?;
+            let params: [Param<'_>; 4] = [&self.fleet, &self.database, &stamp, &self.proxy];
+            match answer(conn.client.query_opt(SWITCHED, &params)).await? {
+                Some(row) => version = row.get::<_, Option<i64>>(0).unwrap_or_default(),
+                None => return Err("the move is no longer this proxy's to switch".into()),
+            }
+            answer(conn.client.batch_execute("COMMIT")).await
+        };
+        in_transaction(&conn, switched).await?;
+        Ok(version)
     }
 
     /// Takes this proxy out of the fleet as it stops: no move waits for its lease to run out.
@@ -406,6 +520,19 @@ impl Member {
             })
             .collect())
     }
+}
+
+/// Runs `steps` (which end with COMMIT) inside the transaction opened on `conn`; rolls back
+/// when one fails.
+async fn in_transaction(
+    conn: &ControlConn,
+    steps: impl Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    let outcome = steps.await;
+    if outcome.is_err() {
+        let _ = answer(conn.client.batch_execute("ROLLBACK")).await;
+    }
+    outcome
 }
 
 /// `asked`'s answer within [`ANSWER_WAIT`], errors in words.

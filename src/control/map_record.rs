@@ -25,6 +25,9 @@ macro_rules! table_ddl {
          recorded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (fleet, database))"
     };
 }
+/// The table, for the fleet's tables that read it (`fleet`).
+pub(crate) const TABLE_DDL: &str = table_ddl!();
+
 /// Run only when the table is missing, so a role without CREATE can use one made for it.
 const DDL: &str = concat!(
     table_ddl!(),

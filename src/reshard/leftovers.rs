@@ -109,6 +109,34 @@ pub async fn resolve(maps: &[&ShardMap], undecided: Undecided, timeout: Duration
     lines
 }
 
+/// Ends every prepared transaction of the move `stamp` on the primaries of `maps` with
+/// `command` (`COMMIT PREPARED` for a decided move, `ROLLBACK PREPARED` for one that can no
+/// longer decide); why not, when a primary cannot be asked or one fails (asked again later).
+pub async fn end_move(
+    maps: &[&ShardMap],
+    stamp: &str,
+    command: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut primaries: Vec<&BackendUri> = Vec::new();
+    for shard in maps.iter().flat_map(|map| &map.shards) {
+        if !primaries.contains(&&shard.primary) {
+            primaries.push(&shard.primary);
+        }
+    }
+    let prefix = format!("{PREFIX}{stamp}_");
+    for uri in primaries {
+        let conn = copy::connect(uri, timeout).await?;
+        let sql = "SELECT gid FROM pg_prepared_xacts \
+                   WHERE database = current_database() AND starts_with(gid, $1)";
+        let rows = (conn.client.query(sql, &[&prefix]).await).map_err(|e| format!("{uri}: {e}"))?;
+        for gid in rows.iter().map(|row| row.get::<_, String>(0)) {
+            end(uri, &gid, command, timeout).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Drops the replication slots and publications of moves that stopped before dropping them
 /// (a slot keeps its server's WAL). A slot in use right now is left: a move is reading it.
 /// A move of another proxy between two reads of its slot loses it and fails, with nothing

@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio_postgres::error::SqlState;
 
-use super::coordination::Coordination;
+use super::coordination::{Coordination, Decided};
 use super::copy::{self, Moved, Role, Side};
 use super::job::Reshard;
 use super::leftovers::{self, Undecided};
@@ -579,32 +579,39 @@ async fn commit(
     // everywhere by whoever finds its transactions (`leftovers`), never half of it.
     let decisions = &plan.old.shard(plan.old.default_shard).primary;
     let stamp = fleet.stamp.as_str();
-    let map_text = plan.map_text.as_deref();
-    if let Err(why) = fleet
-        .decide(decisions, map_text, plan.connect_timeout)
-        .await
-    {
-        // Recorded or not, its transactions roll back: the fleet's record says so.
-        fleet.abandon(&[Step::Committing]).await;
-        roll_back(plan, &prepared).await;
-        return Err(format!(
-            "cannot record the move's decision: {why}; nothing moved"
-        ));
+    match fleet.decide(decisions, plan.connect_timeout).await {
+        Decided::Yes => {}
+        Decided::No(why) => {
+            roll_back(plan, &prepared).await;
+            return Err(format!(
+                "cannot record the move's decision: {why}; nothing moved"
+            ));
+        }
+        Decided::Unknown(why) => {
+            // Neither commit nor roll back: whoever reads the decision ends it that way.
+            fence.set(FenceState::Writes(moving));
+            lower.0 = None;
+            return Err(format!(
+                "cannot tell whether the move's decision was recorded ({why}); its prepared transactions end the way the record says, by this proxy once the fleet's table answers, or at the next start or RESHARD"
+            ));
+        }
     }
     if let Err(why) = end_prepared(plan, first, "COMMIT PREPARED").await {
-        // Turning back needs the decision gone first; when it cannot go, the move stays
-        // decided and prepared, and whoever finds it next commits it (`leftovers`).
+        // Turning back needs the decision gone first (and, in a fleet, is never done: another
+        // proxy may be finishing the move); otherwise the move stays decided and prepared,
+        // and whoever finds it next commits it.
         let timeout = plan.connect_timeout;
-        if !leftovers::forget_decision(decisions, stamp, timeout).await {
+        let withdrawn =
+            fleet.may_withdraw() && leftovers::forget_decision(decisions, stamp, timeout).await;
+        if !withdrawn {
             // Writes to the moving keys stay held back: under the old map they would land
             // beside rows that are about to move.
             fence.set(FenceState::Writes(moving));
             lower.0 = None;
             return Err(format!(
-                "{why}; the move is decided but not committed: its prepared transactions are committed at the next start or RESHARD"
+                "{why}; the move is decided but not committed: its prepared transactions are committed when the shards answer (by this proxy in a fleet), or at the next start or RESHARD"
             ));
         }
-        fleet.abandon(&[Step::Committing]).await;
         roll_back(plan, &prepared).await;
         return Err(format!("{why}; nothing moved"));
     }
@@ -619,7 +626,7 @@ async fn commit(
     wait_for_replicas(plan, &prepared).await;
     let epoch = switch().await?;
     fence.set(FenceState::Switched { epoch, moving });
-    fleet.switched().await;
+    fleet.switched(plan.map_text.as_deref()).await;
     commit_pending(job, plan, pending).await?;
     leftovers::forget_decision(decisions, stamp, plan.connect_timeout).await;
     Ok(epoch)

@@ -60,7 +60,7 @@ impl Moving {
 
 /// Blocks the moves of one database's rows; see the module doc.
 pub struct Fence {
-    /// A state other than [`FenceState::Down`], or the lease lapsed: statements are checked.
+    /// A state other than [`FenceState::Down`]: statements are checked.
     raised: AtomicBool,
     /// This proxy lost its lease in the fleet ([`Fence::lapse`]).
     lapsed: AtomicBool,
@@ -152,10 +152,11 @@ impl Fence {
 
     /// What `statement` must do now. Cheap while no move runs.
     pub fn verdict(&self, statement: &Routed<'_>) -> Verdict {
-        if !self.raised.load(SeqCst) {
+        let lapsed = self.lapsed.load(SeqCst);
+        if !self.raised.load(SeqCst) && !lapsed {
             return Verdict::Clear;
         }
-        if self.lapsed.load(SeqCst) && !statement.plan.names_no_map_table() {
+        if lapsed && !statement.plan.names_no_map_table() {
             return Verdict::Blocked;
         }
         if statement.epoch >= self.settled_from.load(SeqCst) {
@@ -193,8 +194,6 @@ impl Fence {
         if self.lapsed.swap(lapsed, SeqCst) == lapsed {
             return;
         }
-        let state_raised = !matches!(*self.state.borrow(), FenceState::Down);
-        self.raised.store(lapsed || state_raised, SeqCst);
         // Statements waiting at the fence look again.
         self.state.send_modify(|_| {});
     }
@@ -220,8 +219,7 @@ impl Fence {
         self.state.send_replace(state);
         self.settled_from.store(settled_from, SeqCst);
         self.moving.store(moving, SeqCst);
-        self.raised
-            .store(raised || self.lapsed.load(SeqCst), SeqCst);
+        self.raised.store(raised, SeqCst);
     }
 
     /// Waits until no session is marked with a generation from before now, at most

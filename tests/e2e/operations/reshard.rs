@@ -774,6 +774,23 @@ async fn a_direct_write_while_the_fence_drains_moves_with_the_rest() {
 
 #[tokio::test]
 async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
+    let target = "datname = 'reshard_s2' AND wait_event_type = 'Lock'";
+    a_failing_side_aborts_the_move(2, target, 1).await;
+}
+
+#[tokio::test]
+async fn a_source_that_fails_mid_copy_aborts_the_move_and_the_old_map_stays() {
+    let uri = &cluster().primaries[0];
+    let database = uri.rsplit_once('/').unwrap().1.split('?').next().unwrap();
+    let source = format!("datname = '{database}'");
+    a_failing_side_aborts_the_move(0, &source, 2).await;
+}
+
+/// Holds the copy into the new shard, ends the move's connections to shard `shard` that
+/// `which` selects in `pg_stat_activity` (at least `at_least` of them), and checks that the
+/// move failed naming that shard with nothing moved, nothing prepared and no slot left, the
+/// edit still held and the fence down.
+async fn a_failing_side_aborts_the_move(shard: usize, which: &str, at_least: i64) {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (proxy, _dir, path, shards, three) = two_shards_with_rows(200).await;
     let before = placement(&shards).await;
@@ -783,11 +800,11 @@ async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
     console(&proxy).await.simple_query("RELOAD").await.unwrap();
     let reshard = reshard_copying(&proxy).await;
 
-    let mover = "FROM pg_stat_activity WHERE application_name = 'shardgate reshard' \
-                 AND datname = 'reshard_s2' AND wait_event_type = 'Lock'";
+    let waiting = "FROM pg_stat_activity WHERE application_name = 'shardgate reshard' \
+                   AND datname = 'reshard_s2' AND wait_event_type = 'Lock'";
     let observer = connect_direct(&shards[2].1).await;
     eventually("the move waits for the target", async || {
-        let sql = format!("SELECT count(*) {mover}");
+        let sql = format!("SELECT count(*) {waiting}");
         observer
             .query_one(&sql, &[])
             .await
@@ -796,12 +813,25 @@ async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
             == 1
     })
     .await;
-    let terminate = format!("SELECT pg_terminate_backend(pid) {mover}");
-    let killed = held.query(&terminate, &[]).await.unwrap();
-    assert_eq!(killed.len(), 1, "the move's connection to the target");
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE starts_with(application_name, 'shardgate reshard') AND {which}"
+    );
+    let killed = connect_direct(&shards[shard].1)
+        .await
+        .query(&terminate, &[])
+        .await;
+    assert!(
+        killed.unwrap().len() as i64 >= at_least,
+        "the move's connections to {}",
+        shards[shard].0
+    );
     held.batch_execute("COMMIT").await.unwrap();
     let failed = reshard.await.unwrap().expect_err("the move fails");
-    assert!(failed.contains("shard s2"), "{failed}");
+    assert!(
+        failed.contains(&format!("shard {}", shards[shard].0)),
+        "{failed}"
+    );
 
     let console = console(&proxy).await;
     let status = rows(&console, "SHOW RESHARD").await;
@@ -814,10 +844,10 @@ async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
         "the edit is still held"
     );
     let mut after = placement(&shards).await;
-    let (mut before, mut after_sorted) = (before, std::mem::take(&mut after));
+    let mut before = before;
     before.sort();
-    after_sorted.sort();
-    assert_eq!(after_sorted, before, "no row moved");
+    after.sort();
+    assert_eq!(after, before, "no row moved");
     for (_, uri) in &shards {
         let prepared: i64 = (connect_direct(uri).await)
             .query_one(
@@ -829,6 +859,7 @@ async fn a_target_that_fails_aborts_the_move_and_the_old_map_stays() {
             .get(0);
         assert_eq!(prepared, 0, "no prepared transaction is left on {uri}");
     }
+    assert_no_stream_left(&shards).await;
     // The fence is down: a write to a key the edit would move runs under the old map.
     let client = proxy.connect().await;
     let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'after')";

@@ -149,7 +149,18 @@ async fn a_proxy_that_stopped_renewing_holds_the_move_only_until_its_lease_runs_
     std::fs::write(&path, map_yaml(&shards, &["s0", "s1", "s2"])).unwrap();
     console.simple_query("RELOAD").await.unwrap();
     let started = Instant::now();
-    reshard_the_held_edit(&console).await;
+    let reshard = {
+        let console = super::console(&proxy).await;
+        tokio::spawn(async move { console.simple_query("RESHARD").await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = rows(&console, "SHOW RESHARD").await;
+    assert_eq!(
+        field(&status[0], "phase"),
+        "announce",
+        "it waits: {status:?}"
+    );
+    reshard.await.unwrap().expect("RESHARD moves the rows");
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(3),
@@ -205,4 +216,200 @@ async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_
     let answered = tokio::time::timeout(Duration::from_secs(5), waiting).await;
     let answered = answered.expect("the read goes on once the lease is renewed");
     assert_eq!(answered.unwrap().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_move_whose_coordinator_is_gone_before_it_decided_is_abandoned_by_the_others() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let shards = fresh_shards().await;
+    let fleet = format!("ghost-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("map.yaml");
+    std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
+    let proxy = fleet_proxy(&fleet, &path).await;
+    let client = proxy.connect().await;
+    let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'x')";
+    for id in 1..=50_i64 {
+        client.execute(insert, &[&id]).await.unwrap();
+    }
+
+    // A coordinator that fenced the fleet and then stopped renewing its lease.
+    let on_s0 = connect_direct(&shards[0].1).await;
+    let database: String = on_s0
+        .query_one(
+            "SELECT database FROM shardgate.fleet_proxies WHERE fleet = $1",
+            &[&fleet],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let ghost = "INSERT INTO shardgate.fleet_proxies (fleet, database, proxy, lease_until) \
+         VALUES ($1, $2, 'ghost', now() - interval '1 second')";
+    on_s0.execute(ghost, &[&fleet, &database]).await.unwrap();
+    let three = map_yaml(&shards, &["s0", "s1", "s2"]);
+    let tables = vec!["reshard_items".to_owned()];
+    let moving = "INSERT INTO shardgate.fleet_moves \
+         (fleet, database, stamp, coordinator, step, tables, map) \
+         VALUES ($1, $2, '1', 'ghost', 'fence', $3, $4)";
+    on_s0
+        .execute(moving, &[&fleet, &database, &tables, &three])
+        .await
+        .unwrap();
+
+    let step = "SELECT step FROM shardgate.fleet_moves WHERE fleet = $1";
+    eventually("the proxy abandons the ghost's move", async || {
+        let row = on_s0.query_one(step, &[&fleet]).await.unwrap();
+        row.get::<_, String>(0) == "abandoned"
+    })
+    .await;
+    // Nothing holds its writes any more, and the next RESHARD may run.
+    let written = tokio::time::timeout(Duration::from_secs(2), client.execute(insert, &[&51_i64]));
+    assert_eq!(written.await.expect("no wait").unwrap(), 1);
+    std::fs::write(&path, &three).unwrap();
+    let console = console(&proxy).await;
+    console.simple_query("RELOAD").await.unwrap();
+    reshard_the_held_edit(&console).await;
+    assert_moved_by_streaming(&console, &shards).await;
+}
+
+/// A map of `reshard_items` over the ring `ring`, with every shard of `shards` declared.
+fn ring_yaml(shards: &[(String, String)], ring: &[&str]) -> String {
+    let mut yaml = String::from("shards:\n");
+    for (name, uri) in shards {
+        yaml += &format!("  - name: {name}\n    primary: {uri}\n");
+    }
+    yaml += &format!(
+        "default_shard: s0\ntables:\n  reshard_items:\n    strategy: hash\n    key: id\n    key_type: bigint\n    shards: [{}]\n",
+        ring.join(", ")
+    );
+    yaml
+}
+
+/// A key the ring of s0, s1 and s2 places on s2 and the ring of s0 and s1 on s0.
+fn key_moving_from_s0_to_s2(two: &std::path::Path, three: &std::path::Path) -> i64 {
+    let name = |path: &std::path::Path, id: i64| {
+        let router =
+            shardgate::router::Router::new(&shardgate::config::load_shard_map(path).unwrap());
+        let shard = router
+            .shard_of_key("reshard_items", &id.to_string())
+            .unwrap();
+        router.map().shard(shard).name.clone()
+    };
+    (1..)
+        .find(|id| name(two, *id) == "s0" && name(three, *id) == "s2")
+        .unwrap()
+}
+
+/// A coordinator named `ghost` whose lease ran out a while ago, in `fleet` on `on_s0`; the
+/// fleet's database name.
+async fn ghost_coordinator(on_s0: &tokio_postgres::Client, fleet: &str) -> String {
+    let database: String = on_s0
+        .query_one(
+            "SELECT database FROM shardgate.fleet_proxies WHERE fleet = $1",
+            &[&fleet],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let ghost = "INSERT INTO shardgate.fleet_proxies (fleet, database, proxy, lease_until) \
+         VALUES ($1, $2, 'ghost', now() - interval '10 seconds')";
+    on_s0.execute(ghost, &[&fleet, &database]).await.unwrap();
+    database
+}
+
+#[tokio::test]
+async fn a_decided_move_whose_coordinator_is_gone_is_finished_by_another_proxy() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let shards = fresh_shards().await;
+    let fleet = format!("finish-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let (path, three_path) = (dir.path().join("map.yaml"), dir.path().join("three.yaml"));
+    let three = ring_yaml(&shards, &["s0", "s1", "s2"]);
+    std::fs::write(&path, ring_yaml(&shards, &["s0", "s1"])).unwrap();
+    std::fs::write(&three_path, &three).unwrap();
+    let key = key_moving_from_s0_to_s2(&path, &three_path);
+    let proxy = fleet_proxy(&fleet, &path).await;
+    let client = proxy.connect().await;
+    let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'before')";
+    client.execute(insert, &[&key]).await.unwrap();
+
+    // The ghost decided its move: the key's row is prepared to leave s0 and to arrive on s2.
+    let on_s0 = connect_direct(&shards[0].1).await;
+    let database = ghost_coordinator(&on_s0, &fleet).await;
+    let stamp = "42";
+    let out = format!(
+        "BEGIN; DELETE FROM reshard_items WHERE id = {key}; \
+         PREPARE TRANSACTION 'shardgate_reshard_{stamp}_s0_out'"
+    );
+    on_s0.batch_execute(&out).await.unwrap();
+    let into = format!(
+        "BEGIN; INSERT INTO reshard_items (id, note) VALUES ({key}, 'moved'); \
+         PREPARE TRANSACTION 'shardgate_reshard_{stamp}_s2_in'"
+    );
+    connect_direct(&shards[2].1)
+        .await
+        .batch_execute(&into)
+        .await
+        .unwrap();
+    let tables = vec!["reshard_items".to_owned()];
+    let decided = "INSERT INTO shardgate.fleet_moves \
+         (fleet, database, stamp, coordinator, step, tables, map) \
+         VALUES ($1, $2, $3, 'ghost', 'committing', $4, $5)";
+    on_s0
+        .execute(decided, &[&fleet, &database, &stamp, &tables, &three])
+        .await
+        .unwrap();
+
+    let moved = "SELECT step, coordinator <> 'ghost' FROM shardgate.fleet_moves WHERE fleet = $1";
+    eventually("the proxy finishes the ghost's move", async || {
+        let row = on_s0.query_one(moved, &[&fleet]).await.unwrap();
+        row.get::<_, String>(0) == "switched" && row.get::<_, bool>(1)
+    })
+    .await;
+    let read = "SELECT note FROM reshard_items WHERE id = $1";
+    let note: String = client.query_one(read, &[&key]).await.unwrap().get(0);
+    assert_eq!(
+        note, "moved",
+        "the proxy reads the key on s2, under the new map"
+    );
+    assert_eq!(placement(&shards).await, vec![("s2".to_owned(), key)]);
+    let recorded = "SELECT map FROM shardgate.maps_in_force WHERE fleet = $1";
+    let map: String = on_s0.query_one(recorded, &[&fleet]).await.unwrap().get(0);
+    assert_eq!(map, three, "the new map is recorded in force");
+}
+
+#[tokio::test]
+async fn a_proxy_that_missed_a_whole_move_takes_its_map() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let shards = fresh_shards().await;
+    let fleet = format!("missed-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let (path, three_path) = (dir.path().join("map.yaml"), dir.path().join("three.yaml"));
+    let three = ring_yaml(&shards, &["s0", "s1", "s2"]);
+    std::fs::write(&path, ring_yaml(&shards, &["s0", "s1"])).unwrap();
+    std::fs::write(&three_path, &three).unwrap();
+    let key = key_moving_from_s0_to_s2(&path, &three_path);
+    let proxy = fleet_proxy(&fleet, &path).await;
+    let console = console(&proxy).await;
+    let route = format!("SHOW ROUTE SELECT * FROM reshard_items WHERE id = {key}");
+    let shard_of_key = async || field(&rows(&console, &route).await[0], "route").to_owned();
+    assert_eq!(shard_of_key().await, "route: shard s0");
+
+    // While this proxy was away, the ghost moved the key and switched; its record is newer.
+    let on_s0 = connect_direct(&shards[0].1).await;
+    let database = ghost_coordinator(&on_s0, &fleet).await;
+    let tables = vec!["reshard_items".to_owned()];
+    let switched = "INSERT INTO shardgate.fleet_moves \
+         (fleet, database, stamp, coordinator, step, tables, map, version) \
+         SELECT $1, $2, '43', 'ghost', 'switched', $3, $4, version + 1 \
+         FROM shardgate.maps_in_force WHERE fleet = $1";
+    let inserted = on_s0
+        .execute(switched, &[&fleet, &database, &tables, &three])
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    eventually("the proxy serves the move's map", async || {
+        shard_of_key().await == "route: shard s2"
+    })
+    .await;
 }

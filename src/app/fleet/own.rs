@@ -1,0 +1,139 @@
+//! Moves of the fleet that their coordinator left part-way: this proxy's own, when its
+//! `RESHARD` ended before the fleet's record did (the control table did not answer, or the
+//! shards did not take their `COMMIT PREPARED`), and another proxy's whose lease lapsed. The
+//! fleet's record decides: a move not decided yet is abandoned and its prepared transactions
+//! rolled back (it can no longer decide); a decided one is claimed, committed everywhere and
+//! switched, with the new map recorded in force.
+
+use std::sync::Arc;
+
+use super::Reloader;
+use crate::control::fleet::{FleetMove, Member, Step};
+use crate::control::map_record::{self, Recorded};
+use crate::reshard::leftovers;
+use crate::topology::fence::{Fence, FenceState, Moving};
+
+/// The steps of a move that has not decided.
+const UNDECIDED: [Step; 3] = [Step::Announced, Step::Fence, Step::Switching];
+
+/// This proxy's move `found`, whose `RESHARD` ended: abandons it or finishes its commit.
+pub(super) async fn finish(reloader: &Reloader, member: &Member, fence: &Fence, found: &FleetMove) {
+    match found.step {
+        step if UNDECIDED.contains(&step) => abandon(reloader, member, found).await,
+        Step::Committing => finish_commit(reloader, member, fence, found).await,
+        _ => {}
+    }
+}
+
+/// Another proxy's move `found`, whose coordinator's lease lapsed: abandons it before it
+/// decided, or claims it after (the next renewal finishes it as this proxy's own).
+pub(super) async fn take_over(
+    reloader: &Reloader,
+    member: &Member,
+    fence: &Fence,
+    found: &FleetMove,
+) {
+    match found.step {
+        step if UNDECIDED.contains(&step) => {
+            tracing::warn!(
+                coordinator = found.coordinator,
+                "the coordinator of a RESHARD lost its lease before it decided: the move is abandoned"
+            );
+            abandon(reloader, member, found).await;
+        }
+        Step::Committing => match member.claim(&found.stamp, &found.coordinator).await {
+            Ok(()) => {
+                tracing::warn!(
+                    coordinator = found.coordinator,
+                    "the coordinator of a RESHARD lost its lease after it decided: this proxy finishes the move"
+                );
+                finish_commit(reloader, member, fence, found).await;
+            }
+            Err(why) => tracing::debug!(why, "another proxy finishes the RESHARD"),
+        },
+        _ => {}
+    }
+}
+
+/// Marks `found` abandoned (it can no longer decide), then rolls back what it prepared.
+async fn abandon(reloader: &Reloader, member: &Member, found: &FleetMove) {
+    let coordinator = &found.coordinator;
+    let abandoned = member.advance(&found.stamp, coordinator, &UNDECIDED, Step::Abandoned);
+    if let Err(why) = abandoned.await {
+        return tracing::warn!(why, "could not abandon a RESHARD left part-way");
+    }
+    let Some((old, new)) = maps(reloader, member, found) else {
+        return;
+    };
+    let both = [&old, &new];
+    let ended = leftovers::end_move(&both, &found.stamp, "ROLLBACK PREPARED", member.timeout);
+    if let Err(why) = ended.await {
+        tracing::warn!(
+            why,
+            "an abandoned RESHARD's prepared transactions stay until the next RESHARD or start"
+        );
+    }
+}
+
+/// Commits what the decided move `found` prepared, marks it switched with the new map
+/// recorded in force, and serves that map; asked again at the next renewal when a shard or
+/// the control table does not answer.
+async fn finish_commit(reloader: &Reloader, member: &Member, fence: &Fence, found: &FleetMove) {
+    let Some((old, new)) = maps(reloader, member, found) else {
+        return;
+    };
+    let both = [&old, &new];
+    let committed = leftovers::end_move(&both, &found.stamp, "COMMIT PREPARED", member.timeout);
+    if let Err(why) = committed.await {
+        return tracing::warn!(why, "a decided RESHARD waits for its shards to commit");
+    }
+    let record = map_record::write_sql(&member.fleet, &member.database, &found.map);
+    let version = match member.switch(&found.stamp, &record).await {
+        Ok(version) => version,
+        Err(why) => return tracing::warn!(why, "a decided RESHARD waits for the fleet's table"),
+    };
+    let database = &member.database;
+    let known = reloader.known_record(database).await;
+    if known.is_none_or(|known| known.text != found.map) {
+        match reloader.switch_to(database, new.clone(), None).await {
+            Ok(epoch) => {
+                let moving = Arc::new(Moving::new(&new, found.tables.clone()));
+                fence.set(FenceState::Switched { epoch, moving });
+            }
+            Err(why) => return tracing::error!(why, "a finished RESHARD's map cannot serve"),
+        }
+    }
+    let text = found.map.clone();
+    reloader
+        .note_record(database, Recorded { version, text })
+        .await;
+    tracing::info!(
+        stamp = found.stamp,
+        database,
+        "this proxy finished a RESHARD left part-way"
+    );
+}
+
+/// The map in force here and the one `found` moves to (with this proxy's passwords).
+fn maps(
+    reloader: &Reloader,
+    member: &Member,
+    found: &FleetMove,
+) -> Option<(crate::config::ShardMap, crate::config::ShardMap)> {
+    let database = &member.database;
+    let new = reloader
+        .file_text(database)
+        .and_then(|file| map_record::with_file_secrets(&found.map, &file))
+        .and_then(|text| reloader.parse_map(database, &text));
+    match (reloader.map_in_force(database), new) {
+        (Some(old), Ok(new)) => Some((old, new)),
+        (_, Err(why)) => {
+            tracing::error!(
+                why,
+                "cannot finish a RESHARD left part-way: its map cannot be read"
+            );
+            None
+        }
+        (None, _) => None,
+    }
+}
