@@ -120,6 +120,8 @@ async fn follow(
         match beat {
             Ok(read) => {
                 renewed.at.store(sent, Relaxed);
+                let lapsed = fence.is_lapsed();
+                let read = (read, lapsed);
                 let out = following::follow(&reloader, &member, &fence, &mut following, read).await;
                 // A renewal that took most of the lease may have run out already.
                 fence.lapse(out || renewed.lapsed());

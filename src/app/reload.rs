@@ -358,13 +358,6 @@ impl Reloader {
         config::parse_shard_map(text, path).map_err(|e| e.to_string())
     }
 
-    /// The record of `database`'s map in force this proxy last read or wrote.
-    pub(super) async fn known_record(&self, database: &str) -> Option<Recorded> {
-        let state = self.state.lock().await;
-        let i = state.databases.iter().position(|db| db.name == database)?;
-        state.records[i].clone()
-    }
-
     /// Notes `recorded` as the record of `database`'s map in force (one a move wrote).
     pub(super) async fn note_record(&self, database: &str, recorded: Recorded) {
         let mut state = self.state.lock().await;

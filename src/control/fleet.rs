@@ -70,10 +70,11 @@ const ANNOUNCE: &str = "INSERT INTO shardgate.fleet_moves AS m \
      VALUES ($1, $2, $3, $4, 'announced', $5, $6) \
      ON CONFLICT (fleet, database) DO UPDATE SET stamp = EXCLUDED.stamp, \
      coordinator = EXCLUDED.coordinator, step = EXCLUDED.step, tables = EXCLUDED.tables, \
-     map = EXCLUDED.map \
+     map = EXCLUDED.map, version = NULL \
      WHERE m.step IN ('switched', 'abandoned') OR (m.step <> 'committing' AND NOT EXISTS (\
      SELECT 1 FROM shardgate.fleet_proxies c WHERE c.fleet = m.fleet \
-     AND c.database = m.database AND c.proxy = m.coordinator AND c.lease_until > now()))";
+     AND c.database = m.database AND c.proxy = m.coordinator \
+     AND c.lease_until > now() - $7::float8 * interval '1 second'))";
 
 const RUNNING: &str = "SELECT coordinator, step FROM shardgate.fleet_moves \
      WHERE fleet = $1 AND database = $2";
@@ -328,13 +329,15 @@ impl Member {
         let conn = self.connect().await?;
         let params: [Param<'_>; 2] = [&self.fleet, &self.database];
         answer(conn.client.execute(FORGET_GONE, &params)).await?;
-        let params: [Param<'_>; 6] = [
+        let grace = GRACE.as_secs_f64();
+        let params: [Param<'_>; 7] = [
             &self.fleet,
             &self.database,
             &stamp,
             &self.proxy,
             &tables,
             &map,
+            &grace,
         ];
         if answer(conn.client.execute(ANNOUNCE, &params)).await? == 1 {
             return Ok(());

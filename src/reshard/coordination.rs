@@ -66,8 +66,9 @@ impl Coordination {
 
     /// Records the decision to commit: on `decisions` (the old map's default primary) alone,
     /// or, in a fleet, on the fleet's control primary (the same server) in the same
-    /// transaction as the step to [`Step::Committing`]. An answer that was lost is asked for
-    /// again from the fleet's record.
+    /// transaction as the step to [`Step::Committing`]. When that fails, the move is marked
+    /// abandoned, which succeeds only if the decision did not commit after all (a lost
+    /// answer); when neither can be told, the outcome is unknown.
     pub async fn decide(&self, decisions: &BackendUri, timeout: Duration) -> Decided {
         let decision = leftovers::decision_sql(&self.stamp);
         let Some(member) = &self.member else {
@@ -79,10 +80,20 @@ impl Coordination {
         let Err(why) = member.decide(&self.stamp, &decision).await else {
             return Decided::Yes;
         };
-        match member.step_of(&self.stamp).await {
-            Ok(Some(Step::Committing)) => Decided::Yes,
-            Ok(_) => Decided::No(why),
-            Err(again) => Decided::Unknown(format!("{why}; then: {again}")),
+        // The decision may still commit on the server: abandoning waits for its row lock, and
+        // succeeds only if it did not.
+        let (stamp, me) = (&self.stamp, &member.proxy);
+        match member
+            .advance(stamp, me, &[Step::Switching], Step::Abandoned)
+            .await
+        {
+            Ok(()) => Decided::No(why),
+            Err(again) => match member.step_of(stamp).await {
+                Ok(Some(Step::Committing)) => Decided::Yes,
+                Ok(Some(Step::Abandoned)) => Decided::No(why),
+                Ok(_) => Decided::Unknown(format!("{why}; then: {again}")),
+                Err(read) => Decided::Unknown(format!("{why}; then: {read}")),
+            },
         }
     }
 

@@ -163,9 +163,13 @@ pub async fn run(job: &Reshard, plan: &MovePlan, fence: &Fence, switch: Switch<'
     };
     let outcome = run_phases(job, plan, (fence, &fleet), &mut lower, switch, stamp).await;
     if outcome.is_err() {
-        fleet
-            .abandon(&[Step::Announced, Step::Fence, Step::Switching])
-            .await;
+        let undecided = [
+            Step::Announced,
+            Step::Fence,
+            Step::Switching,
+            Step::Abandoned,
+        ];
+        fleet.abandon(&undecided).await;
     }
     job.finish(outcome);
 }

@@ -12,6 +12,7 @@ use super::own;
 use crate::config::ShardMap;
 use crate::control::fleet::{Ack, Beat, FleetMove, Member, Step};
 use crate::control::map_record::{self, Recorded};
+use crate::moves;
 use crate::reshard::mover::{DRAIN_WAIT, SWITCH_WAIT};
 use crate::topology::fence::{Fence, FenceState, Moving};
 
@@ -23,9 +24,6 @@ pub(super) struct Following {
     to: Option<(ShardMap, Arc<Moving>)>,
     /// A drain of this proxy's sessions before a step is acknowledged.
     draining: Option<(Step, JoinHandle<Result<(), usize>>)>,
-    /// An earlier move may have committed without this proxy taking its map, and the map
-    /// recorded in force could not be read: it stays fenced out until this move's map serves.
-    missed_commit: bool,
 }
 
 impl Following {
@@ -41,14 +39,18 @@ impl Following {
 }
 
 /// Carries out what the fleet's move asks of this proxy now; whether this proxy must stay
-/// fenced out (it cannot tell where rows are).
+/// fenced out (it cannot tell where rows are). `lapsed`: the proxy starts, or its lease
+/// lapsed, so it may have missed a move (see [`reconcile`]).
 pub(super) async fn follow(
     reloader: &Reloader,
     member: &Member,
     fence: &Arc<Fence>,
     following: &mut Option<Following>,
-    read: Beat,
+    (read, lapsed): (Beat, bool),
 ) -> bool {
+    if lapsed && !reconcile(reloader, member, fence, read.record.as_ref()).await {
+        return true;
+    }
     let Some(found) = read.fleet_move else {
         *following = None;
         return false;
@@ -62,13 +64,10 @@ pub(super) async fn follow(
     }
     let current = match following.take() {
         Some(kept) if kept.ack.stamp == found.stamp => kept,
-        earlier => {
-            let record = read.record.as_ref();
-            match start_following(reloader, member, fence, &found, (earlier, record)).await {
-                Some(started) => started,
-                None => return false,
-            }
-        }
+        _ => match start_following(reloader, &member.database, &found) {
+            Some(started) => started,
+            None => return false,
+        },
     };
     let current = following.insert(current);
     if let Some(step) = finished_drain(current).await {
@@ -86,7 +85,7 @@ pub(super) async fn follow(
     if !found.coordinator_live {
         own::take_over(reloader, member, fence, &found).await;
     }
-    out || current.missed_commit
+    out
 }
 
 /// Raises this proxy's fence as far as `found`'s step asks, draining before it acknowledges;
@@ -133,7 +132,6 @@ async fn take_new_map(
                 reloader.note_record(&member.database, recorded).await;
             }
             current.step_done(Step::Switched);
-            current.missed_commit = false;
             false
         }
         Err(why) => {
@@ -161,88 +159,74 @@ fn stand_down(fence: &Fence, current: &mut Following) {
 }
 
 /// Starts following `found` (`None`: the database left the config). A move that ended
-/// before this proxy saw a step of it counts as carried out, unless it switched to a map
-/// newer than the one this proxy serves (then that map serves). An `earlier` move this
-/// proxy fenced for and did not see end is settled first, by the map `record`ed in force.
-async fn start_following(
-    reloader: &Reloader,
-    member: &Member,
-    fence: &Fence,
-    found: &FleetMove,
-    (earlier, record): (Option<Following>, Option<&(i64, String)>),
-) -> Option<Following> {
-    let database = &member.database;
+/// before this proxy saw a step of it counts as carried out: the map recorded in force says
+/// what serves (`reconcile`).
+fn start_following(reloader: &Reloader, database: &str, found: &FleetMove) -> Option<Following> {
     reloader.map_in_force(database)?;
     let mut started = read_map(reloader, database, found);
-    if let Some(earlier) = earlier.filter(|e| e.missed_commit || fenced_for(e)) {
-        started.missed_commit = !settle_missed(reloader, database, fence, earlier, record).await;
-    }
-    let known = reloader.known_record(database).await.map(|r| r.version);
-    let newer = found.version.is_some_and(|v| known.is_none_or(|k| k < v));
-    if found.step == Step::Abandoned || (found.step == Step::Switched && !newer) {
+    if found.step >= Step::Switched {
         started.step_done(found.step);
     }
     Some(started)
 }
 
-/// Whether this proxy raised its fence for `following` and did not see the move end.
-fn fenced_for(following: &Following) -> bool {
-    (Step::Fence..=Step::Committing).contains(&following.ack.step)
-}
-
-/// The move this proxy fenced for ended unseen: when the map `record`ed in force is newer
-/// than the one this proxy knows, that move committed and its map serves from now on;
-/// otherwise nothing moved and the fence comes down. Whether it is settled.
-async fn settle_missed(
+/// Makes this proxy's map place rows as the fleet's record says, when it may have missed a
+/// move (its first renewal, or one after its lease lapsed): a record whose map would move
+/// stored rows relative to the map in force here was written by a move this proxy did not
+/// follow, and serves from now on. Whether this proxy may serve (`false`: the record cannot
+/// be read with this proxy's file).
+pub(super) async fn reconcile(
     reloader: &Reloader,
-    database: &str,
+    member: &Member,
     fence: &Fence,
-    earlier: Following,
     record: Option<&(i64, String)>,
 ) -> bool {
-    let known = reloader.known_record(database).await.map(|r| r.version);
-    let newer = record.filter(|(version, _)| known.is_none_or(|k| k < *version));
-    let Some((version, text)) = newer else {
-        if matches!(
-            fence.state(),
-            FenceState::Writes(_) | FenceState::Switching(_)
-        ) {
-            fence.set(FenceState::Down);
-        }
+    let database = &member.database;
+    let (Some((version, text)), Some(in_force)) = (record, reloader.map_in_force(database)) else {
         return true;
     };
-    let map = reloader
+    let recorded = reloader
         .file_text(database)
         .and_then(|file| map_record::with_file_secrets(text, &file))
         .and_then(|text| reloader.parse_map(database, &text));
-    let switched = match map {
-        Ok(map) => reloader.switch_to(database, map, None).await,
-        Err(why) => Err(why),
-    };
-    match (switched, earlier.to) {
-        (Ok(epoch), Some((_, moving))) => {
-            fence.set(FenceState::Switched { epoch, moving });
-        }
-        (Ok(_), None) => fence.set(FenceState::Down),
-        (Err(why), _) => {
+    let recorded = match recorded {
+        Ok(map) => map,
+        Err(why) => {
             tracing::error!(
                 database,
                 why,
-                "this proxy missed how the fleet's last RESHARD ended and cannot serve the map recorded since: it holds statements on sharded tables back until a move's map serves (or a restart)"
+                "this proxy cannot serve the shard map recorded in force for its fleet: it holds statements on sharded tables back"
             );
             return false;
         }
+    };
+    let report = moves::diff(&in_force, &recorded);
+    if report.moves_rows() {
+        let moved: Vec<String> = (report.tables.iter())
+            .flat_map(|moved| moved.tables.iter().cloned())
+            .collect();
+        match reloader.switch_to(database, recorded.clone(), None).await {
+            Ok(epoch) => {
+                tracing::warn!(
+                    database,
+                    epoch,
+                    "this proxy missed a RESHARD of its fleet: the map recorded in force serves"
+                );
+                let moving = Arc::new(Moving::new(&recorded, moved));
+                fence.set(FenceState::Switched { epoch, moving });
+            }
+            Err(why) => {
+                tracing::error!(database, why, "the map recorded in force cannot serve");
+                return false;
+            }
+        }
     }
     let text = text.clone();
-    reloader
-        .note_record(
-            database,
-            Recorded {
-                version: *version,
-                text,
-            },
-        )
-        .await;
+    let recorded = Recorded {
+        version: *version,
+        text,
+    };
+    reloader.note_record(database, recorded).await;
     true
 }
 
@@ -275,7 +259,6 @@ fn read_map(reloader: &Reloader, database: &str, found: &FleetMove) -> Following
         },
         to,
         draining: None,
-        missed_commit: false,
     }
 }
 

@@ -235,17 +235,7 @@ async fn a_move_whose_coordinator_is_gone_before_it_decided_is_abandoned_by_the_
 
     // A coordinator that fenced the fleet and then stopped renewing its lease.
     let on_s0 = connect_direct(&shards[0].1).await;
-    let database: String = on_s0
-        .query_one(
-            "SELECT database FROM shardgate.fleet_proxies WHERE fleet = $1",
-            &[&fleet],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let ghost = "INSERT INTO shardgate.fleet_proxies (fleet, database, proxy, lease_until) \
-         VALUES ($1, $2, 'ghost', now() - interval '1 second')";
-    on_s0.execute(ghost, &[&fleet, &database]).await.unwrap();
+    let database = ghost_coordinator(&on_s0, &fleet).await;
     let three = map_yaml(&shards, &["s0", "s1", "s2"]);
     let tables = vec!["reshard_items".to_owned()];
     let moving = "INSERT INTO shardgate.fleet_moves \
@@ -303,14 +293,13 @@ fn key_moving_from_s0_to_s2(two: &std::path::Path, three: &std::path::Path) -> i
 /// A coordinator named `ghost` whose lease ran out a while ago, in `fleet` on `on_s0`; the
 /// fleet's database name.
 async fn ghost_coordinator(on_s0: &tokio_postgres::Client, fleet: &str) -> String {
-    let database: String = on_s0
-        .query_one(
-            "SELECT database FROM shardgate.fleet_proxies WHERE fleet = $1",
-            &[&fleet],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let registered = "SELECT database FROM shardgate.fleet_proxies WHERE fleet = $1";
+    eventually("the proxy renewed its lease", async || {
+        let rows = on_s0.query(registered, &[&fleet]).await;
+        rows.is_ok_and(|rows| !rows.is_empty())
+    })
+    .await;
+    let database: String = on_s0.query_one(registered, &[&fleet]).await.unwrap().get(0);
     let ghost = "INSERT INTO shardgate.fleet_proxies (fleet, database, proxy, lease_until) \
          VALUES ($1, $2, 'ghost', now() - interval '10 seconds')";
     on_s0.execute(ghost, &[&fleet, &database]).await.unwrap();
@@ -379,7 +368,7 @@ async fn a_decided_move_whose_coordinator_is_gone_is_finished_by_another_proxy()
 }
 
 #[tokio::test]
-async fn a_proxy_that_missed_a_whole_move_takes_its_map() {
+async fn a_proxy_that_missed_a_whole_move_takes_its_map_when_it_is_back() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let shards = fresh_shards().await;
     let fleet = format!("missed-{}", std::process::id());
@@ -389,27 +378,39 @@ async fn a_proxy_that_missed_a_whole_move_takes_its_map() {
     std::fs::write(&path, ring_yaml(&shards, &["s0", "s1"])).unwrap();
     std::fs::write(&three_path, &three).unwrap();
     let key = key_moving_from_s0_to_s2(&path, &three_path);
-    let proxy = fleet_proxy(&fleet, &path).await;
+    let proxy = fleet_proxy_leased(&fleet, &path, Duration::from_secs(2)).await;
     let console = console(&proxy).await;
     let route = format!("SHOW ROUTE SELECT * FROM reshard_items WHERE id = {key}");
     let shard_of_key = async || field(&rows(&console, &route).await[0], "route").to_owned();
     assert_eq!(shard_of_key().await, "route: shard s0");
 
-    // While this proxy was away, the ghost moved the key and switched; its record is newer.
-    let on_s0 = connect_direct(&shards[0].1).await;
+    // The proxy cannot renew its lease (its row is held) while another proxy moves the key
+    // and switches: the fleet's move row and the record of the map in force say so.
+    let mut on_s0 = connect_direct(&shards[0].1).await;
     let database = ghost_coordinator(&on_s0, &fleet).await;
+    let holder = on_s0.transaction().await.unwrap();
+    let hold = "SELECT 1 FROM shardgate.fleet_proxies WHERE fleet = $1 AND proxy <> 'ghost' \
+                FOR UPDATE";
+    assert_eq!(holder.execute(hold, &[&fleet]).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let direct = connect_direct(&shards[0].1).await;
     let tables = vec!["reshard_items".to_owned()];
     let switched = "INSERT INTO shardgate.fleet_moves \
-         (fleet, database, stamp, coordinator, step, tables, map, version) \
-         SELECT $1, $2, '43', 'ghost', 'switched', $3, $4, version + 1 \
-         FROM shardgate.maps_in_force WHERE fleet = $1";
-    let inserted = on_s0
-        .execute(switched, &[&fleet, &database, &tables, &three])
+         (fleet, database, stamp, coordinator, step, tables, map) \
+         VALUES ($1, $2, '43', 'ghost', 'switched', $3, $4)";
+    (direct.execute(switched, &[&fleet, &database, &tables, &three]))
         .await
         .unwrap();
-    assert_eq!(inserted, 1);
-    eventually("the proxy serves the move's map", async || {
-        shard_of_key().await == "route: shard s2"
-    })
+    let recorded = "UPDATE shardgate.maps_in_force SET map = $2, version = version + 1 \
+                    WHERE fleet = $1";
+    assert_eq!(
+        direct.execute(recorded, &[&fleet, &three]).await.unwrap(),
+        1
+    );
+    holder.rollback().await.unwrap();
+    eventually(
+        "the proxy serves the move's map once it is back",
+        async || shard_of_key().await == "route: shard s2",
+    )
     .await;
 }
