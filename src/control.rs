@@ -4,8 +4,9 @@
 //! reads wait on (`causal`), the commit decisions of atomic commits across shards, with
 //! the recovery that finishes them (`two_phase`, `recovery`), cycles of lock waits across
 //! shards (`deadlock`), the federation database that answers the reads the merge cannot
-//! compute (`federation`), and the checks of every primary that `shardgate check --connect` runs
-//! (`preflight`).
+//! compute (`federation`), the leases of a fleet's proxies and the steps of its `RESHARD`
+//! (`fleet`), the shard map recorded in force (`map_record`), and the checks of every primary
+//! that `shardgate check --connect` runs (`preflight`).
 
 pub mod causal;
 pub mod deadlock;

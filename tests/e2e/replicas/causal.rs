@@ -141,9 +141,11 @@ async fn a_table_created_on_one_connection_exists_for_the_next_read_on_another()
             .await
             .unwrap();
     }
+    // A replica that did not replay the DDL within `causal_wait` sends its read to the primary
+    // (counted as a fallback): correct, and seen on a loaded machine; most reads stay on replicas.
     let counters = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
     assert!(
-        counters.replica_reads >= 20,
+        counters.replica_reads + counters.causal_fallbacks >= 20 && counters.replica_reads >= 15,
         "replicas served the reads: {counters:?}"
     );
 }
