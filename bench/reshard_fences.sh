@@ -64,13 +64,13 @@ writers=$!
 sleep 2
 
 # Moves until the load ends, alternating the third shard in and out of the ring.
-rings=("[s0, s1]" "[s0, s1, s2]")
+rings=("s0, s1" "s0, s1, s2")
 now=0 moves=0
 : >"$dir/fences"
 while kill -0 "$writers" 2>/dev/null; do
     next=$((1 - now))
     for map in "${maps[@]}"; do
-        sed -i "s/shards: ${rings[$now]}/shards: ${rings[$next]}/" "$map"
+        sed -i "s/shards: \\[${rings[$now]}\\]/shards: [${rings[$next]}]/" "$map"
     done
     if [ "$PROXIES" = 2 ]; then admin "$load_port" 'RELOAD' >/dev/null 2>&1 || true; fi
     admin "$PORT" 'RELOAD' >/dev/null 2>&1 || true
@@ -93,4 +93,12 @@ echo "| RESHARD s | $(cut -d' ' -f2 "$dir/fences" | pct 0.5) | $(cut -d' ' -f2 "
 for kind in read write; do
     read -r tps lat failed < <(pgbench_numbers "$(cat "$dir/$kind.out")")
     echo "$kind: $tps tps, $lat ms average, $failed failed"
+done
+echo
+echo "each move: fence_ms RESHARD_s"
+cat "$dir/fences"
+echo "warnings and errors of the proxies:"
+for log in "$dir/demo.log" "$dir"/second.log; do
+    [ -f "$log" ] || continue
+    grep -E 'WARN|ERROR|behind the fence' "$log" | sed 's/\x1b\[[0-9;]*m//g' | grep -v 'shard-map edit held' | tail -30 || true
 done

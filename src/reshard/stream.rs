@@ -172,8 +172,13 @@ impl Stream {
             .await
             .map_err(on)?
             .get(0);
-        // A slot decodes only flushed WAL, and a commit with synchronous_commit = off is
-        // visible before its WAL is flushed: wait for the flush (the WAL writer's next round).
+        // A slot decodes only flushed WAL, and the WAL up to the position may not be flushed
+        // (a commit with synchronous_commit = off; records no commit waited for, which stay
+        // unflushed until something forces them: seconds once the fenced writers stop
+        // committing). A transaction of our own that commits flushes everything before it.
+        let flush = "SET synchronous_commit = on; SELECT txid_current()";
+        (self.poll.client.batch_execute(flush).await).map_err(on)?;
+        // Wait for the flush all the same (the server may commit asynchronously).
         let flushed = "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn";
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !self
