@@ -157,18 +157,19 @@ impl Step {
         }
     }
 
+    /// Every step, in the order a move goes through them.
+    pub const ALL: [Step; 6] = [
+        Step::Announced,
+        Step::Fence,
+        Step::Switching,
+        Step::Committing,
+        Step::Switched,
+        Step::Abandoned,
+    ];
+
     /// The step named `name`.
     pub fn parse(name: &str) -> Option<Step> {
-        [
-            Step::Announced,
-            Step::Fence,
-            Step::Switching,
-            Step::Committing,
-            Step::Switched,
-            Step::Abandoned,
-        ]
-        .into_iter()
-        .find(|step| step.as_str() == name)
+        Step::ALL.into_iter().find(|step| step.as_str() == name)
     }
 }
 
@@ -556,18 +557,10 @@ mod tests {
 
     #[test]
     fn steps_are_named_and_ordered_as_a_move_goes() {
-        let all = [
-            Step::Announced,
-            Step::Fence,
-            Step::Switching,
-            Step::Committing,
-            Step::Switched,
-            Step::Abandoned,
-        ];
-        for step in all {
+        for step in Step::ALL {
             assert_eq!(Step::parse(step.as_str()), Some(step));
         }
-        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert!(Step::ALL.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(Step::parse("fenced"), None);
     }
 }

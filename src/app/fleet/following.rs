@@ -175,7 +175,7 @@ fn start_following(reloader: &Reloader, database: &str, found: &FleetMove) -> Op
 /// stored rows relative to the map in force here was written by a move this proxy did not
 /// follow, and serves from now on. Whether this proxy may serve (`false`: the record cannot
 /// be read with this proxy's file).
-pub(super) async fn reconcile(
+async fn reconcile(
     reloader: &Reloader,
     member: &Member,
     fence: &Fence,

@@ -306,17 +306,47 @@ async fn ghost_coordinator(on_s0: &tokio_postgres::Client, fleet: &str) -> Strin
     database
 }
 
-#[tokio::test]
-async fn a_decided_move_whose_coordinator_is_gone_is_finished_by_another_proxy() {
-    let _serial = ONE_AT_A_TIME.lock().await;
+/// Fresh shards, a fleet named after `prefix`, a map file of the ring s0, s1 (every shard
+/// declared), the text of the ring s0, s1, s2, and a key that moves from s0 to s2 between them.
+struct Rings {
+    shards: Vec<(String, String)>,
+    fleet: String,
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    three: String,
+    key: i64,
+}
+
+async fn rings(prefix: &str) -> Rings {
     let shards = fresh_shards().await;
-    let fleet = format!("finish-{}", std::process::id());
+    let fleet = format!("{prefix}-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let (path, three_path) = (dir.path().join("map.yaml"), dir.path().join("three.yaml"));
     let three = ring_yaml(&shards, &["s0", "s1", "s2"]);
     std::fs::write(&path, ring_yaml(&shards, &["s0", "s1"])).unwrap();
     std::fs::write(&three_path, &three).unwrap();
     let key = key_moving_from_s0_to_s2(&path, &three_path);
+    Rings {
+        shards,
+        fleet,
+        dir,
+        path,
+        three,
+        key,
+    }
+}
+
+#[tokio::test]
+async fn a_decided_move_whose_coordinator_is_gone_is_finished_by_another_proxy() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Rings {
+        shards,
+        fleet,
+        dir: _dir,
+        path,
+        three,
+        key,
+    } = rings("finish").await;
     let proxy = fleet_proxy(&fleet, &path).await;
     let client = proxy.connect().await;
     let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'before')";
@@ -370,14 +400,14 @@ async fn a_decided_move_whose_coordinator_is_gone_is_finished_by_another_proxy()
 #[tokio::test]
 async fn a_proxy_that_missed_a_whole_move_takes_its_map_when_it_is_back() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let shards = fresh_shards().await;
-    let fleet = format!("missed-{}", std::process::id());
-    let dir = tempfile::tempdir().unwrap();
-    let (path, three_path) = (dir.path().join("map.yaml"), dir.path().join("three.yaml"));
-    let three = ring_yaml(&shards, &["s0", "s1", "s2"]);
-    std::fs::write(&path, ring_yaml(&shards, &["s0", "s1"])).unwrap();
-    std::fs::write(&three_path, &three).unwrap();
-    let key = key_moving_from_s0_to_s2(&path, &three_path);
+    let Rings {
+        shards,
+        fleet,
+        dir: _dir,
+        path,
+        three,
+        key,
+    } = rings("missed").await;
     let proxy = fleet_proxy_leased(&fleet, &path, Duration::from_secs(2)).await;
     let console = console(&proxy).await;
     let route = format!("SHOW ROUTE SELECT * FROM reshard_items WHERE id = {key}");
