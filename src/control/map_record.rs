@@ -42,10 +42,12 @@ const ANSWER_WAIT: Duration = Duration::from_secs(5);
 const READ: &str = "SELECT version, map FROM shardgate.maps_in_force \
      WHERE fleet = $1 AND database = $2";
 
+/// A newer record of the same map counts as taken (a fleet's move records its map with the
+/// step to switched, and its coordinator records it again as it switches); its version stays.
 const WRITE: &str = "INSERT INTO shardgate.maps_in_force AS m (fleet, database, version, map) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (fleet, database) DO UPDATE \
-     SET version = EXCLUDED.version, map = EXCLUDED.map, recorded_at = now() \
-     WHERE m.version < EXCLUDED.version";
+     SET version = greatest(m.version, EXCLUDED.version), map = EXCLUDED.map, \
+     recorded_at = now() WHERE m.version < EXCLUDED.version OR m.map = EXCLUDED.map";
 
 /// A recorded map.
 #[derive(Debug, Clone, PartialEq, Eq)]
