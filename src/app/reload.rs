@@ -346,16 +346,18 @@ impl Reloader {
         Some(topology.database(database)?.router.map().clone())
     }
 
-    /// The text of `database`'s shard-map file now.
-    pub(super) fn file_text(&self, database: &str) -> Result<String, String> {
+    /// The map a record (redacted `recorded`: the fleet's move or map in force) names, with
+    /// the passwords of the same endpoints in `database`'s file now; why not when the file
+    /// lacks one of its servers.
+    pub(super) fn recorded_map(
+        &self,
+        database: &str,
+        recorded: &str,
+    ) -> Result<config::ShardMap, String> {
         let path = &self.entry(database)?.shard_map_path;
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    /// `text` parsed as `database`'s shard map.
-    pub(super) fn parse_map(&self, database: &str, text: &str) -> Result<config::ShardMap, String> {
-        let path = &self.entry(database)?.shard_map_path;
-        config::parse_shard_map(text, path).map_err(|e| e.to_string())
+        let file = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = map_record::with_file_secrets(recorded, &file)?;
+        config::parse_shard_map(&text, path).map_err(|e| e.to_string())
     }
 
     /// Notes `recorded` as the record of `database`'s map in force (one a move wrote).

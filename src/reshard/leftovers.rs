@@ -60,12 +60,7 @@ pub async fn forget_decision(uri: &BackendUri, stamp: &str, timeout: Duration) -
 /// Ends the moves' prepared transactions found on the primaries of `maps`; one line per
 /// transaction ended or left.
 pub async fn resolve(maps: &[&ShardMap], undecided: Undecided, timeout: Duration) -> Vec<String> {
-    let mut primaries: Vec<&BackendUri> = Vec::new();
-    for shard in maps.iter().flat_map(|map| &map.shards) {
-        if !primaries.contains(&&shard.primary) {
-            primaries.push(&shard.primary);
-        }
-    }
+    let primaries = primaries_of(maps);
     let mut by_stamp: BTreeMap<String, Vec<(&BackendUri, String)>> = BTreeMap::new();
     for uri in &primaries {
         for gid in prepared(uri, timeout).await {
@@ -118,12 +113,7 @@ pub async fn end_move(
     command: &str,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut primaries: Vec<&BackendUri> = Vec::new();
-    for shard in maps.iter().flat_map(|map| &map.shards) {
-        if !primaries.contains(&&shard.primary) {
-            primaries.push(&shard.primary);
-        }
-    }
+    let primaries = primaries_of(maps);
     let prefix = format!("{PREFIX}{stamp}_");
     for uri in primaries {
         let conn = copy::connect(uri, timeout).await?;
@@ -171,6 +161,17 @@ async fn drop_streams(uri: &BackendUri, timeout: Duration) -> Vec<String> {
         }
     }
     lines
+}
+
+/// The primaries of `maps`, each once.
+fn primaries_of<'a>(maps: &[&'a ShardMap]) -> Vec<&'a BackendUri> {
+    let mut primaries: Vec<&BackendUri> = Vec::new();
+    for shard in maps.iter().flat_map(|map| &map.shards) {
+        if !primaries.contains(&&shard.primary) {
+            primaries.push(&shard.primary);
+        }
+    }
+    primaries
 }
 
 /// The stamp of a move's transaction name.

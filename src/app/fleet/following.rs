@@ -11,7 +11,7 @@ use super::Reloader;
 use super::own;
 use crate::config::ShardMap;
 use crate::control::fleet::{Ack, Beat, FleetMove, Member, Step};
-use crate::control::map_record::{self, Recorded};
+use crate::control::map_record::Recorded;
 use crate::moves;
 use crate::reshard::mover::{DRAIN_WAIT, SWITCH_WAIT};
 use crate::topology::fence::{Fence, FenceState, Moving};
@@ -185,10 +185,7 @@ async fn reconcile(
     let (Some((version, text)), Some(in_force)) = (record, reloader.map_in_force(database)) else {
         return true;
     };
-    let recorded = reloader
-        .file_text(database)
-        .and_then(|file| map_record::with_file_secrets(text, &file))
-        .and_then(|text| reloader.parse_map(database, &text));
+    let recorded = reloader.recorded_map(database, text);
     let recorded = match recorded {
         Ok(map) => map,
         Err(why) => {
@@ -232,10 +229,7 @@ async fn reconcile(
 
 /// A new following of `found`: its map read with this proxy's own passwords, or the problem.
 fn read_map(reloader: &Reloader, database: &str, found: &FleetMove) -> Following {
-    let to = reloader
-        .file_text(database)
-        .and_then(|file| map_record::with_file_secrets(&found.map, &file))
-        .and_then(|text| reloader.parse_map(database, &text));
+    let to = reloader.recorded_map(database, &found.map);
     let (to, problem) = match to {
         Ok(map) => {
             let moving = Arc::new(Moving::new(&map, found.tables.clone()));

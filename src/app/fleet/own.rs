@@ -155,10 +155,7 @@ async fn end_move(
 /// The map in force here and the one `found` moves to (with this proxy's passwords).
 fn maps(reloader: &Reloader, member: &Member, found: &FleetMove) -> Option<(ShardMap, ShardMap)> {
     let database = &member.database;
-    let new = reloader
-        .file_text(database)
-        .and_then(|file| map_record::with_file_secrets(&found.map, &file))
-        .and_then(|text| reloader.parse_map(database, &text));
+    let new = reloader.recorded_map(database, &found.map);
     match (reloader.map_in_force(database), new) {
         (Some(old), Ok(new)) => Some((old, new)),
         (_, Err(why)) => {

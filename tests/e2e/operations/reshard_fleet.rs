@@ -120,15 +120,42 @@ async fn a_second_proxy_follows_reshard_and_its_clients_see_no_error() {
     );
 }
 
-#[tokio::test]
-async fn a_proxy_that_stopped_renewing_holds_the_move_only_until_its_lease_runs_out() {
-    let _serial = ONE_AT_A_TIME.lock().await;
+/// Fresh shards, a fleet named after `prefix`, a map file of `reshard_items` hashed over s0
+/// and s1, and a proxy of that fleet on it holding a lease of `lease`.
+struct OneProxy {
+    shards: Vec<(String, String)>,
+    fleet: String,
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    proxy: crate::harness::TestProxy,
+}
+
+async fn one_proxy(prefix: &str, lease: Duration) -> OneProxy {
     let shards = fresh_shards().await;
-    let fleet = format!("gone-{}", std::process::id());
+    let fleet = format!("{prefix}-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("map.yaml");
     std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
-    let proxy = fleet_proxy(&fleet, &path).await;
+    let proxy = fleet_proxy_leased(&fleet, &path, lease).await;
+    OneProxy {
+        shards,
+        fleet,
+        dir,
+        path,
+        proxy,
+    }
+}
+
+#[tokio::test]
+async fn a_proxy_that_stopped_renewing_holds_the_move_only_until_its_lease_runs_out() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let OneProxy {
+        shards,
+        fleet,
+        dir: _dir,
+        path,
+        proxy,
+    } = one_proxy("gone", Duration::from_secs(10)).await;
     let client = proxy.connect().await;
     for id in 1..=FIRST_ROWS {
         let sql = "INSERT INTO reshard_items (id, note) VALUES ($1, 'first')";
@@ -179,12 +206,13 @@ async fn a_proxy_that_stopped_renewing_holds_the_move_only_until_its_lease_runs_
 #[tokio::test]
 async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_until_it_does() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let shards = fresh_shards().await;
-    let fleet = format!("lapse-{}", std::process::id());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("map.yaml");
-    std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
-    let proxy = fleet_proxy_leased(&fleet, &path, Duration::from_secs(2)).await;
+    let OneProxy {
+        shards,
+        fleet,
+        dir: _dir,
+        path: _,
+        proxy,
+    } = one_proxy("lapse", Duration::from_secs(2)).await;
     let client = proxy.connect().await;
     let count = "SELECT count(*) FROM reshard_items";
     assert_eq!(
@@ -221,12 +249,13 @@ async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_
 #[tokio::test]
 async fn a_move_whose_coordinator_is_gone_before_it_decided_is_abandoned_by_the_others() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let shards = fresh_shards().await;
-    let fleet = format!("ghost-{}", std::process::id());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("map.yaml");
-    std::fs::write(&path, map_yaml(&shards, &["s0", "s1"])).unwrap();
-    let proxy = fleet_proxy(&fleet, &path).await;
+    let OneProxy {
+        shards,
+        fleet,
+        dir: _dir,
+        path,
+        proxy,
+    } = one_proxy("ghost", Duration::from_secs(10)).await;
     let client = proxy.connect().await;
     let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'x')";
     for id in 1..=50_i64 {
