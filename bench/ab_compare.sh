@@ -10,6 +10,8 @@
 # replica. For each workload the two proxies take turns (old, new, new, old, …) R times; the
 # report gives every run and the median ratio after/before. Everything listens on 127.0.0.1;
 # every wait is bounded; the EXIT trap stops both proxies (the demo stops its clusters).
+# SHARDED=1 hashes `pgbench_accounts` on `aid` over both shards first (single-key routing,
+# and half the rows described by the shard that is not the default one).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +25,7 @@ PORT_AFTER=${PORT_AFTER:-6540}
 PORT_BEFORE=${PORT_BEFORE:-6541}
 WORKLOADS=${WORKLOADS:-"select-simple select-extended select-prepared tpcb-simple"}
 BEFORE_WORKERS=${BEFORE_WORKERS:-} # runtime.worker_threads for BEFORE only (same binary twice: a config A/B)
+SHARDED=${SHARDED:-}
 
 # shellcheck source=bench/lib.sh
 source "$REPO_ROOT/bench/lib.sh"
@@ -40,7 +43,27 @@ pids+=($!)
 wait_port "$PORT_BEFORE"
 
 export PGPASSWORD=app PGUSER=app PGDATABASE=app PGHOST=127.0.0.1
-pgbench -i -q -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
+if [[ -n $SHARDED ]]; then
+    # Both proxies read the same map file.
+    add_tables "$PORT_AFTER" pgbench_accounts \
+        "pgbench_accounts: {strategy: hash, key: aid, key_type: integer}"
+    for _ in $(seq 100); do
+        admin "$PORT_BEFORE" 'SHOW MAP' | grep -q pgbench_accounts && break
+        sleep 0.1
+    done
+    # pgbench -i truncates its four tables in one statement, which the unmapped ones (on the
+    # default shard only) fail on the other shard: tables, then rows, then keys.
+    pgbench -i -q -I dt -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
+    seq "$((SCALE * 100000))" | awk '{print $1 "\t" int(($1 - 1) / 100000) + 1 "\t0\t"}' |
+        psql -X -q -p "$PORT_AFTER" -c '\copy pgbench_accounts from stdin'
+    psql -X -q -p "$PORT_AFTER" -c "INSERT INTO pgbench_branches (bid, bbalance)
+        SELECT b, 0 FROM generate_series(1, $SCALE) b" \
+        -c "INSERT INTO pgbench_tellers (tid, bid, tbalance)
+        SELECT t, (t - 1) / 10 + 1, 0 FROM generate_series(1, $SCALE * 10) t"
+    pgbench -i -q -I p -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
+else
+    pgbench -i -q -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
+fi
 sleep 2 # let the replicas replay the load
 
 tps() { # port, pgbench args…

@@ -4,10 +4,11 @@
 //! reads wait on (`causal`), the commit decisions of atomic commits across shards, with
 //! the recovery that finishes them (`two_phase`, `recovery`), cycles of lock waits across
 //! shards (`deadlock`), the federation database that answers the reads the merge cannot
-//! compute (`federation`), the leases of a fleet's proxies and the steps of its `RESHARD`
+//! compute (`federation`), the catalog oids a client is shown (`catalog_oids`), the leases of a fleet's proxies and the steps of its `RESHARD`
 //! (`fleet`), the shard map recorded in force (`map_record`), and the checks of every primary
 //! that `shardgate check --connect` runs (`preflight`).
 
+pub mod catalog_oids;
 pub mod causal;
 pub mod deadlock;
 pub mod directory;

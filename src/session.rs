@@ -156,6 +156,9 @@ struct Session<C> {
     copy_data_remaining: usize,
     /// Bytes of a DataRow or CopyData frame still to stream from backend to client.
     row_bytes_remaining: usize,
+    /// A description in the backend's read buffer names these oids of this shard, which the
+    /// proxy looks up before sending it (see `control::catalog_oids`).
+    oids_to_resolve: Option<(String, crate::control::catalog_oids::Unknown)>,
     /// A simple Query read sent to a replica that has not answered it yet, with its shard:
     /// sent again elsewhere if the replica stops answering (see `replica`).
     replica_query: Option<(ShardId, bytes::Bytes)>,
@@ -196,6 +199,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             written: Vec::new(),
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
+            oids_to_resolve: None,
             replica_query: None,
             meter,
             txn: transaction::Transaction::default(),
@@ -236,10 +240,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Some(Ok(PumpEvent::ClientData)) => Ok(()),
                 Some(Ok(PumpEvent::BackendData)) => {
                     self.replica_query = None; // Answered: no longer safe to send again.
-                    match self.on_backend_data() {
-                        Ok(()) if self.txn.finishing.is_some() => self.finish_prepared().await,
-                        done => done,
-                    }
+                    self.on_backend_replies().await
                 }
                 Some(Ok(PumpEvent::ClientClosed) | Err(PumpError::Client(_))) => {
                     Err(Ending::ClientLeft)
@@ -287,6 +288,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             self.end_left_portals();
             if std::mem::take(&mut self.schema_changed) {
                 self.env.database.federation.schema_changed();
+                self.env.database.catalog_oids.schema_changed();
             }
         }
         let held = (self.backend.is_some())
@@ -470,10 +472,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             };
             match event {
                 Ok(PumpEvent::BackendData) => {
-                    self.on_backend_data().map_err(|_| lost())?;
-                    if self.txn.finishing.is_some() {
-                        self.finish_prepared().await.map_err(|_| lost())?;
-                    }
+                    self.on_backend_replies().await.map_err(|_| lost())?;
                 }
                 _ => return Err(lost()),
             }

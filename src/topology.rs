@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId, ShardMap};
+use crate::control::catalog_oids::{self, CatalogOids, CatalogOidsTask, Catalogs};
 use crate::control::deadlock::{self, DetectorTask, SpanRegistry};
 use crate::control::directory::DirectoryLookup;
 use crate::control::federation::Federation;
@@ -67,11 +68,16 @@ pub struct Database {
     /// Its transactions spanning shards, which the deadlock detector may cancel (kept across
     /// reloads).
     pub spans: Arc<SpanRegistry>,
+    /// Translates the oids of other shards' descriptions into the default shard's (kept
+    /// across reloads).
+    pub catalog_oids: Arc<CatalogOids>,
     shards: Vec<ShardPools>,
     /// Finishes atomic commits left part-way on these shards, for as long as this epoch lives.
     _recovery_task: Option<RecoveryTask>,
     /// Breaks cycles of lock waits across these shards, for as long as this epoch lives.
     _deadlock_task: Option<DetectorTask>,
+    /// Reads the shards' catalogs for `catalog_oids`, for as long as this epoch lives.
+    _catalog_task: Option<CatalogOidsTask>,
     /// Answers the cross-shard reads the merge cannot compute (built anew for each epoch).
     pub federation: Arc<Federation>,
 }
@@ -89,6 +95,26 @@ fn directories(map: &ShardMap) -> HashMap<String, Arc<DirectoryLookup>> {
     tables
         .map(|lookup| (lookup.table.clone(), DirectoryLookup::new(lookup.clone())))
         .collect()
+}
+
+/// The catalogs `catalog_oids` reads: the default shard's primary's, the other shards' and
+/// the federation database's (whose views and types are its own objects).
+fn catalogs_of(
+    map: &ShardMap,
+    federation: &Federation,
+    connect_timeout: std::time::Duration,
+) -> Catalogs {
+    let default = map.shard(map.default_shard);
+    let shards = (map.shards.iter())
+        .filter(|shard| shard.id != map.default_shard)
+        .map(|shard| (shard.name.clone(), shard.primary.clone()));
+    let federated = (federation.leg_name(), Federation::uri(map));
+    let others = shards.chain(std::iter::once(federated)).collect();
+    Catalogs {
+        default: default.primary.clone(),
+        others,
+        connect_timeout,
+    }
 }
 
 /// The federation of `db`'s shards, with a pool of its own (fail-fast: a federation that
@@ -383,8 +409,12 @@ impl Database {
             spans.clone(),
             counters.clone(),
         );
-        let task = recovery::start(primaries, settings, timeout, counters.clone(), view.clone());
+        let catalog_oids: Arc<CatalogOids> =
+            old.map(|o| o.catalog_oids.clone()).unwrap_or_default();
         let federation = federation(config, db, metrics);
+        let catalogs = catalogs_of(&db.shard_map, &federation, timeout);
+        let catalog_task = catalog_oids::start(catalogs, catalog_oids.clone());
+        let task = recovery::start(primaries, settings, timeout, counters.clone(), view.clone());
         Database {
             name: db.name.clone(),
             epoch,
@@ -401,9 +431,11 @@ impl Database {
             atomic_commit: config.transactions.atomic,
             recovery: view,
             spans,
+            catalog_oids,
             shards,
             _recovery_task: task,
             _deadlock_task: detector,
+            _catalog_task: catalog_task,
             federation,
         }
     }

@@ -13,6 +13,7 @@ mod frame;
 mod frontend;
 #[cfg(test)]
 mod fuzz;
+pub mod oids;
 pub mod pgoutput;
 mod reader;
 mod startup;

@@ -87,6 +87,11 @@ impl Federation {
         uri
     }
 
+    /// What its reads are called as fan-out legs (errors, the oids of their descriptions).
+    pub fn leg_name(&self) -> String {
+        format!("federation {}", self.database)
+    }
+
     /// Its pool (the row path of federated reads).
     pub fn pool(&self) -> &EndpointPool {
         &self.pool

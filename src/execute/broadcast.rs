@@ -12,6 +12,8 @@
 //! others succeeded is reported with the shards that committed (`commit`). It never touches
 //! the session: what it needs (the decision of an atomic commit) comes in [`How`].
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -20,6 +22,7 @@ mod two_phase;
 use super::commit::{TornCommit, commit, torn_commit_report};
 use super::{Buffers, flush_client};
 use crate::backend::BackendConn;
+use crate::control::catalog_oids::CatalogOids;
 use crate::control::two_phase::{Decision, DecisionsTable};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::pool::Liveness;
@@ -120,6 +123,9 @@ pub struct How {
     pub rows: Rows,
     /// How the transactions of [`Wrapping::Transaction`] commit (unused for autocommit).
     pub commit: Commit,
+    /// Puts the default shard's oids in the description the client sees (see
+    /// `control::catalog_oids`).
+    pub oids: Arc<CatalogOids>,
 }
 
 /// Called for every ParameterStatus a leg's backend reports, so the caller can keep the
@@ -184,12 +190,14 @@ pub async fn broadcast_in_transaction<C: AsyncWrite + Unpin>(
     bufs: &mut Buffers,
     legs: &mut [Leg<'_>],
     rows: Rows,
+    oids: Arc<CatalogOids>,
     on_status: OnStatus<'_>,
 ) -> Result<Ran, LegFailed> {
     let how = How {
         wrapping: Wrapping::InTransaction,
         rows,
         commit: Commit::OnePhase,
+        oids,
     };
     let ran = run_legs(client, bufs, legs, &how, on_status).await?;
     Ok(Ran {
@@ -319,6 +327,8 @@ async fn run_leg<C: AsyncWrite + Unpin>(
         sink,
         first,
         rows: how.rows,
+        shard: leg.shard,
+        oids: &how.oids,
     };
     let reply = read_reply(leg.conn, on_status, Some(&mut forward)).await?;
     match reply.error {
@@ -334,6 +344,9 @@ struct Forward<'a, C> {
     sink: Sink<'a, C>,
     first: bool,
     rows: Rows,
+    /// The leg's shard, whose description shows the default shard's oids.
+    shard: &'a str,
+    oids: &'a CatalogOids,
 }
 
 impl<C: AsyncWrite + Unpin> Forward<'_, C> {
@@ -362,7 +375,15 @@ impl<C: AsyncWrite + Unpin> Forward<'_, C> {
             _ => false,
         };
         let bufs = &mut *self.sink.bufs;
-        if wanted {
+        let translated = (wanted && frame_tag == tag::ROW_DESCRIPTION)
+            .then(|| {
+                self.oids
+                    .translate(self.shard, frame_tag, &frame[wire::HEADER_LEN..])
+            })
+            .flatten();
+        if let Some(description) = translated {
+            bufs.to_client.extend_from_slice(&description);
+        } else if wanted {
             bufs.to_client.extend_from_slice(frame);
         }
         if bufs.to_client.len() >= FLUSH_AT {

@@ -64,8 +64,8 @@ pub struct Show<'a> {
 /// Called for every ParameterStatus a leg's backend reports.
 pub type OnStatus<'a> = &'a mut (dyn FnMut(&mut BackendConn, &str, &str) + Send);
 
-/// Builds the merge once the first RowDescription (its body) is known.
-pub type MakeMerger<'a> = &'a mut (dyn FnMut(&[u8]) -> Result<Merger, MergeError> + Send);
+/// Builds the merge once the first RowDescription (the leg's name and the body) is known.
+pub type MakeMerger<'a> = &'a mut (dyn FnMut(&str, &[u8]) -> Result<Merger, MergeError> + Send);
 
 /// Why a fan-out failed (its report says whether running it again elsewhere is safe).
 #[derive(Debug)]
@@ -324,7 +324,7 @@ impl Run<'_> {
                 self.fail(on_shard(report, leg.shard));
             }
             _ if state.hidden_left > 0 => {}
-            tag::ROW_DESCRIPTION => self.on_description(body, make_merger),
+            tag::ROW_DESCRIPTION => self.on_description(leg.shard, body, make_merger),
             tag::DATA_ROW => self.on_row(index, frame),
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
                 let finished = (self.merger.as_mut()).map(|m| m.finish_leg(index));
@@ -337,7 +337,7 @@ impl Run<'_> {
         }
     }
 
-    fn on_description(&mut self, body: &[u8], make_merger: MakeMerger<'_>) {
+    fn on_description(&mut self, shard: &str, body: &[u8], make_merger: MakeMerger<'_>) {
         let columns = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
         match self.columns {
             None => self.columns = columns,
@@ -356,7 +356,7 @@ impl Run<'_> {
         }
         // The head (preamble, RowDescription) waits for the first merged row or the end, so
         // a leg lost before any row leaves the client untouched and the read can run again.
-        match make_merger(body) {
+        match make_merger(shard, body) {
             Ok(merger) => self.merger = Some(merger),
             Err(e) => {
                 self.merge_refused = self.error.is_none();

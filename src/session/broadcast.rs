@@ -251,7 +251,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             settings.on_parameter_status(name, value, conn);
         };
         let (client, bufs) = (&mut self.client, &mut self.bufs);
-        let ran = broadcast_in_transaction(client, bufs, &mut legs, rows, &mut on_status).await;
+        let oids = self.env.database.catalog_oids.clone();
+        let on_status = &mut on_status;
+        let ran = broadcast_in_transaction(client, bufs, &mut legs, rows, oids, on_status).await;
         drop(legs);
         let held = self.backend.as_deref().map(|conn| conn.cancel_target());
         self.env.cancel_slot.set(held);
@@ -319,6 +321,7 @@ fn how_to_run(
         wrapping,
         rows,
         commit,
+        oids: database.catalog_oids.clone(),
     }
 }
 

@@ -32,7 +32,7 @@ use crate::router::CopyOut;
 use crate::router::Params;
 use crate::topology::{Database, Freshness, Role};
 use crate::wire::copy_rows::CopyFormat;
-use crate::wire::encode;
+use crate::wire::{HEADER_LEN, encode, tag};
 
 /// A read of several shards, as the client sent it.
 #[derive(Debug, Clone)]
@@ -358,7 +358,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             bytewise_text,
         };
         let (copy_out, max_rows) = (read.copy_out.as_ref(), read.max_rows);
-        let mut make_merger = |description: &[u8]| {
+        let oids = &self.env.database.catalog_oids;
+        let mut make_merger = |leg: &str, description: &[u8]| {
+            // The client's catalog queries read the default shard's oids (see `catalog_oids`).
+            let translated = oids.translate(leg, tag::ROW_DESCRIPTION, description);
+            let description = translated
+                .as_ref()
+                .map_or(description, |t| &t[HEADER_LEN..]);
             let mut merger = Merger::new(&plan.merge, description, leg_count, &values, limits)?;
             if let Some((rows, budget)) = max_rows {
                 merger.hold_after(rows, budget);

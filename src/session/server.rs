@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::statements::SessionEffect;
 use super::transaction::Finishing;
 use super::{Ending, Session};
+use crate::control::catalog_oids::Unknown;
 use crate::error::{Blame, Cause, SqlState, sqlstate};
 use crate::wire::{self, ParameterStatus, TxStatus, command_tag, peek_header, tag};
 
@@ -44,12 +45,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 }
             };
             let end = pos + header.total_len;
+            let body = &buf[pos + wire::HEADER_LEN..end];
+            let described = match self.catalog_description(header.tag, body) {
+                Ok(described) => described,
+                Err(unknown) => {
+                    // Looked up before the description goes on (`on_backend_replies`).
+                    self.oids_to_resolve = Some(unknown);
+                    break Ok(());
+                }
+            };
             if self.replies.synthetic_at_head() {
                 self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
                 run_start = pos;
                 self.write_due_synthetics();
             }
-            let body = &buf[pos + wire::HEADER_LEN..end];
             let visible = self.on_backend_frame(header.tag, body);
             if let Some(finishing) = self.txn.finishing.as_mut()
                 && header.tag == tag::READY_FOR_QUERY
@@ -61,7 +70,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 (pos, run_start) = (end, end);
                 break Ok(());
             }
-            if let Some(frame) = self.replaced_frame(header.tag, body, visible) {
+            let replaced = match described {
+                Some(description) if visible => Some(description),
+                _ => self.replaced_frame(header.tag, body, visible),
+            };
+            if let Some(frame) = replaced {
                 self.bufs.to_client.extend_from_slice(&buf[run_start..pos]);
                 self.bufs.to_client.extend_from_slice(&frame);
                 run_start = end;
@@ -78,6 +91,46 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         self.write_due_synthetics();
         result
+    }
+
+    /// Handles the backend's replies in its read buffer, with what they wait for: a
+    /// description naming oids the proxy does not know is sent once they were looked up, and
+    /// the client's COMMIT of prepared shards once they ended.
+    pub(super) async fn on_backend_replies(&mut self) -> Result<(), Ending> {
+        loop {
+            self.on_backend_data()?;
+            if self.txn.finishing.is_some() {
+                self.finish_prepared().await?;
+            }
+            let Some((shard, unknown)) = self.oids_to_resolve.take() else {
+                return Ok(());
+            };
+            self.env
+                .database
+                .catalog_oids
+                .resolve(&shard, &unknown)
+                .await;
+        }
+    }
+
+    /// A description from a shard other than the default one, with the default shard's oids
+    /// (the client's catalog queries read its catalog, see `control::catalog_oids`); `Ok(None)`
+    /// to forward the frame as it is; the oids to look up first.
+    fn catalog_description(
+        &self,
+        frame_tag: u8,
+        body: &[u8],
+    ) -> Result<Option<BytesMut>, (String, Unknown)> {
+        if !matches!(frame_tag, tag::ROW_DESCRIPTION | tag::PARAMETER_DESCRIPTION) {
+            return Ok(None);
+        }
+        let map = self.env.database.router.map();
+        let Some(shard) = self.held_shard.filter(|s| *s != map.default_shard) else {
+            return Ok(None);
+        };
+        let name = &map.shard(shard).name;
+        let oids = &self.env.database.catalog_oids;
+        (oids.translate_known(name, frame_tag, body)).map_err(|unknown| (name.clone(), unknown))
     }
 
     /// What the client sees instead of a backend's visible message, if anything: see

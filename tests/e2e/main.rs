@@ -3,6 +3,7 @@
 
 mod backend_auth;
 mod bad_input;
+mod catalog_oids;
 mod cli;
 mod copy;
 mod cursors;

@@ -91,7 +91,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let conn = self.watched(Box::pin(checkout)).await?;
         let mut backends = [ReadBackend::pooled(conn, pool.clone(), Role::Primary)];
         let plan = ScatterPlan::pass_through(&read.sql);
-        let names = vec![format!("federation {}", federation.database)];
+        let names = vec![federation.leg_name()];
         let ran = (self.run_legs(&plan, read, names, &mut backends, show, execute)).await;
         if read.writes {
             // It called a function the router does not know to be free of side effects
