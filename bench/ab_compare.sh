@@ -51,19 +51,8 @@ if [[ -n $SHARDED ]]; then
         admin "$PORT_BEFORE" 'SHOW MAP' | grep -q pgbench_accounts && break
         sleep 0.1
     done
-    # pgbench -i truncates its four tables in one statement, which the unmapped ones (on the
-    # default shard only) fail on the other shard: tables, then rows, then keys.
-    pgbench -i -q -I dt -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
-    seq "$((SCALE * 100000))" | awk '{print $1 "\t" int(($1 - 1) / 100000) + 1 "\t0\t"}' |
-        psql -X -q -p "$PORT_AFTER" -c '\copy pgbench_accounts from stdin'
-    psql -X -q -p "$PORT_AFTER" -c "INSERT INTO pgbench_branches (bid, bbalance)
-        SELECT b, 0 FROM generate_series(1, $SCALE) b" \
-        -c "INSERT INTO pgbench_tellers (tid, bid, tbalance)
-        SELECT t, (t - 1) / 10 + 1, 0 FROM generate_series(1, $SCALE * 10) t"
-    pgbench -i -q -I p -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
-else
-    pgbench -i -q -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
 fi
+pgbench -i -q -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
 sleep 2 # let the replicas replay the load
 
 tps() { # port, pgbench args…

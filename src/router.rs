@@ -8,6 +8,7 @@
 mod array;
 mod cache;
 pub(crate) mod condition;
+mod copies;
 mod hint;
 mod insert_columns;
 mod key_move;
@@ -277,6 +278,19 @@ impl Router {
         groups: &[(ShardId, Vec<usize>)],
     ) -> Result<Vec<(ShardId, String)>, RouteError> {
         parsing(sql, || split::split_insert(sql, groups))
+    }
+
+    /// What each of `shards` runs of `sql`, a statement on every copy
+    /// ([`Route::Replicate`]): `sql` itself, but the shards other than the default one leave
+    /// out the tables only the default shard has (see `copies`).
+    pub fn replicated(&self, sql: &str, shards: &[ShardId]) -> Vec<(ShardId, String)> {
+        let elsewhere = parsing(sql, || Ok(copies::elsewhere(&self.map, sql)));
+        let elsewhere = elsewhere.ok().flatten();
+        let sql_on = |shard: ShardId| match &elsewhere {
+            Some(trimmed) if shard != self.map.default_shard => trimmed.clone(),
+            _ => sql.to_owned(),
+        };
+        shards.iter().map(|&shard| (shard, sql_on(shard))).collect()
     }
 
     /// `sql`, an INSERT into `table` without a column list, with `columns` (the table's, in

@@ -104,10 +104,10 @@ pub type Unknown = Vec<(OidKind, u32)>;
 
 impl CatalogOids {
     /// The frame to send instead of `body`, a RowDescription or ParameterDescription from
-    /// `shard` (a shard's name, or another source's), or `None` to send it as it is: always
-    /// so for the default shard's and for sources other than shards (the federation). Oids
-    /// the map does not know are shown as no table or as the shard's own type, and a reading
-    /// of the catalogs follows.
+    /// `shard` (a shard's name, or the federation's leg name), or `None` to send it as it is:
+    /// always so for the default shard's and for sources the task does not read. Oids the map
+    /// does not know are shown as no table or as the shard's own type, and a reading of the
+    /// catalogs follows.
     pub fn translate(&self, shard: &str, frame_tag: u8, body: &[u8]) -> Option<BytesMut> {
         let mut unknown = Vec::new();
         let frame = self.translate_with(shard, frame_tag, body, &mut unknown);
@@ -180,10 +180,12 @@ impl CatalogOids {
         for key in unknown {
             found.entry(*key).or_insert(0);
         }
-        let mut state = self.write();
-        let mut map = (state.maps.get(shard)).map_or_else(HashMap::new, |m| m.0.clone());
+        let known = self.read().maps.get(shard).cloned().unwrap_or_default();
+        let mut map = known.0.clone();
         map.extend(found);
-        state.maps.insert(shard.to_owned(), Arc::new(OidMap(map)));
+        self.write()
+            .maps
+            .insert(shard.to_owned(), Arc::new(OidMap(map)));
     }
 
     /// DDL ran through this proxy: read the catalogs again soon.
@@ -205,8 +207,29 @@ impl CatalogOids {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn store(&self, shard: &str, map: OidMap) {
-        self.write().maps.insert(shard.to_owned(), Arc::new(map));
+    /// Stores `shard`'s map read from `from`, unless a newer shard map's task reads other
+    /// catalogs now; whether `from` is still the current one.
+    fn store(&self, from: &Arc<Catalogs>, shard: &str, map: OidMap) -> bool {
+        let mut state = self.write();
+        let current = state.catalogs.as_ref().is_none_or(|c| Arc::ptr_eq(c, from));
+        if current {
+            state.maps.insert(shard.to_owned(), Arc::new(map));
+        }
+        current
+    }
+
+    /// A new shard map's catalogs: a new default shard makes every map stale.
+    fn read_from(&self, catalogs: &Arc<Catalogs>) {
+        let mut state = self.write();
+        if (state.catalogs.as_ref()).is_some_and(|old| old.default != catalogs.default) {
+            state.maps.clear();
+        }
+        state.others = catalogs
+            .others
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        state.catalogs = Some(catalogs.clone());
     }
 }
 
@@ -236,22 +259,14 @@ pub struct Catalogs {
 pub fn start(catalogs: Catalogs, view: Arc<CatalogOids>) -> Option<CatalogOidsTask> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let catalogs = Arc::new(catalogs);
-    {
-        let mut state = view.write();
-        state.others = catalogs
-            .others
-            .iter()
-            .map(|(name, _)| name.clone())
-            .collect();
-        state.catalogs = Some(catalogs.clone());
-    }
+    view.read_from(&catalogs);
     let task = runtime.spawn(async move {
         loop {
-            if tokio::time::timeout(REFRESH, read_all(&catalogs, &view))
-                .await
-                .is_err()
-            {
-                tracing::warn!("reading the shards' catalogs got no answer in {REFRESH:?}");
+            // An older shard map's task (its epoch still held by a session) stops here.
+            match tokio::time::timeout(REFRESH, read_all(&catalogs, &view)).await {
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(_) => tracing::warn!("reading the catalogs got no answer in {REFRESH:?}"),
             }
             tokio::time::sleep(MIN_GAP).await;
             let _ = tokio::time::timeout(REFRESH - MIN_GAP, view.wake.notified()).await;
@@ -262,8 +277,8 @@ pub fn start(catalogs: Catalogs, view: Arc<CatalogOids>) -> Option<CatalogOidsTa
 
 /// Reads the default shard's catalog and every other one's, and stores their maps. A
 /// database on the default shard's server that does not exist (a federation not built yet)
-/// is not connected to.
-async fn read_all(catalogs: &Catalogs, view: &CatalogOids) {
+/// is not connected to. False when a newer shard map's catalogs replaced these.
+async fn read_all(catalogs: &Arc<Catalogs>, view: &CatalogOids) -> bool {
     let connect = ControlConn::connect(&catalogs.default, APPLICATION, catalogs.connect_timeout);
     let default = connect.await;
     let catalog = match &default {
@@ -278,7 +293,7 @@ async fn read_all(catalogs: &Catalogs, view: &CatalogOids) {
         Ok(objects) => objects,
         Err(why) => {
             tracing::debug!(%why, "cannot read the default shard's catalog");
-            return;
+            return true;
         }
     };
     let same_server =
@@ -293,12 +308,17 @@ async fn read_all(catalogs: &Catalogs, view: &CatalogOids) {
         };
         (name, objects)
     });
+    let mut current = true;
     for (name, objects) in futures::future::join_all(readings).await {
         match objects {
-            Ok(objects) => view.store(name, OidMap::between(&catalog, &objects)),
+            Ok(objects) => {
+                let map = OidMap::between(&catalog, &objects);
+                current &= view.store(catalogs, name, map);
+            }
             Err(why) => tracing::debug!(shard = %name, %why, "cannot read a shard's catalog"),
         }
     }
+    current
 }
 
 /// The databases of a server.
@@ -409,10 +429,20 @@ mod tests {
         }
     }
 
+    fn catalogs(default_port: u16) -> Arc<Catalogs> {
+        let uri = |port| crate::config::BackendUri::parse(&format!("postgres://u@h:{port}/d"));
+        Arc::new(Catalogs {
+            default: uri(default_port).unwrap(),
+            others: vec![("s1".to_owned(), uri(5434).unwrap())],
+            connect_timeout: Duration::from_secs(1),
+        })
+    }
+
     fn view_of(shard: &str, map: OidMap) -> CatalogOids {
         let view = CatalogOids::default();
-        view.write().others.insert(shard.to_owned());
-        view.store(shard, map);
+        let catalogs = catalogs(5433);
+        view.read_from(&catalogs);
+        assert!(view.store(&catalogs, shard, map));
         view
     }
 
@@ -470,8 +500,11 @@ mod tests {
             default_shards.is_none(),
             "the default shard's oids are the ones shown"
         );
-        let federation = view.translate("federation app", tag::ROW_DESCRIPTION, &one_column(1, 2));
-        assert!(federation.is_none());
+        let unread = view.translate("elsewhere", tag::ROW_DESCRIPTION, &one_column(16435, 23));
+        assert!(
+            unread.is_none(),
+            "a source the task does not read is shown as it is"
+        );
     }
 
     #[test]
@@ -510,5 +543,24 @@ mod tests {
         };
         let map = OidMap::between(&[temporary(16500)], &[temporary(16600)]);
         assert_eq!(map.get(OidKind::Relation, 16600), Some(0));
+    }
+
+    #[test]
+    fn an_older_shard_maps_reading_is_not_stored_and_a_new_default_shard_forgets_every_map() {
+        let known = HashMap::from([((OidKind::Relation, 16435), 16449)]);
+        let view = view_of("s1", OidMap(known));
+        view.read_from(&catalogs(5433));
+        let map = view.map_of("s1").unwrap();
+        assert_eq!(map.get(OidKind::Relation, 16435), Some(16449));
+        let old = catalogs(5433);
+        assert!(
+            !view.store(&old, "s1", OidMap::default()),
+            "not the current catalogs"
+        );
+        view.read_from(&catalogs(6000));
+        assert_eq!(
+            view.map_of("s1").unwrap().get(OidKind::Relation, 16435),
+            None
+        );
     }
 }

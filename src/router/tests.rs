@@ -27,7 +27,7 @@ tables:
   countries: {strategy: reference}
 ";
 
-fn router() -> Router {
+pub(super) fn router() -> Router {
     Router::new(&parse_shard_map(MAP, Path::new("map.yaml")).expect("test map is valid"))
 }
 

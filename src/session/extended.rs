@@ -285,7 +285,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let (parts, rows) = match route {
             Route::Broadcast(shards) => (every(shards), Rows::Disjoint),
-            Route::Replicate(shards) => (every(shards), Rows::Copies),
+            Route::Replicate(shards) => {
+                let parts = self.env.database.router.replicated(&sql, &shards);
+                let types = &statement.param_types;
+                let bound_on =
+                    |(shard, sql)| (shard, bound(sql, types.clone(), bind_rest.to_vec()));
+                (parts.into_iter().map(bound_on).collect(), Rows::Copies)
+            }
             Route::Split(groups) => {
                 let router = &self.env.database.router;
                 let split = router.split_insert_bound(&sql, &groups);

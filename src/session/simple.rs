@@ -91,7 +91,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         Ok(Some(match route {
             Route::Broadcast(shards) => (every(shards), Rows::Disjoint),
-            Route::Replicate(shards) => (every(shards), Rows::Copies),
+            Route::Replicate(shards) => {
+                let router = &self.env.database.router;
+                let parts = router.replicated(sql, shards).into_iter().map(simple);
+                (parts.collect(), Rows::Copies)
+            }
             Route::Split(groups) => {
                 let router = &self.env.database.router;
                 let parts = (router.split_insert(sql, groups)).map_err(|e| self.route_failed(e))?;

@@ -635,3 +635,72 @@ async fn extended_protocol_statements_run_on_several_primaries() {
         direct.batch_execute("DROP INDEX rt_ext_idx").await.unwrap();
     }
 }
+
+/// `TRUNCATE`, `VACUUM` and `DROP TABLE` of a map table and a table only the default shard has
+/// at once (as `pgbench -i` truncates and vacuums its four tables): every shard runs them on
+/// the tables it has, through both protocols.
+#[tokio::test]
+async fn statements_on_map_tables_and_default_shard_tables_at_once_run_on_what_each_shard_has() {
+    let cluster = cluster();
+    let config = crate::support::config_with_extra_tables(
+        "mix_sharded: {strategy: hash, key: id, key_type: bigint}",
+    );
+    let proxy = TestProxy::start(config).await;
+    let client = proxy.connect().await;
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS mix_sharded, mix_local; \
+             CREATE TABLE mix_sharded (id bigint PRIMARY KEY); \
+             CREATE TABLE mix_local (id bigint PRIMARY KEY)",
+        )
+        .await
+        .unwrap();
+    let local = "SELECT count(*) FROM pg_tables WHERE tablename = 'mix_local'";
+    assert_eq!(
+        shards_holding(cluster, local).await,
+        vec![0],
+        "unmapped: default shard"
+    );
+    let ids: Vec<String> = (1..=20).map(|id| format!("({id})")).collect();
+    let fill = format!(
+        "INSERT INTO mix_sharded VALUES {ids}; INSERT INTO mix_local VALUES {ids}",
+        ids = ids.join(", ")
+    );
+    let rows = "SELECT count(*) FROM mix_sharded WHERE true UNION ALL \
+                SELECT count(*) FROM mix_local";
+    for truncate in [
+        "TRUNCATE mix_local, mix_sharded RESTART IDENTITY",
+        "TRUNCATE TABLE mix_sharded, mix_local",
+    ] {
+        for statement in fill.split("; ") {
+            client.batch_execute(statement).await.unwrap();
+        }
+        assert_eq!(
+            shards_holding(cluster, "SELECT count(*) FROM mix_sharded").await,
+            vec![0, 1]
+        );
+        // The first through the simple protocol, the second through the extended one.
+        if truncate.starts_with("TRUNCATE mix_local") {
+            client.batch_execute(truncate).await.unwrap();
+        } else {
+            client.execute(truncate, &[]).await.unwrap();
+        }
+        let left: Vec<_> = (client.query(rows, &[]).await.unwrap().iter())
+            .map(|row| row.get::<_, i64>(0))
+            .collect();
+        assert_eq!(left, vec![0, 0], "{truncate}");
+    }
+    client
+        .batch_execute("VACUUM ANALYZE mix_local, mix_sharded")
+        .await
+        .unwrap();
+    let analyzed = "SELECT count(*) FROM pg_stat_user_tables \
+                    WHERE relname = 'mix_sharded' AND last_vacuum IS NOT NULL";
+    assert_eq!(shards_holding(cluster, analyzed).await, vec![0, 1]);
+    client
+        .batch_execute("DROP TABLE mix_sharded, mix_local")
+        .await
+        .unwrap();
+    let any = "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'mix\\_%'";
+    assert!(shards_holding(cluster, any).await.is_empty());
+}
