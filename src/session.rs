@@ -159,6 +159,9 @@ struct Session<C> {
     /// A description in the backend's read buffer names these oids of this shard, which the
     /// proxy looks up before sending it (see `control::catalog_oids`).
     oids_to_resolve: Option<(String, crate::control::catalog_oids::Unknown)>,
+    /// How many more times the cross-shard read being run may stop to look up oids its
+    /// description names (see `scatter`).
+    description_lookups_left: usize,
     /// A simple Query read sent to a replica that has not answered it yet, with its shard:
     /// sent again elsewhere if the replica stops answering (see `replica`).
     replica_query: Option<(ShardId, bytes::Bytes)>,
@@ -200,6 +203,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             copy_data_remaining: 0,
             row_bytes_remaining: 0,
             oids_to_resolve: None,
+            description_lookups_left: 0,
             replica_query: None,
             meter,
             txn: transaction::Transaction::default(),

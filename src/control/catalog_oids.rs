@@ -8,11 +8,13 @@
 //!
 //! A task per database reads the catalogs whole at start, every [`REFRESH`], and soon after
 //! DDL ran through this proxy (at most once per [`MIN_GAP`]). A description that names an oid
-//! the map does not know waits while the proxy looks that oid up ([`CatalogOids::resolve`]);
-//! where waiting is not possible (a merged read's description is built on the spot) it is
-//! shown as no table (as a computed column is) or as the shard's own type oid, never as
-//! another table, and a reading follows. Other sessions' temporary objects are no object of
-//! the default shard's.
+//! the map does not know waits while the proxy looks that oid up ([`CatalogOids::resolve`]):
+//! a single shard's in the backend's read buffer, a merged read's by running the read again
+//! (the client saw nothing of it yet). Where waiting is not possible (a broadcast's
+//! `RETURNING`, a read calling a function that may write, the federation's) it is shown as no
+//! table (as a computed column is) or as the shard's own type oid, never as another table,
+//! and a reading follows. Other sessions' temporary objects are no object of the default
+//! shard's.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -149,13 +151,14 @@ impl CatalogOids {
             match (map.get(kind, oid), kind) {
                 (Some(0), OidKind::Type) => oid,
                 (Some(counterpart), _) => counterpart,
-                (None, OidKind::Relation) => {
-                    unknown.push((kind, oid));
-                    0
-                }
-                (None, OidKind::Type) => {
-                    unknown.push((kind, oid));
-                    oid
+                (None, kind) => {
+                    if !unknown.contains(&(kind, oid)) {
+                        unknown.push((kind, oid));
+                    }
+                    match kind {
+                        OidKind::Relation => 0,
+                        OidKind::Type => oid,
+                    }
                 }
             }
         };

@@ -22,10 +22,13 @@ pub(super) use suspended::LeftPortal;
 use super::Session;
 use super::client::Refusal;
 use crate::config::ShardId;
+use crate::control::catalog_oids::Unknown;
 use crate::counters::Event;
 use crate::error::{ErrorReport, Unsupported, sqlstate};
 use crate::execute::fanout::{self, Finished, NO_PARAMS, Show, column_count};
-use crate::merge::{MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats};
+use crate::merge::{
+    MergeError, MergeLimits, Merger, ParamValue, ScatterPlan, shard_result_formats,
+};
 use crate::metrics;
 use crate::pool::Checkout;
 use crate::router::CopyOut;
@@ -157,10 +160,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Role::Primary
         };
         self.meter.ran(metrics::Ran::Shards(role));
+        // Each shard's description may name oids to look up once (see `run_legs`).
+        self.description_lookups_left = read.shards.len();
         loop {
             match self.scatter_once(read, show, execute).await {
                 Ok(finished) => return Ok(finished),
                 Err(Attempt::Refused(report)) => return Err(report),
+                Err(Attempt::UnknownOids(shard, unknown)) => {
+                    self.description_lookups_left = self.description_lookups_left.saturating_sub(1);
+                    self.env
+                        .database
+                        .catalog_oids
+                        .resolve(&shard, &unknown)
+                        .await;
+                }
                 Err(Attempt::MergeRefused(report)) => {
                     let reason = report.message.trim_start_matches("shardgate: ").to_owned();
                     let error = Unsupported::ScatterNotComputable { reason }.into();
@@ -257,7 +270,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let statuses = match &outcome {
             Ok(finished) => Some(finished.statuses.clone()),
-            Err(Ran::Failed(failed)) => Some(failed.statuses.clone()),
+            Err(Ran::Failed(failed) | Ran::UnknownOids(failed, ..)) => {
+                Some(failed.statuses.clone())
+            }
             Err(Ran::Refused(_)) => None,
         };
         // A backend's 08P01 to the proxy's own well-formed Bind is PostgreSQL's "bind message
@@ -304,6 +319,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 report: failed.report,
                 retry,
             },
+            Ran::UnknownOids(_, shard, unknown) => Attempt::UnknownOids(shard, unknown),
         })
     }
 
@@ -359,9 +375,20 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         };
         let (copy_out, max_rows) = (read.copy_out.as_ref(), read.max_rows);
         let oids = &self.env.database.catalog_oids;
+        let may_look_up = !read.writes && self.description_lookups_left > 0;
+        let mut unknown = None;
         let mut make_merger = |leg: &str, description: &[u8]| {
             // The client's catalog queries read the default shard's oids (see `catalog_oids`).
-            let translated = oids.translate(leg, tag::ROW_DESCRIPTION, description);
+            // Oids not known yet are looked up, and the read runs again: the client has seen
+            // nothing of it before the first row.
+            let translated = match oids.translate_known(leg, tag::ROW_DESCRIPTION, description) {
+                Ok(translated) => translated,
+                Err(oids) if may_look_up => {
+                    unknown = Some((leg.to_owned(), oids));
+                    return Err(MergeError::Contract("oids to look up first".into()));
+                }
+                Err(_) => oids.translate(leg, tag::ROW_DESCRIPTION, description),
+            };
             let description = translated
                 .as_ref()
                 .map_or(description, |t| &t[HEADER_LEN..]);
@@ -394,7 +421,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         drop(legs);
         let held = self.backend.as_deref().map(|conn| conn.cancel_target());
         self.env.cancel_slot.set(held);
-        outcome.map_err(Ran::Failed)
+        outcome.map_err(|failed| match unknown {
+            Some((shard, oids)) => Ran::UnknownOids(failed, shard, oids),
+            None => Ran::Failed(failed),
+        })
     }
 
     /// Result formats the shards' Bind asks for: the client's for visible columns, binary for
@@ -465,6 +495,9 @@ enum Attempt {
     Refused(ErrorReport),
     /// The merge cannot combine the shards' columns; the client saw nothing yet.
     MergeRefused(ErrorReport),
+    /// A shard's description named oids to look up (see `catalog_oids`); the client saw
+    /// nothing yet.
+    UnknownOids(String, Unknown),
     /// During the fan-out; `retry` when only replicas failed before the client saw anything.
     Failed {
         /// What the client is told if it is not retried.
@@ -480,6 +513,9 @@ impl Attempt {
             Attempt::Refused(report)
             | Attempt::MergeRefused(report)
             | Attempt::Failed { report, .. } => report,
+            Attempt::UnknownOids(shard, _) => super::internal(format!(
+                "the description from {shard} names oids the proxy could not look up"
+            )),
         }
     }
 }
@@ -496,4 +532,6 @@ enum Ran {
     Refused(ErrorReport),
     /// During the fan-out.
     Failed(Box<fanout::Failed>),
+    /// During the fan-out, which stopped at a description naming these oids of this shard.
+    UnknownOids(Box<fanout::Failed>, String, Unknown),
 }

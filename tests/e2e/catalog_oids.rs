@@ -61,8 +61,10 @@ async fn description_of(stream: &mut tokio::net::TcpStream, sql: &str) -> Vec<(u
 #[tokio::test]
 async fn descriptions_from_any_shard_carry_the_default_shards_oids() {
     // Trust: the raw connections below log in without a password.
-    let mut config =
-        config_with_extra_tables("oid_items: {strategy: hash, key: id, key_type: bigint}");
+    let mut config = config_with_extra_tables(
+        "{oid_items: {strategy: hash, key: id, key_type: bigint}, \
+          oid_late: {strategy: hash, key: id, key_type: bigint}}",
+    );
     config.auth_method = ClientAuthMethod::Trust;
     config.users[0].secret = UserSecret::None;
     let proxy = TestProxy::start(config).await;
@@ -141,6 +143,31 @@ async fn descriptions_from_any_shard_carry_the_default_shards_oids() {
             "{merged}"
         );
     }
+    // A table made on the shards directly, which the proxy heard nothing of: its first merged
+    // read waits for its oids to be looked up (or finds them read already).
+    let create_late = |uri: String, filler: usize| async move {
+        let direct = connect_direct(&uri).await;
+        direct
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS oid_late; \
+                 CREATE TABLE IF NOT EXISTS oid_late_filler_{filler} (a int); \
+                 CREATE TABLE oid_late (id bigint PRIMARY KEY, mood oid_mood); \
+                 INSERT INTO oid_late VALUES ({a}, 'sad'), ({b}, 'happy')"
+            ))
+            .await
+            .unwrap();
+        let sql = "SELECT 'oid_late'::regclass::oid";
+        direct.query_one(sql, &[]).await.unwrap().get::<_, u32>(0)
+    };
+    let late = create_late(primaries[0].clone(), 0).await;
+    let mut filler = 0;
+    while create_late(primaries[1].clone(), filler).await == late {
+        filler += 1;
+        assert!(filler < 3, "oid_late keeps the same oid on both shards");
+    }
+    let merged = "SELECT id, mood FROM oid_late ORDER BY id";
+    let described = description_of(&mut stream, merged).await;
+    assert_eq!(described, vec![(late, 20), (late, catalog.1)], "{merged}");
     // A table only the other shard has is no table of the default shard's: shown as none.
     let only_there = connect_direct(&primaries[1]).await;
     only_there

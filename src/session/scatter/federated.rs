@@ -92,6 +92,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let mut backends = [ReadBackend::pooled(conn, pool.clone(), Role::Primary)];
         let plan = ScatterPlan::pass_through(&read.sql);
         let names = vec![federation.leg_name()];
+        // Its description's oids are translated with what is known (it is rebuilt often).
+        self.description_lookups_left = 0;
         let ran = (self.run_legs(&plan, read, names, &mut backends, show, execute)).await;
         if read.writes {
             // It called a function the router does not know to be free of side effects
@@ -101,7 +103,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         ran.map_err(|ran| match ran {
             Ran::Refused(report) => Attempt::Refused(report),
-            Ran::Failed(failed) => Attempt::Failed {
+            Ran::Failed(failed) | Ran::UnknownOids(failed, ..) => Attempt::Failed {
                 report: failed.report,
                 retry: false,
             },
