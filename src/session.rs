@@ -173,6 +173,8 @@ struct Session<C> {
     batch: batch::Batch,
     /// Marked with the `RESHARD` fence while a transaction runs (see `fence`).
     fence: crate::topology::fence::Registration,
+    /// How many times this proxy's lease had lapsed when `fence` was marked (see `fence`).
+    entered_lapses: u64,
     terminated: bool,
 }
 
@@ -209,6 +211,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             txn: transaction::Transaction::default(),
             batch: batch::Batch::default(),
             fence,
+            entered_lapses: 0,
             terminated: false,
         }
     }

@@ -2,6 +2,9 @@
 //! before each statement looks at the fence and lets go when its transaction is over; a
 //! statement the fence blocks waits for the move to go on when it runs on its own, and is
 //! refused with 40001 (retry the transaction) inside a transaction, whose map cannot change.
+//! A transaction under way when this proxy's lease in the fleet lapsed cannot commit at all:
+//! while the lease was out, another proxy may have moved rows it wrote (the move's
+//! coordinator stops waiting for a proxy whose lease ran out).
 
 use std::time::Duration;
 
@@ -9,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::Session;
+use super::local::{Control, transaction_control};
 use crate::error::{Blame, ErrorReport, sqlstate};
 use crate::topology::fence::{Fence, FenceState};
 use crate::wire::TxStatus;
@@ -26,8 +30,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.fence.is_entered() {
             return true;
         }
-        self.env.database.fence.enter(&self.fence);
+        let fence = &self.env.database.fence;
+        self.entered_lapses = fence.lapses();
+        fence.enter(&self.fence);
         false
+    }
+
+    /// Refuses every statement but ROLLBACK of a transaction that was under way when this
+    /// proxy's lease lapsed (see the module doc).
+    pub(super) fn check_lapse_crossed(&self, sql: &str) -> Result<(), ErrorReport> {
+        let crossed = self.env.database.fence.lapses() != self.entered_lapses
+            && self.fence.is_entered()
+            && self.client_status == TxStatus::InTransaction;
+        if !crossed || transaction_control(sql) == [Control::End(false)] {
+            return Ok(());
+        }
+        Err(ErrorReport::error(
+            sqlstate::SERIALIZATION_FAILURE,
+            Blame::Proxy,
+            "shardgate: this proxy lost its lease in the fleet while this transaction ran, \
+             so another proxy may have moved rows it wrote; it cannot commit",
+        )
+        .with_hint("Roll back and retry the transaction."))
     }
 
     /// Lets go of the fence when everything the session ran has ended: no transaction is

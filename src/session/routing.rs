@@ -37,6 +37,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<Routed, ErrorReport> {
         loop {
             let registered = self.enter_fence();
+            if registered {
+                self.check_lapse_crossed(sql)?;
+            }
             let fence = &self.env.database.fence;
             // Subscribed before the verdict, so a change it did not see wakes the wait.
             let judged = fence.is_moving().then(|| fence.subscribe());

@@ -272,6 +272,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         &mut self,
         sql: &str,
     ) -> Result<(), ErrorReport> {
+        self.check_lapse_crossed(sql)?;
         let in_transaction = self.client_status != TxStatus::Idle;
         let savepoint = savepoint_command(sql).filter(|_| in_transaction);
         if !self.txn.phase.spans_shards() {

@@ -64,6 +64,8 @@ pub struct Fence {
     raised: AtomicBool,
     /// This proxy lost its lease in the fleet ([`Fence::lapse`]).
     lapsed: AtomicBool,
+    /// How many times it did.
+    lapses: AtomicU64,
     /// Rows are being copied or committed ([`FenceState::Writes`], [`FenceState::Switching`]).
     moving: AtomicBool,
     /// Sessions on this epoch or later need no check ([`FenceState::Switched`]).
@@ -78,6 +80,7 @@ impl Default for Fence {
         Self {
             raised: AtomicBool::new(false),
             lapsed: AtomicBool::new(false),
+            lapses: AtomicU64::new(0),
             moving: AtomicBool::new(false),
             settled_from: AtomicU64::new(u64::MAX),
             generation: AtomicU64::new(1),
@@ -194,8 +197,17 @@ impl Fence {
         if self.lapsed.swap(lapsed, SeqCst) == lapsed {
             return;
         }
+        if lapsed {
+            self.lapses.fetch_add(1, SeqCst);
+        }
         // Statements waiting at the fence look again.
         self.state.send_modify(|_| {});
+    }
+
+    /// How many times this proxy's lease lapsed: a transaction under way across a lapse
+    /// cannot commit (see `session::fence`).
+    pub fn lapses(&self) -> u64 {
+        self.lapses.load(SeqCst)
     }
 
     /// Changes of state, for a statement waiting at the fence.

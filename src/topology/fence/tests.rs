@@ -115,7 +115,14 @@ fn a_proxy_whose_lease_lapsed_holds_back_every_statement_on_map_tables_whatever_
     let (maps, fence) = (adding_a_shard(), Fence::default());
     let (moves, stays) = keys(&maps);
     let mut changes = fence.subscribe();
+    assert_eq!(fence.lapses(), 0);
     fence.lapse(true);
+    fence.lapse(true);
+    assert_eq!(
+        fence.lapses(),
+        1,
+        "a lapse counts once, however often it is told"
+    );
     assert!(fence.is_moving(), "a statement may wait for the renewal");
     assert!(
         changes.has_changed().unwrap(),

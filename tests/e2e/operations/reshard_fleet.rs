@@ -13,7 +13,7 @@ use super::reshard::{
     ids_going, map_yaml, placement, reshard_the_held_edit,
 };
 use super::{console, eventually, field, rows};
-use crate::harness::connect_direct;
+use crate::harness::{connect_direct, sqlstate};
 
 const FIRST_ROWS: i64 = 300;
 
@@ -219,6 +219,12 @@ async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_
         client.query_one(count, &[]).await.unwrap().get::<_, i64>(0),
         0
     );
+    // A transaction under way when the lease lapses.
+    let across = proxy.connect().await;
+    across
+        .batch_execute("BEGIN; INSERT INTO reshard_items (id, note) VALUES (7, 'across')")
+        .await
+        .unwrap();
 
     // A transaction on the fleet's table holds this proxy's row: its renewals wait, time out,
     // and its lease lapses.
@@ -244,6 +250,22 @@ async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_
     let answered = tokio::time::timeout(Duration::from_secs(5), waiting).await;
     let answered = answered.expect("the read goes on once the lease is renewed");
     assert_eq!(answered.unwrap().unwrap(), 0);
+
+    // Another proxy may have moved rows while the lease was out: the transaction that was
+    // under way cannot commit, and nothing of it lands.
+    let commit = across.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(sqlstate(&commit), "40001", "{commit}");
+    across.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        client.query_one(count, &[]).await.unwrap().get::<_, i64>(0),
+        0
+    );
+    let after = "INSERT INTO reshard_items (id, note) VALUES (7, 'after')";
+    assert_eq!(
+        across.execute(after, &[]).await.unwrap(),
+        1,
+        "the next one runs"
+    );
 }
 
 #[tokio::test]
