@@ -9,11 +9,11 @@
 //! A task per database reads the catalogs whole at start, every [`REFRESH`], and soon after
 //! DDL ran through this proxy (at most once per [`MIN_GAP`]). A description that names an oid
 //! the map does not know waits while the proxy looks that oid up ([`CatalogOids::resolve`]):
-//! a single shard's in the backend's read buffer, a merged read's by running the read again
-//! (the client saw nothing of it yet). Where waiting is not possible (a broadcast's
-//! `RETURNING`, a read calling a function that may write, the federation's) it is shown as no
-//! table (as a computed column is) or as the shard's own type oid, never as another table,
-//! and a reading follows. Other sessions' temporary objects are no object of the default
+//! a single shard's in the backend's read buffer, a merged or federated read's by running the
+//! read again (the client saw nothing of it yet). Where waiting is not possible (a
+//! broadcast's `RETURNING`, a read calling a function that may write) it is shown as no table
+//! (as a computed column is) or as the shard's own type oid, never as another table, and a
+//! reading follows. Other sessions' temporary objects are no object of the default
 //! shard's.
 
 use std::collections::{HashMap, HashSet};

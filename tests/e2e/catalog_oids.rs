@@ -6,7 +6,7 @@
 
 use shardgate::config::{ClientAuthMethod, UserSecret};
 
-use crate::harness::{TestProxy, cluster, connect_direct};
+use crate::harness::{TestProxy, cluster, connect_direct, wait_for_replicas};
 use crate::raw::{Script, exchange, raw_login, read_message};
 use crate::routing::{shard_of_user, two_users_on_different_shards};
 use crate::support::config_with_extra_tables;
@@ -114,6 +114,8 @@ async fn descriptions_from_any_shard_carry_the_default_shards_oids() {
         ))
         .await
         .unwrap();
+    // Reads of the other connections below may go to replicas.
+    wait_for_replicas(cluster()).await;
 
     // The extended protocol, answered by the other shard: the driver resolves the enum by its
     // oid in the catalog its own queries reach.
@@ -143,6 +145,12 @@ async fn descriptions_from_any_shard_carry_the_default_shards_oids() {
             "{merged}"
         );
     }
+    // The federation database's views and types are its own objects: a read it answers (a
+    // window function) shows the default shard's oids too.
+    let federated = "SELECT id, mood, row_number() OVER (ORDER BY id) FROM oid_items";
+    let described = description_of(&mut stream, federated).await;
+    let want = vec![(catalog.0, 20), (catalog.0, catalog.1), (0, 20)];
+    assert_eq!(described, want, "{federated}");
     // A table made on the shards directly, which the proxy heard nothing of: its first merged
     // read waits for its oids to be looked up (or finds them read already).
     let create_late = |uri: String, filler: usize| async move {
@@ -165,6 +173,7 @@ async fn descriptions_from_any_shard_carry_the_default_shards_oids() {
         filler += 1;
         assert!(filler < 3, "oid_late keeps the same oid on both shards");
     }
+    wait_for_replicas(cluster()).await;
     let merged = "SELECT id, mood FROM oid_late ORDER BY id";
     let described = description_of(&mut stream, merged).await;
     assert_eq!(described, vec![(late, 20), (late, catalog.1)], "{merged}");
@@ -177,6 +186,7 @@ async fn descriptions_from_any_shard_carry_the_default_shards_oids() {
         )
         .await
         .unwrap();
+    wait_for_replicas(cluster()).await;
     let hint = Script::new().query("SET shardgate.shard = 's1'");
     assert_eq!(
         exchange(&mut stream, &hint)

@@ -91,10 +91,19 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let conn = self.watched(Box::pin(checkout)).await?;
         let mut backends = [ReadBackend::pooled(conn, pool.clone(), Role::Primary)];
         let plan = ScatterPlan::pass_through(&read.sql);
-        let names = vec![federation.leg_name()];
-        // Its description's oids are translated with what is known (it is rebuilt often).
-        self.description_lookups_left = 0;
-        let ran = (self.run_legs(&plan, read, names, &mut backends, show, execute)).await;
+        // Its views and types are new after each build: a description naming oids not known
+        // yet waits for them once, as a shard's does (see `catalog_oids`).
+        self.description_lookups_left = 1;
+        let ran = loop {
+            let names = vec![federation.leg_name()];
+            match (self.run_legs(&plan, read, names, &mut backends, show, execute)).await {
+                Err(Ran::UnknownOids(_, leg, unknown)) => {
+                    self.description_lookups_left = 0;
+                    self.env.database.catalog_oids.resolve(&leg, &unknown).await;
+                }
+                ran => break ran,
+            }
+        };
         if read.writes {
             // It called a function the router does not know to be free of side effects
             // (one that takes a session-level advisory lock, say): nothing it left behind
