@@ -89,6 +89,10 @@ pub struct CatalogOids {
     state: RwLock<State>,
     /// Asks the task for a reading.
     wake: tokio::sync::Notify,
+    /// One lookup at a time: sessions that miss the same oids at once (a table made behind
+    /// the proxy's back, then read by many clients) wait for one lookup instead of each
+    /// opening connections of its own.
+    resolving: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -169,11 +173,20 @@ impl CatalogOids {
     /// names. Afterwards the map knows each of them: as none where the lookup could not tell
     /// (a server down, no answer within the connect timeout) until the next reading.
     pub async fn resolve(&self, shard: &str, unknown: &[(OidKind, u32)]) {
+        let _turn = self.resolving.lock().await;
+        let known = self.map_of(shard).unwrap_or_default();
+        let unknown: Vec<_> = (unknown.iter())
+            .filter(|(kind, oid)| known.get(*kind, *oid).is_none())
+            .copied()
+            .collect();
+        if unknown.is_empty() {
+            return; // Looked up while this session waited for its turn.
+        }
         let catalogs = self.read().catalogs.clone();
         let mut found = HashMap::new();
         if let Some(catalogs) = catalogs {
             let limit = catalogs.connect_timeout * 2;
-            let lookup = tokio::time::timeout(limit, look_up(&catalogs, shard, unknown));
+            let lookup = tokio::time::timeout(limit, look_up(&catalogs, shard, &unknown));
             match lookup.await {
                 Ok(Ok(map)) => found = map.0,
                 Ok(Err(why)) => tracing::warn!(%shard, %why, "cannot look up catalog oids"),
@@ -181,7 +194,7 @@ impl CatalogOids {
             }
         }
         for key in unknown {
-            found.entry(*key).or_insert(0);
+            found.entry(key).or_insert(0);
         }
         let known = self.read().maps.get(shard).cloned().unwrap_or_default();
         let mut map = known.0.clone();
@@ -565,5 +578,39 @@ mod tests {
             view.map_of("s1").unwrap().get(OidKind::Relation, 16435),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn sessions_missing_the_same_oids_at_once_share_one_lookup() {
+        // A "shard" that takes connections and never answers: each lookup is one connection.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counting = accepted.clone();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let uri =
+            |port| crate::config::BackendUri::parse(&format!("postgres://u@127.0.0.1:{port}/d"));
+        let catalogs = Arc::new(Catalogs {
+            default: uri(port).unwrap(),
+            others: vec![("s1".to_owned(), uri(port).unwrap())],
+            connect_timeout: Duration::from_millis(200),
+        });
+        let view = CatalogOids::default();
+        view.read_from(&catalogs);
+        let unknown = [(OidKind::Relation, 16435)];
+        tokio::join!(view.resolve("s1", &unknown), view.resolve("s1", &unknown));
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let known = view.translate_known("s1", tag::ROW_DESCRIPTION, &one_column(16435, 23));
+        assert_eq!(
+            &known.unwrap().unwrap()[HEADER_LEN..],
+            &one_column(0, 23)[..]
+        );
+        server.abort();
     }
 }
