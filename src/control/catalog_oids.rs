@@ -16,7 +16,7 @@
 //! reading follows. Other sessions' temporary objects are no object of the default
 //! shard's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -97,10 +97,9 @@ pub struct CatalogOids {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Where the catalogs are (of the newest shard map), once the task started.
+    /// Where the catalogs are (of the newest shard map), once the task started: the shards
+    /// other than the default one are those whose oids are translated.
     catalogs: Option<Arc<Catalogs>>,
-    /// The shards other than the default one, whose oids are translated.
-    others: HashSet<String>,
     /// Their maps, by shard name, once read.
     maps: HashMap<String, Arc<OidMap>>,
 }
@@ -115,8 +114,7 @@ impl CatalogOids {
     /// does not know are shown as no table or as the shard's own type, and a reading of the
     /// catalogs follows.
     pub fn translate(&self, shard: &str, frame_tag: u8, body: &[u8]) -> Option<BytesMut> {
-        let mut unknown = Vec::new();
-        let frame = self.translate_with(shard, frame_tag, body, &mut unknown);
+        let (frame, unknown) = self.translate_with(shard, frame_tag, body);
         if !unknown.is_empty() {
             self.wake.notify_one();
         }
@@ -131,8 +129,7 @@ impl CatalogOids {
         frame_tag: u8,
         body: &[u8],
     ) -> Result<Option<BytesMut>, Unknown> {
-        let mut unknown = Vec::new();
-        let frame = self.translate_with(shard, frame_tag, body, &mut unknown);
+        let (frame, unknown) = self.translate_with(shard, frame_tag, body);
         if unknown.is_empty() {
             Ok(frame)
         } else {
@@ -140,13 +137,15 @@ impl CatalogOids {
         }
     }
 
+    /// The translated frame (`None`: unchanged), with unknown oids shown as no table or as
+    /// the shard's own type, and those oids.
     fn translate_with(
         &self,
         shard: &str,
         frame_tag: u8,
         body: &[u8],
-        unknown: &mut Unknown,
-    ) -> Option<BytesMut> {
+    ) -> (Option<BytesMut>, Unknown) {
+        let mut unknown = Vec::new();
         let mut map: Option<Option<Arc<OidMap>>> = None;
         let mut translate = |kind: OidKind, oid: u32| {
             let Some(map) = map.get_or_insert_with(|| self.map_of(shard)) else {
@@ -166,7 +165,8 @@ impl CatalogOids {
                 }
             }
         };
-        translate_description(frame_tag, body, &mut translate)
+        let frame = translate_description(frame_tag, body, &mut translate);
+        (frame, unknown)
     }
 
     /// Looks up `unknown` (oids of `shard`'s) and the default shard's objects of the same
@@ -212,7 +212,8 @@ impl CatalogOids {
     /// `shard`'s map (empty until read), or `None` when its oids are shown as they are.
     fn map_of(&self, shard: &str) -> Option<Arc<OidMap>> {
         let state = self.read();
-        (state.others.contains(shard)).then(|| state.maps.get(shard).cloned().unwrap_or_default())
+        let translated = (state.catalogs.as_ref()).is_some_and(|c| c.other(shard).is_some());
+        translated.then(|| state.maps.get(shard).cloned().unwrap_or_default())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -240,11 +241,6 @@ impl CatalogOids {
         if (state.catalogs.as_ref()).is_some_and(|old| old.default != catalogs.default) {
             state.maps.clear();
         }
-        state.others = catalogs
-            .others
-            .iter()
-            .map(|(name, _)| name.clone())
-            .collect();
         state.catalogs = Some(catalogs.clone());
     }
 }
@@ -269,6 +265,14 @@ pub struct Catalogs {
     pub others: Vec<(String, BackendUri)>,
     /// How long connecting to one may take.
     pub connect_timeout: Duration,
+}
+
+impl Catalogs {
+    /// The primary of `shard`, one of the others.
+    fn other(&self, shard: &str) -> Option<&BackendUri> {
+        let mut others = self.others.iter();
+        others.find(|(name, _)| name == shard).map(|(_, uri)| uri)
+    }
 }
 
 /// Starts reading `catalogs` into `view` (outside a runtime, as in unit tests: nothing).
@@ -350,10 +354,8 @@ async fn look_up(
     shard: &str,
     unknown: &[(OidKind, u32)],
 ) -> Result<OidMap, String> {
-    let uri = (catalogs.others.iter())
-        .find(|(name, _)| name == shard)
-        .map(|(_, uri)| uri)
-        .ok_or_else(|| format!("{shard} is not a shard of the map"))?;
+    let uri =
+        (catalogs.other(shard)).ok_or_else(|| format!("{shard} is not a shard of the map"))?;
     let oids = |kind: OidKind| -> Vec<i64> {
         let of_kind = unknown.iter().filter(move |(k, _)| *k == kind);
         of_kind.map(|(_, oid)| i64::from(*oid)).collect()
