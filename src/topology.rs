@@ -3,6 +3,7 @@
 //! session keeps the snapshot it started its transaction with.
 
 mod causal;
+mod federated_reads;
 pub mod fence;
 mod table_columns;
 
@@ -16,7 +17,7 @@ use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId
 use crate::control::catalog_oids::{self, CatalogOids, CatalogOidsTask, Catalogs};
 use crate::control::deadlock::{self, DetectorTask, SpanRegistry};
 use crate::control::directory::DirectoryLookup;
-use crate::control::federation::Federation;
+use crate::control::federation::{CopyPools, Federation};
 use crate::control::health::{self, Watched};
 use crate::control::recovery::{self, RecoveryTask, RecoveryView};
 use crate::counters::Counters;
@@ -98,18 +99,13 @@ fn directories(map: &ShardMap) -> HashMap<String, Arc<DirectoryLookup>> {
 }
 
 /// The catalogs `catalog_oids` reads: the default shard's primary's, the other shards' and
-/// the federation database's (whose views and types are its own objects).
-fn catalogs_of(
-    map: &ShardMap,
-    federation: &Federation,
-    connect_timeout: std::time::Duration,
-) -> Catalogs {
+/// the federation databases' (whose views and types are their own objects).
+fn catalogs_of(map: &ShardMap, connect_timeout: std::time::Duration) -> Catalogs {
     let default = map.shard(map.default_shard);
     let shards = (map.shards.iter())
         .filter(|shard| shard.id != map.default_shard)
         .map(|shard| (shard.name.clone(), shard.primary.clone()));
-    let federated = (federation.leg_name(), Federation::uri(map));
-    let others = shards.chain(std::iter::once(federated)).collect();
+    let others = shards.chain(Federation::catalogs(map)).collect();
     Catalogs {
         default: default.primary.clone(),
         others,
@@ -117,22 +113,21 @@ fn catalogs_of(
     }
 }
 
-/// The federation of `db`'s shards, with a pool of its own (fail-fast: a federation that
+/// The federation of `db`'s shards, with pools of its own (fail-fast: a federation that
 /// cannot be reached fails its reads at once).
 fn federation(config: &Config, db: &DatabaseEntry, metrics: &Metrics) -> Arc<Federation> {
     let map = &db.shard_map;
-    let meters = metrics.for_endpoint(&db.name, "federation", Role::Primary, "federation");
-    let endpoint = format!("{}/federation", db.name);
-    let uri = Federation::uri(map);
-    let pool = EndpointPool::new(
-        endpoint,
-        uri,
-        &config.pool,
-        OnFailure::FailFast,
-        meters,
-        None,
-    );
-    Arc::new(Federation::new(map, pool, config.pool.connect_timeout))
+    let pool = |uri: BackendUri, role: Role, endpoint: &str| {
+        let meters = metrics.for_endpoint(&db.name, "federation", role, endpoint);
+        let name = format!("{}/{endpoint}", db.name);
+        EndpointPool::new(name, uri, &config.pool, OnFailure::FailFast, meters, None)
+    };
+    let pools = CopyPools {
+        primaries: pool(Federation::uri(map), Role::Primary, "federation"),
+        replicas: (Federation::replica_uri(map))
+            .map(|uri| pool(uri, Role::Replica, "federation_replicas")),
+    };
+    Arc::new(Federation::new(map, pools, config.pool.connect_timeout))
 }
 
 /// One server of a database, for the operator surfaces (metrics, `SHOW POOLS`).
@@ -412,7 +407,7 @@ impl Database {
         let catalog_oids: Arc<CatalogOids> =
             old.map(|o| o.catalog_oids.clone()).unwrap_or_default();
         let federation = federation(config, db, metrics);
-        let catalogs = catalogs_of(&db.shard_map, &federation, timeout);
+        let catalogs = catalogs_of(&db.shard_map, timeout);
         let catalog_task = catalog_oids::start(catalogs, catalog_oids.clone());
         let task = recovery::start(primaries, settings, timeout, counters.clone(), view.clone());
         Database {

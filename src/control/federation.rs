@@ -15,8 +15,20 @@
 //! date: at a proxy's first federated read, after a map reload (a new epoch builds anew) and
 //! after DDL through this proxy. Several proxies building at once take turns (an advisory
 //! lock), and each build replaces the previous one in one transaction.
+//!
+//! Where the map sends reads to replicas and the default shard has one, a second copy
+//! (`<app database>_federation_replicas_<digest>`) serves the reads that may use replicas: built
+//! on the default primary like the first, its foreign servers read a replica of each shard, and
+//! its reads run on the default shard's replica, which carries it by streaming replication (a
+//! hot standby cannot create anything, and needs nothing created: the copy is WAL like any
+//! other database). Whether a read may use it is the causal rules' decision, shard by shard
+//! (`topology`); the copy's last build must have been replayed there too.
 
+mod copies;
 pub mod script;
+
+pub use copies::{Copy, CopyPools, ReplicaCopy};
+use copies::{database_name, leg_name, replica_target};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +37,8 @@ use std::time::Duration;
 use script::{Catalog, ShardServer};
 
 use super::{ControlConn, client_config};
-use crate::config::{BackendUri, Placement, ShardMap};
+use crate::config::{BackendUri, Placement, Shard, ShardMap};
 use crate::error::{Blame, ErrorReport, sqlstate};
-use crate::pool::EndpointPool;
 
 /// Schemas of a database that are PostgreSQL's or the proxy's own, never the application's.
 const SYSTEM_SCHEMAS: &str = "('pg_catalog', 'information_schema', 'pg_toast', 'shardgate')";
@@ -35,17 +46,17 @@ const SYSTEM_SCHEMAS: &str = "('pg_catalog', 'information_schema', 'pg_toast', '
 /// The schema the federation keeps postgres_fdw in, apart from the schemas it rebuilds.
 const FDW_SCHEMA: &str = "shardgate_fdw";
 
-/// One database's federation: where it lives, what it presents, and its pool.
+/// One database's federation: where it lives, what it presents, and its pools.
 pub struct Federation {
-    /// Its database name.
-    pub database: String,
+    /// The copy whose foreign servers read the shards' primaries.
+    primaries: Copy,
+    /// The copy whose foreign servers read the shards' replicas, where the map has them.
+    replicas: Option<ReplicaCopy>,
     /// The default shard's primary, in the application's database (catalog, CREATE DATABASE).
     origin: BackendUri,
-    shards: Vec<ShardServer>,
     default: usize,
     /// Names of the map's sharded tables.
     sharded: Vec<String>,
-    pool: EndpointPool,
     /// Counts the reasons to build it (the first read, each schema change): a read waits until
     /// a build that started after the last of them has finished.
     wanted: AtomicU64,
@@ -56,23 +67,40 @@ pub struct Federation {
 }
 
 impl Federation {
-    /// The federation of `map`'s shards, reached through `pool` (a pool of connections to
-    /// [`Federation::uri`]); nothing is built until the first read needs it.
-    pub fn new(map: &ShardMap, pool: EndpointPool, connect_timeout: Duration) -> Self {
+    /// The federation of `map`'s shards, reached through `pools`; nothing is built until the
+    /// first read needs it.
+    pub fn new(map: &ShardMap, pools: CopyPools, connect_timeout: Duration) -> Self {
         let origin = map.shard(map.default_shard).primary.clone();
-        let shards = (map.shards.iter())
-            .map(|shard| ShardServer {
-                name: shard.name.clone(),
-                uri: shard.primary.clone(),
-            })
-            .collect();
+        let target = |shard: &Shard, uri: &BackendUri| ShardServer {
+            name: shard.name.clone(),
+            uri: uri.clone(),
+        };
+        let primaries = Copy {
+            database: database_name(map, false),
+            targets: (map.shards.iter())
+                .map(|shard| target(shard, &shard.primary))
+                .collect(),
+            pool: pools.primaries,
+        };
+        let replicas = pools.replicas.map(|pool| ReplicaCopy {
+            copy: Copy {
+                database: database_name(map, true),
+                targets: (map.shards.iter())
+                    .map(|shard| target(shard, replica_target(shard).unwrap_or(&shard.primary)))
+                    .collect(),
+                pool,
+            },
+            on_replica: (map.shards.iter())
+                .map(|shard| replica_target(shard).is_some())
+                .collect(),
+            built_at: AtomicU64::new(0),
+        });
         Self {
-            database: database_name(map),
+            primaries,
+            replicas,
             sharded: sharded_tables(map),
             origin,
-            shards,
             default: map.default_shard.0 as usize,
-            pool,
             wanted: AtomicU64::new(1),
             built: AtomicU64::new(0),
             building: tokio::sync::Mutex::new(()),
@@ -80,21 +108,43 @@ impl Federation {
         }
     }
 
-    /// The federation database of `map`: the default shard's primary, in its own database.
+    /// The federation database of `map` that reads primaries: on the default shard's primary.
     pub fn uri(map: &ShardMap) -> BackendUri {
         let mut uri = map.shard(map.default_shard).primary.clone();
-        uri.database = database_name(map);
+        uri.database = database_name(map, false);
         uri
     }
 
-    /// What its reads are called as fan-out legs (errors, the oids of their descriptions).
-    pub fn leg_name(&self) -> String {
-        format!("federation {}", self.database)
+    /// Where reads of the copy that reads replicas run (the default shard's first replica),
+    /// if the map has that copy: where it sends the default shard's reads to a replica.
+    pub fn replica_uri(map: &ShardMap) -> Option<BackendUri> {
+        let mut uri = replica_target(map.shard(map.default_shard))?.clone();
+        uri.database = database_name(map, true);
+        Some(uri)
     }
 
-    /// Its pool (the row path of federated reads).
-    pub fn pool(&self) -> &EndpointPool {
-        &self.pool
+    /// Each copy `map` has, as a fan-out leg's name and where its catalog is read (the
+    /// default primary, where both are built).
+    pub fn catalogs(map: &ShardMap) -> Vec<(String, BackendUri)> {
+        let mut copies = vec![Self::uri(map)];
+        if Self::replica_uri(map).is_some() {
+            let mut uri = Self::uri(map);
+            uri.database = database_name(map, true);
+            copies.push(uri);
+        }
+        (copies.into_iter())
+            .map(|uri| (leg_name(&uri.database), uri))
+            .collect()
+    }
+
+    /// The copy that reads primaries.
+    pub fn primaries(&self) -> &Copy {
+        &self.primaries
+    }
+
+    /// The copy that reads replicas, if the map has one.
+    pub fn replicas(&self) -> Option<&ReplicaCopy> {
+        self.replicas.as_ref()
     }
 
     /// A transaction that changed the schema through the proxy ended: the federation is
@@ -120,7 +170,8 @@ impl Federation {
         }
         let generation = self.wanted.load(Ordering::SeqCst);
         if let Err(cause) = self.build().await {
-            tracing::warn!(database = %self.database, error = %cause, "building the federation database failed");
+            let database = &self.primaries.database;
+            tracing::warn!(%database, error = %cause, "building the federation database failed");
             return Err(self.unavailable(&cause));
         }
         self.built.store(generation, Ordering::SeqCst);
@@ -131,7 +182,7 @@ impl Federation {
     pub fn unavailable(&self, cause: &str) -> ErrorReport {
         let message = format!(
             "shardgate: the federation database \"{}\" on {} cannot answer this read: {cause}",
-            self.database,
+            self.primaries.database,
             self.origin.address()
         );
         let report = ErrorReport::error(sqlstate::CONNECTION_FAILURE, Blame::Proxy, message);
@@ -144,14 +195,37 @@ impl Federation {
 
     async fn build(&self) -> Result<(), String> {
         let origin = self.connect(&self.origin).await?;
-        self.create_database(&origin).await?;
+        let copies = std::iter::once(&self.primaries).chain(self.replicas.iter().map(|r| &r.copy));
+        for copy in copies {
+            create_database(&origin, &copy.database).await?;
+        }
         let catalog = read_catalog(&origin).await.map_err(|e| e.to_string())?;
         drop(origin);
+        self.build_copy(&self.primaries, &catalog).await?;
+        if let Some(replicas) = &self.replicas {
+            let built = self.build_copy(&replicas.copy, &catalog).await?;
+            let position = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
+            let row = built.client.query_one(position, &[]).await;
+            let lsn = row.map_err(|e| e.to_string())?.get::<_, String>(0);
+            let lsn = lsn.parse().map_err(|_| format!("WAL position {lsn}"))?;
+            replicas.built(lsn);
+        }
+        Ok(())
+    }
+
+    /// Replaces `copy`'s contents on the default primary; returns the connection it used.
+    /// Its foreign tables are imported from the primaries (a replica may not have replayed a
+    /// table the catalog just named), then its servers are pointed where the copy reads.
+    async fn build_copy(&self, copy: &Copy, catalog: &Catalog) -> Result<ControlConn, String> {
         let mut uri = self.origin.clone();
-        uri.database = self.database.clone();
+        uri.database = copy.database.clone();
         let mut federation = self.connect(&uri).await?;
-        let statements = self.statements(&catalog, &federation).await?;
-        replace(&mut federation, statements).await
+        let mut statements = self.statements(catalog, &federation).await?;
+        if !std::ptr::eq(copy, &self.primaries) {
+            statements.extend(script::repoint(&copy.targets));
+        }
+        replace(&mut federation, statements).await?;
+        Ok(federation)
     }
 
     async fn connect(&self, uri: &BackendUri) -> Result<ControlConn, String> {
@@ -160,41 +234,6 @@ impl Federation {
             Ok(conn) => Ok(conn),
             Err(Some(e)) => Err(format!("connecting to {}: {e}", uri.address())),
             Err(None) => Err(format!("connecting to {} timed out", uri.address())),
-        }
-    }
-
-    /// Creates the federation database if it is missing, with the application database's
-    /// encoding and collation (another proxy creating it at the same moment is fine).
-    async fn create_database(&self, origin: &ControlConn) -> Result<(), String> {
-        let client = &origin.client;
-        let exists = "SELECT count(*) FROM pg_database WHERE datname = $1";
-        let found: i64 = (client.query_one(exists, &[&self.database]).await)
-            .map_err(|e| e.to_string())?
-            .get(0);
-        if found > 0 {
-            return Ok(());
-        }
-        let locale = "SELECT pg_encoding_to_char(encoding), datcollate, datctype, \
-                      datlocprovider::text, coalesce(daticulocale, '') \
-                      FROM pg_database WHERE datname = current_database()";
-        let row = (client.query_one(locale, &[]).await).map_err(|e| e.to_string())?;
-        let text = |i: usize| row.get::<_, String>(i).replace('\'', "''");
-        let mut create = format!(
-            "CREATE DATABASE \"{}\" TEMPLATE template0 ENCODING '{}' LC_COLLATE '{}' LC_CTYPE '{}'",
-            self.database.replace('"', "\"\""),
-            text(0),
-            text(1),
-            text(2)
-        );
-        if text(3) == "i" {
-            create.push_str(&format!(" LOCALE_PROVIDER icu ICU_LOCALE '{}'", text(4)));
-        }
-        match client.batch_execute(&create).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
-                Ok(())
-            }
-            Err(e) => Err(format!("creating database \"{}\": {e}", self.database)),
         }
     }
 
@@ -232,12 +271,45 @@ impl Federation {
         ];
         statements.extend(script::teardown(&servers, &schemas));
         statements.extend(script::build(
-            &self.shards,
+            &self.primaries.targets,
             self.default,
             &self.sharded,
             catalog,
         ));
         Ok(statements)
+    }
+}
+
+/// Creates the federation database `database` if it is missing, with the application database's
+/// encoding and collation (another proxy creating it at the same moment is fine).
+async fn create_database(origin: &ControlConn, database: &str) -> Result<(), String> {
+    let client = &origin.client;
+    let exists = "SELECT count(*) FROM pg_database WHERE datname = $1";
+    let found: i64 = (client.query_one(exists, &[&database]).await)
+        .map_err(|e| e.to_string())?
+        .get(0);
+    if found > 0 {
+        return Ok(());
+    }
+    let locale = "SELECT pg_encoding_to_char(encoding), datcollate, datctype, \
+                  datlocprovider::text, coalesce(daticulocale, '') \
+                  FROM pg_database WHERE datname = current_database()";
+    let row = (client.query_one(locale, &[]).await).map_err(|e| e.to_string())?;
+    let text = |i: usize| row.get::<_, String>(i).replace('\'', "''");
+    let mut create = format!(
+        "CREATE DATABASE \"{}\" TEMPLATE template0 ENCODING '{}' LC_COLLATE '{}' LC_CTYPE '{}'",
+        database.replace('"', "\"\""),
+        text(0),
+        text(1),
+        text(2)
+    );
+    if text(3) == "i" {
+        create.push_str(&format!(" LOCALE_PROVIDER icu ICU_LOCALE '{}'", text(4)));
+    }
+    match client.batch_execute(&create).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+        Err(e) => Err(format!("creating database \"{}\": {e}", database)),
     }
 }
 
@@ -249,27 +321,6 @@ fn sharded_tables(map: &ShardMap) -> Vec<String> {
         .collect();
     sharded.sort();
     sharded
-}
-
-/// `<application database>_federation_<digest>`: the digest covers what the federation
-/// presents (the shards, the default one, the sharded tables), so proxies with different
-/// maps (during a reload, or tests side by side) never rebuild each other's.
-fn database_name(map: &ShardMap) -> String {
-    let origin = &map.shard(map.default_shard).primary;
-    let mut facts = vec![map.default_shard.0.to_string()];
-    for shard in &map.shards {
-        let uri = &shard.primary;
-        facts.push(format!(
-            "{}={}:{}/{}",
-            shard.name, uri.host, uri.port, uri.database
-        ));
-    }
-    facts.extend(sharded_tables(map));
-    // FNV-1a: stable across builds and platforms, unlike the standard hasher.
-    let digest = (facts.join("\n").bytes()).fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{}_federation_{:08x}", origin.database, digest as u32)
 }
 
 /// Runs `statements` as one transaction.

@@ -176,6 +176,13 @@ async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
         shard.consistency = shardgate::config::Consistency::Global;
     }
     let global = TestProxy::start(config).await;
+    // Each proxy builds its federation at its first read that needs it: before the pause, so
+    // the replica carries it.
+    let (eventual_client, global_client) = (eventual.connect().await, global.connect().await);
+    for client in [&eventual_client, &global_client, writer] {
+        assert_eq!(federated_ids(client).await, Vec::<i64>::new());
+    }
+    wait_for_replicas(&own.info).await;
     let before = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
     let on_s0 = pause_s0_replay_and_write(own, writer).await;
     let sql = format!("SELECT id FROM fl_items WHERE id = {on_s0}");
@@ -205,7 +212,23 @@ async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
         after.causal_fallbacks > before.causal_fallbacks,
         "{after:?}"
     );
+    // The same for a read only the federation answers: it runs on the replicas (so the
+    // eventual proxy misses the row) unless the causal rules send it to the primaries.
+    let replica_reads = eventual.proxy.counters(crate::harness::DATABASE).unwrap();
+    let replica_reads = replica_reads.replica_reads;
+    assert_eq!(federated_ids(&eventual_client).await, Vec::<i64>::new());
+    let counted = eventual.proxy.counters(crate::harness::DATABASE).unwrap();
+    assert_eq!(counted.replica_reads, replica_reads + 2, "{counted:?}");
+    assert_eq!(federated_ids(&global_client).await, [on_s0]);
+    assert_eq!(federated_ids(&reader).await, [on_s0]);
     resume_s0_replay_and_delete(own, writer, on_s0).await;
+}
+
+/// The keys above 100 of `fl_items`, by a read only the federation answers (a window).
+async fn federated_ids(client: &tokio_postgres::Client) -> Vec<i64> {
+    let sql = "SELECT id, count(*) OVER () FROM fl_items WHERE id > 100 ORDER BY id";
+    let rows = client.query(sql, &[]).await.unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
 }
 
 /// Pauses replay on s0's replica, then writes a new row on s0 through `writer`; returns its id.

@@ -22,7 +22,7 @@ use crate::sql::quote::{ident, literal};
 pub struct ShardServer {
     /// The shard's name in the map.
     pub name: String,
-    /// Its primary.
+    /// The server of the shard it reads.
     pub uri: BackendUri,
 }
 
@@ -98,14 +98,30 @@ pub fn build(
     sql
 }
 
+/// The statements that point the servers of a federation built by [`build`] at `targets`
+/// instead (the same shards' replicas: the foreign tables imported from the primaries fit
+/// them, as a physical replica's catalog is its primary's).
+pub fn repoint(targets: &[ShardServer]) -> Vec<String> {
+    let mut sql = Vec::new();
+    for target in targets {
+        let name = ident(&server_name(&target.name));
+        let uri = &target.uri;
+        sql.push(format!(
+            "ALTER SERVER {name} OPTIONS (SET host {}, SET port {}, SET dbname {})",
+            literal(&uri.host),
+            literal(&uri.port.to_string()),
+            literal(&uri.database),
+        ));
+        sql.push(format!("DROP USER MAPPING FOR PUBLIC SERVER {name}"));
+        sql.push(user_mapping(&name, uri));
+    }
+    sql
+}
+
 /// A shard's server and user mapping.
 fn server(shard: &ShardServer) -> Vec<String> {
     let name = ident(&server_name(&shard.name));
     let uri = &shard.uri;
-    let mut mapping = format!("user {}", literal(&uri.user));
-    if let Some(password) = &uri.password {
-        let _ = write!(mapping, ", password {}", literal(password));
-    }
     vec![
         format!(
             "CREATE SERVER {name} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host {}, port {}, \
@@ -115,8 +131,17 @@ fn server(shard: &ShardServer) -> Vec<String> {
             literal(&uri.port.to_string()),
             literal(&uri.database),
         ),
-        format!("CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ({mapping})"),
+        user_mapping(&name, uri),
     ]
+}
+
+/// The user mapping of server `name` (quoted) with `uri`'s credentials.
+fn user_mapping(name: &str, uri: &BackendUri) -> String {
+    let mut mapping = format!("user {}", literal(&uri.user));
+    if let Some(password) = &uri.password {
+        let _ = write!(mapping, ", password {}", literal(password));
+    }
+    format!("CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS ({mapping})")
 }
 
 /// `schema.table` as the `UNION ALL` of its copy on every shard.
@@ -205,6 +230,22 @@ mod tests {
         assert!(
             !sql.iter().any(|s| s.contains("\"orders\"")),
             "orders is not on the shard"
+        );
+    }
+
+    #[test]
+    fn repointing_moves_each_server_and_its_credentials_to_its_target() {
+        let mut targets = shards();
+        targets[1].uri = BackendUri::parse("postgres://reader@10.0.0.9:6001/app").unwrap();
+        let sql = repoint(&targets[1..]);
+        assert_eq!(
+            sql,
+            [
+                "ALTER SERVER \"shardgate_s1\" OPTIONS (SET host '10.0.0.9', SET port '6001', \
+                 SET dbname 'app')",
+                "DROP USER MAPPING FOR PUBLIC SERVER \"shardgate_s1\"",
+                "CREATE USER MAPPING FOR PUBLIC SERVER \"shardgate_s1\" OPTIONS (user 'reader')",
+            ]
         );
     }
 

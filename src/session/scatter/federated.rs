@@ -8,7 +8,8 @@
 //! answer is the same (READ COMMITTED, nothing written or set locally yet) and are refused by
 //! name otherwise, as are reads that lock rows. A read calling a function not known to be
 //! free of side effects runs there too (the application's own functions do not exist there),
-//! on a connection closed afterwards.
+//! on a connection closed afterwards. Outside transactions a read runs in the federation's
+//! copy on the replicas when the replica rules allow it for every shard (`topology`).
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -16,6 +17,7 @@ use super::super::Session;
 use super::super::settings::above_read_committed;
 use super::backends::ReadBackend;
 use super::{Attempt, Ran, ScatterRead};
+use crate::config::ShardId;
 use crate::counters::Event;
 use crate::error::{ErrorReport, Unsupported};
 use crate::execute::fanout::{Finished, Show};
@@ -24,6 +26,10 @@ use crate::metrics;
 use crate::router::{Construct, RouteError};
 use crate::topology::Role;
 use crate::wire::TxStatus;
+
+/// Logged when the copy on the replicas cannot be reached and a read uses the primaries'.
+const UNREACHABLE_REPLICA_COPY: &str =
+    "the federation's copy on the replicas cannot be reached; reading the primaries";
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Checks that `read`, which the merge cannot compute (`error` says why), may run in the
@@ -67,6 +73,53 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             && !writing
     }
 
+    /// Whether `read` may run in the federation's copy that reads replicas: outside any
+    /// transaction, calling nothing that may write, as a single-shard read may use a replica.
+    fn federation_may_read_replicas(&self, read: &ScatterRead) -> bool {
+        !read.writes
+            && !self.transaction_open()
+            && !self.settings.serializable_by_default()
+            && self.env.database.federation.replicas().is_some()
+    }
+
+    /// The backend `read` runs on, and its name as a leg: in the copy that reads replicas
+    /// where the replica rules allow (see `topology`) and it can be reached, else in the
+    /// primaries' copy.
+    async fn federation_backend(
+        &mut self,
+        read: &ScatterRead,
+    ) -> Result<(ReadBackend, String), ErrorReport> {
+        let database = self.env.database.clone();
+        let federation = &database.federation;
+        if self.federation_may_read_replicas(read) {
+            let own: Vec<_> = (0..database.router.map().shards.len() as u32)
+                .map(|shard| self.freshness(ShardId(shard)))
+                .collect();
+            let chosen = async { Ok(database.federation_copy(&own).await) };
+            if let Some(copy) = self.watched(Box::pin(chosen)).await? {
+                let checkout = async { Ok(copy.pool().checkout().await) };
+                match self.watched(Box::pin(checkout)).await? {
+                    Ok(conn) => {
+                        self.meter.ran(metrics::Ran::Shards(Role::Replica));
+                        let pool = copy.pool().clone();
+                        let backend = ReadBackend::pooled(conn, pool, Role::Replica);
+                        return Ok((backend, copy.leg_name()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "{UNREACHABLE_REPLICA_COPY}"),
+                }
+            }
+        }
+        let copy = federation.primaries();
+        let checkout = async {
+            let conn = copy.pool().checkout().await;
+            conn.map_err(|e| federation.unavailable(&e.report().message))
+        };
+        let conn = self.watched(Box::pin(checkout)).await?;
+        self.meter.ran(metrics::Ran::Shards(Role::Primary));
+        let backend = ReadBackend::pooled(conn, copy.pool().clone(), Role::Primary);
+        Ok((backend, copy.leg_name()))
+    }
+
     /// Runs `read` in the federation database (built first if it may be out of date).
     pub(super) async fn federated(
         &mut self,
@@ -76,26 +129,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         execute: bool,
     ) -> Result<Finished, Attempt> {
         self.check_federable(read, error)?;
-        let federation = self.env.database.federation.clone();
+        let database = self.env.database.clone();
+        let federation = database.federation.clone();
         self.watched(Box::pin(federation.ready())).await?;
-        self.env.database.counters.count(Event::Federated);
-        self.meter.ran(metrics::Ran::Shards(Role::Primary));
+        database.counters.count(Event::Federated);
         if self.env.mode == crate::config::PoolMode::Transaction && !self.transaction_open() {
             self.release();
         }
-        let pool = federation.pool().clone();
-        let checkout = async {
-            let conn = pool.checkout().await;
-            conn.map_err(|e| federation.unavailable(&e.report().message))
-        };
-        let conn = self.watched(Box::pin(checkout)).await?;
-        let mut backends = [ReadBackend::pooled(conn, pool.clone(), Role::Primary)];
+        let (backend, leg) = self.federation_backend(read).await?;
+        let mut backends = [backend];
         let plan = ScatterPlan::pass_through(&read.sql);
         // Its views and types are new after each build: a description naming oids not known
         // yet waits for them once, as a shard's does (see `catalog_oids`).
         self.description_lookups_left = 1;
         let ran = loop {
-            let names = vec![federation.leg_name()];
+            let names = vec![leg.clone()];
             match (self.run_legs(&plan, read, names, &mut backends, show, execute)).await {
                 Err(Ran::UnknownOids(_, leg, unknown)) => {
                     self.description_lookups_left = 0;
