@@ -7,6 +7,7 @@
 #   bench/federation_compare.sh                  # 2 and 4 shards, 1M rows, release build
 #   SHARD_COUNTS=2 ROWS=200000 T=3 bench/federation_compare.sh
 #   FDW_SERVER_OPTIONS="use_remote_estimate 'true'" bench/federation_compare.sh   # an experiment
+#   FDW_ANALYZE=1 bench/federation_compare.sh     # ANALYZE the federation's foreign tables first
 #
 # For each shard count: one `shardgate demo` (no replicas); `fed_t` (id bigint, grp int,
 # amount numeric, note text; ROWS rows) hashed on id and `fed_c` (cid int, region text; 10,000
@@ -122,6 +123,13 @@ for shards in $SHARD_COUNTS; do
             psql -p "$s0_port" -d "$fed_db" -Atqc "ALTER SERVER $server OPTIONS (ADD $FDW_SERVER_OPTIONS)" >/dev/null
         done
         echo "postgres_fdw servers set: $FDW_SERVER_OPTIONS" >&2
+    fi
+    if [[ -n ${FDW_ANALYZE:-} ]]; then
+        started=$(date +%s.%N)
+        for table in $(psql -p "$s0_port" -d "$fed_db" -Atqc "SELECT c.oid::regclass FROM pg_class c WHERE c.relkind = 'f'"); do
+            psql -p "$s0_port" -d "$fed_db" -Atqc "ANALYZE $table" >/dev/null
+        done
+        echo "foreign tables analyzed in $(echo "$(date +%s.%N) - $started" | bc) s" >&2
     fi
     echo
     echo "### $shards shards, $ROWS rows"
