@@ -55,11 +55,19 @@ fi
 pgbench -i -q -s "$SCALE" -p "$PORT_AFTER" >/dev/null 2>&1
 sleep 2 # let the replicas replay the load
 
-tps() { # port, pgbench args…
-    local port=$1
-    shift
-    pgbench -n -c "$C" -j 2 -T "$T" -p "$port" "$@" 2>&1 |
-        sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p'
+# The proxy's CPU time so far (user + system), in clock ticks.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+run() { # port, proxy pid, pgbench args… -> "tps cpu_us_per_transaction"
+    local port=$1 pid=$2
+    shift 2
+    local before out
+    before=$(cpu_ticks "$pid")
+    out=$(pgbench -n -c "$C" -j 2 -T "$T" -p "$port" "$@" 2>&1)
+    awk -v ticks="$(($(cpu_ticks "$pid") - before))" -v hz="$(getconf CLK_TCK)" '
+        /^number of transactions actually processed/ { split($0, f, ": "); split(f[2], n, "/") }
+        /^tps = .* \(without initial connection time\)/ { tps = $3 }
+        END { printf "%s %.1f\n", tps, ticks * 1e6 / hz / n[1] }' <<<"$out"
 }
 
 args_of() {
@@ -71,24 +79,28 @@ args_of() {
     esac
 }
 
-echo "| workload | before (runs) | after (runs) | median after/before |"
-echo "|-|-|-|-|"
+pid_after=${pids[0]} pid_before=${pids[1]}
+echo "| workload | before tps (runs) | after tps (runs) | median tps after/before | proxy CPU µs/txn before → after (medians) |"
+echo "|-|-|-|-|-|"
 for workload in $WORKLOADS; do
     read -r -a args <<<"$(args_of "$workload")"
-    before=() after=()
+    before=() after=() cpu_before=() cpu_after=()
     for i in $(seq "$R"); do
-        if ((i % 2)); then
-            before+=("$(tps "$PORT_BEFORE" "${args[@]}")")
-            after+=("$(tps "$PORT_AFTER" "${args[@]}")")
-        else
-            after+=("$(tps "$PORT_AFTER" "${args[@]}")")
-            before+=("$(tps "$PORT_BEFORE" "${args[@]}")")
-        fi
+        for side in $( ((i % 2)) && echo "before after" || echo "after before"); do
+            if [[ $side == before ]]; then
+                read -r tps cpu <<<"$(run "$PORT_BEFORE" "$pid_before" "${args[@]}")"
+                before+=("$tps") cpu_before+=("$cpu")
+            else
+                read -r tps cpu <<<"$(run "$PORT_AFTER" "$pid_after" "${args[@]}")"
+                after+=("$tps") cpu_after+=("$cpu")
+            fi
+        done
     done
     median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
     mb=$(median "${before[@]}")
     ma=$(median "${after[@]}")
     ratio=$(awk -v a="$ma" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')
     join() { local IFS=,; echo "$*" | sed 's/,/, /g; s/\.[0-9]*//g'; }
-    echo "| \`$workload\` | $(join "${before[@]}") | $(join "${after[@]}") | $ratio |"
+    cpu="$(median "${cpu_before[@]}") → $(median "${cpu_after[@]}")"
+    echo "| \`$workload\` | $(join "${before[@]}") | $(join "${after[@]}") | $ratio | $cpu |"
 done

@@ -22,7 +22,7 @@ use crate::wire::BackendKeyData;
 
 pub use connect::connect;
 pub use replication::{ExportedSnapshot, create_slot_exporting_snapshot};
-pub use state::{SessionState, Setting};
+pub use state::{SessionState, Setting, is_server_owned};
 
 /// Why a backend connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +179,10 @@ pub struct CancelSlot(Arc<std::sync::Mutex<Vec<CancelTarget>>>);
 impl CancelSlot {
     /// Publishes (or clears, with `None`) the one backend the client is using.
     pub fn set(&self, target: Option<CancelTarget>) {
-        self.set_all(target.into_iter().collect());
+        // In place: one per checkout and release, so no allocation.
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.clear();
+        slot.extend(target);
     }
 
     /// Publishes every backend a statement of the client runs on.

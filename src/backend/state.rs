@@ -6,6 +6,21 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+/// Reported parameters the server owns; a client cannot set them.
+const SERVER_OWNED: &[&str] = &[
+    "server_version",
+    "server_encoding",
+    "integer_datetimes",
+    "is_superuser",
+    "session_authorization",
+    "in_hot_standby",
+];
+
+/// Whether the reported parameter `name` is the server's own (no client can set it).
+pub fn is_server_owned(name: &str) -> bool {
+    SERVER_OWNED.contains(&name)
+}
+
 /// A server setting the proxy applied for a client, kept so the next client gets a clean slate
 /// and the same client gets the same state on any backend.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -81,13 +96,16 @@ impl SessionState {
         self.fingerprint.set(None);
     }
 
-    /// A digest of everything above: equal states have equal fingerprints.
+    /// A digest of everything a client can set: states equal but for the server's own
+    /// parameters have equal fingerprints (a replica's `in_hot_standby` is not the primary's,
+    /// and no client can change either, so a replica serving a client is already in step).
     pub fn fingerprint(&self) -> u64 {
         if let Some(fingerprint) = self.fingerprint.get() {
             return fingerprint;
         }
         let mut hasher = std::hash::DefaultHasher::new();
-        self.reported.hash(&mut hasher);
+        let settable = (self.reported.iter()).filter(|(name, _)| !is_server_owned(name));
+        settable.for_each(|entry| entry.hash(&mut hasher));
         self.applied.hash(&mut hasher);
         let fingerprint = hasher.finish();
         self.fingerprint.set(Some(fingerprint));
@@ -115,5 +133,17 @@ mod tests {
         a.reset("work_mem");
         b.reset_all();
         assert_eq!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn parameters_the_server_owns_leave_the_fingerprint_alone() {
+        let mut primary = SessionState::default();
+        let mut replica = SessionState::default();
+        primary.report("in_hot_standby", "off");
+        replica.report("in_hot_standby", "on");
+        replica.report("server_version", "15.9");
+        assert_eq!(primary.fingerprint(), replica.fingerprint());
+        replica.report("TimeZone", "UTC");
+        assert_ne!(primary.fingerprint(), replica.fingerprint());
     }
 }

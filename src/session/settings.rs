@@ -12,18 +12,8 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use super::statements::SessionEffect;
-use crate::backend::{BackendConn, SessionState, Setting};
+use crate::backend::{BackendConn, SessionState, Setting, is_server_owned};
 use crate::sql::quote;
-
-/// Reported parameters the server owns; a client cannot set them.
-const READ_ONLY_REPORTED: &[&str] = &[
-    "server_version",
-    "server_encoding",
-    "integer_datetimes",
-    "is_superuser",
-    "session_authorization",
-    "in_hot_standby",
-];
 
 /// One client's settings.
 #[derive(Debug, Default)]
@@ -109,7 +99,7 @@ impl ClientSettings {
         }
         let mut sql = String::new();
         for (name, value) in self.state.reported() {
-            let settable = !READ_ONLY_REPORTED.contains(&name.as_str());
+            let settable = !is_server_owned(name);
             if settable && conn.state.reported().get(name) != Some(value) {
                 sql.push_str(&set_config_sql(name, value));
             }
