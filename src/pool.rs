@@ -105,6 +105,17 @@ pub enum PoolError {
 }
 
 impl PoolError {
+    /// The SQLSTATE of the server's refusal, when the server refused the connection.
+    pub fn refused_with(&self) -> Option<&str> {
+        match self {
+            PoolError::Unavailable { source, .. } => match &**source {
+                BackendError::Refused { code, .. } => Some(code),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// What the client is told: 53300 when we are saturated, 08006 when the shard is down.
     /// Nothing ran, so the statement is safe to retry; the pool's error is its cause.
     pub fn report(self) -> ErrorReport {

@@ -24,6 +24,7 @@
 //! other database). Whether a read may use it is the causal rules' decision, shard by shard
 //! (`topology`); the copy's last build must have been replayed there too.
 
+mod cleanup;
 mod copies;
 pub mod script;
 
@@ -63,6 +64,9 @@ pub struct Federation {
     /// The value of `wanted` when the last successful build started (0: never built).
     built: AtomicU64,
     building: tokio::sync::Mutex<()>,
+    /// When its databases were last marked in use, in seconds after `started`.
+    marked: AtomicU64,
+    started: std::time::Instant,
     connect_timeout: Duration,
 }
 
@@ -104,6 +108,8 @@ impl Federation {
             wanted: AtomicU64::new(1),
             built: AtomicU64::new(0),
             building: tokio::sync::Mutex::new(()),
+            marked: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             connect_timeout,
         }
     }
@@ -157,6 +163,11 @@ impl Federation {
         }
     }
 
+    /// Its copies: the primaries', then the replicas' where there is one.
+    fn copies(&self) -> impl Iterator<Item = &Copy> {
+        std::iter::once(&self.primaries).chain(self.replicas.iter().map(|r| &r.copy))
+    }
+
     /// Makes sure the federation presents the shards as they are, building it if it may not.
     /// The error names the federation database and why it cannot serve.
     pub async fn ready(&self) -> Result<(), ErrorReport> {
@@ -175,6 +186,8 @@ impl Federation {
             return Err(self.unavailable(&cause));
         }
         self.built.store(generation, Ordering::SeqCst);
+        let now = self.started.elapsed().as_secs();
+        self.marked.store(now, Ordering::SeqCst); // The build marked its databases.
         Ok(())
     }
 
@@ -195,22 +208,58 @@ impl Federation {
 
     async fn build(&self) -> Result<(), String> {
         let origin = self.connect(&self.origin).await?;
-        let copies = std::iter::once(&self.primaries).chain(self.replicas.iter().map(|r| &r.copy));
-        for copy in copies {
+        for copy in self.copies() {
             create_database(&origin, &copy.database).await?;
         }
         let catalog = read_catalog(&origin).await.map_err(|e| e.to_string())?;
-        drop(origin);
         self.build_copy(&self.primaries, &catalog).await?;
+        cleanup::mark_in_use(&origin, &self.primaries.database).await?;
         if let Some(replicas) = &self.replicas {
             let built = self.build_copy(&replicas.copy, &catalog).await?;
+            cleanup::mark_in_use(&origin, &replicas.copy.database).await?;
             let position = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
             let row = built.client.query_one(position, &[]).await;
             let lsn = row.map_err(|e| e.to_string())?.get::<_, String>(0);
             let lsn = lsn.parse().map_err(|_| format!("WAL position {lsn}"))?;
             replicas.built(lsn);
         }
+        let own = self.copies().map(|copy| copy.database.clone()).collect();
+        let application = self.origin.database.clone();
+        tokio::spawn(async move { cleanup::drop_stale(origin, &application, own).await });
         Ok(())
+    }
+
+    /// Its database was found missing (another proxy dropped it as stale while this one held
+    /// no connection to it): the next read builds it again.
+    pub fn lost(&self) {
+        self.wanted.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A read uses the federation: its databases are marked in use again (in the background)
+    /// when their mark is getting old, so no other proxy drops them as stale.
+    pub fn keep_alive(self: &Arc<Self>) {
+        let now = self.started.elapsed().as_secs();
+        let marked = self.marked.load(Ordering::Relaxed);
+        let due = now >= marked + cleanup::MARK_EVERY.as_secs();
+        if !due
+            || self
+                .marked
+                .compare_exchange(marked, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        let federation = self.clone();
+        tokio::spawn(async move {
+            let Ok(origin) = federation.connect(&federation.origin).await else {
+                return;
+            };
+            for copy in federation.copies() {
+                if let Err(e) = cleanup::mark_in_use(&origin, &copy.database).await {
+                    tracing::debug!(database = %copy.database, error = %e, "marking the federation in use failed");
+                }
+            }
+        });
     }
 
     /// Replaces `copy`'s contents on the default primary; returns the connection it used.

@@ -6,7 +6,7 @@
 //!
 //! Tables `fe_*` (their own map entries), so the federation each test builds is its own.
 
-use crate::harness::{TestProxy, cluster, connect_direct, sqlstate};
+use crate::harness::{TestProxy, cluster, connect_direct, sqlstate, wait_for_replicas};
 use crate::support::{config_with_extra_tables, text_rows};
 
 /// A proxy whose map adds `{t}_items` hashed on `id`, created with rows 1..=40 (`grp` is
@@ -153,6 +153,73 @@ async fn a_federation_that_cannot_be_built_fails_only_its_reads() {
         .unwrap();
     let (rows, _) = text_rows(&client, federated).await.unwrap();
     assert_eq!(rows, [[Some("2".into())]]);
+}
+
+/// The federation databases of another map, marked long ago and unused, are dropped when a
+/// proxy builds its own; a proxy whose databases went while its reads paused builds them again
+/// at its next read.
+#[tokio::test]
+async fn stale_federation_databases_go_and_a_proxy_that_lost_its_own_builds_it_again() {
+    let federated = |t: &str| format!("SELECT count(DISTINCT grp) FROM {t}_items");
+    let (_old, old_client) = proxy("fe5").await;
+    let answer = [[Some("4".to_owned())]];
+    assert_eq!(
+        text_rows(&old_client, &federated("fe5")).await.unwrap().0,
+        answer
+    );
+    let old = federation_names("fe5");
+    let default = connect_direct(&cluster().primaries[0]).await;
+    let replica = connect_direct(&cluster().replicas[0][0]).await;
+    let disconnect = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                      WHERE datname = ANY($1)";
+    for name in &old {
+        let aged = format!("COMMENT ON DATABASE \"{name}\" IS 'shardgate federation in use at 1'");
+        default.batch_execute(&aged).await.unwrap();
+    }
+    for server in [&default, &replica] {
+        server.query_one(disconnect, &[&old]).await.unwrap();
+    }
+    // Another map's proxy builds its federation, then drops the stale one.
+    let (_new, new_client) = proxy("fe6").await;
+    assert_eq!(
+        text_rows(&new_client, &federated("fe6")).await.unwrap().0,
+        answer
+    );
+    let exists = "SELECT count(*) FROM pg_database WHERE datname = ANY($1)";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while default
+        .query_one(exists, &[&old])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{old:?} were not dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let current: Vec<String> = federation_names("fe6");
+    let found: i64 = default.query_one(exists, &[&current]).await.unwrap().get(0);
+    assert_eq!(found, 2, "the new map's databases stay");
+    wait_for_replicas(cluster()).await;
+    assert_eq!(
+        text_rows(&old_client, &federated("fe5")).await.unwrap().0,
+        answer
+    );
+    let found: i64 = default.query_one(exists, &[&old]).await.unwrap().get(0);
+    assert_eq!(found, 2, "{old:?} built again");
+}
+
+/// The names of the federation databases (the primaries' copy and the replicas') of the map
+/// [`proxy`] makes for `t`.
+fn federation_names(t: &str) -> Vec<String> {
+    let yaml = format!("{t}_items: {{strategy: hash, key: id, key_type: bigint}}");
+    let config = config_with_extra_tables(&yaml);
+    let copies =
+        shardgate::control::federation::Federation::catalogs(&config.databases[0].shard_map);
+    copies.into_iter().map(|(_, uri)| uri.database).collect()
 }
 
 /// The text of a COPY TO STDOUT through `client`.

@@ -19,7 +19,7 @@ use super::backends::ReadBackend;
 use super::{Attempt, Ran, ScatterRead};
 use crate::config::ShardId;
 use crate::counters::Event;
-use crate::error::{ErrorReport, Unsupported};
+use crate::error::{ErrorReport, Unsupported, sqlstate};
 use crate::execute::fanout::{Finished, Show};
 use crate::merge::ScatterPlan;
 use crate::metrics;
@@ -105,14 +105,27 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                         let backend = ReadBackend::pooled(conn, pool, Role::Replica);
                         return Ok((backend, copy.leg_name()));
                     }
-                    Err(e) => tracing::warn!(error = %e, "{UNREACHABLE_REPLICA_COPY}"),
+                    Err(e) => {
+                        if e.refused_with() == Some(sqlstate::INVALID_CATALOG_NAME.as_str()) {
+                            federation.lost();
+                        }
+                        tracing::warn!(error = %e, "{UNREACHABLE_REPLICA_COPY}");
+                    }
                 }
             }
         }
         let copy = federation.primaries();
         let checkout = async {
-            let conn = copy.pool().checkout().await;
-            conn.map_err(|e| federation.unavailable(&e.report().message))
+            match copy.pool().checkout().await {
+                // Dropped as stale by another proxy while this one held no connection to it.
+                Err(e) if e.refused_with() == Some(sqlstate::INVALID_CATALOG_NAME.as_str()) => {
+                    federation.lost();
+                    federation.ready().await?;
+                    copy.pool().checkout().await
+                }
+                checkout => checkout,
+            }
+            .map_err(|e| federation.unavailable(&e.report().message))
         };
         let conn = self.watched(Box::pin(checkout)).await?;
         self.meter.ran(metrics::Ran::Shards(Role::Primary));
@@ -132,6 +145,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let database = self.env.database.clone();
         let federation = database.federation.clone();
         self.watched(Box::pin(federation.ready())).await?;
+        federation.keep_alive();
         database.counters.count(Event::Federated);
         if self.env.mode == crate::config::PoolMode::Transaction && !self.transaction_open() {
             self.release();
