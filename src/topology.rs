@@ -28,6 +28,7 @@ use crate::router::strategy::Directory;
 
 pub use crate::config::Role;
 pub use causal::ReadTicket;
+pub use federated_reads::FederatedRead;
 
 /// Everything the proxy routes to, at one epoch.
 pub struct Topology {

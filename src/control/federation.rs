@@ -38,7 +38,7 @@ use std::time::Duration;
 use script::{Catalog, ShardServer};
 
 use super::{ControlConn, client_config};
-use crate::config::{BackendUri, Placement, Shard, ShardMap};
+use crate::config::{BackendUri, Placement, Shard, ShardId, ShardMap};
 use crate::error::{Blame, ErrorReport, sqlstate};
 
 /// Schemas of a database that are PostgreSQL's or the proxy's own, never the application's.
@@ -84,6 +84,7 @@ impl Federation {
             targets: (map.shards.iter())
                 .map(|shard| target(shard, &shard.primary))
                 .collect(),
+            reader: origin.user.clone(),
             pool: pools.primaries,
         };
         let replicas = pools.replicas.map(|pool| ReplicaCopy {
@@ -92,12 +93,14 @@ impl Federation {
                 targets: (map.shards.iter())
                     .map(|shard| target(shard, replica_target(shard).unwrap_or(&shard.primary)))
                     .collect(),
+                reader: (replica_target(map.shard(map.default_shard)))
+                    .map_or_else(|| origin.user.clone(), |uri| uri.user.clone()),
                 pool,
             },
             on_replica: (map.shards.iter())
                 .map(|shard| replica_target(shard).is_some())
                 .collect(),
-            built_at: AtomicU64::new(0),
+            built_at: map.shards.iter().map(|_| AtomicU64::new(0)).collect(),
         });
         Self {
             primaries,
@@ -215,13 +218,9 @@ impl Federation {
         self.build_copy(&self.primaries, &catalog).await?;
         cleanup::mark_in_use(&origin, &self.primaries.database).await?;
         if let Some(replicas) = &self.replicas {
-            let built = self.build_copy(&replicas.copy, &catalog).await?;
+            self.build_copy(&replicas.copy, &catalog).await?;
             cleanup::mark_in_use(&origin, &replicas.copy.database).await?;
-            let position = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
-            let row = built.client.query_one(position, &[]).await;
-            let lsn = row.map_err(|e| e.to_string())?.get::<_, String>(0);
-            let lsn = lsn.parse().map_err(|_| format!("WAL position {lsn}"))?;
-            replicas.built(lsn);
+            self.note_positions(replicas, &origin).await?;
         }
         let own = self.copies().map(|copy| copy.database.clone()).collect();
         let application = self.origin.database.clone();
@@ -262,19 +261,52 @@ impl Federation {
         });
     }
 
-    /// Replaces `copy`'s contents on the default primary; returns the connection it used.
-    /// Its foreign tables are imported from the primaries (a replica may not have replayed a
-    /// table the catalog just named), then its servers are pointed where the copy reads.
-    async fn build_copy(&self, copy: &Copy, catalog: &Catalog) -> Result<ControlConn, String> {
+    /// Records where each shard's primary's WAL is now that `replicas` is built (on the
+    /// default one, `origin`): a replica that replayed that far has every table and column
+    /// the copy names.
+    async fn note_positions(
+        &self,
+        replicas: &ReplicaCopy,
+        origin: &ControlConn,
+    ) -> Result<(), String> {
+        let position = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
+        for (shard, target) in self.primaries.targets.iter().enumerate() {
+            if !replicas.reads_replica(ShardId(shard as u32)) {
+                continue;
+            }
+            let other;
+            let conn = if shard == self.default {
+                origin
+            } else {
+                other = self.connect(&target.uri).await?;
+                &other
+            };
+            let row = conn.client.query_one(position, &[]).await;
+            let lsn = row.map_err(|e| e.to_string())?.get::<_, String>(0);
+            let lsn = lsn.parse().map_err(|_| format!("WAL position {lsn}"))?;
+            replicas.built(shard, lsn);
+        }
+        Ok(())
+    }
+
+    /// Replaces `copy`'s contents on the default primary. Its foreign tables are imported
+    /// from the primaries (a replica may not have replayed a table the catalog just named),
+    /// then its servers are pointed where the copy reads, and the login its reads use there
+    /// may read it.
+    async fn build_copy(&self, copy: &Copy, catalog: &Catalog) -> Result<(), String> {
         let mut uri = self.origin.clone();
         uri.database = copy.database.clone();
         let mut federation = self.connect(&uri).await?;
         let mut statements = self.statements(catalog, &federation).await?;
+        let reader = &copy.reader;
         if !std::ptr::eq(copy, &self.primaries) {
             statements.extend(script::repoint(&copy.targets));
         }
-        replace(&mut federation, statements).await?;
-        Ok(federation)
+        if *reader != self.origin.user {
+            let schemas = catalog.schemas.iter().map(|(schema, _)| schema.clone());
+            statements.extend(script::grant_reads(schemas, reader));
+        }
+        replace(&mut federation, statements).await
     }
 
     async fn connect(&self, uri: &BackendUri) -> Result<ControlConn, String> {

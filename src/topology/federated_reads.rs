@@ -5,69 +5,85 @@
 
 use tokio::time::Instant;
 
-use super::{Database, Freshness};
+use super::{Database, Freshness, ReadTicket};
 use crate::config::ShardId;
 use crate::control::federation::{Copy, ReplicaCopy};
 use crate::counters::Event;
+use crate::pool::EndpointPool;
+
+/// Where a federated read outside transactions may run, with the tickets of the shards it
+/// reads through a replica, to count once it is known where it ran.
+pub struct FederatedRead<'a> {
+    /// The copy on the replicas, if the read may run there.
+    pub on_replicas: Option<&'a Copy>,
+    tickets: Vec<(ShardId, ReadTicket)>,
+}
 
 impl Database {
-    /// The copy that reads replicas, if a federated read outside any transaction may run
-    /// there now, for a session whose own writes ask `own[shard]` of each shard (`None`: the
-    /// primaries' copy). Counts the read on the server of each shard that copy reads through a
-    /// replica (the replica, or the primary if the read falls back), as a merged read counts
-    /// its legs.
-    pub async fn federation_copy(&self, own: &[Freshness]) -> Option<&Copy> {
-        let replicas = self.federation.replicas()?;
-        let serves = self.replica_copy_serves(replicas, own).await;
-        serves.then(|| replicas.copy())
+    /// Where a federated read outside any transaction may run now, for a session whose own
+    /// writes ask `own[shard]` of each shard.
+    pub async fn federated_read(&self, own: &[Freshness]) -> FederatedRead<'_> {
+        let Some(replicas) = self.federation.replicas() else {
+            let tickets = Vec::new();
+            return FederatedRead {
+                on_replicas: None,
+                tickets,
+            };
+        };
+        let shards = (0..self.shards.len() as u32)
+            .map(ShardId)
+            .filter(|&shard| replicas.reads_replica(shard));
+        let reads = shards.map(|shard| async move {
+            let own = own.get(shard.0 as usize).copied();
+            let ticket = self.read_freshness(shard, own.unwrap_or(Freshness::Primary));
+            let (ticket, built) = futures::join!(ticket, self.has_build(replicas, shard));
+            let fit = built
+                && (self.read_pools(shard, ticket.freshness).iter())
+                    .any(|(pool, _)| std::ptr::eq(*pool, self.first_replica(shard)));
+            (shard, ticket, fit)
+        });
+        let reads = futures::future::join_all(reads).await;
+        let fit = reads.iter().all(|&(_, _, fit)| fit);
+        FederatedRead {
+            on_replicas: fit.then(|| replicas.copy()),
+            tickets: (reads.into_iter())
+                .map(|(shard, ticket, _)| (shard, ticket))
+                .collect(),
+        }
     }
 
-    async fn replica_copy_serves(&self, copy: &ReplicaCopy, own: &[Freshness]) -> bool {
-        let shards: Vec<ShardId> = (0..self.shards.len() as u32)
-            .map(ShardId)
-            .filter(|&shard| copy.reads_replica(shard))
-            .collect();
-        let tickets = (shards.iter()).map(|&shard| {
-            let own = own.get(shard.0 as usize).copied();
-            self.read_freshness(shard, own.unwrap_or(Freshness::Primary))
-        });
-        let (carried, tickets) = futures::join!(
-            self.carries_last_build(copy),
-            futures::future::join_all(tickets)
-        );
-        let first_replica = |shard: ShardId| &self.shards[shard.0 as usize].replicas[0];
-        let fresh = carried
-            && (shards.iter().zip(&tickets)).all(|(&shard, ticket)| {
-                (self.read_pools(shard, ticket.freshness).iter())
-                    .any(|(pool, _)| std::ptr::eq(*pool, first_replica(shard)))
-            });
-        for (&shard, ticket) in shards.iter().zip(&tickets) {
-            let (pool, event) = if fresh {
-                (first_replica(shard), Event::ReplicaRead)
-            } else {
-                (self.primary(shard), Event::PrimaryRead)
+    /// Counts `read` on the server of each shard it read through a replica in the copy on the
+    /// replicas (`ran_there`), or on that shard's primary, as a merged read counts its legs.
+    pub fn count_federated_read(&self, read: FederatedRead<'_>, ran_there: bool) {
+        for (shard, ticket) in read.tickets {
+            let (pool, event) = match ran_there {
+                true => (self.first_replica(shard), Event::ReplicaRead),
+                false => (self.primary(shard), Event::PrimaryRead),
             };
             ticket.served_by(pool);
             self.counters.count(event);
         }
-        fresh
     }
 
-    /// Whether the default shard's replica, where the copy's reads run, has replayed the
-    /// copy's last build (waiting for it at most the shard's `reads.causal_wait`).
-    async fn carries_last_build(&self, copy: &ReplicaCopy) -> bool {
-        let default = &self.shards[self.router.map().default_shard.0 as usize];
-        let Some(host) = default.replicas.first() else {
-            return false;
-        };
-        let wal = host.health().wal();
-        let built_at = copy.built_at();
-        if host.is_down() || built_at == 0 {
+    fn first_replica(&self, shard: ShardId) -> &EndpointPool {
+        &self.shards[shard.0 as usize].replicas[0]
+    }
+
+    /// Whether `shard`'s first replica replayed the copy's last build (its tables and columns,
+    /// and for the default shard the copy itself), waiting at most the shard's
+    /// `reads.causal_wait`.
+    async fn has_build(&self, copy: &ReplicaCopy, shard: ShardId) -> bool {
+        let replica = self.first_replica(shard);
+        let built_at = copy.built_at(shard);
+        if replica.is_down() || built_at == 0 {
             return false;
         }
-        wal.has_reached(built_at)
-            || wal
-                .reaches(built_at, Instant::now() + default.causal_wait)
-                .await
+        let wal = replica.health().wal();
+        if wal.has_reached(built_at) {
+            return true;
+        }
+        wal.want(built_at); // Learned for the reads that follow, even without waiting.
+        let deadline = Instant::now() + self.shards[shard.0 as usize].causal_wait;
+        wal.reaches(built_at, deadline).await
     }
 }

@@ -220,7 +220,14 @@ async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
     let counted = eventual.proxy.counters(crate::harness::DATABASE).unwrap();
     assert_eq!(counted.replica_reads, replica_reads + 2, "{counted:?}");
     assert_eq!(federated_ids(&global_client).await, [on_s0]);
+    let before = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
     assert_eq!(federated_ids(&reader).await, [on_s0]);
+    let counted = proxy.proxy.counters(crate::harness::DATABASE).unwrap();
+    assert_eq!(
+        counted.primary_reads,
+        before.primary_reads + 2,
+        "{counted:?}"
+    );
     resume_s0_replay_and_delete(own, writer, on_s0).await;
 }
 

@@ -16,6 +16,8 @@ pub struct Copy {
     pub database: String,
     /// The server of each shard its foreign servers read.
     pub(super) targets: Vec<ShardServer>,
+    /// The login its reads use (where they run, which may not be the one that built it).
+    pub(super) reader: String,
     pub(super) pool: EndpointPool,
 }
 
@@ -37,9 +39,11 @@ pub struct ReplicaCopy {
     /// Per shard, whether its foreign server reads the shard's first replica (else its
     /// primary: a shard without replicas, or whose map sends reads to the primary).
     pub(super) on_replica: Vec<bool>,
-    /// The default primary's WAL position after the copy's last build: the replica its reads
-    /// run on must have replayed it (else the copy may be missing or out of date there).
-    pub(super) built_at: AtomicU64,
+    /// Per shard read through a replica, its primary's WAL position after the copy's last
+    /// build: the replica must have replayed it, else the copy may name a table or column the
+    /// replica does not have yet (the default shard's also covers the copy itself, which its
+    /// replica carries).
+    pub(super) built_at: Vec<AtomicU64>,
 }
 
 impl ReplicaCopy {
@@ -53,14 +57,17 @@ impl ReplicaCopy {
         self.on_replica.get(shard.0 as usize) == Some(&true)
     }
 
-    /// The default primary's WAL position after its last build (0: not built yet).
-    pub fn built_at(&self) -> u64 {
-        self.built_at.load(Ordering::SeqCst)
+    /// `shard`'s primary's WAL position after its last build (0: not built yet).
+    pub fn built_at(&self, shard: ShardId) -> u64 {
+        let at = self.built_at.get(shard.0 as usize);
+        at.map_or(0, |at| at.load(Ordering::SeqCst))
     }
 
-    /// Its last build ended with the default primary's WAL at `lsn`.
-    pub(super) fn built(&self, lsn: u64) {
-        self.built_at.store(lsn, Ordering::SeqCst);
+    /// After its last build, `shard`'s primary's WAL was at `lsn`.
+    pub(super) fn built(&self, shard: usize, lsn: u64) {
+        if let Some(at) = self.built_at.get(shard) {
+            at.store(lsn, Ordering::SeqCst);
+        }
     }
 }
 
@@ -81,9 +88,9 @@ pub(super) fn replica_target(shard: &Shard) -> Option<&BackendUri> {
 }
 
 /// `<application database>_federation_<digest>` (`_federation_replicas_<digest>` for the copy
-/// that reads replicas): the digest covers what the copy presents and reads (the shards, the
-/// default one, the sharded tables), so proxies with different maps (during a reload, or
-/// tests side by side) never rebuild each other's.
+/// that reads replicas): the digest covers what the copy presents and reads (the shards and
+/// the logins that read them, the default one, the sharded tables), so proxies with different
+/// maps (during a reload, or tests side by side) never rebuild each other's.
 pub(super) fn database_name(map: &ShardMap, replicas: bool) -> String {
     let origin = &map.shard(map.default_shard).primary;
     let mut facts = vec![map.default_shard.0.to_string()];
@@ -93,8 +100,8 @@ pub(super) fn database_name(map: &ShardMap, replicas: bool) -> String {
             _ => &shard.primary,
         };
         facts.push(format!(
-            "{}={}:{}/{}",
-            shard.name, uri.host, uri.port, uri.database
+            "{}={}@{}:{}/{}",
+            shard.name, uri.user, uri.host, uri.port, uri.database
         ));
     }
     facts.extend(sharded_tables(map));

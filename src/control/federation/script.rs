@@ -118,6 +118,21 @@ pub fn repoint(targets: &[ShardServer]) -> Vec<String> {
     sql
 }
 
+/// The statements that let `role` (the login a copy's reads use, when it is not the one that
+/// built it) read what the copy presents in `schemas`. Its views read their foreign tables
+/// with their owner's rights, so the schemas of the shards' parts need nothing.
+pub fn grant_reads(schemas: impl Iterator<Item = String>, role: &str) -> Vec<String> {
+    let role = ident(role);
+    let grants = schemas.map(|schema| {
+        let schema = ident(&schema);
+        [
+            format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
+            format!("GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"),
+        ]
+    });
+    grants.flatten().collect()
+}
+
 /// A shard's server and user mapping.
 fn server(shard: &ShardServer) -> Vec<String> {
     let name = ident(&server_name(&shard.name));

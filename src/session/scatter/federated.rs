@@ -91,15 +91,18 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     ) -> Result<(ReadBackend, String), ErrorReport> {
         let database = self.env.database.clone();
         let federation = &database.federation;
+        let mut counted = None;
         if self.federation_may_read_replicas(read) {
             let own: Vec<_> = (0..database.router.map().shards.len() as u32)
                 .map(|shard| self.freshness(ShardId(shard)))
                 .collect();
-            let chosen = async { Ok(database.federation_copy(&own).await) };
-            if let Some(copy) = self.watched(Box::pin(chosen)).await? {
+            let chosen = async { Ok(database.federated_read(&own).await) };
+            let chosen = self.watched(Box::pin(chosen)).await?;
+            if let Some(copy) = chosen.on_replicas {
                 let checkout = async { Ok(copy.pool().checkout().await) };
                 match self.watched(Box::pin(checkout)).await? {
                     Ok(conn) => {
+                        database.count_federated_read(chosen, true);
                         self.meter.ran(metrics::Ran::Shards(Role::Replica));
                         let pool = copy.pool().clone();
                         let backend = ReadBackend::pooled(conn, pool, Role::Replica);
@@ -113,6 +116,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     }
                 }
             }
+            counted = Some(chosen);
         }
         let copy = federation.primaries();
         let checkout = async {
@@ -128,6 +132,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             .map_err(|e| federation.unavailable(&e.report().message))
         };
         let conn = self.watched(Box::pin(checkout)).await?;
+        if let Some(chosen) = counted {
+            database.count_federated_read(chosen, false);
+        }
         self.meter.ran(metrics::Ran::Shards(Role::Primary));
         let backend = ReadBackend::pooled(conn, copy.pool().clone(), Role::Primary);
         Ok((backend, copy.leg_name()))
