@@ -64,6 +64,9 @@ pub struct Federation {
     /// The value of `wanted` when the last successful build started (0: never built).
     built: AtomicU64,
     building: tokio::sync::Mutex<()>,
+    /// The default shard's replicas, which carry the copy on the replicas (whose readers the
+    /// cleanup of stale databases must look for there).
+    standbys: Vec<BackendUri>,
     /// When its databases were last marked in use, in seconds after `started`.
     marked: AtomicU64,
     started: std::time::Instant,
@@ -111,6 +114,7 @@ impl Federation {
             wanted: AtomicU64::new(1),
             built: AtomicU64::new(0),
             building: tokio::sync::Mutex::new(()),
+            standbys: map.shard(map.default_shard).replicas.clone(),
             marked: AtomicU64::new(0),
             started: std::time::Instant::now(),
             connect_timeout,
@@ -183,7 +187,16 @@ impl Federation {
             return Ok(()); // Built while this read waited its turn.
         }
         let generation = self.wanted.load(Ordering::SeqCst);
-        if let Err(cause) = self.build().await {
+        // Once more after a failure: another proxy's cleanup may have dropped a database
+        // between its creation here and its mark, or a shard may have blinked.
+        let built = match self.build().await {
+            Err(cause) => {
+                tracing::debug!(error = %cause, "building the federation database failed; once more");
+                self.build().await
+            }
+            built => built,
+        };
+        if let Err(cause) = built {
             let database = &self.primaries.database;
             tracing::warn!(%database, error = %cause, "building the federation database failed");
             return Err(self.unavailable(&cause));
@@ -213,18 +226,22 @@ impl Federation {
         let origin = self.connect(&self.origin).await?;
         for copy in self.copies() {
             create_database(&origin, &copy.database).await?;
+            // At once: another proxy's cleanup must not take it for stale while it is rebuilt.
+            cleanup::mark_in_use(&origin, &copy.database).await?;
         }
         let catalog = read_catalog(&origin).await.map_err(|e| e.to_string())?;
         self.build_copy(&self.primaries, &catalog).await?;
-        cleanup::mark_in_use(&origin, &self.primaries.database).await?;
         if let Some(replicas) = &self.replicas {
             self.build_copy(&replicas.copy, &catalog).await?;
-            cleanup::mark_in_use(&origin, &replicas.copy.database).await?;
-            self.note_positions(replicas, &origin).await?;
+            self.note_positions(replicas, &origin).await;
         }
-        let own = self.copies().map(|copy| copy.database.clone()).collect();
-        let application = self.origin.database.clone();
-        tokio::spawn(async move { cleanup::drop_stale(origin, &application, own).await });
+        let stale = cleanup::Stale {
+            application: self.origin.database.clone(),
+            own: self.copies().map(|copy| copy.database.clone()).collect(),
+            standbys: self.standbys.clone(),
+            connect_timeout: self.connect_timeout,
+        };
+        tokio::spawn(async move { stale.drop_unused(origin).await });
         Ok(())
     }
 
@@ -263,30 +280,27 @@ impl Federation {
 
     /// Records where each shard's primary's WAL is now that `replicas` is built (on the
     /// default one, `origin`): a replica that replayed that far has every table and column
-    /// the copy names.
-    async fn note_positions(
-        &self,
-        replicas: &ReplicaCopy,
-        origin: &ControlConn,
-    ) -> Result<(), String> {
-        let position = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
+    /// the copy names. A shard whose position cannot be had keeps the copy out of use.
+    async fn note_positions(&self, replicas: &ReplicaCopy, origin: &ControlConn) {
         for (shard, target) in self.primaries.targets.iter().enumerate() {
             if !replicas.reads_replica(ShardId(shard as u32)) {
                 continue;
             }
-            let other;
-            let conn = if shard == self.default {
-                origin
+            let lsn = if shard == self.default {
+                wal_position(origin).await
             } else {
-                other = self.connect(&target.uri).await?;
-                &other
+                match self.connect(&target.uri).await {
+                    Ok(conn) => wal_position(&conn).await,
+                    Err(e) => Err(e),
+                }
             };
-            let row = conn.client.query_one(position, &[]).await;
-            let lsn = row.map_err(|e| e.to_string())?.get::<_, String>(0);
-            let lsn = lsn.parse().map_err(|_| format!("WAL position {lsn}"))?;
+            let lsn = lsn.unwrap_or_else(|e| {
+                let shard = &target.name;
+                tracing::warn!(%shard, error = %e, "the federation's copy on the replicas stays out of use");
+                0
+            });
             replicas.built(shard, lsn);
         }
-        Ok(())
     }
 
     /// Replaces `copy`'s contents on the default primary. Its foreign tables are imported
@@ -402,6 +416,14 @@ fn sharded_tables(map: &ShardMap) -> Vec<String> {
         .collect();
     sharded.sort();
     sharded
+}
+
+/// Where the server's WAL is: past every commit that has returned.
+async fn wal_position(conn: &ControlConn) -> Result<u64, String> {
+    let position = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
+    let row = conn.client.query_one(position, &[]).await;
+    let lsn = row.map_err(|e| e.to_string())?.get::<_, String>(0);
+    lsn.parse().map_err(|_| format!("WAL position {lsn}"))
 }
 
 /// Runs `statements` as one transaction.

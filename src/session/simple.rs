@@ -209,6 +209,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
 
 /// A query that is exactly one SQL-level prepared-statement command.
 fn single_sql_command(sql: &str) -> Option<SqlCommand<'_>> {
+    let (first, _) = statements::next_word(sql)?;
+    if !(first.is("prepare") || first.is("execute") || first.is("deallocate")) {
+        return None; // Every statement passes here: no split in the common case.
+    }
     let mut statements = statements::split_statements(sql);
     let only = statements.next()?;
     statements

@@ -301,8 +301,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Notes the savepoint commands among the statements of `sql`, which runs whole on the
     /// backend in use: kept, in order, for the shards the transaction reaches later.
     pub(super) fn note_savepoints_among_statements(&mut self, sql: &str) {
-        let several = sql.contains(';') && split_statements(sql).nth(1).is_some();
-        if self.client_status == TxStatus::Idle || !several {
+        if self.client_status == TxStatus::Idle {
+            return;
+        }
+        if !sql.contains(';') || split_statements(sql).nth(1).is_none() {
             return;
         }
         for command in split_statements(sql).filter_map(savepoint_command) {

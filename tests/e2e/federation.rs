@@ -156,8 +156,8 @@ async fn a_federation_that_cannot_be_built_fails_only_its_reads() {
 }
 
 /// The federation databases of another map, marked long ago and unused, are dropped when a
-/// proxy builds its own; a proxy whose databases went while its reads paused builds them again
-/// at its next read.
+/// proxy builds its own (those of a map marked recently stay, unused or not); a proxy whose
+/// databases went while its reads paused builds them again at its next read.
 #[tokio::test]
 async fn stale_federation_databases_go_and_a_proxy_that_lost_its_own_builds_it_again() {
     let federated = |t: &str| format!("SELECT count(DISTINCT grp) FROM {t}_items");
@@ -167,7 +167,15 @@ async fn stale_federation_databases_go_and_a_proxy_that_lost_its_own_builds_it_a
         text_rows(&old_client, &federated("fe5")).await.unwrap().0,
         answer
     );
-    let old = federation_names("fe5");
+    let (_recent, recent_client) = proxy("fe7").await;
+    assert_eq!(
+        text_rows(&recent_client, &federated("fe7"))
+            .await
+            .unwrap()
+            .0,
+        answer
+    );
+    let (old, recent) = (federation_names("fe5"), federation_names("fe7"));
     let default = connect_direct(&cluster().primaries[0]).await;
     let replica = connect_direct(&cluster().replicas[0][0]).await;
     let disconnect = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -177,7 +185,9 @@ async fn stale_federation_databases_go_and_a_proxy_that_lost_its_own_builds_it_a
         default.batch_execute(&aged).await.unwrap();
     }
     for server in [&default, &replica] {
-        server.query_one(disconnect, &[&old]).await.unwrap();
+        for names in [&old, &recent] {
+            server.query_one(disconnect, &[names]).await.unwrap();
+        }
     }
     // Another map's proxy builds its federation, then drops the stale one.
     let (_new, new_client) = proxy("fe6").await;
@@ -203,6 +213,8 @@ async fn stale_federation_databases_go_and_a_proxy_that_lost_its_own_builds_it_a
     let current: Vec<String> = federation_names("fe6");
     let found: i64 = default.query_one(exists, &[&current]).await.unwrap().get(0);
     assert_eq!(found, 2, "the new map's databases stay");
+    let found: i64 = default.query_one(exists, &[&recent]).await.unwrap().get(0);
+    assert_eq!(found, 2, "a map's databases marked recently stay");
     wait_for_replicas(cluster()).await;
     assert_eq!(
         text_rows(&old_client, &federated("fe5")).await.unwrap().0,

@@ -228,6 +228,21 @@ async fn a_causal_read_waits_out_a_paused_replica_then_reads_the_primary(
         before.primary_reads + 2,
         "{counted:?}"
     );
+    // A column added through the causal proxy rebuilds the copy every proxy of this map
+    // shares; the paused replica has neither. The eventual proxy's read on the replicas fails
+    // before any row, and the primaries' copy answers.
+    writer
+        .batch_execute("ALTER TABLE fl_items ADD COLUMN note text")
+        .await
+        .unwrap();
+    let with_note = "SELECT id, note, count(*) OVER () FROM fl_items WHERE id > 100";
+    assert_eq!(writer.query(with_note, &[]).await.unwrap().len(), 1);
+    let rows = eventual_client.query(with_note, &[]).await.unwrap();
+    assert_eq!(rows.len(), 1, "answered by the primaries' copy");
+    writer
+        .batch_execute("ALTER TABLE fl_items DROP COLUMN note")
+        .await
+        .unwrap();
     resume_s0_replay_and_delete(own, writer, on_s0).await;
 }
 

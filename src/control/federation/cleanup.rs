@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use super::super::ControlConn;
+use crate::config::BackendUri;
 use crate::sql::quote::{ident, literal};
 
 /// How long after it was last marked a federation database nobody is connected to may be
@@ -40,35 +41,73 @@ pub(super) async fn mark_in_use(origin: &ControlConn, database: &str) -> Result<
     (origin.client.batch_execute(&comment).await).map_err(|e| e.to_string())
 }
 
-/// Drops the federation databases of `application` other than `own` that were last built more
-/// than [`STALE_AFTER`] ago and that nobody is connected to.
-pub(super) async fn drop_stale(origin: ControlConn, application: &str, own: Vec<String>) {
-    let stale = "SELECT d.datname::text FROM pg_database d \
-                 JOIN pg_shdescription s \
-                   ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass \
-                 WHERE starts_with(d.datname, $1) AND NOT d.datname = ANY($2) \
-                   AND s.description ~ ('^' || $3 || '[0-9]+$') \
-                   AND substring(s.description FROM '[0-9]+$')::int8 \
-                       < extract(epoch FROM now())::int8 - $4::int8";
-    let prefix = format!("{application}_federation_");
-    let age = STALE_AFTER.as_secs() as i64;
-    let rows = origin
-        .client
-        .query(stale, &[&prefix, &own, &MARK, &age])
-        .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(e) => return tracing::debug!(error = %e, "listing stale federation databases failed"),
-    };
-    for row in rows {
-        let database: String = row.get(0);
-        let drop = format!("DROP DATABASE {}", ident(&database));
-        match origin.client.batch_execute(&drop).await {
-            Ok(()) => {
-                tracing::info!(%database, "dropped the federation database of an earlier shard map")
+/// What a build leaves to clean up after it.
+pub(super) struct Stale {
+    /// The application database whose federation databases are looked at.
+    pub application: String,
+    /// The databases of the proxy that built: never dropped.
+    pub own: Vec<String>,
+    /// The default shard's replicas: a copy on the replicas is read there, where the primary
+    /// cannot see its readers (and replaying its drop would end them).
+    pub standbys: Vec<BackendUri>,
+    /// How long connecting to a standby may take.
+    pub connect_timeout: Duration,
+}
+
+impl Stale {
+    /// Drops the federation databases of `application` other than `own` that were last
+    /// marked more than [`STALE_AFTER`] ago and that nobody is connected to, on the primary
+    /// (`origin`) or on a standby.
+    pub(super) async fn drop_unused(self, origin: ControlConn) {
+        let stale = "SELECT d.datname::text FROM pg_database d \
+                     JOIN pg_shdescription s \
+                       ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass \
+                     WHERE starts_with(d.datname, $1) AND NOT d.datname = ANY($2) \
+                       AND s.description ~ ('^' || $3 || '[0-9]+$') \
+                       AND substring(s.description FROM '[0-9]+$')::int8 \
+                           < extract(epoch FROM now())::int8 - $4::int8";
+        let prefix = format!("{}_federation_", self.application);
+        let age = STALE_AFTER.as_secs() as i64;
+        let rows = (origin.client)
+            .query(stale, &[&prefix, &self.own, &MARK, &age])
+            .await;
+        let candidates: Vec<String> = match rows {
+            Ok(rows) => rows.iter().map(|row| row.get(0)).collect(),
+            Err(e) => {
+                return tracing::debug!(error = %e, "listing stale federation databases failed");
             }
-            // In use (55006): a proxy still reads it.
-            Err(e) => tracing::debug!(%database, error = %e, "a stale federation database stays"),
+        };
+        for database in candidates {
+            if self.read_on_a_standby(&database).await {
+                continue;
+            }
+            let drop = format!("DROP DATABASE {}", ident(&database));
+            match origin.client.batch_execute(&drop).await {
+                Ok(()) => {
+                    tracing::info!(%database, "dropped the federation database of an earlier shard map")
+                }
+                // In use (55006): a proxy still reads it.
+                Err(e) => {
+                    tracing::debug!(%database, error = %e, "a stale federation database stays")
+                }
+            }
         }
+    }
+
+    /// Whether anyone is connected to `database` on a standby, or a standby cannot say.
+    async fn read_on_a_standby(&self, database: &str) -> bool {
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1";
+        for standby in &self.standbys {
+            let config =
+                super::super::client_config(standby, "shardgate federation", self.connect_timeout);
+            let Ok(conn) = ControlConn::open(&config, self.connect_timeout).await else {
+                return true;
+            };
+            match conn.client.query_one(sql, &[&database]).await {
+                Ok(row) if row.get::<_, i64>(0) == 0 => {}
+                _ => return true,
+            }
+        }
+        false
     }
 }

@@ -88,11 +88,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     async fn federation_backend(
         &mut self,
         read: &ScatterRead,
+        replicas_allowed: bool,
     ) -> Result<(ReadBackend, String), ErrorReport> {
         let database = self.env.database.clone();
         let federation = &database.federation;
         let mut counted = None;
-        if self.federation_may_read_replicas(read) {
+        if replicas_allowed && self.federation_may_read_replicas(read) {
             let own: Vec<_> = (0..database.router.map().shards.len() as u32)
                 .map(|shard| self.freshness(ShardId(shard)))
                 .collect();
@@ -140,6 +141,35 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         Ok((backend, copy.leg_name()))
     }
 
+    /// Runs `read` on `backends` (one, in a copy of the federation: `leg`).
+    async fn run_federated(
+        &mut self,
+        read: &ScatterRead,
+        leg: String,
+        backends: &mut [ReadBackend; 1],
+        show: Show<'_>,
+        execute: bool,
+    ) -> Result<Finished, Ran> {
+        let plan = ScatterPlan::pass_through(&read.sql);
+        let ran = loop {
+            let names = vec![leg.clone()];
+            match (self.run_legs(&plan, read, names, backends, show, execute)).await {
+                Err(Ran::UnknownOids(_, leg, unknown)) if self.description_lookups_left > 0 => {
+                    self.description_lookups_left = 0;
+                    self.env.database.catalog_oids.resolve(&leg, &unknown).await;
+                }
+                ran => break ran,
+            }
+        };
+        if read.writes {
+            // It called a function the router does not know to be free of side effects
+            // (one that takes a session-level advisory lock, say): nothing it left behind
+            // may reach another read.
+            backends[0].conn.mark_broken();
+        }
+        ran
+    }
+
     /// Runs `read` in the federation database (built first if it may be out of date).
     pub(super) async fn federated(
         &mut self,
@@ -157,28 +187,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         if self.env.mode == crate::config::PoolMode::Transaction && !self.transaction_open() {
             self.release();
         }
-        let (backend, leg) = self.federation_backend(read).await?;
-        let mut backends = [backend];
-        let plan = ScatterPlan::pass_through(&read.sql);
+        let mut replicas_allowed = true;
         // Its views and types are new after each build: a description naming oids not known
         // yet waits for them once, as a shard's does (see `catalog_oids`).
         self.description_lookups_left = 1;
         let ran = loop {
-            let names = vec![leg.clone()];
-            match (self.run_legs(&plan, read, names, &mut backends, show, execute)).await {
-                Err(Ran::UnknownOids(_, leg, unknown)) => {
-                    self.description_lookups_left = 0;
-                    self.env.database.catalog_oids.resolve(&leg, &unknown).await;
+            let (backend, leg) = self.federation_backend(read, replicas_allowed).await?;
+            let on_replicas = backend.is_replica();
+            let mut backends = [backend];
+            let ran = self
+                .run_federated(read, leg, &mut backends, show, execute)
+                .await;
+            match ran {
+                // Nothing reached the client: a replica that stopped answering, a recovery
+                // conflict, or a copy built by another proxy naming a column a replica has
+                // not replayed yet. The primaries' copy answers instead.
+                Err(Ran::Failed(failed)) if on_replicas && failed.report.is_retry_safe() => {
+                    let error = &failed.report.message;
+                    tracing::warn!(%error, "a federated read on the replicas failed before any result; reading the primaries");
+                    backends[0].conn.mark_broken();
+                    replicas_allowed = false;
                 }
                 ran => break ran,
             }
         };
-        if read.writes {
-            // It called a function the router does not know to be free of side effects
-            // (one that takes a session-level advisory lock, say): nothing it left behind
-            // may reach another read.
-            backends[0].conn.mark_broken();
-        }
         ran.map_err(|ran| match ran {
             Ran::Refused(report) => Attempt::Refused(report),
             Ran::Failed(failed) | Ran::UnknownOids(failed, ..) => Attempt::Failed {
