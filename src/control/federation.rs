@@ -22,7 +22,8 @@
 //! its reads run on the default shard's replica, which carries it by streaming replication (a
 //! hot standby cannot create anything, and needs nothing created: the copy is WAL like any
 //! other database). Whether a read may use it is the causal rules' decision, shard by shard
-//! (`topology`); the copy's last build must have been replayed there too.
+//! (`topology`); each replica must also have replayed its primary as far as it was when the
+//! copy was last built, so that every table and column the copy names exists there.
 
 mod cleanup;
 mod copies;
@@ -35,10 +36,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use script::{Catalog, ShardServer};
+use script::Catalog;
 
 use super::{ControlConn, client_config};
-use crate::config::{BackendUri, Placement, Shard, ShardId, ShardMap};
+use crate::config::{BackendUri, Placement, ShardId, ShardMap};
 use crate::error::{Blame, ErrorReport, sqlstate};
 
 /// Schemas of a database that are PostgreSQL's or the proxy's own, never the application's.
@@ -78,36 +79,9 @@ impl Federation {
     /// first read needs it.
     pub fn new(map: &ShardMap, pools: CopyPools, connect_timeout: Duration) -> Self {
         let origin = map.shard(map.default_shard).primary.clone();
-        let target = |shard: &Shard, uri: &BackendUri| ShardServer {
-            name: shard.name.clone(),
-            uri: uri.clone(),
-        };
-        let primaries = Copy {
-            database: database_name(map, false),
-            targets: (map.shards.iter())
-                .map(|shard| target(shard, &shard.primary))
-                .collect(),
-            reader: origin.user.clone(),
-            pool: pools.primaries,
-        };
-        let replicas = pools.replicas.map(|pool| ReplicaCopy {
-            copy: Copy {
-                database: database_name(map, true),
-                targets: (map.shards.iter())
-                    .map(|shard| target(shard, replica_target(shard).unwrap_or(&shard.primary)))
-                    .collect(),
-                reader: (replica_target(map.shard(map.default_shard)))
-                    .map_or_else(|| origin.user.clone(), |uri| uri.user.clone()),
-                pool,
-            },
-            on_replica: (map.shards.iter())
-                .map(|shard| replica_target(shard).is_some())
-                .collect(),
-            built_at: map.shards.iter().map(|_| AtomicU64::new(0)).collect(),
-        });
         Self {
-            primaries,
-            replicas,
+            primaries: Copy::on_primaries(map, pools.primaries),
+            replicas: pools.replicas.map(|pool| ReplicaCopy::new(map, pool)),
             sharded: sharded_tables(map),
             origin,
             default: map.default_shard.0 as usize,
@@ -249,33 +223,6 @@ impl Federation {
     /// no connection to it): the next read builds it again.
     pub fn lost(&self) {
         self.wanted.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// A read uses the federation: its databases are marked in use again (in the background)
-    /// when their mark is getting old, so no other proxy drops them as stale.
-    pub fn keep_alive(self: &Arc<Self>) {
-        let now = self.started.elapsed().as_secs();
-        let marked = self.marked.load(Ordering::Relaxed);
-        let due = now >= marked + cleanup::MARK_EVERY.as_secs();
-        if !due
-            || self
-                .marked
-                .compare_exchange(marked, now, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-        {
-            return;
-        }
-        let federation = self.clone();
-        tokio::spawn(async move {
-            let Ok(origin) = federation.connect(&federation.origin).await else {
-                return;
-            };
-            for copy in federation.copies() {
-                if let Err(e) = cleanup::mark_in_use(&origin, &copy.database).await {
-                    tracing::debug!(database = %copy.database, error = %e, "marking the federation in use failed");
-                }
-            }
-        });
     }
 
     /// Records where each shard's primary's WAL is now that `replicas` is built (on the

@@ -2,18 +2,21 @@
 //! the federation presents gives it a database of another name; the old one would stay on the
 //! default primary for good.
 //!
-//! Every build marks the databases it built with the server's time (their comment), and a
-//! proxy whose reads use its federation marks them again every [`MARK_EVERY`]. After a build,
-//! the federation databases of the same application database marked more than
-//! [`STALE_AFTER`] ago are dropped, unless someone is connected to them on the default primary
-//! (`DROP DATABASE` refuses then; a build under way is connected, and marked only when done).
-//! A proxy whose database went while its reads paused builds it again at its next read
-//! (`Federation::lost`). Databases without the mark (made by hand, or by shardgate before the
-//! mark existed) are left alone.
+//! Every build marks its databases with the server's time (their comment) before it touches
+//! them, and a proxy whose reads use its federation marks them again every [`MARK_EVERY`].
+//! After a build, the federation databases of the same application database marked more than
+//! [`STALE_AFTER`] ago are dropped, unless someone is connected to them: on the default
+//! primary (`DROP DATABASE` refuses then) or on one of its replicas, where the copy on the
+//! replicas is read (replaying the drop would end those reads). A proxy whose database went
+//! while its reads paused builds it again at its next read (`Federation::lost`). Databases
+//! without the mark (made by hand, or by shardgate before the mark existed) are left alone.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::super::ControlConn;
+use super::Federation;
 use crate::config::BackendUri;
 use crate::sql::quote::{ident, literal};
 
@@ -39,6 +42,32 @@ pub(super) async fn mark_in_use(origin: &ControlConn, database: &str) -> Result<
         literal(&format!("{MARK}{now}"))
     );
     (origin.client.batch_execute(&comment).await).map_err(|e| e.to_string())
+}
+
+impl Federation {
+    /// A read uses the federation: its databases are marked in use again (in the background)
+    /// when their mark is getting old, so no other proxy drops them as stale.
+    pub fn keep_alive(self: &Arc<Self>) {
+        let now = self.started.elapsed().as_secs();
+        let marked = self.marked.load(Ordering::Relaxed);
+        let due = now >= marked + MARK_EVERY.as_secs();
+        let swap =
+            || (self.marked).compare_exchange(marked, now, Ordering::SeqCst, Ordering::SeqCst);
+        if !due || swap().is_err() {
+            return;
+        }
+        let federation = self.clone();
+        tokio::spawn(async move {
+            let Ok(origin) = federation.connect(&federation.origin).await else {
+                return;
+            };
+            for copy in federation.copies() {
+                if let Err(e) = mark_in_use(&origin, &copy.database).await {
+                    tracing::debug!(database = %copy.database, error = %e, "marking the federation in use failed");
+                }
+            }
+        });
+    }
 }
 
 /// What a build leaves to clean up after it.

@@ -22,6 +22,19 @@ pub struct Copy {
 }
 
 impl Copy {
+    /// The copy of `map` whose servers read the shards' primaries, read through `pool`.
+    pub(super) fn on_primaries(map: &ShardMap, pool: EndpointPool) -> Self {
+        let origin = &map.shard(map.default_shard).primary;
+        Self {
+            database: database_name(map, false),
+            targets: (map.shards.iter())
+                .map(|shard| target(shard, &shard.primary))
+                .collect(),
+            reader: origin.user.clone(),
+            pool,
+        }
+    }
+
     /// What its reads are called as fan-out legs (errors, the oids of their descriptions).
     pub fn leg_name(&self) -> String {
         leg_name(&self.database)
@@ -47,6 +60,28 @@ pub struct ReplicaCopy {
 }
 
 impl ReplicaCopy {
+    /// The copy of `map` whose servers read each shard's first replica (a shard without one
+    /// its primary), read through `pool` (on the default shard's first replica).
+    pub(super) fn new(map: &ShardMap, pool: EndpointPool) -> Self {
+        let default = map.shard(map.default_shard);
+        let reader = replica_target(default).unwrap_or(&default.primary);
+        let copy = Copy {
+            database: database_name(map, true),
+            targets: (map.shards.iter())
+                .map(|shard| target(shard, replica_target(shard).unwrap_or(&shard.primary)))
+                .collect(),
+            reader: reader.user.clone(),
+            pool,
+        };
+        Self {
+            copy,
+            on_replica: (map.shards.iter())
+                .map(|shard| replica_target(shard).is_some())
+                .collect(),
+            built_at: map.shards.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
     /// The copy itself.
     pub fn copy(&self) -> &Copy {
         &self.copy
@@ -77,6 +112,14 @@ pub struct CopyPools {
     pub primaries: EndpointPool,
     /// Connections to [`Federation::replica_uri`], where there is one.
     pub replicas: Option<EndpointPool>,
+}
+
+/// `shard` read at `uri`.
+fn target(shard: &Shard, uri: &BackendUri) -> ShardServer {
+    ShardServer {
+        name: shard.name.clone(),
+        uri: uri.clone(),
+    }
 }
 
 /// The replica a shard's reads use in the copy that reads replicas: its first, where the map
