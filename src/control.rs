@@ -20,6 +20,17 @@ pub mod preflight;
 pub mod recovery;
 pub mod two_phase;
 
+/// A control-plane task of one shard map's epoch (recovery, the deadlock detector, the
+/// catalog reader): dropping it, with its epoch's topology, stops the task.
+#[derive(Debug)]
+pub struct EpochTask(tokio::task::JoinHandle<()>);
+
+impl Drop for EpochTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 use std::time::Duration;
 
 use tokio_postgres::NoTls;

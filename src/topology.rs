@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{BackendUri, Config, DatabaseEntry, ReadsFrom, Shard, ShardId, ShardMap};
-use crate::control::catalog_oids::{self, CatalogOids, CatalogOidsTask, Catalogs};
-use crate::control::deadlock::{self, DetectorTask, SpanRegistry};
+use crate::control::EpochTask;
+use crate::control::catalog_oids::{self, CatalogOids, Catalogs};
+use crate::control::deadlock::{self, SpanRegistry};
 use crate::control::directory::DirectoryLookup;
 use crate::control::federation::{CopyPools, Federation};
 use crate::control::health::{self, Watched};
-use crate::control::recovery::{self, RecoveryTask, RecoveryView};
+use crate::control::recovery::{self, RecoveryView};
 use crate::counters::Counters;
 use crate::metrics::{DatabaseMeters, Metrics};
 use crate::pool::{EndpointPool, OnFailure, PauseSwitch};
@@ -75,11 +76,11 @@ pub struct Database {
     pub catalog_oids: Arc<CatalogOids>,
     shards: Vec<ShardPools>,
     /// Finishes atomic commits left part-way on these shards, for as long as this epoch lives.
-    _recovery_task: Option<RecoveryTask>,
+    _recovery_task: Option<EpochTask>,
     /// Breaks cycles of lock waits across these shards, for as long as this epoch lives.
-    _deadlock_task: Option<DetectorTask>,
+    _deadlock_task: Option<EpochTask>,
     /// Reads the shards' catalogs for `catalog_oids`, for as long as this epoch lives.
-    _catalog_task: Option<CatalogOidsTask>,
+    _catalog_task: Option<EpochTask>,
     /// Answers the cross-shard reads the merge cannot compute (built anew for each epoch).
     pub federation: Arc<Federation>,
 }

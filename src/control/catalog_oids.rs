@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::ControlConn;
+use super::EpochTask;
 use crate::config::BackendUri;
 use crate::wire::oids::{OidKind, translate_description};
 
@@ -245,16 +246,6 @@ impl CatalogOids {
     }
 }
 
-/// A database's reader of catalogs; dropping it (with its shard map's epoch) stops it.
-#[derive(Debug)]
-pub struct CatalogOidsTask(tokio::task::JoinHandle<()>);
-
-impl Drop for CatalogOidsTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The primaries whose catalogs are read: the default shard's, whose oids clients are shown,
 /// and the other shards'.
 #[derive(Debug, Clone)]
@@ -276,7 +267,7 @@ impl Catalogs {
 }
 
 /// Starts reading `catalogs` into `view` (outside a runtime, as in unit tests: nothing).
-pub fn start(catalogs: Catalogs, view: Arc<CatalogOids>) -> Option<CatalogOidsTask> {
+pub fn start(catalogs: Catalogs, view: Arc<CatalogOids>) -> Option<EpochTask> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let catalogs = Arc::new(catalogs);
     view.read_from(&catalogs);
@@ -292,7 +283,7 @@ pub fn start(catalogs: Catalogs, view: Arc<CatalogOids>) -> Option<CatalogOidsTa
             let _ = tokio::time::timeout(REFRESH - MIN_GAP, view.wake.notified()).await;
         }
     });
-    Some(CatalogOidsTask(task))
+    Some(EpochTask(task))
 }
 
 /// Reads the default shard's catalog and every other one's, and stores their maps. A

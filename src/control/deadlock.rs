@@ -33,6 +33,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use self::cycles::{Party, Victim, Wait};
 use super::ControlConn;
+use super::EpochTask;
 use crate::backend::{CancelSlot, send_cancel};
 use crate::config::BackendUri;
 use crate::counters::{Counters, Event};
@@ -194,16 +195,6 @@ impl Drop for SpanTicket {
     }
 }
 
-/// A database's detector task; dropping it (with its shard map's epoch) stops the task.
-#[derive(Debug)]
-pub struct DetectorTask(tokio::task::JoinHandle<()>);
-
-impl Drop for DetectorTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Starts the detector over `primaries` (each shard's name and primary) every `interval`,
 /// for the transactions in `registry`. `None` without a tokio runtime.
 pub fn start(
@@ -212,7 +203,7 @@ pub fn start(
     connect_timeout: Duration,
     registry: Arc<SpanRegistry>,
     counters: Arc<Counters>,
-) -> Option<DetectorTask> {
+) -> Option<EpochTask> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let mut detector = Detector {
         servers: primaries
@@ -229,7 +220,7 @@ pub fn start(
             detector.poll().await;
         }
     });
-    Some(DetectorTask(task))
+    Some(EpochTask(task))
 }
 
 struct Detector {

@@ -97,9 +97,7 @@ impl Federation {
 
     /// The federation database of `map` that reads primaries: on the default shard's primary.
     pub fn uri(map: &ShardMap) -> BackendUri {
-        let mut uri = map.shard(map.default_shard).primary.clone();
-        uri.database = database_name(map, false);
-        uri
+        on_default_primary(map, false)
     }
 
     /// Where reads of the copy that reads replicas run (the default shard's first replica),
@@ -113,13 +111,9 @@ impl Federation {
     /// Each copy `map` has, as a fan-out leg's name and where its catalog is read (the
     /// default primary, where both are built).
     pub fn catalogs(map: &ShardMap) -> Vec<(String, BackendUri)> {
-        let mut copies = vec![Self::uri(map)];
-        if Self::replica_uri(map).is_some() {
-            let mut uri = Self::uri(map);
-            uri.database = database_name(map, true);
-            copies.push(uri);
-        }
-        (copies.into_iter())
+        let copies = [Some(false), Self::replica_uri(map).map(|_| true)];
+        (copies.into_iter().flatten())
+            .map(|replicas| on_default_primary(map, replicas))
             .map(|uri| (leg_name(&uri.database), uri))
             .collect()
     }
@@ -363,6 +357,14 @@ fn sharded_tables(map: &ShardMap) -> Vec<String> {
         .collect();
     sharded.sort();
     sharded
+}
+
+/// A copy of `map`'s federation (the one reading `replicas` or primaries) on the default
+/// shard's primary, where both are built.
+fn on_default_primary(map: &ShardMap, replicas: bool) -> BackendUri {
+    let mut uri = map.shard(map.default_shard).primary.clone();
+    uri.database = database_name(map, replicas);
+    uri
 }
 
 /// Where the server's WAL is: past every commit that has returned.

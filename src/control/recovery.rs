@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio_postgres::SimpleQueryMessage;
 
 use super::ControlConn;
+use super::EpochTask;
 use crate::config::{BackendUri, TransactionSettings};
 use crate::control::two_phase::{DECISIONS_DDL, DecisionsTable, PreparedId};
 use crate::counters::Counters;
@@ -27,16 +28,6 @@ const DECISION_LOCK_TIMEOUT_MS: u64 = 1000;
 
 /// The longest one run of recovery may take.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-/// A database's recovery task; dropping it (with its shard map's epoch) stops the task.
-#[derive(Debug)]
-pub struct RecoveryTask(tokio::task::JoinHandle<()>);
-
-impl Drop for RecoveryTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// What recovery knows of its shards, for the session and the operator surfaces: which
 /// shards have the table of decisions (until recovery has created it on a shard, a commit
@@ -101,7 +92,7 @@ pub fn start(
     connect_timeout: Duration,
     counters: Arc<Counters>,
     view: Arc<RecoveryView>,
-) -> Option<RecoveryTask> {
+) -> Option<EpochTask> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let task = runtime.spawn(async move {
         loop {
@@ -126,7 +117,7 @@ pub fn start(
             tokio::time::sleep(settings.recovery_interval).await;
         }
     });
-    Some(RecoveryTask(task))
+    Some(EpochTask(task))
 }
 
 /// What one run did.

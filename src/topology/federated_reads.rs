@@ -56,9 +56,10 @@ impl Database {
     /// replicas (`ran_there`), or on that shard's primary, as a merged read counts its legs.
     pub fn count_federated_read(&self, read: FederatedRead<'_>, ran_there: bool) {
         for (shard, ticket) in read.tickets {
-            let (pool, event) = match ran_there {
-                true => (self.first_replica(shard), Event::ReplicaRead),
-                false => (self.primary(shard), Event::PrimaryRead),
+            let (pool, event) = if ran_there {
+                (self.first_replica(shard), Event::ReplicaRead)
+            } else {
+                (self.primary(shard), Event::PrimaryRead)
             };
             ticket.served_by(pool);
             self.counters.count(event);

@@ -110,7 +110,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                         return Ok((backend, copy.leg_name()));
                     }
                     Err(e) => {
-                        if e.refused_with() == Some(sqlstate::INVALID_CATALOG_NAME.as_str()) {
+                        if dropped_as_stale(&e) {
                             federation.lost();
                         }
                         tracing::warn!(error = %e, "{UNREACHABLE_REPLICA_COPY}");
@@ -122,8 +122,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let copy = federation.primaries();
         let checkout = async {
             match copy.pool().checkout().await {
-                // Dropped as stale by another proxy while this one held no connection to it.
-                Err(e) if e.refused_with() == Some(sqlstate::INVALID_CATALOG_NAME.as_str()) => {
+                Err(e) if dropped_as_stale(&e) => {
                     federation.lost();
                     federation.ready().await?;
                     copy.pool().checkout().await
@@ -219,6 +218,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             },
         })
     }
+}
+
+/// Whether a checkout failed because the copy's database is gone (another proxy dropped it as
+/// stale while this one held no connection to it: see `control::federation`).
+fn dropped_as_stale(error: &crate::pool::PoolError) -> bool {
+    error.refused_with() == Some(sqlstate::INVALID_CATALOG_NAME.as_str())
 }
 
 /// Whether the merge's refusal names something PostgreSQL computes in the federation: any
