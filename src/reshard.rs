@@ -16,6 +16,7 @@ pub mod mover;
 mod schema;
 mod stored;
 mod stream;
+mod writers;
 
 use std::time::{Duration, SystemTime};
 

@@ -32,6 +32,9 @@ const DELETE_BATCH: usize = 5_000;
 /// (a hinted write, DDL outside the proxy) fails the move instead of stalling it.
 const LOCK_TIMEOUT: &str = "10s";
 
+/// The move's sessions on the shards, as `pg_stat_activity` names them.
+pub const APPLICATION_NAME: &str = "shardgate reshard";
+
 /// One shard's open transaction in a move.
 pub struct Side {
     /// The shard's name.
@@ -118,7 +121,7 @@ pub async fn open_target(
 
 /// A control connection to `uri` for the move.
 pub async fn connect(uri: &BackendUri, timeout: Duration) -> Result<ControlConn, String> {
-    ControlConn::connect(uri, "shardgate reshard", timeout).await
+    ControlConn::connect(uri, APPLICATION_NAME, timeout).await
 }
 
 /// Which side of the move a transaction is on.

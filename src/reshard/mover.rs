@@ -5,9 +5,9 @@
 //!    open transaction per target, and the changes to moving keys since then are applied
 //!    there, in rounds, while clients keep writing every key.
 //! 2. **Fence writes** to the keys that change shard ([`FenceState::Writes`]), wait until
-//!    every transaction that began before has ended, read each slot up to its source's
-//!    current position, delete the moved rows from the sources, and `PREPARE TRANSACTION`
-//!    every side. Nothing is visible yet, and a failure rolls all back. Writes to other keys,
+//!    every transaction that began before has ended (on the sources too, see `writers`),
+//!    read each slot up to its source's current position, delete the moved rows from the
+//!    sources, and `PREPARE TRANSACTION` every side. Nothing is visible yet, and a failure rolls all back. Writes to other keys,
 //!    and all reads, go on.
 //! 3. **Switch**: hold statements on map tables for the moment of the commit
 //!    ([`FenceState::Switching`]), `COMMIT PREPARED` everywhere, wait for the replicas to
@@ -32,6 +32,7 @@ use super::job::Reshard;
 use super::leftovers::{self, Undecided};
 use super::schema;
 use super::stream::{Maps, Stream};
+use super::writers::OpenWriters;
 use crate::config::{BackendUri, ShardMap};
 use crate::control::fleet::{Member, Step};
 use crate::moves::{Change, MoveReport, ShardChange};
@@ -305,7 +306,7 @@ async fn stream_and_copy(
         return Err((streams, why));
     }
     let fenced_at = tokio::time::Instant::now();
-    if let Err(why) = raise_fence(job, fences, moving).await {
+    if let Err(why) = raise_fence(job, plan, fences, moving).await {
         return Err((streams, why));
     }
     let behind = Behind {
@@ -457,7 +458,7 @@ async fn copy_fenced(
     mut targets: HashMap<String, Side>,
 ) -> Result<Copied, String> {
     let fenced_at = tokio::time::Instant::now();
-    raise_fence(job, fences, moving).await?;
+    raise_fence(job, plan, fences, moving).await?;
     job.phase("copy");
     let timeout = plan.connect_timeout;
     let mut sources = Vec::new();
@@ -476,16 +477,36 @@ async fn copy_fenced(
 }
 
 /// Holds back writes to the moving keys on this proxy and every other of the fleet, and
-/// waits until every transaction that began before has ended.
+/// waits until every transaction that began before has ended (the fleet's, and those on the
+/// sources that wrote a moving table outside its fences).
 async fn raise_fence(
     job: &Reshard,
+    plan: &MovePlan,
     (fence, fleet): Fences<'_>,
     moving: &Arc<Moving>,
 ) -> Result<(), String> {
     job.phase("fence");
     fence.set(FenceState::Writes(moving.clone()));
     fleet.step(Step::Announced, Step::Fence, DRAIN_WAIT).await?;
-    drain(fence, DRAIN_WAIT, "began before the fence").await
+    // Every live proxy of the fleet holds writes to the moving keys back from here on; what
+    // wrote a moving table before, elsewhere, is waited for too (see `writers`).
+    let writers = plan.old.shards.iter().map(|shard| {
+        let (name, uri) = (&shard.name, &shard.primary);
+        OpenWriters::on(name, uri, &plan.tables, plan.connect_timeout)
+    });
+    let writers = futures::future::try_join_all(writers).await?;
+    drain(fence, DRAIN_WAIT, "began before the fence").await?;
+    let waits = writers.into_iter().map(|writers| {
+        if !writers.is_empty() {
+            tracing::info!(
+                shard = writers.shard(),
+                transactions = writers.len(),
+                "RESHARD: waiting for transactions that wrote a moving table before the fence"
+            );
+        }
+        writers.wait(DRAIN_WAIT)
+    });
+    futures::future::try_join_all(waits).await.map(|_| ())
 }
 
 /// Copies every moving table's rows that leave `source`.

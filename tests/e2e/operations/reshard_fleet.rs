@@ -268,6 +268,68 @@ async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_
     );
 }
 
+/// A transaction that wrote a moving table before the fence went up and commits after it,
+/// outside the fleet's fences: a proxy whose lease lapsed while the server was still running
+/// its `COMMIT` (a synchronous standby that does not answer), or a direct connection. The move
+/// waits for it, and its row moves with the rest instead of staying where the new map does
+/// not look.
+#[tokio::test]
+async fn a_transaction_that_wrote_a_moving_table_before_the_fence_is_waited_for_and_moves() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let OneProxy {
+        shards,
+        fleet: _,
+        dir,
+        path,
+        proxy,
+    } = one_proxy("writer", Duration::from_secs(10)).await;
+    let client = proxy.connect().await;
+    let insert = "INSERT INTO reshard_items (id, note) VALUES ($1, 'first')";
+    for id in 1..=50_i64 {
+        client.execute(insert, &[&id]).await.unwrap();
+    }
+    let three_path = dir.path().join("three.yaml");
+    std::fs::write(&three_path, map_yaml(&shards, &["s0", "s1", "s2"])).unwrap();
+    let key = key_moving_from_s0_to_s2(&path, &three_path, 50);
+
+    // The writer holds the table's write lock (no transaction id yet: the slots need not wait).
+    let mut on_s0 = connect_direct(&shards[0].1).await;
+    let writer = on_s0.transaction().await.unwrap();
+    let lock = "LOCK TABLE reshard_items IN ROW EXCLUSIVE MODE";
+    writer.batch_execute(lock).await.unwrap();
+
+    std::fs::copy(&three_path, &path).unwrap();
+    let console = console(&proxy).await;
+    console.simple_query("RELOAD").await.unwrap();
+    let reshard = {
+        let console = super::console(&proxy).await;
+        tokio::spawn(async move { console.simple_query("RESHARD").await.map(|_| ()) })
+    };
+    eventually("the move reaches the fence", async || {
+        let status = rows(&console, "SHOW RESHARD").await;
+        status
+            .first()
+            .is_some_and(|row| field(row, "phase") == "fence")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!reshard.is_finished(), "the move waits for the writer");
+
+    let late = "INSERT INTO reshard_items (id, note) VALUES ($1, 'late')";
+    writer.execute(late, &[&key]).await.unwrap();
+    writer.commit().await.unwrap();
+    reshard.await.unwrap().expect("RESHARD moves the rows");
+    assert_moved_by_streaming(&console, &shards).await;
+
+    let read = "SELECT note FROM reshard_items WHERE id = $1";
+    let found = client.query(read, &[&key]).await.unwrap();
+    assert_eq!(found.len(), 1, "the late row is where the new map looks");
+    assert_eq!(found[0].get::<_, String>(0), "late");
+    let left = "SELECT count(*) FROM reshard_items WHERE id = $1";
+    let on_s0 = on_s0.query_one(left, &[&key]).await.unwrap();
+    assert_eq!(on_s0.get::<_, i64>(0), 0, "and not on its old shard");
+}
+
 #[tokio::test]
 async fn a_move_whose_coordinator_is_gone_before_it_decided_is_abandoned_by_the_others() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -327,7 +389,7 @@ fn ring_yaml(shards: &[(String, String)], ring: &[&str]) -> String {
 }
 
 /// A key the ring of s0, s1 and s2 places on s2 and the ring of s0 and s1 on s0.
-fn key_moving_from_s0_to_s2(two: &std::path::Path, three: &std::path::Path) -> i64 {
+fn key_moving_from_s0_to_s2(two: &std::path::Path, three: &std::path::Path, after: i64) -> i64 {
     let name = |path: &std::path::Path, id: i64| {
         let router =
             shardgate::router::Router::new(&shardgate::config::load_shard_map(path).unwrap());
@@ -336,7 +398,7 @@ fn key_moving_from_s0_to_s2(two: &std::path::Path, three: &std::path::Path) -> i
             .unwrap();
         router.map().shard(shard).name.clone()
     };
-    (1..)
+    (after + 1..)
         .find(|id| name(two, *id) == "s0" && name(three, *id) == "s2")
         .unwrap()
 }
@@ -376,7 +438,7 @@ async fn rings(prefix: &str) -> Rings {
     let three = ring_yaml(&shards, &["s0", "s1", "s2"]);
     std::fs::write(&path, ring_yaml(&shards, &["s0", "s1"])).unwrap();
     std::fs::write(&three_path, &three).unwrap();
-    let key = key_moving_from_s0_to_s2(&path, &three_path);
+    let key = key_moving_from_s0_to_s2(&path, &three_path, 0);
     Rings {
         shards,
         fleet,
