@@ -6,11 +6,16 @@
 //! the rest) instead of landing on the old shard after the deletes' snapshot, where the new
 //! map would never look.
 //!
-//! A transaction is followed by its transaction id (held as a lock until it ends, also while
-//! it is prepared) once it has one, and by its virtual transaction id before. One that has
-//! none when the fence goes up, then writes and is prepared between two looks (a few
-//! milliseconds) would be missed; a write it makes after the fence is still caught by the
-//! mover's check for writes past the fence, or by its deletes failing on a changed row.
+//! Every transaction holding (or queued for) a write lock on a moving table is followed, not
+//! only those outside the fleet: the sources cannot tell them apart. A live proxy's are short
+//! (it drained those that began before its fence). A transaction is followed by its
+//! transaction id (held as a lock until it ends, also while it is prepared) once it has one,
+//! and by its virtual transaction id before (a prepared transaction keeps it in PostgreSQL
+//! 15.1 and later; on 15.0 one with no transaction id when the fence went up that is then
+//! prepared between two looks, a few milliseconds, would be missed).
+//!
+//! A followed transaction that waits for a lock the move holds (DDL on a table it copies, a
+//! key a target's open transaction wrote) would never end: the move fails at once instead.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -51,16 +56,18 @@ impl OpenWriters {
         let conn =
             (copy::connect(uri, timeout).await).map_err(|why| format!("shard {name}: {why}"))?;
         let tables: Vec<String> = tables.iter().map(|table| quote::ident(table)).collect();
+        // One read of the lock table for both the writers and their transaction ids.
         let sql = format!(
-            "WITH writers AS (SELECT DISTINCT l.virtualtransaction AS vxid FROM pg_locks l \
+            "WITH l AS MATERIALIZED (SELECT * FROM pg_locks), \
+             writers AS (SELECT DISTINCT l.virtualtransaction AS vxid FROM l \
              LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'relation' AND l.granted AND l.mode IN {WRITE_MODES} \
+             WHERE l.locktype = 'relation' AND l.mode IN {WRITE_MODES} \
              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) AS t) \
              AND l.pid IS DISTINCT FROM pg_backend_pid() \
              AND a.application_name IS DISTINCT FROM $2) \
              SELECT w.vxid, x.transactionid::text FROM writers w \
-             LEFT JOIN pg_locks x ON x.virtualtransaction = w.vxid \
+             LEFT JOIN l x ON x.virtualtransaction = w.vxid \
              AND x.locktype = 'transactionid' AND x.mode = 'ExclusiveLock' AND x.granted"
         );
         let rows = (conn.client.query(&sql, &[&tables, &copy::APPLICATION_NAME]))
@@ -101,6 +108,9 @@ impl OpenWriters {
             let Some(first) = open.first() else {
                 return Ok(());
             };
+            if let Some(blocked) = open.iter().find(|row| row.get::<_, bool>(5)) {
+                return Err(self.waits_for_the_move(blocked));
+            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(self.not_ended(first, open.len(), wait));
             }
@@ -127,37 +137,55 @@ impl OpenWriters {
     }
 
     /// The followed writers' locks still held: (virtual transaction id, its transaction id,
-    /// pid, application, state).
+    /// pid, application, state, whether it waits for one of the move's own sessions).
     async fn still_open(&self) -> Result<Vec<Row>, String> {
         let sql = "SELECT l.virtualtransaction, \
              CASE WHEN l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' \
              THEN l.transactionid::text END, \
-             a.pid, a.application_name, a.state \
+             a.pid, a.application_name, a.state, \
+             EXISTS (SELECT 1 FROM pg_stat_activity m \
+             WHERE m.pid = ANY (pg_blocking_pids(a.pid)) AND m.application_name = $3) \
              FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.granted AND (l.virtualtransaction = ANY($2) \
              OR (l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' \
              AND l.transactionid::text = ANY($1)))";
         let xids: Vec<&String> = self.xids.iter().collect();
         let virtual_only: Vec<&String> = self.virtual_only.iter().collect();
-        (self.conn.client.query(sql, &[&xids, &virtual_only]))
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&xids, &virtual_only, &copy::APPLICATION_NAME];
+        (self.conn.client.query(sql, &params))
             .await
             .map_err(|e| copy::on(&self.shard, e))
     }
 
-    fn not_ended(&self, row: &Row, open: usize, wait: Duration) -> String {
-        let who = match row.get::<_, Option<i32>>(2) {
-            Some(pid) => format!(
-                "pid {pid}, application {:?}, {}",
-                row.get::<_, Option<String>>(3).unwrap_or_default(),
-                row.get::<_, Option<String>>(4).unwrap_or_default()
-            ),
-            None => "a prepared transaction".to_owned(),
-        };
+    fn waits_for_the_move(&self, row: &Row) -> String {
         format!(
-            "shard {}: {open} transaction(s) that wrote a moving table before the fence (not \
-             through a live proxy of the fleet: {who}) still open after {} s; nothing moved",
+            "shard {}: a transaction that was writing a moving table when the fence went up \
+             ({}) waits for a lock the move holds; nothing moved",
             self.shard,
-            wait.as_secs()
+            who(row)
         )
+    }
+
+    fn not_ended(&self, row: &Row, open: usize, wait: Duration) -> String {
+        format!(
+            "shard {}: {open} transaction(s) that were writing a moving table when the fence \
+             went up still open after {} s ({}); nothing moved",
+            self.shard,
+            wait.as_secs(),
+            who(row)
+        )
+    }
+}
+
+/// The session of a row of [`OpenWriters::still_open`], in words.
+fn who(row: &Row) -> String {
+    match row.get::<_, Option<i32>>(2) {
+        Some(pid) => format!(
+            "pid {pid}, application {:?}, {}",
+            row.get::<_, Option<String>>(3).unwrap_or_default(),
+            row.get::<_, Option<String>>(4).unwrap_or_default()
+        ),
+        None => "a prepared transaction".to_owned(),
     }
 }

@@ -268,13 +268,13 @@ async fn a_proxy_that_cannot_renew_its_lease_holds_statements_on_sharded_tables_
     );
 }
 
-/// A transaction that wrote a moving table before the fence went up and commits after it,
+/// Transactions that were writing a moving table when the fence went up and commit after it,
 /// outside the fleet's fences: a proxy whose lease lapsed while the server was still running
-/// its `COMMIT` (a synchronous standby that does not answer), or a direct connection. The move
-/// waits for it, and its row moves with the rest instead of staying where the new map does
-/// not look.
+/// its `COMMIT` (a slow synchronous standby), or a direct connection, one of them through
+/// two-phase commit. The move waits for them, and their rows move with the rest instead of
+/// staying where the new map does not look.
 #[tokio::test]
-async fn a_transaction_that_wrote_a_moving_table_before_the_fence_is_waited_for_and_moves() {
+async fn transactions_writing_a_moving_table_when_the_fence_went_up_are_waited_for_and_move() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let OneProxy {
         shards,
@@ -290,13 +290,17 @@ async fn a_transaction_that_wrote_a_moving_table_before_the_fence_is_waited_for_
     }
     let three_path = dir.path().join("three.yaml");
     std::fs::write(&three_path, map_yaml(&shards, &["s0", "s1", "s2"])).unwrap();
-    let key = key_moving_from_s0_to_s2(&path, &three_path, 50);
+    let committed = key_moving_from_s0_to_s2(&path, &three_path, 50);
+    let prepared = key_moving_from_s0_to_s2(&path, &three_path, committed);
 
-    // The writer holds the table's write lock (no transaction id yet: the slots need not wait).
-    let mut on_s0 = connect_direct(&shards[0].1).await;
-    let writer = on_s0.transaction().await.unwrap();
-    let lock = "LOCK TABLE reshard_items IN ROW EXCLUSIVE MODE";
-    writer.batch_execute(lock).await.unwrap();
+    // Both hold the table's write lock (no transaction id yet: the slots need not wait).
+    let lock = "BEGIN; LOCK TABLE reshard_items IN ROW EXCLUSIVE MODE";
+    let (plain, two_phase) = (
+        connect_direct(&shards[0].1).await,
+        connect_direct(&shards[0].1).await,
+    );
+    plain.batch_execute(lock).await.unwrap();
+    two_phase.batch_execute(lock).await.unwrap();
 
     std::fs::copy(&three_path, &path).unwrap();
     let console = console(&proxy).await;
@@ -312,22 +316,34 @@ async fn a_transaction_that_wrote_a_moving_table_before_the_fence_is_waited_for_
             .is_some_and(|row| field(row, "phase") == "fence")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!reshard.is_finished(), "the move waits for the writer");
+    let waits = async |why: &str| {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!reshard.is_finished(), "the move waits for {why}");
+    };
+    waits("both writers").await;
 
     let late = "INSERT INTO reshard_items (id, note) VALUES ($1, 'late')";
-    writer.execute(late, &[&key]).await.unwrap();
-    writer.commit().await.unwrap();
+    plain.execute(late, &[&committed]).await.unwrap();
+    plain.batch_execute("COMMIT").await.unwrap();
+    two_phase.execute(late, &[&prepared]).await.unwrap();
+    let gid = format!("writer-{}", std::process::id());
+    let prepare = format!("PREPARE TRANSACTION '{gid}'");
+    two_phase.batch_execute(&prepare).await.unwrap();
+    waits("the prepared one").await;
+    let commit = format!("COMMIT PREPARED '{gid}'");
+    two_phase.batch_execute(&commit).await.unwrap();
+
     reshard.await.unwrap().expect("RESHARD moves the rows");
     assert_moved_by_streaming(&console, &shards).await;
-
-    let read = "SELECT note FROM reshard_items WHERE id = $1";
-    let found = client.query(read, &[&key]).await.unwrap();
-    assert_eq!(found.len(), 1, "the late row is where the new map looks");
-    assert_eq!(found[0].get::<_, String>(0), "late");
-    let left = "SELECT count(*) FROM reshard_items WHERE id = $1";
-    let on_s0 = on_s0.query_one(left, &[&key]).await.unwrap();
-    assert_eq!(on_s0.get::<_, i64>(0), 0, "and not on its old shard");
+    for key in [committed, prepared] {
+        let read = "SELECT note FROM reshard_items WHERE id = $1";
+        let found = client.query(read, &[&key]).await.unwrap();
+        assert_eq!(found.len(), 1, "row {key} is where the new map looks");
+        assert_eq!(found[0].get::<_, String>(0), "late");
+        let left = "SELECT count(*) FROM reshard_items WHERE id = $1";
+        let on_s0 = plain.query_one(left, &[&key]).await.unwrap();
+        assert_eq!(on_s0.get::<_, i64>(0), 0, "and not on its old shard");
+    }
 }
 
 #[tokio::test]
