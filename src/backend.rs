@@ -113,7 +113,7 @@ pub struct BackendConn {
     /// The server session's settings as last reported or applied.
     pub state: SessionState,
     /// Reported parameters right after connect: the clean slate a new client starts from.
-    pub reported_at_connect: BTreeMap<String, String>,
+    pub reported_at_connect: Arc<BTreeMap<String, String>>,
     /// Backend-side names of prepared statements that exist on this connection.
     pub prepared: HashSet<Arc<str>>,
     /// Its database's default collation orders text bytewise (see
@@ -182,7 +182,11 @@ impl CancelSlot {
         // In place: one per checkout and release, so no allocation.
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         slot.clear();
-        slot.extend(target);
+        if let Some(target) = target {
+            // Room for one: each idle client keeps this vector's capacity.
+            slot.reserve_exact(1);
+            slot.push(target);
+        }
     }
 
     /// Publishes every backend a statement of the client runs on.

@@ -70,19 +70,17 @@ pub struct Buffers {
     sent: u64,
 }
 
-/// Buffers that grew past this while busy are given back once empty.
-const KEEP_CAPACITY: usize = 4 * 1024;
-
 impl Buffers {
-    /// Frees what the buffers hold once they are empty: an idle client keeps no big buffers
-    /// from its last large result, pipeline or COPY.
+    /// Frees what the buffers hold once they are empty, between transactions: an idle client
+    /// keeps no buffer (its next transaction allocates a few; that costs less than the
+    /// memory of thousands of idle clients).
     pub fn shrink_when_idle(&mut self) {
         for buf in [
             &mut self.client_in,
             &mut self.to_client,
             &mut self.to_backend,
         ] {
-            if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+            if buf.is_empty() && buf.capacity() > 0 {
                 *buf = BytesMut::new();
             }
         }
@@ -122,6 +120,10 @@ where
 {
     poll_fn(|cx| {
         drain_to_client(cx, client, bufs)?;
+        if backend.is_none() {
+            // Between transactions, once the last reply went out.
+            bufs.shrink_when_idle();
+        }
         if let Some(conn) = backend.as_deref_mut() {
             drain(cx, conn.stream_mut(), &mut bufs.to_backend).map_err(PumpError::Backend)?;
             if bufs.to_client.len() < HIGH_WATER {

@@ -161,11 +161,25 @@ impl Drop for ConnectionCount<'_> {
     }
 }
 
+/// A client's session once it is logged in and admitted, boxed: the connection's task holds
+/// it and nothing of the login.
+type SessionFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
 async fn handle_connection(tcp: TcpStream, ctx: Arc<FrontendContext>) {
-    let peer = tcp.peer_addr().ok();
     let count = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _count = ConnectionCount(&ctx.connections);
-    let opening = tokio::time::timeout(ctx.limits.startup_timeout, startup::open(tcp, &ctx)).await;
+    // Boxed: the login's state is let go before the session's begins, so an idle client
+    // costs its session's state only.
+    if let Some(session) = Box::pin(log_in(tcp, &ctx, count)).await {
+        session.await;
+    }
+}
+
+/// Runs the startup (and a cancel request, a refusal, or the admin console to its end); the
+/// session of a client that logged in.
+async fn log_in(tcp: TcpStream, ctx: &FrontendContext, count: usize) -> Option<SessionFuture<'_>> {
+    let peer = tcp.peer_addr().ok();
+    let opening = tokio::time::timeout(ctx.limits.startup_timeout, startup::open(tcp, ctx)).await;
     match opening {
         Err(_) => tracing::info!("client did not finish startup in time"),
         Ok(Err(LoginError::Disconnected(error))) => {
@@ -177,11 +191,19 @@ async fn handle_connection(tcp: TcpStream, ctx: Arc<FrontendContext>) {
         }
         Ok(Ok(Opening::Closed)) => {}
         Ok(Ok(Opening::Cancel { pid, secret })) => ctx.cancels.cancel(pid, secret).await,
-        Ok(Ok(Opening::Login(login))) => run_session(login, &ctx, count, peer).await,
+        Ok(Ok(Opening::Login(login))) => return admit(login, ctx, count, peer).await,
     }
+    None
 }
 
-async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Option<SocketAddr>) {
+/// Admits a logged-in client (limits, admin console, database): its session, or `None` once
+/// it was refused or its console session ended.
+async fn admit(
+    login: Login,
+    ctx: &FrontendContext,
+    count: usize,
+    peer: Option<SocketAddr>,
+) -> Option<SessionFuture<'_>> {
     let Login {
         mut conn,
         user,
@@ -202,7 +224,7 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
             "sorry, too many clients already",
         );
         conn.reject(&refuse("max_client_connections", report)).await;
-        return;
+        return None;
     }
     if database == CONSOLE_DATABASE {
         if !ctx.admin.admin_users.contains(&user) {
@@ -212,7 +234,7 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
                 format!("user \"{user}\" is not allowed to use the admin console"),
             );
             conn.reject(&refuse("not_admin", report)).await;
-            return;
+            return None;
         }
         let _registered = ctx.admin.clients.register(&user, &database, peer);
         tracing::info!(?peer, %user, "admin console connected");
@@ -220,16 +242,17 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
         let phase = ctx.admission.phase().subscribe();
         let limit = ctx.limits.max_message_bytes;
         admin::console::run(conn.stream, conn.buf, admin, limit, phase).await;
-        return;
+        return None;
     }
-    let _user_slot = match ctx.admission.admit(&user) {
+    let user_slot = match ctx.admission.admit(&user) {
         Ok(slot) => slot,
         Err(report) => {
             let reason = match report.code {
                 sqlstate::TOO_MANY_CONNECTIONS => "max_connections_per_user",
                 _ => "shutting_down",
             };
-            return conn.reject(&refuse(reason, report)).await;
+            conn.reject(&refuse(reason, report)).await;
+            return None;
         }
     };
     let topology = ctx.topology.borrow().clone();
@@ -240,7 +263,7 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
             format!("database \"{database}\" does not exist"),
         );
         conn.reject(&refuse("unknown_database", report)).await;
-        return;
+        return None;
     };
     let registration = ctx.cancels.register();
     let registered = ctx.admin.clients.register(&user, &database, peer);
@@ -266,8 +289,11 @@ async fn run_session(login: Login, ctx: &FrontendContext, count: usize, peer: Op
     };
     // Every event of the session carries who it is (never a password or a parameter value).
     let span = tracing::info_span!("session", client = registered.info.id, %user, %database);
-    session::run(conn.stream, conn.buf, params, env)
-        .instrument(span)
-        .await;
-    tracing::info!(?peer, %user, %database, "client disconnected");
+    // Made here, not inside the block below: what a future is built from stays in it.
+    let run = session::run(conn.stream, conn.buf, params, env).instrument(span);
+    Some(Box::pin(async move {
+        let _held = (user_slot, registration, registered);
+        run.await;
+        tracing::info!(?peer, %user, %database, "client disconnected");
+    }))
 }

@@ -98,16 +98,32 @@ pub struct SessionEnv {
 
 /// Runs a logged-in client until it leaves. `client_in` holds bytes the client pipelined after
 /// its startup packet; `startup` are its startup parameters other than user and database.
-pub async fn run<C>(client: C, client_in: BytesMut, startup: Vec<(String, String)>, env: SessionEnv)
+pub fn run<C>(
+    client: C,
+    client_in: BytesMut,
+    startup: Vec<(String, String)>,
+    env: SessionEnv,
+) -> impl Future<Output = ()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut session = Session::new(client, client_in, env);
-    let ending = match session.start(startup).await {
-        Ok(()) => session.serve().await,
-        Err(report) => Ending::Fatal(report),
+    // Built here, not in the future: an async fn keeps its arguments' space for as long as it
+    // runs, and the session's state would be held twice.
+    run_session(Box::new(Session::new(client, client_in, env)), startup)
+}
+
+async fn run_session<C>(mut session: Box<Session<C>>, startup: Vec<(String, String)>)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    // Start and finish run once each, boxed: the future that lives as long as the client
+    // holds the wait between transactions (see `serve`).
+    let ending = if let Err(report) = Box::pin(session.start(startup)).await {
+        Ending::Fatal(report)
+    } else {
+        session.serve().await
     };
-    session.finish(ending).await;
+    Box::pin(session.finish(ending)).await;
 }
 
 /// Why a session ended.
@@ -148,7 +164,7 @@ struct Session<C> {
     /// a replay failure.
     aborting_transaction: bool,
     /// A failed settings replay, reported to the client at startup.
-    replay_error: Option<ErrorReport>,
+    replay_error: Option<Box<ErrorReport>>,
     /// Shards (by name, stable across reloads) this session wrote to, with when its last
     /// write there completed (`None`: still in flight), so its reads always see its writes.
     written: Vec<(String, Option<std::time::Instant>)>,
@@ -216,14 +232,43 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
     }
 
+    /// Serves the client until the session ends. Between transactions (no backend held) the
+    /// session waits in a small future; everything it does with a backend runs in a boxed
+    /// one, allocated when the client sends something: an idle client costs the session's
+    /// state, not the size of its largest path.
     async fn serve(&mut self) -> Ending {
         loop {
-            // Pipelined bytes may already be buffered (after startup, or behind a checkout).
-            if let Err(ending) = self.on_client_data().await {
+            if let Err(ending) = Box::pin(self.serve_while_busy()).await {
                 return ending;
             }
+            self.replies.release_when_empty();
+            let rest = self.rest();
+            let event = tokio::select! {
+                biased;
+                ending = self.env.limits.interrupt(rest) => return ending,
+                event = execute::pump(&mut self.client, None, &mut self.bufs, true) => event,
+            };
+            match event {
+                Ok(PumpEvent::ClientData) => {}
+                Ok(PumpEvent::ClientClosed) | Err(PumpError::Client(_)) => {
+                    return Ending::ClientLeft;
+                }
+                Ok(PumpEvent::BackendData | PumpEvent::BackendClosed)
+                | Err(PumpError::Backend(_)) => {
+                    return Ending::Fatal(internal("a backend event with no backend held".into()));
+                }
+            }
+        }
+    }
+
+    /// Handles what the client sent and the backend's replies until no backend is held and
+    /// what the client sent is handled (`Ok`), or the session ends (`Err`).
+    async fn serve_while_busy(&mut self) -> Result<(), Ending> {
+        loop {
+            // Pipelined bytes may already be buffered (after startup, or behind a checkout).
+            self.on_client_data().await?;
             if self.terminated {
-                return Ending::ClientLeft;
+                return Err(Ending::ClientLeft);
             }
             // A statement the proxy answered itself (a PREPARE the backend already had)
             // leaves no reply to wait for: the backend goes back now, not at the next event.
@@ -232,11 +277,14 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             // changed (a cross-shard read answered within `on_client_data` included).
             self.publish_activity();
             self.track_statement_timer();
+            if self.backend.is_none() {
+                return Ok(());
+            }
             let rest = self.rest();
             let (backend, liveness) = with_liveness(self.backend.as_mut());
             let event = tokio::select! {
                 biased;
-                ending = self.env.limits.interrupt(rest) => return ending,
+                ending = self.env.limits.interrupt(rest) => return Err(ending),
                 // After the pump: polled (~90 ns to register) only when no socket is ready,
                 // i.e. right before the task sleeps anyway; ~5 ns otherwise (measured, release).
                 event = execute::pump(&mut self.client, backend, &mut self.bufs, true) => Some(event),
@@ -259,9 +307,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     Err(self.backend_lost(&e.to_string(), Some(Cause::new(e))))
                 }
             };
-            if let Err(ending) = result {
-                return ending;
-            }
+            result?;
             self.roll_back_parked_if_failed().await;
             self.release_if_done();
             if self.backend.is_none() {
@@ -431,7 +477,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         self.batch.unnamed_on_backend = false;
         self.replies.push(Expect::hidden_query());
         let outcome = self.wait_for_replies().await;
-        let failure = outcome.err().or_else(|| self.replay_error.take());
+        let failure = (outcome.err()).or_else(|| self.replay_error.take().map(|report| *report));
         match failure {
             None => Ok(()),
             Some(report) => {

@@ -35,6 +35,7 @@ async fn connect_inner(uri: &BackendUri, addr: Arc<str>) -> Result<BackendConn, 
     ];
     let (mut hs, peer) = Handshake::log_in(uri, addr.clone(), &params).await?;
     let (reported, key) = hs.read_until_ready().await?;
+    let reported = std::sync::Arc::new(reported);
     let bytewise_text = hs.text_sorts_bytewise().await?;
     Ok(BackendConn {
         stream: hs.stream,

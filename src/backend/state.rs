@@ -35,14 +35,16 @@ pub enum Setting {
 /// through methods so the cached fingerprint can never go stale.
 #[derive(Debug, Clone, Default)]
 pub struct SessionState {
-    reported: BTreeMap<String, String>,
+    /// Shared by the clients and backends that saw the same reports (a client's copy costs
+    /// nothing until it changes a reported parameter).
+    reported: Arc<BTreeMap<String, String>>,
     applied: BTreeMap<String, Setting>,
     fingerprint: Cell<Option<u64>>,
 }
 
 impl SessionState {
     /// A state with these reported parameters and nothing applied.
-    pub fn with_reported(reported: BTreeMap<String, String>) -> Self {
+    pub fn with_reported(reported: Arc<BTreeMap<String, String>>) -> Self {
         Self {
             reported,
             ..Self::default()
@@ -52,6 +54,11 @@ impl SessionState {
     /// Reported parameters by the server's spelling of their names.
     pub fn reported(&self) -> &BTreeMap<String, String> {
         &self.reported
+    }
+
+    /// The reported parameters, shared.
+    pub fn shared_reported(&self) -> Arc<BTreeMap<String, String>> {
+        self.reported.clone()
     }
 
     /// Non-reported settings by lower-case name.
@@ -67,7 +74,7 @@ impl SessionState {
     /// The server reported a value.
     pub fn report(&mut self, name: &str, value: &str) {
         if self.reported.get(name).map(String::as_str) != Some(value) {
-            self.reported.insert(name.to_owned(), value.to_owned());
+            Arc::make_mut(&mut self.reported).insert(name.to_owned(), value.to_owned());
             self.fingerprint.set(None);
         }
     }

@@ -35,7 +35,8 @@ impl BackendManager {
 
 /// A pooled connection with its row in the pool's server list (gone when it is closed).
 pub struct PooledBackend {
-    conn: BackendConn,
+    /// Boxed: a session holding a checkout keeps a pointer, not the connection's state.
+    conn: Box<BackendConn>,
     /// Its row in `SHOW SERVERS`.
     pub entry: ServerEntry,
 }
@@ -62,7 +63,10 @@ impl bb8::ManageConnection for BackendManager {
         let conn = backend::connect(&self.uri, self.connect_timeout).await?;
         self.last_error.clear();
         let entry = self.servers.register(conn.cancel_target().key.pid);
-        Ok(PooledBackend { conn, entry })
+        Ok(PooledBackend {
+            conn: Box::new(conn),
+            entry,
+        })
     }
 
     async fn is_valid(&self, conn: &mut PooledBackend) -> Result<(), BackendError> {

@@ -20,7 +20,7 @@ pub(super) struct Batch {
     /// transaction after the client's Sync, as PostgreSQL would have.
     pub(super) abort_at_sync: bool,
     /// An extended-protocol portal reading several shards, waiting for its Execute.
-    pub(super) scatter_portal: Option<super::scatter::ScatterPortal>,
+    pub(super) scatter_portal: Option<Box<super::scatter::ScatterPortal>>,
     /// Such portals let go: suspended after an Execute's row limit (with their held rows),
     /// or answered before their Execute.
     pub(super) left_portals: Vec<super::scatter::LeftPortal>,

@@ -146,6 +146,13 @@ pub struct Replies {
 }
 
 impl Replies {
+    /// Lets the queue's memory go when it is empty: an idle client keeps none.
+    pub fn release_when_empty(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+    }
+
     /// True when every message sent has been answered.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

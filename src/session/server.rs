@@ -324,7 +324,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         }
         let report = wire::error_report(body, Blame::Client);
         tracing::warn!(error = %report.message, "replaying client settings on a backend failed");
-        self.replay_error = Some(report);
+        self.replay_error = Some(Box::new(report));
         if let Some(conn) = self.backend.as_deref_mut() {
             conn.mark_broken();
         }

@@ -66,7 +66,7 @@ impl ClientSettings {
     /// Settings of a client whose startup parameters were just applied on `conn`, which now
     /// holds exactly them.
     pub fn after_startup(conn: &mut BackendConn, startup: &[(String, String)]) -> Self {
-        let mut state = SessionState::with_reported(conn.state.reported().clone());
+        let mut state = SessionState::with_reported(conn.state.shared_reported());
         for (name, value) in startup {
             if !conn.state.is_reported(name) {
                 state.apply(name.to_ascii_lowercase(), Setting::Value(value.clone()));

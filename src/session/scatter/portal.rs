@@ -111,13 +111,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     }
 
     pub(super) fn hold_portal(&mut self, portal: &str, work: Held) {
-        self.batch.scatter_portal = Some(ScatterPortal {
+        self.batch.scatter_portal = Some(Box::new(ScatterPortal {
             work,
             portal: portal.to_owned(),
             describe: false,
             bind_answered: false,
             description_sent: false,
-        });
+        }));
     }
 
     /// Handles a client message while a cross-shard portal waits. Returns whether the message
@@ -150,7 +150,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                     && let Some(pending) = self.batch.scatter_portal.take()
                 {
                     return self
-                        .execute_scatter_portal(pending, max_rows)
+                        .execute_scatter_portal(*pending, max_rows)
                         .await
                         .map(|()| true);
                 }
