@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use futures::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -289,11 +290,12 @@ async fn admit(
     };
     // Every event of the session carries who it is (never a password or a parameter value).
     let span = tracing::info_span!("session", client = registered.info.id, %user, %database);
-    // Made here, not inside the block below: what a future is built from stays in it.
+    let held = (user_slot, registration, registered);
+    // A map of the session's future, not an async block awaiting it: that would hold the
+    // future twice (as what it captured and as what it awaits).
     let run = session::run(conn.stream, conn.buf, params, env).instrument(span);
-    Some(Box::pin(async move {
-        let _held = (user_slot, registration, registered);
-        run.await;
+    Some(Box::pin(run.map(move |()| {
+        drop(held);
         tracing::info!(?peer, %user, %database, "client disconnected");
-    }))
+    })))
 }

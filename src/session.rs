@@ -174,7 +174,7 @@ struct Session<C> {
     row_bytes_remaining: usize,
     /// A description in the backend's read buffer names these oids of this shard, which the
     /// proxy looks up before sending it (see `control::catalog_oids`).
-    oids_to_resolve: Option<(String, crate::control::catalog_oids::Unknown)>,
+    oids_to_resolve: Option<Box<(String, crate::control::catalog_oids::Unknown)>>,
     /// How many more times the cross-shard read being run may stop to look up oids its
     /// description names (see `scatter`).
     description_lookups_left: usize,

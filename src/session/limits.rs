@@ -123,7 +123,8 @@ impl SessionLimits {
         let timeout = async move {
             match idle {
                 Some((after, ending)) => {
-                    tokio::time::sleep(after).await;
+                    // Boxed: without idle timeouts, an idle session holds no timer.
+                    Box::pin(tokio::time::sleep(after)).await;
                     ending()
                 }
                 None => std::future::pending().await,

@@ -50,7 +50,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Ok(described) => described,
                 Err(unknown) => {
                     // Looked up before the description goes on (`on_backend_replies`).
-                    self.oids_to_resolve = Some(unknown);
+                    self.oids_to_resolve = Some(Box::new(unknown));
                     break Ok(());
                 }
             };
@@ -102,7 +102,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             if self.txn.finishing.is_some() {
                 self.finish_prepared().await?;
             }
-            let Some((shard, unknown)) = self.oids_to_resolve.take() else {
+            let Some((shard, unknown)) = self.oids_to_resolve.take().map(|boxed| *boxed) else {
                 return Ok(());
             };
             self.env
