@@ -179,7 +179,7 @@ pub struct CancelSlot(Arc<std::sync::Mutex<Vec<CancelTarget>>>);
 impl CancelSlot {
     /// Publishes (or clears, with `None`) the one backend the client is using.
     pub fn set(&self, target: Option<CancelTarget>) {
-        // In place: one per checkout and release, so no allocation.
+        // In place: one per checkout and release, so no allocation once it held one.
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         slot.clear();
         if let Some(target) = target {

@@ -71,9 +71,9 @@ pub struct Buffers {
 }
 
 impl Buffers {
-    /// Frees what the buffers hold once they are empty, between transactions: an idle client
-    /// keeps no buffer (its next transaction allocates a few; that costs less than the
-    /// memory of thousands of idle clients).
+    /// Frees what the buffers hold once they are empty, while no backend is held: an idle
+    /// client keeps no buffer (its next transaction allocates a few again; measured, that
+    /// costs no throughput, and thousands of idle clients keep kilobytes less each).
     pub fn shrink_when_idle(&mut self) {
         for buf in [
             &mut self.client_in,
@@ -121,7 +121,8 @@ where
     poll_fn(|cx| {
         drain_to_client(cx, client, bufs)?;
         if backend.is_none() {
-            // Between transactions, once the last reply went out.
+            // Nothing in flight on a backend (between transactions, or waiting for one):
+            // what went out leaves no buffer behind.
             bufs.shrink_when_idle();
         }
         if let Some(conn) = backend.as_deref_mut() {

@@ -290,12 +290,13 @@ async fn admit(
     };
     // Every event of the session carries who it is (never a password or a parameter value).
     let span = tracing::info_span!("session", client = registered.info.id, %user, %database);
-    let held = (user_slot, registration, registered);
+    // Let go in this order once the session ended (after it let its backend go).
+    let held = (registered, registration, user_slot);
     // A map of the session's future, not an async block awaiting it: that would hold the
     // future twice (as what it captured and as what it awaits).
     let run = session::run(conn.stream, conn.buf, params, env).instrument(span);
     Some(Box::pin(run.map(move |()| {
-        drop(held);
         tracing::info!(?peer, %user, %database, "client disconnected");
+        drop(held);
     })))
 }

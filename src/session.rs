@@ -264,6 +264,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     /// Handles what the client sent and the backend's replies until no backend is held and
     /// what the client sent is handled (`Ok`), or the session ends (`Err`).
     async fn serve_while_busy(&mut self) -> Result<(), Ending> {
+        // As after any event: a failed transaction's parked shards are rolled back.
+        self.roll_back_parked_if_failed().await;
         loop {
             // Pipelined bytes may already be buffered (after startup, or behind a checkout).
             self.on_client_data().await?;
@@ -310,9 +312,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             result?;
             self.roll_back_parked_if_failed().await;
             self.release_if_done();
-            if self.backend.is_none() {
-                self.bufs.shrink_when_idle();
-            }
         }
     }
 
