@@ -9,6 +9,7 @@ use super::transaction::Finishing;
 use super::{Ending, Session};
 use crate::control::catalog_oids::Unknown;
 use crate::error::{Blame, Cause, SqlState, sqlstate};
+use crate::pool::Liveness;
 use crate::wire::{self, ParameterStatus, TxStatus, command_tag, peek_header, tag};
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
@@ -105,11 +106,19 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             let Some((shard, unknown)) = self.oids_to_resolve.take().map(|boxed| *boxed) else {
                 return Ok(());
             };
-            self.env
-                .database
-                .catalog_oids
-                .resolve(&shard, &unknown)
-                .await;
+            // The look-up reads the shard's catalog on a connection of its own: when the
+            // shard stops answering, the statement is given up within the health check's
+            // bound, as any other wait on that server, not after the look-up's timeouts.
+            let database = self.env.database.clone();
+            let (_, liveness) = super::with_liveness(self.backend.as_mut());
+            let stopped = tokio::select! {
+                () = database.catalog_oids.resolve(&shard, &unknown) => false,
+                () = Liveness::stopped_if_held(liveness) => true,
+            };
+            if stopped {
+                // Boxed: giving up may run a replica's query again, which comes back here.
+                return Box::pin(self.server_stopped_answering()).await;
+            }
         }
     }
 
