@@ -112,7 +112,8 @@ impl OpenWriters {
                 return Err(self.waits_for_the_move(blocked));
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(self.not_ended(first, open.len(), wait));
+                let transactions: HashSet<String> = open.iter().map(|row| row.get(0)).collect();
+                return Err(self.not_ended(first, transactions.len(), wait));
             }
             for row in &open {
                 self.note(row);
