@@ -7,8 +7,8 @@
 //! 2. **Fence writes** to the keys that change shard ([`FenceState::Writes`]), wait until
 //!    every transaction that began before has ended (on the sources too, see `writers`),
 //!    read each slot up to its source's current position, delete the moved rows from the
-//!    sources, and `PREPARE TRANSACTION` every side. Nothing is visible yet, and a failure rolls all back. Writes to other keys,
-//!    and all reads, go on.
+//!    sources, and `PREPARE TRANSACTION` every side. Nothing is visible yet, and a failure
+//!    rolls all back. Writes to other keys, and all reads, go on.
 //! 3. **Switch**: hold statements on map tables for the moment of the commit
 //!    ([`FenceState::Switching`]), `COMMIT PREPARED` everywhere, wait for the replicas to
 //!    replay it, publish the new map, and let the statements go on under it.
